@@ -1,0 +1,144 @@
+//! The snapping grid (SPEC §4.3): every distance, radius decision and ordering is computed
+//! between H3 cell centres, then rounded up to bands no finer than the cell.
+
+use h3o::{CellIndex, LatLng, Resolution};
+
+use super::{Coordinates, ValidationError};
+
+/// The coarsest and finest snapping resolutions accepted. Finer than 10 (66 m edges) would
+/// hand trilateration back its precision; coarser than 7 (1.4 km edges) makes bands useless.
+pub const SNAP_RESOLUTIONS: std::ops::RangeInclusive<u8> = 7..=10;
+
+/// The grid both ends of every distance are snapped to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapGrid {
+    resolution: Resolution,
+    /// The smallest band, before step rounding: a cell's diameter.
+    min_band_m: f64,
+    /// A lower bound on the centre distance gained per grid ring (see `ring_lower_bound_m`).
+    ring_step_m: f64,
+}
+
+impl SnapGrid {
+    /// The grid at H3 resolution `resolution` (SPEC default 9: H3 v4 gives 201 m average edges).
+    pub fn new(resolution: u8) -> Result<Self, ValidationError> {
+        if !SNAP_RESOLUTIONS.contains(&resolution) {
+            return Err(ValidationError::new(
+                "snap_resolution",
+                "must be between 7 and 10",
+            ));
+        }
+        let resolution = Resolution::try_from(resolution)
+            .map_err(|_| ValidationError::new("snap_resolution", "is not an H3 resolution"))?;
+        let edge_m = resolution.edge_length_m();
+        Ok(Self {
+            resolution,
+            min_band_m: 2.0 * edge_m,
+            // Neighbouring hexagon centres are 1.5-1.73 edges apart; H3 cells near one point
+            // can be 30 % smaller than the average edge, so one edge per ring is a safe floor.
+            ring_step_m: edge_m,
+        })
+    }
+
+    /// The H3 resolution.
+    pub fn resolution(&self) -> Resolution {
+        self.resolution
+    }
+
+    /// The cell a position snaps to.
+    pub fn snap(&self, coords: Coordinates) -> CellIndex {
+        // In range and finite by construction, so LatLng::new cannot fail.
+        LatLng::new(coords.lat(), coords.lng())
+            .map(|ll| ll.to_cell(self.resolution))
+            .unwrap_or_else(|_| unreachable!("Coordinates are range-checked"))
+    }
+
+    /// The distance between two cells' centres, in metres.
+    pub fn centre_distance_m(&self, a: CellIndex, b: CellIndex) -> f64 {
+        if a == b {
+            return 0.0;
+        }
+        LatLng::from(a).distance_m(LatLng::from(b))
+    }
+
+    /// The band shown for a centre distance: never below the cell diameter, rounded up to
+    /// 100 m steps up to 1 km and to 1 km steps beyond.
+    pub fn band_m(&self, centre_distance_m: f64) -> u32 {
+        let d = centre_distance_m.max(self.min_band_m);
+        let step = if d <= 1_000.0 { 100.0 } else { 1_000.0 };
+        ((d / step).ceil() * step) as u32
+    }
+
+    /// The cells at grid distance exactly `k` from `centre`.
+    pub fn ring(&self, centre: CellIndex, k: u32) -> Vec<CellIndex> {
+        centre.grid_ring(k)
+    }
+
+    /// A lower bound on the centre distance of any cell at grid distance `k` or more.
+    pub fn ring_lower_bound_m(&self, k: u32) -> f64 {
+        f64::from(k) * self.ring_step_m
+    }
+
+    /// The last ring that can hold a cell within `max_distance_m`.
+    pub fn max_ring(&self, max_distance_m: u32) -> u32 {
+        (f64::from(max_distance_m) / self.ring_step_m).ceil() as u32 + 1
+    }
+}
+
+impl Default for SnapGrid {
+    fn default() -> Self {
+        Self::new(9).unwrap_or_else(|_| unreachable!("9 is a valid resolution"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(lat: f64, lng: f64) -> Coordinates {
+        Coordinates::new(lat, lng).unwrap()
+    }
+
+    #[test]
+    fn bands_are_never_finer_than_the_cell() {
+        let grid = SnapGrid::default();
+        // res 9 edges average 201 m (H3 v4 figures), so a cell is about 402 m across.
+        assert_eq!(grid.band_m(0.0), 500);
+        assert_eq!(grid.band_m(501.0), 600);
+        assert_eq!(grid.band_m(1_000.0), 1_000);
+        assert_eq!(grid.band_m(1_000.1), 2_000);
+        assert_eq!(grid.band_m(4_200.0), 5_000);
+    }
+
+    #[test]
+    fn positions_in_one_cell_are_indistinguishable() {
+        let grid = SnapGrid::default();
+        let a = grid.snap(at(39.9, 116.4));
+        let b = grid.snap(at(39.900_1, 116.400_1));
+        assert_eq!(a, b);
+        assert_eq!(grid.centre_distance_m(a, b), 0.0);
+    }
+
+    #[test]
+    fn ring_bounds_never_exceed_real_centre_distances() {
+        let grid = SnapGrid::default();
+        for (lat, lng) in [(39.9, 116.4), (0.0, 0.0), (64.1, -21.9), (-33.9, 151.2)] {
+            let centre = grid.snap(at(lat, lng));
+            for k in [1, 5, 20] {
+                let nearest = grid
+                    .ring(centre, k)
+                    .into_iter()
+                    .map(|c| grid.centre_distance_m(centre, c))
+                    .fold(f64::INFINITY, f64::min);
+                assert!(nearest >= grid.ring_lower_bound_m(k), "k={k} at {lat},{lng}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_resolutions_seven_to_ten_are_accepted() {
+        assert!(SnapGrid::new(6).is_err());
+        assert!(SnapGrid::new(11).is_err());
+        assert!(SnapGrid::new(10).is_ok());
+    }
+}

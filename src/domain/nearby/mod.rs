@@ -1,0 +1,13 @@
+//! People Nearby: which cells to read, which candidates pass, and their order (SPEC §4.3).
+//!
+//! Order is by distance band, then by a keyed pseudo-random key that is stable for one viewer
+//! cell and one epoch, then by user id. Fine distance never takes part, so neither the list
+//! order nor repeated queries reveal more than the band.
+
+mod order;
+mod page;
+mod query;
+
+pub use order::{OrderContext, Secret};
+pub use page::PageToken;
+pub use query::{Cursor, Hit, NearbyQuery, Page};

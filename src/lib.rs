@@ -1,0 +1,9 @@
+//! vicinity: a consent-gated, privacy-first backend for People Nearby and Shake.
+//!
+//! # Layout
+//!
+//! - [`domain`]: pure rules: validation newtypes, consent, retention, the snapping grid and
+//!   the nearby ranking. No I/O; time is passed in.
+#![warn(missing_docs)]
+
+pub mod domain;
