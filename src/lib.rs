@@ -4,6 +4,9 @@
 //!
 //! - [`domain`]: pure rules: validation newtypes, consent, retention, the snapping grid and
 //!   the nearby ranking. No I/O; time is passed in.
+//! - [`storage`]: the location and consent store traits, the embedded backend and the
+//!   conformance suite every backend passes.
 #![warn(missing_docs)]
 
 pub mod domain;
+pub mod storage;

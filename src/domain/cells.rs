@@ -130,7 +130,10 @@ mod tests {
                     .into_iter()
                     .map(|c| grid.centre_distance_m(centre, c))
                     .fold(f64::INFINITY, f64::min);
-                assert!(nearest >= grid.ring_lower_bound_m(k), "k={k} at {lat},{lng}");
+                assert!(
+                    nearest >= grid.ring_lower_bound_m(k),
+                    "k={k} at {lat},{lng}"
+                );
             }
         }
     }

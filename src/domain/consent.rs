@@ -178,22 +178,39 @@ mod tests {
             .grant(&notice, &Source::default(), now, "c1".into())
             .unwrap();
         assert!(granted.is_granted());
-        assert!(granted.grant(&notice, &Source::default(), now, "c2".into()).is_none());
+        assert!(
+            granted
+                .grant(&notice, &Source::default(), now, "c2".into())
+                .is_none()
+        );
         let newer = NoticeVersion::parse("2026-02").unwrap();
-        assert!(granted.grant(&newer, &Source::default(), now, "c3".into()).is_some());
+        assert!(
+            granted
+                .grant(&newer, &Source::default(), now, "c3".into())
+                .is_some()
+        );
     }
 
     #[test]
     fn withdrawing_is_recorded_once() {
         let undecided = ConsentRecord::undecided(alice(), Feature::Shake);
-        let withdrawn = undecided.withdraw(Timestamp::from_millis(1), "w".into()).unwrap();
+        let withdrawn = undecided
+            .withdraw(Timestamp::from_millis(1), "w".into())
+            .unwrap();
         assert_eq!(withdrawn.state, ConsentState::Withdrawn);
-        assert!(withdrawn.withdraw(Timestamp::from_millis(2), "x".into()).is_none());
+        assert!(
+            withdrawn
+                .withdraw(Timestamp::from_millis(2), "x".into())
+                .is_none()
+        );
     }
 
     #[test]
     fn notice_version_is_required_and_bounded() {
-        assert_eq!(NoticeVersion::parse("").unwrap_err().field, "notice_version");
+        assert_eq!(
+            NoticeVersion::parse("").unwrap_err().field,
+            "notice_version"
+        );
         assert!(NoticeVersion::parse(&"v".repeat(65)).is_err());
         assert!(Source::parse("").is_ok());
         assert!(Source::parse("bad\nline").is_err());

@@ -104,8 +104,14 @@ mod tests {
     #[test]
     fn coordinates_outside_the_globe_are_refused_with_the_field_named() {
         assert_eq!(Coordinates::new(90.1, 0.0).unwrap_err().field, "latitude");
-        assert_eq!(Coordinates::new(f64::NAN, 0.0).unwrap_err().field, "latitude");
-        assert_eq!(Coordinates::new(0.0, -180.5).unwrap_err().field, "longitude");
+        assert_eq!(
+            Coordinates::new(f64::NAN, 0.0).unwrap_err().field,
+            "latitude"
+        );
+        assert_eq!(
+            Coordinates::new(0.0, -180.5).unwrap_err().field,
+            "longitude"
+        );
         assert_eq!(
             Coordinates::new(0.0, f64::INFINITY).unwrap_err().field,
             "longitude"
@@ -115,7 +121,10 @@ mod tests {
 
     #[test]
     fn accuracy_must_be_finite_and_not_negative() {
-        assert_eq!(Location::new(0.0, 0.0, -1.0).unwrap_err().field, "accuracy_m");
+        assert_eq!(
+            Location::new(0.0, 0.0, -1.0).unwrap_err().field,
+            "accuracy_m"
+        );
         assert_eq!(
             Location::new(0.0, 0.0, f32::NAN).unwrap_err().field,
             "accuracy_m"
@@ -124,14 +133,19 @@ mod tests {
 
     #[test]
     fn stored_positions_are_rounded_to_about_ten_metres() {
-        let c = Coordinates::new(39.912_345_678, 116.398_765_432).unwrap().rounded();
+        let c = Coordinates::new(39.912_345_678, 116.398_765_432)
+            .unwrap()
+            .rounded();
         assert_eq!((c.lat(), c.lng()), (39.9123, 116.3988));
     }
 
     #[test]
     fn debug_output_never_shows_a_coordinate() {
         let c = Coordinates::new(39.912_345, 116.398_765).unwrap();
-        let text = format!("{c:?} {:?}", Location::new(39.912_345, 116.398_765, 5.0).unwrap());
+        let text = format!(
+            "{c:?} {:?}",
+            Location::new(39.912_345, 116.398_765, 5.0).unwrap()
+        );
         assert!(!text.contains("39.9") && !text.contains("116.3"), "{text}");
     }
 }

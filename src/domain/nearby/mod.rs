@@ -7,7 +7,9 @@
 mod order;
 mod page;
 mod query;
+mod request;
 
 pub use order::{OrderContext, Secret};
 pub use page::PageToken;
-pub use query::{Cursor, Hit, NearbyQuery, Page};
+pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
+pub use request::NearbyRequest;

@@ -97,8 +97,14 @@ mod tests {
         let a = OrderContext::new(&secret, cell, 1);
         assert_eq!(a.key(&user), OrderContext::new(&secret, cell, 1).key(&user));
         assert_ne!(a.key(&user), OrderContext::new(&secret, cell, 2).key(&user));
-        assert_ne!(a.key(&user), OrderContext::new(&secret, other, 1).key(&user));
+        assert_ne!(
+            a.key(&user),
+            OrderContext::new(&secret, other, 1).key(&user)
+        );
         let other_secret = Secret::from_bytes([8; 32]);
-        assert_ne!(a.key(&user), OrderContext::new(&other_secret, cell, 1).key(&user));
+        assert_ne!(
+            a.key(&user),
+            OrderContext::new(&other_secret, cell, 1).key(&user)
+        );
     }
 }

@@ -106,7 +106,10 @@ mod tests {
     fn a_token_round_trips_under_the_same_secret_and_binding() {
         let secret = Secret::from_bytes([1; 32]);
         let text = token().encode(&secret, b"alice|5000|any");
-        assert_eq!(PageToken::decode(&text, &secret, b"alice|5000|any").unwrap(), token());
+        assert_eq!(
+            PageToken::decode(&text, &secret, b"alice|5000|any").unwrap(),
+            token()
+        );
     }
 
     #[test]
@@ -121,7 +124,12 @@ mod tests {
         let flipped = String::from_utf8(flipped).unwrap();
         assert!(PageToken::decode(&flipped, &secret, b"alice").is_err());
         for junk in ["", "zz", "abc", "00"] {
-            assert_eq!(PageToken::decode(junk, &secret, b"alice").unwrap_err().field, FIELD);
+            assert_eq!(
+                PageToken::decode(junk, &secret, b"alice")
+                    .unwrap_err()
+                    .field,
+                FIELD
+            );
         }
     }
 }

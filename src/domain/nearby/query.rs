@@ -89,8 +89,7 @@ impl Collector<'_> {
     /// gender and cursor.
     pub fn offer(&mut self, user_id: &UserId, gender: Gender, last_active: Timestamp) {
         let q = self.query;
-        if *user_id == q.viewer || !q.gender_filter.admits(gender) || q.exclude.contains(user_id)
-        {
+        if *user_id == q.viewer || !q.gender_filter.admits(gender) || q.exclude.contains(user_id) {
             return;
         }
         let mut key = 0;
@@ -193,7 +192,11 @@ mod tests {
         for n in 0..300 {
             let lng = 116.4 + (n / 30) as f64 * 0.004;
             let cell = grid.snap(Coordinates::new(39.9, lng).unwrap());
-            let gender = if n % 2 == 0 { Gender::Female } else { Gender::Male };
+            let gender = if n % 2 == 0 {
+                Gender::Female
+            } else {
+                Gender::Male
+            };
             cells.entry(cell).or_default().push((user(n), gender));
         }
         (origin, cells)
@@ -211,7 +214,11 @@ mod tests {
         }
     }
 
-    fn run(q: &NearbyQuery, grid: &SnapGrid, cells: &HashMap<CellIndex, Vec<(UserId, Gender)>>) -> Page {
+    fn run(
+        q: &NearbyQuery,
+        grid: &SnapGrid,
+        cells: &HashMap<CellIndex, Vec<(UserId, Gender)>>,
+    ) -> Page {
         q.search(grid, |cell, sink| {
             for (u, g) in cells.get(&cell).into_iter().flatten() {
                 sink.offer(u, *g, Timestamp::default());
@@ -260,7 +267,11 @@ mod tests {
         q.exclude.insert(user(1));
         let page = run(&q, &grid, &cells);
         assert!(page.hits.iter().all(|h| h.gender == Gender::Male));
-        assert!(page.hits.iter().all(|h| h.user_id != user(1) && h.user_id != user(0)));
+        assert!(
+            page.hits
+                .iter()
+                .all(|h| h.user_id != user(1) && h.user_id != user(0))
+        );
     }
 
     #[test]
@@ -270,7 +281,9 @@ mod tests {
         let mut q = query(origin, 10);
         q.max_distance_m = 1_000;
         let mut farthest: f64 = 0.0;
-        q.search(&grid, |cell, _| farthest = farthest.max(grid.centre_distance_m(origin, cell)));
+        q.search(&grid, |cell, _| {
+            farthest = farthest.max(grid.centre_distance_m(origin, cell))
+        });
         assert!(farthest <= 1_000.0 && farthest > 500.0);
     }
 }

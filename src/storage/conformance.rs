@@ -1,0 +1,339 @@
+//! The conformance suite every store backend must pass (the memory store, a single Redis and
+//! a Redis Cluster run the same checks). It panics on the first broken promise, like a test.
+//!
+//! The suite uses users whose ids start with `conf-` and the default snapping grid; it needs a
+//! store with nothing else in it, or at least nothing near (10.0, 10.0).
+
+use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use super::{ConsentStore, LocationStore, Position, StoreResult};
+use crate::domain::{
+    ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
+    nearby::{NearbyRequest, Secret},
+    user::GenderFilter,
+};
+
+/// A future the fixture returns.
+pub type ProbeFuture = Pin<Box<dyn Future<Output = StoreResult<usize>> + Send>>;
+/// A future that lets time pass.
+pub type StepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A backend under test and how to observe it.
+pub struct Fixture {
+    /// The location store.
+    pub locations: Arc<dyn LocationStore>,
+    /// The consent store.
+    pub consents: Arc<dyn ConsentStore>,
+    /// Moves the store's clock forward by at least the given duration (a manual clock, or a
+    /// real sleep for a store whose clock cannot be moved).
+    pub advance: Box<dyn Fn(Duration) -> StepFuture + Send + Sync>,
+    /// Counts the location entries physically held, bypassing anything that hides expired
+    /// data (for Redis: `DBSIZE` and member counts, never `SCAN` or `EXISTS`).
+    pub physical_entries: Box<dyn Fn() -> ProbeFuture + Send + Sync>,
+    /// How long after a deadline data may still physically exist.
+    pub sweep_bound: Duration,
+}
+
+/// Runs every check, in order, on one fixture.
+pub async fn run(fx: Fixture) {
+    upsert_then_get_returns_the_rounded_entry(&fx).await;
+    clearing_is_physical_and_idempotent(&fx).await;
+    nearby_lists_others_in_range_by_band(&fx).await;
+    nearby_requires_the_viewers_own_entry(&fx).await;
+    moving_leaves_the_old_cell(&fx).await;
+    leaving_keeps_the_entry_visible_until_its_deadline(&fx).await;
+    expired_entries_are_never_returned_and_are_purged(&fx).await;
+    consent_records_follow_their_contract(&fx).await;
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(&format!("conf-{name}"), "user_id").expect("valid test id")
+}
+
+fn position(name: &str, lat: f64, lng: f64, gender: Gender) -> Position {
+    let location = Location::new(lat, lng, 5.0).expect("valid").rounded();
+    Position {
+        user_id: user(name),
+        feature: Feature::PeopleNearby,
+        location,
+        cell: SnapGrid::default().snap(location.coords),
+        gender,
+    }
+}
+
+fn request(viewer: &str) -> NearbyRequest {
+    NearbyRequest {
+        viewer: user(viewer),
+        max_distance_m: 5_000,
+        limit: 100,
+        gender_filter: GenderFilter::Any,
+        exclude: HashSet::new(),
+        secret: Arc::new(Secret::from_bytes([9; 32])),
+        page: None,
+    }
+}
+
+fn long() -> Retention {
+    Retention::default()
+}
+
+async fn listed(fx: &Fixture, viewer: &str) -> Vec<(String, u32)> {
+    let result = fx.locations.nearby(&request(viewer)).await.expect("nearby");
+    let page = result.expect("viewer has an entry").page;
+    page.hits
+        .into_iter()
+        .map(|h| {
+            (
+                h.user_id.as_str().trim_start_matches("conf-").to_owned(),
+                h.band_m,
+            )
+        })
+        .collect()
+}
+
+async fn physical(fx: &Fixture) -> usize {
+    (fx.physical_entries)().await.expect("probe")
+}
+
+async fn clear_all(fx: &Fixture, names: &[&str]) {
+    for name in names {
+        fx.locations
+            .clear(&user(name), &Feature::ALL)
+            .await
+            .expect("clear");
+    }
+}
+
+async fn upsert_then_get_returns_the_rounded_entry(fx: &Fixture) {
+    let before = fx.locations.now().await.expect("now");
+    let pos = position("a", 10.000_123_4, 10.000_987_6, Gender::Female);
+    let deadlines = fx
+        .locations
+        .upsert(pos.clone(), long())
+        .await
+        .expect("upsert");
+    assert!(
+        deadlines.last_active >= before,
+        "deadlines come from the store's clock"
+    );
+    assert_eq!(
+        deadlines.purge_at,
+        deadlines.last_active.plus(long().window())
+    );
+    let entry = fx
+        .locations
+        .get(Feature::PeopleNearby, &user("a"))
+        .await
+        .expect("get")
+        .expect("entry is there");
+    assert_eq!(entry.position, pos);
+    assert_eq!(entry.deadlines, deadlines);
+    assert!(!entry.left);
+    let coords = entry.position.location.coords;
+    assert_eq!((coords.lat(), coords.lng()), (10.0001, 10.001));
+    let missing = fx
+        .locations
+        .get(Feature::Shake, &user("a"))
+        .await
+        .expect("get");
+    assert!(missing.is_none(), "entries are per feature");
+    clear_all(fx, &["a"]).await;
+}
+
+async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    fx.locations
+        .upsert(position("c", 10.0, 10.0, Gender::Male), long())
+        .await
+        .expect("upsert");
+    assert!(physical(fx).await > baseline);
+    let cleared = fx
+        .locations
+        .clear(&user("c"), &Feature::ALL)
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 1);
+    assert_eq!(physical(fx).await, baseline, "nothing of the entry remains");
+    let again = fx
+        .locations
+        .clear(&user("c"), &Feature::ALL)
+        .await
+        .expect("clear");
+    assert_eq!(again, 0, "clearing what is not there is Ok(0)");
+    let gone = fx
+        .locations
+        .get(Feature::PeopleNearby, &user("c"))
+        .await
+        .expect("get");
+    assert!(gone.is_none());
+}
+
+async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
+    let people = [
+        ("v", 10.0, 10.0),
+        ("near", 10.001, 10.001),
+        ("mid", 10.02, 10.0),
+        ("far", 10.2, 10.0),
+    ];
+    for (name, lat, lng) in people {
+        fx.locations
+            .upsert(position(name, lat, lng, Gender::Female), long())
+            .await
+            .expect("upsert");
+    }
+    let seen = listed(fx, "v").await;
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["near", "mid"],
+        "sorted by band, self and the far one left out"
+    );
+    assert!(
+        seen[0].1 <= 500 && seen[1].1 == 3_000,
+        "bands, not distances: {seen:?}"
+    );
+    clear_all(fx, &["v", "near", "mid", "far"]).await;
+}
+
+async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
+    let none = fx
+        .locations
+        .nearby(&request("nobody"))
+        .await
+        .expect("nearby");
+    assert!(none.is_none(), "no own entry, no list");
+}
+
+async fn moving_leaves_the_old_cell(fx: &Fixture) {
+    for (name, lat) in [("v2", 10.0), ("mover", 10.001)] {
+        fx.locations
+            .upsert(position(name, lat, 10.0, Gender::Male), long())
+            .await
+            .expect("upsert");
+    }
+    let baseline = physical(fx).await;
+    fx.locations
+        .upsert(position("mover", 11.0, 10.0, Gender::Male), long())
+        .await
+        .expect("move");
+    assert!(
+        listed(fx, "v2").await.is_empty(),
+        "the old position is gone"
+    );
+    assert_eq!(physical(fx).await, baseline, "a move replaces, never adds");
+    clear_all(fx, &["v2", "mover"]).await;
+}
+
+async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
+    for (name, lat) in [("v3", 10.0), ("leaver", 10.001)] {
+        fx.locations
+            .upsert(position(name, lat, 10.0, Gender::Male), long())
+            .await
+            .expect("upsert");
+    }
+    let left = fx
+        .locations
+        .leave(Feature::PeopleNearby, &user("leaver"), long())
+        .await
+        .expect("leave")
+        .expect("was in the feature");
+    let entry = fx
+        .locations
+        .get(Feature::PeopleNearby, &user("leaver"))
+        .await
+        .expect("get")
+        .expect("still held until purge_at");
+    assert!(entry.left);
+    assert_eq!(entry.deadlines, left);
+    assert_eq!(listed(fx, "v3").await.len(), 1, "a leaver stays visible");
+    let own = fx
+        .locations
+        .nearby(&request("leaver"))
+        .await
+        .expect("nearby");
+    assert!(own.is_none(), "a leaver cannot look");
+    let absent = fx
+        .locations
+        .leave(Feature::Shake, &user("leaver"), long())
+        .await
+        .expect("leave");
+    assert!(absent.is_none());
+    clear_all(fx, &["v3", "leaver"]).await;
+}
+
+async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let short = Retention::new(Duration::from_secs(1)).expect("valid");
+    fx.locations
+        .upsert(position("v4", 10.0, 10.0, Gender::Male), long())
+        .await
+        .expect("upsert");
+    let deadlines = fx
+        .locations
+        .upsert(position("brief", 10.001, 10.0, Gender::Male), short)
+        .await
+        .expect("upsert");
+    (fx.advance)(Duration::from_millis(1_100)).await;
+    let now = fx.locations.now().await.expect("now");
+    assert!(now >= deadlines.purge_at);
+    let got = fx
+        .locations
+        .get(Feature::PeopleNearby, &user("brief"))
+        .await;
+    assert!(
+        got.expect("get").is_none(),
+        "expired entries are never returned"
+    );
+    assert!(listed(fx, "v4").await.is_empty(), "nor listed");
+    let limit = deadlines.purge_at.plus(fx.sweep_bound);
+    loop {
+        if physical(fx).await == baseline + 1 {
+            break;
+        }
+        let now = fx.locations.now().await.expect("now");
+        assert!(
+            now < limit,
+            "still physically present {:?} after purge_at",
+            fx.sweep_bound
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fx.locations.purge_expired().await.expect("purge"), 0);
+    clear_all(fx, &["v4"]).await;
+}
+
+async fn consent_records_follow_their_contract(fx: &Fixture) {
+    let who = user("consent");
+    let first = fx
+        .consents
+        .current(&who, Feature::Shake)
+        .await
+        .expect("current");
+    assert_eq!(first, ConsentRecord::undecided(who.clone(), Feature::Shake));
+    let at = Timestamp::from_millis(1_000);
+    let notice = crate::domain::NoticeVersion::parse("n1").expect("valid");
+    let source = crate::domain::Source::default();
+    let grant = first
+        .grant(&notice, &source, at, "c1".into())
+        .expect("a change");
+    fx.consents.append(grant.clone()).await.expect("append");
+    let withdraw = grant.withdraw(at.plus(Duration::from_secs(1)), "c2".into());
+    fx.consents
+        .append(withdraw.clone().expect("a change"))
+        .await
+        .expect("append");
+    let current = fx.consents.all_current(&who).await.expect("all");
+    assert_eq!(current.len(), 2);
+    assert_eq!(
+        current[0].state,
+        ConsentState::Undecided,
+        "People Nearby untouched"
+    );
+    assert_eq!(current[1].state, ConsentState::Withdrawn);
+    let history = fx.consents.history(&who).await.expect("history");
+    assert_eq!(history, vec![grant, withdraw.expect("a change")]);
+    assert_eq!(fx.consents.forget(&who).await.expect("forget"), 2);
+    assert!(fx.consents.history(&who).await.expect("history").is_empty());
+    assert_eq!(fx.consents.forget(&who).await.expect("forget"), 0);
+    fx.consents.ping().await.expect("ping");
+}

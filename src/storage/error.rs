@@ -1,0 +1,46 @@
+//! The storage layer's error.
+
+use std::fmt;
+
+/// What went wrong in a store, in terms the service can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store cannot be reached or refused the command; retrying later may work.
+    Unavailable,
+    /// The store did not answer in time.
+    Timeout,
+    /// The store holds something this version cannot read.
+    Corrupt,
+}
+
+/// A storage error. Its message never contains stored data.
+#[derive(Debug, thiserror::Error)]
+pub struct StoreError {
+    /// The kind.
+    pub kind: StoreErrorKind,
+    /// What failed, for the log.
+    pub context: &'static str,
+    /// The underlying error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error of `kind` while doing `context`.
+    pub fn new(kind: StoreErrorKind, context: &'static str) -> Self {
+        Self {
+            kind,
+            context,
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store {:?} while {}", self.kind, self.context)
+    }
+}
+
+/// A storage result.
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,359 @@
+//! The embedded in-memory store, built like mini-redis's `Db`: one std `Mutex` never held
+//! across `.await`, a `BTreeSet<(deadline, key)>` of expirations, a purge task woken by
+//! `Notify`, and shutdown of that task when the store is dropped.
+//!
+//! For local use and fast tests: nothing survives a restart, and nothing is shared between
+//! processes, so several service nodes need the Redis store.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use h3o::CellIndex;
+use tokio::sync::Notify;
+use tonic::async_trait;
+
+use super::{ConsentStore, LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
+use crate::domain::{
+    Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
+    UserId, nearby::NearbyRequest,
+};
+
+type EntryKey = (Feature, UserId);
+
+/// What a cell keeps of each member: enough to filter and rank without another lookup.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    gender: Gender,
+    deadlines: Deadlines,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<EntryKey, LocationEntry>,
+    cells: HashMap<(Feature, CellIndex), HashMap<UserId, Member>>,
+    expirations: BTreeSet<(Timestamp, Feature, UserId)>,
+    consent_history: HashMap<UserId, Vec<ConsentEvent>>,
+    shutdown: bool,
+}
+
+impl State {
+    fn remove(&mut self, key: &EntryKey) -> bool {
+        let Some(entry) = self.entries.remove(key) else {
+            return false;
+        };
+        self.expirations
+            .remove(&(entry.deadlines.purge_at, key.0, key.1.clone()));
+        let cell_key = (key.0, entry.position.cell);
+        if let Some(members) = self.cells.get_mut(&cell_key) {
+            members.remove(&key.1);
+            if members.is_empty() {
+                self.cells.remove(&cell_key);
+            }
+        }
+        true
+    }
+
+    fn insert(&mut self, entry: LocationEntry) {
+        let key = (entry.position.feature, entry.position.user_id.clone());
+        self.remove(&key);
+        let member = Member {
+            gender: entry.position.gender,
+            deadlines: entry.deadlines,
+        };
+        self.expirations
+            .insert((entry.deadlines.purge_at, key.0, key.1.clone()));
+        self.cells
+            .entry((key.0, entry.position.cell))
+            .or_default()
+            .insert(key.1.clone(), member);
+        self.entries.insert(key, entry);
+    }
+
+    /// Removes everything due at `now`; returns how many and the next deadline.
+    fn purge_due(&mut self, now: Timestamp) -> (u32, Option<Timestamp>) {
+        let mut purged = 0;
+        while let Some((deadline, feature, user)) = self.expirations.first().cloned() {
+            if deadline > now {
+                return (purged, Some(deadline));
+            }
+            self.remove(&(feature, user));
+            purged += 1;
+        }
+        (purged, None)
+    }
+
+    fn live(&self, key: &EntryKey, now: Timestamp) -> Option<&LocationEntry> {
+        self.entries
+            .get(key)
+            .filter(|e| !e.deadlines.is_expired(now))
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    clock: Arc<dyn Clock>,
+    grid: SnapGrid,
+    sweep_interval: Duration,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than losing the store, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The embedded store: both a [`LocationStore`] and a [`ConsentStore`].
+#[derive(Debug)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+impl MemoryStore {
+    /// Starts a store and its purge task (call inside a tokio runtime). The task checks at
+    /// each deadline and at least every `sweep_interval`, and stops when the store is dropped.
+    pub fn start(clock: Arc<dyn Clock>, grid: SnapGrid, sweep_interval: Duration) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            clock,
+            grid,
+            sweep_interval,
+        });
+        tokio::spawn(purge_task(shared.clone()));
+        Arc::new(Self { shared })
+    }
+
+    /// How many location entries are physically held (for purge proofs).
+    pub fn physical_entries(&self) -> usize {
+        let state = self.shared.lock();
+        let in_cells: usize = state.cells.values().map(HashMap::len).sum();
+        state
+            .entries
+            .len()
+            .max(in_cells)
+            .max(state.expirations.len())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+}
+
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn purge_task(shared: Arc<Shared>) {
+    loop {
+        let now = shared.clock.now();
+        let next = {
+            let mut state = shared.lock();
+            if state.shutdown {
+                return;
+            }
+            state.purge_due(now).1
+        };
+        let wait = next
+            .map_or(shared.sweep_interval, |at| at.since(now))
+            .min(shared.sweep_interval);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.wake.notified() => {}
+        }
+    }
+}
+
+#[async_trait]
+impl LocationStore for MemoryStore {
+    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
+        let deadlines = retention.deadlines(self.now());
+        let mut state = self.shared.lock();
+        let earliest = state.expirations.first().map(|e| e.0);
+        state.insert(LocationEntry {
+            position,
+            deadlines,
+            left: false,
+        });
+        drop(state);
+        if earliest.is_none_or(|at| deadlines.purge_at < at) {
+            self.shared.wake.notify_one();
+        }
+        Ok(deadlines)
+    }
+
+    async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>> {
+        let now = self.now();
+        let state = self.shared.lock();
+        Ok(state.live(&(feature, user.clone()), now).cloned())
+    }
+
+    async fn leave(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        retention: Retention,
+    ) -> StoreResult<Option<Deadlines>> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        let Some(entry) = state.live(&(feature, user.clone()), now).cloned() else {
+            return Ok(None);
+        };
+        let deadlines = retention.deadlines(now);
+        state.insert(LocationEntry {
+            deadlines,
+            left: true,
+            ..entry
+        });
+        Ok(Some(deadlines))
+    }
+
+    async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
+        let mut state = self.shared.lock();
+        let removed = features
+            .iter()
+            .filter(|f| state.remove(&(**f, user.clone())))
+            .count();
+        Ok(removed as u32)
+    }
+
+    async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
+        let now = self.now();
+        let grid = &self.shared.grid;
+        let state = self.shared.lock();
+        let own = (Feature::PeopleNearby, request.viewer.clone());
+        let Some(own) = state.live(&own, now).filter(|e| !e.left) else {
+            return Ok(None);
+        };
+        let query = request.query(own.position.cell, now);
+        let page = query.search(grid, |cell, sink| {
+            let Some(members) = state.cells.get(&(Feature::PeopleNearby, cell)) else {
+                return;
+            };
+            for (user, member) in members {
+                if member.deadlines.is_visible(now) {
+                    sink.offer(user, member.gender, member.deadlines.last_active);
+                }
+            }
+        });
+        Ok(Some(NearbyResult {
+            page,
+            epoch: query.order.epoch,
+            viewer_cell: query.viewer_cell(),
+        }))
+    }
+
+    async fn purge_expired(&self) -> StoreResult<u32> {
+        let now = self.now();
+        Ok(self.shared.lock().purge_due(now).0)
+    }
+
+    async fn now(&self) -> StoreResult<Timestamp> {
+        Ok(self.now())
+    }
+}
+
+#[async_trait]
+impl ConsentStore for MemoryStore {
+    async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord> {
+        let state = self.shared.lock();
+        let latest = state
+            .consent_history
+            .get(user)
+            .and_then(|events| events.iter().rev().find(|e| e.feature == feature));
+        Ok(latest
+            .cloned()
+            .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), feature)))
+    }
+
+    async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
+        let mut records = Vec::with_capacity(Feature::ALL.len());
+        for feature in Feature::ALL {
+            records.push(self.current(user, feature).await?);
+        }
+        Ok(records)
+    }
+
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
+        let state = self.shared.lock();
+        Ok(state.consent_history.get(user).cloned().unwrap_or_default())
+    }
+
+    async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
+        let mut state = self.shared.lock();
+        state
+            .consent_history
+            .entry(event.user_id.clone())
+            .or_default()
+            .push(event);
+        Ok(())
+    }
+
+    async fn forget(&self, user: &UserId) -> StoreResult<u32> {
+        let mut state = self.shared.lock();
+        let removed = state.consent_history.remove(user).unwrap_or_default();
+        Ok(removed.len() as u32)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{domain::ManualClock, storage::conformance};
+
+    #[tokio::test]
+    async fn the_memory_store_passes_the_conformance_suite() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let store = MemoryStore::start(
+            clock.clone(),
+            SnapGrid::default(),
+            Duration::from_millis(20),
+        );
+        let probe = {
+            let store = store.clone();
+            move || {
+                let store = store.clone();
+                Box::pin(async move { Ok(store.physical_entries()) }) as conformance::ProbeFuture
+            }
+        };
+        let fixture = conformance::Fixture {
+            locations: store.clone(),
+            consents: store.clone(),
+            advance: Box::new(move |by| {
+                clock.advance(by);
+                Box::pin(async {})
+            }),
+            physical_entries: Box::new(probe),
+            sweep_bound: Duration::from_secs(2),
+        };
+        conformance::run(fixture).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_store_stops_its_purge_task() {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let store = MemoryStore::start(clock, SnapGrid::default(), Duration::from_secs(3600));
+        let weak = Arc::downgrade(&store.shared);
+        drop(store);
+        for _ in 0..100 {
+            if weak.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the purge task still holds the store");
+    }
+}

@@ -1,0 +1,126 @@
+//! Storage: the two store traits with their contracts, and their backends.
+//!
+//! Location data and consent records live in separate stores (SPEC §4.2: location data must
+//! not persist, consent records must), so they are separate traits; one backend may implement
+//! both. Every backend passes [`conformance`].
+
+pub mod conformance;
+mod error;
+pub mod memory;
+
+use h3o::CellIndex;
+use tonic::async_trait;
+
+pub use error::{StoreError, StoreErrorKind, StoreResult};
+pub use memory::MemoryStore;
+
+use crate::domain::{
+    ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Location, Retention, Timestamp,
+    UserId,
+    nearby::{NearbyRequest, Page},
+};
+
+/// A position to store for a user in a feature. The location is already rounded and the cell
+/// already snapped: the store never sees a raw position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    /// Whose.
+    pub user_id: UserId,
+    /// Which feature's entry.
+    pub feature: Feature,
+    /// Rounded to the stored precision.
+    pub location: Location,
+    /// Snapped to the grid.
+    pub cell: CellIndex,
+    /// The gender the user shows.
+    pub gender: Gender,
+}
+
+/// A user's stored entry in one feature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocationEntry {
+    /// What was stored.
+    pub position: Position,
+    /// Its deadlines.
+    pub deadlines: Deadlines,
+    /// Whether the user left the feature (the entry then waits for `purge_at`).
+    pub left: bool,
+}
+
+/// The outcome of a nearby search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearbyResult {
+    /// The page.
+    pub page: Page,
+    /// The order epoch used (for the next page token).
+    pub epoch: u64,
+    /// The viewer cell used (for the next page token).
+    pub viewer_cell: CellIndex,
+}
+
+/// Where location entries live.
+///
+/// Contract, for every backend:
+/// - Deadlines are computed from the store's own clock (one clock for every service node), as
+///   `Retention::deadlines(now)`, and are absolute.
+/// - An entry past its `purge_at` is never returned, even before it is physically gone, and is
+///   physically removed within the sweep interval of `purge_at` without any call.
+/// - Clearing is immediate and physical; clearing what is not there is `Ok(0)`.
+#[async_trait]
+pub trait LocationStore: Send + Sync + 'static {
+    /// Stores `position` as the user's entry in its feature (entering the feature, or
+    /// replacing the previous position and clearing `left`), with deadlines from now.
+    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines>;
+
+    /// The user's entry in `feature`, left or not; `None` when absent or expired.
+    async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>>;
+
+    /// Marks the user as having left `feature`: last activity now, deadlines from now. The
+    /// entry stays visible to others until `visible_until`. `None` when not in the feature.
+    async fn leave(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        retention: Retention,
+    ) -> StoreResult<Option<Deadlines>>;
+
+    /// Physically deletes the user's entries in `features` at once; returns how many existed.
+    async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32>;
+
+    /// People Nearby search for a viewer with a live, not-left entry: `None` when the viewer
+    /// has none (reciprocity). Only visible, unexpired entries of other users are returned.
+    async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>>;
+
+    /// Physically removes every entry past its `purge_at`; returns how many. Backends also do
+    /// this on their own; calling it is always safe, from any number of nodes.
+    async fn purge_expired(&self) -> StoreResult<u32>;
+
+    /// The store's clock.
+    async fn now(&self) -> StoreResult<Timestamp>;
+}
+
+/// Where consent records live. They hold no location and are the only data that outlive the
+/// retention window.
+///
+/// Contract: `current` of a feature with no event is an undecided record; `history` is in
+/// append order; `forget` deletes every record of the user.
+#[async_trait]
+pub trait ConsentStore: Send + Sync + 'static {
+    /// The user's current record for `feature`.
+    async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord>;
+
+    /// The user's current record for every feature, in [`Feature::ALL`] order.
+    async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>>;
+
+    /// Every event of the user, oldest first.
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>>;
+
+    /// Appends `event` to the history and makes it the current record of its feature.
+    async fn append(&self, event: ConsentEvent) -> StoreResult<()>;
+
+    /// Deletes every record of the user; returns how many events were deleted.
+    async fn forget(&self, user: &UserId) -> StoreResult<u32>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
