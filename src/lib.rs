@@ -8,5 +8,11 @@
 //!   conformance suite every backend passes.
 #![warn(missing_docs)]
 
+pub mod client;
+pub mod config;
 pub mod domain;
+pub mod grpc;
+pub mod server;
+pub mod service;
 pub mod storage;
+pub mod telemetry;

@@ -1,1 +1,274 @@
-fn main() {}
+//! The `vicinity` binary: parse arguments, set up logging, call into the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use vicinity::{
+    client::{Client, render},
+    config::{Config, ServeArgs},
+    grpc::pb,
+    server, telemetry,
+};
+
+/// Consent-gated People Nearby and Shake backend.
+#[derive(Parser)]
+#[command(name = "vicinity", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+    /// Purge a user's location data at once (all features unless --feature).
+    ClearLocation {
+        #[command(flatten)]
+        target: Target,
+        /// people-nearby or shake.
+        #[arg(long)]
+        feature: Option<String>,
+    },
+    /// Show everything held about a user.
+    Export {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show or change a user's consent.
+    Consent {
+        #[command(subcommand)]
+        action: ConsentAction,
+    },
+    /// Check that a server is serving.
+    Health {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentAction {
+    /// Record consent for a feature.
+    Grant {
+        #[command(flatten)]
+        target: Target,
+        /// people-nearby or shake.
+        #[arg(long)]
+        feature: String,
+        /// The privacy notice version shown to the user.
+        #[arg(long)]
+        notice_version: String,
+        /// Where consent was given.
+        #[arg(long, default_value = "vicinity-cli")]
+        source: String,
+    },
+    /// Withdraw consent for a feature (purges its data).
+    Withdraw {
+        #[command(flatten)]
+        target: Target,
+        /// people-nearby or shake.
+        #[arg(long)]
+        feature: String,
+    },
+    /// Show current consent and history.
+    Show {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Args)]
+struct Conn {
+    /// Server address.
+    #[arg(long, env = "VICINITY_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// API key.
+    #[arg(long, env = "VICINITY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+#[derive(Args)]
+struct Target {
+    /// The user.
+    #[arg(long)]
+    user: String,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vicinity: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vicinity: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::ClearLocation { target, feature } => {
+            let feature = feature
+                .as_deref()
+                .map(parse_feature)
+                .transpose()?
+                .unwrap_or_default();
+            let request = pb::ClearLocationRequest {
+                user_id: target.user.clone(),
+                feature: feature.into(),
+            };
+            let reply = connect(&target.conn)
+                .await?
+                .privacy()
+                .clear_location(request)
+                .await?;
+            println!("purged {} entries", reply.into_inner().purged_entries);
+            Ok(())
+        }
+        Command::Export { target } => {
+            let request = pb::ExportMyDataRequest {
+                user_id: target.user.clone(),
+            };
+            let reply = connect(&target.conn)
+                .await?
+                .privacy()
+                .export_my_data(request)
+                .await?;
+            print!("{}", render::export(&reply.into_inner()));
+            Ok(())
+        }
+        Command::Consent { action } => consent(action).await,
+        Command::Health { conn } => {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            let reply = connect(&conn)
+                .await?
+                .health()
+                .check(request)
+                .await?
+                .into_inner();
+            let status =
+                tonic_health::pb::health_check_response::ServingStatus::try_from(reply.status)
+                    .map_or("UNKNOWN", |s| s.as_str_name());
+            println!("{status}");
+            anyhow::ensure!(status == "SERVING", "not serving");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let config = Config::from_args(&args)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    server::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return drop(ctrl_c.await),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    drop(ctrl_c.await);
+}
+
+async fn consent(action: ConsentAction) -> anyhow::Result<()> {
+    match action {
+        ConsentAction::Grant {
+            target,
+            feature,
+            notice_version,
+            source,
+        } => {
+            let request = pb::GrantConsentRequest {
+                user_id: target.user.clone(),
+                feature: parse_feature(&feature)?.into(),
+                notice_version,
+                source,
+            };
+            let record = connect(&target.conn)
+                .await?
+                .consent()
+                .grant_consent(request)
+                .await?;
+            println!("{}", render::consent(&record.into_inner()));
+        }
+        ConsentAction::Withdraw { target, feature } => {
+            let request = pb::WithdrawConsentRequest {
+                user_id: target.user.clone(),
+                feature: parse_feature(&feature)?.into(),
+            };
+            let reply = connect(&target.conn)
+                .await?
+                .consent()
+                .withdraw_consent(request)
+                .await?
+                .into_inner();
+            if let Some(record) = &reply.record {
+                println!("{}", render::consent(record));
+            }
+            println!("purged {} entries", reply.purged_entries);
+        }
+        ConsentAction::Show { target } => {
+            let request = pb::GetConsentRequest {
+                user_id: target.user.clone(),
+            };
+            let reply = connect(&target.conn)
+                .await?
+                .consent()
+                .get_consent(request)
+                .await?
+                .into_inner();
+            println!("current:");
+            reply
+                .current
+                .iter()
+                .for_each(|r| println!("  {}", render::consent(r)));
+            println!("history:");
+            reply
+                .history
+                .iter()
+                .for_each(|r| println!("  {}", render::consent(r)));
+        }
+    }
+    Ok(())
+}
+
+fn parse_feature(name: &str) -> anyhow::Result<pb::Feature> {
+    match name {
+        "people-nearby" | "people_nearby" => Ok(pb::Feature::PeopleNearby),
+        "shake" => Ok(pb::Feature::Shake),
+        _ => anyhow::bail!("unknown feature {name:?}: use people-nearby or shake"),
+    }
+}
+
+async fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    Ok(Client::connect(&conn.addr, conn.api_key.as_deref()).await?)
+}

@@ -317,6 +317,18 @@ async fn consent_records_follow_their_contract(fx: &Fixture) {
         .grant(&notice, &source, at, "c1".into())
         .expect("a change");
     fx.consents.append(grant.clone()).await.expect("append");
+    let granted = fx
+        .consents
+        .current(&who, Feature::Shake)
+        .await
+        .expect("current");
+    assert_eq!(granted, grant);
+    let other = user("consent-other");
+    let among = fx
+        .consents
+        .granted_among(Feature::Shake, &[other, who.clone()])
+        .await;
+    assert_eq!(among.expect("granted_among"), [false, true]);
     let withdraw = grant.withdraw(at.plus(Duration::from_secs(1)), "c2".into());
     fx.consents
         .append(withdraw.clone().expect("a change"))

@@ -283,6 +283,14 @@ impl ConsentStore for MemoryStore {
         Ok(records)
     }
 
+    async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
+        let mut granted = Vec::with_capacity(users.len());
+        for user in users {
+            granted.push(self.current(user, feature).await?.is_granted());
+        }
+        Ok(granted)
+    }
+
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
         let state = self.shared.lock();
         Ok(state.consent_history.get(user).cloned().unwrap_or_default())

@@ -115,6 +115,10 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// Every event of the user, oldest first.
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>>;
 
+    /// For each of `users`, whether their current consent for `feature` is GRANTED (one round
+    /// trip for a whole page of users).
+    async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>>;
+
     /// Appends `event` to the history and makes it the current record of its feature.
     async fn append(&self, event: ConsentEvent) -> StoreResult<()>;
 

@@ -12,4 +12,7 @@ mod request;
 pub use order::{OrderContext, Secret};
 pub use page::PageToken;
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
-pub use request::NearbyRequest;
+pub use request::{
+    DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
+    parse_excluded, parse_limit, parse_max_distance,
+};

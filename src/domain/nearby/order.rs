@@ -78,7 +78,7 @@ impl OrderContext {
 
     /// The pseudo-random key of `user` in this order.
     pub fn key(&self, user: &UserId) -> u64 {
-        let mut hasher = self.prepared.clone();
+        let mut hasher = self.prepared;
         hasher.write(user.as_str().as_bytes());
         hasher.finish()
     }

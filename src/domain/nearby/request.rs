@@ -5,7 +5,7 @@ use std::{collections::HashSet, sync::Arc};
 use h3o::CellIndex;
 
 use super::{NearbyQuery, OrderContext, PageToken, Secret};
-use crate::domain::{Timestamp, UserId, user::GenderFilter};
+use crate::domain::{Timestamp, UserId, ValidationError, user::GenderFilter};
 
 /// Everything about a query that does not depend on stored data. The store resolves the
 /// viewer's cell (from their own entry, or the page token's pinned cell) and turns it into a
@@ -46,4 +46,50 @@ impl NearbyRequest {
             after: self.page.as_ref().map(|t| t.cursor.clone()),
         }
     }
+}
+
+/// The page size when the request leaves it at 0.
+pub const DEFAULT_LIMIT: u32 = 20;
+/// The largest page.
+pub const MAX_LIMIT: u32 = 100;
+/// The radius when the request leaves it at 0, in metres.
+pub const DEFAULT_MAX_DISTANCE_M: u32 = 5_000;
+/// The largest radius, in metres.
+pub const MAX_DISTANCE_M: u32 = 50_000;
+/// The longest block list one request may carry.
+pub const MAX_EXCLUDED: usize = 1_000;
+
+/// Validates the request field `limit` (0 means the default).
+pub fn parse_limit(raw: u32) -> Result<usize, ValidationError> {
+    match raw {
+        0 => Ok(DEFAULT_LIMIT as usize),
+        1..=MAX_LIMIT => Ok(raw as usize),
+        _ => Err(ValidationError::new("limit", "must be at most 100")),
+    }
+}
+
+/// Validates the request field `max_distance_m` (0 means the default).
+pub fn parse_max_distance(raw: u32) -> Result<u32, ValidationError> {
+    match raw {
+        0 => Ok(DEFAULT_MAX_DISTANCE_M),
+        1..=MAX_DISTANCE_M => Ok(raw),
+        _ => Err(ValidationError::new(
+            "max_distance_m",
+            "must be at most 50000",
+        )),
+    }
+}
+
+/// Validates the request field `exclude_user_ids`.
+pub fn parse_excluded(raw: &[String]) -> Result<HashSet<UserId>, ValidationError> {
+    if raw.len() > MAX_EXCLUDED {
+        return Err(ValidationError::new(
+            "exclude_user_ids",
+            "may list at most 1000 users",
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, id)| UserId::parse(id, &format!("exclude_user_ids[{i}]")))
+        .collect()
 }

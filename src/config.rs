@@ -1,0 +1,210 @@
+//! One typed configuration, validated once at start-up. Defaults live in code, the
+//! environment (`VICINITY_*`) overrides them and flags override both (clap does the layering);
+//! [`Config::from_args`] turns the raw values into checked types. Tests build [`Config`]
+//! values directly and never touch the process environment.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+use crate::{
+    domain::{Clock, Retention, SnapGrid, SystemClock, nearby::Secret},
+    grpc::{ApiKeys, Auth},
+};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 250ms, 3s, 1h)"))
+}
+
+/// The flags of `vicinity serve`, each also read from `VICINITY_<FLAG>`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, env = "VICINITY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// How long location data lives after a user's last activity (at most 1h).
+    #[arg(long, env = "VICINITY_RETENTION", default_value = "1h", value_parser = duration)]
+    pub retention: Duration,
+    /// How long a shake waits for a partner (used once Shake is built).
+    #[arg(long, env = "VICINITY_SHAKE_WINDOW", default_value = "3s", value_parser = duration)]
+    pub shake_window: Duration,
+    /// How often the purge sweep runs at the latest.
+    #[arg(long, env = "VICINITY_SWEEP_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub sweep_interval: Duration,
+    /// H3 resolution positions are snapped to for distances and order (7..=10).
+    #[arg(long, env = "VICINITY_SNAP_RESOLUTION", default_value_t = 9)]
+    pub snap_resolution: u8,
+    /// File of API keys (`NAME SCOPES KEY` per line). None: open, loopback only.
+    #[arg(long, env = "VICINITY_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+    /// 64 hex characters: the secret behind in-band order and page tokens. Every node that
+    /// shares a store needs the same one. None: random per process, with a warning.
+    #[arg(long, env = "VICINITY_ORDER_SECRET", hide_env_values = true)]
+    pub order_secret: Option<String>,
+    /// How long shutdown waits for calls in flight.
+    #[arg(long, env = "VICINITY_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// Log format.
+    #[arg(long, env = "VICINITY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A configuration error: one line, for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// The validated configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// Retention window.
+    pub retention: Retention,
+    /// Shake window (reserved for Shake).
+    pub shake_window: Duration,
+    /// Purge sweep interval.
+    pub sweep_interval: Duration,
+    /// Snapping grid.
+    pub grid: SnapGrid,
+    /// Who may call.
+    pub auth: Auth,
+    /// Order and token secret.
+    pub secret: Arc<Secret>,
+    /// Whether the secret was generated for this process (multi-node setups need a shared one).
+    pub secret_is_ephemeral: bool,
+    /// Shutdown drain bound.
+    pub drain_timeout: Duration,
+    /// The clock (tests inject a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Config {
+    /// Validates raw arguments.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let invalid = |e: crate::domain::ValidationError| {
+            ConfigError(format!("--{}: {}", e.field.replace('_', "-"), e.reason))
+        };
+        let auth = match &args.api_keys {
+            Some(path) => Auth::with_keys(
+                ApiKeys::load(path).map_err(|e| ConfigError(format!("--api-keys: {e}")))?,
+            ),
+            None => Auth::open(),
+        };
+        let (secret, ephemeral) = match &args.order_secret {
+            Some(hex) => (parse_secret(hex)?, false),
+            None => (random_secret(), true),
+        };
+        let shake_window = args.shake_window;
+        if shake_window.is_zero() || shake_window > Duration::from_secs(30) {
+            return Err(ConfigError(
+                "--shake-window: must be between 1ms and 30s".into(),
+            ));
+        }
+        if args.sweep_interval.is_zero() || args.sweep_interval > Duration::from_secs(5) {
+            return Err(ConfigError(
+                "--sweep-interval: must be between 1ms and 5s (purge bound)".into(),
+            ));
+        }
+        Ok(Self {
+            listen: args.listen,
+            retention: Retention::new(args.retention).map_err(invalid)?,
+            shake_window,
+            sweep_interval: args.sweep_interval,
+            grid: SnapGrid::new(args.snap_resolution).map_err(invalid)?,
+            auth,
+            secret: Arc::new(secret),
+            secret_is_ephemeral: ephemeral,
+            drain_timeout: args.drain_timeout,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// A local configuration with defaults: open, on `listen`, with a random secret.
+    pub fn local(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            retention: Retention::default(),
+            shake_window: Duration::from_secs(3),
+            sweep_interval: Duration::from_secs(1),
+            grid: SnapGrid::default(),
+            auth: Auth::open(),
+            secret: Arc::new(random_secret()),
+            secret_is_ephemeral: true,
+            drain_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+fn parse_secret(hex: &str) -> Result<Secret, ConfigError> {
+    let bad = || ConfigError("--order-secret: must be 64 hex characters".into());
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(Secret::from_bytes(bytes))
+}
+
+fn random_secret() -> Secret {
+    let mut bytes = [0u8; 32];
+    // Without OS randomness the order is still stable, only predictable: acceptable for local use.
+    let _ = getrandom::fill(&mut bytes);
+    Secret::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("vicinity").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Config::from_args(&cli.serve).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.retention.window(), Duration::from_secs(3600));
+        assert_eq!(config.sweep_interval, Duration::from_secs(1));
+        assert!(config.auth.is_open() && config.secret_is_ephemeral);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_one_line_naming_the_flag() {
+        for (flags, flag) in [
+            (&["--retention", "2h"][..], "--retention"),
+            (&["--snap-resolution", "12"], "--snap-resolution"),
+            (&["--order-secret", "abc"], "--order-secret"),
+            (&["--api-keys", "/nonexistent/keys"], "--api-keys"),
+            (&["--sweep-interval", "0s"], "--sweep-interval"),
+        ] {
+            let err = parse(flags).unwrap_err();
+            assert!(err.contains(flag) && !err.contains('\n'), "{err}");
+        }
+    }
+}

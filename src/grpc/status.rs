@@ -1,0 +1,64 @@
+//! The one mapping from errors to `tonic::Status` (SPEC §4.4).
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{AuthError, convert};
+use crate::{domain::ValidationError, service::ServiceError, storage::StoreErrorKind};
+
+/// The `google.rpc.ErrorInfo` domain of every error this service sets.
+const DOMAIN: &str = "vicinity.v1";
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Invalid(ValidationError { field, reason }) => Status::with_error_details(
+                Code::InvalidArgument,
+                format!("invalid {field}: {reason}"),
+                ErrorDetails::with_bad_request_violation(field, reason),
+            ),
+            ServiceError::ConsentRequired(feature) => {
+                let name = convert::feature_to_pb(feature).as_str_name().to_owned();
+                Status::with_error_details(
+                    Code::FailedPrecondition,
+                    format!("the user has not granted consent for {name}"),
+                    ErrorDetails::with_error_info(
+                        "CONSENT_REQUIRED",
+                        DOMAIN,
+                        HashMap::from([("feature".to_owned(), name)]),
+                    ),
+                )
+            }
+            ServiceError::LocationRequired => Status::with_error_details(
+                Code::FailedPrecondition,
+                "the user has no location in People Nearby: update it first",
+                ErrorDetails::with_error_info("LOCATION_REQUIRED", DOMAIN, HashMap::new()),
+            ),
+            ServiceError::Store(error) => {
+                tracing::warn!(error = %error, source = ?error.source, "store error");
+                match error.kind {
+                    StoreErrorKind::Unavailable => Status::unavailable("store unavailable"),
+                    StoreErrorKind::Timeout => Status::deadline_exceeded("store timed out"),
+                    StoreErrorKind::Corrupt => Status::internal("internal error"),
+                }
+            }
+        }
+    }
+}
+
+impl From<ValidationError> for Status {
+    fn from(error: ValidationError) -> Self {
+        ServiceError::Invalid(error).into()
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing | AuthError::Unknown => Status::unauthenticated(error.to_string()),
+            AuthError::Scope => Status::permission_denied(error.to_string()),
+        }
+    }
+}

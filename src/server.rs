@@ -1,0 +1,176 @@
+//! Wiring: stores, service, gRPC services, health and reflection, and a bounded graceful
+//! shutdown. `run` serves on a listener the caller bound, so tests can use port 0.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    config::Config,
+    grpc::{
+        GrpcApi,
+        pb::{
+            self, consent_service_server::ConsentServiceServer,
+            people_nearby_server::PeopleNearbyServer, privacy_service_server::PrivacyServiceServer,
+            shake_server::ShakeServer,
+        },
+    },
+    service::{Deps, Vicinity},
+    storage::MemoryStore,
+};
+
+/// The largest request accepted, in bytes (a full block list is about 130 KiB).
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// The longest any call may take, whatever deadline the client sent.
+pub const MAX_CALL_TIME: Duration = Duration::from_secs(30);
+/// How often readiness is checked for the health service.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why the server did not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Open mode on a non-loopback address.
+    #[error(
+        "refusing to serve without API keys on {0}: open mode is for loopback only (pass --api-keys)"
+    )]
+    OpenOnPublicAddress(std::net::SocketAddr),
+    /// The listener has no address.
+    #[error("cannot read the listener's address: {0}")]
+    Listener(#[from] std::io::Error),
+    /// Reflection could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The fully-qualified names of the vicinity services, as health reports them.
+pub const SERVICE_NAMES: [&str; 4] = [
+    "vicinity.v1.ConsentService",
+    "vicinity.v1.PeopleNearby",
+    "vicinity.v1.Shake",
+    "vicinity.v1.PrivacyService",
+];
+
+/// Serves until `shutdown` resolves, then drains calls in flight for at most
+/// `config.drain_timeout`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    if config.auth.is_open() && !addr.ip().is_loopback() {
+        return Err(ServerError::OpenOnPublicAddress(addr));
+    }
+    warn_about_local_choices(&config);
+    let store = MemoryStore::start(config.clock.clone(), config.grid, config.sweep_interval);
+    let svc = Vicinity::new(Deps {
+        locations: store.clone(),
+        consents: store,
+        clock: config.clock.clone(),
+        grid: config.grid,
+        retention: config.retention,
+        secret: config.secret.clone(),
+    });
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let health_task = tokio::spawn(watch_health(svc.clone(), reporter));
+    let api = GrpcApi::new(svc, Arc::new(config.auth.clone()));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let router = Server::builder()
+        .timeout(MAX_CALL_TIME)
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(limit(ConsentServiceServer::new(api.clone())))
+        .add_service(limit(PeopleNearbyServer::new(api.clone())))
+        .add_service(limit(ShakeServer::new(api.clone())))
+        .add_service(limit(PrivacyServiceServer::new(api)));
+    tracing::info!(%addr, open = config.auth.is_open(), "serving");
+    let drain = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let drain = drain.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining calls in flight");
+            drain.notify_one();
+        }
+    };
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let result = tokio::select! {
+        result = serve => result.map_err(ServerError::from),
+        () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
+            tracing::warn!("drain timed out: closing remaining calls");
+            Ok(())
+        }
+    };
+    health_task.abort();
+    result
+}
+
+/// Applies the request size limit to a generated server.
+fn limit<S: MessageLimits>(server: S) -> S {
+    server.limit(MAX_REQUEST_BYTES)
+}
+
+/// The generated servers' size-limit builders, behind one name.
+trait MessageLimits {
+    fn limit(self, bytes: usize) -> Self;
+}
+
+macro_rules! message_limits {
+    ($($server:ident),*) => {$(
+        impl<T> MessageLimits for $server<T> {
+            fn limit(self, bytes: usize) -> Self {
+                self.max_decoding_message_size(bytes)
+            }
+        }
+    )*};
+}
+message_limits!(
+    ConsentServiceServer,
+    PeopleNearbyServer,
+    ShakeServer,
+    PrivacyServiceServer
+);
+
+fn warn_about_local_choices(config: &Config) {
+    tracing::warn!(
+        "using the embedded in-memory store: data is lost on restart and not shared between nodes"
+    );
+    if config.auth.is_open() {
+        tracing::warn!("no API keys configured: serving open on loopback only");
+    }
+    if config.secret_is_ephemeral {
+        tracing::warn!(
+            "no --order-secret: in-band order and page tokens are valid for this process only"
+        );
+    }
+}
+
+/// Reports every service SERVING while both stores answer, NOT_SERVING otherwise.
+async fn watch_health(svc: Vicinity, reporter: HealthReporter) {
+    let mut last = None;
+    loop {
+        let status = match svc.ready().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(_) => ServingStatus::NotServing,
+        };
+        if last != Some(status) {
+            for name in SERVICE_NAMES.iter().chain(&[""]) {
+                reporter.set_service_status(*name, status).await;
+            }
+            tracing::info!(serving = status == ServingStatus::Serving, "health changed");
+            last = Some(status);
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}

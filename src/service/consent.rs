@@ -1,0 +1,65 @@
+//! Consent operations (SPEC §3 ConsentService, §4.1).
+
+use tracing::instrument;
+
+use super::{
+    ServiceResult, Vicinity,
+    audit::{self, Action},
+    random_id,
+};
+use crate::domain::{ConsentEvent, ConsentRecord, Feature, NoticeVersion, Source, UserId};
+
+impl Vicinity {
+    /// Records consent; granting again under the same notice returns the current record.
+    #[instrument(skip_all, fields(feature = %feature))]
+    pub async fn grant_consent(
+        &self,
+        user: &UserId,
+        feature: Feature,
+        notice: &NoticeVersion,
+        source: &Source,
+    ) -> ServiceResult<ConsentRecord> {
+        let current = self.deps.consents.current(user, feature).await?;
+        let now = self.deps.clock.now();
+        let Some(event) = current.grant(notice, source, now, random_id()) else {
+            return Ok(current);
+        };
+        self.deps.consents.append(event.clone()).await?;
+        audit::record(Action::ConsentGranted, user, Some(feature), 0);
+        Ok(event)
+    }
+
+    /// Withdraws consent, then purges the feature's data at once. Idempotent: withdrawing
+    /// again purges again (nothing, normally) and returns the withdrawn record.
+    #[instrument(skip_all, fields(feature = %feature))]
+    pub async fn withdraw_consent(
+        &self,
+        user: &UserId,
+        feature: Feature,
+    ) -> ServiceResult<(ConsentRecord, u32)> {
+        let current = self.deps.consents.current(user, feature).await?;
+        let record = match current.withdraw(self.deps.clock.now(), random_id()) {
+            Some(event) => {
+                self.deps.consents.append(event.clone()).await?;
+                event
+            }
+            None => current,
+        };
+        // Consent is withdrawn before the purge, so no update can slip in between; if the purge
+        // fails the caller sees the error and retries, and reads are refused meanwhile.
+        let purged = self.deps.locations.clear(user, &[feature]).await?;
+        audit::record(Action::ConsentWithdrawn, user, Some(feature), purged);
+        Ok((record, purged))
+    }
+
+    /// The current record per feature and the whole history.
+    #[instrument(skip_all)]
+    pub async fn get_consent(
+        &self,
+        user: &UserId,
+    ) -> ServiceResult<(Vec<ConsentRecord>, Vec<ConsentEvent>)> {
+        let current = self.deps.consents.all_current(user).await?;
+        let history = self.deps.consents.history(user).await?;
+        Ok((current, history))
+    }
+}

@@ -1,0 +1,24 @@
+//! The service's error: what a caller can be told, before it becomes a gRPC status.
+
+use crate::{
+    domain::{Feature, ValidationError},
+    storage::StoreError,
+};
+
+/// Why an operation did not happen. Mapped to a `tonic::Status` in exactly one place
+/// (`grpc::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request broke a rule; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The user has no GRANTED consent for the feature.
+    #[error("consent required for {0}")]
+    ConsentRequired(Feature),
+    /// The user has no recorded location in People Nearby (you are seen when you look).
+    #[error("location required")]
+    LocationRequired,
+    /// A store failed or timed out.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,166 @@
+//! People Nearby operations (SPEC §3 PeopleNearby, §4.3).
+
+use std::{collections::HashSet, sync::Arc};
+
+use tracing::instrument;
+
+use super::{ServiceError, ServiceResult, Vicinity};
+use crate::{
+    domain::{
+        Deadlines, Feature, Gender, Location, UserId, ValidationError,
+        nearby::{Hit, NearbyRequest, OrderContext, PageToken},
+        user::GenderFilter,
+    },
+    storage::Position,
+};
+
+/// A validated ListNearby request.
+#[derive(Debug, Clone)]
+pub struct ListNearby {
+    /// Who is looking.
+    pub viewer: UserId,
+    /// Page size, 1..=100.
+    pub limit: usize,
+    /// Radius in metres, 1..=50,000.
+    pub max_distance_m: u32,
+    /// Gender filter.
+    pub gender_filter: GenderFilter,
+    /// The caller's block list.
+    pub exclude: HashSet<UserId>,
+    /// The previous page's token, if any.
+    pub page_token: Option<String>,
+}
+
+/// One page of People Nearby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearbyPage {
+    /// Users with their bands, in order.
+    pub users: Vec<Hit>,
+    /// Present when another page follows.
+    pub next_page_token: Option<String>,
+}
+
+impl ListNearby {
+    /// The bytes a page token is bound to: the viewer and the filters that shape the order.
+    fn token_binding(&self) -> Vec<u8> {
+        let filter = match self.gender_filter {
+            GenderFilter::Any => 0u8,
+            GenderFilter::Female => 1,
+            GenderFilter::Male => 2,
+        };
+        let mut binding = self.viewer.as_str().as_bytes().to_vec();
+        binding.extend_from_slice(&self.max_distance_m.to_be_bytes());
+        binding.push(filter);
+        binding
+    }
+}
+
+impl Vicinity {
+    /// Stores the user's position (rounded, snapped) and renews their deadlines.
+    #[instrument(skip_all)]
+    pub async fn update_location(
+        &self,
+        user: &UserId,
+        location: Location,
+        gender: Gender,
+    ) -> ServiceResult<Deadlines> {
+        self.require_consent(user, Feature::PeopleNearby).await?;
+        let location = location.rounded();
+        let position = Position {
+            user_id: user.clone(),
+            feature: Feature::PeopleNearby,
+            location,
+            cell: self.deps.grid.snap(location.coords),
+            gender,
+        };
+        Ok(self
+            .deps
+            .locations
+            .upsert(position, self.deps.retention)
+            .await?)
+    }
+
+    /// Lists other users near the viewer: one round trip to the location store (the viewer's
+    /// own entry and the search), then one to the consent store (the viewer and every listed
+    /// user must hold GRANTED consent; the others are dropped).
+    #[instrument(skip_all, fields(limit = list.limit))]
+    pub async fn list_nearby(&self, list: &ListNearby) -> ServiceResult<NearbyPage> {
+        let binding = list.token_binding();
+        let page = match &list.page_token {
+            Some(text) => Some(self.fresh_token(text, &binding)?),
+            None => None,
+        };
+        let request = NearbyRequest {
+            viewer: list.viewer.clone(),
+            max_distance_m: list.max_distance_m,
+            limit: list.limit,
+            gender_filter: list.gender_filter,
+            exclude: list.exclude.clone(),
+            secret: Arc::clone(&self.deps.secret),
+            page,
+        };
+        let Some(result) = self.deps.locations.nearby(&request).await? else {
+            self.require_consent(&list.viewer, Feature::PeopleNearby)
+                .await?;
+            return Err(ServiceError::LocationRequired);
+        };
+        let next_page_token = match result.page.hits.last() {
+            Some(last) if result.page.more => Some(
+                PageToken {
+                    epoch: result.epoch,
+                    viewer_cell: result.viewer_cell,
+                    cursor: last.cursor(),
+                }
+                .encode(&self.deps.secret, &binding),
+            ),
+            _ => None,
+        };
+        let users = self.consented(&list.viewer, result.page.hits).await?;
+        Ok(NearbyPage {
+            users,
+            next_page_token,
+        })
+    }
+
+    /// Keeps the hits whose users hold GRANTED consent, after checking the viewer's own.
+    async fn consented(&self, viewer: &UserId, hits: Vec<Hit>) -> ServiceResult<Vec<Hit>> {
+        let mut users = Vec::with_capacity(hits.len() + 1);
+        users.push(viewer.clone());
+        users.extend(hits.iter().map(|h| h.user_id.clone()));
+        let granted = self
+            .deps
+            .consents
+            .granted_among(Feature::PeopleNearby, &users)
+            .await?;
+        if !granted.first().copied().unwrap_or(false) {
+            return Err(ServiceError::ConsentRequired(Feature::PeopleNearby));
+        }
+        Ok(hits
+            .into_iter()
+            .zip(granted.into_iter().skip(1))
+            .filter_map(|(hit, ok)| ok.then_some(hit))
+            .collect())
+    }
+
+    /// Decodes a page token and refuses one from before the previous order epoch.
+    fn fresh_token(&self, text: &str, binding: &[u8]) -> ServiceResult<PageToken> {
+        let token = PageToken::decode(text, &self.deps.secret, binding)?;
+        let current = OrderContext::epoch_at(self.deps.clock.now());
+        if token.epoch + 1 < current {
+            return Err(ValidationError::new("page_token", "has expired; start again").into());
+        }
+        Ok(token)
+    }
+
+    /// Leaves People Nearby: the entry stays until its new `purge_at` at the latest. `None`
+    /// when the user was not in the feature.
+    #[instrument(skip_all)]
+    pub async fn leave_nearby(&self, user: &UserId) -> ServiceResult<Option<Deadlines>> {
+        let left = self
+            .deps
+            .locations
+            .leave(Feature::PeopleNearby, user, self.deps.retention)
+            .await?;
+        Ok(left)
+    }
+}
