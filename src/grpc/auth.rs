@@ -192,11 +192,11 @@ mod tests {
         for bad in [
             "x app",
             "x admin aaaaaaaaaaaaaaaa",
-            "x app short",
+            "x app tiny",
             "# nothing\n",
         ] {
             let err = ApiKeys::parse(bad).unwrap_err();
-            assert!(!err.contains("aaaa") && !err.contains("short"), "{err}");
+            assert!(!err.contains("aaaa") && !err.contains("tiny"), "{err}");
         }
     }
 }
