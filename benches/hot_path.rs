@@ -1,1 +1,105 @@
-fn main() {}
+//! The pure in-process hot path of one People Nearby query (SPEC §7): cells to search,
+//! candidate filtering, banding and ranking, over a seeded population. Target: ≤ 5 µs per
+//! query with 1,000 candidates.
+//!
+//! Run: `cargo bench --bench hot_path` (state RUSTFLAGS with the figures: h3o is faster with
+//! `-C target-cpu=native`, which enables FMA).
+
+use std::{collections::HashMap, hint::black_box, sync::Arc};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use h3o::CellIndex;
+use vicinity::domain::{
+    Coordinates, Gender, SnapGrid, Timestamp, UserId,
+    nearby::{NearbyRequest, Secret},
+    user::GenderFilter,
+};
+
+/// The seed of the population, so every run measures the same data.
+const SEED: u64 = 0x5eed_0f71_c100_0001;
+
+/// A tiny deterministic generator (xorshift), so the bench needs no extra dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+type Cells = HashMap<CellIndex, Vec<(UserId, Gender)>>;
+
+/// `n` users uniform in a square of `half_side_deg` around (39.9, 116.4), indexed by cell.
+fn population(grid: &SnapGrid, n: usize, half_side_deg: f64) -> Cells {
+    let mut rng = Rng(SEED);
+    let mut cells = Cells::new();
+    for i in 0..n {
+        let lat = 39.9 + (rng.unit() * 2.0 - 1.0) * half_side_deg;
+        let lng = 116.4 + (rng.unit() * 2.0 - 1.0) * half_side_deg;
+        let cell = grid.snap(Coordinates::new(lat, lng).expect("in range"));
+        let gender = if i % 2 == 0 {
+            Gender::Female
+        } else {
+            Gender::Male
+        };
+        let user = UserId::parse(&format!("user-{i}"), "user_id").expect("valid");
+        cells.entry(cell).or_default().push((user, gender));
+    }
+    cells
+}
+
+fn request(limit: usize) -> NearbyRequest {
+    NearbyRequest {
+        viewer: UserId::parse("viewer", "user_id").expect("valid"),
+        max_distance_m: 5_000,
+        limit,
+        gender_filter: GenderFilter::Any,
+        exclude: Default::default(),
+        secret: Arc::new(Secret::from_bytes([42; 32])),
+        page: None,
+    }
+}
+
+fn query(c: &mut Criterion) {
+    let grid = SnapGrid::default();
+    let viewer = grid.snap(Coordinates::new(39.9, 116.4).expect("in range"));
+    let now = Timestamp::from_millis(1_790_000_000_000);
+    let mut group = c.benchmark_group("nearby_query");
+    // 1,000 candidates within ~600 m (all in the first rings), and the W1 city density.
+    for (name, n, half_side) in [
+        ("1000_candidates", 1_000, 0.005),
+        ("w1_density_50k", 50_000, 0.09),
+    ] {
+        let cells = population(&grid, n, half_side);
+        let req = request(50);
+        group.bench_with_input(BenchmarkId::new("limit_50", name), &cells, |b, cells| {
+            b.iter(|| {
+                let query = req.query(viewer, now);
+                let page = query.search(&grid, |cell, sink| {
+                    for (user, gender) in cells.get(&cell).into_iter().flatten() {
+                        sink.offer(user, *gender, now);
+                    }
+                });
+                black_box(page)
+            });
+        });
+    }
+    group.finish();
+}
+
+fn snapping(c: &mut Criterion) {
+    let grid = SnapGrid::default();
+    let coords = Coordinates::new(39.912_345, 116.398_765).expect("in range");
+    c.bench_function("snap_and_band", |b| {
+        b.iter(|| {
+            let cell = grid.snap(black_box(coords));
+            black_box(grid.band_m(grid.centre_distance_m(cell, cell)))
+        });
+    });
+}
+
+criterion_group!(benches, query, snapping);
+criterion_main!(benches);

@@ -61,6 +61,18 @@ impl SnapGrid {
         LatLng::from(a).distance_m(LatLng::from(b))
     }
 
+    /// The centre distance from `origin` to any cell, with `origin`'s centre computed once.
+    pub fn distances_from(&self, origin: CellIndex) -> impl Fn(CellIndex) -> f64 + use<> {
+        let centre = LatLng::from(origin);
+        move |cell| {
+            if cell == origin {
+                0.0
+            } else {
+                centre.distance_m(LatLng::from(cell))
+            }
+        }
+    }
+
     /// The band shown for a centre distance: never below the cell diameter, rounded up to
     /// 100 m steps up to 1 km and to 1 km steps beyond.
     pub fn band_m(&self, centre_distance_m: f64) -> u32 {

@@ -1,6 +1,9 @@
 //! One People Nearby query: the ring walk over cells, the candidate filter and the ranking.
 
-use std::{cmp::Ordering, collections::HashSet};
+use std::{
+    cmp::Ordering,
+    collections::{BinaryHeap, HashSet},
+};
 
 use h3o::CellIndex;
 
@@ -23,7 +26,7 @@ pub struct Cursor {
 pub struct Hit {
     /// The distance band between the viewer's and the candidate's cells.
     pub band_m: u32,
-    /// The in-band order key (computed when ranking).
+    /// The in-band order key.
     pub key: u64,
     /// Who.
     pub user_id: UserId,
@@ -34,10 +37,6 @@ pub struct Hit {
 }
 
 impl Hit {
-    fn order(&self, other: &Self) -> Ordering {
-        (self.band_m, self.key, &self.user_id).cmp(&(other.band_m, other.key, &other.user_id))
-    }
-
     /// The cursor that continues after this hit.
     pub fn cursor(&self) -> Cursor {
         Cursor {
@@ -76,38 +75,95 @@ pub struct NearbyQuery {
     pub after: Option<Cursor>,
 }
 
-/// Receives the members of one cell during a search; see [`NearbyQuery::search`].
-#[derive(Debug)]
-pub struct Collector<'q> {
-    query: &'q NearbyQuery,
-    band_m: u32,
-    hits: Vec<Hit>,
+/// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
+/// integer operations and no allocation or reference count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate<'a> {
+    /// `band_m << 64 | key`: the order in one integer comparison.
+    rank: u128,
+    user_id: &'a UserId,
+    gender: Gender,
+    last_active: Timestamp,
 }
 
-impl Collector<'_> {
+impl Ord for Candidate<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank
+            .cmp(&other.rank)
+            .then_with(|| self.user_id.cmp(other.user_id))
+    }
+}
+
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Candidate<'_> {
+    fn band_m(&self) -> u32 {
+        (self.rank >> 64) as u32
+    }
+
+    fn to_hit(self) -> Hit {
+        Hit {
+            band_m: self.band_m(),
+            key: self.rank as u64,
+            user_id: self.user_id.clone(),
+            gender: self.gender,
+            last_active: self.last_active,
+        }
+    }
+}
+
+/// Receives the members of one cell during a search; see [`NearbyQuery::search`]. Keeps
+/// only the best `limit + 1` candidates so far, in a max-heap: a candidate that cannot make
+/// the page costs one comparison, and a cell whose band cannot make it is not visited.
+#[derive(Debug)]
+pub struct Collector<'q, 'a> {
+    query: &'q NearbyQuery,
+    band_m: u32,
+    want: usize,
+    best: BinaryHeap<Candidate<'a>>,
+}
+
+impl Collector<'_, '_> {
+    /// The band the page needs at most, once `limit + 1` candidates are held.
+    fn worst_band(&self) -> Option<u32> {
+        (self.best.len() == self.want).then(|| self.best.peek().map_or(u32::MAX, Candidate::band_m))
+    }
+}
+
+impl<'a> Collector<'_, 'a> {
     /// Offers a visible member of the cell being visited; filtered by viewer, block list,
     /// gender and cursor.
-    pub fn offer(&mut self, user_id: &UserId, gender: Gender, last_active: Timestamp) {
+    pub fn offer(&mut self, user_id: &'a UserId, gender: Gender, last_active: Timestamp) {
         let q = self.query;
-        if *user_id == q.viewer || !q.gender_filter.admits(gender) || q.exclude.contains(user_id) {
+        if !q.gender_filter.admits(gender)
+            || *user_id == q.viewer
+            || (!q.exclude.is_empty() && q.exclude.contains(user_id))
+        {
             return;
         }
-        let mut key = 0;
+        let key = q.order.key(user_id);
         if let Some(after) = &q.after {
-            if self.band_m == after.band_m {
-                key = q.order.key(user_id);
-                if (key, user_id) <= (after.key, &after.user_id) {
-                    return;
-                }
+            if (self.band_m, key, user_id) <= (after.band_m, after.key, &after.user_id) {
+                return;
             }
         }
-        self.hits.push(Hit {
-            band_m: self.band_m,
-            key,
-            user_id: user_id.clone(),
+        let candidate = Candidate {
+            rank: u128::from(self.band_m) << 64 | u128::from(key),
+            user_id,
             gender,
             last_active,
-        });
+        };
+        if self.best.len() < self.want {
+            self.best.push(candidate);
+        } else if let Some(mut worst) = self.best.peek_mut() {
+            if candidate < *worst {
+                *worst = candidate;
+            }
+        }
     }
 }
 
@@ -121,56 +177,48 @@ impl NearbyQuery {
     /// range (the store offers that cell's visible members to the collector), and stops as soon
     /// as no farther ring can change the page. Work is bounded by `limit`, not by density,
     /// except for the members of the last band that is needed.
-    pub fn search(
+    pub fn search<'a>(
         &self,
         grid: &SnapGrid,
-        mut visit: impl FnMut(CellIndex, &mut Collector<'_>),
+        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
     ) -> Page {
+        let want = self.limit + 1;
         let mut collector = Collector {
             query: self,
             band_m: 0,
-            hits: Vec::new(),
+            want,
+            best: BinaryHeap::with_capacity(want + 1),
         };
         let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
         let max_distance = f64::from(self.max_distance_m);
+        let distance_to = grid.distances_from(self.viewer_cell());
         for k in 0..=grid.max_ring(self.max_distance_m) {
             for cell in grid.ring(self.viewer_cell(), k) {
-                let distance = grid.centre_distance_m(self.viewer_cell(), cell);
+                let distance = distance_to(cell);
                 let band_m = grid.band_m(distance);
-                if distance <= max_distance && band_m >= min_band {
+                let useful = collector.worst_band().is_none_or(|worst| band_m <= worst);
+                if distance <= max_distance && band_m >= min_band && useful {
                     collector.band_m = band_m;
                     visit(cell, &mut collector);
                 }
             }
+            // Every farther cell is at least this far: once the page's worst band is below
+            // the band of that distance, no farther cell can change the page.
             let next = grid.ring_lower_bound_m(k + 1);
-            if next > max_distance || self.settled(&collector.hits, grid.band_m(next)) {
+            let settled = collector
+                .worst_band()
+                .is_some_and(|worst| worst < grid.band_m(next));
+            if next > max_distance || settled {
                 break;
             }
         }
-        self.rank(collector.hits)
-    }
-
-    /// Whether `limit + 1` hits lie in bands below `next_band`, which no farther cell can reach.
-    fn settled(&self, hits: &[Hit], next_band: u32) -> bool {
-        hits.len() > self.limit && hits.iter().filter(|h| h.band_m < next_band).count() > self.limit
-    }
-
-    /// Orders the hits and keeps one page. Only the hits up to the last band needed get an
-    /// order key, so the cost per extra candidate is one integer comparison.
-    pub fn rank(&self, mut hits: Vec<Hit>) -> Page {
-        let want = self.limit + 1;
-        if hits.len() > want {
-            hits.select_nth_unstable_by_key(want - 1, |h| h.band_m);
-            let cutoff = hits[want - 1].band_m;
-            hits.retain(|h| h.band_m <= cutoff);
+        let mut ranked = collector.best.into_sorted_vec();
+        let more = ranked.len() > self.limit;
+        ranked.truncate(self.limit);
+        Page {
+            hits: ranked.into_iter().map(Candidate::to_hit).collect(),
+            more,
         }
-        for hit in &mut hits {
-            hit.key = self.order.key(&hit.user_id);
-        }
-        hits.sort_unstable_by(Hit::order);
-        let more = hits.len() > self.limit;
-        hits.truncate(self.limit);
-        Page { hits, more }
     }
 }
 
