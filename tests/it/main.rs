@@ -1,1 +1,17 @@
+//! The integration suite: the real server on 127.0.0.1:0, driven through the real tonic
+//! client over TCP, with a manual clock. Harness: `helpers` (spawn_app, TestApp), `calls`
+//! (one method per behaviour), `places` (positions), `details` (refusal assertions) and
+//! `capture` (fails any test whose log holds a location it sent).
 
+mod calls;
+mod capture;
+mod details;
+mod helpers;
+mod places;
+
+mod consent;
+mod leaks;
+mod nearby;
+mod privacy;
+mod retention;
+mod server;

@@ -1,0 +1,140 @@
+//! SPEC §4.1: consent gates everything, withdrawal is as easy as granting and purges at once.
+
+use std::time::Duration;
+
+use vicinity::grpc::pb::{ConsentState, Feature, Gender};
+
+use crate::{
+    calls::{NOTICE, millis},
+    details::{assert_consent_required, assert_location_required},
+    helpers::spawn_app,
+    places::HOME,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_location_without_consent_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+
+    assert_consent_required(app.update("alice", HOME, Gender::Female).await);
+
+    let export = app.export("alice").await.unwrap();
+    assert!(export.locations.is_empty(), "{export:?}");
+    assert!(export.consent_history.is_empty(), "{export:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_nearby_without_consent_is_refused() {
+    let app = spawn_app().await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+
+    assert_consent_required(app.list("alice").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_nearby_without_a_location_of_ones_own_is_refused() {
+    let app = spawn_app().await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+    app.grant("alice", Feature::PeopleNearby).await.unwrap();
+
+    assert_location_required(app.list("alice").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+    assert_eq!(app.listed("bob").await, ["alice"]);
+
+    let withdrawn = app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
+
+    assert_eq!(withdrawn.purged_entries, 1);
+    let record = withdrawn.record.expect("the withdrawn record");
+    assert_eq!(record.state(), ConsentState::Withdrawn);
+    assert!(app.listed("bob").await.is_empty());
+    assert!(app.export("alice").await.unwrap().locations.is_empty());
+    assert_consent_required(app.update("alice", HOME, Gender::Female).await);
+    assert_consent_required(app.list("alice").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_one_feature_leaves_the_other_usable() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+
+    let withdrawn = app.withdraw("alice", Feature::Shake).await.unwrap();
+
+    assert_eq!(withdrawn.purged_entries, 0);
+    assert_eq!(app.listed("bob").await, ["alice"]);
+    assert_eq!(app.listed("alice").await, ["bob"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_consent_shows_one_record_per_feature_and_every_event() {
+    let app = spawn_app().await;
+    let granted_at = app.now_millis();
+    let granted = app.grant("alice", Feature::PeopleNearby).await.unwrap();
+    app.advance(Duration::from_secs(90));
+    app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
+
+    let consent = app.consent("alice").await.unwrap();
+
+    let current: Vec<_> = consent
+        .current
+        .iter()
+        .map(|r| (r.feature(), r.state()))
+        .collect();
+    assert_eq!(
+        current,
+        [
+            (Feature::PeopleNearby, ConsentState::Withdrawn),
+            (Feature::Shake, ConsentState::Unspecified),
+        ]
+    );
+    let history: Vec<_> = consent
+        .history
+        .iter()
+        .map(|r| (r.state(), millis(r.changed_at.as_ref())))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (ConsentState::Granted, granted_at),
+            (ConsentState::Withdrawn, granted_at + 90_000),
+        ]
+    );
+    assert_eq!(consent.history[0].consent_id, granted.consent_id);
+    assert_ne!(consent.history[0].consent_id, consent.history[1].consent_id);
+    assert_eq!(granted.notice_version, NOTICE);
+    assert_eq!(granted.source, "it/1.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granting_again_under_the_same_notice_records_one_event() {
+    let app = spawn_app().await;
+    let first = app.grant("alice", Feature::PeopleNearby).await.unwrap();
+
+    let again = app.grant("alice", Feature::PeopleNearby).await.unwrap();
+
+    assert_eq!(again.consent_id, first.consent_id);
+    assert_eq!(app.consent("alice").await.unwrap().history.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granting_again_after_withdrawing_lets_the_user_back_in() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+    app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
+
+    app.join("alice", HOME, Gender::Female).await;
+
+    assert_eq!(app.listed("bob").await, ["alice"]);
+    assert_eq!(app.consent("alice").await.unwrap().history.len(), 3);
+}

@@ -1,0 +1,59 @@
+//! Assertions on refusals: the status code and its rich details (`google.rpc.BadRequest`,
+//! `google.rpc.ErrorInfo`), read with `tonic_types::StatusExt`.
+
+use std::{collections::HashMap, fmt::Debug};
+
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// The `google.rpc.ErrorInfo` reason and metadata of a status.
+pub fn error_info(status: &Status) -> Option<(String, HashMap<String, String>)> {
+    let details = status.get_error_details();
+    let info = details.error_info()?;
+    Some((info.reason.clone(), info.metadata.clone()))
+}
+
+/// The refusal of a call that should have been refused.
+#[track_caller]
+pub fn refusal<T: Debug>(reply: Result<T, Status>) -> Status {
+    match reply {
+        Ok(answer) => panic!("expected a refusal, got {answer:?}"),
+        Err(status) => status,
+    }
+}
+
+/// Asserts FAILED_PRECONDITION with ErrorInfo `reason`; returns the metadata.
+#[track_caller]
+pub fn assert_precondition<T: Debug>(
+    reply: Result<T, Status>,
+    reason: &str,
+) -> HashMap<String, String> {
+    let status = refusal(reply);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let (found, metadata) = error_info(&status).expect("an ErrorInfo detail");
+    assert_eq!(found, reason, "{status:?}");
+    metadata
+}
+
+/// Asserts CONSENT_REQUIRED for People Nearby (SPEC §4.1).
+#[track_caller]
+pub fn assert_consent_required<T: Debug>(reply: Result<T, Status>) {
+    let metadata = assert_precondition(reply, "CONSENT_REQUIRED");
+    assert_eq!(
+        metadata.get("feature").map(String::as_str),
+        Some("FEATURE_PEOPLE_NEARBY")
+    );
+}
+
+/// Asserts LOCATION_REQUIRED: listing without a location of one's own (SPEC §4.4).
+#[track_caller]
+pub fn assert_location_required<T: Debug>(reply: Result<T, Status>) {
+    assert_precondition(reply, "LOCATION_REQUIRED");
+}
+
+/// Asserts a plain status code.
+#[track_caller]
+pub fn assert_code<T: Debug>(reply: Result<T, Status>, code: Code) {
+    let status = refusal(reply);
+    assert_eq!(status.code(), code, "{status:?}");
+}

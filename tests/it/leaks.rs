@@ -1,0 +1,111 @@
+//! SPEC §1.5, §4.1: location data is never written to logs, even at TRACE, by any target.
+
+use vicinity::grpc::pb::{self, Feature, Gender};
+
+use crate::{
+    calls::{list_request, location},
+    capture,
+    helpers::spawn_app,
+    places::{HOME, Point},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_at_trace_level_never_contains_a_location() {
+    let mut app = spawn_app().await;
+    let start = capture::log_len();
+    let (alice, bob, carol) = (HOME, HOME.offset_m(50.0, 0.0), HOME.offset_m(-700.0, 350.0));
+
+    // Every RPC, answered and refused.
+    app.grant("alice", Feature::PeopleNearby).await.unwrap();
+    app.grant("alice", Feature::Shake).await.unwrap();
+    app.consent("alice").await.unwrap();
+    assert!(app.update("alice", alice, Gender::Female).await.is_ok());
+    app.join("bob", bob, Gender::Male).await;
+    app.join("dave", carol.offset_m(20.0, 20.0), Gender::Male)
+        .await;
+    assert!(app.update("carol", carol, Gender::Male).await.is_err());
+    let first = app
+        .list_with(pb::ListNearbyRequest {
+            limit: 1,
+            ..list_request("bob")
+        })
+        .await
+        .unwrap();
+    let mut next = list_request("bob");
+    next.limit = 1;
+    next.page_token = first.next_page_token;
+    app.list_with(next).await.unwrap();
+    let mut bad_token = list_request("bob");
+    bad_token.page_token = "00ff".into();
+    assert!(app.list_with(bad_token).await.is_err());
+    let half_bad = pb::UpdateLocationRequest {
+        user_id: "alice".into(),
+        location: Some(pb::Location {
+            latitude: 91.0,
+            ..location(alice)
+        }),
+        gender: 0,
+    };
+    assert!(app.update_location(half_bad).await.is_err());
+    let shake = pb::ShakeRequest {
+        user_id: "alice".into(),
+        location: Some(location(HOME.offset_m(5.0, 5.0))),
+    };
+    assert!(app.client.shake().shake(shake).await.is_err());
+    let history = pb::ShakeHistoryRequest {
+        user_id: "alice".into(),
+    };
+    assert!(app.client.shake().shake_history(history).await.is_err());
+    let leave_shake = pb::LeaveShakeRequest {
+        user_id: "alice".into(),
+    };
+    assert!(app.client.shake().leave_shake(leave_shake).await.is_err());
+    app.leave("alice").await.unwrap();
+    app.export("alice").await.unwrap();
+    app.clear("alice", Feature::Unspecified).await.unwrap();
+    app.withdraw("bob", Feature::PeopleNearby).await.unwrap();
+    app.forget("alice").await.unwrap();
+    app.health("").await.unwrap();
+    assert!(app.stop().await.is_some(), "the server stopped");
+
+    let log = capture::log_since(start);
+    // The capture demonstrably works: service events, audit events and transport traces.
+    assert!(
+        log.contains("audit") && log.contains("consent_granted"),
+        "{log}"
+    );
+    assert!(
+        log.contains("h2::") && log.contains("TRACE"),
+        "no transport trace"
+    );
+    assert!(log.contains("user_forgotten") && log.contains("alice"));
+    let leaks = capture::leaks_in(&log);
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+#[test]
+fn the_leak_check_finds_a_coordinate_in_any_of_its_forms() {
+    let at = Point {
+        lat: -33.856_784_123,
+        lng: 151.215_297_654,
+    };
+    capture::remember(at.lat, at.lng);
+    let cell = at.cell();
+    let latlng = h3o::LatLng::new(at.lat, at.lng).unwrap();
+    let lines = [
+        format!("position lat={} lng={}", at.lat, at.lng),
+        format!("stored={:.4}", at.lng),
+        "truncated=-33.856 and nothing else".to_owned(),
+        format!("as f32 {}", at.lat as f32),
+        format!("{latlng:?}"),
+        format!("LatLng {{ lat_rad: {} }}", at.lat.to_radians()),
+        format!("cell={cell}"),
+        format!("cell={}", u64::from(cell)),
+        format!("cell={:X}", u64::from(cell)),
+    ];
+    for line in lines {
+        assert!(!capture::leaks_in(&line).is_empty(), "missed in {line:?}");
+    }
+    let harmless = "user_id=alice purged_entries=1 time.busy=39.9µs stream_id=StreamId(33)";
+    assert!(capture::leaks_in(harmless).is_empty());
+}

@@ -1,0 +1,46 @@
+//! Positions the tests send. Every one has many decimals, so the leak check cannot pass by
+//! accident (see `capture`), and positions are placed by metres from one point.
+
+use h3o::CellIndex;
+use vicinity::domain::{Coordinates, SnapGrid};
+
+/// A position, as a phone would report it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lng: f64,
+}
+
+/// Metres per degree of latitude (and of longitude at the equator).
+const METRES_PER_DEGREE: f64 = 111_320.0;
+
+/// Near Tiananmen, Beijing (the SPEC's workload centre).
+pub const HOME: Point = Point {
+    lat: 39.912_345_678,
+    lng: 116.398_765_432,
+};
+
+impl Point {
+    /// The point `north_m` metres north and `east_m` metres east of this one.
+    pub fn offset_m(self, north_m: f64, east_m: f64) -> Point {
+        let east_scale = METRES_PER_DEGREE * self.lat.to_radians().cos();
+        Point {
+            lat: self.lat + north_m / METRES_PER_DEGREE,
+            lng: self.lng + east_m / east_scale,
+        }
+    }
+
+    /// The cell this point snaps to at the default resolution (9).
+    pub fn cell(self) -> CellIndex {
+        let coords = Coordinates::new(self.lat, self.lng).expect("a valid point");
+        SnapGrid::default().snap(coords)
+    }
+
+    /// The great-circle distance to `other`, in metres.
+    pub fn distance_m(self, other: Point) -> f64 {
+        let ll = |p: Point| h3o::LatLng::new(p.lat, p.lng).expect("a valid point");
+        ll(self).distance_m(ll(other))
+    }
+}

@@ -1,0 +1,133 @@
+//! SPEC §3 PrivacyService and §1.2-4: clear at once, see everything held, forget everything.
+
+use vicinity::grpc::pb::{ConsentState, Feature, Gender};
+
+use crate::{
+    calls::{ACCURACY_M, NOTICE, millis},
+    helpers::spawn_app,
+    places::HOME,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_location_is_immediate_idempotent_and_keeps_consent() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+    assert_eq!(app.listed("bob").await, ["alice"]);
+
+    let cleared = app.clear("alice", Feature::Unspecified).await.unwrap();
+
+    assert_eq!(cleared.purged_entries, 1);
+    assert!(app.listed("bob").await.is_empty());
+    let export = app.export("alice").await.unwrap();
+    assert!(export.locations.is_empty(), "{export:?}");
+    let again = app.clear("alice", Feature::Unspecified).await.unwrap();
+    assert_eq!(again.purged_entries, 0);
+    let consent = app.consent("alice").await.unwrap();
+    assert_eq!(consent.current[0].feature(), Feature::PeopleNearby);
+    assert_eq!(consent.current[0].state(), ConsentState::Granted);
+    // Consent kept: coming back needs no new grant.
+    app.update("alice", HOME, Gender::Female).await.unwrap();
+    assert_eq!(app.listed("bob").await, ["alice"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_another_feature_leaves_people_nearby_alone() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+
+    let cleared = app.clear("alice", Feature::Shake).await.unwrap();
+
+    assert_eq!(cleared.purged_entries, 0);
+    assert_eq!(app.listed("bob").await, ["alice"]);
+    let people_nearby = app.clear("alice", Feature::PeopleNearby).await.unwrap();
+    assert_eq!(people_nearby.purged_entries, 1);
+    assert!(app.listed("bob").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_shows_consents_history_and_the_stored_rounded_location() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    let updated_at = app.now_millis();
+
+    let export = app.export("alice").await.unwrap();
+
+    assert_eq!(export.user_id, "alice");
+    let consents: Vec<_> = export
+        .consents
+        .iter()
+        .map(|c| (c.feature(), c.state()))
+        .collect();
+    assert_eq!(
+        consents,
+        [
+            (Feature::PeopleNearby, ConsentState::Granted),
+            (Feature::Shake, ConsentState::Unspecified),
+        ]
+    );
+    assert_eq!(export.consent_history.len(), 1);
+    assert_eq!(export.consent_history[0].notice_version, NOTICE);
+    assert_eq!(export.locations.len(), 1);
+    let stored = &export.locations[0];
+    assert_eq!(stored.feature(), Feature::PeopleNearby);
+    assert_eq!(stored.gender(), Gender::Female);
+    assert!(!stored.left);
+    assert_eq!(stored.precision_m, 11);
+    // The user's own data: the one place a position appears, and only as stored (4 decimals).
+    let location = stored.location.expect("the stored location");
+    assert_eq!(location.latitude, 39.9123);
+    assert_eq!(location.longitude, 116.3988);
+    assert_eq!(location.accuracy_m, ACCURACY_M.max(11.0).round());
+    let last_active = millis(stored.last_active.as_ref());
+    let purge_at = millis(stored.purge_at.as_ref());
+    assert_eq!(last_active, updated_at);
+    assert_eq!(purge_at - last_active, app.retention.as_millis() as i64);
+    assert_eq!(millis(stored.visible_until.as_ref()), purge_at);
+    assert!(export.shake_history.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_of_a_stranger_holds_nothing() {
+    let app = spawn_app().await;
+
+    let export = app.export("stranger").await.unwrap();
+
+    assert!(export.consent_history.is_empty() && export.locations.is_empty());
+    assert!(
+        export
+            .consents
+            .iter()
+            .all(|c| c.state() == ConsentState::Unspecified && c.consent_id.is_empty())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_user_removes_everything_consent_history_included() {
+    let app = spawn_app().await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.grant("alice", Feature::Shake).await.unwrap();
+    app.withdraw("alice", Feature::Shake).await.unwrap();
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+
+    let forgotten = app.forget("alice").await.unwrap();
+
+    assert_eq!(forgotten.purged_entries, 1);
+    assert_eq!(forgotten.consent_events_deleted, 3);
+    let export = app.export("alice").await.unwrap();
+    assert!(export.consent_history.is_empty(), "{export:?}");
+    assert!(export.locations.is_empty(), "{export:?}");
+    assert_eq!(export.consents.len(), 2);
+    assert!(
+        export
+            .consents
+            .iter()
+            .all(|c| c.state() == ConsentState::Unspecified && c.changed_at.is_none())
+    );
+    assert!(app.listed("bob").await.is_empty());
+    crate::details::assert_consent_required(app.update("alice", HOME, Gender::Female).await);
+}

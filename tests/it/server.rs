@@ -1,0 +1,173 @@
+//! The server as operators and stock tools see it: health, reflection, the loopback-only open
+//! mode (SPEC §4.5), Shake not built yet, and a bounded graceful shutdown.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tonic::{Code, transport::Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_reflection::pb::v1::{
+    ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+};
+use vicinity::{
+    grpc::{
+        ApiKeys, Auth,
+        pb::{self, Feature},
+    },
+    server::{self, SERVICE_NAMES, ServerError},
+};
+
+use crate::{
+    calls::location,
+    capture,
+    details::assert_code,
+    helpers::{DRAIN_TIMEOUT, manual_clock, spawn_app, test_config},
+    places::HOME,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_to_serve_open_on_a_non_loopback_address() {
+    capture::install();
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    assert!(!addr.ip().is_loopback());
+    let config = test_config(addr, manual_clock());
+
+    let run = server::run(config, listener, std::future::pending());
+    let result = tokio::time::timeout(Duration::from_secs(5), run).await;
+
+    let result = result.expect("run returns at once instead of serving");
+    assert!(
+        matches!(result, Err(ServerError::OpenOnPublicAddress(a)) if a == addr),
+        "{result:?}"
+    );
+    let connected = TcpStream::connect(("127.0.0.1", addr.port())).await;
+    assert!(connected.is_err(), "something still listens on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_api_keys_the_server_serves_on_any_address() {
+    capture::install();
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = test_config(addr, manual_clock());
+    let keys = ApiKeys::parse("backend app app-key-0123456789abcdef").unwrap();
+    config.auth = Auth::with_keys(keys);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let url = format!("http://127.0.0.1:{}", addr.port());
+    let client = vicinity::client::Client::connect(&url, None).await.unwrap();
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    let status = client.health().check(request).await.unwrap().into_inner();
+
+    assert_eq!(status.status(), ServingStatus::Serving);
+    drop(stop);
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shake_answers_unimplemented_and_stores_nothing() {
+    let app = spawn_app().await;
+    app.grant("alice", Feature::Shake).await.unwrap();
+    let user_id = || "alice".to_owned();
+
+    let shake = pb::ShakeRequest {
+        user_id: user_id(),
+        location: Some(location(HOME)),
+    };
+    assert_code(app.client.shake().shake(shake).await, Code::Unimplemented);
+    let history = pb::ShakeHistoryRequest { user_id: user_id() };
+    let reply = app.client.shake().shake_history(history).await;
+    assert_code(reply, Code::Unimplemented);
+    let leave = pb::LeaveShakeRequest { user_id: user_id() };
+    assert_code(
+        app.client.shake().leave_shake(leave).await,
+        Code::Unimplemented,
+    );
+
+    let export = app.export("alice").await.unwrap();
+    assert!(export.locations.is_empty() && export.shake_history.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_serving_for_the_server_and_every_service() {
+    let app = spawn_app().await;
+
+    assert_eq!(app.health("").await.unwrap(), ServingStatus::Serving);
+    // The per-service statuses are set by a task that starts with the server.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for name in SERVICE_NAMES {
+        while app.health(name).await.ok() != Some(ServingStatus::Serving) {
+            assert!(Instant::now() < deadline, "{name} not SERVING");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        app.health("vicinity.v1.PeopleNearby").await.unwrap(),
+        ServingStatus::Serving
+    );
+    assert_code(app.health("no.such.Service").await, Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_every_service_and_describes_them() {
+    let app = spawn_app().await;
+    let channel = Endpoint::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
+    let ask = |message| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    };
+    let requests = vec![
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(
+            "vicinity.v1.PeopleNearby".into(),
+        )),
+    ];
+
+    let reply = reflection
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap();
+    let mut answers = reply.into_inner();
+
+    let Some(MessageResponse::ListServicesResponse(listed)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a service list");
+    };
+    let names: Vec<_> = listed.service.into_iter().map(|s| s.name).collect();
+    for name in SERVICE_NAMES.iter().chain(&["grpc.health.v1.Health"]) {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a file descriptor");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
+    let mut app = spawn_app().await;
+    app.grant("alice", Feature::PeopleNearby).await.unwrap();
+
+    let started = Instant::now();
+    let stopped = app.stop().await;
+
+    let elapsed = started.elapsed();
+    assert!(matches!(stopped, Some(Ok(()))), "{stopped:?}");
+    assert!(elapsed < DRAIN_TIMEOUT, "shutdown took {elapsed:?}");
+    assert!(app.grant("bob", Feature::PeopleNearby).await.is_err());
+    let url = format!("http://{}", app.addr);
+    assert!(vicinity::client::Client::connect(&url, None).await.is_err());
+}
