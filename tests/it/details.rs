@@ -6,6 +6,20 @@ use std::{collections::HashMap, fmt::Debug};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+/// The fields a `google.rpc.BadRequest` detail names.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The `google.rpc.ErrorInfo` reason and metadata of a status.
 pub fn error_info(status: &Status) -> Option<(String, HashMap<String, String>)> {
     let details = status.get_error_details();
@@ -20,6 +34,14 @@ pub fn refusal<T: Debug>(reply: Result<T, Status>) -> Status {
         Ok(answer) => panic!("expected a refusal, got {answer:?}"),
         Err(status) => status,
     }
+}
+
+/// Asserts INVALID_ARGUMENT with one BadRequest violation naming exactly `field`.
+#[track_caller]
+pub fn assert_invalid<T: Debug>(reply: Result<T, Status>, field: &str) {
+    let status = refusal(reply);
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(violated_fields(&status), [field], "{status:?}");
 }
 
 /// Asserts FAILED_PRECONDITION with ErrorInfo `reason`; returns the metadata.

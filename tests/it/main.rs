@@ -10,8 +10,10 @@ mod helpers;
 mod places;
 
 mod consent;
+mod errors;
 mod leaks;
 mod nearby;
+mod pagination;
 mod privacy;
 mod retention;
 mod server;

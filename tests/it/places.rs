@@ -44,3 +44,16 @@ impl Point {
         ll(self).distance_m(ll(other))
     }
 }
+
+/// `count` points spread over a disc of `radius_m` around `centre` (a sunflower spiral:
+/// deterministic, even, and every point with many decimals).
+pub fn crowd(centre: Point, count: usize, radius_m: f64) -> Vec<Point> {
+    const GOLDEN_ANGLE: f64 = 2.399_963_229_728_653;
+    (0..count)
+        .map(|i| {
+            let r = radius_m * ((i as f64 + 0.5) / count as f64).sqrt();
+            let angle = i as f64 * GOLDEN_ANGLE;
+            centre.offset_m(r * angle.cos(), r * angle.sin())
+        })
+        .collect()
+}

@@ -1,0 +1,144 @@
+//! SPEC §3 ListNearby: pages in band order that never repeat or skip a user who stays put,
+//! behind opaque page tokens the service authenticates.
+
+use std::collections::HashSet;
+
+use vicinity::grpc::pb::{self, Gender, GenderFilter};
+
+use crate::{
+    calls::list_request,
+    details::assert_invalid,
+    helpers::{TestApp, spawn_app},
+    places::{HOME, crowd},
+};
+
+const CROWD: usize = 60;
+
+/// The viewer at HOME and [`CROWD`] others within 2.5 km.
+async fn crowded_app() -> TestApp {
+    let app = spawn_app().await;
+    app.join("viewer", HOME, Gender::Male).await;
+    for (i, at) in crowd(HOME, CROWD, 2_500.0).into_iter().enumerate() {
+        let gender = if i % 2 == 0 {
+            Gender::Female
+        } else {
+            Gender::Male
+        };
+        app.join(&format!("user-{i:02}"), at, gender).await;
+    }
+    app
+}
+
+/// Every page of `request`, following next_page_token until it is empty.
+async fn all_pages(
+    app: &TestApp,
+    mut request: pb::ListNearbyRequest,
+) -> Vec<pb::ListNearbyResponse> {
+    let mut pages = Vec::new();
+    loop {
+        let page = app.list_with(request.clone()).await.unwrap();
+        let next = page.next_page_token.clone();
+        pages.push(page);
+        assert!(pages.len() <= CROWD, "the pages never end");
+        if next.is_empty() {
+            return pages;
+        }
+        request.page_token = next;
+    }
+}
+
+fn limited(viewer: &str, limit: u32) -> pb::ListNearbyRequest {
+    pb::ListNearbyRequest {
+        limit,
+        ..list_request(viewer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_page_tokens_lists_everyone_else_exactly_once_in_band_order() {
+    let app = crowded_app().await;
+
+    let pages = all_pages(&app, limited("viewer", 7)).await;
+
+    assert_eq!(pages.len(), CROWD.div_ceil(7));
+    assert!(pages.iter().all(|p| p.users.len() <= 7));
+    let users: Vec<_> = pages.iter().flat_map(|p| p.users.iter()).collect();
+    let ids: HashSet<_> = users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(users.len(), CROWD, "a user repeated or skipped");
+    assert_eq!(ids.len(), CROWD, "a user repeated");
+    assert!(!ids.contains("viewer"), "the viewer listed to themselves");
+    let bands: Vec<u32> = users.iter().map(|u| u.distance_m).collect();
+    assert!(bands.is_sorted(), "bands out of order: {bands:?}");
+    assert!(bands.iter().any(|&b| b < 1_000) && bands.iter().any(|&b| b > 1_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_follow_the_first_query_and_repeat_it_exactly() {
+    let app = crowded_app().await;
+
+    let paged: Vec<String> = all_pages(&app, limited("viewer", 7))
+        .await
+        .into_iter()
+        .flat_map(|p| p.users.into_iter().map(|u| u.user_id))
+        .collect();
+    let whole = app.list_with(limited("viewer", 100)).await.unwrap();
+
+    let at_once: Vec<String> = whole.users.into_iter().map(|u| u.user_id).collect();
+    assert_eq!(paged, at_once);
+    assert!(whole.next_page_token.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_under_a_gender_filter_hold_only_that_gender() {
+    let app = crowded_app().await;
+    let mut request = limited("viewer", 7);
+    request.set_gender_filter(GenderFilter::Female);
+
+    let pages = all_pages(&app, request).await;
+
+    let users: Vec<_> = pages.iter().flat_map(|p| p.users.iter()).collect();
+    assert_eq!(users.len(), CROWD / 2);
+    assert!(users.iter().all(|u| u.gender() == Gender::Female));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_page_token_is_refused_naming_page_token() {
+    let app = crowded_app().await;
+    let first = app.list_with(limited("viewer", 7)).await.unwrap();
+    let token = first.next_page_token;
+    assert!(!token.is_empty());
+
+    // Flip one hex digit in the middle (the cursor), then at the end (the MAC).
+    for at in [token.len() / 2, token.len() - 1] {
+        let mut tampered = token.clone().into_bytes();
+        tampered[at] = if tampered[at] == b'0' { b'1' } else { b'0' };
+        let mut request = limited("viewer", 7);
+        request.page_token = String::from_utf8(tampered).unwrap();
+        assert_invalid(app.list_with(request).await, "page_token");
+    }
+    for junk in ["not-a-token", "00", &token[..token.len() - 2]] {
+        let mut request = limited("viewer", 7);
+        request.page_token = junk.to_owned();
+        assert_invalid(app.list_with(request).await, "page_token");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_token_works_only_for_its_viewer_and_filters() {
+    let app = crowded_app().await;
+    let first = app.list_with(limited("viewer", 7)).await.unwrap();
+
+    let mut someone_else = limited("user-00", 7);
+    someone_else.page_token = first.next_page_token.clone();
+    assert_invalid(app.list_with(someone_else).await, "page_token");
+
+    let mut other_filter = limited("viewer", 7);
+    other_filter.set_gender_filter(GenderFilter::Male);
+    other_filter.page_token = first.next_page_token.clone();
+    assert_invalid(app.list_with(other_filter).await, "page_token");
+
+    let mut other_radius = limited("viewer", 7);
+    other_radius.max_distance_m = 1_000;
+    other_radius.page_token = first.next_page_token;
+    assert_invalid(app.list_with(other_radius).await, "page_token");
+}
