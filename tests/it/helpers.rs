@@ -110,6 +110,13 @@ impl TestApp {
         }
     }
 
+    /// A new client with `api_key`.
+    pub async fn connect(&self, api_key: Option<&str>) -> Client {
+        Client::connect(&format!("http://{}", self.addr), api_key)
+            .await
+            .expect("connect to the test server")
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);

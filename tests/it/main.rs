@@ -9,6 +9,7 @@ mod details;
 mod helpers;
 mod places;
 
+mod auth;
 mod consent;
 mod errors;
 mod leaks;

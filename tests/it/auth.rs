@@ -1,0 +1,115 @@
+//! SPEC §4.5: per-client API keys with `app` and `ops` scopes.
+
+use tonic::{Code, Response};
+use tonic_health::pb::health_check_response::ServingStatus;
+use vicinity::{
+    client::Client,
+    grpc::{
+        ApiKeys, Auth,
+        pb::{self, Feature, Gender},
+    },
+};
+
+use crate::{
+    calls::{NOTICE, location},
+    details::assert_code,
+    helpers::{TestApp, spawn_app_with},
+    places::HOME,
+};
+
+const APP_KEY: &str = "app-key-0123456789abcdef";
+const OPS_KEY: &str = "ops-key-fedcba9876543210";
+
+async fn app_with_keys() -> TestApp {
+    let keys = ApiKeys::parse(&format!("backend app {APP_KEY}\noncall ops {OPS_KEY}\n"))
+        .expect("a valid keys file");
+    spawn_app_with(|config| config.auth = Auth::with_keys(keys)).await
+}
+
+async fn grant(client: &Client, user: &str) -> Result<pb::ConsentRecord, tonic::Status> {
+    let request = pb::GrantConsentRequest {
+        user_id: user.into(),
+        feature: Feature::PeopleNearby.into(),
+        notice_version: NOTICE.into(),
+        source: String::new(),
+    };
+    let reply = client.consent().grant_consent(request).await;
+    reply.map(Response::into_inner)
+}
+
+async fn update(client: &Client, user: &str) -> Result<(), tonic::Status> {
+    let request = pb::UpdateLocationRequest {
+        user_id: user.into(),
+        location: Some(location(HOME)),
+        gender: Gender::Female.into(),
+    };
+    client.nearby().update_location(request).await.map(drop)
+}
+
+async fn forget(client: &Client, user: &str) -> Result<pb::ForgetUserResponse, tonic::Status> {
+    let request = pb::ForgetUserRequest {
+        user_id: user.into(),
+    };
+    let reply = client.privacy().forget_user(request).await;
+    reply.map(Response::into_inner)
+}
+
+async fn clear(client: &Client, user: &str) -> Result<pb::ClearLocationResponse, tonic::Status> {
+    let request = pb::ClearLocationRequest {
+        user_id: user.into(),
+        feature: Feature::Unspecified.into(),
+    };
+    let reply = client.privacy().clear_location(request).await;
+    reply.map(Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_key_or_with_a_wrong_key_are_unauthenticated() {
+    let app = app_with_keys().await;
+    let wrong = app.connect(Some("not-a-configured-key-at-all")).await;
+
+    assert_code(grant(&app.client, "alice").await, Code::Unauthenticated);
+    assert_code(update(&app.client, "alice").await, Code::Unauthenticated);
+    assert_code(forget(&app.client, "alice").await, Code::Unauthenticated);
+    assert_code(grant(&wrong, "alice").await, Code::Unauthenticated);
+    assert_code(clear(&wrong, "alice").await, Code::Unauthenticated);
+    // Neither stored anything.
+    let ops = app.connect(Some(OPS_KEY)).await;
+    let export = ops
+        .privacy()
+        .export_my_data(pb::ExportMyDataRequest {
+            user_id: "alice".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(export.consent_history.is_empty() && export.locations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_may_call_only_what_its_scope_allows() {
+    let app = app_with_keys().await;
+    let backend = app.connect(Some(APP_KEY)).await;
+    let oncall = app.connect(Some(OPS_KEY)).await;
+
+    grant(&backend, "alice").await.unwrap();
+    update(&backend, "alice").await.unwrap();
+    assert_code(forget(&backend, "alice").await, Code::PermissionDenied);
+    assert_code(update(&oncall, "alice").await, Code::PermissionDenied);
+    assert_code(grant(&oncall, "alice").await, Code::PermissionDenied);
+
+    assert_eq!(clear(&backend, "alice").await.unwrap().purged_entries, 1);
+    update(&backend, "alice").await.unwrap();
+    assert_eq!(clear(&oncall, "alice").await.unwrap().purged_entries, 1);
+    let forgotten = forget(&oncall, "alice").await.unwrap();
+    assert_eq!(forgotten.consent_events_deleted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_without_a_key() {
+    let app = app_with_keys().await;
+
+    let status = app.health("").await;
+
+    assert_eq!(status.unwrap(), ServingStatus::Serving);
+}
