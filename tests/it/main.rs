@@ -10,6 +10,7 @@ mod helpers;
 mod places;
 
 mod auth;
+mod binary;
 mod consent;
 mod errors;
 mod leaks;

@@ -1,0 +1,274 @@
+//! The built `vicinity` binary, started the way the README and SPEC §3.1 show it, and the
+//! operator commands against it. The server child logs at TRACE to a file, which must hold no
+//! location either.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use vicinity::{
+    client::Client,
+    grpc::pb::{self, Gender},
+};
+
+use crate::{calls::location, capture, places::HOME};
+
+/// The binary, with no `VICINITY_*` variable inherited from the caller's environment.
+fn vicinity() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vicinity"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VICINITY_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Runs a client command against `addr` and returns its output.
+fn run(args: &[&str], addr: &str) -> Output {
+    vicinity()
+        .args(args)
+        .args(["--addr", addr])
+        .output()
+        .expect("run the vicinity binary")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `vicinity serve` child, killed when dropped; its standard error goes to a file.
+struct Served {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Served {
+    /// `vicinity serve --listen 127.0.0.1:<free port>`, once `vicinity health` says SERVING.
+    fn start() -> Served {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log =
+            std::env::temp_dir().join(format!("vicinity-it-{}-{port}.log", std::process::id()));
+        let child = vicinity()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("a log file"))
+            .spawn()
+            .expect("start vicinity serve");
+        let served = Served {
+            child,
+            addr: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        served.wait_until_serving();
+        served
+    }
+
+    fn wait_until_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !run(&["health"], &self.addr).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "vicinity serve never became healthy"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the server has logged so far.
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+#[test]
+fn the_binary_serves_as_the_readme_says_and_answers_health() {
+    let served = Served::start();
+
+    let health = run(&["health"], &served.addr);
+
+    assert!(health.status.success(), "{health:?}");
+    assert_eq!(stdout(&health).trim(), "SERVING");
+}
+
+#[test]
+fn health_against_nothing_exits_non_zero() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let health = run(&["health"], &format!("http://127.0.0.1:{port}"));
+
+    assert!(!health.status.success(), "{health:?}");
+}
+
+#[test]
+fn serve_refuses_a_retention_above_one_hour_with_one_line() {
+    let mut child = vicinity()
+        .args(["serve", "--listen", "127.0.0.1:0", "--retention", "2h"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vicinity serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vicinity serve --retention 2h is serving");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+
+    let stderr = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--retention"), "{stderr}");
+}
+
+#[test]
+fn operator_commands_grant_export_and_clear_against_the_binary() {
+    let served = Served::start();
+    let addr = served.addr.as_str();
+
+    let granted = run(
+        &[
+            "consent",
+            "grant",
+            "--user",
+            "alice",
+            "--feature",
+            "people-nearby",
+            "--notice-version",
+            "2026-01",
+        ],
+        addr,
+    );
+    assert!(granted.status.success(), "{granted:?}");
+    assert!(stdout(&granted).contains("alice FEATURE_PEOPLE_NEARBY CONSENT_STATE_GRANTED"));
+    update_alice(addr);
+
+    let export = run(&["export", "--user", "alice"], addr);
+    assert!(export.status.success(), "{export:?}");
+    let text = stdout(&export);
+    assert!(
+        text.contains("CONSENT_STATE_GRANTED notice=2026-01"),
+        "{text}"
+    );
+    // The user's own data, as stored: rounded to 4 decimals.
+    assert!(
+        text.contains("FEATURE_PEOPLE_NEARBY at 39.9123,116.3988 (±11 m)"),
+        "{text}"
+    );
+
+    let cleared = run(&["clear-location", "--user", "alice"], addr);
+    assert!(cleared.status.success(), "{cleared:?}");
+    assert_eq!(stdout(&cleared).trim(), "purged 1 entries");
+    let again = run(&["clear-location", "--user", "alice"], addr);
+    assert_eq!(stdout(&again).trim(), "purged 0 entries");
+    let after = stdout(&run(&["export", "--user", "alice"], addr));
+    assert!(
+        !after.contains(" at ") && after.contains("CONSENT_STATE_GRANTED"),
+        "{after}"
+    );
+
+    let shown = run(&["consent", "show", "--user", "alice"], addr);
+    assert!(
+        stdout(&shown).contains("CONSENT_STATE_GRANTED"),
+        "{shown:?}"
+    );
+    let withdrawn = run(
+        &[
+            "consent",
+            "withdraw",
+            "--user",
+            "alice",
+            "--feature",
+            "people-nearby",
+        ],
+        addr,
+    );
+    assert!(
+        stdout(&withdrawn).contains("CONSENT_STATE_WITHDRAWN"),
+        "{withdrawn:?}"
+    );
+
+    let log = without_timestamps(&served.log());
+    assert!(log.contains("TRACE"), "the server logged at TRACE");
+    let leaks = capture::leaks_in(&log);
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Sends Alice's position at HOME through the library client.
+fn update_alice(addr: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = Client::connect(addr, None).await.unwrap();
+        let request = pb::UpdateLocationRequest {
+            user_id: "alice".into(),
+            location: Some(location(HOME)),
+            gender: Gender::Female.into(),
+        };
+        client.nearby().update_location(request).await.unwrap();
+    });
+}
+
+/// The log without colours and timestamps: fractional seconds would look like coordinates.
+fn without_timestamps(log: &str) -> String {
+    let is_timestamp = |token: &str| {
+        let b = token.as_bytes();
+        b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && b[13] == b':' && token.ends_with('Z')
+    };
+    let lines: Vec<String> = log
+        .lines()
+        .map(|line| {
+            let plain = without_ansi(line);
+            let tokens: Vec<&str> = plain.split(' ').filter(|t| !is_timestamp(t)).collect();
+            tokens.join(" ")
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// `line` without ANSI escape sequences (ESC [ ... letter).
+fn without_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(char::is_ascii_alphabetic);
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[test]
+fn timestamps_and_colours_are_left_out_of_the_leak_check() {
+    let line = "\u{1b}[2m2026-11-24T12:39:50.912345Z\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m cell=8931aa";
+    assert_eq!(without_timestamps(line), "DEBUG cell=8931aa");
+}
