@@ -6,6 +6,8 @@ mod consent;
 mod error;
 mod nearby;
 mod privacy;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

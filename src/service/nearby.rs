@@ -57,6 +57,10 @@ impl ListNearby {
 
 impl Vicinity {
     /// Stores the user's position (rounded, snapped) and renews their deadlines.
+    ///
+    /// Consent is checked before the write and again after it: a withdrawal that lands in
+    /// between has already purged, so without the second check this write would outlive the
+    /// consent it was made under (SPEC §4.1). The write is then undone and refused.
     #[instrument(skip_all)]
     pub async fn update_location(
         &self,
@@ -73,11 +77,20 @@ impl Vicinity {
             cell: self.deps.grid.snap(location.coords),
             gender,
         };
-        Ok(self
+        let deadlines = self
             .deps
             .locations
             .upsert(position, self.deps.retention)
-            .await?)
+            .await?;
+        if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
+            // Fail closed: whether consent is gone or unreadable, the write does not stay.
+            self.deps
+                .locations
+                .clear(user, &[Feature::PeopleNearby])
+                .await?;
+            return Err(refused);
+        }
+        Ok(deadlines)
     }
 
     /// Lists other users near the viewer: one round trip to the location store (the viewer's
