@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use crate::{
     domain::{Clock, Retention, SnapGrid, SystemClock, nearby::Secret},
     grpc::{ApiKeys, Auth},
+    storage::redis::Target,
 };
 
 /// How logs are written.
@@ -51,6 +52,21 @@ pub struct ServeArgs {
     /// shares a store needs the same one. None: random per process, with a warning.
     #[arg(long, env = "VICINITY_ORDER_SECRET", hide_env_values = true)]
     pub order_secret: Option<String>,
+    /// Redis for location data (must not persist). None: the embedded in-memory store.
+    #[arg(long, env = "VICINITY_REDIS_URL", conflicts_with = "redis_cluster")]
+    pub redis_url: Option<String>,
+    /// Redis Cluster nodes for location data, comma-separated.
+    #[arg(long, env = "VICINITY_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+    /// Redis for consent records (should persist). Default: the location store.
+    #[arg(long, env = "VICINITY_CONSENT_REDIS_URL")]
+    pub consent_redis_url: Option<String>,
+    /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).
+    #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
+    pub allow_persistent_location_store: bool,
+    /// The longest one store call may take.
+    #[arg(long, env = "VICINITY_STORE_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub store_timeout: Duration,
     /// How long shutdown waits for calls in flight.
     #[arg(long, env = "VICINITY_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub drain_timeout: Duration,
@@ -63,6 +79,24 @@ pub struct ServeArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
+
+/// Where data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded in-memory store (local use and tests).
+    Memory,
+    /// Redis.
+    Redis {
+        /// Location data (must not persist).
+        locations: Target,
+        /// Consent records (should persist).
+        consents: Target,
+        /// Whether a persisting location store is accepted anyway.
+        allow_persistent: bool,
+        /// Bound of each store call.
+        timeout: Duration,
+    },
+}
 
 /// The validated configuration of a server.
 #[derive(Debug, Clone)]
@@ -85,6 +119,8 @@ pub struct Config {
     pub secret_is_ephemeral: bool,
     /// Shutdown drain bound.
     pub drain_timeout: Duration,
+    /// Where data lives.
+    pub store: StoreConfig,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
 }
@@ -126,6 +162,7 @@ impl Config {
             secret: Arc::new(secret),
             secret_is_ephemeral: ephemeral,
             drain_timeout: args.drain_timeout,
+            store: store_config(args)?,
             clock: Arc::new(SystemClock),
         })
     }
@@ -142,9 +179,40 @@ impl Config {
             secret: Arc::new(random_secret()),
             secret_is_ephemeral: true,
             drain_timeout: Duration::from_secs(10),
+            store: StoreConfig::Memory,
             clock: Arc::new(SystemClock),
         }
     }
+}
+
+fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
+    let locations = match (&args.redis_url, args.redis_cluster.as_slice()) {
+        (None, []) => {
+            if args.consent_redis_url.is_some() {
+                return Err(ConfigError(
+                    "--consent-redis-url needs --redis-url or --redis-cluster".into(),
+                ));
+            }
+            return Ok(StoreConfig::Memory);
+        }
+        (Some(url), _) => Target::Single(url.clone()),
+        (None, nodes) => Target::Cluster(nodes.to_vec()),
+    };
+    if args.store_timeout.is_zero() || args.store_timeout > Duration::from_secs(10) {
+        return Err(ConfigError(
+            "--store-timeout: must be between 1ms and 10s".into(),
+        ));
+    }
+    let consents = args
+        .consent_redis_url
+        .clone()
+        .map_or_else(|| locations.clone(), Target::Single);
+    Ok(StoreConfig::Redis {
+        locations,
+        consents,
+        allow_persistent: args.allow_persistent_location_store,
+        timeout: args.store_timeout,
+    })
 }
 
 fn parse_secret(hex: &str) -> Result<Secret, ConfigError> {
@@ -192,6 +260,43 @@ mod tests {
         assert_eq!(config.retention.window(), Duration::from_secs(3600));
         assert_eq!(config.sweep_interval, Duration::from_secs(1));
         assert!(config.auth.is_open() && config.secret_is_ephemeral);
+        assert_eq!(config.store, StoreConfig::Memory);
+    }
+
+    #[test]
+    fn redis_urls_choose_the_redis_store() {
+        let config = parse(&[
+            "--redis-url",
+            "redis://a/",
+            "--consent-redis-url",
+            "redis://b/",
+        ])
+        .unwrap();
+        let StoreConfig::Redis {
+            locations,
+            consents,
+            ..
+        } = config.store
+        else {
+            panic!("redis")
+        };
+        assert_eq!(locations, Target::Single("redis://a/".into()));
+        assert_eq!(consents, Target::Single("redis://b/".into()));
+        let config = parse(&["--redis-cluster", "redis://a/,redis://b/"]).unwrap();
+        let StoreConfig::Redis {
+            locations,
+            consents,
+            ..
+        } = config.store
+        else {
+            panic!("redis")
+        };
+        assert_eq!(
+            locations,
+            Target::Cluster(vec!["redis://a/".into(), "redis://b/".into()])
+        );
+        assert_eq!(consents, locations);
+        assert!(parse(&["--consent-redis-url", "redis://b/"]).is_err());
     }
 
     #[test]

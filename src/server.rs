@@ -10,6 +10,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     config::Config,
+    config::StoreConfig,
     grpc::{
         GrpcApi,
         pb::{
@@ -19,7 +20,10 @@ use crate::{
         },
     },
     service::{Deps, Vicinity},
-    storage::MemoryStore,
+    storage::{
+        ConsentStore, LocationStore, MemoryStore, StoreError,
+        redis::{self, RedisConsentStore, RedisStore},
+    },
 };
 
 /// The largest request accepted, in bytes (a full block list is about 130 KiB).
@@ -43,6 +47,14 @@ pub enum ServerError {
     /// Reflection could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The location store keeps data on disk and no flag allows it.
+    #[error(
+        "the location store at {0} persists to disk (save/appendonly): purged locations would remain in RDB/AOF files; run it with --save \"\" --appendonly no, or pass --allow-persistent-location-store"
+    )]
+    PersistentLocationStore(String),
+    /// A store could not be reached or checked at start-up.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -68,10 +80,11 @@ pub async fn run(
         return Err(ServerError::OpenOnPublicAddress(addr));
     }
     warn_about_local_choices(&config);
-    let store = MemoryStore::start(config.clock.clone(), config.grid, config.sweep_interval);
+    let (locations, consents) = stores(&config).await?;
+    let sweeper = tokio::spawn(sweep(locations.clone(), config.sweep_interval));
     let svc = Vicinity::new(Deps {
-        locations: store.clone(),
-        consents: store,
+        locations,
+        consents,
         clock: config.clock.clone(),
         grid: config.grid,
         retention: config.retention,
@@ -113,7 +126,67 @@ pub async fn run(
         }
     };
     health_task.abort();
+    sweeper.abort();
     result
+}
+
+/// The stores the configuration names, after checking what Redis does with data on disk.
+async fn stores(
+    config: &Config,
+) -> Result<(Arc<dyn LocationStore>, Arc<dyn ConsentStore>), ServerError> {
+    let StoreConfig::Redis {
+        locations,
+        consents,
+        allow_persistent,
+        timeout,
+    } = &config.store
+    else {
+        tracing::warn!(
+            "using the embedded in-memory store: data is lost on restart and not shared between nodes"
+        );
+        let store = MemoryStore::start(config.clock.clone(), config.grid, config.sweep_interval);
+        return Ok((store.clone(), store));
+    };
+    for (url, found) in redis::persistence(locations).await? {
+        if found.persists() && !allow_persistent {
+            return Err(ServerError::PersistentLocationStore(url));
+        }
+        if found.persists() {
+            tracing::warn!(
+                "the location store persists to disk: purged data may remain in RDB/AOF files"
+            );
+        }
+    }
+    if consents == locations {
+        tracing::warn!(
+            "consent records share the location store: fine for development only (it must not persist, they should)"
+        );
+    } else if !redis::persistence(consents)
+        .await?
+        .iter()
+        .all(|(_, p)| p.is_durable())
+    {
+        tracing::warn!(
+            "the consent store is not durable (want appendonly yes, appendfsync always)"
+        );
+    }
+    let location_store =
+        RedisStore::connect(locations, config.grid, config.retention, *timeout).await?;
+    let consent_store = RedisConsentStore::connect(consents, *timeout).await?;
+    Ok((Arc::new(location_store), Arc::new(consent_store)))
+}
+
+/// Runs the purge sweep every `interval`, for as long as the server runs. Running it on every
+/// node at once is safe.
+async fn sweep(store: Arc<dyn LocationStore>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.purge_expired().await {
+            tracing::warn!(%error, "purge sweep failed; retrying next interval");
+        }
+    }
 }
 
 /// Applies the request size limit to a generated server.

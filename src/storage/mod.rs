@@ -7,6 +7,7 @@
 pub mod conformance;
 mod error;
 pub mod memory;
+pub mod redis;
 
 use h3o::CellIndex;
 use tonic::async_trait;

@@ -180,8 +180,20 @@ impl NearbyQuery {
     pub fn search<'a>(
         &self,
         grid: &SnapGrid,
-        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
+        visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
     ) -> Page {
+        self.search_rings(grid, u32::MAX, visit).0
+    }
+
+    /// [`NearbyQuery::search`] over the rings up to `last_ring` only, for stores that fetch
+    /// cells in batches: also says whether the page is final (`true`), or farther rings may
+    /// still change it.
+    pub fn search_rings<'a>(
+        &self,
+        grid: &SnapGrid,
+        last_ring: u32,
+        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
+    ) -> (Page, bool) {
         let want = self.limit + 1;
         let mut collector = Collector {
             query: self,
@@ -192,7 +204,12 @@ impl NearbyQuery {
         let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
         let max_distance = f64::from(self.max_distance_m);
         let distance_to = grid.distances_from(self.viewer_cell());
+        let mut complete = true;
         for k in 0..=grid.max_ring(self.max_distance_m) {
+            if k > last_ring {
+                complete = false;
+                break;
+            }
             for cell in grid.ring(self.viewer_cell(), k) {
                 let distance = distance_to(cell);
                 let band_m = grid.band_m(distance);
@@ -215,10 +232,38 @@ impl NearbyQuery {
         let mut ranked = collector.best.into_sorted_vec();
         let more = ranked.len() > self.limit;
         ranked.truncate(self.limit);
-        Page {
+        let page = Page {
             hits: ranked.into_iter().map(Candidate::to_hit).collect(),
             more,
+        };
+        (page, complete)
+    }
+
+    /// The cells of rings `rings` that a search may visit: within the radius and not before
+    /// the cursor's band.
+    pub fn cells_in_rings(
+        &self,
+        grid: &SnapGrid,
+        rings: std::ops::RangeInclusive<u32>,
+    ) -> Vec<CellIndex> {
+        let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
+        let distance_to = grid.distances_from(self.viewer_cell());
+        let last = (*rings.end()).min(grid.max_ring(self.max_distance_m));
+        let mut cells = Vec::new();
+        for k in *rings.start()..=last {
+            for cell in grid.ring(self.viewer_cell(), k) {
+                let distance = distance_to(cell);
+                if distance <= f64::from(self.max_distance_m) && grid.band_m(distance) >= min_band {
+                    cells.push(cell);
+                }
+            }
         }
+        cells
+    }
+
+    /// The last ring a search of this query can visit.
+    pub fn last_ring(&self, grid: &SnapGrid) -> u32 {
+        grid.max_ring(self.max_distance_m)
     }
 }
 

@@ -1,0 +1,63 @@
+//! Start-up checks of what the Redis servers will do with our data on disk (SPEC §4.2):
+//! location data must not persist (an RDB or AOF keeps purged coordinates), consent records
+//! should (`appendonly yes`, `appendfsync always`).
+
+use super::{Target, conn::store_error};
+use crate::storage::StoreResult;
+
+/// What a server does with data on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persistence {
+    /// `CONFIG GET save`: empty means no RDB snapshots.
+    pub save: String,
+    /// `CONFIG GET appendonly`.
+    pub appendonly: bool,
+    /// `CONFIG GET appendfsync`.
+    pub appendfsync: String,
+}
+
+impl Persistence {
+    /// Whether anything reaches the disk.
+    pub fn persists(&self) -> bool {
+        !self.save.trim().is_empty() || self.appendonly
+    }
+
+    /// Whether an acknowledged write survives a crash.
+    pub fn is_durable(&self) -> bool {
+        self.appendonly && self.appendfsync == "always"
+    }
+}
+
+/// Reads the persistence settings of every node named by `target` (each listed cluster node
+/// is asked directly: a cluster client would ask just one).
+pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
+    let urls = match target {
+        Target::Single(url) => vec![url.clone()],
+        Target::Cluster(urls) => urls.clone(),
+    };
+    let mut found = Vec::with_capacity(urls.len());
+    for url in urls {
+        let fail = |e| store_error(e, "checking persistence");
+        let client = redis::Client::open(url.as_str()).map_err(fail)?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(fail)?;
+        let mut get = async |name: &str| -> StoreResult<String> {
+            let pair: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            Ok(pair.get(1).cloned().unwrap_or_default())
+        };
+        let persistence = Persistence {
+            save: get("save").await?,
+            appendonly: get("appendonly").await? == "yes",
+            appendfsync: get("appendfsync").await?,
+        };
+        found.push((url, persistence));
+    }
+    Ok(found)
+}

@@ -1,0 +1,201 @@
+//! Consent records in Redis: a hash of current records and a list of events per user, under
+//! one hash tag. No TTL: consent records are the data that outlive retention (SPEC §4.1), and
+//! they live in a persisting Redis.
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use tonic::async_trait;
+
+use super::{
+    Conn, Target,
+    conn::bounded,
+    keys::{consent_key, history_key},
+    scripts,
+};
+use crate::{
+    domain::{ConsentEvent, ConsentRecord, ConsentState, Feature, Timestamp, UserId},
+    storage::{ConsentStore, StoreError, StoreErrorKind, StoreResult},
+};
+
+/// Separates fields of an encoded record: validated text never contains it.
+const SEP: char = '\u{1f}';
+
+/// The Redis consent store.
+#[derive(Clone)]
+pub struct RedisConsentStore {
+    conn: Conn,
+    timeout: Duration,
+}
+
+fn tag(feature: Feature) -> &'static str {
+    match feature {
+        Feature::PeopleNearby => "n",
+        Feature::Shake => "s",
+    }
+}
+
+fn encode(record: &ConsentRecord) -> String {
+    let at = record
+        .changed_at
+        .map_or(String::new(), |t| t.as_millis().to_string());
+    [
+        record.state.as_str(),
+        tag(record.feature),
+        &record.notice_version,
+        &record.source,
+        &at,
+        &record.consent_id,
+    ]
+    .join(&SEP.to_string())
+}
+
+fn decode(user: &UserId, raw: &str) -> StoreResult<ConsentRecord> {
+    let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a consent record");
+    let f: Vec<&str> = raw.split(SEP).collect();
+    let [state, feature, notice, source, at, id] = f[..] else {
+        return Err(corrupt());
+    };
+    let feature = match feature {
+        "n" => Feature::PeopleNearby,
+        "s" => Feature::Shake,
+        _ => return Err(corrupt()),
+    };
+    Ok(ConsentRecord {
+        user_id: user.clone(),
+        feature,
+        state: ConsentState::parse(state).ok_or_else(corrupt)?,
+        notice_version: notice.to_owned(),
+        source: source.to_owned(),
+        changed_at: at.parse().ok().map(Timestamp::from_millis),
+        consent_id: id.to_owned(),
+    })
+}
+
+impl RedisConsentStore {
+    /// Connects to the consent store.
+    pub async fn connect(target: &Target, timeout: Duration) -> StoreResult<Self> {
+        Ok(Self {
+            conn: Conn::connect(target).await?,
+            timeout,
+        })
+    }
+
+    async fn hget(&self, user: &UserId, feature: Feature) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("HGET")
+            .arg(consent_key(user))
+            .arg(tag(feature))
+            .clone();
+        bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await
+    }
+}
+
+#[async_trait]
+impl ConsentStore for RedisConsentStore {
+    async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord> {
+        match self.hget(user, feature).await? {
+            Some(raw) => decode(user, &raw),
+            None => Ok(ConsentRecord::undecided(user.clone(), feature)),
+        }
+    }
+
+    async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("HMGET")
+            .arg(consent_key(user))
+            .arg("n")
+            .arg("s")
+            .clone();
+        let raw: Vec<Option<String>> =
+            bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await?;
+        Feature::ALL
+            .iter()
+            .zip(raw.iter().chain(std::iter::repeat(&None)))
+            .map(|(feature, raw)| match raw {
+                Some(raw) => decode(user, raw),
+                None => Ok(ConsentRecord::undecided(user.clone(), *feature)),
+            })
+            .collect()
+    }
+
+    async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
+        let granted = |raw: Option<String>| raw.is_some_and(|r| r.starts_with("granted"));
+        if !self.conn.is_cluster() {
+            let mut pipe = redis::pipe();
+            for user in users {
+                pipe.cmd("HGET").arg(consent_key(user)).arg(tag(feature));
+            }
+            let mut conn = self.conn.clone();
+            let raw: Vec<Option<String>> = bounded(
+                self.timeout,
+                "reading consents",
+                pipe.query_async(&mut conn),
+            )
+            .await?;
+            return Ok(raw.into_iter().map(granted).collect());
+        }
+        // A cluster refuses cross-slot pipelines: one call per user, all in flight at once.
+        let calls = users.iter().map(|user| self.hget(user, feature));
+        Ok(try_join_all(calls)
+            .await?
+            .into_iter()
+            .map(granted)
+            .collect())
+    }
+
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("LRANGE")
+            .arg(history_key(user))
+            .arg(0)
+            .arg(-1)
+            .clone();
+        let raw: Vec<String> = bounded(
+            self.timeout,
+            "reading consent history",
+            cmd.query_async(&mut conn),
+        )
+        .await?;
+        raw.iter().map(|r| decode(user, r)).collect()
+    }
+
+    async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CONSENT_APPEND.prepare_invoke();
+        call.key(consent_key(&event.user_id))
+            .key(history_key(&event.user_id))
+            .arg(tag(event.feature))
+            .arg(encode(&event));
+        let _: i64 = bounded(
+            self.timeout,
+            "recording consent",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn forget(&self, user: &UserId) -> StoreResult<u32> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CONSENT_FORGET.prepare_invoke();
+        call.key(consent_key(user)).key(history_key(user));
+        bounded(
+            self.timeout,
+            "forgetting consent",
+            call.invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: String = bounded(
+            self.timeout,
+            "pinging",
+            redis::cmd("PING").query_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! The Redis backend (production): a single Redis ≥ 7.0 or a Redis Cluster. The key layout is
+//! in [`keys`], every script in [`scripts`].
+//!
+//! Writes that span hash tags (a user's record and their cell) are ordered so that a failure
+//! half-way never leaves location data that no deadline covers: the cell member (which the
+//! sweeper finds by deadline) is written before the user's record and removed after it.
+
+mod checks;
+mod conn;
+mod consent;
+pub mod keys;
+pub mod scripts;
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, time::Duration};
+
+use futures_util::future::try_join_all;
+use h3o::CellIndex;
+use redis::Value;
+use tonic::async_trait;
+use tracing::instrument;
+
+pub use checks::{Persistence, persistence};
+pub use conn::{Conn, Target};
+pub use consent::RedisConsentStore;
+
+use self::conn::bounded;
+use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
+use crate::domain::{
+    Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId, nearby::NearbyRequest,
+};
+
+/// The rings fetched in the first batch of a search (19 cells): at city density they hold a
+/// page many times over, so one round trip is the rule and more are the sparse exception.
+const FIRST_RINGS: u32 = 2;
+
+/// The Redis location store.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    grid: SnapGrid,
+    retention: Retention,
+    timeout: Duration,
+}
+
+/// The members of fetched cells: user, gender, last activity.
+type Fetched = HashMap<CellIndex, Vec<(UserId, Gender, Timestamp)>>;
+
+impl RedisStore {
+    /// Connects to the location store. `retention` is the deployment's retention (every node
+    /// must use the same; the sweeper schedules by it), `timeout` bounds each store call.
+    pub async fn connect(
+        target: &Target,
+        grid: SnapGrid,
+        retention: Retention,
+        timeout: Duration,
+    ) -> StoreResult<Self> {
+        let conn = Conn::connect(target).await?;
+        Ok(Self {
+            conn,
+            grid,
+            retention,
+            timeout,
+        })
+    }
+
+    async fn read_record(
+        &self,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Timestamp, Option<(String, LocationEntry)>)> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::USER_GET.prepare_invoke();
+        call.key(keys::user_key(user))
+            .arg(keys::user_field(feature, user));
+        let (now, raw): (i64, Option<String>) = bounded(
+            self.timeout,
+            "reading a record",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        let entry = raw.and_then(|raw| {
+            let entry = keys::decode_record(feature, user, &raw)?;
+            Some((raw, entry))
+        });
+        Ok((Timestamp::from_millis(now), entry))
+    }
+
+    /// Adds or renews `member` in `cell`; returns the deadlines from the server clock.
+    async fn cell_add(
+        &self,
+        cell: CellIndex,
+        member: &str,
+        retention: Retention,
+    ) -> StoreResult<Deadlines> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CELL_ADD.prepare_invoke();
+        call.key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(member)
+            .arg(retention.window().as_millis() as u64)
+            .arg(cell.to_string())
+            .arg("");
+        let (now, purge): (i64, i64) = bounded(
+            self.timeout,
+            "adding to a cell",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(Deadlines {
+            last_active: Timestamp::from_millis(now),
+            visible_until: Timestamp::from_millis(purge),
+            purge_at: Timestamp::from_millis(purge),
+        })
+    }
+
+    async fn cell_remove(&self, cell: CellIndex, member: &str) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CELL_REMOVE.prepare_invoke();
+        call.key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(member)
+            .arg(cell.to_string());
+        let _: i64 = bounded(
+            self.timeout,
+            "removing from a cell",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn put_record(
+        &self,
+        position: &Position,
+        deadlines: &Deadlines,
+        left: bool,
+    ) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::USER_PUT.prepare_invoke();
+        call.key(keys::user_key(&position.user_id))
+            .arg(keys::user_field(position.feature, &position.user_id))
+            .arg(keys::encode_record(position, deadlines, left))
+            .arg(deadlines.purge_at.as_millis());
+        bounded(
+            self.timeout,
+            "writing a record",
+            call.invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Makes sure the sweeper visits the partition of `cell` by `at`.
+    async fn schedule(&self, cell: CellIndex, at: Timestamp) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::PART_SCHEDULE.prepare_invoke();
+        call.key(keys::PARTS)
+            .arg(at.as_millis())
+            .arg(keys::partition(cell).to_string())
+            .arg(at.plus(self.retention.window()).as_millis());
+        let _: i64 = bounded(
+            self.timeout,
+            "scheduling a sweep",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the visible members of `cells`, one script call per partition, concurrently.
+    async fn fetch(&self, cells: &[CellIndex], into: &mut Fetched) -> StoreResult<()> {
+        let mut by_part: HashMap<CellIndex, Vec<CellIndex>> = HashMap::new();
+        for cell in cells {
+            by_part
+                .entry(keys::partition(*cell))
+                .or_default()
+                .push(*cell);
+        }
+        let calls = by_part
+            .into_values()
+            .map(|cells| self.fetch_partition(cells));
+        for (cells, reply) in try_join_all(calls).await? {
+            self.decode_cells(&cells, reply, into);
+        }
+        Ok(())
+    }
+
+    async fn fetch_partition(
+        &self,
+        cells: Vec<CellIndex>,
+    ) -> StoreResult<(Vec<CellIndex>, Vec<Value>)> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CELLS_READ.prepare_invoke();
+        for cell in &cells {
+            call.key(keys::cell_key(*cell));
+        }
+        let reply: Vec<Value> =
+            bounded(self.timeout, "reading cells", call.invoke_async(&mut conn)).await?;
+        Ok((cells, reply))
+    }
+
+    /// Decodes `{now, index, {member, score, ...}, ...}`; skips anything malformed.
+    fn decode_cells(&self, cells: &[CellIndex], reply: Vec<Value>, into: &mut Fetched) {
+        let retention = self.retention.window();
+        let mut items = reply.into_iter().skip(1);
+        while let (Some(index), Some(Value::Array(members))) = (items.next(), items.next()) {
+            let Ok(index) = redis::from_redis_value::<usize>(index) else {
+                continue;
+            };
+            let Some(cell) = index.checked_sub(1).and_then(|i| cells.get(i)) else {
+                continue;
+            };
+            let list = into.entry(*cell).or_default();
+            let mut pairs = members.into_iter();
+            while let (Some(member), Some(score)) = (pairs.next(), pairs.next()) {
+                let (Ok(member), Ok(score)) = (
+                    redis::from_redis_value::<String>(member),
+                    redis::from_redis_value::<f64>(score),
+                ) else {
+                    continue;
+                };
+                if let Some((gender, user)) = keys::parse_member(&member) {
+                    let purge_at = Timestamp::from_millis(score as i64);
+                    let last_active =
+                        Timestamp::from_millis(purge_at.as_millis() - retention.as_millis() as i64);
+                    list.push((user, gender, last_active));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl LocationStore for RedisStore {
+    #[instrument(skip_all)]
+    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
+        let member = keys::member(position.gender, &position.user_id);
+        let deadlines = self.cell_add(position.cell, &member, retention).await?;
+        let old = self.put_record(&position, &deadlines, false).await?;
+        let old =
+            old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
+        if let Some(old) = old {
+            let old_member = keys::member(old.position.gender, &old.position.user_id);
+            if old.position.cell != position.cell || old_member != member {
+                self.cell_remove(old.position.cell, &old_member).await?;
+            }
+        }
+        self.schedule(position.cell, deadlines.purge_at).await?;
+        Ok(deadlines)
+    }
+
+    #[instrument(skip_all)]
+    async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>> {
+        let (now, entry) = self.read_record(feature, user).await?;
+        Ok(entry
+            .map(|(_, e)| e)
+            .filter(|e| !e.deadlines.is_expired(now)))
+    }
+
+    #[instrument(skip_all)]
+    async fn leave(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        retention: Retention,
+    ) -> StoreResult<Option<Deadlines>> {
+        let (now, entry) = self.read_record(feature, user).await?;
+        let Some((_, entry)) = entry.filter(|(_, e)| !e.deadlines.is_expired(now)) else {
+            return Ok(None);
+        };
+        let position = entry.position;
+        let member = keys::member(position.gender, &position.user_id);
+        let deadlines = self.cell_add(position.cell, &member, retention).await?;
+        self.put_record(&position, &deadlines, true).await?;
+        self.schedule(position.cell, deadlines.purge_at).await?;
+        Ok(Some(deadlines))
+    }
+
+    #[instrument(skip_all)]
+    async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
+        let mut cleared = 0;
+        for feature in features {
+            let (_, Some((raw, entry))) = self.read_record(*feature, user).await? else {
+                continue;
+            };
+            let member = keys::member(entry.position.gender, user);
+            self.cell_remove(entry.position.cell, &member).await?;
+            let mut conn = self.conn.clone();
+            let mut call = scripts::USER_DELETE_IF.prepare_invoke();
+            call.key(keys::user_key(user))
+                .arg(keys::user_field(*feature, user))
+                .arg(raw);
+            let _: i64 = bounded(
+                self.timeout,
+                "deleting a record",
+                call.invoke_async(&mut conn),
+            )
+            .await?;
+            cleared += 1;
+        }
+        Ok(cleared)
+    }
+
+    #[instrument(skip_all, fields(limit = request.limit))]
+    async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
+        let (now, own) = self
+            .read_record(Feature::PeopleNearby, &request.viewer)
+            .await?;
+        let Some((_, own)) = own.filter(|(_, e)| !e.left && !e.deadlines.is_expired(now)) else {
+            return Ok(None);
+        };
+        let query = request.query(own.position.cell, now);
+        let mut fetched = Fetched::new();
+        let (mut from, mut to) = (0, FIRST_RINGS);
+        let page = loop {
+            let cells = query.cells_in_rings(&self.grid, from..=to);
+            self.fetch(&cells, &mut fetched).await?;
+            let (page, complete) = query.search_rings(&self.grid, to, |cell, sink| {
+                for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
+                    sink.offer(user, *gender, *last_active);
+                }
+            });
+            if complete || to >= query.last_ring(&self.grid) {
+                break page;
+            }
+            (from, to) = (to + 1, to * 2 + 1);
+        };
+        Ok(Some(NearbyResult {
+            page,
+            epoch: query.order.epoch,
+            viewer_cell: query.viewer_cell(),
+        }))
+    }
+
+    async fn purge_expired(&self) -> StoreResult<u32> {
+        sweep::sweep(self).await
+    }
+
+    async fn now(&self) -> StoreResult<Timestamp> {
+        let mut conn = self.conn.clone();
+        let (secs, micros): (i64, i64) = bounded(
+            self.timeout,
+            "reading the time",
+            redis::cmd("TIME").query_async(&mut conn),
+        )
+        .await?;
+        Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
+    }
+}
