@@ -147,8 +147,8 @@ impl Drop for Process {
 /// Runs `cmd` to completion with stdin closed and returns its stdout. Fails when it exits
 /// unsuccessfully (with its output in the error) or outlives `timeout` (it is then killed).
 fn run(cmd: &mut Command, timeout: Duration) -> io::Result<String> {
-    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped());
-    let mut child = child.stdout(Stdio::piped()).spawn()?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = cmd.stderr(Stdio::piped()).spawn()?;
     let stdout = read_in_background(child.stdout.take());
     let stderr = read_in_background(child.stderr.take());
     let status = poll_until(timeout, || child.try_wait()).inspect_err(|_| {

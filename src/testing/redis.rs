@@ -9,8 +9,8 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::ops::RangeInclusive;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::str::FromStr;
+use std::time::Duration;
 
 use super::{Process, free_ports, poll_until, run};
 
@@ -115,10 +115,7 @@ impl RedisServer {
 
     /// `DBSIZE`: keys physically present, including expired keys not yet reclaimed.
     pub fn dbsize(&self) -> io::Result<u64> {
-        let reply = self.cli(&["dbsize"])?;
-        reply
-            .parse()
-            .map_err(|_| invalid(format!("DBSIZE: {reply:?}")))
+        parse_reply(self.cli(&["dbsize"])?)
     }
 
     /// The `keys=` counts of `INFO keyspace`, summed over databases (0 when there are none):
@@ -130,17 +127,9 @@ impl RedisServer {
     fn command(&self) -> Command {
         let (dir, port) = (self.process.dir(), self.port.to_string());
         let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]);
-        cmd.args(["--daemonize", "no", "--dir"]).arg(dir);
+        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--daemonize", "no"]);
+        cmd.args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir);
         cmd.arg("--logfile").arg(dir.join("redis.log"));
         if let Some(bus_port) = self.bus_port {
             cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
@@ -192,6 +181,12 @@ fn keyspace_keys(info: &str) -> u64 {
         counts.split(',').next()?.parse::<u64>().ok()
     };
     info.lines().filter_map(keys).sum()
+}
+
+fn parse_reply<T: FromStr>(reply: String) -> io::Result<T> {
+    reply
+        .parse()
+        .map_err(|_| invalid(format!("unexpected reply {reply:?}")))
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -260,10 +255,7 @@ impl RedisCluster {
 
     /// The master serving `key`'s slot (`CLUSTER KEYSLOT`).
     pub fn master_for_key(&self, key: &str) -> io::Result<&RedisServer> {
-        let reply = self.first_live()?.cli(&["cluster", "keyslot", key])?;
-        let slot = reply
-            .parse()
-            .map_err(|_| invalid(format!("KEYSLOT: {reply:?}")))?;
+        let slot = parse_reply(self.first_live()?.cli(&["cluster", "keyslot", key])?)?;
         self.node_for_slot(slot)
     }
 
@@ -374,6 +366,9 @@ fn parse_node_line(line: &str) -> Option<NodeLine> {
 
 #[cfg(test)]
 mod tests {
+    use std::thread;
+    use std::time::Instant;
+
     use super::*;
 
     fn alive(pid: u32) -> bool {
@@ -382,12 +377,24 @@ mod tests {
     }
 
     #[test]
+    fn info_and_cluster_nodes_replies_parse() {
+        let info = "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\ndb1:keys=2,expires=0";
+        assert_eq!((keyspace_keys(info), keyspace_keys("# Keyspace")), (5, 0));
+        let line = "ab 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-99 200 [5->-cd]";
+        let node = parse_node_line(line).unwrap();
+        assert_eq!(
+            (node.port, node.serving, node.slot_count()),
+            (7001, true, 101)
+        );
+        let failed = parse_node_line("ab 127.0.0.1:7001@1 master,fail - 0 0 1 connected 0-9");
+        assert!(!failed.unwrap().serving);
+    }
+
+    #[test]
     fn a_server_stores_what_the_cli_sets() {
         let server = RedisServer::start().unwrap();
-        assert_eq!(
-            server.url(),
-            format!("redis://127.0.0.1:{}/", server.port())
-        );
+        let url = format!("redis://127.0.0.1:{}/", server.port());
+        assert_eq!(server.url(), url);
         assert_eq!(server.info_keyspace_keys().unwrap(), 0);
         assert_eq!(server.cli(&["set", "k", "v"]).unwrap(), "OK");
         assert_eq!(server.cli(&["get", "k"]).unwrap(), "v");
@@ -401,13 +408,8 @@ mod tests {
         server.cli(&["debug", "set-active-expire", "0"]).unwrap();
         server.cli(&["set", "k", "v", "px", "1"]).unwrap();
         thread::sleep(Duration::from_millis(20));
-        assert_eq!(
-            (
-                server.dbsize().unwrap(),
-                server.info_keyspace_keys().unwrap()
-            ),
-            (1, 1)
-        );
+        assert_eq!(server.dbsize().unwrap(), 1);
+        assert_eq!(server.info_keyspace_keys().unwrap(), 1);
         assert_eq!(server.cli(&["get", "k"]).unwrap(), "");
         assert_eq!(server.dbsize().unwrap(), 0);
     }
@@ -443,18 +445,14 @@ mod tests {
         assert_eq!(owner.cli(&["set", "k", "v"]).unwrap(), "OK");
         assert_eq!(owner.cli(&["wait", "1", "5000"]).unwrap(), "1");
         let old = owner.port();
-        let index = cluster
-            .masters()
-            .iter()
-            .position(|m| m.port() == old)
-            .unwrap();
-        assert_eq!(cluster.kill_master(index).unwrap(), old);
+        let index = cluster.masters().iter().position(|m| m.port() == old);
+        assert_eq!(cluster.kill_master(index.unwrap()).unwrap(), old);
         cluster.wait_for_failover(Duration::from_secs(20)).unwrap();
         let new = cluster.master_for_key("k").unwrap();
         assert_ne!(new.port(), old);
         assert_eq!(new.cli(&["get", "k"]).unwrap(), "v");
         assert_eq!(cluster.total_keys().unwrap(), 1);
-        let pids: Vec<u32> = cluster
+        let pids: Vec<_> = cluster
             .nodes()
             .iter()
             .filter_map(|n| n.process.pid())
