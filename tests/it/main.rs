@@ -17,5 +17,6 @@ mod leaks;
 mod nearby;
 mod pagination;
 mod privacy;
+mod redis_backend;
 mod retention;
 mod server;

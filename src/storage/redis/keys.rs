@@ -1,6 +1,9 @@
 //! The Redis key layout, in one place. Every key that holds location data has a TTL (the
 //! backstop) and is also swept explicitly at each entry's deadline.
 //!
+//! TTLs are the deadline plus 30 s (see `scripts::EXPIRE_AT`): the sweeper deletes at the
+//! deadline, the TTL is the backstop when no service node runs.
+//!
 //! | key | type | holds | TTL | hash tag |
 //! |---|---|---|---|---|
 //! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><user_id>` (`g` = `u`/`f`/`m`), score `purge_at` ms | max `purge_at` of its members | partition `P` |

@@ -13,11 +13,15 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_s = string.format('%d', now)
 ";
 
-/// Sets a key's TTL to `at` unless it already lives longer (NX for keys without TTL, then GT).
+/// Sets a key's TTL to `at` plus a grace unless it already lives longer (NX for keys without
+/// TTL, then GT). The grace matters: a script sees a key past its TTL as absent while Redis
+/// may keep it in memory for minutes, so if the TTL fell on the deadline itself, the sweeper
+/// would find nothing to delete and the data would linger. With the grace the sweeper deletes
+/// at the deadline, and the TTL only acts when no service node runs at all.
 const EXPIRE_AT: &str = r"
 local function expire_at(key, at)
-  redis.call('PEXPIREAT', key, at, 'NX')
-  redis.call('PEXPIREAT', key, at, 'GT')
+  redis.call('PEXPIREAT', key, at + 30000, 'NX')
+  redis.call('PEXPIREAT', key, at + 30000, 'GT')
 end
 ";
 

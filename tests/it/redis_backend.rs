@@ -1,0 +1,374 @@
+//! The service on Redis, through gRPC: purges proven by counting what Redis physically holds,
+//! two service processes on one Redis, faults (pause, kill, restart), the start-up persistence
+//! check, and a Redis Cluster losing a master under load.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::future::join_all;
+use tokio::net::TcpListener;
+use tonic::{Code, Request};
+use tonic_health::pb::health_check_response::ServingStatus;
+use vicinity::{
+    config::{Config, StoreConfig},
+    grpc::pb::{self, Feature, Gender},
+    server::{self, ServerError},
+    storage::redis::Target,
+    testing::redis::{RedisCluster, RedisServer},
+};
+
+use crate::{
+    calls::millis,
+    helpers::{TestApp, manual_clock, retention, spawn_app_with, test_config},
+    places::{HOME, crowd},
+};
+
+/// How long after `purge_at` data may physically remain (SPEC §4.2).
+const PURGE_BOUND: Duration = Duration::from_secs(5);
+
+fn redis_store(locations: Target, consents: Target) -> StoreConfig {
+    StoreConfig::Redis {
+        locations,
+        consents,
+        allow_persistent: false,
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn wall_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// Writes `count` unrelated live keys with a one-hour TTL: with that many volatile keys,
+/// Redis's sampling expiry alone would leave expired keys in memory for minutes.
+async fn fill(server: &RedisServer, count: usize) {
+    let client = redis::Client::open(server.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for start in (0..count).step_by(10_000) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 10_000).min(count) {
+            pipe.cmd("SET")
+                .arg(format!("filler:{i}"))
+                .arg("x")
+                .arg("PX")
+                .arg(3_600_000)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("fill");
+    }
+}
+
+/// Every key of the location store that is not filler (KEYS hides expired keys, so this is
+/// only used to name what DBSIZE counted).
+fn location_keys(server: &RedisServer) -> Vec<String> {
+    let keys = server.cli(&["--raw", "keys", "vc:*"]).expect("keys");
+    keys.lines()
+        .map(str::to_owned)
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// Whether any key of the store names `user` or holds a member or field naming them.
+fn holds_user(server: &RedisServer, user: &str) -> bool {
+    let script = "#!lua flags=allow-cross-slot-keys,no-writes
+for _, k in ipairs(redis.call('KEYS', '*')) do
+  if string.find(k, ARGV[1], 1, true) then return 1 end
+  local t = redis.call('TYPE', k).ok
+  local items = {}
+  if t == 'zset' then items = redis.call('ZRANGE', k, 0, -1)
+  elseif t == 'hash' then items = redis.call('HKEYS', k)
+  elseif t == 'list' then items = redis.call('LRANGE', k, 0, -1) end
+  for _, x in ipairs(items) do
+    if string.find(x, ARGV[1], 1, true) then return 1 end
+  end
+end
+return 0";
+    server.cli(&["eval", script, "0", user]).expect("eval") == "1"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
+    let locations = RedisServer::start().expect("redis");
+    let consents = RedisServer::start().expect("redis");
+    fill(&locations, 100_000).await;
+    let baseline = locations.dbsize().expect("dbsize");
+    let store = redis_store(
+        Target::Single(locations.url()),
+        Target::Single(consents.url()),
+    );
+    let app = spawn_app_with(|c| {
+        c.retention = retention(Duration::from_secs(3));
+        c.sweep_interval = Duration::from_millis(200);
+        c.store = store;
+    })
+    .await;
+    let users = ["p-clear", "p-withdraw", "p-forget", "p-expire"];
+    let mut last_purge = 0;
+    for (user, at) in users.iter().zip(crowd(HOME, users.len(), 300.0)) {
+        app.join(user, at, Gender::Female).await;
+        let reply = app.update(user, at, Gender::Female).await.expect("update");
+        last_purge = last_purge.max(millis(reply.purge_at.as_ref()));
+    }
+    assert!(locations.dbsize().expect("dbsize") > baseline);
+
+    app.clear("p-clear", Feature::Unspecified)
+        .await
+        .expect("clear");
+    app.withdraw("p-withdraw", Feature::PeopleNearby)
+        .await
+        .expect("withdraw");
+    app.forget("p-forget").await.expect("forget");
+    for user in ["p-clear", "p-withdraw", "p-forget"] {
+        assert!(!holds_user(&locations, user), "{user} is gone at once");
+    }
+    assert!(
+        holds_user(&locations, "p-expire"),
+        "the others' deadline has not passed"
+    );
+
+    let mut physical = locations.dbsize().expect("dbsize");
+    while physical > baseline + 1 {
+        assert!(
+            wall_millis() < last_purge + PURGE_BOUND.as_millis() as i64,
+            "{} keys remain: {:?} parts {:?}",
+            physical - baseline,
+            location_keys(&locations),
+            locations.cli(&["zrange", "vc:n:parts", "0", "-1", "withscores"])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        physical = locations.dbsize().expect("dbsize");
+    }
+    assert_eq!(locations.info_keyspace_keys().expect("info"), physical);
+    let remaining = location_keys(&locations);
+    assert!(
+        remaining.iter().all(|k| k == "vc:n:parts"),
+        "only the partition index may remain: {remaining:?}"
+    );
+    assert!(!holds_user(&locations, "p-expire"));
+    let consent_keys = consents.cli(&["--raw", "keys", "*"]).expect("keys");
+    assert!(
+        !consent_keys.contains("p-forget"),
+        "forget removes consent records too"
+    );
+    assert!(consent_keys.contains("p-expire") && consent_keys.contains("p-withdraw"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_service_processes_on_one_redis_agree() {
+    let redis = RedisServer::start().expect("redis");
+    let target = Target::Single(redis.url());
+    let first = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    let secret = std::sync::Arc::new(vicinity::domain::nearby::Secret::from_bytes([5; 32]));
+    let shared = secret.clone();
+    let first_secret_app = spawn_app_with(|c| {
+        c.store = redis_store(target.clone(), target.clone());
+        c.secret = shared;
+    })
+    .await;
+    let second = spawn_app_with(|c| {
+        c.store = redis_store(target.clone(), target.clone());
+        c.secret = secret;
+    })
+    .await;
+    let spots = crowd(HOME, 3, 200.0);
+    first.join("two-a", spots[0], Gender::Male).await;
+    first_secret_app
+        .join("two-b", spots[1], Gender::Female)
+        .await;
+    second.join("two-c", spots[2], Gender::Female).await;
+    let seen_by_second = second.listed("two-c").await;
+    assert_eq!(seen_by_second.len(), 2, "{seen_by_second:?}");
+    let seen_by_twin = first_secret_app.listed("two-c").await;
+    assert_eq!(
+        seen_by_second, seen_by_twin,
+        "nodes sharing a secret order alike"
+    );
+    second
+        .clear("two-a", Feature::Unspecified)
+        .await
+        .expect("clear");
+    assert!(!first.listed("two-b").await.contains(&"two-a".to_owned()));
+    // Three sweepers run against one Redis meanwhile; none of them may break anything.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second.listed("two-b").await, vec!["two-c".to_owned()]);
+}
+
+async fn wait_for_health(app: &TestApp, want: ServingStatus, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if app.health("").await.ok() == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "health did not become {want:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Lists from `viewer` with a client deadline; returns the outcome and how long it took.
+async fn timed_list(
+    app: &TestApp,
+    viewer: &str,
+    deadline: Duration,
+) -> (Result<(), Code>, Duration) {
+    let mut request = Request::new(pb::ListNearbyRequest {
+        user_id: viewer.to_owned(),
+        ..Default::default()
+    });
+    request.set_timeout(deadline);
+    let started = Instant::now();
+    let reply = app.client.nearby().list_nearby(request).await;
+    (reply.map(drop).map_err(|s| s.code()), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_alone() {
+    let mut redis = RedisServer::start().expect("redis");
+    let target = Target::Single(redis.url());
+    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    for (user, at) in ["f-a", "f-b"].iter().zip(crowd(HOME, 2, 100.0)) {
+        app.join(user, at, Gender::Male).await;
+    }
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+
+    redis.pause().expect("pause");
+    let deadline = Duration::from_secs(2);
+    let calls = (0..20).map(|_| timed_list(&app, "f-a", deadline));
+    for (outcome, took) in join_all(calls).await {
+        let code = outcome.expect_err("redis is paused");
+        assert!(
+            matches!(code, Code::Unavailable | Code::DeadlineExceeded),
+            "{code:?}"
+        );
+        assert!(took < deadline + Duration::from_millis(500), "{took:?}");
+    }
+    wait_for_health(&app, ServingStatus::NotServing, Duration::from_secs(2)).await;
+    redis.resume().expect("resume");
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+    assert_eq!(timed_list(&app, "f-a", deadline).await.0, Ok(()));
+
+    redis.kill().expect("kill");
+    let (outcome, took) = timed_list(&app, "f-a", deadline).await;
+    assert_eq!(outcome, Err(Code::Unavailable));
+    assert!(took < deadline, "{took:?}");
+    wait_for_health(&app, ServingStatus::NotServing, Duration::from_secs(2)).await;
+    redis.restart().expect("restart");
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+    // Nothing persisted, so the user starts over; the point is that calls work again.
+    app.join("f-a", HOME, Gender::Male).await;
+    assert_eq!(timed_list(&app, "f-a", deadline).await.0, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persisting_location_store_is_refused_at_start_up() {
+    let persisting = RedisServer::start_with(&["--appendonly", "yes"]).expect("redis");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config: Config = test_config(addr, manual_clock());
+    let target = Target::Single(persisting.url());
+    config.store = redis_store(target.clone(), target);
+    let outcome = server::run(config, listener, std::future::pending()).await;
+    assert!(
+        matches!(outcome, Err(ServerError::PersistentLocationStore(_))),
+        "{outcome:?}"
+    );
+}
+
+/// Lists in a loop until `stop`, counting successes into `ok`.
+async fn keep_busy(
+    client: vicinity::client::Client,
+    user: String,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU32>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut request = Request::new(pb::ListNearbyRequest {
+            user_id: user.clone(),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(2));
+        if client.nearby().list_nearby(request).await.is_ok() {
+            ok.fetch_add(1, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
+    let mut cluster = RedisCluster::start(3, 1).expect("cluster");
+    let target = Target::Cluster(cluster.urls());
+    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    let spots = crowd(HOME, 20, 800.0);
+    for (i, at) in spots.iter().enumerate() {
+        app.join(&format!("cl-{i}"), *at, Gender::Female).await;
+    }
+    assert_eq!(app.listed("cl-0").await.len(), 19);
+    let (stop, ok) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU32::new(0)),
+    );
+    let load: Vec<_> = (0..4)
+        .map(|i| {
+            let user = format!("cl-{i}");
+            tokio::spawn(keep_busy(
+                app.client.clone(),
+                user,
+                stop.clone(),
+                ok.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cell_key = vicinity::storage::redis::keys::cell_key(HOME.cell());
+    let victim = cluster.master_for_key(&cell_key).expect("owner").port();
+    let index = cluster
+        .masters()
+        .iter()
+        .position(|m| m.port() == victim)
+        .expect("a master");
+    cluster.kill_master(index).expect("kill");
+    let started = Instant::now();
+    let mut recovered = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let (outcome, _) = timed_list(&app, "cl-0", Duration::from_secs(2)).await;
+        if outcome.is_ok() {
+            recovered = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered = recovered.expect("the service serves again after the failover");
+    cluster
+        .wait_for_failover(Duration::from_secs(20))
+        .expect("failover");
+    // The load kept running through the failover and succeeds again.
+    let before = ok.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ok.load(Ordering::Relaxed) > before,
+        "the load succeeds after the failover"
+    );
+    let update = app.update("cl-1", spots[1], Gender::Female).await;
+    assert!(
+        update.is_ok(),
+        "writes work after the failover ({recovered:?}): {update:?}"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task ends");
+    }
+}
