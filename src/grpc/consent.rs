@@ -2,7 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{GrpcApi, Scope, convert, pb};
+use super::{
+    GrpcApi, Scope, convert,
+    deadline::{self, within},
+    pb,
+};
 use crate::domain::{NoticeVersion, Source};
 
 #[tonic::async_trait]
@@ -12,6 +16,7 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         request: Request<pb::GrantConsentRequest>,
     ) -> Result<Response<pb::ConsentRecord>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let deadline = deadline::of(request.metadata());
         let pb::GrantConsentRequest {
             user_id,
             feature,
@@ -22,10 +27,11 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         let feature = convert::feature(feature)?;
         let notice = NoticeVersion::parse(&notice_version)?;
         let source = Source::parse(&source)?;
-        let record = self
-            .svc
-            .grant_consent(&user, feature, &notice, &source)
-            .await?;
+        let record = within(
+            deadline,
+            self.svc.grant_consent(&user, feature, &notice, &source),
+        )
+        .await?;
         Ok(Response::new(convert::consent_record(&record)))
     }
 
@@ -34,10 +40,11 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         request: Request<pb::WithdrawConsentRequest>,
     ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let deadline = deadline::of(request.metadata());
         let pb::WithdrawConsentRequest { user_id, feature } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
         let feature = convert::feature(feature)?;
-        let (record, purged) = self.svc.withdraw_consent(&user, feature).await?;
+        let (record, purged) = within(deadline, self.svc.withdraw_consent(&user, feature)).await?;
         Ok(Response::new(pb::WithdrawConsentResponse {
             record: Some(convert::consent_record(&record)),
             purged_entries: purged,
@@ -50,9 +57,10 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
     ) -> Result<Response<pb::GetConsentResponse>, Status> {
         self.auth
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        let deadline = deadline::of(request.metadata());
         let pb::GetConsentRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
-        let (current, history) = self.svc.get_consent(&user).await?;
+        let (current, history) = within(deadline, self.svc.get_consent(&user)).await?;
         Ok(Response::new(pb::GetConsentResponse {
             current: current.iter().map(convert::consent_record).collect(),
             history: history.iter().map(convert::consent_record).collect(),

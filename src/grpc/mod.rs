@@ -4,6 +4,7 @@
 pub mod auth;
 mod consent;
 mod convert;
+mod deadline;
 mod nearby;
 mod privacy;
 mod shake;
@@ -12,6 +13,7 @@ mod status;
 use std::sync::Arc;
 
 pub use auth::{ApiKeys, Auth, AuthError, Scope};
+pub use deadline::MAX_CALL_TIME;
 
 use crate::service::Vicinity;
 

@@ -2,7 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{GrpcApi, Scope, convert, pb};
+use super::{
+    GrpcApi, Scope, convert,
+    deadline::{self, within},
+    pb,
+};
 use crate::{domain::nearby, service::ListNearby};
 
 #[tonic::async_trait]
@@ -12,6 +16,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         request: Request<pb::UpdateLocationRequest>,
     ) -> Result<Response<pb::UpdateLocationResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let deadline = deadline::of(request.metadata());
         let pb::UpdateLocationRequest {
             user_id,
             location,
@@ -20,7 +25,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         let user = convert::user(&user_id, "user_id")?;
         let location = convert::location(location)?;
         let gender = convert::gender(gender)?;
-        let deadlines = self.svc.update_location(&user, location, gender).await?;
+        let deadlines = within(deadline, self.svc.update_location(&user, location, gender)).await?;
         Ok(Response::new(pb::UpdateLocationResponse {
             visible_until: Some(convert::timestamp(deadlines.visible_until)),
             purge_at: Some(convert::timestamp(deadlines.purge_at)),
@@ -32,6 +37,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         request: Request<pb::ListNearbyRequest>,
     ) -> Result<Response<pb::ListNearbyResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let deadline = deadline::of(request.metadata());
         let pb::ListNearbyRequest {
             user_id,
             limit,
@@ -48,7 +54,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
             exclude: nearby::parse_excluded(&exclude_user_ids)?,
             page_token: Some(page_token).filter(|t| !t.is_empty()),
         };
-        let page = self.svc.list_nearby(&list).await?;
+        let page = within(deadline, self.svc.list_nearby(&list)).await?;
         Ok(Response::new(pb::ListNearbyResponse {
             users: page.users.iter().map(convert::nearby_user).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -60,9 +66,10 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         request: Request<pb::LeaveNearbyRequest>,
     ) -> Result<Response<pb::LeaveNearbyResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let deadline = deadline::of(request.metadata());
         let pb::LeaveNearbyRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
-        let left = self.svc.leave_nearby(&user).await?;
+        let left = within(deadline, self.svc.leave_nearby(&user)).await?;
         Ok(Response::new(pb::LeaveNearbyResponse {
             purge_at: left.map(|d| convert::timestamp(d.purge_at)),
         }))

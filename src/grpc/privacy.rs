@@ -2,7 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{GrpcApi, Scope, convert, pb};
+use super::{
+    GrpcApi, Scope, convert,
+    deadline::{self, within},
+    pb,
+};
 
 #[tonic::async_trait]
 impl pb::privacy_service_server::PrivacyService for GrpcApi {
@@ -12,10 +16,11 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
     ) -> Result<Response<pb::ClearLocationResponse>, Status> {
         self.auth
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        let deadline = deadline::of(request.metadata());
         let pb::ClearLocationRequest { user_id, feature } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
         let feature = convert::optional_feature(feature)?;
-        let purged = self.svc.clear_location(&user, feature).await?;
+        let purged = within(deadline, self.svc.clear_location(&user, feature)).await?;
         Ok(Response::new(pb::ClearLocationResponse {
             purged_entries: purged,
         }))
@@ -27,9 +32,10 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
     ) -> Result<Response<pb::ExportMyDataResponse>, Status> {
         self.auth
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        let deadline = deadline::of(request.metadata());
         let pb::ExportMyDataRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
-        let export = self.svc.export(&user).await?;
+        let export = within(deadline, self.svc.export(&user)).await?;
         Ok(Response::new(pb::ExportMyDataResponse {
             user_id: user.to_string(),
             consents: export
@@ -57,9 +63,10 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::Ops])?;
+        let deadline = deadline::of(request.metadata());
         let pb::ForgetUserRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id")?;
-        let (purged, events) = self.svc.forget(&user).await?;
+        let (purged, events) = within(deadline, self.svc.forget(&user)).await?;
         Ok(Response::new(pb::ForgetUserResponse {
             purged_entries: purged,
             consent_events_deleted: events,

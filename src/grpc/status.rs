@@ -36,6 +36,7 @@ impl From<ServiceError> for Status {
                 "the user has no location in People Nearby: update it first",
                 ErrorDetails::with_error_info("LOCATION_REQUIRED", DOMAIN, HashMap::new()),
             ),
+            ServiceError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded"),
             ServiceError::Store(error) => {
                 tracing::warn!(error = %error, source = ?error.source, "store error");
                 match error.kind {

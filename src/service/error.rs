@@ -18,6 +18,9 @@ pub enum ServiceError {
     /// The user has no recorded location in People Nearby (you are seen when you look).
     #[error("location required")]
     LocationRequired,
+    /// The call's deadline passed before it finished.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
     /// A store failed or timed out.
     #[error(transparent)]
     Store(#[from] StoreError),

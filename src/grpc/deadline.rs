@@ -1,0 +1,66 @@
+//! The call's deadline (`grpc-timeout`), enforced around the service so a slow store answers
+//! `DEADLINE_EXCEEDED` within it. (tonic's own server timeout answers `CANCELLED`.)
+
+use std::{future::Future, time::Duration};
+
+use tonic::metadata::MetadataMap;
+
+use crate::service::{ServiceError, ServiceResult};
+
+/// The longest any call may take, whatever deadline the client sent.
+pub const MAX_CALL_TIME: Duration = Duration::from_secs(30);
+
+/// The time left for this call: the client's `grpc-timeout`, capped at [`MAX_CALL_TIME`].
+pub fn of(metadata: &MetadataMap) -> Duration {
+    metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse)
+        .map_or(MAX_CALL_TIME, |d| d.min(MAX_CALL_TIME))
+}
+
+/// Parses the gRPC timeout format: at most 8 digits and a unit (`H M S m u n`).
+fn parse(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Runs `call` for at most `budget`.
+pub async fn within<T>(
+    budget: Duration,
+    call: impl Future<Output = ServiceResult<T>>,
+) -> ServiceResult<T> {
+    tokio::time::timeout(budget, call)
+        .await
+        .unwrap_or(Err(ServiceError::DeadlineExceeded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_are_capped() {
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("5"), None);
+        assert_eq!(parse("123456789S"), None);
+        let mut md = MetadataMap::new();
+        md.insert("grpc-timeout", "2H".parse().unwrap());
+        assert_eq!(of(&md), MAX_CALL_TIME);
+        assert_eq!(of(&MetadataMap::new()), MAX_CALL_TIME);
+    }
+}
