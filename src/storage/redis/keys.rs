@@ -18,8 +18,11 @@
 //! over [`USER_SHARDS`] hashes, small enough to stay in Redis's compact listpack encoding: a
 //! separate key per user would cost about 130 bytes by itself.
 //!
-//! Entry record: `cell|lat_e4|lng_e4|accuracy_m|gender|left|last_active|visible_until|purge_at`,
-//! all integers (cell in hex, coordinates in 1e-4 degrees, times in ms).
+//! Entry record (36 bytes, under Redis's 64-byte listpack value limit, so a user hash stays
+//! compact): `purge_at` as 13 decimal digits (what the sweep script reads), then big-endian
+//! binary: cell u64, latitude and longitude i32 in 1e-4 degrees, accuracy u16 metres, flags u8
+//! (gender in bits 0-1, left in bit 2), and `purge_at - last_active` u32 ms. `visible_until`
+//! is not stored: it equals `purge_at` (SPEC §4.2 default).
 
 use h3o::{CellIndex, Resolution};
 
@@ -115,50 +118,74 @@ pub fn parse_member(raw: &str) -> Option<(Gender, UserId)> {
     Some((gender, UserId::parse(chars.as_str(), "member").ok()?))
 }
 
+/// The length of an encoded record.
+const RECORD_LEN: usize = 13 + 8 + 4 + 4 + 2 + 1 + 4;
+
 /// Encodes an entry record.
-pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> String {
+pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> Vec<u8> {
     let c = position.location.coords;
-    let e4 = |v: f64| (v * 1e4).round() as i64;
-    format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}",
-        position.cell,
-        e4(c.lat()),
-        e4(c.lng()),
-        position.location.accuracy_m.round() as i64,
-        gender_char(position.gender),
-        u8::from(left),
-        deadlines.last_active.as_millis(),
-        deadlines.visible_until.as_millis(),
-        deadlines.purge_at.as_millis()
-    )
+    let e4 = |v: f64| (v * 1e4).round() as i32;
+    let gender = match position.gender {
+        Gender::Unspecified => 0u8,
+        Gender::Female => 1,
+        Gender::Male => 2,
+    };
+    let lived = deadlines.purge_at.as_millis() - deadlines.last_active.as_millis();
+    let mut out = Vec::with_capacity(RECORD_LEN);
+    out.extend_from_slice(format!("{:013}", deadlines.purge_at.as_millis()).as_bytes());
+    out.extend_from_slice(&u64::from(position.cell).to_be_bytes());
+    out.extend_from_slice(&e4(c.lat()).to_be_bytes());
+    out.extend_from_slice(&e4(c.lng()).to_be_bytes());
+    out.extend_from_slice(
+        &(position.location.accuracy_m.round().min(65_535.0) as u16).to_be_bytes(),
+    );
+    out.push(gender | (u8::from(left) << 2));
+    out.extend_from_slice(&(lived.clamp(0, i64::from(u32::MAX)) as u32).to_be_bytes());
+    out
 }
 
 /// Decodes an entry record of `user` in `feature`; `None` when it is not one.
-pub fn decode_record(feature: Feature, user: &UserId, raw: &str) -> Option<LocationEntry> {
-    let f: Vec<&str> = raw.split('|').collect();
-    let [cell, lat, lng, acc, gender, left, last, visible, purge] = f[..] else {
+pub fn decode_record(feature: Feature, user: &UserId, raw: &[u8]) -> Option<LocationEntry> {
+    if raw.len() != RECORD_LEN {
         return None;
+    }
+    let purge_at: i64 = std::str::from_utf8(&raw[..13]).ok()?.parse().ok()?;
+    let bin = &raw[13..];
+    let int = |range: std::ops::Range<usize>| -> Option<[u8; 8]> {
+        let mut word = [0u8; 8];
+        word[8 - range.len()..].copy_from_slice(bin.get(range)?);
+        Some(word)
     };
-    let int = |s: &str| s.parse::<i64>().ok();
-    let coords = Coordinates::new(int(lat)? as f64 / 1e4, int(lng)? as f64 / 1e4).ok()?;
-    let (gender, _) = parse_member(&format!("{gender}x"))?;
+    let cell = CellIndex::try_from(u64::from_be_bytes(int(0..8)?)).ok()?;
+    let lat = i32::from_be_bytes(bin.get(8..12)?.try_into().ok()?);
+    let lng = i32::from_be_bytes(bin.get(12..16)?.try_into().ok()?);
+    let accuracy = u64::from_be_bytes(int(16..18)?) as f32;
+    let flags = bin[18];
+    let lived = u64::from_be_bytes(int(19..23)?) as i64;
+    let gender = match flags & 3 {
+        0 => Gender::Unspecified,
+        1 => Gender::Female,
+        2 => Gender::Male,
+        _ => return None,
+    };
+    let coords = Coordinates::new(f64::from(lat) / 1e4, f64::from(lng) / 1e4).ok()?;
     Some(LocationEntry {
         position: Position {
             user_id: user.clone(),
             feature,
             location: Location {
                 coords,
-                accuracy_m: int(acc)? as f32,
+                accuracy_m: accuracy,
             },
-            cell: cell.parse().ok()?,
+            cell,
             gender,
         },
         deadlines: Deadlines {
-            last_active: Timestamp::from_millis(int(last)?),
-            visible_until: Timestamp::from_millis(int(visible)?),
-            purge_at: Timestamp::from_millis(int(purge)?),
+            last_active: Timestamp::from_millis(purge_at - lived),
+            visible_until: Timestamp::from_millis(purge_at),
+            purge_at: Timestamp::from_millis(purge_at),
         },
-        left: left == "1",
+        left: flags & 4 != 0,
     })
 }
 
@@ -179,16 +206,21 @@ mod tests {
             gender: Gender::Female,
         };
         let deadlines = Deadlines {
-            last_active: Timestamp::from_millis(1),
-            visible_until: Timestamp::from_millis(2),
-            purge_at: Timestamp::from_millis(3),
+            last_active: Timestamp::from_millis(1_790_000_000_000),
+            visible_until: Timestamp::from_millis(1_790_003_600_000),
+            purge_at: Timestamp::from_millis(1_790_003_600_000),
         };
         let raw = encode_record(&position, &deadlines, true);
+        assert!(raw.len() <= 64, "fits a listpack value");
+        assert!(
+            raw.starts_with(b"1790003600000"),
+            "the sweep script reads purge_at first"
+        );
         let entry = decode_record(Feature::PeopleNearby, &user, &raw).unwrap();
         assert_eq!(entry.position, position);
         assert_eq!(entry.deadlines, deadlines);
         assert!(entry.left);
-        assert!(decode_record(Feature::PeopleNearby, &user, "junk").is_none());
+        assert!(decode_record(Feature::PeopleNearby, &user, b"junk").is_none());
     }
 
     #[test]

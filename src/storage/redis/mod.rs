@@ -70,12 +70,12 @@ impl RedisStore {
         &self,
         feature: Feature,
         user: &UserId,
-    ) -> StoreResult<(Timestamp, Option<(String, LocationEntry)>)> {
+    ) -> StoreResult<(Timestamp, Option<(Vec<u8>, LocationEntry)>)> {
         let mut conn = self.conn.clone();
         let mut call = scripts::USER_GET.prepare_invoke();
         call.key(keys::user_key(user))
             .arg(keys::user_field(feature, user));
-        let (now, raw): (i64, Option<String>) = bounded(
+        let (now, raw): (i64, Option<Vec<u8>>) = bounded(
             self.timeout,
             "reading a record",
             call.invoke_async(&mut conn),
@@ -137,7 +137,7 @@ impl RedisStore {
         position: &Position,
         deadlines: &Deadlines,
         left: bool,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         let mut call = scripts::USER_PUT.prepare_invoke();
         call.key(keys::user_key(&position.user_id))

@@ -98,7 +98,8 @@ return 1
     )
 });
 
-/// Deletes the records among ARGV[2..] whose purge_at (last field) is at or before ARGV[1].
+/// Deletes the records among ARGV[2..] whose purge_at (the first 13 bytes, decimal) is at or
+/// before ARGV[1].
 /// KEYS: user hash. Returns how many were deleted.
 pub static USER_PURGE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -108,7 +109,7 @@ local n = 0
 for i = 2, #ARGV do
   local rec = redis.call('HGET', KEYS[1], ARGV[i])
   if rec then
-    local purge = tonumber(string.match(rec, '(%d+)$'))
+    local purge = tonumber(string.sub(rec, 1, 13))
     if purge and purge <= cut then
       redis.call('HDEL', KEYS[1], ARGV[i])
       n = n + 1

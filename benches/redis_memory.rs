@@ -1,0 +1,133 @@
+//! Redis memory per active People Nearby user, everything included (cell sets, due indexes,
+//! user records, key overheads), beside Redis GEO's own figure for the same users (SPEC §7:
+//! at most 100 bytes). Each side gets a fresh private `redis-server`; the figure is the
+//! `INFO memory` `used_memory` delta divided by the number of users.
+//!
+//! Run: `cargo bench --bench redis_memory -- 100000 1000000` (the counts to measure; default
+//! 100000). Users are W1 (SPEC §6): uniform over a 40 km × 40 km box around (39.9, 116.4),
+//! seeded, ids `user-<n>`.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future::try_join_all;
+use vicinity::{
+    domain::{Feature, Gender, Location, Retention, SnapGrid, UserId},
+    storage::{
+        LocationStore, Position,
+        redis::{RedisStore, Target},
+    },
+    testing::redis::RedisServer,
+};
+
+/// The seed of the population.
+const SEED: u64 = 0x5eed_0000_0000_0001;
+/// Upserts in flight at once.
+const IN_FLIGHT: usize = 512;
+
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// W1: `n` users uniform over 40 km × 40 km around (39.9, 116.4).
+fn w1(n: usize) -> Vec<(String, f64, f64)> {
+    let mut rng = Rng(SEED);
+    let (half_lat, half_lng) = (
+        20_000.0 / 111_320.0,
+        20_000.0 / (111_320.0 * 39.9f64.to_radians().cos()),
+    );
+    (0..n)
+        .map(|i| {
+            let lat = 39.9 + (rng.unit() * 2.0 - 1.0) * half_lat;
+            let lng = 116.4 + (rng.unit() * 2.0 - 1.0) * half_lng;
+            (format!("user-{i}"), lat, lng)
+        })
+        .collect()
+}
+
+fn used_memory(server: &RedisServer) -> u64 {
+    let info = server.cli(&["info", "memory"]).expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory")
+}
+
+async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
+    let server = RedisServer::start().expect("redis-server");
+    let grid = SnapGrid::default();
+    let store = RedisStore::connect(
+        &Target::Single(server.url()),
+        grid,
+        Retention::default(),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("connect");
+    let store = Arc::new(store);
+    let before = used_memory(&server);
+    for chunk in users.chunks(IN_FLIGHT) {
+        let writes = chunk.iter().map(|(id, lat, lng)| {
+            let location = Location::new(*lat, *lng, 10.0).expect("valid").rounded();
+            let position = Position {
+                user_id: UserId::parse(id, "user_id").expect("valid"),
+                feature: Feature::PeopleNearby,
+                location,
+                cell: grid.snap(location.coords),
+                gender: Gender::Female,
+            };
+            store.upsert(position, Retention::default())
+        });
+        try_join_all(writes).await.expect("upsert");
+    }
+    let keys = server.dbsize().expect("dbsize");
+    let bytes = (used_memory(&server) - before) as f64 / users.len() as f64;
+    println!("  vicinity: {keys} keys");
+    bytes
+}
+
+async fn geo_bytes(users: &[(String, f64, f64)]) -> f64 {
+    let server = RedisServer::start().expect("redis-server");
+    let client = redis::Client::open(server.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let before = used_memory(&server);
+    for chunk in users.chunks(10_000) {
+        let mut cmd = redis::cmd("GEOADD");
+        cmd.arg("geo");
+        for (id, lat, lng) in chunk {
+            cmd.arg(*lng).arg(*lat).arg(id);
+        }
+        let _: i64 = cmd.query_async(&mut conn).await.expect("geoadd");
+    }
+    (used_memory(&server) - before) as f64 / users.len() as f64
+}
+
+#[tokio::main]
+async fn main() {
+    let counts: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let counts = if counts.is_empty() {
+        vec![100_000]
+    } else {
+        counts
+    };
+    println!("| users | vicinity B/user | Redis GEO B/user | ratio |");
+    println!("|---|---|---|---|");
+    for n in counts {
+        let users = w1(n);
+        let ours = vicinity_bytes(&users).await;
+        let geo = geo_bytes(&users).await;
+        println!("| {n} | {ours:.1} | {geo:.1} | {:.2} |", ours / geo);
+    }
+}
