@@ -51,7 +51,7 @@ pub const ORDER_EPOCH: Duration = Duration::from_secs(15 * 60);
 /// The order for one viewer cell in one epoch.
 #[derive(Debug, Clone)]
 pub struct OrderContext {
-    seed: u64,
+    offset: u64,
     /// The epoch number (time / [`ORDER_EPOCH`]).
     pub epoch: u64,
     /// The viewer's snapped cell.
@@ -65,7 +65,7 @@ impl OrderContext {
         u64::from(viewer_cell).hash(&mut hasher);
         epoch.hash(&mut hasher);
         Self {
-            seed: hasher.finish(),
+            offset: hasher.finish() % ORDER_SPACE,
             epoch,
             viewer_cell,
         }
@@ -76,20 +76,36 @@ impl OrderContext {
         (now.as_millis().max(0) as u64) / ORDER_EPOCH.as_millis() as u64
     }
 
-    /// The pseudo-random key of `user` in this order: the user id folded 8 bytes at a time
-    /// through a 64-bit finalizer seeded with the SipHash of (secret, cell, epoch). About 5 ns
-    /// for a typical id, against 20 ns for SipHash per candidate: the order only has to be
-    /// unpredictable and independent of distance, which the keyed seed gives.
-    pub fn key(&self, user: &UserId) -> u64 {
-        let mut h = self.seed;
-        let bytes = user.as_str().as_bytes();
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            h = fmix64(h ^ u64::from_le_bytes(word));
-        }
-        fmix64(h ^ bytes.len() as u64)
+    /// Where this order starts in the order space (keyed by secret, cell and epoch).
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
+
+    /// The key of `user` in this order: their [`ticket`] rotated by [`Self::offset`]. The
+    /// in-band order is thus a secret-keyed rotation of one fixed pseudo-random arrangement:
+    /// independent of distance, stable for a cell and an epoch, different across them, and
+    /// (because tickets are stored as Redis scores) readable from a store in key order without
+    /// scanning a crowded cell.
+    pub fn key(&self, user: &UserId) -> u64 {
+        (ticket(user) + ORDER_SPACE - self.offset) % ORDER_SPACE
+    }
+}
+
+/// The size of the order space: keys and tickets are below 2^52, so a Redis score (a double)
+/// holds them exactly.
+pub const ORDER_SPACE: u64 = 1 << 52;
+
+/// A user's fixed pseudo-random place in the order space: the id folded 8 bytes at a time
+/// through a 64-bit finalizer. Stored as a Redis score, so it must never change.
+pub fn ticket(user: &UserId) -> u64 {
+    let bytes = user.as_str().as_bytes();
+    let mut h = 0x9e37_79b9_7f4a_7c15;
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = fmix64(h ^ u64::from_le_bytes(word));
+    }
+    fmix64(h ^ bytes.len() as u64) % ORDER_SPACE
 }
 
 /// MurmurHash3's 64-bit finalizer: a fast bijective mixer.
@@ -104,6 +120,8 @@ fn fmix64(mut h: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TICKET_OF_U1: u64 = 0x000d_ae48_f10f_4f3e;
 
     #[test]
     fn keys_are_stable_per_cell_and_epoch_and_change_across_them() {
@@ -122,6 +140,21 @@ mod tests {
         assert_ne!(
             a.key(&user),
             OrderContext::new(&other_secret, cell, 1).key(&user)
+        );
+    }
+
+    #[test]
+    fn tickets_never_change_and_keys_rotate_them() {
+        let user = UserId::parse("u1", "user_id").unwrap();
+        assert_eq!(ticket(&user), TICKET_OF_U1, "tickets are stored data");
+        let order = OrderContext::new(
+            &Secret::from_bytes([7; 32]),
+            CellIndex::try_from(0x8931aa42853ffff).unwrap(),
+            1,
+        );
+        assert_eq!(
+            (order.key(&user) + order.offset()) % ORDER_SPACE,
+            ticket(&user)
         );
     }
 }

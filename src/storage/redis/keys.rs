@@ -6,12 +6,18 @@
 //!
 //! | key | type | holds | TTL | hash tag |
 //! |---|---|---|---|---|
-//! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><user_id>` (`g` = `u`/`f`/`m`), score `purge_at` ms | max `purge_at` of its members | partition `P` |
-//! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest `purge_at` (what the sweeper reads) | max `purge_at` | `P` |
+//! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><deadline><user_id>` (`g` = `u`/`f`/`m`, deadline = `purge_at` in whole seconds, 7 base-36 digits), score = the user's order ticket | max deadline | partition `P` |
+//! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
 //! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
-//! | `vc:u:{s<shard>}` | HASH | field `n:<user_id>` → the user's entry record (below) | max `purge_at` | user shard |
+//! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below) | max `purge_at` | user shard |
 //! | `vc:c:{<user_id>}` | HASH | current consent per feature (no location; persisted store) | none | user |
 //! | `vc:h:{<user_id>}` | LIST | consent history (no location; persisted store) | none | user |
+//!
+//! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
+//! reads each cell in the viewer's in-band order (a rotation of tickets) and takes only what
+//! the page needs: work is bounded by `limit`, not by how crowded a cell is. Deadlines are in
+//! whole seconds inside members and for the sweeper (data goes up to 1 s early, never late);
+//! the user record keeps them to the millisecond.
 //!
 //! `P` is the snapping cell's H3 parent at [`PARTITION_RES`] (about 250 km²), so a search
 //! touches one to three partitions, i.e. one to three cluster slots. User records are spread
@@ -68,11 +74,10 @@ pub fn user_key(user: &UserId) -> String {
 
 /// The field of `user`'s entry in `feature` inside [`user_key`].
 pub fn user_field(feature: Feature, user: &UserId) -> String {
-    let tag = match feature {
-        Feature::PeopleNearby => 'n',
-        Feature::Shake => 's',
-    };
-    format!("{tag}:{user}")
+    match feature {
+        Feature::PeopleNearby => user.to_string(),
+        Feature::Shake => format!("s:{user}"),
+    }
 }
 
 /// The current-consent hash of a user.
@@ -102,20 +107,57 @@ fn gender_char(gender: Gender) -> char {
 }
 
 /// The cell member of a user: gender first, then the id.
-pub fn member(gender: Gender, user: &UserId) -> String {
-    format!("{}{user}", gender_char(gender))
+/// The cell member of a user whose entry is purged at `purge_at` (the script that writes it
+/// builds the same text; see `scripts::CELL_ADD`).
+pub fn member(gender: Gender, purge_at: Timestamp, user: &UserId) -> String {
+    format!(
+        "{}{}{user}",
+        gender_char(gender),
+        base36(purge_at.as_millis().div_euclid(1000))
+    )
 }
 
-/// Parses a cell member back into gender and user.
-pub fn parse_member(raw: &str) -> Option<(Gender, UserId)> {
-    let mut chars = raw.chars();
-    let gender = match chars.next()? {
-        'u' => Gender::Unspecified,
-        'f' => Gender::Female,
-        'm' => Gender::Male,
+/// The gender char a cell member starts with.
+pub fn gender_tag(gender: Gender) -> char {
+    gender_char(gender)
+}
+
+/// Seven base-36 digits (enough until the year 4453).
+fn base36(mut n: i64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; 7];
+    for slot in out.iter_mut().rev() {
+        *slot = digits[n.rem_euclid(36) as usize];
+        n = n.div_euclid(36);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A parsed cell member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The gender shown.
+    pub gender: Gender,
+    /// The deadline, in whole seconds (as milliseconds).
+    pub deadline: Timestamp,
+    /// Whose.
+    pub user: UserId,
+}
+
+/// Parses a cell member.
+pub fn parse_member(raw: &str) -> Option<Member> {
+    let gender = match raw.as_bytes().first()? {
+        b'u' => Gender::Unspecified,
+        b'f' => Gender::Female,
+        b'm' => Gender::Male,
         _ => return None,
     };
-    Some((gender, UserId::parse(chars.as_str(), "member").ok()?))
+    let seconds = i64::from_str_radix(raw.get(1..8)?, 36).ok()?;
+    Some(Member {
+        gender,
+        deadline: Timestamp::from_millis(seconds * 1000),
+        user: UserId::parse(raw.get(8..)?, "member").ok()?,
+    })
 }
 
 /// The length of an encoded record.
@@ -230,9 +272,12 @@ mod tests {
         assert_eq!(tag(&cell_key(cell)), tag(&due_key(partition(cell))));
         let user = UserId::parse("u1", "user_id").unwrap();
         assert_eq!(tag(&consent_key(&user)), tag(&history_key(&user)));
-        assert_eq!(
-            parse_member(&member(Gender::Male, &user)),
-            Some((Gender::Male, user))
-        );
+        let at = Timestamp::from_millis(1_790_003_600_999);
+        let text = member(Gender::Male, at, &user);
+        assert_eq!(text.len(), 1 + 7 + 2, "gender, 7 base-36 digits, id");
+        let parsed = parse_member(&text).unwrap();
+        assert_eq!(parsed.gender, Gender::Male);
+        assert_eq!(parsed.deadline, Timestamp::from_millis(1_790_003_600_000));
+        assert_eq!(parsed.user, user);
     }
 }

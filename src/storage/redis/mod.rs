@@ -29,8 +29,13 @@ pub use consent::RedisConsentStore;
 use self::conn::bounded;
 use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
-    Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId, nearby::NearbyRequest,
+    Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
+    nearby::{NearbyQuery, NearbyRequest, ticket},
 };
+
+/// Extra members read per cell, so that entries past their deadline but not yet swept (at
+/// most a second) do not leave a page short.
+const EXPIRED_SLACK: usize = 8;
 
 /// The rings fetched in the first batch of a search (19 cells): at city density they hold a
 /// page many times over, so one round trip is the rule and more are the sparse exception.
@@ -88,21 +93,18 @@ impl RedisStore {
         Ok((Timestamp::from_millis(now), entry))
     }
 
-    /// Adds or renews `member` in `cell`; returns the deadlines from the server clock.
-    async fn cell_add(
-        &self,
-        cell: CellIndex,
-        member: &str,
-        retention: Retention,
-    ) -> StoreResult<Deadlines> {
+    /// Adds or renews `position`'s user in their cell (replacing their member there);
+    /// returns the deadlines from the server clock.
+    async fn cell_add(&self, position: &Position, retention: Retention) -> StoreResult<Deadlines> {
         let mut conn = self.conn.clone();
         let mut call = scripts::CELL_ADD.prepare_invoke();
-        call.key(keys::cell_key(cell))
-            .key(keys::due_key(keys::partition(cell)))
-            .arg(member)
+        call.key(keys::cell_key(position.cell))
+            .key(keys::due_key(keys::partition(position.cell)))
+            .arg(keys::gender_tag(position.gender).to_string())
+            .arg(position.user_id.as_str())
+            .arg(ticket(&position.user_id))
             .arg(retention.window().as_millis() as u64)
-            .arg(cell.to_string())
-            .arg("");
+            .arg(position.cell.to_string());
         let (now, purge): (i64, i64) = bounded(
             self.timeout,
             "adding to a cell",
@@ -114,6 +116,12 @@ impl RedisStore {
             visible_until: Timestamp::from_millis(purge),
             purge_at: Timestamp::from_millis(purge),
         })
+    }
+
+    /// The member text of a stored entry.
+    fn member_of(entry: &LocationEntry) -> String {
+        let p = &entry.position;
+        keys::member(p.gender, entry.deadlines.purge_at, &p.user_id)
     }
 
     async fn cell_remove(&self, cell: CellIndex, member: &str) -> StoreResult<()> {
@@ -169,64 +177,84 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Reads the visible members of `cells`, one script call per partition, concurrently.
-    async fn fetch(&self, cells: &[CellIndex], into: &mut Fetched) -> StoreResult<()> {
-        let mut by_part: HashMap<CellIndex, Vec<CellIndex>> = HashMap::new();
-        for cell in cells {
+    /// Reads `cells` (with their bands) for `query`, one script call per partition,
+    /// concurrently; each call reads only as far as the page needs.
+    async fn fetch(
+        &self,
+        query: &NearbyQuery,
+        cells: Vec<(CellIndex, u32)>,
+        into: &mut Fetched,
+    ) -> StoreResult<()> {
+        let mut by_part: HashMap<CellIndex, Vec<(CellIndex, u32)>> = HashMap::new();
+        for (cell, band) in cells {
             by_part
-                .entry(keys::partition(*cell))
+                .entry(keys::partition(cell))
                 .or_default()
-                .push(*cell);
+                .push((cell, band));
         }
-        let calls = by_part
-            .into_values()
-            .map(|cells| self.fetch_partition(cells));
+        let calls = by_part.into_values().map(|mut cells| {
+            cells.sort_by_key(|(_, band)| *band);
+            self.fetch_partition(query, cells)
+        });
         for (cells, reply) in try_join_all(calls).await? {
-            self.decode_cells(&cells, reply, into);
+            decode_cells(&cells, reply, self.retention, into);
         }
         Ok(())
     }
 
     async fn fetch_partition(
         &self,
-        cells: Vec<CellIndex>,
-    ) -> StoreResult<(Vec<CellIndex>, Vec<Value>)> {
+        query: &NearbyQuery,
+        cells: Vec<(CellIndex, u32)>,
+    ) -> StoreResult<(Vec<(CellIndex, u32)>, Vec<Value>)> {
+        let (after_band, after_key) = query
+            .after
+            .as_ref()
+            .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
         let mut conn = self.conn.clone();
         let mut call = scripts::CELLS_READ.prepare_invoke();
-        for cell in &cells {
-            call.key(keys::cell_key(*cell));
+        call.arg(query.limit + 1 + EXPIRED_SLACK)
+            .arg(query.order.offset())
+            .arg(after_band)
+            .arg(after_key);
+        for (cell, band) in &cells {
+            call.key(keys::cell_key(*cell)).arg(*band);
         }
         let reply: Vec<Value> =
             bounded(self.timeout, "reading cells", call.invoke_async(&mut conn)).await?;
         Ok((cells, reply))
     }
+}
 
-    /// Decodes `{now, index, {member, score, ...}, ...}`; skips anything malformed.
-    fn decode_cells(&self, cells: &[CellIndex], reply: Vec<Value>, into: &mut Fetched) {
-        let retention = self.retention.window();
-        let mut items = reply.into_iter().skip(1);
-        while let (Some(index), Some(Value::Array(members))) = (items.next(), items.next()) {
-            let Ok(index) = redis::from_redis_value::<usize>(index) else {
-                continue;
-            };
-            let Some(cell) = index.checked_sub(1).and_then(|i| cells.get(i)) else {
-                continue;
-            };
-            let list = into.entry(*cell).or_default();
-            let mut pairs = members.into_iter();
-            while let (Some(member), Some(score)) = (pairs.next(), pairs.next()) {
-                let (Ok(member), Ok(score)) = (
-                    redis::from_redis_value::<String>(member),
-                    redis::from_redis_value::<f64>(score),
-                ) else {
-                    continue;
-                };
-                if let Some((gender, user)) = keys::parse_member(&member) {
-                    let purge_at = Timestamp::from_millis(score as i64);
-                    let last_active =
-                        Timestamp::from_millis(purge_at.as_millis() - retention.as_millis() as i64);
-                    list.push((user, gender, last_active));
-                }
+/// Decodes `{now, index, 'member\nmember...', ...}` into visible members; skips anything
+/// malformed and anything past its deadline.
+fn decode_cells(
+    cells: &[(CellIndex, u32)],
+    reply: Vec<Value>,
+    retention: Retention,
+    into: &mut Fetched,
+) {
+    let mut items = reply.into_iter();
+    let now = items
+        .next()
+        .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+        .map_or(Timestamp::from_millis(i64::MAX), Timestamp::from_millis);
+    let lived = retention.window().as_millis() as i64;
+    while let (Some(index), Some(text)) = (items.next(), items.next()) {
+        let (Ok(index), Ok(text)) = (
+            redis::from_redis_value::<usize>(index),
+            redis::from_redis_value::<String>(text),
+        ) else {
+            continue;
+        };
+        let Some((cell, _)) = index.checked_sub(1).and_then(|i| cells.get(i)) else {
+            continue;
+        };
+        let list = into.entry(*cell).or_default();
+        for member in text.split('\n').filter_map(keys::parse_member) {
+            if member.deadline > now {
+                let last_active = Timestamp::from_millis(member.deadline.as_millis() - lived);
+                list.push((member.user, member.gender, last_active));
             }
         }
     }
@@ -236,16 +264,13 @@ impl RedisStore {
 impl LocationStore for RedisStore {
     #[instrument(skip_all)]
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
-        let member = keys::member(position.gender, &position.user_id);
-        let deadlines = self.cell_add(position.cell, &member, retention).await?;
+        let deadlines = self.cell_add(&position, retention).await?;
         let old = self.put_record(&position, &deadlines, false).await?;
         let old =
             old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
-        if let Some(old) = old {
-            let old_member = keys::member(old.position.gender, &old.position.user_id);
-            if old.position.cell != position.cell || old_member != member {
-                self.cell_remove(old.position.cell, &old_member).await?;
-            }
+        if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
+            self.cell_remove(old.position.cell, &Self::member_of(&old))
+                .await?;
         }
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
@@ -271,8 +296,7 @@ impl LocationStore for RedisStore {
             return Ok(None);
         };
         let position = entry.position;
-        let member = keys::member(position.gender, &position.user_id);
-        let deadlines = self.cell_add(position.cell, &member, retention).await?;
+        let deadlines = self.cell_add(&position, retention).await?;
         self.put_record(&position, &deadlines, true).await?;
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(Some(deadlines))
@@ -285,8 +309,8 @@ impl LocationStore for RedisStore {
             let (_, Some((raw, entry))) = self.read_record(*feature, user).await? else {
                 continue;
             };
-            let member = keys::member(entry.position.gender, user);
-            self.cell_remove(entry.position.cell, &member).await?;
+            self.cell_remove(entry.position.cell, &Self::member_of(&entry))
+                .await?;
             let mut conn = self.conn.clone();
             let mut call = scripts::USER_DELETE_IF.prepare_invoke();
             call.key(keys::user_key(user))
@@ -315,8 +339,13 @@ impl LocationStore for RedisStore {
         let mut fetched = Fetched::new();
         let (mut from, mut to) = (0, FIRST_RINGS);
         let page = loop {
-            let cells = query.cells_in_rings(&self.grid, from..=to);
-            self.fetch(&cells, &mut fetched).await?;
+            let distance_to = self.grid.distances_from(query.viewer_cell());
+            let cells = query
+                .cells_in_rings(&self.grid, from..=to)
+                .into_iter()
+                .map(|cell| (cell, self.grid.band_m(distance_to(cell))))
+                .collect();
+            self.fetch(&query, cells, &mut fetched).await?;
             let (page, complete) = query.search_rings(&self.grid, to, |cell, sink| {
                 for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
                     sink.offer(user, *gender, *last_active);

@@ -25,20 +25,44 @@ local function expire_at(key, at)
 end
 ";
 
+/// Cell members: `<gender><deadline: 7 base-36 digits of whole seconds><user id>`.
+const MEMBERS: &str = r"
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function member(g, purge_ms, user)
+  local n = math.floor(purge_ms / 1000)
+  local s = ''
+  for _ = 1, 7 do
+    local r = n % 36
+    s = string.sub(B36, r + 1, r + 1) .. s
+    n = math.floor(n / 36)
+  end
+  return g .. s .. user
+end
+local function deadline_ms(m)
+  return tonumber(string.sub(m, 2, 8), 36) * 1000
+end
+local function num(x)
+  return string.format('%.0f', x)
+end
+";
+
 fn script(body: &str) -> Script {
-    Script::new(&format!("{NOW}{EXPIRE_AT}{body}"))
+    Script::new(&format!("{NOW}{EXPIRE_AT}{MEMBERS}{body}"))
 }
 
-/// Adds (or renews) a member in its cell with `purge_at = now + retention`.
-/// KEYS: cell, due. ARGV: member, retention ms, cell id, member to remove first ("" = none).
+/// Adds (or renews) a user in a cell with `purge_at = now + retention`, replacing any member
+/// of the same user there (found by its ticket, without a scan).
+/// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
 /// Returns `{now, purge_at}`.
 pub static CELL_ADD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local purge = now + tonumber(ARGV[2])
-if ARGV[4] ~= '' then redis.call('ZREM', KEYS[1], ARGV[4]) end
-redis.call('ZADD', KEYS[1], purge, ARGV[1])
-redis.call('ZADD', KEYS[2], 'LT', purge, ARGV[3])
+local purge = now + tonumber(ARGV[4])
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
+  if string.sub(old, 9) == ARGV[2] then redis.call('ZREM', KEYS[1], old) end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], member(ARGV[1], purge, ARGV[2]))
+redis.call('ZADD', KEYS[2], 'LT', num(math.floor(purge / 1000) * 1000), ARGV[5])
 expire_at(KEYS[1], purge)
 expire_at(KEYS[2], purge)
 return {now, purge}
@@ -98,8 +122,8 @@ return 1
     )
 });
 
-/// Deletes the records among ARGV[2..] whose purge_at (the first 13 bytes, decimal) is at or
-/// before ARGV[1].
+/// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
+/// floored to whole seconds like the members') is at or before ARGV[1].
 /// KEYS: user hash. Returns how many were deleted.
 pub static USER_PURGE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -110,7 +134,7 @@ for i = 2, #ARGV do
   local rec = redis.call('HGET', KEYS[1], ARGV[i])
   if rec then
     local purge = tonumber(string.sub(rec, 1, 13))
-    if purge and purge <= cut then
+    if purge and math.floor(purge / 1000) * 1000 <= cut then
       redis.call('HDEL', KEYS[1], ARGV[i])
       n = n + 1
     end
@@ -122,18 +146,47 @@ return n
     )
 });
 
-/// Reads the visible members of up to a page's worth of cells, with the server time:
-/// `{now, i1, {member, score, ...}, i2, {...}, ...}` where `i` is the 1-based key index.
-/// KEYS: cells (of one partition).
+/// Reads cells in the viewer's in-band order and only as far as the page needs.
+/// KEYS: cells of one partition, sorted by band. ARGV: n (members wanted), offset (the
+/// order's rotation), cursor band (-1 for none), cursor key, then one band per key.
+/// For each cell it reads up to n members by ascending key = (ticket - offset) mod 2^52
+/// (after the cursor in the cursor's band), and it stops at a band boundary once n members
+/// are in hand: no member of a later band can make the page. Members past their deadline are
+/// left for the caller to drop (the sweeper removes them within a second).
+/// Returns `{now, i1, 'member\nmember...', i2, ...}`, `i` the 1-based key index.
 pub static CELLS_READ: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
+local M = 4503599627370496
+local n = tonumber(ARGV[1])
+local offset = tonumber(ARGV[2])
+local after_band = tonumber(ARGV[3])
+local after_key = tonumber(ARGV[4])
 local out = {now}
+local count, band_now = 0, nil
 for i, key in ipairs(KEYS) do
-  local m = redis.call('ZRANGEBYSCORE', key, '(' .. now_s, '+inf', 'WITHSCORES')
-  if #m > 0 then
+  local band = tonumber(ARGV[4 + i])
+  if band ~= band_now then
+    if count >= n then break end
+    band_now = band
+  end
+  local lo = 0
+  if band == after_band then lo = after_key + 1 end
+  local s = offset + lo
+  local got
+  if s < M then
+    got = redis.call('ZRANGEBYSCORE', key, num(s), '+inf', 'LIMIT', 0, n)
+    if #got < n and offset > 0 then
+      local more = redis.call('ZRANGEBYSCORE', key, 0, '(' .. num(offset), 'LIMIT', 0, n - #got)
+      for _, m in ipairs(more) do got[#got + 1] = m end
+    end
+  else
+    got = redis.call('ZRANGEBYSCORE', key, num(s - M), '(' .. num(offset), 'LIMIT', 0, n)
+  end
+  if #got > 0 then
     out[#out + 1] = i
-    out[#out + 1] = m
+    out[#out + 1] = table.concat(got, '\n')
+    count = count + #got
   end
 end
 return out
@@ -142,38 +195,48 @@ return out
 });
 
 /// Lists the members of a partition due at the server's now (at most ARGV[2] cells):
-/// `{now, member, member, ...}`. KEYS: due. ARGV: cell key prefix, cell limit.
+/// `{cut, member, member, ...}`, cut = now floored to the second. KEYS: due.
+/// ARGV: cell key prefix, cell limit.
 pub static SWEEP_FIND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local out = {now}
-local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, tonumber(ARGV[2]))
+local cut = math.floor(now / 1000) * 1000
+local out = {cut}
+local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(cut), 'LIMIT', 0, tonumber(ARGV[2]))
 for _, c in ipairs(cells) do
-  local m = redis.call('ZRANGEBYSCORE', ARGV[1] .. c, '-inf', now_s)
-  for _, x in ipairs(m) do out[#out + 1] = x end
+  for _, m in ipairs(redis.call('ZRANGE', ARGV[1] .. c, 0, -1)) do
+    if deadline_ms(m) <= cut then out[#out + 1] = m end
+  end
 end
 return out
 ",
     )
 });
 
-/// Removes the members due at ARGV[2] (the `now` SWEEP_FIND returned, whose users' records
-/// are already deleted) and re-scores the due cells. Returns the partition's earliest deadline
+/// Removes the members due at ARGV[2] (the cut SWEEP_FIND returned, whose users' records are
+/// already deleted) and re-scores the due cells. Returns the partition's earliest deadline
 /// left, or nil when it is empty. KEYS: due. ARGV: cell key prefix, cut.
 pub static SWEEP_CELLS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local cut = ARGV[2]
-local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cut)
+local cut = tonumber(ARGV[2])
+local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(cut))
 for _, c in ipairs(cells) do
   local key = ARGV[1] .. c
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', cut)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #first == 0 then
+  local earliest = nil
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local d = deadline_ms(m)
+    if d <= cut then
+      redis.call('ZREM', key, m)
+    elseif earliest == nil or d < earliest then
+      earliest = d
+    end
+  end
+  if earliest == nil then
     redis.call('DEL', key)
     redis.call('ZREM', KEYS[1], c)
   else
-    redis.call('ZADD', KEYS[1], first[2], c)
+    redis.call('ZADD', KEYS[1], num(earliest), c)
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

@@ -111,7 +111,7 @@ async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
 async fn purge_records(store: &RedisStore, cut: i64, members: &[String]) -> StoreResult<()> {
     let mut by_hash: HashMap<String, Vec<String>> = HashMap::new();
     for member in members {
-        if let Some((_, user)) = keys::parse_member(member) {
+        if let Some(keys::Member { user, .. }) = keys::parse_member(member) {
             let field = keys::user_field(Feature::PeopleNearby, &user);
             by_hash
                 .entry(keys::user_key(&user))

@@ -2,11 +2,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{RedisConsentStore, RedisStore, Target};
+use h3o::{CellIndex, LatLng};
+
+use super::{EXPIRED_SLACK, Fetched, RedisConsentStore, RedisStore, Target, decode_cells};
 use crate::{
-    domain::{Retention, SnapGrid},
+    domain::{
+        Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
+        nearby::{NearbyRequest, PageToken, Secret},
+        user::GenderFilter,
+    },
     storage::{
-        LocationStore, StoreError, StoreErrorKind,
+        LocationStore, Position, StoreError, StoreErrorKind,
         conformance::{self, Fixture, ProbeFuture},
     },
     testing::redis::{RedisCluster, RedisServer},
@@ -124,4 +130,106 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(recovered, "the store reconnects by itself");
+}
+
+/// 600 users in the viewer's own cell, 300 in a neighbouring one.
+async fn crowd(store: &RedisStore) -> CellIndex {
+    let grid = SnapGrid::default();
+    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let neighbour = home.grid_disk::<Vec<_>>(1)[1];
+    let mut writes = Vec::new();
+    for i in 0..900 {
+        let cell = if i < 600 { home } else { neighbour };
+        let centre = LatLng::from(cell);
+        let location = Location::new(centre.lat(), centre.lng(), 0.0).expect("valid");
+        let position = Position {
+            user_id: UserId::parse(&format!("crowd-{i}"), "user_id").expect("valid"),
+            feature: Feature::PeopleNearby,
+            location,
+            cell,
+            gender: Gender::Female,
+        };
+        writes.push(store.upsert(position, Retention::default()));
+    }
+    futures_util::future::try_join_all(writes)
+        .await
+        .expect("upserts");
+    home
+}
+
+fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest {
+    NearbyRequest {
+        viewer: UserId::parse(viewer, "user_id").expect("valid"),
+        max_distance_m: 5_000,
+        limit,
+        gender_filter: GenderFilter::Any,
+        exclude: Default::default(),
+        secret: Arc::new(Secret::from_bytes([4; 32])),
+        page,
+    }
+}
+
+#[tokio::test]
+async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let target = Target::Single(server.url());
+    let timeout = Duration::from_secs(5);
+    let store = RedisStore::connect(&target, SnapGrid::default(), Retention::default(), timeout)
+        .await
+        .expect("connects");
+    let home = crowd(&store).await;
+    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
+    let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
+    let (_, reply) = store
+        .fetch_partition(&query, cells.clone())
+        .await
+        .expect("read");
+    let mut fetched = Fetched::new();
+    decode_cells(&cells, reply, Retention::default(), &mut fetched);
+    let read: usize = fetched.values().map(Vec::len).sum();
+    assert!(
+        read <= 2 * (20 + 1 + EXPIRED_SLACK),
+        "read {read} of 900 members"
+    );
+    assert!(read > 20);
+}
+
+#[tokio::test]
+async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let target = Target::Single(server.url());
+    let timeout = Duration::from_secs(5);
+    let store = RedisStore::connect(&target, SnapGrid::default(), Retention::default(), timeout)
+        .await
+        .expect("connects");
+    crowd(&store).await;
+    let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
+    loop {
+        let result = store
+            .nearby(&request("crowd-0", 50, page))
+            .await
+            .expect("nearby");
+        let result = result.expect("the viewer has an entry");
+        for hit in &result.page.hits {
+            assert!(
+                seen.insert(hit.user_id.clone()),
+                "{} listed twice",
+                hit.user_id
+            );
+            let order = (hit.band_m, hit.key);
+            assert!(last.is_none_or(|l| l < order), "out of order");
+            last = Some(order);
+        }
+        match result.page.hits.last() {
+            Some(hit) if result.page.more => {
+                page = Some(PageToken {
+                    epoch: result.epoch,
+                    viewer_cell: result.viewer_cell,
+                    cursor: hit.cursor(),
+                });
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
