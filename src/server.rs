@@ -22,7 +22,7 @@ use crate::{
     },
     service::{Deps, Vicinity},
     storage::{
-        ConsentStore, LocationStore, MemoryStore, StoreError,
+        ConsentStore, LocationStore, MemoryStore, ShakeStore, StoreError,
         redis::{self, RedisConsentStore, RedisStore},
     },
 };
@@ -79,11 +79,13 @@ pub async fn run(
         return Err(ServerError::OpenOnPublicAddress(addr));
     }
     warn_about_local_choices(&config);
-    let (locations, consents) = stores(&config).await?;
+    let (locations, consents, shakes) = stores(&config).await?;
     let sweeper = tokio::spawn(sweep(locations.clone(), config.sweep_interval));
     let svc = Vicinity::new(Deps {
         locations,
         consents,
+        shakes,
+        shake_window: config.shake_window,
         clock: config.clock.clone(),
         grid: config.grid,
         retention: config.retention,
@@ -130,10 +132,15 @@ pub async fn run(
     result
 }
 
+/// The location, consent and Shake stores.
+type Stores = (
+    Arc<dyn LocationStore>,
+    Arc<dyn ConsentStore>,
+    Arc<dyn ShakeStore>,
+);
+
 /// The stores the configuration names, after checking what Redis does with data on disk.
-async fn stores(
-    config: &Config,
-) -> Result<(Arc<dyn LocationStore>, Arc<dyn ConsentStore>), ServerError> {
+async fn stores(config: &Config) -> Result<Stores, ServerError> {
     let StoreConfig::Redis {
         locations,
         consents,
@@ -145,7 +152,7 @@ async fn stores(
             "using the embedded in-memory store: data is lost on restart and not shared between nodes"
         );
         let store = MemoryStore::start(config.clock.clone(), config.grid, config.sweep_interval);
-        return Ok((store.clone(), store));
+        return Ok((store.clone(), store.clone(), store));
     };
     for (url, found) in redis::persistence(locations).await? {
         if found.persists() && !allow_persistent {
@@ -173,7 +180,12 @@ async fn stores(
     let location_store =
         RedisStore::connect(locations, config.grid, config.retention, *timeout).await?;
     let consent_store = RedisConsentStore::connect(consents, *timeout).await?;
-    Ok((Arc::new(location_store), Arc::new(consent_store)))
+    let location_store = Arc::new(location_store);
+    Ok((
+        location_store.clone(),
+        Arc::new(consent_store),
+        location_store,
+    ))
 }
 
 /// Runs the purge sweep every `interval`, for as long as the server runs. Running it on every

@@ -8,6 +8,7 @@ pub mod error;
 pub mod feature;
 pub mod nearby;
 pub mod retention;
+pub mod shake;
 pub mod time;
 pub mod user;
 

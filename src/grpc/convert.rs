@@ -141,3 +141,12 @@ pub(super) fn nearby_user(hit: &crate::domain::nearby::Hit) -> pb::NearbyUser {
         last_seen: Some(timestamp(hit.last_active.floor_to(LAST_SEEN_STEP))),
     }
 }
+
+/// The wire form of a Shake match: partner and band, never a position.
+pub(super) fn shake_match(m: &crate::domain::shake::ShakeMatch) -> pb::ShakeMatch {
+    pb::ShakeMatch {
+        user_id: m.partner.to_string(),
+        distance_m: m.band_m,
+        matched_at: Some(timestamp(m.matched_at)),
+    }
+}

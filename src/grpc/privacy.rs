@@ -53,8 +53,11 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
                 .iter()
                 .map(convert::stored_location)
                 .collect(),
-            // Shake stores nothing yet (the Shake RPCs answer UNIMPLEMENTED).
-            shake_history: Vec::new(),
+            shake_history: export
+                .shake_history
+                .iter()
+                .map(convert::shake_match)
+                .collect(),
         }))
     }
 

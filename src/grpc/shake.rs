@@ -1,11 +1,12 @@
-//! `vicinity.v1.Shake`: declared in the contract, not built yet. Every call is authorized,
-//! then answered `UNIMPLEMENTED` without storing anything.
+//! `vicinity.v1.Shake`.
 
 use tonic::{Request, Response, Status};
 
-use super::{GrpcApi, Scope, pb};
-
-const NOT_YET: &str = "Shake is not available in this version";
+use super::{
+    GrpcApi, Scope, convert,
+    deadline::{self, within},
+    pb,
+};
 
 #[tonic::async_trait]
 impl pb::shake_server::Shake for GrpcApi {
@@ -14,7 +15,18 @@ impl pb::shake_server::Shake for GrpcApi {
         request: Request<pb::ShakeRequest>,
     ) -> Result<Response<pb::ShakeResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
-        Err(Status::unimplemented(NOT_YET))
+        let deadline = deadline::of(request.metadata());
+        let pb::ShakeRequest { user_id, location } = request.into_inner();
+        let user = convert::user(&user_id, "user_id")?;
+        let location = convert::location(location)?;
+        let matched = within(deadline, self.svc.shake(&user, location, deadline)).await?;
+        let result = match matched {
+            Some(m) => pb::shake_response::Result::Match(convert::shake_match(&m)),
+            None => pb::shake_response::Result::NoMatch(pb::NoMatch {}),
+        };
+        Ok(Response::new(pb::ShakeResponse {
+            result: Some(result),
+        }))
     }
 
     async fn shake_history(
@@ -22,7 +34,13 @@ impl pb::shake_server::Shake for GrpcApi {
         request: Request<pb::ShakeHistoryRequest>,
     ) -> Result<Response<pb::ShakeHistoryResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
-        Err(Status::unimplemented(NOT_YET))
+        let deadline = deadline::of(request.metadata());
+        let pb::ShakeHistoryRequest { user_id } = request.into_inner();
+        let user = convert::user(&user_id, "user_id")?;
+        let matches = within(deadline, self.svc.shake_history(&user)).await?;
+        Ok(Response::new(pb::ShakeHistoryResponse {
+            matches: matches.iter().map(convert::shake_match).collect(),
+        }))
     }
 
     async fn leave_shake(
@@ -30,6 +48,12 @@ impl pb::shake_server::Shake for GrpcApi {
         request: Request<pb::LeaveShakeRequest>,
     ) -> Result<Response<pb::LeaveShakeResponse>, Status> {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
-        Err(Status::unimplemented(NOT_YET))
+        let deadline = deadline::of(request.metadata());
+        let pb::LeaveShakeRequest { user_id } = request.into_inner();
+        let user = convert::user(&user_id, "user_id")?;
+        let purge_at = within(deadline, self.svc.leave_shake(&user)).await?;
+        Ok(Response::new(pb::LeaveShakeResponse {
+            purge_at: purge_at.map(convert::timestamp),
+        }))
     }
 }

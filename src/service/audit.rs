@@ -10,6 +10,7 @@ pub(crate) enum Action {
     ConsentWithdrawn,
     LocationCleared,
     UserForgotten,
+    LeftShake,
 }
 
 impl Action {
@@ -19,6 +20,7 @@ impl Action {
             Action::ConsentWithdrawn => "consent_withdrawn",
             Action::LocationCleared => "location_cleared",
             Action::UserForgotten => "user_forgotten",
+            Action::LeftShake => "left_shake",
         }
     }
 }

@@ -47,7 +47,7 @@ impl Vicinity {
         };
         // Consent is withdrawn before the purge, so no update can slip in between; if the purge
         // fails the caller sees the error and retries, and reads are refused meanwhile.
-        let purged = self.deps.locations.clear(user, &[feature]).await?;
+        let purged = self.purge(user, &[feature]).await?;
         audit::record(Action::ConsentWithdrawn, user, Some(feature), purged);
         Ok((record, purged))
     }

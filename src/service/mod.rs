@@ -6,6 +6,7 @@ mod consent;
 mod error;
 mod nearby;
 mod privacy;
+mod shake;
 #[cfg(test)]
 mod tests;
 
@@ -17,7 +18,7 @@ pub use privacy::Export;
 
 use crate::{
     domain::{Clock, Feature, Retention, SnapGrid, UserId, nearby::Secret},
-    storage::{ConsentStore, LocationStore},
+    storage::{ConsentStore, LocationStore, ShakeStore},
 };
 
 /// A service result.
@@ -30,6 +31,10 @@ pub struct Deps {
     pub locations: Arc<dyn LocationStore>,
     /// Where consent records live.
     pub consents: Arc<dyn ConsentStore>,
+    /// Where pending shakes and match history live.
+    pub shakes: Arc<dyn ShakeStore>,
+    /// How long a shake waits for a partner at most.
+    pub shake_window: std::time::Duration,
     /// The clock for consent timestamps and id generation (deadlines use the store's clock).
     pub clock: Arc<dyn Clock>,
     /// The snapping grid.
@@ -60,6 +65,16 @@ impl Vicinity {
         } else {
             Err(ServiceError::ConsentRequired(feature))
         }
+    }
+
+    /// Deletes the user's data in `features`: location entries and, for Shake, pending shakes
+    /// and history. Returns how many entries existed.
+    async fn purge(&self, user: &UserId, features: &[Feature]) -> ServiceResult<u32> {
+        let mut purged = self.deps.locations.clear(user, features).await?;
+        if features.contains(&Feature::Shake) {
+            purged += self.deps.shakes.clear_shake(user).await?;
+        }
+        Ok(purged)
     }
 
     /// Whether both stores answer (for health checks).

@@ -84,10 +84,7 @@ impl Vicinity {
             .await?;
         if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
             // Fail closed: whether consent is gone or unreadable, the write does not stay.
-            self.deps
-                .locations
-                .clear(user, &[Feature::PeopleNearby])
-                .await?;
+            self.purge(user, &[Feature::PeopleNearby]).await?;
             return Err(refused);
         }
         Ok(deadlines)

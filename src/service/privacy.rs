@@ -7,7 +7,7 @@ use super::{
     audit::{self, Action},
 };
 use crate::{
-    domain::{ConsentEvent, ConsentRecord, Feature, UserId},
+    domain::{ConsentEvent, ConsentRecord, Feature, UserId, shake::ShakeMatch},
     storage::LocationEntry,
 };
 
@@ -20,6 +20,8 @@ pub struct Export {
     pub consent_history: Vec<ConsentEvent>,
     /// One entry per feature the user is in (left or not, until purged).
     pub locations: Vec<LocationEntry>,
+    /// Shake matches (partner and band).
+    pub shake_history: Vec<ShakeMatch>,
 }
 
 impl Vicinity {
@@ -32,7 +34,7 @@ impl Vicinity {
         feature: Option<Feature>,
     ) -> ServiceResult<u32> {
         let features = feature.map_or(Feature::ALL.to_vec(), |f| vec![f]);
-        let purged = self.deps.locations.clear(user, &features).await?;
+        let purged = self.purge(user, &features).await?;
         audit::record(Action::LocationCleared, user, feature, purged);
         Ok(purged)
     }
@@ -47,10 +49,12 @@ impl Vicinity {
                 locations.push(entry);
             }
         }
+        let shake_history = self.deps.shakes.history(user).await?;
         Ok(Export {
             consents,
             consent_history,
             locations,
+            shake_history,
         })
     }
 
@@ -58,7 +62,7 @@ impl Vicinity {
     /// failure part-way leaves consent (which gates everything) and a retry finishes the job.
     #[instrument(skip_all)]
     pub async fn forget(&self, user: &UserId) -> ServiceResult<(u32, u32)> {
-        let purged = self.deps.locations.clear(user, &Feature::ALL).await?;
+        let purged = self.purge(user, &Feature::ALL).await?;
         let events = self.deps.consents.forget(user).await?;
         audit::record(Action::UserForgotten, user, None, purged);
         Ok((purged, events))

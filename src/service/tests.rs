@@ -78,6 +78,8 @@ async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
             clock: clock.clone(),
         }),
         consents: store.clone(),
+        shakes: store.clone(),
+        shake_window: Duration::from_secs(3),
         clock,
         grid: SnapGrid::default(),
         retention: Retention::default(),

@@ -6,7 +6,9 @@
 
 use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use super::{ConsentStore, LocationStore, Position, StoreResult};
+use crate::domain::shake::{ShakeMatch, ShakePair};
+
+use super::{ConsentStore, LocationStore, Position, ShakeOutcome, ShakeStore, StoreResult};
 use crate::domain::{
     ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
     nearby::{NearbyRequest, Secret},
@@ -24,6 +26,8 @@ pub struct Fixture {
     pub locations: Arc<dyn LocationStore>,
     /// The consent store.
     pub consents: Arc<dyn ConsentStore>,
+    /// The Shake store.
+    pub shakes: Arc<dyn ShakeStore>,
     /// Moves the store's clock forward by at least the given duration (a manual clock, or a
     /// real sleep for a store whose clock cannot be moved).
     pub advance: Box<dyn Fn(Duration) -> StepFuture + Send + Sync>,
@@ -44,6 +48,10 @@ pub async fn run(fx: Fixture) {
     leaving_keeps_the_entry_visible_until_its_deadline(&fx).await;
     expired_entries_are_never_returned_and_are_purged(&fx).await;
     consent_records_follow_their_contract(&fx).await;
+    two_shakes_pair_with_each_other(&fx).await;
+    a_lone_shake_is_withdrawn_and_leaves_nothing(&fx).await;
+    the_nearest_pending_shake_wins_and_nobody_pairs_twice(&fx).await;
+    shake_history_expires_and_clears(&fx).await;
 }
 
 fn user(name: &str) -> UserId {
@@ -348,4 +356,151 @@ async fn consent_records_follow_their_contract(fx: &Fixture) {
     assert!(fx.consents.history(&who).await.expect("history").is_empty());
     assert_eq!(fx.consents.forget(&who).await.expect("forget"), 0);
     fx.consents.ping().await.expect("ping");
+}
+
+const WINDOW: Duration = Duration::from_secs(3);
+
+fn cell_at(lat: f64) -> h3o::CellIndex {
+    SnapGrid::default().snap(crate::domain::Coordinates::new(lat, 20.0).expect("valid"))
+}
+
+async fn shake(fx: &Fixture, id: u64, name: &str, lat: f64) -> ShakeOutcome {
+    fx.shakes
+        .shake(id, &user(name), cell_at(lat), WINDOW)
+        .await
+        .expect("shake")
+}
+
+fn paired(outcome: &ShakeOutcome) -> Option<&ShakePair> {
+    match outcome {
+        ShakeOutcome::Paired(pair) => Some(pair),
+        ShakeOutcome::Pending(_) => None,
+    }
+}
+
+async fn two_shakes_pair_with_each_other(fx: &Fixture) {
+    let first = shake(fx, 101, "sa", 20.0).await;
+    let ShakeOutcome::Pending(pending) = first else {
+        panic!("nobody was waiting: {first:?}")
+    };
+    let second = shake(fx, 102, "sb", 20.001).await;
+    let pair = paired(&second).expect("paired with the pending shake");
+    assert_eq!(pair.partner, user("sa"));
+    let theirs = fx
+        .shakes
+        .await_partner(&pending, WINDOW)
+        .await
+        .expect("await");
+    let theirs = theirs.expect("the pending side learns of the pair");
+    assert_eq!(theirs.partner, user("sb"));
+    assert_eq!(theirs.partner_cell, cell_at(20.001));
+    assert_eq!(theirs.matched_at, pair.matched_at);
+}
+
+async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let ShakeOutcome::Pending(pending) = shake(fx, 201, "lone", 21.0).await else {
+        panic!("nobody was waiting")
+    };
+    let held = physical(fx).await;
+    assert!(held > baseline, "a pending shake is held: {held} vs {baseline}");
+    let waited = fx
+        .shakes
+        .await_partner(&pending, Duration::from_millis(200))
+        .await;
+    assert!(waited.expect("await").is_none());
+    assert_eq!(
+        physical(fx).await,
+        baseline,
+        "withdrawn at the end of its wait"
+    );
+    let again = shake(fx, 202, "lone", 21.0).await;
+    assert!(
+        paired(&again).is_none(),
+        "a withdrawn shake is never paired"
+    );
+    fx.shakes
+        .withdraw(&PendingOf::pending(again))
+        .await
+        .expect("withdraw");
+    assert_eq!(physical(fx).await, baseline);
+}
+
+/// Extracts the pending shake of an outcome.
+struct PendingOf;
+
+impl PendingOf {
+    fn pending(outcome: ShakeOutcome) -> crate::domain::shake::PendingShake {
+        match outcome {
+            ShakeOutcome::Pending(p) => p,
+            ShakeOutcome::Paired(pair) => panic!("unexpectedly paired with {:?}", pair.partner),
+        }
+    }
+}
+
+async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
+    // Two pending shakes of one user (a user is never paired with themselves), one far and
+    // one near the shakers that follow.
+    let _far = PendingOf::pending(shake(fx, 301, "x", 22.5).await);
+    let _near = PendingOf::pending(shake(fx, 302, "x", 22.001).await);
+    let third = shake(fx, 303, "third", 22.0).await;
+    let pair = paired(&third).expect("paired");
+    assert_eq!(pair.partner, user("x"));
+    assert_eq!(pair.partner_cell, cell_at(22.001), "the nearest wins");
+    let fourth = shake(fx, 304, "fourth", 22.0).await;
+    let pair = paired(&fourth).expect("paired");
+    assert_eq!(pair.partner_cell, cell_at(22.5), "a paired shake is never paired again");
+    let fifth = shake(fx, 305, "fifth", 22.0).await;
+    let left = PendingOf::pending(fifth);
+    fx.shakes.withdraw(&left).await.expect("withdraw");
+}
+
+async fn shake_history_expires_and_clears(fx: &Fixture) {
+    let brief = Retention::new(Duration::from_secs(1)).expect("valid");
+    let now = fx.locations.now().await.expect("now");
+    let matched = ShakeMatch {
+        partner: user("h-b"),
+        band_m: 500,
+        matched_at: now,
+    };
+    let baseline = physical(fx).await;
+    fx.shakes
+        .record_match(&user("h-a"), &matched, brief)
+        .await
+        .expect("record");
+    fx.shakes
+        .record_match(&user("h-c"), &matched, long())
+        .await
+        .expect("record");
+    assert_eq!(
+        fx.shakes.history(&user("h-a")).await.expect("history"),
+        vec![matched.clone()]
+    );
+    let purge_at = fx.shakes.leave_shake(&user("h-c")).await.expect("leave");
+    assert_eq!(purge_at, Some(now.plus(long().window())));
+    assert_eq!(fx.shakes.clear_shake(&user("h-c")).await.expect("clear"), 1);
+    assert!(
+        fx.shakes
+            .history(&user("h-c"))
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    (fx.advance)(Duration::from_millis(1_100)).await;
+    assert!(
+        fx.shakes
+            .history(&user("h-a"))
+            .await
+            .expect("history")
+            .is_empty(),
+        "expired"
+    );
+    let limit = now.plus(brief.window()).plus(fx.sweep_bound);
+    while physical(fx).await > baseline {
+        assert!(
+            fx.locations.now().await.expect("now") < limit,
+            "history still held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

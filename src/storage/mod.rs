@@ -19,6 +19,7 @@ use crate::domain::{
     ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Location, Retention, Timestamp,
     UserId,
     nearby::{NearbyRequest, Page},
+    shake::{PendingShake, ShakeMatch, ShakePair},
 };
 
 /// A position to store for a user in a feature. The location is already rounded and the cell
@@ -128,4 +129,66 @@ pub trait ConsentStore: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// What became of a shake on arrival.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShakeOutcome {
+    /// Paired at once with a pending shake.
+    Paired(ShakePair),
+    /// Waiting for a partner until `expires`.
+    Pending(PendingShake),
+}
+
+/// Where Shake keeps pending shakes and match history (SPEC §1, §3).
+///
+/// Contract, for every backend:
+/// - Pairing is atomic across every service node sharing the store: each shake is paired at
+///   most once, and if A is paired with B, B is paired with A (B learns it from
+///   `await_partner` or `withdraw`).
+/// - A pending shake holds the user's snapped cell only until it is paired, withdrawn or
+///   expired, and is physically removed within the sweep interval of expiring.
+/// - History entries are purged at `matched_at + retention`; an entry past it is never
+///   returned.
+#[async_trait]
+pub trait ShakeStore: Send + Sync + 'static {
+    /// Pairs a shake by `user` in `cell` with the nearest unexpired pending shake of another
+    /// user (ties: the earliest), or leaves it pending for `window` (store clock).
+    async fn shake(
+        &self,
+        id: u64,
+        user: &UserId,
+        cell: CellIndex,
+        window: std::time::Duration,
+    ) -> StoreResult<ShakeOutcome>;
+
+    /// Waits up to `wait` for a partner of `pending`, then withdraws it. A pairing that
+    /// raced the withdrawal is returned, never lost.
+    async fn await_partner(
+        &self,
+        pending: &PendingShake,
+        wait: std::time::Duration,
+    ) -> StoreResult<Option<ShakePair>>;
+
+    /// Withdraws `pending` at once (its caller gave up); returns a pairing that raced it.
+    async fn withdraw(&self, pending: &PendingShake) -> StoreResult<Option<ShakePair>>;
+
+    /// Adds a match to `user`'s history, purged at `matched_at + retention`.
+    async fn record_match(
+        &self,
+        user: &UserId,
+        matched: &ShakeMatch,
+        retention: Retention,
+    ) -> StoreResult<()>;
+
+    /// `user`'s unexpired matches, oldest first.
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>>;
+
+    /// Withdraws `user`'s pending shakes; history stays until its deadlines. Returns when the
+    /// last history entry will be purged, if there is any.
+    async fn leave_shake(&self, user: &UserId) -> StoreResult<Option<Timestamp>>;
+
+    /// Deletes everything Shake holds about `user` (pending shakes and history) at once;
+    /// returns how many entries existed.
+    async fn clear_shake(&self, user: &UserId) -> StoreResult<u32>;
 }

@@ -10,11 +10,12 @@ mod conn;
 mod consent;
 pub mod keys;
 pub mod scripts;
+mod shake;
 mod sweep;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::try_join_all;
 use h3o::CellIndex;
@@ -45,6 +46,7 @@ const FIRST_RINGS: u32 = 2;
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    waker: Arc<shake::Waker>,
     grid: SnapGrid,
     retention: Retention,
     timeout: Duration,
@@ -65,6 +67,7 @@ impl RedisStore {
         let conn = Conn::connect(target).await?;
         Ok(Self {
             conn,
+            waker: shake::Waker::start(target),
             grid,
             retention,
             timeout,

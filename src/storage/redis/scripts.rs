@@ -296,3 +296,190 @@ return n
 ",
     )
 });
+
+/// Shake: pairs an arriving shake with the nearest pending one, or leaves it pending.
+/// Everything pending lives under the `{shake}` hash tag, so pairing is one atomic script
+/// whichever node the two shakes arrive at.
+/// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell, then the
+/// coarse cells of rings 0, 1 and 2 as three '|'-joined lists.
+/// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
+pub static SHAKE_PAIR: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local P = 'vc:s:{shake}:'
+local function parse(rec)
+  local u, c, lat, lng, arrived, expires, node, coarse =
+    string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  return {user = u, cell = c, lat = tonumber(lat), lng = tonumber(lng), arrived = tonumber(arrived),
+          expires = tonumber(expires), node = node, coarse = coarse}
+end
+local function dist2(lat1, lng1, lat2, lng2)
+  local x = math.rad(lng2 - lng1) * math.cos(math.rad((lat1 + lat2) / 2))
+  local y = math.rad(lat2 - lat1)
+  return x * x + y * y
+end
+local lat, lng = tonumber(ARGV[4]), tonumber(ARGV[5])
+local best, best_id, best_d, found_ring = nil, nil, nil, nil
+local function consider(id)
+  local rec = redis.call('HGET', P .. 'p', id)
+  if not rec then return end
+  local p = parse(rec)
+  if p.user == ARGV[2] or p.expires <= now then return end
+  local d = dist2(lat, lng, p.lat, p.lng)
+  if best == nil or d < best_d or (d == best_d and p.arrived < best.arrived) then
+    best, best_id, best_d = p, id, d
+  end
+end
+for ring = 0, 2 do
+  if found_ring ~= nil and ring > found_ring + 1 then break end
+  for coarse in string.gmatch(ARGV[9 + ring], '[^|]+') do
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, 15)) do consider(id) end
+  end
+  if best ~= nil and found_ring == nil then found_ring = ring end
+end
+if best == nil then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '(' .. now_s, '+inf', 'LIMIT', 0, 16)) do
+    consider(id)
+    if best ~= nil then break end
+  end
+end
+if best ~= nil then
+  redis.call('HDEL', P .. 'p', best_id)
+  redis.call('ZREM', P .. 'c:' .. best.coarse, best_id)
+  redis.call('ZREM', P .. 'all', best_id)
+  if redis.call('HGET', P .. 'u', best.user) == best_id then redis.call('HDEL', P .. 'u', best.user) end
+  local box = P .. 'm:' .. best_id
+  redis.call('RPUSH', box, ARGV[2] .. '|' .. ARGV[3] .. '|' .. now_s)
+  expire_at(box, best.expires + 10000)
+  redis.call('ZADD', P .. 'mdue', num(best.expires + 10000), best_id)
+  redis.call('PUBLISH', 'vc:s:wake:' .. best.node, best_id)
+  return {1, best.user, best.cell, now}
+end
+local expires = now + tonumber(ARGV[6])
+local rec = table.concat({ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_s, num(expires), ARGV[7], ARGV[8]}, '|')
+redis.call('HSET', P .. 'p', ARGV[1], rec)
+redis.call('ZADD', P .. 'c:' .. ARGV[8], now_s, ARGV[1])
+redis.call('ZADD', P .. 'all', num(expires), ARGV[1])
+redis.call('HSET', P .. 'u', ARGV[2], ARGV[1])
+for _, k in ipairs({P .. 'p', P .. 'c:' .. ARGV[8], P .. 'all', P .. 'u'}) do expire_at(k, expires) end
+return {0, now, expires}
+",
+    )
+});
+
+/// Takes a delivered pairing from a shake's mailbox; with ARGV[2] = '1' also withdraws the
+/// shake if it is still pending. ARGV: id, withdraw flag. Returns the pairing text or nil.
+pub static SHAKE_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local P = 'vc:s:{shake}:'
+if ARGV[2] == '1' then
+  local rec = redis.call('HGET', P .. 'p', ARGV[1])
+  if rec then
+    local user, coarse = string.match(rec, '^([^|]*)|'), string.match(rec, '|([^|]*)$')
+    redis.call('HDEL', P .. 'p', ARGV[1])
+    redis.call('ZREM', P .. 'c:' .. coarse, ARGV[1])
+    redis.call('ZREM', P .. 'all', ARGV[1])
+    if redis.call('HGET', P .. 'u', user) == ARGV[1] then redis.call('HDEL', P .. 'u', user) end
+  end
+end
+local pair = redis.call('LPOP', P .. 'm:' .. ARGV[1])
+if pair then
+  redis.call('DEL', P .. 'm:' .. ARGV[1])
+  redis.call('ZREM', P .. 'mdue', ARGV[1])
+end
+return pair
+",
+    )
+});
+
+/// The id of a user's pending shake, if any. ARGV: user.
+pub static SHAKE_OF_USER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+return redis.call('HGET', 'vc:s:{shake}:u', ARGV[1])
+",
+    )
+});
+
+/// Removes expired pending shakes and uncollected mailboxes. Returns how many.
+pub static SHAKE_SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local P = 'vc:s:{shake}:'
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '-inf', now_s, 'LIMIT', 0, 10000)) do
+  local rec = redis.call('HGET', P .. 'p', id)
+  if rec then
+    local user, coarse = string.match(rec, '^([^|]*)|'), string.match(rec, '|([^|]*)$')
+    redis.call('HDEL', P .. 'p', id)
+    redis.call('ZREM', P .. 'c:' .. coarse, id)
+    if redis.call('HGET', P .. 'u', user) == id then redis.call('HDEL', P .. 'u', user) end
+  end
+  redis.call('ZREM', P .. 'all', id)
+  n = n + 1
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'mdue', '-inf', now_s, 'LIMIT', 0, 10000)) do
+  redis.call('DEL', P .. 'm:' .. id)
+  redis.call('ZREM', P .. 'mdue', id)
+  n = n + 1
+end
+return n
+",
+    )
+});
+
+/// Appends a match to a user's history (entries `deadline|partner|band|matched_at`).
+/// KEYS: history. ARGV: entry, deadline ms.
+pub static HISTORY_ADD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+expire_at(KEYS[1], tonumber(ARGV[2]))
+return 1
+",
+    )
+});
+
+/// A user's unexpired history with the server time: `{now, entry, ...}`. KEYS: history.
+pub static HISTORY_READ: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {now}
+for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if tonumber(string.match(e, '^(%d+)|')) > now then out[#out + 1] = e end
+end
+return out
+",
+    )
+});
+
+/// Drops the expired head of a user's history; returns the next deadline, or nil when the
+/// history is gone. KEYS: history.
+pub static HISTORY_TRIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then
+    redis.call('DEL', KEYS[1])
+    return nil
+  end
+  local d = tonumber(string.match(head, '^(%d+)|'))
+  if d > now then return num(d) end
+  redis.call('LPOP', KEYS[1])
+end
+",
+    )
+});
+
+/// Removes a user from the history due index if they are due. KEYS: due. ARGV: user.
+pub static HISTORY_UNDUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= now then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+",
+    )
+});

@@ -45,11 +45,12 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
             .query_async(&mut conn),
     )
     .await?;
+    let shakes = super::shake::sweep(store).await?;
     let visits = due
         .iter()
         .filter_map(|p| p.parse::<CellIndex>().ok())
         .map(|p| visit(store, p));
-    Ok(try_join_all(visits).await?.into_iter().sum())
+    Ok(shakes + try_join_all(visits).await?.into_iter().sum::<u32>())
 }
 
 async fn store_now(store: &RedisStore) -> StoreResult<Timestamp> {

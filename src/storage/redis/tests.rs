@@ -25,8 +25,10 @@ local n = 0
 for _, k in ipairs(redis.call('KEYS', 'vc:*')) do
   if string.sub(k, 1, 5) == 'vc:n:' and string.find(k, '}:c:', 1, true) then
     n = n + redis.call('ZCARD', k)
-  elseif string.sub(k, 1, 5) == 'vc:u:' then
+  elseif string.sub(k, 1, 5) == 'vc:u:' or k == 'vc:s:{shake}:p' then
     n = n + redis.call('HLEN', k)
+  elseif string.sub(k, 1, 6) == 'vc:sh:' or string.find(k, '{shake}:m:', 1, true) then
+    n = n + redis.call('LLEN', k)
   end
 end
 return n";
@@ -68,8 +70,9 @@ async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError>
         }
     });
     Ok(Fixture {
-        locations: store,
+        locations: store.clone(),
         consents,
+        shakes: store,
         advance: Box::new(|by| Box::pin(tokio::time::sleep(by))),
         physical_entries: Box::new(move || count_on(ports.clone())),
         sweep_bound: Duration::from_secs(5),

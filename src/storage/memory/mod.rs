@@ -15,6 +15,10 @@ use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
+mod shake;
+
+use shake::ShakeState;
+
 use super::{ConsentStore, LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -36,6 +40,7 @@ struct State {
     cells: HashMap<(Feature, CellIndex), HashMap<UserId, Member>>,
     expirations: BTreeSet<(Timestamp, Feature, UserId)>,
     consent_history: HashMap<UserId, Vec<ConsentEvent>>,
+    shake: ShakeState,
     shutdown: bool,
 }
 
@@ -130,15 +135,12 @@ impl MemoryStore {
         Arc::new(Self { shared })
     }
 
-    /// How many location entries are physically held (for purge proofs).
+    /// How many location and Shake entries are physically held (for purge proofs).
     pub fn physical_entries(&self) -> usize {
         let state = self.shared.lock();
         let in_cells: usize = state.cells.values().map(HashMap::len).sum();
-        state
-            .entries
-            .len()
-            .max(in_cells)
-            .max(state.expirations.len())
+        let locations = state.entries.len().max(in_cells).max(state.expirations.len());
+        locations + state.shake.len()
     }
 
     fn now(&self) -> Timestamp {
@@ -161,6 +163,7 @@ async fn purge_task(shared: Arc<Shared>) {
             if state.shutdown {
                 return;
             }
+            state.shake.purge_due(now);
             state.purge_due(now).1
         };
         let wait = next
@@ -254,7 +257,8 @@ impl LocationStore for MemoryStore {
 
     async fn purge_expired(&self) -> StoreResult<u32> {
         let now = self.now();
-        Ok(self.shared.lock().purge_due(now).0)
+        let mut state = self.shared.lock();
+        Ok(state.purge_due(now).0 + state.shake.purge_due(now))
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
@@ -340,6 +344,7 @@ mod tests {
         let fixture = conformance::Fixture {
             locations: store.clone(),
             consents: store.clone(),
+            shakes: store.clone(),
             advance: Box::new(move |by| {
                 clock.advance(by);
                 Box::pin(async {})

@@ -1,0 +1,558 @@
+//! What a run and a whole invocation report: the numbers, the verdicts (sustained, within
+//! the p99 bound), the JSON document and the text on stdout.
+
+use std::{collections::BTreeMap, fmt::Write, time::Duration};
+
+use serde_json::{Value, json};
+
+use super::{
+    driver::{Pace, RunOutcome},
+    record::{Percentiles, distribution},
+};
+
+/// The version of the JSON document's shape.
+pub const FORMAT: u32 = 1;
+
+/// When a run counts as sustained and within the bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Criteria {
+    /// The largest acceptable p99 of the run's RPC.
+    pub p99_bound: Duration,
+    /// Achieved throughput must reach this share of the target rate.
+    pub min_achieved: f64,
+    /// At most this share of requests may fail.
+    pub max_error_share: f64,
+}
+
+impl Criteria {
+    /// Sustained: at least 95 % of the rate achieved, at most 0.1 % errors, nothing unsent.
+    pub fn with_bound(p99_bound: Duration) -> Self {
+        Criteria {
+            p99_bound,
+            min_achieved: 0.95,
+            max_error_share: 0.001,
+        }
+    }
+}
+
+/// Why a run was made, which decides where it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A fixed rate the user asked for.
+    Fixed,
+    /// One rate of a sweep or of the peak search.
+    Step,
+    /// The closed-loop probe that seeds the peak search.
+    Probe,
+    /// Latency at concurrency 1.
+    Single,
+    /// The run at half the peak.
+    HalfPeak,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Fixed => "fixed",
+            Role::Step => "step",
+            Role::Probe => "probe",
+            Role::Single => "concurrency-1",
+            Role::HalfPeak => "half-peak",
+        }
+    }
+}
+
+/// One second of a run (by intended send time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Second {
+    /// Seconds since the run's start.
+    pub t: usize,
+    /// Completions during that second (by completion time).
+    pub completed: u64,
+    /// p50 of the primary RPC sent that second, µs.
+    pub p50: u64,
+    /// p99 of the same, µs.
+    pub p99: u64,
+    /// Max of the same, µs.
+    pub max: u64,
+}
+
+/// One run, summarised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// What was driven: `service`, `redis-geo 1 km`, ...
+    pub target: String,
+    /// The run's RPC.
+    pub rpc: String,
+    /// Why it ran.
+    pub role: Role,
+    /// The pacing.
+    pub pace: Pace,
+    /// The schedule's length.
+    pub duration: Duration,
+    /// Requests planned, sent, never sent, sent but unanswered at the end.
+    pub planned: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests never sent (the harness fell too far behind).
+    pub unsent: u64,
+    /// Requests unanswered when the run closed.
+    pub unfinished: u64,
+    /// Completions, all RPCs.
+    pub completed: u64,
+    /// Successes, all RPCs.
+    pub ok: u64,
+    /// Failures by label, all RPCs.
+    pub errors: BTreeMap<String, u64>,
+    /// Completions per second over the run's active span.
+    pub achieved: f64,
+    /// Latency per RPC.
+    pub latency: BTreeMap<String, Percentiles>,
+    /// The primary RPC per second.
+    pub seconds: Vec<Second>,
+    /// The primary RPC's latency distribution: (percentile, µs).
+    pub distribution: Vec<(f64, u64)>,
+    /// The rate held: enough achieved, few errors, nothing unsent.
+    pub sustained: bool,
+    /// The primary RPC's p99 is within the bound.
+    pub within_bound: bool,
+}
+
+impl RunReport {
+    /// Summarises a run of `rpc` against `target`.
+    pub fn new(
+        target: &str,
+        role: Role,
+        pace: Pace,
+        duration: Duration,
+        run: &RunOutcome,
+        rpc: &str,
+        criteria: &Criteria,
+    ) -> Self {
+        let rec = &run.recorder;
+        let span = rec
+            .last_done
+            .map_or(duration, |d| d.saturating_duration_since(rec.start()))
+            .max(duration);
+        let achieved = rec.completed() as f64 / span.as_secs_f64().max(1e-9);
+        let primary = rec.rpcs.get(rpc);
+        let seconds = primary.map_or_else(Vec::new, |stats| {
+            (0..stats.per_second.len())
+                .map(|t| second(t, &stats.per_second[t], &rec.completed_per_second))
+                .collect()
+        });
+        let p99 = primary.map_or(0, |s| Percentiles::of(&s.latency).p99);
+        let errors = rec.errors();
+        let failed: u64 = errors.values().sum();
+        let sustained = run.unsent == 0
+            && run.unfinished == 0
+            && failed as f64 <= criteria.max_error_share * rec.completed() as f64
+            && match pace {
+                Pace::Open { rate } => achieved >= criteria.min_achieved * rate,
+                Pace::Closed { .. } => true,
+            };
+        RunReport {
+            target: target.to_owned(),
+            rpc: rpc.to_owned(),
+            role,
+            pace,
+            duration,
+            planned: run.planned,
+            sent: run.sent,
+            unsent: run.unsent,
+            unfinished: run.unfinished,
+            completed: rec.completed(),
+            ok: rec.ok(),
+            errors,
+            achieved,
+            latency: rec
+                .rpcs
+                .iter()
+                .map(|(k, s)| (k.to_string(), Percentiles::of(&s.latency)))
+                .collect(),
+            seconds,
+            distribution: primary.map_or_else(Vec::new, |s| distribution(&s.latency)),
+            sustained,
+            within_bound: primary.is_some() && p99 <= criteria.p99_bound.as_micros() as u64,
+        }
+    }
+
+    /// The primary RPC's percentiles.
+    pub fn primary(&self) -> Percentiles {
+        self.latency.get(&self.rpc).copied().unwrap_or_default()
+    }
+
+    /// Sustained and within the bound.
+    pub fn passed(&self) -> bool {
+        self.sustained && self.within_bound
+    }
+
+    /// `ListNearby open 5000/s` or `ListNearby closed x1`.
+    pub fn title(&self) -> String {
+        format!("{} {} {}", self.target, self.rpc, pace_text(self.pace))
+    }
+
+    /// The run as a JSON object.
+    pub fn to_json(&self) -> Value {
+        let (pace, rate, concurrency) = match self.pace {
+            Pace::Open { rate } => ("open", Some(rate), None),
+            Pace::Closed { concurrency } => ("closed", None, Some(concurrency)),
+        };
+        let latency: serde_json::Map<String, Value> = self
+            .latency
+            .iter()
+            .map(|(rpc, p)| (rpc.clone(), percentiles_json(p)))
+            .collect();
+        json!({
+            "target": self.target,
+            "rpc": self.rpc,
+            "role": self.role.name(),
+            "pace": pace,
+            "rate": rate,
+            "concurrency": concurrency,
+            "duration_s": self.duration.as_secs_f64(),
+            "planned": self.planned,
+            "sent": self.sent,
+            "unsent": self.unsent,
+            "unfinished": self.unfinished,
+            "completed": self.completed,
+            "ok": self.ok,
+            "errors": self.errors,
+            "achieved_rps": round(self.achieved, 1),
+            "sustained": self.sustained,
+            "within_bound": self.within_bound,
+            "latency_us": latency,
+            "per_second": self.seconds.iter().map(|s| json!({
+                "t": s.t, "completed": s.completed, "p50_us": s.p50, "p99_us": s.p99,
+                "max_us": s.max,
+            })).collect::<Vec<_>>(),
+            "distribution": self.distribution.iter().map(|&(p, v)| json!([p, v])).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn second(t: usize, h: &hdrhistogram::Histogram<u64>, completed: &[u64]) -> Second {
+    let p = Percentiles::of(h);
+    Second {
+        t,
+        completed: completed.get(t).copied().unwrap_or(0),
+        p50: p.p50,
+        p99: p.p99,
+        max: p.max,
+    }
+}
+
+fn percentiles_json(p: &Percentiles) -> Value {
+    json!({
+        "count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99_9": p.p999,
+        "max": p.max, "mean": p.mean,
+    })
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// `open 5000/s` or `closed x8`.
+pub fn pace_text(pace: Pace) -> String {
+    match pace {
+        Pace::Open { rate } => format!("open {rate:.0}/s"),
+        Pace::Closed { concurrency } => format!("closed x{concurrency}"),
+    }
+}
+
+/// The highest sustained rate within the bound found for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peak {
+    /// The target.
+    pub target: String,
+    /// Its RPC.
+    pub rpc: String,
+    /// The open-loop rate that passed.
+    pub rate: f64,
+    /// What that run achieved.
+    pub achieved: f64,
+    /// Its primary percentiles.
+    pub latency: Percentiles,
+}
+
+/// The whole invocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// What was run against what: flags, population, machine facts.
+    pub meta: serde_json::Map<String, Value>,
+    /// Populating the service and the peer, if done.
+    pub loads: Vec<RunReport>,
+    /// Every measured run, in order.
+    pub runs: Vec<RunReport>,
+    /// The peak per target, when searched or swept.
+    pub peaks: Vec<Peak>,
+    /// `p99 ≤ bound` used by the verdicts, µs.
+    pub p99_bound_us: u64,
+}
+
+impl Report {
+    /// The JSON document.
+    pub fn to_json(&self) -> Value {
+        let peaks: Vec<Value> = self
+            .peaks
+            .iter()
+            .map(|p| {
+                json!({
+                    "target": p.target, "rpc": p.rpc, "rate": p.rate,
+                    "achieved_rps": round(p.achieved, 1), "latency_us": percentiles_json(&p.latency),
+                })
+            })
+            .collect();
+        json!({
+            "format": FORMAT,
+            "meta": self.meta,
+            "p99_bound_us": self.p99_bound_us,
+            "loads": self.loads.iter().map(RunReport::to_json).collect::<Vec<_>>(),
+            "runs": self.runs.iter().map(RunReport::to_json).collect::<Vec<_>>(),
+            "peaks": peaks,
+            "comparison": self.comparison(),
+        })
+    }
+
+    /// Each peak beside the service's ListNearby peak: `{target: ratio}` (service ÷ peer),
+    /// when both were measured.
+    pub fn comparison(&self) -> Value {
+        let Some(ours) = self.peaks.iter().find(|p| p.target == "service") else {
+            return Value::Null;
+        };
+        let ratios: serde_json::Map<String, Value> = self
+            .peaks
+            .iter()
+            .filter(|p| p.target != "service" && p.achieved > 0.0)
+            .map(|p| (p.target.clone(), json!(round(ours.achieved / p.achieved, 2))))
+            .collect();
+        if ratios.is_empty() {
+            Value::Null
+        } else {
+            json!({ "service_rpc": ours.rpc, "service_over": ratios })
+        }
+    }
+
+    /// The human summary printed at the end.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for run in self.loads.iter().chain(&self.runs) {
+            out += &run_text(run);
+        }
+        if !self.peaks.is_empty() {
+            out += &self.peak_table();
+        }
+        out
+    }
+
+    /// The peaks as a Markdown table, with ratios against the service when it is there.
+    pub fn peak_table(&self) -> String {
+        let bound = self.p99_bound_us as f64 / 1e3;
+        let mut out = format!(
+            "\npeaks (highest open-loop rate sustained with p99 <= {bound} ms)\n\n\
+             | target | rpc | peak rate/s | achieved/s | p50 | p99 | service ÷ this |\n\
+             |---|---|---|---|---|---|---|\n"
+        );
+        let ours = self.peaks.iter().find(|p| p.target == "service");
+        for p in &self.peaks {
+            let ratio = match ours {
+                Some(o) if p.target != "service" && p.achieved > 0.0 => {
+                    format!("{:.1}×", o.achieved / p.achieved)
+                }
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {ratio} |",
+                p.target,
+                p.rpc,
+                p.rate,
+                p.achieved,
+                ms(p.latency.p50),
+                ms(p.latency.p99)
+            );
+        }
+        out
+    }
+}
+
+/// A run's block of text.
+pub fn run_text(run: &RunReport) -> String {
+    let verdict = match (run.pace, run.sustained, run.within_bound) {
+        (Pace::Closed { .. }, _, _) => "",
+        (_, true, true) => "  sustained, p99 within bound",
+        (_, true, false) => "  sustained, p99 OVER bound",
+        (_, false, _) => "  NOT sustained",
+    };
+    let errors = match run.errors.is_empty() {
+        true => String::new(),
+        false => format!(" {:?}", run.errors),
+    };
+    let mut out = format!(
+        "{}  for {:?}: sent {} ok {} errors {}{errors} unsent {}  achieved {:.0}/s{verdict}\n",
+        run.title(),
+        run.duration,
+        run.sent,
+        run.ok,
+        run.completed - run.ok,
+        run.unsent,
+        run.achieved,
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency", "p50", "p90", "p99", "p99.9", "max", "count"
+    );
+    for (rpc, p) in &run.latency {
+        let _ = writeln!(
+            out,
+            "  {rpc:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.p999),
+            ms(p.max),
+            p.count
+        );
+    }
+    out
+}
+
+/// Microseconds as milliseconds with sensible digits.
+pub fn ms(us: u64) -> String {
+    let ms = us as f64 / 1e3;
+    match ms {
+        m if m < 1.0 => format!("{m:.3}ms"),
+        m if m < 100.0 => format!("{m:.2}ms"),
+        m => format!("{m:.0}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::load::record::{Outcome, Recorder};
+
+    fn outcome(rate: f64, answers: &[(u64, u64)], errors: u64) -> RunOutcome {
+        let start = Instant::now();
+        let mut rec = Recorder::new(start);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        for &(sent, done) in answers {
+            rec.record(at(sent), at(done), Outcome::ok("ListNearby"));
+        }
+        for _ in 0..errors {
+            rec.record(at(0), at(1), Outcome::failed("ListNearby", "UNAVAILABLE"));
+        }
+        let n = answers.len() as u64 + errors;
+        let _ = rate;
+        RunOutcome {
+            recorder: rec,
+            planned: n,
+            sent: n,
+            unsent: 0,
+            unfinished: 0,
+        }
+    }
+
+    fn report(rate: f64, answers: &[(u64, u64)], errors: u64) -> RunReport {
+        let run = outcome(rate, answers, errors);
+        let criteria = Criteria::with_bound(Duration::from_millis(5));
+        let duration = Duration::from_secs(1);
+        let pace = Pace::Open { rate };
+        RunReport::new("service", Role::Step, pace, duration, &run, "ListNearby", &criteria)
+    }
+
+    fn steady(n: u64, latency_ms: u64) -> Vec<(u64, u64)> {
+        (0..n).map(|i| (i * 1000 / n, i * 1000 / n + latency_ms)).collect()
+    }
+
+    #[test]
+    fn a_run_that_keeps_its_rate_and_bound_passes() {
+        let r = report(100.0, &steady(100, 1), 0);
+        assert!(r.sustained && r.within_bound && r.passed(), "{r:?}");
+        assert!((r.achieved - 100.0).abs() < 1.0, "{}", r.achieved);
+        assert_eq!((r.completed, r.ok), (100, 100));
+    }
+
+    #[test]
+    fn a_slow_tail_is_over_the_bound_and_a_late_finish_is_not_sustained() {
+        let r = report(100.0, &steady(100, 20), 0);
+        assert!(r.sustained && !r.within_bound);
+        // Everything answered two seconds late: the rate was not held.
+        let r = report(100.0, &steady(100, 2_000), 0);
+        assert!(!r.sustained && r.achieved < 50.0);
+    }
+
+    #[test]
+    fn errors_beyond_a_thousandth_break_sustained() {
+        let r = report(100.0, &steady(1_000, 1), 2);
+        assert!(!r.sustained);
+        assert_eq!(r.errors.get("UNAVAILABLE"), Some(&2));
+        assert!(report(100.0, &steady(1_000, 1), 1).sustained);
+    }
+
+    #[test]
+    fn the_json_document_has_the_documented_shape() {
+        let run = report(100.0, &steady(100, 1), 1);
+        let doc = Report {
+            runs: vec![run],
+            peaks: vec![
+                Peak {
+                    target: "service".into(),
+                    rpc: "ListNearby".into(),
+                    rate: 1000.0,
+                    achieved: 1000.0,
+                    latency: Percentiles::default(),
+                },
+                Peak {
+                    target: "redis-geo-1km".into(),
+                    rpc: "GEOSEARCH".into(),
+                    rate: 100.0,
+                    achieved: 100.0,
+                    latency: Percentiles::default(),
+                },
+            ],
+            p99_bound_us: 5_000,
+            ..Report::default()
+        };
+        let text = doc.to_json().to_string();
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["format"], 1);
+        let run = &back["runs"][0];
+        for key in ["rate", "sent", "ok", "achieved_rps", "sustained", "per_second"] {
+            assert!(!run[key].is_null(), "{key}");
+        }
+        assert_eq!(run["pace"], "open");
+        assert_eq!(run["errors"]["UNAVAILABLE"], 1);
+        let latency = &run["latency_us"]["ListNearby"];
+        for key in ["count", "p50", "p90", "p99", "p99_9", "max", "mean"] {
+            assert!(latency[key].is_u64(), "{key}");
+        }
+        assert!(run["distribution"][0].is_array());
+        assert_eq!(back["comparison"]["service_over"]["redis-geo-1km"], 10.0);
+        assert_eq!(back["peaks"][0]["rate"], 1000.0);
+    }
+
+    #[test]
+    fn the_peak_table_shows_ratios_against_the_service() {
+        let peak = |target: &str, achieved| Peak {
+            target: target.into(),
+            rpc: "x".into(),
+            rate: achieved,
+            achieved,
+            latency: Percentiles::default(),
+        };
+        let doc = Report {
+            peaks: vec![peak("service", 12_000.0), peak("redis-geo-500m", 4_000.0)],
+            p99_bound_us: 10_000,
+            ..Report::default()
+        };
+        let table = doc.peak_table();
+        assert!(table.contains("| redis-geo-500m | x | 4000 | 4000 |"), "{table}");
+        assert!(table.contains("3.0×"), "{table}");
+    }
+}

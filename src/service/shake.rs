@@ -1,0 +1,100 @@
+//! Shake operations (SPEC §3 Shake).
+
+use std::{sync::Arc, time::Duration};
+
+use tracing::instrument;
+
+use super::{ServiceResult, Vicinity, audit, random_id};
+use crate::{
+    domain::{
+        Feature, Location, Timestamp, UserId,
+        shake::{PendingShake, ShakeMatch, ShakePair},
+    },
+    storage::{ShakeOutcome, ShakeStore},
+};
+
+/// Time kept back from the call's deadline to answer after the window ends.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends.
+struct WithdrawOnDrop {
+    store: Arc<dyn ShakeStore>,
+    pending: Option<PendingShake>,
+}
+
+impl Drop for WithdrawOnDrop {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(error) = store.withdraw(&pending).await {
+                    tracing::warn!(%error, "could not withdraw a cancelled shake");
+                }
+            });
+        }
+    }
+}
+
+impl Vicinity {
+    /// Shakes: paired at once with the nearest pending shaker, or waits for one up to the
+    /// shake window and never past `budget` (the call's deadline). `None`: no partner.
+    #[instrument(skip_all)]
+    pub async fn shake(
+        &self,
+        user: &UserId,
+        location: Location,
+        budget: Duration,
+    ) -> ServiceResult<Option<ShakeMatch>> {
+        self.require_consent(user, Feature::Shake).await?;
+        let cell = self.deps.grid.snap(location.rounded().coords);
+        let window = self
+            .deps
+            .shake_window
+            .min(budget.saturating_sub(ANSWER_MARGIN));
+        let id = u64::from_str_radix(&random_id()[..16], 16).unwrap_or_default();
+        let pair = match self.deps.shakes.shake(id, user, cell, window).await? {
+            ShakeOutcome::Paired(pair) => Some(pair),
+            ShakeOutcome::Pending(pending) => {
+                let mut guard = WithdrawOnDrop {
+                    store: self.deps.shakes.clone(),
+                    pending: Some(pending.clone()),
+                };
+                let pair = self.deps.shakes.await_partner(&pending, window).await?;
+                guard.pending = None;
+                pair
+            }
+        };
+        match pair {
+            Some(pair) => Ok(Some(self.keep_match(user, cell, &pair).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn keep_match(
+        &self,
+        user: &UserId,
+        cell: h3o::CellIndex,
+        pair: &ShakePair,
+    ) -> ServiceResult<ShakeMatch> {
+        let matched = pair.seen_from(&self.deps.grid, cell);
+        self.deps
+            .shakes
+            .record_match(user, &matched, self.deps.retention)
+            .await?;
+        Ok(matched)
+    }
+
+    /// The user's matches (partner and band, never a position).
+    #[instrument(skip_all)]
+    pub async fn shake_history(&self, user: &UserId) -> ServiceResult<Vec<ShakeMatch>> {
+        Ok(self.deps.shakes.history(user).await?)
+    }
+
+    /// Leaves Shake: pending shakes are withdrawn, history stays until it is purged (returned).
+    #[instrument(skip_all)]
+    pub async fn leave_shake(&self, user: &UserId) -> ServiceResult<Option<Timestamp>> {
+        let purge_at = self.deps.shakes.leave_shake(user).await?;
+        audit::record(audit::Action::LeftShake, user, Some(Feature::Shake), 0);
+        Ok(purge_at)
+    }
+}

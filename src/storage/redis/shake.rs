@@ -1,0 +1,420 @@
+//! Shake on Redis: pending shakes under one hash tag (`{shake}`), so pairing is one atomic
+//! script whichever service node each shake arrives at; the pending side is woken by a
+//! PUBLISH to its node's channel, with a slow poll of its mailbox as the fallback; history per
+//! user under the user's tag, swept by deadline.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use h3o::{CellIndex, LatLng, Resolution};
+use tokio::sync::Notify;
+use tonic::async_trait;
+
+use super::{RedisStore, Target, conn::bounded, scripts};
+use crate::{
+    domain::{
+        Retention, Timestamp, UserId,
+        shake::{PendingShake, ShakeMatch, ShakePair},
+    },
+    storage::{ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult},
+};
+
+/// The resolution of the cells pending shakes are indexed by (about 1.4 km edges).
+const COARSE_RES: Resolution = Resolution::Seven;
+/// A key of the `{shake}` slot, so scripts are routed there.
+const SLOT_KEY: &str = "vc:s:{shake}:p";
+/// The index of users with history, by earliest deadline.
+pub(super) const HISTORY_DUE: &str = "vc:s:hdue";
+/// How often a waiting shake looks at its mailbox if no wake-up arrives.
+const FALLBACK_POLL: Duration = Duration::from_millis(500);
+
+/// The history list of a user.
+pub(super) fn history_key(user: &UserId) -> String {
+    format!("vc:sh:{{{user}}}")
+}
+
+/// Wakes local waiters when another node pairs their shake.
+#[derive(Default)]
+pub struct Waker {
+    /// This node's channel suffix.
+    pub node: String,
+    waiting: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Waker {
+    /// A waker for a new node id, listening on the first reachable node of `target`.
+    pub fn start(target: &Target) -> Arc<Self> {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        let waker = Arc::new(Self {
+            node: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            waiting: Mutex::default(),
+        });
+        let urls = match target {
+            Target::Single(url) => vec![url.clone()],
+            Target::Cluster(urls) => urls.clone(),
+        };
+        tokio::spawn(listen(Arc::downgrade(&waker), urls));
+        waker
+    }
+
+    fn register(&self, id: &str) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.lock().insert(id.to_owned(), notify.clone());
+        notify
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn wake(&self, id: &str) {
+        if let Some(notify) = self.lock().get(id) {
+            notify.notify_one();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Subscribes to this node's channel and wakes waiters, reconnecting (round the nodes) until
+/// the store is dropped.
+async fn listen(waker: std::sync::Weak<Waker>, urls: Vec<String>) {
+    for url in urls.iter().cycle() {
+        let Some(channel) = waker.upgrade().map(|w| format!("vc:s:wake:{}", w.node)) else {
+            return;
+        };
+        if let Ok(client) = redis::Client::open(url.as_str()) {
+            if let Ok(mut pubsub) = client.get_async_pubsub().await {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(waker) = waker.upgrade() else { return };
+                        if let Ok(id) = message.get_payload::<String>() {
+                            waker.wake(&id);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn corrupt() -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, "decoding a shake")
+}
+
+/// Parses `partner|cell|matched_at`.
+fn parse_pair(text: &str) -> StoreResult<ShakePair> {
+    let mut parts = text.split('|');
+    let (Some(user), Some(cell), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
+    Ok(ShakePair {
+        partner: UserId::parse(user, "partner").map_err(|_| corrupt())?,
+        partner_cell: cell.parse().map_err(|_| corrupt())?,
+        matched_at: Timestamp::from_millis(at.parse().map_err(|_| corrupt())?),
+    })
+}
+
+fn ring(cell: CellIndex, k: u32) -> String {
+    let cells: Vec<CellIndex> = cell.grid_ring(k);
+    cells
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+impl RedisStore {
+    async fn take(&self, id: u64, withdraw: bool) -> StoreResult<Option<ShakePair>> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::SHAKE_TAKE.prepare_invoke();
+        call.key(SLOT_KEY)
+            .arg(format!("{id:x}"))
+            .arg(if withdraw { "1" } else { "0" });
+        let pair: Option<String> =
+            bounded(self.timeout, "taking a shake", call.invoke_async(&mut conn)).await?;
+        pair.map(|p| parse_pair(&p)).transpose()
+    }
+
+    async fn withdraw_user(&self, user: &UserId) -> StoreResult<u32> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::SHAKE_OF_USER.prepare_invoke();
+        call.key(SLOT_KEY).arg(user.as_str());
+        let id: Option<String> = bounded(
+            self.timeout,
+            "finding a shake",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        let Some(id) = id.and_then(|id| u64::from_str_radix(&id, 16).ok()) else {
+            return Ok(0);
+        };
+        self.take(id, true).await?;
+        Ok(1)
+    }
+}
+
+#[async_trait]
+impl ShakeStore for RedisStore {
+    async fn shake(
+        &self,
+        id: u64,
+        user: &UserId,
+        cell: CellIndex,
+        window: Duration,
+    ) -> StoreResult<ShakeOutcome> {
+        let coarse = cell.parent(COARSE_RES).unwrap_or(cell);
+        let centre = LatLng::from(cell);
+        let mut conn = self.conn.clone();
+        let mut call = scripts::SHAKE_PAIR.prepare_invoke();
+        call.key(SLOT_KEY)
+            .arg(format!("{id:x}"))
+            .arg(user.as_str())
+            .arg(cell.to_string())
+            .arg(format!("{:.6}", centre.lat()))
+            .arg(format!("{:.6}", centre.lng()))
+            .arg(window.as_millis() as u64)
+            .arg(&self.waker.node)
+            .arg(coarse.to_string())
+            .arg(ring(coarse, 0))
+            .arg(ring(coarse, 1))
+            .arg(ring(coarse, 2));
+        let reply: Vec<redis::Value> = bounded(
+            self.timeout,
+            "pairing a shake",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        let text = |i: usize| {
+            reply
+                .get(i)
+                .cloned()
+                .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        };
+        let int = |i: usize| text(i).and_then(|t| t.parse::<i64>().ok());
+        if int(0) == Some(1) {
+            let pair = format!(
+                "{}|{}|{}",
+                text(1).ok_or_else(corrupt)?,
+                text(2).ok_or_else(corrupt)?,
+                int(3).ok_or_else(corrupt)?
+            );
+            return Ok(ShakeOutcome::Paired(parse_pair(&pair)?));
+        }
+        Ok(ShakeOutcome::Pending(PendingShake {
+            id,
+            user: user.clone(),
+            cell,
+            arrived: Timestamp::from_millis(int(1).ok_or_else(corrupt)?),
+            expires: Timestamp::from_millis(int(2).ok_or_else(corrupt)?),
+        }))
+    }
+
+    async fn await_partner(
+        &self,
+        pending: &PendingShake,
+        wait: Duration,
+    ) -> StoreResult<Option<ShakePair>> {
+        let key = format!("{:x}", pending.id);
+        let notify = self.waker.register(&key);
+        let end = tokio::time::Instant::now() + wait;
+        let result = async {
+            loop {
+                if let Some(pair) = self.take(pending.id, false).await? {
+                    return Ok(Some(pair));
+                }
+                let now = tokio::time::Instant::now();
+                if now >= end {
+                    return self.take(pending.id, true).await;
+                }
+                let nap = (end - now).min(FALLBACK_POLL);
+                let _ = tokio::time::timeout(nap, notify.notified()).await;
+            }
+        }
+        .await;
+        self.waker.forget(&key);
+        result
+    }
+
+    async fn withdraw(&self, pending: &PendingShake) -> StoreResult<Option<ShakePair>> {
+        self.take(pending.id, true).await
+    }
+
+    async fn record_match(
+        &self,
+        user: &UserId,
+        matched: &ShakeMatch,
+        retention: Retention,
+    ) -> StoreResult<()> {
+        let deadline = matched.matched_at.plus(retention.window()).as_millis();
+        let entry = format!(
+            "{deadline}|{}|{}|{}",
+            matched.partner,
+            matched.band_m,
+            matched.matched_at.as_millis()
+        );
+        let mut conn = self.conn.clone();
+        let mut call = scripts::HISTORY_ADD.prepare_invoke();
+        call.key(history_key(user)).arg(entry).arg(deadline);
+        let _: i64 = bounded(
+            self.timeout,
+            "recording a match",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        let due = redis::cmd("ZADD")
+            .arg(HISTORY_DUE)
+            .arg("LT")
+            .arg(deadline)
+            .arg(user.as_str())
+            .clone();
+        let _: i64 = bounded(self.timeout, "indexing a match", due.query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::HISTORY_READ.prepare_invoke();
+        call.key(history_key(user));
+        let reply: Vec<redis::Value> = bounded(
+            self.timeout,
+            "reading history",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        let mut matches = Vec::new();
+        for entry in reply.into_iter().skip(1) {
+            let entry: String = redis::from_redis_value(entry).map_err(|_| corrupt())?;
+            let f: Vec<&str> = entry.split('|').collect();
+            let [_, partner, band, at] = f[..] else {
+                return Err(corrupt());
+            };
+            matches.push(ShakeMatch {
+                partner: UserId::parse(partner, "partner").map_err(|_| corrupt())?,
+                band_m: band.parse().map_err(|_| corrupt())?,
+                matched_at: Timestamp::from_millis(at.parse().map_err(|_| corrupt())?),
+            });
+        }
+        Ok(matches)
+    }
+
+    async fn leave_shake(&self, user: &UserId) -> StoreResult<Option<Timestamp>> {
+        self.withdraw_user(user).await?;
+        let mut conn = self.conn.clone();
+        let last: Option<String> = bounded(
+            self.timeout,
+            "reading history",
+            redis::cmd("LINDEX")
+                .arg(history_key(user))
+                .arg(-1)
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(last
+            .and_then(|e| e.split('|').next().and_then(|d| d.parse().ok()))
+            .map(Timestamp::from_millis))
+    }
+
+    async fn clear_shake(&self, user: &UserId) -> StoreResult<u32> {
+        let withdrawn = self.withdraw_user(user).await?;
+        let mut conn = self.conn.clone();
+        let key = history_key(user);
+        let entries: u32 = bounded(
+            self.timeout,
+            "clearing history",
+            redis::cmd("LLEN").arg(&key).query_async(&mut conn),
+        )
+        .await?;
+        let _: i64 = bounded(
+            self.timeout,
+            "clearing history",
+            redis::cmd("DEL").arg(&key).query_async(&mut conn),
+        )
+        .await?;
+        let _: i64 = bounded(
+            self.timeout,
+            "clearing history",
+            redis::cmd("ZREM")
+                .arg(HISTORY_DUE)
+                .arg(user.as_str())
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(withdrawn + entries)
+    }
+}
+
+/// Sweeps expired pending shakes and mailboxes, and expired history entries.
+pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
+    let mut conn = store.conn.clone();
+    let mut call = scripts::SHAKE_SWEEP.prepare_invoke();
+    call.key(SLOT_KEY);
+    let mut purged: u32 = bounded(
+        store.timeout,
+        "sweeping shakes",
+        call.invoke_async(&mut conn),
+    )
+    .await?;
+    let now = crate::storage::LocationStore::now(store).await?;
+    let due: Vec<String> = bounded(
+        store.timeout,
+        "listing due history",
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(HISTORY_DUE)
+            .arg("-inf")
+            .arg(now.as_millis())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(256)
+            .query_async(&mut conn),
+    )
+    .await?;
+    for user in due {
+        let Ok(user) = UserId::parse(&user, "user") else {
+            continue;
+        };
+        // Unindex first, then trim, then re-index what is left: a match recorded meanwhile
+        // re-indexes itself, so nothing is ever left unindexed.
+        let mut undue = scripts::HISTORY_UNDUE.prepare_invoke();
+        undue.key(HISTORY_DUE).arg(user.as_str());
+        let _: i64 = bounded(
+            store.timeout,
+            "unindexing history",
+            undue.invoke_async(&mut conn),
+        )
+        .await?;
+        let mut trim = scripts::HISTORY_TRIM.prepare_invoke();
+        trim.key(history_key(&user));
+        let next: Option<i64> = bounded(
+            store.timeout,
+            "trimming history",
+            trim.invoke_async(&mut conn),
+        )
+        .await?;
+        if let Some(next) = next {
+            let due = redis::cmd("ZADD")
+                .arg(HISTORY_DUE)
+                .arg("LT")
+                .arg(next)
+                .arg(user.as_str())
+                .clone();
+            let _: i64 = bounded(
+                store.timeout,
+                "indexing history",
+                due.query_async(&mut conn),
+            )
+            .await?;
+        }
+        purged += 1;
+    }
+    Ok(purged)
+}
