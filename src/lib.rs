@@ -6,12 +6,14 @@
 //!   the nearby ranking. No I/O; time is passed in.
 //! - [`storage`]: the location and consent store traits, the embedded backend and the
 //!   conformance suite every backend passes.
+//! - [`load`]: the load-test harness behind `vicinity load` (SPEC §8).
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod load;
 pub mod server;
 pub mod service;
 pub mod storage;

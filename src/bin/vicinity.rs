@@ -9,7 +9,7 @@ use vicinity::{
     client::{Client, render},
     config::{Config, ServeArgs},
     grpc::pb,
-    server, telemetry,
+    load, server, telemetry,
 };
 
 /// Consent-gated People Nearby and Shake backend.
@@ -47,6 +47,8 @@ enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Drive a running service with a workload and report latency and throughput.
+    Load(Box<load::LoadArgs>),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Consent { action } => consent(action).await,
+        Command::Load(args) => Ok(load::main(&args).await?),
         Command::Health { conn } => {
             let request = tonic_health::pb::HealthCheckRequest {
                 service: String::new(),

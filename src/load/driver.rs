@@ -62,8 +62,10 @@ pub struct RunSpec {
     pub duration: Duration,
     /// At most this many requests outstanding (open loop).
     pub max_in_flight: usize,
-    /// How long past the schedule's end requests may still go out, and answers be waited for.
+    /// How long past the schedule's end requests may still go out.
     pub grace: Duration,
+    /// How long to wait for the answers of requests in flight once sending has stopped.
+    pub drain: Duration,
     /// Closed loop: stop after this many requests (requests `0..limit`).
     pub limit: Option<u64>,
 }
@@ -158,7 +160,7 @@ async fn open_loop(shared: Shared, spec: &RunSpec, rate: f64, start: Instant) ->
     };
     let sent = dispatcher.await.expect("the dispatcher does not panic");
     let all = u32::try_from(spec.max_in_flight).unwrap_or(u32::MAX);
-    let drained = tokio::time::Instant::from_std(give_up.max(Instant::now()) + spec.grace);
+    let drained = tokio::time::Instant::from_std(Instant::now() + spec.drain);
     let _ = tokio::time::timeout_at(drained, slots.acquire_many(all)).await;
     (planned, sent, planned - sent)
 }
@@ -299,6 +301,7 @@ mod tests {
             duration: Duration::from_millis(duration_ms),
             max_in_flight,
             grace: Duration::from_secs(3),
+            drain: Duration::from_secs(3),
             limit: None,
         }
     }
@@ -310,7 +313,11 @@ mod tests {
         assert_eq!((run.planned, run.sent, run.unsent), (100, 100, 0));
         let h = &run.recorder.rpcs["slow"].latency;
         assert_eq!(h.len(), 100);
-        assert!(h.value_at_quantile(0.5) < 15_000, "{}", h.value_at_quantile(0.5));
+        assert!(
+            h.value_at_quantile(0.5) < 15_000,
+            "{}",
+            h.value_at_quantile(0.5)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,6 +351,7 @@ mod tests {
             duration: Duration::from_secs(5),
             max_in_flight: 4,
             grace: Duration::from_secs(1),
+            drain: Duration::from_secs(1),
             limit: Some(50),
         };
         let run = drive(slow, &spec, "test", false).await;

@@ -258,7 +258,11 @@ mod tests {
         let start = Instant::now();
         let mut rec = Recorder::new(start);
         rec.record(start, start + ms(1), Outcome::ok("a"));
-        rec.record(start, start + ms(5_000), Outcome::failed("a", "DEADLINE_EXCEEDED"));
+        rec.record(
+            start,
+            start + ms(5_000),
+            Outcome::failed("a", "DEADLINE_EXCEEDED"),
+        );
         rec.record(start, start + ms(2), Outcome::failed("b", "UNAVAILABLE"));
         rec.record(start, start + ms(2), Outcome::failed("b", "UNAVAILABLE"));
         assert_eq!((rec.completed(), rec.ok()), (4, 1));
@@ -278,8 +282,14 @@ mod tests {
         }
         let p = Percentiles::of(&h);
         let near = |got: u64, want: u64| got.abs_diff(want) <= want / 500 + 1;
-        assert!(near(p.p50, 5_000) && near(p.p90, 9_000) && near(p.p99, 9_900), "{p:?}");
-        assert!(near(p.p999, 9_990) && near(p.max, 10_000) && near(p.mean, 5_000), "{p:?}");
+        assert!(
+            near(p.p50, 5_000) && near(p.p90, 9_000) && near(p.p99, 9_900),
+            "{p:?}"
+        );
+        assert!(
+            near(p.p999, 9_990) && near(p.max, 10_000) && near(p.mean, 5_000),
+            "{p:?}"
+        );
         assert_eq!(p.count, 10_000);
         assert_eq!(Percentiles::of(&histogram(3)), Percentiles::default());
     }

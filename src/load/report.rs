@@ -48,6 +48,8 @@ pub enum Role {
     Single,
     /// The run at half the peak.
     HalfPeak,
+    /// Loading a population.
+    Load,
 }
 
 impl Role {
@@ -58,6 +60,7 @@ impl Role {
             Role::Probe => "probe",
             Role::Single => "concurrency-1",
             Role::HalfPeak => "half-peak",
+            Role::Load => "load",
         }
     }
 }
@@ -326,7 +329,12 @@ impl Report {
             .peaks
             .iter()
             .filter(|p| p.target != "service" && p.achieved > 0.0)
-            .map(|p| (p.target.clone(), json!(round(ours.achieved / p.achieved, 2))))
+            .map(|p| {
+                (
+                    p.target.clone(),
+                    json!(round(ours.achieved / p.achieved, 2)),
+                )
+            })
             .collect();
         if ratios.is_empty() {
             Value::Null
@@ -437,7 +445,7 @@ mod tests {
     use super::*;
     use crate::load::record::{Outcome, Recorder};
 
-    fn outcome(rate: f64, answers: &[(u64, u64)], errors: u64) -> RunOutcome {
+    fn outcome(answers: &[(u64, u64)], errors: u64) -> RunOutcome {
         let start = Instant::now();
         let mut rec = Recorder::new(start);
         let at = |ms: u64| start + Duration::from_millis(ms);
@@ -448,7 +456,6 @@ mod tests {
             rec.record(at(0), at(1), Outcome::failed("ListNearby", "UNAVAILABLE"));
         }
         let n = answers.len() as u64 + errors;
-        let _ = rate;
         RunOutcome {
             recorder: rec,
             planned: n,
@@ -459,15 +466,25 @@ mod tests {
     }
 
     fn report(rate: f64, answers: &[(u64, u64)], errors: u64) -> RunReport {
-        let run = outcome(rate, answers, errors);
+        let run = outcome(answers, errors);
         let criteria = Criteria::with_bound(Duration::from_millis(5));
         let duration = Duration::from_secs(1);
         let pace = Pace::Open { rate };
-        RunReport::new("service", Role::Step, pace, duration, &run, "ListNearby", &criteria)
+        RunReport::new(
+            "service",
+            Role::Step,
+            pace,
+            duration,
+            &run,
+            "ListNearby",
+            &criteria,
+        )
     }
 
     fn steady(n: u64, latency_ms: u64) -> Vec<(u64, u64)> {
-        (0..n).map(|i| (i * 1000 / n, i * 1000 / n + latency_ms)).collect()
+        (0..n)
+            .map(|i| (i * 1000 / n, i * 1000 / n + latency_ms))
+            .collect()
     }
 
     #[test]
@@ -523,7 +540,14 @@ mod tests {
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["format"], 1);
         let run = &back["runs"][0];
-        for key in ["rate", "sent", "ok", "achieved_rps", "sustained", "per_second"] {
+        for key in [
+            "rate",
+            "sent",
+            "ok",
+            "achieved_rps",
+            "sustained",
+            "per_second",
+        ] {
             assert!(!run[key].is_null(), "{key}");
         }
         assert_eq!(run["pace"], "open");
@@ -552,7 +576,10 @@ mod tests {
             ..Report::default()
         };
         let table = doc.peak_table();
-        assert!(table.contains("| redis-geo-500m | x | 4000 | 4000 |"), "{table}");
+        assert!(
+            table.contains("| redis-geo-500m | x | 4000 | 4000 |"),
+            "{table}"
+        );
         assert!(table.contains("3.0×"), "{table}");
     }
 }

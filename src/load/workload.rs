@@ -212,7 +212,10 @@ impl Population {
             )
         } else {
             let spot = (pick >> 1) % SHAKE_SPOTS;
-            let (sa, sb) = (unit(mix(self.seed, 11, spot)), unit(mix(self.seed, 12, spot)));
+            let (sa, sb) = (
+                unit(mix(self.seed, 11, spot)),
+                unit(mix(self.seed, 12, spot)),
+            );
             let centre = offset(
                 CENTRE,
                 (sa * 2.0 - 1.0) * HALF_SIDE_M,
@@ -365,10 +368,8 @@ mod tests {
             match step {
                 ChurnStep::Update(at) => {
                     let home = POP.user(user);
-                    let moved = distance_m(
-                        (home.latitude, home.longitude),
-                        (at.latitude, at.longitude),
-                    );
+                    let moved =
+                        distance_m((home.latitude, home.longitude), (at.latitude, at.longitude));
                     assert!(moved <= CHURN_RADIUS_M + 0.5, "{moved}");
                 }
                 ChurnStep::Leave | ChurnStep::Clear => leaves += 1,

@@ -1,0 +1,357 @@
+//! `vicinity load`: the load-test harness of SPEC §8.
+//!
+//! It loads a seeded population (SPEC §6) through the gRPC API, then drives the service
+//! open-loop at a rate, measuring each request from its intended send time (no coordinated
+//! omission), and reports HDR percentiles per RPC, throughput, errors by status code, JSON and
+//! an SVG chart. With `--peer-redis-url` it also loads the same users into Redis GEO and finds
+//! the peaks of `GEOSEARCH` beside the service's, for the ratios SPEC §7 asks for.
+//!
+//! # Layout
+//!
+//! - [`args`]: the flags.
+//! - [`workload`]: seeded users and request choices (pure).
+//! - [`driver`]: open- and closed-loop pacing over a [`driver::Target`].
+//! - [`record`]: latency accounting from intended send times; percentiles.
+//! - [`report`]: run summaries, verdicts, JSON and text.
+//! - [`svg`]: the chart.
+//! - [`peak`]: fixed rate, sweep and peak search over one target.
+//! - [`service`]: the service's RPCs as targets; [`peer`]: Redis GEO as targets.
+//! - [`progress`]: the stderr progress line.
+
+pub mod args;
+pub mod driver;
+pub mod peak;
+pub mod peer;
+pub mod progress;
+pub mod record;
+pub mod report;
+pub mod service;
+pub mod svg;
+pub mod workload;
+
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use serde_json::json;
+
+pub use args::{LoadArgs, Mode};
+
+use self::{
+    driver::{Pace, RunSpec, Target, drive},
+    peak::{Session, Settings},
+    peer::{Geo, GeoAdd, GeoSearch},
+    report::{Criteria, Report, Role, RunReport},
+    service::{Churn, ListNearby, Populate, Service, Shake},
+    workload::{Population, Workload, mix},
+};
+use crate::{client::ClientError, grpc::pb};
+
+/// The longest loading may take.
+const LOAD_BOUND: Duration = Duration::from_secs(3_600);
+/// Loading fails when more than this share of users could not be loaded.
+const LOAD_MAX_FAILED: f64 = 0.01;
+/// GEOADD batches in flight while loading the peer.
+const PEER_LOAD_CONCURRENCY: usize = 4;
+
+/// Why the harness stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The service cannot be reached.
+    #[error("cannot reach the service: {0}")]
+    Connect(#[from] ClientError),
+    /// The service answered a probe with an error.
+    #[error("the service: {0}")]
+    Service(#[from] tonic::Status),
+    /// The peer Redis failed.
+    #[error("the peer Redis: {0}")]
+    Peer(#[from] redis::RedisError),
+    /// W4 needs Shake and the server does not serve it.
+    #[error(
+        "--workload w4 is not available yet: the server answers Shake with UNIMPLEMENTED (W4 needs the Shake RPC)"
+    )]
+    ShakeUnavailable,
+    /// The flags ask for something the harness does not do.
+    #[error("{0}")]
+    Usage(&'static str),
+    /// Too many users could not be loaded.
+    #[error("loading failed for {failed} of {total} users ({errors}); is the service healthy?")]
+    Populate {
+        /// Users not loaded.
+        failed: u64,
+        /// Users tried.
+        total: u64,
+        /// Failures by label.
+        errors: String,
+    },
+    /// A report file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the harness as the flags say, prints the results and writes the files asked for.
+pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
+    let report = run(args).await?;
+    match args.quiet {
+        true => print!("{}", report.text()),
+        false if !report.peaks.is_empty() => print!("{}", report.peak_table()),
+        false => {}
+    }
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|source| LoadError::Write {
+            path: path.clone(),
+            source,
+        })
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json()).expect("JSON values print");
+        write(path, text + "\n")?;
+    }
+    if let Some(path) = &args.svg {
+        write(path, svg::render(&report, &title(args)))?;
+    }
+    Ok(())
+}
+
+/// Loads, runs and reports, without printing the summary or writing files.
+pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
+    let population = Population {
+        seed: args.seed,
+        city: args.users,
+        hotspot: args.hotspot(),
+    };
+    if args.peer_redis_url.is_some() && !matches!(args.workload, Workload::W1 | Workload::W2) {
+        return Err(LoadError::Usage(
+            "--peer-redis-url compares ListNearby with GEOSEARCH: use --workload w1 or w2",
+        ));
+    }
+    let service = Service::connect(
+        &args.addr,
+        args.api_key.as_deref(),
+        args.connections,
+        population,
+        args.timeout,
+    )
+    .await?;
+    if args.workload == Workload::W4 && !service.shake_available().await? {
+        return Err(LoadError::ShakeUnavailable);
+    }
+    let mut session = Session::new(settings(args));
+    let mut loads = Vec::new();
+    if !args.skip_load {
+        loads.push(populate(&service, args, &session.settings).await?);
+    }
+    let peer = match &args.peer_redis_url {
+        Some(url) => {
+            let geo = Geo::connect(url, args.connections, population, args.timeout).await?;
+            loads.push(load_peer(&geo, &session.settings).await?);
+            Some(geo)
+        }
+        None => None,
+    };
+    let salt = mix(args.seed, 99, 0);
+    let main = workload_target(args, service, salt);
+    let mode = args.mode();
+    run_mode(&mut session, &main, "service", &mode).await;
+    if let Some(geo) = peer {
+        for radius_m in [1_000, 500] {
+            let search = GeoSearch {
+                geo: geo.clone(),
+                radius_m,
+                viewers: args.viewers,
+                salt,
+            };
+            let name = search.name();
+            let target: Arc<dyn Target> = Arc::new(search);
+            run_mode(&mut session, &target, &name, &mode).await;
+        }
+        geo.remove().await?;
+    }
+    Ok(Report {
+        meta: meta(args, &mode),
+        loads,
+        runs: session.runs,
+        peaks: session.peaks,
+        p99_bound_us: args.p99_bound.as_micros() as u64,
+    })
+}
+
+fn settings(args: &LoadArgs) -> Settings {
+    Settings {
+        duration: args.duration,
+        max_in_flight: args.max_in_flight.max(1),
+        grace: Duration::from_secs(1),
+        drain: args.timeout + Duration::from_secs(2),
+        criteria: Criteria::with_bound(args.p99_bound),
+        verbose: !args.quiet,
+    }
+}
+
+fn workload_target(args: &LoadArgs, service: Service, salt: u64) -> Arc<dyn Target> {
+    match args.workload {
+        Workload::W1 | Workload::W2 => Arc::new(ListNearby {
+            service,
+            viewers: args.viewers,
+            salt,
+        }),
+        Workload::W3 => Arc::new(Churn { service, salt }),
+        Workload::W4 => Arc::new(Shake { service, salt }),
+    }
+}
+
+async fn run_mode(session: &mut Session, target: &Arc<dyn Target>, name: &str, mode: &Mode) {
+    let duration = session.settings.duration;
+    match mode {
+        Mode::Rate(rate) => {
+            let pace = Pace::Open { rate: *rate };
+            session.run(target, name, Role::Fixed, pace, duration).await;
+        }
+        Mode::Closed(concurrency) => {
+            let pace = Pace::Closed {
+                concurrency: *concurrency,
+            };
+            session.run(target, name, Role::Fixed, pace, duration).await;
+        }
+        Mode::Sweep(rates) => drop(session.sweep(target, name, rates).await),
+        Mode::FindPeak => drop(session.find_peak(target, name).await),
+    }
+}
+
+/// Consent (and for People Nearby a position) for every user, many at once.
+async fn populate(
+    service: &Service,
+    args: &LoadArgs,
+    settings: &Settings,
+) -> Result<RunReport, LoadError> {
+    let feature = match args.workload {
+        Workload::W4 => pb::Feature::Shake,
+        _ => pb::Feature::PeopleNearby,
+    };
+    let target = Populate {
+        service: service.clone(),
+        feature,
+    };
+    let total = service.population().len();
+    let concurrency = args.load_concurrency.max(1);
+    let report = load(Arc::new(target), total, concurrency, "load users", settings).await;
+    let failed = report.completed - report.ok + report.unsent + report.unfinished;
+    if failed as f64 > LOAD_MAX_FAILED * total as f64 {
+        let errors = format!("{:?}", report.errors);
+        return Err(LoadError::Populate {
+            failed,
+            total,
+            errors,
+        });
+    }
+    Ok(report)
+}
+
+/// The population into the peer's GEO key, after clearing it.
+async fn load_peer(geo: &Geo, settings: &Settings) -> Result<RunReport, LoadError> {
+    geo.remove().await?;
+    let batches = geo.batches();
+    let target = Arc::new(GeoAdd(geo.clone()));
+    let report = load(target, batches, PEER_LOAD_CONCURRENCY, "load GEO", settings).await;
+    let members = geo.members().await?;
+    if report.ok != batches {
+        return Err(LoadError::Populate {
+            failed: batches - report.ok,
+            total: batches,
+            errors: format!("GEOADD batches: {:?}", report.errors),
+        });
+    }
+    if settings.verbose {
+        println!("peer: {members} members in the GEO key\n");
+    }
+    Ok(report)
+}
+
+/// Requests `0..count` of `target`, `concurrency` at a time, bounded by [`LOAD_BOUND`].
+async fn load(
+    target: Arc<dyn Target>,
+    count: u64,
+    concurrency: usize,
+    label: &str,
+    settings: &Settings,
+) -> RunReport {
+    let pace = Pace::Closed { concurrency };
+    let spec = RunSpec {
+        pace,
+        duration: LOAD_BOUND,
+        max_in_flight: concurrency,
+        grace: settings.grace,
+        drain: settings.drain,
+        limit: Some(count),
+    };
+    let rpc = target.primary();
+    let outcome = drive(target, &spec, label, settings.verbose).await;
+    let criteria = &settings.criteria;
+    let report = RunReport::new(
+        label,
+        Role::Load,
+        pace,
+        Duration::ZERO,
+        &outcome,
+        rpc,
+        criteria,
+    );
+    if settings.verbose {
+        println!("{}", report::run_text(&report));
+    }
+    report
+}
+
+fn meta(args: &LoadArgs, mode: &Mode) -> serde_json::Map<String, serde_json::Value> {
+    let mode = match mode {
+        Mode::Rate(rate) => json!({ "rate": rate }),
+        Mode::Sweep(rates) => json!({ "sweep": rates }),
+        Mode::FindPeak => json!("find-peak"),
+        Mode::Closed(n) => json!({ "closed": n }),
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meta = json!({
+        "harness": concat!("vicinity ", env!("CARGO_PKG_VERSION")),
+        "label": args.label,
+        "addr": args.addr,
+        "peer": args.peer_redis_url.is_some(),
+        "workload": args.workload.name(),
+        "users": args.users,
+        "hotspot_users": args.hotspot(),
+        "seed": args.seed,
+        "viewers": format!("{:?}", args.viewers).to_lowercase(),
+        "mode": mode,
+        "duration_s": args.duration.as_secs_f64(),
+        "max_in_flight": args.max_in_flight,
+        "connections": args.connections,
+        "timeout_s": args.timeout.as_secs_f64(),
+        "cpus": cpus,
+    });
+    match meta {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a json! object literal is an object"),
+    }
+}
+
+/// The chart's title.
+fn title(args: &LoadArgs) -> String {
+    let hotspot = match args.hotspot() {
+        0 => String::new(),
+        n => format!(" + {} in the hotspot", progress::short(n as f64)),
+    };
+    let label = args
+        .label
+        .as_deref()
+        .map_or(String::new(), |l| format!(" — {l}"));
+    format!(
+        "vicinity load: {} with {} users{hotspot}, seed {}{label}",
+        args.workload.name().to_uppercase(),
+        progress::short(args.users as f64),
+        args.seed
+    )
+}
