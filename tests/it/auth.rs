@@ -13,17 +13,17 @@ use vicinity::{
 use crate::{
     calls::{NOTICE, location},
     details::assert_code,
-    helpers::{TestApp, spawn_app_with},
+    helpers::{Backend, TestApp, on_both_backends},
     places::HOME,
 };
 
 const APP_KEY: &str = "app-key-0123456789abcdef";
 const OPS_KEY: &str = "ops-key-fedcba9876543210";
 
-async fn app_with_keys() -> TestApp {
+async fn app_with_keys(backend: Backend) -> TestApp {
     let keys = ApiKeys::parse(&format!("backend app {APP_KEY}\noncall ops {OPS_KEY}\n"))
         .expect("a valid keys file");
-    spawn_app_with(|config| config.auth = Auth::with_keys(keys)).await
+    TestApp::spawn(backend, |config| config.auth = Auth::with_keys(keys)).await
 }
 
 async fn grant(client: &Client, user: &str) -> Result<pb::ConsentRecord, tonic::Status> {
@@ -63,9 +63,9 @@ async fn clear(client: &Client, user: &str) -> Result<pb::ClearLocationResponse,
     reply.map(Response::into_inner)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_without_a_key_or_with_a_wrong_key_are_unauthenticated() {
-    let app = app_with_keys().await;
+on_both_backends!(calls_without_a_key_or_with_a_wrong_key_are_unauthenticated);
+async fn calls_without_a_key_or_with_a_wrong_key_are_unauthenticated(backend: Backend) {
+    let app = app_with_keys(backend).await;
     let wrong = app.connect(Some("not-a-configured-key-at-all")).await;
 
     assert_code(grant(&app.client, "alice").await, Code::Unauthenticated);
@@ -86,9 +86,9 @@ async fn calls_without_a_key_or_with_a_wrong_key_are_unauthenticated() {
     assert!(export.consent_history.is_empty() && export.locations.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_key_may_call_only_what_its_scope_allows() {
-    let app = app_with_keys().await;
+on_both_backends!(each_key_may_call_only_what_its_scope_allows);
+async fn each_key_may_call_only_what_its_scope_allows(backend: Backend) {
+    let app = app_with_keys(backend).await;
     let backend = app.connect(Some(APP_KEY)).await;
     let oncall = app.connect(Some(OPS_KEY)).await;
 
@@ -105,9 +105,9 @@ async fn each_key_may_call_only_what_its_scope_allows() {
     assert_eq!(forgotten.consent_events_deleted, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_answers_without_a_key() {
-    let app = app_with_keys().await;
+on_both_backends!(health_answers_without_a_key);
+async fn health_answers_without_a_key(backend: Backend) {
+    let app = app_with_keys(backend).await;
 
     let status = app.health("").await;
 

@@ -7,13 +7,13 @@ use vicinity::grpc::pb::{ConsentState, Feature, Gender};
 use crate::{
     calls::{NOTICE, millis},
     details::{assert_consent_required, assert_location_required},
-    helpers::spawn_app,
+    helpers::{Backend, on_both_backends, spawn_app_on},
     places::HOME,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_location_without_consent_is_refused_and_nothing_is_stored() {
-    let app = spawn_app().await;
+on_both_backends!(update_location_without_consent_is_refused_and_nothing_is_stored);
+async fn update_location_without_consent_is_refused_and_nothing_is_stored(backend: Backend) {
+    let app = spawn_app_on(backend).await;
 
     assert_consent_required(app.update("alice", HOME, Gender::Female).await);
 
@@ -22,18 +22,18 @@ async fn update_location_without_consent_is_refused_and_nothing_is_stored() {
     assert!(export.consent_history.is_empty(), "{export:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_nearby_without_consent_is_refused() {
-    let app = spawn_app().await;
+on_both_backends!(list_nearby_without_consent_is_refused);
+async fn list_nearby_without_consent_is_refused(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
         .await;
 
     assert_consent_required(app.list("alice").await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_nearby_without_a_location_of_ones_own_is_refused() {
-    let app = spawn_app().await;
+on_both_backends!(list_nearby_without_a_location_of_ones_own_is_refused);
+async fn list_nearby_without_a_location_of_ones_own_is_refused(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
         .await;
     app.grant("alice", Feature::PeopleNearby).await.unwrap();
@@ -41,9 +41,9 @@ async fn list_nearby_without_a_location_of_ones_own_is_refused() {
     assert_location_required(app.list("alice").await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates() {
-    let app = spawn_app().await;
+on_both_backends!(withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates);
+async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.join("alice", HOME, Gender::Female).await;
     app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
         .await;
@@ -60,9 +60,9 @@ async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates() 
     assert_consent_required(app.list("alice").await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusing_one_feature_leaves_the_other_usable() {
-    let app = spawn_app().await;
+on_both_backends!(refusing_one_feature_leaves_the_other_usable);
+async fn refusing_one_feature_leaves_the_other_usable(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.join("alice", HOME, Gender::Female).await;
     app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
         .await;
@@ -74,9 +74,9 @@ async fn refusing_one_feature_leaves_the_other_usable() {
     assert_eq!(app.listed("alice").await, ["bob"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_consent_shows_one_record_per_feature_and_every_event() {
-    let app = spawn_app().await;
+on_both_backends!(get_consent_shows_one_record_per_feature_and_every_event);
+async fn get_consent_shows_one_record_per_feature_and_every_event(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let granted_at = app.now_millis();
     let granted = app.grant("alice", Feature::PeopleNearby).await.unwrap();
     app.advance(Duration::from_secs(90));
@@ -114,9 +114,9 @@ async fn get_consent_shows_one_record_per_feature_and_every_event() {
     assert_eq!(granted.source, "it/1.0");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn granting_again_under_the_same_notice_records_one_event() {
-    let app = spawn_app().await;
+on_both_backends!(granting_again_under_the_same_notice_records_one_event);
+async fn granting_again_under_the_same_notice_records_one_event(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let first = app.grant("alice", Feature::PeopleNearby).await.unwrap();
 
     let again = app.grant("alice", Feature::PeopleNearby).await.unwrap();
@@ -125,9 +125,9 @@ async fn granting_again_under_the_same_notice_records_one_event() {
     assert_eq!(app.consent("alice").await.unwrap().history.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn granting_again_after_withdrawing_lets_the_user_back_in() {
-    let app = spawn_app().await;
+on_both_backends!(granting_again_after_withdrawing_lets_the_user_back_in);
+async fn granting_again_after_withdrawing_lets_the_user_back_in(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.join("alice", HOME, Gender::Female).await;
     app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
         .await;

@@ -8,7 +8,7 @@ use crate::{
     calls::{ACCURACY_M, NOTICE, list_request},
     capture,
     details::{assert_invalid, refusal},
-    helpers::{TestApp, spawn_app},
+    helpers::{Backend, TestApp, on_both_backends, spawn_app_on},
     places::HOME,
 };
 
@@ -141,8 +141,8 @@ fn bad_lists() -> Vec<(pb::ListNearbyRequest, &'static str)> {
 }
 
 /// Alice holds consent and a location; Bob holds nothing.
-async fn app_with_alice() -> TestApp {
-    let app = spawn_app().await;
+async fn app_with_alice(backend: Backend) -> TestApp {
+    let app = spawn_app_on(backend).await;
     app.join("alice", HOME, Gender::Female).await;
     app
 }
@@ -165,9 +165,9 @@ async fn assert_untouched_and_serving(app: &TestApp) {
     assert_eq!(app.listed("carol").await, ["alice"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_locations_are_refused_naming_the_field_and_nothing_is_stored() {
-    let app = app_with_alice().await;
+on_both_backends!(bad_locations_are_refused_naming_the_field_and_nothing_is_stored);
+async fn bad_locations_are_refused_naming_the_field_and_nothing_is_stored(backend: Backend) {
+    let app = app_with_alice(backend).await;
 
     for (request, field) in bad_updates() {
         let status = refusal(app.update_location(request).await);
@@ -178,9 +178,11 @@ async fn bad_locations_are_refused_naming_the_field_and_nothing_is_stored() {
     assert_untouched_and_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_consent_requests_are_refused_naming_the_field_and_nothing_is_recorded() {
-    let app = app_with_alice().await;
+on_both_backends!(bad_consent_requests_are_refused_naming_the_field_and_nothing_is_recorded);
+async fn bad_consent_requests_are_refused_naming_the_field_and_nothing_is_recorded(
+    backend: Backend,
+) {
+    let app = app_with_alice(backend).await;
 
     for (request, field) in bad_grants() {
         let reply = app.client.consent().grant_consent(request).await;
@@ -204,9 +206,9 @@ async fn bad_consent_requests_are_refused_naming_the_field_and_nothing_is_record
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_list_requests_are_refused_naming_the_field() {
-    let app = app_with_alice().await;
+on_both_backends!(bad_list_requests_are_refused_naming_the_field);
+async fn bad_list_requests_are_refused_naming_the_field(backend: Backend) {
+    let app = app_with_alice(backend).await;
 
     for (request, field) in bad_lists() {
         assert_invalid(app.list_with(request).await, field);
@@ -223,9 +225,9 @@ async fn bad_list_requests_are_refused_naming_the_field() {
     assert_untouched_and_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_user_ids_are_refused_by_every_method() {
-    let app = app_with_alice().await;
+on_both_backends!(bad_user_ids_are_refused_by_every_method);
+async fn bad_user_ids_are_refused_by_every_method(backend: Backend) {
+    let app = app_with_alice(backend).await;
     let location = Some(crate::calls::location(HOME.offset_m(10.0, 10.0)));
 
     for id in bad_user_ids() {
@@ -248,9 +250,9 @@ async fn bad_user_ids_are_refused_by_every_method() {
     assert_untouched_and_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_edges_of_every_range_are_accepted() {
-    let app = app_with_alice().await;
+on_both_backends!(the_edges_of_every_range_are_accepted);
+async fn the_edges_of_every_range_are_accepted(backend: Backend) {
+    let app = app_with_alice(backend).await;
     // Poles and the antimeridian are real places; accuracy 0 means unknown.
     for (latitude, longitude) in [(90.0, 180.0), (-90.0, -180.0)] {
         let request = update(at(latitude, longitude, 0.0), 0);

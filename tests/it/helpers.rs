@@ -1,41 +1,110 @@
 //! `spawn_app()`: a real server on 127.0.0.1:0 with a manual clock, and a real tonic client
 //! connected to it over TCP. Dropping the app shuts the server down and checks that no
 //! location reached the log (see `capture`).
+//!
+//! # Backends
+//!
+//! [`Backend::Memory`] is the embedded store; [`Backend::Redis`] starts a private
+//! `redis-server` (no persistence, a free port) owned by the app and killed after the server
+//! stops. [`on_both_backends!`] turns an `async fn name(backend: Backend)` into the tests
+//! `name::on_memory` and `name::on_redis`, so `cargo nextest run --test it on_redis` runs every
+//! test on Redis.
+//!
+//! Time differs between the two. The memory store reads the app's [`ManualClock`]; the Redis
+//! store reads the Redis server's `TIME` (for `last_active`, `purge_at`, expiry and the in-band
+//! order epoch), which no test can move. The service clock (the manual clock on both) still
+//! stamps consent events and judges whether a page token's epoch is too old. So:
+//!
+//! - On both backends: `auth`, `consent`, `errors`, `nearby`
+//!   (except the epoch reorder below), `pagination` and `privacy`. Where they check a time the
+//!   store sets, they bracket it with [`TestApp::store_now_millis`] read before and after the
+//!   call (equal on memory, a few milliseconds apart on Redis). Tests comparing the order of
+//!   two separate queries first step clear of an epoch change
+//!   ([`TestApp::keep_one_order_epoch_for`]), which real time could bring on Redis.
+//! - Memory only, because they move the store's time with [`TestApp::advance`]: `retention`
+//!   (one-minute retention, deadlines hit to the millisecond) and
+//!   `nearby::new_order_epochs_reorder_the_band` (15-minute epochs; a Redis variant would
+//!   wait 15 minutes per epoch).
+//! - Memory only for now: `leaks` (the TRACE capture).
+//! - Redis only: `redis_backend` (purges proven with `DBSIZE`, two nodes on one Redis, faults,
+//!   the persistence check, a Cluster failover). `binary` and `server` test the process and
+//!   the server shell, not the store: memory only.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use vicinity::{
     client::Client,
-    config::Config,
-    domain::{ManualClock, Retention, Timestamp},
+    config::{Config, StoreConfig},
+    domain::{ManualClock, Retention, Timestamp, nearby::OrderContext},
     server::{self, ServerError},
+    storage::redis::Target,
+    testing::redis::RedisServer,
 };
 
 use crate::capture;
 
 /// Where every test clock starts: a realistic time (late 2026), not the epoch.
 pub const START_MILLIS: i64 = 1_790_000_000_000;
-/// The purge sweep interval of test servers.
+/// The purge sweep interval of test servers on the embedded store.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+/// The purge sweep interval of test servers on Redis (each sweep is a few round trips).
+pub const REDIS_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+/// The bound of each Redis call in test servers.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long shutdown may drain calls in test servers.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one in-band order lasts (the domain's `ORDER_EPOCH`, which is private; checked
+/// against `OrderContext::epoch_at` where it is used).
+const ORDER_EPOCH_MILLIS: i64 = 15 * 60 * 1_000;
 
-/// The store behind a test server. Only the embedded store exists today; a Redis backend adds
-/// a variant here that starts its own `redis-server` (stopped with the app) and points the
-/// config at it, and every test runs unchanged against it.
+/// The store behind a test server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded in-memory store (what `server::run` uses without a Redis URL).
     #[default]
     Memory,
+    /// A private `redis-server` for locations and consents alike, started with the app.
+    Redis,
 }
 
+/// Generates, for each `async fn name(backend: Backend)` named, a module `name` with the
+/// tests `on_memory` and `on_redis` that run it on each backend.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                super::$name($crate::helpers::Backend::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis() {
+                super::$name($crate::helpers::Backend::Redis).await;
+            }
+        }
+    )+};
+}
+pub(crate) use on_both_backends;
+
 impl Backend {
-    /// Adjusts the configuration to serve from this backend.
-    fn configure(self, _config: &mut Config) {
+    /// Starts what the backend needs and points `config` at it; returns the Redis server the
+    /// app must own (and stop after the server).
+    fn start(self, config: &mut Config) -> Option<RedisServer> {
         match self {
-            Backend::Memory => {}
+            Backend::Memory => None,
+            Backend::Redis => {
+                let redis = RedisServer::start().expect("start a private redis-server");
+                let target = Target::Single(redis.url());
+                config.store = StoreConfig::Redis {
+                    locations: target.clone(),
+                    consents: target,
+                    allow_persistent: false,
+                    timeout: REDIS_TIMEOUT,
+                };
+                config.sweep_interval = REDIS_SWEEP_INTERVAL;
+                Some(redis)
+            }
         }
     }
 }
@@ -46,13 +115,18 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// A client without an API key.
     pub client: Client,
-    /// The server's clock: advance it instead of sleeping.
+    /// The server's clock: advance it instead of sleeping (on Redis it moves consent
+    /// timestamps only; see the module docs).
     pub clock: Arc<ManualClock>,
     /// The retention the server was configured with.
     pub retention: Duration,
+    /// The store the server runs on.
+    pub backend: Backend,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ServerError>>>,
     log_start: usize,
+    /// Declared last: dropped (killed) after `Drop::drop` has stopped the server.
+    redis: Option<RedisServer>,
 }
 
 /// A server with the test defaults: open on loopback, embedded store, manual clock.
@@ -63,6 +137,11 @@ pub async fn spawn_app() -> TestApp {
 /// A server with the test defaults, adjusted by `configure`.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn(Backend::default(), configure).await
+}
+
+/// A server with the test defaults on `backend`.
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    TestApp::spawn(backend, |_| {}).await
 }
 
 /// The test defaults for a server on `addr`.
@@ -88,7 +167,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("local address");
         let clock = manual_clock();
         let mut config = test_config(addr, clock.clone());
-        backend.configure(&mut config);
+        let redis = backend.start(&mut config);
         configure(&mut config);
         let retention = config.retention.window();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -104,9 +183,11 @@ impl TestApp {
             client,
             clock,
             retention,
+            backend,
             shutdown: Some(shutdown),
             server: Some(server),
             log_start,
+            redis,
         }
     }
 
@@ -117,15 +198,70 @@ impl TestApp {
             .expect("connect to the test server")
     }
 
-    /// Moves the server's clock forward.
+    /// Moves the server's clock forward: the service's time on both backends, and the
+    /// store's time on the embedded store only (Redis keeps its own; see the module docs).
     pub fn advance(&self, by: Duration) {
         self.clock.advance(by);
     }
 
-    /// The server's time, in milliseconds since the epoch.
+    /// The service's time (the manual clock), in milliseconds since the epoch: what consent
+    /// events are stamped with.
     pub fn now_millis(&self) -> i64 {
         use vicinity::domain::Clock;
         self.clock.now().as_millis()
+    }
+
+    /// The store's time, in milliseconds since the epoch: what `last_active`, `purge_at` and
+    /// the order epoch come from. The manual clock on memory, `TIME` on Redis.
+    pub async fn store_now_millis(&self) -> i64 {
+        let Some(redis) = &self.redis else {
+            return self.now_millis();
+        };
+        let client = redis::Client::open(redis.url()).expect("a redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis");
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .expect("TIME");
+        secs * 1_000 + micros / 1_000
+    }
+
+    /// Waits until the store's time is at least `at` (ms since the epoch): advances the
+    /// manual clock on memory, sleeps on Redis. Panics rather than sleep over 10 s.
+    pub async fn wait_for_store_time(&self, at: i64) {
+        loop {
+            let now = self.store_now_millis().await;
+            if now >= at {
+                return;
+            }
+            let wait = Duration::from_millis((at - now) as u64);
+            assert!(wait <= Duration::from_secs(10), "a test sleeps {wait:?}");
+            match self.backend {
+                Backend::Memory => self.advance(wait),
+                Backend::Redis => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// Makes sure no order epoch starts in the next `within` of store time, waiting past the
+    /// next start if it is that close: tests that compare two separate queries' order need
+    /// both in one epoch. On memory the store's time stands still unless a test advances it.
+    pub async fn keep_one_order_epoch_for(&self, within: Duration) {
+        let epoch = ORDER_EPOCH_MILLIS;
+        let now = self.store_now_millis().await;
+        let next = (now / epoch + 1) * epoch;
+        let epoch_at = |ms| OrderContext::epoch_at(Timestamp::from_millis(ms));
+        assert_eq!(
+            epoch_at(next - 1) + 1,
+            epoch_at(next),
+            "ORDER_EPOCH changed"
+        );
+        if next - now <= within.as_millis() as i64 {
+            self.wait_for_store_time(next).await;
+        }
     }
 
     /// Triggers shutdown and waits for `server::run` to return (at most the drain timeout

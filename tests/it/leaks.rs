@@ -51,15 +51,20 @@ async fn tracing_at_trace_level_never_contains_a_location() {
         user_id: "alice".into(),
         location: Some(location(HOME.offset_m(5.0, 5.0))),
     };
-    assert!(app.client.shake().shake(shake).await.is_err());
+    let mut shake = tonic::Request::new(shake);
+    shake.set_timeout(std::time::Duration::from_millis(400));
+    assert!(
+        app.client.shake().shake(shake).await.is_ok(),
+        "a lone shake: no match"
+    );
     let history = pb::ShakeHistoryRequest {
         user_id: "alice".into(),
     };
-    assert!(app.client.shake().shake_history(history).await.is_err());
+    assert!(app.client.shake().shake_history(history).await.is_ok());
     let leave_shake = pb::LeaveShakeRequest {
         user_id: "alice".into(),
     };
-    assert!(app.client.shake().leave_shake(leave_shake).await.is_err());
+    assert!(app.client.shake().leave_shake(leave_shake).await.is_ok());
     app.leave("alice").await.unwrap();
     app.export("alice").await.unwrap();
     app.clear("alice", Feature::Unspecified).await.unwrap();

@@ -1,22 +1,22 @@
 //! SPEC §3 ListNearby: pages in band order that never repeat or skip a user who stays put,
 //! behind opaque page tokens the service authenticates.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use vicinity::grpc::pb::{self, Gender, GenderFilter};
 
 use crate::{
     calls::list_request,
     details::assert_invalid,
-    helpers::{TestApp, spawn_app},
+    helpers::{Backend, TestApp, on_both_backends, spawn_app_on},
     places::{HOME, crowd},
 };
 
 const CROWD: usize = 60;
 
-/// The viewer at HOME and [`CROWD`] others within 2.5 km.
-async fn crowded_app() -> TestApp {
-    let app = spawn_app().await;
+/// The viewer at HOME and [`CROWD`] others within 2.5 km, on `backend`.
+async fn crowded_app(backend: Backend) -> TestApp {
+    let app = spawn_app_on(backend).await;
     app.join("viewer", HOME, Gender::Male).await;
     for (i, at) in crowd(HOME, CROWD, 2_500.0).into_iter().enumerate() {
         let gender = if i % 2 == 0 {
@@ -54,9 +54,9 @@ fn limited(viewer: &str, limit: u32) -> pb::ListNearbyRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn following_page_tokens_lists_everyone_else_exactly_once_in_band_order() {
-    let app = crowded_app().await;
+on_both_backends!(following_page_tokens_lists_everyone_else_exactly_once_in_band_order);
+async fn following_page_tokens_lists_everyone_else_exactly_once_in_band_order(backend: Backend) {
+    let app = crowded_app(backend).await;
 
     let pages = all_pages(&app, limited("viewer", 7)).await;
 
@@ -72,9 +72,10 @@ async fn following_page_tokens_lists_everyone_else_exactly_once_in_band_order() 
     assert!(bands.iter().any(|&b| b < 1_000) && bands.iter().any(|&b| b > 1_000));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_follow_the_first_query_and_repeat_it_exactly() {
-    let app = crowded_app().await;
+on_both_backends!(pages_follow_the_first_query_and_repeat_it_exactly);
+async fn pages_follow_the_first_query_and_repeat_it_exactly(backend: Backend) {
+    let app = crowded_app(backend).await;
+    app.keep_one_order_epoch_for(Duration::from_secs(5)).await;
 
     let paged: Vec<String> = all_pages(&app, limited("viewer", 7))
         .await
@@ -88,9 +89,9 @@ async fn pages_follow_the_first_query_and_repeat_it_exactly() {
     assert!(whole.next_page_token.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_under_a_gender_filter_hold_only_that_gender() {
-    let app = crowded_app().await;
+on_both_backends!(pages_under_a_gender_filter_hold_only_that_gender);
+async fn pages_under_a_gender_filter_hold_only_that_gender(backend: Backend) {
+    let app = crowded_app(backend).await;
     let mut request = limited("viewer", 7);
     request.set_gender_filter(GenderFilter::Female);
 
@@ -101,9 +102,9 @@ async fn pages_under_a_gender_filter_hold_only_that_gender() {
     assert!(users.iter().all(|u| u.gender() == Gender::Female));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tampered_page_token_is_refused_naming_page_token() {
-    let app = crowded_app().await;
+on_both_backends!(a_tampered_page_token_is_refused_naming_page_token);
+async fn a_tampered_page_token_is_refused_naming_page_token(backend: Backend) {
+    let app = crowded_app(backend).await;
     let first = app.list_with(limited("viewer", 7)).await.unwrap();
     let token = first.next_page_token;
     assert!(!token.is_empty());
@@ -123,9 +124,9 @@ async fn a_tampered_page_token_is_refused_naming_page_token() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_token_works_only_for_its_viewer_and_filters() {
-    let app = crowded_app().await;
+on_both_backends!(a_page_token_works_only_for_its_viewer_and_filters);
+async fn a_page_token_works_only_for_its_viewer_and_filters(backend: Backend) {
+    let app = crowded_app(backend).await;
     let first = app.list_with(limited("viewer", 7)).await.unwrap();
 
     let mut someone_else = limited("user-00", 7);
