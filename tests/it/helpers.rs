@@ -15,7 +15,7 @@
 //! order epoch), which no test can move. The service clock (the manual clock on both) still
 //! stamps consent events and judges whether a page token's epoch is too old. So:
 //!
-//! - On both backends: `auth`, `consent`, `errors`, `nearby`
+//! - On both backends: `auth`, `consent`, `errors`, `leaks` (the TRACE capture), `nearby`
 //!   (except the epoch reorder below), `pagination` and `privacy`. Where they check a time the
 //!   store sets, they bracket it with [`TestApp::store_now_millis`] read before and after the
 //!   call (equal on memory, a few milliseconds apart on Redis). Tests comparing the order of
@@ -25,10 +25,10 @@
 //!   (one-minute retention, deadlines hit to the millisecond) and
 //!   `nearby::new_order_epochs_reorder_the_band` (15-minute epochs; a Redis variant would
 //!   wait 15 minutes per epoch).
-//! - Memory only for now: `leaks` (the TRACE capture).
 //! - Redis only: `redis_backend` (purges proven with `DBSIZE`, two nodes on one Redis, faults,
-//!   the persistence check, a Cluster failover). `binary` and `server` test the process and
-//!   the server shell, not the store: memory only.
+//!   the persistence check, a Cluster failover) and `leaks::*_on_redis` (Redis error replies
+//!   in the log). `binary` and `server` test the process and the server shell, not the store:
+//!   memory only.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -196,6 +196,16 @@ impl TestApp {
         Client::connect(&format!("http://{}", self.addr), api_key)
             .await
             .expect("connect to the test server")
+    }
+
+    /// The private Redis of a [`Backend::Redis`] app.
+    pub fn redis(&self) -> Option<&RedisServer> {
+        self.redis.as_ref()
+    }
+
+    /// The private Redis of a [`Backend::Redis`] app, to pause, kill or restart.
+    pub fn redis_mut(&mut self) -> Option<&mut RedisServer> {
+        self.redis.as_mut()
     }
 
     /// Moves the server's clock forward: the service's time on both backends, and the

@@ -1,17 +1,23 @@
 //! SPEC §1.5, §4.1: location data is never written to logs, even at TRACE, by any target.
 
-use vicinity::grpc::pb::{self, Feature, Gender};
+use std::time::Duration;
+
+use vicinity::{
+    domain::UserId,
+    grpc::pb::{self, Feature, Gender},
+    storage::redis::keys,
+};
 
 use crate::{
-    calls::{list_request, location},
+    calls::{list_request, location, millis},
     capture,
-    helpers::spawn_app,
+    helpers::{Backend, TestApp, on_both_backends, retention, spawn_app_on},
     places::{HOME, Point},
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracing_at_trace_level_never_contains_a_location() {
-    let mut app = spawn_app().await;
+on_both_backends!(tracing_at_trace_level_never_contains_a_location);
+async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
+    let mut app = spawn_app_on(backend).await;
     let start = capture::log_len();
     let (alice, bob, carol) = (HOME, HOME.offset_m(50.0, 0.0), HOME.offset_m(-700.0, 350.0));
 
@@ -84,6 +90,61 @@ async fn tracing_at_trace_level_never_contains_a_location() {
         "no transport trace"
     );
     assert!(log.contains("user_forgotten") && log.contains("alice"));
+    if backend == Backend::Redis {
+        assert!(log.contains("vicinity::storage::redis"), "not on Redis");
+    }
+    let leaks = capture::leaks_in(&log);
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Replaces `key` with a plain string, so every script touching it fails with WRONGTYPE.
+fn corrupt(app: &TestApp, key: &str) {
+    let redis = app.redis().expect("a Redis app");
+    assert_eq!(redis.cli(&["set", key, "not-a-zset"]).expect("set"), "OK");
+}
+
+/// Redis error replies and failed scripts are logged (as they should be, for the operator),
+/// and none of them carries a location: not the failing call's, and not one read from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_errors_in_the_log_never_contain_a_location_on_redis() {
+    let mut app = TestApp::spawn(Backend::Redis, |config| {
+        config.retention = retention(Duration::from_secs(2));
+    })
+    .await;
+    let start = capture::log_len();
+    let (home, near, far) = (HOME, HOME.offset_m(40.0, 0.0), HOME.offset_m(9_000.0, 0.0));
+    app.join("alice", home, Gender::Female).await;
+    app.grant("bob", Feature::PeopleNearby).await.unwrap();
+    let bob = app.update("bob", near, Gender::Male).await.unwrap();
+
+    // A broken cell: writes into it and reads of it fail.
+    corrupt(&app, &keys::cell_key(home.cell()));
+    assert!(app.update("alice", home, Gender::Female).await.is_err());
+    assert!(app.list("bob").await.is_err());
+    // A broken user-record hash: the cell write succeeds, the record write fails.
+    let carol = UserId::parse("carol", "user_id").unwrap();
+    corrupt(&app, &keys::user_key(&carol));
+    app.grant("carol", Feature::PeopleNearby).await.unwrap();
+    assert!(app.update("carol", far, Gender::Female).await.is_err());
+    assert!(app.export("carol").await.is_err());
+    assert!(app.clear("carol", Feature::Unspecified).await.is_err());
+    // The sweeper meets the broken cell at bob's deadline.
+    app.wait_for_store_time(millis(bob.purge_at.as_ref()) + 600)
+        .await;
+    // And a Redis that is gone.
+    app.redis_mut().expect("a Redis app").kill().expect("kill");
+    assert!(app.update("bob", near, Gender::Male).await.is_err());
+    assert!(app.stop().await.is_some(), "the server stopped");
+
+    let log = capture::log_since(start);
+    assert!(
+        log.contains("store error") && log.contains("WRONGTYPE"),
+        "{log}"
+    );
+    assert!(
+        log.contains("purge sweep failed"),
+        "the sweeper met no error"
+    );
     let leaks = capture::leaks_in(&log);
     assert!(leaks.is_empty(), "{leaks:#?}");
 }
