@@ -23,8 +23,10 @@
 //!   ([`TestApp::keep_one_order_epoch_for`]), which real time could bring on Redis.
 //! - Memory only, because they move the store's time with [`TestApp::advance`]: `retention`
 //!   (one-minute retention, deadlines hit to the millisecond) and
-//!   `nearby::new_order_epochs_reorder_the_band` (15-minute epochs; a Redis variant would
-//!   wait 15 minutes per epoch).
+//!   `nearby::new_order_epochs_reorder_the_band` (15-minute epochs). `retention::on_redis`
+//!   replays the retention rules on Redis with a 2 s retention and real, bounded sleeps (and
+//!   the Redis store's whole-second member deadlines, see there); the epoch reorder has no Redis
+//!   variant (it would wait up to 15 minutes).
 //! - Redis only: `redis_backend` (purges proven with `DBSIZE`, two nodes on one Redis, faults,
 //!   the persistence check, a Cluster failover) and `leaks::*_on_redis` (Redis error replies
 //!   in the log). `binary` and `server` test the process and the server shell, not the store:
