@@ -403,7 +403,10 @@ async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
         panic!("nobody was waiting")
     };
     let held = physical(fx).await;
-    assert!(held > baseline, "a pending shake is held: {held} vs {baseline}");
+    assert!(
+        held > baseline,
+        "a pending shake is held: {held} vs {baseline}"
+    );
     let waited = fx
         .shakes
         .await_partner(&pending, Duration::from_millis(200))
@@ -449,7 +452,11 @@ async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
     assert_eq!(pair.partner_cell, cell_at(22.001), "the nearest wins");
     let fourth = shake(fx, 304, "fourth", 22.0).await;
     let pair = paired(&fourth).expect("paired");
-    assert_eq!(pair.partner_cell, cell_at(22.5), "a paired shake is never paired again");
+    assert_eq!(
+        pair.partner_cell,
+        cell_at(22.5),
+        "a paired shake is never paired again"
+    );
     let fifth = shake(fx, 305, "fifth", 22.0).await;
     let left = PendingOf::pending(fifth);
     fx.shakes.withdraw(&left).await.expect("withdraw");

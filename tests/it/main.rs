@@ -20,3 +20,4 @@ mod privacy;
 mod redis_backend;
 mod retention;
 mod server;
+mod shake;

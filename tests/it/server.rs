@@ -11,19 +11,14 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 use vicinity::{
-    grpc::{
-        ApiKeys, Auth,
-        pb::{self, Feature},
-    },
+    grpc::{ApiKeys, Auth, pb::Feature},
     server::{self, SERVICE_NAMES, ServerError},
 };
 
 use crate::{
-    calls::location,
     capture,
     details::assert_code,
     helpers::{DRAIN_TIMEOUT, manual_clock, spawn_app, test_config},
-    places::HOME,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,30 +62,6 @@ async fn with_api_keys_the_server_serves_on_any_address() {
     assert_eq!(status.status(), ServingStatus::Serving);
     drop(stop);
     server.await.unwrap().unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shake_answers_unimplemented_and_stores_nothing() {
-    let app = spawn_app().await;
-    app.grant("alice", Feature::Shake).await.unwrap();
-    let user_id = || "alice".to_owned();
-
-    let shake = pb::ShakeRequest {
-        user_id: user_id(),
-        location: Some(location(HOME)),
-    };
-    assert_code(app.client.shake().shake(shake).await, Code::Unimplemented);
-    let history = pb::ShakeHistoryRequest { user_id: user_id() };
-    let reply = app.client.shake().shake_history(history).await;
-    assert_code(reply, Code::Unimplemented);
-    let leave = pb::LeaveShakeRequest { user_id: user_id() };
-    assert_code(
-        app.client.shake().leave_shake(leave).await,
-        Code::Unimplemented,
-    );
-
-    let export = app.export("alice").await.unwrap();
-    assert!(export.locations.is_empty() && export.shake_history.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,7 +139,11 @@ impl MemoryStore {
     pub fn physical_entries(&self) -> usize {
         let state = self.shared.lock();
         let in_cells: usize = state.cells.values().map(HashMap::len).sum();
-        let locations = state.entries.len().max(in_cells).max(state.expirations.len());
+        let locations = state
+            .entries
+            .len()
+            .max(in_cells)
+            .max(state.expirations.len());
         locations + state.shake.len()
     }
 

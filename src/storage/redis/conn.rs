@@ -17,8 +17,6 @@ use crate::storage::{StoreError, StoreErrorKind};
 /// default settings blocked a call 9.4 s while Redis was down; with these, every call failed
 /// within about 0.5 s and recovered within 30 ms of Redis returning.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
-/// How long one reply may take.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Reconnection attempts inside one call, and the longest pause between them.
 const RETRIES: usize = 2;
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -42,15 +40,16 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects to `target`.
-    pub async fn connect(target: &Target) -> Result<Self, StoreError> {
+    /// Connects to `target`; one reply may take at most `response_timeout` (the store call
+    /// bound), after which the connection is considered broken and re-established.
+    pub async fn connect(target: &Target, response_timeout: Duration) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
         match target {
             Target::Single(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(fail)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_response_timeout(Some(response_timeout))
                     .set_number_of_retries(RETRIES)
                     .set_max_delay(MAX_RETRY_DELAY);
                 let manager = client
@@ -62,7 +61,7 @@ impl Conn {
             Target::Cluster(urls) => {
                 let client = ClusterClient::builder(urls.clone())
                     .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(RESPONSE_TIMEOUT)
+                    .response_timeout(response_timeout)
                     .retries(RETRIES as u32)
                     .min_retry_wait(50)
                     .max_retry_wait(MAX_RETRY_DELAY.as_millis() as u64)

@@ -76,7 +76,7 @@ impl RedisConsentStore {
     /// Connects to the consent store.
     pub async fn connect(target: &Target, timeout: Duration) -> StoreResult<Self> {
         Ok(Self {
-            conn: Conn::connect(target).await?,
+            conn: Conn::connect(target, timeout).await?,
             timeout,
         })
     }

@@ -64,7 +64,7 @@ impl RedisStore {
         retention: Retention,
         timeout: Duration,
     ) -> StoreResult<Self> {
-        let conn = Conn::connect(target).await?;
+        let conn = Conn::connect(target, timeout).await?;
         Ok(Self {
             conn,
             waker: shake::Waker::start(target),

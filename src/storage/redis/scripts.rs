@@ -302,6 +302,8 @@ return n
 /// whichever node the two shakes arrive at.
 /// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell, then the
 /// coarse cells of rings 0, 1 and 2 as three '|'-joined lists.
+/// Work is bounded whatever the storm: at most 4 candidates per coarse cell, the first ring
+/// that has any and the next, then at most 8 from the global pool (oldest first).
 /// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
 pub static SHAKE_PAIR: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -333,12 +335,12 @@ end
 for ring = 0, 2 do
   if found_ring ~= nil and ring > found_ring + 1 then break end
   for coarse in string.gmatch(ARGV[9 + ring], '[^|]+') do
-    for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, 15)) do consider(id) end
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, 3)) do consider(id) end
   end
   if best ~= nil and found_ring == nil then found_ring = ring end
 end
 if best == nil then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '(' .. now_s, '+inf', 'LIMIT', 0, 16)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '(' .. now_s, '+inf', 'LIMIT', 0, 8)) do
     consider(id)
     if best ~= nil then break end
   end
