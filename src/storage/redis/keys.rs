@@ -10,6 +10,14 @@
 //! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
 //! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
 //! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below) | max `purge_at` | user shard |
+//! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
+//! | `vc:s:{shake}:c:<coarse>` | ZSET | pending shake ids of a resolution-7 cell, by arrival | same | `shake` |
+//! | `vc:s:{shake}:all` | ZSET | every pending shake id, by expiry (the sweeper and the global pool read it) | same | `shake` |
+//! | `vc:s:{shake}:u` | HASH | user → their pending shake id | same | `shake` |
+//! | `vc:s:{shake}:m:<id>` | LIST | a pending shake's mailbox: `partner|cell|matched_at` | expiry + 40 s | `shake` |
+//! | `vc:s:{shake}:mdue` | ZSET | mailboxes by when to delete them if never collected | — | `shake` |
+//! | `vc:sh:{<user_id>}` | LIST | Shake history: `deadline|partner|band|matched_at` | last deadline + 30 s | user |
+//! | `vc:s:hdue` | ZSET | users with history, by earliest deadline | none (holds ids only) | none |
 //! | `vc:c:{<user_id>}` | HASH | current consent per feature (no location; persisted store) | none | user |
 //! | `vc:h:{<user_id>}` | LIST | consent history (no location; persisted store) | none | user |
 //!
