@@ -11,7 +11,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyRequest, Secret},
+    nearby::{NearbyRequest, Secret, ticket},
     user::GenderFilter,
 };
 
@@ -30,7 +30,7 @@ impl Rng {
     }
 }
 
-type Cells = HashMap<CellIndex, Vec<(UserId, Gender)>>;
+type Cells = HashMap<CellIndex, Vec<(UserId, u64, Gender)>>;
 
 /// `n` users uniform in a square of `half_side_deg` around (39.9, 116.4), indexed by cell.
 fn population(grid: &SnapGrid, n: usize, half_side_deg: f64) -> Cells {
@@ -46,7 +46,8 @@ fn population(grid: &SnapGrid, n: usize, half_side_deg: f64) -> Cells {
             Gender::Male
         };
         let user = UserId::parse(&format!("user-{i}"), "user_id").expect("valid");
-        cells.entry(cell).or_default().push((user, gender));
+        let ticket = ticket(&user);
+        cells.entry(cell).or_default().push((user, ticket, gender));
     }
     cells
 }
@@ -79,8 +80,8 @@ fn query(c: &mut Criterion) {
             b.iter(|| {
                 let query = req.query(viewer, now);
                 let page = query.search(&grid, |cell, sink| {
-                    for (user, gender) in cells.get(&cell).into_iter().flatten() {
-                        sink.offer(user, *gender, now);
+                    for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
+                        sink.offer_ticketed(user, *ticket, *gender, now);
                     }
                 });
                 black_box(page)

@@ -87,7 +87,12 @@ impl OrderContext {
     /// (because tickets are stored as Redis scores) readable from a store in key order without
     /// scanning a crowded cell.
     pub fn key(&self, user: &UserId) -> u64 {
-        (ticket(user) + ORDER_SPACE - self.offset) % ORDER_SPACE
+        self.key_of_ticket(ticket(user))
+    }
+
+    /// The key of the user whose [`ticket`] is `ticket`.
+    pub fn key_of_ticket(&self, ticket: u64) -> u64 {
+        (ticket + ORDER_SPACE - self.offset) % ORDER_SPACE
     }
 }
 

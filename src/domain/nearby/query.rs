@@ -138,6 +138,18 @@ impl<'a> Collector<'_, 'a> {
     /// Offers a visible member of the cell being visited; filtered by viewer, block list,
     /// gender and cursor.
     pub fn offer(&mut self, user_id: &'a UserId, gender: Gender, last_active: Timestamp) {
+        self.offer_ticketed(user_id, super::ticket(user_id), gender, last_active);
+    }
+
+    /// [`Collector::offer`] for a store that keeps each member's order ticket
+    /// ([`super::ticket`]), sparing a hash of the id per candidate.
+    pub fn offer_ticketed(
+        &mut self,
+        user_id: &'a UserId,
+        ticket: u64,
+        gender: Gender,
+        last_active: Timestamp,
+    ) {
         let q = self.query;
         if !q.gender_filter.admits(gender)
             || *user_id == q.viewer
@@ -145,7 +157,7 @@ impl<'a> Collector<'_, 'a> {
         {
             return;
         }
-        let key = q.order.key(user_id);
+        let key = q.order.key_of_ticket(ticket);
         if let Some(after) = &q.after {
             if (self.band_m, key, user_id) <= (after.band_m, after.key, &after.user_id) {
                 return;

@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use crate::domain::nearby::ticket;
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -30,6 +31,7 @@ type EntryKey = (Feature, UserId);
 /// What a cell keeps of each member: enough to filter and rank without another lookup.
 #[derive(Debug, Clone, Copy)]
 struct Member {
+    ticket: u64,
     gender: Gender,
     deadlines: Deadlines,
 }
@@ -65,6 +67,7 @@ impl State {
         let key = (entry.position.feature, entry.position.user_id.clone());
         self.remove(&key);
         let member = Member {
+            ticket: ticket(&key.1),
             gender: entry.position.gender,
             deadlines: entry.deadlines,
         };
@@ -248,7 +251,8 @@ impl LocationStore for MemoryStore {
             };
             for (user, member) in members {
                 if member.deadlines.is_visible(now) {
-                    sink.offer(user, member.gender, member.deadlines.last_active);
+                    let last_active = member.deadlines.last_active;
+                    sink.offer_ticketed(user, member.ticket, member.gender, last_active);
                 }
             }
         });
