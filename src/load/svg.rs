@@ -161,7 +161,7 @@ fn timeline(svg: &mut String, report: &Report, time: Panel, tput: Panel) {
         * 1.1;
     let head = "Latency over time: p50 and p99 of each second's requests, from their intended \
                 send time (max as dots)";
-    text(svg, LEFT, time.top - 22.0, 13.0, "start", head);
+    text(svg, LEFT, time.top - 26.0, 13.0, "start", head);
     log_grid(svg, axis, time);
     let bound_y = axis.y(time, report.p99_bound_us);
     let _ = writeln!(
@@ -176,10 +176,13 @@ fn timeline(svg: &mut String, report: &Report, time: Panel, tput: Panel) {
     text(svg, LEFT, tput.top - 10.0, 13.0, "start", tput_head);
     linear_grid(svg, top_rate, tput);
     let mut t0 = 0.0;
+    let mut starts = Vec::with_capacity(spans.len());
     for (i, (run, span)) in report.runs.iter().zip(&spans).enumerate() {
+        starts.push(t0);
         segment(svg, i, run, t0, *span, &x, axis, time, tput, top_rate);
         t0 += span + GAP;
     }
+    target_brackets(svg, report, &starts, &spans, &x, time.top - 4.0);
     legend_line(svg, LEFT + 10.0, time.top + 14.0, P50, "p50");
     legend_line(svg, LEFT + 70.0, time.top + 14.0, P99, "p99");
     text(
@@ -214,21 +217,6 @@ fn segment(
         tput.bottom() - time.top,
         if i % 2 == 0 { "#000" } else { "#fff" }
     );
-    let label = match run.pace {
-        Pace::Open { rate } => format!("{}/s", short(rate)),
-        Pace::Closed { concurrency } => format!("x{concurrency}"),
-    };
-    let label = format!("{} {label}", short_target(&run.target));
-    if (x1 - x0) >= 6.5 * label.len() as f64 {
-        text(
-            svg,
-            (x0 + x1) / 2.0,
-            time.top - 4.0,
-            10.0,
-            "middle",
-            &escape(&label),
-        );
-    }
     let at = |t: usize| x(t0 + t as f64 + 0.5);
     let points = |f: &dyn Fn(&super::report::Second) -> u64| -> String {
         run.seconds
@@ -265,10 +253,43 @@ fn segment(
     }
 }
 
-fn short_target(target: &str) -> &str {
-    match target {
-        "service" => "svc",
-        t => t.strip_prefix("redis-").unwrap_or(t),
+/// A bracket over each stretch of consecutive runs against one target, named (with the pace
+/// when the stretch is a single run).
+fn target_brackets(
+    svg: &mut String,
+    report: &Report,
+    starts: &[f64],
+    spans: &[f64],
+    x: &dyn Fn(f64) -> f64,
+    y: f64,
+) {
+    let runs = &report.runs;
+    let mut first = 0;
+    while first < runs.len() {
+        let last = (first..runs.len())
+            .take_while(|&i| runs[i].target == runs[first].target)
+            .last()
+            .unwrap_or(first);
+        let (x0, x1) = (x(starts[first]), x(starts[last] + spans[last]));
+        let _ = writeln!(
+            svg,
+            "<path d=\"M{x0:.1},{:.1} V{y:.1} H{x1:.1} V{:.1}\" fill=\"none\" stroke=\"#555\"/>",
+            y + 4.0,
+            y + 4.0
+        );
+        let name = match last > first {
+            true => format!("{} {}", runs[first].target, runs[first].rpc),
+            false => runs[first].title(),
+        };
+        text(
+            svg,
+            (x0 + x1) / 2.0,
+            y - 3.0,
+            11.0,
+            "middle",
+            &escape(&name),
+        );
+        first = last + 1;
     }
 }
 
