@@ -113,6 +113,10 @@ async fn geo_bytes(users: &[(String, f64, f64)]) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // Test runners list and run every target; this measures only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let counts: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
