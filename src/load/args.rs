@@ -4,7 +4,10 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use super::workload::{Viewers, Workload};
+use super::{
+    cpu::Watched,
+    workload::{Viewers, Workload},
+};
 
 fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 250ms, 3s, 1h)"))
@@ -89,6 +92,10 @@ pub struct LoadArgs {
     /// Write the SVG chart here.
     #[arg(long, env = "VICINITY_SVG")]
     pub svg: Option<PathBuf>,
+    /// Report the CPU time of this process per run (`serve=PID`, `redis=PID`; Linux); the
+    /// harness's own is always reported.
+    #[arg(long, env = "VICINITY_WATCH", value_delimiter = ',', value_parser = Watched::parse)]
+    pub watch: Vec<Watched>,
     /// A note for the report and the chart's title (a commit, a machine).
     #[arg(long, env = "VICINITY_LABEL")]
     pub label: Option<String>,

@@ -16,9 +16,10 @@
 //! - [`svg`]: the chart.
 //! - [`peak`]: fixed rate, sweep and peak search over one target.
 //! - [`service`]: the service's RPCs as targets; [`peer`]: Redis GEO as targets.
-//! - [`progress`]: the stderr progress line.
+//! - [`progress`]: the stderr progress line; [`cpu`]: CPU time of watched processes.
 
 pub mod args;
+pub mod cpu;
 pub mod driver;
 pub mod peak;
 pub mod peer;
@@ -190,6 +191,9 @@ fn settings(args: &LoadArgs) -> Settings {
         drain: args.timeout + Duration::from_secs(2),
         criteria: Criteria::with_bound(args.p99_bound),
         verbose: !args.quiet,
+        watched: std::iter::once(cpu::Watched::harness())
+            .chain(args.watch.iter().cloned())
+            .collect(),
     }
 }
 
@@ -290,9 +294,10 @@ async fn load(
         limit: Some(count),
     };
     let rpc = target.primary();
+    let before = cpu::Snapshot::take(&settings.watched);
     let outcome = drive(target, &spec, label, settings.verbose).await;
     let criteria = &settings.criteria;
-    let report = RunReport::new(
+    let mut report = RunReport::new(
         label,
         Role::Load,
         pace,
@@ -301,6 +306,7 @@ async fn load(
         rpc,
         criteria,
     );
+    report.cpu = cpu::Snapshot::take(&settings.watched).since(&before);
     if settings.verbose {
         println!("{}", report::run_text(&report));
     }

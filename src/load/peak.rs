@@ -9,6 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
+    cpu::{Snapshot, Watched},
     driver::{Pace, RunSpec, Target, drive},
     report::{Criteria, Peak, Role, RunReport, pace_text, run_text},
 };
@@ -39,6 +40,8 @@ pub struct Settings {
     pub criteria: Criteria,
     /// Draw the progress line and print each run when it ends.
     pub verbose: bool,
+    /// Processes whose CPU time each run reports.
+    pub watched: Vec<Watched>,
 }
 
 /// The runs made so far and the peaks found.
@@ -119,9 +122,12 @@ impl Session {
             limit: None,
         };
         let label = format!("{name} {} {}", target.primary(), pace_text(pace));
+        let before = Snapshot::take(&s.watched);
         let outcome = drive(target.clone(), &spec, &label, s.verbose).await;
+        let cpu = Snapshot::take(&s.watched).since(&before);
         let rpc = target.primary();
-        let report = RunReport::new(name, role, pace, duration, &outcome, rpc, &s.criteria);
+        let mut report = RunReport::new(name, role, pace, duration, &outcome, rpc, &s.criteria);
+        report.cpu = cpu;
         if s.verbose {
             println!("{}", run_text(&report));
         }
@@ -151,7 +157,7 @@ impl Session {
                 best = Some(run);
             }
         }
-        self.record_peak(best)
+        self.record_peak(best, None)
     }
 
     /// The peak search (see the module doc); records and returns the peak.
@@ -192,7 +198,7 @@ impl Session {
                 best = Some(run);
             }
         }
-        let peak = self.record_peak(best)?;
+        let peak = self.record_peak(best, Some(probe.achieved))?;
         let half = Pace::Open {
             rate: round_rate(peak.rate / 2.0),
         };
@@ -201,7 +207,7 @@ impl Session {
         Some(peak)
     }
 
-    fn record_peak(&mut self, best: Option<RunReport>) -> Option<Peak> {
+    fn record_peak(&mut self, best: Option<RunReport>, saturated: Option<f64>) -> Option<Peak> {
         let run = best?;
         let peak = Peak {
             target: run.target.clone(),
@@ -209,6 +215,7 @@ impl Session {
             rate: rate_of(&run),
             achieved: run.achieved,
             latency: run.primary(),
+            saturated,
         };
         self.peaks.push(peak.clone());
         Some(peak)

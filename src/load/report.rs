@@ -119,6 +119,8 @@ pub struct RunReport {
     pub sustained: bool,
     /// The primary RPC's p99 is within the bound.
     pub within_bound: bool,
+    /// CPU seconds each watched process spent during the run.
+    pub cpu: BTreeMap<String, f64>,
 }
 
 impl RunReport {
@@ -177,7 +179,17 @@ impl RunReport {
             distribution: primary.map_or_else(Vec::new, |s| distribution(&s.latency)),
             sustained,
             within_bound: primary.is_some() && p99 <= criteria.p99_bound.as_micros() as u64,
+            cpu: BTreeMap::new(),
         }
+    }
+
+    /// CPU microseconds per completed request, per watched process.
+    pub fn cpu_per_request(&self) -> BTreeMap<String, f64> {
+        let n = self.completed.max(1) as f64;
+        self.cpu
+            .iter()
+            .map(|(name, s)| (name.clone(), round(s * 1e6 / n, 1)))
+            .collect()
     }
 
     /// The primary RPC's percentiles.
@@ -225,6 +237,8 @@ impl RunReport {
             "sustained": self.sustained,
             "within_bound": self.within_bound,
             "latency_us": latency,
+            "cpu_s": self.cpu,
+            "cpu_us_per_request": self.cpu_per_request(),
             "per_second": self.seconds.iter().map(|s| json!({
                 "t": s.t, "completed": s.completed, "p50_us": s.p50, "p99_us": s.p99,
                 "max_us": s.max,
@@ -278,6 +292,8 @@ pub struct Peak {
     pub achieved: f64,
     /// Its primary percentiles.
     pub latency: Percentiles,
+    /// What the closed-loop probe achieved (saturation), when the peak was searched.
+    pub saturated: Option<f64>,
 }
 
 /// The whole invocation.
@@ -305,6 +321,7 @@ impl Report {
                 json!({
                     "target": p.target, "rpc": p.rpc, "rate": p.rate,
                     "achieved_rps": round(p.achieved, 1), "latency_us": percentiles_json(&p.latency),
+                    "saturated_rps": p.saturated.map(|s| round(s, 1)),
                 })
             })
             .collect();
@@ -355,28 +372,30 @@ impl Report {
         out
     }
 
-    /// The peaks as a Markdown table, with ratios against the service when it is there.
+    /// The peaks as a Markdown table, with ratios against the service when it is there: of
+    /// the rates held within the bound, and of the closed-loop maxima (saturation).
     pub fn peak_table(&self) -> String {
         let bound = self.p99_bound_us as f64 / 1e3;
         let mut out = format!(
-            "\npeaks (highest open-loop rate sustained with p99 <= {bound} ms)\n\n\
-             | target | rpc | peak rate/s | achieved/s | p50 | p99 | service ÷ this |\n\
-             |---|---|---|---|---|---|---|\n"
+            "\npeaks: highest open-loop rate held with p99 <= {bound} ms, and the closed-loop maximum\n\n\
+             | target | rpc | held/s | p50 | p99 | closed-loop max/s | service ÷ this, held | service ÷ this, max |\n\
+             |---|---|---|---|---|---|---|---|\n"
         );
         let ours = self.peaks.iter().find(|p| p.target == "service");
+        let ratio = |of: Option<f64>, to: Option<f64>, same: bool| match (of, to) {
+            (Some(a), Some(b)) if !same && b > 0.0 => format!("{:.1}×", a / b),
+            _ => "-".into(),
+        };
         for p in &self.peaks {
-            let ratio = match ours {
-                Some(o) if p.target != "service" && p.achieved > 0.0 => {
-                    format!("{:.1}×", o.achieved / p.achieved)
-                }
-                _ => "-".into(),
-            };
+            let same = p.target == "service";
+            let held = ratio(ours.map(|o| o.achieved), Some(p.achieved), same);
+            let max = ratio(ours.and_then(|o| o.saturated), p.saturated, same);
+            let saturated = p.saturated.map_or("-".into(), |s| format!("{s:.0}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {ratio} |",
+                "| {} | {} | {:.0} | {} | {} | {saturated} | {held} | {max} |",
                 p.target,
                 p.rpc,
-                p.rate,
                 p.achieved,
                 ms(p.latency.p50),
                 ms(p.latency.p99)
@@ -413,6 +432,15 @@ pub fn run_text(run: &RunReport) -> String {
         "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "latency", "p50", "p90", "p99", "p99.9", "max", "count"
     );
+    if !run.cpu.is_empty() {
+        let per = run.cpu_per_request();
+        let cpu: Vec<String> = run
+            .cpu
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.2}s = {:.1}µs/request", per[name]))
+            .collect();
+        let _ = writeln!(out, "  cpu: {}", cpu.join(", "));
+    }
     for (rpc, p) in &run.latency {
         let _ = writeln!(
             out,
@@ -524,6 +552,7 @@ mod tests {
                     rate: 1000.0,
                     achieved: 1000.0,
                     latency: Percentiles::default(),
+                    saturated: None,
                 },
                 Peak {
                     target: "redis-geo-1km".into(),
@@ -531,6 +560,7 @@ mod tests {
                     rate: 100.0,
                     achieved: 100.0,
                     latency: Percentiles::default(),
+                    saturated: None,
                 },
             ],
             p99_bound_us: 5_000,
@@ -569,6 +599,7 @@ mod tests {
             rate: achieved,
             achieved,
             latency: Percentiles::default(),
+            saturated: Some(achieved * 1.5),
         };
         let doc = Report {
             peaks: vec![peak("service", 12_000.0), peak("redis-geo-500m", 4_000.0)],
@@ -576,10 +607,7 @@ mod tests {
             ..Report::default()
         };
         let table = doc.peak_table();
-        assert!(
-            table.contains("| redis-geo-500m | x | 4000 | 4000 |"),
-            "{table}"
-        );
-        assert!(table.contains("3.0×"), "{table}");
+        assert!(table.contains("| redis-geo-500m | x | 4000 |"), "{table}");
+        assert!(table.contains("| 6000 | 3.0× | 3.0× |"), "{table}");
     }
 }

@@ -497,6 +497,7 @@ mod tests {
             ],
             sustained: true,
             within_bound: true,
+            cpu: BTreeMap::new(),
         }
     }
 
@@ -573,6 +574,7 @@ mod tests {
                 rate: 100.0,
                 achieved: 100.0,
                 latency: Percentiles::default(),
+                saturated: None,
             }],
             p99_bound_us: 5_000,
             ..Report::default()
