@@ -8,7 +8,7 @@ use super::{ServiceError, ServiceResult, Vicinity};
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, UserId, ValidationError,
-        nearby::{Hit, NearbyRequest, OrderContext, PageToken},
+        nearby::{Hit, NearbyRequest, PageToken},
         user::GenderFilter,
     },
     storage::Position,
@@ -97,9 +97,10 @@ impl Vicinity {
     pub async fn list_nearby(&self, list: &ListNearby) -> ServiceResult<NearbyPage> {
         let binding = list.token_binding();
         let page = match &list.page_token {
-            Some(text) => Some(self.fresh_token(text, &binding)?),
+            Some(text) => Some(PageToken::decode(text, &self.deps.secret, &binding)?),
             None => None,
         };
+        let pinned_epoch = page.as_ref().map(|t| t.epoch);
         let request = NearbyRequest {
             viewer: list.viewer.clone(),
             max_distance_m: list.max_distance_m,
@@ -114,6 +115,11 @@ impl Vicinity {
                 .await?;
             return Err(ServiceError::LocationRequired);
         };
+        // A token from before the previous epoch (by the store's clock) is refused: its
+        // page would mix orders that no longer exist.
+        if pinned_epoch.is_some_and(|epoch| epoch + 1 < result.current_epoch) {
+            return Err(ValidationError::new("page_token", "has expired; start again").into());
+        }
         let next_page_token = match result.page.hits.last() {
             Some(last) if result.page.more => Some(
                 PageToken {
@@ -150,16 +156,6 @@ impl Vicinity {
             .zip(granted.into_iter().skip(1))
             .filter_map(|(hit, ok)| ok.then_some(hit))
             .collect())
-    }
-
-    /// Decodes a page token and refuses one from before the previous order epoch.
-    fn fresh_token(&self, text: &str, binding: &[u8]) -> ServiceResult<PageToken> {
-        let token = PageToken::decode(text, &self.deps.secret, binding)?;
-        let current = OrderContext::epoch_at(self.deps.clock.now());
-        if token.epoch + 1 < current {
-            return Err(ValidationError::new("page_token", "has expired; start again").into());
-        }
-        Ok(token)
     }
 
     /// Leaves People Nearby: the entry stays until its new `purge_at` at the latest. `None`

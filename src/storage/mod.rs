@@ -56,6 +56,8 @@ pub struct NearbyResult {
     pub page: Page,
     /// The order epoch used (for the next page token).
     pub epoch: u64,
+    /// The current order epoch by the store's clock (to judge a page token's age).
+    pub current_epoch: u64,
     /// The viewer cell used (for the next page token).
     pub viewer_cell: CellIndex,
 }

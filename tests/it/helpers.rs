@@ -46,6 +46,9 @@ use vicinity::{
 
 use crate::capture;
 
+/// How far a store may round a deadline down: the Redis store keeps whole seconds.
+pub const ROUNDING_MS: i64 = 1_000;
+
 /// Where every test clock starts: a realistic time (late 2026), not the epoch.
 pub const START_MILLIS: i64 = 1_790_000_000_000;
 /// The purge sweep interval of test servers on the embedded store.

@@ -4,6 +4,7 @@ use vicinity::grpc::pb::{ConsentState, Feature, Gender};
 
 use crate::{
     calls::{ACCURACY_M, NOTICE, millis},
+    helpers::ROUNDING_MS,
     helpers::{Backend, on_both_backends, spawn_app_on},
     places::HOME,
 };
@@ -85,7 +86,10 @@ async fn export_shows_consents_history_and_the_stored_rounded_location(backend: 
     assert_eq!(location.accuracy_m, ACCURACY_M.max(11.0).round());
     let last_active = millis(stored.last_active.as_ref());
     let purge_at = millis(stored.purge_at.as_ref());
-    assert!((before..=after).contains(&last_active), "{last_active}");
+    assert!(
+        (before - ROUNDING_MS..=after).contains(&last_active),
+        "{last_active}"
+    );
     assert_eq!(purge_at - last_active, app.retention.as_millis() as i64);
     assert_eq!(millis(stored.visible_until.as_ref()), purge_at);
     assert!(export.shake_history.is_empty());

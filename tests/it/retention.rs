@@ -198,9 +198,11 @@ mod on_redis {
         let after = app.store_now_millis().await;
 
         let second_purge = millis(second.purge_at.as_ref());
-        assert!(second_purge - first_purge >= 1_500, "moved by the wait");
+        // Both deadlines are whole seconds on Redis: a 1.5 s wait moves them by 1 s or more.
+        assert!(second_purge - first_purge >= 1_000, "moved by the wait");
         assert!(
-            (before + RETENTION_MS..=after + RETENTION_MS).contains(&second_purge),
+            (before + RETENTION_MS - crate::helpers::ROUNDING_MS..=after + RETENTION_MS)
+                .contains(&second_purge),
             "{second_purge} is one retention after {before}..={after}"
         );
         assert_eq!(millis(second.visible_until.as_ref()), second_purge);
@@ -223,7 +225,7 @@ mod on_redis {
         let left = app.leave("alice").await.unwrap();
         let left_purge = millis(left.purge_at.as_ref());
         assert!(
-            left_purge - joined_purge >= 1_500,
+            left_purge - joined_purge >= 1_000,
             "leaving renews purge_at"
         );
 

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::ticket;
+use crate::domain::nearby::{OrderContext, ticket};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -259,6 +259,7 @@ impl LocationStore for MemoryStore {
         Ok(Some(NearbyResult {
             page,
             epoch: query.order.epoch,
+            current_epoch: OrderContext::epoch_at(now),
             viewer_cell: query.viewer_cell(),
         }))
     }

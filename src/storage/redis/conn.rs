@@ -117,6 +117,14 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     ) {
         return StoreError::new(StoreErrorKind::Corrupt, context);
     }
+    if error.code() == Some("WRONGTYPE") {
+        // Data this version cannot read: retrying will not help.
+        return StoreError {
+            kind: StoreErrorKind::Corrupt,
+            context,
+            source: Some(Box::new(error)),
+        };
+    }
     let kind = if error.is_timeout() {
         StoreErrorKind::Timeout
     } else {

@@ -23,9 +23,9 @@
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
 //! reads each cell in the viewer's in-band order (a rotation of tickets) and takes only what
-//! the page needs: work is bounded by `limit`, not by how crowded a cell is. Deadlines are in
-//! whole seconds inside members and for the sweeper (data goes up to 1 s early, never late);
-//! the user record keeps them to the millisecond.
+//! the page needs: work is bounded by `limit`, not by how crowded a cell is. Deadlines are
+//! whole seconds (`purge_at` is rounded down when it is set, so what the API reports is
+//! exactly when the data goes).
 //!
 //! `P` is the snapping cell's H3 parent at [`PARTITION_RES`] (about 250 km²), so a search
 //! touches one to three partitions, i.e. one to three cluster slots. User records are spread

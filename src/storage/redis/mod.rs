@@ -31,7 +31,7 @@ use self::conn::bounded;
 use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyQuery, NearbyRequest, ticket},
+    nearby::{NearbyQuery, NearbyRequest, OrderContext, ticket},
 };
 
 /// Extra members read per cell, so that entries past their deadline but not yet swept (at
@@ -362,6 +362,7 @@ impl LocationStore for RedisStore {
         Ok(Some(NearbyResult {
             page,
             epoch: query.order.epoch,
+            current_epoch: OrderContext::epoch_at(now),
             viewer_cell: query.viewer_cell(),
         }))
     }

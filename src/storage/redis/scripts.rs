@@ -50,22 +50,25 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{NOW}{EXPIRE_AT}{MEMBERS}{body}"))
 }
 
-/// Adds (or renews) a user in a cell with `purge_at = now + retention`, replacing any member
-/// of the same user there (found by its ticket, without a scan).
+/// Adds (or renews) a user in a cell with `purge_at = now + retention` rounded down to the
+/// second (deadlines in members are whole seconds, so the replies say exactly when the data
+/// goes) and `last_active = purge_at - retention`, replacing any member of the same user
+/// there (found by its ticket, without a scan).
 /// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
-/// Returns `{now, purge_at}`.
+/// Returns `{last_active, purge_at}`.
 pub static CELL_ADD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local purge = now + tonumber(ARGV[4])
+local retention = tonumber(ARGV[4])
+local purge = math.floor((now + retention) / 1000) * 1000
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
   if string.sub(old, 9) == ARGV[2] then redis.call('ZREM', KEYS[1], old) end
 end
 redis.call('ZADD', KEYS[1], ARGV[3], member(ARGV[1], purge, ARGV[2]))
-redis.call('ZADD', KEYS[2], 'LT', num(math.floor(purge / 1000) * 1000), ARGV[5])
+redis.call('ZADD', KEYS[2], 'LT', num(purge), ARGV[5])
 expire_at(KEYS[1], purge)
 expire_at(KEYS[2], purge)
-return {now, purge}
+return {purge - retention, purge}
 ",
     )
 });
