@@ -11,7 +11,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyRequest, Secret, ticket},
+    nearby::{NearbyRequest, Secret, Tickets},
     user::GenderFilter,
 };
 
@@ -46,7 +46,7 @@ fn population(grid: &SnapGrid, n: usize, half_side_deg: f64) -> Cells {
             Gender::Male
         };
         let user = UserId::parse(&format!("user-{i}"), "user_id").expect("valid");
-        let ticket = ticket(&user);
+        let ticket = Tickets::new(&Secret::from_bytes([42; 32])).of(&user);
         cells.entry(cell).or_default().push((user, ticket, gender));
     }
     cells
@@ -81,7 +81,7 @@ fn query(c: &mut Criterion) {
                 let query = req.query(viewer, now);
                 let page = query.search(&grid, |cell, sink| {
                     for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
-                        sink.offer_ticketed(user, *ticket, *gender, now);
+                        sink.offer(user, *ticket, *gender, now);
                     }
                 });
                 black_box(page)

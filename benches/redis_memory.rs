@@ -11,7 +11,10 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::future::try_join_all;
 use vicinity::{
-    domain::{Feature, Gender, Location, Retention, SnapGrid, UserId},
+    domain::{
+        Feature, Gender, Location, Retention, SnapGrid, UserId,
+        nearby::{Secret, Tickets},
+    },
     storage::{
         LocationStore, Position,
         redis::{RedisStore, Target},
@@ -65,6 +68,7 @@ async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
     let store = RedisStore::connect(
         &Target::Single(server.url()),
         grid,
+        Tickets::new(&Secret::from_bytes([4; 32])),
         Retention::default(),
         Duration::from_secs(10),
     )

@@ -11,6 +11,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     config::Config,
     config::StoreConfig,
+    domain::nearby::Tickets,
     grpc::MAX_CALL_TIME,
     grpc::{
         GrpcApi,
@@ -151,9 +152,16 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         tracing::warn!(
             "using the embedded in-memory store: data is lost on restart and not shared between nodes"
         );
-        let store = MemoryStore::start(config.clock.clone(), config.grid, config.sweep_interval);
+        let tickets = Tickets::new(&config.secret);
+        let store = MemoryStore::start(
+            config.clock.clone(),
+            config.grid,
+            tickets,
+            config.sweep_interval,
+        );
         return Ok((store.clone(), store.clone(), store));
     };
+    let tickets = Tickets::new(&config.secret);
     for (url, found) in redis::persistence(locations).await? {
         if found.persists() && !allow_persistent {
             return Err(ServerError::PersistentLocationStore(url));
@@ -178,7 +186,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         );
     }
     let location_store =
-        RedisStore::connect(locations, config.grid, config.retention, *timeout).await?;
+        RedisStore::connect(locations, config.grid, tickets, config.retention, *timeout).await?;
     let consent_store = RedisConsentStore::connect(consents, *timeout).await?;
     let location_store = Arc::new(location_store);
     Ok((

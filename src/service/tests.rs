@@ -9,7 +9,7 @@ use crate::{
     domain::{
         Clock, ConsentRecord, Deadlines, Feature, Gender, Location, ManualClock, NoticeVersion,
         Retention, SnapGrid, Source, Timestamp, UserId,
-        nearby::{NearbyRequest, Secret},
+        nearby::{NearbyRequest, Secret, Tickets},
     },
     storage::{
         ConsentStore, LocationEntry, LocationStore, MemoryStore, NearbyResult, Position,
@@ -71,7 +71,13 @@ impl LocationStore for WithdrawnDuringTheWrite {
 #[tokio::test]
 async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
-    let store = MemoryStore::start(clock.clone(), SnapGrid::default(), Duration::from_secs(1));
+    let tickets = Tickets::new(&Secret::from_bytes([3; 32]));
+    let store = MemoryStore::start(
+        clock.clone(),
+        SnapGrid::default(),
+        tickets,
+        Duration::from_secs(1),
+    );
     let svc = Vicinity::new(Deps {
         locations: Arc::new(WithdrawnDuringTheWrite {
             store: store.clone(),

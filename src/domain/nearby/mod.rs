@@ -9,7 +9,7 @@ mod page;
 mod query;
 mod request;
 
-pub use order::{ORDER_SPACE, OrderContext, Secret, ticket};
+pub use order::{ORDER_SPACE, OrderContext, Secret, Tickets};
 pub use page::PageToken;
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
 pub use request::{

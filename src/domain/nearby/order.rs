@@ -81,16 +81,11 @@ impl OrderContext {
         self.offset
     }
 
-    /// The key of `user` in this order: their [`ticket`] rotated by [`Self::offset`]. The
-    /// in-band order is thus a secret-keyed rotation of one fixed pseudo-random arrangement:
-    /// independent of distance, stable for a cell and an epoch, different across them, and
-    /// (because tickets are stored as Redis scores) readable from a store in key order without
-    /// scanning a crowded cell.
-    pub fn key(&self, user: &UserId) -> u64 {
-        self.key_of_ticket(ticket(user))
-    }
-
-    /// The key of the user whose [`ticket`] is `ticket`.
+    /// The key of the user whose ticket ([`Tickets`]) is `ticket`: the ticket rotated by
+    /// [`Self::offset`]. The in-band order is thus a secret-keyed rotation of a secret-keyed
+    /// pseudo-random arrangement: independent of distance, stable for a cell and an epoch,
+    /// different across them, and (because tickets are stored as Redis scores) readable from a
+    /// store in key order without scanning a crowded cell.
     pub fn key_of_ticket(&self, ticket: u64) -> u64 {
         (ticket + ORDER_SPACE - self.offset) % ORDER_SPACE
     }
@@ -100,17 +95,33 @@ impl OrderContext {
 /// holds them exactly.
 pub const ORDER_SPACE: u64 = 1 << 52;
 
-/// A user's fixed pseudo-random place in the order space: the id folded 8 bytes at a time
-/// through a 64-bit finalizer. Stored as a Redis score, so it must never change.
-pub fn ticket(user: &UserId) -> u64 {
-    let bytes = user.as_str().as_bytes();
-    let mut h = 0x9e37_79b9_7f4a_7c15;
-    for chunk in bytes.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        h = fmix64(h ^ u64::from_le_bytes(word));
+/// Assigns each user a fixed pseudo-random place in the order space (their ticket), keyed by
+/// the server secret: the arrangement differs per deployment and cannot be computed from the
+/// ids alone. Stores keep tickets (Redis as scores), so every node sharing a store must share
+/// the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tickets(u64);
+
+impl Tickets {
+    /// The tickets of `secret`.
+    pub fn new(secret: &Secret) -> Self {
+        let mut hasher = secret.order_hasher();
+        hasher.write(b"tickets");
+        Self(hasher.finish())
     }
-    fmix64(h ^ bytes.len() as u64) % ORDER_SPACE
+
+    /// `user`'s ticket: the id folded 8 bytes at a time through a 64-bit finalizer seeded
+    /// with the keyed seed. About 5 ns.
+    pub fn of(&self, user: &UserId) -> u64 {
+        let bytes = user.as_str().as_bytes();
+        let mut h = self.0;
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = fmix64(h ^ u64::from_le_bytes(word));
+        }
+        fmix64(h ^ bytes.len() as u64) % ORDER_SPACE
+    }
 }
 
 /// MurmurHash3's 64-bit finalizer: a fast bijective mixer.
@@ -126,8 +137,6 @@ fn fmix64(mut h: u64) -> u64 {
 mod tests {
     use super::*;
 
-    const TICKET_OF_U1: u64 = 0x000d_ae48_f10f_4f3e;
-
     #[test]
     fn keys_are_stable_per_cell_and_epoch_and_change_across_them() {
         let secret = Secret::from_bytes([7; 32]);
@@ -135,31 +144,47 @@ mod tests {
         let other = CellIndex::try_from(0x8931aa42857ffff).unwrap();
         let user = UserId::parse("u1", "user_id").unwrap();
         let a = OrderContext::new(&secret, cell, 1);
-        assert_eq!(a.key(&user), OrderContext::new(&secret, cell, 1).key(&user));
-        assert_ne!(a.key(&user), OrderContext::new(&secret, cell, 2).key(&user));
+        let tickets = Tickets::new(&secret);
+        let key = |o: &OrderContext, u: &UserId| o.key_of_ticket(tickets.of(u));
+        assert_eq!(
+            key(&a, &user),
+            key(&OrderContext::new(&secret, cell, 1), &user)
+        );
         assert_ne!(
-            a.key(&user),
-            OrderContext::new(&secret, other, 1).key(&user)
+            key(&a, &user),
+            key(&OrderContext::new(&secret, cell, 2), &user)
+        );
+        assert_ne!(
+            key(&a, &user),
+            key(&OrderContext::new(&secret, other, 1), &user)
         );
         let other_secret = Secret::from_bytes([8; 32]);
         assert_ne!(
-            a.key(&user),
-            OrderContext::new(&other_secret, cell, 1).key(&user)
+            key(&a, &user),
+            key(&OrderContext::new(&other_secret, cell, 1), &user)
         );
     }
 
     #[test]
-    fn tickets_never_change_and_keys_rotate_them() {
+    fn tickets_are_keyed_stable_and_rotated_by_keys() {
+        let secret = Secret::from_bytes([7; 32]);
+        let tickets = Tickets::new(&secret);
         let user = UserId::parse("u1", "user_id").unwrap();
-        assert_eq!(ticket(&user), TICKET_OF_U1, "tickets are stored data");
-        let order = OrderContext::new(
-            &Secret::from_bytes([7; 32]),
-            CellIndex::try_from(0x8931aa42853ffff).unwrap(),
-            1,
+        assert_eq!(tickets.of(&user), tickets.of(&user));
+        assert!(tickets.of(&user) < ORDER_SPACE);
+        let elsewhere = Tickets::new(&Secret::from_bytes([8; 32]));
+        assert_ne!(
+            tickets.of(&user),
+            elsewhere.of(&user),
+            "keyed by the secret"
         );
-        assert_eq!(
-            (order.key(&user) + order.offset()) % ORDER_SPACE,
-            ticket(&user)
+        let (a, b) = (
+            UserId::parse("abcdefgh1", "u").unwrap(),
+            UserId::parse("abcdefgh2", "u").unwrap(),
         );
+        assert_ne!(tickets.of(&a), tickets.of(&b));
+        let order = OrderContext::new(&secret, CellIndex::try_from(0x8931aa42853ffff).unwrap(), 1);
+        let key = order.key_of_ticket(tickets.of(&user));
+        assert_eq!((key + order.offset()) % ORDER_SPACE, tickets.of(&user));
     }
 }

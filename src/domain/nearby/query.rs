@@ -137,13 +137,9 @@ impl Collector<'_, '_> {
 impl<'a> Collector<'_, 'a> {
     /// Offers a visible member of the cell being visited; filtered by viewer, block list,
     /// gender and cursor.
-    pub fn offer(&mut self, user_id: &'a UserId, gender: Gender, last_active: Timestamp) {
-        self.offer_ticketed(user_id, super::ticket(user_id), gender, last_active);
-    }
-
-    /// [`Collector::offer`] for a store that keeps each member's order ticket
-    /// ([`super::ticket`]), sparing a hash of the id per candidate.
-    pub fn offer_ticketed(
+    ///
+    /// `ticket` is the member's order ticket ([`super::Tickets`]), which the store keeps.
+    pub fn offer(
         &mut self,
         user_id: &'a UserId,
         ticket: u64,
@@ -284,7 +280,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::domain::{Coordinates, nearby::Secret};
+    use crate::domain::{
+        Coordinates,
+        nearby::{Secret, Tickets},
+    };
 
     fn user(n: usize) -> UserId {
         UserId::parse(&format!("u{n}"), "user_id").unwrap()
@@ -324,9 +323,10 @@ mod tests {
         grid: &SnapGrid,
         cells: &HashMap<CellIndex, Vec<(UserId, Gender)>>,
     ) -> Page {
+        let tickets = Tickets::new(&Secret::from_bytes([3; 32]));
         q.search(grid, |cell, sink| {
             for (u, g) in cells.get(&cell).into_iter().flatten() {
-                sink.offer(u, *g, Timestamp::default());
+                sink.offer(u, tickets.of(u), *g, Timestamp::default());
             }
         })
     }

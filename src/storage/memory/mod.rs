@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::{OrderContext, ticket};
+use crate::domain::nearby::{OrderContext, Tickets};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -63,11 +63,11 @@ impl State {
         true
     }
 
-    fn insert(&mut self, entry: LocationEntry) {
+    fn insert(&mut self, entry: LocationEntry, ticket: u64) {
         let key = (entry.position.feature, entry.position.user_id.clone());
         self.remove(&key);
         let member = Member {
-            ticket: ticket(&key.1),
+            ticket,
             gender: entry.position.gender,
             deadlines: entry.deadlines,
         };
@@ -106,6 +106,7 @@ struct Shared {
     wake: Notify,
     clock: Arc<dyn Clock>,
     grid: SnapGrid,
+    tickets: Tickets,
     sweep_interval: Duration,
 }
 
@@ -126,12 +127,20 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// Starts a store and its purge task (call inside a tokio runtime). The task checks at
     /// each deadline and at least every `sweep_interval`, and stops when the store is dropped.
-    pub fn start(clock: Arc<dyn Clock>, grid: SnapGrid, sweep_interval: Duration) -> Arc<Self> {
+    ///
+    /// `tickets` give members their place in the in-band order (from the server secret).
+    pub fn start(
+        clock: Arc<dyn Clock>,
+        grid: SnapGrid,
+        tickets: Tickets,
+        sweep_interval: Duration,
+    ) -> Arc<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             clock,
             grid,
+            tickets,
             sweep_interval,
         });
         tokio::spawn(purge_task(shared.clone()));
@@ -189,11 +198,15 @@ impl LocationStore for MemoryStore {
         let deadlines = retention.deadlines(self.now());
         let mut state = self.shared.lock();
         let earliest = state.expirations.first().map(|e| e.0);
-        state.insert(LocationEntry {
-            position,
-            deadlines,
-            left: false,
-        });
+        let ticket = self.shared.tickets.of(&position.user_id);
+        state.insert(
+            LocationEntry {
+                position,
+                deadlines,
+                left: false,
+            },
+            ticket,
+        );
         drop(state);
         if earliest.is_none_or(|at| deadlines.purge_at < at) {
             self.shared.wake.notify_one();
@@ -219,11 +232,15 @@ impl LocationStore for MemoryStore {
             return Ok(None);
         };
         let deadlines = retention.deadlines(now);
-        state.insert(LocationEntry {
-            deadlines,
-            left: true,
-            ..entry
-        });
+        let ticket = self.shared.tickets.of(user);
+        state.insert(
+            LocationEntry {
+                deadlines,
+                left: true,
+                ..entry
+            },
+            ticket,
+        );
         Ok(Some(deadlines))
     }
 
@@ -252,7 +269,7 @@ impl LocationStore for MemoryStore {
             for (user, member) in members {
                 if member.deadlines.is_visible(now) {
                     let last_active = member.deadlines.last_active;
-                    sink.offer_ticketed(user, member.ticket, member.gender, last_active);
+                    sink.offer(user, member.ticket, member.gender, last_active);
                 }
             }
         });
@@ -333,7 +350,10 @@ impl ConsentStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{domain::ManualClock, storage::conformance};
+    use crate::{
+        domain::{ManualClock, nearby::Secret},
+        storage::conformance,
+    };
 
     #[tokio::test]
     async fn the_memory_store_passes_the_conformance_suite() {
@@ -341,6 +361,7 @@ mod tests {
         let store = MemoryStore::start(
             clock.clone(),
             SnapGrid::default(),
+            Tickets::new(&Secret::from_bytes([9; 32])),
             Duration::from_millis(20),
         );
         let probe = {
@@ -367,7 +388,13 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_store_stops_its_purge_task() {
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        let store = MemoryStore::start(clock, SnapGrid::default(), Duration::from_secs(3600));
+        let tickets = Tickets::new(&Secret::from_bytes([9; 32]));
+        let store = MemoryStore::start(
+            clock,
+            SnapGrid::default(),
+            tickets,
+            Duration::from_secs(3600),
+        );
         let weak = Arc::downgrade(&store.shared);
         drop(store);
         for _ in 0..100 {

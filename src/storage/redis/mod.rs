@@ -31,7 +31,7 @@ use self::conn::bounded;
 use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyQuery, NearbyRequest, OrderContext, ticket},
+    nearby::{NearbyQuery, NearbyRequest, OrderContext, Tickets},
 };
 
 /// Extra members read per cell, so that entries past their deadline but not yet swept (at
@@ -46,6 +46,7 @@ const FIRST_RINGS: u32 = 2;
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    tickets: Tickets,
     waker: Arc<shake::Waker>,
     grid: SnapGrid,
     retention: Retention,
@@ -61,12 +62,14 @@ impl RedisStore {
     pub async fn connect(
         target: &Target,
         grid: SnapGrid,
+        tickets: Tickets,
         retention: Retention,
         timeout: Duration,
     ) -> StoreResult<Self> {
         let conn = Conn::connect(target, timeout).await?;
         Ok(Self {
             conn,
+            tickets,
             waker: shake::Waker::start(target),
             grid,
             retention,
@@ -105,7 +108,7 @@ impl RedisStore {
             .key(keys::due_key(keys::partition(position.cell)))
             .arg(keys::gender_tag(position.gender).to_string())
             .arg(position.user_id.as_str())
-            .arg(ticket(&position.user_id))
+            .arg(self.tickets.of(&position.user_id))
             .arg(retention.window().as_millis() as u64)
             .arg(position.cell.to_string());
         let (now, purge): (i64, i64) = bounded(
@@ -351,7 +354,7 @@ impl LocationStore for RedisStore {
             self.fetch(&query, cells, &mut fetched).await?;
             let (page, complete) = query.search_rings(&self.grid, to, |cell, sink| {
                 for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
-                    sink.offer(user, *gender, *last_active);
+                    sink.offer(user, self.tickets.of(user), *gender, *last_active);
                 }
             });
             if complete || to >= query.last_ring(&self.grid) {

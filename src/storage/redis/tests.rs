@@ -8,7 +8,7 @@ use super::{EXPIRED_SLACK, Fetched, RedisConsentStore, RedisStore, Target, decod
 use crate::{
     domain::{
         Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
-        nearby::{NearbyRequest, PageToken, Secret},
+        nearby::{NearbyRequest, PageToken, Secret, Tickets},
         user::GenderFilter,
     },
     storage::{
@@ -58,8 +58,14 @@ fn count_on(ports: Vec<u16>) -> ProbeFuture {
 
 async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError> {
     let timeout = Duration::from_secs(2);
-    let store =
-        RedisStore::connect(&target, SnapGrid::default(), Retention::default(), timeout).await?;
+    let store = RedisStore::connect(
+        &target,
+        SnapGrid::default(),
+        Tickets::new(&Secret::from_bytes([4; 32])),
+        Retention::default(),
+        timeout,
+    )
+    .await?;
     let store = Arc::new(store);
     let consents = Arc::new(RedisConsentStore::connect(&target, timeout).await?);
     let sweeper: Arc<dyn LocationStore> = store.clone();
@@ -106,6 +112,7 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
     let store = RedisStore::connect(
         &target,
         SnapGrid::default(),
+        Tickets::new(&Secret::from_bytes([4; 32])),
         Retention::default(),
         Duration::from_secs(1),
     )
@@ -177,9 +184,15 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
     let server = RedisServer::start().expect("redis-server starts");
     let target = Target::Single(server.url());
     let timeout = Duration::from_secs(5);
-    let store = RedisStore::connect(&target, SnapGrid::default(), Retention::default(), timeout)
-        .await
-        .expect("connects");
+    let store = RedisStore::connect(
+        &target,
+        SnapGrid::default(),
+        Tickets::new(&Secret::from_bytes([4; 32])),
+        Retention::default(),
+        timeout,
+    )
+    .await
+    .expect("connects");
     let home = crowd(&store).await;
     let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
@@ -202,9 +215,15 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
     let server = RedisServer::start().expect("redis-server starts");
     let target = Target::Single(server.url());
     let timeout = Duration::from_secs(5);
-    let store = RedisStore::connect(&target, SnapGrid::default(), Retention::default(), timeout)
-        .await
-        .expect("connects");
+    let store = RedisStore::connect(
+        &target,
+        SnapGrid::default(),
+        Tickets::new(&Secret::from_bytes([4; 32])),
+        Retention::default(),
+        timeout,
+    )
+    .await
+    .expect("connects");
     crowd(&store).await;
     let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
     loop {
