@@ -79,6 +79,19 @@ fn location_keys(server: &RedisServer) -> Vec<String> {
         .collect()
 }
 
+/// Shakes as `user` at `at`; whether a partner was found.
+async fn shake(app: &TestApp, user: &str, at: crate::places::Point) -> bool {
+    let request = pb::ShakeRequest {
+        user_id: user.to_owned(),
+        location: Some(crate::calls::location(at)),
+    };
+    let reply = app.client.shake().shake(request).await.expect("shake");
+    matches!(
+        reply.into_inner().result,
+        Some(pb::shake_response::Result::Match(_))
+    )
+}
+
 /// Whether any key of the store names `user` or holds a member or field naming them.
 fn holds_user(server: &RedisServer, user: &str) -> bool {
     let script = "#!lua flags=allow-cross-slot-keys,no-writes
@@ -120,6 +133,20 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
         let reply = app.update(user, at, Gender::Female).await.expect("update");
         last_purge = last_purge.max(millis(reply.purge_at.as_ref()));
     }
+    // Shake too: a pairing leaves history for both users, purged by its deadline.
+    for user in ["s-a", "s-b"] {
+        app.grant(user, Feature::Shake).await.expect("grant");
+    }
+    let (a, b) = tokio::join!(
+        shake(&app, "s-a", HOME),
+        shake(&app, "s-b", HOME.offset_m(100.0, 0.0))
+    );
+    assert!(a && b, "the two shakers are paired");
+    last_purge = last_purge.max(wall_millis() + 3_000);
+    assert!(
+        holds_user(&locations, "s-a"),
+        "shake history is held until its deadline"
+    );
     assert!(locations.dbsize().expect("dbsize") > baseline);
 
     app.clear("p-clear", Feature::Unspecified)
@@ -156,6 +183,7 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
         "only the partition index may remain: {remaining:?}"
     );
     assert!(!holds_user(&locations, "p-expire"));
+    assert!(!holds_user(&locations, "s-a") && !holds_user(&locations, "s-b"));
     let consent_keys = consents.cli(&["--raw", "keys", "*"]).expect("keys");
     assert!(
         !consent_keys.contains("p-forget"),
@@ -181,6 +209,9 @@ async fn two_service_processes_on_one_redis_agree() {
         c.secret = secret;
     })
     .await;
+    // The second node's clock runs two hours ahead: expiry is decided by Redis's clock, so
+    // it must still see what the others wrote as live.
+    second.advance(Duration::from_secs(2 * 3600));
     let spots = crowd(HOME, 3, 200.0);
     first.join("two-a", spots[0], Gender::Male).await;
     first_secret_app
