@@ -432,15 +432,6 @@ pub fn run_text(run: &RunReport) -> String {
         "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "latency", "p50", "p90", "p99", "p99.9", "max", "count"
     );
-    if !run.cpu.is_empty() {
-        let per = run.cpu_per_request();
-        let cpu: Vec<String> = run
-            .cpu
-            .iter()
-            .map(|(name, s)| format!("{name} {s:.2}s = {:.1}µs/request", per[name]))
-            .collect();
-        let _ = writeln!(out, "  cpu: {}", cpu.join(", "));
-    }
     for (rpc, p) in &run.latency {
         let _ = writeln!(
             out,
@@ -452,6 +443,15 @@ pub fn run_text(run: &RunReport) -> String {
             ms(p.max),
             p.count
         );
+    }
+    if !run.cpu.is_empty() {
+        let per = run.cpu_per_request();
+        let cpu: Vec<String> = run
+            .cpu
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.2}s = {:.1}µs/request", per[name]))
+            .collect();
+        let _ = writeln!(out, "  cpu: {}", cpu.join(", "));
     }
     out
 }
