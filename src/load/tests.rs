@@ -71,7 +71,7 @@ async fn churn_updates_leave_and_come_back_without_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn w4_says_it_is_not_available_while_shake_is_unimplemented() {
+async fn w4_runs_when_shake_answers_and_says_it_is_not_available_otherwise() {
     let (addr, _stop) = spawn_server().await;
     let flags = ["--workload", "w4", "--rate", "10", "--duration", "1s"];
     let result = tokio::time::timeout(Duration::from_secs(9), super::run(&args(addr, &flags)))
