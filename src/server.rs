@@ -120,7 +120,15 @@ pub async fn run(
             drain.notify_one();
         }
     };
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // tonic's tcp_nodelay applies only to listeners it binds itself: without this, replies on
+    // accepted sockets wait for the client's delayed ACK (measured: p50 14 ms instead of 0.2).
+    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |socket| {
+        if let Ok(socket) = &socket {
+            let _ = socket.set_nodelay(true);
+        }
+        socket
+    });
+    let serve = router.serve_with_incoming_shutdown(incoming, signal);
     let result = tokio::select! {
         result = serve => result.map_err(ServerError::from),
         () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
