@@ -179,20 +179,26 @@ fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest
     }
 }
 
-#[tokio::test]
-async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
-    let server = RedisServer::start().expect("redis-server starts");
+/// A store on `server` with the default grid and retention.
+async fn single_store(server: &RedisServer) -> RedisStore {
     let target = Target::Single(server.url());
+    let tickets = Tickets::new(&Secret::from_bytes([4; 32]));
     let timeout = Duration::from_secs(5);
-    let store = RedisStore::connect(
+    RedisStore::connect(
         &target,
         SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([4; 32])),
+        tickets,
         Retention::default(),
         timeout,
     )
     .await
-    .expect("connects");
+    .expect("connects")
+}
+
+#[tokio::test]
+async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
     let home = crowd(&store).await;
     let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
@@ -213,17 +219,7 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
 #[tokio::test]
 async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
     let server = RedisServer::start().expect("redis-server starts");
-    let target = Target::Single(server.url());
-    let timeout = Duration::from_secs(5);
-    let store = RedisStore::connect(
-        &target,
-        SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([4; 32])),
-        Retention::default(),
-        timeout,
-    )
-    .await
-    .expect("connects");
+    let store = single_store(&server).await;
     crowd(&store).await;
     let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
     loop {
