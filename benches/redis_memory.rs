@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench redis_memory -- 100000 1000000` (the counts to measure; default
 //! 100000). Users are W1 (SPEC §6): uniform over a 40 km × 40 km box around (39.9, 116.4),
-//! seeded, ids `user-<n>`.
+//! seeded (the load harness's population, seed 1).
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +15,7 @@ use vicinity::{
         Feature, Gender, Location, Retention, SnapGrid, UserId,
         nearby::{Secret, Tickets},
     },
+    load::workload::Population,
     storage::{
         LocationStore, Position,
         redis::{RedisStore, Target},
@@ -22,34 +23,22 @@ use vicinity::{
     testing::redis::RedisServer,
 };
 
-/// The seed of the population.
-const SEED: u64 = 0x5eed_0000_0000_0001;
+/// The seed of the population (the load harness's default).
+const SEED: u64 = 1;
 /// Upserts in flight at once.
 const IN_FLIGHT: usize = 512;
 
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// W1: `n` users uniform over 40 km × 40 km around (39.9, 116.4).
+/// W1 (SPEC §6): `n` users of the load harness's seeded population.
 fn w1(n: usize) -> Vec<(String, f64, f64)> {
-    let mut rng = Rng(SEED);
-    let (half_lat, half_lng) = (
-        20_000.0 / 111_320.0,
-        20_000.0 / (111_320.0 * 39.9f64.to_radians().cos()),
-    );
-    (0..n)
+    let population = Population {
+        seed: SEED,
+        city: n as u64,
+        hotspot: 0,
+    };
+    (0..population.len())
         .map(|i| {
-            let lat = 39.9 + (rng.unit() * 2.0 - 1.0) * half_lat;
-            let lng = 116.4 + (rng.unit() * 2.0 - 1.0) * half_lng;
-            (format!("user-{i}"), lat, lng)
+            let user = population.user(i);
+            (user.id(), user.latitude, user.longitude)
         })
         .collect()
 }

@@ -2,11 +2,21 @@
 //!
 //! # Layout
 //!
-//! - [`domain`]: pure rules: validation newtypes, consent, retention, the snapping grid and
-//!   the nearby ranking. No I/O; time is passed in.
-//! - [`storage`]: the location and consent store traits, the embedded backend and the
-//!   conformance suite every backend passes.
+//! Layers depend one way: domain ← storage ← service ← grpc ← server ← bin.
+//!
+//! - [`domain`]: pure rules: validation newtypes, consent, retention, the snapping grid, the
+//!   nearby ranking and Shake's choice of partner. No I/O; time is passed in.
+//! - [`storage`]: the location, consent and Shake store traits with their contracts, the
+//!   embedded and Redis (single node and Cluster) backends, and the conformance suite every
+//!   backend passes.
+//! - [`service`]: each operation: consent gate, stores, audit trail, tracing spans.
+//! - [`grpc`]: thin adapters: proto conversion, API-key auth, deadlines, the Status mapping.
+//! - [`config`]: flags and `VICINITY_*` environment into one validated [`config::Config`].
+//! - [`server`]: `run(config, listener, shutdown)`: stores, sweeper, health, reflection.
+//! - [`client`]: a typed client for the operator commands, the tests and the harness.
+//! - [`telemetry`]: logging set-up.
 //! - [`load`]: the load-test harness behind `vicinity load` (SPEC §8).
+//! - [`testing`]: private `redis-server` processes and clusters for tests and benches.
 #![warn(missing_docs)]
 
 pub mod client;
