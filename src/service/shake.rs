@@ -28,7 +28,7 @@ impl Drop for WithdrawOnDrop {
             let store = self.store.clone();
             tokio::spawn(async move {
                 if let Err(error) = store.withdraw(&pending).await {
-                    tracing::warn!(%error, "could not withdraw a cancelled shake");
+                    tracing::warn!(%error, "could not withdraw an abandoned shake");
                 }
             });
         }

@@ -18,7 +18,7 @@ pub use memory::MemoryStore;
 use crate::domain::{
     ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Location, Retention, Timestamp,
     UserId,
-    nearby::{NearbyRequest, Page},
+    nearby::{NearbyQuery, NearbyRequest, OrderContext, Page},
     shake::{PendingShake, ShakeMatch, ShakePair},
 };
 
@@ -60,6 +60,18 @@ pub struct NearbyResult {
     pub current_epoch: u64,
     /// The viewer cell used (for the next page token).
     pub viewer_cell: CellIndex,
+}
+
+impl NearbyResult {
+    /// The result of running `query` at `now` (store clock).
+    pub fn of(query: &NearbyQuery, page: Page, now: Timestamp) -> Self {
+        Self {
+            page,
+            epoch: query.order.epoch,
+            current_epoch: OrderContext::epoch_at(now),
+            viewer_cell: query.viewer_cell(),
+        }
+    }
 }
 
 /// Where location entries live.

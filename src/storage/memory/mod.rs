@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::{OrderContext, Tickets};
+use crate::domain::nearby::Tickets;
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -273,12 +273,7 @@ impl LocationStore for MemoryStore {
                 }
             }
         });
-        Ok(Some(NearbyResult {
-            page,
-            epoch: query.order.epoch,
-            current_epoch: OrderContext::epoch_at(now),
-            viewer_cell: query.viewer_cell(),
-        }))
+        Ok(Some(NearbyResult::of(&query, page, now)))
     }
 
     async fn purge_expired(&self) -> StoreResult<u32> {

@@ -31,7 +31,7 @@ use self::conn::bounded;
 use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyQuery, NearbyRequest, OrderContext, Tickets},
+    nearby::{NearbyQuery, NearbyRequest, Tickets},
 };
 
 /// Extra members read per cell, so that entries past their deadline but not yet swept (at
@@ -362,12 +362,7 @@ impl LocationStore for RedisStore {
             }
             (from, to) = (to + 1, to * 2 + 1);
         };
-        Ok(Some(NearbyResult {
-            page,
-            epoch: query.order.epoch,
-            current_epoch: OrderContext::epoch_at(now),
-            viewer_cell: query.viewer_cell(),
-        }))
+        Ok(Some(NearbyResult::of(&query, page, now)))
     }
 
     async fn purge_expired(&self) -> StoreResult<u32> {
