@@ -22,15 +22,6 @@ impl Feature {
             Feature::Shake => "shake",
         }
     }
-
-    /// Parses [`Feature::as_str`]'s output (and the CLI's `people-nearby` spelling).
-    pub fn parse(name: &str) -> Option<Feature> {
-        match name {
-            "people_nearby" | "people-nearby" => Some(Feature::PeopleNearby),
-            "shake" => Some(Feature::Shake),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for Feature {
