@@ -215,7 +215,7 @@ fn segment(
         time.top,
         x1 - x0,
         tput.bottom() - time.top,
-        if i % 2 == 0 { "#000" } else { "#fff" }
+        if i.is_multiple_of(2) { "#000" } else { "#fff" }
     );
     let at = |t: usize| x(t0 + t as f64 + 0.5);
     let points = |f: &dyn Fn(&super::report::Second) -> u64| -> String {
@@ -519,7 +519,7 @@ mod tests {
             }
             let close = rest[open..].find('>').ok_or("unclosed tag")? + open;
             let tag = &rest[open + 1..close];
-            if tag.matches('"').count() % 2 != 0 {
+            if !tag.matches('"').count().is_multiple_of(2) {
                 return Err(format!("unbalanced quotes in <{tag}>"));
             }
             if let Some(name) = tag.strip_prefix('/') {

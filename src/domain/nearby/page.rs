@@ -77,7 +77,7 @@ fn mac(secret: &Secret, body: &[u8], binding: &[u8]) -> u64 {
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 1024 {
+    if !text.len().is_multiple_of(2) || text.len() > 1024 {
         return None;
     }
     (0..text.len())

@@ -154,10 +154,10 @@ impl<'a> Collector<'_, 'a> {
             return;
         }
         let key = q.order.key_of_ticket(ticket);
-        if let Some(after) = &q.after {
-            if (self.band_m, key, user_id) <= (after.band_m, after.key, &after.user_id) {
-                return;
-            }
+        if let Some(after) = &q.after
+            && (self.band_m, key, user_id) <= (after.band_m, after.key, &after.user_id)
+        {
+            return;
         }
         let candidate = Candidate {
             rank: u128::from(self.band_m) << 64 | u128::from(key),
@@ -167,10 +167,10 @@ impl<'a> Collector<'_, 'a> {
         };
         if self.best.len() < self.want {
             self.best.push(candidate);
-        } else if let Some(mut worst) = self.best.peek_mut() {
-            if candidate < *worst {
-                *worst = candidate;
-            }
+        } else if let Some(mut worst) = self.best.peek_mut()
+            && candidate < *worst
+        {
+            *worst = candidate;
         }
     }
 }

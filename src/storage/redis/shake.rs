@@ -90,16 +90,15 @@ async fn listen(waker: std::sync::Weak<Waker>, urls: Vec<String>) {
         let Some(channel) = waker.upgrade().map(|w| format!("vc:s:wake:{}", w.node)) else {
             return;
         };
-        if let Ok(client) = redis::Client::open(url.as_str()) {
-            if let Ok(mut pubsub) = client.get_async_pubsub().await {
-                if pubsub.subscribe(&channel).await.is_ok() {
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let Some(waker) = waker.upgrade() else { return };
-                        if let Ok(id) = message.get_payload::<String>() {
-                            waker.wake(&id);
-                        }
-                    }
+        if let Ok(client) = redis::Client::open(url.as_str())
+            && let Ok(mut pubsub) = client.get_async_pubsub().await
+            && pubsub.subscribe(&channel).await.is_ok()
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Some(waker) = waker.upgrade() else { return };
+                if let Ok(id) = message.get_payload::<String>() {
+                    waker.wake(&id);
                 }
             }
         }
