@@ -122,18 +122,21 @@ impl ConsentStore for RedisConsentStore {
     async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
         let granted = |raw: Option<String>| raw.is_some_and(|r| r.starts_with("granted"));
         if !self.conn.is_cluster() {
-            let mut pipe = redis::pipe();
+            // One script for the whole page: one command and a one-string reply instead of
+            // a pipeline of one HGET per user.
+            let mut call = scripts::CONSENT_GRANTED.prepare_invoke();
+            call.arg(tag(feature));
             for user in users {
-                pipe.cmd("HGET").arg(consent_key(user)).arg(tag(feature));
+                call.key(consent_key(user));
             }
             let mut conn = self.conn.clone();
-            let raw: Vec<Option<String>> = bounded(
+            let flags: String = bounded(
                 self.timeout,
                 "reading consents",
-                pipe.query_async(&mut conn),
+                call.invoke_async(&mut conn),
             )
             .await?;
-            return Ok(raw.into_iter().map(granted).collect());
+            return Ok(flags.bytes().map(|b| b == b'1').collect());
         }
         // A cluster refuses cross-slot pipelines: one call per user, all in flight at once.
         let calls = users.iter().map(|user| self.hget(user, feature));

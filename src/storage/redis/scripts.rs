@@ -488,3 +488,18 @@ return 1
 ",
     )
 });
+
+/// Whether each of KEYS (consent hashes) holds a GRANTED record for feature ARGV[1]: a string
+/// of '1' and '0'. Single node only (the keys span slots).
+pub static CONSENT_GRANTED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rec = redis.call('HGET', key, ARGV[1])
+  if rec and string.sub(rec, 1, 7) == 'granted' then out[i] = '1' else out[i] = '0' end
+end
+return table.concat(out)
+",
+    )
+});
