@@ -144,18 +144,7 @@ impl Session {
     ) -> Option<Peak> {
         let mut best: Option<RunReport> = None;
         for &rate in rates {
-            let run = self
-                .run(
-                    target,
-                    name,
-                    Role::Step,
-                    Pace::Open { rate },
-                    self.settings.duration,
-                )
-                .await;
-            if run.passed() && best.as_ref().is_none_or(|b| rate_of(b) < rate) {
-                best = Some(run);
-            }
+            self.step(target, name, rate, &mut best).await;
         }
         self.record_peak(best, None)
     }
@@ -184,19 +173,8 @@ impl Session {
         let mut tried: Vec<(f64, bool)> = Vec::new();
         let mut best: Option<RunReport> = None;
         while let Some(rate) = next_rate(probe.achieved, &tried) {
-            let run = self
-                .run(
-                    target,
-                    name,
-                    Role::Step,
-                    Pace::Open { rate },
-                    self.settings.duration,
-                )
-                .await;
-            tried.push((rate, run.passed()));
-            if run.passed() && best.as_ref().is_none_or(|b| rate_of(b) < rate) {
-                best = Some(run);
-            }
+            let passed = self.step(target, name, rate, &mut best).await;
+            tried.push((rate, passed));
         }
         let peak = self.record_peak(best, Some(probe.achieved))?;
         let half = Pace::Open {
@@ -205,6 +183,26 @@ impl Session {
         self.run(target, name, Role::HalfPeak, half, self.settings.duration)
             .await;
         Some(peak)
+    }
+
+    /// Runs one open-loop step at `rate`; keeps it in `best` when it passed at a higher rate
+    /// than the best so far. Returns whether it passed.
+    async fn step(
+        &mut self,
+        target: &Arc<dyn Target>,
+        name: &str,
+        rate: f64,
+        best: &mut Option<RunReport>,
+    ) -> bool {
+        let pace = Pace::Open { rate };
+        let run = self
+            .run(target, name, Role::Step, pace, self.settings.duration)
+            .await;
+        let passed = run.passed();
+        if passed && best.as_ref().is_none_or(|b| rate_of(b) < rate) {
+            *best = Some(run);
+        }
+        passed
     }
 
     fn record_peak(&mut self, best: Option<RunReport>, saturated: Option<f64>) -> Option<Peak> {

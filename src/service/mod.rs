@@ -85,6 +85,18 @@ impl Vicinity {
     }
 }
 
+/// A fresh random 64-bit id (for shakes).
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // As for random_id: a broken OS randomness source falls back to the time.
+    if getrandom::fill(&mut bytes).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// A fresh random id (128 bits, hex) for consent events.
 fn random_id() -> String {
     let mut bytes = [0u8; 16];

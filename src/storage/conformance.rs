@@ -426,29 +426,25 @@ async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
         "a withdrawn shake is never paired"
     );
     fx.shakes
-        .withdraw(&PendingOf::pending(again))
+        .withdraw(&pending_of(again))
         .await
         .expect("withdraw");
     assert_eq!(physical(fx).await, baseline);
 }
 
-/// Extracts the pending shake of an outcome.
-struct PendingOf;
-
-impl PendingOf {
-    fn pending(outcome: ShakeOutcome) -> crate::domain::shake::PendingShake {
-        match outcome {
-            ShakeOutcome::Pending(p) => p,
-            ShakeOutcome::Paired(pair) => panic!("unexpectedly paired with {:?}", pair.partner),
-        }
+/// The pending shake of an outcome (panics if it was paired).
+fn pending_of(outcome: ShakeOutcome) -> crate::domain::shake::PendingShake {
+    match outcome {
+        ShakeOutcome::Pending(p) => p,
+        ShakeOutcome::Paired(pair) => panic!("unexpectedly paired with {:?}", pair.partner),
     }
 }
 
 async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
     // Two pending shakes of one user (a user is never paired with themselves), one far and
     // one near the shakers that follow.
-    let _far = PendingOf::pending(shake(fx, 301, "x", 22.5).await);
-    let _near = PendingOf::pending(shake(fx, 302, "x", 22.001).await);
+    let _far = pending_of(shake(fx, 301, "x", 22.5).await);
+    let _near = pending_of(shake(fx, 302, "x", 22.001).await);
     let third = shake(fx, 303, "third", 22.0).await;
     let pair = paired(&third).expect("paired");
     assert_eq!(pair.partner, user("x"));
@@ -461,7 +457,7 @@ async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
         "a paired shake is never paired again"
     );
     let fifth = shake(fx, 305, "fifth", 22.0).await;
-    let left = PendingOf::pending(fifth);
+    let left = pending_of(fifth);
     fx.shakes.withdraw(&left).await.expect("withdraw");
 }
 

@@ -19,10 +19,7 @@ use futures_util::future::try_join_all;
 use h3o::CellIndex;
 
 use super::{RedisStore, conn::bounded, keys, scripts};
-use crate::{
-    domain::{Feature, Timestamp},
-    storage::StoreResult,
-};
+use crate::{domain::Feature, storage::StoreResult};
 
 /// Partitions visited per pass, and due cells per partition visit.
 const PARTS_PER_PASS: usize = 256;
@@ -30,7 +27,7 @@ const CELLS_PER_VISIT: usize = 1_000;
 
 /// Runs one pass; returns how many members were purged.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
-    let now = store_now(store).await?;
+    let now = crate::storage::LocationStore::now(store).await?;
     let mut conn = store.conn.clone();
     let due: Vec<String> = bounded(
         store.timeout,
@@ -51,11 +48,6 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
         .filter_map(|p| p.parse::<CellIndex>().ok())
         .map(|p| visit(store, p));
     Ok(shakes + try_join_all(visits).await?.into_iter().sum::<u32>())
-}
-
-async fn store_now(store: &RedisStore) -> StoreResult<Timestamp> {
-    use crate::storage::LocationStore;
-    store.now().await
 }
 
 async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
