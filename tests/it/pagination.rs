@@ -143,3 +143,70 @@ async fn a_page_token_works_only_for_its_viewer_and_filters(backend: Backend) {
     other_radius.page_token = first.next_page_token;
     assert_invalid(app.list_with(other_radius).await, "page_token");
 }
+
+/// The viewer at HOME and [`CROWD`] others within 40 m (one or two cells, so every cell read
+/// is cut short by the page), alternately female and male.
+async fn dense_app(backend: Backend) -> TestApp {
+    let app = spawn_app_on(backend).await;
+    app.join("viewer", HOME, Gender::Male).await;
+    for (i, at) in crowd(HOME, CROWD, 40.0).into_iter().enumerate() {
+        let gender = if i % 2 == 0 {
+            Gender::Female
+        } else {
+            Gender::Male
+        };
+        app.join(&format!("user-{i:02}"), at, gender).await;
+    }
+    app
+}
+
+fn ids_of(pages: &[pb::ListNearbyResponse]) -> Vec<&str> {
+    pages
+        .iter()
+        .flat_map(|p| p.users.iter().map(|u| u.user_id.as_str()))
+        .collect()
+}
+
+on_both_backends!(a_gender_filter_in_a_crowded_cell_still_fills_every_page);
+async fn a_gender_filter_in_a_crowded_cell_still_fills_every_page(backend: Backend) {
+    let app = dense_app(backend).await;
+    let mut request = limited("viewer", 5);
+    request.set_gender_filter(GenderFilter::Female);
+
+    let pages = all_pages(&app, request).await;
+
+    let ids = ids_of(&pages);
+    let unique: HashSet<_> = ids.iter().collect();
+    assert_eq!(ids.len(), CROWD / 2, "a user repeated or skipped");
+    assert_eq!(unique.len(), CROWD / 2);
+    assert_eq!(
+        pages.len(),
+        (CROWD / 2).div_ceil(5),
+        "a page came back short"
+    );
+    assert!(
+        pages
+            .iter()
+            .flat_map(|p| &p.users)
+            .all(|u| u.gender() == Gender::Female)
+    );
+}
+
+on_both_backends!(a_long_block_list_in_a_crowded_cell_still_fills_every_page);
+async fn a_long_block_list_in_a_crowded_cell_still_fills_every_page(backend: Backend) {
+    const SHOWN: usize = 10;
+    let app = dense_app(backend).await;
+    let mut request = limited("viewer", 4);
+    request.exclude_user_ids = (SHOWN..CROWD).map(|i| format!("user-{i:02}")).collect();
+
+    let pages = all_pages(&app, request).await;
+
+    let ids = ids_of(&pages);
+    let expected: HashSet<String> = (0..SHOWN).map(|i| format!("user-{i:02}")).collect();
+    assert_eq!(ids.len(), SHOWN, "a user repeated or skipped");
+    assert_eq!(
+        ids.iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
+        expected
+    );
+    assert_eq!(pages.len(), SHOWN.div_ceil(4), "a page came back short");
+}

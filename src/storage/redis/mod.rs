@@ -32,11 +32,8 @@ use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
     nearby::{NearbyQuery, NearbyRequest, Tickets},
+    user::GenderFilter,
 };
-
-/// Extra members read per cell, so that entries past their deadline but not yet swept (at
-/// most a second) do not leave a page short.
-const EXPIRED_SLACK: usize = 8;
 
 /// The rings fetched in the first batch of a search (19 cells): at city density they hold a
 /// page many times over, so one round trip is the rule and more are the sparse exception.
@@ -217,12 +214,23 @@ impl RedisStore {
             .after
             .as_ref()
             .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
+        let gender = match query.gender_filter {
+            GenderFilter::Any => "",
+            GenderFilter::Female => "f",
+            GenderFilter::Male => "m",
+        };
         let mut conn = self.conn.clone();
         let mut call = scripts::CELLS_READ.prepare_invoke();
-        call.arg(query.limit + 1 + EXPIRED_SLACK)
+        call.arg(query.limit + 1)
             .arg(query.order.offset())
             .arg(after_band)
-            .arg(after_key);
+            .arg(after_key)
+            .arg(gender)
+            .arg(query.viewer.as_str())
+            .arg(query.exclude.len());
+        for user in &query.exclude {
+            call.arg(user.as_str());
+        }
         for (cell, band) in &cells {
             call.key(keys::cell_key(*cell)).arg(*band);
         }

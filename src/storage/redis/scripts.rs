@@ -151,11 +151,17 @@ return n
 
 /// Reads cells in the viewer's in-band order and only as far as the page needs.
 /// KEYS: cells of one partition, sorted by band. ARGV: n (members wanted), offset (the
-/// order's rotation), cursor band (-1 for none), cursor key, then one band per key.
-/// For each cell it reads up to n members by ascending key = (ticket - offset) mod 2^52
-/// (after the cursor in the cursor's band), and it stops at a band boundary once n members
-/// are in hand: no member of a later band can make the page. Members past their deadline are
-/// left for the caller to drop (the sweeper removes them within a second).
+/// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
+/// k, then k excluded users, then one band per key.
+///
+/// A member's key is (ticket - offset) mod 2^52, and tickets are uniform, so for each band
+/// (cells sharing it) the script reads every cell's members with keys in one window
+/// `[lo, hi)` sized from the band's total (ZCARD) to hold about twice what is still wanted,
+/// widening it (doubling) only when the admitted members fall short. Members are admitted
+/// here (gender, viewer, block list, deadline), so the count is exact; once n are in hand
+/// the band is complete below `hi` and no later band can make the page. Every admitted
+/// member with a key below `hi` is returned; the caller ranks them. Work and reply are thus
+/// about 2n members whatever the density.
 /// Returns `{now, i1, 'member\nmember...', i2, ...}`, `i` the 1-based key index.
 pub static CELLS_READ: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -165,32 +171,73 @@ local n = tonumber(ARGV[1])
 local offset = tonumber(ARGV[2])
 local after_band = tonumber(ARGV[3])
 local after_key = tonumber(ARGV[4])
+local want_g = ARGV[5]
+local viewer = ARGV[6]
+local k = tonumber(ARGV[7])
+local skip = {}
+for j = 1, k do skip[ARGV[7 + j]] = true end
+local base = 7 + k
+local factor = 2
+if want_g ~= '' then factor = 4 end
+local function admit(m, list)
+  if (want_g == '' or string.sub(m, 1, 1) == want_g) and deadline_ms(m) > now then
+    local u = string.sub(m, 9)
+    if u ~= viewer and not skip[u] then list[#list + 1] = m end
+  end
+end
+local function range(key, lo, hi, list)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi))) do
+    admit(m, list)
+  end
+end
+local function read(key, a, b, list)
+  local s, e = offset + a, offset + b
+  if s >= M then
+    range(key, s - M, e - M, list)
+  elseif e <= M then
+    range(key, s, e, list)
+  else
+    range(key, s, M, list)
+    range(key, 0, e - M, list)
+  end
+end
 local out = {now}
-local count, band_now = 0, nil
-for i, key in ipairs(KEYS) do
-  local band = tonumber(ARGV[4 + i])
-  if band ~= band_now then
-    if count >= n then break end
-    band_now = band
+local count = 0
+local i = 1
+while i <= #KEYS and count < n do
+  local band = tonumber(ARGV[base + i])
+  local j, total = i, 0
+  while j <= #KEYS and tonumber(ARGV[base + j]) == band do
+    total = total + redis.call('ZCARD', KEYS[j])
+    j = j + 1
   end
   local lo = 0
   if band == after_band then lo = after_key + 1 end
-  local s = offset + lo
-  local got
-  if s < M then
-    got = redis.call('ZRANGEBYSCORE', key, num(s), '+inf', 'LIMIT', 0, n)
-    if #got < n and offset > 0 then
-      local more = redis.call('ZRANGEBYSCORE', key, 0, '(' .. num(offset), 'LIMIT', 0, n - #got)
-      for _, m in ipairs(more) do got[#got + 1] = m end
+  local lists = {}
+  for c = i, j - 1 do lists[c] = {} end
+  if total > 0 and lo < M then
+    local need = n - count
+    local width = math.ceil(M * math.min(1, (factor * need + 8) / total))
+    local from, got = lo, 0
+    while true do
+      local to = math.min(from + width, M)
+      for c = i, j - 1 do
+        local before = #lists[c]
+        read(KEYS[c], from, to, lists[c])
+        got = got + #lists[c] - before
+      end
+      if got >= need or to >= M then break end
+      from, width = to, width * 2
     end
-  else
-    got = redis.call('ZRANGEBYSCORE', key, num(s - M), '(' .. num(offset), 'LIMIT', 0, n)
+    count = count + got
   end
-  if #got > 0 then
-    out[#out + 1] = i
-    out[#out + 1] = table.concat(got, '\n')
-    count = count + #got
+  for c = i, j - 1 do
+    if #lists[c] > 0 then
+      out[#out + 1] = c
+      out[#out + 1] = table.concat(lists[c], '\n')
+    end
   end
+  i = j
 end
 return out
 ",
