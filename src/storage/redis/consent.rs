@@ -1,5 +1,7 @@
-//! Consent records in Redis: a hash of current records and a list of events per user, under
-//! one hash tag. No TTL: consent records are the data that outlive retention (SPEC §4.1), and
+//! Consent records in Redis: one string key per user and feature for the current record and
+//! a list of events per user, under one hash tag. The current records are plain strings so
+//! that the consent of a whole page of users is one `MGET` on a single node (SPEC §7: one
+//! round trip to the consent store per ListNearby). No TTL: consent records are the data that outlive retention (SPEC §4.1), and
 //! they live in a persisting Redis.
 
 use std::time::Duration;
@@ -81,11 +83,10 @@ impl RedisConsentStore {
         })
     }
 
-    async fn hget(&self, user: &UserId, feature: Feature) -> StoreResult<Option<String>> {
+    async fn get(&self, user: &UserId, feature: Feature) -> StoreResult<Option<String>> {
         let mut conn = self.conn.clone();
-        let cmd = redis::cmd("HGET")
-            .arg(consent_key(user))
-            .arg(tag(feature))
+        let cmd = redis::cmd("GET")
+            .arg(consent_key(user, tag(feature)))
             .clone();
         bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await
     }
@@ -94,7 +95,7 @@ impl RedisConsentStore {
 #[async_trait]
 impl ConsentStore for RedisConsentStore {
     async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord> {
-        match self.hget(user, feature).await? {
+        match self.get(user, feature).await? {
             Some(raw) => decode(user, &raw),
             None => Ok(ConsentRecord::undecided(user.clone(), feature)),
         }
@@ -102,11 +103,10 @@ impl ConsentStore for RedisConsentStore {
 
     async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
         let mut conn = self.conn.clone();
-        let cmd = redis::cmd("HMGET")
-            .arg(consent_key(user))
-            .arg("n")
-            .arg("s")
-            .clone();
+        let mut cmd = redis::cmd("MGET");
+        for feature in Feature::ALL {
+            cmd.arg(consent_key(user, tag(feature)));
+        }
         let raw: Vec<Option<String>> =
             bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await?;
         Feature::ALL
@@ -120,31 +120,24 @@ impl ConsentStore for RedisConsentStore {
     }
 
     async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
-        let granted = |raw: Option<String>| raw.is_some_and(|r| r.starts_with("granted"));
+        let granted =
+            |raw: &Option<Vec<u8>>| raw.as_ref().is_some_and(|r| r.starts_with(b"granted"));
         if !self.conn.is_cluster() {
-            // One script for the whole page: one command and a one-string reply instead of
-            // a pipeline of one HGET per user.
-            let mut call = scripts::CONSENT_GRANTED.prepare_invoke();
-            call.arg(tag(feature));
+            let mut cmd = redis::cmd("MGET");
             for user in users {
-                call.key(consent_key(user));
+                cmd.arg(consent_key(user, tag(feature)));
             }
             let mut conn = self.conn.clone();
-            let flags: String = bounded(
-                self.timeout,
-                "reading consents",
-                call.invoke_async(&mut conn),
-            )
-            .await?;
-            return Ok(flags.bytes().map(|b| b == b'1').collect());
+            let raw: Vec<Option<Vec<u8>>> =
+                bounded(self.timeout, "reading consents", cmd.query_async(&mut conn)).await?;
+            return Ok(raw.iter().map(granted).collect());
         }
-        // A cluster refuses cross-slot pipelines: one call per user, all in flight at once.
-        let calls = users.iter().map(|user| self.hget(user, feature));
-        Ok(try_join_all(calls)
-            .await?
-            .into_iter()
-            .map(granted)
-            .collect())
+        // A cluster refuses cross-slot commands: one GET per user, all in flight at once.
+        let calls = users.iter().map(|user| async move {
+            let raw = self.get(user, feature).await?;
+            Ok::<_, StoreError>(raw.is_some_and(|r| r.starts_with("granted")))
+        });
+        try_join_all(calls).await
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
@@ -166,9 +159,8 @@ impl ConsentStore for RedisConsentStore {
     async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         let mut call = scripts::CONSENT_APPEND.prepare_invoke();
-        call.key(consent_key(&event.user_id))
+        call.key(consent_key(&event.user_id, tag(event.feature)))
             .key(history_key(&event.user_id))
-            .arg(tag(event.feature))
             .arg(encode(&event));
         let _: i64 = bounded(
             self.timeout,
@@ -182,7 +174,10 @@ impl ConsentStore for RedisConsentStore {
     async fn forget(&self, user: &UserId) -> StoreResult<u32> {
         let mut conn = self.conn.clone();
         let mut call = scripts::CONSENT_FORGET.prepare_invoke();
-        call.key(consent_key(user)).key(history_key(user));
+        call.key(history_key(user));
+        for feature in Feature::ALL {
+            call.key(consent_key(user, tag(feature)));
+        }
         bounded(
             self.timeout,
             "forgetting consent",

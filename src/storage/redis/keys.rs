@@ -18,7 +18,7 @@
 //! | `vc:s:{shake}:mdue` | ZSET | mailboxes by when to delete them if never collected | — | `shake` |
 //! | `vc:sh:{<user_id>}` | LIST | Shake history: `deadline|partner|band|matched_at` | last deadline + 30 s | user |
 //! | `vc:s:hdue` | ZSET | users with history, by earliest deadline | none (holds ids only) | none |
-//! | `vc:c:{<user_id>}` | HASH | current consent per feature (no location; persisted store) | none | user |
+//! | `vc:c:{<user_id>}:<f>` | STRING | current consent record of feature `f` (`n`/`s`; no location; persisted store), one key each so a page of users is one `MGET` | none | user |
 //! | `vc:h:{<user_id>}` | LIST | consent history (no location; persisted store) | none | user |
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
@@ -41,7 +41,7 @@
 use h3o::{CellIndex, Resolution};
 
 use crate::{
-    domain::{Coordinates, Deadlines, Feature, Gender, Location, Timestamp, UserId},
+    domain::{Coordinates, Deadlines, Feature, Gender, Location, Retention, Timestamp, UserId},
     storage::{LocationEntry, Position},
 };
 
@@ -88,9 +88,9 @@ pub fn user_field(feature: Feature, user: &UserId) -> String {
     }
 }
 
-/// The current-consent hash of a user.
-pub fn consent_key(user: &UserId) -> String {
-    format!("vc:c:{{{user}}}")
+/// The current consent record of a user in a feature (`tag` is the feature's one-letter tag).
+pub fn consent_key(user: &UserId, tag: &str) -> String {
+    format!("vc:c:{{{user}}}:{tag}")
 }
 
 /// The consent-history list of a user.
@@ -194,6 +194,18 @@ pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> 
     out
 }
 
+/// An entry record without its leading `purge_at` (for a script that knows the server clock
+/// to prepend it): `last_active` will be `purge_at - retention`, not left.
+pub fn record_without_deadline(position: &Position, retention: Retention) -> Vec<u8> {
+    let lived = retention.window().as_millis() as i64;
+    let deadlines = Deadlines {
+        last_active: Timestamp::from_millis(0),
+        visible_until: Timestamp::from_millis(lived),
+        purge_at: Timestamp::from_millis(lived),
+    };
+    encode_record(position, &deadlines, false).split_off(13)
+}
+
 /// Decodes an entry record of `user` in `feature`; `None` when it is not one.
 pub fn decode_record(feature: Feature, user: &UserId, raw: &[u8]) -> Option<LocationEntry> {
     if raw.len() != RECORD_LEN {
@@ -279,7 +291,7 @@ mod tests {
         let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
         assert_eq!(tag(&cell_key(cell)), tag(&due_key(partition(cell))));
         let user = UserId::parse("u1", "user_id").unwrap();
-        assert_eq!(tag(&consent_key(&user)), tag(&history_key(&user)));
+        assert_eq!(tag(&consent_key(&user, "n")), tag(&history_key(&user)));
         let at = Timestamp::from_millis(1_790_003_600_999);
         let text = member(Gender::Male, at, &user);
         assert_eq!(text.len(), 1 + 7 + 2, "gender, 7 base-36 digits, id");

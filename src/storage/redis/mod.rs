@@ -121,6 +121,41 @@ impl RedisStore {
         })
     }
 
+    /// [`LocationStore::upsert`] on a single node: one atomic script ([`scripts::UPSERT`]).
+    async fn upsert_at_once(
+        &self,
+        position: &Position,
+        retention: Retention,
+    ) -> StoreResult<Deadlines> {
+        let part = keys::partition(position.cell);
+        let mut conn = self.conn.clone();
+        let mut call = scripts::UPSERT.prepare_invoke();
+        call.key(keys::cell_key(position.cell))
+            .key(keys::due_key(part))
+            .key(keys::user_key(&position.user_id))
+            .key(keys::PARTS)
+            .arg(keys::gender_tag(position.gender).to_string())
+            .arg(position.user_id.as_str())
+            .arg(self.tickets.of(&position.user_id))
+            .arg(retention.window().as_millis() as u64)
+            .arg(position.cell.to_string())
+            .arg(keys::user_field(position.feature, &position.user_id))
+            .arg(keys::record_without_deadline(position, retention))
+            .arg(part.to_string())
+            .arg(u8::from(keys::PARTITION_RES));
+        let (now, purge): (i64, i64) = bounded(
+            self.timeout,
+            "updating a location",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(Deadlines {
+            last_active: Timestamp::from_millis(now),
+            visible_until: Timestamp::from_millis(purge),
+            purge_at: Timestamp::from_millis(purge),
+        })
+    }
+
     /// The member text of a stored entry.
     fn member_of(entry: &LocationEntry) -> String {
         let p = &entry.position;
@@ -278,6 +313,9 @@ fn decode_cells(
 impl LocationStore for RedisStore {
     #[instrument(skip_all)]
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
+        if !self.conn.is_cluster() {
+            return self.upsert_at_once(&position, retention).await;
+        }
         let deadlines = self.cell_add(&position, retention).await?;
         let old = self.put_record(&position, &deadlines, false).await?;
         let old =

@@ -89,6 +89,76 @@ return n
     )
 });
 
+/// H3 on raw cells inside a script: the key text of an 8-byte big-endian cell (h3o's
+/// lower-case hex, no leading zeros) and its parent at a resolution (resolution field set,
+/// finer digits set to 7, as H3 defines it).
+pub(super) const CELLS: &str = r"
+local function cell_hex(b8)
+  local s = string.format('%02x%02x%02x%02x%02x%02x%02x%02x', string.byte(b8, 1, 8))
+  return (string.gsub(s, '^0+', ''))
+end
+local function parent_of(b8, r)
+  local b = {string.byte(b8, 1, 8)}
+  b[2] = r * 16 + b[2] % 16
+  local k, i = (15 - r) * 3, 8
+  while k >= 8 do
+    b[i] = 255
+    i, k = i - 1, k - 8
+  end
+  if k > 0 then
+    local m = 2 ^ k
+    b[i] = b[i] - b[i] % m + m - 1
+  end
+  return string.char(unpack(b))
+end
+";
+
+/// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
+/// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
+/// `purge_at`, which only the server clock knows), removes them from their previous cell
+/// when they moved (that cell's key is derived from the old record: an undeclared key, which
+/// a single node allows and a cluster would not, so a cluster takes the step-by-step path),
+/// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
+/// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
+/// id, field, record without `purge_at`, partition id, partition resolution.
+/// Returns `{last_active, purge_at}`.
+pub static UPSERT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{}",
+        r"
+local retention = tonumber(ARGV[4])
+local purge = math.floor((now + retention) / 1000) * 1000
+local user = ARGV[2]
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
+  if string.sub(old, 9) == user then redis.call('ZREM', KEYS[1], old) end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], member(ARGV[1], purge, user))
+redis.call('ZADD', KEYS[2], 'LT', num(purge), ARGV[5])
+expire_at(KEYS[1], purge)
+expire_at(KEYS[2], purge)
+local old = redis.call('HGET', KEYS[3], ARGV[6])
+redis.call('HSET', KEYS[3], ARGV[6], string.format('%013.0f', purge) .. ARGV[7])
+expire_at(KEYS[3], purge)
+if old and #old == 13 + #ARGV[7] and string.sub(old, 14, 21) ~= string.sub(ARGV[7], 1, 8) then
+  local cell = string.sub(old, 14, 21)
+  local part = cell_hex(parent_of(cell, tonumber(ARGV[9])))
+  local key = 'vc:n:{' .. part .. '}:c:' .. cell_hex(cell)
+  local due = 'vc:n:{' .. part .. '}:due'
+  local g = ({'u', 'f', 'm'})[string.byte(old, 32) % 4 + 1] or 'u'
+  redis.call('ZREM', key, member(g, tonumber(string.sub(old, 1, 13)), user))
+  if redis.call('ZCARD', key) == 0 then
+    redis.call('DEL', key)
+    redis.call('ZREM', due, cell_hex(cell))
+    if redis.call('ZCARD', due) == 0 then redis.call('DEL', due) end
+  end
+end
+redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
+expire_at(KEYS[4], purge + retention)
+return {purge - retention, purge}
+",
+    ))
+});
+
 /// Writes a user's record and returns the previous one (or nil).
 /// KEYS: user hash. ARGV: field, record, purge_at ms.
 pub static USER_PUT: LazyLock<Script> = LazyLock::new(|| {
@@ -324,24 +394,24 @@ return 1
 });
 
 /// Appends a consent event: current record and history in one step.
-/// KEYS: consent hash, history list. ARGV: feature tag, encoded record.
+/// KEYS: the feature's current record, history list. ARGV: encoded record.
 pub static CONSENT_APPEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 ",
     )
 });
 
 /// Deletes a user's consent records; returns how many events there were.
-/// KEYS: consent hash, history list.
+/// KEYS: history list, then every current record.
 pub static CONSENT_FORGET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local n = redis.call('LLEN', KEYS[2])
-redis.call('DEL', KEYS[1], KEYS[2])
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', unpack(KEYS))
 return n
 ",
     )
@@ -532,21 +602,6 @@ pub static HISTORY_UNDUE: LazyLock<Script> = LazyLock::new(|| {
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) <= now then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
-",
-    )
-});
-
-/// Whether each of KEYS (consent hashes) holds a GRANTED record for feature ARGV[1]: a string
-/// of '1' and '0'. Single node only (the keys span slots).
-pub static CONSENT_GRANTED: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local out = {}
-for i, key in ipairs(KEYS) do
-  local rec = redis.call('HGET', key, ARGV[1])
-  if rec and string.sub(rec, 1, 7) == 'granted' then out[i] = '1' else out[i] = '0' end
-end
-return table.concat(out)
 ",
     )
 });

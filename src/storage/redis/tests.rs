@@ -249,3 +249,101 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
     }
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
+
+async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects")
+}
+
+#[tokio::test]
+async fn scripts_name_cells_and_partitions_exactly_as_h3o_does() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let mut conn = connection(&server).await;
+    let body = format!(
+        "{}return {{cell_hex(ARGV[1]), cell_hex(parent_of(ARGV[1], tonumber(ARGV[2])))}}",
+        super::scripts::CELLS
+    );
+    let places = [
+        (39.9, 116.4),
+        (-33.86, 151.21),
+        (64.1, -21.9),
+        (0.0, 0.0),
+        (-89.9, 10.0),
+        (89.9, -170.0),
+        (51.5, -0.12),
+    ];
+    for (lat, lng) in places {
+        for res in [6, 7, 8, 9, 10, 15] {
+            let res = h3o::Resolution::try_from(res).expect("resolution");
+            let cell = LatLng::new(lat, lng).expect("valid").to_cell(res);
+            let (hex, part): (String, String) = redis::cmd("EVAL")
+                .arg(&body)
+                .arg(0)
+                .arg(u64::from(cell).to_be_bytes().as_slice())
+                .arg(u8::from(super::keys::PARTITION_RES))
+                .query_async(&mut conn)
+                .await
+                .expect("eval");
+            assert_eq!(hex, cell.to_string());
+            assert_eq!(part, super::keys::partition(cell).to_string());
+        }
+    }
+}
+
+#[tokio::test]
+async fn moving_far_leaves_no_key_of_the_old_place() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let mut conn = connection(&server).await;
+    let grid = SnapGrid::default();
+    let at = |lat: f64| {
+        let location = Location::new(lat, 116.4, 0.0).expect("valid");
+        Position {
+            user_id: UserId::parse("mover", "user_id").expect("valid"),
+            feature: Feature::PeopleNearby,
+            location,
+            cell: grid.snap(location.coords),
+            gender: Gender::Male,
+        }
+    };
+    let (from, to) = (at(39.9), at(41.9));
+    let old_part = super::keys::partition(from.cell);
+    assert_ne!(old_part, super::keys::partition(to.cell));
+    store
+        .upsert(from, Retention::default())
+        .await
+        .expect("upsert");
+    let pattern = format!("vc:n:{{{old_part}}}*");
+    let keys_there = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        let pattern = pattern.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .expect("keys");
+            keys
+        }
+    };
+    assert_eq!(keys_there(&mut conn).await.len(), 2, "cell and due index");
+
+    store.upsert(to, Retention::default()).await.expect("move");
+
+    assert!(
+        keys_there(&mut conn).await.is_empty(),
+        "the old place lingers"
+    );
+    let entry = store
+        .get(
+            Feature::PeopleNearby,
+            &UserId::parse("mover", "user_id").expect("valid"),
+        )
+        .await
+        .expect("get")
+        .expect("an entry");
+    assert_eq!(entry.position.location.coords.lat(), 41.9);
+}
