@@ -209,7 +209,7 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
     let mut fetched = Fetched::new();
     decode_cells(&cells, reply, Retention::default(), &mut fetched);
     let read: usize = fetched.values().map(Vec::len).sum();
-    // The window is sized for about twice the 21 wanted (plus 8), over both cells together.
+    // The window is sized for 1.5 times the 21 wanted (plus 8), over both cells together.
     assert!(read <= 4 * 21, "read {read} of 900 members");
     assert!(read > 20);
 }
