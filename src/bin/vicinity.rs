@@ -12,6 +12,11 @@ use vicinity::{
     load, server, telemetry,
 };
 
+/// glibc's malloc took about a fifth of the service's CPU under load (`perf`, see
+/// docs/performance.md); mimalloc's thread-local heaps suit tokio's many short allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Consent-gated People Nearby and Shake backend.
 #[derive(Parser)]
 #[command(name = "vicinity", version, about)]
