@@ -244,9 +244,6 @@ message_limits!(
 );
 
 fn warn_about_local_choices(config: &Config) {
-    tracing::warn!(
-        "using the embedded in-memory store: data is lost on restart and not shared between nodes"
-    );
     if config.auth.is_open() {
         tracing::warn!("no API keys configured: serving open on loopback only");
     }

@@ -340,6 +340,8 @@ async fn consent_records_follow_their_contract(fx: &Fixture) {
         .granted_among(Feature::Shake, &[other, who.clone()])
         .await;
     assert_eq!(among.expect("granted_among"), [false, true]);
+    let none = fx.consents.granted_among(Feature::Shake, &[]).await;
+    assert!(none.expect("granted_among of nobody").is_empty());
     let withdraw = grant.withdraw(at.plus(Duration::from_secs(1)), "c2".into());
     fx.consents
         .append(withdraw.clone().expect("a change"))

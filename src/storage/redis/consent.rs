@@ -12,7 +12,7 @@ use tonic::async_trait;
 use super::{
     Conn, Target,
     conn::bounded,
-    keys::{consent_key, history_key},
+    keys::{consent_key, history_key, legacy_consent_key},
     scripts,
 };
 use crate::{
@@ -120,6 +120,9 @@ impl ConsentStore for RedisConsentStore {
     }
 
     async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let granted =
             |raw: &Option<Vec<u8>>| raw.as_ref().is_some_and(|r| r.starts_with(b"granted"));
         if !self.conn.is_cluster() {
@@ -178,6 +181,8 @@ impl ConsentStore for RedisConsentStore {
         for feature in Feature::ALL {
             call.key(consent_key(user, tag(feature)));
         }
+        // The one-hash-per-user layout of earlier builds: erasure must not leave it behind.
+        call.key(legacy_consent_key(user));
         bounded(
             self.timeout,
             "forgetting consent",

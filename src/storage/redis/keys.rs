@@ -93,6 +93,12 @@ pub fn consent_key(user: &UserId, tag: &str) -> String {
     format!("vc:c:{{{user}}}:{tag}")
 }
 
+/// The current-consent hash of a user in builds before consent records became one key per
+/// feature: only ever deleted (by `forget`), never read.
+pub fn legacy_consent_key(user: &UserId) -> String {
+    format!("vc:c:{{{user}}}")
+}
+
 /// The consent-history list of a user.
 pub fn history_key(user: &UserId) -> String {
     format!("vc:h:{{{user}}}")

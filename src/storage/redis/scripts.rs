@@ -116,7 +116,8 @@ end
 /// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
 /// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
 /// `purge_at`, which only the server clock knows), removes them from their previous cell
-/// when they moved (that cell's key is derived from the old record: an undeclared key, which
+/// when they moved (found there by their ticket, whatever deadline that member carries; that
+/// cell's key is derived from the old record: an undeclared key, which
 /// a single node allows and a cluster would not, so a cluster takes the step-by-step path),
 /// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
 /// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
@@ -144,8 +145,9 @@ if old and #old == 13 + #ARGV[7] and string.sub(old, 14, 21) ~= string.sub(ARGV[
   local part = cell_hex(parent_of(cell, tonumber(ARGV[9])))
   local key = 'vc:n:{' .. part .. '}:c:' .. cell_hex(cell)
   local due = 'vc:n:{' .. part .. '}:due'
-  local g = ({'u', 'f', 'm'})[string.byte(old, 32) % 4 + 1] or 'u'
-  redis.call('ZREM', key, member(g, tonumber(string.sub(old, 1, 13)), user))
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[3], ARGV[3])) do
+    if string.sub(m, 9) == user then redis.call('ZREM', key, m) end
+  end
   if redis.call('ZCARD', key) == 0 then
     redis.call('DEL', key)
     redis.call('ZREM', due, cell_hex(cell))
@@ -228,8 +230,10 @@ return n
 /// (cells sharing it) the script reads every cell's members with keys in one window
 /// `[lo, hi)` sized from the band's total (ZCARD) to hold 1.5 times what is still wanted
 /// (3 times under a gender filter), widening it (doubling) only when the admitted members
-/// fall short. Per member the script allocates nothing but the deadline digits (compared as
-/// text: fixed-width base 36 sorts like the numbers), unless a block list is given. Members are admitted
+/// fall short. Per member the script allocates nothing but the deadline digits, unless a
+/// block list is given (a deadline of whole seconds `d` is visible iff `d > floor(now / 1000)`,
+/// the same rule as `d * 1000 > now`; compared as numbers, since Lua compares strings by the
+/// server's locale). Members are admitted
 /// here (gender, viewer, block list, deadline), so the count is exact; once n are in hand
 /// the band is complete below `hi` and no later band can make the page. Every admitted
 /// member with a key below `hi` is returned; the caller ranks them. Work and reply are thus
@@ -251,10 +255,10 @@ for j = 1, k do skip[ARGV[7 + j]] = true end
 local base = 7 + k
 local factor, g = 1.5, nil
 if want_g ~= '' then factor, g = 3, string.byte(want_g) end
-local now36 = string.sub(member('u', now, ''), 2)
+local now_s = math.floor(now / 1000)
 local vlen = 8 + #viewer
 local function admit(m, list)
-  if (g == nil or string.byte(m) == g) and string.sub(m, 2, 8) > now36
+  if (g == nil or string.byte(m) == g) and tonumber(string.sub(m, 2, 8), 36) > now_s
       and not (#m == vlen and string.sub(m, 9) == viewer)
       and (k == 0 or not skip[string.sub(m, 9)]) then
     list[#list + 1] = m

@@ -12,7 +12,7 @@ use crate::{
         user::GenderFilter,
     },
     storage::{
-        LocationStore, Position, StoreError, StoreErrorKind,
+        ConsentStore, LocationStore, Position, StoreError, StoreErrorKind,
         conformance::{self, Fixture, ProbeFuture},
     },
     testing::redis::{RedisCluster, RedisServer},
@@ -346,4 +346,32 @@ async fn moving_far_leaves_no_key_of_the_old_place() {
         .expect("get")
         .expect("an entry");
     assert_eq!(entry.position.location.coords.lat(), 41.9);
+}
+
+#[tokio::test]
+async fn forgetting_also_deletes_consent_kept_in_the_layout_of_earlier_builds() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let mut conn = connection(&server).await;
+    let user = UserId::parse("old-layout", "user_id").expect("valid");
+    let legacy = super::keys::legacy_consent_key(&user);
+    let _: i64 = redis::cmd("HSET")
+        .arg(&legacy)
+        .arg("n")
+        .arg("granted")
+        .query_async(&mut conn)
+        .await
+        .expect("hset");
+    let consents =
+        RedisConsentStore::connect(&Target::Single(server.url()), Duration::from_secs(2))
+            .await
+            .expect("connects");
+
+    consents.forget(&user).await.expect("forget");
+
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(&legacy)
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert_eq!(left, 0, "erasure left the old record behind");
 }
