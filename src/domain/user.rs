@@ -13,6 +13,12 @@ impl UserId {
     /// The longest id accepted, in bytes.
     pub const MAX_LEN: usize = 128;
 
+    /// The greatest valid id (`z` is the greatest allowed byte): a cursor that must pass
+    /// every user with its band and key uses it.
+    pub fn greatest() -> Self {
+        Self("z".repeat(Self::MAX_LEN).into())
+    }
+
     /// Validates `raw` as the request field `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, ValidationError> {
         if raw.is_empty() {

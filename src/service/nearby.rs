@@ -120,17 +120,14 @@ impl Vicinity {
         if pinned_epoch.is_some_and(|epoch| epoch + 1 < result.current_epoch) {
             return Err(ValidationError::new("page_token", "has expired; start again").into());
         }
-        let next_page_token = match result.page.hits.last() {
-            Some(last) if result.page.more => Some(
-                PageToken {
-                    epoch: result.epoch,
-                    viewer_cell: result.viewer_cell,
-                    cursor: last.cursor(),
-                }
-                .encode(&self.deps.secret, &binding),
-            ),
-            _ => None,
-        };
+        let next_page_token = result.page.next.map(|cursor| {
+            PageToken {
+                epoch: result.epoch,
+                viewer_cell: result.viewer_cell,
+                cursor,
+            }
+            .encode(&self.deps.secret, &binding)
+        });
         let users = self.consented(&list.viewer, result.page.hits).await?;
         Ok(NearbyPage {
             users,

@@ -47,13 +47,13 @@ impl Hit {
     }
 }
 
-/// One page of results, in order; `more` when another page follows.
+/// One page of results, in order, and where the next page starts when one follows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Page {
     /// At most `limit` hits.
     pub hits: Vec<Hit>,
-    /// Whether hits remain after these.
-    pub more: bool,
+    /// Present when hits may remain: continue after this point.
+    pub next: Option<Cursor>,
 }
 
 /// A validated People Nearby query.
@@ -73,6 +73,9 @@ pub struct NearbyQuery {
     pub order: OrderContext,
     /// Continue after this point (from a page token).
     pub after: Option<Cursor>,
+    /// The store read only the members before this (band, key) point (it bounds the work of
+    /// one call): the page ends there, and the next one continues from it.
+    pub read_until: Option<(u32, u64)>,
 }
 
 /// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
@@ -159,6 +162,11 @@ impl<'a> Collector<'_, 'a> {
         {
             return;
         }
+        if q.read_until
+            .is_some_and(|until| (self.band_m, key) >= until)
+        {
+            return;
+        }
         let candidate = Candidate {
             rank: u128::from(self.band_m) << 64 | u128::from(key),
             user_id,
@@ -230,21 +238,30 @@ impl NearbyQuery {
             // Every farther cell is at least this far: once the page's worst band is below
             // the band of that distance, no farther cell can change the page.
             let next = grid.ring_lower_bound_m(k + 1);
+            let next_band = grid.band_m(next);
             let settled = collector
                 .worst_band()
-                .is_some_and(|worst| worst < grid.band_m(next));
+                .is_some_and(|worst| worst < next_band)
+                || self.read_until.is_some_and(|(band, _)| band < next_band);
             if next > max_distance || settled {
                 break;
             }
         }
         let mut ranked = collector.best.into_sorted_vec();
-        let more = ranked.len() > self.limit;
+        let full = ranked.len() > self.limit;
         ranked.truncate(self.limit);
-        let page = Page {
-            hits: ranked.into_iter().map(Candidate::to_hit).collect(),
-            more,
+        let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
+        let next = match (hits.last(), self.read_until) {
+            (Some(last), _) if full => Some(last.cursor()),
+            // Everything before the point was read and is on this page: continue after it.
+            (_, Some((band_m, key))) => Some(Cursor {
+                band_m,
+                key: key.saturating_sub(1),
+                user_id: UserId::greatest(),
+            }),
+            _ => None,
         };
-        (page, complete)
+        (Page { hits, next }, complete)
     }
 
     /// The cells of rings `rings` that a search may visit: within the radius and not before
@@ -315,6 +332,7 @@ mod tests {
             exclude: HashSet::new(),
             order: OrderContext::new(&Secret::from_bytes([3; 32]), origin, 9),
             after: None,
+            read_until: None,
         }
     }
 
@@ -340,9 +358,9 @@ mod tests {
         loop {
             let page = run(&q, &grid, &cells);
             seen.extend(page.hits.iter().cloned());
-            match page.hits.last() {
-                Some(last) if page.more => q.after = Some(last.cursor()),
-                _ => break,
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
             }
         }
         let ids: HashSet<_> = seen.iter().map(|h| h.user_id.clone()).collect();
@@ -360,7 +378,7 @@ mod tests {
         let mut all = run(&query(origin, 1_000), &grid, &cells).hits;
         all.truncate(20);
         assert_eq!(page.hits, all);
-        assert!(page.more);
+        assert!(page.next.is_some());
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl NearbyRequest {
             exclude: self.exclude.clone(),
             order: OrderContext::new(&self.secret, cell, epoch),
             after: self.page.as_ref().map(|t| t.cursor.clone()),
+            read_until: None,
         }
     }
 }

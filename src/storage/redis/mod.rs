@@ -216,13 +216,14 @@ impl RedisStore {
     }
 
     /// Reads `cells` (with their bands) for `query`, one script call per partition,
-    /// concurrently; each call reads only as far as the page needs.
+    /// concurrently; each call reads only as far as the page needs. Returns the earliest
+    /// (band, key) point where a call stopped short of that (see [`scripts::CELLS_READ`]).
     async fn fetch(
         &self,
         query: &NearbyQuery,
         cells: Vec<(CellIndex, u32)>,
         into: &mut Fetched,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<(u32, u64)>> {
         let mut by_part: HashMap<CellIndex, Vec<(CellIndex, u32)>> = HashMap::new();
         for (cell, band) in cells {
             by_part
@@ -234,10 +235,12 @@ impl RedisStore {
             cells.sort_by_key(|(_, band)| *band);
             self.fetch_partition(query, cells)
         });
+        let mut until = None;
         for (cells, reply) in try_join_all(calls).await? {
-            decode_cells(&cells, reply, self.retention, into);
+            let stop = decode_cells(&cells, reply, self.retention, into);
+            until = earliest(until, stop);
         }
-        Ok(())
+        Ok(until)
     }
 
     async fn fetch_partition(
@@ -275,19 +278,33 @@ impl RedisStore {
     }
 }
 
-/// Decodes `{now, index, 'member\nmember...', ...}` into visible members; skips anything
-/// malformed and anything past its deadline.
+/// The earlier of two (band, key) points where a read stopped, either of which may be absent.
+fn earliest(a: Option<(u32, u64)>, b: Option<(u32, u64)>) -> Option<(u32, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Decodes `{now, stop band, stop key, index, 'member\nmember...', ...}` into visible
+/// members; skips anything malformed and anything past its deadline. Returns where the read
+/// stopped short, if it did.
 fn decode_cells(
     cells: &[(CellIndex, u32)],
     reply: Vec<Value>,
     retention: Retention,
     into: &mut Fetched,
-) {
+) -> Option<(u32, u64)> {
     let mut items = reply.into_iter();
-    let now = items
-        .next()
-        .and_then(|v| redis::from_redis_value::<i64>(v).ok())
-        .map_or(Timestamp::from_millis(i64::MAX), Timestamp::from_millis);
+    let mut int = || {
+        items
+            .next()
+            .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+    };
+    let now = int().map_or(Timestamp::from_millis(i64::MAX), Timestamp::from_millis);
+    let stop_band = int().and_then(|b| u32::try_from(b).ok());
+    let stop_key = int().and_then(|k| u64::try_from(k).ok()).unwrap_or(0);
+    let stop = stop_band.map(|band| (band, stop_key));
     let lived = retention.window().as_millis() as i64;
     while let (Some(index), Some(text)) = (items.next(), items.next()) {
         let (Ok(index), Ok(text)) = (
@@ -307,6 +324,7 @@ fn decode_cells(
             }
         }
     }
+    stop
 }
 
 #[async_trait]
@@ -387,7 +405,7 @@ impl LocationStore for RedisStore {
         let Some((_, own)) = own.filter(|(_, e)| !e.left && !e.deadlines.is_expired(now)) else {
             return Ok(None);
         };
-        let query = request.query(own.position.cell, now);
+        let mut query = request.query(own.position.cell, now);
         let mut fetched = Fetched::new();
         let (mut from, mut to) = (0, FIRST_RINGS);
         let page = loop {
@@ -397,7 +415,8 @@ impl LocationStore for RedisStore {
                 .into_iter()
                 .map(|cell| (cell, self.grid.band_m(distance_to(cell))))
                 .collect();
-            self.fetch(&query, cells, &mut fetched).await?;
+            let stop = self.fetch(&query, cells, &mut fetched).await?;
+            query.read_until = earliest(query.read_until, stop);
             let (page, complete) = query.search_rings(&self.grid, to, |cell, sink| {
                 for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
                     sink.offer(user, self.tickets.of(user), *gender, *last_active);

@@ -238,7 +238,11 @@ return n
 /// the band is complete below `hi` and no later band can make the page. Every admitted
 /// member with a key below `hi` is returned; the caller ranks them. Work and reply are thus
 /// about 1.5n members whatever the density.
-/// Returns `{now, i1, 'member\nmember...', i2, ...}`, `i` the 1-based key index.
+/// One call examines at most about `20n + 2000` members: when admitted members are rare (a
+/// gender filter in a crowd of one gender, a long block list, a stalled sweeper) it stops at a
+/// window's end and says where, and the page ends there (the next page continues from it).
+/// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
+/// it did not stop, `i` the 1-based key index.
 pub static CELLS_READ: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -264,8 +268,11 @@ local function admit(m, list)
     list[#list + 1] = m
   end
 end
+local examined, budget = 0, 20 * n + 2000
 local function range(key, lo, hi, list)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi))) do
+  local got = redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi))
+  examined = examined + #got
+  for _, m in ipairs(got) do
     admit(m, list)
   end
 end
@@ -280,10 +287,10 @@ local function read(key, a, b, list)
     range(key, 0, e - M, list)
   end
 end
-local out = {now}
+local out = {now, -1, 0}
 local count = 0
 local i = 1
-while i <= #KEYS and count < n do
+while i <= #KEYS and count < n and out[2] == -1 do
   local band = tonumber(ARGV[base + i])
   local j, total = i, 0
   while j <= #KEYS and tonumber(ARGV[base + j]) == band do
@@ -306,6 +313,10 @@ while i <= #KEYS and count < n do
         got = got + #lists[c] - before
       end
       if got >= need or to >= M then break end
+      if examined >= budget then
+        out[2], out[3] = band, to
+        break
+      end
       from, width = to, width * 2
     end
     count = count + got

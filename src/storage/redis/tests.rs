@@ -236,15 +236,15 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
             assert!(last.is_none_or(|l| l < order), "out of order");
             last = Some(order);
         }
-        match result.page.hits.last() {
-            Some(hit) if result.page.more => {
+        match result.page.next {
+            Some(cursor) => {
                 page = Some(PageToken {
                     epoch: result.epoch,
                     viewer_cell: result.viewer_cell,
-                    cursor: hit.cursor(),
+                    cursor,
                 });
             }
-            _ => break,
+            None => break,
         }
     }
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
@@ -374,4 +374,64 @@ async fn forgetting_also_deletes_consent_kept_in_the_layout_of_earlier_builds() 
         .await
         .expect("exists");
     assert_eq!(left, 0, "erasure left the old record behind");
+}
+
+#[tokio::test]
+async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
+    const MEN: usize = 9_000;
+    const WOMEN: usize = 5;
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let grid = SnapGrid::default();
+    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let centre = LatLng::from(home);
+    let location = Location::new(centre.lat(), centre.lng(), 0.0).expect("valid");
+    let writes = (0..MEN + WOMEN).map(|i| {
+        let position = Position {
+            user_id: UserId::parse(&format!("skew-{i}"), "user_id").expect("valid"),
+            feature: Feature::PeopleNearby,
+            location,
+            cell: home,
+            gender: if i < MEN {
+                Gender::Male
+            } else {
+                Gender::Female
+            },
+        };
+        store.upsert(position, Retention::default())
+    });
+    futures_util::future::try_join_all(writes)
+        .await
+        .expect("upserts");
+
+    let (mut seen, mut page, mut cut_short) = (Vec::new(), None, 0);
+    for _ in 0..50 {
+        let mut ask = request("skew-0", 1, page.take());
+        ask.gender_filter = GenderFilter::Female;
+        let result = store
+            .nearby(&ask)
+            .await
+            .expect("nearby")
+            .expect("own entry");
+        seen.extend(result.page.hits.iter().map(|h| h.user_id.to_string()));
+        let Some(cursor) = result.page.next else {
+            break;
+        };
+        if cursor.user_id == UserId::greatest() {
+            cut_short += 1;
+        }
+        page = Some(PageToken {
+            epoch: result.epoch,
+            viewer_cell: result.viewer_cell,
+            cursor,
+        });
+    }
+
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), WOMEN, "a woman repeated or skipped: {seen:?}");
+    assert_eq!(unique.len(), WOMEN);
+    assert!(
+        cut_short > 0,
+        "no read was cut short: the bound never engaged"
+    );
 }
