@@ -43,6 +43,7 @@ pub async fn run(fx: Fixture) {
     upsert_then_get_returns_the_rounded_entry(&fx).await;
     clearing_is_physical_and_idempotent(&fx).await;
     nearby_lists_others_in_range_by_band(&fx).await;
+    a_search_across_partitions_lists_both_sides(&fx).await;
     nearby_requires_the_viewers_own_entry(&fx).await;
     moving_leaves_the_old_cell(&fx).await;
     leaving_keeps_the_entry_visible_until_its_deadline(&fx).await;
@@ -204,6 +205,58 @@ async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
         "bands, not distances: {seen:?}"
     );
     clear_all(fx, &["v", "near", "mid", "far"]).await;
+}
+
+/// The viewer in a cell on the border of two Redis partitions (hash tags), one user in each
+/// neighbouring cell: everyone is listed whichever partition holds them.
+async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
+    use crate::storage::redis::keys::partition;
+    let grid = SnapGrid::default();
+    let start = grid.snap(crate::domain::Coordinates::new(10.0, 10.0).expect("valid"));
+    let border = start
+        .grid_disk::<Vec<_>>(60)
+        .into_iter()
+        .find(|cell| {
+            let mut parts: Vec<_> = cell
+                .grid_disk::<Vec<_>>(1)
+                .into_iter()
+                .map(partition)
+                .collect();
+            parts.sort();
+            parts.dedup();
+            parts.len() > 1
+        })
+        .expect("a partition border within 60 rings");
+    let at = |cell: h3o::CellIndex| {
+        let centre = h3o::LatLng::from(cell);
+        (centre.lat(), centre.lng())
+    };
+    let (lat, lng) = at(border);
+    fx.locations
+        .upsert(position("border-v", lat, lng, Gender::Male), long())
+        .await
+        .expect("upsert");
+    let mut names = Vec::new();
+    for (i, cell) in border.grid_ring::<Vec<_>>(1).into_iter().enumerate() {
+        let name = format!("border-{i}");
+        let (lat, lng) = at(cell);
+        fx.locations
+            .upsert(position(&name, lat, lng, Gender::Female), long())
+            .await
+            .expect("upsert");
+        names.push(name);
+    }
+    let mut seen: Vec<String> = listed(fx, "border-v")
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    seen.sort();
+    names.sort();
+    assert_eq!(seen, names, "a neighbour in the other partition was missed");
+    names.push("border-v".to_owned());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    clear_all(fx, &names).await;
 }
 
 async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {

@@ -1,6 +1,7 @@
-//! Every Lua script the Redis store runs, in one place. Each script touches keys of one hash
-//! tag only (one cluster slot), and takes time from the Redis server (`TIME`), so all service
-//! nodes agree on deadlines whatever their own clocks say.
+//! Every Lua script the Redis store runs, in one place. Each script takes time from the Redis
+//! server (`TIME`), so all service nodes agree on deadlines whatever their own clocks say.
+//! Scripts that a cluster runs touch keys of one hash tag only (one slot); [`UPSERT`] and
+//! [`CELLS_READ`] over several partitions run on a single node only, which allows it.
 
 use std::sync::LazyLock;
 
@@ -174,7 +175,8 @@ return old
     )
 });
 
-/// Reads a user's record with the server time: `{now, record or nil}`.
+/// Reads a user's record with the server time: `{now, record or nil}` (on a cluster, where
+/// `TIME` sent alone could reach another node).
 /// KEYS: user hash. ARGV: field.
 pub static USER_GET: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -222,7 +224,8 @@ return n
 });
 
 /// Reads cells in the viewer's in-band order and only as far as the page needs.
-/// KEYS: cells of one partition, sorted by band. ARGV: n (members wanted), offset (the
+/// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
+/// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
 /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
 /// k, then k excluded users, then one band per key.
 ///
