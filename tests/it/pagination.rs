@@ -16,9 +16,20 @@ const CROWD: usize = 60;
 
 /// The viewer at HOME and [`CROWD`] others within 2.5 km, on `backend`.
 async fn crowded_app(backend: Backend) -> TestApp {
+    app_with_crowd(backend, 2_500.0).await
+}
+
+/// The viewer at HOME and [`CROWD`] others within 40 m (one or two cells, so every cell read
+/// is cut short by the page).
+async fn dense_app(backend: Backend) -> TestApp {
+    app_with_crowd(backend, 40.0).await
+}
+
+/// The viewer at HOME and [`CROWD`] others within `radius_m`, alternately female and male.
+async fn app_with_crowd(backend: Backend, radius_m: f64) -> TestApp {
     let app = spawn_app_on(backend).await;
     app.join("viewer", HOME, Gender::Male).await;
-    for (i, at) in crowd(HOME, CROWD, 2_500.0).into_iter().enumerate() {
+    for (i, at) in crowd(HOME, CROWD, radius_m).into_iter().enumerate() {
         let gender = if i % 2 == 0 {
             Gender::Female
         } else {
@@ -142,22 +153,6 @@ async fn a_page_token_works_only_for_its_viewer_and_filters(backend: Backend) {
     other_radius.max_distance_m = 1_000;
     other_radius.page_token = first.next_page_token;
     assert_invalid(app.list_with(other_radius).await, "page_token");
-}
-
-/// The viewer at HOME and [`CROWD`] others within 40 m (one or two cells, so every cell read
-/// is cut short by the page), alternately female and male.
-async fn dense_app(backend: Backend) -> TestApp {
-    let app = spawn_app_on(backend).await;
-    app.join("viewer", HOME, Gender::Male).await;
-    for (i, at) in crowd(HOME, CROWD, 40.0).into_iter().enumerate() {
-        let gender = if i % 2 == 0 {
-            Gender::Female
-        } else {
-            Gender::Male
-        };
-        app.join(&format!("user-{i:02}"), at, gender).await;
-    }
-    app
 }
 
 fn ids_of(pages: &[pb::ListNearbyResponse]) -> Vec<&str> {

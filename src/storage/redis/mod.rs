@@ -125,17 +125,13 @@ impl RedisStore {
             .arg(self.tickets.of(&position.user_id))
             .arg(retention.window().as_millis() as u64)
             .arg(position.cell.to_string());
-        let (now, purge): (i64, i64) = bounded(
+        let reply = bounded(
             self.timeout,
             "adding to a cell",
             call.invoke_async(&mut conn),
         )
         .await?;
-        Ok(Deadlines {
-            last_active: Timestamp::from_millis(now),
-            visible_until: Timestamp::from_millis(purge),
-            purge_at: Timestamp::from_millis(purge),
-        })
+        Ok(written(reply))
     }
 
     /// [`LocationStore::upsert`] on a single node: one atomic script ([`scripts::UPSERT`]).
@@ -160,17 +156,13 @@ impl RedisStore {
             .arg(keys::record_without_deadline(position, retention))
             .arg(part.to_string())
             .arg(u8::from(keys::PARTITION_RES));
-        let (now, purge): (i64, i64) = bounded(
+        let reply = bounded(
             self.timeout,
             "updating a location",
             call.invoke_async(&mut conn),
         )
         .await?;
-        Ok(Deadlines {
-            last_active: Timestamp::from_millis(now),
-            visible_until: Timestamp::from_millis(purge),
-            purge_at: Timestamp::from_millis(purge),
-        })
+        Ok(written(reply))
     }
 
     /// The member text of a stored entry.
@@ -298,6 +290,16 @@ impl RedisStore {
         let reply: Vec<Value> =
             bounded(self.timeout, "reading cells", call.invoke_async(&mut conn)).await?;
         Ok((cells, reply))
+    }
+}
+
+/// The deadlines of a write from a script's `{last_active, purge_at}` reply (server clock;
+/// visible until purged, SPEC §4.2's default).
+fn written((last_active, purge): (i64, i64)) -> Deadlines {
+    Deadlines {
+        last_active: Timestamp::from_millis(last_active),
+        visible_until: Timestamp::from_millis(purge),
+        purge_at: Timestamp::from_millis(purge),
     }
 }
 
