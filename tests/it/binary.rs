@@ -53,6 +53,11 @@ struct Served {
 impl Served {
     /// `vicinity serve --listen 127.0.0.1:<free port>`, once `vicinity health` says SERVING.
     fn start() -> Served {
+        Self::start_with(&[])
+    }
+
+    /// [`Served::start`] with more arguments for `serve`.
+    fn start_with(extra: &[&str]) -> Served {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -61,6 +66,7 @@ impl Served {
             std::env::temp_dir().join(format!("vicinity-it-{}-{port}.log", std::process::id()));
         let child = vicinity()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("RUST_LOG", "trace")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("a log file"))
@@ -271,4 +277,20 @@ fn without_ansi(line: &str) -> String {
 fn timestamps_and_colours_are_left_out_of_the_leak_check() {
     let line = "\u{1b}[2m2026-11-24T12:39:50.912345Z\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m cell=8931aa";
     assert_eq!(without_timestamps(line), "DEBUG cell=8931aa");
+}
+
+#[test]
+fn the_start_up_warnings_name_the_store_actually_used() {
+    let embedded = Served::start();
+    assert!(embedded.log().contains("embedded in-memory store"));
+
+    let redis = vicinity::testing::redis::RedisServer::start().expect("redis-server starts");
+    let on_redis = Served::start_with(&["--redis-url", &redis.url()]);
+
+    let log = on_redis.log();
+    assert!(!log.contains("embedded in-memory store"), "{log}");
+    assert!(
+        log.contains("consent records share the location store"),
+        "{log}"
+    );
 }
