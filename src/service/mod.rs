@@ -59,8 +59,12 @@ impl Vicinity {
 
     /// Fails closed unless the user's current consent for `feature` is GRANTED (SPEC §4.1).
     async fn require_consent(&self, user: &UserId, feature: Feature) -> ServiceResult<()> {
-        let record = self.deps.consents.current(user, feature).await?;
-        if record.is_granted() {
+        let granted = self
+            .deps
+            .consents
+            .granted_among(feature, std::slice::from_ref(user))
+            .await?;
+        if granted.first().copied().unwrap_or(false) {
             Ok(())
         } else {
             Err(ServiceError::ConsentRequired(feature))

@@ -1,8 +1,11 @@
-//! Consent records in Redis: one string key per user and feature for the current record and
-//! a list of events per user, under one hash tag. The current records are plain strings so
-//! that the consent of a whole page of users is one `MGET` on a single node (SPEC §7: one
-//! round trip to the consent store per ListNearby). No TTL: consent records are the data that outlive retention (SPEC §4.1), and
-//! they live in a persisting Redis.
+//! Consent records in Redis, per user under one hash tag: the list of events (the history,
+//! whose last event of a feature is that feature's current record) and, per feature, a state
+//! key holding `1` while consent is GRANTED and `0` once withdrawn (absent: never decided).
+//! The state keys are what every request checks: tiny integer values (Redis keeps them inside
+//! the key's object, or shares them), so the consent of a whole page of users is one `MGET`
+//! with a reply of 51 one-byte values on a single node (SPEC §7: one round trip to the consent
+//! store per ListNearby). No TTL: consent records are the data that outlive retention (SPEC
+//! §4.1), and they live in a persisting Redis.
 
 use std::time::Duration;
 
@@ -83,7 +86,7 @@ impl RedisConsentStore {
         })
     }
 
-    async fn get(&self, user: &UserId, feature: Feature) -> StoreResult<Option<String>> {
+    async fn get(&self, user: &UserId, feature: Feature) -> StoreResult<Option<Vec<u8>>> {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("GET")
             .arg(consent_key(user, tag(feature)))
@@ -92,39 +95,40 @@ impl RedisConsentStore {
     }
 }
 
+/// Whether a state key's value says GRANTED.
+fn granted(raw: &Option<Vec<u8>>) -> bool {
+    raw.as_deref() == Some(b"1")
+}
+
 #[async_trait]
 impl ConsentStore for RedisConsentStore {
     async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord> {
-        match self.get(user, feature).await? {
-            Some(raw) => decode(user, &raw),
-            None => Ok(ConsentRecord::undecided(user.clone(), feature)),
-        }
+        let records = self.all_current(user).await?;
+        Ok(records
+            .into_iter()
+            .find(|r| r.feature == feature)
+            .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), feature)))
     }
 
     async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
-        let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("MGET");
-        for feature in Feature::ALL {
-            cmd.arg(consent_key(user, tag(feature)));
-        }
-        let raw: Vec<Option<String>> =
-            bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await?;
-        Feature::ALL
+        let history = self.history(user).await?;
+        Ok(Feature::ALL
             .iter()
-            .zip(raw.iter().chain(std::iter::repeat(&None)))
-            .map(|(feature, raw)| match raw {
-                Some(raw) => decode(user, raw),
-                None => Ok(ConsentRecord::undecided(user.clone(), *feature)),
+            .map(|feature| {
+                history
+                    .iter()
+                    .rev()
+                    .find(|e| e.feature == *feature)
+                    .cloned()
+                    .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), *feature))
             })
-            .collect()
+            .collect())
     }
 
     async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let granted =
-            |raw: &Option<Vec<u8>>| raw.as_ref().is_some_and(|r| r.starts_with(b"granted"));
         if !self.conn.is_cluster() {
             let mut cmd = redis::cmd("MGET");
             for user in users {
@@ -138,7 +142,7 @@ impl ConsentStore for RedisConsentStore {
         // A cluster refuses cross-slot commands: one GET per user, all in flight at once.
         let calls = users.iter().map(|user| async move {
             let raw = self.get(user, feature).await?;
-            Ok::<_, StoreError>(raw.is_some_and(|r| r.starts_with("granted")))
+            Ok::<_, StoreError>(granted(&raw))
         });
         try_join_all(calls).await
     }
@@ -162,9 +166,11 @@ impl ConsentStore for RedisConsentStore {
     async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
         let mut conn = self.conn.clone();
         let mut call = scripts::CONSENT_APPEND.prepare_invoke();
+        let state = if event.is_granted() { "1" } else { "0" };
         call.key(consent_key(&event.user_id, tag(event.feature)))
             .key(history_key(&event.user_id))
-            .arg(encode(&event));
+            .arg(encode(&event))
+            .arg(state);
         let _: i64 = bounded(
             self.timeout,
             "recording consent",

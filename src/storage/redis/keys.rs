@@ -18,8 +18,8 @@
 //! | `vc:s:{shake}:mdue` | ZSET | mailboxes by when to delete them if never collected | — | `shake` |
 //! | `vc:sh:{<user_id>}` | LIST | Shake history: `deadline|partner|band|matched_at` | last deadline + 30 s | user |
 //! | `vc:s:hdue` | ZSET | users with history, by earliest deadline | none (holds ids only) | none |
-//! | `vc:c:{<user_id>}:<f>` | STRING | current consent record of feature `f` (`n`/`s`; no location; persisted store), one key each so a page of users is one `MGET` | none | user |
-//! | `vc:h:{<user_id>}` | LIST | consent history (no location; persisted store) | none | user |
+//! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
+//! | `vc:h:{<user_id>}` | LIST | consent history, whose last event of a feature is its current record (no location; persisted store) | none | user |
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
 //! reads each cell in the viewer's in-band order (a rotation of tickets) and takes only what
@@ -88,7 +88,7 @@ pub fn user_field(feature: Feature, user: &UserId) -> String {
     }
 }
 
-/// The current consent record of a user in a feature (`tag` is the feature's one-letter tag).
+/// The consent state of a user in a feature (`tag` is the feature's one-letter tag).
 pub fn consent_key(user: &UserId, tag: &str) -> String {
     format!("vc:c:{{{user}}}:{tag}")
 }

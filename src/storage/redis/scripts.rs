@@ -416,12 +416,13 @@ return 1
     )
 });
 
-/// Appends a consent event: current record and history in one step.
-/// KEYS: the feature's current record, history list. ARGV: encoded record.
+/// Appends a consent event: the feature's state and the history in one step.
+/// KEYS: the feature's state key, history list. ARGV: encoded record, state (`1` granted,
+/// `0` not).
 pub static CONSENT_APPEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
 redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 ",
