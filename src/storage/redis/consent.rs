@@ -110,17 +110,37 @@ impl ConsentStore for RedisConsentStore {
             .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), feature)))
     }
 
+    /// The last event of each feature, read with the state keys in one round trip: a record
+    /// reads as GRANTED only when its state key says so too, so the record GetConsent shows and
+    /// the check every request makes cannot disagree (a store written by an earlier layout, or
+    /// a write cut short, reads as undecided, and granting again repairs it).
     async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
-        let history = self.history(user).await?;
+        let mut mget = redis::cmd("MGET");
+        for feature in Feature::ALL {
+            mget.arg(consent_key(user, tag(feature)));
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(mget)
+            .cmd("LRANGE")
+            .arg(history_key(user))
+            .arg(0)
+            .arg(-1);
+        let mut conn = self.conn.clone();
+        let (states, raw): (Vec<Option<Vec<u8>>>, Vec<String>) =
+            bounded(self.timeout, "reading consent", pipe.query_async(&mut conn)).await?;
+        let history = raw
+            .iter()
+            .map(|r| decode(user, r))
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Feature::ALL
             .iter()
-            .map(|feature| {
-                history
-                    .iter()
-                    .rev()
-                    .find(|e| e.feature == *feature)
-                    .cloned()
-                    .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), *feature))
+            .zip(states.iter().chain(std::iter::repeat(&None)))
+            .map(|(feature, state)| {
+                let last = history.iter().rev().find(|e| e.feature == *feature);
+                match last {
+                    Some(event) if !event.is_granted() || granted(state) => event.clone(),
+                    _ => ConsentRecord::undecided(user.clone(), *feature),
+                }
             })
             .collect())
     }

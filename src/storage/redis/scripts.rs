@@ -243,7 +243,8 @@ return n
 /// about 1.5n members whatever the density.
 /// One call examines at most about `20n + 2000` members: when admitted members are rare (a
 /// gender filter in a crowd of one gender, a long block list, a stalled sweeper) it stops at a
-/// window's end and says where, and the page ends there (the next page continues from it).
+/// window's end, or at the end of the band before (key 2^52), and says where; the page ends
+/// there (the next page continues from it).
 /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
 /// it did not stop, `i` the 1-based key index.
 pub static CELLS_READ: LazyLock<Script> = LazyLock::new(|| {
@@ -293,8 +294,14 @@ end
 local out = {now, -1, 0}
 local count = 0
 local i = 1
+local prev_band = nil
 while i <= #KEYS and count < n and out[2] == -1 do
   local band = tonumber(ARGV[base + i])
+  if examined >= budget and prev_band ~= nil then
+    -- Out of budget between bands: everything up to the end of the previous band is read.
+    out[2], out[3] = prev_band, M
+    break
+  end
   local j, total = i, 0
   while j <= #KEYS and tonumber(ARGV[base + j]) == band do
     total = total + redis.call('ZCARD', KEYS[j])
@@ -330,6 +337,7 @@ while i <= #KEYS and count < n and out[2] == -1 do
       out[#out + 1] = table.concat(lists[c], '\n')
     end
   end
+  prev_band = band
   i = j
 end
 return out
@@ -416,14 +424,21 @@ return 1
     )
 });
 
-/// Appends a consent event: the feature's state and the history in one step.
+/// Appends a consent event: the feature's state and the history in one step. Redis does not
+/// undo a script cut short, so the more restrictive write goes first: a withdrawal sets the
+/// state before its event, a grant appends its event before the state says `1`.
 /// KEYS: the feature's state key, history list. ARGV: encoded record, state (`1` granted,
 /// `0` not).
 pub static CONSENT_APPEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
 return 1
 ",
     )

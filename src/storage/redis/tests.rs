@@ -435,3 +435,116 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
         "no read was cut short: the bound never engaged"
     );
 }
+
+#[tokio::test]
+async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let grid = SnapGrid::default();
+    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let at = |cell: CellIndex, name: String, gender: Gender| {
+        let centre = LatLng::from(cell);
+        Position {
+            user_id: UserId::parse(&name, "user_id").expect("valid"),
+            feature: Feature::PeopleNearby,
+            location: Location::new(centre.lat(), centre.lng(), 0.0).expect("valid"),
+            cell,
+            gender,
+        }
+    };
+    // 3,000 men in one cell 1 km away: the doubling windows read that whole band before the
+    // budget check after a window can see it spent, so the read stops at the next band.
+    let mut writes = vec![store.upsert(
+        at(home, "bands-viewer".into(), Gender::Male),
+        Retention::default(),
+    )];
+    let crowd_cell = home.grid_ring::<Vec<_>>(3)[0];
+    for i in 0..3_000 {
+        let man = at(crowd_cell, format!("bands-{i}"), Gender::Male);
+        writes.push(store.upsert(man, Retention::default()));
+    }
+    let far = home.grid_ring::<Vec<_>>(14)[0];
+    writes.push(store.upsert(
+        at(far, "bands-woman".into(), Gender::Female),
+        Retention::default(),
+    ));
+    futures_util::future::try_join_all(writes)
+        .await
+        .expect("upserts");
+
+    let (mut seen, mut page, mut between_bands) = (Vec::new(), None, 0);
+    for _ in 0..20 {
+        let mut ask = request("bands-viewer", 1, page.take());
+        ask.gender_filter = GenderFilter::Female;
+        let result = store
+            .nearby(&ask)
+            .await
+            .expect("nearby")
+            .expect("own entry");
+        seen.extend(result.page.hits.iter().map(|h| h.user_id.to_string()));
+        let Some(cursor) = result.page.next else {
+            break;
+        };
+        if cursor.key == (1 << 52) - 1 {
+            between_bands += 1;
+        }
+        page = Some(PageToken {
+            epoch: result.epoch,
+            viewer_cell: result.viewer_cell,
+            cursor,
+        });
+    }
+
+    assert_eq!(seen, ["bands-woman"]);
+    assert!(between_bands > 0, "no read stopped between bands");
+}
+
+#[tokio::test]
+async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted_again() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let consents =
+        RedisConsentStore::connect(&Target::Single(server.url()), Duration::from_secs(2))
+            .await
+            .expect("connects");
+    let mut conn = connection(&server).await;
+    let user = UserId::parse("half-written", "user_id").expect("valid");
+    let notice = crate::domain::NoticeVersion::parse("n1").expect("valid");
+    let source = crate::domain::Source::default();
+    let at = Timestamp::from_millis(1_000);
+    let grant = crate::domain::ConsentRecord::undecided(user.clone(), Feature::PeopleNearby)
+        .grant(&notice, &source, at, "c1".into())
+        .expect("a change");
+    consents.append(grant.clone()).await.expect("append");
+    // As if written by an earlier layout, or cut short: the event without its state key.
+    let _: i64 = redis::cmd("DEL")
+        .arg(super::keys::consent_key(&user, "n"))
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+
+    let current = consents
+        .current(&user, Feature::PeopleNearby)
+        .await
+        .expect("current");
+    assert!(!current.is_granted(), "GetConsent and the checks disagree");
+    let granted = consents
+        .granted_among(Feature::PeopleNearby, std::slice::from_ref(&user))
+        .await;
+    assert_eq!(granted.expect("granted_among"), [false]);
+
+    let again = current
+        .grant(&notice, &source, at, "c2".into())
+        .expect("granting again is not a no-op");
+    consents.append(again).await.expect("append");
+    let granted = consents
+        .granted_among(Feature::PeopleNearby, std::slice::from_ref(&user))
+        .await;
+    assert_eq!(granted.expect("granted_among"), [true]);
+    assert!(
+        consents
+            .current(&user, Feature::PeopleNearby)
+            .await
+            .expect("current")
+            .is_granted()
+    );
+}
