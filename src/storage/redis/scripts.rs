@@ -58,17 +58,11 @@ fn script(body: &str) -> Script {
 /// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
 /// Returns `{last_active, purge_at}`.
 pub static CELL_ADD: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    cell_script(
         r"
 local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
-  if string.sub(old, 9) == ARGV[2] then redis.call('ZREM', KEYS[1], old) end
-end
-redis.call('ZADD', KEYS[1], ARGV[3], member(ARGV[1], purge, ARGV[2]))
-redis.call('ZADD', KEYS[2], 'LT', num(purge), ARGV[5])
-expire_at(KEYS[1], purge)
-expire_at(KEYS[2], purge)
+add_member(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], purge, ARGV[5])
 return {purge - retention, purge}
 ",
     )
@@ -77,14 +71,10 @@ return {purge - retention, purge}
 /// Removes a member from its cell, dropping the cell (and the due index) when empty.
 /// KEYS: cell, due. ARGV: member, cell id. Returns how many were removed.
 pub static CELL_REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    cell_script(
         r"
 local n = redis.call('ZREM', KEYS[1], ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
-end
+drop_if_empty(KEYS[1], KEYS[2], ARGV[2])
 return n
 ",
     )
@@ -114,6 +104,36 @@ local function parent_of(b8, r)
 end
 ";
 
+/// Cell-set steps shared by the scripts that write cells: a user's members found by their
+/// ticket (no scan) are dropped, a cell left empty leaves its partition's due index, and a
+/// member is added with the cell's due time and the TTLs pushed forward.
+const CELL_OPS: &str = r"
+local function drop_user(key, ticket, user)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, ticket, ticket)) do
+    if string.sub(m, 9) == user then redis.call('ZREM', key, m) end
+  end
+end
+local function drop_if_empty(key, due, cell_id)
+  if redis.call('ZCARD', key) == 0 then
+    redis.call('DEL', key)
+    redis.call('ZREM', due, cell_id)
+    if redis.call('ZCARD', due) == 0 then redis.call('DEL', due) end
+  end
+end
+local function add_member(key, due, g, user, ticket, purge, cell_id)
+  drop_user(key, ticket, user)
+  redis.call('ZADD', key, ticket, member(g, purge, user))
+  redis.call('ZADD', due, 'LT', num(purge), cell_id)
+  expire_at(key, purge)
+  expire_at(due, purge)
+end
+";
+
+/// A script that writes cells: [`script`]'s helpers plus [`CELLS`] and [`CELL_OPS`].
+fn cell_script(body: &str) -> Script {
+    Script::new(&format!("{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{CELL_OPS}{body}"))
+}
+
 /// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
 /// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
 /// `purge_at`, which only the server clock knows), removes them from their previous cell
@@ -125,19 +145,12 @@ end
 /// id, field, record without `purge_at`, partition id, partition resolution.
 /// Returns `{last_active, purge_at}`.
 pub static UPSERT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{}",
+    cell_script(
         r"
 local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
-local user = ARGV[2]
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
-  if string.sub(old, 9) == user then redis.call('ZREM', KEYS[1], old) end
-end
-redis.call('ZADD', KEYS[1], ARGV[3], member(ARGV[1], purge, user))
-redis.call('ZADD', KEYS[2], 'LT', num(purge), ARGV[5])
-expire_at(KEYS[1], purge)
-expire_at(KEYS[2], purge)
+local user, ticket = ARGV[2], ARGV[3]
+add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
 local old = redis.call('HGET', KEYS[3], ARGV[6])
 redis.call('HSET', KEYS[3], ARGV[6], string.format('%013.0f', purge) .. ARGV[7])
 expire_at(KEYS[3], purge)
@@ -145,21 +158,14 @@ if old and #old == 13 + #ARGV[7] and string.sub(old, 14, 21) ~= string.sub(ARGV[
   local cell = string.sub(old, 14, 21)
   local part = cell_hex(parent_of(cell, tonumber(ARGV[9])))
   local key = 'vc:n:{' .. part .. '}:c:' .. cell_hex(cell)
-  local due = 'vc:n:{' .. part .. '}:due'
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, ARGV[3], ARGV[3])) do
-    if string.sub(m, 9) == user then redis.call('ZREM', key, m) end
-  end
-  if redis.call('ZCARD', key) == 0 then
-    redis.call('DEL', key)
-    redis.call('ZREM', due, cell_hex(cell))
-    if redis.call('ZCARD', due) == 0 then redis.call('DEL', due) end
-  end
+  drop_user(key, ticket, user)
+  drop_if_empty(key, 'vc:n:{' .. part .. '}:due', cell_hex(cell))
 end
 redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
 expire_at(KEYS[4], purge + retention)
 return {purge - retention, purge}
 ",
-    ))
+    )
 });
 
 /// Writes a user's record and returns the previous one (or nil).

@@ -142,29 +142,64 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
     assert!(recovered, "the store reconnects by itself");
 }
 
+/// A People Nearby position of `name` at the centre of `cell`.
+fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
+    let centre = LatLng::from(cell);
+    Position {
+        user_id: UserId::parse(name, "user_id").expect("valid"),
+        feature: Feature::PeopleNearby,
+        location: Location::new(centre.lat(), centre.lng(), 0.0).expect("valid"),
+        cell,
+        gender,
+    }
+}
+
 /// 600 users in the viewer's own cell, 300 in a neighbouring one.
 async fn crowd(store: &RedisStore) -> CellIndex {
     let grid = SnapGrid::default();
     let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
     let neighbour = home.grid_disk::<Vec<_>>(1)[1];
-    let mut writes = Vec::new();
-    for i in 0..900 {
+    let writes = (0..900).map(|i| {
         let cell = if i < 600 { home } else { neighbour };
-        let centre = LatLng::from(cell);
-        let location = Location::new(centre.lat(), centre.lng(), 0.0).expect("valid");
-        let position = Position {
-            user_id: UserId::parse(&format!("crowd-{i}"), "user_id").expect("valid"),
-            feature: Feature::PeopleNearby,
-            location,
-            cell,
-            gender: Gender::Female,
-        };
-        writes.push(store.upsert(position, Retention::default()));
-    }
+        store.upsert(
+            at_centre(cell, &format!("crowd-{i}"), Gender::Female),
+            Retention::default(),
+        )
+    });
     futures_util::future::try_join_all(writes)
         .await
         .expect("upserts");
     home
+}
+
+/// Pages through the women near `viewer`, one per page, for at most `pages` pages: who was
+/// listed, and the cursor each following page started after.
+async fn women_pages(
+    store: &RedisStore,
+    viewer: &str,
+    pages: usize,
+) -> (Vec<String>, Vec<crate::domain::nearby::Cursor>) {
+    let (mut seen, mut cursors, mut page) = (Vec::new(), Vec::new(), None);
+    for _ in 0..pages {
+        let mut ask = request(viewer, 1, page.take());
+        ask.gender_filter = GenderFilter::Female;
+        let result = store
+            .nearby(&ask)
+            .await
+            .expect("nearby")
+            .expect("own entry");
+        seen.extend(result.page.hits.iter().map(|h| h.user_id.to_string()));
+        let Some(cursor) = result.page.next else {
+            break;
+        };
+        cursors.push(cursor.clone());
+        page = Some(PageToken {
+            epoch: result.epoch,
+            viewer_cell: result.viewer_cell,
+            cursor,
+        });
+    }
+    (seen, cursors)
 }
 
 fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest {
@@ -382,50 +417,27 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
     const WOMEN: usize = 5;
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
-    let grid = SnapGrid::default();
-    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
-    let centre = LatLng::from(home);
-    let location = Location::new(centre.lat(), centre.lng(), 0.0).expect("valid");
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     let writes = (0..MEN + WOMEN).map(|i| {
-        let position = Position {
-            user_id: UserId::parse(&format!("skew-{i}"), "user_id").expect("valid"),
-            feature: Feature::PeopleNearby,
-            location,
-            cell: home,
-            gender: if i < MEN {
-                Gender::Male
-            } else {
-                Gender::Female
-            },
+        let gender = if i < MEN {
+            Gender::Male
+        } else {
+            Gender::Female
         };
-        store.upsert(position, Retention::default())
+        store.upsert(
+            at_centre(home, &format!("skew-{i}"), gender),
+            Retention::default(),
+        )
     });
     futures_util::future::try_join_all(writes)
         .await
         .expect("upserts");
 
-    let (mut seen, mut page, mut cut_short) = (Vec::new(), None, 0);
-    for _ in 0..50 {
-        let mut ask = request("skew-0", 1, page.take());
-        ask.gender_filter = GenderFilter::Female;
-        let result = store
-            .nearby(&ask)
-            .await
-            .expect("nearby")
-            .expect("own entry");
-        seen.extend(result.page.hits.iter().map(|h| h.user_id.to_string()));
-        let Some(cursor) = result.page.next else {
-            break;
-        };
-        if cursor.user_id == UserId::greatest() {
-            cut_short += 1;
-        }
-        page = Some(PageToken {
-            epoch: result.epoch,
-            viewer_cell: result.viewer_cell,
-            cursor,
-        });
-    }
+    let (seen, cursors) = women_pages(&store, "skew-0", 50).await;
+    let cut_short = cursors
+        .iter()
+        .filter(|c| c.user_id == UserId::greatest())
+        .count();
 
     let unique: std::collections::HashSet<_> = seen.iter().collect();
     assert_eq!(seen.len(), WOMEN, "a woman repeated or skipped: {seen:?}");
@@ -440,60 +452,25 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
 async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on() {
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
-    let grid = SnapGrid::default();
-    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
-    let at = |cell: CellIndex, name: String, gender: Gender| {
-        let centre = LatLng::from(cell);
-        Position {
-            user_id: UserId::parse(&name, "user_id").expect("valid"),
-            feature: Feature::PeopleNearby,
-            location: Location::new(centre.lat(), centre.lng(), 0.0).expect("valid"),
-            cell,
-            gender,
-        }
-    };
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     // 3,000 men in one cell 1 km away: the doubling windows read that whole band before the
     // budget check after a window can see it spent, so the read stops at the next band.
-    let mut writes = vec![store.upsert(
-        at(home, "bands-viewer".into(), Gender::Male),
-        Retention::default(),
-    )];
     let crowd_cell = home.grid_ring::<Vec<_>>(3)[0];
-    for i in 0..3_000 {
-        let man = at(crowd_cell, format!("bands-{i}"), Gender::Male);
-        writes.push(store.upsert(man, Retention::default()));
-    }
     let far = home.grid_ring::<Vec<_>>(14)[0];
-    writes.push(store.upsert(
-        at(far, "bands-woman".into(), Gender::Female),
-        Retention::default(),
-    ));
+    let mut people = vec![
+        at_centre(home, "bands-viewer", Gender::Male),
+        at_centre(far, "bands-woman", Gender::Female),
+    ];
+    people.extend((0..3_000).map(|i| at_centre(crowd_cell, &format!("bands-{i}"), Gender::Male)));
+    let writes = people
+        .into_iter()
+        .map(|p| store.upsert(p, Retention::default()));
     futures_util::future::try_join_all(writes)
         .await
         .expect("upserts");
 
-    let (mut seen, mut page, mut between_bands) = (Vec::new(), None, 0);
-    for _ in 0..20 {
-        let mut ask = request("bands-viewer", 1, page.take());
-        ask.gender_filter = GenderFilter::Female;
-        let result = store
-            .nearby(&ask)
-            .await
-            .expect("nearby")
-            .expect("own entry");
-        seen.extend(result.page.hits.iter().map(|h| h.user_id.to_string()));
-        let Some(cursor) = result.page.next else {
-            break;
-        };
-        if cursor.key == (1 << 52) - 1 {
-            between_bands += 1;
-        }
-        page = Some(PageToken {
-            epoch: result.epoch,
-            viewer_cell: result.viewer_cell,
-            cursor,
-        });
-    }
+    let (seen, cursors) = women_pages(&store, "bands-viewer", 20).await;
+    let between_bands = cursors.iter().filter(|c| c.key == (1 << 52) - 1).count();
 
     assert_eq!(seen, ["bands-woman"]);
     assert!(between_bands > 0, "no read stopped between bands");
