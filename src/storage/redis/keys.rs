@@ -41,7 +41,10 @@
 use h3o::{CellIndex, Resolution};
 
 use crate::{
-    domain::{Coordinates, Deadlines, Feature, Gender, Location, Retention, Timestamp, UserId},
+    domain::{
+        Coordinates, Deadlines, Feature, Gender, Location, Retention, Timestamp, UserId,
+        user::GenderFilter,
+    },
     storage::{LocationEntry, Position},
 };
 
@@ -134,6 +137,15 @@ pub fn member(gender: Gender, purge_at: Timestamp, user: &UserId) -> String {
 /// The gender char a cell member starts with.
 pub fn gender_tag(gender: Gender) -> char {
     gender_char(gender)
+}
+
+/// The gender char a cell member must start with to pass `filter` (empty: any).
+pub fn gender_filter_tag(filter: GenderFilter) -> String {
+    match filter {
+        GenderFilter::Any => String::new(),
+        GenderFilter::Female => gender_char(Gender::Female).to_string(),
+        GenderFilter::Male => gender_char(Gender::Male).to_string(),
+    }
 }
 
 /// Seven base-36 digits (enough until the year 4453).

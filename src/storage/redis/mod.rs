@@ -32,7 +32,6 @@ use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
     nearby::{NearbyQuery, NearbyRequest, Tickets},
-    user::GenderFilter,
 };
 
 /// The rings fetched in the first batch of a search (19 cells): at city density they hold a
@@ -267,18 +266,13 @@ impl RedisStore {
             .after
             .as_ref()
             .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-        let gender = match query.gender_filter {
-            GenderFilter::Any => "",
-            GenderFilter::Female => "f",
-            GenderFilter::Male => "m",
-        };
         let mut conn = self.conn.clone();
         let mut call = scripts::CELLS_READ.prepare_invoke();
         call.arg(query.limit + 1)
             .arg(query.order.offset())
             .arg(after_band)
             .arg(after_key)
-            .arg(gender)
+            .arg(keys::gender_filter_tag(query.gender_filter))
             .arg(query.viewer.as_str())
             .arg(query.exclude.len());
         for user in &query.exclude {
