@@ -139,7 +139,10 @@ impl Config {
         };
         let (secret, ephemeral) = match &args.order_secret {
             Some(hex) => (parse_secret(hex)?, false),
-            None => (random_secret(), true),
+            None => (
+                random_secret().map_err(|e| ConfigError(format!("--order-secret: {e}")))?,
+                true,
+            ),
         };
         let shake_window = args.shake_window;
         if shake_window.is_zero() || shake_window > Duration::from_secs(30) {
@@ -167,7 +170,9 @@ impl Config {
         })
     }
 
-    /// A local configuration with defaults: open, on `listen`, with a random secret.
+    /// A local configuration with defaults: open, on `listen`, with a random secret (the
+    /// server refuses to start if the system's randomness failed, see `random::check`; the
+    /// secret is then all zeros here and never used).
     pub fn local(listen: SocketAddr) -> Self {
         Self {
             listen,
@@ -176,7 +181,7 @@ impl Config {
             sweep_interval: Duration::from_secs(1),
             grid: SnapGrid::default(),
             auth: Auth::open(),
-            secret: Arc::new(random_secret()),
+            secret: Arc::new(random_secret().unwrap_or(Secret::from_bytes([0; 32]))),
             secret_is_ephemeral: true,
             drain_timeout: Duration::from_secs(10),
             store: StoreConfig::Memory,
@@ -228,11 +233,8 @@ fn parse_secret(hex: &str) -> Result<Secret, ConfigError> {
     Ok(Secret::from_bytes(bytes))
 }
 
-fn random_secret() -> Secret {
-    let mut bytes = [0u8; 32];
-    // Without OS randomness the order is still stable, only predictable: acceptable for local use.
-    let _ = getrandom::fill(&mut bytes);
-    Secret::from_bytes(bytes)
+fn random_secret() -> Result<Secret, crate::random::RandomnessFailed> {
+    crate::random::bytes::<32>().map(Secret::from_bytes)
 }
 
 #[cfg(test)]

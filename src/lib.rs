@@ -16,6 +16,7 @@
 //! - [`client`]: a typed client for the operator commands, the tests and the harness.
 //! - [`telemetry`]: logging set-up.
 //! - [`load`]: the load-test harness behind `vicinity load` (SPEC §8).
+//! - [`random`]: randomness from the operating system, never a fallback.
 //! - [`testing`]: private `redis-server` processes and clusters for tests and benches.
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod load;
+pub mod random;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -55,6 +55,9 @@ pub enum ServerError {
     /// A store could not be reached or checked at start-up.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The system's randomness source failed: no secret, node id or token can be drawn.
+    #[error("refusing to start: {0}")]
+    Randomness(#[from] crate::random::RandomnessFailed),
     /// The transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -75,13 +78,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    crate::random::check()?;
     let addr = listener.local_addr()?;
     if config.auth.is_open() && !addr.ip().is_loopback() {
         return Err(ServerError::OpenOnPublicAddress(addr));
     }
     warn_about_local_choices(&config);
     let (locations, consents, shakes) = stores(&config).await?;
-    let sweeper = tokio::spawn(sweep(locations.clone(), config.sweep_interval));
     let svc = Vicinity::new(Deps {
         locations,
         consents,
@@ -92,6 +95,7 @@ pub async fn run(
         retention: config.retention,
         secret: config.secret.clone(),
     });
+    let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(watch_health(svc.clone(), reporter));
     let api = GrpcApi::new(svc, Arc::new(config.auth.clone()));
@@ -204,14 +208,14 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     ))
 }
 
-/// Runs the purge sweep every `interval`, for as long as the server runs. Running it on every
-/// node at once is safe.
-async fn sweep(store: Arc<dyn LocationStore>, interval: Duration) {
+/// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the
+/// server runs. Running it on every node at once is safe.
+async fn sweep(svc: Vicinity, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.purge_expired().await {
+        if let Err(error) = svc.sweep().await {
             tracing::warn!(%error, "purge sweep failed; retrying next interval");
         }
     }

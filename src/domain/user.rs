@@ -37,6 +37,15 @@ impl UserId {
         Ok(Self(raw.into()))
     }
 
+    /// A stable 64-bit stand-in for the id (FNV-1a), for short-lived markers that must name
+    /// a user without holding their id, such as a Clear's tombstone (which outlives an
+    /// erasure by a couple of minutes). Not secret: whoever knows the id can compute it.
+    pub fn pseudonym(&self) -> u64 {
+        self.0.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -11,6 +11,8 @@ pub(crate) enum Action {
     LocationCleared,
     UserForgotten,
     LeftShake,
+    OwedPurgeFinished,
+    UpdateUndone,
 }
 
 impl Action {
@@ -21,6 +23,8 @@ impl Action {
             Action::LocationCleared => "location_cleared",
             Action::UserForgotten => "user_forgotten",
             Action::LeftShake => "left_shake",
+            Action::OwedPurgeFinished => "owed_purge_finished",
+            Action::UpdateUndone => "update_undone",
         }
     }
 }

@@ -21,7 +21,7 @@ impl Vicinity {
     ) -> ServiceResult<ConsentRecord> {
         let current = self.deps.consents.current(user, feature).await?;
         let now = self.deps.clock.now();
-        let Some(event) = current.grant(notice, source, now, random_id()) else {
+        let Some(event) = current.grant(notice, source, now, random_id()?) else {
             return Ok(current);
         };
         self.deps.consents.append(event.clone()).await?;
@@ -31,6 +31,10 @@ impl Vicinity {
 
     /// Withdraws consent, then purges the feature's data at once. Idempotent: withdrawing
     /// again purges again (nothing, normally) and returns the withdrawn record.
+    ///
+    /// Consent is withdrawn before the purge, so no update can slip in between; both run as
+    /// a purge that finishes (`purge_after`): owed first, then detached from the caller, so a
+    /// withdrawal cut off by its deadline still completes, and reads are refused meanwhile.
     #[instrument(skip_all, fields(feature = %feature))]
     pub async fn withdraw_consent(
         &self,
@@ -38,17 +42,17 @@ impl Vicinity {
         feature: Feature,
     ) -> ServiceResult<(ConsentRecord, u32)> {
         let current = self.deps.consents.current(user, feature).await?;
-        let record = match current.withdraw(self.deps.clock.now(), random_id()) {
-            Some(event) => {
-                self.deps.consents.append(event.clone()).await?;
-                event
+        let event = current.withdraw(self.deps.clock.now(), random_id()?);
+        let record = event.clone().unwrap_or(current);
+        let consents = self.deps.consents.clone();
+        let write = async move {
+            if let Some(event) = event {
+                consents.append(event).await?;
             }
-            None => current,
+            Ok(())
         };
-        // Consent is withdrawn before the purge, so no update can slip in between; if the purge
-        // fails the caller sees the error and retries, and reads are refused meanwhile.
-        let purged = self.purge(user, &[feature]).await?;
-        audit::record(Action::ConsentWithdrawn, user, Some(feature), purged);
+        let audit = (Action::ConsentWithdrawn, Some(feature));
+        let ((), purged) = self.purge_after(user, &[feature], write, audit).await?;
         Ok((record, purged))
     }
 

@@ -10,7 +10,9 @@ mod shake;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
+
+use audit::Action;
 
 pub use error::ServiceError;
 pub use nearby::{ListNearby, NearbyPage};
@@ -18,8 +20,13 @@ pub use privacy::Export;
 
 use crate::{
     domain::{Clock, Feature, Retention, SnapGrid, UserId, nearby::Secret},
-    storage::{ConsentStore, LocationStore, ShakeStore},
+    storage::{ConsentStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
 };
+
+/// How long a purge owed is left to the call that owes it before a sweep finishes it.
+const OWED_GRACE: Duration = Duration::from_secs(5);
+/// Purges owed that one sweep finishes at most.
+const OWED_PER_SWEEP: usize = 100;
 
 /// A service result.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -71,12 +78,63 @@ impl Vicinity {
         }
     }
 
-    /// Deletes the user's data in `features`: location entries and, for Shake, pending shakes
-    /// and history. Returns how many entries existed.
-    async fn purge(&self, user: &UserId, features: &[Feature]) -> ServiceResult<u32> {
+    /// Deletes the user's data in `features` now: location entries and, for Shake, pending
+    /// shakes and history. Returns how many entries existed. Callers go through
+    /// [`Vicinity::purge_after`], which makes the purge finish.
+    async fn purge_now(&self, user: &UserId, features: &[Feature]) -> ServiceResult<u32> {
         let mut purged = self.deps.locations.clear(user, features).await?;
         if features.contains(&Feature::Shake) {
             purged += self.deps.shakes.clear_shake(user).await?;
+        }
+        Ok(purged)
+    }
+
+    /// Runs `first` (the consent write of a withdrawal or an erasure, if any), then purges the
+    /// user's data in `features`, as a purge that finishes (SPEC §4.5): it is recorded as
+    /// owed in the consent store before anything changes, then runs in a task of its own, so
+    /// a caller that goes away (a deadline, a cancel) does not stop it half-way; it is settled
+    /// once done, and one that did not finish (a store down, a node killed) is finished by a
+    /// later sweep ([`Vicinity::sweep`]). The audit event is written when the purge is done.
+    async fn purge_after<T: Send + 'static>(
+        &self,
+        user: &UserId,
+        features: &[Feature],
+        first: impl Future<Output = ServiceResult<T>> + Send + 'static,
+        audit: (Action, Option<Feature>),
+    ) -> ServiceResult<(T, u32)> {
+        let mut owed = Vec::with_capacity(features.len());
+        for feature in features {
+            owed.push(self.deps.consents.owe_purge(user, *feature).await?);
+        }
+        let this = self.clone();
+        let (user, features) = (user.clone(), features.to_vec());
+        let task = tokio::spawn(async move {
+            let before = first.await?;
+            let purged = this.purge_now(&user, &features).await?;
+            for owed in &owed {
+                this.deps.consents.settle_purge(owed).await?;
+            }
+            audit::record(audit.0, &user, audit.1, purged);
+            Ok((before, purged))
+        });
+        task.await
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "purging"))?
+    }
+
+    /// One sweep: removes what is past its deadline, then finishes purges owed for longer
+    /// than [`OWED_GRACE`] (at most [`OWED_PER_SWEEP`]). Safe on every node at once.
+    pub async fn sweep(&self) -> ServiceResult<u32> {
+        let mut purged = self.deps.locations.purge_expired().await?;
+        let owed = self
+            .deps
+            .consents
+            .owed_purges(OWED_GRACE, OWED_PER_SWEEP)
+            .await?;
+        for owed in owed {
+            let n = self.purge_now(&owed.user, &[owed.feature]).await?;
+            self.deps.consents.settle_purge(&owed).await?;
+            audit::record(Action::OwedPurgeFinished, &owed.user, Some(owed.feature), n);
+            purged += n;
         }
         Ok(purged)
     }
@@ -89,27 +147,8 @@ impl Vicinity {
     }
 }
 
-/// A fresh random 64-bit id (for shakes).
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    // As for random_id: a broken OS randomness source falls back to the time.
-    if getrandom::fill(&mut bytes).is_err() {
-        return std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-    }
-    u64::from_le_bytes(bytes)
-}
-
 /// A fresh random id (128 bits, hex) for consent events.
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    // getrandom fails only on a broken OS; a time-based fallback keeps ids unique enough.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn random_id() -> ServiceResult<String> {
+    let bytes = crate::random::bytes::<16>().map_err(crate::storage::StoreError::from)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -4,7 +4,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
-use super::{ServiceError, ServiceResult, Vicinity};
+use super::{ServiceError, ServiceResult, Vicinity, audit::Action};
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, UserId, ValidationError,
@@ -84,7 +84,10 @@ impl Vicinity {
             .await?;
         if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
             // Fail closed: whether consent is gone or unreadable, the write does not stay.
-            self.purge(user, &[Feature::PeopleNearby]).await?;
+            let audit = (Action::UpdateUndone, Some(Feature::PeopleNearby));
+            let features = [Feature::PeopleNearby];
+            self.purge_after(user, &features, async { Ok(()) }, audit)
+                .await?;
             return Err(refused);
         }
         Ok(deadlines)
@@ -156,9 +159,12 @@ impl Vicinity {
     }
 
     /// Leaves People Nearby: the entry stays until its new `purge_at` at the latest. `None`
-    /// when the user was not in the feature.
+    /// when the user was not in the feature. Renewing the deadlines uses the location, so it
+    /// needs consent (SPEC §4.1); the store's leave creates nothing, so a withdrawal or Clear
+    /// that lands after this check is never undone by it.
     #[instrument(skip_all)]
     pub async fn leave_nearby(&self, user: &UserId) -> ServiceResult<Option<Deadlines>> {
+        self.require_consent(user, Feature::PeopleNearby).await?;
         let left = self
             .deps
             .locations

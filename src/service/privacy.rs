@@ -2,10 +2,7 @@
 
 use tracing::instrument;
 
-use super::{
-    ServiceResult, Vicinity,
-    audit::{self, Action},
-};
+use super::{ServiceResult, Vicinity, audit::Action};
 use crate::{
     domain::{ConsentEvent, ConsentRecord, Feature, UserId, shake::ShakeMatch},
     storage::LocationEntry,
@@ -34,8 +31,10 @@ impl Vicinity {
         feature: Option<Feature>,
     ) -> ServiceResult<u32> {
         let features = feature.map_or(Feature::ALL.to_vec(), |f| vec![f]);
-        let purged = self.purge(user, &features).await?;
-        audit::record(Action::LocationCleared, user, feature, purged);
+        let audit = (Action::LocationCleared, feature);
+        let ((), purged) = self
+            .purge_after(user, &features, async { Ok(()) }, audit)
+            .await?;
         Ok(purged)
     }
 
@@ -58,13 +57,16 @@ impl Vicinity {
         })
     }
 
-    /// Deletes everything about the user, consent history included. Location first, so a
-    /// failure part-way leaves consent (which gates everything) and a retry finishes the job.
+    /// Deletes everything about the user, consent history included, as a purge that
+    /// finishes (`purge_after`): with consent gone first every read of the user is refused
+    /// (undecided fails closed) while the purge runs, and a sweep finishes a purge cut short.
     #[instrument(skip_all)]
     pub async fn forget(&self, user: &UserId) -> ServiceResult<(u32, u32)> {
-        let purged = self.purge(user, &Feature::ALL).await?;
-        let events = self.deps.consents.forget(user).await?;
-        audit::record(Action::UserForgotten, user, None, purged);
+        let consents = self.deps.consents.clone();
+        let who = user.clone();
+        let erase = async move { Ok(consents.forget(&who).await?) };
+        let audit = (Action::UserForgotten, None);
+        let (events, purged) = self.purge_after(user, &Feature::ALL, erase, audit).await?;
         Ok((purged, events))
     }
 }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tracing::instrument;
 
-use super::{ServiceResult, Vicinity, audit, random_u64};
+use super::{ServiceResult, Vicinity, audit};
 use crate::{
     domain::{
         Feature, Location, Timestamp, UserId,
@@ -51,7 +51,7 @@ impl Vicinity {
             .deps
             .shake_window
             .min(budget.saturating_sub(ANSWER_MARGIN));
-        let id = random_u64();
+        let id = crate::random::u64().map_err(crate::storage::StoreError::from)?;
         let pair = match self.deps.shakes.shake(id, user, cell, window).await? {
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {

@@ -47,12 +47,17 @@ pub async fn run(fx: Fixture) {
     nearby_requires_the_viewers_own_entry(&fx).await;
     moving_leaves_the_old_cell(&fx).await;
     leaving_keeps_the_entry_visible_until_its_deadline(&fx).await;
+    a_leave_racing_a_clear_never_brings_the_entry_back(&fx).await;
+    a_leave_cut_off_mid_call_is_still_cleared_whole(&fx).await;
     expired_entries_are_never_returned_and_are_purged(&fx).await;
     consent_records_follow_their_contract(&fx).await;
     two_shakes_pair_with_each_other(&fx).await;
     a_lone_shake_is_withdrawn_and_leaves_nothing(&fx).await;
     the_nearest_pending_shake_wins_and_nobody_pairs_twice(&fx).await;
     shake_history_expires_and_clears(&fx).await;
+    clearing_shake_withdraws_every_pending_shake_of_the_user(&fx).await;
+    clearing_shake_drops_an_uncollected_pairing_with_the_user(&fx).await;
+    clearing_shake_removes_the_user_from_partners_histories(&fx).await;
 }
 
 fn user(name: &str) -> UserId {
@@ -564,4 +569,155 @@ async fn shake_history_expires_and_clears(fx: &Fixture) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Issue 9 point 2: a Leave that read the entry before a concurrent Clear removed it must not
+/// write it back (Leave creates nothing).
+async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
+    let viewer = position("race-viewer", 10.0, 10.0, Gender::Male);
+    fx.locations.upsert(viewer, long()).await.expect("upsert");
+    let before = physical(fx).await;
+    for round in 0..30u32 {
+        let name = format!("race-{round}");
+        let pos = position(&name, 10.000_5, 10.000_5, Gender::Female);
+        fx.locations.upsert(pos, long()).await.expect("upsert");
+        let who = user(&name);
+        let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
+        let clear = async {
+            // Vary which side gets ahead by a few scheduling points.
+            for _ in 0..round % 4 {
+                tokio::task::yield_now().await;
+            }
+            fx.locations.clear(&who, &Feature::ALL).await
+        };
+        let (_, cleared) = tokio::join!(leave, clear);
+        assert_eq!(cleared.expect("clear"), 1, "round {round}");
+        let entry = fx.locations.get(Feature::PeopleNearby, &user(&name)).await;
+        assert_eq!(
+            entry.expect("get"),
+            None,
+            "round {round}: the entry came back"
+        );
+        assert!(
+            !listed(fx, "race-viewer")
+                .await
+                .iter()
+                .any(|(u, _)| *u == name),
+            "round {round}: listed after the clear"
+        );
+        assert_eq!(physical(fx).await, before, "round {round}: data held");
+    }
+    clear_all(fx, &["race-viewer"]).await;
+}
+
+/// Issue 9 point 2: a Leave cut off between its steps (by a deadline) leaves nothing that a
+/// later Clear misses.
+async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
+    let before = physical(fx).await;
+    for round in 0..30u64 {
+        let name = format!("cut-{round}");
+        let pos = position(&name, 10.001, 10.001, Gender::Male);
+        fx.locations.upsert(pos, long()).await.expect("upsert");
+        let cut = Duration::from_micros(100 + round * 150);
+        let who = user(&name);
+        let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
+        let _ = tokio::time::timeout(cut, leave).await;
+        fx.locations
+            .clear(&user(&name), &Feature::ALL)
+            .await
+            .expect("clear");
+        assert_eq!(physical(fx).await, before, "round {round}: data held");
+    }
+}
+
+/// Issue 9 point 4: a user with two pending shakes is matched by nobody once their Shake data
+/// is cleared (withdrawal and erasure clear it too).
+async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let ShakeOutcome::Pending(first) = shake(fx, 3101, "twice", 30.0).await else {
+        panic!("nobody was waiting")
+    };
+    let ShakeOutcome::Pending(second) = shake(fx, 3102, "twice", 30.0).await else {
+        panic!("a user is not paired with themselves")
+    };
+    assert_eq!(
+        fx.shakes.clear_shake(&user("twice")).await.expect("clear"),
+        2
+    );
+    let ShakeOutcome::Pending(late) = shake(fx, 3103, "late", 30.0).await else {
+        panic!("paired with a shake of a user who cleared Shake")
+    };
+    for pending in [&first, &second] {
+        let pair = fx.shakes.withdraw(pending).await.expect("withdraw");
+        assert_eq!(pair, None, "the cleared user's shake was paired");
+    }
+    fx.shakes.withdraw(&late).await.expect("withdraw");
+    assert_eq!(physical(fx).await, baseline);
+}
+
+/// Issue 9 point 4: a pairing made just before a Clear of the arriving user is not delivered
+/// to the waiting side afterwards.
+async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let ShakeOutcome::Pending(waiting) = shake(fx, 4101, "waits", 31.0).await else {
+        panic!("nobody was waiting")
+    };
+    let arrived = shake(fx, 4102, "arrives", 31.0).await;
+    assert!(paired(&arrived).is_some(), "{arrived:?}");
+    fx.shakes
+        .clear_shake(&user("arrives"))
+        .await
+        .expect("clear");
+    let pair = fx.shakes.withdraw(&waiting).await.expect("withdraw");
+    assert_eq!(pair, None, "a pairing with a cleared user was delivered");
+    assert_eq!(physical(fx).await, baseline);
+}
+
+/// Issue 9 point 5: data about a pair goes when either party clears Shake: the other's
+/// history no longer shows them, and a match recorded late against them is dropped.
+async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let now = fx.locations.now().await.expect("now");
+    let with = |partner: &str| ShakeMatch {
+        partner: user(partner),
+        band_m: 500,
+        matched_at: now,
+    };
+    let record = |name: &'static str, m: ShakeMatch| async move {
+        fx.shakes
+            .record_match(&user(name), &m, long())
+            .await
+            .expect("record");
+    };
+    record("pa", with("pb")).await;
+    record("pb", with("pa")).await;
+    record("pc", with("pa")).await;
+    record("pc", with("pd")).await;
+    fx.shakes.clear_shake(&user("pa")).await.expect("clear");
+    assert!(
+        fx.shakes
+            .history(&user("pb"))
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    let left = fx.shakes.history(&user("pc")).await.expect("history");
+    assert_eq!(
+        left,
+        vec![with("pd")],
+        "only the match with the cleared user goes"
+    );
+    record("pb", with("pa")).await;
+    assert!(
+        fx.shakes
+            .history(&user("pb"))
+            .await
+            .expect("history")
+            .is_empty(),
+        "a match recorded after the Clear came back"
+    );
+    for name in ["pb", "pc", "pd"] {
+        fx.shakes.clear_shake(&user(name)).await.expect("clear");
+    }
+    assert_eq!(physical(fx).await, baseline);
 }

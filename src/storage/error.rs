@@ -44,3 +44,9 @@ impl fmt::Display for StoreError {
 
 /// A storage result.
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<crate::random::RandomnessFailed> for StoreError {
+    fn from(_: crate::random::RandomnessFailed) -> Self {
+        Self::new(StoreErrorKind::Unavailable, "drawing randomness")
+    }
+}

@@ -9,6 +9,8 @@ mod error;
 pub mod memory;
 pub mod redis;
 
+use std::time::Duration;
+
 use h3o::CellIndex;
 use tonic::async_trait;
 
@@ -141,8 +143,32 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// Deletes every record of the user; returns how many events were deleted.
     async fn forget(&self, user: &UserId) -> StoreResult<u32>;
 
+    /// Records, durably and before a purge starts, that `user`'s data in `feature` is owed a
+    /// purge (SPEC §4.5: purges finish). Returns the record, to settle once the purge is done;
+    /// until then a sweep finds it with [`ConsentStore::owed_purges`] and purges again. Holds
+    /// a user id and a feature, never a location.
+    async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge>;
+
+    /// Purges owed for at least `age` (store clock), oldest first, at most `limit`.
+    async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>>;
+
+    /// Removes one owed purge (its purge is done); settling a settled one is `Ok`.
+    async fn settle_purge(&self, owed: &OwedPurge) -> StoreResult<()>;
+
     /// Whether the store answers.
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A purge that is owed: whose data, in which feature, and a token that tells two owed purges
+/// of the same data apart (each purge settles only its own).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OwedPurge {
+    /// Whose data.
+    pub user: UserId,
+    /// Which feature's.
+    pub feature: Feature,
+    /// Unique per owed purge.
+    pub token: u64,
 }
 
 /// What became of a shake on arrival.
@@ -173,7 +199,7 @@ pub trait ShakeStore: Send + Sync + 'static {
         id: u64,
         user: &UserId,
         cell: CellIndex,
-        window: std::time::Duration,
+        window: Duration,
     ) -> StoreResult<ShakeOutcome>;
 
     /// Waits up to `wait` for a partner of `pending`, then withdraws it. A pairing that
@@ -181,7 +207,7 @@ pub trait ShakeStore: Send + Sync + 'static {
     async fn await_partner(
         &self,
         pending: &PendingShake,
-        wait: std::time::Duration,
+        wait: Duration,
     ) -> StoreResult<Option<ShakePair>>;
 
     /// Withdraws `pending` at once (its caller gave up); returns a pairing that raced it.

@@ -138,3 +138,68 @@ async fn granting_again_after_withdrawing_lets_the_user_back_in(backend: Backend
     assert_eq!(app.listed("bob").await, ["alice"]);
     assert_eq!(app.consent("alice").await.unwrap().history.len(), 3);
 }
+
+on_both_backends!(leave_nearby_without_consent_is_refused_and_renews_nothing);
+async fn leave_nearby_without_consent_is_refused_and_renews_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+
+    assert_consent_required(app.leave("alice").await);
+
+    app.join("bob", HOME, Gender::Male).await;
+    app.withdraw("bob", Feature::PeopleNearby).await.unwrap();
+    assert_consent_required(app.leave("bob").await);
+    assert!(app.export("bob").await.unwrap().locations.is_empty());
+}
+
+on_both_backends!(a_leave_racing_a_withdrawal_never_keeps_the_location);
+async fn a_leave_racing_a_withdrawal_never_keeps_the_location(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    for round in 0..20 {
+        let user = format!("racer-{round}");
+        app.join(&user, HOME, Gender::Female).await;
+        let (withdrawn, _) =
+            tokio::join!(app.withdraw(&user, Feature::PeopleNearby), app.leave(&user));
+        withdrawn.expect("the withdrawal answers");
+        let export = app.export(&user).await.unwrap();
+        assert!(export.locations.is_empty(), "round {round}: {export:?}");
+    }
+}
+
+on_both_backends!(a_withdrawal_cut_off_by_its_deadline_still_purges_the_location);
+async fn a_withdrawal_cut_off_by_its_deadline_still_purges_the_location(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let mut withdrawn_rounds = 0;
+    for round in 0..40u64 {
+        let user = format!("cut-{round}");
+        app.join(&user, HOME, Gender::Female).await;
+        let mut request = tonic::Request::new(vicinity::grpc::pb::WithdrawConsentRequest {
+            user_id: user.clone(),
+            feature: Feature::PeopleNearby.into(),
+        });
+        request.set_timeout(Duration::from_micros(300 + round * 250));
+        let _ = app.client.consent().withdraw_consent(request).await;
+        // Whether the withdrawal landed or not, the data must agree with it once the purge
+        // (detached from the cut-off call) had a moment to finish.
+        let mut settled = None;
+        for _ in 0..50 {
+            let export = app.export(&user).await.unwrap();
+            let withdrawn = export
+                .consents
+                .iter()
+                .any(|c| c.state() == ConsentState::Withdrawn);
+            if !withdrawn || export.locations.is_empty() {
+                settled = Some(withdrawn);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let withdrawn = settled.unwrap_or_else(|| {
+            panic!("round {round}: consent withdrawn, location still held a second later")
+        });
+        withdrawn_rounds += u32::from(withdrawn);
+    }
+    assert!(
+        withdrawn_rounds > 0,
+        "no withdrawal landed: the test proved nothing"
+    );
+}

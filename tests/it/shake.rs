@@ -191,8 +191,8 @@ async fn a_shake_without_consent_is_refused_and_stores_nothing(backend: Backend)
     );
 }
 
-on_both_backends!(history_is_purged_at_its_deadline_and_at_once_on_clear);
-async fn history_is_purged_at_its_deadline_and_at_once_on_clear(backend: Backend) {
+on_both_backends!(history_is_purged_at_its_deadline_and_on_either_sides_clear);
+async fn history_is_purged_at_its_deadline_and_on_either_sides_clear(backend: Backend) {
     let app = TestApp::spawn(backend, |c| {
         c.shake_window = WINDOW;
         c.retention = retention(Duration::from_secs(2));
@@ -205,12 +205,20 @@ async fn history_is_purged_at_its_deadline_and_at_once_on_clear(backend: Backend
         shake(&app.client, "hb", HOME)
     );
     assert!(a.expect("ha").is_some() && b.expect("hb").is_some());
-    app.clear("ha", Feature::Shake).await.expect("clear");
+    consent(&app, &["hc"]).await;
+    let (a, c) = tokio::join!(
+        shake(&app.client, "ha", HOME),
+        shake(&app.client, "hc", HOME)
+    );
+    assert!(a.expect("ha").is_some() && c.expect("hc").is_some());
+    assert_eq!(history(&app.client, "hb").await, ["ha"]);
+    app.clear("hc", Feature::Shake).await.expect("clear");
     assert!(
-        history(&app.client, "ha").await.is_empty(),
+        history(&app.client, "hc").await.is_empty(),
         "cleared at once"
     );
-    assert_eq!(history(&app.client, "hb").await, ["ha"]);
+    // SPEC §4.5 "both parties": the partner's history no longer shows who cleared.
+    assert_eq!(history(&app.client, "ha").await, ["hb"]);
     let export = app.export("hb").await.expect("export");
     assert_eq!(export.shake_history.len(), 1);
     // The embedded store's deadlines follow the manual clock; Redis's follow its own.
@@ -345,4 +353,28 @@ async fn shakes_arriving_at_two_service_processes_are_paired() {
     );
     assert_eq!(a.expect("p3").expect("match").0, "p4");
     assert_eq!(b.expect("p4").expect("match").0, "p3");
+}
+
+on_both_backends!(a_user_who_withdrew_is_matched_by_nobody_whatever_their_pending_shakes);
+async fn a_user_who_withdrew_is_matched_by_nobody_whatever_their_pending_shakes(backend: Backend) {
+    let app = TestApp::spawn(backend, |c| c.shake_window = Duration::from_secs(2)).await;
+    consent(&app, &["wa", "wb"]).await;
+    let pending: Vec<_> = (0..2)
+        .map(|_| {
+            let client = app.client.clone();
+            tokio::spawn(async move { shake(&client, "wa", HOME).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let withdrawn = app.withdraw("wa", Feature::Shake).await.expect("withdraw");
+
+    assert_eq!(withdrawn.purged_entries, 2, "both pending shakes");
+    let late = shake(&app.client, "wb", HOME).await.expect("wb shakes");
+    assert_eq!(late, None, "matched with a user who withdrew");
+    for call in pending {
+        let outcome = call.await.expect("joins");
+        assert!(matches!(outcome, Ok(None)), "{outcome:?}");
+    }
+    assert!(history(&app.client, "wb").await.is_empty());
 }

@@ -20,7 +20,9 @@ mod shake;
 
 use shake::ShakeState;
 
-use super::{ConsentStore, LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
+use super::{
+    ConsentStore, LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreResult,
+};
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
     UserId, nearby::NearbyRequest,
@@ -42,6 +44,7 @@ struct State {
     cells: HashMap<(Feature, CellIndex), HashMap<UserId, Member>>,
     expirations: BTreeSet<(Timestamp, Feature, UserId)>,
     consent_history: HashMap<UserId, Vec<ConsentEvent>>,
+    owed: BTreeSet<(Timestamp, OwedPurge)>,
     shake: ShakeState,
     shutdown: bool,
 }
@@ -335,6 +338,34 @@ impl ConsentStore for MemoryStore {
         let mut state = self.shared.lock();
         let removed = state.consent_history.remove(user).unwrap_or_default();
         Ok(removed.len() as u32)
+    }
+
+    async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {
+        let owed = OwedPurge {
+            user: user.clone(),
+            feature,
+            token: crate::random::u64()?,
+        };
+        let now = self.now();
+        self.shared.lock().owed.insert((now, owed.clone()));
+        Ok(owed)
+    }
+
+    async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>> {
+        let cut = Timestamp::from_millis(self.now().as_millis() - age.as_millis() as i64);
+        let state = self.shared.lock();
+        Ok(state
+            .owed
+            .iter()
+            .take_while(|(at, _)| *at <= cut)
+            .take(limit)
+            .map(|(_, owed)| owed.clone())
+            .collect())
+    }
+
+    async fn settle_purge(&self, owed: &OwedPurge) -> StoreResult<()> {
+        self.shared.lock().owed.retain(|(_, o)| o != owed);
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

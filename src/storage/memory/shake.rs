@@ -1,5 +1,8 @@
 //! Shake in the embedded store: pending shakes, delivered pairings and match history, under
-//! the store's one lock, so pairing is atomic.
+//! the store's one lock, so pairing and clearing are atomic. Same semantics as the Redis
+//! store's scripts: every pending shake and uncollected pairing of a user is found by a
+//! Clear, a Clear removes the entries naming the user from others' histories, and a
+//! tombstone keeps a match recorded late (by a call still finishing) from coming back.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,13 +25,31 @@ use crate::{
 
 /// How long a pairing waits for its pending side to collect it.
 const UNCOLLECTED: Duration = Duration::from_secs(10);
+/// How long a Clear's tombstone keeps late matches of the cleared user from being recorded
+/// (as the Redis store's).
+const TOMBSTONE: Duration = Duration::from_secs(120);
+/// History entries kept per user at most (as the Redis store's).
+const HISTORY_CAP: usize = 100;
+
+/// A pairing waiting to be collected by the pending side.
+#[derive(Debug)]
+struct Delivered {
+    /// Whose pending shake it was.
+    owner: UserId,
+    pair: ShakePair,
+    until: Timestamp,
+}
 
 /// Shake's part of the store state.
 #[derive(Debug, Default)]
 pub(super) struct ShakeState {
     pending: HashMap<u64, (PendingShake, Arc<Notify>)>,
-    delivered: HashMap<u64, (ShakePair, Timestamp)>,
+    delivered: HashMap<u64, Delivered>,
     history: HashMap<UserId, VecDeque<(Timestamp, ShakeMatch)>>,
+    /// For each user, who has a history entry naming them, until when.
+    named_by: HashMap<UserId, HashMap<UserId, Timestamp>>,
+    /// When each user (by `UserId::pseudonym`) last cleared Shake, kept for [`TOMBSTONE`].
+    cleared: HashMap<u64, Timestamp>,
 }
 
 impl ShakeState {
@@ -36,7 +57,7 @@ impl ShakeState {
     pub(super) fn purge_due(&mut self, now: Timestamp) -> u32 {
         let before = self.len();
         self.pending.retain(|_, (p, _)| p.expires > now);
-        self.delivered.retain(|_, (_, until)| *until > now);
+        self.delivered.retain(|_, d| d.until > now);
         for entries in self.history.values_mut() {
             while entries
                 .front()
@@ -46,18 +67,30 @@ impl ShakeState {
             }
         }
         self.history.retain(|_, entries| !entries.is_empty());
+        for naming in self.named_by.values_mut() {
+            naming.retain(|_, until| *until > now);
+        }
+        self.named_by.retain(|_, naming| !naming.is_empty());
+        self.cleared.retain(|_, at| at.plus(TOMBSTONE) > now);
         (before - self.len()) as u32
     }
 
-    /// Every entry physically held.
+    /// Every entry physically held (tombstones hold no match and are not counted).
     pub(super) fn len(&self) -> usize {
         self.pending.len()
             + self.delivered.len()
             + self.history.values().map(VecDeque::len).sum::<usize>()
+            + self.named_by.values().map(HashMap::len).sum::<usize>()
     }
 
     fn take_delivered(&mut self, id: u64) -> Option<ShakePair> {
-        self.delivered.remove(&id).map(|(pair, _)| pair)
+        self.delivered.remove(&id).map(|d| d.pair)
+    }
+
+    fn cleared_since(&self, user: &UserId, at: Timestamp) -> bool {
+        self.cleared
+            .get(&user.pseudonym())
+            .is_some_and(|cleared| *cleared >= at)
     }
 }
 
@@ -89,14 +122,16 @@ impl ShakeStore for MemoryStore {
                 .insert(id, (shake.clone(), Arc::new(Notify::new())));
             return Ok(ShakeOutcome::Pending(shake));
         };
-        let theirs = ShakePair {
-            partner: user.clone(),
-            partner_cell: cell,
-            matched_at: now,
+        let theirs = Delivered {
+            owner: partner.user.clone(),
+            pair: ShakePair {
+                partner: user.clone(),
+                partner_cell: cell,
+                matched_at: now,
+            },
+            until: partner.expires.plus(UNCOLLECTED),
         };
-        shakes
-            .delivered
-            .insert(partner.id, (theirs, partner.expires.plus(UNCOLLECTED)));
+        shakes.delivered.insert(partner.id, theirs);
         wake.notify_one();
         Ok(ShakeOutcome::Paired(ShakePair {
             partner: partner.user,
@@ -142,9 +177,25 @@ impl ShakeStore for MemoryStore {
     ) -> StoreResult<()> {
         let deadline = matched.matched_at.plus(retention.window());
         let mut state = self.shared.lock();
-        let entries = state.shake.history.entry(user.clone()).or_default();
+        let shakes = &mut state.shake;
+        if shakes.cleared_since(user, matched.matched_at)
+            || shakes.cleared_since(&matched.partner, matched.matched_at)
+        {
+            return Ok(());
+        }
+        let entries = shakes.history.entry(user.clone()).or_default();
         let at = entries.partition_point(|(d, _)| *d <= deadline);
         entries.insert(at, (deadline, matched.clone()));
+        while entries.len() > HISTORY_CAP {
+            entries.pop_front();
+        }
+        let until = shakes
+            .named_by
+            .entry(matched.partner.clone())
+            .or_default()
+            .entry(user.clone())
+            .or_insert(deadline);
+        *until = (*until).max(deadline);
         Ok(())
     }
 
@@ -170,14 +221,31 @@ impl ShakeStore for MemoryStore {
     }
 
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32> {
+        let now = self.now();
         let mut state = self.shared.lock();
         let shakes = &mut state.shake;
-        let before = shakes.len();
+        let waiting = shakes.pending.len() + shakes.delivered.len();
         shakes.pending.retain(|_, (p, _)| p.user != *user);
         shakes
             .delivered
-            .retain(|_, (pair, _)| pair.partner != *user);
-        shakes.history.remove(user);
-        Ok((before - shakes.len()) as u32)
+            .retain(|_, d| d.owner != *user && d.pair.partner != *user);
+        // What the user held (shakes, pairings, their own history) is counted, as on Redis;
+        // the entries naming them in others' histories go too.
+        let mut removed = waiting - shakes.pending.len() - shakes.delivered.len();
+        for (_, mine) in shakes.history.remove(user).into_iter().flatten() {
+            removed += 1;
+            if let Some(naming) = shakes.named_by.get_mut(&mine.partner) {
+                naming.remove(user);
+            }
+        }
+        for (other, _) in shakes.named_by.remove(user).into_iter().flatten() {
+            if let Some(entries) = shakes.history.get_mut(&other) {
+                entries.retain(|(_, m)| m.partner != *user);
+            }
+        }
+        shakes.named_by.retain(|_, naming| !naming.is_empty());
+        shakes.history.retain(|_, entries| !entries.is_empty());
+        shakes.cleared.insert(user.pseudonym(), now);
+        Ok(removed as u32)
     }
 }

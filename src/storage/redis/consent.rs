@@ -15,12 +15,12 @@ use tonic::async_trait;
 use super::{
     Conn, Target,
     conn::bounded,
-    keys::{consent_key, history_key, legacy_consent_key},
+    keys::{OWED, consent_key, history_key, legacy_consent_key},
     scripts,
 };
 use crate::{
     domain::{ConsentEvent, ConsentRecord, ConsentState, Feature, Timestamp, UserId},
-    storage::{ConsentStore, StoreError, StoreErrorKind, StoreResult},
+    storage::{ConsentStore, OwedPurge, StoreError, StoreErrorKind, StoreResult},
 };
 
 /// Separates fields of an encoded record: validated text never contains it.
@@ -93,6 +93,27 @@ impl RedisConsentStore {
             .clone();
         bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await
     }
+}
+
+/// The member of an owed purge in [`OWED`]: `<feature tag>|<token hex>|<user id>`.
+fn owed_member(owed: &OwedPurge) -> String {
+    format!("{}|{:x}|{}", tag(owed.feature), owed.token, owed.user)
+}
+
+fn parse_owed(member: &str) -> Option<OwedPurge> {
+    let mut parts = member.splitn(3, '|');
+    let feature = match parts.next()? {
+        "n" => Feature::PeopleNearby,
+        "s" => Feature::Shake,
+        _ => return None,
+    };
+    let token = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let user = UserId::parse(parts.next()?, "user_id").ok()?;
+    Some(OwedPurge {
+        user,
+        feature,
+        token,
+    })
 }
 
 /// Whether a state key's value says GRANTED.
@@ -215,6 +236,44 @@ impl ConsentStore for RedisConsentStore {
             call.invoke_async(&mut conn),
         )
         .await
+    }
+
+    async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {
+        let owed = OwedPurge {
+            user: user.clone(),
+            feature,
+            token: crate::random::u64()?,
+        };
+        let mut conn = self.conn.clone();
+        let mut call = scripts::PURGE_OWE.prepare_invoke();
+        call.key(OWED).arg(owed_member(&owed));
+        let _: i64 = bounded(
+            self.timeout,
+            "recording a purge owed",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(owed)
+    }
+
+    async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>> {
+        let mut conn = self.conn.clone();
+        let mut call = scripts::PURGES_OWED.prepare_invoke();
+        call.key(OWED).arg(age.as_millis() as u64).arg(limit);
+        let raw: Vec<String> = bounded(
+            self.timeout,
+            "listing purges owed",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(raw.iter().filter_map(|m| parse_owed(m)).collect())
+    }
+
+    async fn settle_purge(&self, owed: &OwedPurge) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("ZREM").arg(OWED).arg(owed_member(owed)).clone();
+        let _: i64 = bounded(self.timeout, "settling a purge", cmd.query_async(&mut conn)).await?;
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

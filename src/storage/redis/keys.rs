@@ -13,12 +13,15 @@
 //! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
 //! | `vc:s:{shake}:c:<coarse>` | ZSET | pending shake ids of a resolution-7 cell, by arrival | same | `shake` |
 //! | `vc:s:{shake}:all` | ZSET | every pending shake id, by expiry (the sweeper and the global pool read it) | same | `shake` |
-//! | `vc:s:{shake}:u` | HASH | user → their pending shake id | same | `shake` |
-//! | `vc:s:{shake}:m:<id>` | LIST | a pending shake's mailbox: `partner|cell|matched_at` | expiry + 40 s | `shake` |
+//! | `vc:s:{shake}:u:<user_id>` | SET | the user's shake ids, pending or with an uncollected pairing (a Clear finds them all) | latest expiry + 40 s | `shake` |
+//! | `vc:s:{shake}:m:<id>` | LIST | a pending shake's mailbox: `partner|cell|matched_at|owner` | expiry + 40 s | `shake` |
 //! | `vc:s:{shake}:mdue` | ZSET | mailboxes by when to delete them if never collected | — | `shake` |
-//! | `vc:sh:{<user_id>}` | LIST | Shake history: `deadline|partner|band|matched_at` | last deadline + 30 s | user |
-//! | `vc:s:hdue` | ZSET | users with history, by earliest deadline | none (holds ids only) | none |
+//! | `vc:s:{shake}:h:<user_id>` | ZSET | Shake history: `partner|band|matched_at` by deadline, at most `shake::HISTORY_CAP` | last deadline + 30 s | `shake` |
+//! | `vc:s:{shake}:n:<user_id>` | ZSET | users whose history names this user, by deadline (a Clear of this user removes those entries) | same | `shake` |
+//! | `vc:s:{shake}:hdue` | ZSET | users with history or "named by" entries, by earliest deadline | — | `shake` |
+//! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match | 120 s | `shake` |
 //! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
+//! | `vc:owed` | ZSET | purges owed: `<f>|<token>|<user_id>` by when they were owed (ms); a sweep finishes any not settled (no location; persisted store) | none | none (one slot) |
 //! | `vc:h:{<user_id>}` | LIST | consent history, whose last event of a feature is its current record (no location; persisted store) | none | user |
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
@@ -77,10 +80,8 @@ pub fn due_key(part: CellIndex) -> String {
 
 /// The user-record hash holding `user`.
 pub fn user_key(user: &UserId) -> String {
-    format!(
-        "vc:u:{{s{}}}",
-        fnv1a(user.as_str().as_bytes()) % USER_SHARDS
-    )
+    // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
+    format!("vc:u:{{s{}}}", user.pseudonym() % USER_SHARDS)
 }
 
 /// The field of `user`'s entry in `feature` inside [`user_key`].
@@ -102,17 +103,12 @@ pub fn legacy_consent_key(user: &UserId) -> String {
     format!("vc:c:{{{user}}}")
 }
 
+/// The purges owed (in the consent store).
+pub const OWED: &str = "vc:owed";
+
 /// The consent-history list of a user.
 pub fn history_key(user: &UserId) -> String {
     format!("vc:h:{{{user}}}")
-}
-
-/// FNV-1a: a stable hash (std's hashers may change between Rust releases; shard numbers are
-/// stored data and must not).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn gender_char(gender: Gender) -> char {
@@ -187,7 +183,7 @@ pub fn parse_member(raw: &str) -> Option<Member> {
 }
 
 /// The length of an encoded record.
-const RECORD_LEN: usize = 13 + 8 + 4 + 4 + 2 + 1 + 4;
+pub const RECORD_LEN: usize = 13 + 8 + 4 + 4 + 2 + 1 + 4;
 
 /// Encodes an entry record.
 pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> Vec<u8> {

@@ -66,7 +66,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             tickets,
-            waker: shake::Waker::start(target),
+            waker: shake::Waker::start(target)?,
             grid,
             retention,
             timeout,
@@ -164,28 +164,6 @@ impl RedisStore {
         Ok(written(reply))
     }
 
-    /// The member text of a stored entry.
-    fn member_of(entry: &LocationEntry) -> String {
-        let p = &entry.position;
-        keys::member(p.gender, entry.deadlines.purge_at, &p.user_id)
-    }
-
-    async fn cell_remove(&self, cell: CellIndex, member: &str) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let mut call = scripts::CELL_REMOVE.prepare_invoke();
-        call.key(keys::cell_key(cell))
-            .key(keys::due_key(keys::partition(cell)))
-            .arg(member)
-            .arg(cell.to_string());
-        let _: i64 = bounded(
-            self.timeout,
-            "removing from a cell",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
-        Ok(())
-    }
-
     async fn put_record(
         &self,
         position: &Position,
@@ -204,6 +182,118 @@ impl RedisStore {
             call.invoke_async(&mut conn),
         )
         .await
+    }
+
+    /// [`LocationStore::leave`] on a cluster, where the member and the record live in two
+    /// slots: renew the member only if it is there, then the record only if it is there and
+    /// still names that cell. Neither step creates anything, so a Clear or a withdrawal that
+    /// runs in between is never undone; and the member's deadline is written first, so it is
+    /// never earlier than the record's (the sweeper finds records through members).
+    async fn leave_in_steps(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        retention: Retention,
+    ) -> StoreResult<Option<Deadlines>> {
+        let (now, entry) = self.read_record(feature, user).await?;
+        let Some((_, entry)) = entry.filter(|(_, e)| !e.deadlines.is_expired(now)) else {
+            return Ok(None);
+        };
+        let cell = entry.position.cell;
+        let mut conn = self.conn.clone();
+        let mut renew = scripts::CELL_RENEW.prepare_invoke();
+        renew
+            .key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(keys::gender_tag(entry.position.gender).to_string())
+            .arg(user.as_str())
+            .arg(self.tickets.of(user))
+            .arg(retention.window().as_millis() as u64)
+            .arg(cell.to_string())
+            .arg(keys::member(
+                entry.position.gender,
+                entry.deadlines.purge_at,
+                user,
+            ));
+        let renewed: Option<(i64, i64)> = bounded(
+            self.timeout,
+            "renewing a member",
+            renew.invoke_async(&mut conn),
+        )
+        .await?;
+        let Some(deadlines) = renewed.map(written) else {
+            return Ok(None);
+        };
+        let mut mark = scripts::USER_LEAVE.prepare_invoke();
+        mark.key(keys::user_key(user))
+            .arg(keys::user_field(feature, user))
+            .arg(u64::from(cell).to_be_bytes().as_slice())
+            .arg(deadlines.purge_at.as_millis())
+            .arg(retention.window().as_millis() as u64)
+            .arg(keys::RECORD_LEN);
+        let marked: u32 = bounded(
+            self.timeout,
+            "marking a record left",
+            mark.invoke_async(&mut conn),
+        )
+        .await?;
+        self.schedule(cell, deadlines.purge_at).await?;
+        Ok((marked > 0).then_some(deadlines))
+    }
+
+    /// One feature of [`LocationStore::clear`] on a cluster: the member of the cell the record
+    /// names is dropped (by ticket, whatever its deadline), then the record is taken; if the
+    /// record taken names another cell (a move raced), that cell's member goes too. A member
+    /// a concurrent Leave renews is one these steps drop (Leave creates nothing), and a
+    /// record is never left without its member. Returns whether there was a record.
+    async fn clear_in_steps(&self, feature: Feature, user: &UserId) -> StoreResult<bool> {
+        let (_, read) = self.read_record(feature, user).await?;
+        let first = read.as_ref().map(|(_, e)| e.position.cell);
+        if let Some((_, entry)) = &read {
+            self.drop_member(entry).await?;
+        }
+        let mut conn = self.conn.clone();
+        let mut take = scripts::USER_TAKE.prepare_invoke();
+        take.key(keys::user_key(user))
+            .arg(keys::user_field(feature, user));
+        let taken: Option<Vec<u8>> = bounded(
+            self.timeout,
+            "deleting a record",
+            take.invoke_async(&mut conn),
+        )
+        .await?;
+        let Some(raw) = taken else {
+            return Ok(first.is_some());
+        };
+        if let Some(entry) = keys::decode_record(feature, user, &raw)
+            && Some(entry.position.cell) != first
+        {
+            self.drop_member(&entry).await?;
+        }
+        Ok(true)
+    }
+
+    /// Removes every member of the user of `entry` from its cell: by this node's ticket, and
+    /// the member the entry names (written under another ticket by a node with another
+    /// order secret).
+    async fn drop_member(&self, entry: &LocationEntry) -> StoreResult<()> {
+        let (cell, user) = (entry.position.cell, &entry.position.user_id);
+        let named = keys::member(entry.position.gender, entry.deadlines.purge_at, user);
+        let mut conn = self.conn.clone();
+        let mut call = scripts::CELL_DROP_USER.prepare_invoke();
+        call.key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(user.as_str())
+            .arg(self.tickets.of(user))
+            .arg(cell.to_string())
+            .arg(named);
+        let _: i64 = bounded(
+            self.timeout,
+            "removing from a cell",
+            call.invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Makes sure the sweeper visits the partition of `cell` by `at`.
@@ -358,8 +448,7 @@ impl LocationStore for RedisStore {
         let old =
             old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
         if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
-            self.cell_remove(old.position.cell, &Self::member_of(&old))
-                .await?;
+            self.drop_member(&old).await?;
         }
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
@@ -380,38 +469,44 @@ impl LocationStore for RedisStore {
         user: &UserId,
         retention: Retention,
     ) -> StoreResult<Option<Deadlines>> {
-        let (now, entry) = self.read_record(feature, user).await?;
-        let Some((_, entry)) = entry.filter(|(_, e)| !e.deadlines.is_expired(now)) else {
-            return Ok(None);
-        };
-        let position = entry.position;
-        let deadlines = self.cell_add(&position, retention).await?;
-        self.put_record(&position, &deadlines, true).await?;
-        self.schedule(position.cell, deadlines.purge_at).await?;
-        Ok(Some(deadlines))
+        if self.conn.is_cluster() {
+            return self.leave_in_steps(feature, user, retention).await;
+        }
+        let mut conn = self.conn.clone();
+        let mut call = scripts::LEAVE.prepare_invoke();
+        call.key(keys::user_key(user))
+            .key(keys::PARTS)
+            .arg(keys::user_field(feature, user))
+            .arg(user.as_str())
+            .arg(self.tickets.of(user))
+            .arg(retention.window().as_millis() as u64)
+            .arg(u8::from(keys::PARTITION_RES))
+            .arg(keys::RECORD_LEN);
+        let reply: Option<(i64, i64)> =
+            bounded(self.timeout, "leaving", call.invoke_async(&mut conn)).await?;
+        Ok(reply.map(written))
     }
 
     #[instrument(skip_all)]
     async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
         let mut cleared = 0;
         for feature in features {
-            let (_, Some((raw, entry))) = self.read_record(*feature, user).await? else {
-                continue;
+            let found = if self.conn.is_cluster() {
+                self.clear_in_steps(*feature, user).await?
+            } else {
+                let mut conn = self.conn.clone();
+                let mut call = scripts::CLEAR.prepare_invoke();
+                call.key(keys::user_key(user))
+                    .arg(keys::user_field(*feature, user))
+                    .arg(user.as_str())
+                    .arg(self.tickets.of(user))
+                    .arg(u8::from(keys::PARTITION_RES))
+                    .arg(keys::RECORD_LEN);
+                let n: u32 =
+                    bounded(self.timeout, "clearing", call.invoke_async(&mut conn)).await?;
+                n > 0
             };
-            self.cell_remove(entry.position.cell, &Self::member_of(&entry))
-                .await?;
-            let mut conn = self.conn.clone();
-            let mut call = scripts::USER_DELETE_IF.prepare_invoke();
-            call.key(keys::user_key(user))
-                .arg(keys::user_field(*feature, user))
-                .arg(raw);
-            let _: i64 = bounded(
-                self.timeout,
-                "deleting a record",
-                call.invoke_async(&mut conn),
-            )
-            .await?;
-            cleared += 1;
+            cleared += u32::from(found);
         }
         Ok(cleared)
     }

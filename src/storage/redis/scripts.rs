@@ -68,18 +68,6 @@ return {purge - retention, purge}
     )
 });
 
-/// Removes a member from its cell, dropping the cell (and the due index) when empty.
-/// KEYS: cell, due. ARGV: member, cell id. Returns how many were removed.
-pub static CELL_REMOVE: LazyLock<Script> = LazyLock::new(|| {
-    cell_script(
-        r"
-local n = redis.call('ZREM', KEYS[1], ARGV[1])
-drop_if_empty(KEYS[1], KEYS[2], ARGV[2])
-return n
-",
-    )
-});
-
 /// H3 on raw cells inside a script: the key text of an 8-byte big-endian cell (h3o's
 /// lower-case hex, no leading zeros) and its parent at a resolution (resolution field set,
 /// finer digits set to 7, as H3 defines it).
@@ -136,34 +124,192 @@ fn cell_script(body: &str) -> Script {
 
 /// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
 /// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
-/// `purge_at`, which only the server clock knows), removes them from their previous cell
-/// when they moved (found there by their ticket, whatever deadline that member carries; that
-/// cell's key is derived from the old record: an undeclared key, which
-/// a single node allows and a cluster would not, so a cluster takes the step-by-step path),
+/// `purge_at`, which only the server clock knows), after removing their previous member
+/// (found by ticket, whatever deadline it carries, and as the old record names it, which a
+/// node with another order secret wrote under another ticket; that cell's key is derived
+/// from the old record: an undeclared key, which a single node allows and a cluster would
+/// not, so a cluster takes the step-by-step path),
 /// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
 /// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
 /// id, field, record without `purge_at`, partition id, partition resolution.
 /// Returns `{last_active, purge_at}`.
 pub static UPSERT: LazyLock<Script> = LazyLock::new(|| {
-    cell_script(
+    record_script(
         r"
 local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
 local user, ticket = ARGV[2], ARGV[3]
-add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
 local old = redis.call('HGET', KEYS[3], ARGV[6])
+if old and #old == 13 + #ARGV[7] then
+  local key, due, id = record_cell(old, tonumber(ARGV[9]))
+  drop_user(key, ticket, user)
+  drop_record_member(key, old, user)
+  drop_if_empty(key, due, id)
+end
+add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[6], string.format('%013.0f', purge) .. ARGV[7])
 expire_at(KEYS[3], purge)
-if old and #old == 13 + #ARGV[7] and string.sub(old, 14, 21) ~= string.sub(ARGV[7], 1, 8) then
-  local cell = string.sub(old, 14, 21)
-  local part = cell_hex(parent_of(cell, tonumber(ARGV[9])))
-  local key = 'vc:n:{' .. part .. '}:c:' .. cell_hex(cell)
-  drop_user(key, ticket, user)
-  drop_if_empty(key, 'vc:n:{' .. part .. '}:due', cell_hex(cell))
-end
 redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
 expire_at(KEYS[4], purge + retention)
 return {purge - retention, purge}
+",
+    )
+});
+
+/// Where a user's record says their cell set and its due index are (single node only: the
+/// keys are derived, not declared). `rec` is a record (`keys::encode_record`), `res` the
+/// partition resolution. Returns the cell key, the due key and the cell id.
+const RECORD_CELL: &str = r"
+local function record_cell(rec, res)
+  local cell = string.sub(rec, 14, 21)
+  local part = cell_hex(parent_of(cell, res))
+  local id = cell_hex(cell)
+  return 'vc:n:{' .. part .. '}:c:' .. id, 'vc:n:{' .. part .. '}:due', id
+end
+local function record_gender(rec)
+  local g = string.byte(rec, 32) % 4
+  if g == 1 then return 'f' elseif g == 2 then return 'm' end
+  return 'u'
+end
+local function drop_record_member(key, rec, user)
+  redis.call('ZREM', key, member(record_gender(rec), tonumber(string.sub(rec, 1, 13)), user))
+end
+local function u32be(n)
+  return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256)
+end
+local function left_record(rec, purge, retention)
+  local flags = string.byte(rec, 32)
+  if flags % 8 < 4 then flags = flags + 4 end
+  return string.format('%013.0f', purge) .. string.sub(rec, 14, 31) .. string.char(flags)
+    .. u32be(retention)
+end
+";
+
+/// A script that reads cells from records: [`cell_script`] plus [`RECORD_CELL`].
+fn record_script(body: &str) -> Script {
+    Script::new(&format!(
+        "{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{CELL_OPS}{RECORD_CELL}{body}"
+    ))
+}
+
+/// LeaveNearby on a single node, in one atomic call: if the user has a live record, renews
+/// their member (found by ticket) and their record with `purge_at = now + retention`, marks
+/// the record left, and schedules the partition's sweep. Creates nothing when there is no
+/// live record, so a Leave can never bring back what a Clear or a withdrawal removed.
+/// KEYS: user hash, parts. ARGV: field, user id, ticket, retention ms, partition resolution,
+/// record length. Returns `{last_active, purge_at}`, or nil when the user is not in the
+/// feature.
+pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    record_script(
+        r"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec or #rec ~= tonumber(ARGV[6]) or tonumber(string.sub(rec, 1, 13)) <= now then
+  return nil
+end
+local retention = tonumber(ARGV[4])
+local purge = math.floor((now + retention) / 1000) * 1000
+local key, due, id = record_cell(rec, tonumber(ARGV[5]))
+drop_record_member(key, rec, ARGV[2])
+add_member(key, due, record_gender(rec), ARGV[2], ARGV[3], purge, id)
+redis.call('HSET', KEYS[1], ARGV[1], left_record(rec, purge, retention))
+expire_at(KEYS[1], purge)
+local part = string.match(key, '{(.-)}')
+redis.call('ZADD', KEYS[2], 'LT', num(purge), part)
+expire_at(KEYS[2], purge + retention)
+return {purge - retention, purge}
+",
+    )
+});
+
+/// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
+/// record and every member of theirs in the record's cell (found by ticket, whatever
+/// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution,
+/// record length. Returns 1 when there was a record, else 0.
+pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    record_script(
+        r"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return 0 end
+if #rec == tonumber(ARGV[5]) then
+  local key, due, id = record_cell(rec, tonumber(ARGV[4]))
+  drop_user(key, ARGV[3], ARGV[2])
+  drop_record_member(key, rec, ARGV[2])
+  drop_if_empty(key, due, id)
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return 1
+",
+    )
+});
+
+/// Renews a user's member in a cell, found by ticket or as their record names it, only if one
+/// is there: the cluster's first step of LeaveNearby, which must not re-create a member a
+/// Clear removed. KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id,
+/// the member the record names.
+/// Returns `{last_active, purge_at}`, or nil when the user has no member there.
+pub static CELL_RENEW: LazyLock<Script> = LazyLock::new(|| {
+    cell_script(
+        r"
+local found = redis.call('ZREM', KEYS[1], ARGV[6]) == 1
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])) do
+  if string.sub(m, 9) == ARGV[2] then found = true end
+end
+if not found then return nil end
+local retention = tonumber(ARGV[4])
+local purge = math.floor((now + retention) / 1000) * 1000
+add_member(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], purge, ARGV[5])
+return {purge - retention, purge}
+",
+    )
+});
+
+/// Removes every member of a user from a cell (found by ticket, and the member their record
+/// names, ARGV[4], which a node with another order secret wrote under another ticket),
+/// dropping the cell when empty. KEYS: cell, due. ARGV: user id, ticket, cell id, member.
+/// Returns 1.
+pub static CELL_DROP_USER: LazyLock<Script> = LazyLock::new(|| {
+    cell_script(
+        r"
+drop_user(KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[4])
+drop_if_empty(KEYS[1], KEYS[2], ARGV[3])
+return 1
+",
+    )
+});
+
+/// Marks a user's record left with a new `purge_at`, only if the record is there and still
+/// in the cell whose member was renewed: the cluster's second step of LeaveNearby.
+/// KEYS: user hash. ARGV: field, cell (8 raw bytes), purge_at ms, retention ms, record
+/// length. Returns 1 when written, else 0.
+pub static USER_LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    record_script(
+        r"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec or #rec ~= tonumber(ARGV[5]) or string.sub(rec, 14, 21) ~= ARGV[2] then
+  return 0
+end
+local purge = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], left_record(rec, purge, tonumber(ARGV[4])))
+expire_at(KEYS[1], purge)
+return 1
+",
+    )
+});
+
+/// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
+/// which then removes the member of whatever cell that record named.
+/// KEYS: user hash. ARGV: field.
+pub static USER_TAKE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return nil end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return rec
 ",
     )
 });
@@ -188,19 +334,6 @@ pub static USER_GET: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 return {now, redis.call('HGET', KEYS[1], ARGV[1])}
-",
-    )
-});
-
-/// Deletes a user's record if it still equals the one read before (a concurrent update
-/// wins). KEYS: user hash. ARGV: field, expected record. Returns 1 when deleted.
-pub static USER_DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return 1
 ",
     )
 });
@@ -351,34 +484,44 @@ return out
     )
 });
 
-/// Lists the members of a partition due at the server's now (at most ARGV[2] cells):
-/// `{cut, member, member, ...}`, cut = now floored to the second. KEYS: due.
-/// ARGV: cell key prefix, cell limit.
+/// Lists the members of a partition due at the server's now: `{cut, {cell, ...}, {member,
+/// ...}}`, cut = now floored to the second, the cells those members were read from (at most
+/// ARGV[2] cells, and no more cells once ARGV[3] members were examined, but always one), and
+/// their due members. [`SWEEP_CELLS`] then sweeps exactly these cells: a cell whose members
+/// were not read here keeps them, so no record is ever left without its member.
+/// KEYS: due. ARGV: cell key prefix, cell limit, member budget.
 pub static SWEEP_FIND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local cut = math.floor(now / 1000) * 1000
-local out = {cut}
+local budget = tonumber(ARGV[3])
+local read, due, examined = {}, {}, 0
 local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(cut), 'LIMIT', 0, tonumber(ARGV[2]))
 for _, c in ipairs(cells) do
-  for _, m in ipairs(redis.call('ZRANGE', ARGV[1] .. c, 0, -1)) do
-    if deadline_ms(m) <= cut then out[#out + 1] = m end
+  if examined >= budget then break end
+  local members = redis.call('ZRANGE', ARGV[1] .. c, 0, -1)
+  examined = examined + #members
+  read[#read + 1] = c
+  for _, m in ipairs(members) do
+    if deadline_ms(m) <= cut then due[#due + 1] = m end
   end
 end
-return out
+return {cut, read, due}
 ",
     )
 });
 
 /// Removes the members due at ARGV[2] (the cut SWEEP_FIND returned, whose users' records are
-/// already deleted) and re-scores the due cells. Returns the partition's earliest deadline
-/// left, or nil when it is empty. KEYS: due. ARGV: cell key prefix, cut.
+/// already deleted) from the cells SWEEP_FIND read (ARGV[3..]) and re-scores those cells;
+/// other due cells wait for the next visit. Returns the partition's earliest deadline left
+/// (at or before the cut when due cells remain), or nil when it is empty.
+/// KEYS: due. ARGV: cell key prefix, cut, cell, cell, ...
 pub static SWEEP_CELLS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local cut = tonumber(ARGV[2])
-local cells = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(cut))
-for _, c in ipairs(cells) do
+for i = 3, #ARGV do
+  local c = ARGV[i]
   local key = ARGV[1] .. c
   local earliest = nil
   for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
@@ -450,6 +593,26 @@ return 1
     )
 });
 
+/// Records an owed purge at the server's now. KEYS: owed. ARGV: member.
+pub static PURGE_OWE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+redis.call('ZADD', KEYS[1], now_s, ARGV[1])
+return 1
+",
+    )
+});
+
+/// Purges owed for at least ARGV[1] ms, oldest first, at most ARGV[2]. KEYS: owed.
+pub static PURGES_OWED: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', num(now - tonumber(ARGV[1])), 'LIMIT', 0,
+  tonumber(ARGV[2]))
+",
+    )
+});
+
 /// Deletes a user's consent records; returns how many events there were.
 /// KEYS: history list, then every current record.
 pub static CONSENT_FORGET: LazyLock<Script> = LazyLock::new(|| {
@@ -462,18 +625,59 @@ return n
     )
 });
 
+/// Shake's key names inside scripts (every one under the `{shake}` hash tag) and the steps
+/// several Shake scripts share: dropping a pending shake, and a user's history, "named by"
+/// index and tombstone.
+const SHAKE_OPS: &str = r"
+local P = 'vc:s:{shake}:'
+local function unpend(id)
+  local rec = redis.call('HGET', P .. 'p', id)
+  if not rec then return false end
+  local user, coarse = string.match(rec, '^([^|]*)|'), string.match(rec, '|([^|]*)$')
+  redis.call('HDEL', P .. 'p', id)
+  redis.call('ZREM', P .. 'c:' .. coarse, id)
+  redis.call('ZREM', P .. 'all', id)
+  return user
+end
+local function entry_partner(e)
+  return string.match(e, '^([^|]*)|')
+end
+local function forget_box(id)
+  local pair = redis.call('LPOP', P .. 'm:' .. id)
+  if pair then
+    redis.call('DEL', P .. 'm:' .. id)
+    redis.call('ZREM', P .. 'mdue', id)
+    local partner, owner = string.match(pair, '^([^|]*)|'), string.match(pair, '|([^|]*)$')
+    redis.call('SREM', P .. 'u:' .. partner, id)
+    redis.call('SREM', P .. 'u:' .. owner, id)
+  end
+  return pair
+end
+local function cleared_since(tomb, at)
+  local t = redis.call('GET', P .. 'x:' .. tomb)
+  return t ~= false and tonumber(t) >= at
+end
+";
+
+/// A Shake script: [`script`]'s helpers plus [`SHAKE_OPS`].
+fn shake_script(body: &str) -> Script {
+    Script::new(&format!("{NOW}{EXPIRE_AT}{MEMBERS}{SHAKE_OPS}{body}"))
+}
+
 /// Shake: pairs an arriving shake with the nearest pending one, or leaves it pending.
-/// Everything pending lives under the `{shake}` hash tag, so pairing is one atomic script
-/// whichever node the two shakes arrive at.
+/// Everything Shake holds lives under the `{shake}` hash tag, so pairing, clearing and
+/// sweeping are each one atomic script whichever node runs them.
 /// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell, then the
 /// coarse cells of rings 0, 1 and 2 as three '|'-joined lists.
 /// Work is bounded whatever the storm: at most 4 candidates per coarse cell, the first ring
 /// that has any and the next, then at most 8 from the global pool (oldest first).
+/// A pending shake's id is in its user's set (`u:<user>`) until it is withdrawn, taken or
+/// swept, and a mailbox's id also in the set of the user it names, so clearing a user finds
+/// every one of their shakes and every uncollected pairing with them.
 /// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
 pub static SHAKE_PAIR: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    shake_script(
         r"
-local P = 'vc:s:{shake}:'
 local function parse(rec)
   local u, c, lat, lng, arrived, expires, node, coarse =
     string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
@@ -511,14 +715,15 @@ if best == nil then
   end
 end
 if best ~= nil then
-  redis.call('HDEL', P .. 'p', best_id)
-  redis.call('ZREM', P .. 'c:' .. best.coarse, best_id)
-  redis.call('ZREM', P .. 'all', best_id)
-  if redis.call('HGET', P .. 'u', best.user) == best_id then redis.call('HDEL', P .. 'u', best.user) end
+  unpend(best_id)
   local box = P .. 'm:' .. best_id
-  redis.call('RPUSH', box, ARGV[2] .. '|' .. ARGV[3] .. '|' .. now_s)
+  redis.call('RPUSH', box, ARGV[2] .. '|' .. ARGV[3] .. '|' .. now_s .. '|' .. best.user)
   expire_at(box, best.expires + 10000)
   redis.call('ZADD', P .. 'mdue', num(best.expires + 10000), best_id)
+  expire_at(P .. 'u:' .. best.user, best.expires + 10000)
+  -- The mailbox names the arriving user too: a Clear of theirs must find it.
+  redis.call('SADD', P .. 'u:' .. ARGV[2], best_id)
+  expire_at(P .. 'u:' .. ARGV[2], best.expires + 10000)
   redis.call('PUBLISH', 'vc:s:wake:' .. best.node, best_id)
   return {1, best.user, best.cell, now}
 end
@@ -527,126 +732,144 @@ local rec = table.concat({ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_s, num(expires
 redis.call('HSET', P .. 'p', ARGV[1], rec)
 redis.call('ZADD', P .. 'c:' .. ARGV[8], now_s, ARGV[1])
 redis.call('ZADD', P .. 'all', num(expires), ARGV[1])
-redis.call('HSET', P .. 'u', ARGV[2], ARGV[1])
-for _, k in ipairs({P .. 'p', P .. 'c:' .. ARGV[8], P .. 'all', P .. 'u'}) do expire_at(k, expires) end
+redis.call('SADD', P .. 'u:' .. ARGV[2], ARGV[1])
+for _, k in ipairs({P .. 'p', P .. 'c:' .. ARGV[8], P .. 'all', P .. 'u:' .. ARGV[2]}) do
+  expire_at(k, expires)
+end
 return {0, now, expires}
 ",
     )
 });
 
 /// Takes a delivered pairing from a shake's mailbox; with ARGV[2] = '1' also withdraws the
-/// shake if it is still pending. ARGV: id, withdraw flag. Returns the pairing text or nil.
+/// shake if it is still pending. ARGV: id, withdraw flag, user. Returns the pairing text or
+/// nil.
 pub static SHAKE_TAKE: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    shake_script(
         r"
-local P = 'vc:s:{shake}:'
 if ARGV[2] == '1' then
-  local rec = redis.call('HGET', P .. 'p', ARGV[1])
-  if rec then
-    local user, coarse = string.match(rec, '^([^|]*)|'), string.match(rec, '|([^|]*)$')
-    redis.call('HDEL', P .. 'p', ARGV[1])
-    redis.call('ZREM', P .. 'c:' .. coarse, ARGV[1])
-    redis.call('ZREM', P .. 'all', ARGV[1])
-    if redis.call('HGET', P .. 'u', user) == ARGV[1] then redis.call('HDEL', P .. 'u', user) end
-  end
+  unpend(ARGV[1])
+  redis.call('SREM', P .. 'u:' .. ARGV[3], ARGV[1])
 end
-local pair = redis.call('LPOP', P .. 'm:' .. ARGV[1])
-if pair then
-  redis.call('DEL', P .. 'm:' .. ARGV[1])
-  redis.call('ZREM', P .. 'mdue', ARGV[1])
-end
-return pair
+return forget_box(ARGV[1])
 ",
     )
 });
 
-/// The id of a user's pending shake, if any. ARGV: user.
-pub static SHAKE_OF_USER: LazyLock<Script> = LazyLock::new(|| {
-    script(
+/// Withdraws every pending shake of a user and, with ARGV[2] = '1' (a Clear, a withdrawal,
+/// an erasure), also deletes their uncollected pairings, their history, every entry naming
+/// them in others' histories (found through `n:<user>`), and leaves a tombstone so a match
+/// recorded later for or against them (by a call still finishing) is dropped.
+/// ARGV: user, clear flag, tombstone ms, tombstone name. Returns `{entries removed, last history deadline}`
+/// (the deadline 0 when there is no history or it was cleared).
+pub static SHAKE_CLEAR_USER: LazyLock<Script> = LazyLock::new(|| {
+    shake_script(
         r"
-return redis.call('HGET', 'vc:s:{shake}:u', ARGV[1])
-",
-    )
-});
-
-/// Removes expired pending shakes and uncollected mailboxes. Returns how many.
-pub static SHAKE_SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local P = 'vc:s:{shake}:'
+local user, clear = ARGV[1], ARGV[2] == '1'
 local n = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '-inf', now_s, 'LIMIT', 0, 10000)) do
-  local rec = redis.call('HGET', P .. 'p', id)
-  if rec then
-    local user, coarse = string.match(rec, '^([^|]*)|'), string.match(rec, '|([^|]*)$')
-    redis.call('HDEL', P .. 'p', id)
-    redis.call('ZREM', P .. 'c:' .. coarse, id)
-    if redis.call('HGET', P .. 'u', user) == id then redis.call('HDEL', P .. 'u', user) end
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'u:' .. user)) do
+  if unpend(id) then n = n + 1 end
+  if clear and forget_box(id) then n = n + 1 end
+end
+if clear then
+  redis.call('DEL', P .. 'u:' .. user)
+  local mine = redis.call('ZRANGE', P .. 'h:' .. user, 0, -1)
+  n = n + #mine
+  for _, e in ipairs(mine) do redis.call('ZREM', P .. 'n:' .. entry_partner(e), user) end
+  redis.call('DEL', P .. 'h:' .. user)
+  for _, other in ipairs(redis.call('ZRANGE', P .. 'n:' .. user, 0, -1)) do
+    local key = P .. 'h:' .. other
+    for _, e in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if entry_partner(e) == user then redis.call('ZREM', key, e) end
+    end
   end
+  redis.call('DEL', P .. 'n:' .. user)
+  redis.call('ZREM', P .. 'hdue', user)
+  redis.call('SET', P .. 'x:' .. ARGV[4], now_s, 'PX', tonumber(ARGV[3]))
+  return {n, 0}
+end
+local last = redis.call('ZRANGE', P .. 'h:' .. user, -1, -1, 'WITHSCORES')
+return {n, last[2] or 0}
+",
+    )
+});
+
+/// Removes expired pending shakes and uncollected mailboxes (at most 1,000 of each), and
+/// the expired history of at most ARGV[1] users due. Returns `{removed, users left due}`.
+pub static SHAKE_SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    shake_script(
+        r"
+local n = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '-inf', now_s, 'LIMIT', 0, 1000)) do
+  local user = unpend(id)
+  if user then redis.call('SREM', P .. 'u:' .. user, id) end
   redis.call('ZREM', P .. 'all', id)
   n = n + 1
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'mdue', '-inf', now_s, 'LIMIT', 0, 10000)) do
-  redis.call('DEL', P .. 'm:' .. id)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'mdue', '-inf', now_s, 'LIMIT', 0, 1000)) do
+  forget_box(id)
   redis.call('ZREM', P .. 'mdue', id)
   n = n + 1
 end
-return n
+local due = redis.call('ZRANGEBYSCORE', P .. 'hdue', '-inf', now_s, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, user in ipairs(due) do
+  local h, x = P .. 'h:' .. user, P .. 'n:' .. user
+  n = n + redis.call('ZREMRANGEBYSCORE', h, '-inf', now_s)
+  redis.call('ZREMRANGEBYSCORE', x, '-inf', now_s)
+  local next = nil
+  for _, k in ipairs({h, x}) do
+    local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if #first > 0 and (next == nil or tonumber(first[2]) < next) then next = tonumber(first[2]) end
+  end
+  if next == nil then
+    redis.call('DEL', h, x)
+    redis.call('ZREM', P .. 'hdue', user)
+  else
+    redis.call('ZADD', P .. 'hdue', num(next), user)
+  end
+end
+return {n, redis.call('ZCOUNT', P .. 'hdue', '-inf', now_s)}
 ",
     )
 });
 
-/// Appends a match to a user's history (entries `deadline|partner|band|matched_at`).
-/// KEYS: history. ARGV: entry, deadline ms.
+/// Adds a match to a user's history (a sorted set of `partner|band|matched_at` by deadline,
+/// at most ARGV[5] entries: the oldest go first), indexes the user under the partner's
+/// "named by" set, and schedules both for the sweep; nothing is written when either side
+/// cleared Shake at or after the match (a tombstone), so a call that finishes late never
+/// brings a cleared pair back. ARGV: user, partner, matched_at ms, entry, deadline ms, cap,
+/// the user's and the partner's tombstone names. Returns 1 when written.
 pub static HISTORY_ADD: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    shake_script(
         r"
-redis.call('RPUSH', KEYS[1], ARGV[1])
-expire_at(KEYS[1], tonumber(ARGV[2]))
+local user, partner, at = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if cleared_since(ARGV[7], at) or cleared_since(ARGV[8], at) then return 0 end
+local deadline = tonumber(ARGV[5])
+local h, x = P .. 'h:' .. user, P .. 'n:' .. partner
+redis.call('ZADD', h, deadline, ARGV[4])
+local over = redis.call('ZCARD', h) - tonumber(ARGV[6])
+if over > 0 then redis.call('ZREMRANGEBYRANK', h, 0, over - 1) end
+redis.call('ZADD', x, 'GT', deadline, user)
+redis.call('ZADD', P .. 'hdue', 'LT', deadline, user)
+redis.call('ZADD', P .. 'hdue', 'LT', deadline, partner)
+expire_at(h, deadline)
+expire_at(x, deadline)
+expire_at(P .. 'hdue', deadline)
 return 1
 ",
     )
 });
 
-/// A user's unexpired history with the server time: `{now, entry, ...}`. KEYS: history.
+/// A user's unexpired history, oldest first, with the server time: `{now, entry, ...}`.
+/// ARGV: user.
 pub static HISTORY_READ: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    shake_script(
         r"
 local out = {now}
-for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if tonumber(string.match(e, '^(%d+)|')) > now then out[#out + 1] = e end
+for _, e in ipairs(redis.call('ZRANGEBYSCORE', P .. 'h:' .. ARGV[1], '(' .. now_s, '+inf')) do
+  out[#out + 1] = e
 end
 return out
-",
-    )
-});
-
-/// Drops the expired head of a user's history; returns the next deadline, or nil when the
-/// history is gone. KEYS: history.
-pub static HISTORY_TRIM: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then
-    redis.call('DEL', KEYS[1])
-    return nil
-  end
-  local d = tonumber(string.match(head, '^(%d+)|'))
-  if d > now then return num(d) end
-  redis.call('LPOP', KEYS[1])
-end
-",
-    )
-});
-
-/// Removes a user from the history due index if they are due. KEYS: due. ARGV: user.
-pub static HISTORY_UNDUE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if s and tonumber(s) <= now then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 1
 ",
     )
 });

@@ -27,15 +27,17 @@ use crate::{
 const COARSE_RES: Resolution = Resolution::Seven;
 /// A key of the `{shake}` slot, so scripts are routed there.
 const SLOT_KEY: &str = "vc:s:{shake}:p";
-/// The index of users with history, by earliest deadline.
-pub(super) const HISTORY_DUE: &str = "vc:s:hdue";
+/// How long a Clear's tombstone keeps late matches of the cleared user from being recorded:
+/// longer than any call can run (its deadline is capped at 30 s) plus a store call.
+const TOMBSTONE: Duration = Duration::from_secs(120);
+/// History entries kept per user at most (the oldest go first): bounds every read and
+/// every Clear of a partner.
+pub const HISTORY_CAP: usize = 100;
+/// Users whose history one sweep call trims at most, and calls per sweep pass at most.
+const HISTORY_USERS_PER_CALL: usize = 1_000;
+const SWEEP_CALLS_PER_PASS: usize = 20;
 /// How often a waiting shake looks at its mailbox if no wake-up arrives.
 const FALLBACK_POLL: Duration = Duration::from_millis(500);
-
-/// The history list of a user.
-pub(super) fn history_key(user: &UserId) -> String {
-    format!("vc:sh:{{{user}}}")
-}
 
 /// Wakes local waiters when another node pairs their shake.
 #[derive(Default)]
@@ -47,9 +49,8 @@ pub struct Waker {
 
 impl Waker {
     /// A waker for a new node id, listening on the first reachable node of `target`.
-    pub fn start(target: &Target) -> Arc<Self> {
-        let mut bytes = [0u8; 8];
-        let _ = getrandom::fill(&mut bytes);
+    pub fn start(target: &Target) -> StoreResult<Arc<Self>> {
+        let bytes = crate::random::bytes::<8>()?;
         let waker = Arc::new(Self {
             node: bytes.iter().map(|b| format!("{b:02x}")).collect(),
             waiting: Mutex::default(),
@@ -59,7 +60,7 @@ impl Waker {
             Target::Cluster(urls) => urls.clone(),
         };
         tokio::spawn(listen(Arc::downgrade(&waker), urls));
-        waker
+        Ok(waker)
     }
 
     fn register(&self, id: &str) -> Arc<Notify> {
@@ -110,7 +111,7 @@ fn corrupt() -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, "decoding a shake")
 }
 
-/// Parses `partner|cell|matched_at`.
+/// Parses `partner|cell|matched_at` (a mailbox entry names its owner after that).
 fn parse_pair(text: &str) -> StoreResult<ShakePair> {
     let mut parts = text.split('|');
     let (Some(user), Some(cell), Some(at)) = (parts.next(), parts.next(), parts.next()) else {
@@ -133,32 +134,35 @@ fn ring(cell: CellIndex, k: u32) -> String {
 }
 
 impl RedisStore {
-    async fn take(&self, id: u64, withdraw: bool) -> StoreResult<Option<ShakePair>> {
+    async fn take(&self, pending: &PendingShake, withdraw: bool) -> StoreResult<Option<ShakePair>> {
         let mut conn = self.conn.clone();
         let mut call = scripts::SHAKE_TAKE.prepare_invoke();
         call.key(SLOT_KEY)
-            .arg(format!("{id:x}"))
-            .arg(if withdraw { "1" } else { "0" });
+            .arg(format!("{:x}", pending.id))
+            .arg(if withdraw { "1" } else { "0" })
+            .arg(pending.user.as_str());
         let pair: Option<String> =
             bounded(self.timeout, "taking a shake", call.invoke_async(&mut conn)).await?;
         pair.map(|p| parse_pair(&p)).transpose()
     }
 
-    async fn withdraw_user(&self, user: &UserId) -> StoreResult<u32> {
+    /// Withdraws every pending shake of `user`; with `clear`, also deletes their pairings,
+    /// history and every entry naming them (see [`scripts::SHAKE_CLEAR_USER`]). Returns how
+    /// many entries went and the last history deadline left.
+    async fn clear_user(&self, user: &UserId, clear: bool) -> StoreResult<(u32, i64)> {
         let mut conn = self.conn.clone();
-        let mut call = scripts::SHAKE_OF_USER.prepare_invoke();
-        call.key(SLOT_KEY).arg(user.as_str());
-        let id: Option<String> = bounded(
+        let mut call = scripts::SHAKE_CLEAR_USER.prepare_invoke();
+        call.key(SLOT_KEY)
+            .arg(user.as_str())
+            .arg(if clear { "1" } else { "0" })
+            .arg(TOMBSTONE.as_millis() as u64)
+            .arg(format!("{:x}", user.pseudonym()));
+        bounded(
             self.timeout,
-            "finding a shake",
+            "clearing shakes",
             call.invoke_async(&mut conn),
         )
-        .await?;
-        let Some(id) = id.and_then(|id| u64::from_str_radix(&id, 16).ok()) else {
-            return Ok(0);
-        };
-        self.take(id, true).await?;
-        Ok(1)
+        .await
     }
 }
 
@@ -228,12 +232,12 @@ impl ShakeStore for RedisStore {
         let end = tokio::time::Instant::now() + wait;
         let result = async {
             loop {
-                if let Some(pair) = self.take(pending.id, false).await? {
+                if let Some(pair) = self.take(pending, false).await? {
                     return Ok(Some(pair));
                 }
                 let now = tokio::time::Instant::now();
                 if now >= end {
-                    return self.take(pending.id, true).await;
+                    return self.take(pending, true).await;
                 }
                 let nap = (end - now).min(FALLBACK_POLL);
                 let _ = tokio::time::timeout(nap, notify.notified()).await;
@@ -245,7 +249,7 @@ impl ShakeStore for RedisStore {
     }
 
     async fn withdraw(&self, pending: &PendingShake) -> StoreResult<Option<ShakePair>> {
-        self.take(pending.id, true).await
+        self.take(pending, true).await
     }
 
     async fn record_match(
@@ -256,34 +260,35 @@ impl ShakeStore for RedisStore {
     ) -> StoreResult<()> {
         let deadline = matched.matched_at.plus(retention.window()).as_millis();
         let entry = format!(
-            "{deadline}|{}|{}|{}",
+            "{}|{}|{}",
             matched.partner,
             matched.band_m,
             matched.matched_at.as_millis()
         );
         let mut conn = self.conn.clone();
         let mut call = scripts::HISTORY_ADD.prepare_invoke();
-        call.key(history_key(user)).arg(entry).arg(deadline);
+        call.key(SLOT_KEY)
+            .arg(user.as_str())
+            .arg(matched.partner.as_str())
+            .arg(matched.matched_at.as_millis())
+            .arg(entry)
+            .arg(deadline)
+            .arg(HISTORY_CAP)
+            .arg(format!("{:x}", user.pseudonym()))
+            .arg(format!("{:x}", matched.partner.pseudonym()));
         let _: i64 = bounded(
             self.timeout,
             "recording a match",
             call.invoke_async(&mut conn),
         )
         .await?;
-        let due = redis::cmd("ZADD")
-            .arg(HISTORY_DUE)
-            .arg("LT")
-            .arg(deadline)
-            .arg(user.as_str())
-            .clone();
-        let _: i64 = bounded(self.timeout, "indexing a match", due.query_async(&mut conn)).await?;
         Ok(())
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>> {
         let mut conn = self.conn.clone();
         let mut call = scripts::HISTORY_READ.prepare_invoke();
-        call.key(history_key(user));
+        call.key(SLOT_KEY).arg(user.as_str());
         let reply: Vec<redis::Value> = bounded(
             self.timeout,
             "reading history",
@@ -294,7 +299,7 @@ impl ShakeStore for RedisStore {
         for entry in reply.into_iter().skip(1) {
             let entry: String = redis::from_redis_value(entry).map_err(|_| corrupt())?;
             let f: Vec<&str> = entry.split('|').collect();
-            let [_, partner, band, at] = f[..] else {
+            let [partner, band, at] = f[..] else {
                 return Err(corrupt());
             };
             matches.push(ShakeMatch {
@@ -307,113 +312,34 @@ impl ShakeStore for RedisStore {
     }
 
     async fn leave_shake(&self, user: &UserId) -> StoreResult<Option<Timestamp>> {
-        self.withdraw_user(user).await?;
-        let mut conn = self.conn.clone();
-        let last: Option<String> = bounded(
-            self.timeout,
-            "reading history",
-            redis::cmd("LINDEX")
-                .arg(history_key(user))
-                .arg(-1)
-                .query_async(&mut conn),
-        )
-        .await?;
-        Ok(last
-            .and_then(|e| e.split('|').next().and_then(|d| d.parse().ok()))
-            .map(Timestamp::from_millis))
+        let (_, last) = self.clear_user(user, false).await?;
+        Ok((last > 0).then(|| Timestamp::from_millis(last)))
     }
 
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32> {
-        let withdrawn = self.withdraw_user(user).await?;
-        let mut conn = self.conn.clone();
-        let key = history_key(user);
-        let entries: u32 = bounded(
-            self.timeout,
-            "clearing history",
-            redis::cmd("LLEN").arg(&key).query_async(&mut conn),
-        )
-        .await?;
-        let _: i64 = bounded(
-            self.timeout,
-            "clearing history",
-            redis::cmd("DEL").arg(&key).query_async(&mut conn),
-        )
-        .await?;
-        let _: i64 = bounded(
-            self.timeout,
-            "clearing history",
-            redis::cmd("ZREM")
-                .arg(HISTORY_DUE)
-                .arg(user.as_str())
-                .query_async(&mut conn),
-        )
-        .await?;
-        Ok(withdrawn + entries)
+        Ok(self.clear_user(user, true).await?.0)
     }
 }
 
-/// Sweeps expired pending shakes and mailboxes, and expired history entries.
+/// Sweeps expired pending shakes, mailboxes and history: one script call per
+/// [`HISTORY_USERS_PER_CALL`] users due, repeated while users are left due, at most
+/// [`SWEEP_CALLS_PER_PASS`] calls (the rest waits for the next pass).
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
-    let mut conn = store.conn.clone();
-    let mut call = scripts::SHAKE_SWEEP.prepare_invoke();
-    call.key(SLOT_KEY);
-    let mut purged: u32 = bounded(
-        store.timeout,
-        "sweeping shakes",
-        call.invoke_async(&mut conn),
-    )
-    .await?;
-    let now = crate::storage::LocationStore::now(store).await?;
-    let due: Vec<String> = bounded(
-        store.timeout,
-        "listing due history",
-        redis::cmd("ZRANGEBYSCORE")
-            .arg(HISTORY_DUE)
-            .arg("-inf")
-            .arg(now.as_millis())
-            .arg("LIMIT")
-            .arg(0)
-            .arg(256)
-            .query_async(&mut conn),
-    )
-    .await?;
-    for user in due {
-        let Ok(user) = UserId::parse(&user, "user") else {
-            continue;
-        };
-        // Unindex first, then trim, then re-index what is left: a match recorded meanwhile
-        // re-indexes itself, so nothing is ever left unindexed.
-        let mut undue = scripts::HISTORY_UNDUE.prepare_invoke();
-        undue.key(HISTORY_DUE).arg(user.as_str());
-        let _: i64 = bounded(
+    let mut purged = 0;
+    for _ in 0..SWEEP_CALLS_PER_PASS {
+        let mut conn = store.conn.clone();
+        let mut call = scripts::SHAKE_SWEEP.prepare_invoke();
+        call.key(SLOT_KEY).arg(HISTORY_USERS_PER_CALL);
+        let (n, left): (u32, u64) = bounded(
             store.timeout,
-            "unindexing history",
-            undue.invoke_async(&mut conn),
+            "sweeping shakes",
+            call.invoke_async(&mut conn),
         )
         .await?;
-        let mut trim = scripts::HISTORY_TRIM.prepare_invoke();
-        trim.key(history_key(&user));
-        let next: Option<i64> = bounded(
-            store.timeout,
-            "trimming history",
-            trim.invoke_async(&mut conn),
-        )
-        .await?;
-        if let Some(next) = next {
-            let due = redis::cmd("ZADD")
-                .arg(HISTORY_DUE)
-                .arg("LT")
-                .arg(next)
-                .arg(user.as_str())
-                .clone();
-            let _: i64 = bounded(
-                store.timeout,
-                "indexing history",
-                due.query_async(&mut conn),
-            )
-            .await?;
+        purged += n;
+        if left == 0 {
+            break;
         }
-        purged += 1;
     }
     Ok(purged)
 }

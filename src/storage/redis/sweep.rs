@@ -2,11 +2,13 @@
 //! for Redis's sampling expiry (which can leave expired keys in memory for minutes). Safe to
 //! run on any number of nodes at once: every step is idempotent.
 //!
-//! One pass: read the partitions due (`vc:n:parts`), and for each: list the members due
-//! (SWEEP_FIND, which also fixes the cut-off time), delete their users' records if they are
-//! still due (USER_PURGE, per user hash), then remove the members and re-score the cells
-//! (SWEEP_CELLS, only up to the cut-off, so no record is left without a member pointing at
-//! it), then schedule the partition's next visit.
+//! One pass: read the partitions due (`vc:n:parts`), and for each: list the members due in a
+//! bounded number of due cells (SWEEP_FIND, which also fixes the cut-off time and names the
+//! cells it read), delete their users' records if they are still due (USER_PURGE, per user
+//! hash), then remove the members and re-score exactly those cells (SWEEP_CELLS, only up to
+//! the cut-off, so no record is left without a member pointing at it), then schedule the
+//! partition's next visit: at once when due cells remain, so a backlog of any size after a
+//! stall drains at up to [`CELLS_PER_VISIT`] cells per partition per pass.
 //!
 //! Scheduling: the next visit is `min(earliest deadline left, cut + retention)`. A write that
 //! races with the sweep can only add deadlines at or after `its now + retention`, so the
@@ -21,9 +23,13 @@ use h3o::CellIndex;
 use super::{RedisStore, conn::bounded, keys, scripts};
 use crate::{domain::Feature, storage::StoreResult};
 
-/// Partitions visited per pass, and due cells per partition visit.
+/// Partitions visited per pass.
 const PARTS_PER_PASS: usize = 256;
+/// Due cells read per partition visit.
 const CELLS_PER_VISIT: usize = 1_000;
+/// Members examined per partition visit before no further cell is read (one cell is always
+/// read, however crowded): bounds one script's hold on the Redis thread.
+const MEMBERS_PER_VISIT: usize = 20_000;
 
 /// Runs one pass; returns how many members were purged.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
@@ -56,28 +62,24 @@ async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
     let mut find = scripts::SWEEP_FIND.prepare_invoke();
     find.key(keys::due_key(part))
         .arg(&prefix)
-        .arg(CELLS_PER_VISIT);
-    let found: Vec<redis::Value> = bounded(
+        .arg(CELLS_PER_VISIT)
+        .arg(MEMBERS_PER_VISIT);
+    let (cut, cells, members): (i64, Vec<String>, Vec<String>) = bounded(
         store.timeout,
         "finding due members",
         find.invoke_async(&mut conn),
     )
     .await?;
-    let mut found = found.into_iter();
-    let cut: i64 = found
-        .next()
-        .and_then(|v| redis::from_redis_value(v).ok())
-        .unwrap_or_default();
-    let members: Vec<String> = found
-        .filter_map(|v| redis::from_redis_value(v).ok())
-        .collect();
     purge_records(store, cut, &members).await?;
-    let mut cells = scripts::SWEEP_CELLS.prepare_invoke();
-    cells.key(keys::due_key(part)).arg(&prefix).arg(cut);
+    let mut sweep = scripts::SWEEP_CELLS.prepare_invoke();
+    sweep.key(keys::due_key(part)).arg(&prefix).arg(cut);
+    for cell in &cells {
+        sweep.arg(cell);
+    }
     let earliest: Option<i64> = bounded(
         store.timeout,
         "sweeping cells",
-        cells.invoke_async(&mut conn),
+        sweep.invoke_async(&mut conn),
     )
     .await?;
     let cap = cut + store.retention.window().as_millis() as i64;

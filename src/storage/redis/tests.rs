@@ -27,8 +27,10 @@ for _, k in ipairs(redis.call('KEYS', 'vc:*')) do
     n = n + redis.call('ZCARD', k)
   elseif string.sub(k, 1, 5) == 'vc:u:' or k == 'vc:s:{shake}:p' then
     n = n + redis.call('HLEN', k)
-  elseif string.sub(k, 1, 6) == 'vc:sh:' or string.find(k, '{shake}:m:', 1, true) then
+  elseif string.find(k, '{shake}:m:', 1, true) then
     n = n + redis.call('LLEN', k)
+  elseif string.find(k, '{shake}:h:', 1, true) or string.find(k, '{shake}:n:', 1, true) then
+    n = n + redis.call('ZCARD', k)
   end
 end
 return n";
@@ -523,5 +525,36 @@ async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted
             .await
             .expect("current")
             .is_granted()
+    );
+}
+
+/// Issue 9 point 1: a sweep that found the records of only some due cells must not drop the
+/// members of the others, or their records (with the position in them) are orphaned.
+#[tokio::test]
+async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let part =
+        super::keys::partition(SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap()));
+    let retention = Retention::new(Duration::from_secs(1)).expect("valid");
+    let cells: Vec<CellIndex> = part.children(h3o::Resolution::Nine).take(1_200).collect();
+    let writes = cells.iter().enumerate().map(|(i, cell)| {
+        store.upsert(
+            at_centre(*cell, &format!("stall-{i}"), Gender::Male),
+            retention,
+        )
+    });
+    futures_util::future::try_join_all(writes)
+        .await
+        .expect("upserts");
+    // No sweeper ran meanwhile: every entry is overdue when the first pass comes.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    for _ in 0..3 {
+        store.purge_expired().await.expect("sweep");
+    }
+    let held = count_on(vec![server.port()]).await.expect("count");
+    assert_eq!(
+        held, 0,
+        "entries physically held after the sweeps caught up"
     );
 }
