@@ -218,10 +218,10 @@ impl NearbyQuery {
             best: BinaryHeap::with_capacity(want + 1),
         };
         let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
-        let max_distance = f64::from(self.max_distance_m);
+        let radius_band = self.radius_band(grid);
         let distance_to = grid.distances_from(self.viewer_cell());
         let mut complete = true;
-        for k in 0..=grid.max_ring(self.max_distance_m) {
+        for k in 0..=self.last_ring(grid) {
             if k > last_ring {
                 complete = false;
                 break;
@@ -230,7 +230,7 @@ impl NearbyQuery {
                 let distance = distance_to(cell);
                 let band_m = grid.band_m(distance);
                 let useful = collector.worst_band().is_none_or(|worst| band_m <= worst);
-                if distance <= max_distance && band_m >= min_band && useful {
+                if band_m <= radius_band && band_m >= min_band && useful {
                     collector.band_m = band_m;
                     visit(cell, &mut collector);
                 }
@@ -243,7 +243,7 @@ impl NearbyQuery {
                 .worst_band()
                 .is_some_and(|worst| worst < next_band)
                 || self.read_until.is_some_and(|(band, _)| band < next_band);
-            if next > max_distance || settled {
+            if next_band > radius_band || settled {
                 break;
             }
         }
@@ -272,13 +272,14 @@ impl NearbyQuery {
         rings: std::ops::RangeInclusive<u32>,
     ) -> Vec<CellIndex> {
         let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
+        let radius_band = self.radius_band(grid);
         let distance_to = grid.distances_from(self.viewer_cell());
-        let last = (*rings.end()).min(grid.max_ring(self.max_distance_m));
+        let last = (*rings.end()).min(self.last_ring(grid));
         let mut cells = Vec::new();
         for k in *rings.start()..=last {
             for cell in grid.ring(self.viewer_cell(), k) {
-                let distance = distance_to(cell);
-                if distance <= f64::from(self.max_distance_m) && grid.band_m(distance) >= min_band {
+                let band_m = grid.band_m(distance_to(cell));
+                if band_m <= radius_band && band_m >= min_band {
                     cells.push(cell);
                 }
             }
@@ -286,9 +287,15 @@ impl NearbyQuery {
         cells
     }
 
+    /// The radius rounded up to a band (SPEC §4.3): a cell is in the answer iff its band is
+    /// at most this, so probing the radius reveals nothing the shown bands do not.
+    pub fn radius_band(&self, grid: &SnapGrid) -> u32 {
+        grid.band_m(f64::from(self.max_distance_m))
+    }
+
     /// The last ring a search of this query can visit.
     pub fn last_ring(&self, grid: &SnapGrid) -> u32 {
-        grid.max_ring(self.max_distance_m)
+        grid.max_ring(self.radius_band(grid))
     }
 }
 
@@ -408,5 +415,40 @@ mod tests {
             farthest = farthest.max(grid.centre_distance_m(origin, cell))
         });
         assert!(farthest <= 1_000.0 && farthest > 500.0);
+    }
+
+    /// The cells a search with radius `r` visits (a large page, so nothing settles early).
+    fn visited(grid: &SnapGrid, origin: CellIndex, r: u32) -> Vec<CellIndex> {
+        let mut q = query(origin, 100);
+        q.max_distance_m = r;
+        let mut cells = Vec::new();
+        q.search(grid, |cell, _| cells.push(cell));
+        cells.sort_unstable();
+        cells
+    }
+
+    /// Issue 9 point 10: a binary search of the radius found 2,736 m where the band said
+    /// 3,000 m. The answer may change only where the band of the radius changes.
+    #[test]
+    fn the_radius_decides_on_bands_so_probing_it_reveals_nothing_finer() {
+        let grid = SnapGrid::default();
+        let (origin, _) = world(&grid);
+        let mut last: Option<(u32, Vec<CellIndex>)> = None;
+        for r in (1..=4_000).step_by(7) {
+            let cells = visited(&grid, origin, r);
+            let band = grid.band_m(f64::from(r));
+            if let Some((last_band, last_cells)) = &last
+                && *last_band == band
+            {
+                assert_eq!(*last_cells, cells, "radius {r} m inside band {band} m");
+            }
+            last = Some((band, cells));
+        }
+        let smallest = visited(&grid, origin, 1);
+        let neighbours: Vec<CellIndex> = origin.grid_disk(1);
+        assert!(
+            neighbours.iter().all(|c| smallest.contains(c)),
+            "the same and the neighbouring cells look alike, at any radius"
+        );
     }
 }
