@@ -73,6 +73,88 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VICINITY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Connections served at once at most; a connection past the cap is closed at accept.
+    #[arg(long, env = "VICINITY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) per connection at most.
+    #[arg(
+        long,
+        env = "VICINITY_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 keepalive: a ping after this long without a frame; no answer within 10 s
+    /// closes the connection.
+    #[arg(long, env = "VICINITY_KEEPALIVE", default_value = "30s", value_parser = duration)]
+    pub keepalive: Duration,
+    /// A connection on which no call started for this long is closed (at least 35s: every
+    /// call ends within 31s).
+    #[arg(long, env = "VICINITY_IDLE_TIMEOUT", default_value = "5m", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// A connection is asked to close (GOAWAY, calls in flight finish) after this long, so
+    /// clients rebalance across nodes.
+    #[arg(long, env = "VICINITY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration)]
+    pub max_connection_age: Duration,
+}
+
+/// How many connections and streams the server takes, and how long they may live
+/// (SPEC §4.5 "Connections").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections at once.
+    pub max_connections: usize,
+    /// Concurrent calls per connection.
+    pub max_streams: u32,
+    /// HTTP/2 (and TCP) keepalive interval.
+    pub keepalive: Duration,
+    /// Closes a connection with no call started for this long.
+    pub idle_timeout: Duration,
+    /// GOAWAY after this long.
+    pub max_age: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_streams: 100,
+            keepalive: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            max_age: Duration::from_secs(1_800),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The shortest idle timeout accepted: longer than any call may run.
+    pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(35);
+
+    fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        if args.max_connections == 0 || args.max_streams_per_connection == 0 {
+            return Err(ConfigError(
+                "--max-connections and --max-streams-per-connection: must be at least 1".into(),
+            ));
+        }
+        if args.idle_timeout < Self::MIN_IDLE_TIMEOUT {
+            return Err(ConfigError(
+                "--idle-timeout: must be at least 35s (longer than any call)".into(),
+            ));
+        }
+        if args.keepalive < Duration::from_secs(1)
+            || args.max_connection_age < Duration::from_secs(60)
+        {
+            return Err(ConfigError(
+                "--keepalive: at least 1s; --max-connection-age: at least 1m".into(),
+            ));
+        }
+        Ok(Self {
+            max_connections: args.max_connections,
+            max_streams: args.max_streams_per_connection,
+            keepalive: args.keepalive,
+            idle_timeout: args.idle_timeout,
+            max_age: args.max_connection_age,
+        })
+    }
 }
 
 /// A configuration error: one line, for the operator.
@@ -121,6 +203,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Where data lives.
     pub store: StoreConfig,
+    /// Connection and stream limits.
+    pub connections: ConnectionLimits,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
 }
@@ -166,6 +250,7 @@ impl Config {
             secret_is_ephemeral: ephemeral,
             drain_timeout: args.drain_timeout,
             store: store_config(args)?,
+            connections: ConnectionLimits::from_args(args)?,
             clock: Arc::new(SystemClock),
         })
     }
@@ -185,6 +270,7 @@ impl Config {
             secret_is_ephemeral: true,
             drain_timeout: Duration::from_secs(10),
             store: StoreConfig::Memory,
+            connections: ConnectionLimits::default(),
             clock: Arc::new(SystemClock),
         }
     }

@@ -9,6 +9,7 @@ mod nearby;
 mod privacy;
 mod shake;
 mod status;
+pub use status::request_too_large;
 
 use std::sync::Arc;
 

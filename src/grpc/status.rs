@@ -63,3 +63,13 @@ impl From<AuthError> for Status {
         }
     }
 }
+
+/// The answer to a request body over `limit` bytes: `RESOURCE_EXHAUSTED` (gRPC's convention
+/// for "message larger than configured limit"), with its own reason. Not retryable as is.
+pub fn request_too_large(limit: usize) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("the request is larger than {limit} bytes"),
+        ErrorDetails::with_error_info("REQUEST_TOO_LARGE", DOMAIN, HashMap::new()),
+    )
+}

@@ -142,3 +142,59 @@ async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
     let url = format!("http://{}", app.addr);
     assert!(vicinity::client::Client::connect(&url, None).await.is_err());
 }
+
+/// Issue 9 point 13: tonic answers a body over the size limit with OUT_OF_RANGE; SPEC §4.4
+/// and gRPC's convention say RESOURCE_EXHAUSTED. The server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on() {
+    let app = spawn_app().await;
+    let mut request = crate::calls::list_request("alice");
+    request.exclude_user_ids = (0..3_000).map(|i| format!("{i:0>100}")).collect();
+
+    let refused = app.list_with(request).await;
+
+    let status = refused.expect_err("over 256 KiB");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let (reason, _) = crate::details::error_info(&status).expect("an ErrorInfo");
+    assert_eq!(reason, "REQUEST_TOO_LARGE");
+    assert_code(app.list("alice").await, Code::FailedPrecondition);
+}
+
+/// Issue 9 point 12: sockets that never start a call are closed after the idle timeout, and
+/// sockets past the connection cap at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.connections.max_connections = 4;
+        c.connections.idle_timeout = Duration::from_millis(400);
+    })
+    .await;
+    // The app's own client holds one connection (it may be idle-closed too, and reconnects).
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        sockets.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    let started = Instant::now();
+    let ends = sockets.iter_mut().map(|socket| async move {
+        // The server may greet with its HTTP/2 settings first; then the socket must end.
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut bytes));
+        let read = read.await;
+        assert!(read.is_ok(), "an idle socket stayed open");
+        started.elapsed()
+    });
+    let closed_at = futures_util::future::join_all(ends).await;
+    let at_once = closed_at
+        .iter()
+        .filter(|t| **t < Duration::from_millis(300))
+        .count();
+    assert!(
+        at_once >= 4,
+        "sockets past the cap closed at once: {closed_at:?}"
+    );
+    let fresh = app.connect(None).await;
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    let health = fresh.health().check(request).await;
+    assert!(health.is_ok(), "the server still serves: {health:?}");
+}

@@ -1,6 +1,8 @@
 //! Wiring: stores, service, gRPC services, health and reflection, and a bounded graceful
 //! shutdown. `run` serves on a listener the caller bound, so tests can use port 0.
 
+mod connections;
+
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
@@ -104,9 +106,20 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let limits = config.connections;
     let router = Server::builder()
         // A backstop only: handlers answer DEADLINE_EXCEEDED before this answers CANCELLED.
         .timeout(MAX_CALL_TIME + Duration::from_secs(1))
+        .max_concurrent_streams(limits.max_streams)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(limits.keepalive))
+        .max_connection_age(limits.max_age)
+        .max_connection_age_grace(config.drain_timeout)
+        .layer(tower::util::MapRequestLayer::new(note_activity))
+        .layer(tower::util::MapResponseLayer::new(
+            oversized_is_resource_exhausted,
+        ))
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -124,14 +137,11 @@ pub async fn run(
             drain.notify_one();
         }
     };
-    // tonic's tcp_nodelay applies only to listeners it binds itself: without this, replies on
-    // accepted sockets wait for the client's delayed ACK (measured: p50 14 ms instead of 0.2).
-    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |socket| {
-        if let Ok(socket) = &socket {
-            let _ = socket.set_nodelay(true);
-        }
-        socket
-    });
+    let incoming = connections::limit(
+        TcpListenerStream::new(listener),
+        limits.max_connections,
+        limits.idle_timeout,
+    );
     let serve = router.serve_with_incoming_shutdown(incoming, signal);
     let result = tokio::select! {
         result = serve => result.map_err(ServerError::from),
@@ -219,6 +229,37 @@ async fn sweep(svc: Vicinity, interval: Duration) {
             tracing::warn!(%error, "purge sweep failed; retrying next interval");
         }
     }
+}
+
+/// How long an HTTP/2 keepalive ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Notes on the connection that a call started (for its idle timeout).
+fn note_activity(request: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
+    if let Some(activity) = request.extensions().get::<connections::Activity>() {
+        activity.touch();
+    }
+    request
+}
+
+/// tonic answers a request body over the size limit with `OUT_OF_RANGE`; gRPC's status-code
+/// convention (and SPEC §4.4) says `RESOURCE_EXHAUSTED`. The service itself never answers
+/// `OUT_OF_RANGE`, and only a size-limit answer says "too large".
+fn oversized_is_resource_exhausted(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|s| s.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+    if out_of_range && too_large {
+        return crate::grpc::request_too_large(MAX_REQUEST_BYTES).into_http();
+    }
+    response
 }
 
 /// Applies the request size limit to a generated server.
