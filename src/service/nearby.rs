@@ -123,14 +123,18 @@ impl Vicinity {
         if pinned_epoch.is_some_and(|epoch| epoch + 1 < result.current_epoch) {
             return Err(ValidationError::new("page_token", "has expired; start again").into());
         }
-        let next_page_token = result.page.next.map(|cursor| {
-            PageToken {
-                epoch: result.epoch,
-                viewer_cell: result.viewer_cell,
-                cursor,
+        let next_page_token = match result.page.next {
+            Some(cursor) => {
+                let nonce = crate::random::bytes().map_err(crate::storage::StoreError::from)?;
+                let token = PageToken {
+                    epoch: result.epoch,
+                    viewer_cell: result.viewer_cell,
+                    cursor,
+                };
+                Some(token.encode(&self.deps.secret, &binding, nonce))
             }
-            .encode(&self.deps.secret, &binding)
-        });
+            None => None,
+        };
         let users = self.consented(&list.viewer, result.page.hits).await?;
         Ok(NearbyPage {
             users,

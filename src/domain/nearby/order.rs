@@ -27,21 +27,21 @@ impl Secret {
         Self(bytes)
     }
 
-    fn half(&self, second: bool) -> [u8; 16] {
-        let mut key = [0u8; 16];
-        let start = if second { 16 } else { 0 };
-        key.copy_from_slice(&self.0[start..start + 16]);
-        key
-    }
-
-    /// A keyed hasher for ordering.
+    /// A keyed hasher for ordering (the secret's first half).
     pub(crate) fn order_hasher(&self) -> SipHasher13 {
-        SipHasher13::new_with_key(&self.half(false))
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&self.0[..16]);
+        SipHasher13::new_with_key(&key)
     }
 
-    /// A keyed hasher for page-token MACs (a separate key from ordering).
-    pub(crate) fn mac_hasher(&self) -> SipHasher13 {
-        SipHasher13::new_with_key(&self.half(true))
+    /// The page-token key: HKDF-SHA256 of the whole secret with its own label, so it
+    /// shares nothing usable with the order key.
+    pub(crate) fn token_key(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        let kdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"vicinity"), &self.0);
+        // 32 bytes is far below HKDF-SHA256's 8,160-byte limit: expanding cannot fail.
+        let _ = kdf.expand(b"page token v2", &mut key);
+        key
     }
 }
 

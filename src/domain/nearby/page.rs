@@ -1,18 +1,28 @@
 //! Page tokens: opaque, authenticated continuation points.
 //!
 //! A token pins the viewer cell and epoch of the first page, so later pages use the same bands
-//! and order and never repeat or skip a user who stays put. It is MACed with the server secret
-//! and bound to the viewer and the query's filters: a forged token cannot move the viewer.
+//! and order and never repeat or skip a user who stays put. It is encrypted and authenticated
+//! (XChaCha20-Poly1305, SPEC §4.3) with a key derived from the server secret by HKDF-SHA256,
+//! and bound to the viewer and the query's filters (the associated data): its holder reads no
+//! cell, band or user out of it, and a forged or re-bound token cannot move the viewer. Text
+//! form: unpadded base64url of `version | nonce (24 bytes) | ciphertext and tag`.
 
-use std::hash::Hasher;
-
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chacha20poly1305::{
+    KeyInit, XChaCha20Poly1305, XNonce,
+    aead::{Aead, Payload},
+};
 use h3o::CellIndex;
 
 use super::{Cursor, Secret};
 use crate::domain::{UserId, ValidationError};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const FIELD: &str = "page_token";
+/// The nonce's length (XChaCha20: random nonces are safe at any volume).
+pub const NONCE_LEN: usize = 24;
+/// The longest token text accepted (a token of the longest user id is about 270 characters).
+const MAX_TEXT: usize = 512;
 
 /// What a page token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,64 +36,67 @@ pub struct PageToken {
 }
 
 impl PageToken {
-    /// Encodes the token as hex, MACed over its content and `binding` (viewer and filters).
-    pub fn encode(&self, secret: &Secret, binding: &[u8]) -> String {
-        let mut bytes = Vec::with_capacity(40 + self.cursor.user_id.as_str().len());
+    /// Encrypts the token under `secret`'s token key, bound to `binding` (viewer and filters),
+    /// with `nonce` (fresh random bytes for every token: the caller draws them).
+    pub fn encode(&self, secret: &Secret, binding: &[u8], nonce: [u8; NONCE_LEN]) -> String {
+        let mut plain = Vec::with_capacity(28 + self.cursor.user_id.as_str().len());
+        plain.extend_from_slice(&self.epoch.to_be_bytes());
+        plain.extend_from_slice(&u64::from(self.viewer_cell).to_be_bytes());
+        plain.extend_from_slice(&self.cursor.band_m.to_be_bytes());
+        plain.extend_from_slice(&self.cursor.key.to_be_bytes());
+        plain.extend_from_slice(self.cursor.user_id.as_str().as_bytes());
+        let sealed = cipher(secret)
+            .encrypt(XNonce::from_slice(&nonce), payload(&plain, binding))
+            .unwrap_or_default();
+        let mut bytes = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         bytes.push(VERSION);
-        bytes.extend_from_slice(&self.epoch.to_be_bytes());
-        bytes.extend_from_slice(&u64::from(self.viewer_cell).to_be_bytes());
-        bytes.extend_from_slice(&self.cursor.band_m.to_be_bytes());
-        bytes.extend_from_slice(&self.cursor.key.to_be_bytes());
-        bytes.extend_from_slice(self.cursor.user_id.as_str().as_bytes());
-        let mac = mac(secret, &bytes, binding);
-        bytes.extend_from_slice(&mac.to_be_bytes());
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Decodes and authenticates a token produced by [`PageToken::encode`] with the same
-    /// secret and binding.
+    /// Decrypts and authenticates a token produced by [`PageToken::encode`] with the same
+    /// secret and binding (the tag is checked in constant time).
     pub fn decode(text: &str, secret: &Secret, binding: &[u8]) -> Result<Self, ValidationError> {
         let invalid = || ValidationError::new(FIELD, "is not a token this service issued");
-        let bytes = from_hex(text).ok_or_else(invalid)?;
-        if bytes.len() < 1 + 8 + 8 + 4 + 8 + 1 + 8 || bytes[0] != VERSION {
+        if text.len() > MAX_TEXT {
             return Err(invalid());
         }
-        let (body, tag) = bytes.split_at(bytes.len() - 8);
-        let tag = u64::from_be_bytes(tag.try_into().map_err(|_| invalid())?);
-        if mac(secret, body, binding) != tag {
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let (version, rest) = bytes.split_first().ok_or_else(invalid)?;
+        if *version != VERSION || rest.len() < NONCE_LEN {
             return Err(invalid());
         }
-        let u64_at = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().unwrap_or([0; 8]));
-        let band = u32::from_be_bytes(body[17..21].try_into().map_err(|_| invalid())?);
-        let user = std::str::from_utf8(&body[29..]).map_err(|_| invalid())?;
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let plain = cipher(secret)
+            .decrypt(XNonce::from_slice(nonce), payload(sealed, binding))
+            .map_err(|_| invalid())?;
+        if plain.len() < 29 {
+            return Err(invalid());
+        }
+        let u64_at = |at: usize| u64::from_be_bytes(plain[at..at + 8].try_into().unwrap_or([0; 8]));
+        let band = u32::from_be_bytes(plain[16..20].try_into().map_err(|_| invalid())?);
+        let user = std::str::from_utf8(&plain[28..]).map_err(|_| invalid())?;
         Ok(Self {
-            epoch: u64_at(1),
-            viewer_cell: CellIndex::try_from(u64_at(9)).map_err(|_| invalid())?,
+            epoch: u64_at(0),
+            viewer_cell: CellIndex::try_from(u64_at(8)).map_err(|_| invalid())?,
             cursor: Cursor {
                 band_m: band,
-                key: u64_at(21),
+                key: u64_at(20),
                 user_id: UserId::parse(user, FIELD).map_err(|_| invalid())?,
             },
         })
     }
 }
 
-fn mac(secret: &Secret, body: &[u8], binding: &[u8]) -> u64 {
-    let mut hasher = secret.mac_hasher();
-    hasher.write(&(body.len() as u64).to_be_bytes());
-    hasher.write(body);
-    hasher.write(binding);
-    hasher.finish()
+/// The token cipher, keyed from the secret (see [`Secret::token_key`]).
+fn cipher(secret: &Secret) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&secret.token_key().into())
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || text.len() > 1024 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+/// The message with the version and `binding` as associated data.
+fn payload<'a>(msg: &'a [u8], binding: &'a [u8]) -> Payload<'a, 'a> {
+    Payload { msg, aad: binding }
 }
 
 #[cfg(test)]
@@ -105,7 +118,7 @@ mod tests {
     #[test]
     fn a_token_round_trips_under_the_same_secret_and_binding() {
         let secret = Secret::from_bytes([1; 32]);
-        let text = token().encode(&secret, b"alice|5000|any");
+        let text = token().encode(&secret, b"alice|5000|any", [7; NONCE_LEN]);
         assert_eq!(
             PageToken::decode(&text, &secret, b"alice|5000|any").unwrap(),
             token()
@@ -115,15 +128,20 @@ mod tests {
     #[test]
     fn tampered_foreign_or_rebound_tokens_are_refused() {
         let secret = Secret::from_bytes([1; 32]);
-        let text = token().encode(&secret, b"alice");
+        let text = token().encode(&secret, b"alice", [7; NONCE_LEN]);
         let other = Secret::from_bytes([2; 32]);
         assert!(PageToken::decode(&text, &other, b"alice").is_err());
         assert!(PageToken::decode(&text, &secret, b"mallory").is_err());
-        let mut flipped = text.clone().into_bytes();
-        flipped[20] = if flipped[20] == b'0' { b'1' } else { b'0' };
-        let flipped = String::from_utf8(flipped).unwrap();
-        assert!(PageToken::decode(&flipped, &secret, b"alice").is_err());
-        for junk in ["", "zz", "abc", "00"] {
+        for at in 0..text.len() {
+            let mut flipped = text.clone().into_bytes();
+            flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
+            let flipped = String::from_utf8(flipped).unwrap();
+            assert!(
+                PageToken::decode(&flipped, &secret, b"alice").is_err(),
+                "a change at {at} went unnoticed"
+            );
+        }
+        for junk in ["", "zz", "abc", "00", "Ag", &"A".repeat(600)] {
             assert_eq!(
                 PageToken::decode(junk, &secret, b"alice")
                     .unwrap_err()
@@ -131,5 +149,26 @@ mod tests {
                 FIELD
             );
         }
+    }
+
+    /// Issue 9 point 9: the token was hex of the version, the epoch and the viewer's cell in
+    /// the clear; now nothing of the content can be read out of it.
+    #[test]
+    fn a_token_shows_no_cell_band_or_user_to_its_holder() {
+        let secret = Secret::from_bytes([1; 32]);
+        let t = token();
+        let text = t.encode(&secret, b"alice", [9; NONCE_LEN]);
+        let bytes = URL_SAFE_NO_PAD.decode(&text).unwrap();
+        let cell = u64::from(t.viewer_cell).to_be_bytes();
+        let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!contains(&cell), "the viewer's cell reads out of the token");
+        assert!(!contains(b"bob@x"), "the user reads out of the token");
+        assert!(
+            !contains(&700u32.to_be_bytes()),
+            "the band reads out of the token"
+        );
+        assert!(!text.contains(&t.viewer_cell.to_string()));
+        let again = t.encode(&secret, b"alice", [8; NONCE_LEN]);
+        assert_ne!(text, again, "two tokens of one page do not look alike");
     }
 }
