@@ -91,6 +91,35 @@ fn query(c: &mut Criterion) {
     group.finish();
 }
 
+/// One call of a 50 km search with nobody around (the walk reads its cap of cells and
+/// ends the page), in an empty area and at one of H3's 12 pentagons: the in-process work a
+/// store does per call (the embedded store holds its lock meanwhile). Issue 9 point 6: before
+/// the band walk, the pentagon case took 2.3-3.1 s.
+fn far_search(c: &mut Criterion) {
+    let grid = SnapGrid::default();
+    let pentagon = CellIndex::base_cells()
+        .find(|cell| cell.is_pentagon())
+        .and_then(|cell| cell.center_child(grid.resolution()))
+        .expect("a pentagon");
+    let empty = grid.snap(Coordinates::new(-40.0, -120.0).expect("in range"));
+    let now = Timestamp::from_millis(1_790_000_000_000);
+    let mut group = c.benchmark_group("far_search_50km");
+    group.sample_size(20);
+    for (name, viewer) in [("empty_area", empty), ("pentagon", pentagon)] {
+        let mut req = request(50);
+        req.max_distance_m = 50_000;
+        group.bench_function(BenchmarkId::new("first_page", name), |b| {
+            b.iter(|| {
+                let query = req.query(viewer, now);
+                black_box(query.search(&grid, |cell, _| {
+                    black_box(cell);
+                }))
+            });
+        });
+    }
+    group.finish();
+}
+
 fn snapping(c: &mut Criterion) {
     let grid = SnapGrid::default();
     let coords = Coordinates::new(39.912_345, 116.398_765).expect("in range");
@@ -102,5 +131,5 @@ fn snapping(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, query, snapping);
+criterion_group!(benches, query, far_search, snapping);
 criterion_main!(benches);

@@ -81,11 +81,6 @@ impl SnapGrid {
         ((d / step).ceil() * step) as u32
     }
 
-    /// The cells at grid distance exactly `k` from `centre`.
-    pub fn ring(&self, centre: CellIndex, k: u32) -> Vec<CellIndex> {
-        centre.grid_ring(k)
-    }
-
     /// A lower bound on the centre distance of any cell at grid distance `k` or more.
     pub fn ring_lower_bound_m(&self, k: u32) -> f64 {
         f64::from(k) * self.ring_step_m
@@ -94,6 +89,61 @@ impl SnapGrid {
     /// The last ring that can hold a cell within `max_distance_m`.
     pub fn max_ring(&self, max_distance_m: u32) -> u32 {
         (f64::from(max_distance_m) / self.ring_step_m).ceil() as u32 + 1
+    }
+}
+
+/// The rings of cells around a centre, for a walk outward to `last` at most, each computed
+/// once (a store that fetches in batches walks the inner rings again).
+///
+/// h3o's `grid_ring` falls back, near any of H3's 12 pentagons, to computing the whole disk
+/// for every ring it is asked for: 2.3-3.1 s of CPU for the 250 rings of a 50 km search. Here
+/// the first ring the fast walk cannot produce computes the disk once, up to `last`, and every
+/// later ring is read from it.
+#[derive(Debug)]
+pub struct Rings {
+    centre: CellIndex,
+    last: u32,
+    rings: Vec<Vec<CellIndex>>,
+    whole_disk: bool,
+}
+
+impl Rings {
+    /// The rings around `centre`, up to `last`.
+    pub fn new(centre: CellIndex, last: u32) -> Self {
+        Self {
+            centre,
+            last,
+            rings: Vec::new(),
+            whole_disk: false,
+        }
+    }
+
+    /// The cells at grid distance exactly `k` (none beyond `last`).
+    pub fn ring(&mut self, k: u32) -> &[CellIndex] {
+        let k = k as usize;
+        while self.rings.len() <= k && self.rings.len() <= self.last as usize {
+            let next = self.rings.len() as u32;
+            match self.centre.grid_ring_fast(next).collect::<Option<Vec<_>>>() {
+                Some(ring) => self.rings.push(ring),
+                None => self.compute_disk(),
+            }
+        }
+        self.rings.get(k).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every ring up to `last` in one breadth-first pass.
+    fn compute_disk(&mut self) {
+        if self.whole_disk {
+            return;
+        }
+        let mut rings = vec![Vec::new(); self.last as usize + 1];
+        for (cell, k) in self.centre.grid_disk_distances_safe(self.last) {
+            if let Some(ring) = rings.get_mut(k as usize) {
+                ring.push(cell);
+            }
+        }
+        self.rings = rings;
+        self.whole_disk = true;
     }
 }
 
@@ -136,17 +186,38 @@ mod tests {
         let grid = SnapGrid::default();
         for (lat, lng) in [(39.9, 116.4), (0.0, 0.0), (64.1, -21.9), (-33.9, 151.2)] {
             let centre = grid.snap(at(lat, lng));
+            let mut rings = Rings::new(centre, 20);
             for k in [1, 5, 20] {
-                let nearest = grid
-                    .ring(centre, k)
-                    .into_iter()
-                    .map(|c| grid.centre_distance_m(centre, c))
+                let nearest = rings
+                    .ring(k)
+                    .iter()
+                    .map(|c| grid.centre_distance_m(centre, *c))
                     .fold(f64::INFINITY, f64::min);
                 assert!(
                     nearest >= grid.ring_lower_bound_m(k),
                     "k={k} at {lat},{lng}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn rings_match_h3o_everywhere_pentagons_included() {
+        let grid = SnapGrid::default();
+        let pentagon = CellIndex::base_cells()
+            .find(|c| c.is_pentagon())
+            .and_then(|c| c.center_child(grid.resolution()))
+            .expect("a pentagon");
+        for centre in [grid.snap(at(39.9, 116.4)), pentagon] {
+            let mut rings = Rings::new(centre, 12);
+            for k in 0..=12 {
+                let mut ours = rings.ring(k).to_vec();
+                let mut theirs: Vec<CellIndex> = centre.grid_ring(k);
+                ours.sort_unstable();
+                theirs.sort_unstable();
+                assert_eq!(ours, theirs, "ring {k}");
+            }
+            assert!(rings.ring(13).is_empty(), "nothing past the last ring");
         }
     }
 

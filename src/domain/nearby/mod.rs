@@ -8,11 +8,13 @@ mod order;
 mod page;
 mod query;
 mod request;
+mod walk;
 
 pub use order::{ORDER_SPACE, OrderContext, Secret, Tickets};
-pub use page::PageToken;
+pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
 pub use request::{
     DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
     parse_excluded, parse_limit, parse_max_distance,
 };
+pub use walk::{BandWalk, MAX_CELLS_PER_CALL};

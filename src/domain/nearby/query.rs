@@ -7,7 +7,7 @@ use std::{
 
 use h3o::CellIndex;
 
-use super::OrderContext;
+use super::{BandWalk, ORDER_SPACE, OrderContext};
 use crate::domain::{SnapGrid, Timestamp, UserId, user::Gender, user::GenderFilter};
 
 /// Where the previous page ended: the last user returned, in order terms.
@@ -131,9 +131,10 @@ pub struct Collector<'q, 'a> {
 }
 
 impl Collector<'_, '_> {
-    /// The band the page needs at most, once `limit + 1` candidates are held.
-    fn worst_band(&self) -> Option<u32> {
-        (self.best.len() == self.want).then(|| self.best.peek().map_or(u32::MAX, Candidate::band_m))
+    /// Whether `limit + 1` candidates are held: once a band is done, no later band can
+    /// change the page.
+    fn is_full(&self) -> bool {
+        self.best.len() == self.want
     }
 }
 
@@ -189,69 +190,85 @@ impl NearbyQuery {
         self.order.viewer_cell
     }
 
-    /// Walks the grid ring by ring from the viewer's cell, calling `visit` with each cell in
-    /// range (the store offers that cell's visible members to the collector), and stops as soon
-    /// as no farther ring can change the page. Work is bounded by `limit`, not by density,
-    /// except for the members of the last band that is needed.
+    /// The walk over this query's cells, band by band ([`BandWalk`]).
+    pub fn walk<'g>(&self, grid: &'g SnapGrid) -> BandWalk<'g> {
+        BandWalk::new(
+            grid,
+            self.viewer_cell(),
+            self.radius_band(grid),
+            self.after.as_ref(),
+        )
+    }
+
+    /// Walks the cells in range band by band, calling `visit` with each (the store offers
+    /// that cell's visible members to the collector), and stops as soon as no later band can
+    /// change the page, or when the call has read [`super::MAX_CELLS_PER_CALL`] cells (the
+    /// page then ends after the last band read, and the next continues from there). Work is
+    /// bounded by `limit`, not by density, except for the members of the last band needed.
     pub fn search<'a>(
         &self,
         grid: &SnapGrid,
-        visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
+        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
     ) -> Page {
-        self.search_rings(grid, u32::MAX, visit).0
+        let mut walk = self.walk(grid);
+        let mut collector = self.collector();
+        while let Some((band_m, cells)) = walk.next_band() {
+            collector.band_m = band_m;
+            for cell in cells {
+                visit(cell, &mut collector);
+            }
+            if collector.is_full() {
+                break;
+            }
+        }
+        self.page(collector, walk.cut())
     }
 
-    /// [`NearbyQuery::search`] over the rings up to `last_ring` only, for stores that fetch
-    /// cells in batches: also says whether the page is final (`true`), or farther rings may
-    /// still change it.
-    pub fn search_rings<'a>(
+    /// Ranks the members of bands a store has already read (in band order, as
+    /// [`BandWalk`] handed them out); `cut` is the walk's. Also says whether the page is full:
+    /// later bands cannot change it.
+    pub fn rank<'a>(
         &self,
-        grid: &SnapGrid,
-        last_ring: u32,
+        bands: &[(u32, Vec<CellIndex>)],
+        cut: Option<u32>,
         mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
     ) -> (Page, bool) {
+        let mut collector = self.collector();
+        for (band_m, cells) in bands {
+            collector.band_m = *band_m;
+            for cell in cells {
+                visit(*cell, &mut collector);
+            }
+        }
+        let full = collector.is_full();
+        (self.page(collector, cut), full)
+    }
+
+    fn collector<'a>(&self) -> Collector<'_, 'a> {
         let want = self.limit + 1;
-        let mut collector = Collector {
+        Collector {
             query: self,
             band_m: 0,
             want,
             best: BinaryHeap::with_capacity(want + 1),
-        };
-        let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
-        let radius_band = self.radius_band(grid);
-        let distance_to = grid.distances_from(self.viewer_cell());
-        let mut complete = true;
-        for k in 0..=self.last_ring(grid) {
-            if k > last_ring {
-                complete = false;
-                break;
-            }
-            for cell in grid.ring(self.viewer_cell(), k) {
-                let distance = distance_to(cell);
-                let band_m = grid.band_m(distance);
-                let useful = collector.worst_band().is_none_or(|worst| band_m <= worst);
-                if band_m <= radius_band && band_m >= min_band && useful {
-                    collector.band_m = band_m;
-                    visit(cell, &mut collector);
-                }
-            }
-            // Every farther cell is at least this far: once the page's worst band is below
-            // the band of that distance, no farther cell can change the page.
-            let next = grid.ring_lower_bound_m(k + 1);
-            let next_band = grid.band_m(next);
-            let settled = collector
-                .worst_band()
-                .is_some_and(|worst| worst < next_band)
-                || self.read_until.is_some_and(|(band, _)| band < next_band);
-            if next_band > radius_band || settled {
-                break;
-            }
         }
+    }
+
+    /// The page from what `collector` holds. It continues after its last hit when more are
+    /// held, else after the point where reading stopped (the store's, or the walk's `cut`).
+    fn page(&self, collector: Collector<'_, '_>, cut: Option<u32>) -> Page {
         let mut ranked = collector.best.into_sorted_vec();
         let full = ranked.len() > self.limit;
         ranked.truncate(self.limit);
         let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
-        let next = match (hits.last(), self.read_until) {
+        // A cut reads its last band whole: the cursor's key lies past the order space, so the
+        // next page starts at the band after it.
+        let cut = cut.map(|band_m| (band_m, ORDER_SPACE + 1));
+        let until = match (self.read_until, cut) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let next = match (hits.last(), until) {
             (Some(last), _) if full => Some(last.cursor()),
             // Everything before the point was read and is on this page: continue after it.
             (_, Some((band_m, key))) => Some(Cursor {
@@ -261,41 +278,13 @@ impl NearbyQuery {
             }),
             _ => None,
         };
-        (Page { hits, next }, complete)
-    }
-
-    /// The cells of rings `rings` that a search may visit: within the radius and not before
-    /// the cursor's band.
-    pub fn cells_in_rings(
-        &self,
-        grid: &SnapGrid,
-        rings: std::ops::RangeInclusive<u32>,
-    ) -> Vec<CellIndex> {
-        let min_band = self.after.as_ref().map_or(0, |c| c.band_m);
-        let radius_band = self.radius_band(grid);
-        let distance_to = grid.distances_from(self.viewer_cell());
-        let last = (*rings.end()).min(self.last_ring(grid));
-        let mut cells = Vec::new();
-        for k in *rings.start()..=last {
-            for cell in grid.ring(self.viewer_cell(), k) {
-                let band_m = grid.band_m(distance_to(cell));
-                if band_m <= radius_band && band_m >= min_band {
-                    cells.push(cell);
-                }
-            }
-        }
-        cells
+        Page { hits, next }
     }
 
     /// The radius rounded up to a band (SPEC §4.3): a cell is in the answer iff its band is
     /// at most this, so probing the radius reveals nothing the shown bands do not.
     pub fn radius_band(&self, grid: &SnapGrid) -> u32 {
         grid.band_m(f64::from(self.max_distance_m))
-    }
-
-    /// The last ring a search of this query can visit.
-    pub fn last_ring(&self, grid: &SnapGrid) -> u32 {
-        grid.max_ring(self.radius_band(grid))
     }
 }
 
@@ -450,5 +439,56 @@ mod tests {
             neighbours.iter().all(|c| smallest.contains(c)),
             "the same and the neighbouring cells look alike, at any radius"
         );
+    }
+
+    /// Issue 9 point 6: one 50 km search walked ~250 rings (~188k cells) unless the page
+    /// filled, and near any of H3's 12 pentagons h3o's ring walk recomputed the disk for every
+    /// ring (2.3-3.1 s of CPU). Now each call reads at most `MAX_CELLS_PER_CALL` cells, and
+    /// paging through an empty 50 km disk reads every cell in range exactly once, at a
+    /// pentagon and elsewhere.
+    #[test]
+    fn an_empty_fifty_km_disk_is_read_in_bounded_calls_that_cover_it_once() {
+        let grid = SnapGrid::default();
+        let pentagon = h3o::CellIndex::base_cells()
+            .find(|c| c.is_pentagon())
+            .and_then(|c| c.center_child(grid.resolution()))
+            .expect("a pentagon");
+        let city = grid.snap(Coordinates::new(39.9, 116.4).unwrap());
+        for centre in [pentagon, city] {
+            let mut q = query(centre, 50);
+            q.max_distance_m = 50_000;
+            let radius_band = q.radius_band(&grid);
+            let mut seen = HashSet::new();
+            let mut calls = 0;
+            loop {
+                let mut visited = Vec::new();
+                let page = q.search(&grid, |cell, _| visited.push(cell));
+                assert!(
+                    visited.len() <= crate::domain::nearby::MAX_CELLS_PER_CALL,
+                    "call {calls}: {} cells, after {:?}",
+                    visited.len(),
+                    q.after.as_ref().map(|c| c.band_m)
+                );
+                for cell in visited {
+                    assert!(seen.insert(cell), "a cell read twice");
+                }
+                calls += 1;
+                assert!(calls <= 100, "the pages do not progress");
+                match page.next {
+                    Some(next) => q.after = Some(next),
+                    None => break,
+                }
+            }
+            let distance_to = grid.distances_from(centre);
+            let in_range = centre
+                .grid_disk_distances_safe(grid.max_ring(radius_band))
+                .filter(|(cell, _)| grid.band_m(distance_to(*cell)) <= radius_band)
+                .count();
+            assert_eq!(
+                seen.len(),
+                in_range,
+                "every cell in range, once ({calls} calls)"
+            );
+        }
     }
 }

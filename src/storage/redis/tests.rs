@@ -558,3 +558,27 @@ async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
         "entries physically held after the sweeps caught up"
     );
 }
+
+#[test]
+fn cell_reads_are_split_into_whole_bands_of_bounded_size() {
+    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
+    let cells: Vec<(CellIndex, u32)> = [500, 500, 600, 700, 700, 700, 800]
+        .into_iter()
+        .map(|band| (cell, band))
+        .collect();
+    let runs = super::by_whole_bands(cells.clone(), 3);
+    let bands: Vec<Vec<u32>> = runs
+        .iter()
+        .map(|run| run.iter().map(|(_, b)| *b).collect())
+        .collect();
+    assert_eq!(
+        bands,
+        vec![vec![500, 500, 600], vec![700, 700, 700], vec![800]]
+    );
+    let big = super::by_whole_bands(cells, 2);
+    assert!(
+        big.iter().any(|run| run.len() == 3),
+        "a band is never split"
+    );
+    assert_eq!(big.concat().len(), 7);
+}
