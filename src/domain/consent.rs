@@ -2,6 +2,11 @@
 
 use super::{Feature, Timestamp, UserId, ValidationError};
 
+/// Consent events kept per user and feature at most (SPEC §4.5: history is bounded): the
+/// oldest event of a feature goes when a new one would exceed this; the current record (the
+/// latest event of each feature) is therefore never dropped.
+pub const HISTORY_PER_FEATURE: usize = 50;
+
 /// A user's consent state for one feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConsentState {

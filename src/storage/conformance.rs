@@ -51,6 +51,7 @@ pub async fn run(fx: Fixture) {
     a_leave_cut_off_mid_call_is_still_cleared_whole(&fx).await;
     expired_entries_are_never_returned_and_are_purged(&fx).await;
     consent_records_follow_their_contract(&fx).await;
+    consent_history_is_bounded_and_keeps_every_current_record(&fx).await;
     two_shakes_pair_with_each_other(&fx).await;
     a_lone_shake_is_withdrawn_and_leaves_nothing(&fx).await;
     the_nearest_pending_shake_wins_and_nobody_pairs_twice(&fx).await;
@@ -720,4 +721,46 @@ async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
         fx.shakes.clear_shake(&user(name)).await.expect("clear");
     }
     assert_eq!(physical(fx).await, baseline);
+}
+
+/// Issue 9 point 8: history grew without bound (3,000 grants made GetConsent take 136 ms);
+/// now it keeps `HISTORY_PER_FEATURE` events per feature, the current ones always.
+async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixture) {
+    use crate::domain::consent::HISTORY_PER_FEATURE;
+    let who = user("history");
+    let source = crate::domain::Source::default();
+    let notice = crate::domain::NoticeVersion::parse("n").expect("valid");
+    let shake = ConsentRecord::undecided(who.clone(), Feature::Shake)
+        .grant(&notice, &source, Timestamp::from_millis(1), "s1".into())
+        .expect("a change");
+    fx.consents.append(shake.clone()).await.expect("append");
+    let mut current = ConsentRecord::undecided(who.clone(), Feature::PeopleNearby);
+    for i in 0..HISTORY_PER_FEATURE as i64 * 2 + 7 {
+        let at = Timestamp::from_millis(10 + i);
+        let event = if current.is_granted() {
+            current.withdraw(at, format!("w{i}"))
+        } else {
+            current.grant(&notice, &source, at, format!("g{i}"))
+        };
+        current = event.expect("a change");
+        fx.consents.append(current.clone()).await.expect("append");
+    }
+    let history = fx.consents.history(&who).await.expect("history");
+    let nearby = history
+        .iter()
+        .filter(|e| e.feature == Feature::PeopleNearby);
+    assert_eq!(nearby.count(), HISTORY_PER_FEATURE);
+    assert_eq!(history.last(), Some(&current), "the latest event stays");
+    assert!(
+        history.contains(&shake),
+        "another feature's only event stays"
+    );
+    let all = fx.consents.all_current(&who).await.expect("current");
+    assert_eq!(all, vec![current.clone(), shake]);
+    let granted = fx
+        .consents
+        .granted_among(Feature::Shake, &[who.clone()])
+        .await;
+    assert_eq!(granted.expect("granted"), [true]);
+    fx.consents.forget(&who).await.expect("forget");
 }

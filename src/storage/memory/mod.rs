@@ -25,7 +25,7 @@ use super::{
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
-    UserId, nearby::NearbyRequest,
+    UserId, consent::HISTORY_PER_FEATURE, nearby::NearbyRequest,
 };
 
 type EntryKey = (Feature, UserId);
@@ -326,11 +326,18 @@ impl ConsentStore for MemoryStore {
 
     async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
         let mut state = self.shared.lock();
-        state
+        let feature = event.feature;
+        let events = state
             .consent_history
             .entry(event.user_id.clone())
-            .or_default()
-            .push(event);
+            .or_default();
+        events.push(event);
+        let of_feature = events.iter().filter(|e| e.feature == feature).count();
+        if of_feature > HISTORY_PER_FEATURE
+            && let Some(oldest) = events.iter().position(|e| e.feature == feature)
+        {
+            events.remove(oldest);
+        }
         Ok(())
     }
 

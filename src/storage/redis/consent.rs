@@ -19,7 +19,10 @@ use super::{
     scripts,
 };
 use crate::{
-    domain::{ConsentEvent, ConsentRecord, ConsentState, Feature, Timestamp, UserId},
+    domain::{
+        ConsentEvent, ConsentRecord, ConsentState, Feature, Timestamp, UserId,
+        consent::HISTORY_PER_FEATURE,
+    },
     storage::{ConsentStore, OwedPurge, StoreError, StoreErrorKind, StoreResult},
 };
 
@@ -211,7 +214,9 @@ impl ConsentStore for RedisConsentStore {
         call.key(consent_key(&event.user_id, tag(event.feature)))
             .key(history_key(&event.user_id))
             .arg(encode(&event))
-            .arg(state);
+            .arg(state)
+            .arg(tag(event.feature))
+            .arg(HISTORY_PER_FEATURE);
         let _: i64 = bounded(
             self.timeout,
             "recording consent",

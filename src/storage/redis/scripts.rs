@@ -575,9 +575,12 @@ return 1
 
 /// Appends a consent event: the feature's state and the history in one step. Redis does not
 /// undo a script cut short, so the more restrictive write goes first: a withdrawal sets the
-/// state before its event, a grant appends its event before the state says `1`.
+/// state before its event, a grant appends its event before the state says `1`. Then, if the
+/// feature now has more than ARGV[4] events, its oldest one goes (`domain::consent::
+/// HISTORY_PER_FEATURE`; the history is at most that many per feature, so this reads a
+/// bounded list, and the latest event of each feature, its current record, always stays).
 /// KEYS: the feature's state key, history list. ARGV: encoded record, state (`1` granted,
-/// `0` not).
+/// `0` not), the feature's tag (the record's second field), cap.
 pub static CONSENT_APPEND: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -588,6 +591,15 @@ else
   redis.call('SET', KEYS[1], ARGV[2])
   redis.call('RPUSH', KEYS[2], ARGV[1])
 end
+local mine, oldest = 0, nil
+local of_feature = '^[^\31]*\31' .. ARGV[3] .. '\31'
+for _, e in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  if string.find(e, of_feature) then
+    mine = mine + 1
+    if oldest == nil then oldest = e end
+  end
+end
+if mine > tonumber(ARGV[4]) then redis.call('LREM', KEYS[2], 1, oldest) end
 return 1
 ",
     )
