@@ -759,7 +759,7 @@ async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixture)
     assert_eq!(all, vec![current.clone(), shake]);
     let granted = fx
         .consents
-        .granted_among(Feature::Shake, &[who.clone()])
+        .granted_among(Feature::Shake, std::slice::from_ref(&who))
         .await;
     assert_eq!(granted.expect("granted"), [true]);
     fx.consents.forget(&who).await.expect("forget");
