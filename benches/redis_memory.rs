@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use futures_util::future::try_join_all;
 use vicinity::{
     domain::{
-        Feature, Gender, Location, Retention, SnapGrid, UserId,
+        Coordinates, Feature, Gender, Retention, SnapGrid, UserId,
         nearby::{Secret, Tickets},
     },
     load::workload::Population,
@@ -67,12 +67,11 @@ async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
     let before = used_memory(&server);
     for chunk in users.chunks(IN_FLIGHT) {
         let writes = chunk.iter().map(|(id, lat, lng)| {
-            let location = Location::new(*lat, *lng, 10.0).expect("valid").rounded();
+            let coords = Coordinates::new(*lat, *lng).expect("valid");
             let position = Position {
                 user_id: UserId::parse(id, "user_id").expect("valid"),
                 feature: Feature::PeopleNearby,
-                location,
-                cell: grid.snap(location.coords),
+                cell: grid.snap(coords),
                 gender: Gender::Female,
             };
             store.upsert(position, Retention::default())

@@ -45,20 +45,7 @@ impl Coordinates {
     pub fn lng(self) -> f64 {
         self.lng
     }
-
-    /// The position rounded to [`STORED_PRECISION_M`]: 1e-4 degrees of latitude is 11 m, and of
-    /// longitude at most 11 m. This is what is stored and exported, never the raw position.
-    pub fn rounded(self) -> Self {
-        let round = |v: f64| (v * 1e4).round() / 1e4;
-        Self {
-            lat: round(self.lat).clamp(-90.0, 90.0),
-            lng: round(self.lng).clamp(-180.0, 180.0),
-        }
-    }
 }
-
-/// The precision positions are stored at, in metres (SPEC §4.3: "about 10 m").
-pub const STORED_PRECISION_M: u32 = 11;
 
 /// A reported position with its accuracy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,19 +68,6 @@ impl Location {
             ));
         }
         Ok(Self { coords, accuracy_m })
-    }
-
-    /// The location as stored: coordinates rounded, accuracy no finer than the rounding.
-    pub fn rounded(self) -> Self {
-        let floor = STORED_PRECISION_M as f32;
-        Self {
-            coords: self.coords.rounded(),
-            accuracy_m: if self.accuracy_m == 0.0 {
-                0.0
-            } else {
-                self.accuracy_m.max(floor).round()
-            },
-        }
     }
 }
 
@@ -129,14 +103,6 @@ mod tests {
             Location::new(0.0, 0.0, f32::NAN).unwrap_err().field,
             "accuracy_m"
         );
-    }
-
-    #[test]
-    fn stored_positions_are_rounded_to_about_ten_metres() {
-        let c = Coordinates::new(39.912_345_678, 116.398_765_432)
-            .unwrap()
-            .rounded();
-        assert_eq!((c.lat(), c.lng()), (39.9123, 116.3988));
     }
 
     #[test]

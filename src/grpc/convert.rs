@@ -4,7 +4,7 @@ use super::pb;
 use crate::{
     domain::{
         ConsentRecord, ConsentState, Feature, Gender, Location, Timestamp, UserId, ValidationError,
-        coords::STORED_PRECISION_M, user::GenderFilter,
+        user::GenderFilter,
     },
     storage::LocationEntry,
 };
@@ -79,15 +79,6 @@ pub(super) fn location(raw: Option<pb::Location>) -> Result<Location, Validation
     Location::new(latitude, longitude, accuracy_m).map_err(|e| e.within("location"))
 }
 
-/// The wire form of a stored location.
-fn location_to_pb(location: Location) -> pb::Location {
-    pb::Location {
-        latitude: location.coords.lat(),
-        longitude: location.coords.lng(),
-        accuracy_m: location.accuracy_m,
-    }
-}
-
 /// The wire form of a timestamp.
 pub(super) fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     let millis = at.as_millis();
@@ -119,14 +110,31 @@ pub(super) fn consent_record(record: &ConsentRecord) -> pb::ConsentRecord {
 pub(super) fn stored_location(entry: &LocationEntry) -> pb::StoredLocation {
     pb::StoredLocation {
         feature: feature_to_pb(entry.position.feature).into(),
-        location: Some(location_to_pb(entry.position.location)),
-        precision_m: STORED_PRECISION_M,
+        location: Some(cell_centre_to_pb(entry.position.cell)),
+        precision_m: cell_precision_m(entry.position.cell),
         last_active: Some(timestamp(entry.deadlines.last_active)),
         visible_until: Some(timestamp(entry.deadlines.visible_until)),
         purge_at: Some(timestamp(entry.deadlines.purge_at)),
         gender: gender_to_pb(entry.position.gender).into(),
         left: entry.left,
     }
+}
+
+/// Where a stored cell is, as the user's own export shows it: the cell's centre (nothing finer
+/// is kept, SPEC §4.3), accuracy unknown.
+fn cell_centre_to_pb(cell: h3o::CellIndex) -> pb::Location {
+    let centre = h3o::LatLng::from(cell);
+    pb::Location {
+        latitude: centre.lat(),
+        longitude: centre.lng(),
+        accuracy_m: 0.0,
+    }
+}
+
+/// How far the user may be from the exported centre: the cell's average edge at its
+/// resolution, which is how far a hexagon's corners are from its centre (201 m at res 9).
+fn cell_precision_m(cell: h3o::CellIndex) -> u32 {
+    cell.resolution().edge_length_m().round() as u32
 }
 
 /// How coarse `last_seen` is: a finer time would help correlate a user across lists.

@@ -69,11 +69,9 @@ impl Vicinity {
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
         self.require_consent(user, Feature::PeopleNearby).await?;
-        let location = location.rounded();
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
-            location,
             cell: self.deps.grid.snap(location.coords),
             gender,
         };

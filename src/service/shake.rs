@@ -46,7 +46,7 @@ impl Vicinity {
         budget: Duration,
     ) -> ServiceResult<Option<ShakeMatch>> {
         self.require_consent(user, Feature::Shake).await?;
-        let cell = self.deps.grid.snap(location.rounded().coords);
+        let cell = self.deps.grid.snap(location.coords);
         let window = self
             .deps
             .shake_window

@@ -18,23 +18,20 @@ pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
 
 use crate::domain::{
-    ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Location, Retention, Timestamp,
-    UserId,
+    ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, Timestamp, UserId,
     nearby::{NearbyQuery, NearbyRequest, OrderContext, Page},
     shake::{PendingShake, ShakeMatch, ShakePair},
 };
 
-/// A position to store for a user in a feature. The location is already rounded and the cell
-/// already snapped: the store never sees a raw position.
+/// A position to store for a user in a feature: the snapped cell and nothing finer (SPEC §4.3
+/// data minimisation). The store never sees a raw position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
     /// Whose.
     pub user_id: UserId,
     /// Which feature's entry.
     pub feature: Feature,
-    /// Rounded to the stored precision.
-    pub location: Location,
-    /// Snapped to the grid.
+    /// Snapped to the grid: all that is kept of where the user is.
     pub cell: CellIndex,
     /// The gender the user shows.
     pub gender: Gender,

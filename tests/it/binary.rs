@@ -184,11 +184,16 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         text.contains("CONSENT_STATE_GRANTED notice=2026-01"),
         "{text}"
     );
-    // The user's own data, as stored: rounded to 4 decimals.
-    assert!(
-        text.contains("FEATURE_PEOPLE_NEARBY at 39.9123,116.3988 (±11 m)"),
-        "{text}"
+    // The user's own data, as stored: the centre of the snapped cell.
+    let cell = vicinity::domain::SnapGrid::default()
+        .snap(vicinity::domain::Coordinates::new(HOME.lat, HOME.lng).unwrap());
+    let centre = h3o::LatLng::from(cell);
+    let shown = format!(
+        "FEATURE_PEOPLE_NEARBY at {},{} (±201 m)",
+        centre.lat(),
+        centre.lng()
     );
+    assert!(text.contains(&shown), "{text}");
 
     let cleared = run(&["clear-location", "--user", "alice"], addr);
     assert!(cleared.status.success(), "{cleared:?}");

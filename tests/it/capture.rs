@@ -73,8 +73,8 @@ pub fn log_since(start: usize) -> String {
     String::from_utf8_lossy(&log[start.min(log.len())..]).into_owned()
 }
 
-/// Remembers a position a test sends: both numbers and the cells it snaps to, raw and as
-/// stored (rounded), at every resolution the server accepts.
+/// Remembers a position a test sends: both numbers and the cells it snaps to, at every
+/// resolution the server accepts.
 pub fn remember(lat: f64, lng: f64) {
     remember_value(lat);
     remember_value(lng);
@@ -82,12 +82,10 @@ pub fn remember(lat: f64, lng: f64) {
     let mut needles = lock(&NEEDLES);
     for resolution in SNAP_RESOLUTIONS {
         let grid = SnapGrid::new(resolution).expect("a valid resolution");
-        for at in [coords, coords.rounded()] {
-            let cell = u64::from(grid.snap(at));
-            let origin = format!("res-{resolution} cell of ({lat}, {lng})");
-            for text in [format!("{cell:x}"), format!("{cell:X}"), cell.to_string()] {
-                needles.insert(text, origin.clone());
-            }
+        let cell = u64::from(grid.snap(coords));
+        let origin = format!("res-{resolution} cell of ({lat}, {lng})");
+        for text in [format!("{cell:x}"), format!("{cell:X}"), cell.to_string()] {
+            needles.insert(text, origin.clone());
         }
     }
 }

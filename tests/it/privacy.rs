@@ -1,9 +1,12 @@
 //! SPEC §3 PrivacyService and §1.2-4: clear at once, see everything held, forget everything.
 
-use vicinity::grpc::pb::{ConsentState, Feature, Gender};
+use vicinity::{
+    domain::{Coordinates, SnapGrid},
+    grpc::pb::{ConsentState, Feature, Gender},
+};
 
 use crate::{
-    calls::{ACCURACY_M, NOTICE, millis},
+    calls::{NOTICE, millis},
     helpers::ROUNDING_MS,
     helpers::{Backend, on_both_backends, spawn_app_on},
     places::HOME,
@@ -49,8 +52,8 @@ async fn clearing_another_feature_leaves_people_nearby_alone(backend: Backend) {
     assert!(app.listed("bob").await.is_empty());
 }
 
-on_both_backends!(export_shows_consents_history_and_the_stored_rounded_location);
-async fn export_shows_consents_history_and_the_stored_rounded_location(backend: Backend) {
+on_both_backends!(export_shows_consents_history_and_the_stored_cell_only);
+async fn export_shows_consents_history_and_the_stored_cell_only(backend: Backend) {
     let app = spawn_app_on(backend).await;
     let before = app.store_now_millis().await;
     app.join("alice", HOME, Gender::Female).await;
@@ -78,12 +81,21 @@ async fn export_shows_consents_history_and_the_stored_rounded_location(backend: 
     assert_eq!(stored.feature(), Feature::PeopleNearby);
     assert_eq!(stored.gender(), Gender::Female);
     assert!(!stored.left);
-    assert_eq!(stored.precision_m, 11);
-    // The user's own data: the one place a position appears, and only as stored (4 decimals).
+    // The user's own data: the one place a position appears, and only as stored: the centre
+    // of the snapped cell, as precise as the cell (issue 9 point 11: it was kept to 11 m).
+    let cell = SnapGrid::default().snap(Coordinates::new(HOME.lat, HOME.lng).unwrap());
+    let centre = h3o::LatLng::from(cell);
     let location = stored.location.expect("the stored location");
-    assert_eq!(location.latitude, 39.9123);
-    assert_eq!(location.longitude, 116.3988);
-    assert_eq!(location.accuracy_m, ACCURACY_M.max(11.0).round());
+    assert_eq!(
+        (location.latitude, location.longitude),
+        (centre.lat(), centre.lng())
+    );
+    assert_ne!(
+        (location.latitude, location.longitude),
+        (HOME.lat, HOME.lng)
+    );
+    assert_eq!(location.accuracy_m, 0.0, "accuracy is not kept");
+    assert_eq!(stored.precision_m, 201, "a res-9 cell's average edge");
     let last_active = millis(stored.last_active.as_ref());
     let purge_at = millis(stored.purge_at.as_ref());
     assert!(

@@ -35,19 +35,19 @@
 //! over [`USER_SHARDS`] hashes, small enough to stay in Redis's compact listpack encoding: a
 //! separate key per user would cost about 130 bytes by itself.
 //!
-//! Entry record (36 bytes, under Redis's 64-byte listpack value limit, so a user hash stays
+//! Entry record (26 bytes, under Redis's 64-byte listpack value limit, so a user hash stays
 //! compact): `purge_at` as 13 decimal digits (what the sweep script reads), then big-endian
-//! binary: cell u64, latitude and longitude i32 in 1e-4 degrees, accuracy u16 metres, flags u8
-//! (gender in bits 0-1, left in bit 2), and `purge_at - last_active` u32 ms. `visible_until`
-//! is not stored: it equals `purge_at` (SPEC §4.2 default).
+//! binary: cell u64, flags u8 (gender in bits 0-1, left in bit 2), and `purge_at -
+//! last_active` u32 ms. The snapped cell is all that is kept of where the user is (SPEC §4.3
+//! data minimisation). `visible_until` is not stored: it equals `purge_at` (SPEC §4.2
+//! default). Records of the earlier 36-byte layout (which also held the position to 11 m,
+//! before the flags) are still read, so nodes of two builds can share a store during a
+//! rolling deploy; every write replaces one with the new layout.
 
 use h3o::{CellIndex, Resolution};
 
 use crate::{
-    domain::{
-        Coordinates, Deadlines, Feature, Gender, Location, Retention, Timestamp, UserId,
-        user::GenderFilter,
-    },
+    domain::{Deadlines, Feature, Gender, Retention, Timestamp, UserId, user::GenderFilter},
     storage::{LocationEntry, Position},
 };
 
@@ -183,12 +183,12 @@ pub fn parse_member(raw: &str) -> Option<Member> {
 }
 
 /// The length of an encoded record.
-pub const RECORD_LEN: usize = 13 + 8 + 4 + 4 + 2 + 1 + 4;
+pub const RECORD_LEN: usize = 13 + 8 + 1 + 4;
+/// The length of a record of the earlier layout (with the position to 11 m).
+pub const LEGACY_RECORD_LEN: usize = 13 + 8 + 4 + 4 + 2 + 1 + 4;
 
 /// Encodes an entry record.
 pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> Vec<u8> {
-    let c = position.location.coords;
-    let e4 = |v: f64| (v * 1e4).round() as i32;
     let gender = match position.gender {
         Gender::Unspecified => 0u8,
         Gender::Female => 1,
@@ -198,11 +198,6 @@ pub fn encode_record(position: &Position, deadlines: &Deadlines, left: bool) -> 
     let mut out = Vec::with_capacity(RECORD_LEN);
     out.extend_from_slice(format!("{:013}", deadlines.purge_at.as_millis()).as_bytes());
     out.extend_from_slice(&u64::from(position.cell).to_be_bytes());
-    out.extend_from_slice(&e4(c.lat()).to_be_bytes());
-    out.extend_from_slice(&e4(c.lng()).to_be_bytes());
-    out.extend_from_slice(
-        &(position.location.accuracy_m.round().min(65_535.0) as u16).to_be_bytes(),
-    );
     out.push(gender | (u8::from(left) << 2));
     out.extend_from_slice(&(lived.clamp(0, i64::from(u32::MAX)) as u32).to_be_bytes());
     out
@@ -222,37 +217,28 @@ pub fn record_without_deadline(position: &Position, retention: Retention) -> Vec
 
 /// Decodes an entry record of `user` in `feature`; `None` when it is not one.
 pub fn decode_record(feature: Feature, user: &UserId, raw: &[u8]) -> Option<LocationEntry> {
-    if raw.len() != RECORD_LEN {
-        return None;
-    }
-    let purge_at: i64 = std::str::from_utf8(&raw[..13]).ok()?.parse().ok()?;
-    let bin = &raw[13..];
-    let int = |range: std::ops::Range<usize>| -> Option<[u8; 8]> {
-        let mut word = [0u8; 8];
-        word[8 - range.len()..].copy_from_slice(bin.get(range)?);
-        Some(word)
+    // The earlier layout had the position (10 bytes) between the cell and the flags.
+    let flags_at = match raw.len() {
+        RECORD_LEN => 13 + 8,
+        LEGACY_RECORD_LEN => 13 + 8 + 10,
+        _ => return None,
     };
-    let cell = CellIndex::try_from(u64::from_be_bytes(int(0..8)?)).ok()?;
-    let lat = i32::from_be_bytes(bin.get(8..12)?.try_into().ok()?);
-    let lng = i32::from_be_bytes(bin.get(12..16)?.try_into().ok()?);
-    let accuracy = u64::from_be_bytes(int(16..18)?) as f32;
-    let flags = bin[18];
-    let lived = u64::from_be_bytes(int(19..23)?) as i64;
+    let purge_at: i64 = std::str::from_utf8(&raw[..13]).ok()?.parse().ok()?;
+    let cell = CellIndex::try_from(u64::from_be_bytes(raw[13..21].try_into().ok()?)).ok()?;
+    let flags = raw[flags_at];
+    let lived = i64::from(u32::from_be_bytes(
+        raw.get(flags_at + 1..flags_at + 5)?.try_into().ok()?,
+    ));
     let gender = match flags & 3 {
         0 => Gender::Unspecified,
         1 => Gender::Female,
         2 => Gender::Male,
         _ => return None,
     };
-    let coords = Coordinates::new(f64::from(lat) / 1e4, f64::from(lng) / 1e4).ok()?;
     Some(LocationEntry {
         position: Position {
             user_id: user.clone(),
             feature,
-            location: Location {
-                coords,
-                accuracy_m: accuracy,
-            },
             cell,
             gender,
         },
@@ -268,17 +254,16 @@ pub fn decode_record(feature: Feature, user: &UserId, raw: &[u8]) -> Option<Loca
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SnapGrid;
+    use crate::domain::{Coordinates, SnapGrid};
 
     #[test]
     fn records_round_trip() {
         let user = UserId::parse("a@b", "user_id").unwrap();
-        let location = Location::new(39.9123, -116.3988, 12.0).unwrap();
+        let coords = Coordinates::new(39.9123, -116.3988).unwrap();
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
-            location,
-            cell: SnapGrid::default().snap(location.coords),
+            cell: SnapGrid::default().snap(coords),
             gender: Gender::Female,
         };
         let deadlines = Deadlines {
@@ -297,6 +282,39 @@ mod tests {
         assert_eq!(entry.deadlines, deadlines);
         assert!(entry.left);
         assert!(decode_record(Feature::PeopleNearby, &user, b"junk").is_none());
+    }
+
+    /// Issue 9 point 11: positions were kept to ~11 m although every decision uses the cell;
+    /// a record now holds the cell and nothing finer, and one of the earlier layout still reads.
+    #[test]
+    fn a_record_holds_the_cell_and_nothing_finer() {
+        let user = UserId::parse("a@b", "user_id").unwrap();
+        let coords = Coordinates::new(39.912_345, 116.398_765).unwrap();
+        let cell = SnapGrid::default().snap(coords);
+        let position = Position {
+            user_id: user.clone(),
+            feature: Feature::PeopleNearby,
+            cell,
+            gender: Gender::Male,
+        };
+        let deadlines = Deadlines {
+            last_active: Timestamp::from_millis(1_790_000_000_000),
+            visible_until: Timestamp::from_millis(1_790_003_600_000),
+            purge_at: Timestamp::from_millis(1_790_003_600_000),
+        };
+        let raw = encode_record(&position, &deadlines, false);
+        assert_eq!(raw.len(), 13 + 8 + 1 + 4, "deadline, cell, flags, lifetime");
+        let e4 = |v: f64| ((v * 1e4).round() as i32).to_be_bytes();
+        for part in [e4(coords.lat()), e4(coords.lng())] {
+            assert!(!raw.windows(4).any(|w| w == part), "a coordinate is stored");
+        }
+        let mut legacy = raw[..21].to_vec();
+        legacy.extend_from_slice(&e4(coords.lat()));
+        legacy.extend_from_slice(&e4(coords.lng()));
+        legacy.extend_from_slice(&[0, 5]);
+        legacy.extend_from_slice(&raw[21..]);
+        let old = decode_record(Feature::PeopleNearby, &user, &legacy).unwrap();
+        assert_eq!(old.position, position, "the earlier layout still reads");
     }
 
     #[test]

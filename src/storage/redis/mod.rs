@@ -261,8 +261,7 @@ impl RedisStore {
             .arg(keys::user_field(feature, user))
             .arg(u64::from(cell).to_be_bytes().as_slice())
             .arg(deadlines.purge_at.as_millis())
-            .arg(retention.window().as_millis() as u64)
-            .arg(keys::RECORD_LEN);
+            .arg(retention.window().as_millis() as u64);
         let marked: u32 = bounded(
             self.timeout,
             "marking a record left",
@@ -515,8 +514,7 @@ impl LocationStore for RedisStore {
             .arg(user.as_str())
             .arg(self.tickets.of(user))
             .arg(retention.window().as_millis() as u64)
-            .arg(u8::from(keys::PARTITION_RES))
-            .arg(keys::RECORD_LEN);
+            .arg(u8::from(keys::PARTITION_RES));
         let reply: Option<(i64, i64)> =
             bounded(self.timeout, "leaving", call.invoke_async(&mut conn)).await?;
         Ok(reply.map(written))
@@ -535,8 +533,7 @@ impl LocationStore for RedisStore {
                     .arg(keys::user_field(*feature, user))
                     .arg(user.as_str())
                     .arg(self.tickets.of(user))
-                    .arg(u8::from(keys::PARTITION_RES))
-                    .arg(keys::RECORD_LEN);
+                    .arg(u8::from(keys::PARTITION_RES));
                 let n: u32 =
                     bounded(self.timeout, "clearing", call.invoke_async(&mut conn)).await?;
                 n > 0

@@ -140,7 +140,7 @@ local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
 local user, ticket = ARGV[2], ARGV[3]
 local old = redis.call('HGET', KEYS[3], ARGV[6])
-if old and #old == 13 + #ARGV[7] then
+if old and is_record(old) then
   local key, due, id = record_cell(old, tonumber(ARGV[9]))
   drop_user(key, ticket, user)
   drop_record_member(key, old, user)
@@ -166,8 +166,15 @@ local function record_cell(rec, res)
   local id = cell_hex(cell)
   return 'vc:n:{' .. part .. '}:c:' .. id, 'vc:n:{' .. part .. '}:due', id
 end
+local function is_record(rec)
+  return #rec == RECORD_LEN or #rec == LEGACY_RECORD_LEN
+end
+local function flags_of(rec)
+  if #rec == LEGACY_RECORD_LEN then return string.byte(rec, 32) end
+  return string.byte(rec, 22)
+end
 local function record_gender(rec)
-  local g = string.byte(rec, 32) % 4
+  local g = flags_of(rec) % 4
   if g == 1 then return 'f' elseif g == 2 then return 'm' end
   return 'u'
 end
@@ -179,17 +186,24 @@ local function u32be(n)
     math.floor(n / 256) % 256, n % 256)
 end
 local function left_record(rec, purge, retention)
-  local flags = string.byte(rec, 32)
+  local flags = flags_of(rec)
   if flags % 8 < 4 then flags = flags + 4 end
-  return string.format('%013.0f', purge) .. string.sub(rec, 14, 31) .. string.char(flags)
+  return string.format('%013.0f', purge) .. string.sub(rec, 14, 21) .. string.char(flags)
     .. u32be(retention)
 end
 ";
 
-/// A script that reads cells from records: [`cell_script`] plus [`RECORD_CELL`].
+/// A script that reads cells from records: [`cell_script`] plus [`RECORD_CELL`], with the
+/// record lengths of `keys` (a record of the earlier layout is read too, and rewritten in the
+/// current one: see `keys`).
 fn record_script(body: &str) -> Script {
+    let lengths = format!(
+        "local RECORD_LEN, LEGACY_RECORD_LEN = {}, {}\n",
+        super::keys::RECORD_LEN,
+        super::keys::LEGACY_RECORD_LEN
+    );
     Script::new(&format!(
-        "{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{CELL_OPS}{RECORD_CELL}{body}"
+        "{NOW}{EXPIRE_AT}{MEMBERS}{CELLS}{CELL_OPS}{lengths}{RECORD_CELL}{body}"
     ))
 }
 
@@ -197,14 +211,14 @@ fn record_script(body: &str) -> Script {
 /// their member (found by ticket) and their record with `purge_at = now + retention`, marks
 /// the record left, and schedules the partition's sweep. Creates nothing when there is no
 /// live record, so a Leave can never bring back what a Clear or a withdrawal removed.
-/// KEYS: user hash, parts. ARGV: field, user id, ticket, retention ms, partition resolution,
-/// record length. Returns `{last_active, purge_at}`, or nil when the user is not in the
+/// KEYS: user hash, parts. ARGV: field, user id, ticket, retention ms, partition resolution.
+/// Returns `{last_active, purge_at}`, or nil when the user is not in the
 /// feature.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     record_script(
         r"
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec or #rec ~= tonumber(ARGV[6]) or tonumber(string.sub(rec, 1, 13)) <= now then
+if not rec or not is_record(rec) or tonumber(string.sub(rec, 1, 13)) <= now then
   return nil
 end
 local retention = tonumber(ARGV[4])
@@ -224,14 +238,14 @@ return {purge - retention, purge}
 
 /// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
 /// record and every member of theirs in the record's cell (found by ticket, whatever
-/// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution,
-/// record length. Returns 1 when there was a record, else 0.
+/// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution.
+/// Returns 1 when there was a record, else 0.
 pub static CLEAR: LazyLock<Script> = LazyLock::new(|| {
     record_script(
         r"
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return 0 end
-if #rec == tonumber(ARGV[5]) then
+if is_record(rec) then
   local key, due, id = record_cell(rec, tonumber(ARGV[4]))
   drop_user(key, ARGV[3], ARGV[2])
   drop_record_member(key, rec, ARGV[2])
@@ -282,13 +296,13 @@ return 1
 
 /// Marks a user's record left with a new `purge_at`, only if the record is there and still
 /// in the cell whose member was renewed: the cluster's second step of LeaveNearby.
-/// KEYS: user hash. ARGV: field, cell (8 raw bytes), purge_at ms, retention ms, record
-/// length. Returns 1 when written, else 0.
+/// KEYS: user hash. ARGV: field, cell (8 raw bytes), purge_at ms, retention ms. Returns 1
+/// when written, else 0.
 pub static USER_LEAVE: LazyLock<Script> = LazyLock::new(|| {
     record_script(
         r"
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec or #rec ~= tonumber(ARGV[5]) or string.sub(rec, 14, 21) ~= ARGV[2] then
+if not rec or not is_record(rec) or string.sub(rec, 14, 21) ~= ARGV[2] then
   return 0
 end
 local purge = tonumber(ARGV[3])

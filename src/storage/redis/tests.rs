@@ -146,11 +146,9 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
 
 /// A People Nearby position of `name` at the centre of `cell`.
 fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
-    let centre = LatLng::from(cell);
     Position {
         user_id: UserId::parse(name, "user_id").expect("valid"),
         feature: Feature::PeopleNearby,
-        location: Location::new(centre.lat(), centre.lng(), 0.0).expect("valid"),
         cell,
         gender,
     }
@@ -341,7 +339,6 @@ async fn moving_far_leaves_no_key_of_the_old_place() {
         Position {
             user_id: UserId::parse("mover", "user_id").expect("valid"),
             feature: Feature::PeopleNearby,
-            location,
             cell: grid.snap(location.coords),
             gender: Gender::Male,
         }
@@ -382,7 +379,10 @@ async fn moving_far_leaves_no_key_of_the_old_place() {
         .await
         .expect("get")
         .expect("an entry");
-    assert_eq!(entry.position.location.coords.lat(), 41.9);
+    assert_eq!(
+        entry.position.cell,
+        grid.snap(Coordinates::new(41.9, 116.4).unwrap())
+    );
 }
 
 #[tokio::test]
