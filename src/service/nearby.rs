@@ -11,7 +11,7 @@ use crate::{
         nearby::{Hit, NearbyRequest, PageToken},
         user::GenderFilter,
     },
-    storage::Position,
+    storage::{Position, StoreError, StoreErrorKind},
 };
 
 /// A validated ListNearby request.
@@ -56,11 +56,14 @@ impl ListNearby {
 }
 
 impl Vicinity {
-    /// Stores the user's position (rounded, snapped) and renews their deadlines.
+    /// Stores the user's position (snapped) and renews their deadlines.
     ///
     /// Consent is checked before the write and again after it: a withdrawal that lands in
     /// between has already purged, so without the second check this write would outlive the
-    /// consent it was made under (SPEC §4.1). The write is then undone and refused.
+    /// consent it was made under (SPEC §4.1). The write is then undone and refused. The write
+    /// and the second check run in a task of their own, so a call cut off by its deadline or
+    /// its client never leaves a write half done (on a cluster, the member without the
+    /// record, which no Clear could find) or unchecked.
     #[instrument(skip_all)]
     pub async fn update_location(
         &self,
@@ -75,6 +78,16 @@ impl Vicinity {
             cell: self.deps.grid.snap(location.coords),
             gender,
         };
+        let this = self.clone();
+        let user = user.clone();
+        let write = tokio::spawn(async move { this.write_checked(&user, position).await });
+        write
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "updating a location"))?
+    }
+
+    /// The write of [`Vicinity::update_location`] and its second consent check.
+    async fn write_checked(&self, user: &UserId, position: Position) -> ServiceResult<Deadlines> {
         let deadlines = self
             .deps
             .locations
@@ -123,7 +136,7 @@ impl Vicinity {
         }
         let next_page_token = match result.page.next {
             Some(cursor) => {
-                let nonce = crate::random::bytes().map_err(crate::storage::StoreError::from)?;
+                let nonce = crate::random::bytes().map_err(StoreError::from)?;
                 let token = PageToken {
                     epoch: result.epoch,
                     viewer_cell: result.viewer_cell,

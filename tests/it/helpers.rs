@@ -279,6 +279,16 @@ impl TestApp {
         }
     }
 
+    /// Kills the server: its task is dropped at once, calls in flight with it (no drain). Tasks
+    /// it spawned (a detached purge) live on in the test's runtime, as they would not in a
+    /// killed process: the sweep of another node finishes what they owed.
+    pub fn kill(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+
     /// Triggers shutdown and waits for `server::run` to return (at most the drain timeout
     /// and a margin); `None` when it did not return in time.
     pub async fn stop(&mut self) -> Option<Result<(), ServerError>> {

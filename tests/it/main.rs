@@ -11,6 +11,7 @@ mod places;
 
 mod auth;
 mod binary;
+mod checker;
 mod consent;
 mod errors;
 mod leaks;

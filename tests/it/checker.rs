@@ -1,0 +1,646 @@
+//! The randomized concurrency checker (issue 9, SPEC §4.5): concurrent clients issue random
+//! operations with random deadlines (a quarter of them cut off mid-call) against a real
+//! server, while faults are injected (Redis paused and resumed, Redis killed and restarted, a
+//! second service node killed mid-run), and every call is recorded with its start and end.
+//! Then the history is checked:
+//!
+//! - **No resurrection.** Once ClearLocation, WithdrawConsent or ForgetUser of a user has
+//!   answered OK, no call that starts later lists them, exports their location, matches them
+//!   in Shake or shows them in a Shake history, unless the user came back by themselves: an
+//!   UpdateLocation (or a Shake) of theirs that had not ended before the purge started, and,
+//!   after a withdrawal or an erasure, a GrantConsent too, which that update or shake could
+//!   have seen. A call that did not answer OK may still land later (its write runs on,
+//!   detached from the caller, for at most a few store calls), so it counts as running
+//!   until [`PENDING_BOUND`] after its client gave up: the check never blames a legitimate
+//!   interleaving.
+//! - **Physically gone.** After the last call, once every deadline plus 5 s has passed, a scan
+//!   finds no location data: `DBSIZE` on Redis (less the keys that hold none: consent, purges
+//!   owed, the partition index, Shake tombstones), every user's export on the embedded store.
+//!
+//! Seeded: `VICINITY_CHECK_SEED` (else one from the clock), `VICINITY_CHECK_OPS` operations
+//! per client (default 40). Both are printed; a failing seed replays the same operations
+//! (their interleaving still depends on timing). The soak: see `docs/operations.md`.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tonic::Request;
+use vicinity::{
+    client::Client,
+    config::StoreConfig,
+    grpc::pb::{self, Feature, Gender},
+    storage::redis::Target,
+    testing::redis::{RedisCluster, RedisServer},
+};
+
+use crate::{
+    calls::{NOTICE, location},
+    helpers::{REDIS_TIMEOUT, TestApp, retention},
+    places::{HOME, Point, crowd},
+};
+
+/// Users the clients act on: few, so that operations on one user collide.
+const USERS: usize = 10;
+/// Concurrent clients.
+const CLIENTS: usize = 8;
+/// The retention of the checked servers: short, so the final scan comes soon.
+const RETENTION: Duration = Duration::from_secs(2);
+/// How long a call whose client gave up may still be working in the server: a detached
+/// write is a few store calls of at most `REDIS_TIMEOUT` each.
+const PENDING_BOUND: Duration = Duration::from_secs(5);
+/// How long after a deadline data may still be held (SPEC §4.2).
+const PURGE_BOUND: Duration = Duration::from_secs(5);
+
+/// A tiny deterministic generator (xorshift).
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Grant(Feature),
+    Withdraw(Feature),
+    Update,
+    Leave,
+    Clear(Feature),
+    Forget,
+    List,
+    Shake,
+    Export,
+}
+
+impl Op {
+    fn draw(rng: &mut Rng) -> Self {
+        let feature = |rng: &mut Rng| {
+            if rng.below(2) == 0 {
+                Feature::PeopleNearby
+            } else {
+                Feature::Shake
+            }
+        };
+        match rng.below(100) {
+            0..=11 => Op::Grant(feature(rng)),
+            12..=18 => Op::Withdraw(feature(rng)),
+            19..=42 => Op::Update,
+            43..=48 => Op::Leave,
+            49..=55 => Op::Clear(match rng.below(3) {
+                0 => Feature::PeopleNearby,
+                1 => Feature::Shake,
+                _ => Feature::Unspecified,
+            }),
+            56..=58 => Op::Forget,
+            59..=78 => Op::List,
+            79..=88 => Op::Shake,
+            _ => Op::Export,
+        }
+    }
+
+    /// Whether this op, answered OK, promises that `feature`'s data of its user is gone.
+    fn purges(self, feature: Feature) -> bool {
+        match self {
+            Op::Clear(f) => f == feature || f == Feature::Unspecified,
+            Op::Withdraw(f) => f == feature,
+            Op::Forget => true,
+            _ => false,
+        }
+    }
+
+    /// Whether coming back after this purge also needs a new grant.
+    fn needs_grant(self) -> bool {
+        matches!(self, Op::Withdraw(_) | Op::Forget)
+    }
+}
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+struct Event {
+    user: usize,
+    op: Op,
+    start: Instant,
+    end: Instant,
+    ok: bool,
+    /// Users seen: listed (List), matched (Shake), named in the history (Export).
+    seen: Vec<usize>,
+    /// Export: whether a People Nearby location was shown, and any Shake history.
+    own_location: bool,
+    own_history: bool,
+}
+
+impl Event {
+    /// Until when the call may have had effects: its end if it answered, else a while longer.
+    fn until(&self) -> Instant {
+        if self.ok {
+            self.end
+        } else {
+            self.end + PENDING_BOUND
+        }
+    }
+}
+
+fn name(user: usize) -> String {
+    format!("ck-{user}")
+}
+
+fn index(id: &str) -> Option<usize> {
+    id.strip_prefix("ck-")?.parse().ok()
+}
+
+fn timed<T>(message: T, rng: &mut Rng) -> Request<T> {
+    let mut request = Request::new(message);
+    let deadline = if rng.below(4) == 0 {
+        Duration::from_micros(200 + rng.below(8_000))
+    } else {
+        Duration::from_secs(3)
+    };
+    request.set_timeout(deadline);
+    request
+}
+
+/// Runs one op; what it saw.
+async fn run(client: &Client, user: usize, op: Op, at: Point, rng: &mut Rng) -> Event {
+    let id = name(user);
+    let start = Instant::now();
+    let mut event = Event {
+        user,
+        op,
+        start,
+        end: start,
+        ok: false,
+        seen: Vec::new(),
+        own_location: false,
+        own_history: false,
+    };
+    let ok = match op {
+        Op::Grant(feature) => {
+            let request = pb::GrantConsentRequest {
+                user_id: id,
+                feature: feature.into(),
+                notice_version: NOTICE.to_owned(),
+                source: "checker".to_owned(),
+            };
+            client
+                .consent()
+                .grant_consent(timed(request, rng))
+                .await
+                .is_ok()
+        }
+        Op::Withdraw(feature) => {
+            let request = pb::WithdrawConsentRequest {
+                user_id: id,
+                feature: feature.into(),
+            };
+            let mut service = client.consent();
+            service.withdraw_consent(timed(request, rng)).await.is_ok()
+        }
+        Op::Update => {
+            let request = pb::UpdateLocationRequest {
+                user_id: id,
+                location: Some(location(at)),
+                gender: Gender::Female.into(),
+            };
+            let mut service = client.nearby();
+            service.update_location(timed(request, rng)).await.is_ok()
+        }
+        Op::Leave => {
+            let request = pb::LeaveNearbyRequest { user_id: id };
+            client
+                .nearby()
+                .leave_nearby(timed(request, rng))
+                .await
+                .is_ok()
+        }
+        Op::Clear(feature) => {
+            let request = pb::ClearLocationRequest {
+                user_id: id,
+                feature: feature.into(),
+            };
+            let mut service = client.privacy();
+            service.clear_location(timed(request, rng)).await.is_ok()
+        }
+        Op::Forget => {
+            let request = pb::ForgetUserRequest { user_id: id };
+            client
+                .privacy()
+                .forget_user(timed(request, rng))
+                .await
+                .is_ok()
+        }
+        Op::List => {
+            let request = pb::ListNearbyRequest {
+                user_id: id,
+                limit: 100,
+                ..Default::default()
+            };
+            match client.nearby().list_nearby(timed(request, rng)).await {
+                Ok(reply) => {
+                    let users = reply.into_inner().users;
+                    event.seen = users.iter().filter_map(|u| index(&u.user_id)).collect();
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        Op::Shake => {
+            let request = pb::ShakeRequest {
+                user_id: id,
+                location: Some(location(at)),
+            };
+            match client.shake().shake(timed(request, rng)).await {
+                Ok(reply) => {
+                    if let Some(pb::shake_response::Result::Match(m)) = reply.into_inner().result {
+                        event.seen.extend(index(&m.user_id));
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        Op::Export => {
+            let request = pb::ExportMyDataRequest { user_id: id };
+            match client.privacy().export_my_data(timed(request, rng)).await {
+                Ok(reply) => {
+                    let export = reply.into_inner();
+                    event.own_location = export
+                        .locations
+                        .iter()
+                        .any(|l| l.feature() == Feature::PeopleNearby);
+                    event.own_history = !export.shake_history.is_empty();
+                    let partners = export.shake_history.iter();
+                    event.seen = partners.filter_map(|m| index(&m.user_id)).collect();
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    };
+    event.ok = ok;
+    event.end = Instant::now();
+    event
+}
+
+/// What a run found: its history and how many calls answered OK.
+struct Outcome {
+    events: Vec<Event>,
+}
+
+/// Runs `CLIENTS` clients of `ops` random calls each, spread over `clients` (one per node).
+async fn drive(clients: Vec<Client>, seed: u64, ops: usize) -> Outcome {
+    let spots = crowd(HOME, USERS, 600.0);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let client = clients[c % clients.len()].clone();
+            let log = log.clone();
+            let spots = spots.clone();
+            let mut rng = Rng(seed ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            tokio::spawn(async move {
+                for _ in 0..ops {
+                    let user = rng.below(USERS as u64) as usize;
+                    let op = Op::draw(&mut rng);
+                    let at = spots[(user + rng.below(2) as usize) % USERS];
+                    let event = run(&client, user, op, at, &mut rng).await;
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a client panicked");
+    }
+    let events = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+    Outcome { events }
+}
+
+/// The violations of the no-resurrection rule in `events`.
+fn violations(events: &[Event]) -> Vec<String> {
+    let mut found = Vec::new();
+    let by_user: HashMap<usize, Vec<&Event>> = events.iter().fold(HashMap::new(), |mut m, e| {
+        m.entry(e.user).or_default().push(e);
+        m
+    });
+    let came_back = |user: usize, purge: &Event, seen: &Event, feature: Feature| {
+        let own = by_user.get(&user).map(Vec::as_slice).unwrap_or_default();
+        let returns = |op: Op| {
+            own.iter()
+                .filter(move |e| e.op == op && e.start < seen.end && e.until() > purge.start)
+        };
+        let act = if feature == Feature::PeopleNearby {
+            Op::Update
+        } else {
+            Op::Shake
+        };
+        if !purge.op.needs_grant() {
+            return returns(act).next().is_some();
+        }
+        returns(act).any(|a| returns(Op::Grant(feature)).any(|g| a.until() > g.start))
+    };
+    for purge in events.iter().filter(|e| e.ok) {
+        for feature in [Feature::PeopleNearby, Feature::Shake] {
+            if !purge.op.purges(feature) {
+                continue;
+            }
+            let u = purge.user;
+            for seen in events.iter().filter(|e| e.ok && e.start > purge.end) {
+                let shows = match (feature, seen.op) {
+                    (Feature::PeopleNearby, Op::List) => seen.seen.contains(&u),
+                    (Feature::PeopleNearby, Op::Export) => seen.user == u && seen.own_location,
+                    (Feature::Shake, Op::Shake) => seen.seen.contains(&u),
+                    (Feature::Shake, Op::Export) => {
+                        seen.seen.contains(&u) || (seen.user == u && seen.own_history)
+                    }
+                    _ => false,
+                };
+                if shows && !came_back(u, purge, seen, feature) {
+                    let t0 = purge.start;
+                    let ms = |at: Instant| {
+                        if at >= t0 {
+                            (at - t0).as_secs_f64() * 1e3
+                        } else {
+                            -(t0 - at).as_secs_f64() * 1e3
+                        }
+                    };
+                    let own: Vec<String> = by_user[&u]
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{:?} {:.1}..{:.1} ok={}",
+                                e.op,
+                                ms(e.start),
+                                ms(e.end),
+                                e.ok
+                            )
+                        })
+                        .collect();
+                    found.push(format!(
+                        "{:?} of ck-{u} answered OK (0..{:.1} ms), then {:?} by ck-{} ({:.1}..{:.1}) showed its {:?} data; ck-{u}'s calls: {own:?}",
+                        purge.op,
+                        ms(purge.end),
+                        seen.op,
+                        seen.user,
+                        ms(seen.start),
+                        ms(seen.end),
+                        feature
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn seed() -> u64 {
+    std::env::var("VICINITY_CHECK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+fn ops() -> usize {
+    std::env::var("VICINITY_CHECK_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40)
+}
+
+/// Grants both features to every user, so the run starts with data to purge.
+async fn seed_users(client: &Client) {
+    for user in 0..USERS {
+        for feature in [Feature::PeopleNearby, Feature::Shake] {
+            let request = pb::GrantConsentRequest {
+                user_id: name(user),
+                feature: feature.into(),
+                notice_version: NOTICE.to_owned(),
+                source: "checker".to_owned(),
+            };
+            client
+                .consent()
+                .grant_consent(request)
+                .await
+                .expect("grant");
+        }
+    }
+}
+
+fn report(backend: &str, seed: u64, ops: usize, outcome: &Outcome) {
+    let answered = outcome.events.iter().filter(|e| e.ok).count();
+    println!(
+        "checker on {backend}: seed {seed}, {} calls ({CLIENTS} clients x {ops}), {answered} answered OK",
+        outcome.events.len()
+    );
+    let found = violations(&outcome.events);
+    assert!(
+        found.is_empty(),
+        "seed {seed}: {} violations, first: {:?}",
+        found.len(),
+        &found[..found.len().min(5)]
+    );
+}
+
+fn configure(c: &mut vicinity::config::Config) {
+    c.retention = retention(RETENTION);
+    c.shake_window = Duration::from_millis(300);
+}
+
+/// Location data physically held on `servers`: `DBSIZE` less the keys that hold none.
+fn location_keys(servers: &[&RedisServer]) -> u64 {
+    let mut held = 0;
+    for server in servers {
+        let keys = server.cli(&["--raw", "keys", "vc:*"]).expect("keys");
+        let exempt = keys
+            .lines()
+            .filter(|k| {
+                k.starts_with("vc:c:")
+                    || k.starts_with("vc:h:")
+                    || *k == "vc:owed"
+                    || *k == "vc:n:parts"
+                    || k.starts_with("vc:s:{shake}:x:")
+            })
+            .count() as u64;
+        held += server.dbsize().expect("dbsize") - exempt;
+    }
+    held
+}
+
+/// Waits until every deadline plus the purge bound has passed, then asserts `held()` is 0.
+async fn assert_purged(held: impl Fn() -> u64) {
+    let bound = Instant::now() + RETENTION + PURGE_BOUND + Duration::from_secs(1);
+    loop {
+        let now = held();
+        if now == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < bound,
+            "{now} keys with location data remain"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_nothing_on_the_embedded_store() {
+    let (seed, ops) = (seed(), ops());
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, configure).await;
+    seed_users(&app.client).await;
+    let outcome = drive(vec![app.client.clone()], seed, ops).await;
+    report("the embedded store", seed, ops, &outcome);
+    // The embedded store runs on the app's manual clock.
+    app.advance(RETENTION + PURGE_BOUND);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for user in 0..USERS {
+        let export = app.export(&name(user)).await.expect("export");
+        assert!(export.locations.is_empty(), "ck-{user}: {export:?}");
+        assert!(export.shake_history.is_empty(), "ck-{user}: {export:?}");
+    }
+}
+
+/// A second service node on the same store, to be killed mid-run.
+async fn second_node(store: StoreConfig) -> TestApp {
+    TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store;
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await
+}
+
+fn redis_store(target: Target) -> StoreConfig {
+    StoreConfig::Redis {
+        locations: target.clone(),
+        consents: target,
+        allow_persistent: false,
+        timeout: REDIS_TIMEOUT,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_nothing_on_redis_with_faults() {
+    let (seed, ops) = (seed(), ops());
+    let mut app = TestApp::spawn(crate::helpers::Backend::Redis, configure).await;
+    let url = app.redis().expect("a redis app").url();
+    let mut other = second_node(redis_store(Target::Single(url))).await;
+    seed_users(&app.client).await;
+    let clients = vec![app.client.clone(), other.client.clone()];
+    let run = tokio::spawn(drive(clients, seed, ops));
+    let mut rng = Rng(seed | 1);
+    for step in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;
+        let redis = app.redis_mut().expect("a redis app");
+        match step {
+            2 => {
+                other.kill();
+            }
+            4 => {
+                redis.kill().expect("kill redis");
+                redis.restart().expect("restart redis");
+            }
+            _ => {
+                redis.pause().expect("pause");
+                tokio::time::sleep(Duration::from_millis(150 + rng.below(300))).await;
+                redis.resume().expect("resume");
+            }
+        }
+        if run.is_finished() {
+            break;
+        }
+    }
+    let outcome = run.await.expect("the run");
+    report(
+        "a single Redis (paused, killed, a node killed)",
+        seed,
+        ops,
+        &outcome,
+    );
+    let redis = app.redis().expect("a redis app");
+    assert_purged(|| location_keys(&[redis])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
+    let (seed, ops) = (seed(), ops());
+    let mut cluster = RedisCluster::start(3, 1).expect("cluster");
+    let store = redis_store(Target::Cluster(cluster.urls()));
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store.clone();
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await;
+    let mut other = second_node(store).await;
+    seed_users(&app.client).await;
+    let clients = vec![app.client.clone(), other.client.clone()];
+    let run = tokio::spawn(drive(clients, seed, ops));
+    let mut rng = Rng(seed | 1);
+    let ports: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+    for step in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;
+        if step == 3 {
+            other.kill();
+        } else {
+            let port = ports[rng.below(ports.len() as u64) as usize];
+            let master = cluster.node_mut(port).expect("a master");
+            master.pause().expect("pause");
+            tokio::time::sleep(Duration::from_millis(150 + rng.below(250))).await;
+            master.resume().expect("resume");
+        }
+        if run.is_finished() {
+            break;
+        }
+    }
+    let outcome = run.await.expect("the run");
+    report(
+        "a 3+3 Redis Cluster (masters paused, a node killed)",
+        seed,
+        ops,
+        &outcome,
+    );
+    assert_purged(|| location_keys(&cluster.masters())).await;
+}
+
+#[test]
+fn the_checker_catches_a_resurrection_and_spares_a_legitimate_return() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let event = |user, op, start, end, seen: Vec<usize>| Event {
+        user,
+        op,
+        start: at(start),
+        end: at(end),
+        ok: true,
+        seen,
+        own_location: false,
+        own_history: false,
+    };
+    let cleared = event(1, Op::Clear(Feature::Unspecified), 0, 10, vec![]);
+    let listed = event(2, Op::List, 20, 30, vec![1]);
+    assert_eq!(violations(&[cleared.clone(), listed.clone()]).len(), 1);
+    let updated = event(1, Op::Update, 5, 15, vec![]);
+    assert!(violations(&[cleared, listed.clone(), updated.clone()]).is_empty());
+    let withdrawn = event(1, Op::Withdraw(Feature::PeopleNearby), 0, 10, vec![]);
+    assert_eq!(
+        violations(&[withdrawn.clone(), listed.clone(), updated.clone()]).len(),
+        1,
+        "after a withdrawal an update alone does not bring the user back"
+    );
+    let granted = event(1, Op::Grant(Feature::PeopleNearby), 11, 12, vec![]);
+    assert!(violations(&[withdrawn, listed, updated, granted]).is_empty());
+}
