@@ -97,14 +97,16 @@ impl SnapGrid {
 ///
 /// h3o's `grid_ring` falls back, near any of H3's 12 pentagons, to computing the whole disk
 /// for every ring it is asked for: 2.3-3.1 s of CPU for the 250 rings of a 50 km search. Here
-/// the first ring the fast walk cannot produce computes the disk once, up to `last`, and every
-/// later ring is read from it.
+/// the first ring the fast walk cannot produce computes the disk in one breadth-first pass, to
+/// twice that ring (at most `last`), and a ring past it redoes the pass to twice that: the
+/// work stays proportional to the disk actually walked.
 #[derive(Debug)]
 pub struct Rings {
     centre: CellIndex,
     last: u32,
     rings: Vec<Vec<CellIndex>>,
-    whole_disk: bool,
+    /// Rings up to this one come from a breadth-first pass (none: from the fast walk).
+    disk_to: Option<u32>,
 }
 
 impl Rings {
@@ -114,36 +116,39 @@ impl Rings {
             centre,
             last,
             rings: Vec::new(),
-            whole_disk: false,
+            disk_to: None,
         }
     }
 
     /// The cells at grid distance exactly `k` (none beyond `last`).
     pub fn ring(&mut self, k: u32) -> &[CellIndex] {
-        let k = k as usize;
-        while self.rings.len() <= k && self.rings.len() <= self.last as usize {
+        if k > self.last {
+            return &[];
+        }
+        while self.rings.len() <= k as usize {
             let next = self.rings.len() as u32;
-            match self.centre.grid_ring_fast(next).collect::<Option<Vec<_>>>() {
+            let fast = match self.disk_to {
+                None => self.centre.grid_ring_fast(next).collect::<Option<Vec<_>>>(),
+                Some(_) => None,
+            };
+            match fast {
                 Some(ring) => self.rings.push(ring),
-                None => self.compute_disk(),
+                None => self.compute_disk(next.max(8).saturating_mul(2).min(self.last)),
             }
         }
-        self.rings.get(k).map_or(&[], Vec::as_slice)
+        self.rings.get(k as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Every ring up to `last` in one breadth-first pass.
-    fn compute_disk(&mut self) {
-        if self.whole_disk {
-            return;
-        }
-        let mut rings = vec![Vec::new(); self.last as usize + 1];
-        for (cell, k) in self.centre.grid_disk_distances_safe(self.last) {
+    /// Every ring up to `to` in one breadth-first pass.
+    fn compute_disk(&mut self, to: u32) {
+        let mut rings = vec![Vec::new(); to as usize + 1];
+        for (cell, k) in self.centre.grid_disk_distances_safe(to) {
             if let Some(ring) = rings.get_mut(k as usize) {
                 ring.push(cell);
             }
         }
         self.rings = rings;
-        self.whole_disk = true;
+        self.disk_to = Some(to);
     }
 }
 
