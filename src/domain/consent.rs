@@ -220,4 +220,56 @@ mod tests {
         assert!(Source::parse("").is_ok());
         assert!(Source::parse("bad\nline").is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Grant(u8),
+            Withdraw,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![(0u8..3).prop_map(Step::Grant), Just(Step::Withdraw)]
+        }
+
+        proptest! {
+            /// The consent state machine: every change is recorded once, a no-op records
+            /// nothing, and the current record is always the last change.
+            #[test]
+            fn the_current_record_is_the_last_change(steps in prop::collection::vec(step(), 0..40)) {
+                let mut current = ConsentRecord::undecided(alice(), Feature::PeopleNearby);
+                let mut changes = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    let at = Timestamp::from_millis(i as i64);
+                    let event = match step {
+                        Step::Grant(n) => {
+                            let notice = NoticeVersion::parse(&format!("n{n}")).unwrap();
+                            let again = current.is_granted()
+                                && current.notice_version == notice.as_str();
+                            let event = current.grant(&notice, &Source::default(), at, format!("c{i}"));
+                            prop_assert_eq!(event.is_none(), again);
+                            event
+                        }
+                        Step::Withdraw => {
+                            let again = current.state == ConsentState::Withdrawn;
+                            let event = current.withdraw(at, format!("c{i}"));
+                            prop_assert_eq!(event.is_none(), again);
+                            event
+                        }
+                    };
+                    if let Some(event) = event {
+                        current = event.clone();
+                        changes.push(event);
+                    }
+                }
+                let last = changes.last().map_or(ConsentState::Undecided, |e| e.state);
+                prop_assert_eq!(current.state, last);
+                prop_assert!(changes.windows(2).all(|w| w[0] != w[1]));
+            }
+        }
+    }
 }

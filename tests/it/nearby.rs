@@ -280,3 +280,68 @@ async fn a_user_who_left_stays_listed_until_visible_until_but_cannot_look(backen
     assert!(export.locations[0].left, "{export:?}");
     assert_eq!(export.locations[0].feature(), Feature::PeopleNearby);
 }
+
+on_both_backends!(fifty_km_lists_at_a_pentagon_leave_other_updates_responsive);
+/// Issue 9 point 6: four 50 km lists at an H3 pentagon stalled an unrelated UpdateLocation
+/// for 2.7 s (6-8 s on Redis, optimized). Here they run without pause while another user
+/// updates; the bound is generous because tests run unoptimized and beside the rest of the
+/// suite on two cores (the figures are in docs/performance.md).
+async fn fifty_km_lists_at_a_pentagon_leave_other_updates_responsive(backend: Backend) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+    let app = spawn_app_on(backend).await;
+    let pentagon = h3o::CellIndex::base_cells()
+        .find(|c| c.is_pentagon() && h3o::LatLng::from(*c).lat().abs() > 10.0)
+        .and_then(|c| c.center_child(h3o::Resolution::Nine))
+        .expect("a pentagon");
+    let centre = h3o::LatLng::from(pentagon);
+    let at = Point {
+        lat: centre.lat(),
+        lng: centre.lng(),
+    };
+    app.join("far-viewer", at, Gender::Female).await;
+    app.join("bystander", HOME, Gender::Male).await;
+    let (stop, lists) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let listers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop, lists) = (app.client.clone(), stop.clone(), lists.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let request = pb::ListNearbyRequest {
+                        user_id: "far-viewer".into(),
+                        max_distance_m: 50_000,
+                        limit: 50,
+                        ..Default::default()
+                    };
+                    let page = client.nearby().list_nearby(request).await;
+                    assert!(page.is_ok(), "{page:?}");
+                    lists.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut took = Vec::new();
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        app.update("bystander", HOME, Gender::Male).await.unwrap();
+        took.push(started.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for lister in listers {
+        lister.await.expect("a lister");
+    }
+    took.sort_unstable();
+    let p99 = took[98];
+    println!(
+        "p99 of an unrelated update: {p99:?} ({} far lists meanwhile)",
+        lists.load(Ordering::Relaxed)
+    );
+    assert!(lists.load(Ordering::Relaxed) >= 4, "the lists ran");
+    assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
+}

@@ -17,4 +17,4 @@ pub use request::{
     DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
     parse_excluded, parse_limit, parse_max_distance,
 };
-pub use walk::{BandWalk, MAX_CELLS_PER_CALL};
+pub use walk::{BandWalk, FIRST_BATCH, MAX_CELLS_PER_CALL};

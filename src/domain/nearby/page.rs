@@ -171,4 +171,60 @@ mod tests {
         let again = t.encode(&secret, b"alice", [8; NONCE_LEN]);
         assert_ne!(text, again, "two tokens of one page do not look alike");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_token() -> impl Strategy<Value = PageToken> {
+            (
+                any::<u64>(),
+                -80.0f64..80.0,
+                -179.0f64..179.0,
+                (0u32..60).prop_map(|b| 500 + b * 100),
+                any::<u64>(),
+                "[A-Za-z0-9._:@-]{1,128}",
+            )
+                .prop_map(|(epoch, lat, lng, band_m, key, user)| PageToken {
+                    epoch,
+                    viewer_cell: h3o::LatLng::new(lat, lng)
+                        .unwrap()
+                        .to_cell(h3o::Resolution::Nine),
+                    cursor: Cursor {
+                        band_m,
+                        key,
+                        user_id: UserId::parse(&user, "user_id").unwrap(),
+                    },
+                })
+        }
+
+        proptest! {
+            /// Round trip under the same secret and binding; any other binding, secret, or
+            /// any single changed character is refused.
+            #[test]
+            fn tokens_round_trip_and_refuse_any_tampering(
+                token in any_token(),
+                binding in prop::collection::vec(any::<u8>(), 0..64),
+                nonce in any::<[u8; NONCE_LEN]>(),
+                at in any::<prop::sample::Index>(),
+                to in "[A-Za-z0-9_-]",
+            ) {
+                let secret = Secret::from_bytes([5; 32]);
+                let text = token.encode(&secret, &binding, nonce);
+                prop_assert_eq!(PageToken::decode(&text, &secret, &binding).unwrap(), token);
+                let mut other = binding.clone();
+                other.push(0);
+                prop_assert!(PageToken::decode(&text, &secret, &other).is_err());
+                prop_assert!(PageToken::decode(&text, &Secret::from_bytes([6; 32]), &binding).is_err());
+                let i = at.index(text.len());
+                if text.as_bytes()[i] != to.as_bytes()[0] {
+                    let mut changed = text.clone().into_bytes();
+                    changed[i] = to.as_bytes()[0];
+                    let changed = String::from_utf8(changed).unwrap();
+                    prop_assert!(PageToken::decode(&changed, &secret, &binding).is_err());
+                }
+            }
+        }
+    }
 }

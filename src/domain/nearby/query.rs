@@ -191,7 +191,7 @@ impl NearbyQuery {
     }
 
     /// The walk over this query's cells, band by band ([`BandWalk`]).
-    pub fn walk<'g>(&self, grid: &'g SnapGrid) -> BandWalk<'g> {
+    pub fn walk(&self, grid: &SnapGrid) -> BandWalk {
         BandWalk::new(
             grid,
             self.viewer_cell(),
@@ -489,6 +489,37 @@ mod tests {
                 in_range,
                 "every cell in range, once ({calls} calls)"
             );
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+            /// The radius decides on bands: the cells a search visits are exactly those whose
+            /// band is at most the radius rounded up to a band, wherever the viewer is.
+            #[test]
+            fn a_search_visits_exactly_the_cells_of_the_bands_within_the_radius(
+                lat in -70.0f64..70.0,
+                lng in -179.0f64..179.0,
+                radius in 1u32..3_000,
+            ) {
+                let grid = SnapGrid::default();
+                let origin = grid.snap(Coordinates::new(lat, lng).unwrap());
+                let got = visited(&grid, origin, radius);
+                let band = grid.band_m(f64::from(radius));
+                let distance_to = grid.distances_from(origin);
+                let mut expected: Vec<CellIndex> = origin
+                    .grid_disk_distances_safe(grid.max_ring(band))
+                    .map(|(cell, _)| cell)
+                    .filter(|cell| grid.band_m(distance_to(*cell)) <= band)
+                    .collect();
+                expected.sort_unstable();
+                prop_assert_eq!(got, expected);
+            }
         }
     }
 }

@@ -20,8 +20,6 @@
 //! (test `ring_geometry_bounds_hold_around_pentagons_too`). The grid's own safe floor (one
 //! edge per ring) is kept as a lower limit.
 
-use std::collections::BTreeMap;
-
 use h3o::{CellIndex, LatLng};
 
 use super::{Cursor, ORDER_SPACE};
@@ -34,18 +32,24 @@ use crate::domain::{SnapGrid, cells::Rings};
 /// band can be larger than the cap, and a call then reads that one band.
 pub const MAX_CELLS_PER_CALL: usize = 6_144;
 
+/// The cells a store reads in its first batch (whole bands, about two rings): at city
+/// density they hold a page many times over, so one batch is the rule; each later batch
+/// doubles (see [`BandWalk::next_batch`]).
+pub const FIRST_BATCH: usize = 19;
+
 /// The bands of one call, in order; see the module docs.
 #[derive(Debug)]
-pub struct BandWalk<'g> {
-    grid: &'g SnapGrid,
+pub struct BandWalk {
+    grid: SnapGrid,
     rings: Rings,
     origin: LatLng,
     next_ring: u32,
     last_ring: u32,
     min_band: u32,
     radius_band: u32,
-    /// Cells seen but not handed out, by band.
-    pending: BTreeMap<u32, Vec<CellIndex>>,
+    /// Cells seen but not handed out, with their bands (unsorted: a handful of bands at a
+    /// time, so a scan is cheaper than keeping them sorted).
+    pending: Vec<(u32, CellIndex)>,
     /// Every cell at most this far from the origin has been seen.
     certain_m: f64,
     spacing_m: f64,
@@ -54,11 +58,11 @@ pub struct BandWalk<'g> {
     cut: Option<u32>,
 }
 
-impl<'g> BandWalk<'g> {
+impl BandWalk {
     /// The walk for a viewer in `origin` up to `radius_band`, from the band after `after`
     /// (a continuation) or from the first.
     pub fn new(
-        grid: &'g SnapGrid,
+        grid: &SnapGrid,
         origin: CellIndex,
         radius_band: u32,
         after: Option<&Cursor>,
@@ -89,14 +93,14 @@ impl<'g> BandWalk<'g> {
             0
         };
         Self {
-            grid,
+            grid: *grid,
             rings,
             origin: centre,
             next_ring: first_ring.min(last_ring),
             last_ring,
             min_band,
             radius_band,
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
             certain_m: if first_ring == 0 { -1.0 } else { below },
             spacing_m: if spacing_m.is_finite() {
                 spacing_m
@@ -114,16 +118,22 @@ impl<'g> BandWalk<'g> {
     pub fn next_band(&mut self) -> Option<(u32, Vec<CellIndex>)> {
         loop {
             let done = self.next_ring > self.last_ring;
-            if let Some(entry) = self.pending.first_entry() {
-                let band = *entry.key();
+            if let Some(band) = self.pending.iter().map(|(band, _)| *band).min() {
                 if done || f64::from(band) <= self.certain_m {
-                    let over = self.handed_out + entry.get().len() > MAX_CELLS_PER_CALL;
-                    if self.handed_out > 0 && over {
+                    let count = self.pending.iter().filter(|(b, _)| *b == band).count();
+                    if self.handed_out > 0 && self.handed_out + count > MAX_CELLS_PER_CALL {
                         self.cut = self.last_band;
                         return None;
                     }
-                    let cells = entry.remove();
-                    self.handed_out += cells.len();
+                    let mut cells = Vec::with_capacity(count);
+                    self.pending.retain(|(b, cell)| {
+                        let mine = *b == band;
+                        if mine {
+                            cells.push(*cell);
+                        }
+                        !mine
+                    });
+                    self.handed_out += count;
                     self.last_band = Some(band);
                     return Some((band, cells));
                 }
@@ -132,6 +142,24 @@ impl<'g> BandWalk<'g> {
             }
             self.walk_ring();
         }
+    }
+
+    /// Appends whole bands to `read` until at least `cells` cells were added or the walk
+    /// ends; returns the cells added, each with its band.
+    pub fn next_batch(
+        &mut self,
+        cells: usize,
+        read: &mut Vec<(u32, Vec<CellIndex>)>,
+    ) -> Vec<(CellIndex, u32)> {
+        let mut batch = Vec::new();
+        while batch.len() < cells {
+            let Some((band, band_cells)) = self.next_band() else {
+                break;
+            };
+            batch.extend(band_cells.iter().map(|cell| (*cell, band)));
+            read.push((band, band_cells));
+        }
+        batch
     }
 
     /// Where this call stopped short of the radius because of [`MAX_CELLS_PER_CALL`]: the
@@ -158,7 +186,7 @@ impl<'g> BandWalk<'g> {
             nearest = nearest.min(distance);
             let band = self.grid.band_m(distance);
             if band >= self.min_band && band <= self.radius_band {
-                self.pending.entry(band).or_default().push(cell);
+                self.pending.push((band, cell));
             }
         }
         let beyond = (nearest + self.spacing_m / 2.0).max(self.grid.ring_lower_bound_m(k + 1));

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::Tickets;
+use crate::domain::nearby::{FIRST_BATCH, MAX_CELLS_PER_CALL, Tickets};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -21,7 +21,8 @@ mod shake;
 use shake::ShakeState;
 
 use super::{
-    ConsentStore, LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreResult,
+    ConsentStore, LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError,
+    StoreErrorKind, StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -256,27 +257,14 @@ impl LocationStore for MemoryStore {
         Ok(removed as u32)
     }
 
+    /// The search runs on a blocking thread, not on the runtime's workers (a far search is a
+    /// few milliseconds of CPU); see [`search`].
     async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
-        let now = self.now();
-        let grid = &self.shared.grid;
-        let state = self.shared.lock();
-        let own = (Feature::PeopleNearby, request.viewer.clone());
-        let Some(own) = state.live(&own, now).filter(|e| !e.left) else {
-            return Ok(None);
-        };
-        let query = request.query(own.position.cell, now);
-        let page = query.search(grid, |cell, sink| {
-            let Some(members) = state.cells.get(&(Feature::PeopleNearby, cell)) else {
-                return;
-            };
-            for (user, member) in members {
-                if member.deadlines.is_visible(now) {
-                    let last_active = member.deadlines.last_active;
-                    sink.offer(user, member.ticket, member.gender, last_active);
-                }
-            }
-        });
-        Ok(Some(NearbyResult::of(&query, page, now)))
+        let shared = self.shared.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || search(&shared, &request))
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
     }
 
     async fn purge_expired(&self) -> StoreResult<u32> {
@@ -287,6 +275,44 @@ impl LocationStore for MemoryStore {
 
     async fn now(&self) -> StoreResult<Timestamp> {
         Ok(self.now())
+    }
+}
+
+/// One People Nearby search on the embedded store. The walk over cells (the CPU work) runs
+/// without the lock; each batch of bands is ranked under it, all bands read so far at once, so
+/// one page is one consistent view and the lock is held for at most `MAX_CELLS_PER_CALL` cell
+/// lookups and their members.
+fn search(shared: &Shared, request: &NearbyRequest) -> Option<NearbyResult> {
+    let now = shared.clock.now();
+    let grid = &shared.grid;
+    let own = (Feature::PeopleNearby, request.viewer.clone());
+    let own_cell = {
+        let state = shared.lock();
+        let own = state.live(&own, now).filter(|e| !e.left)?;
+        own.position.cell
+    };
+    let query = request.query(own_cell, now);
+    let mut walk = query.walk(grid);
+    let mut read = Vec::new();
+    let mut batch = FIRST_BATCH;
+    loop {
+        let more = !walk.next_batch(batch, &mut read).is_empty();
+        let state = shared.lock();
+        let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {
+            let Some(members) = state.cells.get(&(Feature::PeopleNearby, cell)) else {
+                return;
+            };
+            for (user, member) in members {
+                if member.deadlines.is_visible(now) {
+                    let last_active = member.deadlines.last_active;
+                    sink.offer(user, member.ticket, member.gender, last_active);
+                }
+            }
+        });
+        if full || !more {
+            return Some(NearbyResult::of(&query, page, now));
+        }
+        batch = (batch * 2).min(MAX_CELLS_PER_CALL);
     }
 }
 

@@ -28,16 +28,13 @@ pub use conn::{Conn, Target};
 pub use consent::RedisConsentStore;
 
 use self::conn::bounded;
-use super::{LocationEntry, LocationStore, NearbyResult, Position, StoreResult};
+use super::{
+    LocationEntry, LocationStore, NearbyResult, Position, StoreError, StoreErrorKind, StoreResult,
+};
 use crate::domain::{
     Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
-    nearby::{MAX_CELLS_PER_CALL, NearbyQuery, NearbyRequest, Tickets},
+    nearby::{FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyQuery, NearbyRequest, Tickets},
 };
-
-/// The cells fetched in the first batch of a search (whole bands, about two rings): at city
-/// density they hold a page many times over, so one round trip is the rule and more are the
-/// sparse exception; each later batch doubles, up to [`MAX_KEYS_PER_SCRIPT`].
-const FIRST_BATCH: usize = 19;
 
 /// The Redis location store.
 #[derive(Clone)]
@@ -557,14 +554,21 @@ impl LocationStore for RedisStore {
         let mut read: Vec<(u32, Vec<CellIndex>)> = Vec::new();
         let mut batch = FIRST_BATCH;
         let page = loop {
-            let mut cells = Vec::new();
-            while cells.len() < batch {
-                let Some((band, band_cells)) = walk.next_band() else {
-                    break;
-                };
-                cells.extend(band_cells.iter().map(|cell| (*cell, band)));
-                read.push((band, band_cells));
-            }
+            let cells = if read.is_empty() {
+                walk.next_batch(batch, &mut read)
+            } else {
+                // A later batch is a far or sparse search: its walk (milliseconds of CPU at
+                // most) runs on a blocking thread, not on the runtime's workers.
+                let (mut w, mut r) = (walk, std::mem::take(&mut read));
+                let (w, r, cells) = tokio::task::spawn_blocking(move || {
+                    let cells = w.next_batch(batch, &mut r);
+                    (w, r, cells)
+                })
+                .await
+                .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))?;
+                (walk, read) = (w, r);
+                cells
+            };
             let more = !cells.is_empty();
             if more {
                 let stop = self.fetch(&query, cells, &mut fetched).await?;
