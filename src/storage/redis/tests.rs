@@ -582,3 +582,35 @@ fn cell_reads_are_split_into_whole_bands_of_bounded_size() {
     );
     assert_eq!(big.concat().len(), 7);
 }
+
+/// Issue 9 point 7: the Shake-history sweep handled 256 users a pass, three round trips each,
+/// and fell behind at W4 rates. One pass now trims thousands of users' due history.
+#[tokio::test]
+async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
+    use crate::{domain::shake::ShakeMatch, storage::ShakeStore};
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let now = store.now().await.expect("now");
+    let brief = Retention::new(Duration::from_secs(1)).expect("valid");
+    let users: Vec<UserId> = (0..3_000)
+        .map(|i| UserId::parse(&format!("h-{i}"), "user_id").expect("valid"))
+        .collect();
+    for chunk in users.chunks(500) {
+        let writes = chunk.iter().map(|user| {
+            let matched = ShakeMatch {
+                partner: UserId::parse("partner", "user_id").expect("valid"),
+                band_m: 500,
+                matched_at: now,
+            };
+            let store = &store;
+            async move { store.record_match(user, &matched, brief).await }
+        });
+        futures_util::future::try_join_all(writes)
+            .await
+            .expect("record");
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    store.purge_expired().await.expect("one sweep pass");
+    let held = count_on(vec![server.port()]).await.expect("count");
+    assert_eq!(held, 0, "history entries left after one pass");
+}
