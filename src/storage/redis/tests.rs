@@ -559,28 +559,41 @@ async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
     );
 }
 
-#[test]
-fn cell_reads_are_split_into_whole_bands_of_bounded_size() {
-    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
-    let cells: Vec<(CellIndex, u32)> = [500, 500, 600, 700, 700, 700, 800]
-        .into_iter()
-        .map(|band| (cell, band))
-        .collect();
-    let runs = super::by_whole_bands(cells.clone(), 3);
-    let bands: Vec<Vec<u32>> = runs
-        .iter()
-        .map(|run| run.iter().map(|(_, b)| *b).collect())
-        .collect();
-    assert_eq!(
-        bands,
-        vec![vec![500, 500, 600], vec![700, 700, 700], vec![800]]
-    );
-    let big = super::by_whole_bands(cells, 2);
-    assert!(
-        big.iter().any(|run| run.len() == 3),
-        "a band is never split"
-    );
-    assert_eq!(big.concat().len(), 7);
+/// Issue 9 point 6: a search's cells go to scripts of at most `MAX_KEYS_PER_SCRIPT` keys,
+/// splitting a band if need be; pages stay exact with one cell per script.
+#[tokio::test]
+async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let mut store = single_store(&server).await;
+    store.keys_per_script = 1;
+    crowd(&store).await;
+    let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
+    loop {
+        let result = store
+            .nearby(&request("crowd-0", 50, page))
+            .await
+            .expect("nearby");
+        let result = result.expect("the viewer has an entry");
+        for hit in &result.page.hits {
+            assert!(
+                seen.insert(hit.user_id.clone()),
+                "{} listed twice",
+                hit.user_id
+            );
+            let order = (hit.band_m, hit.key);
+            assert!(last.is_none_or(|l| l < order), "out of order");
+            last = Some(order);
+        }
+        let Some(cursor) = result.page.next else {
+            break;
+        };
+        page = Some(PageToken {
+            epoch: result.epoch,
+            viewer_cell: result.viewer_cell,
+            cursor,
+        });
+    }
+    assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
 
 /// Issue 9 point 7: the Shake-history sweep handled 256 users a pass, three round trips each,
