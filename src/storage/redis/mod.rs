@@ -568,7 +568,7 @@ impl LocationStore for RedisStore {
             if full || !more || query.read_until.is_some() {
                 break page;
             }
-            batch = (batch * 2).min(MAX_KEYS_PER_SCRIPT);
+            batch = (batch * 2).min(crate::domain::nearby::MAX_CELLS_PER_CALL);
         };
         Ok(Some(NearbyResult::of(&query, page, now)))
     }
