@@ -94,11 +94,17 @@ impl Vicinity {
             .upsert(position, self.deps.retention)
             .await?;
         if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
-            // Fail closed: whether consent is gone or unreadable, the write does not stay.
+            // Fail closed: whether consent is gone or unreadable, the write does not stay. When
+            // the consent store cannot even record the purge as owed, it runs all the same.
             let audit = (Action::UpdateUndone, Some(Feature::PeopleNearby));
             let features = [Feature::PeopleNearby];
-            self.purge_after(user, &features, async { Ok(()) }, audit)
-                .await?;
+            if self
+                .purge_after(user, &features, async { Ok(()) }, audit)
+                .await
+                .is_err()
+            {
+                self.purge_now(user, &features).await?;
+            }
             return Err(refused);
         }
         Ok(deadlines)
@@ -180,11 +186,20 @@ impl Vicinity {
     #[instrument(skip_all)]
     pub async fn leave_nearby(&self, user: &UserId) -> ServiceResult<Option<Deadlines>> {
         self.require_consent(user, Feature::PeopleNearby).await?;
-        let left = self
-            .deps
-            .locations
-            .leave(Feature::PeopleNearby, user, self.deps.retention)
-            .await?;
+        // Detached, like an update: a cluster's two steps are never cut apart by the caller.
+        let (locations, user, retention) = (
+            self.deps.locations.clone(),
+            user.clone(),
+            self.deps.retention,
+        );
+        let leave = tokio::spawn(async move {
+            locations
+                .leave(Feature::PeopleNearby, &user, retention)
+                .await
+        });
+        let left = leave
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "leaving"))??;
         Ok(left)
     }
 }

@@ -81,7 +81,12 @@ pub fn due_key(part: CellIndex) -> String {
 /// The user-record hash holding `user`.
 pub fn user_key(user: &UserId) -> String {
     // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
-    format!("vc:u:{{s{}}}", user.pseudonym() % USER_SHARDS)
+    shard_key(user.pseudonym() % USER_SHARDS)
+}
+
+/// The user-record hash of shard `shard` (below [`USER_SHARDS`]).
+pub fn shard_key(shard: u64) -> String {
+    format!("vc:u:{{s{shard}}}")
 }
 
 /// The field of `user`'s entry in `feature` inside [`user_key`].

@@ -252,10 +252,11 @@ impl RedisStore {
     }
 
     /// One feature of [`LocationStore::clear`] on a cluster: the member of the cell the record
-    /// names is dropped (by ticket, whatever its deadline), then the record is taken; if the
-    /// record taken names another cell (a move raced), that cell's member goes too. A member
-    /// a concurrent Leave renews is one these steps drop (Leave creates nothing), and a
-    /// record is never left without its member. Returns whether there was a record.
+    /// names is dropped (by ticket, whatever its deadline), then the record is taken, and the
+    /// member of the cell the taken record names is dropped too: an UpdateLocation that wrote
+    /// its member and record between the first two steps (in the same cell or another) is
+    /// removed whole. A member a concurrent Leave renews is one these steps drop (Leave
+    /// creates nothing). Returns whether there was a record.
     async fn clear_in_steps(&self, feature: Feature, user: &UserId) -> StoreResult<bool> {
         let (_, read) = self.read_record(feature, user).await?;
         let first = read.as_ref().map(|(_, e)| e.position.cell);
@@ -275,9 +276,7 @@ impl RedisStore {
         let Some(raw) = taken else {
             return Ok(first.is_some());
         };
-        if let Some(entry) = keys::decode_record(feature, user, &raw)
-            && Some(entry.position.cell) != first
-        {
+        if let Some(entry) = keys::decode_record(feature, user, &raw) {
             self.drop_member(&entry).await?;
         }
         Ok(true)

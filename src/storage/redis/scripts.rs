@@ -356,6 +356,29 @@ return {now, redis.call('HGET', KEYS[1], ARGV[1])}
     )
 });
 
+/// The safety net of the sweep: deletes every record of a user hash whose deadline (floored to
+/// whole seconds) has passed, whether or not its cell member still points at it. KEYS: user
+/// hash. Returns how many were deleted.
+pub static USER_SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    record_script(
+        r"
+local cut = math.floor(now / 1000) * 1000
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local rec = all[i + 1]
+  local purge = tonumber(string.sub(rec, 1, 13))
+  if is_record(rec) and purge and math.floor(purge / 1000) * 1000 <= cut then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
+  end
+end
+if n > 0 and redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return n
+",
+    )
+});
+
 /// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
 /// floored to whole seconds like the members') is at or before ARGV[1].
 /// KEYS: user hash. Returns how many were deleted.

@@ -31,6 +31,13 @@ const CELLS_PER_VISIT: usize = 1_000;
 /// read, however crowded): bounds one script's hold on the Redis thread.
 const MEMBERS_PER_VISIT: usize = 20_000;
 
+/// User-record hashes every pass also examines, whatever else is due: the safety net for a
+/// record whose cell member is gone, so the sweep above cannot find it (a cell key that
+/// expired while every node was down for longer than its 30 s grace). At 64 of the 16,384
+/// shards a pass, each record is looked at within about 256 passes (4.3 minutes at the
+/// default interval) of its deadline; all nodes take the same shards in the same second.
+const SHARDS_PER_PASS: u64 = 64;
+
 /// Runs one pass; returns how many members were purged.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     let now = crate::storage::LocationStore::now(store).await?;
@@ -49,11 +56,29 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     )
     .await?;
     let shakes = super::shake::sweep(store).await?;
+    let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
+    let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
     let visits = due
         .iter()
         .filter_map(|p| p.parse::<CellIndex>().ok())
         .map(|p| visit(store, p));
-    Ok(shakes + try_join_all(visits).await?.into_iter().sum::<u32>())
+    Ok(shakes + strays + try_join_all(visits).await?.into_iter().sum::<u32>())
+}
+
+/// Deletes the records past their deadline in `count` user shards from `first` on.
+pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> StoreResult<u32> {
+    let calls = (first..first + count).map(|shard| async move {
+        let mut conn = store.conn.clone();
+        let mut call = scripts::USER_SWEEP.prepare_invoke();
+        call.key(keys::shard_key(shard % keys::USER_SHARDS));
+        bounded(
+            store.timeout,
+            "sweeping records",
+            call.invoke_async::<u32>(&mut conn),
+        )
+        .await
+    });
+    Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
 async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {

@@ -627,3 +627,39 @@ async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
     let held = count_on(vec![server.port()]).await.expect("count");
     assert_eq!(held, 0, "history entries left after one pass");
 }
+
+/// The review of issue 9: a cell key that expired during a long stall of every node (past its
+/// 30 s grace) left its users' records, in hashes other users keep alive, for no sweep to
+/// find. The shard sweep deletes any record past its deadline.
+#[tokio::test]
+async fn a_record_whose_cell_is_gone_is_still_swept() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
+    let retention = Retention::new(Duration::from_secs(1)).expect("valid");
+    let user = UserId::parse("stray", "user_id").expect("valid");
+    store
+        .upsert(at_centre(cell, "stray", Gender::Male), retention)
+        .await
+        .expect("upsert");
+    let part = super::keys::partition(cell);
+    server
+        .cli(&[
+            "del",
+            &super::keys::cell_key(cell),
+            &super::keys::due_key(part),
+        ])
+        .expect("del");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let shard = super::keys::user_key(&user);
+    let number: u64 = shard
+        .trim_start_matches("vc:u:{s")
+        .trim_end_matches('}')
+        .parse()
+        .expect("a shard number");
+    let swept = super::sweep::sweep_shards(&store, number, 1)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 1);
+    assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
+}
