@@ -122,21 +122,31 @@ impl Vicinity {
     }
 
     /// One sweep: removes what is past its deadline, then finishes purges owed for longer
-    /// than [`OWED_GRACE`] (at most [`OWED_PER_SWEEP`]). Safe on every node at once.
+    /// than [`OWED_GRACE`] (at most [`OWED_PER_SWEEP`]); one that fails stays owed and the
+    /// others go on. Safe on every node at once. The first error is returned, after the rest.
     pub async fn sweep(&self) -> ServiceResult<u32> {
-        let mut purged = self.deps.locations.purge_expired().await?;
+        let expired = self.deps.locations.purge_expired().await;
         let owed = self
             .deps
             .consents
             .owed_purges(OWED_GRACE, OWED_PER_SWEEP)
             .await?;
+        let mut purged = 0;
+        let mut failed = None;
         for owed in owed {
-            let n = self.purge_now(&owed.user, &[owed.feature]).await?;
-            self.deps.consents.settle_purge(&owed).await?;
-            audit::record(Action::OwedPurgeFinished, &owed.user, Some(owed.feature), n);
-            purged += n;
+            let finished = async {
+                let n = self.purge_now(&owed.user, &[owed.feature]).await?;
+                self.deps.consents.settle_purge(&owed).await?;
+                audit::record(Action::OwedPurgeFinished, &owed.user, Some(owed.feature), n);
+                Ok::<_, ServiceError>(n)
+            };
+            match finished.await {
+                Ok(n) => purged += n,
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        Ok(purged)
+        let purged = purged + expired?;
+        failed.map_or(Ok(purged), Err)
     }
 
     /// Whether both stores answer (for health checks).

@@ -887,7 +887,7 @@ return {n, redis.call('ZCOUNT', P .. 'hdue', '-inf', now_s)}
 });
 
 /// Adds a match to a user's history (a sorted set of `partner|band|matched_at` by deadline,
-/// at most ARGV[5] entries: the oldest go first), indexes the user under the partner's
+/// at most ARGV[6] entries: the oldest go first), indexes the user under the partner's
 /// "named by" set, and schedules both for the sweep; nothing is written when either side
 /// cleared Shake at or after the match (a tombstone), so a call that finishes late never
 /// brings a cleared pair back. ARGV: user, partner, matched_at ms, entry, deadline ms, cap,
