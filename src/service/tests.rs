@@ -1,6 +1,12 @@
 //! Service rules that need an interleaving the gRPC tests cannot force.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use tonic::async_trait;
 
@@ -17,24 +23,30 @@ use crate::{
     },
 };
 
-/// A location store where the user withdraws consent (and the withdrawal purges) after the
-/// service checked consent and before its write lands: the race of a slow UpdateLocation
-/// against WithdrawConsent.
-struct WithdrawnDuringTheWrite {
+/// The embedded store with faults injected into the location side.
+struct Faulty {
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
+    /// The user withdraws consent (and the withdrawal purges) after the service checked
+    /// consent and before its write lands: the race of a slow UpdateLocation against
+    /// WithdrawConsent.
+    withdraw_during_write: bool,
+    /// `clear` fails this many times first (a store down when a purge runs).
+    clear_failures: AtomicU32,
 }
 
 #[async_trait]
-impl LocationStore for WithdrawnDuringTheWrite {
+impl LocationStore for Faulty {
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
-        let user = position.user_id.clone();
-        let current = ConsentRecord::undecided(user.clone(), position.feature);
-        let withdrawn = current
-            .withdraw(self.clock.now(), "w".into())
-            .expect("an event");
-        self.store.append(withdrawn).await?;
-        self.store.clear(&user, &[position.feature]).await?;
+        if self.withdraw_during_write {
+            let user = position.user_id.clone();
+            let current = ConsentRecord::undecided(user.clone(), position.feature);
+            let withdrawn = current
+                .withdraw(self.clock.now(), "w".into())
+                .expect("an event");
+            self.store.append(withdrawn).await?;
+            self.store.clear(&user, &[position.feature]).await?;
+        }
         self.store.upsert(position, retention).await
     }
 
@@ -52,6 +64,13 @@ impl LocationStore for WithdrawnDuringTheWrite {
     }
 
     async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
+        let fail = self
+            .clear_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(StoreError::new(StoreErrorKind::Unavailable, "test"));
+        }
         self.store.clear(user, features).await
     }
 
@@ -68,29 +87,40 @@ impl LocationStore for WithdrawnDuringTheWrite {
     }
 }
 
-#[tokio::test]
-async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
+/// A service on the embedded store whose location side is `Faulty` with these faults;
+/// returns it with the store and its clock.
+fn service(
+    withdraw_during_write: bool,
+    clear_failures: u32,
+) -> (Vicinity, Arc<MemoryStore>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
-    let tickets = Tickets::new(&Secret::from_bytes([3; 32]));
     let store = MemoryStore::start(
         clock.clone(),
         SnapGrid::default(),
-        tickets,
+        Tickets::new(&Secret::from_bytes([3; 32])),
         Duration::from_secs(1),
     );
     let svc = Vicinity::new(Deps {
-        locations: Arc::new(WithdrawnDuringTheWrite {
+        locations: Arc::new(Faulty {
             store: store.clone(),
             clock: clock.clone(),
+            withdraw_during_write,
+            clear_failures: clear_failures.into(),
         }),
         consents: store.clone(),
         shakes: store.clone(),
         shake_window: Duration::from_secs(3),
-        clock,
+        clock: clock.clone(),
         grid: SnapGrid::default(),
         retention: Retention::default(),
         secret: Arc::new(Secret::from_bytes([3; 32])),
     });
+    (svc, store, clock)
+}
+
+#[tokio::test]
+async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
+    let (svc, store, _) = service(true, 0);
     let alice = UserId::parse("alice", "user_id").unwrap();
     let notice = NoticeVersion::parse("2026-01").unwrap();
     svc.grant_consent(&alice, Feature::PeopleNearby, &notice, &Source::default())
@@ -112,77 +142,9 @@ async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
     assert_eq!(store.physical_entries(), 0);
 }
 
-/// A location store whose `clear` fails the first `failures` times (a store down when a
-/// purge runs).
-struct ClearFails {
-    store: Arc<MemoryStore>,
-    failures: std::sync::atomic::AtomicU32,
-}
-
-#[async_trait]
-impl LocationStore for ClearFails {
-    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
-        self.store.upsert(position, retention).await
-    }
-
-    async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>> {
-        self.store.get(feature, user).await
-    }
-
-    async fn leave(
-        &self,
-        feature: Feature,
-        user: &UserId,
-        retention: Retention,
-    ) -> StoreResult<Option<Deadlines>> {
-        self.store.leave(feature, user, retention).await
-    }
-
-    async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
-        use std::sync::atomic::Ordering;
-        let left = self.failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(StoreError::new(StoreErrorKind::Unavailable, "test"));
-        }
-        self.store.clear(user, features).await
-    }
-
-    async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
-        self.store.nearby(request).await
-    }
-
-    async fn purge_expired(&self) -> StoreResult<u32> {
-        self.store.purge_expired().await
-    }
-
-    async fn now(&self) -> StoreResult<Timestamp> {
-        LocationStore::now(self.store.as_ref()).await
-    }
-}
-
 #[tokio::test]
 async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
-    let store = MemoryStore::start(
-        clock.clone(),
-        SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([3; 32])),
-        Duration::from_secs(1),
-    );
-    let svc = Vicinity::new(Deps {
-        locations: Arc::new(ClearFails {
-            store: store.clone(),
-            failures: 1.into(),
-        }),
-        consents: store.clone(),
-        shakes: store.clone(),
-        shake_window: Duration::from_secs(3),
-        clock: clock.clone(),
-        grid: SnapGrid::default(),
-        retention: Retention::default(),
-        secret: Arc::new(Secret::from_bytes([3; 32])),
-    });
+    let (svc, store, clock) = service(false, 1);
     let alice = UserId::parse("alice", "user_id").unwrap();
     let notice = NoticeVersion::parse("2026-01").unwrap();
     svc.grant_consent(&alice, Feature::PeopleNearby, &notice, &Source::default())

@@ -249,11 +249,9 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
     assert!(read > 20);
 }
 
-#[tokio::test]
-async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
-    crowd(&store).await;
+/// Pages through everyone `crowd-0` sees, 50 a page, asserting that nobody is listed twice
+/// and that the order never goes back; returns who was listed.
+async fn page_through_the_crowd(store: &RedisStore) -> std::collections::HashSet<UserId> {
     let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
     loop {
         let result = store
@@ -271,17 +269,23 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
             assert!(last.is_none_or(|l| l < order), "out of order");
             last = Some(order);
         }
-        match result.page.next {
-            Some(cursor) => {
-                page = Some(PageToken {
-                    epoch: result.epoch,
-                    viewer_cell: result.viewer_cell,
-                    cursor,
-                });
-            }
-            None => break,
-        }
+        let Some(cursor) = result.page.next else {
+            return seen;
+        };
+        page = Some(PageToken {
+            epoch: result.epoch,
+            viewer_cell: result.viewer_cell,
+            cursor,
+        });
     }
+}
+
+#[tokio::test]
+async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    crowd(&store).await;
+    let seen = page_through_the_crowd(&store).await;
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
 
@@ -567,32 +571,7 @@ async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
     let mut store = single_store(&server).await;
     store.keys_per_script = 1;
     crowd(&store).await;
-    let (mut seen, mut page, mut last) = (std::collections::HashSet::new(), None, None);
-    loop {
-        let result = store
-            .nearby(&request("crowd-0", 50, page))
-            .await
-            .expect("nearby");
-        let result = result.expect("the viewer has an entry");
-        for hit in &result.page.hits {
-            assert!(
-                seen.insert(hit.user_id.clone()),
-                "{} listed twice",
-                hit.user_id
-            );
-            let order = (hit.band_m, hit.key);
-            assert!(last.is_none_or(|l| l < order), "out of order");
-            last = Some(order);
-        }
-        let Some(cursor) = result.page.next else {
-            break;
-        };
-        page = Some(PageToken {
-            epoch: result.epoch,
-            viewer_cell: result.viewer_cell,
-            cursor,
-        });
-    }
+    let seen = page_through_the_crowd(&store).await;
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
 
