@@ -351,6 +351,22 @@ mod tests {
         assert_eq!(config.store, StoreConfig::Memory);
     }
 
+    /// Issue 9 point 14: no secret from a broken source (it used to fall back to zeros).
+    #[test]
+    fn a_broken_randomness_source_refuses_a_secret_of_its_own() {
+        let _broken = crate::random::break_on_this_thread();
+        let err = parse(&[]).unwrap_err();
+        assert!(
+            err.ends_with("--order-secret: the system's randomness source failed"),
+            "{err}"
+        );
+        let given = "ab".repeat(32);
+        assert!(
+            parse(&["--order-secret", &given]).is_ok(),
+            "a given secret needs none"
+        );
+    }
+
     #[test]
     fn redis_urls_choose_the_redis_store() {
         let config = parse(&[

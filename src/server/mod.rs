@@ -317,3 +317,24 @@ async fn watch_health(svc: Vicinity, reporter: HealthReporter) {
         tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 point 14: the server draws once before it listens and refuses to start when
+    /// the system's randomness fails (it used to carry on with a clock-seeded fallback).
+    #[tokio::test]
+    async fn a_broken_randomness_source_refuses_to_start() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::local(listener.local_addr().unwrap());
+        let _broken = crate::random::break_on_this_thread();
+
+        let started = run(config, listener, std::future::pending()).await;
+
+        assert!(
+            matches!(started, Err(ServerError::Randomness(_))),
+            "{started:?}"
+        );
+    }
+}

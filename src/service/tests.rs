@@ -171,3 +171,49 @@ async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
     let owed = store.owed_purges(Duration::ZERO, 10).await.unwrap();
     assert!(owed.is_empty(), "settled: {owed:?}");
 }
+
+/// Issue 9 point 14: a call that needs randomness fails when the source does, and nothing
+/// guessable (a clock reading, zeros) stands in: no shake is left pending, no consent event
+/// is written, the location stays where it was.
+#[tokio::test]
+async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
+    let (svc, store, _) = service(false, 0);
+    let alice = UserId::parse("alice", "user_id").unwrap();
+    let notice = NoticeVersion::parse("2026-01").unwrap();
+    for feature in [Feature::PeopleNearby, Feature::Shake] {
+        svc.grant_consent(&alice, feature, &notice, &Source::default())
+            .await
+            .unwrap();
+    }
+    let at = Location::new(39.9, 116.4, 5.0).unwrap();
+    svc.update_location(&alice, at, Gender::Female)
+        .await
+        .unwrap();
+    let history = store.history(&alice).await.unwrap().len();
+    let broken = crate::random::break_on_this_thread();
+
+    let shaken = svc.shake(&alice, at, Duration::from_secs(1)).await;
+    let withdrawn = svc.withdraw_consent(&alice, Feature::PeopleNearby).await;
+
+    drop(broken);
+    for outcome in [shaken.map(|_| ()), withdrawn.map(|_| ())] {
+        assert!(
+            matches!(&outcome, Err(ServiceError::Store(e)) if e.kind == StoreErrorKind::Unavailable),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(store.history(&alice).await.unwrap().len(), history);
+    assert_eq!(store.physical_entries(), 1, "the location is where it was");
+    let bob = UserId::parse("bob", "user_id").unwrap();
+    svc.grant_consent(&bob, Feature::Shake, &notice, &Source::default())
+        .await
+        .unwrap();
+    let partner = svc
+        .shake(&bob, at, Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(
+        partner.is_none(),
+        "alice left no pending shake: {partner:?}"
+    );
+}

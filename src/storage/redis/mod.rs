@@ -40,6 +40,10 @@ use crate::domain::{
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// A connection of its own for the later batches of far or sparse searches: Redis serves
+    /// its clients in turn, so an update or a near list on `conn` waits behind at most one
+    /// script of a far search, not behind every script a far search has queued (SPEC §4.5).
+    bulk: Conn,
     tickets: Tickets,
     waker: Arc<shake::Waker>,
     grid: SnapGrid,
@@ -73,8 +77,10 @@ impl RedisStore {
         timeout: Duration,
     ) -> StoreResult<Self> {
         let conn = Conn::connect(target, timeout).await?;
+        let bulk = Conn::connect(target, timeout).await?;
         Ok(Self {
             conn,
+            bulk,
             tickets,
             waker: shake::Waker::start(target)?,
             grid,
@@ -328,6 +334,7 @@ impl RedisStore {
     /// (band, key) point where a call stopped short of that (see [`scripts::CELLS_READ`]).
     async fn fetch(
         &self,
+        conn: &Conn,
         query: &NearbyQuery,
         cells: Vec<(CellIndex, u32)>,
         into: &mut Fetched,
@@ -354,7 +361,7 @@ impl RedisStore {
                     .collect();
                 chunks
             })
-            .map(|cells| self.fetch_partition(query, cells));
+            .map(|cells| self.fetch_partition(conn, query, cells));
         let mut until = None;
         for (cells, reply) in try_join_all(calls).await? {
             let stop = decode_cells(&cells, reply, self.retention, into);
@@ -365,6 +372,7 @@ impl RedisStore {
 
     async fn fetch_partition(
         &self,
+        conn: &Conn,
         query: &NearbyQuery,
         cells: Vec<(CellIndex, u32)>,
     ) -> StoreResult<(Vec<(CellIndex, u32)>, Vec<Value>)> {
@@ -372,7 +380,7 @@ impl RedisStore {
             .after
             .as_ref()
             .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-        let mut conn = self.conn.clone();
+        let mut conn = conn.clone();
         let mut call = scripts::CELLS_READ.prepare_invoke();
         call.arg(query.limit + 1)
             .arg(query.order.offset())
@@ -539,7 +547,8 @@ impl LocationStore for RedisStore {
         let mut read: Vec<(u32, Vec<CellIndex>)> = Vec::new();
         let mut batch = FIRST_BATCH;
         let page = loop {
-            let cells = if read.is_empty() {
+            let first = read.is_empty();
+            let cells = if first {
                 walk.next_batch(batch, &mut read)
             } else {
                 // A later batch is a far or sparse search: its walk (milliseconds of CPU at
@@ -556,7 +565,22 @@ impl LocationStore for RedisStore {
             };
             let more = !cells.is_empty();
             if more {
-                let stop = self.fetch(&query, cells, &mut fetched).await?;
+                let stop = if first {
+                    self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                } else {
+                    match self
+                        .fetch(&self.bulk, &query, cells.clone(), &mut fetched)
+                        .await
+                    {
+                        // The bulk connection is idle between far searches, so after a Redis
+                        // restart its first call finds the old socket dead (and reconnects):
+                        // a read is safe to repeat, once, on the connection health keeps warm.
+                        Err(e) if e.kind == StoreErrorKind::Unavailable => {
+                            self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                        }
+                        other => other?,
+                    }
+                };
                 query.read_until = earliest(query.read_until, stop);
             }
             let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {

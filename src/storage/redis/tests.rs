@@ -238,7 +238,7 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
     let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
     let (_, reply) = store
-        .fetch_partition(&query, cells.clone())
+        .fetch_partition(&store.conn, &query, cells.clone())
         .await
         .expect("read");
     let mut fetched = Fetched::new();
