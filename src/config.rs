@@ -36,7 +36,7 @@ pub struct ServeArgs {
     /// How long location data lives after a user's last activity (at most 1h).
     #[arg(long, env = "VICINITY_RETENTION", default_value = "1h", value_parser = duration)]
     pub retention: Duration,
-    /// How long a shake waits for a partner (used once Shake is built).
+    /// How long a shake waits for a partner.
     #[arg(long, env = "VICINITY_SHAKE_WINDOW", default_value = "3s", value_parser = duration)]
     pub shake_window: Duration,
     /// How often the purge sweep runs at the latest.

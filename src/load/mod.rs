@@ -68,11 +68,6 @@ pub enum LoadError {
     /// The peer Redis failed.
     #[error("the peer Redis: {0}")]
     Peer(#[from] redis::RedisError),
-    /// W4 needs Shake and the server does not serve it.
-    #[error(
-        "--workload w4 is not available yet: the server answers Shake with UNIMPLEMENTED (W4 needs the Shake RPC)"
-    )]
-    ShakeUnavailable,
     /// The flags ask for something the harness does not do.
     #[error("{0}")]
     Usage(&'static str),
@@ -140,9 +135,6 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
         args.timeout,
     )
     .await?;
-    if args.workload == Workload::W4 && !service.shake_available().await? {
-        return Err(LoadError::ShakeUnavailable);
-    }
     let mut session = Session::new(settings(args));
     let mut loads = Vec::new();
     if !args.skip_load {

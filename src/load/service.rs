@@ -72,29 +72,6 @@ impl Service {
         request.set_timeout(self.timeout);
         request
     }
-
-    /// Whether the Shake RPC is served: a shake from a user with no consent answers anything
-    /// but UNIMPLEMENTED (a refusal, most likely).
-    pub async fn shake_available(&self) -> Result<bool, Status> {
-        let mut request = Request::new(pb::ShakeRequest {
-            user_id: "vicinity-load-probe".into(),
-            location: Some(self.population.user(0).location()),
-        });
-        request.set_timeout(Duration::from_secs(2));
-        let reply = self.client(0).shake().shake(request).await;
-        shake_available(reply.map(drop))
-    }
-}
-
-/// Classifies the answer to a Shake probe: UNIMPLEMENTED means not available; a transport
-/// failure is an error; anything else (even a refusal) means the RPC exists.
-pub fn shake_available(reply: Result<(), Status>) -> Result<bool, Status> {
-    match reply {
-        Ok(()) => Ok(true),
-        Err(status) if status.code() == Code::Unimplemented => Ok(false),
-        Err(status) if status.code() == Code::Unavailable => Err(status),
-        Err(_) => Ok(true),
-    }
 }
 
 /// Runs `call` bounded by the deadline plus some slack, and labels what it returned.
@@ -311,16 +288,6 @@ impl Target for Shake {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_unimplemented_means_shake_is_missing() {
-        assert!(shake_available(Ok(())).unwrap());
-        let refused = Status::failed_precondition("no consent");
-        assert!(shake_available(Err(refused)).unwrap());
-        let missing = Status::unimplemented("not yet");
-        assert!(!shake_available(Err(missing)).unwrap());
-        assert!(shake_available(Err(Status::unavailable("down"))).is_err());
-    }
 
     #[test]
     fn labels_name_the_code_and_the_reason() {

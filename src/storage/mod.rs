@@ -1,4 +1,5 @@
-//! Storage: the two store traits with their contracts, and their backends.
+//! Storage: the three store traits (locations, consents, shakes) with their contracts, and
+//! their backends.
 //!
 //! Location data and consent records live in separate stores (SPEC §4.2: location data must
 //! not persist, consent records must), so they are separate traits; one backend may implement
