@@ -4,8 +4,9 @@
 //!
 //! Layers depend one way: domain ← storage ← service ← grpc ← server ← bin.
 //!
-//! - [`domain`]: pure rules: validation newtypes, consent, retention, the snapping grid, the
-//!   nearby ranking and Shake's choice of partner. No I/O; time is passed in.
+//! - [`domain`] (the `vicinity-domain` crate, re-exported): pure rules: validation newtypes,
+//!   consent, retention, the snapping grid, the nearby ranking and Shake's choice of partner.
+//!   No I/O; time is passed in.
 //! - [`storage`]: the location, consent and Shake store traits with their contracts, the
 //!   embedded and Redis (single node and Cluster) backends, and the conformance suite every
 //!   backend passes.
@@ -22,7 +23,7 @@
 
 pub mod client;
 pub mod config;
-pub mod domain;
+pub use vicinity_domain as domain;
 pub mod grpc;
 pub mod load;
 pub mod random;

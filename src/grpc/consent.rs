@@ -6,6 +6,7 @@ use super::{
     GrpcApi, Scope, convert,
     deadline::{self, within},
     pb,
+    status::invalid,
 };
 use crate::domain::{NoticeVersion, Source};
 
@@ -23,10 +24,10 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
             notice_version,
             source,
         } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
-        let feature = convert::feature(feature)?;
-        let notice = NoticeVersion::parse(&notice_version)?;
-        let source = Source::parse(&source)?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
+        let feature = convert::feature(feature).map_err(invalid)?;
+        let notice = NoticeVersion::parse(&notice_version).map_err(invalid)?;
+        let source = Source::parse(&source).map_err(invalid)?;
         let record = within(
             deadline,
             self.svc.grant_consent(&user, feature, &notice, &source),
@@ -42,8 +43,8 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::WithdrawConsentRequest { user_id, feature } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
-        let feature = convert::feature(feature)?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
+        let feature = convert::feature(feature).map_err(invalid)?;
         let (record, purged) = within(deadline, self.svc.withdraw_consent(&user, feature)).await?;
         Ok(Response::new(pb::WithdrawConsentResponse {
             record: Some(convert::consent_record(&record)),
@@ -59,7 +60,7 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::GetConsentRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let (current, history) = within(deadline, self.svc.get_consent(&user)).await?;
         Ok(Response::new(pb::GetConsentResponse {
             current: current.iter().map(convert::consent_record).collect(),

@@ -6,6 +6,7 @@ use super::{
     GrpcApi, Scope, convert,
     deadline::{self, within},
     pb,
+    status::invalid,
 };
 use crate::{domain::nearby, service::ListNearby};
 
@@ -22,9 +23,9 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
             location,
             gender,
         } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
-        let location = convert::location(location)?;
-        let gender = convert::gender(gender)?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
+        let location = convert::location(location).map_err(invalid)?;
+        let gender = convert::gender(gender).map_err(invalid)?;
         let deadlines = within(deadline, self.svc.update_location(&user, location, gender)).await?;
         Ok(Response::new(pb::UpdateLocationResponse {
             visible_until: Some(convert::timestamp(deadlines.visible_until)),
@@ -47,11 +48,11 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
             exclude_user_ids,
         } = request.into_inner();
         let list = ListNearby {
-            viewer: convert::user(&user_id, "user_id")?,
-            limit: nearby::parse_limit(limit)?,
-            max_distance_m: nearby::parse_max_distance(max_distance_m)?,
-            gender_filter: convert::gender_filter(gender_filter)?,
-            exclude: nearby::parse_excluded(&exclude_user_ids)?,
+            viewer: convert::user(&user_id, "user_id").map_err(invalid)?,
+            limit: nearby::parse_limit(limit).map_err(invalid)?,
+            max_distance_m: nearby::parse_max_distance(max_distance_m).map_err(invalid)?,
+            gender_filter: convert::gender_filter(gender_filter).map_err(invalid)?,
+            exclude: nearby::parse_excluded(&exclude_user_ids).map_err(invalid)?,
             page_token: Some(page_token).filter(|t| !t.is_empty()),
         };
         let page = within(deadline, self.svc.list_nearby(&list)).await?;
@@ -68,7 +69,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::LeaveNearbyRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let left = within(deadline, self.svc.leave_nearby(&user)).await?;
         Ok(Response::new(pb::LeaveNearbyResponse {
             purge_at: left.map(|d| convert::timestamp(d.purge_at)),

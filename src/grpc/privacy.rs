@@ -6,6 +6,7 @@ use super::{
     GrpcApi, Scope, convert,
     deadline::{self, within},
     pb,
+    status::invalid,
 };
 
 #[tonic::async_trait]
@@ -18,8 +19,8 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ClearLocationRequest { user_id, feature } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
-        let feature = convert::optional_feature(feature)?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
+        let feature = convert::optional_feature(feature).map_err(invalid)?;
         let purged = within(deadline, self.svc.clear_location(&user, feature)).await?;
         Ok(Response::new(pb::ClearLocationResponse {
             purged_entries: purged,
@@ -34,7 +35,7 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
             .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ExportMyDataRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let export = within(deadline, self.svc.export(&user)).await?;
         Ok(Response::new(pb::ExportMyDataResponse {
             user_id: user.to_string(),
@@ -68,7 +69,7 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ForgetUserRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let (purged, events) = within(deadline, self.svc.forget(&user)).await?;
         Ok(Response::new(pb::ForgetUserResponse {
             purged_entries: purged,

@@ -6,6 +6,7 @@ use super::{
     GrpcApi, Scope, convert,
     deadline::{self, within},
     pb,
+    status::invalid,
 };
 
 #[tonic::async_trait]
@@ -17,8 +18,8 @@ impl pb::shake_server::Shake for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::ShakeRequest { user_id, location } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
-        let location = convert::location(location)?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
+        let location = convert::location(location).map_err(invalid)?;
         let matched = within(deadline, self.svc.shake(&user, location, deadline)).await?;
         let result = match matched {
             Some(m) => pb::shake_response::Result::Match(convert::shake_match(&m)),
@@ -36,7 +37,7 @@ impl pb::shake_server::Shake for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::ShakeHistoryRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let matches = within(deadline, self.svc.shake_history(&user)).await?;
         Ok(Response::new(pb::ShakeHistoryResponse {
             matches: matches.iter().map(convert::shake_match).collect(),
@@ -50,7 +51,7 @@ impl pb::shake_server::Shake for GrpcApi {
         self.auth.authorize(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::LeaveShakeRequest { user_id } = request.into_inner();
-        let user = convert::user(&user_id, "user_id")?;
+        let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let purge_at = within(deadline, self.svc.leave_shake(&user)).await?;
         Ok(Response::new(pb::LeaveShakeResponse {
             purge_at: purge_at.map(convert::timestamp),

@@ -49,10 +49,10 @@ impl From<ServiceError> for Status {
     }
 }
 
-impl From<ValidationError> for Status {
-    fn from(error: ValidationError) -> Self {
-        ServiceError::Invalid(error).into()
-    }
+/// A request that broke a rule: `INVALID_ARGUMENT` through the one mapping above (a function,
+/// not a `From`: both types live in other crates).
+pub fn invalid(error: ValidationError) -> Status {
+    ServiceError::Invalid(error).into()
 }
 
 impl From<AuthError> for Status {

@@ -23,7 +23,7 @@
 use h3o::{CellIndex, LatLng};
 
 use super::{Cursor, ORDER_SPACE};
-use crate::domain::{SnapGrid, cells::Rings};
+use crate::{SnapGrid, cells::Rings};
 
 /// The most cells one call reads. One call always reads at least one band whole, and the
 /// largest band within the 50 km radius at the default res 9 is the 49-50 km annulus: 311 km²
@@ -208,7 +208,7 @@ mod tests {
     use h3o::{CellIndex, LatLng};
 
     use super::*;
-    use crate::domain::Coordinates;
+    use crate::Coordinates;
 
     fn centres(grid: &SnapGrid) -> Vec<CellIndex> {
         let pentagon = CellIndex::base_cells()
@@ -289,7 +289,7 @@ mod tests {
         let after = Cursor {
             band_m: 20_000,
             key: ORDER_SPACE,
-            user_id: crate::domain::UserId::greatest(),
+            user_id: crate::UserId::greatest(),
         };
         let mut walk = BandWalk::new(&grid, centre, 50_000, Some(&after));
         assert!(

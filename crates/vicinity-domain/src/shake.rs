@@ -75,7 +75,7 @@ pub fn nearest<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Coordinates;
+    use crate::Coordinates;
 
     fn shake(id: u64, user: &str, lat: f64, arrived: i64) -> PendingShake {
         PendingShake {

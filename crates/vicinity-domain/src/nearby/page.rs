@@ -15,7 +15,7 @@ use chacha20poly1305::{
 use h3o::CellIndex;
 
 use super::{Cursor, Secret};
-use crate::domain::{UserId, ValidationError};
+use crate::{UserId, ValidationError};
 
 const VERSION: u8 = 2;
 const FIELD: &str = "page_token";

@@ -8,7 +8,7 @@ use std::{
 use h3o::CellIndex;
 use siphasher::sip::SipHasher13;
 
-use crate::domain::{Timestamp, UserId};
+use crate::{Timestamp, UserId};
 
 /// The server secret behind the in-band order and page-token MACs. All service nodes that
 /// share a store must share it, or their orders (and tokens) differ.

@@ -8,7 +8,7 @@ use std::{
 use h3o::CellIndex;
 
 use super::{BandWalk, ORDER_SPACE, OrderContext};
-use crate::domain::{SnapGrid, Timestamp, UserId, user::Gender, user::GenderFilter};
+use crate::{SnapGrid, Timestamp, UserId, user::Gender, user::GenderFilter};
 
 /// Where the previous page ended: the last user returned, in order terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +293,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::domain::{
+    use crate::{
         Coordinates,
         nearby::{Secret, Tickets},
     };
@@ -464,7 +464,7 @@ mod tests {
                 let mut visited = Vec::new();
                 let page = q.search(&grid, |cell, _| visited.push(cell));
                 assert!(
-                    visited.len() <= crate::domain::nearby::MAX_CELLS_PER_CALL,
+                    visited.len() <= crate::nearby::MAX_CELLS_PER_CALL,
                     "call {calls}: {} cells, after {:?}",
                     visited.len(),
                     q.after.as_ref().map(|c| c.band_m)

@@ -5,7 +5,7 @@ use std::{collections::HashSet, sync::Arc};
 use h3o::CellIndex;
 
 use super::{NearbyQuery, OrderContext, PageToken, Secret};
-use crate::domain::{Timestamp, UserId, ValidationError, user::GenderFilter};
+use crate::{Timestamp, UserId, ValidationError, user::GenderFilter};
 
 /// Everything about a query that does not depend on stored data. The store resolves the
 /// viewer's cell (from their own entry, or the page token's pinned cell) and turns it into a
