@@ -1,5 +1,6 @@
 //! The conformance suite every store backend must pass (the memory store, a single Redis and
-//! a Redis Cluster run the same checks). It panics on the first broken promise, like a test.
+//! a Redis Cluster run the same checks, one test per check per backend, through
+//! [`conformance_tests!`]). Each check panics on the first broken promise, like a test.
 //!
 //! The suite uses users whose ids start with `conf-` and the default snapping grid; it needs a
 //! store with nothing else in it, or at least nothing near (10.0, 10.0).
@@ -38,28 +39,45 @@ pub struct Fixture {
     pub sweep_bound: Duration,
 }
 
-/// Runs every check, in order, on one fixture.
-pub async fn run(fx: Fixture) {
-    upsert_then_get_returns_the_stored_cell(&fx).await;
-    clearing_is_physical_and_idempotent(&fx).await;
-    nearby_lists_others_in_range_by_band(&fx).await;
-    a_search_across_partitions_lists_both_sides(&fx).await;
-    nearby_requires_the_viewers_own_entry(&fx).await;
-    moving_leaves_the_old_cell(&fx).await;
-    leaving_keeps_the_entry_visible_until_its_deadline(&fx).await;
-    a_leave_racing_a_clear_never_brings_the_entry_back(&fx).await;
-    a_leave_cut_off_mid_call_is_still_cleared_whole(&fx).await;
-    expired_entries_are_never_returned_and_are_purged(&fx).await;
-    consent_records_follow_their_contract(&fx).await;
-    consent_history_is_bounded_and_keeps_every_current_record(&fx).await;
-    two_shakes_pair_with_each_other(&fx).await;
-    a_lone_shake_is_withdrawn_and_leaves_nothing(&fx).await;
-    the_nearest_pending_shake_wins_and_nobody_pairs_twice(&fx).await;
-    shake_history_expires_and_clears(&fx).await;
-    clearing_shake_withdraws_every_pending_shake_of_the_user(&fx).await;
-    clearing_shake_drops_an_uncollected_pairing_with_the_user(&fx).await;
-    clearing_shake_removes_the_user_from_partners_histories(&fx).await;
+/// One `#[tokio::test]` per check, each on a fresh fixture from `$fixture` (an `async fn`
+/// returning the [`Fixture`] and whatever must stay alive while it runs, such as the private
+/// Redis): a failure names its check, and the module the macro is used in names the backend.
+/// The list below is the suite: a check not listed here does not run.
+macro_rules! conformance_tests {
+    ($fixture:path) => {
+        $crate::storage::conformance::conformance_tests!(@each $fixture;
+            upsert_then_get_returns_the_stored_cell,
+            clearing_is_physical_and_idempotent,
+            nearby_lists_others_in_range_by_band,
+            a_search_across_partitions_lists_both_sides,
+            nearby_requires_the_viewers_own_entry,
+            moving_leaves_the_old_cell,
+            leaving_keeps_the_entry_visible_until_its_deadline,
+            a_leave_racing_a_clear_never_brings_the_entry_back,
+            a_leave_cut_off_mid_call_is_still_cleared_whole,
+            expired_entries_are_never_returned_and_are_purged,
+            consent_records_follow_their_contract,
+            consent_history_is_bounded_and_keeps_every_current_record,
+            two_shakes_pair_with_each_other,
+            a_lone_shake_is_withdrawn_and_leaves_nothing,
+            the_nearest_pending_shake_wins_and_nobody_pairs_twice,
+            shake_history_expires_and_clears,
+            clearing_shake_withdraws_every_pending_shake_of_the_user,
+            clearing_shake_drops_an_uncollected_pairing_with_the_user,
+            clearing_shake_removes_the_user_from_partners_histories,
+        );
+    };
+    (@each $fixture:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (fx, _running) = $fixture().await;
+                $crate::storage::conformance::$check(&fx).await;
+            }
+        )*
+    };
 }
+pub(crate) use conformance_tests;
 
 fn user(name: &str) -> UserId {
     UserId::parse(&format!("conf-{name}"), "user_id").expect("valid test id")
@@ -118,7 +136,7 @@ async fn clear_all(fx: &Fixture, names: &[&str]) {
     }
 }
 
-async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
+pub async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
     let before = fx.locations.now().await.expect("now");
     let pos = position("a", 10.000_123_4, 10.000_987_6, Gender::Female);
     let deadlines = fx
@@ -155,7 +173,7 @@ async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
     clear_all(fx, &["a"]).await;
 }
 
-async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
+pub async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
     let baseline = physical(fx).await;
     fx.locations
         .upsert(position("c", 10.0, 10.0, Gender::Male), long())
@@ -183,7 +201,7 @@ async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
     assert!(gone.is_none());
 }
 
-async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
+pub async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
     let people = [
         ("v", 10.0, 10.0),
         ("near", 10.001, 10.001),
@@ -212,7 +230,7 @@ async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
 
 /// The viewer in a cell on the border of two Redis partitions (hash tags), one user in each
 /// neighbouring cell: everyone is listed whichever partition holds them.
-async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
+pub async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
     use crate::storage::redis::keys::partition;
     let grid = SnapGrid::default();
     let start = grid.snap(crate::domain::Coordinates::new(10.0, 10.0).expect("valid"));
@@ -262,7 +280,7 @@ async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
     clear_all(fx, &names).await;
 }
 
-async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
+pub async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
     let none = fx
         .locations
         .nearby(&request("nobody"))
@@ -271,7 +289,7 @@ async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
     assert!(none.is_none(), "no own entry, no list");
 }
 
-async fn moving_leaves_the_old_cell(fx: &Fixture) {
+pub async fn moving_leaves_the_old_cell(fx: &Fixture) {
     for (name, lat) in [("v2", 10.0), ("mover", 10.001)] {
         fx.locations
             .upsert(position(name, lat, 10.0, Gender::Male), long())
@@ -291,7 +309,7 @@ async fn moving_leaves_the_old_cell(fx: &Fixture) {
     clear_all(fx, &["v2", "mover"]).await;
 }
 
-async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
+pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
     for (name, lat) in [("v3", 10.0), ("leaver", 10.001)] {
         fx.locations
             .upsert(position(name, lat, 10.0, Gender::Male), long())
@@ -328,7 +346,7 @@ async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
     clear_all(fx, &["v3", "leaver"]).await;
 }
 
-async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
+pub async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
     let short = Retention::new(Duration::from_secs(1)).expect("valid");
     fx.locations
         .upsert(position("v4", 10.0, 10.0, Gender::Male), long())
@@ -369,7 +387,7 @@ async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
     clear_all(fx, &["v4"]).await;
 }
 
-async fn consent_records_follow_their_contract(fx: &Fixture) {
+pub async fn consent_records_follow_their_contract(fx: &Fixture) {
     let who = user("consent");
     let first = fx
         .consents
@@ -439,7 +457,7 @@ fn paired(outcome: &ShakeOutcome) -> Option<&ShakePair> {
     }
 }
 
-async fn two_shakes_pair_with_each_other(fx: &Fixture) {
+pub async fn two_shakes_pair_with_each_other(fx: &Fixture) {
     let first = shake(fx, 101, "sa", 20.0).await;
     let ShakeOutcome::Pending(pending) = first else {
         panic!("nobody was waiting: {first:?}")
@@ -458,7 +476,7 @@ async fn two_shakes_pair_with_each_other(fx: &Fixture) {
     assert_eq!(theirs.matched_at, pair.matched_at);
 }
 
-async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
+pub async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
     let baseline = physical(fx).await;
     let ShakeOutcome::Pending(pending) = shake(fx, 201, "lone", 21.0).await else {
         panic!("nobody was waiting")
@@ -498,7 +516,7 @@ fn pending_of(outcome: ShakeOutcome) -> crate::domain::shake::PendingShake {
     }
 }
 
-async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
+pub async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
     // Two pending shakes of one user (a user is never paired with themselves), one far and
     // one near the shakers that follow.
     let _far = pending_of(shake(fx, 301, "x", 22.5).await);
@@ -519,7 +537,7 @@ async fn the_nearest_pending_shake_wins_and_nobody_pairs_twice(fx: &Fixture) {
     fx.shakes.withdraw(&left).await.expect("withdraw");
 }
 
-async fn shake_history_expires_and_clears(fx: &Fixture) {
+pub async fn shake_history_expires_and_clears(fx: &Fixture) {
     let brief = Retention::new(Duration::from_secs(1)).expect("valid");
     let now = fx.locations.now().await.expect("now");
     let matched = ShakeMatch {
@@ -571,7 +589,7 @@ async fn shake_history_expires_and_clears(fx: &Fixture) {
 
 /// Issue 9 point 2: a Leave that read the entry before a concurrent Clear removed it must not
 /// write it back (Leave creates nothing).
-async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
+pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
     let viewer = position("race-viewer", 10.0, 10.0, Gender::Male);
     fx.locations.upsert(viewer, long()).await.expect("upsert");
     let before = physical(fx).await;
@@ -610,7 +628,7 @@ async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
 
 /// Issue 9 point 2: a Leave cut off between its steps (by a deadline) leaves nothing that a
 /// later Clear misses.
-async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
+pub async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
     let before = physical(fx).await;
     for round in 0..30u64 {
         let name = format!("cut-{round}");
@@ -630,7 +648,7 @@ async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
 
 /// Issue 9 point 4: a user with two pending shakes is matched by nobody once their Shake data
 /// is cleared (withdrawal and erasure clear it too).
-async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixture) {
+pub async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixture) {
     let baseline = physical(fx).await;
     let ShakeOutcome::Pending(first) = shake(fx, 3101, "twice", 30.0).await else {
         panic!("nobody was waiting")
@@ -655,7 +673,7 @@ async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixture) 
 
 /// Issue 9 point 4: a pairing made just before a Clear of the arriving user is not delivered
 /// to the waiting side afterwards.
-async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixture) {
+pub async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixture) {
     let baseline = physical(fx).await;
     let ShakeOutcome::Pending(waiting) = shake(fx, 4101, "waits", 31.0).await else {
         panic!("nobody was waiting")
@@ -673,7 +691,7 @@ async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixture)
 
 /// Issue 9 point 5: data about a pair goes when either party clears Shake: the other's
 /// history no longer shows them, and a match recorded late against them is dropped.
-async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
+pub async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
     let baseline = physical(fx).await;
     let now = fx.locations.now().await.expect("now");
     let with = |partner: &str| ShakeMatch {
@@ -722,7 +740,7 @@ async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
 
 /// Issue 9 point 8: history grew without bound (3,000 grants made GetConsent take 136 ms);
 /// now it keeps `HISTORY_PER_FEATURE` events per feature, the current ones always.
-async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixture) {
+pub async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixture) {
     use crate::domain::consent::HISTORY_PER_FEATURE;
     let who = user("history");
     let source = crate::domain::Source::default();

@@ -5,7 +5,8 @@
 //! not persist, consent records must), so they are separate traits; one backend may implement
 //! both. Every backend passes [`conformance`].
 
-pub mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod error;
 pub mod memory;
 pub mod redis;

@@ -414,8 +414,8 @@ mod tests {
         storage::conformance,
     };
 
-    #[tokio::test]
-    async fn the_memory_store_passes_the_conformance_suite() {
+    /// The embedded store on a manual clock, for one conformance check.
+    async fn fixture() -> (conformance::Fixture, ()) {
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
         let store = MemoryStore::start(
             clock.clone(),
@@ -441,7 +441,11 @@ mod tests {
             physical_entries: Box::new(probe),
             sweep_bound: Duration::from_secs(2),
         };
-        conformance::run(fixture).await;
+        (fixture, ())
+    }
+
+    mod conformance_on_the_memory_store {
+        crate::storage::conformance::conformance_tests!(super::fixture);
     }
 
     #[tokio::test]

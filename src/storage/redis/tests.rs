@@ -13,7 +13,7 @@ use crate::{
     },
     storage::{
         ConsentStore, LocationStore, Position, StoreError, StoreErrorKind,
-        conformance::{self, Fixture, ProbeFuture},
+        conformance::{Fixture, ProbeFuture},
     },
     testing::redis::{RedisCluster, RedisServer},
 };
@@ -87,24 +87,32 @@ async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError>
     })
 }
 
-#[tokio::test]
-async fn a_single_redis_passes_the_conformance_suite() {
+/// A private single Redis, for one conformance check.
+async fn single_fixture() -> (Fixture, RedisServer) {
     let server = RedisServer::start().expect("redis-server starts");
     let target = Target::Single(server.url());
     let fx = fixture(target, vec![server.port()])
         .await
         .expect("connects");
-    conformance::run(fx).await;
+    (fx, server)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_cluster_passes_the_conformance_suite() {
+/// A private 3+3 Redis Cluster, for one conformance check.
+async fn cluster_fixture() -> (Fixture, RedisCluster) {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
     let ports = cluster.masters().iter().map(|m| m.port()).collect();
     let fx = fixture(Target::Cluster(cluster.urls()), ports)
         .await
         .expect("connects");
-    conformance::run(fx).await;
+    (fx, cluster)
+}
+
+mod conformance_on_a_single_redis {
+    crate::storage::conformance::conformance_tests!(super::single_fixture);
+}
+
+mod conformance_on_a_redis_cluster {
+    crate::storage::conformance::conformance_tests!(super::cluster_fixture);
 }
 
 #[tokio::test]
