@@ -3,7 +3,9 @@
 //! distance. A shake's position is held only while it is pending; a match keeps the partner
 //! and a distance band, never a position.
 
-use h3o::CellIndex;
+use std::collections::HashMap;
+
+use h3o::{CellIndex, LatLng, Resolution};
 
 use super::{SnapGrid, Timestamp, UserId};
 
@@ -55,21 +57,112 @@ impl ShakePair {
     }
 }
 
-/// The partner for `shake` among `pending`: another user's unexpired shake, nearest by snapped
-/// distance, then earliest.
-pub fn nearest<'a>(
-    grid: &SnapGrid,
+/// The resolution of the coarse cells pending shakes are grouped by (about 1.2 km edges).
+pub const COARSE_RES: Resolution = Resolution::Seven;
+/// Rings of coarse cells searched around the shaker's own (0 is their own coarse cell).
+pub const COARSE_RINGS: u32 = 2;
+/// Candidates per coarse cell: its oldest this many pending shakes (whoever they are).
+pub const PER_COARSE_CELL: usize = 4;
+/// When no coarse cell near holds a partner: the first other user's shake among this many of
+/// all pending, soonest to expire first (distance never excludes a partner).
+pub const FAR_POOL: usize = 8;
+
+/// The coarse cell a shake in `cell` is grouped by.
+pub fn coarse(cell: CellIndex) -> CellIndex {
+    cell.parent(COARSE_RES).unwrap_or(cell)
+}
+
+/// The coarse cells searched for a shake grouped under `coarse`, ring by ring, each ring in
+/// h3o's order (the order candidates are considered in, which settles exact ties).
+pub fn coarse_rings(coarse: CellIndex) -> Vec<Vec<CellIndex>> {
+    (0..=COARSE_RINGS).map(|k| coarse.grid_ring(k)).collect()
+}
+
+/// A cell's centre as a shake compares it: each coordinate at six decimals (about 0.1 m),
+/// the text the Redis store keeps, read back.
+pub fn compared_centre(cell: CellIndex) -> (f64, f64) {
+    let centre = LatLng::from(cell);
+    let six = |v: f64| format!("{v:.6}").parse::<f64>().unwrap_or(v);
+    (six(centre.lat()), six(centre.lng()))
+}
+
+/// How far apart two compared centres are, as an order (smaller is nearer): the squared
+/// equirectangular angle. Within the few kilometres a Shake pairs over it orders pairs as the
+/// great-circle distance does; it is the one definition both stores compute (the Redis
+/// pairing script's `dist2` is this formula, operation for operation).
+pub fn separation((lat1, lng1): (f64, f64), (lat2, lng2): (f64, f64)) -> f64 {
+    let x = (lng2 - lng1).to_radians() * ((lat1 + lat2) / 2.0).to_radians().cos();
+    let y = (lat2 - lat1).to_radians();
+    x * x + y * y
+}
+
+/// The partner for `shake` among `pending` (SPEC: the nearest pending shaker, ties by
+/// arrival), within a bounded candidate set so a storm costs each shake the same work:
+/// the [`PER_COARSE_CELL`] oldest pending shakes of each coarse cell, ring by ring from the
+/// shaker's own, through the first ring that holds a partner and the next; the nearest of
+/// those by [`separation`], then the earliest, then the first considered. With no partner
+/// near, the first other user's shake among the [`FAR_POOL`] soonest to expire. Never the
+/// shaker themselves, never an expired shake. Both stores choose with exactly this rule (the
+/// Redis script mirrors it; a differential test holds them to it); ties of equal arrival
+/// within a coarse cell go by the id's lower-case hex text, as Redis orders equal scores.
+pub fn choose<'a>(
     shake: &PendingShake,
     now: Timestamp,
     pending: impl IntoIterator<Item = &'a PendingShake>,
 ) -> Option<&'a PendingShake> {
-    let distance_to = grid.distances_from(shake.cell);
-    pending
-        .into_iter()
-        .filter(|p| p.user != shake.user && p.expires > now)
-        .map(|p| (distance_to(p.cell), p))
-        .min_by(|(da, a), (db, b)| da.total_cmp(db).then(a.arrived.cmp(&b.arrived)))
-        .map(|(_, p)| p)
+    let rings = coarse_rings(coarse(shake.cell));
+    let mut by_coarse: HashMap<CellIndex, Vec<&PendingShake>> = rings
+        .iter()
+        .flatten()
+        .map(|cell| (*cell, Vec::new()))
+        .collect();
+    let mut live = Vec::new();
+    for p in pending {
+        if let Some(group) = by_coarse.get_mut(&coarse(p.cell)) {
+            group.push(p);
+        }
+        if p.expires > now {
+            live.push(p);
+        }
+    }
+    let hex = |p: &PendingShake| format!("{:x}", p.id);
+    let me = compared_centre(shake.cell);
+    let mut best: Option<(f64, &PendingShake)> = None;
+    let mut found_ring = None;
+    for (k, ring) in rings.iter().enumerate() {
+        if found_ring.is_some_and(|found| k > found + 1) {
+            break;
+        }
+        for cell in ring {
+            let group = by_coarse
+                .get_mut(cell)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let mut group = group;
+            group.sort_by_cached_key(|p| (p.arrived, hex(p)));
+            for p in group.into_iter().take(PER_COARSE_CELL) {
+                if p.user == shake.user || p.expires <= now {
+                    continue;
+                }
+                let d = separation(me, compared_centre(p.cell));
+                if best
+                    .is_none_or(|(best_d, b)| d < best_d || (d == best_d && p.arrived < b.arrived))
+                {
+                    best = Some((d, p));
+                }
+            }
+        }
+        if best.is_some() && found_ring.is_none() {
+            found_ring = Some(k);
+        }
+    }
+    if let Some((_, p)) = best {
+        return Some(p);
+    }
+    live.sort_by_cached_key(|p| (p.expires, hex(p)));
+    live.into_iter()
+        .take(FAR_POOL)
+        .find(|p| p.user != shake.user)
 }
 
 #[cfg(test)]
@@ -89,7 +182,6 @@ mod tests {
 
     #[test]
     fn the_nearest_other_unexpired_shake_wins_then_the_earliest() {
-        let grid = SnapGrid::default();
         let me = shake(1, "me", 39.9, 100);
         let pending = [
             shake(2, "me", 39.9, 0),  // myself: never
@@ -99,13 +191,37 @@ mod tests {
             shake(6, "gone", 39.9, -5_000), // expired
         ];
         let now = Timestamp::from_millis(100);
-        assert_eq!(nearest(&grid, &me, now, &pending).unwrap().id, 5);
+        assert_eq!(choose(&me, now, &pending).unwrap().id, 5);
         assert_eq!(
-            nearest(&grid, &me, now, &pending[..2]).unwrap().id,
+            choose(&me, now, &pending[..2]).unwrap().id,
             3,
             "distance never excludes"
         );
-        assert!(nearest(&grid, &me, now, &pending[..1]).is_none());
+        assert!(choose(&me, now, &pending[..1]).is_none());
+    }
+
+    #[test]
+    fn a_crowded_coarse_cell_offers_only_its_oldest_and_far_shakes_only_when_none_is_near() {
+        let me = shake(1, "me", 39.9, 100);
+        let now = Timestamp::from_millis(100);
+        // Four older shakes a little way off, then a newer one in my very cell: only the
+        // PER_COARSE_CELL oldest of a coarse cell are candidates.
+        let mut pending: Vec<_> = (0..PER_COARSE_CELL as u64)
+            .map(|i| shake(10 + i, &format!("old-{i}"), 39.903, i as i64))
+            .collect();
+        pending.push(shake(20, "newest-nearest", 39.9, 50));
+        assert_eq!(coarse(pending[0].cell), coarse(me.cell));
+        assert_eq!(
+            choose(&me, now, &pending).unwrap().id,
+            10,
+            "nearest of the oldest four"
+        );
+        // Far away only (beyond the rings): the soonest to expire, whatever the distance.
+        let far = [
+            shake(30, "far-late", 41.0, 90),
+            shake(31, "far-early", 45.0, 0),
+        ];
+        assert_eq!(choose(&me, now, &far).unwrap().id, 31);
     }
 
     #[test]

@@ -104,7 +104,6 @@ impl ShakeStore for MemoryStore {
         window: Duration,
     ) -> StoreResult<ShakeOutcome> {
         let now = self.now();
-        let grid = self.shared.grid;
         let mut state = self.shared.lock();
         let shake = PendingShake {
             id,
@@ -114,8 +113,8 @@ impl ShakeStore for MemoryStore {
             expires: now.plus(window),
         };
         let shakes = &mut state.shake;
-        let partner = shake::nearest(&grid, &shake, now, shakes.pending.values().map(|(p, _)| p))
-            .map(|p| p.id);
+        let partner =
+            shake::choose(&shake, now, shakes.pending.values().map(|(p, _)| p)).map(|p| p.id);
         let Some((partner, wake)) = partner.and_then(|id| shakes.pending.remove(&id)) else {
             shakes
                 .pending

@@ -720,10 +720,13 @@ fn shake_script(body: &str) -> Script {
 /// Shake: pairs an arriving shake with the nearest pending one, or leaves it pending.
 /// Everything Shake holds lives under the `{shake}` hash tag, so pairing, clearing and
 /// sweeping are each one atomic script whichever node runs them.
-/// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell, then the
-/// coarse cells of rings 0, 1 and 2 as three '|'-joined lists.
-/// Work is bounded whatever the storm: at most 4 candidates per coarse cell, the first ring
-/// that has any and the next, then at most 8 from the global pool (oldest first).
+/// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell,
+/// candidates per coarse cell, the far pool's size, then the coarse cells of each ring from 0
+/// as '|'-joined lists.
+/// The partner is chosen by `domain::shake::choose`'s rule, step for step (its constants come
+/// in as ARGV; `dist2` is `shake::separation`): the oldest few candidates per coarse cell,
+/// through the first ring that has a partner and the next, then the first of the far pool
+/// (soonest to expire first). A differential test holds the two to it.
 /// A pending shake's id is in its user's set (`u:<user>`) until it is withdrawn, taken or
 /// swept, and a mailbox's id also in the set of the user it names, so clearing a user finds
 /// every one of their shakes and every uncollected pairing with them.
@@ -754,15 +757,16 @@ local function consider(id)
     best, best_id, best_d = p, id, d
   end
 end
-for ring = 0, 2 do
+local per_cell, far_pool = tonumber(ARGV[9]), tonumber(ARGV[10])
+for ring = 0, #ARGV - 11 do
   if found_ring ~= nil and ring > found_ring + 1 then break end
-  for coarse in string.gmatch(ARGV[9 + ring], '[^|]+') do
-    for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, 3)) do consider(id) end
+  for coarse in string.gmatch(ARGV[11 + ring], '[^|]+') do
+    for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, per_cell - 1)) do consider(id) end
   end
   if best ~= nil and found_ring == nil then found_ring = ring end
 end
 if best == nil then
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '(' .. now_s, '+inf', 'LIMIT', 0, 8)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'all', '(' .. now_s, '+inf', 'LIMIT', 0, far_pool)) do
     consider(id)
     if best ~= nil then break end
   end

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use h3o::{CellIndex, LatLng, Resolution};
+use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
@@ -18,13 +18,11 @@ use super::{RedisStore, Target, conn::bounded, scripts};
 use crate::{
     domain::{
         Retention, Timestamp, UserId,
-        shake::{PendingShake, ShakeMatch, ShakePair},
+        shake::{self, PendingShake, ShakeMatch, ShakePair},
     },
     storage::{ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult},
 };
 
-/// The resolution of the cells pending shakes are indexed by (about 1.4 km edges).
-const COARSE_RES: Resolution = Resolution::Seven;
 /// A key of the `{shake}` slot, so scripts are routed there.
 const SLOT_KEY: &str = "vc:s:{shake}:p";
 /// How long a Clear's tombstone keeps late matches of the cleared user from being recorded:
@@ -124,15 +122,6 @@ fn parse_pair(text: &str) -> StoreResult<ShakePair> {
     })
 }
 
-fn ring(cell: CellIndex, k: u32) -> String {
-    let cells: Vec<CellIndex> = cell.grid_ring(k);
-    cells
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("|")
-}
-
 impl RedisStore {
     async fn take(&self, pending: &PendingShake, withdraw: bool) -> StoreResult<Option<ShakePair>> {
         let mut conn = self.conn.clone();
@@ -175,22 +164,25 @@ impl ShakeStore for RedisStore {
         cell: CellIndex,
         window: Duration,
     ) -> StoreResult<ShakeOutcome> {
-        let coarse = cell.parent(COARSE_RES).unwrap_or(cell);
-        let centre = LatLng::from(cell);
+        let coarse = shake::coarse(cell);
+        let (lat, lng) = shake::compared_centre(cell);
         let mut conn = self.conn.clone();
         let mut call = scripts::SHAKE_PAIR.prepare_invoke();
         call.key(SLOT_KEY)
             .arg(format!("{id:x}"))
             .arg(user.as_str())
             .arg(cell.to_string())
-            .arg(format!("{:.6}", centre.lat()))
-            .arg(format!("{:.6}", centre.lng()))
+            .arg(format!("{lat:.6}"))
+            .arg(format!("{lng:.6}"))
             .arg(window.as_millis() as u64)
             .arg(&self.waker.node)
             .arg(coarse.to_string())
-            .arg(ring(coarse, 0))
-            .arg(ring(coarse, 1))
-            .arg(ring(coarse, 2));
+            .arg(shake::PER_COARSE_CELL)
+            .arg(shake::FAR_POOL);
+        for ring in shake::coarse_rings(coarse) {
+            let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
+            call.arg(ring.join("|"));
+        }
         let reply: Vec<redis::Value> = bounded(
             self.timeout,
             "pairing a shake",

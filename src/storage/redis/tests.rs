@@ -9,10 +9,12 @@ use crate::{
     domain::{
         Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
         nearby::{NearbyRequest, PageToken, Secret, Tickets},
+        shake::PendingShake,
         user::GenderFilter,
     },
     storage::{
-        ConsentStore, LocationStore, Position, StoreError, StoreErrorKind,
+        ConsentStore, LocationStore, Position, ShakeOutcome, ShakeStore, StoreError,
+        StoreErrorKind,
         conformance::{Fixture, ProbeFuture},
     },
     testing::redis::{RedisCluster, RedisServer},
@@ -649,4 +651,160 @@ async fn a_record_whose_cell_is_gone_is_still_swept() {
         .expect("sweep");
     assert_eq!(swept, 1);
     assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
+}
+
+/// A small seeded generator for the differential test.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Writes a pending shake straight into the store, as `SHAKE_PAIR` leaves one (a state the
+/// pairing itself rarely leaves: several users pending at once).
+async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingShake) {
+    let coarse = crate::domain::shake::coarse(p.cell);
+    let (lat, lng) = crate::domain::shake::compared_centre(p.cell);
+    let id = format!("{:x}", p.id);
+    let record = format!(
+        "{}|{}|{lat:.6}|{lng:.6}|{}|{}|test|{coarse}",
+        p.user,
+        p.cell,
+        p.arrived.as_millis(),
+        p.expires.as_millis()
+    );
+    let prefix = "vc:s:{shake}:";
+    let _: () = redis::pipe()
+        .hset(format!("{prefix}p"), &id, record)
+        .zadd(format!("{prefix}c:{coarse}"), &id, p.arrived.as_millis())
+        .zadd(format!("{prefix}all"), &id, p.expires.as_millis())
+        .sadd(format!("{prefix}u:{}", p.user), &id)
+        .query_async(conn)
+        .await
+        .expect("written");
+}
+
+/// Issue 10: both stores choose a Shake partner by `domain::shake::choose` (the embedded store
+/// calls it; the Redis script mirrors it). Over seeded random pending sets (several users,
+/// shared cells, ties of arrival, expired and own shakes, crowded coarse cells, far ones), the
+/// script picks exactly the shake the domain rule picks. Each of the rule's paths is seen.
+#[tokio::test]
+async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() {
+    use crate::domain::shake;
+    let user = |name: &str| UserId::parse(name, "user_id").expect("valid");
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let mut conn = connection(&server).await;
+    let grid = SnapGrid::default();
+    let seed = 0x5eed_u64;
+    let mut rng = Lcg(seed);
+    let names = ["ann", "bob", "cat", "dan", "eve"];
+    let (mut bounded_out, mut far_pool, mut near) = (0, 0, 0);
+    for scenario in 0..60 {
+        let _: () = redis::cmd("FLUSHALL")
+            .query_async(&mut conn)
+            .await
+            .expect("flushed");
+        let (secs, _): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut conn)
+            .await
+            .expect("time");
+        let now = secs * 1000;
+        let mut cells: Vec<CellIndex> = Vec::new();
+        let mut pending = Vec::new();
+        for i in 0..1 + rng.below(14) {
+            let cell = if !cells.is_empty() && rng.below(4) == 0 {
+                cells[rng.below(cells.len() as u64) as usize]
+            } else {
+                let spread = if rng.below(6) == 0 { 0.6 } else { 0.03 };
+                let offset = |r: &mut Lcg| (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread;
+                let at = Coordinates::new(39.9 + offset(&mut rng), 116.4 + offset(&mut rng));
+                grid.snap(at.expect("in range"))
+            };
+            cells.push(cell);
+            let arrived = now - 2_000 + rng.below(4) as i64 * 300;
+            let expires = if rng.below(8) == 0 {
+                now - 500
+            } else {
+                now + 60_000
+            };
+            pending.push(PendingShake {
+                id: (scenario << 16) + i + 1,
+                user: user(names[rng.below(names.len() as u64) as usize]),
+                cell,
+                arrived: Timestamp::from_millis(arrived),
+                expires: Timestamp::from_millis(expires),
+            });
+        }
+        for p in &pending {
+            put_pending(&mut conn, p).await;
+        }
+        let me = PendingShake {
+            id: (scenario << 16) + 0xffff,
+            user: user(names[0]),
+            cell: cells[rng.below(cells.len() as u64) as usize],
+            arrived: Timestamp::from_millis(now),
+            expires: Timestamp::from_millis(now + 3_000),
+        };
+        // The script reads its own clock a little after `now`: nothing here expires between.
+        let expected = shake::choose(&me, Timestamp::from_millis(now), &pending);
+        let outcome = store
+            .shake(me.id, &me.user, me.cell, Duration::from_secs(3))
+            .await
+            .expect("shake");
+        let chosen = match &outcome {
+            ShakeOutcome::Paired(pair) => Some((pair.partner.clone(), pair.partner_cell)),
+            ShakeOutcome::Pending(_) => None,
+        };
+        assert_eq!(
+            chosen,
+            expected.map(|p| (p.user.clone(), p.cell)),
+            "seed {seed:#x}, scenario {scenario}: {pending:?}"
+        );
+        if let Some(p) = expected {
+            let gone: bool = redis::cmd("HEXISTS")
+                .arg("vc:s:{shake}:p")
+                .arg(format!("{:x}", p.id))
+                .query_async(&mut conn)
+                .await
+                .expect("read");
+            assert!(
+                !gone,
+                "scenario {scenario}: the chosen shake itself was taken"
+            );
+            let unbounded = pending
+                .iter()
+                .filter(|o| o.user != me.user && o.expires.as_millis() > now)
+                .min_by(|a, b| {
+                    let from = shake::compared_centre(me.cell);
+                    let d =
+                        |o: &PendingShake| shake::separation(from, shake::compared_centre(o.cell));
+                    d(a).total_cmp(&d(b)).then(a.arrived.cmp(&b.arrived))
+                });
+            if unbounded.map(|u| (u.user.clone(), u.cell)) != Some((p.user.clone(), p.cell)) {
+                bounded_out += 1;
+            }
+            let near_me = shake::coarse_rings(shake::coarse(me.cell))
+                .concat()
+                .contains(&shake::coarse(p.cell));
+            if near_me {
+                near += 1;
+            } else {
+                far_pool += 1;
+            }
+        }
+    }
+    println!(
+        "seed {seed:#x}: {near} near, {far_pool} from the far pool, {bounded_out} where the bounds changed the choice"
+    );
+    assert!(
+        near > 0 && far_pool > 0 && bounded_out > 0,
+        "every path of the rule was seen"
+    );
 }
