@@ -63,9 +63,24 @@ pub fn partition(cell: CellIndex) -> CellIndex {
     cell.parent(PARTITION_RES).unwrap_or(cell)
 }
 
+/// A cell key is `CELL_KEY_HEAD <partition> CELL_KEY_MID <cell>`, a due key
+/// `CELL_KEY_HEAD <partition> DUE_KEY_TAIL` (the scripts build them from these too).
+pub const CELL_KEY_HEAD: &str = "vc:n:{";
+/// See [`CELL_KEY_HEAD`].
+pub const CELL_KEY_MID: &str = "}:c:";
+/// See [`CELL_KEY_HEAD`].
+pub const DUE_KEY_TAIL: &str = "}:due";
+/// Every Shake key is this prefix and a suffix (`p`, `all`, `c:<coarse>`, ...: the table
+/// above); the `{shake}` tag keeps them in one slot.
+pub const SHAKE_PREFIX: &str = "vc:s:{shake}:";
+/// The pending-shake hash, the key Shake scripts are routed by.
+pub const SHAKE_PENDING: &str = "vc:s:{shake}:p";
+/// A node's pub/sub channel for waking its waiting shakes is this prefix and the node id.
+pub const WAKE_PREFIX: &str = "vc:s:wake:";
+
 /// The prefix of every cell key of a partition (the sweep scripts append the cell).
 pub fn cell_prefix(part: CellIndex) -> String {
-    format!("vc:n:{{{part}}}:c:")
+    format!("{CELL_KEY_HEAD}{part}{CELL_KEY_MID}")
 }
 
 /// The member set of one cell.
@@ -75,7 +90,7 @@ pub fn cell_key(cell: CellIndex) -> String {
 
 /// The due index of a partition.
 pub fn due_key(part: CellIndex) -> String {
-    format!("vc:n:{{{part}}}:due")
+    format!("{CELL_KEY_HEAD}{part}{DUE_KEY_TAIL}")
 }
 
 /// The user-record hash holding `user`.

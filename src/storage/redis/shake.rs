@@ -14,7 +14,7 @@ use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
-use super::{RedisStore, Target, conn::bounded, scripts};
+use super::{RedisStore, Target, conn::bounded, keys, scripts};
 use crate::{
     domain::{
         Retention, Timestamp, UserId,
@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// A key of the `{shake}` slot, so scripts are routed there.
-const SLOT_KEY: &str = "vc:s:{shake}:p";
+const SLOT_KEY: &str = keys::SHAKE_PENDING;
 /// How long a Clear's tombstone keeps late matches of the cleared user from being recorded:
 /// longer than any call can run (its deadline is capped at 30 s) plus a store call.
 const TOMBSTONE: Duration = Duration::from_secs(120);
@@ -86,7 +86,10 @@ impl Waker {
 /// the store is dropped.
 async fn listen(waker: std::sync::Weak<Waker>, urls: Vec<String>) {
     for url in urls.iter().cycle() {
-        let Some(channel) = waker.upgrade().map(|w| format!("vc:s:wake:{}", w.node)) else {
+        let Some(channel) = waker
+            .upgrade()
+            .map(|w| format!("{}{}", keys::WAKE_PREFIX, w.node))
+        else {
             return;
         };
         if let Ok(client) = redis::Client::open(url.as_str())

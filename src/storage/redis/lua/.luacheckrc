@@ -1,0 +1,33 @@
+-- luacheck for the Redis scripts (run by the test suite: scripts.rs,
+-- `every_lua_file_passes_luacheck`). Redis runs Lua 5.1; each script is the
+-- constants prelude (scripts.rs `constants`), some of lib/*.lua, then its body.
+std = "lua51"
+max_line_length = 120
+read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" }
+
+-- The prelude's constants.
+local constants = {
+  "CELL_KEY_HEAD", "CELL_KEY_MID", "DUE_KEY_TAIL", "SHAKE_PREFIX", "WAKE_PREFIX",
+  "TTL_GRACE_MS", "UNCOLLECTED_MS", "SHAKE_SWEEP_BATCH", "RECORD_LEN", "LEGACY_RECORD_LEN",
+}
+-- What lib/*.lua defines for the bodies.
+local helpers = {
+  "now", "now_s", "expire_at", "member", "deadline_ms", "num", "cell_hex", "parent_of",
+  "drop_user", "drop_if_empty", "add_member", "record_cell", "is_record", "flags_of",
+  "record_gender", "drop_record_member", "u32be", "left_record", "P", "unpend",
+  "entry_partner", "forget_box", "cleared_since",
+}
+
+local function all(...)
+  local out = {}
+  for _, list in ipairs({ ... }) do
+    for _, name in ipairs(list) do out[#out + 1] = name end
+  end
+  return out
+end
+
+-- A helper file defines locals for the scripts that include it, and uses the
+-- constants and the helpers of the files before it.
+files["lib/*.lua"] = { unused = false, read_globals = all(constants, helpers) }
+-- A body uses the constants and the helpers.
+files["*.lua"] = { read_globals = all(constants, helpers) }

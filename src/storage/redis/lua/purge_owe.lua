@@ -1,0 +1,2 @@
+redis.call('ZADD', KEYS[1], now_s, ARGV[1])
+return 1

@@ -1,0 +1,4 @@
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+expire_at(KEYS[1], tonumber(ARGV[3]))
+return old

@@ -1,0 +1,13 @@
+local cut = math.floor(now / 1000) * 1000
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local rec = all[i + 1]
+  local purge = tonumber(string.sub(rec, 1, 13))
+  if is_record(rec) and purge and math.floor(purge / 1000) * 1000 <= cut then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
+  end
+end
+if n > 0 and redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return n
