@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use redis::{
-    Cmd, Pipeline, RedisError, RedisFuture, Value,
+    Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
 };
 
-use crate::storage::{StoreError, StoreErrorKind};
+use crate::storage::{StoreError, StoreErrorKind, StoreResult};
 
 /// How long connecting may take before the call fails. Measured here with redis 1.8: the
 /// default settings blocked a call 9.4 s while Redis was down; with these, every call failed
@@ -30,9 +30,17 @@ pub enum Target {
     Cluster(Vec<String>),
 }
 
-/// A connection to a single Redis or a cluster; cheap to clone (clones share the socket).
+/// A connection to a single Redis or a cluster that bounds every call by the store timeout:
+/// the one way the store talks to Redis ([`Conn::script`], [`Conn::query`],
+/// [`Conn::pipeline`]). Cheap to clone (clones share the socket).
 #[derive(Clone)]
-pub enum Conn {
+pub struct Conn {
+    link: Link,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Link {
     /// One server.
     Single(ConnectionManager),
     /// A cluster.
@@ -40,9 +48,51 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects to `target`; one reply may take at most `response_timeout` (the store call
-    /// bound), after which the connection is considered broken and re-established.
-    pub async fn connect(target: &Target, response_timeout: Duration) -> Result<Self, StoreError> {
+    /// Connects to `target`; one call may take at most `timeout` (the store call bound),
+    /// after which it fails as a timeout and the connection is re-established.
+    pub async fn connect(target: &Target, timeout: Duration) -> Result<Self, StoreError> {
+        let link = Link::connect(target, timeout).await?;
+        Ok(Self { link, timeout })
+    }
+
+    /// Whether this is a cluster (cross-slot pipelines are refused there).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
+    }
+
+    /// Runs a script call, bounded; `context` names the step for errors.
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        context: &'static str,
+        call: &ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        let mut conn = self.clone();
+        bounded(self.timeout, context, call.invoke_async(&mut conn)).await
+    }
+
+    /// Runs one command, bounded.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        context: &'static str,
+        cmd: &Cmd,
+    ) -> StoreResult<T> {
+        let mut conn = self.clone();
+        bounded(self.timeout, context, cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a pipeline (one round trip), bounded.
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        context: &'static str,
+        pipe: &Pipeline,
+    ) -> StoreResult<T> {
+        let mut conn = self.clone();
+        bounded(self.timeout, context, pipe.query_async(&mut conn)).await
+    }
+}
+
+impl Link {
+    async fn connect(target: &Target, response_timeout: Duration) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
         match target {
             Target::Single(url) => {
@@ -73,18 +123,13 @@ impl Conn {
             }
         }
     }
-
-    /// Whether this is a cluster (cross-slot pipelines are refused there).
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -94,16 +139,16 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -138,7 +183,7 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
 }
 
 /// Bounds a store call by `limit`: past it the call is abandoned as a timeout.
-pub async fn bounded<T>(
+async fn bounded<T>(
     limit: Duration,
     context: &'static str,
     call: impl Future<Output = Result<T, RedisError>>,

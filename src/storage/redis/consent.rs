@@ -14,7 +14,6 @@ use tonic::async_trait;
 
 use super::{
     Conn, Target,
-    conn::bounded,
     keys::{OWED, consent_key, history_key, legacy_consent_key},
     scripts,
 };
@@ -33,7 +32,6 @@ const SEP: char = '\u{1f}';
 #[derive(Clone)]
 pub struct RedisConsentStore {
     conn: Conn,
-    timeout: Duration,
 }
 
 fn tag(feature: Feature) -> &'static str {
@@ -85,16 +83,15 @@ impl RedisConsentStore {
     pub async fn connect(target: &Target, timeout: Duration) -> StoreResult<Self> {
         Ok(Self {
             conn: Conn::connect(target, timeout).await?,
-            timeout,
         })
     }
 
     async fn get(&self, user: &UserId, feature: Feature) -> StoreResult<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let cmd = redis::cmd("GET")
             .arg(consent_key(user, tag(feature)))
             .clone();
-        bounded(self.timeout, "reading consent", cmd.query_async(&mut conn)).await
+        conn.query("reading consent", &cmd).await
     }
 }
 
@@ -149,9 +146,9 @@ impl ConsentStore for RedisConsentStore {
             .arg(history_key(user))
             .arg(0)
             .arg(-1);
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let (states, raw): (Vec<Option<Vec<u8>>>, Vec<String>) =
-            bounded(self.timeout, "reading consent", pipe.query_async(&mut conn)).await?;
+            conn.pipeline("reading consent", &pipe).await?;
         let history = raw
             .iter()
             .map(|r| decode(user, r))
@@ -178,9 +175,8 @@ impl ConsentStore for RedisConsentStore {
             for user in users {
                 cmd.arg(consent_key(user, tag(feature)));
             }
-            let mut conn = self.conn.clone();
-            let raw: Vec<Option<Vec<u8>>> =
-                bounded(self.timeout, "reading consents", cmd.query_async(&mut conn)).await?;
+            let conn = &self.conn;
+            let raw: Vec<Option<Vec<u8>>> = conn.query("reading consents", &cmd).await?;
             return Ok(raw.iter().map(granted).collect());
         }
         // A cluster refuses cross-slot commands: one GET per user, all in flight at once.
@@ -192,23 +188,18 @@ impl ConsentStore for RedisConsentStore {
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let cmd = redis::cmd("LRANGE")
             .arg(history_key(user))
             .arg(0)
             .arg(-1)
             .clone();
-        let raw: Vec<String> = bounded(
-            self.timeout,
-            "reading consent history",
-            cmd.query_async(&mut conn),
-        )
-        .await?;
+        let raw: Vec<String> = conn.query("reading consent history", &cmd).await?;
         raw.iter().map(|r| decode(user, r)).collect()
     }
 
     async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::CONSENT_APPEND.prepare_invoke();
         let state = if event.is_granted() { "1" } else { "0" };
         call.key(consent_key(&event.user_id, tag(event.feature)))
@@ -217,17 +208,12 @@ impl ConsentStore for RedisConsentStore {
             .arg(state)
             .arg(tag(event.feature))
             .arg(HISTORY_PER_FEATURE);
-        let _: i64 = bounded(
-            self.timeout,
-            "recording consent",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let _: i64 = conn.script("recording consent", &call).await?;
         Ok(())
     }
 
     async fn forget(&self, user: &UserId) -> StoreResult<u32> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::CONSENT_FORGET.prepare_invoke();
         call.key(history_key(user));
         for feature in Feature::ALL {
@@ -235,12 +221,7 @@ impl ConsentStore for RedisConsentStore {
         }
         // The one-hash-per-user layout of earlier builds: erasure must not leave it behind.
         call.key(legacy_consent_key(user));
-        bounded(
-            self.timeout,
-            "forgetting consent",
-            call.invoke_async(&mut conn),
-        )
-        .await
+        conn.script("forgetting consent", &call).await
     }
 
     async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {
@@ -249,46 +230,31 @@ impl ConsentStore for RedisConsentStore {
             feature,
             token: crate::random::u64()?,
         };
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::PURGE_OWE.prepare_invoke();
         call.key(OWED).arg(owed_member(&owed));
-        let _: i64 = bounded(
-            self.timeout,
-            "recording a purge owed",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let _: i64 = conn.script("recording a purge owed", &call).await?;
         Ok(owed)
     }
 
     async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::PURGES_OWED.prepare_invoke();
         call.key(OWED).arg(age.as_millis() as u64).arg(limit);
-        let raw: Vec<String> = bounded(
-            self.timeout,
-            "listing purges owed",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let raw: Vec<String> = conn.script("listing purges owed", &call).await?;
         Ok(raw.iter().filter_map(|m| parse_owed(m)).collect())
     }
 
     async fn settle_purge(&self, owed: &OwedPurge) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let cmd = redis::cmd("ZREM").arg(OWED).arg(owed_member(owed)).clone();
-        let _: i64 = bounded(self.timeout, "settling a purge", cmd.query_async(&mut conn)).await?;
+        let _: i64 = conn.query("settling a purge", &cmd).await?;
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
-        let _: String = bounded(
-            self.timeout,
-            "pinging",
-            redis::cmd("PING").query_async(&mut conn),
-        )
-        .await?;
+        let conn = &self.conn;
+        let _: String = conn.query("pinging", &redis::cmd("PING")).await?;
         Ok(())
     }
 }

@@ -27,7 +27,6 @@ pub use checks::{Persistence, persistence};
 pub use conn::{Conn, Target};
 pub use consent::RedisConsentStore;
 
-use self::conn::bounded;
 use super::{
     LocationEntry, LocationStore, NearbyResult, Position, StoreError, StoreErrorKind, StoreResult,
 };
@@ -48,7 +47,6 @@ pub struct RedisStore {
     waker: Arc<shake::Waker>,
     grid: SnapGrid,
     retention: Retention,
-    timeout: Duration,
     /// [`MAX_KEYS_PER_SCRIPT`] (tests make it smaller).
     keys_per_script: usize,
 }
@@ -85,7 +83,6 @@ impl RedisStore {
             waker: shake::Waker::start(target)?,
             grid,
             retention,
-            timeout,
             keys_per_script: MAX_KEYS_PER_SCRIPT,
         })
     }
@@ -95,17 +92,12 @@ impl RedisStore {
         feature: Feature,
         user: &UserId,
     ) -> StoreResult<(Timestamp, Option<(Vec<u8>, LocationEntry)>)> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let (now, raw): (i64, Option<Vec<u8>>) = if self.conn.is_cluster() {
             let mut call = scripts::USER_GET.prepare_invoke();
             call.key(keys::user_key(user))
                 .arg(keys::user_field(feature, user));
-            bounded(
-                self.timeout,
-                "reading a record",
-                call.invoke_async(&mut conn),
-            )
-            .await?
+            conn.script("reading a record", &call).await?
         } else {
             // On one node the clock and the record come from one server: two plain commands
             // in one round trip cost Redis less than a script call.
@@ -114,12 +106,8 @@ impl RedisStore {
                 .cmd("HGET")
                 .arg(keys::user_key(user))
                 .arg(keys::user_field(feature, user));
-            let ((secs, micros), raw): ((i64, i64), Option<Vec<u8>>) = bounded(
-                self.timeout,
-                "reading a record",
-                pipe.query_async(&mut conn),
-            )
-            .await?;
+            let ((secs, micros), raw): ((i64, i64), Option<Vec<u8>>) =
+                conn.pipeline("reading a record", &pipe).await?;
             (secs * 1000 + micros / 1000, raw)
         };
         let entry = raw.and_then(|raw| {
@@ -132,7 +120,7 @@ impl RedisStore {
     /// Adds or renews `position`'s user in their cell (replacing their member there);
     /// returns the deadlines from the server clock.
     async fn cell_add(&self, position: &Position, retention: Retention) -> StoreResult<Deadlines> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::CELL_ADD.prepare_invoke();
         call.key(keys::cell_key(position.cell))
             .key(keys::due_key(keys::partition(position.cell)))
@@ -141,12 +129,7 @@ impl RedisStore {
             .arg(self.tickets.of(&position.user_id))
             .arg(retention.window().as_millis() as u64)
             .arg(position.cell.to_string());
-        let reply = bounded(
-            self.timeout,
-            "adding to a cell",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let reply = conn.script("adding to a cell", &call).await?;
         Ok(written(reply))
     }
 
@@ -157,7 +140,7 @@ impl RedisStore {
         retention: Retention,
     ) -> StoreResult<Deadlines> {
         let part = keys::partition(position.cell);
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::UPSERT.prepare_invoke();
         call.key(keys::cell_key(position.cell))
             .key(keys::due_key(part))
@@ -172,12 +155,7 @@ impl RedisStore {
             .arg(keys::record_without_deadline(position, retention))
             .arg(part.to_string())
             .arg(u8::from(keys::PARTITION_RES));
-        let reply = bounded(
-            self.timeout,
-            "updating a location",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let reply = conn.script("updating a location", &call).await?;
         Ok(written(reply))
     }
 
@@ -187,18 +165,13 @@ impl RedisStore {
         deadlines: &Deadlines,
         left: bool,
     ) -> StoreResult<Option<Vec<u8>>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::USER_PUT.prepare_invoke();
         call.key(keys::user_key(&position.user_id))
             .arg(keys::user_field(position.feature, &position.user_id))
             .arg(keys::encode_record(position, deadlines, left))
             .arg(deadlines.purge_at.as_millis());
-        bounded(
-            self.timeout,
-            "writing a record",
-            call.invoke_async(&mut conn),
-        )
-        .await
+        conn.script("writing a record", &call).await
     }
 
     /// [`LocationStore::leave`] on a cluster, where the member and the record live in two
@@ -217,7 +190,7 @@ impl RedisStore {
             return Ok(None);
         };
         let cell = entry.position.cell;
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut renew = scripts::CELL_RENEW.prepare_invoke();
         renew
             .key(keys::cell_key(cell))
@@ -232,12 +205,7 @@ impl RedisStore {
                 entry.deadlines.purge_at,
                 user,
             ));
-        let renewed: Option<(i64, i64)> = bounded(
-            self.timeout,
-            "renewing a member",
-            renew.invoke_async(&mut conn),
-        )
-        .await?;
+        let renewed: Option<(i64, i64)> = conn.script("renewing a member", &renew).await?;
         let Some(deadlines) = renewed.map(written) else {
             return Ok(None);
         };
@@ -247,12 +215,7 @@ impl RedisStore {
             .arg(u64::from(cell).to_be_bytes().as_slice())
             .arg(deadlines.purge_at.as_millis())
             .arg(retention.window().as_millis() as u64);
-        let marked: u32 = bounded(
-            self.timeout,
-            "marking a record left",
-            mark.invoke_async(&mut conn),
-        )
-        .await?;
+        let marked: u32 = conn.script("marking a record left", &mark).await?;
         self.schedule(cell, deadlines.purge_at).await?;
         Ok((marked > 0).then_some(deadlines))
     }
@@ -269,16 +232,11 @@ impl RedisStore {
         if let Some((_, entry)) = &read {
             self.drop_member(entry).await?;
         }
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut take = scripts::USER_TAKE.prepare_invoke();
         take.key(keys::user_key(user))
             .arg(keys::user_field(feature, user));
-        let taken: Option<Vec<u8>> = bounded(
-            self.timeout,
-            "deleting a record",
-            take.invoke_async(&mut conn),
-        )
-        .await?;
+        let taken: Option<Vec<u8>> = conn.script("deleting a record", &take).await?;
         let Some(raw) = taken else {
             return Ok(first.is_some());
         };
@@ -294,7 +252,7 @@ impl RedisStore {
     async fn drop_member(&self, entry: &LocationEntry) -> StoreResult<()> {
         let (cell, user) = (entry.position.cell, &entry.position.user_id);
         let named = keys::member(entry.position.gender, entry.deadlines.purge_at, user);
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::CELL_DROP_USER.prepare_invoke();
         call.key(keys::cell_key(cell))
             .key(keys::due_key(keys::partition(cell)))
@@ -302,29 +260,19 @@ impl RedisStore {
             .arg(self.tickets.of(user))
             .arg(cell.to_string())
             .arg(named);
-        let _: i64 = bounded(
-            self.timeout,
-            "removing from a cell",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let _: i64 = conn.script("removing from a cell", &call).await?;
         Ok(())
     }
 
     /// Makes sure the sweeper visits the partition of `cell` by `at`.
     async fn schedule(&self, cell: CellIndex, at: Timestamp) -> StoreResult<()> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::PART_SCHEDULE.prepare_invoke();
         call.key(keys::PARTS)
             .arg(at.as_millis())
             .arg(keys::partition(cell).to_string())
             .arg(at.plus(self.retention.window()).as_millis());
-        let _: i64 = bounded(
-            self.timeout,
-            "scheduling a sweep",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let _: i64 = conn.script("scheduling a sweep", &call).await?;
         Ok(())
     }
 
@@ -380,7 +328,6 @@ impl RedisStore {
             .after
             .as_ref()
             .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-        let mut conn = conn.clone();
         let mut call = scripts::CELLS_READ.prepare_invoke();
         call.arg(query.limit + 1)
             .arg(query.order.offset())
@@ -395,8 +342,7 @@ impl RedisStore {
         for (cell, band) in &cells {
             call.key(keys::cell_key(*cell)).arg(*band);
         }
-        let reply: Vec<Value> =
-            bounded(self.timeout, "reading cells", call.invoke_async(&mut conn)).await?;
+        let reply: Vec<Value> = conn.script("reading cells", &call).await?;
         Ok((cells, reply))
     }
 }
@@ -496,7 +442,7 @@ impl LocationStore for RedisStore {
         if self.conn.is_cluster() {
             return self.leave_in_steps(feature, user, retention).await;
         }
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::LEAVE.prepare_invoke();
         call.key(keys::user_key(user))
             .key(keys::PARTS)
@@ -505,8 +451,7 @@ impl LocationStore for RedisStore {
             .arg(self.tickets.of(user))
             .arg(retention.window().as_millis() as u64)
             .arg(u8::from(keys::PARTITION_RES));
-        let reply: Option<(i64, i64)> =
-            bounded(self.timeout, "leaving", call.invoke_async(&mut conn)).await?;
+        let reply: Option<(i64, i64)> = conn.script("leaving", &call).await?;
         Ok(reply.map(written))
     }
 
@@ -517,15 +462,14 @@ impl LocationStore for RedisStore {
             let found = if self.conn.is_cluster() {
                 self.clear_in_steps(*feature, user).await?
             } else {
-                let mut conn = self.conn.clone();
+                let conn = &self.conn;
                 let mut call = scripts::CLEAR.prepare_invoke();
                 call.key(keys::user_key(user))
                     .arg(keys::user_field(*feature, user))
                     .arg(user.as_str())
                     .arg(self.tickets.of(user))
                     .arg(u8::from(keys::PARTITION_RES));
-                let n: u32 =
-                    bounded(self.timeout, "clearing", call.invoke_async(&mut conn)).await?;
+                let n: u32 = conn.script("clearing", &call).await?;
                 n > 0
             };
             cleared += u32::from(found);
@@ -601,13 +545,9 @@ impl LocationStore for RedisStore {
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
-        let mut conn = self.conn.clone();
-        let (secs, micros): (i64, i64) = bounded(
-            self.timeout,
-            "reading the time",
-            redis::cmd("TIME").query_async(&mut conn),
-        )
-        .await?;
+        let conn = &self.conn;
+        let (secs, micros): (i64, i64) =
+            conn.query("reading the time", &redis::cmd("TIME")).await?;
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
     }
 }

@@ -14,7 +14,7 @@ use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
-use super::{RedisStore, Target, conn::bounded, keys, scripts};
+use super::{RedisStore, Target, keys, scripts};
 use crate::{
     domain::{
         Retention, Timestamp, UserId,
@@ -127,14 +127,13 @@ fn parse_pair(text: &str) -> StoreResult<ShakePair> {
 
 impl RedisStore {
     async fn take(&self, pending: &PendingShake, withdraw: bool) -> StoreResult<Option<ShakePair>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::SHAKE_TAKE.prepare_invoke();
         call.key(SLOT_KEY)
             .arg(format!("{:x}", pending.id))
             .arg(if withdraw { "1" } else { "0" })
             .arg(pending.user.as_str());
-        let pair: Option<String> =
-            bounded(self.timeout, "taking a shake", call.invoke_async(&mut conn)).await?;
+        let pair: Option<String> = conn.script("taking a shake", &call).await?;
         pair.map(|p| parse_pair(&p)).transpose()
     }
 
@@ -142,19 +141,14 @@ impl RedisStore {
     /// history and every entry naming them (see [`scripts::SHAKE_CLEAR_USER`]). Returns how
     /// many entries went and the last history deadline left.
     async fn clear_user(&self, user: &UserId, clear: bool) -> StoreResult<(u32, i64)> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::SHAKE_CLEAR_USER.prepare_invoke();
         call.key(SLOT_KEY)
             .arg(user.as_str())
             .arg(if clear { "1" } else { "0" })
             .arg(TOMBSTONE.as_millis() as u64)
             .arg(format!("{:x}", user.pseudonym()));
-        bounded(
-            self.timeout,
-            "clearing shakes",
-            call.invoke_async(&mut conn),
-        )
-        .await
+        conn.script("clearing shakes", &call).await
     }
 }
 
@@ -169,7 +163,7 @@ impl ShakeStore for RedisStore {
     ) -> StoreResult<ShakeOutcome> {
         let coarse = shake::coarse(cell);
         let (lat, lng) = shake::compared_centre(cell);
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::SHAKE_PAIR.prepare_invoke();
         call.key(SLOT_KEY)
             .arg(format!("{id:x}"))
@@ -186,12 +180,7 @@ impl ShakeStore for RedisStore {
             let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
             call.arg(ring.join("|"));
         }
-        let reply: Vec<redis::Value> = bounded(
-            self.timeout,
-            "pairing a shake",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let reply: Vec<redis::Value> = conn.script("pairing a shake", &call).await?;
         let text = |i: usize| {
             reply
                 .get(i)
@@ -260,7 +249,7 @@ impl ShakeStore for RedisStore {
             matched.band_m,
             matched.matched_at.as_millis()
         );
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::HISTORY_ADD.prepare_invoke();
         call.key(SLOT_KEY)
             .arg(user.as_str())
@@ -271,25 +260,15 @@ impl ShakeStore for RedisStore {
             .arg(HISTORY_CAP)
             .arg(format!("{:x}", user.pseudonym()))
             .arg(format!("{:x}", matched.partner.pseudonym()));
-        let _: i64 = bounded(
-            self.timeout,
-            "recording a match",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let _: i64 = conn.script("recording a match", &call).await?;
         Ok(())
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>> {
-        let mut conn = self.conn.clone();
+        let conn = &self.conn;
         let mut call = scripts::HISTORY_READ.prepare_invoke();
         call.key(SLOT_KEY).arg(user.as_str());
-        let reply: Vec<redis::Value> = bounded(
-            self.timeout,
-            "reading history",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let reply: Vec<redis::Value> = conn.script("reading history", &call).await?;
         let mut matches = Vec::new();
         for entry in reply.into_iter().skip(1) {
             let entry: String = redis::from_redis_value(entry).map_err(|_| corrupt())?;
@@ -322,15 +301,10 @@ impl ShakeStore for RedisStore {
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     let mut purged = 0;
     for _ in 0..SWEEP_CALLS_PER_PASS {
-        let mut conn = store.conn.clone();
+        let conn = &store.conn;
         let mut call = scripts::SHAKE_SWEEP.prepare_invoke();
         call.key(SLOT_KEY).arg(HISTORY_USERS_PER_CALL);
-        let (n, left): (u32, u64) = bounded(
-            store.timeout,
-            "sweeping shakes",
-            call.invoke_async(&mut conn),
-        )
-        .await?;
+        let (n, left): (u32, u64) = conn.script("sweeping shakes", &call).await?;
         purged += n;
         if left == 0 {
             break;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use futures_util::future::try_join_all;
 use h3o::CellIndex;
 
-use super::{RedisStore, conn::bounded, keys, scripts};
+use super::{RedisStore, keys, scripts};
 use crate::{domain::Feature, storage::StoreResult};
 
 /// Partitions visited per pass.
@@ -41,20 +41,15 @@ const SHARDS_PER_PASS: u64 = 64;
 /// Runs one pass; returns how many members were purged.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     let now = crate::storage::LocationStore::now(store).await?;
-    let mut conn = store.conn.clone();
-    let due: Vec<String> = bounded(
-        store.timeout,
-        "listing due partitions",
-        redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::PARTS)
-            .arg("-inf")
-            .arg(now.as_millis())
-            .arg("LIMIT")
-            .arg(0)
-            .arg(PARTS_PER_PASS)
-            .query_async(&mut conn),
-    )
-    .await?;
+    let conn = &store.conn;
+    let mut list = redis::cmd("ZRANGEBYSCORE");
+    list.arg(keys::PARTS)
+        .arg("-inf")
+        .arg(now.as_millis())
+        .arg("LIMIT")
+        .arg(0)
+        .arg(PARTS_PER_PASS);
+    let due: Vec<String> = conn.query("listing due partitions", &list).await?;
     let shakes = super::shake::sweep(store).await?;
     let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
     let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
@@ -68,45 +63,31 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
 /// Deletes the records past their deadline in `count` user shards from `first` on.
 pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> StoreResult<u32> {
     let calls = (first..first + count).map(|shard| async move {
-        let mut conn = store.conn.clone();
+        let conn = &store.conn;
         let mut call = scripts::USER_SWEEP.prepare_invoke();
         call.key(keys::shard_key(shard % keys::USER_SHARDS));
-        bounded(
-            store.timeout,
-            "sweeping records",
-            call.invoke_async::<u32>(&mut conn),
-        )
-        .await
+        conn.script::<u32>("sweeping records", &call).await
     });
     Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
 async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
     let prefix = keys::cell_prefix(part);
-    let mut conn = store.conn.clone();
+    let conn = &store.conn;
     let mut find = scripts::SWEEP_FIND.prepare_invoke();
     find.key(keys::due_key(part))
         .arg(&prefix)
         .arg(CELLS_PER_VISIT)
         .arg(MEMBERS_PER_VISIT);
-    let (cut, cells, members): (i64, Vec<String>, Vec<String>) = bounded(
-        store.timeout,
-        "finding due members",
-        find.invoke_async(&mut conn),
-    )
-    .await?;
+    let (cut, cells, members): (i64, Vec<String>, Vec<String>) =
+        conn.script("finding due members", &find).await?;
     purge_records(store, cut, &members).await?;
     let mut sweep = scripts::SWEEP_CELLS.prepare_invoke();
     sweep.key(keys::due_key(part)).arg(&prefix).arg(cut);
     for cell in &cells {
         sweep.arg(cell);
     }
-    let earliest: Option<i64> = bounded(
-        store.timeout,
-        "sweeping cells",
-        sweep.invoke_async(&mut conn),
-    )
-    .await?;
+    let earliest: Option<i64> = conn.script("sweeping cells", &sweep).await?;
     let cap = cut + store.retention.window().as_millis() as i64;
     let next = earliest.map_or(cap, |e| e.min(cap));
     let mut schedule = scripts::PART_RESCHEDULE.prepare_invoke();
@@ -115,12 +96,7 @@ async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
         .arg(next)
         .arg(part.to_string())
         .arg(cap + store.retention.window().as_millis() as i64);
-    let _: i64 = bounded(
-        store.timeout,
-        "rescheduling",
-        schedule.invoke_async(&mut conn),
-    )
-    .await?;
+    let _: i64 = conn.script("rescheduling", &schedule).await?;
     if !members.is_empty() {
         tracing::info!(target: "vicinity::audit", action = "purge", purged_entries = members.len(), "audit");
     }
@@ -140,18 +116,13 @@ async fn purge_records(store: &RedisStore, cut: i64, members: &[String]) -> Stor
         }
     }
     let calls = by_hash.into_iter().map(|(key, fields)| async move {
-        let mut conn = store.conn.clone();
+        let conn = &store.conn;
         let mut call = scripts::USER_PURGE.prepare_invoke();
         call.key(key).arg(cut);
         for field in &fields {
             call.arg(field);
         }
-        bounded(
-            store.timeout,
-            "purging records",
-            call.invoke_async::<i64>(&mut conn),
-        )
-        .await
+        conn.script::<i64>("purging records", &call).await
     });
     try_join_all(calls).await?;
     Ok(())
