@@ -81,6 +81,9 @@ pub enum LoadError {
         /// Failures by label.
         errors: String,
     },
+    /// The run finished, but a verdict asked for failed (the summary and files were written).
+    #[error("{}", .0.join("; "))]
+    Verdict(Vec<String>),
     /// A report file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -99,6 +102,9 @@ pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
         false if !report.peaks.is_empty() => print!("{}", report.peak_table()),
         false => {}
     }
+    if !args.quiet {
+        print!("{}", report.failure_text());
+    }
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|source| LoadError::Write {
             path: path.clone(),
@@ -112,7 +118,12 @@ pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
     if let Some(path) = &args.svg {
         write(path, svg::render(&report, &title(args)))?;
     }
-    Ok(())
+    let failed = report.verdict_failures();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::Verdict(failed))
+    }
 }
 
 /// Loads, runs and reports, without printing the summary or writing files.
@@ -137,15 +148,23 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
     .await?;
     let mut session = Session::new(settings(args));
     let mut loads = Vec::new();
+    let mut failures = Vec::new();
     if !args.skip_load {
         loads.push(populate(&service, args, &session.settings).await?);
     }
+    // The peer is a comparison: when it fails, the service's own figures still stand, so the
+    // failure is reported beside them and the run goes on.
     let peer = match &args.peer_redis_url {
-        Some(url) => {
-            let geo = Geo::connect(url, args.connections, population, args.timeout).await?;
-            loads.push(load_peer(&geo, &session.settings).await?);
-            Some(geo)
-        }
+        Some(url) => match connect_peer(url, args, population, &session.settings).await {
+            Ok((geo, load)) => {
+                loads.push(load);
+                Some(geo)
+            }
+            Err(error) => {
+                failures.push(("loading the peer".to_owned(), error.to_string()));
+                None
+            }
+        },
         None => None,
     };
     let salt = mix(args.seed, 99, 0);
@@ -164,7 +183,9 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
             let target: Arc<dyn Target> = Arc::new(search);
             run_mode(&mut session, &target, &name, &mode).await;
         }
-        geo.remove().await?;
+        if let Err(error) = geo.remove().await {
+            failures.push(("removing the peer's key".to_owned(), error.to_string()));
+        }
     }
     Ok(Report {
         meta: meta(args, &mode),
@@ -172,7 +193,19 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
         runs: session.runs,
         peaks: session.peaks,
         p99_bound_us: args.p99_bound.as_micros() as u64,
+        failures,
     })
+}
+
+async fn connect_peer(
+    url: &str,
+    args: &LoadArgs,
+    population: Population,
+    settings: &Settings,
+) -> Result<(Geo, RunReport), LoadError> {
+    let geo = Geo::connect(url, args.connections, population, args.timeout).await?;
+    let load = load_peer(&geo, settings).await?;
+    Ok((geo, load))
 }
 
 fn settings(args: &LoadArgs) -> Settings {

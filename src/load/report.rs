@@ -309,6 +309,9 @@ pub struct Report {
     pub peaks: Vec<Peak>,
     /// `p99 ≤ bound` used by the verdicts, µs.
     pub p99_bound_us: u64,
+    /// Steps that failed while the rest went on (a peer that timed out, a clean-up), each
+    /// as `(step, error)`: what was measured before and after is kept.
+    pub failures: Vec<(String, String)>,
 }
 
 impl Report {
@@ -329,6 +332,7 @@ impl Report {
             "format": FORMAT,
             "meta": self.meta,
             "p99_bound_us": self.p99_bound_us,
+            "failures": self.failures.iter().map(|(step, error)| json!({"step": step, "error": error})).collect::<Vec<_>>(),
             "loads": self.loads.iter().map(RunReport::to_json).collect::<Vec<_>>(),
             "runs": self.runs.iter().map(RunReport::to_json).collect::<Vec<_>>(),
             "peaks": peaks,
@@ -369,7 +373,33 @@ impl Report {
         if !self.peaks.is_empty() {
             out += &self.peak_table();
         }
+        out += &self.failure_text();
         out
+    }
+
+    /// The failed steps, one line each (empty when none failed).
+    pub fn failure_text(&self) -> String {
+        self.failures
+            .iter()
+            .map(|(step, error)| format!("FAILED: {step}: {error}\n"))
+            .collect()
+    }
+
+    /// What failed of what was asked: every failed step, and every fixed-rate run that did
+    /// not hold its rate within the p99 bound (a sweep or a peak search looks for the limit,
+    /// so its runs past it are not failures).
+    pub fn verdict_failures(&self) -> Vec<String> {
+        let runs = self
+            .runs
+            .iter()
+            .filter(|r| r.role == Role::Fixed && matches!(r.pace, Pace::Open { .. }))
+            .filter(|r| !r.passed())
+            .map(|r| format!("{}: not held within the bound", r.title()));
+        self.failures
+            .iter()
+            .map(|(step, _)| format!("{step}: failed"))
+            .chain(runs)
+            .collect()
     }
 
     /// The peaks as a Markdown table, with ratios against the service when it is there: of

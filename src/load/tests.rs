@@ -84,3 +84,70 @@ async fn w4_shakes_and_pairs_without_errors() {
     assert_eq!(run.ok, run.completed, "{:?}", run.errors);
     assert!(run.latency["Shake"].count >= 10, "{:?}", run.latency.keys());
 }
+
+/// Issue 10: a peer Redis that dies mid-run (here killed while the service is measured) ends
+/// neither the run nor its report: the service's figures are kept, the peer's failed requests
+/// are counted in its runs, the failed clean-up is reported as a failed step in the summary
+/// and the JSON, and the verdict fails (so `vicinity load` exits non-zero).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
+    let (addr, _stop) = spawn_server().await;
+    let mut peer = crate::testing::redis::RedisServer::start().expect("redis-server starts");
+    let url = peer.url();
+    let flags = [
+        "--peer-redis-url",
+        &url,
+        "--rate",
+        "100",
+        "--duration",
+        "2s",
+        "--timeout",
+        "300ms",
+    ];
+    let args = args(addr, &flags);
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peer.kill().expect("killed");
+    };
+    let (report, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(super::run(&args), killer)
+    })
+    .await
+    .expect("bounded");
+    let report = report.expect("the run goes on");
+    let service = &report.runs[0];
+    assert_eq!(service.target, "service");
+    assert!(service.ok > 100, "{service:?}");
+    assert_eq!(report.runs.len(), 3, "both peer runs were tried");
+    assert!(
+        report.runs[1].ok < report.runs[1].completed,
+        "the peer's errors are counted"
+    );
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert_eq!(report.failures[0].0, "removing the peer's key");
+    assert!(report.text().contains("FAILED: removing the peer's key"));
+    assert_eq!(
+        report.to_json()["failures"][0]["step"],
+        "removing the peer's key"
+    );
+    assert!(!report.verdict_failures().is_empty());
+}
+
+/// A fixed-rate run that misses its p99 bound fails the verdict `vicinity load` was asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
+    let (addr, _stop) = spawn_server().await;
+    let flags = ["--rate", "50", "--duration", "1s", "--p99-bound", "1us"];
+    let outcome = tokio::time::timeout(Duration::from_secs(9), super::main(&args(addr, &flags)))
+        .await
+        .expect("bounded");
+    match outcome {
+        Err(super::LoadError::Verdict(failed)) => {
+            assert!(
+                failed[0].contains("not held within the bound"),
+                "{failed:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
