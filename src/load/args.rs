@@ -86,6 +86,11 @@ pub struct LoadArgs {
     /// of GEOSEARCH at 1 km and 500 m beside the service's (SPEC §7).
     #[arg(long, env = "VICINITY_PEER_REDIS_URL")]
     pub peer_redis_url: Option<String>,
+    /// With --peer-redis-url: the length of each slice of the interleaved comparison (the
+    /// service and each peer search in turn, slice after slice, so the machine's drift hits
+    /// all sides alike).
+    #[arg(long, env = "VICINITY_SLICE", default_value = "5s", value_parser = duration)]
+    pub slice: Duration,
     /// Write the JSON report here.
     #[arg(long, env = "VICINITY_JSON")]
     pub json: Option<PathBuf>,

@@ -170,22 +170,55 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
     let salt = mix(args.seed, 99, 0);
     let main = workload_target(args, service, salt);
     let mode = args.mode();
-    run_mode(&mut session, &main, "service", &mode).await;
-    if let Some(geo) = peer {
-        for radius_m in [1_000, 500] {
-            let search = GeoSearch {
-                geo: geo.clone(),
-                radius_m,
-                viewers: args.viewers,
-                salt,
+    let searches: Vec<(String, Arc<dyn Target>)> = peer
+        .iter()
+        .flat_map(|geo| {
+            [1_000, 500].map(|radius_m| {
+                let search = GeoSearch {
+                    geo: geo.clone(),
+                    radius_m,
+                    viewers: args.viewers,
+                    salt,
+                };
+                (search.name(), Arc::new(search) as Arc<dyn Target>)
+            })
+        })
+        .collect();
+    let rounds = |at_least: u32| {
+        let n = args.duration.as_secs_f64() / args.slice.as_secs_f64().max(0.001);
+        (n.floor() as u32).max(at_least)
+    };
+    match (&mode, searches.is_empty()) {
+        // One run per side would measure the machine's drift as much as the software: the
+        // sides take turns, a slice each, and each round gives one ratio.
+        (Mode::Rate(rate), false) => {
+            let pace = Pace::Open { rate: *rate };
+            interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
+        }
+        (Mode::Closed(concurrency), false) => {
+            let pace = Pace::Closed {
+                concurrency: *concurrency,
             };
-            let name = search.name();
-            let target: Arc<dyn Target> = Arc::new(search);
-            run_mode(&mut session, &target, &name, &mode).await;
+            interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
         }
-        if let Err(error) = geo.remove().await {
-            failures.push(("removing the peer's key".to_owned(), error.to_string()));
+        _ => {
+            run_mode(&mut session, &main, "service", &mode).await;
+            for (name, search) in &searches {
+                run_mode(&mut session, search, name, &mode).await;
+            }
+            if !searches.is_empty() {
+                // The peaks are searched side by side; their saturation is compared again
+                // in turns, for a ratio with its spread.
+                let concurrency = args.max_in_flight.clamp(1, peak::PROBE_CONCURRENCY);
+                let pace = Pace::Closed { concurrency };
+                interleave(&mut session, &main, &searches, pace, args.slice, rounds(3)).await;
+            }
         }
+    }
+    if let Some(geo) = peer
+        && let Err(error) = geo.remove().await
+    {
+        failures.push(("removing the peer's key".to_owned(), error.to_string()));
     }
     Ok(Report {
         meta: meta(args, &mode),
@@ -231,6 +264,23 @@ fn workload_target(args: &LoadArgs, service: Service, salt: u64) -> Arc<dyn Targ
         }),
         Workload::W3 => Arc::new(Churn { service, salt }),
         Workload::W4 => Arc::new(Shake { service, salt }),
+    }
+}
+
+/// `rounds` rounds of: the service for `slice`, then each peer search for `slice`.
+async fn interleave(
+    session: &mut Session,
+    main: &Arc<dyn Target>,
+    searches: &[(String, Arc<dyn Target>)],
+    pace: Pace,
+    slice: Duration,
+    rounds: u32,
+) {
+    for _ in 0..rounds {
+        session.run(main, "service", Role::Slice, pace, slice).await;
+        for (name, search) in searches {
+            session.run(search, name, Role::Slice, pace, slice).await;
+        }
     }
 }
 

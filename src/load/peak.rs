@@ -23,7 +23,7 @@ pub const MAX_SEARCH_RUNS: usize = STEPS.len() + REFINEMENTS;
 /// The longest concurrency-1 and probe runs.
 const SHORT_RUN: Duration = Duration::from_secs(5);
 /// Callers of the capacity probe (capped by `--max-in-flight`).
-const PROBE_CONCURRENCY: usize = 128;
+pub const PROBE_CONCURRENCY: usize = 128;
 
 /// How runs are made.
 #[derive(Debug, Clone)]

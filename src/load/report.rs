@@ -50,6 +50,8 @@ pub enum Role {
     HalfPeak,
     /// Loading a population.
     Load,
+    /// One slice of the interleaved comparison with the peer.
+    Slice,
 }
 
 impl Role {
@@ -61,6 +63,7 @@ impl Role {
             Role::Single => "concurrency-1",
             Role::HalfPeak => "half-peak",
             Role::Load => "load",
+            Role::Slice => "slice",
         }
     }
 }
@@ -296,6 +299,24 @@ pub struct Peak {
     pub saturated: Option<f64>,
 }
 
+/// The ratios of the service over one peer target across the rounds of an interleaved
+/// comparison (see [`Report::slice_ratios`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceRatio {
+    /// The peer target.
+    pub target: String,
+    /// `throughput` (closed loop) or `p99` (open loop).
+    pub measure: &'static str,
+    /// The median ratio.
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+    /// How many rounds.
+    pub rounds: usize,
+}
+
 /// The whole invocation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
@@ -332,6 +353,10 @@ impl Report {
             "format": FORMAT,
             "meta": self.meta,
             "p99_bound_us": self.p99_bound_us,
+            "interleaved": self.slice_ratios().iter().map(|r| json!({
+                "target": r.target, "measure": r.measure, "median": round(r.median, 3),
+                "min": round(r.min, 3), "max": round(r.max, 3), "rounds": r.rounds,
+            })).collect::<Vec<_>>(),
             "failures": self.failures.iter().map(|(step, error)| json!({"step": step, "error": error})).collect::<Vec<_>>(),
             "loads": self.loads.iter().map(RunReport::to_json).collect::<Vec<_>>(),
             "runs": self.runs.iter().map(RunReport::to_json).collect::<Vec<_>>(),
@@ -373,7 +398,76 @@ impl Report {
         if !self.peaks.is_empty() {
             out += &self.peak_table();
         }
+        out += &self.slice_text();
         out += &self.failure_text();
+        out
+    }
+
+    /// The interleaved comparison: for each peer target, the per-round ratios of the service
+    /// over it (closed loop: completions per second; open loop: p99), as (target, measure,
+    /// median, min, max, rounds). A round is the service's slice and the peers' slices after
+    /// it, so each ratio compares runs minutes apart at most.
+    pub fn slice_ratios(&self) -> Vec<SliceRatio> {
+        let mut by_target: BTreeMap<String, (&'static str, Vec<f64>)> = BTreeMap::new();
+        let mut ours: Option<&RunReport> = None;
+        for run in self.runs.iter().filter(|r| r.role == Role::Slice) {
+            if run.target == "service" {
+                ours = Some(run);
+                continue;
+            }
+            let Some(service) = ours else { continue };
+            let (measure, ratio) = match run.pace {
+                Pace::Closed { .. } => ("throughput", service.achieved / run.achieved),
+                Pace::Open { .. } => (
+                    "p99",
+                    service.primary().p99 as f64 / run.primary().p99.max(1) as f64,
+                ),
+            };
+            if ratio.is_finite() {
+                let entry = by_target
+                    .entry(run.target.clone())
+                    .or_insert_with(|| (measure, Vec::new()));
+                entry.1.push(ratio);
+            }
+        }
+        by_target
+            .into_iter()
+            .map(|(target, (measure, mut ratios))| {
+                ratios.sort_by(f64::total_cmp);
+                let n = ratios.len();
+                let median = match n % 2 {
+                    1 => ratios[n / 2],
+                    _ => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+                };
+                SliceRatio {
+                    target,
+                    measure,
+                    median,
+                    min: ratios[0],
+                    max: ratios[n - 1],
+                    rounds: n,
+                }
+            })
+            .collect()
+    }
+
+    /// The interleaved comparison as text (empty without one).
+    pub fn slice_text(&self) -> String {
+        let ratios = self.slice_ratios();
+        if ratios.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "\ninterleaved: service ÷ peer per round (throughput closed-loop, p99 open-loop)\n\n\
+             | peer | measure | median | min | max | rounds |\n|---|---|---|---|---|---|\n",
+        );
+        for r in ratios {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {} |",
+                r.target, r.measure, r.median, r.min, r.max, r.rounds
+            );
+        }
         out
     }
 

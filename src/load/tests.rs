@@ -101,12 +101,15 @@ async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
         "100",
         "--duration",
         "2s",
+        "--slice",
+        "1s",
         "--timeout",
         "300ms",
     ];
     let args = args(addr, &flags);
     let killer = async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The service's first slice (the loading takes milliseconds).
+        tokio::time::sleep(Duration::from_millis(500)).await;
         peer.kill().expect("killed");
     };
     let (report, ()) = tokio::time::timeout(Duration::from_secs(30), async {
@@ -117,8 +120,12 @@ async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
     let report = report.expect("the run goes on");
     let service = &report.runs[0];
     assert_eq!(service.target, "service");
-    assert!(service.ok > 100, "{service:?}");
-    assert_eq!(report.runs.len(), 3, "both peer runs were tried");
+    assert!(service.ok > 50, "{service:?}");
+    assert_eq!(
+        report.runs.len(),
+        6,
+        "two rounds of three slices were tried"
+    );
     assert!(
         report.runs[1].ok < report.runs[1].completed,
         "the peer's errors are counted"
@@ -150,4 +157,47 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Issue 10: the comparison with the peer takes turns, a slice each, and reports the ratio of
+/// each round with its spread beside the runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() {
+    let (addr, _stop) = spawn_server().await;
+    let peer = crate::testing::redis::RedisServer::start().expect("redis-server starts");
+    let url = peer.url();
+    let flags = [
+        "--peer-redis-url",
+        &url,
+        "--closed",
+        "4",
+        "--duration",
+        "2s",
+        "--slice",
+        "500ms",
+    ];
+    let report = tokio::time::timeout(Duration::from_secs(30), super::run(&args(addr, &flags)))
+        .await
+        .expect("bounded")
+        .expect("runs");
+    let order: Vec<&str> = report.runs.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(order.len(), 12, "{order:?}");
+    assert_eq!(
+        &order[..3],
+        ["service", "redis-geo-1km", "redis-geo-500m"],
+        "{order:?}"
+    );
+    assert_eq!(order[..3], order[9..], "{order:?}");
+    let ratios = report.slice_ratios();
+    assert_eq!(ratios.len(), 2, "{ratios:?}");
+    for r in &ratios {
+        assert_eq!((r.measure, r.rounds), ("throughput", 4), "{r:?}");
+        assert!(
+            r.min > 0.0 && r.min <= r.median && r.median <= r.max,
+            "{r:?}"
+        );
+    }
+    assert!(report.text().contains("interleaved: service"));
+    assert_eq!(report.to_json()["interleaved"][0]["rounds"], 4);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
 }
