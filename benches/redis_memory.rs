@@ -20,8 +20,8 @@ use vicinity::{
         LocationStore, Position,
         redis::{RedisStore, Target},
     },
-    testing::redis::RedisServer,
 };
+use vicinity_testing::redis::RedisServer;
 
 /// The seed of the population (the load harness's default).
 const SEED: u64 = 1;

@@ -18,7 +18,6 @@
 //! - [`telemetry`]: logging set-up.
 //! - [`load`]: the load-test harness behind `vicinity load` (SPEC §8).
 //! - [`random`]: randomness from the operating system, never a fallback.
-//! - [`testing`]: private `redis-server` processes and clusters for tests and benches.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -31,4 +30,3 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
-pub mod testing;

@@ -92,7 +92,7 @@ async fn w4_shakes_and_pairs_without_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
     let (addr, _stop) = spawn_server().await;
-    let mut peer = crate::testing::redis::RedisServer::start().expect("redis-server starts");
+    let mut peer = vicinity_testing::redis::RedisServer::start().expect("redis-server starts");
     let url = peer.url();
     let flags = [
         "--peer-redis-url",
@@ -164,7 +164,7 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() {
     let (addr, _stop) = spawn_server().await;
-    let peer = crate::testing::redis::RedisServer::start().expect("redis-server starts");
+    let peer = vicinity_testing::redis::RedisServer::start().expect("redis-server starts");
     let url = peer.url();
     let flags = [
         "--peer-redis-url",

@@ -289,7 +289,7 @@ fn the_start_up_warnings_name_the_store_actually_used() {
     let embedded = Served::start();
     assert!(embedded.log().contains("embedded in-memory store"));
 
-    let redis = vicinity::testing::redis::RedisServer::start().expect("redis-server starts");
+    let redis = vicinity_testing::redis::RedisServer::start().expect("redis-server starts");
     let on_redis = Served::start_with(&["--redis-url", &redis.url()]);
 
     let log = on_redis.log();

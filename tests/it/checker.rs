@@ -33,8 +33,8 @@ use vicinity::{
     config::StoreConfig,
     grpc::pb::{self, Feature, Gender},
     storage::redis::Target,
-    testing::redis::{RedisCluster, RedisServer},
 };
+use vicinity_testing::redis::{RedisCluster, RedisServer};
 
 use crate::{
     calls::{NOTICE, location},

@@ -41,8 +41,8 @@ use vicinity::{
     domain::{ManualClock, Retention, Timestamp, nearby::OrderContext},
     server::{self, ServerError},
     storage::redis::Target,
-    testing::redis::RedisServer,
 };
+use vicinity_testing::redis::RedisServer;
 
 use crate::capture;
 

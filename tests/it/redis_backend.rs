@@ -19,8 +19,8 @@ use vicinity::{
     grpc::pb::{self, Feature, Gender},
     server::{self, ServerError},
     storage::redis::Target,
-    testing::redis::{RedisCluster, RedisServer},
 };
+use vicinity_testing::redis::{RedisCluster, RedisServer};
 
 use crate::{
     calls::millis,

@@ -12,8 +12,8 @@ use vicinity::{
     config::StoreConfig,
     grpc::pb::{self, Feature, shake_response::Result as Outcome},
     storage::redis::Target,
-    testing::redis::RedisServer,
 };
+use vicinity_testing::redis::RedisServer;
 
 use crate::{
     calls::location,

@@ -17,8 +17,8 @@ use crate::{
         StoreErrorKind,
         conformance::{Fixture, ProbeFuture},
     },
-    testing::redis::{RedisCluster, RedisServer},
 };
+use vicinity_testing::redis::{RedisCluster, RedisServer};
 
 /// Counts, on one node, every member of a cell set and every user record: what is physically
 /// held, including entries past their deadline. (KEYS is fine in a test of a few keys.)
