@@ -15,12 +15,12 @@ use vicinity::{
         Coordinates, Feature, Gender, Retention, SnapGrid, UserId,
         nearby::{Secret, Tickets},
     },
-    load::workload::Population,
     storage::{
         LocationStore, Position,
         redis::{RedisStore, Target},
     },
 };
+use vicinity_load::workload::Population;
 use vicinity_testing::redis::RedisServer;
 
 /// The seed of the population (the load harness's default).

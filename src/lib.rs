@@ -16,15 +16,13 @@
 //! - [`server`]: `run(config, listener, shutdown)`: stores, sweeper, health, reflection.
 //! - [`client`]: a typed client for the operator commands, the tests and the harness.
 //! - [`telemetry`]: logging set-up.
-//! - [`load`]: the load-test harness behind `vicinity load` (SPEC §8).
 //! - [`random`]: randomness from the operating system, never a fallback.
 #![warn(missing_docs)]
 
-pub mod client;
+pub use vicinity_api::client;
 pub mod config;
 pub use vicinity_domain as domain;
 pub mod grpc;
-pub mod load;
 pub mod random;
 pub mod server;
 pub mod service;

@@ -9,7 +9,7 @@ use vicinity::{
     client::{Client, render},
     config::{Config, ServeArgs},
     grpc::pb,
-    load, server, telemetry,
+    server, telemetry,
 };
 
 /// glibc's malloc took about a fifth of the service's CPU under load (`perf`, see
@@ -53,7 +53,7 @@ enum Command {
         conn: Conn,
     },
     /// Drive a running service with a workload and report latency and throughput.
-    Load(Box<load::LoadArgs>),
+    Load(Box<vicinity_load::LoadArgs>),
 }
 
 #[derive(Subcommand)]
@@ -158,7 +158,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Consent { action } => consent(action).await,
-        Command::Load(args) => Ok(load::main(&args).await?),
+        Command::Load(args) => Ok(vicinity_load::main(&args).await?),
         Command::Health { conn } => {
             let request = tonic_health::pb::HealthCheckRequest {
                 service: String::new(),

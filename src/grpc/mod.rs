@@ -18,15 +18,8 @@ pub use deadline::MAX_CALL_TIME;
 
 use crate::service::Vicinity;
 
-/// The generated protobuf types and services of `vicinity.v1`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("vicinity.v1");
-
-    /// The encoded file descriptor set, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/vicinity_descriptor.bin"));
-}
+/// The generated protobuf types and services of `vicinity.v1` (the `vicinity-api` crate).
+pub use vicinity_api::pb;
 
 /// Implements every `vicinity.v1` service over one [`Vicinity`].
 #[derive(Clone)]

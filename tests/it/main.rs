@@ -15,6 +15,7 @@ mod checker;
 mod consent;
 mod errors;
 mod leaks;
+mod load;
 mod nearby;
 mod pagination;
 mod privacy;

@@ -12,9 +12,9 @@ use super::{
     record::Outcome,
     workload::{ChurnStep, Population, Viewers, user_id},
 };
-use crate::{
+use vicinity_api::{
     client::{Client, ClientError},
-    grpc::pb,
+    pb,
 };
 
 /// The notice version the harness grants consent under.

@@ -11,7 +11,7 @@
 
 use clap::ValueEnum;
 
-use crate::grpc::pb;
+use vicinity_api::pb;
 
 /// The centre of the W1 box (Beijing).
 pub const CENTRE: (f64, f64) = (39.9, 116.4);

@@ -595,7 +595,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::load::record::{Outcome, Recorder};
+    use crate::record::{Outcome, Recorder};
 
     fn outcome(answers: &[(u64, u64)], errors: u64) -> RunOutcome {
         let start = Instant::now();

@@ -1,13 +1,14 @@
-//! The harness against a real server on 127.0.0.1:0 with the embedded store: a tiny
-//! population, one second of load, counts that add up and no errors.
+//! The load harness (`vicinity-load`) against a real server on 127.0.0.1:0 with the embedded
+//! store: a tiny population, one second of load, counts that add up and no errors; a peer
+//! that fails; the interleaved comparison.
 
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use tokio::{net::TcpListener, sync::oneshot};
 
-use super::{LoadArgs, report::Role};
-use crate::{config::Config, server};
+use vicinity::{config::Config, server};
+use vicinity_load::{LoadArgs, report::Role};
 
 #[derive(Parser)]
 struct Cli {
@@ -37,7 +38,7 @@ fn args(addr: SocketAddr, flags: &[&str]) -> LoadArgs {
 async fn a_tiny_load_is_counted_exactly_and_answers_without_errors() {
     let (addr, _stop) = spawn_server().await;
     let args = args(addr, &["--rate", "200", "--duration", "1s"]);
-    let report = tokio::time::timeout(Duration::from_secs(9), super::run(&args))
+    let report = tokio::time::timeout(Duration::from_secs(9), vicinity_load::run(&args))
         .await
         .expect("bounded")
         .expect("runs");
@@ -61,10 +62,13 @@ async fn a_tiny_load_is_counted_exactly_and_answers_without_errors() {
 async fn churn_updates_leave_and_come_back_without_errors() {
     let (addr, _stop) = spawn_server().await;
     let flags = ["--workload", "w3", "--rate", "400", "--duration", "1s"];
-    let report = tokio::time::timeout(Duration::from_secs(9), super::run(&args(addr, &flags)))
-        .await
-        .expect("bounded")
-        .expect("runs");
+    let report = tokio::time::timeout(
+        Duration::from_secs(9),
+        vicinity_load::run(&args(addr, &flags)),
+    )
+    .await
+    .expect("bounded")
+    .expect("runs");
     let run = &report.runs[0];
     assert_eq!((run.completed, run.ok), (400, 400), "{:?}", run.errors);
     assert!(run.latency["UpdateLocation"].count > 350);
@@ -74,10 +78,13 @@ async fn churn_updates_leave_and_come_back_without_errors() {
 async fn w4_shakes_and_pairs_without_errors() {
     let (addr, _stop) = spawn_server().await;
     let flags = ["--workload", "w4", "--rate", "20", "--duration", "1s"];
-    let report = tokio::time::timeout(Duration::from_secs(9), super::run(&args(addr, &flags)))
-        .await
-        .expect("bounded")
-        .expect("w4 runs");
+    let report = tokio::time::timeout(
+        Duration::from_secs(9),
+        vicinity_load::run(&args(addr, &flags)),
+    )
+    .await
+    .expect("bounded")
+    .expect("w4 runs");
     let run = &report.runs[0];
     assert_eq!(report.runs.len(), 1);
     assert!(run.completed >= 10, "{run:?}");
@@ -113,7 +120,7 @@ async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
         peer.kill().expect("killed");
     };
     let (report, ()) = tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(super::run(&args), killer)
+        tokio::join!(vicinity_load::run(&args), killer)
     })
     .await
     .expect("bounded");
@@ -145,11 +152,14 @@ async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
 async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
     let (addr, _stop) = spawn_server().await;
     let flags = ["--rate", "50", "--duration", "1s", "--p99-bound", "1us"];
-    let outcome = tokio::time::timeout(Duration::from_secs(9), super::main(&args(addr, &flags)))
-        .await
-        .expect("bounded");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(9),
+        vicinity_load::main(&args(addr, &flags)),
+    )
+    .await
+    .expect("bounded");
     match outcome {
-        Err(super::LoadError::Verdict(failed)) => {
+        Err(vicinity_load::LoadError::Verdict(failed)) => {
             assert!(
                 failed[0].contains("not held within the bound"),
                 "{failed:?}"
@@ -176,10 +186,13 @@ async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() 
         "--slice",
         "500ms",
     ];
-    let report = tokio::time::timeout(Duration::from_secs(30), super::run(&args(addr, &flags)))
-        .await
-        .expect("bounded")
-        .expect("runs");
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        vicinity_load::run(&args(addr, &flags)),
+    )
+    .await
+    .expect("bounded")
+    .expect("runs");
     let order: Vec<&str> = report.runs.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(order.len(), 12, "{order:?}");
     assert_eq!(

@@ -458,7 +458,7 @@ mod tests {
     use std::{collections::BTreeMap, time::Duration};
 
     use super::*;
-    use crate::load::{
+    use crate::{
         record::Percentiles,
         report::{Peak, Second},
     };

@@ -11,7 +11,7 @@ use tonic::{
 };
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::grpc::pb::{
+use crate::pb::{
     self, consent_service_client::ConsentServiceClient, people_nearby_client::PeopleNearbyClient,
     privacy_service_client::PrivacyServiceClient, shake_client::ShakeClient,
 };

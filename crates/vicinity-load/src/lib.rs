@@ -1,4 +1,5 @@
-//! `vicinity load`: the load-test harness of SPEC §8.
+//! `vicinity load`: the load-test harness of SPEC §8 (the crate `vicinity-load`; the
+//! `vicinity` binary runs it as its `load` subcommand).
 //!
 //! It loads a seeded population (SPEC §6) through the gRPC API, then drives the service
 //! open-loop at a rate, measuring each request from its intended send time (no coordinated
@@ -30,9 +31,6 @@ pub mod service;
 pub mod svg;
 pub mod workload;
 
-#[cfg(test)]
-mod tests;
-
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde_json::json;
@@ -47,7 +45,7 @@ use self::{
     service::{Churn, ListNearby, Populate, Service, Shake},
     workload::{Population, Workload, mix},
 };
-use crate::{client::ClientError, grpc::pb};
+use vicinity_api::{client::ClientError, pb};
 
 /// The longest loading may take.
 const LOAD_BOUND: Duration = Duration::from_secs(3_600);
