@@ -4,7 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use h3o::{CellIndex, LatLng};
 
-use super::{Fetched, RedisConsentStore, RedisStore, Target, decode_cells};
+use super::{
+    RedisConsentStore, RedisStore, Target,
+    cells::{Fetched, decode_cells},
+};
 use crate::{
     domain::{
         Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,

@@ -1,0 +1,221 @@
+//! The write steps of the Redis location store: a record read, the single-node UpdateLocation
+//! in one script, and the ordered steps a cluster takes where a member (cell slot) and a record
+//! (user slot) cannot change in one script (the orderings and why they are safe are in
+//! `docs/decisions.md`, "Leave creates nothing; Clear removes by ticket").
+
+use h3o::CellIndex;
+
+use super::{RedisStore, keys, scripts};
+use crate::{
+    domain::{Deadlines, Feature, Retention, Timestamp, UserId},
+    storage::{LocationEntry, Position, StoreResult},
+};
+
+impl RedisStore {
+    pub(super) async fn read_record(
+        &self,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Timestamp, Option<(Vec<u8>, LocationEntry)>)> {
+        let conn = &self.conn;
+        let (now, raw): (i64, Option<Vec<u8>>) = if self.conn.is_cluster() {
+            let mut call = scripts::USER_GET.prepare_invoke();
+            call.key(keys::user_key(user))
+                .arg(keys::user_field(feature, user));
+            conn.script("reading a record", &call).await?
+        } else {
+            // On one node the clock and the record come from one server: two plain commands
+            // in one round trip cost Redis less than a script call.
+            let mut pipe = redis::pipe();
+            pipe.cmd("TIME")
+                .cmd("HGET")
+                .arg(keys::user_key(user))
+                .arg(keys::user_field(feature, user));
+            let ((secs, micros), raw): ((i64, i64), Option<Vec<u8>>) =
+                conn.pipeline("reading a record", &pipe).await?;
+            (secs * 1000 + micros / 1000, raw)
+        };
+        let entry = raw.and_then(|raw| {
+            let entry = keys::decode_record(feature, user, &raw)?;
+            Some((raw, entry))
+        });
+        Ok((Timestamp::from_millis(now), entry))
+    }
+
+    /// Adds or renews `position`'s user in their cell (replacing their member there);
+    /// returns the deadlines from the server clock.
+    pub(super) async fn cell_add(
+        &self,
+        position: &Position,
+        retention: Retention,
+    ) -> StoreResult<Deadlines> {
+        let conn = &self.conn;
+        let mut call = scripts::CELL_ADD.prepare_invoke();
+        call.key(keys::cell_key(position.cell))
+            .key(keys::due_key(keys::partition(position.cell)))
+            .arg(keys::gender_tag(position.gender).to_string())
+            .arg(position.user_id.as_str())
+            .arg(self.tickets.of(&position.user_id))
+            .arg(retention.window().as_millis() as u64)
+            .arg(position.cell.to_string());
+        let reply = conn.script("adding to a cell", &call).await?;
+        Ok(written(reply))
+    }
+
+    /// [`LocationStore::upsert`] on a single node: one atomic script ([`scripts::UPSERT`]).
+    pub(super) async fn upsert_at_once(
+        &self,
+        position: &Position,
+        retention: Retention,
+    ) -> StoreResult<Deadlines> {
+        let part = keys::partition(position.cell);
+        let conn = &self.conn;
+        let mut call = scripts::UPSERT.prepare_invoke();
+        call.key(keys::cell_key(position.cell))
+            .key(keys::due_key(part))
+            .key(keys::user_key(&position.user_id))
+            .key(keys::PARTS)
+            .arg(keys::gender_tag(position.gender).to_string())
+            .arg(position.user_id.as_str())
+            .arg(self.tickets.of(&position.user_id))
+            .arg(retention.window().as_millis() as u64)
+            .arg(position.cell.to_string())
+            .arg(keys::user_field(position.feature, &position.user_id))
+            .arg(keys::record_without_deadline(position, retention))
+            .arg(part.to_string())
+            .arg(u8::from(keys::PARTITION_RES));
+        let reply = conn.script("updating a location", &call).await?;
+        Ok(written(reply))
+    }
+
+    pub(super) async fn put_record(
+        &self,
+        position: &Position,
+        deadlines: &Deadlines,
+        left: bool,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let conn = &self.conn;
+        let mut call = scripts::USER_PUT.prepare_invoke();
+        call.key(keys::user_key(&position.user_id))
+            .arg(keys::user_field(position.feature, &position.user_id))
+            .arg(keys::encode_record(position, deadlines, left))
+            .arg(deadlines.purge_at.as_millis());
+        conn.script("writing a record", &call).await
+    }
+
+    /// [`LocationStore::leave`] on a cluster, where the member and the record live in two
+    /// slots: renew the member only if it is there, then the record only if it is there and
+    /// still names that cell. Neither step creates anything, so a Clear or a withdrawal that
+    /// runs in between is never undone; and the member's deadline is written first, so it is
+    /// never earlier than the record's (the sweeper finds records through members).
+    pub(super) async fn leave_in_steps(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        retention: Retention,
+    ) -> StoreResult<Option<Deadlines>> {
+        let (now, entry) = self.read_record(feature, user).await?;
+        let Some((_, entry)) = entry.filter(|(_, e)| !e.deadlines.is_expired(now)) else {
+            return Ok(None);
+        };
+        let cell = entry.position.cell;
+        let conn = &self.conn;
+        let mut renew = scripts::CELL_RENEW.prepare_invoke();
+        renew
+            .key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(keys::gender_tag(entry.position.gender).to_string())
+            .arg(user.as_str())
+            .arg(self.tickets.of(user))
+            .arg(retention.window().as_millis() as u64)
+            .arg(cell.to_string())
+            .arg(keys::member(
+                entry.position.gender,
+                entry.deadlines.purge_at,
+                user,
+            ));
+        let renewed: Option<(i64, i64)> = conn.script("renewing a member", &renew).await?;
+        let Some(deadlines) = renewed.map(written) else {
+            return Ok(None);
+        };
+        let mut mark = scripts::USER_LEAVE.prepare_invoke();
+        mark.key(keys::user_key(user))
+            .arg(keys::user_field(feature, user))
+            .arg(u64::from(cell).to_be_bytes().as_slice())
+            .arg(deadlines.purge_at.as_millis())
+            .arg(retention.window().as_millis() as u64);
+        let marked: u32 = conn.script("marking a record left", &mark).await?;
+        self.schedule(cell, deadlines.purge_at).await?;
+        Ok((marked > 0).then_some(deadlines))
+    }
+
+    /// One feature of [`LocationStore::clear`] on a cluster: the member of the cell the record
+    /// names is dropped (by ticket, whatever its deadline), then the record is taken, and the
+    /// member of the cell the taken record names is dropped too: an UpdateLocation that wrote
+    /// its member and record between the first two steps (in the same cell or another) is
+    /// removed whole. A member a concurrent Leave renews is one these steps drop (Leave
+    /// creates nothing). Returns whether there was a record.
+    pub(super) async fn clear_in_steps(
+        &self,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<bool> {
+        let (_, read) = self.read_record(feature, user).await?;
+        let first = read.as_ref().map(|(_, e)| e.position.cell);
+        if let Some((_, entry)) = &read {
+            self.drop_member(entry).await?;
+        }
+        let conn = &self.conn;
+        let mut take = scripts::USER_TAKE.prepare_invoke();
+        take.key(keys::user_key(user))
+            .arg(keys::user_field(feature, user));
+        let taken: Option<Vec<u8>> = conn.script("deleting a record", &take).await?;
+        let Some(raw) = taken else {
+            return Ok(first.is_some());
+        };
+        if let Some(entry) = keys::decode_record(feature, user, &raw) {
+            self.drop_member(&entry).await?;
+        }
+        Ok(true)
+    }
+
+    /// Removes every member of the user of `entry` from its cell: by this node's ticket, and
+    /// the member the entry names (written under another ticket by a node with another
+    /// order secret).
+    pub(super) async fn drop_member(&self, entry: &LocationEntry) -> StoreResult<()> {
+        let (cell, user) = (entry.position.cell, &entry.position.user_id);
+        let named = keys::member(entry.position.gender, entry.deadlines.purge_at, user);
+        let conn = &self.conn;
+        let mut call = scripts::CELL_DROP_USER.prepare_invoke();
+        call.key(keys::cell_key(cell))
+            .key(keys::due_key(keys::partition(cell)))
+            .arg(user.as_str())
+            .arg(self.tickets.of(user))
+            .arg(cell.to_string())
+            .arg(named);
+        let _: i64 = conn.script("removing from a cell", &call).await?;
+        Ok(())
+    }
+
+    /// Makes sure the sweeper visits the partition of `cell` by `at`.
+    pub(super) async fn schedule(&self, cell: CellIndex, at: Timestamp) -> StoreResult<()> {
+        let conn = &self.conn;
+        let mut call = scripts::PART_SCHEDULE.prepare_invoke();
+        call.key(keys::PARTS)
+            .arg(at.as_millis())
+            .arg(keys::partition(cell).to_string())
+            .arg(at.plus(self.retention.window()).as_millis());
+        let _: i64 = conn.script("scheduling a sweep", &call).await?;
+        Ok(())
+    }
+}
+
+/// The deadlines of a write from a script's `{last_active, purge_at}` reply (server clock;
+/// visible until purged, SPEC §4.2's default).
+pub(super) fn written((last_active, purge): (i64, i64)) -> Deadlines {
+    Deadlines {
+        last_active: Timestamp::from_millis(last_active),
+        visible_until: Timestamp::from_millis(purge),
+        purge_at: Timestamp::from_millis(purge),
+    }
+}
