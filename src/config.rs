@@ -307,15 +307,9 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
 }
 
 fn parse_secret(hex: &str) -> Result<Secret, ConfigError> {
-    let bad = || ConfigError("--order-secret: must be 64 hex characters".into());
-    if hex.len() != 64 {
-        return Err(bad());
-    }
     let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-            .map_err(|_| bad())?;
-    }
+    hex::decode_to_slice(hex, &mut bytes)
+        .map_err(|_| ConfigError("--order-secret: must be 64 hex characters".into()))?;
     Ok(Secret::from_bytes(bytes))
 }
 

@@ -160,5 +160,5 @@ impl Vicinity {
 /// A fresh random id (128 bits, hex) for consent events.
 fn random_id() -> ServiceResult<String> {
     let bytes = crate::random::bytes::<16>().map_err(crate::storage::StoreError::from)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }

@@ -50,7 +50,7 @@ impl Waker {
     pub fn start(target: &Target) -> StoreResult<Arc<Self>> {
         let bytes = crate::random::bytes::<8>()?;
         let waker = Arc::new(Self {
-            node: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            node: hex::encode(bytes),
             waiting: Mutex::default(),
         });
         let urls = match target {
