@@ -25,7 +25,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
-    progress::{Live, Progress, Render},
+    progress::{Frame, Live, Progress, Render},
     record::{Outcome, Recorder},
 };
 
@@ -263,14 +263,22 @@ fn render(
             .and_then(|r| r.recent_p99(primary, Instant::now()))
             .map_or_else(|| "-".into(), |d| format!("{:.2}ms", d.as_secs_f64() * 1e3));
         let rate = super::progress::short(done as f64 / elapsed.as_secs_f64().max(1e-3));
-        let position = match limit {
-            Some(n) => format!("{done}/{n}"),
-            None => format!("{:.0}/{total:.0}s", elapsed.as_secs_f64().min(total)),
+        let (position, at, of) = match limit {
+            Some(n) => (format!("{done}/{n}"), done, n),
+            None => (
+                format!("{:.0}/{total:.0}s", elapsed.as_secs_f64().min(total)),
+                elapsed.as_millis() as u64,
+                (total * 1e3) as u64,
+            ),
         };
-        format!(
-            "{label}: {position}  {rate}/s  in flight {}  errors {errors}  p99 {p99}",
-            sent - done
-        )
+        Frame {
+            done: at,
+            total: of,
+            text: format!(
+                "{label}: {position}  {rate}/s  in flight {}  errors {errors}  p99 {p99}",
+                sent - done
+            ),
+        }
     })
 }
 

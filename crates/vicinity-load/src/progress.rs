@@ -1,5 +1,5 @@
-//! The progress line on stderr: redrawn in place with `\r` on a terminal, a plain line every
-//! few seconds otherwise (so a log file does not fill with redraws).
+//! Progress on stderr: a progress bar (indicatif) on a terminal, a plain line every few
+//! seconds otherwise (so a log file does not fill with redraws).
 
 use std::{
     io::{IsTerminal, Write},
@@ -10,6 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinHandle;
 
 /// Counters the driver updates and the progress line reads.
@@ -35,8 +36,20 @@ impl Live {
     }
 }
 
-/// Renders the line from the counters and the time since the start.
-pub type Render = Box<dyn Fn(&Live, Duration) -> String + Send + Sync>;
+/// What the progress shows at one moment: how far along (`done` of `total`, in the run's
+/// unit: milliseconds or requests) and a line of figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// How far along.
+    pub done: u64,
+    /// Of how much.
+    pub total: u64,
+    /// The figures.
+    pub text: String,
+}
+
+/// Renders a frame from the counters and the time since the start.
+pub type Render = Box<dyn Fn(&Live, Duration) -> Frame + Send + Sync>;
 
 /// A progress line being redrawn until [`Progress::finish`] (or drop).
 #[derive(Debug)]
@@ -51,26 +64,35 @@ impl Progress {
             return Progress { task: None };
         }
         let tty = std::io::stderr().is_terminal();
-        let every = if tty {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(5)
-        };
         let started = Instant::now();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
+        let task = if tty {
+            let bar = ProgressBar::new(1).with_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {percent:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tick.tick().await;
+                    let frame = render(&live, started.elapsed());
+                    bar.set_length(frame.total.max(1));
+                    bar.set_position(frame.done.min(frame.total));
+                    bar.set_message(frame.text);
+                }
+            })
+        } else {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
                 tick.tick().await;
-                let line = render(&live, started.elapsed());
-                let mut err = std::io::stderr().lock();
-                let _ = match tty {
-                    true => write!(err, "\r{line:<100}"),
-                    false => writeln!(err, "{line}"),
-                };
-                let _ = err.flush();
-            }
-        });
+                loop {
+                    tick.tick().await;
+                    let line = render(&live, started.elapsed()).text;
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{line}");
+                    let _ = err.flush();
+                }
+            })
+        };
         Progress { task: Some(task) }
     }
 
@@ -81,10 +103,8 @@ impl Progress {
 
     fn stop(&mut self) {
         if let Some(task) = self.task.take() {
+            // Aborting drops the bar, which clears itself from the terminal.
             task.abort();
-            if std::io::stderr().is_terminal() {
-                eprint!("\r{:<100}\r", "");
-            }
         }
     }
 }
