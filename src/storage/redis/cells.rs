@@ -76,24 +76,7 @@ impl RedisStore {
         query: &NearbyQuery,
         cells: Vec<(CellIndex, u32)>,
     ) -> StoreResult<(Vec<(CellIndex, u32)>, Vec<Value>)> {
-        let (after_band, after_key) = query
-            .after
-            .as_ref()
-            .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-        let mut call = scripts::CELLS_READ.prepare_invoke();
-        call.arg(query.limit + 1)
-            .arg(query.order.offset())
-            .arg(after_band)
-            .arg(after_key)
-            .arg(keys::gender_filter_tag(query.gender_filter))
-            .arg(query.viewer.as_str())
-            .arg(query.exclude.len());
-        for user in &query.exclude {
-            call.arg(user.as_str());
-        }
-        for (cell, band) in &cells {
-            call.key(keys::cell_key(*cell)).arg(*band);
-        }
+        let call = scripts::cells_read(query, &cells);
         let reply: Vec<Value> = conn.script("reading cells", &call).await?;
         Ok((cells, reply))
     }

@@ -14,7 +14,7 @@ use tonic::async_trait;
 
 use super::{
     Conn, Target,
-    keys::{OWED, consent_key, history_key, legacy_consent_key},
+    keys::{OWED, consent_key, history_key},
     scripts,
 };
 use crate::{
@@ -200,28 +200,18 @@ impl ConsentStore for RedisConsentStore {
 
     async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
         let conn = &self.conn;
-        let mut call = scripts::CONSENT_APPEND.prepare_invoke();
-        let state = if event.is_granted() { "1" } else { "0" };
-        call.key(consent_key(&event.user_id, tag(event.feature)))
-            .key(history_key(&event.user_id))
-            .arg(encode(&event))
-            .arg(state)
-            .arg(tag(event.feature))
-            .arg(HISTORY_PER_FEATURE);
+        let record = encode(&event);
+        let call =
+            scripts::consent_append(&event, &record, tag(event.feature), HISTORY_PER_FEATURE);
         let _: i64 = conn.script("recording consent", &call).await?;
         Ok(())
     }
 
     async fn forget(&self, user: &UserId) -> StoreResult<u32> {
         let conn = &self.conn;
-        let mut call = scripts::CONSENT_FORGET.prepare_invoke();
-        call.key(history_key(user));
-        for feature in Feature::ALL {
-            call.key(consent_key(user, tag(feature)));
-        }
-        // The one-hash-per-user layout of earlier builds: erasure must not leave it behind.
-        call.key(legacy_consent_key(user));
-        conn.script("forgetting consent", &call).await
+        let tags = Feature::ALL.map(tag);
+        conn.script("forgetting consent", &scripts::consent_forget(user, &tags))
+            .await
     }
 
     async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {
@@ -231,16 +221,14 @@ impl ConsentStore for RedisConsentStore {
             token: crate::random::u64()?,
         };
         let conn = &self.conn;
-        let mut call = scripts::PURGE_OWE.prepare_invoke();
-        call.key(OWED).arg(owed_member(&owed));
+        let call = scripts::purge_owe(&owed_member(&owed));
         let _: i64 = conn.script("recording a purge owed", &call).await?;
         Ok(owed)
     }
 
     async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>> {
         let conn = &self.conn;
-        let mut call = scripts::PURGES_OWED.prepare_invoke();
-        call.key(OWED).arg(age.as_millis() as u64).arg(limit);
+        let call = scripts::purges_owed(age, limit);
         let raw: Vec<String> = conn.script("listing purges owed", &call).await?;
         Ok(raw.iter().filter_map(|m| parse_owed(m)).collect())
     }

@@ -117,12 +117,6 @@ pub fn consent_key(user: &UserId, tag: &str) -> String {
     format!("vc:c:{{{user}}}:{tag}")
 }
 
-/// The current-consent hash of a user in builds before consent records became one key per
-/// feature: only ever deleted (by `forget`), never read.
-pub fn legacy_consent_key(user: &UserId) -> String {
-    format!("vc:c:{{{user}}}")
-}
-
 /// The purges owed (in the consent store).
 pub const OWED: &str = "vc:owed";
 

@@ -38,13 +38,20 @@ use crate::domain::{
     nearby::{FIRST_BATCH, NearbyRequest, Tickets},
 };
 
+/// The smallest batch of cells a search reads on the bulk connection. Smaller batches (a near
+/// list's second and third: 38 and 76 cells) stay on the shared connection, where the calls
+/// of a busy node are written out together; measured: sending them on the bulk connection
+/// too cost ListNearby throughput about a tenth (`scripts/ab`, docs/performance.md).
+const BULK_BATCH: usize = 256;
+
 /// The Redis location store.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
-    /// A connection of its own for the later batches of far or sparse searches: Redis serves
-    /// its clients in turn, so an update or a near list on `conn` waits behind at most one
-    /// script of a far search, not behind every script a far search has queued (SPEC §4.5).
+    /// A connection of its own for the big batches of far or sparse searches (at least
+    /// [`BULK_BATCH`] cells): Redis serves its clients in turn, so an update or a near list on
+    /// `conn` waits behind at most one script of a far search, not behind every script a far
+    /// search has queued (SPEC §4.5).
     bulk: Conn,
     tickets: Tickets,
     waker: Arc<shake::Waker>,
@@ -115,14 +122,7 @@ impl LocationStore for RedisStore {
             return self.leave_in_steps(feature, user, retention).await;
         }
         let conn = &self.conn;
-        let mut call = scripts::LEAVE.prepare_invoke();
-        call.key(keys::user_key(user))
-            .key(keys::PARTS)
-            .arg(keys::user_field(feature, user))
-            .arg(user.as_str())
-            .arg(self.tickets.of(user))
-            .arg(retention.window().as_millis() as u64)
-            .arg(u8::from(keys::PARTITION_RES));
+        let call = scripts::leave(feature, user, self.tickets.of(user), retention);
         let reply: Option<(i64, i64)> = conn.script("leaving", &call).await?;
         Ok(reply.map(written))
     }
@@ -135,12 +135,7 @@ impl LocationStore for RedisStore {
                 self.clear_in_steps(*feature, user).await?
             } else {
                 let conn = &self.conn;
-                let mut call = scripts::CLEAR.prepare_invoke();
-                call.key(keys::user_key(user))
-                    .arg(keys::user_field(*feature, user))
-                    .arg(user.as_str())
-                    .arg(self.tickets.of(user))
-                    .arg(u8::from(keys::PARTITION_RES));
+                let call = scripts::clear(*feature, user, self.tickets.of(user));
                 let n: u32 = conn.script("clearing", &call).await?;
                 n > 0
             };
@@ -181,7 +176,7 @@ impl LocationStore for RedisStore {
             };
             let more = !cells.is_empty();
             if more {
-                let stop = if first {
+                let stop = if first || cells.len() < BULK_BATCH {
                     self.fetch(&self.conn, &query, cells, &mut fetched).await?
                 } else {
                     match self

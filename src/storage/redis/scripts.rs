@@ -11,9 +11,18 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::Script;
+use h3o::CellIndex;
+use redis::{Script, ScriptInvocation};
 
 use super::keys;
+use crate::{
+    domain::{
+        ConsentEvent, Deadlines, Feature, Retention, Timestamp, UserId,
+        nearby::NearbyQuery,
+        shake::{self, PendingShake, ShakeMatch},
+    },
+    storage::{LocationEntry, Position},
+};
 
 /// How long past its deadline a key's TTL falls (see [`EXPIRE_AT`]).
 pub const TTL_GRACE: Duration = Duration::from_secs(30);
@@ -73,6 +82,23 @@ fn script(body: &str) -> Script {
 pub static CELL_ADD: LazyLock<Script> =
     LazyLock::new(|| cell_script(include_str!("lua/cell_add.lua")));
 
+/// [`CELL_ADD`] for `position`'s user, under `ticket`.
+pub fn cell_add(
+    position: &Position,
+    ticket: u64,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let mut call = CELL_ADD.prepare_invoke();
+    call.key(keys::cell_key(position.cell))
+        .key(keys::due_key(keys::partition(position.cell)))
+        .arg(keys::gender_tag(position.gender).to_string())
+        .arg(position.user_id.as_str())
+        .arg(ticket)
+        .arg(retention.window().as_millis() as u64)
+        .arg(position.cell.to_string());
+    call
+}
+
 /// H3 on raw cells inside a script: the key text of an 8-byte big-endian cell (h3o's
 /// lower-case hex, no leading zeros) and its parent at a resolution (resolution field set,
 /// finer digits set to 7, as H3 defines it).
@@ -102,6 +128,26 @@ fn cell_script(body: &str) -> Script {
 pub static UPSERT: LazyLock<Script> =
     LazyLock::new(|| record_script(include_str!("lua/upsert.lua")));
 
+/// [`UPSERT`] of `position`, its user under `ticket`.
+pub fn upsert(position: &Position, ticket: u64, retention: Retention) -> ScriptInvocation<'static> {
+    let part = keys::partition(position.cell);
+    let mut call = UPSERT.prepare_invoke();
+    call.key(keys::cell_key(position.cell))
+        .key(keys::due_key(part))
+        .key(keys::user_key(&position.user_id))
+        .key(keys::PARTS)
+        .arg(keys::gender_tag(position.gender).to_string())
+        .arg(position.user_id.as_str())
+        .arg(ticket)
+        .arg(retention.window().as_millis() as u64)
+        .arg(position.cell.to_string())
+        .arg(keys::user_field(position.feature, &position.user_id))
+        .arg(keys::record_without_deadline(position, retention))
+        .arg(part.to_string())
+        .arg(u8::from(keys::PARTITION_RES));
+    call
+}
+
 /// Where a user's record says their cell set and its due index are (single node only: the
 /// keys are derived, not declared). `rec` is a record (`keys::encode_record`), `res` the
 /// partition resolution. Returns the cell key, the due key and the cell id.
@@ -123,11 +169,40 @@ fn record_script(body: &str) -> Script {
 /// feature.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| record_script(include_str!("lua/leave.lua")));
 
+/// [`LEAVE`] of `user` in `feature`, under `ticket`.
+pub fn leave(
+    feature: Feature,
+    user: &UserId,
+    ticket: u64,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let mut call = LEAVE.prepare_invoke();
+    call.key(keys::user_key(user))
+        .key(keys::PARTS)
+        .arg(keys::user_field(feature, user))
+        .arg(user.as_str())
+        .arg(ticket)
+        .arg(retention.window().as_millis() as u64)
+        .arg(u8::from(keys::PARTITION_RES));
+    call
+}
+
 /// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
 /// record and every member of theirs in the record's cell (found by ticket, whatever
 /// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution.
 /// Returns 1 when there was a record, else 0.
 pub static CLEAR: LazyLock<Script> = LazyLock::new(|| record_script(include_str!("lua/clear.lua")));
+
+/// [`CLEAR`] of `user` in `feature`, under `ticket`.
+pub fn clear(feature: Feature, user: &UserId, ticket: u64) -> ScriptInvocation<'static> {
+    let mut call = CLEAR.prepare_invoke();
+    call.key(keys::user_key(user))
+        .arg(keys::user_field(feature, user))
+        .arg(user.as_str())
+        .arg(ticket)
+        .arg(u8::from(keys::PARTITION_RES));
+    call
+}
 
 /// Renews a user's member in a cell, found by ticket or as their record names it, only if one
 /// is there: the cluster's first step of LeaveNearby, which must not re-create a member a
@@ -137,12 +212,53 @@ pub static CLEAR: LazyLock<Script> = LazyLock::new(|| record_script(include_str!
 pub static CELL_RENEW: LazyLock<Script> =
     LazyLock::new(|| cell_script(include_str!("lua/cell_renew.lua")));
 
+/// [`CELL_RENEW`] of the member of `entry` (its user under `ticket`).
+pub fn cell_renew(
+    entry: &LocationEntry,
+    ticket: u64,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let (cell, user) = (entry.position.cell, &entry.position.user_id);
+    let mut call = CELL_RENEW.prepare_invoke();
+    call.key(keys::cell_key(cell))
+        .key(keys::due_key(keys::partition(cell)))
+        .arg(keys::gender_tag(entry.position.gender).to_string())
+        .arg(user.as_str())
+        .arg(ticket)
+        .arg(retention.window().as_millis() as u64)
+        .arg(cell.to_string())
+        .arg(keys::member(
+            entry.position.gender,
+            entry.deadlines.purge_at,
+            user,
+        ));
+    call
+}
+
 /// Removes every member of a user from a cell (found by ticket, and the member their record
 /// names, ARGV[4], which a node with another order secret wrote under another ticket),
 /// dropping the cell when empty. KEYS: cell, due. ARGV: user id, ticket, cell id, member.
 /// Returns 1.
 pub static CELL_DROP_USER: LazyLock<Script> =
     LazyLock::new(|| cell_script(include_str!("lua/cell_drop_user.lua")));
+
+/// [`CELL_DROP_USER`]: every member of the user of `entry` (under `ticket`, and as `entry`
+/// names it).
+pub fn cell_drop_user(entry: &LocationEntry, ticket: u64) -> ScriptInvocation<'static> {
+    let (cell, user) = (entry.position.cell, &entry.position.user_id);
+    let mut call = CELL_DROP_USER.prepare_invoke();
+    call.key(keys::cell_key(cell))
+        .key(keys::due_key(keys::partition(cell)))
+        .arg(user.as_str())
+        .arg(ticket)
+        .arg(cell.to_string())
+        .arg(keys::member(
+            entry.position.gender,
+            entry.deadlines.purge_at,
+            user,
+        ));
+    call
+}
 
 /// Marks a user's record left with a new `purge_at`, only if the record is there and still
 /// in the cell whose member was renewed: the cluster's second step of LeaveNearby.
@@ -151,20 +267,67 @@ pub static CELL_DROP_USER: LazyLock<Script> =
 pub static USER_LEAVE: LazyLock<Script> =
     LazyLock::new(|| record_script(include_str!("lua/user_leave.lua")));
 
+/// [`USER_LEAVE`] of `user`'s record in `feature`, if it still names `cell`.
+pub fn user_leave(
+    feature: Feature,
+    user: &UserId,
+    cell: CellIndex,
+    purge_at: Timestamp,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let mut call = USER_LEAVE.prepare_invoke();
+    call.key(keys::user_key(user))
+        .arg(keys::user_field(feature, user))
+        .arg(u64::from(cell).to_be_bytes().as_slice())
+        .arg(purge_at.as_millis())
+        .arg(retention.window().as_millis() as u64);
+    call
+}
+
 /// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
 /// which then removes the member of whatever cell that record named.
 /// KEYS: user hash. ARGV: field.
 pub static USER_TAKE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/user_take.lua")));
 
+/// [`USER_TAKE`] of `user`'s record in `feature`.
+pub fn user_take(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
+    let mut call = USER_TAKE.prepare_invoke();
+    call.key(keys::user_key(user))
+        .arg(keys::user_field(feature, user));
+    call
+}
+
 /// Writes a user's record and returns the previous one (or nil).
 /// KEYS: user hash. ARGV: field, record, purge_at ms.
 pub static USER_PUT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/user_put.lua")));
+
+/// [`USER_PUT`] of `position`'s record with `deadlines`.
+pub fn user_put(
+    position: &Position,
+    deadlines: &Deadlines,
+    left: bool,
+) -> ScriptInvocation<'static> {
+    let mut call = USER_PUT.prepare_invoke();
+    call.key(keys::user_key(&position.user_id))
+        .arg(keys::user_field(position.feature, &position.user_id))
+        .arg(keys::encode_record(position, deadlines, left))
+        .arg(deadlines.purge_at.as_millis());
+    call
+}
 
 /// Reads a user's record with the server time: `{now, record or nil}` (on a cluster, where
 /// `TIME` sent alone could reach another node).
 /// KEYS: user hash. ARGV: field.
 pub static USER_GET: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/user_get.lua")));
+
+/// [`USER_GET`] of `user`'s record in `feature`.
+pub fn user_get(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
+    let mut call = USER_GET.prepare_invoke();
+    call.key(keys::user_key(user))
+        .arg(keys::user_field(feature, user));
+    call
+}
 
 /// The safety net of the sweep: deletes every record of a user hash whose deadline (floored to
 /// whole seconds) has passed, whether or not its cell member still points at it. KEYS: user
@@ -172,11 +335,28 @@ pub static USER_GET: LazyLock<Script> = LazyLock::new(|| script(include_str!("lu
 pub static USER_SWEEP: LazyLock<Script> =
     LazyLock::new(|| record_script(include_str!("lua/user_sweep.lua")));
 
+/// [`USER_SWEEP`] of user hash `shard`.
+pub fn user_sweep(shard: u64) -> ScriptInvocation<'static> {
+    let mut call = USER_SWEEP.prepare_invoke();
+    call.key(keys::shard_key(shard % keys::USER_SHARDS));
+    call
+}
+
 /// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
 /// floored to whole seconds like the members') is at or before ARGV[1].
 /// KEYS: user hash. Returns how many were deleted.
 pub static USER_PURGE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/user_purge.lua")));
+
+/// [`USER_PURGE`] of `fields` of user hash `key`, those due at `cut`.
+pub fn user_purge(key: &str, cut: i64, fields: &[String]) -> ScriptInvocation<'static> {
+    let mut call = USER_PURGE.prepare_invoke();
+    call.key(key).arg(cut);
+    for field in fields {
+        call.arg(field);
+    }
+    call
+}
 
 /// Reads cells in the viewer's in-band order and only as far as the page needs.
 /// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
@@ -205,6 +385,29 @@ pub static USER_PURGE: LazyLock<Script> =
 pub static CELLS_READ: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/cells_read.lua")));
 
+/// [`CELLS_READ`] of `cells` (each with its band) for `query`.
+pub fn cells_read(query: &NearbyQuery, cells: &[(CellIndex, u32)]) -> ScriptInvocation<'static> {
+    let (after_band, after_key) = query
+        .after
+        .as_ref()
+        .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
+    let mut call = CELLS_READ.prepare_invoke();
+    call.arg(query.limit + 1)
+        .arg(query.order.offset())
+        .arg(after_band)
+        .arg(after_key)
+        .arg(keys::gender_filter_tag(query.gender_filter))
+        .arg(query.viewer.as_str())
+        .arg(query.exclude.len());
+    for user in &query.exclude {
+        call.arg(user.as_str());
+    }
+    for (cell, band) in cells {
+        call.key(keys::cell_key(*cell)).arg(*band);
+    }
+    call
+}
+
 /// Lists the members of a partition due at the server's now: `{cut, {cell, ...}, {member,
 /// ...}}`, cut = now floored to the second, the cells those members were read from (at most
 /// ARGV[2] cells, and no more cells once ARGV[3] members were examined, but always one), and
@@ -214,6 +417,16 @@ pub static CELLS_READ: LazyLock<Script> =
 pub static SWEEP_FIND: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/sweep_find.lua")));
 
+/// [`SWEEP_FIND`] in partition `part`: at most `cells` cells, `members` members examined.
+pub fn sweep_find(part: CellIndex, cells: usize, members: usize) -> ScriptInvocation<'static> {
+    let mut call = SWEEP_FIND.prepare_invoke();
+    call.key(keys::due_key(part))
+        .arg(keys::cell_prefix(part))
+        .arg(cells)
+        .arg(members);
+    call
+}
+
 /// Removes the members due at ARGV[2] (the cut SWEEP_FIND returned, whose users' records are
 /// already deleted) from the cells SWEEP_FIND read (ARGV[3..]) and re-scores those cells;
 /// other due cells wait for the next visit. Returns the partition's earliest deadline left
@@ -222,15 +435,52 @@ pub static SWEEP_FIND: LazyLock<Script> =
 pub static SWEEP_CELLS: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/sweep_cells.lua")));
 
+/// [`SWEEP_CELLS`] of `cells` (as [`SWEEP_FIND`] named them) in partition `part` at `cut`.
+pub fn sweep_cells(part: CellIndex, cut: i64, cells: &[String]) -> ScriptInvocation<'static> {
+    let mut call = SWEEP_CELLS.prepare_invoke();
+    call.key(keys::due_key(part))
+        .arg(keys::cell_prefix(part))
+        .arg(cut);
+    for cell in cells {
+        call.arg(cell);
+    }
+    call
+}
+
 /// Schedules a partition's next sweep no later than ARGV[1] (ZADD LT), and keeps the
 /// partitions index alive. KEYS: parts. ARGV: at, partition, ttl-at.
 pub static PART_SCHEDULE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/part_schedule.lua")));
 
+/// [`PART_SCHEDULE`]: `cell`'s partition swept at `at` (the TTL of the schedule one
+/// retention later).
+pub fn part_schedule(
+    cell: CellIndex,
+    at: Timestamp,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let mut call = PART_SCHEDULE.prepare_invoke();
+    call.key(keys::PARTS)
+        .arg(at.as_millis())
+        .arg(keys::partition(cell).to_string())
+        .arg(at.plus(retention.window()).as_millis());
+    call
+}
+
 /// Sets a partition's next sweep time after sweeping it (plain ZADD: see `sweep.rs`).
 /// KEYS: parts. ARGV: at, partition, ttl-at.
 pub static PART_RESCHEDULE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/part_reschedule.lua")));
+
+/// [`PART_RESCHEDULE`] of partition `part` at `at`, the schedule's TTL at `ttl_at`.
+pub fn part_reschedule(part: CellIndex, at: i64, ttl_at: i64) -> ScriptInvocation<'static> {
+    let mut call = PART_RESCHEDULE.prepare_invoke();
+    call.key(keys::PARTS)
+        .arg(at)
+        .arg(part.to_string())
+        .arg(ttl_at);
+    call
+}
 
 /// Appends a consent event: the feature's state and the history in one step. Redis does not
 /// undo a script cut short, so the more restrictive write goes first: a withdrawal sets the
@@ -243,18 +493,61 @@ pub static PART_RESCHEDULE: LazyLock<Script> =
 pub static CONSENT_APPEND: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/consent_append.lua")));
 
+/// [`CONSENT_APPEND`] of `event`, encoded as `record`, under the feature tag `tag`, keeping
+/// at most `cap` events of the feature.
+pub fn consent_append(
+    event: &ConsentEvent,
+    record: &str,
+    tag: &str,
+    cap: usize,
+) -> ScriptInvocation<'static> {
+    let state = if event.is_granted() { "1" } else { "0" };
+    let mut call = CONSENT_APPEND.prepare_invoke();
+    call.key(keys::consent_key(&event.user_id, tag))
+        .key(keys::history_key(&event.user_id))
+        .arg(record)
+        .arg(state)
+        .arg(tag)
+        .arg(cap);
+    call
+}
+
 /// Records an owed purge at the server's now. KEYS: owed. ARGV: member.
 pub static PURGE_OWE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/purge_owe.lua")));
+
+/// [`PURGE_OWE`] of the owed purge `member` (`consent::owed_member`).
+pub fn purge_owe(member: &str) -> ScriptInvocation<'static> {
+    let mut call = PURGE_OWE.prepare_invoke();
+    call.key(keys::OWED).arg(member);
+    call
+}
 
 /// Purges owed for at least ARGV[1] ms, oldest first, at most ARGV[2]. KEYS: owed.
 pub static PURGES_OWED: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/purges_owed.lua")));
 
+/// [`PURGES_OWED`]: owed for at least `age`, at most `limit`.
+pub fn purges_owed(age: Duration, limit: usize) -> ScriptInvocation<'static> {
+    let mut call = PURGES_OWED.prepare_invoke();
+    call.key(keys::OWED).arg(age.as_millis() as u64).arg(limit);
+    call
+}
+
 /// Deletes a user's consent records; returns how many events there were.
 /// KEYS: history list, then every current record.
 pub static CONSENT_FORGET: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/consent_forget.lua")));
+
+/// [`CONSENT_FORGET`] of `user`, whose features have the tags `tags`.
+pub fn consent_forget(user: &UserId, tags: &[&str]) -> ScriptInvocation<'static> {
+    let mut call = CONSENT_FORGET.prepare_invoke();
+    call.key(keys::history_key(user));
+    for tag in tags {
+        call.key(keys::consent_key(user, tag));
+    }
+    call
+}
 
 /// Shake's key names inside scripts (every one under the `{shake}` hash tag) and the steps
 /// several Shake scripts share: dropping a pending shake, and a user's history, "named by"
@@ -283,11 +576,50 @@ fn shake_script(body: &str) -> Script {
 pub static SHAKE_PAIR: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/shake_pair.lua")));
 
+/// [`SHAKE_PAIR`] of shake `id` of `user` in `cell`, waiting `window` on node `node`.
+pub fn shake_pair(
+    id: u64,
+    user: &UserId,
+    cell: CellIndex,
+    window: Duration,
+    node: &str,
+) -> ScriptInvocation<'static> {
+    let coarse = shake::coarse(cell);
+    let (lat, lng) = shake::compared_centre(cell);
+    let mut call = SHAKE_PAIR.prepare_invoke();
+    call.key(keys::SHAKE_PENDING)
+        .arg(format!("{id:x}"))
+        .arg(user.as_str())
+        .arg(cell.to_string())
+        .arg(format!("{lat:.6}"))
+        .arg(format!("{lng:.6}"))
+        .arg(window.as_millis() as u64)
+        .arg(node)
+        .arg(coarse.to_string())
+        .arg(shake::PER_COARSE_CELL)
+        .arg(shake::FAR_POOL);
+    for ring in shake::coarse_rings(coarse) {
+        let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
+        call.arg(ring.join("|"));
+    }
+    call
+}
+
 /// Takes a delivered pairing from a shake's mailbox; with ARGV[2] = '1' also withdraws the
 /// shake if it is still pending. ARGV: id, withdraw flag, user. Returns the pairing text or
 /// nil.
 pub static SHAKE_TAKE: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/shake_take.lua")));
+
+/// [`SHAKE_TAKE`] of `pending`'s pairing, withdrawing it too when `withdraw`.
+pub fn shake_take(pending: &PendingShake, withdraw: bool) -> ScriptInvocation<'static> {
+    let mut call = SHAKE_TAKE.prepare_invoke();
+    call.key(keys::SHAKE_PENDING)
+        .arg(format!("{:x}", pending.id))
+        .arg(if withdraw { "1" } else { "0" })
+        .arg(pending.user.as_str());
+    call
+}
 
 /// Withdraws every pending shake of a user and, with ARGV[2] = '1' (a Clear, a withdrawal,
 /// an erasure), also deletes their uncollected pairings, their history, every entry naming
@@ -298,10 +630,33 @@ pub static SHAKE_TAKE: LazyLock<Script> =
 pub static SHAKE_CLEAR_USER: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/shake_clear_user.lua")));
 
+/// [`SHAKE_CLEAR_USER`] of `user`; with `clear` everything of theirs, tombstoned for
+/// `tombstone`.
+pub fn shake_clear_user(
+    user: &UserId,
+    clear: bool,
+    tombstone: Duration,
+) -> ScriptInvocation<'static> {
+    let mut call = SHAKE_CLEAR_USER.prepare_invoke();
+    call.key(keys::SHAKE_PENDING)
+        .arg(user.as_str())
+        .arg(if clear { "1" } else { "0" })
+        .arg(tombstone.as_millis() as u64)
+        .arg(format!("{:x}", user.pseudonym()));
+    call
+}
+
 /// Removes expired pending shakes and uncollected mailboxes (at most 1,000 of each), and
 /// the expired history of at most ARGV[1] users due. Returns `{removed, users left due}`.
 pub static SHAKE_SWEEP: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/shake_sweep.lua")));
+
+/// [`SHAKE_SWEEP`], trimming the history of at most `users` users.
+pub fn shake_sweep(users: usize) -> ScriptInvocation<'static> {
+    let mut call = SHAKE_SWEEP.prepare_invoke();
+    call.key(keys::SHAKE_PENDING).arg(users);
+    call
+}
 
 /// Adds a match to a user's history (a sorted set of `partner|band|matched_at` by deadline,
 /// at most ARGV[6] entries: the oldest go first), indexes the user under the partner's
@@ -312,10 +667,45 @@ pub static SHAKE_SWEEP: LazyLock<Script> =
 pub static HISTORY_ADD: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/history_add.lua")));
 
+/// [`HISTORY_ADD`] of `matched` to `user`'s history, kept one `retention`, at most `cap`
+/// entries.
+pub fn history_add(
+    user: &UserId,
+    matched: &ShakeMatch,
+    retention: Retention,
+    cap: usize,
+) -> ScriptInvocation<'static> {
+    let deadline = matched.matched_at.plus(retention.window()).as_millis();
+    let entry = format!(
+        "{}|{}|{}",
+        matched.partner,
+        matched.band_m,
+        matched.matched_at.as_millis()
+    );
+    let mut call = HISTORY_ADD.prepare_invoke();
+    call.key(keys::SHAKE_PENDING)
+        .arg(user.as_str())
+        .arg(matched.partner.as_str())
+        .arg(matched.matched_at.as_millis())
+        .arg(entry)
+        .arg(deadline)
+        .arg(cap)
+        .arg(format!("{:x}", user.pseudonym()))
+        .arg(format!("{:x}", matched.partner.pseudonym()));
+    call
+}
+
 /// A user's unexpired history, oldest first, with the server time: `{now, entry, ...}`.
 /// ARGV: user.
 pub static HISTORY_READ: LazyLock<Script> =
     LazyLock::new(|| shake_script(include_str!("lua/history_read.lua")));
+
+/// [`HISTORY_READ`] of `user`'s history.
+pub fn history_read(user: &UserId) -> ScriptInvocation<'static> {
+    let mut call = HISTORY_READ.prepare_invoke();
+    call.key(keys::SHAKE_PENDING).arg(user.as_str());
+    call
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,13 +18,11 @@ use super::{RedisStore, Target, keys, scripts};
 use crate::{
     domain::{
         Retention, Timestamp, UserId,
-        shake::{self, PendingShake, ShakeMatch, ShakePair},
+        shake::{PendingShake, ShakeMatch, ShakePair},
     },
     storage::{ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult},
 };
 
-/// A key of the `{shake}` slot, so scripts are routed there.
-const SLOT_KEY: &str = keys::SHAKE_PENDING;
 /// How long a Clear's tombstone keeps late matches of the cleared user from being recorded:
 /// longer than any call can run (its deadline is capped at 30 s) plus a store call.
 const TOMBSTONE: Duration = Duration::from_secs(120);
@@ -128,11 +126,7 @@ fn parse_pair(text: &str) -> StoreResult<ShakePair> {
 impl RedisStore {
     async fn take(&self, pending: &PendingShake, withdraw: bool) -> StoreResult<Option<ShakePair>> {
         let conn = &self.conn;
-        let mut call = scripts::SHAKE_TAKE.prepare_invoke();
-        call.key(SLOT_KEY)
-            .arg(format!("{:x}", pending.id))
-            .arg(if withdraw { "1" } else { "0" })
-            .arg(pending.user.as_str());
+        let call = scripts::shake_take(pending, withdraw);
         let pair: Option<String> = conn.script("taking a shake", &call).await?;
         pair.map(|p| parse_pair(&p)).transpose()
     }
@@ -142,12 +136,7 @@ impl RedisStore {
     /// many entries went and the last history deadline left.
     async fn clear_user(&self, user: &UserId, clear: bool) -> StoreResult<(u32, i64)> {
         let conn = &self.conn;
-        let mut call = scripts::SHAKE_CLEAR_USER.prepare_invoke();
-        call.key(SLOT_KEY)
-            .arg(user.as_str())
-            .arg(if clear { "1" } else { "0" })
-            .arg(TOMBSTONE.as_millis() as u64)
-            .arg(format!("{:x}", user.pseudonym()));
+        let call = scripts::shake_clear_user(user, clear, TOMBSTONE);
         conn.script("clearing shakes", &call).await
     }
 }
@@ -161,25 +150,8 @@ impl ShakeStore for RedisStore {
         cell: CellIndex,
         window: Duration,
     ) -> StoreResult<ShakeOutcome> {
-        let coarse = shake::coarse(cell);
-        let (lat, lng) = shake::compared_centre(cell);
         let conn = &self.conn;
-        let mut call = scripts::SHAKE_PAIR.prepare_invoke();
-        call.key(SLOT_KEY)
-            .arg(format!("{id:x}"))
-            .arg(user.as_str())
-            .arg(cell.to_string())
-            .arg(format!("{lat:.6}"))
-            .arg(format!("{lng:.6}"))
-            .arg(window.as_millis() as u64)
-            .arg(&self.waker.node)
-            .arg(coarse.to_string())
-            .arg(shake::PER_COARSE_CELL)
-            .arg(shake::FAR_POOL);
-        for ring in shake::coarse_rings(coarse) {
-            let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
-            call.arg(ring.join("|"));
-        }
+        let call = scripts::shake_pair(id, user, cell, window, &self.waker.node);
         let reply: Vec<redis::Value> = conn.script("pairing a shake", &call).await?;
         let text = |i: usize| {
             reply
@@ -242,32 +214,15 @@ impl ShakeStore for RedisStore {
         matched: &ShakeMatch,
         retention: Retention,
     ) -> StoreResult<()> {
-        let deadline = matched.matched_at.plus(retention.window()).as_millis();
-        let entry = format!(
-            "{}|{}|{}",
-            matched.partner,
-            matched.band_m,
-            matched.matched_at.as_millis()
-        );
         let conn = &self.conn;
-        let mut call = scripts::HISTORY_ADD.prepare_invoke();
-        call.key(SLOT_KEY)
-            .arg(user.as_str())
-            .arg(matched.partner.as_str())
-            .arg(matched.matched_at.as_millis())
-            .arg(entry)
-            .arg(deadline)
-            .arg(HISTORY_CAP)
-            .arg(format!("{:x}", user.pseudonym()))
-            .arg(format!("{:x}", matched.partner.pseudonym()));
+        let call = scripts::history_add(user, matched, retention, HISTORY_CAP);
         let _: i64 = conn.script("recording a match", &call).await?;
         Ok(())
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>> {
         let conn = &self.conn;
-        let mut call = scripts::HISTORY_READ.prepare_invoke();
-        call.key(SLOT_KEY).arg(user.as_str());
+        let call = scripts::history_read(user);
         let reply: Vec<redis::Value> = conn.script("reading history", &call).await?;
         let mut matches = Vec::new();
         for entry in reply.into_iter().skip(1) {
@@ -302,8 +257,7 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     let mut purged = 0;
     for _ in 0..SWEEP_CALLS_PER_PASS {
         let conn = &store.conn;
-        let mut call = scripts::SHAKE_SWEEP.prepare_invoke();
-        call.key(SLOT_KEY).arg(HISTORY_USERS_PER_CALL);
+        let call = scripts::shake_sweep(HISTORY_USERS_PER_CALL);
         let (n, left): (u32, u64) = conn.script("sweeping shakes", &call).await?;
         purged += n;
         if left == 0 {

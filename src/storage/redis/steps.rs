@@ -19,9 +19,7 @@ impl RedisStore {
     ) -> StoreResult<(Timestamp, Option<(Vec<u8>, LocationEntry)>)> {
         let conn = &self.conn;
         let (now, raw): (i64, Option<Vec<u8>>) = if self.conn.is_cluster() {
-            let mut call = scripts::USER_GET.prepare_invoke();
-            call.key(keys::user_key(user))
-                .arg(keys::user_field(feature, user));
+            let call = scripts::user_get(feature, user);
             conn.script("reading a record", &call).await?
         } else {
             // On one node the clock and the record come from one server: two plain commands
@@ -50,14 +48,7 @@ impl RedisStore {
         retention: Retention,
     ) -> StoreResult<Deadlines> {
         let conn = &self.conn;
-        let mut call = scripts::CELL_ADD.prepare_invoke();
-        call.key(keys::cell_key(position.cell))
-            .key(keys::due_key(keys::partition(position.cell)))
-            .arg(keys::gender_tag(position.gender).to_string())
-            .arg(position.user_id.as_str())
-            .arg(self.tickets.of(&position.user_id))
-            .arg(retention.window().as_millis() as u64)
-            .arg(position.cell.to_string());
+        let call = scripts::cell_add(position, self.tickets.of(&position.user_id), retention);
         let reply = conn.script("adding to a cell", &call).await?;
         Ok(written(reply))
     }
@@ -68,22 +59,8 @@ impl RedisStore {
         position: &Position,
         retention: Retention,
     ) -> StoreResult<Deadlines> {
-        let part = keys::partition(position.cell);
         let conn = &self.conn;
-        let mut call = scripts::UPSERT.prepare_invoke();
-        call.key(keys::cell_key(position.cell))
-            .key(keys::due_key(part))
-            .key(keys::user_key(&position.user_id))
-            .key(keys::PARTS)
-            .arg(keys::gender_tag(position.gender).to_string())
-            .arg(position.user_id.as_str())
-            .arg(self.tickets.of(&position.user_id))
-            .arg(retention.window().as_millis() as u64)
-            .arg(position.cell.to_string())
-            .arg(keys::user_field(position.feature, &position.user_id))
-            .arg(keys::record_without_deadline(position, retention))
-            .arg(part.to_string())
-            .arg(u8::from(keys::PARTITION_RES));
+        let call = scripts::upsert(position, self.tickets.of(&position.user_id), retention);
         let reply = conn.script("updating a location", &call).await?;
         Ok(written(reply))
     }
@@ -95,11 +72,7 @@ impl RedisStore {
         left: bool,
     ) -> StoreResult<Option<Vec<u8>>> {
         let conn = &self.conn;
-        let mut call = scripts::USER_PUT.prepare_invoke();
-        call.key(keys::user_key(&position.user_id))
-            .arg(keys::user_field(position.feature, &position.user_id))
-            .arg(keys::encode_record(position, deadlines, left))
-            .arg(deadlines.purge_at.as_millis());
+        let call = scripts::user_put(position, deadlines, left);
         conn.script("writing a record", &call).await
     }
 
@@ -120,30 +93,12 @@ impl RedisStore {
         };
         let cell = entry.position.cell;
         let conn = &self.conn;
-        let mut renew = scripts::CELL_RENEW.prepare_invoke();
-        renew
-            .key(keys::cell_key(cell))
-            .key(keys::due_key(keys::partition(cell)))
-            .arg(keys::gender_tag(entry.position.gender).to_string())
-            .arg(user.as_str())
-            .arg(self.tickets.of(user))
-            .arg(retention.window().as_millis() as u64)
-            .arg(cell.to_string())
-            .arg(keys::member(
-                entry.position.gender,
-                entry.deadlines.purge_at,
-                user,
-            ));
+        let renew = scripts::cell_renew(&entry, self.tickets.of(user), retention);
         let renewed: Option<(i64, i64)> = conn.script("renewing a member", &renew).await?;
         let Some(deadlines) = renewed.map(written) else {
             return Ok(None);
         };
-        let mut mark = scripts::USER_LEAVE.prepare_invoke();
-        mark.key(keys::user_key(user))
-            .arg(keys::user_field(feature, user))
-            .arg(u64::from(cell).to_be_bytes().as_slice())
-            .arg(deadlines.purge_at.as_millis())
-            .arg(retention.window().as_millis() as u64);
+        let mark = scripts::user_leave(feature, user, cell, deadlines.purge_at, retention);
         let marked: u32 = conn.script("marking a record left", &mark).await?;
         self.schedule(cell, deadlines.purge_at).await?;
         Ok((marked > 0).then_some(deadlines))
@@ -166,9 +121,7 @@ impl RedisStore {
             self.drop_member(entry).await?;
         }
         let conn = &self.conn;
-        let mut take = scripts::USER_TAKE.prepare_invoke();
-        take.key(keys::user_key(user))
-            .arg(keys::user_field(feature, user));
+        let take = scripts::user_take(feature, user);
         let taken: Option<Vec<u8>> = conn.script("deleting a record", &take).await?;
         let Some(raw) = taken else {
             return Ok(first.is_some());
@@ -183,16 +136,8 @@ impl RedisStore {
     /// the member the entry names (written under another ticket by a node with another
     /// order secret).
     pub(super) async fn drop_member(&self, entry: &LocationEntry) -> StoreResult<()> {
-        let (cell, user) = (entry.position.cell, &entry.position.user_id);
-        let named = keys::member(entry.position.gender, entry.deadlines.purge_at, user);
         let conn = &self.conn;
-        let mut call = scripts::CELL_DROP_USER.prepare_invoke();
-        call.key(keys::cell_key(cell))
-            .key(keys::due_key(keys::partition(cell)))
-            .arg(user.as_str())
-            .arg(self.tickets.of(user))
-            .arg(cell.to_string())
-            .arg(named);
+        let call = scripts::cell_drop_user(entry, self.tickets.of(&entry.position.user_id));
         let _: i64 = conn.script("removing from a cell", &call).await?;
         Ok(())
     }
@@ -200,11 +145,7 @@ impl RedisStore {
     /// Makes sure the sweeper visits the partition of `cell` by `at`.
     pub(super) async fn schedule(&self, cell: CellIndex, at: Timestamp) -> StoreResult<()> {
         let conn = &self.conn;
-        let mut call = scripts::PART_SCHEDULE.prepare_invoke();
-        call.key(keys::PARTS)
-            .arg(at.as_millis())
-            .arg(keys::partition(cell).to_string())
-            .arg(at.plus(self.retention.window()).as_millis());
+        let call = scripts::part_schedule(cell, at, self.retention);
         let _: i64 = conn.script("scheduling a sweep", &call).await?;
         Ok(())
     }

@@ -64,38 +64,24 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
 pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> StoreResult<u32> {
     let calls = (first..first + count).map(|shard| async move {
         let conn = &store.conn;
-        let mut call = scripts::USER_SWEEP.prepare_invoke();
-        call.key(keys::shard_key(shard % keys::USER_SHARDS));
-        conn.script::<u32>("sweeping records", &call).await
+        conn.script::<u32>("sweeping records", &scripts::user_sweep(shard))
+            .await
     });
     Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
 async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
-    let prefix = keys::cell_prefix(part);
     let conn = &store.conn;
-    let mut find = scripts::SWEEP_FIND.prepare_invoke();
-    find.key(keys::due_key(part))
-        .arg(&prefix)
-        .arg(CELLS_PER_VISIT)
-        .arg(MEMBERS_PER_VISIT);
+    let find = scripts::sweep_find(part, CELLS_PER_VISIT, MEMBERS_PER_VISIT);
     let (cut, cells, members): (i64, Vec<String>, Vec<String>) =
         conn.script("finding due members", &find).await?;
     purge_records(store, cut, &members).await?;
-    let mut sweep = scripts::SWEEP_CELLS.prepare_invoke();
-    sweep.key(keys::due_key(part)).arg(&prefix).arg(cut);
-    for cell in &cells {
-        sweep.arg(cell);
-    }
+    let sweep = scripts::sweep_cells(part, cut, &cells);
     let earliest: Option<i64> = conn.script("sweeping cells", &sweep).await?;
     let cap = cut + store.retention.window().as_millis() as i64;
     let next = earliest.map_or(cap, |e| e.min(cap));
-    let mut schedule = scripts::PART_RESCHEDULE.prepare_invoke();
-    schedule
-        .key(keys::PARTS)
-        .arg(next)
-        .arg(part.to_string())
-        .arg(cap + store.retention.window().as_millis() as i64);
+    let ttl_at = cap + store.retention.window().as_millis() as i64;
+    let schedule = scripts::part_reschedule(part, next, ttl_at);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
     if !members.is_empty() {
         tracing::info!(target: "vicinity::audit", action = "purge", purged_entries = members.len(), "audit");
@@ -117,11 +103,7 @@ async fn purge_records(store: &RedisStore, cut: i64, members: &[String]) -> Stor
     }
     let calls = by_hash.into_iter().map(|(key, fields)| async move {
         let conn = &store.conn;
-        let mut call = scripts::USER_PURGE.prepare_invoke();
-        call.key(key).arg(cut);
-        for field in &fields {
-            call.arg(field);
-        }
+        let call = scripts::user_purge(&key, cut, &fields);
         conn.script::<i64>("purging records", &call).await
     });
     try_join_all(calls).await?;
