@@ -41,7 +41,7 @@ use self::{
     driver::{Pace, RunSpec, Target, drive},
     peak::{Session, Settings},
     peer::{Geo, GeoAdd, GeoSearch},
-    report::{Criteria, Report, Role, RunReport},
+    report::{Criteria, Meta, Report, Role, RunReport},
     service::{Churn, ListNearby, Populate, Service, Shake},
     workload::{Population, Workload, mix},
 };
@@ -386,34 +386,29 @@ async fn load(
     report
 }
 
-fn meta(args: &LoadArgs, mode: &Mode) -> serde_json::Map<String, serde_json::Value> {
+fn meta(args: &LoadArgs, mode: &Mode) -> Meta {
     let mode = match mode {
         Mode::Rate(rate) => json!({ "rate": rate }),
         Mode::Sweep(rates) => json!({ "sweep": rates }),
         Mode::FindPeak => json!("find-peak"),
         Mode::Closed(n) => json!({ "closed": n }),
     };
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let meta = json!({
-        "harness": concat!("vicinity ", env!("CARGO_PKG_VERSION")),
-        "label": args.label,
-        "addr": args.addr,
-        "peer": args.peer_redis_url.is_some(),
-        "workload": args.workload.name(),
-        "users": args.users,
-        "hotspot_users": args.hotspot(),
-        "seed": args.seed,
-        "viewers": format!("{:?}", args.viewers).to_lowercase(),
-        "mode": mode,
-        "duration_s": args.duration.as_secs_f64(),
-        "max_in_flight": args.max_in_flight,
-        "connections": args.connections,
-        "timeout_s": args.timeout.as_secs_f64(),
-        "cpus": cpus,
-    });
-    match meta {
-        serde_json::Value::Object(map) => map,
-        _ => unreachable!("a json! object literal is an object"),
+    Meta {
+        harness: concat!("vicinity ", env!("CARGO_PKG_VERSION")).to_owned(),
+        label: args.label.clone(),
+        addr: args.addr.clone(),
+        peer: args.peer_redis_url.is_some(),
+        workload: args.workload.name().to_owned(),
+        users: args.users,
+        hotspot_users: args.hotspot(),
+        seed: args.seed,
+        viewers: format!("{:?}", args.viewers).to_lowercase(),
+        mode,
+        duration_s: args.duration.as_secs_f64(),
+        max_in_flight: args.max_in_flight,
+        connections: args.connections,
+        timeout_s: args.timeout.as_secs_f64(),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
     }
 }
 

@@ -152,7 +152,7 @@ fn grow<T>(v: &mut Vec<T>, i: usize, fill: impl Fn() -> T) -> &mut T {
 }
 
 /// The usual percentiles of a histogram, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Percentiles {
     /// Values recorded.
     pub count: u64,
@@ -163,6 +163,7 @@ pub struct Percentiles {
     /// 99th percentile.
     pub p99: u64,
     /// 99.9th percentile.
+    #[serde(rename = "p99_9")]
     pub p999: u64,
     /// Largest value (to the histogram's precision).
     pub max: u64,

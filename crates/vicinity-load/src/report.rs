@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
@@ -69,17 +70,20 @@ impl Role {
 }
 
 /// One second of a run (by intended send time).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Second {
     /// Seconds since the run's start.
     pub t: usize,
     /// Completions during that second (by completion time).
     pub completed: u64,
     /// p50 of the primary RPC sent that second, µs.
+    #[serde(rename = "p50_us")]
     pub p50: u64,
     /// p99 of the same, µs.
+    #[serde(rename = "p99_us")]
     pub p99: u64,
     /// Max of the same, µs.
+    #[serde(rename = "max_us")]
     pub max: u64,
 }
 
@@ -210,44 +214,36 @@ impl RunReport {
         format!("{} {} {}", self.target, self.rpc, pace_text(self.pace))
     }
 
-    /// The run as a JSON object.
-    pub fn to_json(&self) -> Value {
+    /// The run as it appears in the JSON document.
+    pub fn to_json(&self) -> RunJson<'_> {
         let (pace, rate, concurrency) = match self.pace {
             Pace::Open { rate } => ("open", Some(rate), None),
             Pace::Closed { concurrency } => ("closed", None, Some(concurrency)),
         };
-        let latency: serde_json::Map<String, Value> = self
-            .latency
-            .iter()
-            .map(|(rpc, p)| (rpc.clone(), percentiles_json(p)))
-            .collect();
-        json!({
-            "target": self.target,
-            "rpc": self.rpc,
-            "role": self.role.name(),
-            "pace": pace,
-            "rate": rate,
-            "concurrency": concurrency,
-            "duration_s": self.duration.as_secs_f64(),
-            "planned": self.planned,
-            "sent": self.sent,
-            "unsent": self.unsent,
-            "unfinished": self.unfinished,
-            "completed": self.completed,
-            "ok": self.ok,
-            "errors": self.errors,
-            "achieved_rps": round(self.achieved, 1),
-            "sustained": self.sustained,
-            "within_bound": self.within_bound,
-            "latency_us": latency,
-            "cpu_s": self.cpu,
-            "cpu_us_per_request": self.cpu_per_request(),
-            "per_second": self.seconds.iter().map(|s| json!({
-                "t": s.t, "completed": s.completed, "p50_us": s.p50, "p99_us": s.p99,
-                "max_us": s.max,
-            })).collect::<Vec<_>>(),
-            "distribution": self.distribution.iter().map(|&(p, v)| json!([p, v])).collect::<Vec<_>>(),
-        })
+        RunJson {
+            target: &self.target,
+            rpc: &self.rpc,
+            role: self.role.name(),
+            pace,
+            rate,
+            concurrency,
+            duration_s: self.duration.as_secs_f64(),
+            planned: self.planned,
+            sent: self.sent,
+            unsent: self.unsent,
+            unfinished: self.unfinished,
+            completed: self.completed,
+            ok: self.ok,
+            errors: &self.errors,
+            achieved_rps: round(self.achieved, 1),
+            sustained: self.sustained,
+            within_bound: self.within_bound,
+            latency_us: &self.latency,
+            cpu_s: &self.cpu,
+            cpu_us_per_request: self.cpu_per_request(),
+            per_second: &self.seconds,
+            distribution: &self.distribution,
+        }
     }
 }
 
@@ -260,13 +256,6 @@ fn second(t: usize, h: &hdrhistogram::Histogram<u64>, completed: &[u64]) -> Seco
         p99: p.p99,
         max: p.max,
     }
-}
-
-fn percentiles_json(p: &Percentiles) -> Value {
-    json!({
-        "count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99_9": p.p999,
-        "max": p.max, "mean": p.mean,
-    })
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -299,9 +288,103 @@ pub struct Peak {
     pub saturated: Option<f64>,
 }
 
+/// The JSON document (`--json`): what [`Report::to_json`] serializes.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    format: u32,
+    meta: &'a Meta,
+    p99_bound_us: u64,
+    interleaved: Vec<SliceRatio>,
+    failures: Vec<FailureJson<'a>>,
+    loads: Vec<RunJson<'a>>,
+    runs: Vec<RunJson<'a>>,
+    peaks: Vec<PeakJson<'a>>,
+    comparison: Value,
+}
+
+/// A failed step in the JSON document.
+#[derive(Serialize)]
+struct FailureJson<'a> {
+    step: &'a str,
+    error: &'a str,
+}
+
+/// A peak in the JSON document.
+#[derive(Serialize)]
+struct PeakJson<'a> {
+    target: &'a str,
+    rpc: &'a str,
+    rate: f64,
+    achieved_rps: f64,
+    latency_us: Percentiles,
+    saturated_rps: Option<f64>,
+}
+
+/// A run in the JSON document.
+#[derive(Debug, Serialize)]
+pub struct RunJson<'a> {
+    target: &'a str,
+    rpc: &'a str,
+    role: &'static str,
+    pace: &'static str,
+    rate: Option<f64>,
+    concurrency: Option<usize>,
+    duration_s: f64,
+    planned: u64,
+    sent: u64,
+    unsent: u64,
+    unfinished: u64,
+    completed: u64,
+    ok: u64,
+    errors: &'a BTreeMap<String, u64>,
+    achieved_rps: f64,
+    sustained: bool,
+    within_bound: bool,
+    latency_us: &'a BTreeMap<String, Percentiles>,
+    cpu_s: &'a BTreeMap<String, f64>,
+    cpu_us_per_request: BTreeMap<String, f64>,
+    per_second: &'a [Second],
+    distribution: &'a [(f64, u64)],
+}
+
+/// What was run against what: flags, population, machine facts (the JSON's `meta`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Meta {
+    /// `vicinity <version>`.
+    pub harness: String,
+    /// `--label`.
+    pub label: Option<String>,
+    /// The service's address.
+    pub addr: String,
+    /// Whether a peer Redis was compared.
+    pub peer: bool,
+    /// `w1` .. `w4`.
+    pub workload: String,
+    /// City users.
+    pub users: u64,
+    /// Hotspot users.
+    pub hotspot_users: u64,
+    /// The seed.
+    pub seed: u64,
+    /// Who asks for lists.
+    pub viewers: String,
+    /// `{"rate": r}`, `{"sweep": [..]}`, `"find-peak"` or `{"closed": n}`.
+    pub mode: Value,
+    /// Each run's length.
+    pub duration_s: f64,
+    /// `--max-in-flight`.
+    pub max_in_flight: usize,
+    /// `--connections`.
+    pub connections: usize,
+    /// The call deadline.
+    pub timeout_s: f64,
+    /// CPUs of the machine.
+    pub cpus: usize,
+}
+
 /// The ratios of the service over one peer target across the rounds of an interleaved
 /// comparison (see [`Report::slice_ratios`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SliceRatio {
     /// The peer target.
     pub target: String,
@@ -321,7 +404,7 @@ pub struct SliceRatio {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     /// What was run against what: flags, population, machine facts.
-    pub meta: serde_json::Map<String, Value>,
+    pub meta: Meta,
     /// Populating the service and the peer, if done.
     pub loads: Vec<RunReport>,
     /// Every measured run, in order.
@@ -338,31 +421,42 @@ pub struct Report {
 impl Report {
     /// The JSON document.
     pub fn to_json(&self) -> Value {
-        let peaks: Vec<Value> = self
-            .peaks
-            .iter()
-            .map(|p| {
-                json!({
-                    "target": p.target, "rpc": p.rpc, "rate": p.rate,
-                    "achieved_rps": round(p.achieved, 1), "latency_us": percentiles_json(&p.latency),
-                    "saturated_rps": p.saturated.map(|s| round(s, 1)),
+        let document = ReportJson {
+            format: FORMAT,
+            meta: &self.meta,
+            p99_bound_us: self.p99_bound_us,
+            interleaved: self
+                .slice_ratios()
+                .into_iter()
+                .map(|r| SliceRatio {
+                    median: round(r.median, 3),
+                    min: round(r.min, 3),
+                    max: round(r.max, 3),
+                    ..r
                 })
-            })
-            .collect();
-        json!({
-            "format": FORMAT,
-            "meta": self.meta,
-            "p99_bound_us": self.p99_bound_us,
-            "interleaved": self.slice_ratios().iter().map(|r| json!({
-                "target": r.target, "measure": r.measure, "median": round(r.median, 3),
-                "min": round(r.min, 3), "max": round(r.max, 3), "rounds": r.rounds,
-            })).collect::<Vec<_>>(),
-            "failures": self.failures.iter().map(|(step, error)| json!({"step": step, "error": error})).collect::<Vec<_>>(),
-            "loads": self.loads.iter().map(RunReport::to_json).collect::<Vec<_>>(),
-            "runs": self.runs.iter().map(RunReport::to_json).collect::<Vec<_>>(),
-            "peaks": peaks,
-            "comparison": self.comparison(),
-        })
+                .collect(),
+            failures: self
+                .failures
+                .iter()
+                .map(|(step, error)| FailureJson { step, error })
+                .collect(),
+            loads: self.loads.iter().map(RunReport::to_json).collect(),
+            runs: self.runs.iter().map(RunReport::to_json).collect(),
+            peaks: self
+                .peaks
+                .iter()
+                .map(|p| PeakJson {
+                    target: &p.target,
+                    rpc: &p.rpc,
+                    rate: p.rate,
+                    achieved_rps: round(p.achieved, 1),
+                    latency_us: p.latency,
+                    saturated_rps: p.saturated.map(|s| round(s, 1)),
+                })
+                .collect(),
+            comparison: self.comparison(),
+        };
+        serde_json::to_value(document).unwrap_or(Value::Null)
     }
 
     /// Each peak beside the service's ListNearby peak: `{target: ratio}` (service ÷ peer),
@@ -711,6 +805,13 @@ mod tests {
             assert!(latency[key].is_u64(), "{key}");
         }
         assert!(run["distribution"][0].is_array());
+        for key in ["t", "completed", "p50_us", "p99_us", "max_us"] {
+            assert!(run["per_second"][0][key].is_u64(), "{key}");
+        }
+        for key in ["harness", "users", "seed", "mode", "duration_s", "cpus"] {
+            assert!(back["meta"].get(key).is_some(), "{key}");
+        }
+        assert!(back["failures"].is_array() && back["interleaved"].is_array());
         assert_eq!(back["comparison"]["service_over"]["redis-geo-1km"], 10.0);
         assert_eq!(back["peaks"][0]["rate"], 1000.0);
     }
