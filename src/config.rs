@@ -361,6 +361,18 @@ mod tests {
         );
     }
 
+    /// The location and consent targets of a Redis configuration.
+    fn targets(config: Config) -> (Target, Target) {
+        match config.store {
+            StoreConfig::Redis {
+                locations,
+                consents,
+                ..
+            } => (locations, consents),
+            other => panic!("redis: {other:?}"),
+        }
+    }
+
     #[test]
     fn redis_urls_choose_the_redis_store() {
         let config = parse(&[
@@ -370,25 +382,11 @@ mod tests {
             "redis://b/",
         ])
         .unwrap();
-        let StoreConfig::Redis {
-            locations,
-            consents,
-            ..
-        } = config.store
-        else {
-            panic!("redis")
-        };
+        let (locations, consents) = targets(config);
         assert_eq!(locations, Target::Single("redis://a/".into()));
         assert_eq!(consents, Target::Single("redis://b/".into()));
         let config = parse(&["--redis-cluster", "redis://a/,redis://b/"]).unwrap();
-        let StoreConfig::Redis {
-            locations,
-            consents,
-            ..
-        } = config.store
-        else {
-            panic!("redis")
-        };
+        let (locations, consents) = targets(config);
         assert_eq!(
             locations,
             Target::Cluster(vec!["redis://a/".into(), "redis://b/".into()])

@@ -118,14 +118,22 @@ fn service(
     (svc, store, clock)
 }
 
+/// Alice, with GRANTED consent to each of `features` on `svc`.
+async fn alice_consenting(svc: &Vicinity, features: &[Feature]) -> UserId {
+    let alice = UserId::parse("alice", "user_id").unwrap();
+    let notice = NoticeVersion::parse("2026-01").unwrap();
+    for feature in features {
+        svc.grant_consent(&alice, *feature, &notice, &Source::default())
+            .await
+            .unwrap();
+    }
+    alice
+}
+
 #[tokio::test]
 async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
     let (svc, store, _) = service(true, 0);
-    let alice = UserId::parse("alice", "user_id").unwrap();
-    let notice = NoticeVersion::parse("2026-01").unwrap();
-    svc.grant_consent(&alice, Feature::PeopleNearby, &notice, &Source::default())
-        .await
-        .unwrap();
+    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
     let at = Location::new(39.912_345_678, 116.398_765_432, 5.0).unwrap();
 
     let updated = svc.update_location(&alice, at, Gender::Female).await;
@@ -145,11 +153,7 @@ async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
 #[tokio::test]
 async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
     let (svc, store, clock) = service(false, 1);
-    let alice = UserId::parse("alice", "user_id").unwrap();
-    let notice = NoticeVersion::parse("2026-01").unwrap();
-    svc.grant_consent(&alice, Feature::PeopleNearby, &notice, &Source::default())
-        .await
-        .unwrap();
+    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
     let at = Location::new(39.9, 116.4, 5.0).unwrap();
     svc.update_location(&alice, at, Gender::Female)
         .await
@@ -178,13 +182,7 @@ async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
 #[tokio::test]
 async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
     let (svc, store, _) = service(false, 0);
-    let alice = UserId::parse("alice", "user_id").unwrap();
-    let notice = NoticeVersion::parse("2026-01").unwrap();
-    for feature in [Feature::PeopleNearby, Feature::Shake] {
-        svc.grant_consent(&alice, feature, &notice, &Source::default())
-            .await
-            .unwrap();
-    }
+    let alice = alice_consenting(&svc, &[Feature::PeopleNearby, Feature::Shake]).await;
     let at = Location::new(39.9, 116.4, 5.0).unwrap();
     svc.update_location(&alice, at, Gender::Female)
         .await
@@ -205,6 +203,7 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
     assert_eq!(store.history(&alice).await.unwrap().len(), history);
     assert_eq!(store.physical_entries(), 1, "the location is where it was");
     let bob = UserId::parse("bob", "user_id").unwrap();
+    let notice = NoticeVersion::parse("2026-01").unwrap();
     svc.grant_consent(&bob, Feature::Shake, &notice, &Source::default())
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use vicinity::grpc::pb::{ConsentState, Feature, Gender};
 use crate::{
     calls::{NOTICE, millis},
     details::{assert_consent_required, assert_location_required},
-    helpers::{Backend, on_both_backends, spawn_app_on},
+    helpers::{Backend, alice_beside_bob, on_both_backends, spawn_app_on},
     places::HOME,
 };
 
@@ -43,10 +43,7 @@ async fn list_nearby_without_a_location_of_ones_own_is_refused(backend: Backend)
 
 on_both_backends!(withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates);
 async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
     assert_eq!(app.listed("bob").await, ["alice"]);
 
     let withdrawn = app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
@@ -62,10 +59,7 @@ async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates(ba
 
 on_both_backends!(refusing_one_feature_leaves_the_other_usable);
 async fn refusing_one_feature_leaves_the_other_usable(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
 
     let withdrawn = app.withdraw("alice", Feature::Shake).await.unwrap();
 
@@ -127,10 +121,7 @@ async fn granting_again_under_the_same_notice_records_one_event(backend: Backend
 
 on_both_backends!(granting_again_after_withdrawing_lets_the_user_back_in);
 async fn granting_again_after_withdrawing_lets_the_user_back_in(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
     app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
 
     app.join("alice", HOME, Gender::Female).await;

@@ -39,12 +39,13 @@ use vicinity::{
     client::Client,
     config::{Config, StoreConfig},
     domain::{ManualClock, Retention, Timestamp, nearby::OrderContext},
+    grpc::pb::Gender,
     server::{self, ServerError},
     storage::redis::Target,
 };
 use vicinity_testing::redis::RedisServer;
 
-use crate::capture;
+use crate::{capture, places::HOME};
 
 /// How far a store may round a deadline down: the Redis store keeps whole seconds.
 pub const ROUNDING_MS: i64 = 1_000;
@@ -147,6 +148,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// A server with the test defaults on `backend`.
 pub async fn spawn_app_on(backend: Backend) -> TestApp {
     TestApp::spawn(backend, |_| {}).await
+}
+
+/// A server on `backend` where alice (woman, at `HOME`) and bob (man, 40 m east) have joined
+/// People Nearby.
+pub async fn alice_beside_bob(backend: Backend) -> TestApp {
+    let app = spawn_app_on(backend).await;
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
+        .await;
+    app
 }
 
 /// The test defaults for a server on `addr`.

@@ -34,14 +34,19 @@ fn args(addr: SocketAddr, flags: &[&str]) -> LoadArgs {
     Cli::try_parse_from(base.iter().chain(flags)).unwrap().load
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tiny_load_is_counted_exactly_and_answers_without_errors() {
+/// Runs the harness with `flags` against a new server, bounded by `bound`.
+async fn run_against_a_server(flags: &[&str], bound: Duration) -> vicinity_load::report::Report {
     let (addr, _stop) = spawn_server().await;
-    let args = args(addr, &["--rate", "200", "--duration", "1s"]);
-    let report = tokio::time::timeout(Duration::from_secs(9), vicinity_load::run(&args))
+    tokio::time::timeout(bound, vicinity_load::run(&args(addr, flags)))
         .await
         .expect("bounded")
-        .expect("runs");
+        .expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_load_is_counted_exactly_and_answers_without_errors() {
+    let flags = ["--rate", "200", "--duration", "1s"];
+    let report = run_against_a_server(&flags, Duration::from_secs(9)).await;
     let load = &report.loads[0];
     assert_eq!((load.role, load.ok, load.completed), (Role::Load, 200, 200));
     let [run] = report.runs.as_slice() else {
@@ -60,15 +65,8 @@ async fn a_tiny_load_is_counted_exactly_and_answers_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_updates_leave_and_come_back_without_errors() {
-    let (addr, _stop) = spawn_server().await;
     let flags = ["--workload", "w3", "--rate", "400", "--duration", "1s"];
-    let report = tokio::time::timeout(
-        Duration::from_secs(9),
-        vicinity_load::run(&args(addr, &flags)),
-    )
-    .await
-    .expect("bounded")
-    .expect("runs");
+    let report = run_against_a_server(&flags, Duration::from_secs(9)).await;
     let run = &report.runs[0];
     assert_eq!((run.completed, run.ok), (400, 400), "{:?}", run.errors);
     assert!(run.latency["UpdateLocation"].count > 350);
@@ -76,15 +74,8 @@ async fn churn_updates_leave_and_come_back_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w4_shakes_and_pairs_without_errors() {
-    let (addr, _stop) = spawn_server().await;
     let flags = ["--workload", "w4", "--rate", "20", "--duration", "1s"];
-    let report = tokio::time::timeout(
-        Duration::from_secs(9),
-        vicinity_load::run(&args(addr, &flags)),
-    )
-    .await
-    .expect("bounded")
-    .expect("w4 runs");
+    let report = run_against_a_server(&flags, Duration::from_secs(9)).await;
     let run = &report.runs[0];
     assert_eq!(report.runs.len(), 1);
     assert!(run.completed >= 10, "{run:?}");
@@ -173,7 +164,6 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
 /// each round with its spread beside the runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() {
-    let (addr, _stop) = spawn_server().await;
     let peer = vicinity_testing::redis::RedisServer::start().expect("redis-server starts");
     let url = peer.url();
     let flags = [
@@ -186,13 +176,7 @@ async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() 
         "--slice",
         "500ms",
     ];
-    let report = tokio::time::timeout(
-        Duration::from_secs(30),
-        vicinity_load::run(&args(addr, &flags)),
-    )
-    .await
-    .expect("bounded")
-    .expect("runs");
+    let report = run_against_a_server(&flags, Duration::from_secs(30)).await;
     let order: Vec<&str> = report.runs.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(order.len(), 12, "{order:?}");
     assert_eq!(

@@ -10,7 +10,7 @@ use vicinity::grpc::pb::{self, Feature, Gender, GenderFilter};
 use crate::{
     calls::{list_request, millis},
     helpers::ROUNDING_MS,
-    helpers::{Backend, TestApp, on_both_backends, spawn_app, spawn_app_on},
+    helpers::{Backend, TestApp, alice_beside_bob, on_both_backends, spawn_app, spawn_app_on},
     places::{HOME, Point},
 };
 
@@ -257,10 +257,7 @@ async fn new_order_epochs_reorder_the_band() {
 
 on_both_backends!(a_user_who_left_stays_listed_until_visible_until_but_cannot_look);
 async fn a_user_who_left_stays_listed_until_visible_until_but_cannot_look(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
     // Moves the deadlines on memory; on Redis the store's own time has moved a little.
     app.advance(Duration::from_secs(10));
 

@@ -8,16 +8,13 @@ use vicinity::{
 use crate::{
     calls::{NOTICE, millis},
     helpers::ROUNDING_MS,
-    helpers::{Backend, on_both_backends, spawn_app_on},
+    helpers::{Backend, alice_beside_bob, on_both_backends, spawn_app_on},
     places::HOME,
 };
 
 on_both_backends!(clear_location_is_immediate_idempotent_and_keeps_consent);
 async fn clear_location_is_immediate_idempotent_and_keeps_consent(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
     assert_eq!(app.listed("bob").await, ["alice"]);
 
     let cleared = app.clear("alice", Feature::Unspecified).await.unwrap();
@@ -38,10 +35,7 @@ async fn clear_location_is_immediate_idempotent_and_keeps_consent(backend: Backe
 
 on_both_backends!(clearing_another_feature_leaves_people_nearby_alone);
 async fn clearing_another_feature_leaves_people_nearby_alone(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("alice", HOME, Gender::Female).await;
-    app.join("bob", HOME.offset_m(40.0, 0.0), Gender::Male)
-        .await;
+    let app = alice_beside_bob(backend).await;
 
     let cleared = app.clear("alice", Feature::Shake).await.unwrap();
 
