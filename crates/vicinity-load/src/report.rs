@@ -288,6 +288,21 @@ pub struct Peak {
     pub saturated: Option<f64>,
 }
 
+#[cfg(test)]
+impl Peak {
+    /// A peak of `target`'s `rpc` held at `rate`, with no latency and no saturation probe.
+    pub(crate) fn held(target: &str, rpc: &str, rate: f64) -> Self {
+        Peak {
+            target: target.into(),
+            rpc: rpc.into(),
+            rate,
+            achieved: rate,
+            latency: Percentiles::default(),
+            saturated: None,
+        }
+    }
+}
+
 /// The JSON document (`--json`): what [`Report::to_json`] serializes.
 #[derive(Serialize)]
 struct ReportJson<'a> {
@@ -764,22 +779,8 @@ mod tests {
         let doc = Report {
             runs: vec![run],
             peaks: vec![
-                Peak {
-                    target: "service".into(),
-                    rpc: "ListNearby".into(),
-                    rate: 1000.0,
-                    achieved: 1000.0,
-                    latency: Percentiles::default(),
-                    saturated: None,
-                },
-                Peak {
-                    target: "redis-geo-1km".into(),
-                    rpc: "GEOSEARCH".into(),
-                    rate: 100.0,
-                    achieved: 100.0,
-                    latency: Percentiles::default(),
-                    saturated: None,
-                },
+                Peak::held("service", "ListNearby", 1000.0),
+                Peak::held("redis-geo-1km", "GEOSEARCH", 100.0),
             ],
             p99_bound_us: 5_000,
             ..Report::default()

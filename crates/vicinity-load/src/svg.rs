@@ -568,14 +568,7 @@ mod tests {
         runs.push(run(300.0, Role::HalfPeak, 100));
         let report = Report {
             runs,
-            peaks: vec![Peak {
-                target: "service".into(),
-                rpc: "ListNearby".into(),
-                rate: 100.0,
-                achieved: 100.0,
-                latency: Percentiles::default(),
-                saturated: None,
-            }],
+            peaks: vec![Peak::held("service", "ListNearby", 100.0)],
             p99_bound_us: 5_000,
             ..Report::default()
         };

@@ -90,9 +90,9 @@ impl LocationStore for RedisStore {
     #[instrument(skip_all)]
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
         if !self.conn.is_cluster() {
-            return self.upsert_at_once(&position, retention).await;
+            return self.write_position(&position, retention, true).await;
         }
-        let deadlines = self.cell_add(&position, retention).await?;
+        let deadlines = self.write_position(&position, retention, false).await?;
         let old = self.put_record(&position, &deadlines, false).await?;
         let old =
             old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));

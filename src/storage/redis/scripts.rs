@@ -31,6 +31,15 @@ pub const UNCOLLECTED: Duration = Duration::from_secs(10);
 /// Expired pending shakes, and uncollected mailboxes, removed per Shake sweep call (each).
 pub const SHAKE_SWEEP_BATCH: usize = 1_000;
 
+/// `pub static $name`: the script of `lua/$file` behind the helpers `$joined` adds (built
+/// once, on first use).
+macro_rules! lua_script {
+    ($(#[$doc:meta])* $name:ident, $joined:ident, $file:literal) => {
+        $(#[$doc])*
+        pub static $name: LazyLock<Script> = LazyLock::new(|| $joined(include_str!($file)));
+    };
+}
+
 /// The constants every script starts with (names in `lua/.luacheckrc`).
 fn constants() -> String {
     format!(
@@ -73,14 +82,15 @@ fn script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, body])
 }
 
-/// Adds (or renews) a user in a cell with `purge_at = now + retention` rounded down to the
-/// second (deadlines in members are whole seconds, so the replies say exactly when the data
-/// goes) and `last_active = purge_at - retention`, replacing any member of the same user
-/// there (found by its ticket, without a scan).
-/// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
-/// Returns `{last_active, purge_at}`.
-pub static CELL_ADD: LazyLock<Script> =
-    LazyLock::new(|| cell_script(include_str!("lua/cell_add.lua")));
+lua_script! {
+    /// Adds (or renews) a user in a cell with `purge_at = now + retention` rounded down to the
+    /// second (deadlines in members are whole seconds, so the replies say exactly when the data
+    /// goes) and `last_active = purge_at - retention`, replacing any member of the same user
+    /// there (found by its ticket, without a scan).
+    /// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
+    /// Returns `{last_active, purge_at}`.
+    CELL_ADD, cell_script, "lua/cell_add.lua"
+}
 
 /// [`CELL_ADD`] for `position`'s user, under `ticket`.
 pub fn cell_add(
@@ -88,10 +98,8 @@ pub fn cell_add(
     ticket: u64,
     retention: Retention,
 ) -> ScriptInvocation<'static> {
-    let mut call = CELL_ADD.prepare_invoke();
-    call.key(keys::cell_key(position.cell))
-        .key(keys::due_key(keys::partition(position.cell)))
-        .arg(keys::gender_tag(position.gender).to_string())
+    let mut call = on_cell(&CELL_ADD, position.cell);
+    call.arg(keys::gender_tag(position.gender).to_string())
         .arg(position.user_id.as_str())
         .arg(ticket)
         .arg(retention.window().as_millis() as u64)
@@ -114,19 +122,20 @@ fn cell_script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, body])
 }
 
-/// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
-/// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
-/// `purge_at`, which only the server clock knows), after removing their previous member
-/// (found by ticket, whatever deadline it carries, and as the old record names it, which a
-/// node with another order secret wrote under another ticket; that cell's key is derived
-/// from the old record: an undeclared key, which a single node allows and a cluster would
-/// not, so a cluster takes the step-by-step path),
-/// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
-/// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
-/// id, field, record without `purge_at`, partition id, partition resolution.
-/// Returns `{last_active, purge_at}`.
-pub static UPSERT: LazyLock<Script> =
-    LazyLock::new(|| record_script(include_str!("lua/upsert.lua")));
+lua_script! {
+    /// UpdateLocation on a single node, in one atomic call: adds or renews the user in their cell
+    /// (as [`CELL_ADD`]), writes their record (the service sends it without its 13-digit
+    /// `purge_at`, which only the server clock knows), after removing their previous member
+    /// (found by ticket, whatever deadline it carries, and as the old record names it, which a
+    /// node with another order secret wrote under another ticket; that cell's key is derived
+    /// from the old record: an undeclared key, which a single node allows and a cluster would
+    /// not, so a cluster takes the step-by-step path),
+    /// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
+    /// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
+    /// id, field, record without `purge_at`, partition id, partition resolution.
+    /// Returns `{last_active, purge_at}`.
+    UPSERT, record_script, "lua/upsert.lua"
+}
 
 /// [`UPSERT`] of `position`, its user under `ticket`.
 pub fn upsert(position: &Position, ticket: u64, retention: Retention) -> ScriptInvocation<'static> {
@@ -160,14 +169,16 @@ fn record_script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CELL, body])
 }
 
-/// LeaveNearby on a single node, in one atomic call: if the user has a live record, renews
-/// their member (found by ticket) and their record with `purge_at = now + retention`, marks
-/// the record left, and schedules the partition's sweep. Creates nothing when there is no
-/// live record, so a Leave can never bring back what a Clear or a withdrawal removed.
-/// KEYS: user hash, parts. ARGV: field, user id, ticket, retention ms, partition resolution.
-/// Returns `{last_active, purge_at}`, or nil when the user is not in the
-/// feature.
-pub static LEAVE: LazyLock<Script> = LazyLock::new(|| record_script(include_str!("lua/leave.lua")));
+lua_script! {
+    /// LeaveNearby on a single node, in one atomic call: if the user has a live record, renews
+    /// their member (found by ticket) and their record with `purge_at = now + retention`, marks
+    /// the record left, and schedules the partition's sweep. Creates nothing when there is no
+    /// live record, so a Leave can never bring back what a Clear or a withdrawal removed.
+    /// KEYS: user hash, parts. ARGV: field, user id, ticket, retention ms, partition resolution.
+    /// Returns `{last_active, purge_at}`, or nil when the user is not in the
+    /// feature.
+    LEAVE, record_script, "lua/leave.lua"
+}
 
 /// [`LEAVE`] of `user` in `feature`, under `ticket`.
 pub fn leave(
@@ -187,11 +198,13 @@ pub fn leave(
     call
 }
 
-/// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
-/// record and every member of theirs in the record's cell (found by ticket, whatever
-/// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution.
-/// Returns 1 when there was a record, else 0.
-pub static CLEAR: LazyLock<Script> = LazyLock::new(|| record_script(include_str!("lua/clear.lua")));
+lua_script! {
+    /// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
+    /// record and every member of theirs in the record's cell (found by ticket, whatever
+    /// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution.
+    /// Returns 1 when there was a record, else 0.
+    CLEAR, record_script, "lua/clear.lua"
+}
 
 /// [`CLEAR`] of `user` in `feature`, under `ticket`.
 pub fn clear(feature: Feature, user: &UserId, ticket: u64) -> ScriptInvocation<'static> {
@@ -204,13 +217,14 @@ pub fn clear(feature: Feature, user: &UserId, ticket: u64) -> ScriptInvocation<'
     call
 }
 
-/// Renews a user's member in a cell, found by ticket or as their record names it, only if one
-/// is there: the cluster's first step of LeaveNearby, which must not re-create a member a
-/// Clear removed. KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id,
-/// the member the record names.
-/// Returns `{last_active, purge_at}`, or nil when the user has no member there.
-pub static CELL_RENEW: LazyLock<Script> =
-    LazyLock::new(|| cell_script(include_str!("lua/cell_renew.lua")));
+lua_script! {
+    /// Renews a user's member in a cell, found by ticket or as their record names it, only if one
+    /// is there: the cluster's first step of LeaveNearby, which must not re-create a member a
+    /// Clear removed. KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id,
+    /// the member the record names.
+    /// Returns `{last_active, purge_at}`, or nil when the user has no member there.
+    CELL_RENEW, cell_script, "lua/cell_renew.lua"
+}
 
 /// [`CELL_RENEW`] of the member of `entry` (its user under `ticket`).
 pub fn cell_renew(
@@ -219,53 +233,43 @@ pub fn cell_renew(
     retention: Retention,
 ) -> ScriptInvocation<'static> {
     let (cell, user) = (entry.position.cell, &entry.position.user_id);
-    let mut call = CELL_RENEW.prepare_invoke();
-    call.key(keys::cell_key(cell))
-        .key(keys::due_key(keys::partition(cell)))
-        .arg(keys::gender_tag(entry.position.gender).to_string())
+    let mut call = on_cell(&CELL_RENEW, cell);
+    call.arg(keys::gender_tag(entry.position.gender).to_string())
         .arg(user.as_str())
         .arg(ticket)
         .arg(retention.window().as_millis() as u64)
         .arg(cell.to_string())
-        .arg(keys::member(
-            entry.position.gender,
-            entry.deadlines.purge_at,
-            user,
-        ));
+        .arg(named_member(entry));
     call
 }
 
-/// Removes every member of a user from a cell (found by ticket, and the member their record
-/// names, ARGV[4], which a node with another order secret wrote under another ticket),
-/// dropping the cell when empty. KEYS: cell, due. ARGV: user id, ticket, cell id, member.
-/// Returns 1.
-pub static CELL_DROP_USER: LazyLock<Script> =
-    LazyLock::new(|| cell_script(include_str!("lua/cell_drop_user.lua")));
+lua_script! {
+    /// Removes every member of a user from a cell (found by ticket, and the member their record
+    /// names, ARGV[4], which a node with another order secret wrote under another ticket),
+    /// dropping the cell when empty. KEYS: cell, due. ARGV: user id, ticket, cell id, member.
+    /// Returns 1.
+    CELL_DROP_USER, cell_script, "lua/cell_drop_user.lua"
+}
 
 /// [`CELL_DROP_USER`]: every member of the user of `entry` (under `ticket`, and as `entry`
 /// names it).
 pub fn cell_drop_user(entry: &LocationEntry, ticket: u64) -> ScriptInvocation<'static> {
     let (cell, user) = (entry.position.cell, &entry.position.user_id);
-    let mut call = CELL_DROP_USER.prepare_invoke();
-    call.key(keys::cell_key(cell))
-        .key(keys::due_key(keys::partition(cell)))
-        .arg(user.as_str())
+    let mut call = on_cell(&CELL_DROP_USER, cell);
+    call.arg(user.as_str())
         .arg(ticket)
         .arg(cell.to_string())
-        .arg(keys::member(
-            entry.position.gender,
-            entry.deadlines.purge_at,
-            user,
-        ));
+        .arg(named_member(entry));
     call
 }
 
-/// Marks a user's record left with a new `purge_at`, only if the record is there and still
-/// in the cell whose member was renewed: the cluster's second step of LeaveNearby.
-/// KEYS: user hash. ARGV: field, cell (8 raw bytes), purge_at ms, retention ms. Returns 1
-/// when written, else 0.
-pub static USER_LEAVE: LazyLock<Script> =
-    LazyLock::new(|| record_script(include_str!("lua/user_leave.lua")));
+lua_script! {
+    /// Marks a user's record left with a new `purge_at`, only if the record is there and still
+    /// in the cell whose member was renewed: the cluster's second step of LeaveNearby.
+    /// KEYS: user hash. ARGV: field, cell (8 raw bytes), purge_at ms, retention ms. Returns 1
+    /// when written, else 0.
+    USER_LEAVE, record_script, "lua/user_leave.lua"
+}
 
 /// [`USER_LEAVE`] of `user`'s record in `feature`, if it still names `cell`.
 pub fn user_leave(
@@ -284,23 +288,52 @@ pub fn user_leave(
     call
 }
 
-/// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
-/// which then removes the member of whatever cell that record named.
-/// KEYS: user hash. ARGV: field.
-pub static USER_TAKE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/user_take.lua")));
+lua_script! {
+    /// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
+    /// which then removes the member of whatever cell that record named.
+    /// KEYS: user hash. ARGV: field.
+    USER_TAKE, script, "lua/user_take.lua"
+}
 
 /// [`USER_TAKE`] of `user`'s record in `feature`.
 pub fn user_take(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
-    let mut call = USER_TAKE.prepare_invoke();
+    on_record(&USER_TAKE, feature, user)
+}
+
+/// A call of `script` whose KEYS are `cell`'s member set and its partition's due index.
+fn on_cell(script: &'static Script, cell: CellIndex) -> ScriptInvocation<'static> {
+    let mut call = script.prepare_invoke();
+    call.key(keys::cell_key(cell))
+        .key(keys::due_key(keys::partition(cell)));
+    call
+}
+
+/// The member `entry` names in its cell (as the node that wrote it spelled it).
+fn named_member(entry: &LocationEntry) -> String {
+    keys::member(
+        entry.position.gender,
+        entry.deadlines.purge_at,
+        &entry.position.user_id,
+    )
+}
+
+/// A call of `script` whose KEYS are `user`'s hash and whose ARGV is their field in `feature`.
+fn on_record(
+    script: &'static Script,
+    feature: Feature,
+    user: &UserId,
+) -> ScriptInvocation<'static> {
+    let mut call = script.prepare_invoke();
     call.key(keys::user_key(user))
         .arg(keys::user_field(feature, user));
     call
 }
 
-/// Writes a user's record and returns the previous one (or nil).
-/// KEYS: user hash. ARGV: field, record, purge_at ms.
-pub static USER_PUT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/user_put.lua")));
+lua_script! {
+    /// Writes a user's record and returns the previous one (or nil).
+    /// KEYS: user hash. ARGV: field, record, purge_at ms.
+    USER_PUT, script, "lua/user_put.lua"
+}
 
 /// [`USER_PUT`] of `position`'s record with `deadlines`.
 pub fn user_put(
@@ -316,24 +349,24 @@ pub fn user_put(
     call
 }
 
-/// Reads a user's record with the server time: `{now, record or nil}` (on a cluster, where
-/// `TIME` sent alone could reach another node).
-/// KEYS: user hash. ARGV: field.
-pub static USER_GET: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/user_get.lua")));
+lua_script! {
+    /// Reads a user's record with the server time: `{now, record or nil}` (on a cluster, where
+    /// `TIME` sent alone could reach another node).
+    /// KEYS: user hash. ARGV: field.
+    USER_GET, script, "lua/user_get.lua"
+}
 
 /// [`USER_GET`] of `user`'s record in `feature`.
 pub fn user_get(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
-    let mut call = USER_GET.prepare_invoke();
-    call.key(keys::user_key(user))
-        .arg(keys::user_field(feature, user));
-    call
+    on_record(&USER_GET, feature, user)
 }
 
-/// The safety net of the sweep: deletes every record of a user hash whose deadline (floored to
-/// whole seconds) has passed, whether or not its cell member still points at it. KEYS: user
-/// hash. Returns how many were deleted.
-pub static USER_SWEEP: LazyLock<Script> =
-    LazyLock::new(|| record_script(include_str!("lua/user_sweep.lua")));
+lua_script! {
+    /// The safety net of the sweep: deletes every record of a user hash whose deadline (floored to
+    /// whole seconds) has passed, whether or not its cell member still points at it. KEYS: user
+    /// hash. Returns how many were deleted.
+    USER_SWEEP, record_script, "lua/user_sweep.lua"
+}
 
 /// [`USER_SWEEP`] of user hash `shard`.
 pub fn user_sweep(shard: u64) -> ScriptInvocation<'static> {
@@ -342,11 +375,12 @@ pub fn user_sweep(shard: u64) -> ScriptInvocation<'static> {
     call
 }
 
-/// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
-/// floored to whole seconds like the members') is at or before ARGV[1].
-/// KEYS: user hash. Returns how many were deleted.
-pub static USER_PURGE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/user_purge.lua")));
+lua_script! {
+    /// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
+    /// floored to whole seconds like the members') is at or before ARGV[1].
+    /// KEYS: user hash. Returns how many were deleted.
+    USER_PURGE, script, "lua/user_purge.lua"
+}
 
 /// [`USER_PURGE`] of `fields` of user hash `key`, those due at `cut`.
 pub fn user_purge(key: &str, cut: i64, fields: &[String]) -> ScriptInvocation<'static> {
@@ -358,32 +392,33 @@ pub fn user_purge(key: &str, cut: i64, fields: &[String]) -> ScriptInvocation<'s
     call
 }
 
-/// Reads cells in the viewer's in-band order and only as far as the page needs.
-/// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
-/// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
-/// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
-/// k, then k excluded users, then one band per key.
-///
-/// A member's key is (ticket - offset) mod 2^52, and tickets are uniform, so for each band
-/// (cells sharing it) the script reads every cell's members with keys in one window
-/// `[lo, hi)` sized from the band's total (ZCARD) to hold 1.5 times what is still wanted
-/// (3 times under a gender filter), widening it (doubling) only when the admitted members
-/// fall short. Per member the script allocates nothing but the deadline digits, unless a
-/// block list is given (a deadline of whole seconds `d` is visible iff `d > floor(now / 1000)`,
-/// the same rule as `d * 1000 > now`; compared as numbers, since Lua compares strings by the
-/// server's locale). Members are admitted
-/// here (gender, viewer, block list, deadline), so the count is exact; once n are in hand
-/// the band is complete below `hi` and no later band can make the page. Every admitted
-/// member with a key below `hi` is returned; the caller ranks them. Work and reply are thus
-/// about 1.5n members whatever the density.
-/// One call examines at most about `20n + 2000` members: when admitted members are rare (a
-/// gender filter in a crowd of one gender, a long block list, a stalled sweeper) it stops at a
-/// window's end, or at the end of the band before (key 2^52), and says where; the page ends
-/// there (the next page continues from it).
-/// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
-/// it did not stop, `i` the 1-based key index.
-pub static CELLS_READ: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/cells_read.lua")));
+lua_script! {
+    /// Reads cells in the viewer's in-band order and only as far as the page needs.
+    /// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
+    /// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
+    /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
+    /// k, then k excluded users, then one band per key.
+    ///
+    /// A member's key is (ticket - offset) mod 2^52, and tickets are uniform, so for each band
+    /// (cells sharing it) the script reads every cell's members with keys in one window
+    /// `[lo, hi)` sized from the band's total (ZCARD) to hold 1.5 times what is still wanted
+    /// (3 times under a gender filter), widening it (doubling) only when the admitted members
+    /// fall short. Per member the script allocates nothing but the deadline digits, unless a
+    /// block list is given (a deadline of whole seconds `d` is visible iff `d > floor(now / 1000)`,
+    /// the same rule as `d * 1000 > now`; compared as numbers, since Lua compares strings by the
+    /// server's locale). Members are admitted
+    /// here (gender, viewer, block list, deadline), so the count is exact; once n are in hand
+    /// the band is complete below `hi` and no later band can make the page. Every admitted
+    /// member with a key below `hi` is returned; the caller ranks them. Work and reply are thus
+    /// about 1.5n members whatever the density.
+    /// One call examines at most about `20n + 2000` members: when admitted members are rare (a
+    /// gender filter in a crowd of one gender, a long block list, a stalled sweeper) it stops at a
+    /// window's end, or at the end of the band before (key 2^52), and says where; the page ends
+    /// there (the next page continues from it).
+    /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
+    /// it did not stop, `i` the 1-based key index.
+    CELLS_READ, script, "lua/cells_read.lua"
+}
 
 /// [`CELLS_READ`] of `cells` (each with its band) for `query`.
 pub fn cells_read(query: &NearbyQuery, cells: &[(CellIndex, u32)]) -> ScriptInvocation<'static> {
@@ -408,14 +443,15 @@ pub fn cells_read(query: &NearbyQuery, cells: &[(CellIndex, u32)]) -> ScriptInvo
     call
 }
 
-/// Lists the members of a partition due at the server's now: `{cut, {cell, ...}, {member,
-/// ...}}`, cut = now floored to the second, the cells those members were read from (at most
-/// ARGV[2] cells, and no more cells once ARGV[3] members were examined, but always one), and
-/// their due members. [`SWEEP_CELLS`] then sweeps exactly these cells: a cell whose members
-/// were not read here keeps them, so no record is ever left without its member.
-/// KEYS: due. ARGV: cell key prefix, cell limit, member budget.
-pub static SWEEP_FIND: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/sweep_find.lua")));
+lua_script! {
+    /// Lists the members of a partition due at the server's now: `{cut, {cell, ...}, {member,
+    /// ...}}`, cut = now floored to the second, the cells those members were read from (at most
+    /// ARGV[2] cells, and no more cells once ARGV[3] members were examined, but always one), and
+    /// their due members. [`SWEEP_CELLS`] then sweeps exactly these cells: a cell whose members
+    /// were not read here keeps them, so no record is ever left without its member.
+    /// KEYS: due. ARGV: cell key prefix, cell limit, member budget.
+    SWEEP_FIND, script, "lua/sweep_find.lua"
+}
 
 /// [`SWEEP_FIND`] in partition `part`: at most `cells` cells, `members` members examined.
 pub fn sweep_find(part: CellIndex, cells: usize, members: usize) -> ScriptInvocation<'static> {
@@ -427,13 +463,14 @@ pub fn sweep_find(part: CellIndex, cells: usize, members: usize) -> ScriptInvoca
     call
 }
 
-/// Removes the members due at ARGV[2] (the cut SWEEP_FIND returned, whose users' records are
-/// already deleted) from the cells SWEEP_FIND read (ARGV[3..]) and re-scores those cells;
-/// other due cells wait for the next visit. Returns the partition's earliest deadline left
-/// (at or before the cut when due cells remain), or nil when it is empty.
-/// KEYS: due. ARGV: cell key prefix, cut, cell, cell, ...
-pub static SWEEP_CELLS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/sweep_cells.lua")));
+lua_script! {
+    /// Removes the members due at ARGV[2] (the cut SWEEP_FIND returned, whose users' records are
+    /// already deleted) from the cells SWEEP_FIND read (ARGV[3..]) and re-scores those cells;
+    /// other due cells wait for the next visit. Returns the partition's earliest deadline left
+    /// (at or before the cut when due cells remain), or nil when it is empty.
+    /// KEYS: due. ARGV: cell key prefix, cut, cell, cell, ...
+    SWEEP_CELLS, script, "lua/sweep_cells.lua"
+}
 
 /// [`SWEEP_CELLS`] of `cells` (as [`SWEEP_FIND`] named them) in partition `part` at `cut`.
 pub fn sweep_cells(part: CellIndex, cut: i64, cells: &[String]) -> ScriptInvocation<'static> {
@@ -447,10 +484,11 @@ pub fn sweep_cells(part: CellIndex, cut: i64, cells: &[String]) -> ScriptInvocat
     call
 }
 
-/// Schedules a partition's next sweep no later than ARGV[1] (ZADD LT), and keeps the
-/// partitions index alive. KEYS: parts. ARGV: at, partition, ttl-at.
-pub static PART_SCHEDULE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/part_schedule.lua")));
+lua_script! {
+    /// Schedules a partition's next sweep no later than ARGV[1] (ZADD LT), and keeps the
+    /// partitions index alive. KEYS: parts. ARGV: at, partition, ttl-at.
+    PART_SCHEDULE, script, "lua/part_schedule.lua"
+}
 
 /// [`PART_SCHEDULE`]: `cell`'s partition swept at `at` (the TTL of the schedule one
 /// retention later).
@@ -467,10 +505,11 @@ pub fn part_schedule(
     call
 }
 
-/// Sets a partition's next sweep time after sweeping it (plain ZADD: see `sweep.rs`).
-/// KEYS: parts. ARGV: at, partition, ttl-at.
-pub static PART_RESCHEDULE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/part_reschedule.lua")));
+lua_script! {
+    /// Sets a partition's next sweep time after sweeping it (plain ZADD: see `sweep.rs`).
+    /// KEYS: parts. ARGV: at, partition, ttl-at.
+    PART_RESCHEDULE, script, "lua/part_reschedule.lua"
+}
 
 /// [`PART_RESCHEDULE`] of partition `part` at `at`, the schedule's TTL at `ttl_at`.
 pub fn part_reschedule(part: CellIndex, at: i64, ttl_at: i64) -> ScriptInvocation<'static> {
@@ -482,16 +521,17 @@ pub fn part_reschedule(part: CellIndex, at: i64, ttl_at: i64) -> ScriptInvocatio
     call
 }
 
-/// Appends a consent event: the feature's state and the history in one step. Redis does not
-/// undo a script cut short, so the more restrictive write goes first: a withdrawal sets the
-/// state before its event, a grant appends its event before the state says `1`. Then, if the
-/// feature now has more than ARGV[4] events, its oldest one goes (`domain::consent::
-/// HISTORY_PER_FEATURE`; the history is at most that many per feature, so this reads a
-/// bounded list, and the latest event of each feature, its current record, always stays).
-/// KEYS: the feature's state key, history list. ARGV: encoded record, state (`1` granted,
-/// `0` not), the feature's tag (the record's second field), cap.
-pub static CONSENT_APPEND: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/consent_append.lua")));
+lua_script! {
+    /// Appends a consent event: the feature's state and the history in one step. Redis does not
+    /// undo a script cut short, so the more restrictive write goes first: a withdrawal sets the
+    /// state before its event, a grant appends its event before the state says `1`. Then, if the
+    /// feature now has more than ARGV[4] events, its oldest one goes (`domain::consent::
+    /// HISTORY_PER_FEATURE`; the history is at most that many per feature, so this reads a
+    /// bounded list, and the latest event of each feature, its current record, always stays).
+    /// KEYS: the feature's state key, history list. ARGV: encoded record, state (`1` granted,
+    /// `0` not), the feature's tag (the record's second field), cap.
+    CONSENT_APPEND, script, "lua/consent_append.lua"
+}
 
 /// [`CONSENT_APPEND`] of `event`, encoded as `record`, under the feature tag `tag`, keeping
 /// at most `cap` events of the feature.
@@ -512,9 +552,10 @@ pub fn consent_append(
     call
 }
 
-/// Records an owed purge at the server's now. KEYS: owed. ARGV: member.
-pub static PURGE_OWE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/purge_owe.lua")));
+lua_script! {
+    /// Records an owed purge at the server's now. KEYS: owed. ARGV: member.
+    PURGE_OWE, script, "lua/purge_owe.lua"
+}
 
 /// [`PURGE_OWE`] of the owed purge `member` (`consent::owed_member`).
 pub fn purge_owe(member: &str) -> ScriptInvocation<'static> {
@@ -523,9 +564,10 @@ pub fn purge_owe(member: &str) -> ScriptInvocation<'static> {
     call
 }
 
-/// Purges owed for at least ARGV[1] ms, oldest first, at most ARGV[2]. KEYS: owed.
-pub static PURGES_OWED: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/purges_owed.lua")));
+lua_script! {
+    /// Purges owed for at least ARGV[1] ms, oldest first, at most ARGV[2]. KEYS: owed.
+    PURGES_OWED, script, "lua/purges_owed.lua"
+}
 
 /// [`PURGES_OWED`]: owed for at least `age`, at most `limit`.
 pub fn purges_owed(age: Duration, limit: usize) -> ScriptInvocation<'static> {
@@ -534,10 +576,11 @@ pub fn purges_owed(age: Duration, limit: usize) -> ScriptInvocation<'static> {
     call
 }
 
-/// Deletes a user's consent records; returns how many events there were.
-/// KEYS: history list, then every current record.
-pub static CONSENT_FORGET: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/consent_forget.lua")));
+lua_script! {
+    /// Deletes a user's consent records; returns how many events there were.
+    /// KEYS: history list, then every current record.
+    CONSENT_FORGET, script, "lua/consent_forget.lua"
+}
 
 /// [`CONSENT_FORGET`] of `user`, whose features have the tags `tags`.
 pub fn consent_forget(user: &UserId, tags: &[&str]) -> ScriptInvocation<'static> {
@@ -559,22 +602,23 @@ fn shake_script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, SHAKE_OPS, body])
 }
 
-/// Shake: pairs an arriving shake with the nearest pending one, or leaves it pending.
-/// Everything Shake holds lives under the `{shake}` hash tag, so pairing, clearing and
-/// sweeping are each one atomic script whichever node runs them.
-/// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell,
-/// candidates per coarse cell, the far pool's size, then the coarse cells of each ring from 0
-/// as '|'-joined lists.
-/// The partner is chosen by `domain::shake::choose`'s rule, step for step (its constants come
-/// in as ARGV; `dist2` is `shake::separation`): the oldest few candidates per coarse cell,
-/// through the first ring that has a partner and the next, then the first of the far pool
-/// (soonest to expire first). A differential test holds the two to it.
-/// A pending shake's id is in its user's set (`u:<user>`) until it is withdrawn, taken or
-/// swept, and a mailbox's id also in the set of the user it names, so clearing a user finds
-/// every one of their shakes and every uncollected pairing with them.
-/// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
-pub static SHAKE_PAIR: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/shake_pair.lua")));
+lua_script! {
+    /// Shake: pairs an arriving shake with the nearest pending one, or leaves it pending.
+    /// Everything Shake holds lives under the `{shake}` hash tag, so pairing, clearing and
+    /// sweeping are each one atomic script whichever node runs them.
+    /// ARGV: id, user, cell, centre lat, centre lng, window ms, node, own coarse cell,
+    /// candidates per coarse cell, the far pool's size, then the coarse cells of each ring from 0
+    /// as '|'-joined lists.
+    /// The partner is chosen by `domain::shake::choose`'s rule, step for step (its constants come
+    /// in as ARGV; `dist2` is `shake::separation`): the oldest few candidates per coarse cell,
+    /// through the first ring that has a partner and the next, then the first of the far pool
+    /// (soonest to expire first). A differential test holds the two to it.
+    /// A pending shake's id is in its user's set (`u:<user>`) until it is withdrawn, taken or
+    /// swept, and a mailbox's id also in the set of the user it names, so clearing a user finds
+    /// every one of their shakes and every uncollected pairing with them.
+    /// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
+    SHAKE_PAIR, shake_script, "lua/shake_pair.lua"
+}
 
 /// [`SHAKE_PAIR`] of shake `id` of `user` in `cell`, waiting `window` on node `node`.
 pub fn shake_pair(
@@ -605,11 +649,12 @@ pub fn shake_pair(
     call
 }
 
-/// Takes a delivered pairing from a shake's mailbox; with ARGV[2] = '1' also withdraws the
-/// shake if it is still pending. ARGV: id, withdraw flag, user. Returns the pairing text or
-/// nil.
-pub static SHAKE_TAKE: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/shake_take.lua")));
+lua_script! {
+    /// Takes a delivered pairing from a shake's mailbox; with ARGV[2] = '1' also withdraws the
+    /// shake if it is still pending. ARGV: id, withdraw flag, user. Returns the pairing text or
+    /// nil.
+    SHAKE_TAKE, shake_script, "lua/shake_take.lua"
+}
 
 /// [`SHAKE_TAKE`] of `pending`'s pairing, withdrawing it too when `withdraw`.
 pub fn shake_take(pending: &PendingShake, withdraw: bool) -> ScriptInvocation<'static> {
@@ -621,14 +666,15 @@ pub fn shake_take(pending: &PendingShake, withdraw: bool) -> ScriptInvocation<'s
     call
 }
 
-/// Withdraws every pending shake of a user and, with ARGV[2] = '1' (a Clear, a withdrawal,
-/// an erasure), also deletes their uncollected pairings, their history, every entry naming
-/// them in others' histories (found through `n:<user>`), and leaves a tombstone so a match
-/// recorded later for or against them (by a call still finishing) is dropped.
-/// ARGV: user, clear flag, tombstone ms, tombstone name. Returns `{entries removed, last history deadline}`
-/// (the deadline 0 when there is no history or it was cleared).
-pub static SHAKE_CLEAR_USER: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/shake_clear_user.lua")));
+lua_script! {
+    /// Withdraws every pending shake of a user and, with ARGV[2] = '1' (a Clear, a withdrawal,
+    /// an erasure), also deletes their uncollected pairings, their history, every entry naming
+    /// them in others' histories (found through `n:<user>`), and leaves a tombstone so a match
+    /// recorded later for or against them (by a call still finishing) is dropped.
+    /// ARGV: user, clear flag, tombstone ms, tombstone name. Returns `{entries removed, last history deadline}`
+    /// (the deadline 0 when there is no history or it was cleared).
+    SHAKE_CLEAR_USER, shake_script, "lua/shake_clear_user.lua"
+}
 
 /// [`SHAKE_CLEAR_USER`] of `user`; with `clear` everything of theirs, tombstoned for
 /// `tombstone`.
@@ -646,10 +692,11 @@ pub fn shake_clear_user(
     call
 }
 
-/// Removes expired pending shakes and uncollected mailboxes (at most 1,000 of each), and
-/// the expired history of at most ARGV[1] users due. Returns `{removed, users left due}`.
-pub static SHAKE_SWEEP: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/shake_sweep.lua")));
+lua_script! {
+    /// Removes expired pending shakes and uncollected mailboxes (at most 1,000 of each), and
+    /// the expired history of at most ARGV[1] users due. Returns `{removed, users left due}`.
+    SHAKE_SWEEP, shake_script, "lua/shake_sweep.lua"
+}
 
 /// [`SHAKE_SWEEP`], trimming the history of at most `users` users.
 pub fn shake_sweep(users: usize) -> ScriptInvocation<'static> {
@@ -658,14 +705,15 @@ pub fn shake_sweep(users: usize) -> ScriptInvocation<'static> {
     call
 }
 
-/// Adds a match to a user's history (a sorted set of `partner|band|matched_at` by deadline,
-/// at most ARGV[6] entries: the oldest go first), indexes the user under the partner's
-/// "named by" set, and schedules both for the sweep; nothing is written when either side
-/// cleared Shake at or after the match (a tombstone), so a call that finishes late never
-/// brings a cleared pair back. ARGV: user, partner, matched_at ms, entry, deadline ms, cap,
-/// the user's and the partner's tombstone names. Returns 1 when written.
-pub static HISTORY_ADD: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/history_add.lua")));
+lua_script! {
+    /// Adds a match to a user's history (a sorted set of `partner|band|matched_at` by deadline,
+    /// at most ARGV[6] entries: the oldest go first), indexes the user under the partner's
+    /// "named by" set, and schedules both for the sweep; nothing is written when either side
+    /// cleared Shake at or after the match (a tombstone), so a call that finishes late never
+    /// brings a cleared pair back. ARGV: user, partner, matched_at ms, entry, deadline ms, cap,
+    /// the user's and the partner's tombstone names. Returns 1 when written.
+    HISTORY_ADD, shake_script, "lua/history_add.lua"
+}
 
 /// [`HISTORY_ADD`] of `matched` to `user`'s history, kept one `retention`, at most `cap`
 /// entries.
@@ -695,10 +743,11 @@ pub fn history_add(
     call
 }
 
-/// A user's unexpired history, oldest first, with the server time: `{now, entry, ...}`.
-/// ARGV: user.
-pub static HISTORY_READ: LazyLock<Script> =
-    LazyLock::new(|| shake_script(include_str!("lua/history_read.lua")));
+lua_script! {
+    /// A user's unexpired history, oldest first, with the server time: `{now, entry, ...}`.
+    /// ARGV: user.
+    HISTORY_READ, shake_script, "lua/history_read.lua"
+}
 
 /// [`HISTORY_READ`] of `user`'s history.
 pub fn history_read(user: &UserId) -> ScriptInvocation<'static> {

@@ -40,29 +40,27 @@ impl RedisStore {
         Ok((Timestamp::from_millis(now), entry))
     }
 
-    /// Adds or renews `position`'s user in their cell (replacing their member there);
-    /// returns the deadlines from the server clock.
-    pub(super) async fn cell_add(
+    /// Writes `position` in one script and returns the deadlines from the server clock:
+    /// with `whole`, all of UpdateLocation on a single node ([`scripts::UPSERT`]); otherwise
+    /// the cluster's first step, the user's member in their cell ([`scripts::CELL_ADD`]).
+    pub(super) async fn write_position(
         &self,
         position: &Position,
         retention: Retention,
+        whole: bool,
     ) -> StoreResult<Deadlines> {
-        let conn = &self.conn;
-        let call = scripts::cell_add(position, self.tickets.of(&position.user_id), retention);
-        let reply = conn.script("adding to a cell", &call).await?;
-        Ok(written(reply))
-    }
-
-    /// [`LocationStore::upsert`] on a single node: one atomic script ([`scripts::UPSERT`]).
-    pub(super) async fn upsert_at_once(
-        &self,
-        position: &Position,
-        retention: Retention,
-    ) -> StoreResult<Deadlines> {
-        let conn = &self.conn;
-        let call = scripts::upsert(position, self.tickets.of(&position.user_id), retention);
-        let reply = conn.script("updating a location", &call).await?;
-        Ok(written(reply))
+        let ticket = self.tickets.of(&position.user_id);
+        let (context, call) = match whole {
+            true => (
+                "updating a location",
+                scripts::upsert(position, ticket, retention),
+            ),
+            false => (
+                "adding to a cell",
+                scripts::cell_add(position, ticket, retention),
+            ),
+        };
+        Ok(written(self.conn.script(context, &call).await?))
     }
 
     pub(super) async fn put_record(
