@@ -1,5 +1,5 @@
 //! The server as operators and stock tools see it: health, reflection, the loopback-only open
-//! mode (SPEC §4.5), Shake not built yet, and a bounded graceful shutdown.
+//! mode (SPEC §4.5), and a bounded graceful shutdown.
 
 use std::time::{Duration, Instant};
 
