@@ -63,6 +63,8 @@ pub const COARSE_RES: Resolution = Resolution::Seven;
 pub const COARSE_RINGS: u32 = 2;
 /// Candidates per coarse cell: its oldest this many pending shakes (whoever they are).
 pub const PER_COARSE_CELL: usize = 4;
+// The Redis script reads `ZRANGE 0 (n - 1)`: 0 would read the whole cell there.
+const _: () = assert!(PER_COARSE_CELL > 0 && FAR_POOL > 0);
 /// When no coarse cell near holds a partner: the first other user's shake among this many of
 /// all pending, soonest to expire first (distance never excludes a partner).
 pub const FAR_POOL: usize = 8;

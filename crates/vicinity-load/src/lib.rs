@@ -101,7 +101,7 @@ pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
         false => {}
     }
     if !args.quiet {
-        print!("{}", report.failure_text());
+        print!("{}{}", report.slice_text(), report.failure_text());
     }
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|source| LoadError::Write {
@@ -235,8 +235,14 @@ async fn connect_peer(
     settings: &Settings,
 ) -> Result<(Geo, RunReport), LoadError> {
     let geo = Geo::connect(url, args.connections, population, args.timeout).await?;
-    let load = load_peer(&geo, settings).await?;
-    Ok((geo, load))
+    match load_peer(&geo, settings).await {
+        Ok(load) => Ok((geo, load)),
+        Err(error) => {
+            // Best effort: a half-loaded key should not outlive the run.
+            let _ = geo.remove().await;
+            Err(error)
+        }
+    }
 }
 
 fn settings(args: &LoadArgs) -> Settings {

@@ -588,14 +588,19 @@ impl Report {
             .collect()
     }
 
-    /// What failed of what was asked: every failed step, and every fixed-rate run that did
-    /// not hold its rate within the p99 bound (a sweep or a peak search looks for the limit,
-    /// so its runs past it are not failures).
+    /// What failed of what was asked: every failed step, and every fixed-rate run of the
+    /// service (whole, or each slice of an interleaved comparison) that did not hold its rate
+    /// within the p99 bound (a sweep or a peak search looks for the limit, so its runs past it
+    /// are not failures; nor are the peer's).
     pub fn verdict_failures(&self) -> Vec<String> {
         let runs = self
             .runs
             .iter()
-            .filter(|r| r.role == Role::Fixed && matches!(r.pace, Pace::Open { .. }))
+            .filter(|r| {
+                let asked =
+                    r.role == Role::Fixed || (r.role == Role::Slice && r.target == "service");
+                asked && matches!(r.pace, Pace::Open { .. })
+            })
             .filter(|r| !r.passed())
             .map(|r| format!("{}: not held within the bound", r.title()));
         self.failures
@@ -746,6 +751,30 @@ mod tests {
         (0..n)
             .map(|i| (i * 1000 / n, i * 1000 / n + latency_ms))
             .collect()
+    }
+
+    /// The service's fixed-rate runs are verdicts, whole or in interleaved slices; a peer's
+    /// slices and a peak search's steps are not.
+    #[test]
+    fn the_service_slices_of_a_fixed_rate_are_verdicts_and_the_peers_are_not() {
+        let slow = |target: &str, role| RunReport {
+            target: target.into(),
+            role,
+            ..report(100.0, &steady(100, 50), 0)
+        };
+        assert!(!slow("service", Role::Slice).passed());
+        let verdicts = |runs: Vec<RunReport>| {
+            Report {
+                runs,
+                ..Report::default()
+            }
+            .verdict_failures()
+            .len()
+        };
+        assert_eq!(verdicts(vec![slow("service", Role::Slice)]), 1);
+        assert_eq!(verdicts(vec![slow("service", Role::Fixed)]), 1);
+        assert_eq!(verdicts(vec![slow("redis-geo-1km", Role::Slice)]), 0);
+        assert_eq!(verdicts(vec![slow("service", Role::Step)]), 0);
     }
 
     #[test]
