@@ -85,10 +85,12 @@ impl State {
     }
 
     /// Removes everything due at `now`; returns how many and the next deadline.
+    /// Removes at most [`PURGE_BATCH`] entries past their deadline at `now`; returns how many
+    /// and the next deadline (at or before `now` when a backlog remains for the next batch).
     fn purge_due(&mut self, now: Timestamp) -> (u32, Option<Timestamp>) {
         let mut purged = 0;
         while let Some((deadline, feature, user)) = self.expirations.first().cloned() {
-            if deadline > now {
+            if deadline > now || purged == PURGE_BATCH {
                 return (purged, Some(deadline));
             }
             self.remove(&(feature, user));
@@ -103,6 +105,10 @@ impl State {
             .filter(|e| !e.deadlines.is_expired(now))
     }
 }
+
+/// Entries past their deadline removed per hold of the lock (SPEC §4.5: bounded work): a
+/// backlog after a stall goes in batches, and calls get the lock between them.
+const PURGE_BATCH: u32 = 4_096;
 
 #[derive(Debug)]
 struct Shared {
@@ -269,8 +275,14 @@ impl LocationStore for MemoryStore {
 
     async fn purge_expired(&self) -> StoreResult<u32> {
         let now = self.now();
-        let mut state = self.shared.lock();
-        Ok(state.purge_due(now).0 + state.shake.purge_due(now))
+        let mut purged = self.shared.lock().shake.purge_due(now);
+        loop {
+            let (batch, next) = self.shared.lock().purge_due(now);
+            purged += batch;
+            if next.is_none_or(|at| at > now) {
+                return Ok(purged);
+            }
+        }
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
@@ -413,6 +425,44 @@ mod tests {
         domain::{ManualClock, nearby::Secret},
         storage::conformance,
     };
+
+    /// Issue 9 (review): a backlog of due entries is purged in batches of `PURGE_BATCH`, the
+    /// lock released between them, and all of it goes.
+    #[test]
+    fn a_backlog_is_purged_in_bounded_batches() {
+        let grid = SnapGrid::default();
+        let retention = Retention::default();
+        let mut state = State::default();
+        let backlog = PURGE_BATCH as usize * 2 + 5;
+        for i in 0..backlog {
+            let user = UserId::parse(&format!("u{i}"), "user_id").unwrap();
+            let at = crate::domain::Coordinates::new(39.9, 116.4).unwrap();
+            let position = Position {
+                feature: Feature::PeopleNearby,
+                user_id: user,
+                cell: grid.snap(at),
+                gender: Gender::Unspecified,
+            };
+            let deadlines = retention.deadlines(Timestamp::from_millis(0));
+            let entry = LocationEntry {
+                position,
+                deadlines,
+                left: false,
+            };
+            state.insert(entry, i as u64);
+        }
+        let later = Timestamp::from_millis(0).plus(retention.window() * 2);
+        let (first, next) = state.purge_due(later);
+        assert_eq!(first, PURGE_BATCH);
+        assert!(
+            next.is_some_and(|at| at <= later),
+            "a backlog remains: {next:?}"
+        );
+        let (second, _) = state.purge_due(later);
+        let (third, next) = state.purge_due(later);
+        assert_eq!((second, third, next), (PURGE_BATCH, 5, None));
+        assert_eq!(state.entries.len(), 0);
+    }
 
     /// The embedded store on a manual clock, for one conformance check.
     async fn fixture() -> (conformance::Fixture, ()) {
