@@ -59,7 +59,16 @@ pub struct RedisStore {
     retention: Retention,
     /// [`MAX_KEYS_PER_SCRIPT`] (tests make it smaller).
     keys_per_script: usize,
+    /// [`PROVISIONAL_HOLD`] (tests make it shorter).
+    hold: Duration,
 }
+
+/// How long a cluster UpdateLocation's new member counts before its last step confirms it
+/// (SPEC §4.5: a service node can die between the steps of a cluster write, and a member
+/// without its record would be listed, and missed by a Clear, until its full deadline). Long
+/// enough for the steps under a slow store (each at most the store timeout, 10 s at most);
+/// a member confirmed after its hold passed is confirmed all the same while it is there.
+pub const PROVISIONAL_HOLD: Duration = Duration::from_secs(30);
 
 impl RedisStore {
     /// Connects to the location store. `retention` is the deployment's retention (every node
@@ -81,6 +90,7 @@ impl RedisStore {
             grid,
             retention,
             keys_per_script: MAX_KEYS_PER_SCRIPT,
+            hold: PROVISIONAL_HOLD,
         })
     }
 }
@@ -99,6 +109,7 @@ impl LocationStore for RedisStore {
         if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
             self.drop_member(&old).await?;
         }
+        self.confirm_member(&position, &deadlines).await?;
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
     }

@@ -83,26 +83,54 @@ fn script(body: &str) -> Script {
 }
 
 lua_script! {
-    /// Adds (or renews) a user in a cell with `purge_at = now + retention` rounded down to the
-    /// second (deadlines in members are whole seconds, so the replies say exactly when the data
-    /// goes) and `last_active = purge_at - retention`, replacing any member of the same user
-    /// there (found by its ticket, without a scan).
-    /// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id.
+    /// The cluster's first step of UpdateLocation: adds (or renews) a user in a cell, replacing
+    /// any member of the same user there (found by its ticket, without a scan). The deadlines
+    /// it answers are `purge_at = now + retention` rounded down to the second (deadlines in
+    /// members are whole seconds, so the replies say exactly when the data goes) and
+    /// `last_active = purge_at - retention`, but the member itself is held only until
+    /// `now + hold` (rounded up to the second) until [`CELL_CONFIRM`] gives it `purge_at`, so
+    /// a node that dies between the steps leaves a member that stops counting within `hold`.
+    /// KEYS: cell, due. ARGV: gender tag, user id, ticket, retention ms, cell id, hold ms.
     /// Returns `{last_active, purge_at}`.
     CELL_ADD, cell_script, "lua/cell_add.lua"
 }
 
-/// [`CELL_ADD`] for `position`'s user, under `ticket`.
+/// [`CELL_ADD`] for `position`'s user, under `ticket`, held for `hold` until confirmed.
 pub fn cell_add(
     position: &Position,
     ticket: u64,
     retention: Retention,
+    hold: Duration,
 ) -> ScriptInvocation<'static> {
     let mut call = on_cell(&CELL_ADD, position.cell);
     call.arg(keys::gender_tag(position.gender).to_string())
         .arg(position.user_id.as_str())
         .arg(ticket)
         .arg(retention.window().as_millis() as u64)
+        .arg(position.cell.to_string())
+        .arg(hold.as_millis() as u64);
+    call
+}
+
+lua_script! {
+    /// The cluster's last step of UpdateLocation: gives the user's member in the cell (found
+    /// by ticket) its full deadline, only if it is still there (a Clear in between removed it
+    /// for good). KEYS: cell, due. ARGV: gender tag, user id, ticket, purge_at ms, cell id.
+    /// Returns 1 when confirmed, else 0.
+    CELL_CONFIRM, cell_script, "lua/cell_confirm.lua"
+}
+
+/// [`CELL_CONFIRM`] of `position`'s member (under `ticket`) until `purge_at`.
+pub fn cell_confirm(
+    position: &Position,
+    ticket: u64,
+    purge_at: Timestamp,
+) -> ScriptInvocation<'static> {
+    let mut call = on_cell(&CELL_CONFIRM, position.cell);
+    call.arg(keys::gender_tag(position.gender).to_string())
+        .arg(position.user_id.as_str())
+        .arg(ticket)
+        .arg(purge_at.as_millis())
         .arg(position.cell.to_string());
     call
 }

@@ -57,10 +57,23 @@ impl RedisStore {
             ),
             false => (
                 "adding to a cell",
-                scripts::cell_add(position, ticket, retention),
+                scripts::cell_add(position, ticket, retention, self.hold),
             ),
         };
         Ok(written(self.conn.script(context, &call).await?))
+    }
+
+    /// The cluster's last step of UpdateLocation: the member held since the first step gets
+    /// its full deadline (see [`scripts::CELL_ADD`]).
+    pub(super) async fn confirm_member(
+        &self,
+        position: &Position,
+        deadlines: &Deadlines,
+    ) -> StoreResult<()> {
+        let ticket = self.tickets.of(&position.user_id);
+        let call = scripts::cell_confirm(position, ticket, deadlines.purge_at);
+        let _: i64 = self.conn.script("confirming a member", &call).await?;
+        Ok(())
     }
 
     pub(super) async fn put_record(

@@ -779,3 +779,43 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
         "every path of the rule was seen"
     );
 }
+
+/// Issue 9: a service node that dies between the steps of a cluster UpdateLocation (here: only
+/// the first step runs) leaves a cell member without its record. It counts only for the
+/// provisional hold, not the retention; a write whose steps all ran is confirmed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold() {
+    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let mut store = RedisStore::connect(
+        &Target::Cluster(cluster.urls()),
+        SnapGrid::default(),
+        Tickets::new(&Secret::from_bytes([4; 32])),
+        Retention::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("connects");
+    store.hold = Duration::from_secs(1);
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    for name in ["viewer", "whole"] {
+        let position = at_centre(home, name, Gender::Male);
+        store.upsert(position, Retention::default()).await.expect("upsert");
+    }
+    let cut = at_centre(home, "cut-off", Gender::Female);
+    store
+        .write_position(&cut, Retention::default(), false)
+        .await
+        .expect("the first step");
+    let listed = || async {
+        let result = store.nearby(&request("viewer", 10, None)).await;
+        let hits = result.expect("nearby").expect("own entry").page.hits;
+        let mut names: Vec<String> = hits.iter().map(|h| h.user_id.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listed().await, ["cut-off", "whole"], "while held");
+
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    assert_eq!(listed().await, ["whole"], "the cut-off member stopped counting");
+}
