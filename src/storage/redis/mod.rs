@@ -195,9 +195,10 @@ impl LocationStore for RedisStore {
                         .await
                     {
                         // The bulk connection is idle between far searches, so after a Redis
-                        // restart its first call finds the old socket dead (and reconnects):
-                        // a read is safe to repeat, once, on the connection health keeps warm.
-                        Err(e) if e.kind == StoreErrorKind::Unavailable => {
+                        // restart or a cluster failover its first call finds an old socket
+                        // dead or silent (and reconnects, or refreshes the slots): a read is
+                        // safe to repeat, once, on the connection health keeps warm.
+                        Err(e) if e.kind != StoreErrorKind::Corrupt => {
                             self.fetch(&self.conn, &query, cells, &mut fetched).await?
                         }
                         other => other?,
