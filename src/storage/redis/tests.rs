@@ -799,7 +799,10 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
     let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     for name in ["viewer", "whole"] {
         let position = at_centre(home, name, Gender::Male);
-        store.upsert(position, Retention::default()).await.expect("upsert");
+        store
+            .upsert(position, Retention::default())
+            .await
+            .expect("upsert");
     }
     let cut = at_centre(home, "cut-off", Gender::Female);
     store
@@ -817,5 +820,9 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
 
     tokio::time::sleep(Duration::from_millis(2_500)).await;
 
-    assert_eq!(listed().await, ["whole"], "the cut-off member stopped counting");
+    assert_eq!(
+        listed().await,
+        ["whole"],
+        "the cut-off member stopped counting"
+    );
 }
