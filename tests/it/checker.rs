@@ -34,6 +34,7 @@ use vicinity::{
     grpc::pb::{self, Feature, Gender},
     storage::redis::Target,
 };
+use vicinity_load::workload::Draws;
 use vicinity_testing::redis::{RedisCluster, RedisServer};
 
 use crate::{
@@ -54,23 +55,6 @@ const PENDING_BOUND: Duration = Duration::from_secs(5);
 /// How long after a deadline data may still be held (SPEC §4.2).
 const PURGE_BOUND: Duration = Duration::from_secs(5);
 
-/// A tiny deterministic generator (xorshift).
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Grant(Feature),
@@ -85,8 +69,8 @@ enum Op {
 }
 
 impl Op {
-    fn draw(rng: &mut Rng) -> Self {
-        let feature = |rng: &mut Rng| {
+    fn draw(rng: &mut Draws) -> Self {
+        let feature = |rng: &mut Draws| {
             if rng.below(2) == 0 {
                 Feature::PeopleNearby
             } else {
@@ -160,7 +144,7 @@ fn index(id: &str) -> Option<usize> {
     id.strip_prefix("ck-")?.parse().ok()
 }
 
-fn timed<T>(message: T, rng: &mut Rng) -> Request<T> {
+fn timed<T>(message: T, rng: &mut Draws) -> Request<T> {
     let mut request = Request::new(message);
     let deadline = if rng.below(4) == 0 {
         Duration::from_micros(200 + rng.below(8_000))
@@ -172,7 +156,7 @@ fn timed<T>(message: T, rng: &mut Rng) -> Request<T> {
 }
 
 /// Runs one op; what it saw.
-async fn run(client: &Client, user: usize, op: Op, at: Point, rng: &mut Rng) -> Event {
+async fn run(client: &Client, user: usize, op: Op, at: Point, rng: &mut Draws) -> Event {
     let id = name(user);
     let start = Instant::now();
     let mut event = Event {
@@ -307,7 +291,7 @@ async fn drive(clients: Vec<Client>, seed: u64, ops: usize) -> Outcome {
             let client = clients[c % clients.len()].clone();
             let log = log.clone();
             let spots = spots.clone();
-            let mut rng = Rng(seed ^ (c as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut rng = Draws::new(seed, c as u64 + 1);
             tokio::spawn(async move {
                 for _ in 0..ops {
                     let user = rng.below(USERS as u64) as usize;
@@ -545,7 +529,7 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
     seed_users(&app.client).await;
     let clients = vec![app.client.clone(), other.client.clone()];
     let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Rng(seed | 1);
+    let mut rng = Draws::new(seed, 0);
     for step in 0..6 {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;
         let redis = app.redis_mut().expect("a redis app");
@@ -593,7 +577,7 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
     seed_users(&app.client).await;
     let clients = vec![app.client.clone(), other.client.clone()];
     let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Rng(seed | 1);
+    let mut rng = Draws::new(seed, 0);
     let ports: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
     for step in 0..6 {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;

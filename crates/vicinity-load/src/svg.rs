@@ -185,12 +185,9 @@ fn timeline(svg: &mut String, report: &Report, time: Panel, tput: Panel) {
     target_brackets(svg, report, &starts, &spans, &x, time.top - 4.0);
     legend_line(svg, LEFT + 10.0, time.top + 14.0, P50, "p50");
     legend_line(svg, LEFT + 70.0, time.top + 14.0, P99, "p99");
-    text(
+    axis_title(
         svg,
-        (LEFT + WIDTH - RIGHT) / 2.0,
         tput.bottom() + 30.0,
-        12.0,
-        "middle",
         "seconds (runs one after another, separated by a gap)",
     );
 }
@@ -324,14 +321,7 @@ fn distribution(svg: &mut String, report: &Report, curves: &[usize], panel: Pane
         );
         text(svg, px, panel.bottom() + 16.0, 11.0, "middle", label);
     }
-    text(
-        svg,
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        panel.bottom() + 32.0,
-        12.0,
-        "middle",
-        "percentile",
-    );
+    axis_title(svg, panel.bottom() + 32.0, "percentile");
     for (k, &i) in curves.iter().enumerate() {
         let run = &report.runs[i];
         let color = PALETTE[k % PALETTE.len()];
@@ -436,6 +426,11 @@ fn legend_line(svg: &mut String, x: f64, y: f64, color: &str, label: &str) {
         x + 18.0
     );
     text(svg, x + 24.0, y + 4.0, 11.0, "start", label);
+}
+
+/// A horizontal axis's title, centred under the plot at `y`.
+fn axis_title(svg: &mut String, y: f64, title: &str) {
+    text(svg, (LEFT + WIDTH - RIGHT) / 2.0, y, 12.0, "middle", title);
 }
 
 fn text(svg: &mut String, x: f64, y: f64, size: f64, anchor: &str, body: &str) {

@@ -286,6 +286,32 @@ pub fn mix(seed: u64, stream: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Seeded draws in sequence from one stream of [`mix`], for tests and tools that want a
+/// reproducible sequence rather than random access.
+#[derive(Debug, Clone)]
+pub struct Draws {
+    seed: u64,
+    stream: u64,
+    drawn: u64,
+}
+
+impl Draws {
+    /// The draws of `stream` under `seed`.
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Draws {
+            seed,
+            stream,
+            drawn: 0,
+        }
+    }
+
+    /// The next draw, below `n` (which must be positive).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.drawn += 1;
+        mix(self.seed, self.stream, self.drawn) % n
+    }
+}
+
 /// A uniform in `[0, 1)` from 53 random bits.
 fn unit(bits: u64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64

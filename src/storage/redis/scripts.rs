@@ -102,11 +102,8 @@ pub fn cell_add(
     retention: Retention,
     hold: Duration,
 ) -> ScriptInvocation<'static> {
-    let mut call = on_cell(&CELL_ADD, position.cell);
-    call.arg(keys::gender_tag(position.gender).to_string())
-        .arg(position.user_id.as_str())
-        .arg(ticket)
-        .arg(retention.window().as_millis() as u64)
+    let mut call = on_member(&CELL_ADD, position, ticket);
+    call.arg(retention.window().as_millis() as u64)
         .arg(position.cell.to_string())
         .arg(hold.as_millis() as u64);
     call
@@ -126,11 +123,8 @@ pub fn cell_confirm(
     ticket: u64,
     purge_at: Timestamp,
 ) -> ScriptInvocation<'static> {
-    let mut call = on_cell(&CELL_CONFIRM, position.cell);
-    call.arg(keys::gender_tag(position.gender).to_string())
-        .arg(position.user_id.as_str())
-        .arg(ticket)
-        .arg(purge_at.as_millis())
+    let mut call = on_member(&CELL_CONFIRM, position, ticket);
+    call.arg(purge_at.as_millis())
         .arg(position.cell.to_string());
     call
 }
@@ -260,13 +254,9 @@ pub fn cell_renew(
     ticket: u64,
     retention: Retention,
 ) -> ScriptInvocation<'static> {
-    let (cell, user) = (entry.position.cell, &entry.position.user_id);
-    let mut call = on_cell(&CELL_RENEW, cell);
-    call.arg(keys::gender_tag(entry.position.gender).to_string())
-        .arg(user.as_str())
-        .arg(ticket)
-        .arg(retention.window().as_millis() as u64)
-        .arg(cell.to_string())
+    let mut call = on_member(&CELL_RENEW, &entry.position, ticket);
+    call.arg(retention.window().as_millis() as u64)
+        .arg(entry.position.cell.to_string())
         .arg(named_member(entry));
     call
 }
@@ -333,6 +323,20 @@ fn on_cell(script: &'static Script, cell: CellIndex) -> ScriptInvocation<'static
     let mut call = script.prepare_invoke();
     call.key(keys::cell_key(cell))
         .key(keys::due_key(keys::partition(cell)));
+    call
+}
+
+/// A call of `script` on `position`'s cell whose ARGV start with the member's parts: gender
+/// tag, user id, `ticket`.
+fn on_member(
+    script: &'static Script,
+    position: &Position,
+    ticket: u64,
+) -> ScriptInvocation<'static> {
+    let mut call = on_cell(script, position.cell);
+    call.arg(keys::gender_tag(position.gender).to_string())
+        .arg(position.user_id.as_str())
+        .arg(ticket);
     call
 }
 

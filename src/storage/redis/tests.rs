@@ -63,16 +63,22 @@ fn count_on(ports: Vec<u16>) -> ProbeFuture {
     })
 }
 
-async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError> {
-    let timeout = Duration::from_secs(2);
-    let store = RedisStore::connect(
-        &target,
+/// A location store on `target` with the default grid, retention and the tests' secret.
+async fn store_on(target: &Target, timeout: Duration) -> Result<RedisStore, StoreError> {
+    let tickets = Tickets::new(&Secret::from_bytes([4; 32]));
+    RedisStore::connect(
+        target,
         SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([4; 32])),
+        tickets,
         Retention::default(),
         timeout,
     )
-    .await?;
+    .await
+}
+
+async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError> {
+    let timeout = Duration::from_secs(2);
+    let store = store_on(&target, timeout).await?;
     let store = Arc::new(store);
     let consents = Arc::new(RedisConsentStore::connect(&target, timeout).await?);
     let sweeper: Arc<dyn LocationStore> = store.clone();
@@ -124,15 +130,9 @@ mod conformance_on_a_redis_cluster {
 async fn an_unreachable_redis_fails_fast_as_unavailable() {
     let mut server = RedisServer::start().expect("redis-server starts");
     let target = Target::Single(server.url());
-    let store = RedisStore::connect(
-        &target,
-        SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([4; 32])),
-        Retention::default(),
-        Duration::from_secs(1),
-    )
-    .await
-    .expect("connects");
+    let store = store_on(&target, Duration::from_secs(1))
+        .await
+        .expect("connects");
     server.kill().expect("kill");
     let started = std::time::Instant::now();
     let error = store.now().await.expect_err("redis is down");
@@ -229,18 +229,9 @@ fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest
 
 /// A store on `server` with the default grid and retention.
 async fn single_store(server: &RedisServer) -> RedisStore {
-    let target = Target::Single(server.url());
-    let tickets = Tickets::new(&Secret::from_bytes([4; 32]));
-    let timeout = Duration::from_secs(5);
-    RedisStore::connect(
-        &target,
-        SnapGrid::default(),
-        tickets,
-        Retention::default(),
-        timeout,
-    )
-    .await
-    .expect("connects")
+    store_on(&Target::Single(server.url()), Duration::from_secs(5))
+        .await
+        .expect("connects")
 }
 
 #[tokio::test]
@@ -628,19 +619,6 @@ async fn a_record_whose_cell_is_gone_is_still_swept() {
     assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
 }
 
-/// A small seeded generator for the differential test.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// Writes a pending shake straight into the store, as `SHAKE_PAIR` leaves one (a state the
 /// pairing itself rarely leaves: several users pending at once).
 async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingShake) {
@@ -678,7 +656,7 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
     let mut conn = connection(&server).await;
     let grid = SnapGrid::default();
     let seed = 0x5eed_u64;
-    let mut rng = Lcg(seed);
+    let mut rng = vicinity_load::workload::Draws::new(seed, 0);
     let names = ["ann", "bob", "cat", "dan", "eve"];
     let (mut bounded_out, mut far_pool, mut near) = (0, 0, 0);
     for scenario in 0..60 {
@@ -694,7 +672,9 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
                 cells[rng.below(cells.len() as u64) as usize]
             } else {
                 let spread = if rng.below(6) == 0 { 0.6 } else { 0.03 };
-                let offset = |r: &mut Lcg| (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread;
+                let offset = |r: &mut vicinity_load::workload::Draws| {
+                    (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread
+                };
                 let at = Coordinates::new(39.9 + offset(&mut rng), 116.4 + offset(&mut rng));
                 grid.snap(at.expect("in range"))
             };
@@ -786,15 +766,9 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold() {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let mut store = RedisStore::connect(
-        &Target::Cluster(cluster.urls()),
-        SnapGrid::default(),
-        Tickets::new(&Secret::from_bytes([4; 32])),
-        Retention::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("connects");
+    let mut store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+        .await
+        .expect("connects");
     store.hold = Duration::from_secs(1);
     let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     for name in ["viewer", "whole"] {
