@@ -88,11 +88,12 @@ impl Vicinity {
 
     /// The write of [`Vicinity::update_location`] and its second consent check.
     async fn write_checked(&self, user: &UserId, position: Position) -> ServiceResult<Deadlines> {
-        let deadlines = self
+        // Checked even when the write failed: one that timed out may still land.
+        let written = self
             .deps
             .locations
             .upsert(position, self.deps.retention)
-            .await?;
+            .await;
         if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
             // Fail closed: whether consent is gone or unreadable, the write does not stay. When
             // the consent store cannot even record the purge as owed, it runs all the same.
@@ -107,7 +108,7 @@ impl Vicinity {
             }
             return Err(refused);
         }
-        Ok(deadlines)
+        Ok(written?)
     }
 
     /// Lists other users near the viewer: one round trip to the location store (the viewer's

@@ -33,6 +33,8 @@ struct Faulty {
     withdraw_during_write: bool,
     /// `clear` fails this many times first (a store down when a purge runs).
     clear_failures: AtomicU32,
+    /// `upsert` writes, then answers with a timeout (a reply lost to a paused store).
+    lose_write_reply: bool,
 }
 
 #[async_trait]
@@ -47,7 +49,11 @@ impl LocationStore for Faulty {
             self.store.append(withdrawn).await?;
             self.store.clear(&user, &[position.feature]).await?;
         }
-        self.store.upsert(position, retention).await
+        let written = self.store.upsert(position, retention).await;
+        if self.lose_write_reply {
+            return Err(StoreError::new(StoreErrorKind::Timeout, "test"));
+        }
+        written
     }
 
     async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>> {
@@ -93,6 +99,15 @@ fn service(
     withdraw_during_write: bool,
     clear_failures: u32,
 ) -> (Vicinity, Arc<MemoryStore>, Arc<ManualClock>) {
+    service_with(withdraw_during_write, clear_failures, false)
+}
+
+/// [`service`], and with `lose_write_reply` every write's reply is lost after it landed.
+fn service_with(
+    withdraw_during_write: bool,
+    clear_failures: u32,
+    lose_write_reply: bool,
+) -> (Vicinity, Arc<MemoryStore>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
     let store = MemoryStore::start(
         clock.clone(),
@@ -106,6 +121,7 @@ fn service(
             clock: clock.clone(),
             withdraw_during_write,
             clear_failures: clear_failures.into(),
+            lose_write_reply,
         }),
         consents: store.clone(),
         shakes: store.clone(),
@@ -148,6 +164,30 @@ async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
     let stored = store.get(Feature::PeopleNearby, &alice).await.unwrap();
     assert!(stored.is_none(), "a location outlived its consent");
     assert_eq!(store.physical_entries(), 0);
+}
+
+/// A write whose reply was lost (a timeout) may still have landed: the second consent check
+/// runs all the same, and a withdrawal in between still undoes it.
+#[tokio::test]
+async fn an_update_whose_reply_was_lost_is_still_checked_against_a_withdrawal() {
+    let (svc, store, _) = service_with(true, 0, true);
+    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
+    let at = Location::new(39.9, 116.4, 5.0).unwrap();
+
+    let updated = svc.update_location(&alice, at, Gender::Female).await;
+
+    assert!(
+        matches!(
+            updated,
+            Err(ServiceError::ConsentRequired(Feature::PeopleNearby))
+        ),
+        "{updated:?}"
+    );
+    assert_eq!(
+        store.physical_entries(),
+        0,
+        "a location outlived its consent"
+    );
 }
 
 #[tokio::test]
