@@ -307,6 +307,21 @@ pub fn user_leave(
 }
 
 lua_script! {
+    /// Deletes a user's record only if it still holds exactly ARGV[2]: an UpdateLocation
+    /// whose member a concurrent Clear took takes back the record it wrote after that Clear,
+    /// and nothing a later write put there. KEYS: user hash. ARGV: field, record. Returns 1
+    /// when deleted, else 0.
+    USER_DROP_IF, script, "lua/user_drop_if.lua"
+}
+
+/// [`USER_DROP_IF`] of `position`'s record if it is still the one written with `deadlines`.
+pub fn user_drop_if(position: &Position, deadlines: &Deadlines) -> ScriptInvocation<'static> {
+    let mut call = on_record(&USER_DROP_IF, position.feature, &position.user_id);
+    call.arg(keys::encode_record(position, deadlines, false));
+    call
+}
+
+lua_script! {
     /// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
     /// which then removes the member of whatever cell that record named.
     /// KEYS: user hash. ARGV: field.

@@ -8,7 +8,7 @@ use h3o::CellIndex;
 use super::{RedisStore, keys, scripts};
 use crate::{
     domain::{Deadlines, Feature, Retention, Timestamp, UserId},
-    storage::{LocationEntry, Position, StoreResult},
+    storage::{LocationEntry, Position, StoreError, StoreErrorKind, StoreResult},
 };
 
 impl RedisStore {
@@ -64,7 +64,10 @@ impl RedisStore {
     }
 
     /// The cluster's last step of UpdateLocation: the member held since the first step gets
-    /// its full deadline (see [`scripts::CELL_ADD`]).
+    /// its full deadline (see [`scripts::CELL_ADD`]). When the member is gone, a Clear (or,
+    /// after a stall past the hold, the sweep) took it between the steps: the record this
+    /// write put after it is taken back too, if nothing replaced it since, and the write
+    /// fails, so no record is left without its member.
     pub(super) async fn confirm_member(
         &self,
         position: &Position,
@@ -72,8 +75,16 @@ impl RedisStore {
     ) -> StoreResult<()> {
         let ticket = self.tickets.of(&position.user_id);
         let call = scripts::cell_confirm(position, ticket, deadlines.purge_at);
-        let _: i64 = self.conn.script("confirming a member", &call).await?;
-        Ok(())
+        let confirmed: i64 = self.conn.script("confirming a member", &call).await?;
+        if confirmed == 1 {
+            return Ok(());
+        }
+        let call = scripts::user_drop_if(position, deadlines);
+        let _: i64 = self.conn.script("taking back a record", &call).await?;
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "a concurrent clear took the update",
+        ))
     }
 
     pub(super) async fn put_record(

@@ -800,3 +800,41 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
         "the cut-off member stopped counting"
     );
 }
+
+/// Review of issue 9: a Clear that runs between a cluster UpdateLocation's first step and its
+/// record write took the new member; the record written after it used to stay without a
+/// member (exported, unlisted, missed by the sweep until the shard sweep). The last step now
+/// finds the member gone, takes that record back and fails the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind() {
+    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let racer = at_centre(home, "racer", Gender::Female);
+    let retention = Retention::default();
+    store
+        .upsert(racer.clone(), retention)
+        .await
+        .expect("upsert");
+
+    let deadlines = store
+        .write_position(&racer, retention, false)
+        .await
+        .expect("the first step");
+    let cleared = store
+        .clear(&racer.user_id, &[Feature::PeopleNearby])
+        .await
+        .expect("clear");
+    store
+        .put_record(&racer, &deadlines, false)
+        .await
+        .expect("the record");
+    let confirmed = store.confirm_member(&racer, &deadlines).await;
+
+    assert_eq!(cleared, 1);
+    assert!(confirmed.is_err(), "the write did not stay: {confirmed:?}");
+    let left = store.get(Feature::PeopleNearby, &racer.user_id).await;
+    assert!(left.expect("get").is_none(), "no record without its member");
+}
