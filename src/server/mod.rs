@@ -330,7 +330,13 @@ mod tests {
         let config = Config::local(listener.local_addr().unwrap());
         let _broken = crate::random::break_on_this_thread();
 
-        let started = run(config, listener, std::future::pending()).await;
+        // Bounded: a server that started anyway would serve until shut down.
+        let started = tokio::time::timeout(
+            Duration::from_secs(5),
+            run(config, listener, std::future::pending()),
+        )
+        .await
+        .expect("refused at once, not serving");
 
         assert!(
             matches!(started, Err(ServerError::Randomness(_))),

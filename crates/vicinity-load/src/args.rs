@@ -13,6 +13,14 @@ fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 250ms, 3s, 1h)"))
 }
 
+/// A comparison slice: at least 100 ms (a shorter one measures the switching, not the sides).
+fn slice(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d >= Duration::from_millis(100) => Ok(d),
+        _ => Err("a slice is at least 100ms".into()),
+    }
+}
+
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
@@ -89,7 +97,7 @@ pub struct LoadArgs {
     /// With --peer-redis-url: the length of each slice of the interleaved comparison (the
     /// service and each peer search in turn, slice after slice, so the machine's drift hits
     /// all sides alike).
-    #[arg(long, env = "VICINITY_SLICE", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "VICINITY_SLICE", default_value = "5s", value_parser = slice)]
     pub slice: Duration,
     /// Write the JSON report here.
     #[arg(long, env = "VICINITY_JSON")]
@@ -184,5 +192,12 @@ mod tests {
         assert_eq!((args.workload, args.hotspot()), (Workload::W2, 100));
         assert!(parse(&["--duration", "soon"]).is_err());
         assert_eq!(parse(&["--hotspot-users", "7"]).unwrap().hotspot(), 7);
+    }
+
+    #[test]
+    fn a_comparison_slice_is_at_least_a_tenth_of_a_second() {
+        assert!(parse(&["--slice", "1ms"]).is_err());
+        let args = parse(&["--slice", "100ms"]).unwrap();
+        assert_eq!(args.slice, Duration::from_millis(100));
     }
 }

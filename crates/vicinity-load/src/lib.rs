@@ -51,6 +51,8 @@ use vicinity_api::{client::ClientError, pb};
 const LOAD_BOUND: Duration = Duration::from_secs(3_600);
 /// Loading fails when more than this share of users could not be loaded.
 const LOAD_MAX_FAILED: f64 = 0.01;
+/// The most rounds of an interleaved comparison (each keeps one run report per side).
+const MAX_ROUNDS: u32 = 1_000;
 /// GEOADD batches in flight while loading the peer.
 const PEER_LOAD_CONCURRENCY: usize = 4;
 
@@ -184,7 +186,7 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
         .collect();
     let rounds = |at_least: u32| {
         let n = args.duration.as_secs_f64() / args.slice.as_secs_f64().max(0.001);
-        (n.floor() as u32).max(at_least)
+        (n.floor() as u32).clamp(at_least, MAX_ROUNDS)
     };
     match (&mode, searches.is_empty()) {
         // One run per side would measure the machine's drift as much as the software: the
