@@ -118,16 +118,13 @@ pub fn choose<'a>(
         .flatten()
         .map(|cell| (*cell, Vec::new()))
         .collect();
-    let mut live = Vec::new();
+    let mut all = Vec::new();
     for p in pending {
         if let Some(group) = by_coarse.get_mut(&coarse(p.cell)) {
             group.push(p);
         }
-        if p.expires > now {
-            live.push(p);
-        }
+        all.push(p);
     }
-    let hex = |p: &PendingShake| format!("{:x}", p.id);
     let me = compared_centre(shake.cell);
     let mut best: Option<(f64, &PendingShake)> = None;
     let mut found_ring = None;
@@ -136,13 +133,9 @@ pub fn choose<'a>(
             break;
         }
         for cell in ring {
-            let group = by_coarse
-                .get_mut(cell)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            let mut group = group;
-            group.sort_by_cached_key(|p| (p.arrived, hex(p)));
-            for p in group.into_iter().take(PER_COARSE_CELL) {
+            let mut group = by_coarse.remove(cell).unwrap_or_default();
+            let oldest = oldest_first(&mut group, |p| (p.arrived, hex_order(p.id)));
+            for p in oldest.iter().take(PER_COARSE_CELL) {
                 if p.user == shake.user || p.expires <= now {
                     continue;
                 }
@@ -150,7 +143,7 @@ pub fn choose<'a>(
                 if best
                     .is_none_or(|(best_d, b)| d < best_d || (d == best_d && p.arrived < b.arrived))
                 {
-                    best = Some((d, p));
+                    best = Some((d, *p));
                 }
             }
         }
@@ -161,10 +154,35 @@ pub fn choose<'a>(
     if let Some((_, p)) = best {
         return Some(p);
     }
-    live.sort_by_cached_key(|p| (p.expires, hex(p)));
-    live.into_iter()
+    all.retain(|p| p.expires > now);
+    let soonest = oldest_first(&mut all, |p| (p.expires, hex_order(p.id)));
+    soonest
+        .iter()
         .take(FAR_POOL)
         .find(|p| p.user != shake.user)
+        .copied()
+}
+
+/// The first [`PER_COARSE_CELL`].max([`FAR_POOL`]) of `items` by `key`, in order, without
+/// sorting the rest (a storm in one cell costs each shake linear work, not a sort).
+fn oldest_first<'v, 'a, K: Ord>(
+    items: &'v mut [&'a PendingShake],
+    key: impl Fn(&PendingShake) -> K,
+) -> &'v [&'a PendingShake] {
+    let keep = PER_COARSE_CELL.max(FAR_POOL).min(items.len());
+    if keep < items.len() {
+        items.select_nth_unstable_by_key(keep, |p| key(p));
+    }
+    let first = &mut items[..keep];
+    first.sort_unstable_by_key(|p| key(p));
+    first
+}
+
+/// A shake id ordered as Redis orders its lower-case hex text (equal scores go by member):
+/// the digits left-aligned, then the shorter first; no text is built.
+fn hex_order(id: u64) -> (u64, u32) {
+    let digits = ((64 - id.leading_zeros()).div_ceil(4)).max(1);
+    (id << (64 - 4 * digits), digits)
 }
 
 #[cfg(test)]
@@ -224,6 +242,16 @@ mod tests {
             shake(31, "far-early", 45.0, 0),
         ];
         assert_eq!(choose(&me, now, &far).unwrap().id, 31);
+    }
+
+    #[test]
+    fn ids_order_as_their_hex_text_does() {
+        let mut ids = [0x0_u64, 0xa, 0x1f, 0x1, 0xf0, 0x10, u64::MAX, 0xabc];
+        let mut texts: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+        texts.sort();
+        ids.sort_by_key(|id| hex_order(*id));
+        let by_order: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+        assert_eq!(by_order, texts);
     }
 
     #[test]
