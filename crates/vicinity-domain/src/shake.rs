@@ -245,6 +245,23 @@ mod tests {
     }
 
     #[test]
+    fn the_far_pool_is_the_soonest_to_expire_and_the_shakers_own_fill_it() {
+        let me = shake(1, "me", 39.9, 100);
+        let now = Timestamp::from_millis(100);
+        // Far beyond the rings: FAR_POOL of my own shakes expire before the other user's.
+        let mut far: Vec<_> = (0..FAR_POOL as u64)
+            .map(|i| shake(10 + i, "me", 45.0, i as i64))
+            .collect();
+        far.push(shake(99, "other", 45.0, 50));
+        assert!(
+            choose(&me, now, &far).is_none(),
+            "the pool holds only my own"
+        );
+        far.remove(0);
+        assert_eq!(choose(&me, now, &far).unwrap().id, 99);
+    }
+
+    #[test]
     fn ids_order_as_their_hex_text_does() {
         let mut ids = [0x0_u64, 0xa, 0x1f, 0x1, 0xf0, 0x10, u64::MAX, 0xabc];
         let mut texts: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();

@@ -191,13 +191,11 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
     match (&mode, searches.is_empty()) {
         // One run per side would measure the machine's drift as much as the software: the
         // sides take turns, a slice each, and each round gives one ratio.
-        (Mode::Rate(rate), false) => {
-            let pace = Pace::Open { rate: *rate };
-            interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
-        }
-        (Mode::Closed(concurrency), false) => {
-            let pace = Pace::Closed {
-                concurrency: *concurrency,
+        (Mode::Rate(_) | Mode::Closed(_), false) => {
+            let pace = match mode {
+                Mode::Closed(concurrency) => Pace::Closed { concurrency },
+                Mode::Rate(rate) => Pace::Open { rate },
+                _ => unreachable!("matched above"),
             };
             interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
         }
