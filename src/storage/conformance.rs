@@ -9,9 +9,13 @@ use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Durat
 
 use crate::domain::shake::{ShakeMatch, ShakePair};
 
-use super::{ConsentStore, LocationStore, Position, ShakeOutcome, ShakeStore, StoreResult};
+use super::{
+    Admission, ConsentStore, LimitKey, LimitStore, LocationStore, Position, ShakeOutcome,
+    ShakeStore, StoreResult,
+};
 use crate::domain::{
     ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
+    limits::Rate,
     nearby::{NearbyRequest, Secret},
     user::GenderFilter,
 };
@@ -29,6 +33,8 @@ pub struct Fixture {
     pub consents: Arc<dyn ConsentStore>,
     /// The Shake store.
     pub shakes: Arc<dyn ShakeStore>,
+    /// The limit store.
+    pub limits: Arc<dyn LimitStore>,
     /// Moves the store's clock forward by at least the given duration (a manual clock, or a
     /// real sleep for a store whose clock cannot be moved).
     pub advance: Box<dyn Fn(Duration) -> StepFuture + Send + Sync>,
@@ -65,6 +71,8 @@ macro_rules! conformance_tests {
             clearing_shake_withdraws_every_pending_shake_of_the_user,
             clearing_shake_drops_an_uncollected_pairing_with_the_user,
             clearing_shake_removes_the_user_from_partners_histories,
+            a_rate_admits_its_burst_then_refuses_with_the_real_wait,
+            places_are_capped_given_back_and_freed_at_their_end,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -778,4 +786,88 @@ pub async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixt
         .await;
     assert_eq!(granted.expect("granted"), [true]);
     fx.consents.forget(&who).await.expect("forget");
+}
+
+/// The wait of a refusal (panics on an admission).
+fn refused_for(admission: Admission) -> Duration {
+    match admission {
+        Admission::Refused(wait) => wait,
+        Admission::Admitted(_) => panic!("admitted past the limit"),
+    }
+}
+
+/// GCRA: a rate of 3 per 3 s admits three calls at once, then refuses the fourth with the
+/// time until the next one is due (at most a second, less the time the calls took); keys of
+/// another user or another call are counted apart; the refusal counted nothing.
+pub async fn a_rate_admits_its_burst_then_refuses_with_the_real_wait(fx: &Fixture) {
+    let rate = Rate::new(3, Duration::from_secs(3)).expect("a rate");
+    let updates = LimitKey::Updates(user("conf-rate"));
+    for n in 0..3 {
+        let admitted = fx.limits.admit(&updates, rate).await.expect("admit");
+        assert!(
+            matches!(admitted, Admission::Admitted(_)),
+            "call {n} refused"
+        );
+    }
+    let wait = refused_for(fx.limits.admit(&updates, rate).await.expect("admit"));
+    assert!(wait <= Duration::from_secs(1), "waits {wait:?}");
+    assert!(wait >= Duration::from_millis(500), "waits {wait:?}");
+    // The refused call counted nothing: the next wait is no longer than the first.
+    let again = refused_for(fx.limits.admit(&updates, rate).await.expect("admit"));
+    assert!(again <= wait, "a refusal counted: {again:?} after {wait:?}");
+    for other in [
+        LimitKey::Lists(user("conf-rate")),
+        LimitKey::Updates(user("conf-rate-other")),
+    ] {
+        let admitted = fx.limits.admit(&other, rate).await.expect("admit");
+        assert!(
+            matches!(admitted, Admission::Admitted(_)),
+            "{other:?} refused"
+        );
+    }
+    (fx.advance)(wait + Duration::from_millis(50)).await;
+    let admitted = fx.limits.admit(&updates, rate).await.expect("admit");
+    assert!(
+        matches!(admitted, Admission::Admitted(_)),
+        "refused after the wait"
+    );
+    refused_for(fx.limits.admit(&updates, rate).await.expect("admit"));
+}
+
+/// Holds: two places of two taken, a third is refused until the first ends; a place given
+/// back (twice: still `Ok`) is free at once; every place is free after its end.
+pub async fn places_are_capped_given_back_and_freed_at_their_end(fx: &Fixture) {
+    let key = LimitKey::KeyPendingShakes("conf {key}".to_owned());
+    let hold = Duration::from_secs(2);
+    for token in [1, 2] {
+        let taken = fx.limits.hold(&key, token, 2, hold).await.expect("hold");
+        assert!(
+            matches!(taken, Admission::Admitted(_)),
+            "place {token} refused"
+        );
+    }
+    let wait = refused_for(fx.limits.hold(&key, 3, 2, hold).await.expect("hold"));
+    assert!(wait <= hold && wait >= hold / 2, "waits {wait:?}");
+    fx.limits.release(&key, 1).await.expect("release");
+    fx.limits.release(&key, 1).await.expect("release again");
+    let taken = fx.limits.hold(&key, 3, 2, hold).await.expect("hold");
+    assert!(
+        matches!(taken, Admission::Admitted(_)),
+        "a given-back place stayed taken"
+    );
+    refused_for(fx.limits.hold(&key, 4, 2, hold).await.expect("hold"));
+    (fx.advance)(hold + Duration::from_millis(50)).await;
+    for token in [5, 6] {
+        let taken = fx.limits.hold(&key, token, 2, hold).await.expect("hold");
+        assert!(
+            matches!(taken, Admission::Admitted(_)),
+            "an ended place stayed taken"
+        );
+    }
+    let other = LimitKey::PendingShakes(user("conf-hold"));
+    let taken = fx.limits.hold(&other, 5, 1, hold).await.expect("hold");
+    assert!(
+        matches!(taken, Admission::Admitted(_)),
+        "keys are counted apart"
+    );
 }

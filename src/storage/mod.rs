@@ -21,6 +21,7 @@ pub use memory::MemoryStore;
 
 use crate::domain::{
     ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, Timestamp, UserId,
+    limits::Rate,
     nearby::{NearbyQuery, NearbyRequest, OrderContext, Page},
     shake::{PendingShake, ShakeMatch, ShakePair},
 };
@@ -230,4 +231,50 @@ pub trait ShakeStore: Send + Sync + 'static {
     /// Deletes everything Shake holds about `user` (pending shakes and history) at once;
     /// returns how many entries existed.
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32>;
+}
+
+/// What a limit counts (SPEC §4.3): state kept in the location store, so a limit holds across
+/// every service node. Holds user ids and API key names, never a location.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LimitKey {
+    /// A user's UpdateLocation calls.
+    Updates(UserId),
+    /// A user's ListNearby calls (each page counts).
+    Lists(UserId),
+    /// A user's Shake calls.
+    Shakes(UserId),
+    /// A user's pending shakes.
+    PendingShakes(UserId),
+    /// The pending shakes of every user an API key calls for (by the key's name).
+    KeyPendingShakes(String),
+}
+
+/// A limit's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Allowed, at this time by the store's clock; the call was counted.
+    Admitted(Timestamp),
+    /// Refused; nothing was counted. Allowed again after this long at the earliest.
+    Refused(Duration),
+}
+
+/// Where limits keep their state: one round trip per check, atomic per key, on the store's
+/// clock. State goes by itself once void (a rate's within its period, a hold at its end).
+#[async_trait]
+pub trait LimitStore: Send + Sync + 'static {
+    /// Counts one call against `rate` under `key`, or refuses it (GCRA, see [`Rate::judge`]).
+    async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission>;
+
+    /// Takes one of `cap` places under `key` for `token` until `hold` from now, or refuses
+    /// when all are taken (the wait is until the first one ends).
+    async fn hold(
+        &self,
+        key: &LimitKey,
+        token: u64,
+        cap: u32,
+        hold: Duration,
+    ) -> StoreResult<Admission>;
+
+    /// Gives back `token`'s place under `key` before its end (giving back twice is `Ok`).
+    async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
 }

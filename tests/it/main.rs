@@ -9,6 +9,7 @@ mod details;
 mod helpers;
 mod places;
 
+mod attack;
 mod auth;
 mod binary;
 mod checker;

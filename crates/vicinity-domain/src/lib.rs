@@ -6,6 +6,7 @@ pub mod consent;
 pub mod coords;
 pub mod error;
 pub mod feature;
+pub mod limits;
 pub mod nearby;
 pub mod retention;
 pub mod shake;

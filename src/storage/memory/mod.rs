@@ -16,17 +16,19 @@ use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
+mod limits;
 mod shake;
 
+use limits::Limits;
 use shake::ShakeState;
 
 use super::{
-    ConsentStore, LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError,
-    StoreErrorKind, StoreResult,
+    Admission, ConsentStore, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult,
+    OwedPurge, Position, StoreError, StoreErrorKind, StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
-    UserId, consent::HISTORY_PER_FEATURE, nearby::NearbyRequest,
+    UserId, consent::HISTORY_PER_FEATURE, limits::Rate, nearby::NearbyRequest,
 };
 
 type EntryKey = (Feature, UserId);
@@ -47,6 +49,7 @@ struct State {
     consent_history: HashMap<UserId, Vec<ConsentEvent>>,
     owed: BTreeSet<(Timestamp, OwedPurge)>,
     shake: ShakeState,
+    limits: Limits,
     shutdown: bool,
 }
 
@@ -169,8 +172,37 @@ impl MemoryStore {
         locations + state.shake.len()
     }
 
+    /// How many limit keys hold state (void state goes with the sweep).
+    pub fn limit_keys(&self) -> usize {
+        self.shared.lock().limits.len()
+    }
+
     fn now(&self) -> Timestamp {
         self.shared.clock.now()
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
+        let now = self.now();
+        Ok(self.shared.lock().limits.admit(key, rate, now))
+    }
+
+    async fn hold(
+        &self,
+        key: &LimitKey,
+        token: u64,
+        cap: u32,
+        hold: Duration,
+    ) -> StoreResult<Admission> {
+        let now = self.now();
+        Ok(self.shared.lock().limits.hold(key, token, cap, hold, now))
+    }
+
+    async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
+        self.shared.lock().limits.release(key, token);
+        Ok(())
     }
 }
 
@@ -190,6 +222,7 @@ async fn purge_task(shared: Arc<Shared>) {
                 return;
             }
             state.shake.purge_due(now);
+            state.limits.purge_void(now);
             state.purge_due(now).1
         };
         let wait = next
@@ -276,6 +309,7 @@ impl LocationStore for MemoryStore {
     async fn purge_expired(&self) -> StoreResult<u32> {
         let now = self.now();
         let mut purged = self.shared.lock().shake.purge_due(now);
+        while self.shared.lock().limits.purge_void(now) {}
         loop {
             let (batch, next) = self.shared.lock().purge_due(now);
             purged += batch;
@@ -484,6 +518,7 @@ mod tests {
             locations: store.clone(),
             consents: store.clone(),
             shakes: store.clone(),
+            limits: store.clone(),
             advance: Box::new(move |by| {
                 clock.advance(by);
                 Box::pin(async {})

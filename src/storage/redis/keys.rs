@@ -22,6 +22,9 @@
 //! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match | 120 s | `shake` |
 //! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
 //! | `vc:owed` | ZSET | purges owed: `<f>|<token>|<user_id>` by when they were owed (ms); a sweep finishes any not settled (no location; persisted store) | none | none (one slot) |
+//! | `vc:l:{<user_id>}:<u/l/s>` | STRING | a user's UpdateLocation / ListNearby / Shake rate: the theoretical arrival time of the next call (GCRA, ms; no location) | until that time (at most the rate's period) | user |
+//! | `vc:l:{<user_id>}:p` | ZSET | the user's pending shakes: token by end (no location) | the last end | user |
+//! | `vc:l:{k:<hex of key name>}:p` | ZSET | pending shakes of every user one API key calls for: token by end | the last end | API key |
 //! | `vc:h:{<user_id>}` | LIST | consent history, whose last event of a feature is its current record (no location; persisted store) | none | user |
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
@@ -48,7 +51,7 @@ use h3o::{CellIndex, Resolution};
 
 use crate::{
     domain::{Deadlines, Feature, Gender, Retention, Timestamp, UserId, user::GenderFilter},
-    storage::{LocationEntry, Position},
+    storage::{LimitKey, LocationEntry, Position},
 };
 
 /// The H3 resolution of the partitions (hash tags).
@@ -119,6 +122,18 @@ pub fn consent_key(user: &UserId, tag: &str) -> String {
 
 /// The purges owed (in the consent store).
 pub const OWED: &str = "vc:owed";
+
+/// The key of a limit's state.
+pub fn limit_key(key: &LimitKey) -> String {
+    match key {
+        LimitKey::Updates(user) => format!("vc:l:{{{user}}}:u"),
+        LimitKey::Lists(user) => format!("vc:l:{{{user}}}:l"),
+        LimitKey::Shakes(user) => format!("vc:l:{{{user}}}:s"),
+        LimitKey::PendingShakes(user) => format!("vc:l:{{{user}}}:p"),
+        // Hex: a key's name is the operator's text and may hold braces.
+        LimitKey::KeyPendingShakes(name) => format!("vc:l:{{k:{}}}:p", hex::encode(name)),
+    }
+}
 
 /// The consent-history list of a user.
 pub fn history_key(user: &UserId) -> String {

@@ -31,10 +31,12 @@ pub use consent::RedisConsentStore;
 use steps::written;
 
 use super::{
-    LocationEntry, LocationStore, NearbyResult, Position, StoreError, StoreErrorKind, StoreResult,
+    Admission, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult, Position,
+    StoreError, StoreErrorKind, StoreResult,
 };
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
+    limits::Rate,
     nearby::{FIRST_BATCH, NearbyRequest, Tickets},
 };
 
@@ -228,5 +230,43 @@ impl LocationStore for RedisStore {
         let (secs, micros): (i64, i64) =
             conn.query("reading the time", &redis::cmd("TIME")).await?;
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
+    }
+}
+
+/// A limit script's reply: `{1, now}` admitted, `{0, wait ms}` refused.
+fn admission((admitted, value): (i64, i64)) -> Admission {
+    if admitted == 1 {
+        Admission::Admitted(Timestamp::from_millis(value))
+    } else {
+        Admission::Refused(Duration::from_millis(value.max(0) as u64))
+    }
+}
+
+#[async_trait]
+impl LimitStore for RedisStore {
+    #[instrument(skip_all)]
+    async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
+        let call = scripts::limit_admit(key, rate);
+        Ok(admission(self.conn.script("counting a call", &call).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn hold(
+        &self,
+        key: &LimitKey,
+        token: u64,
+        cap: u32,
+        hold: Duration,
+    ) -> StoreResult<Admission> {
+        let call = scripts::hold_take(key, token, cap, hold);
+        Ok(admission(self.conn.script("holding a place", &call).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(keys::limit_key(key)).arg(token);
+        self.conn.query::<i64>("giving back a place", &cmd).await?;
+        Ok(())
     }
 }

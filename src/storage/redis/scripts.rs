@@ -18,10 +18,11 @@ use super::keys;
 use crate::{
     domain::{
         ConsentEvent, Deadlines, Feature, Retention, Timestamp, UserId,
+        limits::Rate,
         nearby::NearbyQuery,
         shake::{self, PendingShake, ShakeMatch},
     },
-    storage::{LocationEntry, Position},
+    storage::{LimitKey, LocationEntry, Position},
 };
 
 /// How long past its deadline a key's TTL falls (see [`EXPIRE_AT`]).
@@ -393,6 +394,39 @@ pub fn user_put(
         .arg(keys::user_field(position.feature, &position.user_id))
         .arg(keys::encode_record(position, deadlines, left))
         .arg(deadlines.purge_at.as_millis());
+    call
+}
+
+lua_script! {
+    /// Counts one call against a rate (GCRA) or refuses it, changing nothing.
+    /// KEYS: the limit's key. ARGV: interval ms, tolerance ms (interval × burst).
+    /// Returns `{1, now}` when admitted, `{0, wait ms}` when refused.
+    LIMIT_ADMIT, script, "lua/limit_admit.lua"
+}
+
+/// [`LIMIT_ADMIT`] of `rate` under `key`.
+pub fn limit_admit(key: &LimitKey, rate: Rate) -> ScriptInvocation<'static> {
+    let mut call = LIMIT_ADMIT.key(keys::limit_key(key));
+    call.arg(rate.interval_ms()).arg(rate.tolerance_ms());
+    call
+}
+
+lua_script! {
+    /// Takes one of `cap` places for a token until `now + hold`, or refuses, changing nothing.
+    /// KEYS: the limit's key. ARGV: token, cap, hold ms.
+    /// Returns `{1, now}` when taken, `{0, wait ms}` (until the first place ends) when refused.
+    HOLD_TAKE, script, "lua/hold_take.lua"
+}
+
+/// [`HOLD_TAKE`] of one of `cap` places under `key` for `token`, for `hold`.
+pub fn hold_take(
+    key: &LimitKey,
+    token: u64,
+    cap: u32,
+    hold: Duration,
+) -> ScriptInvocation<'static> {
+    let mut call = HOLD_TAKE.key(keys::limit_key(key));
+    call.arg(token).arg(cap).arg(hold.as_millis() as u64);
     call
 }
 

@@ -91,7 +91,8 @@ async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError>
     Ok(Fixture {
         locations: store.clone(),
         consents,
-        shakes: store,
+        shakes: store.clone(),
+        limits: store,
         advance: Box::new(|by| Box::pin(tokio::time::sleep(by))),
         physical_entries: Box::new(move || count_on(ports.clone())),
         sweep_bound: Duration::from_secs(5),

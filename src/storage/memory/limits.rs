@@ -1,0 +1,110 @@
+//! The embedded store's limit state: the same semantics as the Redis scripts
+//! (`limit_admit.lua`, `hold_take.lua`), on the store's clock, void state removed by the
+//! store's sweep.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use crate::{
+    domain::{
+        Timestamp,
+        limits::{Rate, Verdict},
+    },
+    storage::{Admission, LimitKey},
+};
+
+/// Limit state void by a given time: what the sweep removes.
+#[derive(Debug, Default)]
+pub(super) struct Limits {
+    /// Theoretical arrival times of rates.
+    rates: HashMap<LimitKey, Timestamp>,
+    /// Places held: token and end.
+    holds: HashMap<LimitKey, Vec<(u64, Timestamp)>>,
+    /// Every key by when its state is void (the latest end of its places).
+    void_at: BTreeSet<(Timestamp, LimitKey)>,
+}
+
+/// Void limit keys removed per sweep batch (bounded work under the store's lock).
+const VOID_BATCH: usize = 4_096;
+
+impl Limits {
+    pub(super) fn admit(&mut self, key: &LimitKey, rate: Rate, now: Timestamp) -> Admission {
+        let tat = self.rates.get(key).copied().filter(|&t| t > now);
+        match rate.judge(tat, now) {
+            Verdict::Refuse(wait) => Admission::Refused(wait),
+            Verdict::Admit(next) => {
+                if let Some(old) = self.rates.insert(key.clone(), next) {
+                    self.void_at.remove(&(old, key.clone()));
+                }
+                self.void_at.insert((next, key.clone()));
+                Admission::Admitted(now)
+            }
+        }
+    }
+
+    pub(super) fn hold(
+        &mut self,
+        key: &LimitKey,
+        token: u64,
+        cap: u32,
+        hold: Duration,
+        now: Timestamp,
+    ) -> Admission {
+        let places = self.holds.entry(key.clone()).or_default();
+        let before = places.iter().map(|p| p.1).max();
+        places.retain(|&(_, end)| end > now);
+        if places.len() >= cap as usize {
+            let first = places.iter().map(|p| p.1).min().unwrap_or(now);
+            return Admission::Refused(first.since(now));
+        }
+        places.push((token, now.plus(hold)));
+        let after = places.iter().map(|p| p.1).max();
+        self.revoid(key, before, after);
+        Admission::Admitted(now)
+    }
+
+    pub(super) fn release(&mut self, key: &LimitKey, token: u64) {
+        let Some(places) = self.holds.get_mut(key) else {
+            return;
+        };
+        let before = places.iter().map(|p| p.1).max();
+        places.retain(|&(t, _)| t != token);
+        let after = places.iter().map(|p| p.1).max();
+        if places.is_empty() {
+            self.holds.remove(key);
+        }
+        self.revoid(key, before, after);
+    }
+
+    fn revoid(&mut self, key: &LimitKey, before: Option<Timestamp>, after: Option<Timestamp>) {
+        if let Some(before) = before {
+            self.void_at.remove(&(before, key.clone()));
+        }
+        if let Some(after) = after {
+            self.void_at.insert((after, key.clone()));
+        }
+    }
+
+    /// Removes at most [`VOID_BATCH`] keys void at `now`; whether some remain.
+    pub(super) fn purge_void(&mut self, now: Timestamp) -> bool {
+        for _ in 0..VOID_BATCH {
+            let Some((at, key)) = self.void_at.first().cloned() else {
+                return false;
+            };
+            if at > now {
+                return false;
+            }
+            self.void_at.pop_first();
+            self.rates.remove(&key);
+            self.holds.remove(&key);
+        }
+        true
+    }
+
+    /// Keys with state (for tests of the sweep).
+    pub(super) fn len(&self) -> usize {
+        self.rates.len() + self.holds.len()
+    }
+}
