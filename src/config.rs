@@ -8,7 +8,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use clap::{Args, ValueEnum};
 
 use crate::{
-    domain::{Clock, Retention, SnapGrid, SystemClock, nearby::Secret},
+    domain::{
+        Clock, Retention, SnapGrid, SystemClock,
+        limits::{JumpCap, Policy, Rate},
+        nearby::Secret,
+    },
     grpc::{ApiKeys, Auth},
     storage::redis::Target,
 };
@@ -95,6 +99,51 @@ pub struct ServeArgs {
     /// clients rebalance across nodes.
     #[arg(long, env = "VICINITY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration)]
     pub max_connection_age: Duration,
+    /// UpdateLocation calls per user, `COUNT/PERIOD` (a burst of COUNT, then evenly spread),
+    /// counted in the location store across every node.
+    #[arg(long, env = "VICINITY_UPDATE_RATE", default_value = "12/1m", value_parser = rate)]
+    pub update_rate: Rate,
+    /// ListNearby calls per user (each page counts).
+    #[arg(long, env = "VICINITY_LIST_RATE", default_value = "30/1m", value_parser = rate)]
+    pub list_rate: Rate,
+    /// Shake calls per user.
+    #[arg(long, env = "VICINITY_SHAKE_RATE", default_value = "20/1m", value_parser = rate)]
+    pub shake_rate: Rate,
+    /// Calls of one API key (all callers, in open mode) per service node: flood protection.
+    #[arg(long, env = "VICINITY_KEY_RATE", default_value = "20000/1s", value_parser = rate)]
+    pub key_rate: Rate,
+    /// Pending shakes of all users one API key calls for, at once (across every node).
+    #[arg(long, env = "VICINITY_KEY_PENDING_SHAKES", default_value_t = 1_000)]
+    pub key_pending_shakes: u32,
+    /// The fastest move accepted between two updates of a user (km/h; moves within 2 km
+    /// always pass; 0 turns the cap off).
+    #[arg(long, env = "VICINITY_MAX_SPEED_KMH", default_value_t = JumpCap::DEFAULT_KMH)]
+    pub max_speed_kmh: u32,
+}
+
+fn rate(text: &str) -> Result<Rate, String> {
+    text.parse()
+        .map_err(|e: crate::domain::ValidationError| e.reason.to_string())
+}
+
+/// The abuse limits the flags give.
+fn policy(args: &ServeArgs) -> Result<Policy, ConfigError> {
+    if args.key_pending_shakes == 0 {
+        return Err(ConfigError(
+            "--key-pending-shakes: must be at least 1".into(),
+        ));
+    }
+    Ok(Policy {
+        updates: args.update_rate,
+        lists: args.list_rate,
+        shakes: args.shake_rate,
+        key_calls: args.key_rate,
+        key_pending_shakes: args.key_pending_shakes,
+        jump: match args.max_speed_kmh {
+            0 => None,
+            kmh => Some(JumpCap::from_kmh(kmh).map_err(|e| ConfigError(e.reason))?),
+        },
+    })
 }
 
 /// How many connections and streams the server takes, and how long they may live
@@ -205,6 +254,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Connection and stream limits.
     pub connections: ConnectionLimits,
+    /// The abuse limits (rates, the jump cap, pending shakes per key).
+    pub policy: Policy,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
 }
@@ -251,6 +302,7 @@ impl Config {
             drain_timeout: args.drain_timeout,
             store: store_config(args)?,
             connections: ConnectionLimits::from_args(args)?,
+            policy: policy(args)?,
             clock: Arc::new(SystemClock),
         })
     }
@@ -271,6 +323,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             store: StoreConfig::Memory,
             connections: ConnectionLimits::default(),
+            policy: Policy::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -343,6 +396,22 @@ mod tests {
         assert_eq!(config.sweep_interval, Duration::from_secs(1));
         assert!(config.auth.is_open() && config.secret_is_ephemeral);
         assert_eq!(config.store, StoreConfig::Memory);
+        assert_eq!(config.policy, Policy::default());
+    }
+
+    #[test]
+    fn limits_come_from_flags_and_zero_speed_turns_the_jump_cap_off() {
+        let config = parse(&["--update-rate", "6/30s", "--max-speed-kmh", "0"]).unwrap();
+        assert_eq!(config.policy.updates, "6/30s".parse().unwrap());
+        assert_eq!(config.policy.jump, None);
+        for bad in [
+            ["--list-rate", "lots"],
+            ["--shake-rate", "0/1m"],
+            ["--key-pending-shakes", "0"],
+        ] {
+            let err = parse(&bad).unwrap_err();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     /// Issue 9 point 14: no secret from a broken source (it used to fall back to zeros).

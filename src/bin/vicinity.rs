@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Purge a user's location data at once (all features unless --feature).
     ClearLocation {
         #[command(flatten)]
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::ClearLocation { target, feature } => {
             let feature = feature
                 .as_deref()

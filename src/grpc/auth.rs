@@ -34,6 +34,7 @@ pub enum AuthError {
 
 #[derive(Clone)]
 struct Key {
+    name: String,
     secret: Vec<u8>,
     app: bool,
     ops: bool,
@@ -62,10 +63,11 @@ impl ApiKeys {
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let [_name, scopes, secret] = fields[..] else {
+            let [name, scopes, secret] = fields[..] else {
                 return Err(format!("line {}: expected `NAME SCOPES KEY`", n + 1));
             };
             let mut key = Key {
+                name: name.to_owned(),
                 secret: secret.as_bytes().to_vec(),
                 app: false,
                 ops: false,
@@ -106,6 +108,9 @@ impl ApiKeys {
     }
 }
 
+/// The caller's name in open mode (every caller is one).
+pub const OPEN_CALLER: &str = "open";
+
 /// Authorizes calls: open (no keys, loopback only) or by key and scope.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
@@ -128,10 +133,11 @@ impl Auth {
         self.keys.is_none()
     }
 
-    /// Allows the call when its key holds any of `scopes`.
-    pub fn authorize(&self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<(), AuthError> {
+    /// Allows the call when its key holds any of `scopes`: the caller, named by its key's
+    /// name ([`OPEN_CALLER`] in open mode).
+    pub fn authorize(&self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<&str, AuthError> {
         let Some(keys) = &self.keys else {
-            return Ok(());
+            return Ok(OPEN_CALLER);
         };
         let header = metadata
             .get("authorization")
@@ -149,7 +155,7 @@ impl Auth {
             Scope::Ops => key.ops,
         });
         if allowed {
-            Ok(())
+            Ok(&key.name)
         } else {
             Err(AuthError::Scope)
         }
@@ -172,10 +178,10 @@ mod tests {
     fn keys_grant_their_scopes_only() {
         let auth = Auth::with_keys(ApiKeys::parse(FILE).unwrap());
         let app = metadata("Bearer aaaaaaaaaaaaaaaa");
-        assert_eq!(auth.authorize(&app, &[Scope::App]), Ok(()));
+        assert_eq!(auth.authorize(&app, &[Scope::App]), Ok("backend"));
         assert_eq!(auth.authorize(&app, &[Scope::Ops]), Err(AuthError::Scope));
         let ops = metadata("Bearer bbbbbbbbbbbbbbbb");
-        assert_eq!(auth.authorize(&ops, &[Scope::Ops]), Ok(()));
+        assert_eq!(auth.authorize(&ops, &[Scope::Ops]), Ok("oncall"));
         let wrong = metadata("Bearer cccccccccccccccc");
         assert_eq!(
             auth.authorize(&wrong, &[Scope::App]),

@@ -16,7 +16,7 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         &self,
         request: Request<pb::GrantConsentRequest>,
     ) -> Result<Response<pb::ConsentRecord>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::GrantConsentRequest {
             user_id,
@@ -40,7 +40,7 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         &self,
         request: Request<pb::WithdrawConsentRequest>,
     ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::WithdrawConsentRequest { user_id, feature } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
@@ -56,8 +56,7 @@ impl pb::consent_service_server::ConsentService for GrpcApi {
         &self,
         request: Request<pb::GetConsentRequest>,
     ) -> Result<Response<pb::GetConsentResponse>, Status> {
-        self.auth
-            .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        self.admit(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::GetConsentRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;

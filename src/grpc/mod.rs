@@ -2,6 +2,7 @@
 //! `tonic::Status`. Handlers convert, call the service, convert back; no business rules here.
 
 pub mod auth;
+mod ceiling;
 mod consent;
 mod convert;
 mod deadline;
@@ -16,7 +17,10 @@ use std::sync::Arc;
 pub use auth::{ApiKeys, Auth, AuthError, Scope};
 pub use deadline::MAX_CALL_TIME;
 
-use crate::service::Vicinity;
+use ceiling::Ceiling;
+use tonic::{Status, metadata::MetadataMap};
+
+use crate::{domain::Clock, domain::limits::Rate, service::Vicinity};
 
 /// The generated protobuf types and services of `vicinity.v1` (the `vicinity-api` crate).
 pub use vicinity_api::pb;
@@ -26,11 +30,22 @@ pub use vicinity_api::pb;
 pub struct GrpcApi {
     svc: Vicinity,
     auth: Arc<Auth>,
+    ceiling: Arc<Ceiling>,
 }
 
 impl GrpcApi {
-    /// The API over `svc`, authorizing callers with `auth`.
-    pub fn new(svc: Vicinity, auth: Arc<Auth>) -> Self {
-        Self { svc, auth }
+    /// The API over `svc`, authorizing callers with `auth` and holding each caller to
+    /// `ceiling` calls on this node (by `clock`).
+    pub fn new(svc: Vicinity, auth: Arc<Auth>, ceiling: Rate, clock: Arc<dyn Clock>) -> Self {
+        let ceiling = Arc::new(Ceiling::new(ceiling, clock));
+        Self { svc, auth, ceiling }
+    }
+
+    /// Authorizes a call for `scopes` and counts it against its caller's ceiling: the
+    /// caller's name.
+    fn admit<'a>(&'a self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<&'a str, Status> {
+        let caller = self.auth.authorize(metadata, scopes)?;
+        self.ceiling.admit(caller)?;
+        Ok(caller)
     }
 }

@@ -16,7 +16,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         &self,
         request: Request<pb::UpdateLocationRequest>,
     ) -> Result<Response<pb::UpdateLocationResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::UpdateLocationRequest {
             user_id,
@@ -37,7 +37,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         &self,
         request: Request<pb::ListNearbyRequest>,
     ) -> Result<Response<pb::ListNearbyResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::ListNearbyRequest {
             user_id,
@@ -66,7 +66,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         &self,
         request: Request<pb::LeaveNearbyRequest>,
     ) -> Result<Response<pb::LeaveNearbyResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::LeaveNearbyRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;

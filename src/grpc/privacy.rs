@@ -15,8 +15,7 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
         &self,
         request: Request<pb::ClearLocationRequest>,
     ) -> Result<Response<pb::ClearLocationResponse>, Status> {
-        self.auth
-            .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        self.admit(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ClearLocationRequest { user_id, feature } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
@@ -31,8 +30,7 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
         &self,
         request: Request<pb::ExportMyDataRequest>,
     ) -> Result<Response<pb::ExportMyDataResponse>, Status> {
-        self.auth
-            .authorize(request.metadata(), &[Scope::App, Scope::Ops])?;
+        self.admit(request.metadata(), &[Scope::App, Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ExportMyDataRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
@@ -66,7 +64,7 @@ impl pb::privacy_service_server::PrivacyService for GrpcApi {
         &self,
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::Ops])?;
+        self.admit(request.metadata(), &[Scope::Ops])?;
         let deadline = deadline::of(request.metadata());
         let pb::ForgetUserRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;

@@ -15,12 +15,13 @@ impl pb::shake_server::Shake for GrpcApi {
         &self,
         request: Request<pb::ShakeRequest>,
     ) -> Result<Response<pb::ShakeResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        let caller = self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::ShakeRequest { user_id, location } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let location = convert::location(location).map_err(invalid)?;
-        let matched = within(deadline, self.svc.shake(&user, location, deadline)).await?;
+        let shake = self.svc.shake(caller, &user, location, deadline);
+        let matched = within(deadline, shake).await?;
         let result = match matched {
             Some(m) => pb::shake_response::Result::Match(convert::shake_match(&m)),
             None => pb::shake_response::Result::NoMatch(pb::NoMatch {}),
@@ -34,7 +35,7 @@ impl pb::shake_server::Shake for GrpcApi {
         &self,
         request: Request<pb::ShakeHistoryRequest>,
     ) -> Result<Response<pb::ShakeHistoryResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::ShakeHistoryRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
@@ -48,7 +49,7 @@ impl pb::shake_server::Shake for GrpcApi {
         &self,
         request: Request<pb::LeaveShakeRequest>,
     ) -> Result<Response<pb::LeaveShakeResponse>, Status> {
-        self.auth.authorize(request.metadata(), &[Scope::App])?;
+        self.admit(request.metadata(), &[Scope::App])?;
         let deadline = deadline::of(request.metadata());
         let pb::LeaveShakeRequest { user_id } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;

@@ -36,6 +36,25 @@ impl From<ServiceError> for Status {
                 "the user has no location in People Nearby: update it first",
                 ErrorDetails::with_error_info("LOCATION_REQUIRED", DOMAIN, HashMap::new()),
             ),
+            ServiceError::RateLimited { limit, retry_after } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info(
+                    "RATE_LIMITED",
+                    DOMAIN,
+                    HashMap::from([("limit".to_owned(), limit.to_owned())]),
+                );
+                Status::with_error_details(
+                    Code::ResourceExhausted,
+                    format!("rate limited ({limit}): retry after the RetryInfo delay"),
+                    details,
+                )
+            }
+            ServiceError::ImplausibleJump => Status::with_error_details(
+                Code::FailedPrecondition,
+                "the new position is farther from the last one than anyone travels in the time \
+                 since: nothing was changed",
+                ErrorDetails::with_error_info("IMPLAUSIBLE_JUMP", DOMAIN, HashMap::new()),
+            ),
             ServiceError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded"),
             ServiceError::Store(error) => {
                 tracing::warn!(error = %error, source = ?error.source, "store error");

@@ -25,7 +25,7 @@ use crate::{
     },
     service::{Deps, Vicinity},
     storage::{
-        ConsentStore, LocationStore, MemoryStore, ShakeStore, StoreError,
+        ConsentStore, LimitStore, LocationStore, MemoryStore, ShakeStore, StoreError,
         redis::{self, RedisConsentStore, RedisStore},
     },
 };
@@ -86,7 +86,7 @@ pub async fn run(
         return Err(ServerError::OpenOnPublicAddress(addr));
     }
     warn_about_local_choices(&config);
-    let (locations, consents, shakes) = stores(&config).await?;
+    let (locations, consents, shakes, limits) = stores(&config).await?;
     let svc = Vicinity::new(Deps {
         locations,
         consents,
@@ -96,11 +96,14 @@ pub async fn run(
         grid: config.grid,
         retention: config.retention,
         secret: config.secret.clone(),
+        limits,
+        policy: config.policy,
     });
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(watch_health(svc.clone(), reporter));
-    let api = GrpcApi::new(svc, Arc::new(config.auth.clone()));
+    let auth = Arc::new(config.auth.clone());
+    let api = GrpcApi::new(svc, auth, config.policy.key_calls, config.clock.clone());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -160,6 +163,7 @@ type Stores = (
     Arc<dyn LocationStore>,
     Arc<dyn ConsentStore>,
     Arc<dyn ShakeStore>,
+    Arc<dyn LimitStore>,
 );
 
 /// The stores the configuration names, after checking what Redis does with data on disk.
@@ -181,7 +185,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
             tickets,
             config.sweep_interval,
         );
-        return Ok((store.clone(), store.clone(), store));
+        return Ok((store.clone(), store.clone(), store.clone(), store));
     };
     let tickets = Tickets::new(&config.secret);
     for (url, found) in redis::persistence(locations).await? {
@@ -214,6 +218,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     Ok((
         location_store.clone(),
         Arc::new(consent_store),
+        location_store.clone(),
         location_store,
     ))
 }

@@ -18,6 +18,20 @@ pub enum ServiceError {
     /// The user has no recorded location in People Nearby (you are seen when you look).
     #[error("location required")]
     LocationRequired,
+    /// A limit refused the call (SPEC §4.3); nothing was changed. Allowed again after
+    /// `retry_after`.
+    #[error("rate limited ({limit})")]
+    RateLimited {
+        /// Which limit: `updates`, `lists`, `shakes`, `pending_shakes`, `key_calls`,
+        /// `key_pending_shakes`.
+        limit: &'static str,
+        /// The real wait.
+        retry_after: std::time::Duration,
+    },
+    /// The update implies a speed no traveller reaches since the user's last activity;
+    /// nothing was changed (deadlines included).
+    #[error("implausible jump")]
+    ImplausibleJump,
     /// The call's deadline passed before it finished.
     #[error("deadline exceeded")]
     DeadlineExceeded,

@@ -4,6 +4,7 @@
 mod audit;
 mod consent;
 mod error;
+mod limits;
 mod nearby;
 mod privacy;
 mod shake;
@@ -19,8 +20,8 @@ pub use nearby::{ListNearby, NearbyPage};
 pub use privacy::Export;
 
 use crate::{
-    domain::{Clock, Feature, Retention, SnapGrid, UserId, nearby::Secret},
-    storage::{ConsentStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
+    domain::{Clock, Feature, Retention, SnapGrid, UserId, limits::Policy, nearby::Secret},
+    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
 };
 
 /// How long a purge owed is left to the call that owes it before a sweep finishes it.
@@ -50,6 +51,10 @@ pub struct Deps {
     pub retention: Retention,
     /// The server secret for in-band order and page tokens.
     pub secret: Arc<Secret>,
+    /// Where limits count (the location store, so they hold across nodes).
+    pub limits: Arc<dyn LimitStore>,
+    /// The abuse limits.
+    pub policy: Policy,
 }
 
 /// The vicinity service: every operation of the API, on domain types.

@@ -11,7 +11,7 @@ use crate::{
         nearby::{Hit, NearbyRequest, PageToken},
         user::GenderFilter,
     },
-    storage::{Position, StoreError, StoreErrorKind},
+    storage::{LimitKey, Position, StoreError, StoreErrorKind},
 };
 
 /// A validated ListNearby request.
@@ -58,6 +58,12 @@ impl ListNearby {
 impl Vicinity {
     /// Stores the user's position (snapped) and renews their deadlines.
     ///
+    /// First the limits (SPEC §4.3), in one round trip: the user's update rate is counted
+    /// while their previous entry is read, and a move faster than the jump cap allows since
+    /// the previous activity is refused. Either refusal changes nothing, deadlines included.
+    /// Two updates racing each other are each judged against the entry before both; the
+    /// update rate bounds how far that lets a user get.
+    ///
     /// Consent is checked before the write and again after it: a withdrawal that lands in
     /// between has already purged, so without the second check this write would outlive the
     /// consent it was made under (SPEC §4.1). The write is then undone and refused. The write
@@ -71,11 +77,24 @@ impl Vicinity {
         location: Location,
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
+        let cell = self.deps.grid.snap(location.coords);
+        let policy = &self.deps.policy;
+        let (now, previous) = tokio::join!(
+            self.admit(LimitKey::Updates(user.clone()), policy.updates, "updates"),
+            self.deps.locations.get(Feature::PeopleNearby, user),
+        );
+        let (now, previous) = (now?, previous?);
+        if let (Some(previous), Some(jump)) = (previous, policy.jump) {
+            let since = previous.deadlines.last_active;
+            if !jump.allows(previous.position.cell, since, cell, now) {
+                return Err(ServiceError::ImplausibleJump);
+            }
+        }
         self.require_consent(user, Feature::PeopleNearby).await?;
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
-            cell: self.deps.grid.snap(location.coords),
+            cell,
             gender,
         };
         let this = self.clone();
@@ -111,11 +130,13 @@ impl Vicinity {
         Ok(written?)
     }
 
-    /// Lists other users near the viewer: one round trip to the location store (the viewer's
-    /// own entry and the search), then one to the consent store (the viewer and every listed
+    /// Lists other users near the viewer: the viewer's list rate counted (each page counts),
+    /// one round trip to the location store (the viewer's own entry and the search), then one to the consent store (the viewer and every listed
     /// user must hold GRANTED consent; the others are dropped).
     #[instrument(skip_all, fields(limit = list.limit))]
     pub async fn list_nearby(&self, list: &ListNearby) -> ServiceResult<NearbyPage> {
+        let lists = LimitKey::Lists(list.viewer.clone());
+        self.admit(lists, self.deps.policy.lists, "lists").await?;
         let binding = list.token_binding();
         let page = match &list.page_token {
             Some(text) => Some(PageToken::decode(text, &self.deps.secret, &binding)?),

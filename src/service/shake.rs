@@ -8,9 +8,10 @@ use super::{ServiceResult, Vicinity, audit};
 use crate::{
     domain::{
         Feature, Location, Timestamp, UserId,
+        limits::Policy,
         shake::{PendingShake, ShakeMatch, ShakePair},
     },
-    storage::{ShakeOutcome, ShakeStore},
+    storage::{LimitKey, ShakeOutcome, ShakeStore},
 };
 
 /// Time kept back from the call's deadline to answer after the window ends.
@@ -38,20 +39,55 @@ impl Drop for WithdrawOnDrop {
 impl Vicinity {
     /// Shakes: paired at once with the nearest pending shaker, or waits for one up to the
     /// shake window and never past `budget` (the call's deadline). `None`: no partner.
+    ///
+    /// Limits first (SPEC §4.3): the user's shake rate, one pending shake per user, and at
+    /// most `key_pending_shakes` pending for all users of the `caller`'s API key (against
+    /// squatting: one key holding shakes in many cells to catch every real shaker). The
+    /// places are held for the shake's window and given back when the call ends.
     #[instrument(skip_all)]
     pub async fn shake(
         &self,
+        caller: &str,
         user: &UserId,
         location: Location,
         budget: Duration,
     ) -> ServiceResult<Option<ShakeMatch>> {
-        self.require_consent(user, Feature::Shake).await?;
-        let cell = self.deps.grid.snap(location.coords);
+        let policy = &self.deps.policy;
+        self.admit(LimitKey::Shakes(user.clone()), policy.shakes, "shakes")
+            .await?;
+        let id = crate::random::u64().map_err(crate::storage::StoreError::from)?;
         let window = self
             .deps
             .shake_window
             .min(budget.saturating_sub(ANSWER_MARGIN));
-        let id = crate::random::u64().map_err(crate::storage::StoreError::from)?;
+        let places = vec![
+            (
+                LimitKey::PendingShakes(user.clone()),
+                Policy::PENDING_SHAKES_PER_USER,
+                "pending_shakes",
+            ),
+            (
+                LimitKey::KeyPendingShakes(caller.to_owned()),
+                policy.key_pending_shakes,
+                "key_pending_shakes",
+            ),
+        ];
+        let mut places = self.hold(id, places, window + ANSWER_MARGIN).await?;
+        let shaken = self.shake_held(id, user, location, window).await;
+        places.release().await;
+        shaken
+    }
+
+    /// [`Vicinity::shake`] once its places are held.
+    async fn shake_held(
+        &self,
+        id: u64,
+        user: &UserId,
+        location: Location,
+        window: Duration,
+    ) -> ServiceResult<Option<ShakeMatch>> {
+        self.require_consent(user, Feature::Shake).await?;
+        let cell = self.deps.grid.snap(location.coords);
         let pair = match self.deps.shakes.shake(id, user, cell, window).await? {
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {

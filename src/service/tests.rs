@@ -15,6 +15,7 @@ use crate::{
     domain::{
         Clock, ConsentRecord, Deadlines, Feature, Gender, Location, ManualClock, NoticeVersion,
         Retention, SnapGrid, Source, Timestamp, UserId,
+        limits::Policy,
         nearby::{NearbyRequest, Secret, Tickets},
     },
     storage::{
@@ -125,6 +126,8 @@ fn service_with(
         }),
         consents: store.clone(),
         shakes: store.clone(),
+        limits: store.clone(),
+        policy: Policy::default(),
         shake_window: Duration::from_secs(3),
         clock: clock.clone(),
         grid: SnapGrid::default(),
@@ -230,7 +233,7 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
     let history = store.history(&alice).await.unwrap().len();
     let broken = crate::random::break_on_this_thread();
 
-    let shaken = svc.shake(&alice, at, Duration::from_secs(1)).await;
+    let shaken = svc.shake("test", &alice, at, Duration::from_secs(1)).await;
     let withdrawn = svc.withdraw_consent(&alice, Feature::PeopleNearby).await;
 
     drop(broken);
@@ -248,7 +251,7 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
         .await
         .unwrap();
     let partner = svc
-        .shake(&bob, at, Duration::from_millis(50))
+        .shake("test", &bob, at, Duration::from_millis(50))
         .await
         .unwrap();
     assert!(

@@ -38,7 +38,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use vicinity::{
     client::Client,
     config::{Config, StoreConfig},
-    domain::{ManualClock, Retention, Timestamp, nearby::OrderContext},
+    domain::{ManualClock, Retention, Timestamp, limits::Policy, nearby::OrderContext},
     grpc::pb::Gender,
     server::{self, ServerError},
     storage::redis::Target,
@@ -166,6 +166,8 @@ pub fn test_config(addr: SocketAddr, clock: Arc<ManualClock>) -> Config {
     config.clock = clock;
     config.sweep_interval = SWEEP_INTERVAL;
     config.drain_timeout = DRAIN_TIMEOUT;
+    // Most tests drive a few users hard; the limits' own tests (`limits`) set what they test.
+    config.policy = Policy::unlimited();
     config
 }
 

@@ -16,6 +16,7 @@ mod checker;
 mod consent;
 mod errors;
 mod leaks;
+mod limits;
 mod load;
 mod nearby;
 mod pagination;

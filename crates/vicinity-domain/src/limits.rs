@@ -20,8 +20,9 @@ pub struct Rate {
 /// What a rate says of one more call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Allowed: the new theoretical arrival time to keep (state older than it is void).
-    Admit(Timestamp),
+    /// Allowed: the new theoretical arrival time to keep, in microseconds since the epoch
+    /// (state older than it is void).
+    Admit(i64),
     /// Refused: the earliest time from now at which the call would be allowed.
     Refuse(Duration),
 }
@@ -31,7 +32,7 @@ impl Rate {
     pub const MAX_PERIOD: Duration = Duration::from_secs(3_600);
 
     /// `count` calls per `period`; both must be positive, the period at most an hour and at
-    /// least a millisecond per call.
+    /// least a microsecond per call.
     pub fn new(count: u32, period: Duration) -> Result<Self, ValidationError> {
         if count == 0 || period.is_zero() || period > Self::MAX_PERIOD {
             return Err(ValidationError::new(
@@ -39,10 +40,10 @@ impl Rate {
                 "needs a positive count and a period of at most 1h",
             ));
         }
-        if period.as_millis() < u128::from(count) {
+        if period.as_micros() < u128::from(count) {
             return Err(ValidationError::new(
                 "rate",
-                "allows at most one call per ms",
+                "allows at most one call per µs",
             ));
         }
         Ok(Self { count, period })
@@ -58,26 +59,26 @@ impl Rate {
         self.period
     }
 
-    /// The spacing of calls once the burst is spent, in milliseconds (at least 1).
-    pub fn interval_ms(self) -> i64 {
-        (self.period.as_millis() / u128::from(self.count)) as i64
+    /// The spacing of calls once the burst is spent, in microseconds (at least 1).
+    pub fn interval_us(self) -> i64 {
+        (self.period.as_micros() / u128::from(self.count)) as i64
     }
 
     /// How far ahead of now the theoretical arrival time may run: the burst.
-    pub fn tolerance_ms(self) -> i64 {
-        self.interval_ms() * i64::from(self.count)
+    pub fn tolerance_us(self) -> i64 {
+        self.interval_us() * i64::from(self.count)
     }
 
-    /// Judges one more call at `now`, given the theoretical arrival time kept from the
-    /// previous admitted call (`None`: no state, or state already void).
-    pub fn judge(self, tat: Option<Timestamp>, now: Timestamp) -> Verdict {
-        let from = tat.map_or(now, |t| t.max(now));
-        let next = from.as_millis().saturating_add(self.interval_ms());
-        let ahead = next - now.as_millis();
-        if ahead > self.tolerance_ms() {
-            Verdict::Refuse(Duration::from_millis((ahead - self.tolerance_ms()) as u64))
+    /// Judges one more call at `now_us` (microseconds since the epoch), given the theoretical
+    /// arrival time kept from the previous admitted call (`None`: no state).
+    pub fn judge(self, tat_us: Option<i64>, now_us: i64) -> Verdict {
+        let from = tat_us.map_or(now_us, |t| t.max(now_us));
+        let next = from.saturating_add(self.interval_us());
+        let ahead = next - now_us;
+        if ahead > self.tolerance_us() {
+            Verdict::Refuse(Duration::from_micros((ahead - self.tolerance_us()) as u64))
         } else {
-            Verdict::Admit(Timestamp::from_millis(next))
+            Verdict::Admit(next)
         }
     }
 }
@@ -103,6 +104,63 @@ impl fmt::Display for Rate {
             self.count,
             humantime::format_duration(self.period)
         )
+    }
+}
+
+/// Every abuse limit of a deployment (SPEC §4.3), with the defaults a real client stays far
+/// below (docs/decisions.md gives the reasoning).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// UpdateLocation per user.
+    pub updates: Rate,
+    /// ListNearby per user, each page counted.
+    pub lists: Rate,
+    /// Shake per user.
+    pub shakes: Rate,
+    /// Every call of one API key, per service node (flood protection).
+    pub key_calls: Rate,
+    /// Pending shakes of all the users one API key calls for, at once.
+    pub key_pending_shakes: u32,
+    /// The cap on implausible jumps (`None`: off).
+    pub jump: Option<JumpCap>,
+}
+
+impl Policy {
+    /// Pending shakes per user at once (not configurable: a person shakes one phone).
+    pub const PENDING_SHAKES_PER_USER: u32 = 1;
+
+    /// As good as no limits (a million calls a second, no jump cap): for tests and
+    /// benchmarks that drive a few users hard; the per-user pending shake stays one.
+    pub fn unlimited() -> Self {
+        let rate = Rate {
+            count: 1_000_000,
+            period: Duration::from_secs(1),
+        };
+        Self {
+            updates: rate,
+            lists: rate,
+            shakes: rate,
+            key_calls: rate,
+            key_pending_shakes: u32::MAX,
+            jump: None,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let rate = |count, secs| Rate {
+            count,
+            period: Duration::from_secs(secs),
+        };
+        Self {
+            updates: rate(12, 60),
+            lists: rate(30, 60),
+            shakes: rate(20, 60),
+            key_calls: rate(20_000, 1),
+            key_pending_shakes: 1_000,
+            jump: Some(JumpCap::default()),
+        }
     }
 }
 
@@ -162,38 +220,36 @@ mod tests {
         Timestamp::from_millis(ms)
     }
 
+    const MS: i64 = 1_000;
+
     #[test]
     fn a_rate_admits_its_burst_then_one_call_per_interval() {
         let rate: Rate = "3/3s".parse().unwrap();
         let mut tat = None;
         for _ in 0..3 {
-            match rate.judge(tat, at(0)) {
+            match rate.judge(tat, 0) {
                 Verdict::Admit(next) => tat = Some(next),
                 Verdict::Refuse(_) => panic!("the burst is three calls"),
             }
         }
-        assert_eq!(
-            rate.judge(tat, at(0)),
-            Verdict::Refuse(Duration::from_secs(1))
-        );
-        assert_eq!(
-            rate.judge(tat, at(400)),
-            Verdict::Refuse(Duration::from_millis(600))
-        );
-        assert_eq!(rate.judge(tat, at(1_000)), Verdict::Admit(at(4_000)));
+        assert_eq!(rate.judge(tat, 0), Verdict::Refuse(Duration::from_secs(1)));
+        let wait = Duration::from_millis(600);
+        assert_eq!(rate.judge(tat, 400 * MS), Verdict::Refuse(wait));
+        assert_eq!(rate.judge(tat, 1_000 * MS), Verdict::Admit(4_000 * MS));
         // A quiet spell refills the burst and no more.
-        assert_eq!(
-            rate.judge(Some(at(4_000)), at(60_000)),
-            Verdict::Admit(at(61_000))
-        );
+        let later = rate.judge(Some(4_000 * MS), 60_000 * MS);
+        assert_eq!(later, Verdict::Admit(61_000 * MS));
+        // A flood ceiling finer than a millisecond per call.
+        let flood: Rate = "20000/1s".parse().unwrap();
+        assert_eq!(flood.interval_us(), 50);
     }
 
     #[test]
     fn rates_parse_and_print_and_refuse_nonsense() {
         let rate: Rate = "30/1m".parse().unwrap();
-        assert_eq!((rate.count(), rate.interval_ms()), (30, 2_000));
+        assert_eq!((rate.count(), rate.interval_us()), (30, 2_000_000));
         assert_eq!(rate.to_string(), "30/1m");
-        for bad in ["", "30", "0/1m", "30/0s", "30/2h", "x/1m", "5000/1s"] {
+        for bad in ["", "30", "0/1m", "30/0s", "30/2h", "x/1m", "5000/1ms"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?} was accepted");
         }
     }

@@ -18,12 +18,17 @@ use crate::{
 /// Limit state void by a given time: what the sweep removes.
 #[derive(Debug, Default)]
 pub(super) struct Limits {
-    /// Theoretical arrival times of rates.
-    rates: HashMap<LimitKey, Timestamp>,
+    /// Theoretical arrival times of rates (µs since the epoch).
+    rates: HashMap<LimitKey, i64>,
     /// Places held: token and end.
     holds: HashMap<LimitKey, Vec<(u64, Timestamp)>>,
     /// Every key by when its state is void (the latest end of its places).
     void_at: BTreeSet<(Timestamp, LimitKey)>,
+}
+
+/// When a rate's state (its theoretical arrival time, µs) is void: that time, in ms rounded up.
+fn void_at(tat_us: i64) -> Timestamp {
+    Timestamp::from_millis((tat_us + 999).div_euclid(1_000))
 }
 
 /// Void limit keys removed per sweep batch (bounded work under the store's lock).
@@ -31,14 +36,14 @@ const VOID_BATCH: usize = 4_096;
 
 impl Limits {
     pub(super) fn admit(&mut self, key: &LimitKey, rate: Rate, now: Timestamp) -> Admission {
-        let tat = self.rates.get(key).copied().filter(|&t| t > now);
-        match rate.judge(tat, now) {
+        let tat = self.rates.get(key).copied();
+        match rate.judge(tat, now.as_millis() * 1_000) {
             Verdict::Refuse(wait) => Admission::Refused(wait),
             Verdict::Admit(next) => {
                 if let Some(old) = self.rates.insert(key.clone(), next) {
-                    self.void_at.remove(&(old, key.clone()));
+                    self.void_at.remove(&(void_at(old), key.clone()));
                 }
-                self.void_at.insert((next, key.clone()));
+                self.void_at.insert((void_at(next), key.clone()));
                 Admission::Admitted(now)
             }
         }

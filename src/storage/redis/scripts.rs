@@ -399,7 +399,7 @@ pub fn user_put(
 
 lua_script! {
     /// Counts one call against a rate (GCRA) or refuses it, changing nothing.
-    /// KEYS: the limit's key. ARGV: interval ms, tolerance ms (interval × burst).
+    /// KEYS: the limit's key. ARGV: interval µs, tolerance µs (interval × burst).
     /// Returns `{1, now}` when admitted, `{0, wait ms}` when refused.
     LIMIT_ADMIT, script, "lua/limit_admit.lua"
 }
@@ -407,7 +407,7 @@ lua_script! {
 /// [`LIMIT_ADMIT`] of `rate` under `key`.
 pub fn limit_admit(key: &LimitKey, rate: Rate) -> ScriptInvocation<'static> {
     let mut call = LIMIT_ADMIT.key(keys::limit_key(key));
-    call.arg(rate.interval_ms()).arg(rate.tolerance_ms());
+    call.arg(rate.interval_us()).arg(rate.tolerance_us());
     call
 }
 

@@ -1,11 +1,14 @@
--- GCRA: KEYS[1] holds the theoretical arrival time (ms) of the next call; a call is
+-- GCRA: KEYS[1] holds the theoretical arrival time (µs) of the next call; a call is
 -- admitted when that time, one interval on, runs at most `tolerance` ahead of now.
 local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if tat < now then tat = now end
+if tat < now_us then tat = now_us end
 local next_tat = tat + interval
-if next_tat - now > tolerance then
-  return {0, next_tat - now - tolerance}
+if next_tat - now_us > tolerance then
+  return {0, math.ceil((next_tat - now_us - tolerance) / 1000)}
 end
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', next_tat - now))
-return {1, now}
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
+  string.format('%d', math.ceil((next_tat - now_us) / 1000)))
+return {1, math.floor(now_us / 1000)}
