@@ -53,7 +53,7 @@ const BOUND: f64 = 0.8;
 const CONCURRENCY: usize = 8;
 /// The most lists one Sybil makes.
 const LISTS_PER_SYBIL: usize = 4;
-/// The radius of the probes around a victim's area.
+/// The radius every probe lists within: victims are at most about 1.3 km from a probe.
 const NEAR_M: u32 = 2_000;
 /// How far the search for a victim reaches from its area, in metres.
 const SEARCH_M: f64 = 800.0;
@@ -71,6 +71,11 @@ async fn band_edge_probing_locates_no_victim_better_than_its_cell(backend: Backe
 }
 
 on_both_backends!(ordering_among_reference_accounts_locates_no_victim_better_than_its_cell);
+/// The only attack whose answer varies on Redis: the in-band order moves with the 15-minute
+/// epoch of Redis's clock. An estimate within about 40 m of the cell centre has an error
+/// distribution below the median identical to the centre's, so this ratio of two 24-victim
+/// medians wanders around 1: 0.86-1.06 over eight epochs on memory with this secret, 0.87-1.10
+/// over eight secrets.
 async fn ordering_among_reference_accounts_locates_no_victim_better_than_its_cell(
     backend: Backend,
 ) {
@@ -120,25 +125,6 @@ async fn two_victims_in_one_cell_look_the_same_to_every_attack(backend: Backend)
 /// Runs `attack` on every victim and checks SPEC §4.3's bound; prints the table row.
 async fn attack_every_victim(backend: Backend, prefix: &'static str, attack: Attack) {
     let app = spawn_attacked(backend).await;
-    attack_on(app, backend, prefix, attack).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tmp_spread() {
-    let which = match std::env::var("TMP_ATTACK").as_deref() {
-        Ok("order") => Attack::Ordering,
-        Ok("mlat") => Attack::Multilateration,
-        Ok("edge") => Attack::BandEdge,
-        _ => Attack::Radius,
-    };
-    for k in 0..8u64 {
-        let app = spawn_attacked(Backend::Memory).await;
-        app.advance(std::time::Duration::from_secs(15 * 60 * k));
-        attack_on(app, Backend::Memory, "tmp", which).await;
-    }
-}
-
-async fn attack_on(app: TestApp, backend: Backend, prefix: &'static str, attack: Attack) {
     let attacker = Attacker::new(&app, prefix);
     let victims = scatter_victims();
     let ids: Vec<String> = (0..victims.len())
@@ -163,9 +149,7 @@ async fn attack_on(app: TestApp, backend: Backend, prefix: &'static str, attack:
          ratio {ratio:.2} | {} calls",
         attacker.calls.load(Relaxed)
     );
-    if std::env::var("TMP_ATTACK").is_err() {
-        assert!(ratio >= BOUND, "{attack:?} beat the cell: ratio {ratio:.2}");
-    }
+    assert!(ratio >= BOUND, "{attack:?} beat the cell: ratio {ratio:.2}");
 }
 
 /// The published attacks.

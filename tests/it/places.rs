@@ -13,9 +13,6 @@ pub struct Point {
     pub lng: f64,
 }
 
-/// Metres per degree of latitude (and of longitude at the equator).
-const METRES_PER_DEGREE: f64 = 111_320.0;
-
 /// Near Tiananmen, Beijing (the SPEC's workload centre).
 pub const HOME: Point = Point {
     lat: 39.912_345_678,
@@ -23,13 +20,11 @@ pub const HOME: Point = Point {
 };
 
 impl Point {
-    /// The point `north_m` metres north and `east_m` metres east of this one.
+    /// The point `north_m` metres north, then `east_m` metres east of this one (the
+    /// harness's `geo` destination; negative values go south and west).
     pub fn offset_m(self, north_m: f64, east_m: f64) -> Point {
-        let east_scale = METRES_PER_DEGREE * self.lat.to_radians().cos();
-        Point {
-            lat: self.lat + north_m / METRES_PER_DEGREE,
-            lng: self.lng + east_m / east_scale,
-        }
+        let (lat, lng) = vicinity_load::workload::offset((self.lat, self.lng), north_m, east_m);
+        Point { lat, lng }
     }
 
     /// The cell this point snaps to at the default resolution (9).
@@ -38,10 +33,9 @@ impl Point {
         SnapGrid::default().snap(coords)
     }
 
-    /// The great-circle distance to `other`, in metres.
+    /// The great-circle distance to `other`, in metres (`geo`'s haversine).
     pub fn distance_m(self, other: Point) -> f64 {
-        let ll = |p: Point| h3o::LatLng::new(p.lat, p.lng).expect("a valid point");
-        ll(self).distance_m(ll(other))
+        vicinity_load::workload::distance_m((self.lat, self.lng), (other.lat, other.lng))
     }
 }
 
