@@ -50,7 +50,8 @@ impl Vicinity {
     }
 }
 
-fn admitted(admission: Admission, limit: &'static str) -> ServiceResult<Timestamp> {
+/// The store's time of an admission, or the refusal of `limit` with its wait.
+pub(super) fn admitted(admission: Admission, limit: &'static str) -> ServiceResult<Timestamp> {
     match admission {
         Admission::Admitted(now) => Ok(now),
         Admission::Refused(retry_after) => Err(ServiceError::RateLimited { limit, retry_after }),

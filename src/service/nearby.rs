@@ -4,7 +4,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
-use super::{ServiceError, ServiceResult, Vicinity, audit::Action};
+use super::{ServiceError, ServiceResult, Vicinity, audit::Action, limits::admitted};
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, UserId, ValidationError,
@@ -79,17 +79,33 @@ impl Vicinity {
     ) -> ServiceResult<Deadlines> {
         let cell = self.deps.grid.snap(location.coords);
         let policy = &self.deps.policy;
-        let (now, previous) = tokio::join!(
-            self.admit(LimitKey::Updates(user.clone()), policy.updates, "updates"),
-            self.deps.locations.get(Feature::PeopleNearby, user),
-        );
-        let (now, previous) = (now?, previous?);
-        if let (Some(previous), Some(jump)) = (previous, policy.jump) {
+        let updates = LimitKey::Updates(user.clone());
+        let Some(jump) = policy.jump else {
+            self.admit(updates, policy.updates, "updates").await?;
+            return self.update_consented(user, cell, gender).await;
+        };
+        let (admission, previous) = self
+            .deps
+            .limits
+            .admit_reading(&updates, policy.updates, Feature::PeopleNearby, user)
+            .await?;
+        let now = admitted(admission, "updates")?;
+        if let Some(previous) = previous {
             let since = previous.deadlines.last_active;
             if !jump.allows(previous.position.cell, since, cell, now) {
                 return Err(ServiceError::ImplausibleJump);
             }
         }
+        self.update_consented(user, cell, gender).await
+    }
+
+    /// [`Vicinity::update_location`] past its limits.
+    async fn update_consented(
+        &self,
+        user: &UserId,
+        cell: h3o::CellIndex,
+        gender: Gender,
+    ) -> ServiceResult<Deadlines> {
         self.require_consent(user, Feature::PeopleNearby).await?;
         let position = Position {
             user_id: user.clone(),

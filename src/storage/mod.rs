@@ -277,4 +277,15 @@ pub trait LimitStore: Send + Sync + 'static {
 
     /// Gives back `token`'s place under `key` before its end (giving back twice is `Ok`).
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
+
+    /// [`LimitStore::admit`], and when admitted, `user`'s unexpired entry in `feature` (what
+    /// [`LocationStore::get`] answers), in one round trip where the backend can (the jump
+    /// cap's read).
+    async fn admit_reading(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Admission, Option<LocationEntry>)>;
 }

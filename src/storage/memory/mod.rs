@@ -204,6 +204,23 @@ impl LimitStore for MemoryStore {
         self.shared.lock().limits.release(key, token);
         Ok(())
     }
+
+    async fn admit_reading(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Admission, Option<LocationEntry>)> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        let admission = state.limits.admit(key, rate, now);
+        let entry = match admission {
+            Admission::Admitted(_) => state.live(&(feature, user.clone()), now).cloned(),
+            Admission::Refused(_) => None,
+        };
+        Ok((admission, entry))
+    }
 }
 
 impl Drop for MemoryStore {

@@ -234,7 +234,7 @@ impl LocationStore for RedisStore {
 }
 
 /// A limit script's reply: `{1, now}` admitted, `{0, wait ms}` refused.
-fn admission((admitted, value): (i64, i64)) -> Admission {
+fn admission((admitted, value, _): (i64, i64, Option<Vec<u8>>)) -> Admission {
     if admitted == 1 {
         Admission::Admitted(Timestamp::from_millis(value))
     } else {
@@ -259,7 +259,32 @@ impl LimitStore for RedisStore {
         hold: Duration,
     ) -> StoreResult<Admission> {
         let call = scripts::hold_take(key, token, cap, hold);
-        Ok(admission(self.conn.script("holding a place", &call).await?))
+        let (admitted, value): (i64, i64) = self.conn.script("holding a place", &call).await?;
+        Ok(admission((admitted, value, None)))
+    }
+
+    #[instrument(skip_all)]
+    async fn admit_reading(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Admission, Option<LocationEntry>)> {
+        if self.conn.is_cluster() {
+            // The limit and the record hash to different slots: two calls, sent together.
+            let (admitted, entry) = tokio::join!(self.admit(key, rate), self.get(feature, user));
+            return Ok((admitted?, entry?));
+        }
+        let call = scripts::limit_admit_reading(key, rate, feature, user);
+        let reply: (i64, i64, Option<Vec<u8>>) = self.conn.script("counting a call", &call).await?;
+        let now = Timestamp::from_millis(reply.1);
+        let entry = reply
+            .2
+            .as_deref()
+            .and_then(|raw| keys::decode_record(feature, user, raw));
+        let entry = entry.filter(|e| !e.deadlines.is_expired(now));
+        Ok((admission(reply), entry))
     }
 
     #[instrument(skip_all)]

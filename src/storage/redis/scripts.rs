@@ -398,9 +398,11 @@ pub fn user_put(
 }
 
 lua_script! {
-    /// Counts one call against a rate (GCRA) or refuses it, changing nothing.
-    /// KEYS: the limit's key. ARGV: interval µs, tolerance µs (interval × burst).
-    /// Returns `{1, now}` when admitted, `{0, wait ms}` when refused.
+    /// Counts one call against a rate (GCRA) or refuses it, changing nothing; admitted, it
+    /// also reads a record when given one (one node only: the keys' slots differ).
+    /// KEYS: the limit's key[, a user hash]. ARGV: interval µs, tolerance µs (interval ×
+    /// burst)[, the record's field]. Returns `{1, now ms, record or nil}` when admitted,
+    /// `{0, wait ms, nil}` when refused.
     LIMIT_ADMIT, script, "lua/limit_admit.lua"
 }
 
@@ -408,6 +410,19 @@ lua_script! {
 pub fn limit_admit(key: &LimitKey, rate: Rate) -> ScriptInvocation<'static> {
     let mut call = LIMIT_ADMIT.key(keys::limit_key(key));
     call.arg(rate.interval_us()).arg(rate.tolerance_us());
+    call
+}
+
+/// [`LIMIT_ADMIT`] of `rate` under `key`, reading `user`'s record in `feature` if admitted.
+pub fn limit_admit_reading(
+    key: &LimitKey,
+    rate: Rate,
+    feature: Feature,
+    user: &UserId,
+) -> ScriptInvocation<'static> {
+    let mut call = limit_admit(key, rate);
+    call.key(keys::user_key(user))
+        .arg(keys::user_field(feature, user));
     call
 }
 
