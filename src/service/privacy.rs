@@ -60,6 +60,8 @@ impl Vicinity {
     /// Deletes everything about the user, consent history included, as a purge that
     /// finishes (`purge_after`): with consent gone first every read of the user is refused
     /// (undecided fails closed) while the purge runs, and a sweep finishes a purge cut short.
+    /// The user's limit state goes too (it names them; it holds no location and would expire
+    /// within its period anyway, so a failure there fails the call but owes nothing).
     #[instrument(skip_all)]
     pub async fn forget(&self, user: &UserId) -> ServiceResult<(u32, u32)> {
         let consents = self.deps.consents.clone();
@@ -67,6 +69,7 @@ impl Vicinity {
         let erase = async move { Ok(consents.forget(&who).await?) };
         let audit = (Action::UserForgotten, None);
         let (events, purged) = self.purge_after(user, &Feature::ALL, erase, audit).await?;
+        self.deps.limits.forget(user).await?;
         Ok((purged, events))
     }
 }

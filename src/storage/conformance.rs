@@ -835,7 +835,8 @@ pub async fn a_rate_admits_its_burst_then_refuses_with_the_real_wait(fx: &Fixtur
 }
 
 /// Holds: two places of two taken, a third is refused until the first ends; a place given
-/// back (twice: still `Ok`) is free at once; every place is free after its end.
+/// back (twice: still `Ok`) is free at once; every place is free after its end; forgetting a
+/// user frees their places and rates.
 pub async fn places_are_capped_given_back_and_freed_at_their_end(fx: &Fixture) {
     let key = LimitKey::KeyPendingShakes("conf {key}".to_owned());
     let hold = Duration::from_secs(2);

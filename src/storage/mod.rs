@@ -249,6 +249,18 @@ pub enum LimitKey {
     KeyPendingShakes(String),
 }
 
+impl LimitKey {
+    /// Every key that names `user`.
+    pub fn all_of(user: &UserId) -> [LimitKey; 4] {
+        [
+            LimitKey::Updates(user.clone()),
+            LimitKey::Lists(user.clone()),
+            LimitKey::Shakes(user.clone()),
+            LimitKey::PendingShakes(user.clone()),
+        ]
+    }
+}
+
 /// A limit's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -277,6 +289,9 @@ pub trait LimitStore: Send + Sync + 'static {
 
     /// Gives back `token`'s place under `key` before its end (giving back twice is `Ok`).
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
+
+    /// Deletes every limit state of `user` (ForgetUser: their ids go with them).
+    async fn forget(&self, user: &UserId) -> StoreResult<()>;
 
     /// [`LimitStore::admit`], and when admitted, `user`'s unexpired entry in `feature` (what
     /// [`LocationStore::get`] answers), in one round trip where the backend can (the jump

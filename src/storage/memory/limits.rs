@@ -92,6 +92,17 @@ impl Limits {
         }
     }
 
+    /// Deletes the state of `key`.
+    pub(super) fn forget(&mut self, key: &LimitKey) {
+        if let Some(tat) = self.rates.remove(key) {
+            self.void_at.remove(&(void_at(tat), key.clone()));
+        }
+        if let Some(places) = self.holds.remove(key) {
+            let end = places.iter().map(|p| p.1).max();
+            self.revoid(key, end, None);
+        }
+    }
+
     /// Removes at most [`VOID_BATCH`] keys void at `now`; whether some remain.
     pub(super) fn purge_void(&mut self, now: Timestamp) -> bool {
         for _ in 0..VOID_BATCH {

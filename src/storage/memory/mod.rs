@@ -205,6 +205,14 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
+    async fn forget(&self, user: &UserId) -> StoreResult<()> {
+        let mut state = self.shared.lock();
+        for key in LimitKey::all_of(user) {
+            state.limits.forget(&key);
+        }
+        Ok(())
+    }
+
     async fn admit_reading(
         &self,
         key: &LimitKey,

@@ -288,6 +288,17 @@ impl LimitStore for RedisStore {
     }
 
     #[instrument(skip_all)]
+    async fn forget(&self, user: &UserId) -> StoreResult<()> {
+        // One hash tag (the user's): one DEL on a cluster too.
+        let mut cmd = redis::cmd("DEL");
+        for key in LimitKey::all_of(user) {
+            cmd.arg(keys::limit_key(&key));
+        }
+        self.conn.query::<i64>("forgetting limits", &cmd).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all)]
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
         let mut cmd = redis::cmd("ZREM");
         cmd.arg(keys::limit_key(key)).arg(token);
