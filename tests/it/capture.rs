@@ -12,7 +12,7 @@
 //! test's window it falls in, and every test's coordinates are checked in every window).
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     io,
     sync::{Mutex, MutexGuard, OnceLock},
 };
@@ -129,35 +129,50 @@ pub fn text_forms(value: f64) -> Vec<String> {
     forms
 }
 
-/// The smallest set of needles with the same power: a needle that contains another is found
-/// wherever the shorter one is.
-fn minimal(needles: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
-    let all: Vec<&str> = needles.keys().map(String::as_str).collect();
-    needles
-        .iter()
-        .filter(|(n, _)| !all.iter().any(|o| o.len() < n.len() && n.contains(o)))
-        .map(|(n, origin)| (n.as_str(), origin.as_str()))
-        .collect()
-}
-
 /// The remembered needles found in `log`, with their origin and the line that holds them.
 pub fn leaks_in(log: &str) -> Vec<String> {
     let needles = lock(&NEEDLES).clone();
-    // Every needle is made of hex digits and dots, so it lies inside one maximal run of them;
-    // comparing against the distinct runs is much cheaper than scanning the whole log.
-    let is_needle_char = |c: char| c.is_ascii_hexdigit() || c == '.';
-    let runs: HashSet<&str> = log
-        .split(|c: char| !is_needle_char(c))
+    // Every needle is made of ASCII hex digits and dots, so it lies inside one maximal run of
+    // them; each distinct run's substrings of a needle's length are looked up in the needles
+    // (linear in the log, whatever the number of needles: a test may send thousands).
+    let runs: HashSet<&[u8]> = log
+        .as_bytes()
+        .split(|b| !(b.is_ascii_hexdigit() || *b == b'.'))
         .filter(|run| run.len() >= 5)
         .collect();
-    let mut found = Vec::new();
-    for (needle, origin) in minimal(&needles) {
-        if runs.iter().any(|run| run.contains(needle)) {
-            let line = log.lines().find(|l| l.contains(needle)).unwrap_or_default();
-            found.push(format!("{needle:?} (from {origin}) in: {line}"));
+    let lengths: BTreeSet<usize> = needles.keys().map(String::len).collect();
+    let needles: HashMap<&str, &str> = needles
+        .iter()
+        .map(|(n, o)| (n.as_str(), o.as_str()))
+        .collect();
+    let mut hits: BTreeMap<&str, &str> = BTreeMap::new();
+    for run in runs {
+        for start in 0..run.len() {
+            for &len in &lengths {
+                let Some(part) = run.get(start..start + len) else {
+                    break;
+                };
+                // A run is ASCII by construction.
+                let part = std::str::from_utf8(part).unwrap_or_default();
+                if let Some((needle, origin)) = needles.get_key_value(part) {
+                    hits.insert(needle, origin);
+                }
+            }
         }
     }
-    found
+    // A hit that contains another says nothing more: report the shortest.
+    let shortest: Vec<(&str, &str)> = hits
+        .iter()
+        .filter(|(n, _)| !hits.keys().any(|o| o.len() < n.len() && n.contains(o)))
+        .map(|(n, o)| (*n, *o))
+        .collect();
+    shortest
+        .into_iter()
+        .map(|(needle, origin)| {
+            let line = log.lines().find(|l| l.contains(needle)).unwrap_or_default();
+            format!("{needle:?} (from {origin}) in: {line}")
+        })
+        .collect()
 }
 
 /// Fails when the log captured since `start` holds a remembered location.
