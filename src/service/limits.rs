@@ -21,32 +21,33 @@ impl Vicinity {
         admitted(self.deps.limits.admit(&key, rate).await?, limit)
     }
 
-    /// Takes a place under each of `keys` (with its cap and limit name) for `token`, for
-    /// `hold` at most; a refusal gives back the places taken before it.
-    pub(super) async fn hold(
+    /// Counts one call under `key` against `rate` (named `limit`) and takes a place under
+    /// each of `places` (key, cap, name) for `token`, for `hold` at most: all or nothing, in
+    /// one store round trip on a single Redis (a refusal counts and takes nothing).
+    pub(super) async fn admit_holding(
         &self,
+        (key, rate, limit): (LimitKey, Rate, &'static str),
+        places: Vec<(LimitKey, u32, &'static str)>,
         token: u64,
-        keys: Vec<(LimitKey, u32, &'static str)>,
         hold: Duration,
     ) -> ServiceResult<Places> {
-        let mut places = Places {
-            limits: self.deps.limits.clone(),
-            token,
-            keys: Vec::with_capacity(keys.len()),
-        };
-        for (key, cap, limit) in keys {
-            let taken = self.deps.limits.hold(&key, token, cap, hold).await;
-            let taken = match taken {
-                Ok(admission) => admitted(admission, limit),
-                Err(error) => Err(error.into()),
-            };
-            if let Err(refused) = taken {
-                places.release().await;
-                return Err(refused);
+        let caps: Vec<(LimitKey, u32)> = places.iter().map(|p| (p.0.clone(), p.1)).collect();
+        let judged = self
+            .deps
+            .limits
+            .admit_holding(&key, rate, &caps, token, hold)
+            .await?;
+        match judged {
+            Ok(_) => Ok(Places {
+                limits: self.deps.limits.clone(),
+                token,
+                keys: caps.into_iter().map(|(key, _)| key).collect(),
+            }),
+            Err((which, retry_after)) => {
+                let limit = which.checked_sub(1).map_or(limit, |i| places[i].2);
+                Err(ServiceError::RateLimited { limit, retry_after })
             }
-            places.keys.push(key);
         }
-        Ok(places)
     }
 }
 

@@ -53,13 +53,12 @@ impl Vicinity {
         budget: Duration,
     ) -> ServiceResult<Option<ShakeMatch>> {
         let policy = &self.deps.policy;
-        self.admit(LimitKey::Shakes(user.clone()), policy.shakes, "shakes")
-            .await?;
         let id = crate::random::u64().map_err(crate::storage::StoreError::from)?;
         let window = self
             .deps
             .shake_window
             .min(budget.saturating_sub(ANSWER_MARGIN));
+        let rate = (LimitKey::Shakes(user.clone()), policy.shakes, "shakes");
         let places = vec![
             (
                 LimitKey::PendingShakes(user.clone()),
@@ -72,7 +71,8 @@ impl Vicinity {
                 "key_pending_shakes",
             ),
         ];
-        let mut places = self.hold(id, places, window + ANSWER_MARGIN).await?;
+        let hold = window + ANSWER_MARGIN;
+        let mut places = self.admit_holding(rate, places, id, hold).await?;
         let shaken = self.shake_held(id, user, location, window).await;
         places.release().await;
         shaken

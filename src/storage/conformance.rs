@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             clearing_shake_removes_the_user_from_partners_histories,
             a_rate_admits_its_burst_then_refuses_with_the_real_wait,
             places_are_capped_given_back_and_freed_at_their_end,
+            counting_and_holding_is_all_or_nothing,
         );
     };
     (@each $fixture:path; $($check:ident),* $(,)?) => {
@@ -870,5 +871,68 @@ pub async fn places_are_capped_given_back_and_freed_at_their_end(fx: &Fixture) {
     assert!(
         matches!(taken, Admission::Admitted(_)),
         "keys are counted apart"
+    );
+}
+
+/// A call counted against a rate with places taken, all or nothing: refused by a full place
+/// (the user's own, or the key's for another user), it counted nothing and took no other
+/// place; refused by the rate, it took no place.
+pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
+    let rate = Rate::new(2, Duration::from_secs(60)).expect("a rate");
+    let hold = Duration::from_secs(5);
+    let key_place = LimitKey::KeyPendingShakes("conf-key".to_owned());
+    let call = |who: &str| {
+        let who = user(who);
+        (
+            LimitKey::Shakes(who.clone()),
+            vec![(LimitKey::PendingShakes(who), 1), (key_place.clone(), 1)],
+        )
+    };
+    let (u_rate, u_places) = call("conf-all-u");
+    let (v_rate, v_places) = call("conf-all-v");
+    let judge = |key: LimitKey, places: Vec<(LimitKey, u32)>, token: u64| {
+        let limits = fx.limits.clone();
+        async move {
+            let judged = limits.admit_holding(&key, rate, &places, token, hold).await;
+            judged.expect("admit_holding")
+        }
+    };
+    assert!(judge(u_rate.clone(), u_places.clone(), 1).await.is_ok());
+    // Both places are full: either may be named (a cluster takes the key's first).
+    let (which, wait) = judge(u_rate.clone(), u_places.clone(), 2)
+        .await
+        .expect_err("full");
+    assert!(which == 1 || which == 2, "a place refuses, not {which}");
+    assert!(wait <= hold && wait >= hold / 2, "waits {wait:?}");
+    let (which, _) = judge(v_rate.clone(), v_places.clone(), 3)
+        .await
+        .expect_err("full");
+    assert_eq!(which, 2, "the key's place refuses");
+    // v's own place was not taken by the refused call.
+    let taken = fx
+        .limits
+        .hold(&v_places[0].0, 4, 1, hold)
+        .await
+        .expect("hold");
+    assert!(
+        matches!(taken, Admission::Admitted(_)),
+        "a refusal took a place"
+    );
+    fx.limits.release(&v_places[0].0, 4).await.expect("release");
+    // u's refused call counted nothing: a second call passes the rate of two.
+    for (place, _) in &u_places {
+        fx.limits.release(place, 1).await.expect("release");
+    }
+    assert!(judge(u_rate.clone(), u_places.clone(), 5).await.is_ok());
+    for (place, _) in &u_places {
+        fx.limits.release(place, 5).await.expect("release");
+    }
+    let (which, wait) = judge(u_rate, u_places, 6).await.expect_err("the rate");
+    assert_eq!(which, 0, "the rate refuses");
+    assert!(wait > Duration::from_secs(25), "waits {wait:?}");
+    let taken = fx.limits.hold(&key_place, 7, 1, hold).await.expect("hold");
+    assert!(
+        matches!(taken, Admission::Admitted(_)),
+        "a refusal by the rate took a place"
     );
 }

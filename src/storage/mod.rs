@@ -290,6 +290,19 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Gives back `token`'s place under `key` before its end (giving back twice is `Ok`).
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
 
+    /// Counts one call against `rate` under `key` and takes a place under each of `places`
+    /// (key and cap) for `token` until `hold` from now, all or nothing: a refusal counts
+    /// nothing and takes nothing, and names what refused (0: the rate, `i`: the `i`-th place;
+    /// when several places are full, any one of them).
+    async fn admit_holding(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        places: &[(LimitKey, u32)],
+        token: u64,
+        hold: Duration,
+    ) -> StoreResult<Result<Timestamp, (usize, Duration)>>;
+
     /// Deletes every limit state of `user` (ForgetUser: their ids go with them).
     async fn forget(&self, user: &UserId) -> StoreResult<()>;
 

@@ -49,6 +49,39 @@ impl Limits {
         }
     }
 
+    /// [`crate::storage::LimitStore::admit_holding`]: judged in full before anything is kept.
+    pub(super) fn admit_holding(
+        &mut self,
+        key: &LimitKey,
+        rate: Rate,
+        places: &[(LimitKey, u32)],
+        token: u64,
+        hold: Duration,
+        now: Timestamp,
+    ) -> Result<Timestamp, (usize, Duration)> {
+        if let Verdict::Refuse(wait) =
+            rate.judge(self.rates.get(key).copied(), now.as_millis() * 1_000)
+        {
+            return Err((0, wait));
+        }
+        for (i, (place, cap)) in places.iter().enumerate() {
+            let live: Vec<Timestamp> = self
+                .holds
+                .get(place)
+                .map(|p| p.iter().map(|h| h.1).filter(|&end| end > now).collect())
+                .unwrap_or_default();
+            if live.len() >= *cap as usize {
+                let first = live.iter().min().copied().unwrap_or(now);
+                return Err((i + 1, first.since(now)));
+            }
+        }
+        self.admit(key, rate, now);
+        for (place, cap) in places {
+            self.hold(place, token, *cap, hold, now);
+        }
+        Ok(now)
+    }
+
     pub(super) fn hold(
         &mut self,
         key: &LimitKey,

@@ -205,6 +205,21 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
+    async fn admit_holding(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        places: &[(LimitKey, u32)],
+        token: u64,
+        hold: Duration,
+    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        Ok(state
+            .limits
+            .admit_holding(key, rate, places, token, hold, now))
+    }
+
     async fn forget(&self, user: &UserId) -> StoreResult<()> {
         let mut state = self.shared.lock();
         for key in LimitKey::all_of(user) {

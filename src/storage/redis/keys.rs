@@ -123,6 +123,16 @@ pub fn consent_key(user: &UserId, tag: &str) -> String {
 /// The purges owed (in the consent store).
 pub const OWED: &str = "vc:owed";
 
+/// What a cluster hashes of `key` (Redis's rule: the text between the first `{` and the next
+/// `}` when not empty, else the whole key).
+pub fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key)
+}
+
 /// The key of a limit's state.
 pub fn limit_key(key: &LimitKey) -> String {
     match key {

@@ -242,6 +242,18 @@ fn admission((admitted, value, _): (i64, i64, Option<Vec<u8>>)) -> Admission {
     }
 }
 
+/// A [`scripts::LIMIT_ADMIT_HOLD`] reply.
+fn judged((admitted, which, value): (i64, i64, i64)) -> Result<Timestamp, (usize, Duration)> {
+    if admitted == 1 {
+        Ok(Timestamp::from_millis(value))
+    } else {
+        Err((
+            which.max(0) as usize,
+            Duration::from_millis(value.max(0) as u64),
+        ))
+    }
+}
+
 #[async_trait]
 impl LimitStore for RedisStore {
     #[instrument(skip_all)]
@@ -285,6 +297,64 @@ impl LimitStore for RedisStore {
             .and_then(|raw| keys::decode_record(feature, user, raw));
         let entry = entry.filter(|e| !e.deadlines.is_expired(now));
         Ok((admission(reply), entry))
+    }
+
+    #[instrument(skip_all)]
+    async fn admit_holding(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        places: &[(LimitKey, u32)],
+        token: u64,
+        hold: Duration,
+    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
+        if !self.conn.is_cluster() {
+            let call = scripts::limit_admit_hold(key, rate, places, token, hold);
+            return Ok(judged(self.conn.script("counting a call", &call).await?));
+        }
+        // On a cluster one script covers the places in the rate's slot (the user's own); each
+        // other place is taken first, on its own, and given back if the rest refuses.
+        let rate_key = keys::limit_key(key);
+        let tag = keys::hash_tag(&rate_key);
+        let (own, other): (Vec<_>, Vec<_>) = places
+            .iter()
+            .enumerate()
+            .partition(|(_, (place, _))| keys::hash_tag(&keys::limit_key(place)) == tag);
+        let mut taken = Vec::new();
+        let mut outcome = None;
+        for (i, (place, cap)) in other {
+            match self.hold(place, token, *cap, hold).await {
+                Ok(Admission::Admitted(_)) => taken.push(place),
+                Ok(Admission::Refused(wait)) => {
+                    outcome = Some(Ok(Err((i + 1, wait))));
+                    break;
+                }
+                Err(error) => {
+                    outcome = Some(Err(error));
+                    break;
+                }
+            }
+        }
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => {
+                let own_places: Vec<(LimitKey, u32)> =
+                    own.iter().map(|(_, p)| (*p).clone()).collect();
+                let call = scripts::limit_admit_hold(key, rate, &own_places, token, hold);
+                let reply = self.conn.script("counting a call", &call).await;
+                // Refusals name the place by its index among all places.
+                reply.map(|r| match judged(r) {
+                    Err((i, wait)) if i > 0 => Err((own[i - 1].0 + 1, wait)),
+                    other => other,
+                })
+            }
+        };
+        if !matches!(outcome, Ok(Ok(_))) {
+            for place in taken {
+                let _ = self.release(place, token).await;
+            }
+        }
+        outcome
     }
 
     #[instrument(skip_all)]

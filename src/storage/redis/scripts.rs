@@ -427,6 +427,35 @@ pub fn limit_admit_reading(
 }
 
 lua_script! {
+    /// Counts one call against a rate and takes a place under each of the other keys for a
+    /// token, all or nothing (one slot: on a cluster, keys of one hash tag only).
+    /// KEYS: the rate's key, the places' keys. ARGV: interval µs, tolerance µs, token, hold
+    /// ms, then each place's cap. Returns `{1, 0, now ms}` when admitted, `{0, i, wait ms}`
+    /// when refused by the rate (`i` = 0) or by the `i`-th place.
+    LIMIT_ADMIT_HOLD, script, "lua/limit_admit_hold.lua"
+}
+
+/// [`LIMIT_ADMIT_HOLD`] of `rate` under `key` and a place under each of `places` (key, cap)
+/// for `token`, for `hold`.
+pub fn limit_admit_hold(
+    key: &LimitKey,
+    rate: Rate,
+    places: &[(LimitKey, u32)],
+    token: u64,
+    hold: Duration,
+) -> ScriptInvocation<'static> {
+    let mut call = LIMIT_ADMIT_HOLD.key(keys::limit_key(key));
+    call.arg(rate.interval_us())
+        .arg(rate.tolerance_us())
+        .arg(token)
+        .arg(hold.as_millis() as u64);
+    for (place, cap) in places {
+        call.key(keys::limit_key(place)).arg(*cap);
+    }
+    call
+}
+
+lua_script! {
     /// Takes one of `cap` places for a token until `now + hold`, or refuses, changing nothing.
     /// KEYS: the limit's key. ARGV: token, cap, hold ms.
     /// Returns `{1, now}` when taken, `{0, wait ms}` (until the first place ends) when refused.
