@@ -2,13 +2,14 @@
 //! shutdown. `run` serves on a listener the caller bound, so tests can use port 0.
 
 mod connections;
+pub mod health;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::ServingStatus;
 
 use crate::{
     config::Config,
@@ -32,8 +33,6 @@ use crate::{
 
 /// The largest request accepted, in bytes (a full block list is about 130 KiB).
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
-/// How often readiness is checked for the health service.
-const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why the server did not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +100,8 @@ pub async fn run(
     });
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let (reporter, health) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(watch_health(svc.clone(), reporter));
+    let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone()));
+    let health_stop = health_task.abort_handle();
     let auth = Arc::new(config.auth.clone());
     let api = GrpcApi::new(svc, auth, config.policy.key_calls, config.clock.clone());
     let reflection = || {
@@ -136,6 +136,9 @@ pub async fn run(
         let drain = drain.clone();
         async move {
             shutdown.await;
+            // Out of the balancer before the drain: readiness off at once, for good.
+            health_stop.abort();
+            health::set_readiness(&reporter, ServingStatus::NotServing).await;
             tracing::info!("shutting down: draining calls in flight");
             drain.notify_one();
         }
@@ -301,25 +304,6 @@ fn warn_about_local_choices(config: &Config) {
         tracing::warn!(
             "no --order-secret: in-band order and page tokens are valid for this process only"
         );
-    }
-}
-
-/// Reports every service SERVING while both stores answer, NOT_SERVING otherwise.
-async fn watch_health(svc: Vicinity, reporter: HealthReporter) {
-    let mut last = None;
-    loop {
-        let status = match svc.ready().await {
-            Ok(()) => ServingStatus::Serving,
-            Err(_) => ServingStatus::NotServing,
-        };
-        if last != Some(status) {
-            for name in SERVICE_NAMES.iter().chain(&[""]) {
-                reporter.set_service_status(*name, status).await;
-            }
-            tracing::info!(serving = status == ServingStatus::Serving, "health changed");
-            last = Some(status);
-        }
-        tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }
 

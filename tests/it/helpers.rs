@@ -209,6 +209,13 @@ impl TestApp {
         }
     }
 
+    /// Starts the server's shutdown without waiting for it (calls in flight drain).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// A new client with `api_key`.
     pub async fn connect(&self, api_key: Option<&str>) -> Client {
         Client::connect(&format!("http://{}", self.addr), api_key)

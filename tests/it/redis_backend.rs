@@ -307,6 +307,41 @@ async fn timed_list(
     (reply.map(drop).map_err(|s| s.code()), started.elapsed())
 }
 
+/// How soon readiness must show a real outage: `FAILS_TO_NOT_SERVING` checks, each at most the
+/// check interval and the store timeout (1 s here), and some slack.
+const NOT_SERVING_WITHIN: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_store_check_does_not_flip_readiness() {
+    let mut redis = RedisServer::start().expect("redis");
+    let target = Target::Single(redis.url());
+    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+
+    // Paused for 2.2 s: a check starts within 0.5 s and times out after the store timeout
+    // (1 s) inside the pause; the next starts 0.5 s later and is answered once Redis resumes,
+    // within its timeout. Exactly one check fails (with one failure enough, this test fails).
+    redis.pause().expect("pause");
+    let started = Instant::now();
+    let mut resumed = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        if !resumed && started.elapsed() > Duration::from_millis(2_200) {
+            redis.resume().expect("resume");
+            resumed = true;
+        }
+        // Health is answered by the server itself, not the store: a paused Redis cannot
+        // hold this call up.
+        let status = app.health("").await.expect("health");
+        assert_eq!(
+            status,
+            ServingStatus::Serving,
+            "flipped after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_alone() {
     let mut redis = RedisServer::start().expect("redis");
@@ -328,7 +363,7 @@ async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_a
         );
         assert!(took < deadline + Duration::from_millis(500), "{took:?}");
     }
-    wait_for_health(&app, ServingStatus::NotServing, Duration::from_secs(2)).await;
+    wait_for_health(&app, ServingStatus::NotServing, NOT_SERVING_WITHIN).await;
     redis.resume().expect("resume");
     wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
     assert_eq!(timed_list(&app, "f-a", deadline).await.0, Ok(()));
@@ -337,7 +372,7 @@ async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_a
     let (outcome, took) = timed_list(&app, "f-a", deadline).await;
     assert_eq!(outcome, Err(Code::Unavailable));
     assert!(took < deadline, "{took:?}");
-    wait_for_health(&app, ServingStatus::NotServing, Duration::from_secs(2)).await;
+    wait_for_health(&app, ServingStatus::NotServing, NOT_SERVING_WITHIN).await;
     redis.restart().expect("restart");
     wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
     // Nothing persisted, so the user starts over; the point is that calls work again.

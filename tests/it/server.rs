@@ -12,7 +12,7 @@ use tonic_reflection::pb::v1::{
 };
 use vicinity::{
     grpc::{ApiKeys, Auth, pb::Feature},
-    server::{self, SERVICE_NAMES, ServerError},
+    server::{self, SERVICE_NAMES, ServerError, health::LIVENESS},
 };
 
 use crate::{
@@ -82,6 +82,35 @@ async fn health_reports_serving_for_the_server_and_every_service() {
         ServingStatus::Serving
     );
     assert_code(app.health("no.such.Service").await, Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_not_serving_as_shutdown_starts_and_liveness_has_its_own_name() {
+    let mut app = spawn_app().await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.health(LIVENESS).await.ok() != Some(ServingStatus::Serving) {
+        assert!(Instant::now() < deadline, "liveness not SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut watch = app
+        .client
+        .health()
+        .watch(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    app.begin_shutdown();
+
+    // The watch is a call in flight, so the drain keeps it open: it sees readiness go.
+    let next = tokio::time::timeout(Duration::from_secs(2), watch.message()).await;
+    let next = next.expect("in time").unwrap().expect("a status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
