@@ -87,11 +87,16 @@ async fn outcome<T>(
     }
 }
 
-/// `UNAVAILABLE`, or `FAILED_PRECONDITION/LOCATION_REQUIRED` when an ErrorInfo says why.
+/// `UNAVAILABLE`, or `FAILED_PRECONDITION/LOCATION_REQUIRED` when an ErrorInfo says why, or
+/// `RESOURCE_EXHAUSTED/RATE_LIMITED/updates` when it also names the limit (a server whose
+/// per-user limits a workload runs into: see the README).
 pub fn label(status: &Status) -> String {
     let code = code_name(status.code());
     match status.get_error_details().error_info() {
-        Some(info) => format!("{code}/{}", info.reason),
+        Some(info) => match info.metadata.get("limit") {
+            Some(limit) => format!("{code}/{}/{limit}", info.reason),
+            None => format!("{code}/{}", info.reason),
+        },
         None => code.to_owned(),
     }
 }
@@ -302,5 +307,15 @@ mod tests {
             ),
         );
         assert_eq!(label(&status), "FAILED_PRECONDITION/LOCATION_REQUIRED");
+        let limited = Status::with_error_details(
+            Code::ResourceExhausted,
+            "rate limited",
+            tonic_types::ErrorDetails::with_error_info(
+                "RATE_LIMITED",
+                "vicinity",
+                std::collections::HashMap::from([("limit".to_owned(), "updates".to_owned())]),
+            ),
+        );
+        assert_eq!(label(&limited), "RESOURCE_EXHAUSTED/RATE_LIMITED/updates");
     }
 }
