@@ -5,7 +5,7 @@
 //! [`LIVENESS`] is SERVING while the process serves, whatever the stores do: a liveness probe
 //! on it does not restart every pod during a store outage.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -58,15 +58,38 @@ impl Readiness {
 }
 
 /// Sets readiness (every service and `""`) to `status`.
-pub async fn set_readiness(reporter: &HealthReporter, status: ServingStatus) {
+async fn set_readiness(reporter: &HealthReporter, status: ServingStatus) {
     for name in SERVICE_NAMES.iter().chain(&[""]) {
         reporter.set_service_status(*name, status).await;
     }
 }
 
+/// Readiness writes, closed for good when shutdown starts: a check that finishes during the
+/// drain cannot report SERVING again (the write and the closing take one lock).
+#[derive(Clone, Default)]
+pub struct Gate(Arc<tokio::sync::Mutex<bool>>);
+
+impl Gate {
+    /// Sets readiness to `status` unless the gate is closed.
+    async fn set(&self, reporter: &HealthReporter, status: ServingStatus) -> bool {
+        let closed = self.0.lock().await;
+        if !*closed {
+            set_readiness(reporter, status).await;
+        }
+        !*closed
+    }
+
+    /// Readiness NOT_SERVING, for good.
+    pub async fn close(&self, reporter: &HealthReporter) {
+        let mut closed = self.0.lock().await;
+        *closed = true;
+        set_readiness(reporter, ServingStatus::NotServing).await;
+    }
+}
+
 /// Checks the stores every [`HEALTH_INTERVAL`] and reports readiness with hysteresis; reports
 /// [`LIVENESS`] SERVING first.
-pub async fn watch(svc: Vicinity, reporter: HealthReporter) {
+pub async fn watch(svc: Vicinity, reporter: HealthReporter, gate: Gate) {
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
@@ -79,7 +102,9 @@ pub async fn watch(svc: Vicinity, reporter: HealthReporter) {
             } else {
                 ServingStatus::NotServing
             };
-            set_readiness(&reporter, status).await;
+            if !gate.set(&reporter, status).await {
+                return;
+            }
             tracing::info!(serving, "readiness changed");
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;

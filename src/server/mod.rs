@@ -9,7 +9,6 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic_health::ServingStatus;
 
 use crate::{
     config::Config,
@@ -100,8 +99,8 @@ pub async fn run(
     });
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let (reporter, health) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone()));
-    let health_stop = health_task.abort_handle();
+    let gate = health::Gate::default();
+    let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone(), gate.clone()));
     let auth = Arc::new(config.auth.clone());
     let api = GrpcApi::new(svc, auth, config.policy.key_calls, config.clock.clone());
     let reflection = || {
@@ -137,8 +136,7 @@ pub async fn run(
         async move {
             shutdown.await;
             // Out of the balancer before the drain: readiness off at once, for good.
-            health_stop.abort();
-            health::set_readiness(&reporter, ServingStatus::NotServing).await;
+            gate.close(&reporter).await;
             tracing::info!("shutting down: draining calls in flight");
             drain.notify_one();
         }

@@ -32,21 +32,27 @@ impl Vicinity {
         hold: Duration,
     ) -> ServiceResult<Places> {
         let caps: Vec<(LimitKey, u32)> = places.iter().map(|p| (p.0.clone(), p.1)).collect();
+        // Armed before the store is asked: a call dropped while the answer is on its way
+        // gives back whatever was taken (giving back what was not taken is harmless).
+        let mut held = Places {
+            limits: self.deps.limits.clone(),
+            token,
+            keys: caps.iter().map(|(key, _)| key.clone()).collect(),
+        };
         let judged = self
             .deps
             .limits
             .admit_holding(&key, rate, &caps, token, hold)
-            .await?;
+            .await;
         match judged {
-            Ok(_) => Ok(Places {
-                limits: self.deps.limits.clone(),
-                token,
-                keys: caps.into_iter().map(|(key, _)| key).collect(),
-            }),
-            Err((which, retry_after)) => {
+            Ok(Ok(_)) => Ok(held),
+            Ok(Err((which, retry_after))) => {
+                // Refused: the store took nothing.
+                held.keys.clear();
                 let limit = which.checked_sub(1).map_or(limit, |i| places[i].2);
                 Err(ServiceError::RateLimited { limit, retry_after })
             }
+            Err(error) => Err(error.into()),
         }
     }
 }

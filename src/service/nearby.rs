@@ -60,7 +60,8 @@ impl Vicinity {
     ///
     /// First the limits (SPEC §4.3), in one round trip: the user's update rate is counted
     /// while their previous entry is read, and a move faster than the jump cap allows since
-    /// the previous activity is refused. Either refusal changes nothing, deadlines included.
+    /// the previous activity is refused. Either refusal changes no user data, deadlines
+    /// included (a refused jump has counted against the rate, as every admitted call does).
     /// Two updates racing each other are each judged against the entry before both; the
     /// update rate bounds how far that lets a user get.
     ///

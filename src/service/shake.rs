@@ -1,6 +1,9 @@
 //! Shake operations (SPEC §3 Shake).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tracing::instrument;
 
@@ -16,6 +19,9 @@ use crate::{
 
 /// Time kept back from the call's deadline to answer after the window ends.
 const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+/// How much longer than the window a shake's places are held: room for the consent check and
+/// the pairing call before the window starts (a slower start shortens the window instead).
+const SETUP_ALLOWANCE: Duration = Duration::from_millis(500);
 
 /// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends.
 struct WithdrawOnDrop {
@@ -71,23 +77,32 @@ impl Vicinity {
                 "key_pending_shakes",
             ),
         ];
-        let hold = window + ANSWER_MARGIN;
+        let hold = window + ANSWER_MARGIN + SETUP_ALLOWANCE;
+        let held_from = Instant::now();
         let mut places = self.admit_holding(rate, places, id, hold).await?;
-        let shaken = self.shake_held(id, user, location, window).await;
+        let held_until = held_from + hold - ANSWER_MARGIN;
+        let shaken = self
+            .shake_held(id, user, location, window, held_until)
+            .await;
         places.release().await;
         shaken
     }
 
-    /// [`Vicinity::shake`] once its places are held.
+    /// [`Vicinity::shake`] once its places are held (until `held_until`, less the answer
+    /// margin).
     async fn shake_held(
         &self,
         id: u64,
         user: &UserId,
         location: Location,
         window: Duration,
+        held_until: Instant,
     ) -> ServiceResult<Option<ShakeMatch>> {
         self.require_consent(user, Feature::Shake).await?;
         let cell = self.deps.grid.snap(location.coords);
+        // The pending shake must end before its places do (else a second shake of the user
+        // would be admitted while it waits): its window is cut to what the hold has left.
+        let window = window.min(held_until.saturating_duration_since(Instant::now()));
         let pair = match self.deps.shakes.shake(id, user, cell, window).await? {
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {

@@ -91,7 +91,7 @@ fn held_keys(server: &RedisServer) -> u64 {
 /// their period (a millisecond under these tests' limits), but `DBSIZE` counts an expired key
 /// until Redis's expiry sampling finds it among the 100,000 fillers.
 fn reclaim_limit_keys(server: &RedisServer, users: &[&str]) {
-    let mut keys = vec!["exists".to_owned(), "vc:l:{k:6f70656e}:p".to_owned()];
+    let mut keys = vec!["exists".to_owned(), "vc:l:{#6f70656e}:p".to_owned()];
     for user in users {
         keys.extend(["u", "l", "s", "p"].map(|what| format!("vc:l:{{{user}}}:{what}")));
     }

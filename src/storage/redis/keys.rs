@@ -22,9 +22,9 @@
 //! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match | 120 s | `shake` |
 //! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
 //! | `vc:owed` | ZSET | purges owed: `<f>|<token>|<user_id>` by when they were owed (ms); a sweep finishes any not settled (no location; persisted store) | none | none (one slot) |
-//! | `vc:l:{<user_id>}:<u/l/s>` | STRING | a user's UpdateLocation / ListNearby / Shake rate: the theoretical arrival time of the next call (GCRA, ms; no location) | until that time (at most the rate's period) | user |
+//! | `vc:l:{<user_id>}:<u/l/s>` | STRING | a user's UpdateLocation / ListNearby / Shake rate: the theoretical arrival time of the next call (GCRA, µs; no location) | until that time (at most the rate's period) | user |
 //! | `vc:l:{<user_id>}:p` | ZSET | the user's pending shakes: token by end (no location) | the last end | user |
-//! | `vc:l:{k:<hex of key name>}:p` | ZSET | pending shakes of every user one API key calls for: token by end | the last end | API key |
+//! | `vc:l:{#<hex of key name>}:p` | ZSET | pending shakes of every user one API key calls for: token by end | the last end | API key |
 //! | `vc:h:{<user_id>}` | LIST | consent history, whose last event of a feature is its current record (no location; persisted store) | none | user |
 //!
 //! Cell members are scored by the user's order ticket (`domain::nearby::ticket`), so a search
@@ -140,8 +140,9 @@ pub fn limit_key(key: &LimitKey) -> String {
         LimitKey::Lists(user) => format!("vc:l:{{{user}}}:l"),
         LimitKey::Shakes(user) => format!("vc:l:{{{user}}}:s"),
         LimitKey::PendingShakes(user) => format!("vc:l:{{{user}}}:p"),
-        // Hex: a key's name is the operator's text and may hold braces.
-        LimitKey::KeyPendingShakes(name) => format!("vc:l:{{k:{}}}:p", hex::encode(name)),
+        // Hex: a key's name is the operator's text and may hold braces; `#`, which no user
+        // id holds, keeps it apart from every user's keys.
+        LimitKey::KeyPendingShakes(name) => format!("vc:l:{{#{}}}:p", hex::encode(name)),
     }
 }
 
@@ -294,6 +295,24 @@ pub fn decode_record(feature: Feature, user: &UserId, raw: &[u8]) -> Option<Loca
 mod tests {
     use super::*;
     use crate::domain::{Coordinates, SnapGrid};
+
+    #[test]
+    fn no_user_shares_a_limit_key_or_slot_with_an_api_key() {
+        // `k:616263` is a valid user id and the hex of "abc": it once named both.
+        let user = UserId::parse("k:616263", "user_id").unwrap();
+        let key = limit_key(&LimitKey::KeyPendingShakes("abc".to_owned()));
+        for own in LimitKey::all_of(&user) {
+            let own = limit_key(&own);
+            assert_ne!(own, key);
+            assert_ne!(hash_tag(&own), hash_tag(&key));
+        }
+        assert_eq!(hash_tag(&key), "#616263");
+        assert_eq!(
+            hash_tag("vc:l:{}:p"),
+            "vc:l:{}:p",
+            "an empty tag hashes the whole key"
+        );
+    }
 
     #[test]
     fn records_round_trip() {

@@ -351,7 +351,10 @@ impl LimitStore for RedisStore {
         };
         if !matches!(outcome, Ok(Ok(_))) {
             for place in taken {
-                let _ = self.release(place, token).await;
+                if let Err(error) = self.release(place, token).await {
+                    // It ends by itself at the end of its hold.
+                    tracing::warn!(%error, "could not give back a held place");
+                }
             }
         }
         outcome

@@ -8,5 +8,5 @@ if redis.call('ZCARD', KEYS[1]) >= cap then
 end
 redis.call('ZADD', KEYS[1], now + hold, token)
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[1], last[2])
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', tonumber(last[2])))
 return {1, now}

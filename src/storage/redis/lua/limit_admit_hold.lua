@@ -24,6 +24,6 @@ redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
 for i = 2, #KEYS do
   redis.call('ZADD', KEYS[i], now_ms + hold, token)
   local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[i], last[2])
+  redis.call('PEXPIREAT', KEYS[i], string.format('%d', tonumber(last[2])))
 end
 return {1, 0, now_ms}
