@@ -1,48 +1,77 @@
 //! The one mapping from errors to `tonic::Status` (SPEC §4.4).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{AuthError, convert};
+use super::{AuthError, convert, pb::ErrorReason};
 use crate::{domain::ValidationError, service::ServiceError, storage::StoreErrorKind};
 
 /// The `google.rpc.ErrorInfo` domain of every error this service sets.
-const DOMAIN: &str = "vicinity.v1";
+const DOMAIN: &str = "vicinity";
+
+/// `google.rpc.ErrorInfo` of `reason` (its proto name without the `ERROR_REASON_` prefix, as
+/// the proto says), with `metadata`.
+fn info(reason: ErrorReason, metadata: &[(&str, String)]) -> ErrorDetails {
+    let name = reason.as_str_name();
+    let name = name.strip_prefix("ERROR_REASON_").unwrap_or(name);
+    let metadata = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect::<HashMap<_, _>>();
+    ErrorDetails::with_error_info(name, DOMAIN, metadata)
+}
+
+/// How long a client should wait before retrying a call the store could not serve.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Invalid(ValidationError { field, reason }) => Status::with_error_details(
-                Code::InvalidArgument,
-                format!("invalid {field}: {reason}"),
-                ErrorDetails::with_bad_request_violation(field, reason),
-            ),
+            ServiceError::Invalid(ValidationError { field, reason }) => {
+                let mut details = info(ErrorReason::InvalidArgument, &[]);
+                details.add_bad_request_violation(field.clone(), reason.clone());
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid {field}: {reason}"),
+                    details,
+                )
+            }
+            ServiceError::PageTokenInvalid(ValidationError { field, reason }) => {
+                let mut details = info(ErrorReason::PageTokenInvalid, &[]);
+                details.add_bad_request_violation(field.clone(), reason.clone());
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("invalid {field}: {reason}"),
+                    details,
+                )
+            }
+            ServiceError::PageTokenExpired => {
+                let mut details = info(ErrorReason::PageTokenExpired, &[]);
+                details.add_bad_request_violation("page_token", "has expired; start again");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "invalid page_token: has expired; start again from the first page",
+                    details,
+                )
+            }
             ServiceError::ConsentRequired(feature) => {
                 let name = convert::feature_to_pb(feature).as_str_name().to_owned();
                 Status::with_error_details(
                     Code::FailedPrecondition,
                     format!("the user has not granted consent for {name}"),
-                    ErrorDetails::with_error_info(
-                        "CONSENT_REQUIRED",
-                        DOMAIN,
-                        HashMap::from([("feature".to_owned(), name)]),
-                    ),
+                    info(ErrorReason::ConsentRequired, &[("feature", name)]),
                 )
             }
             ServiceError::LocationRequired => Status::with_error_details(
                 Code::FailedPrecondition,
                 "the user has no location in People Nearby: update it first",
-                ErrorDetails::with_error_info("LOCATION_REQUIRED", DOMAIN, HashMap::new()),
+                info(ErrorReason::LocationRequired, &[]),
             ),
             ServiceError::RateLimited { limit, retry_after } => {
-                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-                details.set_error_info(
-                    "RATE_LIMITED",
-                    DOMAIN,
-                    HashMap::from([("limit".to_owned(), limit.to_owned())]),
-                );
+                let mut details = info(ErrorReason::RateLimited, &[("limit", limit.to_owned())]);
+                details.set_retry_info(Some(retry_after));
                 Status::with_error_details(
                     Code::ResourceExhausted,
                     format!("rate limited ({limit}): retry after the RetryInfo delay"),
@@ -53,15 +82,31 @@ impl From<ServiceError> for Status {
                 Code::FailedPrecondition,
                 "the new position is farther from the last one than anyone travels in the time \
                  since: nothing was changed",
-                ErrorDetails::with_error_info("IMPLAUSIBLE_JUMP", DOMAIN, HashMap::new()),
+                info(ErrorReason::ImplausibleJump, &[]),
             ),
-            ServiceError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded"),
+            ServiceError::DeadlineExceeded => Status::with_error_details(
+                Code::DeadlineExceeded,
+                "deadline exceeded",
+                info(ErrorReason::DeadlineExceeded, &[]),
+            ),
             ServiceError::Store(error) => {
                 tracing::warn!(error = %error, source = ?error.source, "store error");
                 match error.kind {
-                    StoreErrorKind::Unavailable => Status::unavailable("store unavailable"),
-                    StoreErrorKind::Timeout => Status::deadline_exceeded("store timed out"),
-                    StoreErrorKind::Corrupt => Status::internal("internal error"),
+                    StoreErrorKind::Unavailable => {
+                        let mut details = info(ErrorReason::StoreUnavailable, &[]);
+                        details.set_retry_info(Some(STORE_RETRY));
+                        Status::with_error_details(Code::Unavailable, "store unavailable", details)
+                    }
+                    StoreErrorKind::Timeout => Status::with_error_details(
+                        Code::DeadlineExceeded,
+                        "store timed out",
+                        info(ErrorReason::StoreTimeout, &[]),
+                    ),
+                    StoreErrorKind::Corrupt => Status::with_error_details(
+                        Code::Internal,
+                        "internal error",
+                        info(ErrorReason::Internal, &[]),
+                    ),
                 }
             }
         }
@@ -76,10 +121,12 @@ pub fn invalid(error: ValidationError) -> Status {
 
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Unknown => Status::unauthenticated(error.to_string()),
-            AuthError::Scope => Status::permission_denied(error.to_string()),
-        }
+        let (code, reason) = match error {
+            AuthError::Missing => (Code::Unauthenticated, ErrorReason::ApiKeyMissing),
+            AuthError::Unknown => (Code::Unauthenticated, ErrorReason::ApiKeyInvalid),
+            AuthError::Scope => (Code::PermissionDenied, ErrorReason::ScopeDenied),
+        };
+        Status::with_error_details(code, error.to_string(), info(reason, &[]))
     }
 }
 
@@ -89,6 +136,64 @@ pub fn request_too_large(limit: usize) -> Status {
     Status::with_error_details(
         Code::ResourceExhausted,
         format!("the request is larger than {limit} bytes"),
-        ErrorDetails::with_error_info("REQUEST_TOO_LARGE", DOMAIN, HashMap::new()),
+        info(ErrorReason::RequestTooLarge, &[]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::{
+        domain::Feature,
+        storage::{StoreError, StoreErrorKind},
+    };
+
+    /// SPEC §4.4: every error carries an ErrorInfo of domain `vicinity` whose reason the proto
+    /// declares, and the retryable ones (UNAVAILABLE, RESOURCE_EXHAUSTED) a RetryInfo.
+    #[test]
+    fn every_error_has_a_declared_reason_and_retryable_ones_a_wait() {
+        let store = |kind| ServiceError::Store(StoreError::new(kind, "testing"));
+        let statuses: Vec<Status> = vec![
+            ServiceError::Invalid(ValidationError::new("limit", "too big")).into(),
+            ServiceError::PageTokenInvalid(ValidationError::new("page_token", "forged")).into(),
+            ServiceError::PageTokenExpired.into(),
+            ServiceError::ConsentRequired(Feature::Shake).into(),
+            ServiceError::LocationRequired.into(),
+            ServiceError::RateLimited {
+                limit: "updates",
+                retry_after: Duration::from_secs(5),
+            }
+            .into(),
+            ServiceError::ImplausibleJump.into(),
+            ServiceError::DeadlineExceeded.into(),
+            store(StoreErrorKind::Unavailable).into(),
+            store(StoreErrorKind::Timeout).into(),
+            store(StoreErrorKind::Corrupt).into(),
+            AuthError::Missing.into(),
+            AuthError::Unknown.into(),
+            AuthError::Scope.into(),
+            request_too_large(10),
+        ];
+        let mut reasons = std::collections::HashSet::new();
+        for status in &statuses {
+            let details = status.get_error_details();
+            let info = details.error_info().expect("an ErrorInfo");
+            assert_eq!(info.domain, "vicinity");
+            let declared = format!("ERROR_REASON_{}", info.reason);
+            assert!(
+                ErrorReason::from_str_name(&declared).is_some(),
+                "{status:?}"
+            );
+            reasons.insert(info.reason.clone());
+            let retryable = matches!(status.code(), Code::Unavailable)
+                || (status.code() == Code::ResourceExhausted && info.reason != "REQUEST_TOO_LARGE");
+            assert_eq!(details.retry_info().is_some(), retryable, "{status:?}");
+        }
+        // Every declared reason but UNSPECIFIED is one the service can say.
+        assert_eq!(reasons.len(), statuses.len());
+        assert!(ErrorReason::try_from(reasons.len() as i32).is_ok());
+        assert!(ErrorReason::try_from(reasons.len() as i32 + 1).is_err());
+    }
 }

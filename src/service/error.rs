@@ -12,6 +12,13 @@ pub enum ServiceError {
     /// The request broke a rule; nothing was changed.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The page token was not issued by this service for this request (forged, corrupt, or
+    /// for other filters); the domain's reason says which.
+    #[error("invalid page token")]
+    PageTokenInvalid(ValidationError),
+    /// The page token is too old: start again from the first page.
+    #[error("page token expired")]
+    PageTokenExpired,
     /// The user has no GRANTED consent for the feature.
     #[error("consent required for {0}")]
     ConsentRequired(Feature),

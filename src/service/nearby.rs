@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::{ServiceError, ServiceResult, Vicinity, audit::Action, limits::admitted};
 use crate::{
     domain::{
-        Deadlines, Feature, Gender, Location, UserId, ValidationError,
+        Deadlines, Feature, Gender, Location, UserId,
         nearby::{Hit, NearbyRequest, PageToken},
         user::GenderFilter,
     },
@@ -156,7 +156,10 @@ impl Vicinity {
         self.admit(lists, self.deps.policy.lists, "lists").await?;
         let binding = list.token_binding();
         let page = match &list.page_token {
-            Some(text) => Some(PageToken::decode(text, &self.deps.secret, &binding)?),
+            Some(text) => Some(
+                PageToken::decode(text, &self.deps.secret, &binding)
+                    .map_err(ServiceError::PageTokenInvalid)?,
+            ),
             None => None,
         };
         let pinned_epoch = page.as_ref().map(|t| t.epoch);
@@ -177,7 +180,7 @@ impl Vicinity {
         // A token from before the previous epoch (by the store's clock) is refused: its
         // page would mix orders that no longer exist.
         if pinned_epoch.is_some_and(|epoch| epoch + 1 < result.current_epoch) {
-            return Err(ValidationError::new("page_token", "has expired; start again").into());
+            return Err(ServiceError::PageTokenExpired);
         }
         let next_page_token = match result.page.next {
             Some(cursor) => {

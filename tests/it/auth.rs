@@ -12,7 +12,7 @@ use vicinity::{
 
 use crate::{
     calls::{NOTICE, location},
-    details::assert_code,
+    details::assert_reason,
     helpers::{Backend, TestApp, on_both_backends},
     places::HOME,
 };
@@ -68,11 +68,24 @@ async fn calls_without_a_key_or_with_a_wrong_key_are_unauthenticated(backend: Ba
     let app = app_with_keys(backend).await;
     let wrong = app.connect(Some("not-a-configured-key-at-all")).await;
 
-    assert_code(grant(&app.client, "alice").await, Code::Unauthenticated);
-    assert_code(update(&app.client, "alice").await, Code::Unauthenticated);
-    assert_code(forget(&app.client, "alice").await, Code::Unauthenticated);
-    assert_code(grant(&wrong, "alice").await, Code::Unauthenticated);
-    assert_code(clear(&wrong, "alice").await, Code::Unauthenticated);
+    let (missing, unknown) = (Code::Unauthenticated, Code::Unauthenticated);
+    assert_reason(
+        grant(&app.client, "alice").await,
+        missing,
+        "API_KEY_MISSING",
+    );
+    assert_reason(
+        update(&app.client, "alice").await,
+        missing,
+        "API_KEY_MISSING",
+    );
+    assert_reason(
+        forget(&app.client, "alice").await,
+        missing,
+        "API_KEY_MISSING",
+    );
+    assert_reason(grant(&wrong, "alice").await, unknown, "API_KEY_INVALID");
+    assert_reason(clear(&wrong, "alice").await, unknown, "API_KEY_INVALID");
     // Neither stored anything.
     let ops = app.connect(Some(OPS_KEY)).await;
     let export = ops
@@ -94,9 +107,10 @@ async fn each_key_may_call_only_what_its_scope_allows(backend: Backend) {
 
     grant(&backend, "alice").await.unwrap();
     update(&backend, "alice").await.unwrap();
-    assert_code(forget(&backend, "alice").await, Code::PermissionDenied);
-    assert_code(update(&oncall, "alice").await, Code::PermissionDenied);
-    assert_code(grant(&oncall, "alice").await, Code::PermissionDenied);
+    let denied = Code::PermissionDenied;
+    assert_reason(forget(&backend, "alice").await, denied, "SCOPE_DENIED");
+    assert_reason(update(&oncall, "alice").await, denied, "SCOPE_DENIED");
+    assert_reason(grant(&oncall, "alice").await, denied, "SCOPE_DENIED");
 
     assert_eq!(clear(&backend, "alice").await.unwrap().purged_entries, 1);
     update(&backend, "alice").await.unwrap();

@@ -20,11 +20,28 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The `google.rpc.ErrorInfo` reason and metadata of a status.
+/// The `google.rpc.ErrorInfo` reason and metadata of a status (whose domain must be
+/// `vicinity`, SPEC §4.4, and whose reason must be one of the proto's `ErrorReason`s).
 pub fn error_info(status: &Status) -> Option<(String, HashMap<String, String>)> {
     let details = status.get_error_details();
     let info = details.error_info()?;
+    assert_eq!(info.domain, "vicinity", "{status:?}");
+    let declared = format!("ERROR_REASON_{}", info.reason);
+    assert!(
+        vicinity::grpc::pb::ErrorReason::from_str_name(&declared).is_some(),
+        "{} is not declared in the proto",
+        info.reason
+    );
     Some((info.reason.clone(), info.metadata.clone()))
+}
+
+/// Asserts `code` with ErrorInfo `reason`.
+#[track_caller]
+pub fn assert_reason<T: Debug>(reply: Result<T, Status>, code: Code, reason: &str) {
+    let status = refusal(reply);
+    assert_eq!(status.code(), code, "{status:?}");
+    let (found, _) = error_info(&status).expect("an ErrorInfo detail");
+    assert_eq!(found, reason, "{status:?}");
 }
 
 /// The refusal of a call that should have been refused.
@@ -36,12 +53,19 @@ pub fn refusal<T: Debug>(reply: Result<T, Status>) -> Status {
     }
 }
 
-/// Asserts INVALID_ARGUMENT with one BadRequest violation naming exactly `field`.
+/// Asserts INVALID_ARGUMENT with one BadRequest violation naming exactly `field`, and the
+/// ErrorInfo reason `INVALID_ARGUMENT` (`PAGE_TOKEN_INVALID` for `page_token`).
 #[track_caller]
 pub fn assert_invalid<T: Debug>(reply: Result<T, Status>, field: &str) {
     let status = refusal(reply);
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status), [field], "{status:?}");
+    let (reason, _) = error_info(&status).expect("an ErrorInfo detail");
+    let want = match field {
+        "page_token" => "PAGE_TOKEN_INVALID",
+        _ => "INVALID_ARGUMENT",
+    };
+    assert_eq!(reason, want, "{status:?}");
 }
 
 /// Asserts FAILED_PRECONDITION with ErrorInfo `reason`; returns the metadata.

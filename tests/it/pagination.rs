@@ -7,7 +7,7 @@ use vicinity::grpc::pb::{self, Gender, GenderFilter};
 
 use crate::{
     calls::list_request,
-    details::assert_invalid,
+    details::{assert_invalid, assert_reason},
     helpers::{Backend, TestApp, on_both_backends, spawn_app_on},
     places::{HOME, crowd},
 };
@@ -204,4 +204,23 @@ async fn a_long_block_list_in_a_crowded_cell_still_fills_every_page(backend: Bac
         expected
     );
     assert_eq!(pages.len(), SHOWN.div_ceil(4), "a page came back short");
+}
+
+/// Memory only: the store's clock has to pass two order epochs (30 minutes). An expired token
+/// has its own reason, so a client knows to start again rather than suspect its own code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_page_token_has_its_own_reason() {
+    let app = crowded_app(Backend::Memory).await;
+    let first = app.list_with(limited("viewer", 7)).await.unwrap();
+    assert!(!first.next_page_token.is_empty());
+
+    app.advance(Duration::from_secs(31 * 60));
+
+    let mut request = limited("viewer", 7);
+    request.page_token = first.next_page_token;
+    let expired = app.list_with(request).await;
+    assert_reason(expired, tonic::Code::InvalidArgument, "PAGE_TOKEN_EXPIRED");
+    app.list_with(limited("viewer", 7))
+        .await
+        .expect("the first page again");
 }
