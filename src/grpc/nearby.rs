@@ -49,7 +49,7 @@ impl pb::people_nearby_server::PeopleNearby for GrpcApi {
         } = request.into_inner();
         let list = ListNearby {
             viewer: convert::user(&user_id, "user_id").map_err(invalid)?,
-            limit: nearby::parse_limit(limit).map_err(invalid)?,
+            limit: nearby::parse_limit(limit),
             max_distance_m: nearby::parse_max_distance(max_distance_m).map_err(invalid)?,
             gender_filter: convert::gender_filter(gender_filter).map_err(invalid)?,
             exclude: nearby::parse_excluded(&exclude_user_ids).map_err(invalid)?,

@@ -60,12 +60,12 @@ pub const MAX_DISTANCE_M: u32 = 50_000;
 /// The longest block list one request may carry.
 pub const MAX_EXCLUDED: usize = 1_000;
 
-/// Validates the request field `limit` (0 means the default).
-pub fn parse_limit(raw: u32) -> Result<usize, ValidationError> {
+/// The page size of the request field `limit`: 0 means the default, and a limit above the
+/// maximum is coerced to it, not refused (SPEC §4.4, AIP-158). Every value is valid.
+pub fn parse_limit(raw: u32) -> usize {
     match raw {
-        0 => Ok(DEFAULT_LIMIT as usize),
-        1..=MAX_LIMIT => Ok(raw as usize),
-        _ => Err(ValidationError::new("limit", "must be at most 100")),
+        0 => DEFAULT_LIMIT as usize,
+        _ => raw.min(MAX_LIMIT) as usize,
     }
 }
 
@@ -93,4 +93,18 @@ pub fn parse_excluded(raw: &[String]) -> Result<HashSet<UserId>, ValidationError
         .enumerate()
         .map(|(i, id)| UserId::parse(id, &format!("exclude_user_ids[{i}]")))
         .collect()
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_above_the_maximum_is_coerced_not_refused() {
+        assert_eq!(parse_limit(0), DEFAULT_LIMIT as usize);
+        assert_eq!(parse_limit(1), 1);
+        assert_eq!(parse_limit(MAX_LIMIT), MAX_LIMIT as usize);
+        assert_eq!(parse_limit(MAX_LIMIT + 1), MAX_LIMIT as usize);
+        assert_eq!(parse_limit(u32::MAX), MAX_LIMIT as usize);
+    }
 }
