@@ -35,9 +35,27 @@ fn void_at(tat_us: i64) -> Timestamp {
 const VOID_BATCH: usize = 4_096;
 
 impl Limits {
+    /// What `rate` says of one more call under `key` at `now`, without keeping anything.
+    fn judge(&self, key: &LimitKey, rate: Rate, now: Timestamp) -> Verdict {
+        rate.judge(self.rates.get(key).copied(), now.as_millis() * 1_000)
+    }
+
+    /// How long until a place under `key` is free, when all `cap` are held at `now`.
+    fn full_for(&self, key: &LimitKey, cap: u32, now: Timestamp) -> Option<Duration> {
+        let ends = self
+            .holds
+            .get(key)?
+            .iter()
+            .map(|p| p.1)
+            .filter(|&end| end > now);
+        let (held, first) = ends.fold((0, None::<Timestamp>), |(n, first), end| {
+            (n + 1, Some(first.map_or(end, |f| f.min(end))))
+        });
+        (held >= cap as usize).then(|| first.unwrap_or(now).since(now))
+    }
+
     pub(super) fn admit(&mut self, key: &LimitKey, rate: Rate, now: Timestamp) -> Admission {
-        let tat = self.rates.get(key).copied();
-        match rate.judge(tat, now.as_millis() * 1_000) {
+        match self.judge(key, rate, now) {
             Verdict::Refuse(wait) => Admission::Refused(wait),
             Verdict::Admit(next) => {
                 if let Some(old) = self.rates.insert(key.clone(), next) {
@@ -59,20 +77,12 @@ impl Limits {
         hold: Duration,
         now: Timestamp,
     ) -> Result<Timestamp, (usize, Duration)> {
-        if let Verdict::Refuse(wait) =
-            rate.judge(self.rates.get(key).copied(), now.as_millis() * 1_000)
-        {
+        if let Verdict::Refuse(wait) = self.judge(key, rate, now) {
             return Err((0, wait));
         }
         for (i, (place, cap)) in places.iter().enumerate() {
-            let live: Vec<Timestamp> = self
-                .holds
-                .get(place)
-                .map(|p| p.iter().map(|h| h.1).filter(|&end| end > now).collect())
-                .unwrap_or_default();
-            if live.len() >= *cap as usize {
-                let first = live.iter().min().copied().unwrap_or(now);
-                return Err((i + 1, first.since(now)));
+            if let Some(wait) = self.full_for(place, *cap, now) {
+                return Err((i + 1, wait));
             }
         }
         self.admit(key, rate, now);
@@ -90,13 +100,12 @@ impl Limits {
         hold: Duration,
         now: Timestamp,
     ) -> Admission {
+        if let Some(wait) = self.full_for(key, cap, now) {
+            return Admission::Refused(wait);
+        }
         let places = self.holds.entry(key.clone()).or_default();
         let before = places.iter().map(|p| p.1).max();
         places.retain(|&(_, end)| end > now);
-        if places.len() >= cap as usize {
-            let first = places.iter().map(|p| p.1).min().unwrap_or(now);
-            return Admission::Refused(first.since(now));
-        }
         places.push((token, now.plus(hold)));
         let after = places.iter().map(|p| p.1).max();
         self.revoid(key, before, after);

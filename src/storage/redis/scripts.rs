@@ -83,6 +83,13 @@ fn script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, body])
 }
 
+/// Limit state: the server clock in µs, GCRA rates and capped places (`lua/lib/limits.lua`).
+const LIMITS: &str = include_str!("lua/lib/limits.lua");
+
+fn limit_script(body: &str) -> Script {
+    joined(&[NOW, LIMITS, body])
+}
+
 lua_script! {
     /// The cluster's first step of UpdateLocation: adds (or renews) a user in a cell, replacing
     /// any member of the same user there (found by its ticket, without a scan). The deadlines
@@ -403,7 +410,7 @@ lua_script! {
     /// KEYS: the limit's key[, a user hash]. ARGV: interval µs, tolerance µs (interval ×
     /// burst)[, the record's field]. Returns `{1, now ms, record or nil}` when admitted,
     /// `{0, wait ms, nil}` when refused.
-    LIMIT_ADMIT, script, "lua/limit_admit.lua"
+    LIMIT_ADMIT, limit_script, "lua/limit_admit.lua"
 }
 
 /// [`LIMIT_ADMIT`] of `rate` under `key`.
@@ -432,7 +439,7 @@ lua_script! {
     /// KEYS: the rate's key, the places' keys. ARGV: interval µs, tolerance µs, token, hold
     /// ms, then each place's cap. Returns `{1, 0, now ms}` when admitted, `{0, i, wait ms}`
     /// when refused by the rate (`i` = 0) or by the `i`-th place.
-    LIMIT_ADMIT_HOLD, script, "lua/limit_admit_hold.lua"
+    LIMIT_ADMIT_HOLD, limit_script, "lua/limit_admit_hold.lua"
 }
 
 /// [`LIMIT_ADMIT_HOLD`] of `rate` under `key` and a place under each of `places` (key, cap)
@@ -459,7 +466,7 @@ lua_script! {
     /// Takes one of `cap` places for a token until `now + hold`, or refuses, changing nothing.
     /// KEYS: the limit's key. ARGV: token, cap, hold ms.
     /// Returns `{1, now}` when taken, `{0, wait ms}` (until the first place ends) when refused.
-    HOLD_TAKE, script, "lua/hold_take.lua"
+    HOLD_TAKE, limit_script, "lua/hold_take.lua"
 }
 
 /// [`HOLD_TAKE`] of one of `cap` places under `key` for `token`, for `hold`.
