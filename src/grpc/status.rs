@@ -23,6 +23,13 @@ fn info(reason: ErrorReason, metadata: &[(&str, String)]) -> ErrorDetails {
     ErrorDetails::with_error_info(name, DOMAIN, metadata)
 }
 
+/// `INVALID_ARGUMENT` with `reason` and a `google.rpc.BadRequest` naming `field`.
+fn bad_request(reason: ErrorReason, field: &str, description: &str, message: String) -> Status {
+    let mut details = info(reason, &[]);
+    details.add_bad_request_violation(field, description);
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
 /// How long a client should wait before retrying a call the store could not serve.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -30,32 +37,19 @@ impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::Invalid(ValidationError { field, reason }) => {
-                let mut details = info(ErrorReason::InvalidArgument, &[]);
-                details.add_bad_request_violation(field.clone(), reason.clone());
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid {field}: {reason}"),
-                    details,
-                )
+                let message = format!("invalid {field}: {reason}");
+                bad_request(ErrorReason::InvalidArgument, &field, &reason, message)
             }
             ServiceError::PageTokenInvalid(ValidationError { field, reason }) => {
-                let mut details = info(ErrorReason::PageTokenInvalid, &[]);
-                details.add_bad_request_violation(field.clone(), reason.clone());
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid {field}: {reason}"),
-                    details,
-                )
+                let message = format!("invalid {field}: {reason}");
+                bad_request(ErrorReason::PageTokenInvalid, &field, &reason, message)
             }
-            ServiceError::PageTokenExpired => {
-                let mut details = info(ErrorReason::PageTokenExpired, &[]);
-                details.add_bad_request_violation("page_token", "has expired; start again");
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    "invalid page_token: has expired; start again from the first page",
-                    details,
-                )
-            }
+            ServiceError::PageTokenExpired => bad_request(
+                ErrorReason::PageTokenExpired,
+                "page_token",
+                "has expired; start again",
+                "invalid page_token: has expired; start again from the first page".to_owned(),
+            ),
             ServiceError::ConsentRequired(feature) => {
                 let name = convert::feature_to_pb(feature).as_str_name().to_owned();
                 Status::with_error_details(

@@ -234,7 +234,7 @@ impl LocationStore for RedisStore {
 }
 
 /// A limit script's reply: `{1, now}` admitted, `{0, wait ms}` refused.
-fn admission((admitted, value, _): (i64, i64, Option<Vec<u8>>)) -> Admission {
+fn admission(admitted: i64, value: i64) -> Admission {
     if admitted == 1 {
         Admission::Admitted(Timestamp::from_millis(value))
     } else {
@@ -259,7 +259,9 @@ impl LimitStore for RedisStore {
     #[instrument(skip_all)]
     async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
         let call = scripts::limit_admit(key, rate);
-        Ok(admission(self.conn.script("counting a call", &call).await?))
+        let (admitted, value, _): (i64, i64, Option<Vec<u8>>) =
+            self.conn.script("counting a call", &call).await?;
+        Ok(admission(admitted, value))
     }
 
     #[instrument(skip_all)]
@@ -272,7 +274,7 @@ impl LimitStore for RedisStore {
     ) -> StoreResult<Admission> {
         let call = scripts::hold_take(key, token, cap, hold);
         let (admitted, value): (i64, i64) = self.conn.script("holding a place", &call).await?;
-        Ok(admission((admitted, value, None)))
+        Ok(admission(admitted, value))
     }
 
     #[instrument(skip_all)]
@@ -296,7 +298,7 @@ impl LimitStore for RedisStore {
             .as_deref()
             .and_then(|raw| keys::decode_record(feature, user, raw));
         let entry = entry.filter(|e| !e.deadlines.is_expired(now));
-        Ok((admission(reply), entry))
+        Ok((admission(reply.0, reply.1), entry))
     }
 
     #[instrument(skip_all)]
