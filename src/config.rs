@@ -115,6 +115,13 @@ pub struct ServeArgs {
     /// Pending shakes of all users one API key calls for, at once (across every node).
     #[arg(long, env = "VICINITY_KEY_PENDING_SHAKES", default_value_t = 1_000)]
     pub key_pending_shakes: u32,
+    /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP). None: no endpoint.
+    #[arg(long, env = "VICINITY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The per-call span and the RPC metrics (a tower layer around every service); `false`
+    /// only to measure what they cost.
+    #[arg(long, env = "VICINITY_RPC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rpc_telemetry: bool,
     /// The fastest move accepted between two updates of a user (km/h; moves within 2 km
     /// always pass; 0 turns the cap off).
     #[arg(long, env = "VICINITY_MAX_SPEED_KMH", default_value_t = JumpCap::DEFAULT_KMH)]
@@ -258,6 +265,10 @@ pub struct Config {
     pub policy: Policy,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
+    /// Where to serve metrics (the binary binds it; tests pass their own listener).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether the per-call span and RPC metrics layer runs.
+    pub rpc_telemetry: bool,
 }
 
 impl Config {
@@ -304,6 +315,8 @@ impl Config {
             connections: ConnectionLimits::from_args(args)?,
             policy: policy(args)?,
             clock: Arc::new(SystemClock),
+            metrics_listen: args.metrics_listen,
+            rpc_telemetry: args.rpc_telemetry,
         })
     }
 
@@ -325,6 +338,8 @@ impl Config {
             connections: ConnectionLimits::default(),
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
+            metrics_listen: None,
+            rpc_telemetry: true,
         }
     }
 }

@@ -185,7 +185,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    server::run(config, listener, shutdown_signal()).await?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let listeners = server::Listeners {
+        grpc: listener,
+        metrics,
+    };
+    server::run(config, listeners, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,6 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::telemetry::metrics;
+
 use super::{
     GrpcApi, Scope, convert,
     deadline::{self, within},
@@ -22,10 +24,20 @@ impl pb::shake_server::Shake for GrpcApi {
         let location = convert::location(location).map_err(invalid)?;
         let shake = self.svc.shake(caller, &user, location, deadline);
         let matched = within(deadline, shake).await?;
-        let result = match matched {
-            Some(m) => pb::shake_response::Result::Match(convert::shake_match(&m)),
-            None => pb::shake_response::Result::NoMatch(pb::NoMatch {}),
+        let (result, outcome) = match matched {
+            Some(m) => (
+                pb::shake_response::Result::Match(convert::shake_match(&m)),
+                "matched",
+            ),
+            None => (
+                pb::shake_response::Result::NoMatch(pb::NoMatch {}),
+                "no_match",
+            ),
         };
+        metrics::get()
+            .shake_outcomes
+            .with_label_values(&[outcome])
+            .inc();
         Ok(Response::new(pb::ShakeResponse {
             result: Some(result),
         }))

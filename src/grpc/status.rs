@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{AuthError, convert, pb::ErrorReason};
+use crate::telemetry::metrics;
 use crate::{domain::ValidationError, service::ServiceError, storage::StoreErrorKind};
 
 /// The `google.rpc.ErrorInfo` domain of every error this service sets.
@@ -35,6 +36,7 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
+        count_refusal(&error);
         match error {
             ServiceError::Invalid(ValidationError { field, reason }) => {
                 let message = format!("invalid {field}: {reason}");
@@ -104,6 +106,23 @@ impl From<ServiceError> for Status {
                 }
             }
         }
+    }
+}
+
+/// Counts a refusal by consent or by an abuse limit in the metrics.
+fn count_refusal(error: &ServiceError) {
+    let metrics = metrics::get();
+    match error {
+        ServiceError::ConsentRequired(feature) => metrics
+            .consent_refusals
+            .with_label_values(&[feature.as_str()])
+            .inc(),
+        ServiceError::RateLimited { limit, .. } => metrics
+            .rate_limit_refusals
+            .with_label_values(&[*limit])
+            .inc(),
+        ServiceError::ImplausibleJump => metrics.implausible_jumps.inc(),
+        _ => {}
     }
 }
 

@@ -59,6 +59,8 @@ impl Readiness {
 
 /// Sets readiness (every service and `""`) to `status`.
 async fn set_readiness(reporter: &HealthReporter, status: ServingStatus) {
+    let ready = i64::from(status == ServingStatus::Serving);
+    crate::telemetry::metrics::get().ready.set(ready);
     for name in SERVICE_NAMES.iter().chain(&[""]) {
         reporter.set_service_status(*name, status).await;
     }

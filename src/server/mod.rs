@@ -3,6 +3,7 @@
 
 mod connections;
 pub mod health;
+mod scrape;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -28,6 +29,7 @@ use crate::{
         ConsentStore, LimitStore, LocationStore, MemoryStore, ShakeStore, StoreError,
         redis::{self, RedisConsentStore, RedisStore},
     },
+    telemetry::{metrics, rpc::RpcLayer},
 };
 
 /// The largest request accepted, in bytes (a full block list is about 130 KiB).
@@ -71,14 +73,36 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "vicinity.v1.PrivacyService",
 ];
 
+/// The sockets a server takes: gRPC, and the metrics endpoint if there is one. A lone
+/// [`TcpListener`] is gRPC only.
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// `GET /metrics` (`--metrics-listen`).
+    pub metrics: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(grpc: TcpListener) -> Self {
+        Self {
+            grpc,
+            metrics: None,
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then drains calls in flight for at most
 /// `config.drain_timeout`.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::random::check()?;
+    let Listeners {
+        grpc: listener,
+        metrics,
+    } = listeners.into();
     let addr = listener.local_addr()?;
     if config.auth.is_open() && !addr.ip().is_loopback() {
         return Err(ServerError::OpenOnPublicAddress(addr));
@@ -98,6 +122,13 @@ pub async fn run(
         policy: config.policy,
     });
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
+    let scraper = match metrics {
+        Some(metrics) => {
+            tracing::info!(addr = %metrics.local_addr()?, "serving metrics");
+            Some(tokio::spawn(scrape::serve(metrics, svc.clone())))
+        }
+        None => None,
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     let gate = health::Gate::default();
     let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone(), gate.clone()));
@@ -118,6 +149,9 @@ pub async fn run(
         .tcp_keepalive(Some(limits.keepalive))
         .max_connection_age(limits.max_age)
         .max_connection_age_grace(config.drain_timeout)
+        .layer(tower::util::option_layer(
+            config.rpc_telemetry.then_some(RpcLayer),
+        ))
         .layer(tower::util::MapRequestLayer::new(note_activity))
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
@@ -156,6 +190,9 @@ pub async fn run(
     };
     health_task.abort();
     sweeper.abort();
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
     result
 }
 
@@ -231,10 +268,26 @@ async fn sweep(svc: Vicinity, interval: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = svc.sweep().await {
-            tracing::warn!(%error, "purge sweep failed; retrying next interval");
+        let start = std::time::Instant::now();
+        let result = svc.sweep().await;
+        let metrics = metrics::get();
+        metrics
+            .sweep_duration
+            .observe(start.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics.sweeps.with_label_values(&[outcome]).inc();
+        match result {
+            Ok(_) => metrics.sweep_last_success.set(unix_seconds()),
+            Err(error) => tracing::warn!(%error, "purge sweep failed; retrying next interval"),
         }
     }
+}
+
+/// The system clock as Unix seconds (what Prometheus's `time()` compares with).
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// How long an HTTP/2 keepalive ping may go unanswered before the connection is closed.

@@ -1,7 +1,13 @@
 //! The audit trail (SPEC §4.5): every consent change, clear, forget and purge, as structured
-//! log events under the `vicinity::audit` target. Never a coordinate, cell or distance.
+//! log events under the `vicinity::audit` target, written here and nowhere else, so they are
+//! the same on every backend; each purge also counts in `vicinity_purged_entries_total` by
+//! cause. Never a coordinate, cell or distance.
 
-use crate::domain::{Feature, UserId};
+use crate::{
+    domain::{Feature, UserId},
+    storage::Expired,
+    telemetry::metrics,
+};
 
 /// An auditable action.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +33,19 @@ impl Action {
             Action::UpdateUndone => "update_undone",
         }
     }
+
+    /// The purge cause this action counts under (`None`: it purges nothing).
+    fn cause(self) -> Option<&'static str> {
+        match self {
+            Action::ConsentGranted => None,
+            Action::ConsentWithdrawn => Some("withdrawal"),
+            Action::LocationCleared => Some("clear"),
+            Action::UserForgotten => Some("forget"),
+            Action::LeftShake => Some("leave_shake"),
+            Action::OwedPurgeFinished => Some("owed"),
+            Action::UpdateUndone => Some("update_undone"),
+        }
+    }
 }
 
 /// Records `action` on `user` (for `feature`, when it applies) that removed `purged` entries.
@@ -39,4 +58,26 @@ pub(crate) fn record(action: Action, user: &UserId, feature: Option<Feature>, pu
         purged_entries = purged,
         "audit"
     );
+    if let Some(cause) = action.cause() {
+        metrics::purged(cause, purged);
+    }
+}
+
+/// Records a sweep's purge of what was past its deadline (no user: one event per sweep that
+/// removed something), with each entry's lag behind its deadline.
+pub(crate) fn expired(expired: &Expired) {
+    if expired.entries == 0 {
+        return;
+    }
+    let worst = expired.lags.iter().max().copied().unwrap_or_default();
+    tracing::info!(
+        target: "vicinity::audit",
+        action = "purge",
+        cause = "deadline",
+        purged_entries = expired.entries,
+        worst_lag_ms = worst.as_millis() as u64,
+        "audit"
+    );
+    metrics::purged("deadline", expired.entries);
+    metrics::purge_lags(&expired.lags);
 }

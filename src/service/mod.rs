@@ -131,6 +131,9 @@ impl Vicinity {
     /// others go on. Safe on every node at once. The first error is returned, after the rest.
     pub async fn sweep(&self) -> ServiceResult<u32> {
         let expired = self.deps.locations.purge_expired().await;
+        if let Ok(expired) = &expired {
+            audit::expired(expired);
+        }
         let owed = self
             .deps
             .consents
@@ -150,8 +153,17 @@ impl Vicinity {
                 Err(error) => failed = failed.or(Some(error)),
             }
         }
-        let purged = purged + expired?;
+        let purged = purged + expired?.entries;
         failed.map_or(Ok(purged), Err)
+    }
+
+    /// How long the oldest entry past its deadline has been overdue, by the store's clock
+    /// (zero: nothing overdue).
+    pub async fn oldest_overdue(&self) -> ServiceResult<Duration> {
+        let Some(earliest) = self.deps.locations.earliest_deadline().await? else {
+            return Ok(Duration::ZERO);
+        };
+        Ok(self.deps.locations.now().await?.since(earliest))
     }
 
     /// Whether both stores answer (for health checks).

@@ -19,7 +19,7 @@ use crate::{
         nearby::{NearbyRequest, Secret, Tickets},
     },
     storage::{
-        ConsentStore, LocationEntry, LocationStore, MemoryStore, NearbyResult, Position,
+        ConsentStore, Expired, LocationEntry, LocationStore, MemoryStore, NearbyResult, Position,
         StoreError, StoreErrorKind, StoreResult,
     },
 };
@@ -85,8 +85,12 @@ impl LocationStore for Faulty {
         self.store.nearby(request).await
     }
 
-    async fn purge_expired(&self) -> StoreResult<u32> {
+    async fn purge_expired(&self) -> StoreResult<Expired> {
         self.store.purge_expired().await
+    }
+
+    async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {
+        self.store.earliest_deadline().await
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {

@@ -13,6 +13,17 @@ pub enum StoreErrorKind {
     Corrupt,
 }
 
+impl StoreErrorKind {
+    /// The kind's name in the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreErrorKind::Unavailable => "unavailable",
+            StoreErrorKind::Timeout => "timeout",
+            StoreErrorKind::Corrupt => "corrupt",
+        }
+    }
+}
+
 /// A storage error. Its message never contains stored data.
 #[derive(Debug, thiserror::Error)]
 pub struct StoreError {

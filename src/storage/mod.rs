@@ -17,6 +17,36 @@ use h3o::CellIndex;
 use tonic::async_trait;
 
 pub use error::{StoreError, StoreErrorKind, StoreResult};
+
+/// The lags one [`LocationStore::purge_expired`] reports at most (the rest are counted only).
+pub const MAX_LAGS: usize = 10_000;
+
+/// What a sweep removed at deadlines.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Entries deleted: People Nearby entries and Shake state.
+    pub entries: u32,
+    /// For People Nearby entries: deletion time minus `purge_at` (at most [`MAX_LAGS`]).
+    pub lags: Vec<Duration>,
+}
+
+impl Expired {
+    /// Adds `entries` deletions, and the lag of one People Nearby entry if given.
+    pub fn add(&mut self, entries: u32, lag: Option<Duration>) {
+        self.entries += entries;
+        if let Some(lag) = lag.filter(|_| self.lags.len() < MAX_LAGS) {
+            self.lags.push(lag);
+        }
+    }
+
+    /// Both reports together.
+    pub fn merge(mut self, other: Expired) -> Self {
+        self.entries += other.entries;
+        let room = MAX_LAGS.saturating_sub(self.lags.len());
+        self.lags.extend(other.lags.into_iter().take(room));
+        self
+    }
+}
 pub use memory::MemoryStore;
 
 use crate::domain::{
@@ -109,9 +139,17 @@ pub trait LocationStore: Send + Sync + 'static {
     /// has none (reciprocity). Only visible, unexpired entries of other users are returned.
     async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>>;
 
-    /// Physically removes every entry past its `purge_at`; returns how many. Backends also do
-    /// this on their own; calling it is always safe, from any number of nodes.
-    async fn purge_expired(&self) -> StoreResult<u32>;
+    /// Physically removes every entry past its `purge_at`; returns what was removed at a
+    /// deadline since the last call: by this call, or by the backend on its own (the embedded
+    /// store's purge task). Calling it is always safe, from any number of nodes; on Redis each
+    /// node reports what its own calls removed.
+    async fn purge_expired(&self) -> StoreResult<Expired>;
+
+    /// The earliest deadline in the store's own purge schedule (`None`: nothing scheduled): at
+    /// or before now, something is overdue (the `vicinity_oldest_overdue_entry_age_seconds`
+    /// gauge). The embedded store schedules every location entry; Redis schedules People
+    /// Nearby cells (`vc:n:parts`), whose score is the partition's earliest deadline.
+    async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>>;
 
     /// The store's clock.
     async fn now(&self) -> StoreResult<Timestamp>;

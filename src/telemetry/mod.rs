@@ -1,4 +1,8 @@
-//! Logging set-up. Spans and events carry an allow-list of fields and never a location.
+//! Logging set-up, the metrics and the per-call span. Spans and events carry an allow-list of
+//! fields and never a location.
+
+pub mod metrics;
+pub mod rpc;
 
 use tracing_subscriber::{EnvFilter, fmt};
 

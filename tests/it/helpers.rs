@@ -133,6 +133,8 @@ pub struct TestApp {
     log_start: usize,
     /// Declared last: dropped (killed) after `Drop::drop` has stopped the server.
     redis: Option<RedisServer>,
+    /// Where metrics are served, if they are.
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// A server with the test defaults: open on loopback, embedded store, manual clock.
@@ -189,7 +191,16 @@ impl TestApp {
         configure(&mut config);
         let retention = config.retention.window();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(server::run(config, listener, async {
+        let metrics = match config.metrics_listen {
+            Some(at) => Some(TcpListener::bind(at).await.expect("bind metrics")),
+            None => None,
+        };
+        let metrics_addr = metrics.as_ref().map(|m| m.local_addr().expect("address"));
+        let listeners = server::Listeners {
+            grpc: listener,
+            metrics,
+        };
+        let server = tokio::spawn(server::run(config, listeners, async {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         }));
@@ -206,7 +217,25 @@ impl TestApp {
             server: Some(server),
             log_start,
             redis,
+            metrics_addr,
         }
+    }
+
+    /// `GET /metrics` of an app started with `metrics_listen`: the body.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.metrics_addr.expect("the app serves metrics");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body.to_owned()
     }
 
     /// Starts the server's shutdown without waiting for it (calls in flight drain).

@@ -18,6 +18,7 @@ mod errors;
 mod leaks;
 mod limits;
 mod load;
+mod metrics;
 mod nearby;
 mod pagination;
 mod privacy;

@@ -23,8 +23,8 @@ use limits::Limits;
 use shake::ShakeState;
 
 use super::{
-    Admission, ConsentStore, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult,
-    OwedPurge, Position, StoreError, StoreErrorKind, StoreResult,
+    Admission, ConsentStore, Expired, LimitKey, LimitStore, LocationEntry, LocationStore,
+    NearbyResult, OwedPurge, Position, StoreError, StoreErrorKind, StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -50,6 +50,8 @@ struct State {
     owed: BTreeSet<(Timestamp, OwedPurge)>,
     shake: ShakeState,
     limits: Limits,
+    /// What was removed at deadlines since `purge_expired` last reported.
+    expired: Expired,
     shutdown: bool,
 }
 
@@ -97,9 +99,17 @@ impl State {
                 return (purged, Some(deadline));
             }
             self.remove(&(feature, user));
+            let lag = (feature == Feature::PeopleNearby).then(|| now.since(deadline));
+            self.expired.add(1, lag);
             purged += 1;
         }
         (purged, None)
+    }
+
+    /// Removes the Shake state past its end, noting how much for the next report.
+    fn purge_shakes(&mut self, now: Timestamp) {
+        let purged = self.shake.purge_due(now);
+        self.expired.add(purged, None);
     }
 
     fn live(&self, key: &EntryKey, now: Timestamp) -> Option<&LocationEntry> {
@@ -261,7 +271,7 @@ async fn purge_task(shared: Arc<Shared>) {
             if state.shutdown {
                 return;
             }
-            state.shake.purge_due(now);
+            state.purge_shakes(now);
             state.limits.purge_void(now);
             state.purge_due(now).1
         };
@@ -346,17 +356,22 @@ impl LocationStore for MemoryStore {
             .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
     }
 
-    async fn purge_expired(&self) -> StoreResult<u32> {
+    async fn purge_expired(&self) -> StoreResult<Expired> {
         let now = self.now();
-        let mut purged = self.shared.lock().shake.purge_due(now);
+        self.shared.lock().purge_shakes(now);
         while self.shared.lock().limits.purge_void(now) {}
         loop {
-            let (batch, next) = self.shared.lock().purge_due(now);
-            purged += batch;
+            let mut state = self.shared.lock();
+            let (_, next) = state.purge_due(now);
             if next.is_none_or(|at| at > now) {
-                return Ok(purged);
+                return Ok(std::mem::take(&mut state.expired));
             }
         }
+    }
+
+    async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {
+        let state = self.shared.lock();
+        Ok(state.expirations.first().map(|(deadline, _, _)| *deadline))
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {

@@ -11,7 +11,10 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use crate::storage::{StoreError, StoreErrorKind, StoreResult};
+use crate::{
+    storage::{StoreError, StoreErrorKind, StoreResult},
+    telemetry::metrics,
+};
 
 /// How long connecting may take before the call fails. Measured here with redis 1.8: the
 /// default settings blocked a call 9.4 s while Redis was down; with these, every call failed
@@ -37,6 +40,8 @@ pub enum Target {
 pub struct Conn {
     link: Link,
     timeout: Duration,
+    /// Which store this is, for the metrics (`locations`, `consents`).
+    store: &'static str,
 }
 
 #[derive(Clone)]
@@ -48,11 +53,20 @@ enum Link {
 }
 
 impl Conn {
-    /// Connects to `target`; one call may take at most `timeout` (the store call bound),
-    /// after which it fails as a timeout and the connection is re-established.
-    pub async fn connect(target: &Target, timeout: Duration) -> Result<Self, StoreError> {
+    /// Connects to `target` for `store` (its name in the metrics); one call may take at most
+    /// `timeout` (the store call bound), after which it fails as a timeout and the
+    /// connection is re-established.
+    pub async fn connect(
+        target: &Target,
+        timeout: Duration,
+        store: &'static str,
+    ) -> Result<Self, StoreError> {
         let link = Link::connect(target, timeout).await?;
-        Ok(Self { link, timeout })
+        Ok(Self {
+            link,
+            timeout,
+            store,
+        })
     }
 
     /// Whether this is a cluster (cross-slot pipelines are refused there).
@@ -67,7 +81,7 @@ impl Conn {
         call: &ScriptInvocation<'_>,
     ) -> StoreResult<T> {
         let mut conn = self.clone();
-        bounded(self.timeout, context, call.invoke_async(&mut conn)).await
+        self.bounded(context, call.invoke_async(&mut conn)).await
     }
 
     /// Runs one command, bounded.
@@ -77,7 +91,7 @@ impl Conn {
         cmd: &Cmd,
     ) -> StoreResult<T> {
         let mut conn = self.clone();
-        bounded(self.timeout, context, cmd.query_async(&mut conn)).await
+        self.bounded(context, cmd.query_async(&mut conn)).await
     }
 
     /// Runs a pipeline (one round trip), bounded.
@@ -87,7 +101,7 @@ impl Conn {
         pipe: &Pipeline,
     ) -> StoreResult<T> {
         let mut conn = self.clone();
-        bounded(self.timeout, context, pipe.query_async(&mut conn)).await
+        self.bounded(context, pipe.query_async(&mut conn)).await
     }
 }
 
@@ -182,14 +196,30 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     }
 }
 
-/// Bounds a store call by `limit`: past it the call is abandoned as a timeout.
-async fn bounded<T>(
-    limit: Duration,
-    context: &'static str,
-    call: impl Future<Output = Result<T, RedisError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map_err(|e| store_error(e, context)),
-        Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, context)),
+impl Conn {
+    /// Bounds a store call by the store timeout (past it the call is abandoned as a
+    /// timeout) and records it in the metrics under `context`.
+    async fn bounded<T>(
+        &self,
+        context: &'static str,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        let start = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(|e| store_error(e, context)),
+            Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, context)),
+        };
+        let metrics = metrics::get();
+        metrics
+            .store_calls
+            .with_label_values(&[self.store, context])
+            .observe(start.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            metrics
+                .store_errors
+                .with_label_values(&[self.store, context, error.kind.as_str()])
+                .inc();
+        }
+        result
     }
 }

@@ -82,7 +82,7 @@ impl RedisConsentStore {
     /// Connects to the consent store.
     pub async fn connect(target: &Target, timeout: Duration) -> StoreResult<Self> {
         Ok(Self {
-            conn: Conn::connect(target, timeout).await?,
+            conn: Conn::connect(target, timeout, "consents").await?,
         })
     }
 

@@ -31,7 +31,7 @@ pub use consent::RedisConsentStore;
 use steps::written;
 
 use super::{
-    Admission, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult, Position,
+    Admission, Expired, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult, Position,
     StoreError, StoreErrorKind, StoreResult,
 };
 use crate::domain::{
@@ -82,8 +82,8 @@ impl RedisStore {
         retention: Retention,
         timeout: Duration,
     ) -> StoreResult<Self> {
-        let conn = Conn::connect(target, timeout).await?;
-        let bulk = Conn::connect(target, timeout).await?;
+        let conn = Conn::connect(target, timeout, "locations").await?;
+        let bulk = Conn::connect(target, timeout, "locations").await?;
         Ok(Self {
             conn,
             bulk,
@@ -221,8 +221,18 @@ impl LocationStore for RedisStore {
         Ok(Some(NearbyResult::of(&query, page, now)))
     }
 
-    async fn purge_expired(&self) -> StoreResult<u32> {
+    async fn purge_expired(&self) -> StoreResult<Expired> {
         sweep::sweep(self).await
+    }
+
+    async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {
+        let mut first = redis::cmd("ZRANGE");
+        first.arg(keys::PARTS).arg(0).arg(0).arg("WITHSCORES");
+        let found: Vec<(String, i64)> = self
+            .conn
+            .query("reading the sweep schedule", &first)
+            .await?;
+        Ok(found.first().map(|(_, at)| Timestamp::from_millis(*at)))
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {

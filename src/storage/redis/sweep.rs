@@ -21,7 +21,10 @@ use futures_util::future::try_join_all;
 use h3o::CellIndex;
 
 use super::{RedisStore, keys, scripts};
-use crate::{domain::Feature, storage::StoreResult};
+use crate::{
+    domain::{Feature, Timestamp},
+    storage::{Expired, StoreResult},
+};
 
 /// Partitions visited per pass.
 const PARTS_PER_PASS: usize = 256;
@@ -38,8 +41,8 @@ const MEMBERS_PER_VISIT: usize = 20_000;
 /// default interval) of its deadline; all nodes take the same shards in the same second.
 const SHARDS_PER_PASS: u64 = 64;
 
-/// Runs one pass; returns how many members were purged.
-pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
+/// Runs one pass; returns what it purged.
+pub(super) async fn sweep(store: &RedisStore) -> StoreResult<Expired> {
     let now = crate::storage::LocationStore::now(store).await?;
     let conn = &store.conn;
     let mut list = redis::cmd("ZRANGEBYSCORE");
@@ -57,7 +60,12 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
         .iter()
         .filter_map(|p| p.parse::<CellIndex>().ok())
         .map(|p| visit(store, p));
-    Ok(shakes + strays + try_join_all(visits).await?.into_iter().sum::<u32>())
+    let mut expired = Expired::default();
+    expired.add(shakes + strays, None);
+    Ok(try_join_all(visits)
+        .await?
+        .into_iter()
+        .fold(expired, Expired::merge))
 }
 
 /// Deletes the records past their deadline in `count` user shards from `first` on.
@@ -70,7 +78,7 @@ pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> 
     Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
-async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
+async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<Expired> {
     let conn = &store.conn;
     let find = scripts::sweep_find(part, CELLS_PER_VISIT, MEMBERS_PER_VISIT);
     let (cut, cells, members): (i64, Vec<String>, Vec<String>) =
@@ -83,10 +91,13 @@ async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<u32> {
     let ttl_at = cap + store.retention.window().as_millis() as i64;
     let schedule = scripts::part_reschedule(part, next, ttl_at);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
-    if !members.is_empty() {
-        tracing::info!(target: "vicinity::audit", action = "purge", purged_entries = members.len(), "audit");
+    let cut_at = Timestamp::from_millis(cut);
+    let mut expired = Expired::default();
+    for member in &members {
+        let lag = keys::parse_member(member).map(|m| cut_at.since(m.deadline));
+        expired.add(1, lag);
     }
-    Ok(members.len() as u32)
+    Ok(expired)
 }
 
 /// Deletes the records of `members` that are still due at `cut`, one call per user hash.

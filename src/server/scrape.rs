@@ -1,0 +1,70 @@
+//! The metrics endpoint (`--metrics-listen`): `GET /metrics` in the Prometheus text format,
+//! over plain HTTP/1.1 on its own listener (kept off the gRPC port, so a scraper needs no API
+//! key and the metrics port can be firewalled apart). The overdue gauge is read from the
+//! store at each scrape, so it is as fresh as the scrape, whatever the sweeper is doing.
+
+use std::{convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::{service::Vicinity, telemetry::metrics};
+
+/// How long a scrape waits for the store's overdue reading before answering without it.
+const OVERDUE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one scrape connection may stay open, idle or not.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Scrape connections served at once at most (a scraper needs one).
+const MAX_CONNECTIONS: usize = 16;
+
+/// Serves `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, svc: Vicinity) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let answer = service_fn(move |request| answer(request, svc.clone()));
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), answer);
+            drop(tokio::time::timeout(CONNECTION_LIFETIME, connection).await);
+            drop(slot);
+        });
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    svc: Vicinity,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = |status: StatusCode, content_type: &str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        if let Ok(value) = content_type.parse() {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        Ok(response)
+    };
+    if request.method() != Method::GET || request.uri().path() != "/metrics" {
+        return response(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: GET /metrics\n".into(),
+        );
+    }
+    match tokio::time::timeout(OVERDUE_READ_TIMEOUT, svc.oldest_overdue()).await {
+        Ok(Ok(age)) => metrics::get().oldest_overdue.set(age.as_secs_f64()),
+        // The gauge keeps its last reading; the store errors show in their own series.
+        Ok(Err(error)) => tracing::warn!(%error, "could not read the oldest overdue entry"),
+        Err(_) => tracing::warn!("reading the oldest overdue entry timed out"),
+    }
+    response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
+}

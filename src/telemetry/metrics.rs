@@ -1,0 +1,284 @@
+//! The Prometheus metrics (SPEC §4.7, `--metrics-listen`): one registry for the process,
+//! written to by every layer through [`get`], rendered in the Prometheus text format by
+//! [`render`].
+//!
+//! Privacy: no label carries a user id, a coordinate, a cell or a distance. Every label value
+//! is one of a fixed set written in this crate (a method name from a fixed list, a status
+//! code name, a store step's name, a feature, a limit, a cause), so no caller can grow the
+//! number of series either.
+
+use std::{sync::LazyLock, time::Duration};
+
+use vicinity_domain::Feature;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets for calls (seconds): 0.5 ms to 10 s.
+const CALL_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Purge-lag buckets (seconds): the SLO is 5 s (alerts.yml), the contract one hour.
+const LAG_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    /// `vicinity_rpc_requests_total{method, code}`: finished calls by method and status code.
+    pub rpc_requests: IntCounterVec,
+    /// `vicinity_rpc_duration_seconds{method}`: call latency, to the last byte of the answer.
+    pub rpc_duration: HistogramVec,
+    /// `vicinity_store_call_duration_seconds{store, operation}`: one Redis round trip.
+    pub store_calls: HistogramVec,
+    /// `vicinity_store_call_errors_total{store, operation, kind}`: failed Redis round trips
+    /// (`kind`: unavailable, timeout, corrupt).
+    pub store_errors: IntCounterVec,
+    /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.
+    pub consent_refusals: IntCounterVec,
+    /// `vicinity_rate_limit_refusals_total{limit}`: calls refused by an abuse limit.
+    pub rate_limit_refusals: IntCounterVec,
+    /// `vicinity_implausible_jumps_total`: updates refused by the jump cap.
+    pub implausible_jumps: IntCounter,
+    /// `vicinity_shake_outcomes_total{outcome}`: shakes answered (matched, no_match).
+    pub shake_outcomes: IntCounterVec,
+    /// `vicinity_sweeps_total{result}`: purge sweeps run (ok, error).
+    pub sweeps: IntCounterVec,
+    /// `vicinity_sweep_duration_seconds`: one purge sweep.
+    pub sweep_duration: Histogram,
+    /// `vicinity_sweep_last_success_timestamp_seconds`: Unix time of the last good sweep.
+    pub sweep_last_success: Gauge,
+    /// `vicinity_purged_entries_total{cause}`: entries physically deleted, by why.
+    pub purged: IntCounterVec,
+    /// `vicinity_purge_lag_seconds`: deletion time minus the entry's `purge_at`, for entries
+    /// purged at their deadline.
+    pub purge_lag: Histogram,
+    /// `vicinity_oldest_overdue_entry_age_seconds`: how long the oldest entry past its
+    /// `purge_at` has been overdue, read from the store at scrape time (0: none).
+    pub oldest_overdue: Gauge,
+    /// `vicinity_ready`: 1 while readiness is SERVING.
+    pub ready: IntGauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// Every metric, in the Prometheus text exposition format (version 0.0.4).
+pub fn render() -> String {
+    let mut out = Vec::new();
+    let families = get().registry.gather();
+    // Encoding into a Vec fails only on a malformed family, which `Metrics::new` rules out.
+    drop(TextEncoder::new().encode(&families, &mut out));
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            let metric = HistogramVec::new(opts, labels).expect("valid histogram");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = Gauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let implausible_jumps = IntCounter::new(
+            "vicinity_implausible_jumps_total",
+            "UpdateLocation calls refused by the jump cap.",
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(implausible_jumps.clone()))
+            .expect("registered once");
+        let ready = IntGauge::new("vicinity_ready", "1 while readiness is SERVING, else 0.")
+            .expect("valid gauge");
+        registry
+            .register(Box::new(ready.clone()))
+            .expect("registered once");
+        let metrics = Self {
+            rpc_requests: counter(
+                "vicinity_rpc_requests_total",
+                "Finished gRPC calls by method and status code.",
+                &["method", "code"],
+            ),
+            rpc_duration: histogram(
+                "vicinity_rpc_duration_seconds",
+                "gRPC call latency, from the request to the last byte of the answer.",
+                &["method"],
+                CALL_BUCKETS,
+            ),
+            store_calls: histogram(
+                "vicinity_store_call_duration_seconds",
+                "Redis round trips by store and operation, successful or not.",
+                &["store", "operation"],
+                CALL_BUCKETS,
+            ),
+            store_errors: counter(
+                "vicinity_store_call_errors_total",
+                "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt).",
+                &["store", "operation", "kind"],
+            ),
+            consent_refusals: counter(
+                "vicinity_consent_refusals_total",
+                "Calls refused because the user has no granted consent for the feature.",
+                &["feature"],
+            ),
+            rate_limit_refusals: counter(
+                "vicinity_rate_limit_refusals_total",
+                "Calls refused by an abuse limit, by limit.",
+                &["limit"],
+            ),
+            implausible_jumps,
+            shake_outcomes: counter(
+                "vicinity_shake_outcomes_total",
+                "Shakes answered, by outcome (matched, no_match).",
+                &["outcome"],
+            ),
+            sweeps: counter(
+                "vicinity_sweeps_total",
+                "Purge sweeps run by this node, by result (ok, error).",
+                &["result"],
+            ),
+            sweep_duration: histogram(
+                "vicinity_sweep_duration_seconds",
+                "Duration of one purge sweep.",
+                &[],
+                CALL_BUCKETS,
+            )
+            .with_label_values(&[] as &[&str]),
+            sweep_last_success: gauge(
+                "vicinity_sweep_last_success_timestamp_seconds",
+                "Unix time of this node's last purge sweep that finished without an error.",
+            ),
+            purged: counter(
+                "vicinity_purged_entries_total",
+                "Entries physically deleted, by cause (deadline, clear, withdrawal, forget, leave_shake, owed, update_undone).",
+                &["cause"],
+            ),
+            purge_lag: histogram(
+                "vicinity_purge_lag_seconds",
+                "Deletion time minus purge_at for entries purged at their deadline (the privacy SLO).",
+                &[],
+                LAG_BUCKETS,
+            )
+            .with_label_values(&[] as &[&str]),
+            oldest_overdue: gauge(
+                "vicinity_oldest_overdue_entry_age_seconds",
+                "How long the oldest People Nearby entry past its purge_at has been overdue, read from the store at scrape time (0: none).",
+            ),
+            ready,
+            registry,
+        };
+        metrics.start_at_zero();
+        metrics
+    }
+
+    /// Creates the series of the fixed label sets at 0, so a rate or an alert over them
+    /// has a series before the first event (Prometheus's advice on missing series).
+    fn start_at_zero(&self) {
+        for result in ["ok", "error"] {
+            self.sweeps.with_label_values(&[result]);
+        }
+        for outcome in ["matched", "no_match"] {
+            self.shake_outcomes.with_label_values(&[outcome]);
+        }
+        for cause in PURGE_CAUSES {
+            self.purged.with_label_values(&[cause]);
+        }
+        for limit in LIMITS {
+            self.rate_limit_refusals.with_label_values(&[limit]);
+        }
+        for feature in Feature::ALL {
+            self.consent_refusals.with_label_values(&[feature.as_str()]);
+        }
+    }
+}
+
+/// Every `limit` of `vicinity_rate_limit_refusals_total` (`ServiceError::RateLimited`).
+pub const LIMITS: [&str; 6] = [
+    "updates",
+    "lists",
+    "shakes",
+    "pending_shakes",
+    "key_calls",
+    "key_pending_shakes",
+];
+
+/// Every `cause` of `vicinity_purged_entries_total`.
+pub const PURGE_CAUSES: [&str; 7] = [
+    "deadline",
+    "clear",
+    "withdrawal",
+    "forget",
+    "leave_shake",
+    "owed",
+    "update_undone",
+];
+
+/// Records one purge of `n` entries for `cause`.
+pub fn purged(cause: &'static str, n: u32) {
+    if n > 0 {
+        get()
+            .purged
+            .with_label_values(&[cause])
+            .inc_by(u64::from(n));
+    }
+}
+
+/// Records the lags of entries purged at their deadline.
+pub fn purge_lags(lags: &[Duration]) {
+    let histogram = &get().purge_lag;
+    for lag in lags {
+        histogram.observe(lag.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_with_its_type() {
+        get().purge_lag.observe(0.5);
+        get().rpc_requests.with_label_values(&["x", "OK"]).inc();
+        get().rpc_duration.with_label_values(&["x"]).observe(0.01);
+        let text = render();
+        for (name, kind) in [
+            ("vicinity_rpc_requests_total", "counter"),
+            ("vicinity_rpc_duration_seconds", "histogram"),
+            ("vicinity_purge_lag_seconds", "histogram"),
+            ("vicinity_oldest_overdue_entry_age_seconds", "gauge"),
+            ("vicinity_sweep_duration_seconds", "histogram"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}")),
+                "{name}: {text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `--metrics-listen` (issue 12, SPEC §4.7): after a scripted sequence of calls, every metric
+//! family exists with its type and moved as the calls say (a refused consent, a rate-limit
+//! refusal, a shake without a partner, an entry purged at its deadline with its lag), on both
+//! backends; `promtool check metrics` accepts the page; no label carries a user id.
+
+use std::time::{Duration, Instant};
+
+use tonic::Request;
+use vicinity::{
+    domain::limits::Rate,
+    grpc::pb::{self, Feature, Gender},
+};
+
+use crate::{
+    helpers::{Backend, TestApp, on_both_backends, retention},
+    places::{HOME, Point},
+};
+
+/// The sum of the samples of `name` whose labels include every one of `labels`.
+pub fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+            series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// The type `page` declares for `name`.
+fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
+    let prefix = format!("# TYPE {name} ");
+    page.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+}
+
+/// Every family the issue asks for, with its type.
+const FAMILIES: [(&str, &str); 15] = [
+    ("vicinity_rpc_requests_total", "counter"),
+    ("vicinity_rpc_duration_seconds", "histogram"),
+    ("vicinity_consent_refusals_total", "counter"),
+    ("vicinity_rate_limit_refusals_total", "counter"),
+    ("vicinity_implausible_jumps_total", "counter"),
+    ("vicinity_shake_outcomes_total", "counter"),
+    ("vicinity_sweeps_total", "counter"),
+    ("vicinity_sweep_duration_seconds", "histogram"),
+    ("vicinity_sweep_last_success_timestamp_seconds", "gauge"),
+    ("vicinity_purged_entries_total", "counter"),
+    ("vicinity_purge_lag_seconds", "histogram"),
+    ("vicinity_oldest_overdue_entry_age_seconds", "gauge"),
+    ("vicinity_ready", "gauge"),
+    // Redis only (the embedded store makes no round trips):
+    ("vicinity_store_call_duration_seconds", "histogram"),
+    ("vicinity_store_call_errors_total", "counter"),
+];
+
+async fn shake_alone(app: &TestApp, user: &str, at: Point) -> pb::shake_response::Result {
+    let request = Request::new(pb::ShakeRequest {
+        user_id: user.to_owned(),
+        location: Some(crate::calls::location(at)),
+    });
+    let reply = app.client.shake().shake(request).await.expect("shake");
+    reply.into_inner().result.expect("a result")
+}
+
+async fn metrics_follow_a_scripted_sequence(backend: Backend) {
+    let app = TestApp::spawn(backend, |config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.retention = retention(Duration::from_secs(2));
+        config.shake_window = Duration::from_millis(200);
+        config.policy.updates = "1/1m".parse::<Rate>().unwrap();
+    })
+    .await;
+    let before = app.scrape().await;
+    let code = |page: &str, method: &str, code: &str| {
+        let method = format!("vicinity.v1.{method}");
+        sample(
+            page,
+            "vicinity_rpc_requests_total",
+            &[("method", &method), ("code", code)],
+        )
+    };
+
+    app.join("alice", HOME, Gender::Female).await;
+    app.list("alice").await.expect("alice lists");
+    assert!(app.list("mallory").await.is_err(), "no consent, no answer");
+    let again = app.update("alice", HOME, Gender::Female).await;
+    assert_eq!(
+        again.expect_err("one update a minute").code(),
+        tonic::Code::ResourceExhausted
+    );
+    app.grant("bob", Feature::Shake).await.expect("grant");
+    let alone = shake_alone(&app, "bob", HOME).await;
+    assert!(matches!(alone, pb::shake_response::Result::NoMatch(_)));
+
+    // Alice's entry reaches its deadline: 2 s of the store's time (Redis keeps real time).
+    app.advance(Duration::from_secs(3));
+    let waited = Instant::now();
+    let after = loop {
+        let page = app.scrape().await;
+        let purged = sample(
+            &page,
+            "vicinity_purged_entries_total",
+            &[("cause", "deadline")],
+        );
+        if purged >= 1.0 && sample(&page, "vicinity_purge_lag_seconds_count", &[]) >= 1.0 {
+            break page;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(15),
+            "no purge counted:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    for (name, kind) in FAMILIES {
+        let on_redis_only = name.starts_with("vicinity_store_call");
+        if on_redis_only && backend == Backend::Memory {
+            continue;
+        }
+        if name == "vicinity_store_call_errors_total" {
+            // No store call failed: the family is declared by the first error only.
+            continue;
+        }
+        assert_eq!(declared_type(&after, name), Some(kind), "{name}:\n{after}");
+    }
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    assert_eq!(
+        code(&after, "PeopleNearby/UpdateLocation", "OK")
+            - code(&before, "PeopleNearby/UpdateLocation", "OK"),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "vicinity_rpc_requests_total",
+            &[
+                ("method", "vicinity.v1.PeopleNearby/UpdateLocation"),
+                ("code", "RESOURCE_EXHAUSTED")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "vicinity_rpc_requests_total",
+            &[
+                ("method", "vicinity.v1.PeopleNearby/ListNearby"),
+                ("code", "FAILED_PRECONDITION")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "vicinity_consent_refusals_total",
+            &[("feature", "people_nearby")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "vicinity_rate_limit_refusals_total",
+            &[("limit", "updates")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved("vicinity_shake_outcomes_total", &[("outcome", "no_match")]),
+        1.0
+    );
+    assert!(
+        moved(
+            "vicinity_rpc_duration_seconds_count",
+            &[("method", "vicinity.v1.PeopleNearby/ListNearby")]
+        ) >= 2.0
+    );
+    assert!(moved("vicinity_sweeps_total", &[("result", "ok")]) >= 1.0);
+    assert!(sample(&after, "vicinity_sweep_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(sample(&after, "vicinity_ready", &[]), 1.0);
+    assert_eq!(
+        sample(&after, "vicinity_oldest_overdue_entry_age_seconds", &[]),
+        0.0
+    );
+    // Purged at its deadline, not later than the sweep's bound (5 s) after it.
+    let lag = sample(&after, "vicinity_purge_lag_seconds_sum", &[]);
+    assert!((0.0..5.0).contains(&lag), "lag {lag}");
+    if backend == Backend::Redis {
+        let calls = sample(
+            &after,
+            "vicinity_store_call_duration_seconds_count",
+            &[("store", "locations")],
+        );
+        assert!(calls >= 1.0, "{after}");
+    }
+    for user in ["alice", "bob", "mallory"] {
+        assert!(!after.contains(user), "a user id in a label:\n{after}");
+    }
+    promtool_accepts(&after);
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package, which `scripts/test` installs).
+pub fn promtool_accepts(page: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool on the PATH (scripts/test installs Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("promtool ran");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+on_both_backends!(metrics_follow_a_scripted_sequence);
