@@ -115,6 +115,20 @@ pub struct ServeArgs {
     /// Pending shakes of all users one API key calls for, at once (across every node).
     #[arg(long, env = "VICINITY_KEY_PENDING_SHAKES", default_value_t = 1_000)]
     pub key_pending_shakes: u32,
+    /// Server certificate chain (PEM): serve gRPC over TLS. Needs --tls-key.
+    #[arg(long, env = "VICINITY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, env = "VICINITY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) client certificates must chain to: mutual TLS, every client
+    /// proves itself. Needs --tls-cert.
+    #[arg(long, env = "VICINITY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve beyond loopback without mutual TLS, because a proxy or mesh sidecar in front
+    /// provides it (API keys are still required there).
+    #[arg(long, env = "VICINITY_ALLOW_PLAINTEXT_PUBLIC")]
+    pub allow_plaintext_public: bool,
     /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP). None: no endpoint.
     #[arg(long, env = "VICINITY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -151,6 +165,46 @@ fn policy(args: &ServeArgs) -> Result<Policy, ConfigError> {
             kmh => Some(JumpCap::from_kmh(kmh).map_err(|e| ConfigError(e.reason))?),
         },
     })
+}
+
+/// The server's TLS: its certificate and key, and for mutual TLS the CA of client
+/// certificates.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Certificate chain and private key.
+    pub identity: tonic::transport::Identity,
+    /// Client certificates must chain to this CA (`None`: no client certificate asked).
+    pub client_ca: Option<tonic::transport::Certificate>,
+}
+
+impl ServerTls {
+    /// Whether clients must present a certificate.
+    pub fn is_mutual(&self) -> bool {
+        self.client_ca.is_some()
+    }
+}
+
+/// The TLS files the flags name, read now so a bad path fails at start-up.
+fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))
+    };
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read("tls-cert", cert)?, read("tls-key", key)?);
+    let client_ca = match &args.tls_client_ca {
+        Some(ca) => Some(tonic::transport::Certificate::from_pem(read(
+            "tls-client-ca",
+            ca,
+        )?)),
+        None => None,
+    };
+    Ok(Some(ServerTls {
+        identity,
+        client_ca,
+    }))
 }
 
 /// How many connections and streams the server takes, and how long they may live
@@ -265,6 +319,10 @@ pub struct Config {
     pub policy: Policy,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
+    /// TLS for gRPC (`None`: plaintext).
+    pub tls: Option<ServerTls>,
+    /// Whether a non-loopback address may be served without mutual TLS.
+    pub allow_plaintext_public: bool,
     /// Where to serve metrics (the binary binds it; tests pass their own listener).
     pub metrics_listen: Option<SocketAddr>,
     /// Whether the per-call span and RPC metrics layer runs.
@@ -315,6 +373,8 @@ impl Config {
             connections: ConnectionLimits::from_args(args)?,
             policy: policy(args)?,
             clock: Arc::new(SystemClock),
+            tls: server_tls(args)?,
+            allow_plaintext_public: args.allow_plaintext_public,
             metrics_listen: args.metrics_listen,
             rpc_telemetry: args.rpc_telemetry,
         })
@@ -338,6 +398,8 @@ impl Config {
             connections: ConnectionLimits::default(),
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
+            tls: None,
+            allow_plaintext_public: false,
             metrics_listen: None,
             rpc_telemetry: true,
         }

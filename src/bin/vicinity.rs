@@ -95,6 +95,9 @@ struct Conn {
     /// API key.
     #[arg(long, env = "VICINITY_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// TLS to an https:// server.
+    #[command(flatten)]
+    tls: vicinity_load::args::TlsArgs,
 }
 
 #[derive(Args)]
@@ -290,5 +293,6 @@ fn parse_feature(name: &str) -> anyhow::Result<pb::Feature> {
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<Client> {
-    Ok(Client::connect(&conn.addr, conn.api_key.as_deref()).await?)
+    let tls = conn.tls.load()?;
+    Ok(Client::connect_with(&conn.addr, conn.api_key.as_deref(), tls.as_ref()).await?)
 }

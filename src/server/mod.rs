@@ -9,11 +9,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig, server::TlsConnectInfo};
 
 use crate::{
     config::Config,
-    config::StoreConfig,
+    config::{ServerTls, StoreConfig},
     domain::nearby::Tickets,
     grpc::MAX_CALL_TIME,
     grpc::{
@@ -43,6 +43,11 @@ pub enum ServerError {
         "refusing to serve without API keys on {0}: open mode is for loopback only (pass --api-keys)"
     )]
     OpenOnPublicAddress(std::net::SocketAddr),
+    /// A non-loopback address without mutual TLS (and without `--allow-plaintext-public`).
+    #[error(
+        "refusing to serve on {0} without mutual TLS: pass --tls-cert, --tls-key and --tls-client-ca, or --allow-plaintext-public when a proxy in front provides it"
+    )]
+    PublicWithoutMutualTls(std::net::SocketAddr),
     /// The listener has no address.
     #[error("cannot read the listener's address: {0}")]
     Listener(#[from] std::io::Error),
@@ -107,6 +112,10 @@ pub async fn run(
     if config.auth.is_open() && !addr.ip().is_loopback() {
         return Err(ServerError::OpenOnPublicAddress(addr));
     }
+    let mutual = config.tls.as_ref().is_some_and(ServerTls::is_mutual);
+    if !addr.ip().is_loopback() && !mutual && !config.allow_plaintext_public {
+        return Err(ServerError::PublicWithoutMutualTls(addr));
+    }
     warn_about_local_choices(&config);
     let (locations, consents, shakes, limits) = stores(&config).await?;
     let svc = Vicinity::new(Deps {
@@ -140,7 +149,17 @@ pub async fn run(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let limits = config.connections;
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut tls_config = ServerTlsConfig::new()
+            .identity(tls.identity.clone())
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        if let Some(ca) = &tls.client_ca {
+            tls_config = tls_config.client_ca_root(ca.clone());
+        }
+        builder = builder.tls_config(tls_config)?;
+    }
+    let router = builder
         // A backstop only: handlers answer DEADLINE_EXCEEDED before this answers CANCELLED.
         .timeout(MAX_CALL_TIME + Duration::from_secs(1))
         .max_concurrent_streams(limits.max_streams)
@@ -163,7 +182,12 @@ pub async fn run(
         .add_service(limit(PeopleNearbyServer::new(api.clone())))
         .add_service(limit(ShakeServer::new(api.clone())))
         .add_service(limit(PrivacyServiceServer::new(api)));
-    tracing::info!(%addr, open = config.auth.is_open(), "serving");
+    let tls = match &config.tls {
+        None => "off",
+        Some(tls) if tls.is_mutual() => "mutual",
+        Some(_) => "server",
+    };
+    tracing::info!(%addr, open = config.auth.is_open(), tls, "serving");
     let drain = Arc::new(tokio::sync::Notify::new());
     let signal = {
         let drain = drain.clone();
@@ -293,9 +317,19 @@ fn unix_seconds() -> f64 {
 /// How long an HTTP/2 keepalive ping may go unanswered before the connection is closed.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Notes on the connection that a call started (for its idle timeout).
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Notes on the connection that a call started (for its idle timeout). Under TLS the
+/// connection's information arrives wrapped in tonic's `TlsConnectInfo`.
 fn note_activity(request: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
-    if let Some(activity) = request.extensions().get::<connections::Activity>() {
+    let extensions = request.extensions();
+    let activity = extensions.get::<connections::Activity>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<connections::Activity>>()
+            .map(TlsConnectInfo::get_ref)
+    });
+    if let Some(activity) = activity {
         activity.touch();
     }
     request

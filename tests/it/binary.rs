@@ -48,6 +48,8 @@ struct Served {
     child: Child,
     addr: String,
     log: PathBuf,
+    /// What every client command against it needs besides `--addr` (the TLS files).
+    client_args: Vec<String>,
 }
 
 impl Served {
@@ -58,6 +60,12 @@ impl Served {
 
     /// [`Served::start`] with more arguments for `serve`.
     fn start_with(extra: &[&str]) -> Served {
+        Self::start_full(extra, "http", &[])
+    }
+
+    /// [`Served::start`] with more arguments for `serve`, reached by `scheme` with
+    /// `client_args` added to every client command.
+    fn start_full(extra: &[&str], scheme: &str, client_args: &[&str]) -> Served {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -74,8 +82,9 @@ impl Served {
             .expect("start vicinity serve");
         let served = Served {
             child,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{scheme}://127.0.0.1:{port}"),
             log,
+            client_args: client_args.iter().map(|a| (*a).to_owned()).collect(),
         };
         served.wait_until_serving();
         served
@@ -83,13 +92,20 @@ impl Served {
 
     fn wait_until_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !run(&["health"], &self.addr).status.success() {
+        while !self.run(&["health"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "vicinity serve never became healthy"
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs a client command against it.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(self.client_args.iter().map(String::as_str));
+        run(&all, &self.addr)
     }
 
     /// What the server has logged so far.
@@ -298,4 +314,49 @@ fn the_start_up_warnings_name_the_store_actually_used() {
         log.contains("consent records share the location store"),
         "{log}"
     );
+}
+
+/// `vicinity health --addr https://… --ca-cert …` against a mutual-TLS server (issue 12):
+/// SERVING with the client certificate, a failure without it or without the CA file.
+#[test]
+fn health_over_mutual_tls_with_a_ca_file() {
+    let pki = crate::tls::Pki::new("binary");
+    let dir = std::env::temp_dir().join(format!("vicinity-tls-{}", std::process::id()));
+    let dir = pki.write(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let (client_cert, client_key) = (file("client.pem"), file("client.key"));
+    let serve_args = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ];
+    let client_args = [
+        "--ca-cert",
+        &ca,
+        "--client-cert",
+        &client_cert,
+        "--client-key",
+        &client_key,
+    ];
+    let served = Served::start_full(&serve_args, "https", &client_args);
+
+    let health = served.run(&["health"]);
+    assert!(health.status.success(), "{health:?}");
+    assert_eq!(stdout(&health).trim(), "SERVING");
+
+    let without_cert = run(&["health", "--ca-cert", &ca], &served.addr);
+    assert!(!without_cert.status.success(), "{without_cert:?}");
+    let without_ca = run(&["health"], &served.addr);
+    assert!(!without_ca.status.success(), "{without_ca:?}");
+    let stderr = String::from_utf8_lossy(&without_ca.stderr);
+    assert!(
+        stderr.contains("--ca-cert"),
+        "says what is missing: {stderr}"
+    );
+    drop(served);
+    let _ = fs::remove_dir_all(&dir);
 }

@@ -26,3 +26,4 @@ mod redis_backend;
 mod retention;
 mod server;
 mod shake;
+mod tls;

@@ -41,14 +41,17 @@ async fn the_server_refuses_to_serve_open_on_a_non_loopback_address() {
     assert!(connected.is_err(), "something still listens on {addr}");
 }
 
+/// Beyond loopback, API keys and plaintext are served only when the operator declares a
+/// proxy in front that provides mutual TLS (`--allow-plaintext-public`); tls.rs has the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_api_keys_the_server_serves_on_any_address() {
+async fn with_api_keys_and_a_proxy_declared_the_server_serves_on_any_address() {
     capture::install();
     let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = test_config(addr, manual_clock());
     let keys = ApiKeys::parse("backend app app-key-0123456789abcdef").unwrap();
     config.auth = Auth::with_keys(keys);
+    config.allow_plaintext_public = true;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::run(config, listener, async {
         let _ = stopped.await;

@@ -1,13 +1,14 @@
 //! A typed client for the vicinity API, used by the operator commands, the tests and the load
-//! harness. Adds `authorization: Bearer <key>` to every call when a key is given.
+//! harness. Adds `authorization: Bearer <key>` to every call when a key is given; speaks TLS
+//! (and mutual TLS, with a client certificate) to an `https://` address.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use tonic::{
     Request, Status,
     metadata::{AsciiMetadataValue, errors::InvalidMetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 use tonic_health::pb::health_client::HealthClient;
 
@@ -43,6 +44,62 @@ pub enum ClientError {
     /// The key has characters a header cannot carry.
     #[error("the API key is not a valid header value")]
     Key(#[from] InvalidMetadataValue),
+    /// An `https://` address without the CA to check the server with, or TLS settings for a
+    /// plaintext address.
+    #[error("{0}")]
+    Tls(&'static str),
+    /// A certificate or key file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How a client checks the server and proves itself: the CA that signed the server's
+/// certificate, and for mutual TLS the client's own certificate and key (all PEM).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    ca: Certificate,
+    identity: Option<Identity>,
+}
+
+impl ClientTls {
+    /// Reads the CA certificate and, if given, the client certificate and key.
+    pub fn from_files(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, ClientError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| ClientError::File {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let identity = match identity {
+            Some((cert, key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
+            None => None,
+        };
+        Ok(Self {
+            ca: Certificate::from_pem(read(ca)?),
+            identity,
+        })
+    }
+
+    /// From PEM bytes already in memory.
+    pub fn from_pem(ca: &[u8], identity: Option<(&[u8], &[u8])>) -> Self {
+        Self {
+            ca: Certificate::from_pem(ca),
+            identity: identity.map(|(cert, key)| Identity::from_pem(cert, key)),
+        }
+    }
+
+    fn config(&self) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new().ca_certificate(self.ca.clone());
+        match &self.identity {
+            Some(identity) => config.identity(identity.clone()),
+            None => config,
+        }
+    }
 }
 
 /// A connection to a vicinity server.
@@ -55,11 +112,35 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (for example `http://127.0.0.1:50051`).
     pub async fn connect(addr: &str, api_key: Option<&str>) -> Result<Self, ClientError> {
-        let channel = Endpoint::from_shared(addr.to_owned())?
+        Self::connect_with(addr, api_key, None).await
+    }
+
+    /// Connects to `addr`; an `https://` address needs `tls` (the CA that signed the server's
+    /// certificate, and a client certificate when the server requires one).
+    pub async fn connect_with(
+        addr: &str,
+        api_key: Option<&str>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let mut endpoint = Endpoint::from_shared(addr.to_owned())?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+            .tcp_nodelay(true);
+        let https = addr.starts_with("https://");
+        match (https, tls) {
+            (true, Some(tls)) => endpoint = endpoint.tls_config(tls.config())?,
+            (true, None) => {
+                return Err(ClientError::Tls(
+                    "an https:// address needs the CA certificate that signed the server's (--ca-cert)",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(ClientError::Tls(
+                    "TLS settings given for a plaintext address: use https://",
+                ));
+            }
+            (false, None) => {}
+        }
+        let channel = endpoint.connect().await?;
         let auth = match api_key {
             Some(key) => BearerAuth(Some(format!("Bearer {key}").parse()?)),
             None => BearerAuth(None),

@@ -3,6 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
+use vicinity_api::client::{ClientError, ClientTls};
 
 use super::{
     cpu::Watched,
@@ -28,6 +29,34 @@ fn positive_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// How a client reaches an `https://` server (the operator commands and `vicinity load`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signed the server's certificate: needed for https://.
+    #[arg(long, env = "VICINITY_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for a server that requires mutual TLS.
+    #[arg(long, env = "VICINITY_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "VICINITY_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The TLS settings the flags give (`None`: plaintext).
+    pub fn load(&self) -> Result<Option<ClientTls>, ClientError> {
+        let Some(ca) = &self.ca_cert else {
+            if self.client_cert.is_some() {
+                return Err(ClientError::Tls("--client-cert needs --ca-cert"));
+            }
+            return Ok(None);
+        };
+        let identity = self.client_cert.as_deref().zip(self.client_key.as_deref());
+        ClientTls::from_files(ca, identity).map(Some)
+    }
+}
+
 /// The flags of `vicinity load` (SPEC §8).
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -37,6 +66,9 @@ pub struct LoadArgs {
     /// API key (app scope).
     #[arg(long, env = "VICINITY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// TLS to an https:// service.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The workload (SPEC §6): w1 city, w2 hotspot, w3 churn, w4 shake storm.
     #[arg(long, env = "VICINITY_WORKLOAD", value_enum, default_value_t = Workload::W1)]
     pub workload: Workload,

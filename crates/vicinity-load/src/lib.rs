@@ -138,9 +138,11 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
             "--peer-redis-url compares ListNearby with GEOSEARCH: use --workload w1 or w2",
         ));
     }
+    let tls = args.tls.load()?;
     let service = Service::connect(
         &args.addr,
         args.api_key.as_deref(),
+        tls.as_ref(),
         args.connections,
         population,
         args.timeout,

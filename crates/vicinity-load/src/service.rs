@@ -13,7 +13,7 @@ use super::{
     workload::{ChurnStep, Population, Viewers, user_id},
 };
 use vicinity_api::{
-    client::{Client, ClientError},
+    client::{Client, ClientError, ClientTls},
     pb,
 };
 
@@ -42,13 +42,14 @@ impl Service {
     pub async fn connect(
         addr: &str,
         api_key: Option<&str>,
+        tls: Option<&ClientTls>,
         connections: usize,
         population: Population,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let mut clients = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            clients.push(Client::connect(addr, api_key).await?);
+            clients.push(Client::connect_with(addr, api_key, tls).await?);
         }
         Ok(Service {
             clients: clients.into(),

@@ -1,0 +1,234 @@
+//! TLS and mutual TLS (issue 12 point 4): certificates made at run time (rcgen), a real server
+//! over TCP. TLS serves a client that trusts its CA; mutual TLS refuses a client without a
+//! certificate and one whose certificate another CA signed; a client trusting the wrong CA
+//! refuses the server; plaintext to a TLS port fails cleanly and in time; beyond loopback the
+//! server needs mutual TLS (or a proxy declared in front).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use vicinity::{
+    client::{Client, ClientTls},
+    config::ServerTls,
+    grpc::{ApiKeys, Auth},
+    server::{self, ServerError},
+};
+
+use crate::{
+    capture,
+    helpers::{manual_clock, test_config},
+};
+
+/// A CA, and a certificate and key it signed.
+pub struct Pki {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// The server's certificate (for `localhost` and 127.0.0.1) and key.
+    pub server: (String, String),
+    /// A client certificate and key.
+    pub client: (String, String),
+}
+
+impl Pki {
+    /// A fresh CA with a server and a client certificate.
+    pub fn new(name: &str) -> Pki {
+        let ca_key = KeyPair::generate().expect("a key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        let ca = params.self_signed(&ca_key).expect("a CA");
+        let issuer = Issuer::new(params, ca_key);
+        let leaf = |names: Vec<String>, ip: bool| {
+            let key = KeyPair::generate().expect("a key");
+            let mut params = CertificateParams::new(names).expect("params");
+            if ip {
+                let localhost = "127.0.0.1".parse().expect("an address");
+                params.subject_alt_names.push(SanType::IpAddress(localhost));
+            }
+            let cert = params.signed_by(&key, &issuer).expect("signed");
+            (cert.pem(), key.serialize_pem())
+        };
+        Pki {
+            ca: ca.pem(),
+            server: leaf(vec!["localhost".into()], true),
+            client: leaf(vec!["backend.example".into()], false),
+        }
+    }
+
+    /// The server's TLS, with client certificates required when `mutual`.
+    pub fn server_tls(&self, mutual: bool) -> ServerTls {
+        ServerTls {
+            identity: tonic::transport::Identity::from_pem(&self.server.0, &self.server.1),
+            client_ca: mutual.then(|| tonic::transport::Certificate::from_pem(&self.ca)),
+        }
+    }
+
+    /// A client that trusts this CA, with this PKI's client certificate when `with_cert`.
+    pub fn client_tls(&self, with_cert: bool) -> ClientTls {
+        let identity = with_cert.then_some((self.client.0.as_bytes(), self.client.1.as_bytes()));
+        ClientTls::from_pem(self.ca.as_bytes(), identity)
+    }
+
+    /// Writes `ca.pem`, `server.pem`, `server.key`, `client.pem`, `client.key` into `dir`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).expect("a directory");
+        for (name, text) in [
+            ("ca.pem", &self.ca),
+            ("server.pem", &self.server.0),
+            ("server.key", &self.server.1),
+            ("client.pem", &self.client.0),
+            ("client.key", &self.client.1),
+        ] {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        dir.to_owned()
+    }
+}
+
+/// A server with `tls` on `bind`, and its stop switch.
+async fn serve(
+    bind: &str,
+    tls: ServerTls,
+    keys: bool,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), ServerError>>,
+) {
+    capture::install();
+    let listener = TcpListener::bind(bind).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let mut config = test_config(addr, manual_clock());
+    config.tls = Some(tls);
+    if keys {
+        let keys = ApiKeys::parse("backend app app-key-0123456789abcdef").expect("keys");
+        config.auth = Auth::with_keys(keys);
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
+/// A health check over `https://127.0.0.1:<port>` with `tls`, bounded in time.
+async fn health(port: u16, tls: &ClientTls) -> Result<ServingStatus, String> {
+    let url = format!("https://127.0.0.1:{port}");
+    let call = async {
+        let client = Client::connect_with(&url, None, Some(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        let reply = client
+            .health()
+            .check(HealthCheckRequest::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(reply.into_inner().status())
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_a_client_that_trusts_its_ca_and_a_wrong_ca_is_refused() {
+    let pki = Pki::new("ours");
+    let other = Pki::new("theirs");
+    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(false), false).await;
+
+    assert_eq!(
+        health(addr.port(), &pki.client_tls(false)).await,
+        Ok(ServingStatus::Serving)
+    );
+    let refused = health(addr.port(), &other.client_tls(false)).await;
+    assert!(
+        refused.is_err(),
+        "a server the client's CA did not sign: {refused:?}"
+    );
+
+    drop(stop);
+    server.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one() {
+    let pki = Pki::new("ours");
+    let other = Pki::new("theirs");
+    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(true), false).await;
+
+    assert_eq!(
+        health(addr.port(), &pki.client_tls(true)).await,
+        Ok(ServingStatus::Serving)
+    );
+    let without = health(addr.port(), &pki.client_tls(false)).await;
+    assert!(without.is_err(), "no client certificate: {without:?}");
+    // Trusts our server, but presents a certificate another CA signed.
+    let foreign = ClientTls::from_pem(
+        pki.ca.as_bytes(),
+        Some((other.client.0.as_bytes(), other.client.1.as_bytes())),
+    );
+    let refused = health(addr.port(), &foreign).await;
+    assert!(
+        refused.is_err(),
+        "a foreign client certificate: {refused:?}"
+    );
+
+    drop(stop);
+    server.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_to_a_tls_port_fails_cleanly_and_in_time() {
+    let pki = Pki::new("ours");
+    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(true), false).await;
+
+    let attempt = async {
+        let client = Client::connect(&format!("http://{addr}"), None).await?;
+        client.health().check(HealthCheckRequest::default()).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), attempt).await;
+    let result = result.expect("fails within 10 s instead of hanging");
+    assert!(result.is_err(), "plaintext was answered");
+    // The server is unharmed.
+    assert_eq!(
+        health(addr.port(), &pki.client_tls(true)).await,
+        Ok(ServingStatus::Serving)
+    );
+
+    drop(stop);
+    server.await.expect("joined").expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_the_server_needs_mutual_tls_and_keys() {
+    let pki = Pki::new("ours");
+    // Keys and server-only TLS: refused at start.
+    let (addr, _stop, server) = serve("0.0.0.0:0", pki.server_tls(false), true).await;
+    let refused = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("returns at once")
+        .expect("joined");
+    assert!(
+        matches!(refused, Err(ServerError::PublicWithoutMutualTls(a)) if a == addr),
+        "{refused:?}"
+    );
+
+    // Keys and mutual TLS: served.
+    let (addr, stop, server) = serve("0.0.0.0:0", pki.server_tls(true), true).await;
+    assert!(!addr.ip().is_loopback());
+    assert_eq!(
+        health(addr.port(), &pki.client_tls(true)).await,
+        Ok(ServingStatus::Serving)
+    );
+    drop(stop);
+    server.await.expect("joined").expect("clean stop");
+}
