@@ -7,7 +7,15 @@
 //! code name, a store step's name, a feature, a limit, a cause), so no caller can grow the
 //! number of series either.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    sync::{
+        LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use vicinity_domain::Feature;
 
@@ -64,6 +72,20 @@ pub struct Metrics {
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Whether the per-call measurements of the hot path (Redis round trips) are taken: on when
+/// this process serves metrics ([`record_calls`]); counters of rare events always count.
+static RECORDING_CALLS: AtomicBool = AtomicBool::new(false);
+
+/// Turns the per-call measurements of the hot path on (a server with `--metrics-listen`).
+pub fn record_calls() {
+    RECORDING_CALLS.store(true, Ordering::Relaxed);
+}
+
+/// Whether Redis round trips are being measured.
+pub fn recording_calls() -> bool {
+    RECORDING_CALLS.load(Ordering::Relaxed)
+}
 
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
@@ -240,6 +262,58 @@ pub const PURGE_CAUSES: [&str; 7] = [
     "update_undone",
 ];
 
+/// The key of a pair of `&'static str` label values: their addresses and lengths (two equal
+/// strings at different addresses get two keys for the same series, which is harmless).
+type LabelKey = [usize; 4];
+
+fn label_key(a: &'static str, b: &'static str) -> LabelKey {
+    [a.as_ptr() as usize, a.len(), b.as_ptr() as usize, b.len()]
+}
+
+/// A cached series: a histogram or a counter.
+type Series = (Option<Histogram>, Option<IntCounter>);
+
+thread_local! {
+    /// Series of the hot path, found once per thread: no hashing of label strings and no
+    /// shared lock on every call (what `with_label_values` costs).
+    static HOT: RefCell<HashMap<LabelKey, Series>> = RefCell::new(HashMap::new());
+}
+
+/// Records a finished call of `method` with status `code` that took `seconds`.
+pub fn rpc_finished(method: &'static str, code: &'static str, seconds: f64) {
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        let duration = hot.entry(label_key(method, "")).or_insert_with(|| {
+            let series = get().rpc_duration.with_label_values(&[method]);
+            (Some(series), None)
+        });
+        if let Some(histogram) = &duration.0 {
+            histogram.observe(seconds);
+        }
+        let count = hot.entry(label_key(method, code)).or_insert_with(|| {
+            let series = get().rpc_requests.with_label_values(&[method, code]);
+            (None, Some(series))
+        });
+        if let Some(counter) = &count.1 {
+            counter.inc();
+        }
+    });
+}
+
+/// Records one Redis round trip of `operation` on `store` that took `seconds`.
+pub fn store_call(store: &'static str, operation: &'static str, seconds: f64) {
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        let entry = hot.entry(label_key(store, operation)).or_insert_with(|| {
+            let series = get().store_calls.with_label_values(&[store, operation]);
+            (Some(series), None)
+        });
+        if let Some(histogram) = &entry.0 {
+            histogram.observe(seconds);
+        }
+    });
+}
+
 /// Records one purge of `n` entries for `cause`.
 pub fn purged(cause: &'static str, n: u32) {
     if n > 0 {
@@ -258,9 +332,66 @@ pub fn purge_lags(lags: &[Duration]) {
     }
 }
 
+impl Metrics {
+    /// The name of every family (what `desc()` says of each metric).
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 15] = [
+            &self.rpc_requests,
+            &self.rpc_duration,
+            &self.store_calls,
+            &self.store_errors,
+            &self.consent_refusals,
+            &self.rate_limit_refusals,
+            &self.implausible_jumps,
+            &self.shake_outcomes,
+            &self.sweeps,
+            &self.sweep_duration,
+            &self.sweep_last_success,
+            &self.purged,
+            &self.purge_lag,
+            &self.oldest_overdue,
+            &self.ready,
+        ];
+        let descs = collectors.into_iter().flat_map(|c| c.desc());
+        descs.map(|d| d.fq_name.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The alert rules and the dashboard (deploy/) use only metrics that exist: every
+    /// `vicinity_*` name in them is a family here, or a histogram's `_bucket`, `_count` or
+    /// `_sum` series.
+    #[test]
+    fn the_alerts_and_the_dashboard_name_only_metrics_that_exist() {
+        let names = get().names();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in [
+            "deploy/prometheus/alerts.yml",
+            "deploy/prometheus/alerts.test.yml",
+            "deploy/grafana/vicinity.json",
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).expect("the file");
+            let mut found = 0;
+            for (at, _) in text.match_indices("vicinity_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| names.iter().any(|n| n == base));
+                let known = names.contains(&name) || base.is_some();
+                assert!(known, "{file} names {name}, which is not a metric");
+                found += 1;
+            }
+            assert!(found > 10, "{file}: only {found} metric names");
+        }
+    }
 
     #[test]
     fn every_family_renders_with_its_type() {

@@ -61,7 +61,7 @@ where
             "rpc",
             rpc.method = method,
             rpc.code = Empty,
-            latency_ms = Empty,
+            latency_us = Empty,
             trace_id = Empty,
             parent_id = Empty,
         );
@@ -101,18 +101,9 @@ struct Finish {
 impl Finish {
     fn done(self, code: &'static str) {
         let elapsed = self.start.elapsed();
-        let metrics = metrics::get();
-        metrics
-            .rpc_requests
-            .with_label_values(&[self.method, code])
-            .inc();
-        metrics
-            .rpc_duration
-            .with_label_values(&[self.method])
-            .observe(elapsed.as_secs_f64());
+        metrics::rpc_finished(self.method, code, elapsed.as_secs_f64());
         self.span.record("rpc.code", code);
-        self.span
-            .record("latency_ms", elapsed.as_secs_f64() * 1_000.0);
+        self.span.record("latency_us", elapsed.as_micros() as u64);
         tracing::debug!(parent: &self.span, "rpc finished");
     }
 }

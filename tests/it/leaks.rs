@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tonic::Code;
 use vicinity::{
     domain::UserId,
     grpc::pb::{self, Feature, Gender},
@@ -11,6 +12,7 @@ use vicinity::{
 use crate::{
     calls::{list_request, location, millis},
     capture,
+    details::assert_reason,
     helpers::{Backend, TestApp, on_both_backends, retention, spawn_app_on},
     places::{HOME, Point},
 };
@@ -29,7 +31,8 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
     app.join("bob", bob, Gender::Male).await;
     app.join("dave", carol.offset_m(20.0, 20.0), Gender::Male)
         .await;
-    assert!(app.update("carol", carol, Gender::Male).await.is_err());
+    let refused = app.update("carol", carol, Gender::Male).await;
+    assert_reason(refused, Code::FailedPrecondition, "CONSENT_REQUIRED");
     let first = app
         .list_with(pb::ListNearbyRequest {
             limit: 1,
@@ -43,7 +46,8 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
     app.list_with(next).await.unwrap();
     let mut bad_token = list_request("bob");
     bad_token.page_token = "00ff".into();
-    assert!(app.list_with(bad_token).await.is_err());
+    let refused = app.list_with(bad_token).await;
+    assert_reason(refused, Code::InvalidArgument, "PAGE_TOKEN_INVALID");
     let half_bad = pb::UpdateLocationRequest {
         user_id: "alice".into(),
         location: Some(pb::Location {
@@ -52,7 +56,8 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
         }),
         gender: 0,
     };
-    assert!(app.update_location(half_bad).await.is_err());
+    let refused = app.update_location(half_bad).await;
+    assert_reason(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
     let shake = pb::ShakeRequest {
         user_id: "alice".into(),
         location: Some(location(HOME.offset_m(5.0, 5.0))),
@@ -119,21 +124,23 @@ async fn redis_errors_in_the_log_never_contain_a_location_on_redis() {
 
     // A broken cell: writes into it and reads of it fail.
     corrupt(&app, &keys::cell_key(home.cell()));
-    assert!(app.update("alice", home, Gender::Female).await.is_err());
-    assert!(app.list("bob").await.is_err());
+    let internal = |reply| assert_reason(reply, Code::Internal, "INTERNAL");
+    internal(app.update("alice", home, Gender::Female).await.map(drop));
+    internal(app.list("bob").await.map(drop));
     // A broken user-record hash: the cell write succeeds, the record write fails.
     let carol = UserId::parse("carol", "user_id").unwrap();
     corrupt(&app, &keys::user_key(&carol));
     app.grant("carol", Feature::PeopleNearby).await.unwrap();
-    assert!(app.update("carol", far, Gender::Female).await.is_err());
-    assert!(app.export("carol").await.is_err());
-    assert!(app.clear("carol", Feature::Unspecified).await.is_err());
+    internal(app.update("carol", far, Gender::Female).await.map(drop));
+    internal(app.export("carol").await.map(drop));
+    internal(app.clear("carol", Feature::Unspecified).await.map(drop));
     // The sweeper meets the broken cell at bob's deadline.
     app.wait_for_store_time(millis(bob.purge_at.as_ref()) + 600)
         .await;
     // And a Redis that is gone.
     app.redis_mut().expect("a Redis app").kill().expect("kill");
-    assert!(app.update("bob", near, Gender::Male).await.is_err());
+    let gone = app.update("bob", near, Gender::Male).await;
+    assert_reason(gone, Code::Unavailable, "STORE_UNAVAILABLE");
     assert!(app.stop().await.is_some(), "the server stopped");
 
     let log = capture::log_since(start);

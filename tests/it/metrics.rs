@@ -5,13 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::Request;
+use tonic::{Code, Request};
 use vicinity::{
     domain::limits::Rate,
     grpc::pb::{self, Feature, Gender},
 };
 
 use crate::{
+    details::assert_reason,
     helpers::{Backend, TestApp, on_both_backends, retention},
     places::{HOME, Point},
 };
@@ -88,12 +89,10 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
 
     app.join("alice", HOME, Gender::Female).await;
     app.list("alice").await.expect("alice lists");
-    assert!(app.list("mallory").await.is_err(), "no consent, no answer");
+    let refused = app.list("mallory").await;
+    assert_reason(refused, Code::FailedPrecondition, "CONSENT_REQUIRED");
     let again = app.update("alice", HOME, Gender::Female).await;
-    assert_eq!(
-        again.expect_err("one update a minute").code(),
-        tonic::Code::ResourceExhausted
-    );
+    assert_reason(again, Code::ResourceExhausted, "RATE_LIMITED");
     app.grant("bob", Feature::Shake).await.expect("grant");
     let alone = shake_alone(&app, "bob", HOME).await;
     assert!(matches!(alone, pb::shake_response::Result::NoMatch(_)));

@@ -14,6 +14,7 @@ use futures_util::future::join_all;
 use tokio::net::TcpListener;
 use tonic::{Code, Request};
 use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_types::StatusExt;
 use vicinity::{
     config::{Config, StoreConfig},
     grpc::pb::{self, Feature, Gender},
@@ -292,11 +293,13 @@ async fn wait_for_health(app: &TestApp, want: ServingStatus, within: Duration) -
 }
 
 /// Lists from `viewer` with a client deadline; returns the outcome and how long it took.
+/// A list with `deadline`: its outcome (an error as its code and `ErrorInfo` reason; a store
+/// failure also carries a `RetryInfo`, asserted here) and how long it took.
 async fn timed_list(
     app: &TestApp,
     viewer: &str,
     deadline: Duration,
-) -> (Result<(), Code>, Duration) {
+) -> (Result<(), (Code, String)>, Duration) {
     let mut request = Request::new(pb::ListNearbyRequest {
         user_id: viewer.to_owned(),
         ..Default::default()
@@ -304,7 +307,18 @@ async fn timed_list(
     request.set_timeout(deadline);
     let started = Instant::now();
     let reply = app.client.nearby().list_nearby(request).await;
-    (reply.map(drop).map_err(|s| s.code()), started.elapsed())
+    let outcome = reply.map(drop).map_err(|status| {
+        let (reason, _) = crate::details::error_info(&status).expect("an ErrorInfo");
+        if reason == "STORE_UNAVAILABLE" {
+            let retry = status.get_error_details().retry_info().cloned();
+            assert!(
+                retry.is_some(),
+                "STORE_UNAVAILABLE without RetryInfo: {status:?}"
+            );
+        }
+        (status.code(), reason)
+    });
+    (outcome, started.elapsed())
 }
 
 /// How soon readiness must show a real outage: `FAILS_TO_NOT_SERVING` checks, each at most the
@@ -356,10 +370,17 @@ async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_a
     let deadline = Duration::from_secs(2);
     let calls = (0..20).map(|_| timed_list(&app, "f-a", deadline));
     for (outcome, took) in join_all(calls).await {
-        let code = outcome.expect_err("redis is paused");
+        let refused = outcome.expect_err("redis is paused");
+        let expected = [
+            (Code::Unavailable, "STORE_UNAVAILABLE"),
+            (Code::DeadlineExceeded, "STORE_TIMEOUT"),
+            (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        ];
         assert!(
-            matches!(code, Code::Unavailable | Code::DeadlineExceeded),
-            "{code:?}"
+            expected
+                .iter()
+                .any(|(c, r)| refused.0 == *c && refused.1 == *r),
+            "{refused:?}"
         );
         assert!(took < deadline + Duration::from_millis(500), "{took:?}");
     }
@@ -370,7 +391,10 @@ async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_a
 
     redis.kill().expect("kill");
     let (outcome, took) = timed_list(&app, "f-a", deadline).await;
-    assert_eq!(outcome, Err(Code::Unavailable));
+    assert_eq!(
+        outcome,
+        Err((Code::Unavailable, "STORE_UNAVAILABLE".to_owned()))
+    );
     assert!(took < deadline, "{took:?}");
     wait_for_health(&app, ServingStatus::NotServing, NOT_SERVING_WITHIN).await;
     redis.restart().expect("restart");

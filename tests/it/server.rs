@@ -17,7 +17,7 @@ use vicinity::{
 
 use crate::{
     capture,
-    details::assert_code,
+    details::{assert_code, refusal},
     helpers::{DRAIN_TIMEOUT, manual_clock, spawn_app, test_config},
 };
 
@@ -170,7 +170,9 @@ async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
     let elapsed = started.elapsed();
     assert!(matches!(stopped, Some(Ok(()))), "{stopped:?}");
     assert!(elapsed < DRAIN_TIMEOUT, "shutdown took {elapsed:?}");
-    assert!(app.grant("bob", Feature::PeopleNearby).await.is_err());
+    // Refused by the client's transport (nothing listens), not by the service: no ErrorInfo.
+    let after = app.grant("bob", Feature::PeopleNearby).await;
+    assert_eq!(refusal(after).code(), Code::Unavailable);
     let url = format!("http://{}", app.addr);
     assert!(vicinity::client::Client::connect(&url, None).await.is_err());
 }

@@ -176,7 +176,18 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     ) {
         return StoreError::new(StoreErrorKind::Corrupt, context);
     }
-    if error.code() == Some("WRONGTYPE") {
+    // WRONGTYPE from a command, a script (`ERR ...` whose detail names it) or one command of a
+    // pipeline (the pipeline's error holds each command's).
+    let names_wrong_type = |code: &str, detail: Option<&str>| {
+        code == "WRONGTYPE" || detail.is_some_and(|d| d.contains("WRONGTYPE"))
+    };
+    let wrong_type = names_wrong_type(error.code().unwrap_or(""), error.detail())
+        || error.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, e)| names_wrong_type(e.code(), e.details()))
+        });
+    if wrong_type {
         // Data this version cannot read: retrying will not help.
         return StoreError {
             kind: StoreErrorKind::Corrupt,
@@ -204,18 +215,16 @@ impl Conn {
         context: &'static str,
         call: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        let start = std::time::Instant::now();
+        let start = metrics::recording_calls().then(std::time::Instant::now);
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result.map_err(|e| store_error(e, context)),
             Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, context)),
         };
-        let metrics = metrics::get();
-        metrics
-            .store_calls
-            .with_label_values(&[self.store, context])
-            .observe(start.elapsed().as_secs_f64());
+        if let Some(start) = start {
+            metrics::store_call(self.store, context, start.elapsed().as_secs_f64());
+        }
         if let Err(error) = &result {
-            metrics
+            metrics::get()
                 .store_errors
                 .with_label_values(&[self.store, context, error.kind.as_str()])
                 .inc();
