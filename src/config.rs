@@ -132,6 +132,9 @@ pub struct ServeArgs {
     /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP). None: no endpoint.
     #[arg(long, env = "VICINITY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`). None: off.
+    #[arg(long, env = "VICINITY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// The per-call span and the RPC metrics (a tower layer around every service); `false`
     /// only to measure what they cost.
     #[arg(long, env = "VICINITY_RPC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]

@@ -183,7 +183,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format);
+    let (exporter, tracer) = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let (exporter, tracer) = telemetry::otlp::start(endpoint)?;
+            (Some(exporter), Some(tracer))
+        }
+        None => (None, None),
+    };
+    telemetry::init(args.log_format, tracer);
+    let served = serve_with(args).await;
+    if let Some(exporter) = exporter {
+        // Sends the spans still batched; blocking, so off the runtime's threads.
+        drop(tokio::task::spawn_blocking(move || exporter.shutdown()).await);
+    }
+    served
+}
+
+async fn serve_with(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_args(&args)?;
     let listener = TcpListener::bind(config.listen)
         .await

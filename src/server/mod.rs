@@ -132,9 +132,10 @@ pub async fn run(
     });
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let scraper = match metrics {
-        Some(metrics) => {
-            tracing::info!(addr = %metrics.local_addr()?, "serving metrics");
-            Some(tokio::spawn(scrape::serve(metrics, svc.clone())))
+        Some(listener) => {
+            metrics::record_calls();
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            Some(tokio::spawn(scrape::serve(listener, svc.clone())))
         }
         None => None,
     };

@@ -2,21 +2,31 @@
 //! fields and never a location.
 
 pub mod metrics;
+pub mod otlp;
 pub mod rpc;
 
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::LogFormat;
 
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines on
-/// standard error.
-pub fn init(format: LogFormat) {
+/// standard error, and with `otlp` (an exporter's tracer) the spans exported over OTLP too.
+pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = match format {
+        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let spans = otlp.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(spans)
+        .try_init();
     // Already installed (a second init in one process) is fine.
     drop(installed);
 }

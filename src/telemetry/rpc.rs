@@ -68,6 +68,7 @@ where
         if let Some(parent) = TraceParent::of(request.headers()) {
             span.record("trace_id", parent.trace_id);
             span.record("parent_id", parent.parent_id);
+            super::otlp::adopt_parent(&span, request.headers());
         }
         let call = Finish {
             method,

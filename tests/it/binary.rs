@@ -360,3 +360,118 @@ fn health_over_mutual_tls_with_a_ca_file() {
     drop(served);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A fake OpenTelemetry collector: every span it is sent goes down a channel.
+struct Collector(tokio::sync::mpsc::UnboundedSender<otlp::trace::v1::Span>);
+
+use opentelemetry_proto::tonic::{
+    self as otlp,
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+};
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request.into_inner().resource_spans.into_iter();
+        for span in spans.flat_map(|r| r.scope_spans).flat_map(|s| s.spans) {
+            let _ = self.0.send(span);
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// The string value of a span attribute.
+fn attribute(span: &otlp::trace::v1::Span, key: &str) -> Option<String> {
+    use otlp::common::v1::any_value::Value;
+    let value = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?;
+    match value.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// `--otlp-endpoint` (issue 12 point 3): the binary exports one `rpc` span per call to a
+/// collector over OTLP/gRPC, as a child of the caller's `traceparent`, with the method and
+/// status code, and no span carries the position the call sent.
+#[test]
+fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let collector = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let collector_addr = collector.local_addr().unwrap();
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(sent)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(collector)),
+    );
+    let endpoint = format!("http://{collector_addr}");
+    let served = Served::start_with(&["--otlp-endpoint", &endpoint]);
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    runtime.block_on(async {
+        let client = Client::connect(&served.addr, None).await.unwrap();
+        let mut grant = tonic::Request::new(pb::GrantConsentRequest {
+            user_id: "alice".into(),
+            feature: pb::Feature::PeopleNearby.into(),
+            notice_version: "2026-01".into(),
+            ..Default::default()
+        });
+        let traceparent = format!("00-{trace_id}-{parent_id}-01");
+        grant
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        client.consent().grant_consent(grant).await.unwrap();
+        let update = pb::UpdateLocationRequest {
+            user_id: "alice".into(),
+            location: Some(location(HOME)),
+            gender: Gender::Female.into(),
+        };
+        client.nearby().update_location(update).await.unwrap();
+    });
+    crate::capture::remember(HOME.lat, HOME.lng);
+
+    let mut spans = Vec::new();
+    let found = runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let next = tokio::time::timeout_at(deadline, received.recv()).await;
+            let Ok(Some(span)) = next else { return None };
+            let method = attribute(&span, "rpc.method");
+            spans.push(span.clone());
+            if method.as_deref() == Some("vicinity.v1.ConsentService/GrantConsent") {
+                return Some(span);
+            }
+        }
+    });
+    let span = found.unwrap_or_else(|| panic!("no GrantConsent span among {spans:#?}"));
+    assert_eq!(span.name, "rpc");
+    assert_eq!(hex::encode(&span.trace_id), trace_id, "the caller's trace");
+    assert_eq!(
+        hex::encode(&span.parent_span_id),
+        parent_id,
+        "the caller's span is the parent"
+    );
+    assert_eq!(attribute(&span, "rpc.code").as_deref(), Some("OK"));
+    for span in &spans {
+        let text = format!("{span:?}");
+        let leaks = crate::capture::leaks_in(&text);
+        assert!(
+            leaks.is_empty(),
+            "a position in a span: {leaks:?} in {text}"
+        );
+    }
+}

@@ -221,6 +221,11 @@ impl TestApp {
         }
     }
 
+    /// Where the app serves metrics (`None`: it does not).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// `GET /metrics` of an app started with `metrics_listen`: the body.
     pub async fn scrape(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

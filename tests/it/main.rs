@@ -22,6 +22,7 @@ mod metrics;
 mod nearby;
 mod pagination;
 mod privacy;
+mod prometheus;
 mod redis_backend;
 mod retention;
 mod server;
