@@ -3,7 +3,10 @@
 //! the caller's trace when the call carried a W3C `traceparent`. Spans carry the same
 //! allow-listed fields as the logs: never a user's position.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use http::HeaderMap;
 use opentelemetry::{
@@ -34,6 +37,14 @@ pub struct Exporter {
 #[error("--otlp-endpoint: {0}")]
 pub struct ExportError(String);
 
+/// Whether spans are being exported (an exporter was started in this process).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are being exported.
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// Starts exporting to `endpoint` (e.g. `http://collector:4317`); must run inside the tokio
 /// runtime. Returns the exporter and the tracer for the tracing layer.
 pub fn start(endpoint: &str) -> Result<(Exporter, SdkTracer), ExportError> {
@@ -55,6 +66,7 @@ pub fn start(endpoint: &str) -> Result<(Exporter, SdkTracer), ExportError> {
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("vicinity");
+    EXPORTING.store(true, Ordering::Relaxed);
     Ok((Exporter { provider }, tracer))
 }
 

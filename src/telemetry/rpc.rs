@@ -103,9 +103,14 @@ impl Finish {
     fn done(self, code: &'static str) {
         let elapsed = self.start.elapsed();
         metrics::rpc_finished(self.method, code, elapsed.as_secs_f64());
-        self.span.record("rpc.code", code);
-        self.span.record("latency_us", elapsed.as_micros() as u64);
-        tracing::debug!(parent: &self.span, "rpc finished");
+        let latency_us = elapsed.as_micros() as u64;
+        if super::otlp::exporting() {
+            // Attributes of the exported span. Without an exporter, recording them would
+            // only make the log layer format them again (they are in the event below).
+            self.span.record("rpc.code", code);
+            self.span.record("latency_us", latency_us);
+        }
+        tracing::debug!(parent: &self.span, rpc.code = code, latency_us, "rpc finished");
     }
 }
 
