@@ -10,13 +10,22 @@ use crate::service::{ServiceError, ServiceResult};
 /// The longest any call may take, whatever deadline the client sent.
 pub const MAX_CALL_TIME: Duration = Duration::from_secs(30);
 
-/// The time left for this call: the client's `grpc-timeout`, capped at [`MAX_CALL_TIME`].
+/// How much sooner than the client's deadline the service answers: tonic runs its own timer
+/// for the same `grpc-timeout`, started when the request arrived (before the handler), and
+/// answers `CANCELLED` without details when it fires; answering this much earlier keeps the
+/// service's `DEADLINE_EXCEEDED`, with its `ErrorInfo`, ahead of it.
+pub const TRANSPORT_MARGIN: Duration = Duration::from_millis(20);
+
+/// The time left for this call: the client's `grpc-timeout` less [`TRANSPORT_MARGIN`],
+/// capped at [`MAX_CALL_TIME`].
 pub fn of(metadata: &MetadataMap) -> Duration {
     metadata
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse)
-        .map_or(MAX_CALL_TIME, |d| d.min(MAX_CALL_TIME))
+        .map_or(MAX_CALL_TIME, |d| {
+            d.saturating_sub(TRANSPORT_MARGIN).min(MAX_CALL_TIME)
+        })
 }
 
 /// Parses the gRPC timeout format: at most 8 digits and a unit (`H M S m u n`).
@@ -62,5 +71,7 @@ mod tests {
         md.insert("grpc-timeout", "2H".parse().unwrap());
         assert_eq!(of(&md), MAX_CALL_TIME);
         assert_eq!(of(&MetadataMap::new()), MAX_CALL_TIME);
+        md.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(of(&md), Duration::from_millis(250) - TRANSPORT_MARGIN);
     }
 }

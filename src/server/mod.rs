@@ -134,7 +134,14 @@ pub async fn run(
     let scraper = match metrics {
         Some(listener) => {
             metrics::record_calls();
-            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            let metrics_addr = listener.local_addr()?;
+            if !metrics_addr.ip().is_loopback() {
+                tracing::warn!(
+                    addr = %metrics_addr,
+                    "the metrics endpoint is plain HTTP without authentication: keep it on a private network"
+                );
+            }
+            tracing::info!(addr = %metrics_addr, "serving metrics");
             Some(tokio::spawn(scrape::serve(listener, svc.clone())))
         }
         None => None,

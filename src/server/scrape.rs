@@ -3,47 +3,88 @@
 //! key and the metrics port can be firewalled apart). The overdue gauge is read from the
 //! store at each scrape, so it is as fresh as the scrape, whatever the sweeper is doing.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Mutex};
 
 use crate::{service::Vicinity, telemetry::metrics};
 
 /// How long a scrape waits for the store's overdue reading before answering without it.
 const OVERDUE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one overdue reading serves scrapes: however often the endpoint is asked, the
+/// store is read at most about once a second (scrapes run every 15 s or so).
+const OVERDUE_READING_LIFE: Duration = Duration::from_secs(1);
 /// How long one scrape connection may stay open, idle or not.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Scrape connections served at once at most (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
+/// The pause after a failed accept (out of file descriptors, say), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The last overdue reading and when it was taken; its lock makes concurrent scrapes share one
+/// store read.
+type Reading = Arc<Mutex<Option<Instant>>>;
 
 /// Serves `/metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, svc: Vicinity) {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let reading = Reading::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "metrics endpoint: accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let svc = svc.clone();
+        let (svc, reading) = (svc.clone(), reading.clone());
         tokio::spawn(async move {
-            let answer = service_fn(move |request| answer(request, svc.clone()));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), answer);
+            let answer = service_fn(move |request| answer(request, svc.clone(), reading.clone()));
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), answer);
             drop(tokio::time::timeout(CONNECTION_LIFETIME, connection).await);
             drop(slot);
         });
     }
 }
 
+/// Reads the oldest overdue entry's age from the store into its gauge, unless a reading
+/// younger than [`OVERDUE_READING_LIFE`] exists.
+async fn read_overdue(svc: &Vicinity, reading: &Reading) {
+    let mut last = reading.lock().await;
+    if last.is_some_and(|at| at.elapsed() < OVERDUE_READING_LIFE) {
+        return;
+    }
+    match tokio::time::timeout(OVERDUE_READ_TIMEOUT, svc.oldest_overdue()).await {
+        Ok(Ok(age)) => metrics::get().oldest_overdue.set(age.as_secs_f64()),
+        // The gauge keeps its last reading; the store errors show in their own series.
+        Ok(Err(error)) => tracing::warn!(%error, "could not read the oldest overdue entry"),
+        Err(_) => tracing::warn!("reading the oldest overdue entry timed out"),
+    }
+    *last = Some(Instant::now());
+}
+
 async fn answer(
     request: Request<Incoming>,
     svc: Vicinity,
+    reading: Reading,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -60,11 +101,6 @@ async fn answer(
             "not found: GET /metrics\n".into(),
         );
     }
-    match tokio::time::timeout(OVERDUE_READ_TIMEOUT, svc.oldest_overdue()).await {
-        Ok(Ok(age)) => metrics::get().oldest_overdue.set(age.as_secs_f64()),
-        // The gauge keeps its last reading; the store errors show in their own series.
-        Ok(Err(error)) => tracing::warn!(%error, "could not read the oldest overdue entry"),
-        Err(_) => tracing::warn!("reading the oldest overdue entry timed out"),
-    }
+    read_overdue(&svc, &reading).await;
     response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
 }

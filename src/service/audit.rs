@@ -64,20 +64,18 @@ pub(crate) fn record(action: Action, user: &UserId, feature: Option<Feature>, pu
 }
 
 /// Records a sweep's purge of what was past its deadline (no user: one event per sweep that
-/// removed something), with each entry's lag behind its deadline.
+/// removed something), with the worst lag behind a deadline (each lag is in the histogram).
 pub(crate) fn expired(expired: &Expired) {
     if expired.entries == 0 {
         return;
     }
-    let worst = expired.lags.iter().max().copied().unwrap_or_default();
     tracing::info!(
         target: "vicinity::audit",
         action = "purge",
         cause = "deadline",
         purged_entries = expired.entries,
-        worst_lag_ms = worst.as_millis() as u64,
+        worst_lag_ms = expired.worst_lag.as_millis() as u64,
         "audit"
     );
     metrics::purged("deadline", expired.entries);
-    metrics::purge_lags(&expired.lags);
 }

@@ -18,33 +18,33 @@ use tonic::async_trait;
 
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 
-/// The lags one [`LocationStore::purge_expired`] reports at most (the rest are counted only).
-pub const MAX_LAGS: usize = 10_000;
-
-/// What a sweep removed at deadlines.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What sweeps removed at deadlines. Each People Nearby entry's lag behind its deadline also
+/// goes into `vicinity_purge_lag_seconds` where it is deleted (every one, however many).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Expired {
     /// Entries deleted: People Nearby entries and Shake state.
     pub entries: u32,
-    /// For People Nearby entries: deletion time minus `purge_at` (at most [`MAX_LAGS`]).
-    pub lags: Vec<Duration>,
+    /// The largest lag behind a deadline among them (People Nearby entries).
+    pub worst_lag: Duration,
 }
 
 impl Expired {
-    /// Adds `entries` deletions, and the lag of one People Nearby entry if given.
+    /// Adds `entries` deletions, and the lag of one People Nearby entry if given (observed
+    /// into the purge-lag histogram here).
     pub fn add(&mut self, entries: u32, lag: Option<Duration>) {
-        self.entries += entries;
-        if let Some(lag) = lag.filter(|_| self.lags.len() < MAX_LAGS) {
-            self.lags.push(lag);
+        self.entries = self.entries.saturating_add(entries);
+        if let Some(lag) = lag {
+            crate::telemetry::metrics::purge_lag(lag);
+            self.worst_lag = self.worst_lag.max(lag);
         }
     }
 
     /// Both reports together.
-    pub fn merge(mut self, other: Expired) -> Self {
-        self.entries += other.entries;
-        let room = MAX_LAGS.saturating_sub(self.lags.len());
-        self.lags.extend(other.lags.into_iter().take(room));
-        self
+    pub fn merge(self, other: Expired) -> Self {
+        Self {
+            entries: self.entries.saturating_add(other.entries),
+            worst_lag: self.worst_lag.max(other.worst_lag),
+        }
     }
 }
 pub use memory::MemoryStore;

@@ -211,7 +211,7 @@ impl Metrics {
             .with_label_values(&[] as &[&str]),
             oldest_overdue: gauge(
                 "vicinity_oldest_overdue_entry_age_seconds",
-                "How long the oldest People Nearby entry past its purge_at has been overdue, read from the store at scrape time (0: none).",
+                "How long the earliest deadline in the store's purge schedule has been overdue, read from the store at scrape time (0: none).",
             ),
             ready,
             registry,
@@ -324,12 +324,9 @@ pub fn purged(cause: &'static str, n: u32) {
     }
 }
 
-/// Records the lags of entries purged at their deadline.
-pub fn purge_lags(lags: &[Duration]) {
-    let histogram = &get().purge_lag;
-    for lag in lags {
-        histogram.observe(lag.as_secs_f64());
-    }
+/// Records the lag of an entry purged at its deadline.
+pub fn purge_lag(lag: Duration) {
+    get().purge_lag.observe(lag.as_secs_f64());
 }
 
 impl Metrics {

@@ -5,7 +5,9 @@ pub mod metrics;
 pub mod otlp;
 pub mod rpc;
 
-use tracing_subscriber::{EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
 use crate::config::LogFormat;
 
@@ -21,7 +23,14 @@ pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>
             .with_writer(std::io::stderr)
             .boxed(),
     };
-    let spans = otlp.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    // Spans only, and only vicinity's own: events (the audit trail names users) and the
+    // transport's spans (the exporter would trace itself) stay out of the export.
+    let ours = filter_fn(|meta| meta.is_span() && meta.target().starts_with("vicinity"));
+    let spans = otlp.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(ours)
+    });
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(lines)

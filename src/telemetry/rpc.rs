@@ -70,37 +70,45 @@ where
             span.record("parent_id", parent.parent_id);
             super::otlp::adopt_parent(&span, request.headers());
         }
-        let call = Finish {
+        let mut call = Finish {
             method,
             start: Instant::now(),
             span: span.clone(),
+            finished: false,
         };
         let answer = self.inner.call(request).instrument(span);
+        // Dropped before an answer (the client reset the stream, or tonic's own timer for the
+        // client's deadline fired): `call` records CANCELLED as it goes.
         Box::pin(async move {
             let response = answer.await?;
             if let Some(code) = status_code(response.headers()) {
-                call.done(code);
+                call.finish(code);
                 return Ok(response);
             }
-            Ok(response.map(|body| {
-                Body::new(Watched {
-                    body,
-                    call: Some(call),
-                })
-            }))
+            Ok(response.map(|body| Body::new(Watched { body, call })))
         })
     }
 }
 
-/// What to record when a call ends.
+/// What to record when a call ends: once, with its code, or as `CANCELLED` if dropped first.
 struct Finish {
     method: &'static str,
     start: Instant,
     span: Span,
+    finished: bool,
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.finish("CANCELLED");
+    }
 }
 
 impl Finish {
-    fn done(self, code: &'static str) {
+    fn finish(&mut self, code: &'static str) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let elapsed = self.start.elapsed();
         metrics::rpc_finished(self.method, code, elapsed.as_secs_f64());
         let latency_us = elapsed.as_micros() as u64;
@@ -114,10 +122,11 @@ impl Finish {
     }
 }
 
-/// A response body that reports the call's status when its trailers pass.
+/// A response body that reports the call's status when its trailers pass (dropped before
+/// them: `CANCELLED`, by `Finish`'s drop).
 struct Watched {
     body: Body,
-    call: Option<Finish>,
+    call: Finish,
 }
 
 impl http_body::Body for Watched {
@@ -153,16 +162,7 @@ impl http_body::Body for Watched {
 
 impl Watched {
     fn finish(&mut self, code: &'static str) {
-        if let Some(call) = self.call.take() {
-            call.done(code);
-        }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        // Dropped before its trailers were sent: the client went away.
-        self.finish("CANCELLED");
+        self.call.finish(code);
     }
 }
 

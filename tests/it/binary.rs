@@ -444,20 +444,30 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
     });
     crate::capture::remember(HOME.lat, HOME.lng);
 
+    // Every span until both calls' `rpc` spans are in, then a batch more for their children.
     let mut spans = Vec::new();
-    let found = runtime.block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let next = tokio::time::timeout_at(deadline, received.recv()).await;
-            let Ok(Some(span)) = next else { return None };
-            let method = attribute(&span, "rpc.method");
-            spans.push(span.clone());
-            if method.as_deref() == Some("vicinity.v1.ConsentService/GrantConsent") {
-                return Some(span);
+    runtime.block_on(async {
+        let mut deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = 0;
+        while let Ok(Some(span)) = tokio::time::timeout_at(deadline, received.recv()).await {
+            if span.name == "rpc" {
+                seen += 1;
+                if seen == 2 {
+                    deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                }
             }
+            spans.push(span);
         }
     });
-    let span = found.unwrap_or_else(|| panic!("no GrantConsent span among {spans:#?}"));
+    let rpc = |method: &str| {
+        spans
+            .iter()
+            .find(|s| attribute(s, "rpc.method").as_deref() == Some(method))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {method} span among {spans:#?}"))
+    };
+    rpc("vicinity.v1.PeopleNearby/UpdateLocation");
+    let span = rpc("vicinity.v1.ConsentService/GrantConsent");
     assert_eq!(span.name, "rpc");
     assert_eq!(hex::encode(&span.trace_id), trace_id, "the caller's trace");
     assert_eq!(
@@ -466,6 +476,10 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
         "the caller's span is the parent"
     );
     assert_eq!(attribute(&span, "rpc.code").as_deref(), Some("OK"));
+    assert!(
+        spans.len() > 2,
+        "the service's own spans under the calls: {spans:#?}"
+    );
     for span in &spans {
         let text = format!("{span:?}");
         let leaks = crate::capture::leaks_in(&text);

@@ -63,6 +63,9 @@ pub struct RedisStore {
     keys_per_script: usize,
     /// [`PROVISIONAL_HOLD`] (tests make it shorter).
     hold: Duration,
+    /// What this node's sweeps deleted since `purge_expired` last reported (a pass that
+    /// failed half-way keeps what its successful steps deleted for the next report).
+    swept: Arc<std::sync::Mutex<Expired>>,
 }
 
 /// How long a cluster UpdateLocation's new member counts before its last step confirms it
@@ -93,6 +96,7 @@ impl RedisStore {
             retention,
             keys_per_script: MAX_KEYS_PER_SCRIPT,
             hold: PROVISIONAL_HOLD,
+            swept: Arc::default(),
         })
     }
 }
@@ -222,7 +226,9 @@ impl LocationStore for RedisStore {
     }
 
     async fn purge_expired(&self) -> StoreResult<Expired> {
-        sweep::sweep(self).await
+        sweep::sweep(self).await?;
+        let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(std::mem::take(&mut *swept))
     }
 
     async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {

@@ -17,13 +17,15 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::try_join_all;
+use std::time::Instant;
+
+use futures_util::future::{join_all, try_join_all};
 use h3o::CellIndex;
 
 use super::{RedisStore, keys, scripts};
 use crate::{
     domain::{Feature, Timestamp},
-    storage::{Expired, StoreResult},
+    storage::{Expired, StoreError, StoreResult},
 };
 
 /// Partitions visited per pass.
@@ -41,9 +43,14 @@ const MEMBERS_PER_VISIT: usize = 20_000;
 /// default interval) of its deadline; all nodes take the same shards in the same second.
 const SHARDS_PER_PASS: u64 = 64;
 
-/// Runs one pass; returns what it purged.
-pub(super) async fn sweep(store: &RedisStore) -> StoreResult<Expired> {
+/// Runs one pass; what it deletes is added to `store.swept` step by step, so a pass that
+/// fails half-way still reports what it did.
+pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
     let now = crate::storage::LocationStore::now(store).await?;
+    let clock = Clock {
+        store_now: now,
+        read_at: Instant::now(),
+    };
     let conn = &store.conn;
     let mut list = redis::cmd("ZRANGEBYSCORE");
     list.arg(keys::PARTS)
@@ -54,18 +61,44 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<Expired> {
         .arg(PARTS_PER_PASS);
     let due: Vec<String> = conn.query("listing due partitions", &list).await?;
     let shakes = super::shake::sweep(store).await?;
+    report(store, Expired::default().merge(counted(shakes)));
     let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
     let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
+    report(store, counted(strays));
     let visits = due
         .iter()
         .filter_map(|p| p.parse::<CellIndex>().ok())
-        .map(|p| visit(store, p));
+        .map(|p| visit(store, p, clock));
+    // Every visit runs to its end; each reports what it deleted itself.
+    join_all(visits).await.into_iter().collect()
+}
+
+/// `n` deletions without a lag.
+fn counted(n: u32) -> Expired {
     let mut expired = Expired::default();
-    expired.add(shakes + strays, None);
-    Ok(try_join_all(visits)
-        .await?
-        .into_iter()
-        .fold(expired, Expired::merge))
+    expired.add(n, None);
+    expired
+}
+
+/// Adds what a step deleted to the store's report.
+fn report(store: &RedisStore, expired: Expired) {
+    let mut swept = store.swept.lock().unwrap_or_else(|e| e.into_inner());
+    *swept = swept.merge(expired);
+}
+
+/// The store's time at the start of a pass, and when it was read here: the time of a later
+/// deletion is that plus the time gone by since (to the millisecond; the store's own clock
+/// would cost a round trip per visit).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    store_now: Timestamp,
+    read_at: Instant,
+}
+
+impl Clock {
+    fn now(self) -> Timestamp {
+        self.store_now.plus(self.read_at.elapsed())
+    }
 }
 
 /// Deletes the records past their deadline in `count` user shards from `first` on.
@@ -78,12 +111,12 @@ pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> 
     Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
-async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<Expired> {
+async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult<()> {
     let conn = &store.conn;
     let find = scripts::sweep_find(part, CELLS_PER_VISIT, MEMBERS_PER_VISIT);
     let (cut, cells, members): (i64, Vec<String>, Vec<String>) =
         conn.script("finding due members", &find).await?;
-    purge_records(store, cut, &members).await?;
+    purge_records(store, cut, &members, clock).await?;
     let sweep = scripts::sweep_cells(part, cut, &cells);
     let earliest: Option<i64> = conn.script("sweeping cells", &sweep).await?;
     let cap = cut + store.retention.window().as_millis() as i64;
@@ -91,32 +124,42 @@ async fn visit(store: &RedisStore, part: CellIndex) -> StoreResult<Expired> {
     let ttl_at = cap + store.retention.window().as_millis() as i64;
     let schedule = scripts::part_reschedule(part, next, ttl_at);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
-    let cut_at = Timestamp::from_millis(cut);
-    let mut expired = Expired::default();
-    for member in &members {
-        let lag = keys::parse_member(member).map(|m| cut_at.since(m.deadline));
-        expired.add(1, lag);
-    }
-    Ok(expired)
+    Ok(())
 }
 
-/// Deletes the records of `members` that are still due at `cut`, one call per user hash.
-async fn purge_records(store: &RedisStore, cut: i64, members: &[String]) -> StoreResult<()> {
-    let mut by_hash: HashMap<String, Vec<String>> = HashMap::new();
+/// Deletes the records of `members` that are still due at `cut`, one call per user hash, and
+/// reports what each call deleted: the records it removed (another node's sweep may have
+/// removed some first) with their lags behind their deadlines at that moment.
+async fn purge_records(
+    store: &RedisStore,
+    cut: i64,
+    members: &[String],
+    clock: Clock,
+) -> StoreResult<()> {
+    let mut by_hash: HashMap<String, (Vec<String>, Vec<Timestamp>)> = HashMap::new();
     for member in members {
-        if let Some(keys::Member { user, .. }) = keys::parse_member(member) {
+        if let Some(keys::Member { user, deadline, .. }) = keys::parse_member(member) {
             let field = keys::user_field(Feature::PeopleNearby, &user);
-            by_hash
-                .entry(keys::user_key(&user))
-                .or_default()
-                .push(field);
+            let (fields, deadlines) = by_hash.entry(keys::user_key(&user)).or_default();
+            fields.push(field);
+            deadlines.push(deadline);
         }
     }
-    let calls = by_hash.into_iter().map(|(key, fields)| async move {
-        let conn = &store.conn;
-        let call = scripts::user_purge(&key, cut, &fields);
-        conn.script::<i64>("purging records", &call).await
-    });
-    try_join_all(calls).await?;
-    Ok(())
+    let calls = by_hash
+        .into_iter()
+        .map(|(key, (fields, deadlines))| async move {
+            let conn = &store.conn;
+            let call = scripts::user_purge(&key, cut, &fields);
+            let deleted: i64 = conn.script("purging records", &call).await?;
+            // Which of the fields were deleted is not returned; their deadlines are all at or
+            // before the cut, so the lags of the first `deleted` stand for them.
+            let at = clock.now();
+            let mut expired = Expired::default();
+            for deadline in deadlines.iter().take(deleted.max(0) as usize) {
+                expired.add(1, Some(at.since(*deadline)));
+            }
+            report(store, expired);
+            Ok::<_, StoreError>(())
+        });
+    join_all(calls).await.into_iter().collect()
 }
