@@ -65,18 +65,28 @@ pub async fn serve(listener: TcpListener, svc: Vicinity) {
     }
 }
 
-/// Reads the oldest overdue entry's age from the store into its gauge, unless a reading
-/// younger than [`OVERDUE_READING_LIFE`] exists.
+/// Reads the oldest overdue entry's age and the purges owed too long from the stores into
+/// their gauges, unless a reading younger than [`OVERDUE_READING_LIFE`] exists.
 async fn read_overdue(svc: &Vicinity, reading: &Reading) {
     let mut last = reading.lock().await;
     if last.is_some_and(|at| at.elapsed() < OVERDUE_READING_LIFE) {
         return;
     }
-    match tokio::time::timeout(OVERDUE_READ_TIMEOUT, svc.oldest_overdue()).await {
-        Ok(Ok(age)) => metrics::get().oldest_overdue.set(age.as_secs_f64()),
-        // The gauge keeps its last reading; the store errors show in their own series.
-        Ok(Err(error)) => tracing::warn!(%error, "could not read the oldest overdue entry"),
-        Err(_) => tracing::warn!("reading the oldest overdue entry timed out"),
+    let readings = async { tokio::join!(svc.oldest_overdue(), svc.owed_purges_stuck()) };
+    match tokio::time::timeout(OVERDUE_READ_TIMEOUT, readings).await {
+        Ok((age, stuck)) => {
+            // A gauge whose read failed keeps its last value; the store errors show in their
+            // own series.
+            match age {
+                Ok(age) => metrics::get().oldest_overdue.set(age.as_secs_f64()),
+                Err(error) => tracing::warn!(%error, "could not read the oldest overdue entry"),
+            }
+            match stuck {
+                Ok(n) => metrics::get().owed_stuck.set(n as i64),
+                Err(error) => tracing::warn!(%error, "could not read the purges owed"),
+            }
+        }
+        Err(_) => tracing::warn!("reading the overdue entries and purges owed timed out"),
     }
     *last = Some(Instant::now());
 }

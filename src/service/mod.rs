@@ -28,6 +28,10 @@ use crate::{
 const OWED_GRACE: Duration = Duration::from_secs(5);
 /// Purges owed that one sweep finishes at most.
 const OWED_PER_SWEEP: usize = 100;
+/// A purge owed this long has outlived several sweeps that should have finished it.
+pub const OWED_STUCK_AFTER: Duration = Duration::from_secs(30);
+/// The most stuck purges one reading counts (the gauge then reads this).
+const OWED_STUCK_READ: usize = 1_000;
 
 /// A service result.
 pub type ServiceResult<T> = Result<T, ServiceError>;
@@ -164,6 +168,18 @@ impl Vicinity {
             return Ok(Duration::ZERO);
         };
         Ok(self.deps.locations.now().await?.since(earliest))
+    }
+
+    /// How many purges have been owed for longer than [`OWED_STUCK_AFTER`] (counted up to
+    /// [`OWED_STUCK_READ`]): each is a clear, withdrawal or erasure whose data several sweeps
+    /// could not finish deleting.
+    pub async fn owed_purges_stuck(&self) -> ServiceResult<usize> {
+        let stuck = self
+            .deps
+            .consents
+            .owed_purges(OWED_STUCK_AFTER, OWED_STUCK_READ)
+            .await?;
+        Ok(stuck.len())
     }
 
     /// Whether both stores answer (for health checks).

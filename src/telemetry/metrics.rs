@@ -67,6 +67,9 @@ pub struct Metrics {
     /// `vicinity_oldest_overdue_entry_age_seconds`: how long the oldest entry past its
     /// `purge_at` has been overdue, read from the store at scrape time (0: none).
     pub oldest_overdue: Gauge,
+    /// `vicinity_owed_purges_stuck`: purges (clear, withdrawal, erasure) owed for over 30 s,
+    /// read from the consent store at scrape time (counted up to 1,000).
+    pub owed_stuck: IntGauge,
     /// `vicinity_ready`: 1 while readiness is SERVING.
     pub ready: IntGauge,
 }
@@ -137,11 +140,18 @@ impl Metrics {
         registry
             .register(Box::new(implausible_jumps.clone()))
             .expect("registered once");
-        let ready = IntGauge::new("vicinity_ready", "1 while readiness is SERVING, else 0.")
-            .expect("valid gauge");
-        registry
-            .register(Box::new(ready.clone()))
-            .expect("registered once");
+        let int_gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("registered once");
+            metric
+        };
+        let ready = int_gauge("vicinity_ready", "1 while readiness is SERVING, else 0.");
+        let owed_stuck = int_gauge(
+            "vicinity_owed_purges_stuck",
+            "Purges (clear, withdrawal, erasure) owed for over 30 s, read from the consent store at scrape time (counted up to 1000).",
+        );
         let metrics = Self {
             rpc_requests: counter(
                 "vicinity_rpc_requests_total",
@@ -213,6 +223,7 @@ impl Metrics {
                 "vicinity_oldest_overdue_entry_age_seconds",
                 "How long the earliest deadline in the store's purge schedule has been overdue, read from the store at scrape time (0: none).",
             ),
+            owed_stuck,
             ready,
             registry,
         };
@@ -333,7 +344,7 @@ impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 15] = [
+        let collectors: [&dyn Collector; 16] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
@@ -348,6 +359,7 @@ impl Metrics {
             &self.purged,
             &self.purge_lag,
             &self.oldest_overdue,
+            &self.owed_stuck,
             &self.ready,
         ];
         let descs = collectors.into_iter().flat_map(|c| c.desc());

@@ -41,7 +41,7 @@ fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every family the issue asks for, with its type.
-const FAMILIES: [(&str, &str); 15] = [
+const FAMILIES: [(&str, &str); 16] = [
     ("vicinity_rpc_requests_total", "counter"),
     ("vicinity_rpc_duration_seconds", "histogram"),
     ("vicinity_consent_refusals_total", "counter"),
@@ -54,6 +54,7 @@ const FAMILIES: [(&str, &str); 15] = [
     ("vicinity_purged_entries_total", "counter"),
     ("vicinity_purge_lag_seconds", "histogram"),
     ("vicinity_oldest_overdue_entry_age_seconds", "gauge"),
+    ("vicinity_owed_purges_stuck", "gauge"),
     ("vicinity_ready", "gauge"),
     // Redis only (the embedded store makes no round trips):
     ("vicinity_store_call_duration_seconds", "histogram"),
@@ -183,6 +184,7 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     assert!(moved("vicinity_sweeps_total", &[("result", "ok")]) >= 1.0);
     assert!(sample(&after, "vicinity_sweep_last_success_timestamp_seconds", &[]) > 1.7e9);
     assert_eq!(sample(&after, "vicinity_ready", &[]), 1.0);
+    assert_eq!(sample(&after, "vicinity_owed_purges_stuck", &[]), 0.0);
     assert_eq!(
         sample(&after, "vicinity_oldest_overdue_entry_age_seconds", &[]),
         0.0
