@@ -130,6 +130,7 @@ pub async fn run(
         limits,
         policy: config.policy,
     });
+    show_settings(&config);
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let scraper = match metrics {
         Some(listener) => {
@@ -313,6 +314,17 @@ async fn sweep(svc: Vicinity, interval: Duration) {
             Err(error) => tracing::warn!(%error, "purge sweep failed; retrying next interval"),
         }
     }
+}
+
+/// Exposes the settings every node sharing a store must agree on (an alert compares them).
+fn show_settings(config: &Config) {
+    let metrics = metrics::get();
+    metrics
+        .retention
+        .set(config.retention.window().as_secs_f64());
+    metrics
+        .sweep_interval
+        .set(config.sweep_interval.as_secs_f64());
 }
 
 /// The system clock as Unix seconds (what Prometheus's `time()` compares with).

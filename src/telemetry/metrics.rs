@@ -21,7 +21,7 @@ use vicinity_domain::Feature;
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets for calls (seconds): 0.5 ms to 10 s.
@@ -72,6 +72,12 @@ pub struct Metrics {
     pub owed_stuck: IntGauge,
     /// `vicinity_ready`: 1 while readiness is SERVING.
     pub ready: IntGauge,
+    /// `vicinity_build_info{version}`: 1, labelled with this build's version.
+    pub build_info: IntGaugeVec,
+    /// `vicinity_config_retention_seconds`: `--retention` (every node must share it).
+    pub retention: Gauge,
+    /// `vicinity_config_sweep_interval_seconds`: `--sweep-interval`.
+    pub sweep_interval: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -225,6 +231,22 @@ impl Metrics {
             ),
             owed_stuck,
             ready,
+            build_info: {
+                let opts = Opts::new("vicinity_build_info", "1, labelled with the build's version.");
+                let metric = IntGaugeVec::new(opts, &["version"]).expect("valid gauge");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("registered once");
+                metric
+            },
+            retention: gauge(
+                "vicinity_config_retention_seconds",
+                "--retention: how long location data lives after the last activity (every node must share it).",
+            ),
+            sweep_interval: gauge(
+                "vicinity_config_sweep_interval_seconds",
+                "--sweep-interval: how often the purge sweep runs.",
+            ),
             registry,
         };
         metrics.start_at_zero();
@@ -234,6 +256,9 @@ impl Metrics {
     /// Creates the series of the fixed label sets at 0, so a rate or an alert over them
     /// has a series before the first event (Prometheus's advice on missing series).
     fn start_at_zero(&self) {
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for result in ["ok", "error"] {
             self.sweeps.with_label_values(&[result]);
         }
@@ -344,7 +369,7 @@ impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 16] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
@@ -361,6 +386,9 @@ impl Metrics {
             &self.oldest_overdue,
             &self.owed_stuck,
             &self.ready,
+            &self.build_info,
+            &self.retention,
+            &self.sweep_interval,
         ];
         let descs = collectors.into_iter().flat_map(|c| c.desc());
         descs.map(|d| d.fq_name.clone()).collect()

@@ -41,7 +41,7 @@ fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every family the issue asks for, with its type.
-const FAMILIES: [(&str, &str); 16] = [
+const FAMILIES: [(&str, &str); 19] = [
     ("vicinity_rpc_requests_total", "counter"),
     ("vicinity_rpc_duration_seconds", "histogram"),
     ("vicinity_consent_refusals_total", "counter"),
@@ -56,6 +56,9 @@ const FAMILIES: [(&str, &str); 16] = [
     ("vicinity_oldest_overdue_entry_age_seconds", "gauge"),
     ("vicinity_owed_purges_stuck", "gauge"),
     ("vicinity_ready", "gauge"),
+    ("vicinity_build_info", "gauge"),
+    ("vicinity_config_retention_seconds", "gauge"),
+    ("vicinity_config_sweep_interval_seconds", "gauge"),
     // Redis only (the embedded store makes no round trips):
     ("vicinity_store_call_duration_seconds", "histogram"),
     ("vicinity_store_call_errors_total", "counter"),
@@ -185,10 +188,23 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     assert!(sample(&after, "vicinity_sweep_last_success_timestamp_seconds", &[]) > 1.7e9);
     assert_eq!(sample(&after, "vicinity_ready", &[]), 1.0);
     assert_eq!(sample(&after, "vicinity_owed_purges_stuck", &[]), 0.0);
+    // The settings nodes must share: the test's retention of 2 s.
     assert_eq!(
-        sample(&after, "vicinity_oldest_overdue_entry_age_seconds", &[]),
-        0.0
+        sample(&after, "vicinity_config_retention_seconds", &[]),
+        2.0
     );
+    assert_eq!(sample(&after, "vicinity_build_info", &[]), 1.0);
+    // Nothing is overdue beyond the sweep's own cadence: 0 on the embedded store (its purge
+    // task runs at each deadline); on Redis the schedule's head may be due for up to the sweep
+    // interval plus a second (whole-second deadlines) between passes.
+    let overdue = sample(&after, "vicinity_oldest_overdue_entry_age_seconds", &[]);
+    let bound = match backend {
+        Backend::Memory => 0.0,
+        Backend::Redis => {
+            (crate::helpers::REDIS_SWEEP_INTERVAL + Duration::from_secs(1)).as_secs_f64()
+        }
+    };
+    assert!((0.0..=bound).contains(&overdue), "overdue {overdue} s");
     // Purged at its deadline, not later than the sweep's bound (5 s) after it.
     let lag = sample(&after, "vicinity_purge_lag_seconds_sum", &[]);
     assert!((0.0..5.0).contains(&lag), "lag {lag}");
