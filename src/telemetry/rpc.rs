@@ -61,7 +61,7 @@ where
             "rpc",
             rpc.method = method,
             rpc.code = Empty,
-            latency_us = Empty,
+            elapsed_us = Empty,
             trace_id = Empty,
             parent_id = Empty,
         );
@@ -111,14 +111,14 @@ impl Finish {
         }
         let elapsed = self.start.elapsed();
         metrics::rpc_finished(self.method, code, elapsed.as_secs_f64());
-        let latency_us = elapsed.as_micros() as u64;
+        let elapsed_us = elapsed.as_micros() as u64;
         if super::otlp::exporting() {
             // Attributes of the exported span. Without an exporter, recording them would
             // only make the log layer format them again (they are in the event below).
             self.span.record("rpc.code", code);
-            self.span.record("latency_us", latency_us);
+            self.span.record("elapsed_us", elapsed_us);
         }
-        tracing::debug!(parent: &self.span, rpc.code = code, latency_us, "rpc finished");
+        tracing::debug!(parent: &self.span, rpc.code = code, elapsed_us, "rpc finished");
     }
 }
 
