@@ -14,6 +14,7 @@ use std::{
         LazyLock,
         atomic::{AtomicBool, Ordering},
     },
+    thread::LocalKey,
     time::Duration,
 };
 
@@ -21,7 +22,7 @@ use vicinity_domain::Feature;
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
 };
 
 /// Latency buckets for calls (seconds): 0.5 ms to 10 s.
@@ -117,46 +118,36 @@ impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
+            let opts = Opts::new(name, help);
+            register(&registry, IntCounterVec::new(opts, labels))
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
             let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            let metric = HistogramVec::new(opts, labels).expect("valid histogram");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
+            register(&registry, HistogramVec::new(opts, labels))
         };
-        let gauge = |name: &str, help: &str| {
-            let metric = Gauge::new(name, help).expect("valid gauge");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
-        };
-        let implausible_jumps = IntCounter::new(
-            "vicinity_implausible_jumps_total",
-            "UpdateLocation calls refused by the jump cap.",
-        )
-        .expect("valid counter");
-        registry
-            .register(Box::new(implausible_jumps.clone()))
-            .expect("registered once");
-        let int_gauge = |name: &str, help: &str| {
-            let metric = IntGauge::new(name, help).expect("valid gauge");
-            registry
-                .register(Box::new(metric.clone()))
-                .expect("registered once");
-            metric
-        };
+        let gauge = |name: &str, help: &str| register(&registry, Gauge::new(name, help));
+        let int_gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
+        let implausible_jumps = register(
+            &registry,
+            IntCounter::new(
+                "vicinity_implausible_jumps_total",
+                "UpdateLocation calls refused by the jump cap.",
+            ),
+        );
         let ready = int_gauge("vicinity_ready", "1 while readiness is SERVING, else 0.");
         let owed_stuck = int_gauge(
             "vicinity_owed_purges_stuck",
             "Purges (clear, withdrawal, erasure) owed for over 30 s, read from the consent store at scrape time (counted up to 1000).",
+        );
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "vicinity_build_info",
+                    "1, labelled with the build's version.",
+                ),
+                &["version"],
+            ),
         );
         let metrics = Self {
             rpc_requests: counter(
@@ -231,14 +222,7 @@ impl Metrics {
             ),
             owed_stuck,
             ready,
-            build_info: {
-                let opts = Opts::new("vicinity_build_info", "1, labelled with the build's version.");
-                let metric = IntGaugeVec::new(opts, &["version"]).expect("valid gauge");
-                registry
-                    .register(Box::new(metric.clone()))
-                    .expect("registered once");
-                metric
-            },
+            build_info,
             retention: gauge(
                 "vicinity_config_retention_seconds",
                 "--retention: how long location data lives after the last activity (every node must share it).",
@@ -277,6 +261,18 @@ impl Metrics {
     }
 }
 
+/// Registers `metric` (well formed by construction: the names and labels are constants).
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("a well-formed metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
 /// Every `limit` of `vicinity_rate_limit_refusals_total` (`ServiceError::RateLimited`).
 pub const LIMITS: [&str; 6] = [
     "updates",
@@ -306,48 +302,54 @@ fn label_key(a: &'static str, b: &'static str) -> LabelKey {
     [a.as_ptr() as usize, a.len(), b.as_ptr() as usize, b.len()]
 }
 
-/// A cached series: a histogram or a counter.
-type Series = (Option<Histogram>, Option<IntCounter>);
+/// One thread's series of one family, by label values.
+type Cache<M> = RefCell<HashMap<LabelKey, M>>;
 
 thread_local! {
-    /// Series of the hot path, found once per thread: no hashing of label strings and no
-    /// shared lock on every call (what `with_label_values` costs).
-    static HOT: RefCell<HashMap<LabelKey, Series>> = RefCell::new(HashMap::new());
+    // Series of the hot path, found once per thread: no hashing of label strings and no
+    // shared lock on every call (what `with_label_values` costs).
+    static RPC_DURATIONS: Cache<Histogram> = RefCell::default();
+    static RPC_COUNTS: Cache<IntCounter> = RefCell::default();
+    static STORE_CALLS: Cache<Histogram> = RefCell::default();
+}
+
+/// Applies `record` to the series under `key` in this thread's `cache`, made by `make` the
+/// first time.
+fn with_series<M>(
+    cache: &'static LocalKey<Cache<M>>,
+    key: LabelKey,
+    make: impl FnOnce() -> M,
+    record: impl FnOnce(&M),
+) {
+    cache.with(|series| record(series.borrow_mut().entry(key).or_insert_with(make)));
 }
 
 /// Records a finished call of `method` with status `code` that took `seconds`.
 pub fn rpc_finished(method: &'static str, code: &'static str, seconds: f64) {
-    HOT.with(|hot| {
-        let mut hot = hot.borrow_mut();
-        let duration = hot.entry(label_key(method, "")).or_insert_with(|| {
-            let series = get().rpc_duration.with_label_values(&[method]);
-            (Some(series), None)
-        });
-        if let Some(histogram) = &duration.0 {
-            histogram.observe(seconds);
-        }
-        let count = hot.entry(label_key(method, code)).or_insert_with(|| {
-            let series = get().rpc_requests.with_label_values(&[method, code]);
-            (None, Some(series))
-        });
-        if let Some(counter) = &count.1 {
-            counter.inc();
-        }
-    });
+    let metrics = get();
+    with_series(
+        &RPC_DURATIONS,
+        label_key(method, ""),
+        || metrics.rpc_duration.with_label_values(&[method]),
+        |h| h.observe(seconds),
+    );
+    with_series(
+        &RPC_COUNTS,
+        label_key(method, code),
+        || metrics.rpc_requests.with_label_values(&[method, code]),
+        IntCounter::inc,
+    );
 }
 
 /// Records one Redis round trip of `operation` on `store` that took `seconds`.
 pub fn store_call(store: &'static str, operation: &'static str, seconds: f64) {
-    HOT.with(|hot| {
-        let mut hot = hot.borrow_mut();
-        let entry = hot.entry(label_key(store, operation)).or_insert_with(|| {
-            let series = get().store_calls.with_label_values(&[store, operation]);
-            (Some(series), None)
-        });
-        if let Some(histogram) = &entry.0 {
-            histogram.observe(seconds);
-        }
-    });
+    let metrics = get();
+    with_series(
+        &STORE_CALLS,
+        label_key(store, operation),
+        || metrics.store_calls.with_label_values(&[store, operation]),
+        |h| h.observe(seconds),
+    );
 }
 
 /// Records one purge of `n` entries for `cause`.
@@ -368,7 +370,6 @@ pub fn purge_lag(lag: Duration) {
 impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
-        use prometheus::core::Collector;
         let collectors: [&dyn Collector; 19] = [
             &self.rpc_requests,
             &self.rpc_duration,

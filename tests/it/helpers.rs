@@ -228,19 +228,10 @@ impl TestApp {
 
     /// `GET /metrics` of an app started with `metrics_listen`: the body.
     pub async fn scrape(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.metrics_addr.expect("the app serves metrics");
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request = "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
-            .await
-            .expect("answered in time")
-            .expect("read");
-        let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP answer");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_owned()
+        let (status, body) = http_get(addr, "/metrics").await.expect("an HTTP answer");
+        assert!(status.contains(" 200"), "{status}");
+        body
     }
 
     /// Starts the server's shutdown without waiting for it (calls in flight drain).
@@ -380,4 +371,20 @@ impl Drop for TestApp {
 /// A retention window for tests, checked like the server checks it.
 pub fn retention(window: Duration) -> Retention {
     Retention::new(window).expect("a valid retention")
+}
+
+/// `GET path` over HTTP/1.0 (no chunked answer; the connection closes at its end), bounded by
+/// 10 s: the status line and the body (`None`: no answer).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
 }

@@ -9,11 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vicinity::grpc::pb::Gender;
 
 use crate::{
-    helpers::{Backend, TestApp, retention},
+    helpers::{Backend, TestApp, http_get, retention},
     metrics::sample,
     places::HOME,
 };
@@ -62,19 +61,7 @@ impl Prometheus {
 
     /// `GET path` on Prometheus's HTTP API: the status line and the body.
     async fn get(&self, path: &str) -> Option<(String, String)> {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .ok()?;
-        // HTTP/1.0: no chunked answer, the connection closes at its end.
-        let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut reply))
-            .await
-            .ok()?
-            .ok()?;
-        let (head, body) = reply.split_once("\r\n\r\n")?;
-        Some((head.lines().next()?.to_owned(), body.to_owned()))
+        http_get(([127, 0, 0, 1], self.port).into(), path).await
     }
 
     /// The value of an instant query that returns one sample (`None`: no sample yet).

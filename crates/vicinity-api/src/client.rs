@@ -76,13 +76,11 @@ impl ClientTls {
             })
         };
         let identity = match identity {
-            Some((cert, key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
             None => None,
         };
-        Ok(Self {
-            ca: Certificate::from_pem(read(ca)?),
-            identity,
-        })
+        let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+        Ok(Self::from_pem(&read(ca)?, identity))
     }
 
     /// From PEM bytes already in memory.

@@ -295,27 +295,25 @@ impl Target for Shake {
 mod tests {
     use super::*;
 
+    /// A refusal with `code` and an ErrorInfo of `reason` and `metadata`.
+    fn refusal(code: Code, reason: &str, metadata: &[(&str, &str)]) -> Status {
+        let metadata: std::collections::HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let info = tonic_types::ErrorDetails::with_error_info(reason, "vicinity", metadata);
+        Status::with_error_details(code, "refused", info)
+    }
+
     #[test]
     fn labels_name_the_code_and_the_reason() {
         assert_eq!(label(&Status::unavailable("x")), "UNAVAILABLE");
-        let status = Status::with_error_details(
-            Code::FailedPrecondition,
-            "no location",
-            tonic_types::ErrorDetails::with_error_info(
-                "LOCATION_REQUIRED",
-                "vicinity",
-                std::collections::HashMap::new(),
-            ),
-        );
+        let status = refusal(Code::FailedPrecondition, "LOCATION_REQUIRED", &[]);
         assert_eq!(label(&status), "FAILED_PRECONDITION/LOCATION_REQUIRED");
-        let limited = Status::with_error_details(
+        let limited = refusal(
             Code::ResourceExhausted,
-            "rate limited",
-            tonic_types::ErrorDetails::with_error_info(
-                "RATE_LIMITED",
-                "vicinity",
-                std::collections::HashMap::from([("limit".to_owned(), "updates".to_owned())]),
-            ),
+            "RATE_LIMITED",
+            &[("limit", "updates")],
         );
         assert_eq!(label(&limited), "RESOURCE_EXHAUSTED/RATE_LIMITED/updates");
     }

@@ -61,7 +61,7 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
         .arg(PARTS_PER_PASS);
     let due: Vec<String> = conn.query("listing due partitions", &list).await?;
     let shakes = super::shake::sweep(store).await?;
-    report(store, Expired::default().merge(counted(shakes)));
+    report(store, counted(shakes));
     let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
     let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
     report(store, counted(strays));
