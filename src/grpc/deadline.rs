@@ -10,21 +10,33 @@ use crate::service::{ServiceError, ServiceResult};
 /// The longest any call may take, whatever deadline the client sent.
 pub const MAX_CALL_TIME: Duration = Duration::from_secs(30);
 
-/// How much sooner than the client's deadline the service answers: tonic runs its own timer
-/// for the same `grpc-timeout`, started when the request arrived (before the handler), and
-/// answers `CANCELLED` without details when it fires; answering this much earlier keeps the
-/// service's `DEADLINE_EXCEEDED`, with its `ErrorInfo`, ahead of it.
+/// How much sooner than the client's deadline the service answers, at most: tonic runs its
+/// own timer for the same `grpc-timeout`, started when the request arrived (before the
+/// handler), and answers `CANCELLED` without details when it fires; answering earlier keeps
+/// the service's `DEADLINE_EXCEEDED`, with its `ErrorInfo`, ahead of it.
 pub const TRANSPORT_MARGIN: Duration = Duration::from_millis(20);
+/// The margin is this fraction of the deadline (SPEC §4.4: a small fraction, so a 5 ms
+/// deadline leaves 4 ms of work), between [`MIN_MARGIN`] and [`TRANSPORT_MARGIN`].
+const MARGIN_DIVISOR: u32 = 5;
+/// The smallest margin: the handler starts within microseconds of tonic's timer, and a
+/// millisecond covers writing the answer under load.
+pub const MIN_MARGIN: Duration = Duration::from_millis(1);
 
-/// The time left for this call: the client's `grpc-timeout` less [`TRANSPORT_MARGIN`],
-/// capped at [`MAX_CALL_TIME`].
+/// The margin kept back from a client deadline `d`: a fifth of it, at least [`MIN_MARGIN`]
+/// and at most [`TRANSPORT_MARGIN`].
+pub fn margin(d: Duration) -> Duration {
+    (d / MARGIN_DIVISOR).clamp(MIN_MARGIN, TRANSPORT_MARGIN)
+}
+
+/// The time left for this call: the client's `grpc-timeout` less its [`margin`], capped at
+/// [`MAX_CALL_TIME`].
 pub fn of(metadata: &MetadataMap) -> Duration {
     metadata
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse)
         .map_or(MAX_CALL_TIME, |d| {
-            d.saturating_sub(TRANSPORT_MARGIN).min(MAX_CALL_TIME)
+            d.saturating_sub(margin(d)).min(MAX_CALL_TIME)
         })
 }
 
@@ -73,5 +85,18 @@ mod tests {
         assert_eq!(of(&MetadataMap::new()), MAX_CALL_TIME);
         md.insert("grpc-timeout", "250m".parse().unwrap());
         assert_eq!(of(&md), Duration::from_millis(250) - TRANSPORT_MARGIN);
+    }
+
+    #[test]
+    fn a_short_deadline_keeps_most_of_its_time_for_the_work() {
+        let mut md = MetadataMap::new();
+        md.insert("grpc-timeout", "5m".parse().unwrap());
+        assert_eq!(of(&md), Duration::from_millis(4));
+        md.insert("grpc-timeout", "50m".parse().unwrap());
+        assert_eq!(of(&md), Duration::from_millis(40));
+        md.insert("grpc-timeout", "2m".parse().unwrap());
+        assert_eq!(of(&md), Duration::from_millis(1));
+        md.insert("grpc-timeout", "500u".parse().unwrap());
+        assert_eq!(of(&md), Duration::ZERO);
     }
 }

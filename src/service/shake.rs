@@ -98,12 +98,17 @@ impl Vicinity {
         window: Duration,
         held_until: Instant,
     ) -> ServiceResult<Option<ShakeMatch>> {
+        // The clear mark is read before consent: a withdrawal that lands after the consent
+        // check clears Shake after this read, so the pairing step, which compares the mark,
+        // refuses the shake instead of pairing a user whose withdrawal answered OK.
+        let mark = self.deps.shakes.clear_mark(user).await?;
         self.require_consent(user, Feature::Shake).await?;
         let cell = self.deps.grid.snap(location.coords);
         // The pending shake must end before its places do (else a second shake of the user
         // would be admitted while it waits): its window is cut to what the hold has left.
         let window = window.min(held_until.saturating_duration_since(Instant::now()));
-        let pair = match self.deps.shakes.shake(id, user, cell, window).await? {
+        let pair = match self.deps.shakes.shake(id, user, cell, window, mark).await? {
+            ShakeOutcome::Cleared => None,
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {
                 let mut guard = WithdrawOnDrop {

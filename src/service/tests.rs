@@ -12,6 +12,7 @@ use tonic::async_trait;
 
 use super::{Deps, ServiceError, Vicinity};
 use crate::{
+    domain::shake::{PendingShake, ShakeMatch, ShakePair},
     domain::{
         Clock, ConsentRecord, Deadlines, Feature, Gender, Location, ManualClock, NoticeVersion,
         Retention, SnapGrid, Source, Timestamp, UserId,
@@ -20,7 +21,7 @@ use crate::{
     },
     storage::{
         ConsentStore, Expired, LocationEntry, LocationStore, MemoryStore, NearbyResult, Position,
-        StoreError, StoreErrorKind, StoreResult,
+        ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult,
     },
 };
 
@@ -128,6 +129,15 @@ fn service_with(
             clear_failures: clear_failures.into(),
             lose_write_reply,
         }),
+        ..deps_on(&store, &clock)
+    });
+    (svc, store, clock)
+}
+
+/// Every dependency on the embedded `store`, without faults.
+fn deps_on(store: &Arc<MemoryStore>, clock: &Arc<ManualClock>) -> Deps {
+    Deps {
+        locations: store.clone(),
         consents: store.clone(),
         shakes: store.clone(),
         limits: store.clone(),
@@ -137,8 +147,7 @@ fn service_with(
         grid: SnapGrid::default(),
         retention: Retention::default(),
         secret: Arc::new(Secret::from_bytes([3; 32])),
-    });
-    (svc, store, clock)
+    }
 }
 
 /// Alice, with GRANTED consent to each of `features` on `svc`.
@@ -234,7 +243,10 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
     svc.update_location(&alice, at, Gender::Female)
         .await
         .unwrap();
-    let history = store.history(&alice).await.unwrap().len();
+    let history = ConsentStore::history(store.as_ref(), &alice)
+        .await
+        .unwrap()
+        .len();
     let broken = crate::random::break_on_this_thread();
 
     let shaken = svc.shake("test", &alice, at, Duration::from_secs(1)).await;
@@ -247,7 +259,13 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
             "{outcome:?}"
         );
     }
-    assert_eq!(store.history(&alice).await.unwrap().len(), history);
+    assert_eq!(
+        ConsentStore::history(store.as_ref(), &alice)
+            .await
+            .unwrap()
+            .len(),
+        history
+    );
     assert_eq!(store.physical_entries(), 1, "the location is where it was");
     let bob = UserId::parse("bob", "user_id").unwrap();
     let notice = NoticeVersion::parse("2026-01").unwrap();
@@ -262,4 +280,109 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
         partner.is_none(),
         "alice left no pending shake: {partner:?}"
     );
+}
+
+/// The embedded store's Shake side, where the user withdraws Shake consent (and the
+/// withdrawal clears Shake) after the service checked consent and before the pairing step:
+/// the race of issue 20 point 1 (a node under load between the two).
+struct WithdrawBeforePairing {
+    store: Arc<MemoryStore>,
+    clock: Arc<ManualClock>,
+}
+
+#[async_trait]
+impl ShakeStore for WithdrawBeforePairing {
+    async fn shake(
+        &self,
+        id: u64,
+        user: &UserId,
+        cell: h3o::CellIndex,
+        window: Duration,
+        mark: i64,
+    ) -> StoreResult<ShakeOutcome> {
+        let current = self.store.current(user, Feature::Shake).await?;
+        let withdrawn = current.withdraw(self.clock.now(), "w".into());
+        self.store.append(withdrawn.expect("an event")).await?;
+        self.store.clear_shake(user).await?;
+        self.store.shake(id, user, cell, window, mark).await
+    }
+
+    async fn clear_mark(&self, user: &UserId) -> StoreResult<i64> {
+        self.store.clear_mark(user).await
+    }
+
+    async fn await_partner(
+        &self,
+        pending: &PendingShake,
+        wait: Duration,
+    ) -> StoreResult<Option<ShakePair>> {
+        self.store.await_partner(pending, wait).await
+    }
+
+    async fn withdraw(&self, pending: &PendingShake) -> StoreResult<Option<ShakePair>> {
+        self.store.withdraw(pending).await
+    }
+
+    async fn record_match(
+        &self,
+        user: &UserId,
+        matched: &ShakeMatch,
+        retention: Retention,
+    ) -> StoreResult<()> {
+        self.store.record_match(user, matched, retention).await
+    }
+
+    async fn history(&self, user: &UserId) -> StoreResult<Vec<ShakeMatch>> {
+        ShakeStore::history(self.store.as_ref(), user).await
+    }
+
+    async fn leave_shake(&self, user: &UserId) -> StoreResult<Option<Timestamp>> {
+        self.store.leave_shake(user).await
+    }
+
+    async fn clear_shake(&self, user: &UserId) -> StoreResult<u32> {
+        self.store.clear_shake(user).await
+    }
+}
+
+/// Issue 20 point 1: a withdrawal of Shake consent that lands between a Shake's consent
+/// check and its pairing step: the shake is not paired with the one waiting (whose user
+/// would otherwise be matched with someone who withdrew), nor left pending, nor recorded.
+#[tokio::test]
+async fn a_shake_racing_a_withdrawal_pairs_nobody() {
+    let (_, store, clock) = service(false, 0);
+    let svc = Vicinity::new(Deps {
+        shakes: Arc::new(WithdrawBeforePairing {
+            store: store.clone(),
+            clock: clock.clone(),
+        }),
+        ..deps_on(&store, &clock)
+    });
+    let alice = alice_consenting(&svc, &[Feature::Shake]).await;
+    let at = Location::new(39.9, 116.4, 5.0).unwrap();
+    let bob = UserId::parse("bob", "user_id").unwrap();
+    let cell = SnapGrid::default().snap(at.coords);
+    let waiting = store.shake(7, &bob, cell, Duration::from_secs(3), 0).await;
+    let Ok(ShakeOutcome::Pending(waiting)) = waiting else {
+        panic!("bob waits: {waiting:?}")
+    };
+
+    let shaken = svc.shake("test", &alice, at, Duration::from_secs(1)).await;
+
+    assert!(matches!(shaken, Ok(None)), "{shaken:?}");
+    let pair = store.withdraw(&waiting).await.unwrap();
+    assert_eq!(pair, None, "bob was matched with a user who withdrew");
+    assert!(
+        ShakeStore::history(store.as_ref(), &alice)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ShakeStore::history(store.as_ref(), &bob)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.physical_entries(), 0, "alice left a pending shake");
 }

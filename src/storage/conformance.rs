@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             the_nearest_pending_shake_wins_and_nobody_pairs_twice,
             shake_history_expires_and_clears,
             clearing_shake_withdraws_every_pending_shake_of_the_user,
+            a_shake_whose_user_cleared_since_its_mark_is_refused,
             clearing_shake_drops_an_uncollected_pairing_with_the_user,
             clearing_shake_removes_the_user_from_partners_histories,
             a_rate_admits_its_burst_then_refuses_with_the_real_wait,
@@ -455,8 +456,9 @@ fn cell_at(lat: f64) -> h3o::CellIndex {
 }
 
 async fn shake(fx: &Fixture, id: u64, name: &str, lat: f64) -> ShakeOutcome {
+    let mark = fx.shakes.clear_mark(&user(name)).await.expect("mark");
     fx.shakes
-        .shake(id, &user(name), cell_at(lat), WINDOW)
+        .shake(id, &user(name), cell_at(lat), WINDOW, mark)
         .await
         .expect("shake")
 }
@@ -464,7 +466,7 @@ async fn shake(fx: &Fixture, id: u64, name: &str, lat: f64) -> ShakeOutcome {
 fn paired(outcome: &ShakeOutcome) -> Option<&ShakePair> {
     match outcome {
         ShakeOutcome::Paired(pair) => Some(pair),
-        ShakeOutcome::Pending(_) => None,
+        ShakeOutcome::Pending(_) | ShakeOutcome::Cleared => None,
     }
 }
 
@@ -524,6 +526,7 @@ fn pending_of(outcome: ShakeOutcome) -> crate::domain::shake::PendingShake {
     match outcome {
         ShakeOutcome::Pending(p) => p,
         ShakeOutcome::Paired(pair) => panic!("unexpectedly paired with {:?}", pair.partner),
+        ShakeOutcome::Cleared => panic!("refused as cleared"),
     }
 }
 
@@ -680,6 +683,40 @@ pub async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixtu
     }
     fx.shakes.withdraw(&late).await.expect("withdraw");
     assert_eq!(physical(fx).await, baseline);
+}
+
+/// Issue 20 point 1: a withdrawal that lands between a Shake's consent check and its pairing
+/// clears Shake after the call read its mark, so the pairing step refuses it: the user is
+/// neither paired (with a shake already waiting) nor left pending. Every Clear changes the
+/// mark, two in a row too.
+pub async fn a_shake_whose_user_cleared_since_its_mark_is_refused(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let ShakeOutcome::Pending(waiting) = shake(fx, 5101, "waiting", 32.0).await else {
+        panic!("nobody was waiting")
+    };
+    let withdrawn = user("withdrawn");
+    let mut marks = vec![fx.shakes.clear_mark(&withdrawn).await.expect("mark")];
+    for _ in 0..2 {
+        fx.shakes.clear_shake(&withdrawn).await.expect("clear");
+        marks.push(fx.shakes.clear_mark(&withdrawn).await.expect("mark"));
+    }
+    assert!(marks[0] < marks[1] && marks[1] < marks[2], "{marks:?}");
+    for stale in &marks[..2] {
+        let outcome = fx
+            .shakes
+            .shake(5102, &withdrawn, cell_at(32.0), WINDOW, *stale)
+            .await
+            .expect("shake");
+        assert_eq!(outcome, ShakeOutcome::Cleared);
+    }
+    let pair = fx.shakes.withdraw(&waiting).await.expect("withdraw");
+    assert_eq!(pair, None, "paired with a user whose Shake was cleared");
+    assert_eq!(physical(fx).await, baseline);
+    // With the mark read after the Clear, the user shakes again.
+    let ShakeOutcome::Pending(again) = shake(fx, 5103, "withdrawn", 32.0).await else {
+        panic!("nobody was waiting")
+    };
+    fx.shakes.withdraw(&again).await.expect("withdraw");
 }
 
 /// Issue 9 point 4: a pairing made just before a Clear of the arriving user is not delivered

@@ -216,6 +216,9 @@ pub enum ShakeOutcome {
     Paired(ShakePair),
     /// Waiting for a partner until `expires`.
     Pending(PendingShake),
+    /// Refused: the user's Shake was cleared (a Clear, a withdrawal, an erasure) since the
+    /// mark the call read; nothing was paired or left pending.
+    Cleared,
 }
 
 /// Where Shake keeps pending shakes and match history (SPEC §1, §3).
@@ -232,13 +235,23 @@ pub enum ShakeOutcome {
 pub trait ShakeStore: Send + Sync + 'static {
     /// Pairs a shake by `user` in `cell` with the nearest unexpired pending shake of another
     /// user (ties: the earliest), or leaves it pending for `window` (store clock).
+    ///
+    /// `mark` is what [`ShakeStore::clear_mark`] read before the caller checked consent: if
+    /// the user's Shake has been cleared since (a withdrawal that may have answered OK
+    /// already), the shake is refused ([`ShakeOutcome::Cleared`]) in the same atomic step
+    /// that would pair it or leave it pending.
     async fn shake(
         &self,
         id: u64,
         user: &UserId,
         cell: CellIndex,
         window: Duration,
+        mark: i64,
     ) -> StoreResult<ShakeOutcome>;
+
+    /// A mark that every Clear of `user`'s Shake changes (it only grows while the Clear's
+    /// tombstone lives, and is never 0 after a Clear): 0 when no Clear is remembered.
+    async fn clear_mark(&self, user: &UserId) -> StoreResult<i64>;
 
     /// Waits up to `wait` for a partner of `pending`, then withdraws it. A pairing that
     /// raced the withdrawal is returned, never lost.

@@ -167,7 +167,7 @@ async fn a_withdrawal_cut_off_by_its_deadline_still_purges_the_location(backend:
             user_id: user.clone(),
             feature: Feature::PeopleNearby.into(),
         });
-        request.set_timeout(Duration::from_micros(300 + round * 250));
+        request.set_timeout(Duration::from_micros(300 + round * 1_000));
         let _ = app.client.consent().withdraw_consent(request).await;
         // Whether the withdrawal landed or not, the data must agree with it once the purge
         // (detached from the cut-off call) had a moment to finish.

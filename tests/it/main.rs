@@ -14,6 +14,7 @@ mod auth;
 mod binary;
 mod checker;
 mod consent;
+mod deadlines;
 mod errors;
 mod leaks;
 mod limits;

@@ -87,6 +87,22 @@ impl ShakeState {
         self.delivered.remove(&id).map(|d| d.pair)
     }
 
+    /// The user's clear mark: when they last cleared Shake (ms), 0 if no tombstone is kept.
+    fn mark(&self, user: &UserId) -> i64 {
+        self.cleared
+            .get(&user.pseudonym())
+            .map_or(0, |at| at.as_millis())
+    }
+
+    /// Leaves the tombstone of a Clear at `now`: later than the last one even within one
+    /// millisecond, so every Clear changes the mark.
+    fn tombstone(&mut self, user: &UserId, now: Timestamp) {
+        let last = self.mark(user);
+        let at = now.as_millis().max(last + 1);
+        self.cleared
+            .insert(user.pseudonym(), Timestamp::from_millis(at));
+    }
+
     fn cleared_since(&self, user: &UserId, at: Timestamp) -> bool {
         self.cleared
             .get(&user.pseudonym())
@@ -102,9 +118,13 @@ impl ShakeStore for MemoryStore {
         user: &UserId,
         cell: CellIndex,
         window: Duration,
+        mark: i64,
     ) -> StoreResult<ShakeOutcome> {
         let now = self.now();
         let mut state = self.shared.lock();
+        if state.shake.mark(user) != mark {
+            return Ok(ShakeOutcome::Cleared);
+        }
         let shake = PendingShake {
             id,
             user: user.clone(),
@@ -137,6 +157,10 @@ impl ShakeStore for MemoryStore {
             partner_cell: partner.cell,
             matched_at: now,
         }))
+    }
+
+    async fn clear_mark(&self, user: &UserId) -> StoreResult<i64> {
+        Ok(self.shared.lock().shake.mark(user))
     }
 
     async fn await_partner(
@@ -244,7 +268,7 @@ impl ShakeStore for MemoryStore {
         }
         shakes.named_by.retain(|_, naming| !naming.is_empty());
         shakes.history.retain(|_, entries| !entries.is_empty());
-        shakes.cleared.insert(user.pseudonym(), now);
+        shakes.tombstone(user, now);
         Ok(removed as u32)
     }
 }

@@ -9,7 +9,7 @@
 //! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><deadline><user_id>` (`g` = `u`/`f`/`m`, deadline = `purge_at` in whole seconds, 7 base-36 digits), score = the user's order ticket | max deadline | partition `P` |
 //! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
 //! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
-//! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below) | max `purge_at` | user shard |
+//! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below); on a cluster, while an UpdateLocation is in flight or was cut off between its steps, field `w|<user_id>` → the user's strays: a 13-digit deadline and up to `STRAYS_CAP` cells (8 bytes each) where a member of theirs may be that the record does not name (a Clear drops them all; swept at that deadline) | max `purge_at` | user shard |
 //! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
 //! | `vc:s:{shake}:c:<coarse>` | ZSET | pending shake ids of a resolution-7 cell, by arrival | same | `shake` |
 //! | `vc:s:{shake}:all` | ZSET | every pending shake id, by expiry (the sweeper and the global pool read it) | same | `shake` |
@@ -19,7 +19,7 @@
 //! | `vc:s:{shake}:h:<user_id>` | ZSET | Shake history: `partner|band|matched_at` by deadline, at most `shake::HISTORY_CAP` | last deadline + 30 s | `shake` |
 //! | `vc:s:{shake}:n:<user_id>` | ZSET | users whose history names this user, by deadline (a Clear of this user removes those entries) | same | `shake` |
 //! | `vc:s:{shake}:hdue` | ZSET | users with history or "named by" entries, by earliest deadline | — | `shake` |
-//! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match | 120 s | `shake` |
+//! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match ; the mark a Shake reads before its consent check and its pairing compares, so every Clear sets a larger value than the last | 120 s | `shake` |
 //! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
 //! | `vc:owed` | ZSET | purges owed: `<f>|<token>|<user_id>` by when they were owed (ms); a sweep finishes any not settled (no location; persisted store) | none | none (one slot) |
 //! | `vc:l:{<user_id>}:<u/l/s>` | STRING | a user's UpdateLocation / ListNearby / Shake rate: the theoretical arrival time of the next call (GCRA, µs; no location) | until that time (at most the rate's period) | user |
@@ -81,6 +81,16 @@ pub const SHAKE_PENDING: &str = "vc:s:{shake}:p";
 /// A node's pub/sub channel for waking its waiting shakes is this prefix and the node id.
 pub const WAKE_PREFIX: &str = "vc:s:wake:";
 
+/// A user's Shake tombstone (see the table above).
+pub fn tombstone_key(user: &UserId) -> String {
+    format!("{SHAKE_PREFIX}x:{}", tombstone_name(user))
+}
+
+/// The name of a user's Shake tombstone (the scripts append it to `x:`).
+pub fn tombstone_name(user: &UserId) -> String {
+    format!("{:x}", user.pseudonym())
+}
+
 /// The prefix of every cell key of a partition (the sweep scripts append the cell).
 pub fn cell_prefix(part: CellIndex) -> String {
     format!("{CELL_KEY_HEAD}{part}{CELL_KEY_MID}")
@@ -114,6 +124,25 @@ pub fn user_field(feature: Feature, user: &UserId) -> String {
         Feature::Shake => format!("s:{user}"),
     }
 }
+
+/// The field of `user`'s strays in `feature` inside [`user_key`] (`|`, which no user id holds,
+/// keeps it apart from every record's field).
+pub fn strays_field(feature: Feature, user: &UserId) -> String {
+    format!("w|{}", user_field(feature, user))
+}
+
+/// The cells of a strays value (after its 13-digit deadline, 8 bytes each).
+pub fn strays_cells(raw: &[u8]) -> Vec<CellIndex> {
+    raw.get(13..)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .filter_map(|c| CellIndex::try_from(u64::from_be_bytes(c.try_into().ok()?)).ok())
+        .collect()
+}
+
+/// How many cells a user's strays list at most: an UpdateLocation that finds them full
+/// (several writes cut off within their hold) drops their members before it goes on.
+pub const STRAYS_CAP: usize = 8;
 
 /// The consent state of a user in a feature (`tag` is the feature's one-letter tag).
 pub fn consent_key(user: &UserId, tag: &str) -> String {

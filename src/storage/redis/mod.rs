@@ -108,14 +108,20 @@ impl LocationStore for RedisStore {
         if !self.conn.is_cluster() {
             return self.write_position(&position, retention, true).await;
         }
+        // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
+        // write cut off between its steps").
+        self.mark_stray(&position).await?;
         let deadlines = self.write_position(&position, retention, false).await?;
         let old = self.put_record(&position, &deadlines, false).await?;
         let old =
             old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
+        let mut settled = vec![position.cell];
         if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
             self.drop_member(&old).await?;
+            settled.push(old.position.cell);
         }
         self.confirm_member(&position, &deadlines).await?;
+        self.unmark(&position, &settled).await?;
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
     }

@@ -47,7 +47,7 @@ fn constants() -> String {
         "local CELL_KEY_HEAD, CELL_KEY_MID, DUE_KEY_TAIL = '{}', '{}', '{}'\n\
          local SHAKE_PREFIX, WAKE_PREFIX = '{}', '{}'\n\
          local TTL_GRACE_MS, UNCOLLECTED_MS, SHAKE_SWEEP_BATCH = {}, {}, {}\n\
-         local RECORD_LEN, LEGACY_RECORD_LEN = {}, {}\n",
+         local RECORD_LEN, LEGACY_RECORD_LEN, STRAYS_CAP = {}, {}, {}\n",
         keys::CELL_KEY_HEAD,
         keys::CELL_KEY_MID,
         keys::DUE_KEY_TAIL,
@@ -58,6 +58,7 @@ fn constants() -> String {
         SHAKE_SWEEP_BATCH,
         keys::RECORD_LEN,
         keys::LEGACY_RECORD_LEN,
+        keys::STRAYS_CAP,
     )
 }
 
@@ -192,11 +193,24 @@ pub fn upsert(position: &Position, ticket: u64, retention: Retention) -> ScriptI
 /// partition resolution. Returns the cell key, the due key and the cell id.
 const RECORD_CELL: &str = include_str!("lua/lib/record_cell.lua");
 
+/// A user's strays beside their record (cluster only; `lua/lib/strays.lua`, the key table in
+/// [`keys`]).
+const STRAYS: &str = include_str!("lua/lib/strays.lua");
+
 /// A script that reads cells from records: [`cell_script`] plus [`RECORD_CELL`], with the
 /// record lengths of `keys` (a record of the earlier layout is read too, and rewritten in the
 /// current one: see `keys`).
 fn record_script(body: &str) -> Script {
-    joined(&[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CELL, body])
+    joined(&[
+        NOW,
+        EXPIRE_AT,
+        MEMBERS,
+        CELLS,
+        CELL_OPS,
+        RECORD_CELL,
+        STRAYS,
+        body,
+    ])
 }
 
 lua_script! {
@@ -277,6 +291,17 @@ lua_script! {
     CELL_DROP_USER, cell_script, "lua/cell_drop_user.lua"
 }
 
+/// [`CELL_DROP_USER`] in `cell`: every member of `user` under `ticket` (a stray, which no
+/// record names).
+pub fn cell_drop_ticket(cell: CellIndex, user: &UserId, ticket: u64) -> ScriptInvocation<'static> {
+    let mut call = on_cell(&CELL_DROP_USER, cell);
+    call.arg(user.as_str())
+        .arg(ticket)
+        .arg(cell.to_string())
+        .arg("");
+    call
+}
+
 /// [`CELL_DROP_USER`]: every member of the user of `entry` (under `ticket`, and as `entry`
 /// names it).
 pub fn cell_drop_user(entry: &LocationEntry, ticket: u64) -> ScriptInvocation<'static> {
@@ -330,15 +355,59 @@ pub fn user_drop_if(position: &Position, deadlines: &Deadlines) -> ScriptInvocat
 }
 
 lua_script! {
-    /// Deletes a user's record and returns it (or nil): the cluster's last step of a Clear,
-    /// which then removes the member of whatever cell that record named.
-    /// KEYS: user hash. ARGV: field.
+    /// Deletes a user's record and their strays and returns both (each or nil): the
+    /// cluster's last step of a Clear, which then removes the members of every cell they name.
+    /// KEYS: user hash. ARGV: field, strays field.
     USER_TAKE, script, "lua/user_take.lua"
 }
 
-/// [`USER_TAKE`] of `user`'s record in `feature`.
+/// [`USER_TAKE`] of `user`'s record and strays in `feature`.
 pub fn user_take(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
-    on_record(&USER_TAKE, feature, user)
+    let mut call = on_record(&USER_TAKE, feature, user);
+    call.arg(keys::strays_field(feature, user));
+    call
+}
+
+lua_script! {
+    /// The cluster's first step of UpdateLocation: lists the cell it is about to add a member
+    /// to among the user's strays (for `hold`, rounded up to the second as [`CELL_ADD`] holds
+    /// the member), so a Clear finds that member whichever later step is cut off. Refused
+    /// when the strays are full (unfinished writes: the caller drops them first).
+    /// KEYS: user hash. ARGV: strays field, cell (8 raw bytes), hold ms. Returns 1 when listed,
+    /// 0 when full.
+    USER_MARK, record_script, "lua/user_mark.lua"
+}
+
+/// [`USER_MARK`] of `position`'s cell, held for `hold`.
+pub fn user_mark(position: &Position, hold: Duration) -> ScriptInvocation<'static> {
+    let mut call = USER_MARK.prepare_invoke();
+    call.key(keys::user_key(&position.user_id))
+        .arg(keys::strays_field(position.feature, &position.user_id))
+        .arg(u64::from(position.cell).to_be_bytes().as_slice())
+        .arg(hold.as_millis() as u64);
+    call
+}
+
+lua_script! {
+    /// The cluster's last step of UpdateLocation: takes `cells` off the user's strays once
+    /// their members are dropped or confirmed (the record names the confirmed one).
+    /// KEYS: user hash. ARGV: strays field, cells (8 raw bytes each). Returns how many are left.
+    USER_UNMARK, record_script, "lua/user_unmark.lua"
+}
+
+/// [`USER_UNMARK`] of `cells` from `user`'s strays in `feature`.
+pub fn user_unmark(
+    feature: Feature,
+    user: &UserId,
+    cells: &[CellIndex],
+) -> ScriptInvocation<'static> {
+    let mut call = USER_UNMARK.prepare_invoke();
+    call.key(keys::user_key(user))
+        .arg(keys::strays_field(feature, user));
+    for cell in cells {
+        call.arg(u64::from(*cell).to_be_bytes().as_slice());
+    }
+    call
 }
 
 /// A call of `script` whose KEYS are `cell`'s member set and its partition's due index.
@@ -385,9 +454,10 @@ fn on_record(
 }
 
 lua_script! {
-    /// Writes a user's record and returns the previous one (or nil).
-    /// KEYS: user hash. ARGV: field, record, purge_at ms.
-    USER_PUT, script, "lua/user_put.lua"
+    /// Writes a user's record and returns the previous one (or nil); when the previous one
+    /// named another cell, that cell joins the user's strays until its member is dropped.
+    /// KEYS: user hash. ARGV: field, record, purge_at ms, strays field.
+    USER_PUT, record_script, "lua/user_put.lua"
 }
 
 /// [`USER_PUT`] of `position`'s record with `deadlines`.
@@ -400,7 +470,8 @@ pub fn user_put(
     call.key(keys::user_key(&position.user_id))
         .arg(keys::user_field(position.feature, &position.user_id))
         .arg(keys::encode_record(position, deadlines, left))
-        .arg(deadlines.purge_at.as_millis());
+        .arg(deadlines.purge_at.as_millis())
+        .arg(keys::strays_field(position.feature, &position.user_id));
     call
 }
 
@@ -508,10 +579,10 @@ pub fn user_sweep(shard: u64) -> ScriptInvocation<'static> {
 }
 
 lua_script! {
-    /// Deletes the records among ARGV[2..] whose deadline (the first 13 bytes, decimal ms,
-    /// floored to whole seconds like the members') is at or before ARGV[1].
-    /// KEYS: user hash. Returns how many were deleted.
-    USER_PURGE, script, "lua/user_purge.lua"
+    /// Deletes the records and strays among ARGV[2..] whose deadline (the first 13 bytes,
+    /// decimal ms, floored to whole seconds like the members') is at or before ARGV[1].
+    /// KEYS: user hash. Returns how many records were deleted.
+    USER_PURGE, record_script, "lua/user_purge.lua"
 }
 
 /// [`USER_PURGE`] of `fields` of user hash `key`, those due at `cut`.
@@ -748,7 +819,11 @@ lua_script! {
     /// A pending shake's id is in its user's set (`u:<user>`) until it is withdrawn, taken or
     /// swept, and a mailbox's id also in the set of the user it names, so clearing a user finds
     /// every one of their shakes and every uncollected pairing with them.
-    /// Returns `{1, partner, partner cell, now}` or `{0, now, expires}`.
+    /// ARGV[11] and ARGV[12] are the user's tombstone name and the clear mark the call read
+    /// before its consent check (the rings follow from ARGV[13]): when the tombstone holds
+    /// another mark, the user's Shake was cleared since (a withdrawal may have answered OK),
+    /// and nothing is paired or left pending.
+    /// Returns `{1, partner, partner cell, now}`, `{0, now, expires}` or `{2}` (cleared).
     SHAKE_PAIR, shake_script, "lua/shake_pair.lua"
 }
 
@@ -759,6 +834,7 @@ pub fn shake_pair(
     cell: CellIndex,
     window: Duration,
     node: &str,
+    mark: i64,
 ) -> ScriptInvocation<'static> {
     let coarse = shake::coarse(cell);
     let (lat, lng) = shake::compared_centre(cell);
@@ -773,7 +849,9 @@ pub fn shake_pair(
         .arg(node)
         .arg(coarse.to_string())
         .arg(shake::PER_COARSE_CELL)
-        .arg(shake::FAR_POOL);
+        .arg(shake::FAR_POOL)
+        .arg(keys::tombstone_name(user))
+        .arg(mark);
     for ring in shake::coarse_rings(coarse) {
         let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
         call.arg(ring.join("|"));
@@ -820,7 +898,7 @@ pub fn shake_clear_user(
         .arg(user.as_str())
         .arg(if clear { "1" } else { "0" })
         .arg(tombstone.as_millis() as u64)
-        .arg(format!("{:x}", user.pseudonym()));
+        .arg(keys::tombstone_name(user));
     call
 }
 
@@ -870,8 +948,8 @@ pub fn history_add(
         .arg(entry)
         .arg(deadline)
         .arg(cap)
-        .arg(format!("{:x}", user.pseudonym()))
-        .arg(format!("{:x}", matched.partner.pseudonym()));
+        .arg(keys::tombstone_name(user))
+        .arg(keys::tombstone_name(&matched.partner));
     call
 }
 

@@ -149,9 +149,10 @@ impl ShakeStore for RedisStore {
         user: &UserId,
         cell: CellIndex,
         window: Duration,
+        mark: i64,
     ) -> StoreResult<ShakeOutcome> {
         let conn = &self.conn;
-        let call = scripts::shake_pair(id, user, cell, window, &self.waker.node);
+        let call = scripts::shake_pair(id, user, cell, window, &self.waker.node, mark);
         let reply: Vec<redis::Value> = conn.script("pairing a shake", &call).await?;
         let text = |i: usize| {
             reply
@@ -160,6 +161,9 @@ impl ShakeStore for RedisStore {
                 .and_then(|v| redis::from_redis_value::<String>(v).ok())
         };
         let int = |i: usize| text(i).and_then(|t| t.parse::<i64>().ok());
+        if int(0) == Some(2) {
+            return Ok(ShakeOutcome::Cleared);
+        }
         if int(0) == Some(1) {
             let pair = format!(
                 "{}|{}|{}",
@@ -176,6 +180,13 @@ impl ShakeStore for RedisStore {
             arrived: Timestamp::from_millis(int(1).ok_or_else(corrupt)?),
             expires: Timestamp::from_millis(int(2).ok_or_else(corrupt)?),
         }))
+    }
+
+    async fn clear_mark(&self, user: &UserId) -> StoreResult<i64> {
+        let mut get = redis::cmd("GET");
+        get.arg(keys::tombstone_key(user));
+        let mark: Option<String> = self.conn.query("reading a clear mark", &get).await?;
+        mark.map_or(Ok(0), |m| m.parse().map_err(|_| corrupt()))
     }
 
     async fn await_partner(

@@ -144,7 +144,15 @@ impl RedisStore {
         }
         let conn = &self.conn;
         let take = scripts::user_take(feature, user);
-        let taken: Option<Vec<u8>> = conn.script("deleting a record", &take).await?;
+        let (taken, strays): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            conn.script("deleting a record", &take).await?;
+        for cell in strays
+            .as_deref()
+            .map(keys::strays_cells)
+            .unwrap_or_default()
+        {
+            self.drop_stray(cell, user).await?;
+        }
         let Some(raw) = taken else {
             return Ok(first.is_some());
         };
@@ -152,6 +160,61 @@ impl RedisStore {
             self.drop_member(&entry).await?;
         }
         Ok(true)
+    }
+
+    /// The cluster's first step of UpdateLocation: lists `position`'s cell among the user's
+    /// strays before a member is added there, so a Clear finds that member whichever later
+    /// step is cut off (the node dies, the record's Redis is down). Strays full of writes cut
+    /// off within their hold are dropped first (their members, except in the cell the
+    /// record names; an update still in flight there then fails its last step, as it would
+    /// after a Clear).
+    pub(super) async fn mark_stray(&self, position: &Position) -> StoreResult<()> {
+        let conn = &self.conn;
+        let mark = scripts::user_mark(position, self.hold);
+        let marked: i64 = conn.script("marking a stray", &mark).await?;
+        if marked == 1 {
+            return Ok(());
+        }
+        let (feature, user) = (position.feature, &position.user_id);
+        let (_, record) = self.read_record(feature, user).await?;
+        let named = record.map(|(_, e)| e.position.cell);
+        let mut read = redis::cmd("HGET");
+        read.arg(keys::user_key(user))
+            .arg(keys::strays_field(feature, user));
+        let strays: Option<Vec<u8>> = conn.query("reading strays", &read).await?;
+        let cells = strays
+            .as_deref()
+            .map(keys::strays_cells)
+            .unwrap_or_default();
+        let cells: Vec<CellIndex> = cells.into_iter().filter(|c| Some(*c) != named).collect();
+        for cell in &cells {
+            self.drop_stray(*cell, user).await?;
+        }
+        let unmark = scripts::user_unmark(feature, user, &cells);
+        let _: i64 = conn.script("dropping strays", &unmark).await?;
+        let marked: i64 = conn.script("marking a stray", &mark).await?;
+        match marked {
+            1 => Ok(()),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "too many unfinished updates of one user",
+            )),
+        }
+    }
+
+    /// The cluster's last step of UpdateLocation: `cells` leave the user's strays (the members
+    /// there were dropped, or are confirmed and named by the record).
+    pub(super) async fn unmark(&self, position: &Position, cells: &[CellIndex]) -> StoreResult<()> {
+        let call = scripts::user_unmark(position.feature, &position.user_id, cells);
+        let _: i64 = self.conn.script("settling strays", &call).await?;
+        Ok(())
+    }
+
+    /// Removes every member of `user` (under this node's ticket) from `cell`.
+    async fn drop_stray(&self, cell: CellIndex, user: &UserId) -> StoreResult<()> {
+        let call = scripts::cell_drop_ticket(cell, user, self.tickets.of(user));
+        let _: i64 = self.conn.script("removing a stray", &call).await?;
+        Ok(())
     }
 
     /// Removes every member of the user of `entry` from its cell: by this node's ticket, and

@@ -142,6 +142,8 @@ async fn purge_records(
             let field = keys::user_field(Feature::PeopleNearby, &user);
             let (fields, deadlines) = by_hash.entry(keys::user_key(&user)).or_default();
             fields.push(field);
+            // Strays (a cluster write cut off) go with the last member they name.
+            fields.push(keys::strays_field(Feature::PeopleNearby, &user));
             deadlines.push(deadline);
         }
     }

@@ -707,12 +707,12 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
         // The script reads its own clock a little after `now`: nothing here expires between.
         let expected = shake::choose(&me, Timestamp::from_millis(now), &pending);
         let outcome = store
-            .shake(me.id, &me.user, me.cell, Duration::from_secs(3))
+            .shake(me.id, &me.user, me.cell, Duration::from_secs(3), 0)
             .await
             .expect("shake");
         let chosen = match &outcome {
             ShakeOutcome::Paired(pair) => Some((pair.partner.clone(), pair.partner_cell)),
-            ShakeOutcome::Pending(_) => None,
+            ShakeOutcome::Pending(_) | ShakeOutcome::Cleared => None,
         };
         assert_eq!(
             chosen,
@@ -838,4 +838,83 @@ async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind()
     assert!(confirmed.is_err(), "the write did not stay: {confirmed:?}");
     let left = store.get(Feature::PeopleNearby, &racer.user_id).await;
     assert!(left.expect("get").is_none(), "no record without its member");
+}
+
+/// Issue 20 point 2: a cluster UpdateLocation from cell A to cell B cut off after each of its
+/// steps (a Redis node killed, the service node dying), then a Clear of the user: nobody
+/// lists the user afterwards, in either cell, and no record is left. Before the strays, a
+/// cut after the record write left the old member with its full hour, and a cut before it
+/// the new member for its hold: both listed after the Clear answered OK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_listed() {
+    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let retention = Retention::default();
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let away = home.grid_disk::<Vec<_>>(2)[10];
+    for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
+        let position = at_centre(cell, name, Gender::Male);
+        store.upsert(position, retention).await.expect("upsert");
+    }
+    for steps in 1..=5 {
+        let name = format!("mover-{steps}");
+        let before = at_centre(home, &name, Gender::Female);
+        store.upsert(before, retention).await.expect("upsert");
+        let moved = at_centre(away, &name, Gender::Female);
+        update_cut_after(&store, &moved, steps).await;
+
+        let cleared = store.clear(&moved.user_id, &[Feature::PeopleNearby]).await;
+
+        assert_eq!(cleared.expect("clear"), 1, "cut after step {steps}");
+        for viewer in ["viewer-a", "viewer-b"] {
+            let listed = store.nearby(&request(viewer, 50, None)).await;
+            let hits = listed.expect("nearby").expect("own entry").page.hits;
+            assert!(
+                hits.iter().all(|h| h.user_id != moved.user_id),
+                "cut after step {steps}: {viewer} still lists the cleared user"
+            );
+        }
+        let left = store.get(Feature::PeopleNearby, &moved.user_id).await;
+        assert!(left.expect("get").is_none(), "cut after step {steps}");
+    }
+}
+
+/// The cluster's UpdateLocation of `position` (as `LocationStore::upsert` runs it), stopped
+/// after `steps` of its steps: mark, add the member, write the record, drop the old member,
+/// confirm.
+async fn update_cut_after(store: &RedisStore, position: &Position, steps: usize) {
+    store.mark_stray(position).await.expect("mark");
+    if steps == 1 {
+        return;
+    }
+    let retention = Retention::default();
+    let deadlines = store
+        .write_position(position, retention, false)
+        .await
+        .expect("add");
+    if steps == 2 {
+        return;
+    }
+    let old = store
+        .put_record(position, &deadlines, false)
+        .await
+        .expect("record");
+    if steps == 3 {
+        return;
+    }
+    let old =
+        old.and_then(|raw| super::keys::decode_record(position.feature, &position.user_id, &raw));
+    store
+        .drop_member(&old.expect("an old record"))
+        .await
+        .expect("drop");
+    if steps == 4 {
+        return;
+    }
+    store
+        .confirm_member(position, &deadlines)
+        .await
+        .expect("confirm");
 }

@@ -8,7 +8,7 @@ read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" }
 -- The prelude's constants.
 local constants = {
   "CELL_KEY_HEAD", "CELL_KEY_MID", "DUE_KEY_TAIL", "SHAKE_PREFIX", "WAKE_PREFIX",
-  "TTL_GRACE_MS", "UNCOLLECTED_MS", "SHAKE_SWEEP_BATCH", "RECORD_LEN", "LEGACY_RECORD_LEN",
+  "TTL_GRACE_MS", "UNCOLLECTED_MS", "SHAKE_SWEEP_BATCH", "RECORD_LEN", "LEGACY_RECORD_LEN", "STRAYS_CAP",
 }
 -- What lib/*.lua defines for the bodies.
 local helpers = {
@@ -16,7 +16,7 @@ local helpers = {
   "drop_user", "drop_if_empty", "add_member", "record_cell", "is_record", "flags_of",
   "record_gender", "drop_record_member", "u32be", "left_record", "P", "unpend",
   "entry_partner", "forget_box", "cleared_since", "clock_us", "gcra", "gcra_keep",
-  "place_wait", "place_take",
+  "place_wait", "place_take", "is_strays", "strays_cells", "strays_deadline", "strays_put", "strays_add",
 }
 
 local function all(...)

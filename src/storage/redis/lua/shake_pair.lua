@@ -1,3 +1,6 @@
+-- Cleared since the call read its mark (before its consent check): a withdrawal may have
+-- answered OK, so nothing is paired or left pending.
+if (redis.call('GET', P .. 'x:' .. ARGV[11]) or '0') ~= ARGV[12] then return {2} end
 local function parse(rec)
   local u, c, lat, lng, arrived, expires, node, coarse =
     string.match(rec, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
@@ -22,9 +25,9 @@ local function consider(id)
   end
 end
 local per_cell, far_pool = tonumber(ARGV[9]), tonumber(ARGV[10])
-for ring = 0, #ARGV - 11 do
+for ring = 0, #ARGV - 13 do
   if found_ring ~= nil and ring > found_ring + 1 then break end
-  for coarse in string.gmatch(ARGV[11 + ring], '[^|]+') do
+  for coarse in string.gmatch(ARGV[13 + ring], '[^|]+') do
     for _, id in ipairs(redis.call('ZRANGE', P .. 'c:' .. coarse, 0, per_cell - 1)) do consider(id) end
   end
   if best ~= nil and found_ring == nil then found_ring = ring end

@@ -6,9 +6,8 @@ for i = 2, #ARGV do
     local purge = tonumber(string.sub(rec, 1, 13))
     if purge and math.floor(purge / 1000) * 1000 <= cut then
       redis.call('HDEL', KEYS[1], ARGV[i])
-      n = n + 1
+      if is_record(rec) then n = n + 1 end
     end
   end
 end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return n

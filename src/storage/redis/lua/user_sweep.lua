@@ -4,10 +4,9 @@ local n = 0
 for i = 1, #all, 2 do
   local rec = all[i + 1]
   local purge = tonumber(string.sub(rec, 1, 13))
-  if is_record(rec) and purge and math.floor(purge / 1000) * 1000 <= cut then
+  if (is_record(rec) or is_strays(rec)) and purge and math.floor(purge / 1000) * 1000 <= cut then
     redis.call('HDEL', KEYS[1], all[i])
-    n = n + 1
+    if is_record(rec) then n = n + 1 end
   end
 end
-if n > 0 and redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
 return n

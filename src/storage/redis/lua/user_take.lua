@@ -1,5 +1,4 @@
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec then return nil end
-redis.call('HDEL', KEYS[1], ARGV[1])
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return rec
+local strays = redis.call('HGET', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[1], ARGV[2])
+return {rec, strays}
