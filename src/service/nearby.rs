@@ -152,8 +152,20 @@ impl Vicinity {
     /// user must hold GRANTED consent; the others are dropped).
     #[instrument(skip_all, fields(limit = list.limit))]
     pub async fn list_nearby(&self, list: &ListNearby) -> ServiceResult<NearbyPage> {
+        // The list rate and the viewer's own entry in one round trip (one script on a single
+        // Redis): the search starts from what it read.
         let lists = LimitKey::Lists(list.viewer.clone());
-        self.admit(lists, self.deps.policy.lists, "lists").await?;
+        let (admission, own) = self
+            .deps
+            .limits
+            .admit_reading(
+                &lists,
+                self.deps.policy.lists,
+                Feature::PeopleNearby,
+                &list.viewer,
+            )
+            .await?;
+        let now = admitted(admission, "lists")?;
         let binding = list.token_binding();
         let page = match &list.page_token {
             Some(text) => Some(
@@ -172,11 +184,17 @@ impl Vicinity {
             secret: Arc::clone(&self.deps.secret),
             page,
         };
-        let Some(result) = self.deps.locations.nearby(&request).await? else {
+        let Some(own) = own.filter(|e| !e.left) else {
             self.require_consent(&list.viewer, Feature::PeopleNearby)
                 .await?;
             return Err(ServiceError::LocationRequired);
         };
+        let own_cell = own.position.cell;
+        let result = self
+            .deps
+            .locations
+            .nearby_at(&request, own_cell, now)
+            .await?;
         // A token from before the previous epoch (by the store's clock) is refused: its
         // page would mix orders that no longer exist.
         if pinned_epoch.is_some_and(|epoch| epoch + 1 < result.current_epoch) {

@@ -86,6 +86,15 @@ impl LocationStore for Faulty {
         self.store.nearby(request).await
     }
 
+    async fn nearby_at(
+        &self,
+        request: &NearbyRequest,
+        own_cell: h3o::CellIndex,
+        now: Timestamp,
+    ) -> StoreResult<NearbyResult> {
+        self.store.nearby_at(request, own_cell, now).await
+    }
+
     async fn purge_expired(&self) -> StoreResult<Expired> {
         self.store.purge_expired().await
     }

@@ -139,6 +139,16 @@ pub trait LocationStore: Send + Sync + 'static {
     /// has none (reciprocity). Only visible, unexpired entries of other users are returned.
     async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>>;
 
+    /// [`LocationStore::nearby`] for a viewer whose live, not-left entry in `own_cell` was
+    /// read at `now` (store clock) by the caller, with the list rate in one round trip
+    /// ([`LimitStore::admit_reading`]).
+    async fn nearby_at(
+        &self,
+        request: &NearbyRequest,
+        own_cell: CellIndex,
+        now: Timestamp,
+    ) -> StoreResult<NearbyResult>;
+
     /// Physically removes every entry past its `purge_at`; returns what was removed at a
     /// deadline since the last call: by this call, or by the backend on its own (the embedded
     /// store's purge task). Calling it is always safe, from any number of nodes; on Redis each

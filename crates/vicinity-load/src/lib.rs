@@ -40,7 +40,7 @@ pub use args::{LoadArgs, Mode};
 use self::{
     driver::{Pace, RunSpec, Target, drive},
     peak::{Session, Settings},
-    peer::{Geo, GeoAdd, GeoSearch},
+    peer::{ConsentGeo, Geo, GeoAdd, GeoSearch},
     report::{Criteria, Meta, Report, Role, RunReport},
     service::{Churn, ListNearby, Populate, Service, Shake},
     workload::{Population, Workload, mix},
@@ -175,7 +175,13 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
     let searches: Vec<(String, Arc<dyn Target>)> = peer
         .iter()
         .flat_map(|geo| {
-            [1_000, 500].map(|radius_m| {
+            let consent = ConsentGeo {
+                geo: geo.clone(),
+                viewers: args.viewers,
+                salt,
+            };
+            let consent = (consent.name(), Arc::new(consent) as Arc<dyn Target>);
+            let radii = [1_000, 500].map(|radius_m| {
                 let search = GeoSearch {
                     geo: geo.clone(),
                     radius_m,
@@ -183,7 +189,8 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                     salt,
                 };
                 (search.name(), Arc::new(search) as Arc<dyn Target>)
-            })
+            });
+            std::iter::once(consent).chain(radii)
         })
         .collect();
     let rounds = |at_least: u32| {

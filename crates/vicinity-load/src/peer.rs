@@ -1,6 +1,10 @@
-//! The peer of SPEC §7: Redis's own GEO index over the same users, in the same Redis, driven
-//! by the same driver. `GEOADD` loads the population into one separate key; `GEOSEARCH key
-//! FROMLONLAT lng lat BYRADIUS r m ASC COUNT 50` is asked from the same viewers as ListNearby.
+//! The peers of SPEC §7: Redis's own GEO index over the same users, in the same Redis, driven
+//! by the same driver. `GEOADD` loads the population into one separate key (and one consent
+//! key per user beside it); `GEOSEARCH key FROMLONLAT lng lat BYRADIUS r m ASC COUNT 50` is
+//! asked from the same viewers as ListNearby, and so is the consent-aware design a careful
+//! team would build on it ([`ConsentGeo`]): one script per query, the same search at the
+//! smallest radius that fills a page at the workload's density, then an `MGET` of the
+//! results' consent keys, keeping only consented users (fail closed).
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +22,27 @@ use super::{
 pub const GEO_KEY: &str = "vicinity-load:geo";
 /// Members per GEOADD while loading.
 pub const GEOADD_BATCH: u64 = 1_000;
+/// The consent key of a peer user is this prefix and the user id (value `1`: granted).
+pub const CONSENT_PREFIX: &str = "vicinity-load:c:";
+/// How long the peer's consent keys live: they expire by themselves after a run (one key per
+/// user is too many to delete in one call).
+pub const CONSENT_TTL_S: u64 = 3_600;
+
+/// The consent-aware peer's script: the radius search, then the consent of what it found,
+/// in one call. KEYS: the GEO key. ARGV: lng, lat, radius m, count, consent key prefix.
+const CONSENT_GEO: &str = r"
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+  'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+if #found == 0 then return found end
+local keys = {}
+for i, f in ipairs(found) do keys[i] = ARGV[5] .. f[1] end
+local states = redis.call('MGET', unpack(keys))
+local out = {}
+for i, f in ipairs(found) do
+  if states[i] == '1' then out[#out + 1] = f end
+end
+return out
+";
 
 /// Connections to the peer Redis and the population it holds.
 #[derive(Clone)]
@@ -101,14 +126,88 @@ impl Target for GeoAdd {
     fn call(&self, i: u64) -> BoxFuture<'static, Outcome> {
         let geo = &self.0;
         let end = ((i + 1) * GEOADD_BATCH).min(geo.population.len());
-        let mut cmd = redis::cmd("GEOADD");
-        cmd.arg(GEO_KEY);
+        let mut pipe = redis::pipe();
+        let add = pipe.cmd("GEOADD").arg(GEO_KEY);
         for index in i * GEOADD_BATCH..end {
             let user = geo.population.user(index);
-            cmd.arg(user.longitude).arg(user.latitude).arg(user.id());
+            add.arg(user.longitude).arg(user.latitude).arg(user.id());
         }
-        let (conn, timeout) = (geo.connection(i), geo.timeout);
-        Box::pin(labelled::<i64>("GEOADD", timeout, cmd, conn))
+        for index in i * GEOADD_BATCH..end {
+            let key = format!("{CONSENT_PREFIX}{}", geo.population.user(index).id());
+            pipe.cmd("SET")
+                .arg(key)
+                .arg("1")
+                .arg("EX")
+                .arg(CONSENT_TTL_S)
+                .ignore();
+        }
+        let (mut conn, timeout) = (geo.connection(i), geo.timeout);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, pipe.query_async::<(i64,)>(&mut conn)).await {
+                Ok(Ok(_)) => Outcome::ok("GEOADD"),
+                Ok(Err(e)) => Outcome::failed("GEOADD", format!("redis {:?}", e.kind())),
+                Err(_) => Outcome::failed("GEOADD", "CLIENT_TIMEOUT"),
+            }
+        })
+    }
+}
+
+/// The consent-aware GEO design (SPEC §7's peer): `GEOSEARCH … BYRADIUS r ASC COUNT 50
+/// WITHDIST` from the viewer, then `MGET` of the results' consent keys, in one script.
+#[derive(Debug, Clone)]
+pub struct ConsentGeo {
+    /// The peer.
+    pub geo: Geo,
+    /// Who asks.
+    pub viewers: Viewers,
+    /// The salt of the viewer choice (the same as the service's to ask from the same users).
+    pub salt: u64,
+}
+
+impl ConsentGeo {
+    /// The smallest radius, in whole 100 m, whose disc holds a page of the city's users on
+    /// average: 200 m at W1's 1M users (625/km²), 600 m at 100k.
+    pub fn radius_m(&self) -> u32 {
+        let side_km = 2.0 * super::workload::HALF_SIDE_M / 1_000.0;
+        let density = self.geo.population.city as f64 / (side_km * side_km);
+        let r_km = (LIST_LIMIT as f64 / (std::f64::consts::PI * density.max(1e-9))).sqrt();
+        ((r_km * 10.0).ceil() as u32).max(1) * 100
+    }
+
+    /// `redis-geo-consent-200m`.
+    pub fn name(&self) -> String {
+        format!("redis-geo-consent-{}m", self.radius_m())
+    }
+}
+
+impl Target for ConsentGeo {
+    fn primary(&self) -> &'static str {
+        "GEOSEARCH+MGET"
+    }
+
+    fn call(&self, i: u64) -> BoxFuture<'static, Outcome> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(CONSENT_GEO));
+        let geo = &self.geo;
+        let viewer = geo
+            .population
+            .user(geo.population.viewer(self.viewers, self.salt, i));
+        let mut call = SCRIPT.key(GEO_KEY);
+        call.arg(viewer.longitude)
+            .arg(viewer.latitude)
+            .arg(self.radius_m())
+            .arg(LIST_LIMIT)
+            .arg(CONSENT_PREFIX);
+        let (mut conn, timeout) = (geo.connection(i), geo.timeout);
+        const RPC: &str = "GEOSEARCH+MGET";
+        Box::pin(async move {
+            let searched = call.invoke_async::<redis::Value>(&mut conn);
+            match tokio::time::timeout(timeout, searched).await {
+                Ok(Ok(_)) => Outcome::ok(RPC),
+                Ok(Err(e)) => Outcome::failed(RPC, format!("redis {:?}", e.kind())),
+                Err(_) => Outcome::failed(RPC, "CLIENT_TIMEOUT"),
+            }
+        })
     }
 }
 

@@ -356,6 +356,19 @@ impl LocationStore for MemoryStore {
             .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
     }
 
+    async fn nearby_at(
+        &self,
+        request: &NearbyRequest,
+        own_cell: CellIndex,
+        now: Timestamp,
+    ) -> StoreResult<NearbyResult> {
+        let shared = self.shared.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || search_from(&shared, &request, own_cell, now))
+            .await
+            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
+    }
+
     async fn purge_expired(&self) -> StoreResult<Expired> {
         let now = self.now();
         self.shared.lock().purge_shakes(now);
@@ -385,13 +398,23 @@ impl LocationStore for MemoryStore {
 /// lookups and their members.
 fn search(shared: &Shared, request: &NearbyRequest) -> Option<NearbyResult> {
     let now = shared.clock.now();
-    let grid = &shared.grid;
     let own = (Feature::PeopleNearby, request.viewer.clone());
     let own_cell = {
         let state = shared.lock();
         let own = state.live(&own, now).filter(|e| !e.left)?;
         own.position.cell
     };
+    Some(search_from(shared, request, own_cell, now))
+}
+
+/// [`search`] for a viewer in `own_cell` at `now`.
+fn search_from(
+    shared: &Shared,
+    request: &NearbyRequest,
+    own_cell: CellIndex,
+    now: Timestamp,
+) -> NearbyResult {
+    let grid = &shared.grid;
     let query = request.query(own_cell, now);
     let mut walk = query.walk(grid);
     let mut read = Vec::new();
@@ -411,7 +434,7 @@ fn search(shared: &Shared, request: &NearbyRequest) -> Option<NearbyResult> {
             }
         });
         if full || !more {
-            return Some(NearbyResult::of(&query, page, now));
+            return NearbyResult::of(&query, page, now);
         }
         batch = (batch * 2).min(MAX_CELLS_PER_CALL);
     }

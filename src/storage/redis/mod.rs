@@ -175,7 +175,17 @@ impl LocationStore for RedisStore {
         let Some((_, own)) = own.filter(|(_, e)| !e.left && !e.deadlines.is_expired(now)) else {
             return Ok(None);
         };
-        let mut query = request.query(own.position.cell, now);
+        Ok(Some(self.nearby_at(request, own.position.cell, now).await?))
+    }
+
+    #[instrument(skip_all, fields(limit = request.limit))]
+    async fn nearby_at(
+        &self,
+        request: &NearbyRequest,
+        own_cell: CellIndex,
+        now: Timestamp,
+    ) -> StoreResult<NearbyResult> {
+        let mut query = request.query(own_cell, now);
         let mut walk = query.walk(&self.grid);
         let mut fetched = Fetched::new();
         let mut read: Vec<(u32, Vec<CellIndex>)> = Vec::new();
@@ -228,7 +238,7 @@ impl LocationStore for RedisStore {
             }
             batch = (batch * 2).min(crate::domain::nearby::MAX_CELLS_PER_CALL);
         };
-        Ok(Some(NearbyResult::of(&query, page, now)))
+        Ok(NearbyResult::of(&query, page, now))
     }
 
     async fn purge_expired(&self) -> StoreResult<Expired> {

@@ -21,6 +21,7 @@ use crate::{
         limits::Rate,
         nearby::NearbyQuery,
         shake::{self, PendingShake, ShakeMatch},
+        user::GenderFilter,
     },
     storage::{LimitKey, LocationEntry, Position},
 };
@@ -602,6 +603,34 @@ lua_script! {
     /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
     /// k, then k excluded users, then one band per key.
     ///
+    /// A member's key is (ticket - offset) mod 2^52: each cell's members come in that order
+    /// with `ZRANGEBYSCORE … LIMIT` (one or two ranges around the rotation), so the first `c`
+    /// members of a band are among the first `c` of each of its cells. The script reads band by
+    /// band, at most what is still wanted from each cell (the page, the viewer and the block
+    /// list, three times the page under a gender filter), and a cell read from the start of
+    /// its band that holds fewer comes whole from one `ZRANGE`. No ZCARD, and no per-member
+    /// Lua: each cell's members go back as one '\n'-joined string, untouched; the caller
+    /// filters them (gender, viewer, block list, deadline) and ranks them.
+    /// When a cell's read was cut at the cap, its band is complete below the rotated key after
+    /// its last member (one ZSCORE), and the script stops there; when enough was read before
+    /// the last bands, it stops after the last band it read. Either way it says where, and the
+    /// page ends there if its filters left it short (the next page continues from it). Work
+    /// and reply are thus bounded by the page, not the density.
+    /// One call examines at most about `20n + 2000` members: past that it stops between bands
+    /// (at the end of the band before, key 2^52) and says so.
+    /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
+    /// it read every key to the end, `i` the 1-based key index.
+    CELLS_READ, script, "lua/cells_read.lua"
+}
+
+lua_script! {
+    /// [`CELLS_READ`] under a gender filter, where most members of a crowd may be of the
+    /// other gender: members are admitted here, one by one, so the count is exact.
+    /// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
+    /// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
+    /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
+    /// k, then k excluded users, then one band per key.
+    ///
     /// A member's key is (ticket - offset) mod 2^52, and tickets are uniform, so for each band
     /// (cells sharing it) the script reads every cell's members with keys in one window
     /// `[lo, hi)` sized from the band's total (ZCARD) to hold 1.5 times what is still wanted
@@ -620,7 +649,7 @@ lua_script! {
     /// there (the next page continues from it).
     /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
     /// it did not stop, `i` the 1-based key index.
-    CELLS_READ, script, "lua/cells_read.lua"
+    CELLS_READ_FILTERED, script, "lua/cells_read_filtered.lua"
 }
 
 /// [`CELLS_READ`] of `cells` (each with its band) for `query`.
@@ -629,7 +658,11 @@ pub fn cells_read(query: &NearbyQuery, cells: &[(CellIndex, u32)]) -> ScriptInvo
         .after
         .as_ref()
         .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-    let mut call = CELLS_READ.prepare_invoke();
+    let script = match query.gender_filter {
+        GenderFilter::Any => &CELLS_READ,
+        _ => &CELLS_READ_FILTERED,
+    };
+    let mut call = script.prepare_invoke();
     call.arg(query.limit + 1)
         .arg(query.order.offset())
         .arg(after_band)
