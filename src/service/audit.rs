@@ -34,6 +34,12 @@ impl Action {
         }
     }
 
+    /// Whether the action is a change of consent records, done (and seen by every read) before
+    /// its purge runs.
+    pub(crate) fn changes_consent(self) -> bool {
+        matches!(self, Action::ConsentWithdrawn | Action::UserForgotten)
+    }
+
     /// The purge cause this action counts under (`None`: it purges nothing).
     fn cause(self) -> Option<&'static str> {
         match self {

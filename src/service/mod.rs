@@ -103,7 +103,10 @@ impl Vicinity {
     /// owed in the consent store before anything changes, then runs in a task of its own, so
     /// a caller that goes away (a deadline, a cancel) does not stop it half-way; it is settled
     /// once done, and one that did not finish (a store down, a node killed) is finished by a
-    /// later sweep ([`Vicinity::sweep`]). The audit event is written when the purge is done.
+    /// later sweep ([`Vicinity::sweep`]). The audit event is written when the purge is done,
+    /// or, for a consent change (a withdrawal, an erasure), as soon as `first` wrote it,
+    /// whatever the purge does (issue 20 point 6: every read sees the change from then on; a
+    /// purge left owed is audited again when a sweep finishes it).
     async fn purge_after<T: Send + 'static>(
         &self,
         user: &UserId,
@@ -119,11 +122,16 @@ impl Vicinity {
         let (user, features) = (user.clone(), features.to_vec());
         let task = tokio::spawn(async move {
             let before = first.await?;
-            let purged = this.purge_now(&user, &features).await?;
+            let purged = this.purge_now(&user, &features).await;
+            match &purged {
+                Ok(n) => audit::record(audit.0, &user, audit.1, *n),
+                Err(_) if audit.0.changes_consent() => audit::record(audit.0, &user, audit.1, 0),
+                Err(_) => {}
+            }
+            let purged = purged?;
             for owed in &owed {
                 this.deps.consents.settle_purge(owed).await?;
             }
-            audit::record(audit.0, &user, audit.1, purged);
             Ok((before, purged))
         });
         task.await

@@ -4,14 +4,19 @@ use std::{collections::HashSet, sync::Arc};
 
 use tracing::instrument;
 
+use h3o::CellIndex;
+
 use super::{ServiceError, ServiceResult, Vicinity, audit::Action, limits::admitted};
 use crate::{
     domain::{
-        Deadlines, Feature, Gender, Location, UserId,
+        Deadlines, Feature, Gender, Location, Timestamp, UserId,
+        limits::JumpCap,
         nearby::{Hit, NearbyRequest, PageToken},
         user::GenderFilter,
     },
-    storage::{LimitKey, Position, StoreError, StoreErrorKind},
+    storage::{
+        LimitKey, Limited, LocationEntry, Position, StoreError, StoreErrorKind, UpdateLimits,
+    },
 };
 
 /// A validated ListNearby request.
@@ -58,19 +63,18 @@ impl ListNearby {
 impl Vicinity {
     /// Stores the user's position (snapped) and renews their deadlines.
     ///
-    /// First the limits (SPEC §4.3), in one round trip: the user's update rate is counted
-    /// while their previous entry is read, and a move faster than the jump cap allows since
-    /// the previous activity is refused. Either refusal changes no user data, deadlines
-    /// included (a refused jump has counted against the rate, as every admitted call does).
-    /// Two updates racing each other are each judged against the entry before both; the
-    /// update rate bounds how far that lets a user get.
-    ///
     /// Consent is checked before the write and again after it: a withdrawal that lands in
     /// between has already purged, so without the second check this write would outlive the
     /// consent it was made under (SPEC §4.1). The write is then undone and refused. The write
     /// and the second check run in a task of their own, so a call cut off by its deadline or
     /// its client never leaves a write half done (on a cluster, the member without the
     /// record, which no Clear could find) or unchecked.
+    ///
+    /// The limits (SPEC §4.3) are part of the write: the user's update rate is counted and a
+    /// move faster than the jump cap allows since the previous activity is refused, and a
+    /// refusal counts and changes nothing (see [`Vicinity::write_limited`]). Two updates
+    /// racing each other are each judged against the entry before both; the update rate
+    /// bounds how far that lets a user get.
     #[instrument(skip_all)]
     pub async fn update_location(
         &self,
@@ -78,42 +82,13 @@ impl Vicinity {
         location: Location,
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
-        let cell = self.deps.grid.snap(location.coords);
-        let policy = &self.deps.policy;
-        let updates = LimitKey::Updates(user.clone());
-        let Some(jump) = policy.jump else {
-            self.admit(updates, policy.updates, "updates").await?;
-            return self.update_consented(user, cell, gender).await;
-        };
-        let (admission, previous) = self
-            .deps
-            .limits
-            .admit_reading(&updates, policy.updates, Feature::PeopleNearby, user)
-            .await?;
-        let now = admitted(admission, "updates")?;
-        if let Some(previous) = previous {
-            let since = previous.deadlines.last_active;
-            if !jump.allows(previous.position.cell, since, cell, now) {
-                return Err(ServiceError::ImplausibleJump);
-            }
-        }
-        self.update_consented(user, cell, gender).await
-    }
-
-    /// [`Vicinity::update_location`] past its limits.
-    async fn update_consented(
-        &self,
-        user: &UserId,
-        cell: h3o::CellIndex,
-        gender: Gender,
-    ) -> ServiceResult<Deadlines> {
-        self.require_consent(user, Feature::PeopleNearby).await?;
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
-            cell,
+            cell: self.deps.grid.snap(location.coords),
             gender,
         };
+        self.require_consent(user, Feature::PeopleNearby).await?;
         let this = self.clone();
         let user = user.clone();
         let write = tokio::spawn(async move { this.write_checked(&user, position).await });
@@ -124,12 +99,12 @@ impl Vicinity {
 
     /// The write of [`Vicinity::update_location`] and its second consent check.
     async fn write_checked(&self, user: &UserId, position: Position) -> ServiceResult<Deadlines> {
+        let written = self.write_limited(position).await;
+        if let Err(ServiceError::RateLimited { .. } | ServiceError::ImplausibleJump) = written {
+            // Refused before anything was written.
+            return written;
+        }
         // Checked even when the write failed: one that timed out may still land.
-        let written = self
-            .deps
-            .locations
-            .upsert(position, self.deps.retention)
-            .await;
         if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
             // Fail closed: whether consent is gone or unreadable, the write does not stay. When
             // the consent store cannot even record the purge as owed, it runs all the same.
@@ -144,7 +119,71 @@ impl Vicinity {
             }
             return Err(refused);
         }
-        Ok(written?)
+        written
+    }
+
+    /// Writes `position` within its limits: in one store step where the store has one (a
+    /// single Redis: one round trip), which hands back the previous entry only when it lies
+    /// too far for the move to surely pass the jump cap; otherwise the entry is read, the jump
+    /// judged, then the rate counted and the position written. A refusal counts nothing.
+    async fn write_limited(&self, position: Position) -> ServiceResult<Deadlines> {
+        let policy = &self.deps.policy;
+        let retention = self.deps.retention;
+        let cell = position.cell;
+        let mut limits = UpdateLimits {
+            rate: policy.updates,
+            near: policy.jump.map(|_| JumpCap::surely_allowed_parents(cell)),
+        };
+        let locations = &self.deps.locations;
+        for _ in 0..2 {
+            let Some(outcome) = locations
+                .upsert_limited(&position, retention, &limits)
+                .await?
+            else {
+                break;
+            };
+            match outcome {
+                Limited::Written(deadlines) => return Ok(deadlines),
+                Limited::Refused(retry_after) => {
+                    return Err(ServiceError::RateLimited {
+                        limit: "updates",
+                        retry_after,
+                    });
+                }
+                Limited::Check { previous, now } => {
+                    self.judge_jump(&previous, cell, now)?;
+                    limits.near = None;
+                }
+            }
+        }
+        let user = &position.user_id;
+        if policy.jump.is_some() {
+            let now = locations.now().await?;
+            if let Some(previous) = locations.get(Feature::PeopleNearby, user).await? {
+                self.judge_jump(&previous, cell, now)?;
+            }
+        }
+        self.admit(LimitKey::Updates(user.clone()), policy.updates, "updates")
+            .await?;
+        Ok(locations.upsert(position, retention).await?)
+    }
+
+    /// Refuses a move from `previous` to `cell` at `now` that the jump cap does not allow.
+    fn judge_jump(
+        &self,
+        previous: &LocationEntry,
+        cell: CellIndex,
+        now: Timestamp,
+    ) -> ServiceResult<()> {
+        let Some(jump) = self.deps.policy.jump else {
+            return Ok(());
+        };
+        let since = previous.deadlines.last_active;
+        if jump.allows(previous.position.cell, since, cell, now) {
+            Ok(())
+        } else {
+            Err(ServiceError::ImplausibleJump)
+        }
     }
 
     /// Lists other users near the viewer: the viewer's list rate counted (each page counts),

@@ -395,3 +395,44 @@ async fn a_shake_racing_a_withdrawal_pairs_nobody() {
     );
     assert_eq!(store.physical_entries(), 0, "alice left a pending shake");
 }
+
+/// A log sink for one test: what the `fmt` layer writes, kept in memory.
+#[derive(Clone, Default)]
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 20 point 6: a withdrawal whose purge fails (the location store down) has still
+/// withdrawn consent, which every read sees: it is audited then, not only once a sweep
+/// finishes the purge.
+#[tokio::test]
+async fn a_withdrawal_whose_purge_failed_is_still_audited() {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let (svc, _, _) = service(false, 1);
+    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
+    let at = Location::new(39.9, 116.4, 5.0).unwrap();
+    svc.update_location(&alice, at, Gender::Female)
+        .await
+        .unwrap();
+
+    let withdrawn = svc.withdraw_consent(&alice, Feature::PeopleNearby).await;
+
+    assert!(withdrawn.is_err(), "the purge failed: {withdrawn:?}");
+    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("consent_withdrawn"), "not audited: {log}");
+}

@@ -120,6 +120,20 @@ pub trait LocationStore: Send + Sync + 'static {
     /// replacing the previous position and clearing `left`), with deadlines from now.
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines>;
 
+    /// UpdateLocation's write with its limits in one atomic step (one round trip): counts one
+    /// call under the user's update rate and writes, unless the rate refuses or the previous
+    /// entry needs a jump check ([`Limited`]); a refusal counts and writes nothing.
+    /// `Ok(None)`: this backend has no such step, nothing was done, and the caller counts and
+    /// checks first ([`LimitStore`]), then writes with [`LocationStore::upsert`].
+    async fn upsert_limited(
+        &self,
+        _position: &Position,
+        _retention: Retention,
+        _limits: &UpdateLimits,
+    ) -> StoreResult<Option<Limited>> {
+        Ok(None)
+    }
+
     /// The user's entry in `feature`, left or not; `None` when absent or expired.
     async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>>;
 
@@ -320,6 +334,35 @@ impl LimitKey {
             LimitKey::PendingShakes(user.clone()),
         ]
     }
+}
+
+/// UpdateLocation's limits (SPEC §4.3), for a backend that checks them in the write itself
+/// ([`LocationStore::upsert_limited`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateLimits {
+    /// The user's update rate.
+    pub rate: Rate,
+    /// Cells under which a previous entry passes the jump cap without a check (see
+    /// `JumpCap::surely_allowed_parents`); `None`: no check (the cap is off, or the caller
+    /// judged the jump already).
+    pub near: Option<Vec<CellIndex>>,
+}
+
+/// What a limited write did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limited {
+    /// Counted and written.
+    Written(Deadlines),
+    /// Refused by the rate; nothing was counted or written. Allowed again after this long.
+    Refused(Duration),
+    /// Nothing was counted or written: the previous entry lies outside `near`, so the caller
+    /// judges the jump (at `now`, store clock) and writes again without the check.
+    Check {
+        /// The user's live previous entry.
+        previous: LocationEntry,
+        /// The store's time.
+        now: Timestamp,
+    },
 }
 
 /// A limit's answer.

@@ -214,6 +214,32 @@ async fn the_jump_cap_refuses_a_teleport_and_lets_a_fast_train_through(backend: 
     assert!(millis(moved.purge_at.as_ref()) > millis(after.locations[0].purge_at.as_ref()));
 }
 
+// Issue 20 point 7: an update the jump cap refuses changes nothing, its rate included
+// (SPEC §4.3), so refused teleports do not use up the user's updates.
+on_both_backends!(an_update_refused_by_the_jump_cap_does_not_count_against_the_rate);
+async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backend: Backend) {
+    let app = app_with(backend, |p| {
+        p.updates = rate("2/1m");
+        p.jump = Policy::default().jump;
+    })
+    .await;
+    app.join("lim-jr", HOME, Gender::Female).await;
+    for _ in 0..3 {
+        let teleport = app
+            .update("lim-jr", HOME.offset_m(-300_000.0, 0.0), Gender::Female)
+            .await;
+        assert_precondition(teleport, "IMPLAUSIBLE_JUMP");
+    }
+
+    let stayed = app
+        .update("lim-jr", HOME.offset_m(50.0, 0.0), Gender::Female)
+        .await;
+
+    stayed.expect("the second update of the burst, the refused jumps not counted");
+    let third = app.update("lim-jr", HOME, Gender::Female).await;
+    assert_limited(third, "updates", Duration::from_secs(30));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_two_service_processes_on_one_redis() {
     let policy = |p: &mut Policy| {

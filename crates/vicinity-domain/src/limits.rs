@@ -196,6 +196,29 @@ impl JumpCap {
         let elapsed = now.since(then).as_secs_f64();
         distance <= Self::SLACK_M || distance <= self.max_speed_mps * elapsed
     }
+
+    /// Cells one resolution coarser than `to` such that a move from any cell of theirs to
+    /// `to` is within [`JumpCap::SLACK_M`], and so always passes: `to`'s parent and those of
+    /// its neighbours all of whose children are that close (checked child by child, so it
+    /// holds at pentagons too). A store checks a previous entry against them in the write
+    /// itself and asks for [`JumpCap::allows`] only when it lies outside (a rare far move).
+    pub fn surely_allowed_parents(to: CellIndex) -> Vec<CellIndex> {
+        let Some(parent_res) = to.resolution().pred() else {
+            return Vec::new();
+        };
+        let Some(parent) = to.parent(parent_res) else {
+            return Vec::new();
+        };
+        let here = centre(to);
+        parent
+            .grid_disk::<Vec<_>>(1)
+            .into_iter()
+            .filter(|near| {
+                near.children(to.resolution())
+                    .all(|child| Haversine.distance(centre(child), here) <= Self::SLACK_M)
+            })
+            .collect()
+    }
 }
 
 impl Default for JumpCap {
@@ -221,6 +244,48 @@ mod tests {
     }
 
     const MS: i64 = 1_000;
+
+    #[test]
+    fn every_cell_under_a_surely_allowed_parent_is_within_the_slack() {
+        // Around Beijing, at a pentagon (res 9 and 10) and at the coarsest snapping grid.
+        let beijing = LatLng::new(39.9, 116.4).unwrap();
+        let mut centres: Vec<CellIndex> = [7, 9, 10]
+            .into_iter()
+            .map(|r| beijing.to_cell(h3o::Resolution::try_from(r).unwrap()))
+            .collect();
+        for r in [9u8, 10] {
+            let res = h3o::Resolution::try_from(r).unwrap();
+            let pentagon = CellIndex::base_cells()
+                .find(|c| c.is_pentagon())
+                .unwrap()
+                .center_child(res)
+                .unwrap();
+            centres.extend(pentagon.grid_disk::<Vec<_>>(2));
+        }
+        let cap = JumpCap::default();
+        let mut seen = 0;
+        for to in centres {
+            let parents = JumpCap::surely_allowed_parents(to);
+            for parent in &parents {
+                for from in parent.children(to.resolution()) {
+                    seen += 1;
+                    let distance = Haversine.distance(centre(from), centre(to));
+                    assert!(distance <= JumpCap::SLACK_M, "{distance} m");
+                    assert!(
+                        cap.allows(from, at(0), to, at(0)),
+                        "an instant move refused"
+                    );
+                }
+            }
+        }
+        assert!(seen > 100, "the check ran on {seen} cells only");
+        let home = beijing.to_cell(h3o::Resolution::Nine);
+        assert_eq!(
+            JumpCap::surely_allowed_parents(home).len(),
+            7,
+            "res 9: the parent's ring"
+        );
+    }
 
     #[test]
     fn a_rate_admits_its_burst_then_one_call_per_interval() {

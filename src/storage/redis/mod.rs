@@ -31,8 +31,8 @@ pub use consent::RedisConsentStore;
 use steps::written;
 
 use super::{
-    Admission, Expired, LimitKey, LimitStore, LocationEntry, LocationStore, NearbyResult, Position,
-    StoreError, StoreErrorKind, StoreResult,
+    Admission, Expired, LimitKey, LimitStore, Limited, LocationEntry, LocationStore, NearbyResult,
+    Position, StoreError, StoreErrorKind, StoreResult, UpdateLimits,
 };
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
@@ -124,6 +124,41 @@ impl LocationStore for RedisStore {
         self.unmark(&position, &settled).await?;
         self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
+    }
+
+    /// On a single node, one script ([`scripts::UPSERT`] with the rate's key); a cluster has
+    /// no such step (the rate and the record live in other slots than the cell).
+    #[instrument(skip_all)]
+    async fn upsert_limited(
+        &self,
+        position: &Position,
+        retention: Retention,
+        limits: &UpdateLimits,
+    ) -> StoreResult<Option<Limited>> {
+        if self.conn.is_cluster() {
+            return Ok(None);
+        }
+        let ticket = self.tickets.of(&position.user_id);
+        let call = scripts::upsert_limited(position, ticket, retention, limits);
+        let (what, a, b): (i64, i64, redis::Value) =
+            self.conn.script("updating a location", &call).await?;
+        let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
+        Ok(Some(match what {
+            1 => {
+                let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
+                Limited::Written(written((a, purge)))
+            }
+            0 => Limited::Refused(Duration::from_millis(a.max(0) as u64)),
+            _ => {
+                let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
+                let (feature, user) = (position.feature, &position.user_id);
+                let previous = keys::decode_record(feature, user, &raw).ok_or_else(corrupt)?;
+                Limited::Check {
+                    previous,
+                    now: Timestamp::from_millis(a),
+                }
+            }
+        }))
     }
 
     #[instrument(skip_all)]

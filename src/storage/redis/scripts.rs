@@ -71,8 +71,8 @@ fn joined(parts: &[&str]) -> Script {
 /// Milliseconds from the server clock, as `now` (and its integer text as `now_s`).
 const NOW: &str = include_str!("lua/lib/now.lua");
 
-/// Sets a key's TTL to `at` plus a grace unless it already lives longer (NX for keys without
-/// TTL, then GT). The grace matters: a script sees a key past its TTL as absent while Redis
+/// Sets a key's TTL to `at` plus a grace unless it already lives longer (GT, then NX for a key
+/// without a TTL). The grace matters: a script sees a key past its TTL as absent while Redis
 /// may keep it in memory for minutes, so if the TTL fell on the deadline itself, the sweeper
 /// would find nothing to delete and the data would linger. With the grace the sweeper deletes
 /// at the deadline, and the TTL only acts when no service node runs at all.
@@ -163,10 +163,54 @@ lua_script! {
     /// from the old record: an undeclared key, which a single node allows and a cluster would
     /// not, so a cluster takes the step-by-step path),
     /// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
-    /// KEYS: cell, due, user hash, parts. ARGV: gender tag, user id, ticket, retention ms, cell
-    /// id, field, record without `purge_at`, partition id, partition resolution.
-    /// Returns `{last_active, purge_at}`.
-    UPSERT, record_script, "lua/upsert.lua"
+    /// With KEYS[5] (the user's update rate) it first counts the call (ARGV[10], ARGV[11]:
+    /// interval and tolerance µs) and, when ARGV[12] is not empty, checks that the previous
+    /// live record lies under one of its cells (8 raw bytes each, one resolution coarser):
+    /// otherwise it does nothing and hands the record back for the caller's jump check.
+    /// KEYS: cell, due, user hash, parts[, rate]. ARGV: gender tag, user id, ticket, retention
+    /// ms, cell id, field, record without `purge_at`, partition id, partition resolution[,
+    /// interval, tolerance, near cells].
+    /// Returns `{1, last_active, purge_at}`, `{0, wait ms, 0}` (the rate refused) or
+    /// `{2, now, previous record}` (check the jump).
+    UPSERT, limited_record_script, "lua/upsert.lua"
+}
+
+/// [`record_script`] with the limit helpers.
+fn limited_record_script(body: &str) -> Script {
+    joined(&[
+        NOW,
+        EXPIRE_AT,
+        MEMBERS,
+        CELLS,
+        CELL_OPS,
+        RECORD_CELL,
+        STRAYS,
+        LIMITS,
+        body,
+    ])
+}
+
+/// [`UPSERT`] of `position` with the user's update rate and jump check (`limits`).
+pub fn upsert_limited(
+    position: &Position,
+    ticket: u64,
+    retention: Retention,
+    limits: &crate::storage::UpdateLimits,
+) -> ScriptInvocation<'static> {
+    let mut call = upsert(position, ticket, retention);
+    let near: Vec<u8> = limits
+        .near
+        .iter()
+        .flatten()
+        .flat_map(|cell| u64::from(*cell).to_be_bytes())
+        .collect();
+    call.key(keys::limit_key(&LimitKey::Updates(
+        position.user_id.clone(),
+    )))
+    .arg(limits.rate.interval_us())
+    .arg(limits.rate.tolerance_us())
+    .arg(near);
+    call
 }
 
 /// [`UPSERT`] of `position`, its user under `ticket`.

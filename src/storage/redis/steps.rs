@@ -60,6 +60,10 @@ impl RedisStore {
                 scripts::cell_add(position, ticket, retention, self.hold),
             ),
         };
+        if whole {
+            let (_, last_active, purge): (i64, i64, i64) = self.conn.script(context, &call).await?;
+            return Ok(written((last_active, purge)));
+        }
         Ok(written(self.conn.script(context, &call).await?))
     }
 

@@ -2,6 +2,22 @@ local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
 local user, ticket = ARGV[2], ARGV[3]
 local old = redis.call('HGET', KEYS[3], ARGV[6])
+if KEYS[5] then
+  -- The update rate, then the jump cap, before anything changes: a refusal counts nothing.
+  local now_us = clock_us()
+  local next_tat, wait = gcra(KEYS[5], tonumber(ARGV[10]), tonumber(ARGV[11]), now_us)
+  if not next_tat then return {0, wait, 0} end
+  if ARGV[12] ~= '' and old and is_record(old) and tonumber(string.sub(old, 1, 13)) > now then
+    local cell = string.sub(old, 14, 21)
+    local up = parent_of(cell, math.floor(string.byte(cell, 2) / 16) - 1)
+    local near = false
+    for i = 1, #ARGV[12], 8 do
+      if string.sub(ARGV[12], i, i + 7) == up then near = true end
+    end
+    if not near then return {2, now, old} end
+  end
+  gcra_keep(KEYS[5], next_tat, now_us)
+end
 if old and is_record(old) then
   local key, due, id = record_cell(old, tonumber(ARGV[9]))
   drop_record_member(key, old, user)
@@ -17,4 +33,4 @@ redis.call('HSET', KEYS[3], ARGV[6], string.format('%013.0f', purge) .. ARGV[7])
 expire_at(KEYS[3], purge)
 redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
 expire_at(KEYS[4], purge + retention)
-return {purge - retention, purge}
+return {1, purge - retention, purge}

@@ -1,4 +1,7 @@
 local function expire_at(key, at)
-  redis.call('PEXPIREAT', key, at + TTL_GRACE_MS, 'NX')
-  redis.call('PEXPIREAT', key, at + TTL_GRACE_MS, 'GT')
+  -- GT first: a write usually pushes a TTL later (one call); a key without a TTL counts as
+  -- living forever for GT, so NX then gives it one.
+  if redis.call('PEXPIREAT', key, at + TTL_GRACE_MS, 'GT') == 0 then
+    redis.call('PEXPIREAT', key, at + TTL_GRACE_MS, 'NX')
+  end
 end
