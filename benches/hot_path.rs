@@ -2,6 +2,13 @@
 //! candidate filtering, banding and ranking, over a seeded population. Target: ≤ 5 µs per
 //! query with 1,000 candidates.
 //!
+//! `nearby_query` times the calls both stores make, in the order they make them: the walk's
+//! batches (`BandWalk::next_batch`, `FIRST_BATCH` cells first, then doubling) and the ranking
+//! of every band read so far (`NearbyQuery::rank`) until the page is full, with the members
+//! offered as the Redis store offers what it fetched (the fetch itself is Redis's time, in
+//! `scripts/compare`). `nearby_query_search` keeps the earlier figure: the cell-by-cell
+//! `NearbyQuery::search`, which no store runs.
+//!
 //! Run: `cargo bench --bench hot_path` (state RUSTFLAGS with the figures: h3o is faster with
 //! `-C target-cpu=native`, which enables FMA).
 
@@ -11,7 +18,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
-    nearby::{NearbyRequest, Secret, Tickets},
+    nearby::{FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyRequest, Secret, Tickets},
     user::GenderFilter,
 };
 
@@ -68,15 +75,41 @@ fn query(c: &mut Criterion) {
     let grid = SnapGrid::default();
     let viewer = grid.snap(Coordinates::new(39.9, 116.4).expect("in range"));
     let now = Timestamp::from_millis(1_790_000_000_000);
-    let mut group = c.benchmark_group("nearby_query");
     // 1,000 candidates within ~600 m (all in the first rings), and the W1 city density.
-    for (name, n, half_side) in [
+    let populations = [
         ("1000_candidates", 1_000, 0.005),
         ("w1_density_50k", 50_000, 0.09),
-    ] {
-        let cells = population(&grid, n, half_side);
-        let req = request(50);
-        group.bench_with_input(BenchmarkId::new("limit_50", name), &cells, |b, cells| {
+    ]
+    .map(|(name, n, half_side)| (name, population(&grid, n, half_side)));
+    let req = request(50);
+    let mut group = c.benchmark_group("nearby_query");
+    for (name, cells) in &populations {
+        group.bench_with_input(BenchmarkId::new("limit_50", name), cells, |b, cells| {
+            b.iter(|| {
+                let query = req.query(viewer, now);
+                let mut walk = query.walk(&grid);
+                let mut read = Vec::new();
+                let mut batch = FIRST_BATCH;
+                let page = loop {
+                    let more = !walk.next_batch(batch, &mut read).is_empty();
+                    let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {
+                        for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
+                            sink.offer(user, *ticket, *gender, now);
+                        }
+                    });
+                    if full || !more {
+                        break page;
+                    }
+                    batch = (batch * 2).min(MAX_CELLS_PER_CALL);
+                };
+                black_box(page)
+            });
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("nearby_query_search");
+    for (name, cells) in &populations {
+        group.bench_with_input(BenchmarkId::new("limit_50", name), cells, |b, cells| {
             b.iter(|| {
                 let query = req.query(viewer, now);
                 let page = query.search(&grid, |cell, sink| {

@@ -648,18 +648,18 @@ lua_script! {
     /// k, then k excluded users, then one band per key.
     ///
     /// A member's key is (ticket - offset) mod 2^52: each cell's members come in that order
-    /// with `ZRANGEBYSCORE … LIMIT` (one or two ranges around the rotation), so the first `c`
-    /// members of a band are among the first `c` of each of its cells. The script reads band by
-    /// band, at most what is still wanted from each cell (the page, the viewer and the block
-    /// list, three times the page under a gender filter), and a cell read from the start of
-    /// its band that holds fewer comes whole from one `ZRANGE`. No ZCARD, and no per-member
-    /// Lua: each cell's members go back as one '\n'-joined string, untouched; the caller
-    /// filters them (gender, viewer, block list, deadline) and ranks them.
-    /// When a cell's read was cut at the cap, its band is complete below the rotated key after
-    /// its last member (one ZSCORE), and the script stops there; when enough was read before
-    /// the last bands, it stops after the last band it read. Either way it says where, and the
-    /// page ends there if its filters left it short (the next page continues from it). Work
-    /// and reply are thus bounded by the page, not the density.
+    /// from `ZRANGEBYSCORE` (one or two ranges around the rotation). The script reads band by
+    /// band what is still wanted (the page, the viewer and the block list): a band of one cell
+    /// (the viewer's own, mostly) with `… LIMIT` up to that many in order, or whole with one
+    /// `ZRANGE` when it holds fewer; a band of several cells (a ring) through one window of
+    /// the key space sized from their total (`ZCARD`) to hold a quarter more than is wanted,
+    /// doubling only when it falls short, or every cell whole when the total is no more. No
+    /// per-member Lua: each read goes back as one '\n'-joined string, untouched; the caller
+    /// filters (viewer, block list, deadline) and ranks. The count is of raw members, so the
+    /// script says where the last band it read is complete (after the last member of a cut
+    /// cell, one `ZSCORE`; a window's end; the end of the band when later keys were left
+    /// unread), and the page ends there if its filters left it short (the next page continues
+    /// from it). Work and reply are thus bounded by the page, not the density.
     /// One call examines at most about `20n + 2000` members: past that it stops between bands
     /// (at the end of the band before, key 2^52) and says so.
     /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when

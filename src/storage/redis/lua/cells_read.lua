@@ -5,47 +5,43 @@ local after_band = tonumber(ARGV[3])
 local after_key = tonumber(ARGV[4])
 local k = tonumber(ARGV[7])
 local base = 7 + k
--- Raw members wanted: the page, the viewer and the excluded (the caller drops them), three
--- times the page under a gender filter. Members are passed through untouched: the caller
--- filters (gender, viewer, block list, deadline) and ranks.
+-- Raw members wanted: the page, the viewer and the excluded (the caller drops them). Members
+-- are passed through untouched: the caller filters (viewer, block list, deadline) and ranks.
 local want = n + 1 + k
-if ARGV[5] ~= '' then want = 3 * n + 1 + k end
 local examined, budget = 0, 20 * n + 2000
--- Up to `cap` members of `key` from rotated key `lo` on, in order (ticket = lo + offset mod M):
--- their text and whether the cap cut the read (more may follow).
-local function read(key, lo, cap)
-  if lo == 0 then
-    -- A cell read from the start of its band: a sparse one is read whole in one call.
-    local all = redis.call('ZRANGE', key, 0, cap - 1)
-    if #all < cap then
-      examined = examined + #all
-      return table.concat(all, '\n'), #all, false
-    end
-  end
-  local s = offset + lo
-  local got, more
-  if s >= M then
-    got = redis.call('ZRANGEBYSCORE', key, num(s - M), '(' .. num(offset), 'LIMIT', 0, cap)
-  else
-    got = redis.call('ZRANGEBYSCORE', key, num(s), '(' .. num(M), 'LIMIT', 0, cap)
-    if #got < cap and offset > 0 then
-      more = redis.call('ZRANGEBYSCORE', key, 0, '(' .. num(offset), 'LIMIT', 0, cap - #got)
-    end
-  end
-  local text, count = table.concat(got, '\n'), #got
-  local last = got[#got]
-  if more and #more > 0 then
-    if count > 0 then text = text .. '\n' end
-    text, count, last = text .. table.concat(more, '\n'), count + #more, more[#more]
-  end
-  examined = examined + count
-  if count < cap then return text, count, false end
-  -- Cut: the cell is complete up to its last member's rotated key.
-  local r = tonumber(redis.call('ZSCORE', key, last)) - offset
-  if r < 0 then r = r + M end
-  return text, count, r + 1
-end
 local out = {now, -1, 0}
+local function keep(j, got)
+  if #got > 0 then
+    out[#out + 1] = j
+    out[#out + 1] = table.concat(got, '\n')
+  end
+  examined = examined + #got
+  return #got
+end
+-- The members of `key` with rotated keys in [a, b) (ticket = key + offset mod M), at most
+-- `cap` of them in order (cap nil: all).
+local function range(key, a, b, cap)
+  local s, e = offset + a, offset + b
+  local function zr(lo, hi, c)
+    if c then
+      return redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi), 'LIMIT', 0, c)
+    end
+    return redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi))
+  end
+  if s >= M then return zr(s - M, e - M, cap) end
+  if e <= M then return zr(s, e, cap) end
+  local got = zr(s, M, cap)
+  if cap and #got >= cap then return got end
+  local more = zr(0, e - M, cap and cap - #got)
+  for _, m in ipairs(more) do got[#got + 1] = m end
+  return got
+end
+-- The rotated key just after member `m` of `key`.
+local function after(key, m)
+  local r = tonumber(redis.call('ZSCORE', key, m)) - offset
+  if r < 0 then r = r + M end
+  return r + 1
+end
 local count = 0
 local i = 1
 local prev_band = nil
@@ -58,24 +54,50 @@ while i <= #KEYS and count < want do
   end
   local lo = 0
   if band == after_band then lo = after_key + 1 end
-  local cap, hi = want - count, M
   local j = i
-  while j <= #KEYS and tonumber(ARGV[base + j]) == band do
-    if lo < M then
-      local text, got, cut = read(KEYS[j], lo, cap)
-      if got > 0 then
-        out[#out + 1] = j
-        out[#out + 1] = text
-      end
-      count = count + got
-      if cut and cut < hi then hi = cut end
+  while j <= #KEYS and tonumber(ARGV[base + j]) == band do j = j + 1 end
+  local need = want - count
+  if lo < M and j == i + 1 then
+    -- One cell: at most what is still wanted, in order (a sparse cell whole in one call).
+    local got
+    if lo == 0 then
+      got = redis.call('ZRANGE', KEYS[i], 0, need - 1)
+      if #got >= need then got = nil end
     end
-    j = j + 1
-  end
-  if hi < M then
-    -- A cell was cut: the band is complete below `hi` and holds at least `cap` there.
-    out[2], out[3] = band, hi
-    break
+    got = got or range(KEYS[i], lo, M, need)
+    count = count + keep(i, got)
+    if #got >= need then
+      out[2], out[3] = band, after(KEYS[i], got[#got])
+      break
+    end
+  elseif lo < M then
+    -- Several cells: one window of the key space, sized from their total to hold a little more
+    -- than what is still wanted, widened (doubling) only when it falls short.
+    local total = 0
+    for c = i, j - 1 do total = total + redis.call('ZCARD', KEYS[c]) end
+    if lo == 0 and total <= need then
+      -- Sparse: every cell whole, one call each.
+      for c = i, j - 1 do count = count + keep(c, redis.call('ZRANGE', KEYS[c], 0, -1)) end
+      total = -1
+    end
+    local width = M
+    if total > need then width = math.ceil(M * math.min(1, (1.25 * need + 4) / total)) end
+    local from, got_band = lo, 0
+    while total >= 0 do
+      local to = math.min(from + width, M)
+      for c = i, j - 1 do got_band = got_band + keep(c, range(KEYS[c], from, to)) end
+      if got_band >= need or to >= M then
+        if to < M then out[2], out[3] = band, to end
+        break
+      end
+      if examined >= budget then
+        out[2], out[3] = band, to
+        break
+      end
+      from, width = to, width * 2
+    end
+    count = count + got_band
+    if out[2] ~= -1 then break end
   end
   prev_band = band
   i = j
