@@ -119,11 +119,7 @@ async fn a_peer_that_dies_mid_run_is_reported_and_the_measurements_are_kept() {
     let service = &report.runs[0];
     assert_eq!(service.target, "service");
     assert!(service.ok > 50, "{service:?}");
-    assert_eq!(
-        report.runs.len(),
-        6,
-        "two rounds of three slices were tried"
-    );
+    assert_eq!(report.runs.len(), 8, "two rounds of four slices were tried");
     assert!(
         report.runs[1].ok < report.runs[1].completed,
         "the peer's errors are counted"
@@ -178,15 +174,18 @@ async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() 
     ];
     let report = run_against_a_server(&flags, Duration::from_secs(30)).await;
     let order: Vec<&str> = report.runs.iter().map(|r| r.target.as_str()).collect();
-    assert_eq!(order.len(), 12, "{order:?}");
+    assert_eq!(order.len(), 16, "{order:?}");
+    assert_eq!(order[0], "service", "{order:?}");
+    // The consent-aware peer, at the radius that fills a page at this population's density.
+    assert!(order[1].starts_with("redis-geo-consent-"), "{order:?}");
     assert_eq!(
-        &order[..3],
-        ["service", "redis-geo-1km", "redis-geo-500m"],
+        &order[2..4],
+        ["redis-geo-1km", "redis-geo-500m"],
         "{order:?}"
     );
-    assert_eq!(order[..3], order[9..], "{order:?}");
+    assert_eq!(order[..4], order[12..], "{order:?}");
     let ratios = report.slice_ratios();
-    assert_eq!(ratios.len(), 2, "{ratios:?}");
+    assert_eq!(ratios.len(), 3, "{ratios:?}");
     for r in &ratios {
         assert_eq!((r.measure, r.rounds), ("throughput", 4), "{r:?}");
         assert!(

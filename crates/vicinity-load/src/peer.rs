@@ -168,10 +168,7 @@ impl ConsentGeo {
     /// The smallest radius, in whole 100 m, whose disc holds a page of the city's users on
     /// average: 200 m at W1's 1M users (625/km²), 600 m at 100k.
     pub fn radius_m(&self) -> u32 {
-        let side_km = 2.0 * super::workload::HALF_SIDE_M / 1_000.0;
-        let density = self.geo.population.city as f64 / (side_km * side_km);
-        let r_km = (LIST_LIMIT as f64 / (std::f64::consts::PI * density.max(1e-9))).sqrt();
-        ((r_km * 10.0).ceil() as u32).max(1) * 100
+        page_radius_m(self.geo.population.city)
     }
 
     /// `redis-geo-consent-200m`.
@@ -259,5 +256,26 @@ impl Target for GeoSearch {
         let (conn, timeout) = (geo.connection(i), geo.timeout);
         // Decoded as a raw reply: no per-member string conversion on the harness side.
         Box::pin(labelled::<redis::Value>("GEOSEARCH", timeout, cmd, conn))
+    }
+}
+
+/// The smallest radius, in whole 100 m, whose disc holds [`LIST_LIMIT`] of `city` users spread
+/// uniformly over the W1 box, on average.
+pub fn page_radius_m(city: u64) -> u32 {
+    let side_km = 2.0 * super::workload::HALF_SIDE_M / 1_000.0;
+    let density = city as f64 / (side_km * side_km);
+    let r_km = (LIST_LIMIT as f64 / (std::f64::consts::PI * density.max(1e-9))).sqrt();
+    ((r_km * 10.0).ceil() as u32).max(1) * 100
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consent_peer_searches_the_radius_that_fills_a_page() {
+        // SPEC §7: 0.2 km at W1's 1M users (625/km²); a tenth of the density needs √10 more.
+        assert_eq!(page_radius_m(1_000_000), 200);
+        assert_eq!(page_radius_m(100_000), 600);
     }
 }
