@@ -177,17 +177,7 @@ lua_script! {
 
 /// [`record_script`] with the limit helpers.
 fn limited_record_script(body: &str) -> Script {
-    joined(&[
-        NOW,
-        EXPIRE_AT,
-        MEMBERS,
-        CELLS,
-        CELL_OPS,
-        RECORD_CELL,
-        STRAYS,
-        LIMITS,
-        body,
-    ])
+    joined(&[RECORD_LIBS, &[LIMITS, body]].concat())
 }
 
 /// [`UPSERT`] of `position` with the user's update rate and jump check (`limits`).
@@ -246,17 +236,19 @@ const STRAYS: &str = include_str!("lua/lib/strays.lua");
 /// record lengths of `keys` (a record of the earlier layout is read too, and rewritten in the
 /// current one: see `keys`).
 fn record_script(body: &str) -> Script {
-    joined(&[
-        NOW,
-        EXPIRE_AT,
-        MEMBERS,
-        CELLS,
-        CELL_OPS,
-        RECORD_CELL,
-        STRAYS,
-        body,
-    ])
+    joined(&[RECORD_LIBS, &[body]].concat())
 }
+
+/// The helpers of [`record_script`].
+const RECORD_LIBS: &[&str] = &[
+    NOW,
+    EXPIRE_AT,
+    MEMBERS,
+    CELLS,
+    CELL_OPS,
+    RECORD_CELL,
+    STRAYS,
+];
 
 lua_script! {
     /// LeaveNearby on a single node, in one atomic call: if the user has a live record, renews
