@@ -346,16 +346,25 @@ impl LocationStore for MemoryStore {
         Ok(removed as u32)
     }
 
-    /// The search runs on a blocking thread, not on the runtime's workers (a far search is a
-    /// few milliseconds of CPU); see [`search`].
+    /// The viewer's own entry is read under the lock, then the search runs as `nearby_at`.
     async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
-        let shared = self.shared.clone();
-        let request = request.clone();
-        tokio::task::spawn_blocking(move || search(&shared, &request))
-            .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
+        let now = self.now();
+        let own = (Feature::PeopleNearby, request.viewer.clone());
+        let own_cell = {
+            let state = self.shared.lock();
+            state
+                .live(&own, now)
+                .filter(|e| !e.left)
+                .map(|e| e.position.cell)
+        };
+        match own_cell {
+            Some(cell) => Ok(Some(self.nearby_at(request, cell, now).await?)),
+            None => Ok(None),
+        }
     }
 
+    /// The search runs on a blocking thread, not on the runtime's workers (a far search is a
+    /// few milliseconds of CPU); see [`search`].
     async fn nearby_at(
         &self,
         request: &NearbyRequest,
@@ -364,7 +373,7 @@ impl LocationStore for MemoryStore {
     ) -> StoreResult<NearbyResult> {
         let shared = self.shared.clone();
         let request = request.clone();
-        tokio::task::spawn_blocking(move || search_from(&shared, &request, own_cell, now))
+        tokio::task::spawn_blocking(move || search(&shared, &request, own_cell, now))
             .await
             .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
     }
@@ -395,20 +404,8 @@ impl LocationStore for MemoryStore {
 /// One People Nearby search on the embedded store. The walk over cells (the CPU work) runs
 /// without the lock; each batch of bands is ranked under it, all bands read so far at once, so
 /// one page is one consistent view and the lock is held for at most `MAX_CELLS_PER_CALL` cell
-/// lookups and their members.
-fn search(shared: &Shared, request: &NearbyRequest) -> Option<NearbyResult> {
-    let now = shared.clock.now();
-    let own = (Feature::PeopleNearby, request.viewer.clone());
-    let own_cell = {
-        let state = shared.lock();
-        let own = state.live(&own, now).filter(|e| !e.left)?;
-        own.position.cell
-    };
-    Some(search_from(shared, request, own_cell, now))
-}
-
-/// [`search`] for a viewer in `own_cell` at `now`.
-fn search_from(
+/// lookups and their members. The viewer is in `own_cell` at `now` (read by the caller).
+fn search(
     shared: &Shared,
     request: &NearbyRequest,
     own_cell: CellIndex,
