@@ -7,6 +7,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, ValueEnum};
 
+/// GRANTED consent states a node caches for lists by default: one per user of a large
+/// deployment's busiest node (about 100 MB at most).
+pub const DEFAULT_CONSENT_CACHE: usize = 1 << 20;
+
 use crate::{
     domain::{
         Clock, Retention, SnapGrid, SystemClock,
@@ -68,6 +72,10 @@ pub struct ServeArgs {
     /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).
     #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
     pub allow_persistent_location_store: bool,
+    /// GRANTED consent states cached for what lists show, at most (a single consent Redis,
+    /// kept exact by RESP3 tracking; about 100 bytes each; 0 turns the cache off).
+    #[arg(long, env = "VICINITY_CONSENT_CACHE_ENTRIES", default_value_t = DEFAULT_CONSENT_CACHE)]
+    pub consent_cache_entries: usize,
     /// The longest one store call may take.
     #[arg(long, env = "VICINITY_STORE_TIMEOUT", default_value = "1s", value_parser = duration)]
     pub store_timeout: Duration,
@@ -290,6 +298,8 @@ pub enum StoreConfig {
         allow_persistent: bool,
         /// Bound of each store call.
         timeout: Duration,
+        /// GRANTED consent states cached for lists, at most (0: no cache).
+        consent_cache: usize,
     },
 }
 
@@ -436,6 +446,7 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
         consents,
         allow_persistent: args.allow_persistent_location_store,
         timeout: args.store_timeout,
+        consent_cache: args.consent_cache_entries,
     })
 }
 

@@ -66,6 +66,11 @@ async fn set_readiness(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
+/// Readiness NOT_SERVING until the first check of the stores decides it.
+pub async fn not_ready_yet(reporter: &HealthReporter) {
+    set_readiness(reporter, ServingStatus::NotServing).await;
+}
+
 /// Readiness writes, closed for good when shutdown starts: a check that finishes during the
 /// drain cannot report SERVING again (the write and the closing take one lock).
 #[derive(Clone, Default)]

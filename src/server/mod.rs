@@ -148,6 +148,9 @@ pub async fn run(
         None => None,
     };
     let (reporter, health) = tonic_health::server::health_reporter();
+    // tonic-health reports "" SERVING from the start: not ready until the first store check
+    // says so (a probe must not route calls to a node whose stores nobody has checked).
+    health::not_ready_yet(&reporter).await;
     let gate = health::Gate::default();
     let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone(), gate.clone()));
     let auth = Arc::new(config.auth.clone());
@@ -244,6 +247,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         consents,
         allow_persistent,
         timeout,
+        consent_cache,
     } = &config.store
     else {
         tracing::warn!(
@@ -284,7 +288,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     }
     let location_store =
         RedisStore::connect(locations, config.grid, tickets, config.retention, *timeout).await?;
-    let consent_store = RedisConsentStore::connect(consents, *timeout).await?;
+    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache).await?;
     let location_store = Arc::new(location_store);
     Ok((
         location_store.clone(),

@@ -266,7 +266,7 @@ impl Vicinity {
         let granted = self
             .deps
             .consents
-            .granted_among(Feature::PeopleNearby, &users)
+            .granted_to_show(Feature::PeopleNearby, &users)
             .await?;
         if !granted.first().copied().unwrap_or(false) {
             return Err(ServiceError::ConsentRequired(Feature::PeopleNearby));

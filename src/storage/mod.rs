@@ -199,6 +199,16 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// trip for a whole page of users).
     async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>>;
 
+    /// [`ConsentStore::granted_among`] for what a read shows (the users a list returns, the
+    /// viewer's own check): a store may answer from a cache that every change reaches within
+    /// a bound it documents (Redis: `granted_cache::STALENESS`, normally microseconds). A
+    /// check that lets a write in (an update, a shake, a leave) uses `granted_among`, so
+    /// nothing is stored after a withdrawal; a withdrawal purges before it answers OK, so a
+    /// cached GRANTED finds nothing of a withdrawn user to show.
+    async fn granted_to_show(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
+        self.granted_among(feature, users).await
+    }
+
     /// Appends `event` to the history and makes it the current record of its feature.
     async fn append(&self, event: ConsentEvent) -> StoreResult<()>;
 

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.
     pub consent_refusals: IntCounterVec,
+    /// `vicinity_consent_cache_reads_total{outcome}`: consent states a list needed, by where
+    /// they came from (`hit`: the cache; `miss`: read through it; `bypassed`: read from the
+    /// store while the cache was not tracking).
+    pub consent_cache_reads: IntCounterVec,
     /// `vicinity_rate_limit_refusals_total{limit}`: calls refused by an abuse limit.
     pub rate_limit_refusals: IntCounterVec,
     /// `vicinity_implausible_jumps_total`: updates refused by the jump cap.
@@ -176,6 +180,11 @@ impl Metrics {
                 "vicinity_consent_refusals_total",
                 "Calls refused because the user has no granted consent for the feature.",
                 &["feature"],
+            ),
+            consent_cache_reads: counter(
+                "vicinity_consent_cache_reads_total",
+                "Consent states a list needed, by where they came from (hit, miss, bypassed).",
+                &["outcome"],
             ),
             rate_limit_refusals: counter(
                 "vicinity_rate_limit_refusals_total",
@@ -352,6 +361,16 @@ pub fn store_call(store: &'static str, operation: &'static str, seconds: f64) {
     );
 }
 
+/// Records `n` consent states a list needed, by `outcome` (hit, miss, bypassed).
+pub fn consent_cache_reads(outcome: &'static str, n: usize) {
+    if n > 0 {
+        get()
+            .consent_cache_reads
+            .with_label_values(&[outcome])
+            .inc_by(n as u64);
+    }
+}
+
 /// Records one purge of `n` entries for `cause`.
 pub fn purged(cause: &'static str, n: u32) {
     if n > 0 {
@@ -370,12 +389,13 @@ pub fn purge_lag(lag: Duration) {
 impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 19] = [
+        let collectors: [&dyn Collector; 20] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
             &self.store_errors,
             &self.consent_refusals,
+            &self.consent_cache_reads,
             &self.rate_limit_refusals,
             &self.implausible_jumps,
             &self.shake_outcomes,

@@ -517,6 +517,7 @@ fn redis_store(target: Target) -> StoreConfig {
         consents: target,
         allow_persistent: false,
         timeout: REDIS_TIMEOUT,
+        consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
     }
 }
 

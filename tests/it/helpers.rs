@@ -107,6 +107,7 @@ impl Backend {
                     consents: target,
                     allow_persistent: false,
                     timeout: REDIS_TIMEOUT,
+                    consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
                 };
                 config.sweep_interval = REDIS_SWEEP_INTERVAL;
                 Some(redis)
@@ -189,6 +190,7 @@ impl TestApp {
         let mut config = test_config(addr, clock.clone());
         let redis = backend.start(&mut config);
         configure(&mut config);
+        let plaintext = config.tls.is_none();
         let retention = config.retention.window();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let metrics = match config.metrics_listen {
@@ -207,7 +209,7 @@ impl TestApp {
         let client = Client::connect(&format!("http://{addr}"), None)
             .await
             .expect("connect to the test server");
-        TestApp {
+        let app = TestApp {
             addr,
             client,
             clock,
@@ -218,6 +220,23 @@ impl TestApp {
             log_start,
             redis,
             metrics_addr,
+        };
+        if plaintext {
+            app.wait_until_ready().await;
+        }
+        app
+    }
+
+    /// Waits until the server's first store check has made it ready (it reports NOT_SERVING
+    /// until then), or the server has stopped.
+    async fn wait_until_ready(&self) {
+        let started = std::time::Instant::now();
+        while self.health("").await.ok() != Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+            let stopped = self.server.as_ref().is_none_or(|s| s.is_finished());
+            if stopped || started.elapsed() > Duration::from_secs(20) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

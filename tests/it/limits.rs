@@ -258,6 +258,7 @@ async fn limits_hold_across_two_service_processes_on_one_redis() {
             consents: target,
             allow_persistent: false,
             timeout: Duration::from_secs(1),
+            consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
         };
         policy(&mut c.policy);
         c.shake_window = Duration::from_secs(2);

@@ -41,7 +41,7 @@ fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every family the issue asks for, with its type.
-const FAMILIES: [(&str, &str); 19] = [
+const FAMILIES: [(&str, &str); 20] = [
     ("vicinity_rpc_requests_total", "counter"),
     ("vicinity_rpc_duration_seconds", "histogram"),
     ("vicinity_consent_refusals_total", "counter"),
@@ -62,6 +62,7 @@ const FAMILIES: [(&str, &str); 19] = [
     // Redis only (the embedded store makes no round trips):
     ("vicinity_store_call_duration_seconds", "histogram"),
     ("vicinity_store_call_errors_total", "counter"),
+    ("vicinity_consent_cache_reads_total", "counter"),
 ];
 
 async fn shake_alone(app: &TestApp, user: &str, at: Point) -> pb::shake_response::Result {
@@ -122,7 +123,8 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     };
 
     for (name, kind) in FAMILIES {
-        let on_redis_only = name.starts_with("vicinity_store_call");
+        let on_redis_only =
+            name.starts_with("vicinity_store_call") || name == "vicinity_consent_cache_reads_total";
         if on_redis_only && backend == Backend::Memory {
             continue;
         }
@@ -135,6 +137,14 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     let moved = |name: &str, labels: &[(&str, &str)]| {
         sample(&after, name, labels) - sample(&before, name, labels)
     };
+    if backend == Backend::Redis {
+        // Alice's own check when she listed, from the cache or around it.
+        let consent_reads: f64 = ["hit", "miss", "bypassed"]
+            .iter()
+            .map(|o| moved("vicinity_consent_cache_reads_total", &[("outcome", o)]))
+            .sum();
+        assert_eq!(consent_reads, 1.0, "{after}");
+    }
     assert_eq!(
         code(&after, "PeopleNearby/UpdateLocation", "OK")
             - code(&before, "PeopleNearby/UpdateLocation", "OK"),

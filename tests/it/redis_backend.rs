@@ -38,6 +38,7 @@ fn redis_store(locations: Target, consents: Target) -> StoreConfig {
         consents,
         allow_persistent: false,
         timeout: Duration::from_secs(1),
+        consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
     }
 }
 

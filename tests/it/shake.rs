@@ -300,6 +300,7 @@ async fn shakes_arriving_at_two_service_processes_are_paired() {
         consents: target.clone(),
         allow_persistent: false,
         timeout: Duration::from_secs(1),
+        consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
     };
     let first = TestApp::spawn(Backend::Memory, |c| {
         c.store = store();

@@ -5,8 +5,12 @@
 use std::time::Duration;
 
 use redis::{
-    Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value,
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion,
+    RedisError, RedisFuture, ScriptInvocation, Value,
+    aio::{
+        AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig,
+        MultiplexedConnection,
+    },
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
 };
@@ -50,6 +54,10 @@ enum Link {
     Single(ConnectionManager),
     /// A cluster.
     Cluster(ClusterConnection),
+    /// One server over RESP3 with its pushes handed to a sender, and no reconnection: when
+    /// it drops, its owner hears of it (a disconnection push) and makes another
+    /// ([`super::granted_cache`]).
+    Pushed(MultiplexedConnection),
 }
 
 impl Conn {
@@ -64,6 +72,34 @@ impl Conn {
         let link = Link::connect(target, timeout).await?;
         Ok(Self {
             link,
+            timeout,
+            store,
+        })
+    }
+
+    /// Connects to one server over RESP3, handing every push (invalidations, and the
+    /// library's own disconnection notice) to `pushes`; the connection is not re-established.
+    pub async fn pushed(
+        url: &str,
+        timeout: Duration,
+        store: &'static str,
+        pushes: impl AsyncPushSender,
+    ) -> Result<Self, StoreError> {
+        let fail = |e: RedisError| store_error(e, "connecting");
+        let info = url.into_connection_info().map_err(fail)?;
+        let settings = info.redis_settings().clone();
+        let info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
+        let client = redis::Client::open(info).map_err(fail)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(timeout))
+            .set_push_sender(pushes);
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(fail)?;
+        Ok(Self {
+            link: Link::Pushed(connection),
             timeout,
             store,
         })
@@ -144,6 +180,7 @@ impl ConnectionLike for Conn {
         match &mut self.link {
             Link::Single(c) => c.req_packed_command(cmd),
             Link::Cluster(c) => c.req_packed_command(cmd),
+            Link::Pushed(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -156,6 +193,7 @@ impl ConnectionLike for Conn {
         match &mut self.link {
             Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Pushed(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -163,6 +201,7 @@ impl ConnectionLike for Conn {
         match &self.link {
             Link::Single(c) => c.get_db(),
             Link::Cluster(c) => c.get_db(),
+            Link::Pushed(c) => c.get_db(),
         }
     }
 }

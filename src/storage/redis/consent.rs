@@ -14,6 +14,7 @@ use tonic::async_trait;
 
 use super::{
     Conn, Target,
+    granted_cache::GrantedCache,
     keys::{OWED, consent_key, history_key},
     scripts,
 };
@@ -23,6 +24,7 @@ use crate::{
         consent::HISTORY_PER_FEATURE,
     },
     storage::{ConsentStore, OwedPurge, StoreError, StoreErrorKind, StoreResult},
+    telemetry::metrics,
 };
 
 /// Separates fields of an encoded record: validated text never contains it.
@@ -32,6 +34,9 @@ const SEP: char = '\u{1f}';
 #[derive(Clone)]
 pub struct RedisConsentStore {
     conn: Conn,
+    /// GRANTED states cached for what lists show (a single Redis; `None` on a cluster or
+    /// when turned off).
+    cache: Option<GrantedCache>,
 }
 
 fn tag(feature: Feature) -> &'static str {
@@ -79,11 +84,26 @@ fn decode(user: &UserId, raw: &str) -> StoreResult<ConsentRecord> {
 }
 
 impl RedisConsentStore {
-    /// Connects to the consent store.
-    pub async fn connect(target: &Target, timeout: Duration) -> StoreResult<Self> {
-        Ok(Self {
-            conn: Conn::connect(target, timeout, "consents").await?,
-        })
+    /// Connects to the consent store, with a cache of at most `cache_entries` GRANTED states
+    /// for what lists show on a single Redis (0: none; a cluster has none).
+    pub async fn connect(
+        target: &Target,
+        timeout: Duration,
+        cache_entries: usize,
+    ) -> StoreResult<Self> {
+        let conn = Conn::connect(target, timeout, "consents").await?;
+        let cache = match target {
+            Target::Single(url) if cache_entries > 0 => {
+                Some(GrantedCache::start(url.clone(), timeout, cache_entries))
+            }
+            _ => None,
+        };
+        Ok(Self { conn, cache })
+    }
+
+    /// The cache of GRANTED states, if any (tests wait on it).
+    pub fn cache(&self) -> Option<&GrantedCache> {
+        self.cache.as_ref()
     }
 
     async fn get(&self, user: &UserId, feature: Feature) -> StoreResult<Option<Vec<u8>>> {
@@ -185,6 +205,46 @@ impl ConsentStore for RedisConsentStore {
             Ok::<_, StoreError>(granted(&raw))
         });
         try_join_all(calls).await
+    }
+
+    /// From the cache while it is tracking (module `granted_cache` argues why a withdrawn
+    /// user is never shown from it), the rest read through its tracked connection.
+    async fn granted_to_show(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
+        let Some(cache) = &self.cache else {
+            return self.granted_among(feature, users).await;
+        };
+        let keys: Vec<String> = users
+            .iter()
+            .map(|user| consent_key(user, tag(feature)))
+            .collect();
+        let Some(lookup) = cache.lookup(&keys) else {
+            metrics::consent_cache_reads("bypassed", users.len());
+            return self.granted_among(feature, users).await;
+        };
+        let unknown: Vec<&str> = keys
+            .iter()
+            .zip(&lookup.known)
+            .filter(|(_, known)| !**known)
+            .map(|(key, _)| key.as_str())
+            .collect();
+        metrics::consent_cache_reads("hit", keys.len() - unknown.len());
+        if unknown.is_empty() {
+            return Ok(lookup.known);
+        }
+        metrics::consent_cache_reads("miss", unknown.len());
+        let mget = redis::cmd("MGET").arg(&unknown).clone();
+        let raw: Vec<Option<Vec<u8>>> = lookup.link.query("reading consents", &mget).await?;
+        let read: Vec<bool> = (0..unknown.len())
+            .map(|i| raw.get(i).is_some_and(granted))
+            .collect();
+        let newly = unknown.iter().zip(&read).filter(|(_, g)| **g);
+        cache.remember(&lookup, newly.map(|(key, _)| *key));
+        let mut read = read.into_iter();
+        Ok(lookup
+            .known
+            .iter()
+            .map(|&known| known || read.next().unwrap_or(false))
+            .collect())
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {

@@ -9,6 +9,7 @@ mod cells;
 mod checks;
 mod conn;
 mod consent;
+pub mod granted_cache;
 pub mod keys;
 pub mod scripts;
 mod shake;

@@ -80,7 +80,7 @@ async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError>
     let timeout = Duration::from_secs(2);
     let store = store_on(&target, timeout).await?;
     let store = Arc::new(store);
-    let consents = Arc::new(RedisConsentStore::connect(&target, timeout).await?);
+    let consents = Arc::new(RedisConsentStore::connect(&target, timeout, 1024).await?);
     let sweeper: Arc<dyn LocationStore> = store.clone();
     tokio::spawn(async move {
         loop {
@@ -463,7 +463,7 @@ async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on()
 async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted_again() {
     let server = RedisServer::start().expect("redis-server starts");
     let consents =
-        RedisConsentStore::connect(&Target::Single(server.url()), Duration::from_secs(2))
+        RedisConsentStore::connect(&Target::Single(server.url()), Duration::from_secs(2), 0)
             .await
             .expect("connects");
     let mut conn = connection(&server).await;
