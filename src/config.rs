@@ -18,7 +18,7 @@ use crate::{
         nearby::Secret,
     },
     grpc::{ApiKeys, Auth},
-    storage::redis::Target,
+    storage::redis::{RedisUrl, Target},
 };
 
 /// How logs are written.
@@ -61,14 +61,24 @@ pub struct ServeArgs {
     #[arg(long, env = "VICINITY_ORDER_SECRET", hide_env_values = true)]
     pub order_secret: Option<String>,
     /// Redis for location data (must not persist). None: the embedded in-memory store.
-    #[arg(long, env = "VICINITY_REDIS_URL", conflicts_with = "redis_cluster")]
-    pub redis_url: Option<String>,
+    #[arg(
+        long,
+        env = "VICINITY_REDIS_URL",
+        conflicts_with = "redis_cluster",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<RedisUrl>,
     /// Redis Cluster nodes for location data, comma-separated.
-    #[arg(long, env = "VICINITY_REDIS_CLUSTER", value_delimiter = ',')]
-    pub redis_cluster: Vec<String>,
+    #[arg(
+        long,
+        env = "VICINITY_REDIS_CLUSTER",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub redis_cluster: Vec<RedisUrl>,
     /// Redis for consent records (should persist). Default: the location store.
-    #[arg(long, env = "VICINITY_CONSENT_REDIS_URL")]
-    pub consent_redis_url: Option<String>,
+    #[arg(long, env = "VICINITY_CONSENT_REDIS_URL", hide_env_values = true)]
+    pub consent_redis_url: Option<RedisUrl>,
     /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).
     #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
     pub allow_persistent_location_store: bool,
@@ -429,18 +439,18 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
             }
             return Ok(StoreConfig::Memory);
         }
-        (Some(url), _) => Target::Single(url.clone()),
-        (None, nodes) => Target::Cluster(nodes.to_vec()),
+        (Some(url), _) => Target::Single(url.expose().to_owned()),
+        (None, nodes) => Target::Cluster(nodes.iter().map(|u| u.expose().to_owned()).collect()),
     };
     if args.store_timeout.is_zero() || args.store_timeout > Duration::from_secs(10) {
         return Err(ConfigError(
             "--store-timeout: must be between 1ms and 10s".into(),
         ));
     }
-    let consents = args
-        .consent_redis_url
-        .clone()
-        .map_or_else(|| locations.clone(), Target::Single);
+    let consents = args.consent_redis_url.as_ref().map_or_else(
+        || locations.clone(),
+        |url| Target::Single(url.expose().to_owned()),
+    );
     Ok(StoreConfig::Redis {
         locations,
         consents,

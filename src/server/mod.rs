@@ -54,7 +54,7 @@ pub enum ServerError {
     /// Reflection could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The location store keeps data on disk and no flag allows it.
+    /// The location store keeps data on disk and no flag allows it (its URL, redacted).
     #[error(
         "the location store at {0} persists to disk (save/appendonly): purged locations would remain in RDB/AOF files; run it with --save \"\" --appendonly no, or pass --allow-persistent-location-store"
     )]
@@ -265,7 +265,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     let tickets = Tickets::new(&config.secret);
     for (url, found) in redis::persistence(locations).await? {
         if found.persists() && !allow_persistent {
-            return Err(ServerError::PersistentLocationStore(url));
+            return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
         }
         if found.persists() {
             tracing::warn!(

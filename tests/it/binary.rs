@@ -489,3 +489,69 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
         );
     }
 }
+
+/// Runs `command` to its exit (killed after 20 s) and returns its whole output.
+fn run_to_exit(mut command: Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the vicinity binary");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn a_redis_password_appears_in_no_output() {
+    const SECRET: &str = "Planted-S3cret";
+    const WRONG: &str = "Wrong-Planted-S3cret";
+    // A persisting Redis with a password: the start-up refusal names the store.
+    let redis =
+        vicinity_testing::redis::RedisServer::start_with(&["--appendonly", "yes"]).expect("redis");
+    let set = redis.cli(&["CONFIG", "SET", "requirepass", SECRET]);
+    assert_eq!(set.expect("CONFIG SET"), "OK");
+    let url = |password: &str| format!("redis://default:{password}@127.0.0.1:{}/", redis.port());
+    let serve = |redis_url: String| {
+        let mut command = vicinity();
+        command.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            &redis_url,
+        ]);
+        command
+    };
+    let refused = run_to_exit(serve(url(SECRET)));
+    let wrong = run_to_exit(serve(url(WRONG)));
+    let mut help = vicinity();
+    help.args(["serve", "--help"])
+        .env("VICINITY_REDIS_URL", url(SECRET))
+        .env("VICINITY_CONSENT_REDIS_URL", url(SECRET))
+        .env("VICINITY_REDIS_CLUSTER", url(SECRET));
+    let help = run_to_exit(help);
+
+    for (what, output) in [("refused", &refused), ("wrong", &wrong), ("help", &help)] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !text.contains("Planted"),
+            "{what}: a password printed:\n{text}"
+        );
+    }
+    assert!(!refused.status.success() && !wrong.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("persists to disk"), "{said}");
+    assert!(said.contains("redis://default:***@127.0.0.1"), "{said}");
+    assert!(help.status.success(), "{help:?}");
+}

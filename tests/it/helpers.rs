@@ -231,7 +231,9 @@ impl TestApp {
     /// until then), or the server has stopped.
     async fn wait_until_ready(&self) {
         let started = std::time::Instant::now();
-        while self.health("").await.ok() != Some(tonic_health::pb::health_check_response::ServingStatus::Serving) {
+        while self.health("").await.ok()
+            != Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+        {
             let stopped = self.server.as_ref().is_none_or(|s| s.is_finished());
             if stopped || started.elapsed() > Duration::from_secs(20) {
                 return;

@@ -28,13 +28,82 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const RETRIES: usize = 2;
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
 
-/// Where a store lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a store lives. Its `Debug` hides passwords ([`redacted`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Target {
     /// One Redis server.
     Single(String),
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single(url) => f.debug_tuple("Single").field(&redacted(url)).finish(),
+            Self::Cluster(urls) => {
+                let urls: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
+                f.debug_tuple("Cluster").field(&urls).finish()
+            }
+        }
+    }
+}
+
+/// A Redis URL as an argument: `Debug` and `Display` show it [`redacted`]; only
+/// [`RedisUrl::expose`] gives the password back, for connecting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL with its password, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(Self(url.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted(&self.0))
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redacted(&self.0))
+    }
+}
+
+/// `url` fit to print: the password of its user information replaced by `***`, and its query
+/// (which may carry credentials) by `?***`. Every URL that reaches a log, an error or `Debug`
+/// output goes through this (issue 21: a Redis password was printed in a start-up error).
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            // A lone user information is a password to Redis (`redis://secret@host`).
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _query)) => format!("{path}?***"),
+        None => tail.to_owned(),
+    };
+    format!("{scheme}{authority}{tail}")
 }
 
 /// A connection to a single Redis or a cluster that bounds every call by the store timeout:
@@ -269,5 +338,39 @@ impl Conn {
                 .inc();
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_printed_url_keeps_no_password() {
+        let cases = [
+            (
+                "redis://default:S3cret@10.0.0.1:6379/0",
+                "redis://default:***@10.0.0.1:6379/0",
+            ),
+            ("rediss://:S3cret@host", "rediss://:***@host"),
+            ("redis://S3cret@host:1/", "redis://***@host:1/"),
+            (
+                "redis://host:6379/?password=S3cret",
+                "redis://host:6379/?***",
+            ),
+            ("redis://us:er:S3c@ret@host", "redis://us:***@host"),
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted(url), shown);
+            assert!(!redacted(url).contains("S3c"), "{url}");
+        }
+        let target = Target::Cluster(vec![cases[0].0.to_owned(), cases[1].0.to_owned()]);
+        assert!(!format!("{target:?}").contains("S3cret"), "{target:?}");
+        let single = Target::Single(cases[2].0.to_owned());
+        assert!(!format!("{single:?}").contains("S3cret"), "{single:?}");
+        let arg: RedisUrl = cases[0].0.parse().expect("any text");
+        assert!(!format!("{arg} {arg:?}").contains("S3cret"));
+        assert_eq!(arg.expose(), cases[0].0);
     }
 }
