@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// counted in the location store across every node.
     #[arg(long, env = "VICINITY_UPDATE_RATE", default_value = "12/1m", value_parser = rate)]
     pub update_rate: Rate,
+    /// Fresh starts per user while the jump cap is on: updates with no live entry to judge a
+    /// jump from (after a Clear, a withdrawal, the end of retention, or the first ever).
+    #[arg(long, env = "VICINITY_START_RATE", default_value = "6/1h", value_parser = rate)]
+    pub start_rate: Rate,
     /// ListNearby calls per user (each page counts).
     #[arg(long, env = "VICINITY_LIST_RATE", default_value = "30/1m", value_parser = rate)]
     pub list_rate: Rate,
@@ -185,6 +189,7 @@ fn policy(args: &ServeArgs) -> Result<Policy, ConfigError> {
             0 => None,
             kmh => Some(JumpCap::from_kmh(kmh).map_err(|e| ConfigError(e.reason))?),
         },
+        starts: args.start_rate,
     })
 }
 

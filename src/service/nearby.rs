@@ -133,6 +133,7 @@ impl Vicinity {
         let mut limits = UpdateLimits {
             rate: policy.updates,
             near: policy.jump.map(|_| JumpCap::surely_allowed_parents(cell)),
+            starts: policy.jump.map(|_| policy.starts),
         };
         let locations = &self.deps.locations;
         for _ in 0..2 {
@@ -150,6 +151,12 @@ impl Vicinity {
                         retry_after,
                     });
                 }
+                Limited::StartRefused(retry_after) => {
+                    return Err(ServiceError::RateLimited {
+                        limit: "starts",
+                        retry_after,
+                    });
+                }
                 Limited::Check { previous, now } => {
                     self.judge_jump(&previous, cell, now)?;
                     limits.near = None;
@@ -157,14 +164,22 @@ impl Vicinity {
             }
         }
         let user = &position.user_id;
+        let mut fresh = false;
         if policy.jump.is_some() {
             let now = locations.now().await?;
-            if let Some(previous) = locations.get(Feature::PeopleNearby, user).await? {
-                self.judge_jump(&previous, cell, now)?;
+            match locations.get(Feature::PeopleNearby, user).await? {
+                Some(previous) => self.judge_jump(&previous, cell, now)?,
+                None => fresh = true,
             }
         }
         self.admit(LimitKey::Updates(user.clone()), policy.updates, "updates")
             .await?;
+        if fresh {
+            // Counted after the update rate admitted the call; a start refused here has used
+            // one update (these steps are not one atomic step on this path).
+            self.admit(LimitKey::Starts(user.clone()), policy.starts, "starts")
+                .await?;
+        }
         Ok(locations.upsert(position, retention).await?)
     }
 

@@ -324,6 +324,10 @@ pub trait ShakeStore: Send + Sync + 'static {
 pub enum LimitKey {
     /// A user's UpdateLocation calls.
     Updates(UserId),
+    /// A user's fresh starts (updates with no live entry while the jump cap is on). Not
+    /// among [`LimitKey::all_of`]: an erasure must not reset it (it would be a way around the
+    /// cap); it holds a time, no location, and ends with its period (an hour by default).
+    Starts(UserId),
     /// A user's ListNearby calls (each page counts).
     Lists(UserId),
     /// A user's Shake calls.
@@ -356,6 +360,9 @@ pub struct UpdateLimits {
     /// `JumpCap::surely_allowed_parents`); `None`: no check (the cap is off, or the caller
     /// judged the jump already).
     pub near: Option<Vec<CellIndex>>,
+    /// The user's rate of fresh starts, counted when there is no live previous entry
+    /// (`None`: the jump cap is off).
+    pub starts: Option<Rate>,
 }
 
 /// What a limited write did.
@@ -365,6 +372,9 @@ pub enum Limited {
     Written(Deadlines),
     /// Refused by the rate; nothing was counted or written. Allowed again after this long.
     Refused(Duration),
+    /// A fresh start refused by the start rate; nothing was counted or written. Allowed
+    /// again after this long.
+    StartRefused(Duration),
     /// Nothing was counted or written: the previous entry lies outside `near`, so the caller
     /// judges the jump (at `now`, store clock) and writes again without the check.
     Check {

@@ -283,8 +283,9 @@ fn register<M: Collector + Clone + 'static>(
 }
 
 /// Every `limit` of `vicinity_rate_limit_refusals_total` (`ServiceError::RateLimited`).
-pub const LIMITS: [&str; 6] = [
+pub const LIMITS: [&str; 7] = [
     "updates",
+    "starts",
     "lists",
     "shakes",
     "pending_shakes",

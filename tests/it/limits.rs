@@ -240,6 +240,60 @@ async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backe
     assert_limited(third, "updates", Duration::from_secs(30));
 }
 
+// Issue 20 point 4: a Clear, or a withdrawal and a new grant, leaves no entry to judge a jump
+// from; such fresh starts count against their own rate, so they cannot carry a user past the
+// jump cap more often than it allows (SPEC §4.3).
+on_both_backends!(
+    a_clear_or_a_withdrawal_does_not_reset_the_jump_cap_more_than_the_start_rate_allows
+);
+async fn a_clear_or_a_withdrawal_does_not_reset_the_jump_cap_more_than_the_start_rate_allows(
+    backend: Backend,
+) {
+    let app = app_with(backend, |p| {
+        p.jump = Policy::default().jump;
+        p.starts = rate("3/1h");
+    })
+    .await;
+    let far = |step: u32| HOME.offset_m(-300_000.0 * f64::from(step), 0.0);
+    // Start one: the first update ever. Moves nearby are no starts.
+    app.join("lim-s", HOME, Gender::Female).await;
+    for step in 1..=3 {
+        let near = HOME.offset_m(100.0 * f64::from(step), 0.0);
+        app.update("lim-s", near, Gender::Female)
+            .await
+            .expect("a move nearby");
+    }
+    let teleport = app.update("lim-s", far(1), Gender::Female).await;
+    assert_precondition(teleport, "IMPLAUSIBLE_JUMP");
+    // Start two: after a Clear the teleport is a fresh start.
+    app.clear("lim-s", Feature::PeopleNearby)
+        .await
+        .expect("clear");
+    app.update("lim-s", far(1), Gender::Female)
+        .await
+        .expect("start two");
+    // Start three: after a withdrawal and a new grant.
+    app.withdraw("lim-s", Feature::PeopleNearby)
+        .await
+        .expect("withdraw");
+    app.grant("lim-s", Feature::PeopleNearby)
+        .await
+        .expect("grant");
+    app.update("lim-s", far(2), Gender::Female)
+        .await
+        .expect("start three");
+    app.clear("lim-s", Feature::PeopleNearby)
+        .await
+        .expect("clear");
+
+    let fourth = app.update("lim-s", far(3), Gender::Female).await;
+
+    // 3/1h: one start every 20 minutes once the burst is spent.
+    assert_limited(fourth, "starts", Duration::from_secs(20 * 60));
+    let export = app.export("lim-s").await.expect("export");
+    assert!(export.locations.is_empty(), "the refused start wrote");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_two_service_processes_on_one_redis() {
     let policy = |p: &mut Policy| {

@@ -170,9 +170,15 @@ async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
     let elapsed = started.elapsed();
     assert!(matches!(stopped, Some(Ok(()))), "{stopped:?}");
     assert!(elapsed < DRAIN_TIMEOUT, "shutdown took {elapsed:?}");
-    // Refused by the client's transport (nothing listens), not by the service: no ErrorInfo.
-    let after = app.grant("bob", Feature::PeopleNearby).await;
-    assert_eq!(refusal(after).code(), Code::Unavailable);
+    // Refused by the client's transport, not by the service: no ErrorInfo. UNAVAILABLE when
+    // the client saw its connection close first, CANCELLED when the call went out on it as it
+    // closed (the server is gone either way; seen under the suite's load).
+    let after = refusal(app.grant("bob", Feature::PeopleNearby).await);
+    assert!(
+        matches!(after.code(), Code::Unavailable | Code::Cancelled),
+        "{after:?}"
+    );
+    assert!(crate::details::error_info(&after).is_none(), "{after:?}");
     let url = format!("http://{}", app.addr);
     assert!(vicinity::client::Client::connect(&url, None).await.is_err());
 }

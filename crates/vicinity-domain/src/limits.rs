@@ -123,6 +123,11 @@ pub struct Policy {
     pub key_pending_shakes: u32,
     /// The cap on implausible jumps (`None`: off).
     pub jump: Option<JumpCap>,
+    /// Fresh starts per user while the jump cap is on: updates with no live entry to judge a
+    /// jump from (the first, or the first after a Clear, a withdrawal or the end of
+    /// retention), each of which may land anywhere. Without it, Clear then update teleported
+    /// past the cap as often as the update rate allowed (issue 20 point 4).
+    pub starts: Rate,
 }
 
 impl Policy {
@@ -143,6 +148,7 @@ impl Policy {
             key_calls: rate,
             key_pending_shakes: u32::MAX,
             jump: None,
+            starts: rate,
         }
     }
 }
@@ -160,6 +166,7 @@ impl Default for Policy {
             key_calls: rate(20_000, 1),
             key_pending_shakes: 1_000,
             jump: Some(JumpCap::default()),
+            starts: rate(6, 3_600),
         }
     }
 }

@@ -166,6 +166,7 @@ pub fn hash_tag(key: &str) -> &str {
 pub fn limit_key(key: &LimitKey) -> String {
     match key {
         LimitKey::Updates(user) => format!("vc:l:{{{user}}}:u"),
+        LimitKey::Starts(user) => format!("vc:l:{{{user}}}:f"),
         LimitKey::Lists(user) => format!("vc:l:{{{user}}}:l"),
         LimitKey::Shakes(user) => format!("vc:l:{{{user}}}:s"),
         LimitKey::PendingShakes(user) => format!("vc:l:{{{user}}}:p"),

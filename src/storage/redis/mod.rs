@@ -150,6 +150,7 @@ impl LocationStore for RedisStore {
                 Limited::Written(written((a, purge)))
             }
             0 => Limited::Refused(Duration::from_millis(a.max(0) as u64)),
+            3 => Limited::StartRefused(Duration::from_millis(a.max(0) as u64)),
             _ => {
                 let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
                 let (feature, user) = (position.feature, &position.user_id);

@@ -167,11 +167,14 @@ lua_script! {
     /// interval and tolerance µs) and, when ARGV[12] is not empty, checks that the previous
     /// live record lies under one of its cells (8 raw bytes each, one resolution coarser):
     /// otherwise it does nothing and hands the record back for the caller's jump check.
-    /// KEYS: cell, due, user hash, parts[, rate]. ARGV: gender tag, user id, ticket, retention
-    /// ms, cell id, field, record without `purge_at`, partition id, partition resolution[,
-    /// interval, tolerance, near cells].
-    /// Returns `{1, last_active, purge_at}`, `{0, wait ms, 0}` (the rate refused) or
-    /// `{2, now, previous record}` (check the jump).
+    /// With KEYS[6] (the user's start rate, ARGV[13], ARGV[14]) a write with no live record
+    /// before it also counts as a fresh start. Nothing is counted unless it is written.
+    /// KEYS: cell, due, user hash, parts[, rate[, starts]]. ARGV: gender tag, user id, ticket,
+    /// retention ms, cell id, field, record without `purge_at`, partition id, partition
+    /// resolution[, interval, tolerance, near cells[, start interval, start tolerance]].
+    /// Returns `{1, last_active, purge_at}`, `{0, wait ms, 0}` (the rate refused),
+    /// `{2, now, previous record}` (check the jump) or `{3, wait ms, 0}` (the start rate
+    /// refused).
     UPSERT, limited_record_script, "lua/upsert.lua"
 }
 
@@ -200,6 +203,11 @@ pub fn upsert_limited(
     .arg(limits.rate.interval_us())
     .arg(limits.rate.tolerance_us())
     .arg(near);
+    if let Some(starts) = limits.starts {
+        call.key(keys::limit_key(&LimitKey::Starts(position.user_id.clone())))
+            .arg(starts.interval_us())
+            .arg(starts.tolerance_us());
+    }
     call
 }
 

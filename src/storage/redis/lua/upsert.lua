@@ -7,7 +7,8 @@ if KEYS[5] then
   local now_us = clock_us()
   local next_tat, wait = gcra(KEYS[5], tonumber(ARGV[10]), tonumber(ARGV[11]), now_us)
   if not next_tat then return {0, wait, 0} end
-  if ARGV[12] ~= '' and old and is_record(old) and tonumber(string.sub(old, 1, 13)) > now then
+  local live = old and is_record(old) and tonumber(string.sub(old, 1, 13)) > now
+  if ARGV[12] ~= '' and live then
     local cell = string.sub(old, 14, 21)
     local up = parent_of(cell, math.floor(string.byte(cell, 2) / 16) - 1)
     local near = false
@@ -16,7 +17,15 @@ if KEYS[5] then
     end
     if not near then return {2, now, old} end
   end
+  -- A fresh start (no live entry to judge a jump from) counts against its own rate.
+  local start_tat
+  if KEYS[6] and not live then
+    local start_wait
+    start_tat, start_wait = gcra(KEYS[6], tonumber(ARGV[13]), tonumber(ARGV[14]), now_us)
+    if not start_tat then return {3, start_wait, 0} end
+  end
   gcra_keep(KEYS[5], next_tat, now_us)
+  if start_tat then gcra_keep(KEYS[6], start_tat, now_us) end
 end
 if old and is_record(old) then
   local key, due, id = record_cell(old, tonumber(ARGV[9]))
