@@ -47,10 +47,14 @@ enum Command {
         #[command(subcommand)]
         action: ConsentAction,
     },
-    /// Check that a server is serving.
+    /// Check that a server is serving (readiness: `""`, the default; or `liveness`, or a
+    /// vicinity service name).
     Health {
         #[command(flatten)]
         conn: Conn,
+        /// The health service to check: empty for readiness, `liveness` for liveness.
+        #[arg(long, default_value = "")]
+        service: String,
     },
     /// Drive a running service with a workload and report latency and throughput.
     Load(Box<vicinity_load::LoadArgs>),
@@ -162,10 +166,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Consent { action } => consent(action).await,
         Command::Load(args) => Ok(vicinity_load::main(&args).await?),
-        Command::Health { conn } => {
-            let request = tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            };
+        Command::Health { conn, service } => {
+            let request = tonic_health::pb::HealthCheckRequest { service };
             let reply = connect(&conn)
                 .await?
                 .health()

@@ -127,9 +127,19 @@ fn the_binary_serves_as_the_readme_says_and_answers_health() {
     let served = Served::start();
 
     let health = run(&["health"], &served.addr);
+    let liveness = run(&["health", "--service", "liveness"], &served.addr);
+    let service = run(
+        &["health", "--service", "vicinity.v1.PeopleNearby"],
+        &served.addr,
+    );
+    let unknown = run(&["health", "--service", "no.such.Service"], &served.addr);
 
     assert!(health.status.success(), "{health:?}");
     assert_eq!(stdout(&health).trim(), "SERVING");
+    assert!(liveness.status.success(), "{liveness:?}");
+    assert_eq!(stdout(&liveness).trim(), "SERVING");
+    assert!(service.status.success(), "{service:?}");
+    assert!(!unknown.status.success(), "{unknown:?}");
 }
 
 #[test]
