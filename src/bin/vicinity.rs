@@ -125,10 +125,28 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vicinity: {e:#}");
+            eprintln!("vicinity: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: libraries often repeat their
+/// source's text in their own (`tcp connect error: tcp connect error: Connection refused`),
+/// so a cause whose text the line already holds is left out.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -311,6 +329,12 @@ fn parse_feature(name: &str) -> anyhow::Result<pb::Feature> {
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<Client> {
+    let addr = &conn.addr;
+    anyhow::ensure!(
+        addr.contains("://"),
+        "--addr {addr}: a URL is needed, e.g. http://{addr} (https:// with TLS)"
+    );
     let tls = conn.tls.load()?;
-    Ok(Client::connect_with(&conn.addr, conn.api_key.as_deref(), tls.as_ref()).await?)
+    let client = Client::connect_with(addr, conn.api_key.as_deref(), tls.as_ref()).await;
+    client.map_err(|e| anyhow::anyhow!(e).context(format!("--addr {addr}")))
 }

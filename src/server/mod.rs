@@ -27,7 +27,7 @@ use crate::{
     service::{Deps, Vicinity},
     storage::{
         ConsentStore, LimitStore, LocationStore, MemoryStore, ShakeStore, StoreError,
-        redis::{self, RedisConsentStore, RedisStore},
+        redis::{self, RedisConsentStore, RedisStore, Target},
     },
     telemetry::{metrics, rpc::RpcLayer},
 };
@@ -62,6 +62,18 @@ pub enum ServerError {
     /// A store could not be reached or checked at start-up.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A store named by a flag could not be reached or checked at start-up: the flag, the
+    /// store's URL (redacted) and what failed.
+    #[error("{flag} {url}")]
+    StoreAtStart {
+        /// The flag (or its variable) that names the store.
+        flag: &'static str,
+        /// Its URL, without the password.
+        url: String,
+        /// What failed.
+        #[source]
+        error: StoreError,
+    },
     /// The system's randomness source failed: no secret, node id or token can be drawn.
     #[error("refusing to start: {0}")]
     Randomness(#[from] crate::random::RandomnessFailed),
@@ -263,7 +275,9 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         return Ok((store.clone(), store.clone(), store.clone(), store));
     };
     let tickets = Tickets::new(&config.secret);
-    for (url, found) in redis::persistence(locations).await? {
+    let at_locations = at_start(locations, false);
+    let at_consents = at_start(consents, consents != locations);
+    for (url, found) in redis::persistence(locations).await.map_err(&at_locations)? {
         if found.persists() && !allow_persistent {
             return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
         }
@@ -278,7 +292,8 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
             "consent records share the location store: fine for development only (it must not persist, they should)"
         );
     } else if !redis::persistence(consents)
-        .await?
+        .await
+        .map_err(&at_consents)?
         .iter()
         .all(|(_, p)| p.is_durable())
     {
@@ -287,8 +302,12 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         );
     }
     let location_store =
-        RedisStore::connect(locations, config.grid, tickets, config.retention, *timeout).await?;
-    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache).await?;
+        RedisStore::connect(locations, config.grid, tickets, config.retention, *timeout)
+            .await
+            .map_err(&at_locations)?;
+    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache)
+        .await
+        .map_err(&at_consents)?;
     let location_store = Arc::new(location_store);
     Ok((
         location_store.clone(),
@@ -296,6 +315,32 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
         location_store.clone(),
         location_store,
     ))
+}
+
+/// How a start-up failure of the store at `target` reads: the flag that names it (the consent
+/// store's own flag when `own_consent_flag`) and its URL, without the password.
+fn at_start(target: &Target, own_consent_flag: bool) -> impl Fn(StoreError) -> ServerError {
+    let (flag, url) = match target {
+        _ if own_consent_flag => ("--consent-redis-url", target_urls(target)),
+        Target::Single(_) => ("--redis-url", target_urls(target)),
+        Target::Cluster(_) => ("--redis-cluster", target_urls(target)),
+    };
+    move |error| ServerError::StoreAtStart {
+        flag,
+        url: url.clone(),
+        error,
+    }
+}
+
+/// The URLs of `target`, redacted, comma-separated.
+fn target_urls(target: &Target) -> String {
+    match target {
+        Target::Single(url) => redis::redacted(url),
+        Target::Cluster(urls) => {
+            let urls: Vec<String> = urls.iter().map(|u| redis::redacted(u)).collect();
+            urls.join(",")
+        }
+    }
 }
 
 /// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the

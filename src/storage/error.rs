@@ -49,7 +49,12 @@ impl StoreError {
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "store {:?} while {}", self.kind, self.context)
+        let what = match self.kind {
+            StoreErrorKind::Unavailable => "store unavailable",
+            StoreErrorKind::Timeout => "store timed out",
+            StoreErrorKind::Corrupt => "store holds data this version cannot read",
+        };
+        write!(f, "{} ({what})", self.context)
     }
 }
 

@@ -565,3 +565,63 @@ fn a_redis_password_appears_in_no_output() {
     assert!(said.contains("redis://default:***@127.0.0.1"), "{said}");
     assert!(help.status.success(), "{help:?}");
 }
+
+/// A loopback port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The last line of a command's standard error (start-up logs come before the error).
+fn last_error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    stderr.trim().lines().last().unwrap_or_default().to_owned()
+}
+
+/// Issue 21 point 5: a start-up or client error says which flag to fix, in one line, and
+/// names each cause once.
+#[test]
+fn errors_name_the_flag_in_one_line_and_each_cause_once() {
+    let nowhere = format!("redis://127.0.0.1:{}/", closed_port());
+    let mut no_locations = vicinity();
+    no_locations.args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &nowhere]);
+    let redis = vicinity_testing::redis::RedisServer::start().expect("redis");
+    let mut no_consents = vicinity();
+    no_consents.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &redis.url(),
+    ]);
+    no_consents.args(["--consent-redis-url", &nowhere]);
+    let refused = format!("http://127.0.0.1:{}", closed_port());
+
+    let locations = last_error_line(&run_to_exit(no_locations));
+    let consents = last_error_line(&run_to_exit(no_consents));
+    let bare = last_error_line(&run(&["health"], "127.0.0.1:50051"));
+    let client = last_error_line(&run(&["health"], &refused));
+
+    assert!(
+        locations.starts_with(&format!("vicinity: --redis-url {nowhere}: ")),
+        "{locations}"
+    );
+    assert!(
+        consents.starts_with(&format!("vicinity: --consent-redis-url {nowhere}: ")),
+        "{consents}"
+    );
+    assert!(
+        bare.contains("--addr 127.0.0.1:50051") && bare.contains("http://"),
+        "{bare}"
+    );
+    assert!(
+        client.starts_with(&format!("vicinity: --addr {refused}: ")),
+        "{client}"
+    );
+    for line in [&locations, &consents, &client] {
+        assert_eq!(line.matches("Connection refused").count(), 1, "{line}");
+        assert!(!line.contains("connect error: tcp connect error"), "{line}");
+    }
+}
