@@ -13,7 +13,7 @@ use futures_util::future::try_join_all;
 use vicinity::{
     domain::{
         Coordinates, Feature, Gender, Retention, SnapGrid, UserId,
-        nearby::{Secret, Tickets},
+        nearby::{Pseudonyms, Secret, Tickets},
     },
     storage::{
         LocationStore, Position,
@@ -58,6 +58,7 @@ async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
         &Target::Single(server.url()),
         grid,
         Tickets::new(&Secret::from_bytes([4; 32])),
+        Pseudonyms::new(&Secret::from_bytes([4; 32])),
         Retention::default(),
         Duration::from_secs(10),
     )

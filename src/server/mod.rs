@@ -14,7 +14,7 @@ use tonic::transport::{Server, ServerTlsConfig, server::TlsConnectInfo};
 use crate::{
     config::Config,
     config::{ServerTls, StoreConfig},
-    domain::nearby::Tickets,
+    domain::nearby::{Pseudonyms, Tickets},
     grpc::MAX_CALL_TIME,
     grpc::{
         GrpcApi,
@@ -301,10 +301,16 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
             "the consent store is not durable (want appendonly yes, appendfsync always)"
         );
     }
-    let location_store =
-        RedisStore::connect(locations, config.grid, tickets, config.retention, *timeout)
-            .await
-            .map_err(&at_locations)?;
+    let location_store = RedisStore::connect(
+        locations,
+        config.grid,
+        tickets,
+        Pseudonyms::new(&config.secret),
+        config.retention,
+        *timeout,
+    )
+    .await
+    .map_err(&at_locations)?;
     let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache)
         .await
         .map_err(&at_consents)?;

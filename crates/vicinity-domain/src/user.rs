@@ -37,9 +37,9 @@ impl UserId {
         Ok(Self(raw.into()))
     }
 
-    /// A stable 64-bit stand-in for the id (FNV-1a), for short-lived markers that must name
-    /// a user without holding their id, such as a Clear's tombstone (which outlives an
-    /// erasure by a couple of minutes). Not secret: whoever knows the id can compute it.
+    /// A stable 64-bit hash of the id (FNV-1a), for spreading users over shards and for
+    /// in-process maps. Not secret: whoever knows the id can compute it, so a name others
+    /// can read uses the keyed `nearby::Pseudonyms` instead.
     pub fn pseudonym(&self) -> u64 {
         self.0.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)

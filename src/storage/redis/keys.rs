@@ -19,7 +19,7 @@
 //! | `vc:s:{shake}:h:<user_id>` | ZSET | Shake history: `partner|band|matched_at` by deadline, at most `shake::HISTORY_CAP` | last deadline + 30 s | `shake` |
 //! | `vc:s:{shake}:n:<user_id>` | ZSET | users whose history names this user, by deadline (a Clear of this user removes those entries) | same | `shake` |
 //! | `vc:s:{shake}:hdue` | ZSET | users with history or "named by" entries, by earliest deadline | — | `shake` |
-//! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by `UserId::pseudonym`, so it holds neither the id nor a match ; the mark a Shake reads before its consent check and its pairing compares, so every Clear sets a larger value than the last | 120 s | `shake` |
+//! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by the user's keyed pseudonym (`nearby::Pseudonyms`), so it holds neither the id nor a match, and nobody without the secret can tell whose it is ; the mark a Shake reads before its consent check and its pairing compares, so every Clear sets a larger value than the last | 120 s | `shake` |
 //! | `vc:c:{<user_id>}:<f>` | STRING | consent state of feature `f` (`n`/`s`): `1` granted, `0` withdrawn (no location; persisted store), one key each so a page of users is one `MGET` | none | user |
 //! | `vc:owed` | ZSET | purges owed: `<f>|<token>|<user_id>` by when they were owed (ms); a sweep finishes any not settled (no location; persisted store) | none | none (one slot) |
 //! | `vc:l:{<user_id>}:<u/l/s>` | STRING | a user's UpdateLocation / ListNearby / Shake rate: the theoretical arrival time of the next call (GCRA, µs; no location) | until that time (at most the rate's period) | user |
@@ -50,7 +50,10 @@
 use h3o::{CellIndex, Resolution};
 
 use crate::{
-    domain::{Deadlines, Feature, Gender, Retention, Timestamp, UserId, user::GenderFilter},
+    domain::{
+        Deadlines, Feature, Gender, Retention, Timestamp, UserId, nearby::Pseudonyms,
+        user::GenderFilter,
+    },
     storage::{LimitKey, LocationEntry, Position},
 };
 
@@ -82,13 +85,14 @@ pub const SHAKE_PENDING: &str = "vc:s:{shake}:p";
 pub const WAKE_PREFIX: &str = "vc:s:wake:";
 
 /// A user's Shake tombstone (see the table above).
-pub fn tombstone_key(user: &UserId) -> String {
-    format!("{SHAKE_PREFIX}x:{}", tombstone_name(user))
+pub fn tombstone_key(pseudonyms: &Pseudonyms, user: &UserId) -> String {
+    format!("{SHAKE_PREFIX}x:{}", tombstone_name(pseudonyms, user))
 }
 
-/// The name of a user's Shake tombstone (the scripts append it to `x:`).
-pub fn tombstone_name(user: &UserId) -> String {
-    format!("{:x}", user.pseudonym())
+/// The name of a user's Shake tombstone (the scripts append it to `x:`): the user's keyed
+/// pseudonym, so listing the keys does not tell whose it is.
+pub fn tombstone_name(pseudonyms: &Pseudonyms, user: &UserId) -> String {
+    format!("{:x}", pseudonyms.of(user))
 }
 
 /// The prefix of every cell key of a partition (the sweep scripts append the cell).

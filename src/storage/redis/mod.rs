@@ -38,7 +38,7 @@ use super::{
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
     limits::Rate,
-    nearby::{FIRST_BATCH, NearbyRequest, Tickets},
+    nearby::{FIRST_BATCH, NearbyRequest, Pseudonyms, Tickets},
 };
 
 /// The smallest batch of cells a search reads on the bulk connection. Smaller batches (a near
@@ -57,6 +57,8 @@ pub struct RedisStore {
     /// search has queued (SPEC §4.5).
     bulk: Conn,
     tickets: Tickets,
+    /// Keyed stand-ins for user ids in readable key names (Shake tombstones).
+    pseudonyms: Pseudonyms,
     waker: Arc<shake::Waker>,
     grid: SnapGrid,
     retention: Retention,
@@ -83,6 +85,7 @@ impl RedisStore {
         target: &Target,
         grid: SnapGrid,
         tickets: Tickets,
+        pseudonyms: Pseudonyms,
         retention: Retention,
         timeout: Duration,
     ) -> StoreResult<Self> {
@@ -92,6 +95,7 @@ impl RedisStore {
             conn,
             bulk,
             tickets,
+            pseudonyms,
             waker: shake::Waker::start(target)?,
             grid,
             retention,

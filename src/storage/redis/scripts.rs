@@ -19,7 +19,7 @@ use crate::{
     domain::{
         ConsentEvent, Deadlines, Feature, Retention, Timestamp, UserId,
         limits::Rate,
-        nearby::NearbyQuery,
+        nearby::{NearbyQuery, Pseudonyms},
         shake::{self, PendingShake, ShakeMatch},
         user::GenderFilter,
     },
@@ -906,6 +906,7 @@ lua_script! {
 
 /// [`SHAKE_PAIR`] of shake `id` of `user` in `cell`, waiting `window` on node `node`.
 pub fn shake_pair(
+    pseudonyms: &Pseudonyms,
     id: u64,
     user: &UserId,
     cell: CellIndex,
@@ -927,7 +928,7 @@ pub fn shake_pair(
         .arg(coarse.to_string())
         .arg(shake::PER_COARSE_CELL)
         .arg(shake::FAR_POOL)
-        .arg(keys::tombstone_name(user))
+        .arg(keys::tombstone_name(pseudonyms, user))
         .arg(mark);
     for ring in shake::coarse_rings(coarse) {
         let ring: Vec<String> = ring.iter().map(ToString::to_string).collect();
@@ -966,6 +967,7 @@ lua_script! {
 /// [`SHAKE_CLEAR_USER`] of `user`; with `clear` everything of theirs, tombstoned for
 /// `tombstone`.
 pub fn shake_clear_user(
+    pseudonyms: &Pseudonyms,
     user: &UserId,
     clear: bool,
     tombstone: Duration,
@@ -975,7 +977,7 @@ pub fn shake_clear_user(
         .arg(user.as_str())
         .arg(if clear { "1" } else { "0" })
         .arg(tombstone.as_millis() as u64)
-        .arg(keys::tombstone_name(user));
+        .arg(keys::tombstone_name(pseudonyms, user));
     call
 }
 
@@ -1005,6 +1007,7 @@ lua_script! {
 /// [`HISTORY_ADD`] of `matched` to `user`'s history, kept one `retention`, at most `cap`
 /// entries.
 pub fn history_add(
+    pseudonyms: &Pseudonyms,
     user: &UserId,
     matched: &ShakeMatch,
     retention: Retention,
@@ -1025,8 +1028,8 @@ pub fn history_add(
         .arg(entry)
         .arg(deadline)
         .arg(cap)
-        .arg(keys::tombstone_name(user))
-        .arg(keys::tombstone_name(&matched.partner));
+        .arg(keys::tombstone_name(pseudonyms, user))
+        .arg(keys::tombstone_name(pseudonyms, &matched.partner));
     call
 }
 

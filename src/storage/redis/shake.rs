@@ -136,7 +136,7 @@ impl RedisStore {
     /// many entries went and the last history deadline left.
     async fn clear_user(&self, user: &UserId, clear: bool) -> StoreResult<(u32, i64)> {
         let conn = &self.conn;
-        let call = scripts::shake_clear_user(user, clear, TOMBSTONE);
+        let call = scripts::shake_clear_user(&self.pseudonyms, user, clear, TOMBSTONE);
         conn.script("clearing shakes", &call).await
     }
 }
@@ -152,7 +152,15 @@ impl ShakeStore for RedisStore {
         mark: i64,
     ) -> StoreResult<ShakeOutcome> {
         let conn = &self.conn;
-        let call = scripts::shake_pair(id, user, cell, window, &self.waker.node, mark);
+        let call = scripts::shake_pair(
+            &self.pseudonyms,
+            id,
+            user,
+            cell,
+            window,
+            &self.waker.node,
+            mark,
+        );
         let reply: Vec<redis::Value> = conn.script("pairing a shake", &call).await?;
         let text = |i: usize| {
             reply
@@ -184,7 +192,7 @@ impl ShakeStore for RedisStore {
 
     async fn clear_mark(&self, user: &UserId) -> StoreResult<i64> {
         let mut get = redis::cmd("GET");
-        get.arg(keys::tombstone_key(user));
+        get.arg(keys::tombstone_key(&self.pseudonyms, user));
         let mark: Option<String> = self.conn.query("reading a clear mark", &get).await?;
         mark.map_or(Ok(0), |m| m.parse().map_err(|_| corrupt()))
     }
@@ -226,7 +234,7 @@ impl ShakeStore for RedisStore {
         retention: Retention,
     ) -> StoreResult<()> {
         let conn = &self.conn;
-        let call = scripts::history_add(user, matched, retention, HISTORY_CAP);
+        let call = scripts::history_add(&self.pseudonyms, user, matched, retention, HISTORY_CAP);
         let _: i64 = conn.script("recording a match", &call).await?;
         Ok(())
     }

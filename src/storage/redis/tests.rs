@@ -11,7 +11,7 @@ use super::{
 use crate::{
     domain::{
         Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
-        nearby::{NearbyRequest, PageToken, Secret, Tickets},
+        nearby::{NearbyRequest, PageToken, Pseudonyms, Secret, Tickets},
         shake::PendingShake,
         user::GenderFilter,
     },
@@ -70,6 +70,7 @@ async fn store_on(target: &Target, timeout: Duration) -> Result<RedisStore, Stor
         target,
         SnapGrid::default(),
         tickets,
+        Pseudonyms::new(&Secret::from_bytes([4; 32])),
         Retention::default(),
         timeout,
     )

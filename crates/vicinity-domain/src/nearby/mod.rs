@@ -10,7 +10,7 @@ mod query;
 mod request;
 mod walk;
 
-pub use order::{ORDER_SPACE, OrderContext, Secret, Tickets};
+pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
 pub use request::{

@@ -45,6 +45,38 @@ impl Secret {
     }
 }
 
+/// Keyed stand-ins for user ids in the names of short-lived Redis keys (a Clear's Shake
+/// tombstone): SipHash-1-3 under a key derived from the secret with a label of its own, so
+/// whoever can list the keys cannot tell whose marker one is by trying ids (issue 23 point 4:
+/// the unkeyed FNV of [`UserId::pseudonym`] let them). Every node sharing a store needs the
+/// same secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Pseudonyms([u8; 16]);
+
+impl std::fmt::Debug for Pseudonyms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonyms(<redacted>)")
+    }
+}
+
+impl Pseudonyms {
+    /// The pseudonyms of `secret`.
+    pub fn new(secret: &Secret) -> Self {
+        let mut key = [0u8; 16];
+        let kdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"vicinity"), &secret.0);
+        // 16 bytes is far below HKDF-SHA256's limit: expanding cannot fail.
+        let _ = kdf.expand(b"pseudonym v1", &mut key);
+        Self(key)
+    }
+
+    /// `user`'s pseudonym.
+    pub fn of(&self, user: &UserId) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.0);
+        hasher.write(user.as_str().as_bytes());
+        hasher.finish()
+    }
+}
+
 /// How long one in-band order lasts before it is reshuffled.
 pub const ORDER_EPOCH: Duration = Duration::from_secs(15 * 60);
 
@@ -131,6 +163,22 @@ fn fmix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod pseudonym_tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_depend_on_the_secret_and_are_not_the_unkeyed_hash() {
+        let user = UserId::parse("alice", "user_id").expect("valid");
+        let one = Pseudonyms::new(&Secret::from_bytes([1; 32]));
+        let two = Pseudonyms::new(&Secret::from_bytes([2; 32]));
+        assert_eq!(one.of(&user), one.of(&user));
+        assert_ne!(one.of(&user), two.of(&user));
+        assert_ne!(one.of(&user), user.pseudonym());
+        assert!(!format!("{one:?}").contains('1'));
+    }
 }
 
 #[cfg(test)]
