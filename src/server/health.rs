@@ -1,7 +1,7 @@
 //! Health that does not flap (SPEC §4.6): readiness (every vicinity service and `""`) goes
-//! NOT_SERVING only after [`FAILS_TO_NOT_SERVING`] consecutive failed store checks and back
-//! after [`PASSES_TO_SERVING`] good ones, so one slow check under load does not pull a node
-//! out of its balancer; it goes NOT_SERVING at once when shutdown starts, before the drain.
+//! NOT_SERVING once [`FAILS_TO_NOT_SERVING`] of the last [`FAILS_WINDOW`] store checks failed
+//! and back after [`PASSES_TO_SERVING`] good ones in a row, so one slow check under load does
+//! not pull a node out of its balancer, and a store failing most checks does not stay in it; it goes NOT_SERVING at once when shutdown starts, before the drain.
 //! [`LIVENESS`] is SERVING while the process serves, whatever the stores do: a liveness probe
 //! on it does not restart every pod during a store outage.
 
@@ -14,46 +14,47 @@ use crate::service::Vicinity;
 
 /// How often readiness is checked (each check is bounded by the store timeout).
 pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
-/// Consecutive failed checks before readiness goes NOT_SERVING: a real outage shows within
-/// 3 × (interval + store timeout), 4.5 s with the defaults (1.5 s when the store refuses
-/// connections outright).
+/// Failed checks among the last [`FAILS_WINDOW`] before readiness goes NOT_SERVING: a real
+/// outage shows within 3 × (interval + store timeout), 4.5 s with the defaults (1.5 s when
+/// the store refuses connections outright), and a store failing 2 checks of every 3 shows
+/// too (issue 20 point 7: with a streak, one pass between failures kept it SERVING).
 pub const FAILS_TO_NOT_SERVING: u32 = 3;
+/// How many recent checks [`FAILS_TO_NOT_SERVING`] counts in.
+pub const FAILS_WINDOW: u32 = 5;
 /// Consecutive good checks before readiness is SERVING again (about a second).
 pub const PASSES_TO_SERVING: u32 = 2;
 /// The health service name for liveness probes.
 pub const LIVENESS: &str = "liveness";
 
-/// Readiness with hysteresis: the state and the streak of checks that disagree with it.
+/// Readiness with hysteresis: the state, the recent failures and the streak of passes.
 #[derive(Debug, Default)]
 struct Readiness {
     serving: Option<bool>,
-    streak: u32,
+    /// The last [`FAILS_WINDOW`] checks, newest in the lowest bit, 1 for a failure.
+    recent: u32,
+    /// Good checks in a row.
+    passes: u32,
 }
 
 impl Readiness {
     /// Takes one check's outcome; the new state when it changes. The first check decides at
     /// once (no history to weigh it against).
     fn observe(&mut self, ok: bool) -> Option<bool> {
-        let Some(serving) = self.serving else {
-            self.serving = Some(ok);
-            return Some(ok);
+        let window = (1 << FAILS_WINDOW) - 1;
+        self.recent = ((self.recent << 1) | u32::from(!ok)) & window;
+        self.passes = if ok { self.passes + 1 } else { 0 };
+        let next = match self.serving {
+            None => ok,
+            Some(true) => self.recent.count_ones() < FAILS_TO_NOT_SERVING,
+            Some(false) => self.passes >= PASSES_TO_SERVING,
         };
-        if ok == serving {
-            self.streak = 0;
+        if self.serving == Some(next) {
             return None;
         }
-        self.streak += 1;
-        let needed = if ok {
-            PASSES_TO_SERVING
-        } else {
-            FAILS_TO_NOT_SERVING
-        };
-        if self.streak < needed {
-            return None;
-        }
-        self.streak = 0;
-        self.serving = Some(ok);
-        Some(ok)
+        self.serving = Some(next);
+        // A new state starts a new count of what would undo it.
+        self.recent = 0;
+        Some(next)
     }
 }
 
@@ -123,20 +124,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readiness_needs_a_streak_to_change_and_a_good_check_resets_the_count() {
+    fn readiness_goes_after_three_failures_of_five_and_comes_back_after_two_passes() {
         let mut r = Readiness::default();
         assert_eq!(r.observe(true), Some(true), "the first check decides");
-        assert_eq!(r.observe(false), None);
-        assert_eq!(r.observe(false), None);
-        assert_eq!(
-            r.observe(true),
-            None,
-            "one good check between resets the streak"
-        );
+        for ok in [false, true, true, true, false, true, true, true, true] {
+            assert_eq!(
+                r.observe(ok),
+                None,
+                "a failure now and then is not an outage"
+            );
+        }
         assert_eq!(r.observe(false), None);
         assert_eq!(r.observe(false), None);
         assert_eq!(r.observe(false), Some(false), "three failures in a row");
         assert_eq!(r.observe(true), None);
         assert_eq!(r.observe(true), Some(true), "two good checks in a row");
+    }
+
+    #[test]
+    fn a_store_failing_two_checks_of_three_is_not_ready() {
+        let mut r = Readiness::default();
+        assert_eq!(r.observe(true), Some(true));
+        let pattern = [false, false, true].iter().cycle().take(30);
+        let changes: Vec<bool> = pattern.filter_map(|ok| r.observe(*ok)).collect();
+        assert_eq!(changes, [false], "it goes once and never comes back");
     }
 }
