@@ -229,6 +229,7 @@ impl Vicinity {
             None => None,
         };
         let pinned_epoch = page.as_ref().map(|t| t.epoch);
+        let pinned_cell = page.as_ref().map(|t| t.viewer_cell);
         let request = NearbyRequest {
             viewer: list.viewer.clone(),
             max_distance_m: list.max_distance_m,
@@ -244,6 +245,11 @@ impl Vicinity {
             return Err(ServiceError::LocationRequired);
         };
         let own_cell = own.position.cell;
+        // A token pins the cell its first page was listed around: once the viewer moved to
+        // another, it would keep listing around where they were (issue 20 point 7).
+        if pinned_cell.is_some_and(|cell| cell != own_cell) {
+            return Err(ServiceError::PageTokenExpired);
+        }
         let result = self
             .deps
             .locations

@@ -206,6 +206,28 @@ async fn a_long_block_list_in_a_crowded_cell_still_fills_every_page(backend: Bac
     assert_eq!(pages.len(), SHOWN.div_ceil(4), "a page came back short");
 }
 
+// Issue 20 point 7: a token pins the cell its first page was listed around; once the viewer
+// has moved to another cell it would keep listing around where they were, so it is refused
+// as expired (the client starts again from where the viewer is now).
+on_both_backends!(a_page_token_from_before_the_viewer_moved_is_expired);
+async fn a_page_token_from_before_the_viewer_moved_is_expired(backend: Backend) {
+    let app = crowded_app(backend).await;
+    let first = app.list_with(limited("viewer", 7)).await.unwrap();
+    assert!(!first.next_page_token.is_empty());
+    let mut again = limited("viewer", 7);
+    again.page_token = first.next_page_token.clone();
+    app.list_with(again.clone())
+        .await
+        .expect("the token works where it was issued");
+
+    app.update("viewer", HOME.offset_m(1_500.0, 0.0), Gender::Male)
+        .await
+        .expect("the viewer moves 1.5 km");
+
+    let moved = app.list_with(again).await;
+    assert_reason(moved, tonic::Code::InvalidArgument, "PAGE_TOKEN_EXPIRED");
+}
+
 /// Memory only: the store's clock has to pass two order epochs (30 minutes). An expired token
 /// has its own reason, so a client knows to start again rather than suspect its own code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
