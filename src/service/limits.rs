@@ -74,6 +74,15 @@ pub(super) struct Places {
 }
 
 impl Places {
+    /// Moves the places into a new owner, leaving this one with none.
+    pub(super) fn take(&mut self) -> Places {
+        Places {
+            limits: self.limits.clone(),
+            token: self.token,
+            keys: std::mem::take(&mut self.keys),
+        }
+    }
+
     /// Gives every place back now; a failure is logged (the place ends by itself).
     pub(super) async fn release(&mut self) {
         for key in std::mem::take(&mut self.keys) {
@@ -89,11 +98,7 @@ impl Drop for Places {
         if self.keys.is_empty() {
             return;
         }
-        let mut rest = Places {
-            limits: self.limits.clone(),
-            token: self.token,
-            keys: std::mem::take(&mut self.keys),
-        };
+        let mut rest = self.take();
         tokio::spawn(async move { rest.release().await });
     }
 }

@@ -7,7 +7,7 @@ use std::{
 
 use tracing::instrument;
 
-use super::{ServiceResult, Vicinity, audit};
+use super::{ServiceResult, Vicinity, audit, limits::Places};
 use crate::{
     domain::{
         Feature, Location, Timestamp, UserId,
@@ -23,19 +23,26 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 /// the pairing call before the window starts (a slower start shortens the window instead).
 const SETUP_ALLOWANCE: Duration = Duration::from_millis(500);
 
-/// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends.
+/// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends,
+/// then gives back its places, in that order and in one task: given back first, the user's
+/// pending place would admit a second shake while the first still waits (issue 20 point 7).
 struct WithdrawOnDrop {
     store: Arc<dyn ShakeStore>,
     pending: Option<PendingShake>,
+    places: Option<Places>,
 }
 
 impl Drop for WithdrawOnDrop {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
             let store = self.store.clone();
+            let places = self.places.take();
             tokio::spawn(async move {
                 if let Err(error) = store.withdraw(&pending).await {
                     tracing::warn!(%error, "could not withdraw an abandoned shake");
+                }
+                if let Some(mut places) = places {
+                    places.release().await;
                 }
             });
         }
@@ -82,14 +89,14 @@ impl Vicinity {
         let mut places = self.admit_holding(rate, places, id, hold).await?;
         let held_until = held_from + hold - ANSWER_MARGIN;
         let shaken = self
-            .shake_held(id, user, location, window, held_until)
+            .shake_held(id, user, location, window, held_until, &mut places)
             .await;
         places.release().await;
         shaken
     }
 
-    /// [`Vicinity::shake`] once its places are held (until `held_until`, less the answer
-    /// margin).
+    /// [`Vicinity::shake`] once its `places` are held (until `held_until`, less the answer
+    /// margin). While a shake is pending they are in the care of its withdrawal guard.
     async fn shake_held(
         &self,
         id: u64,
@@ -97,6 +104,7 @@ impl Vicinity {
         location: Location,
         window: Duration,
         held_until: Instant,
+        places: &mut Places,
     ) -> ServiceResult<Option<ShakeMatch>> {
         // The clear mark is read before consent: a withdrawal that lands after the consent
         // check clears Shake after this read, so the pairing step, which compares the mark,
@@ -114,9 +122,14 @@ impl Vicinity {
                 let mut guard = WithdrawOnDrop {
                     store: self.deps.shakes.clone(),
                     pending: Some(pending.clone()),
+                    places: Some(places.take()),
                 };
+                // On an error the guard withdraws, then gives the places back.
                 let pair = self.deps.shakes.await_partner(&pending, window).await?;
                 guard.pending = None;
+                if let Some(held) = guard.places.take() {
+                    *places = held;
+                }
                 pair
             }
         };
