@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use clap::{Args, ValueEnum};
 
 /// GRANTED consent states a node caches for lists by default: one per user of a large
-/// deployment's busiest node (about 100 MB at most).
+/// deployment's busiest node (16-byte ids in a hash table: about 34 MB at most).
 pub const DEFAULT_CONSENT_CACHE: usize = 1 << 20;
 
 use crate::{
@@ -83,7 +83,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
     pub allow_persistent_location_store: bool,
     /// GRANTED consent states cached for what lists show, at most (a single consent Redis,
-    /// kept exact by RESP3 tracking; about 100 bytes each; 0 turns the cache off).
+    /// kept exact by RESP3 tracking; 16 to 34 bytes each; 0 turns the cache off).
     #[arg(long, env = "VICINITY_CONSENT_CACHE_ENTRIES", default_value_t = DEFAULT_CONSENT_CACHE)]
     pub consent_cache_entries: usize,
     /// The longest one store call may take.
