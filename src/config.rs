@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// call ends within 31s).
     #[arg(long, env = "VICINITY_IDLE_TIMEOUT", default_value = "5m", value_parser = duration)]
     pub idle_timeout: Duration,
+    /// A connection on which no call started within this long of its accept is closed, so
+    /// sockets that never speak cannot hold the connection cap (at least 1s).
+    #[arg(long, env = "VICINITY_FIRST_CALL_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub first_call_timeout: Duration,
     /// A connection is asked to close (GOAWAY, calls in flight finish) after this long, so
     /// clients rebalance across nodes.
     #[arg(long, env = "VICINITY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration)]
@@ -245,6 +249,8 @@ pub struct ConnectionLimits {
     pub keepalive: Duration,
     /// Closes a connection with no call started for this long.
     pub idle_timeout: Duration,
+    /// Closes a connection on which no call started this long after its accept.
+    pub first_call_timeout: Duration,
     /// GOAWAY after this long.
     pub max_age: Duration,
 }
@@ -256,6 +262,7 @@ impl Default for ConnectionLimits {
             max_streams: 100,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            first_call_timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(1_800),
         }
     }
@@ -276,6 +283,11 @@ impl ConnectionLimits {
                 "--idle-timeout: must be at least 35s (longer than any call)".into(),
             ));
         }
+        if args.first_call_timeout < Duration::from_secs(1) {
+            return Err(ConfigError(
+                "--first-call-timeout: must be at least 1s".into(),
+            ));
+        }
         if args.keepalive < Duration::from_secs(1)
             || args.max_connection_age < Duration::from_secs(60)
         {
@@ -288,6 +300,7 @@ impl ConnectionLimits {
             max_streams: args.max_streams_per_connection,
             keepalive: args.keepalive,
             idle_timeout: args.idle_timeout,
+            first_call_timeout: args.first_call_timeout,
             max_age: args.max_connection_age,
         })
     }

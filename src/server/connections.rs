@@ -1,6 +1,7 @@
 //! Connection limits (SPEC §4.5 "Connections"): at most `max_connections` sockets at once
-//! (a socket past the cap is closed at accept), and a connection on which no call started for
-//! `idle_timeout` is closed. HTTP/2 keepalive, the stream cap per connection and the maximum
+//! (a socket past the cap is closed at accept), a connection on which no call started for
+//! `idle_timeout` is closed, and one on which no call started within `first_call_timeout` of
+//! its accept too (issue 20 point 5: silent sockets held the cap for the whole idle timeout). HTTP/2 keepalive, the stream cap per connection and the maximum
 //! connection age are tonic's own settings (see `server::run`).
 //!
 //! Idleness is measured from the start of the last call, not from the last byte: HTTP/2
@@ -29,19 +30,25 @@ use tokio::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::Connected;
 
+/// `Activity::last_call_ms` before the first call.
+const NO_CALL_YET: u64 = u64::MAX;
+
 /// When a connection last started a call, shared between the socket and the calls on it
 /// (each call finds it in its request extensions).
 #[derive(Debug, Clone)]
 pub struct Activity {
     epoch: Instant,
     last_call_ms: Arc<AtomicU64>,
+    /// How long after the accept the first call may start.
+    first_call_timeout: Duration,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(first_call_timeout: Duration) -> Self {
         Self {
             epoch: Instant::now(),
-            last_call_ms: Arc::new(AtomicU64::new(0)),
+            last_call_ms: Arc::new(AtomicU64::new(NO_CALL_YET)),
+            first_call_timeout,
         }
     }
 
@@ -51,10 +58,13 @@ impl Activity {
         self.last_call_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// When the connection falls idle unless another call starts.
+    /// When the connection falls idle unless another call starts (the first within
+    /// `first_call_timeout` of the accept).
     fn idle_at(&self, idle_timeout: Duration) -> Instant {
-        let last = Duration::from_millis(self.last_call_ms.load(Ordering::Relaxed));
-        self.epoch + last + idle_timeout
+        match self.last_call_ms.load(Ordering::Relaxed) {
+            NO_CALL_YET => self.epoch + self.first_call_timeout.min(idle_timeout),
+            last => self.epoch + Duration::from_millis(last) + idle_timeout,
+        }
     }
 }
 
@@ -125,11 +135,13 @@ impl AsyncWrite for Limited {
 }
 
 /// Wraps accepted sockets: each takes a permit of `max_connections` (a socket past the cap is
-/// dropped, i.e. closed, at once) and is closed after `idle_timeout` without a call.
+/// dropped, i.e. closed, at once) and is closed after `idle_timeout` without a call, or
+/// `first_call_timeout` after its accept when no call started by then.
 pub fn limit(
     sockets: impl Stream<Item = io::Result<TcpStream>>,
     max_connections: usize,
     idle_timeout: Duration,
+    first_call_timeout: Duration,
 ) -> impl Stream<Item = io::Result<Limited>> {
     let permits = Arc::new(Semaphore::new(max_connections));
     sockets.filter_map(move |socket| {
@@ -144,8 +156,7 @@ pub fn limit(
         // Without this, replies wait for the client's delayed ACK (measured: p50 14 ms
         // instead of 0.2; tonic's tcp_nodelay applies only to listeners it binds itself).
         let _ = socket.set_nodelay(true);
-        let activity = Activity::new();
-        activity.touch();
+        let activity = Activity::new(first_call_timeout);
         Some(Ok(Limited {
             socket,
             _permit: permit,

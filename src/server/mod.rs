@@ -227,6 +227,7 @@ pub async fn run(
         TcpListenerStream::new(listener),
         limits.max_connections,
         limits.idle_timeout,
+        limits.first_call_timeout,
     );
     let serve = router.serve_with_incoming_shutdown(incoming, signal);
     let result = tokio::select! {

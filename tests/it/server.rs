@@ -202,6 +202,35 @@ async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on
     crate::details::assert_reason(after, Code::FailedPrecondition, "CONSENT_REQUIRED");
 }
 
+/// Issue 20 point 5: a socket that never starts a call is closed at the first-call timeout,
+/// long before the idle timeout, so silent sockets cannot hold the connection cap; one that
+/// calls is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_calls_is_closed_at_the_first_call_timeout() {
+    use tokio::io::AsyncReadExt;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.connections.idle_timeout = Duration::from_secs(120);
+        c.connections.first_call_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let started = Instant::now();
+
+    // The server may greet with its HTTP/2 settings first; then the socket must end.
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut bytes));
+
+    assert!(read.await.is_ok(), "a silent socket stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed before its time"
+    );
+    let fresh = app.connect(None).await;
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    let health = fresh.health().check(request).await;
+    assert!(health.is_ok(), "the server still serves: {health:?}");
+}
+
 /// Issue 9 point 12: sockets that never start a call are closed after the idle timeout, and
 /// sockets past the connection cap at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
