@@ -213,8 +213,9 @@ async fn a_socket_that_never_calls_is_closed_at_the_first_call_timeout() {
         c.connections.first_call_timeout = Duration::from_millis(300);
     })
     .await;
-    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    // Taken before the connect: the server's accept, which starts its timer, comes after.
     let started = Instant::now();
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
 
     // The server may greet with its HTTP/2 settings first; then the socket must end.
     let mut bytes = Vec::new();
