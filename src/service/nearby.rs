@@ -145,17 +145,8 @@ impl Vicinity {
             };
             match outcome {
                 Limited::Written(deadlines) => return Ok(deadlines),
-                Limited::Refused(retry_after) => {
-                    return Err(ServiceError::RateLimited {
-                        limit: "updates",
-                        retry_after,
-                    });
-                }
-                Limited::StartRefused(retry_after) => {
-                    return Err(ServiceError::RateLimited {
-                        limit: "starts",
-                        retry_after,
-                    });
+                Limited::Refused { limit, retry_after } => {
+                    return Err(ServiceError::RateLimited { limit, retry_after });
                 }
                 Limited::Check { previous, now } => {
                     self.judge_jump(&previous, cell, now)?;

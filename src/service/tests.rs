@@ -171,6 +171,16 @@ async fn alice_consenting(svc: &Vicinity, features: &[Feature]) -> UserId {
     alice
 }
 
+/// Alice, consenting to People Nearby and sharing a position.
+async fn alice_sharing(svc: &Vicinity) -> UserId {
+    let alice = alice_consenting(svc, &[Feature::PeopleNearby]).await;
+    let at = Location::new(39.9, 116.4, 5.0).unwrap();
+    svc.update_location(&alice, at, Gender::Female)
+        .await
+        .unwrap();
+    alice
+}
+
 #[tokio::test]
 async fn an_update_racing_a_withdrawal_leaves_no_location_behind() {
     let (svc, store, _) = service(true, 0);
@@ -218,11 +228,7 @@ async fn an_update_whose_reply_was_lost_is_still_checked_against_a_withdrawal() 
 #[tokio::test]
 async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
     let (svc, store, clock) = service(false, 1);
-    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
-    let at = Location::new(39.9, 116.4, 5.0).unwrap();
-    svc.update_location(&alice, at, Gender::Female)
-        .await
-        .unwrap();
+    let alice = alice_sharing(&svc).await;
 
     let withdrawn = svc.withdraw_consent(&alice, Feature::PeopleNearby).await;
 
@@ -424,11 +430,7 @@ async fn a_withdrawal_whose_purge_failed_is_still_audited() {
         .finish();
     let _log = tracing::subscriber::set_default(subscriber);
     let (svc, _, _) = service(false, 1);
-    let alice = alice_consenting(&svc, &[Feature::PeopleNearby]).await;
-    let at = Location::new(39.9, 116.4, 5.0).unwrap();
-    svc.update_location(&alice, at, Gender::Female)
-        .await
-        .unwrap();
+    let alice = alice_sharing(&svc).await;
 
     let withdrawn = svc.withdraw_consent(&alice, Feature::PeopleNearby).await;
 

@@ -370,11 +370,14 @@ pub struct UpdateLimits {
 pub enum Limited {
     /// Counted and written.
     Written(Deadlines),
-    /// Refused by the rate; nothing was counted or written. Allowed again after this long.
-    Refused(Duration),
-    /// A fresh start refused by the start rate; nothing was counted or written. Allowed
-    /// again after this long.
-    StartRefused(Duration),
+    /// Refused by `limit` (`"updates"`, or `"starts"` for a fresh start); nothing was
+    /// counted or written. Allowed again after `retry_after`.
+    Refused {
+        /// The limit's name (as in `ServiceError::RateLimited`).
+        limit: &'static str,
+        /// How long until it allows the call.
+        retry_after: Duration,
+    },
     /// Nothing was counted or written: the previous entry lies outside `near`, so the caller
     /// judges the jump (at `now`, store clock) and writes again without the check.
     Check {

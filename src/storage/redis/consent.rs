@@ -136,6 +136,16 @@ fn parse_owed(member: &str) -> Option<OwedPurge> {
     })
 }
 
+/// Whether each of the state `keys` says GRANTED, in one `MGET` on `conn` (single node); a
+/// short reply reads as not granted (fail closed).
+async fn granted_states<K: redis::ToRedisArgs>(conn: &Conn, keys: &[K]) -> StoreResult<Vec<bool>> {
+    let mget = redis::cmd("MGET").arg(keys).clone();
+    let raw: Vec<Option<Vec<u8>>> = conn.query("reading consents", &mget).await?;
+    Ok((0..keys.len())
+        .map(|i| raw.get(i).is_some_and(granted))
+        .collect())
+}
+
 /// Whether a state key's value says GRANTED.
 fn granted(raw: &Option<Vec<u8>>) -> bool {
     raw.as_deref() == Some(b"1")
@@ -191,13 +201,8 @@ impl ConsentStore for RedisConsentStore {
             return Ok(Vec::new());
         }
         if !self.conn.is_cluster() {
-            let mut cmd = redis::cmd("MGET");
-            for user in users {
-                cmd.arg(consent_key(user, tag(feature)));
-            }
-            let conn = &self.conn;
-            let raw: Vec<Option<Vec<u8>>> = conn.query("reading consents", &cmd).await?;
-            return Ok(raw.iter().map(granted).collect());
+            let keys: Vec<String> = users.iter().map(|u| consent_key(u, tag(feature))).collect();
+            return granted_states(&self.conn, &keys).await;
         }
         // A cluster refuses cross-slot commands: one GET per user, all in flight at once.
         let calls = users.iter().map(|user| async move {
@@ -232,11 +237,7 @@ impl ConsentStore for RedisConsentStore {
             return Ok(lookup.known);
         }
         metrics::consent_cache_reads("miss", unknown.len());
-        let mget = redis::cmd("MGET").arg(&unknown).clone();
-        let raw: Vec<Option<Vec<u8>>> = lookup.link.query("reading consents", &mget).await?;
-        let read: Vec<bool> = (0..unknown.len())
-            .map(|i| raw.get(i).is_some_and(granted))
-            .collect();
+        let read = granted_states(&lookup.link, &unknown).await?;
         let newly = unknown.iter().zip(&read).filter(|(_, g)| **g);
         cache.remember(&lookup, newly.map(|(key, _)| *key));
         let mut read = read.into_iter();

@@ -153,8 +153,10 @@ impl LocationStore for RedisStore {
                 let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
                 Limited::Written(written((a, purge)))
             }
-            0 => Limited::Refused(Duration::from_millis(a.max(0) as u64)),
-            3 => Limited::StartRefused(Duration::from_millis(a.max(0) as u64)),
+            0 | 3 => Limited::Refused {
+                limit: if what == 0 { "updates" } else { "starts" },
+                retry_after: Duration::from_millis(a.max(0) as u64),
+            },
             _ => {
                 let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
                 let (feature, user) = (position.feature, &position.user_id);
