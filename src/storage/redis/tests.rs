@@ -295,6 +295,57 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
 
+/// The viewer `crowd-0` alone in `home`, one user in each of five neighbours and 600 in the
+/// sixth: the density the read sees first (one member per cell) hides the crowd.
+async fn hidden_crowd(store: &RedisStore) -> CellIndex {
+    let grid = SnapGrid::default();
+    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let ring: Vec<CellIndex> = home.grid_disk::<Vec<_>>(1).into_iter().skip(1).collect();
+    let writes = (0..606).map(|i| {
+        let cell = match i {
+            0 => home,
+            1..=5 => ring[i - 1],
+            _ => ring[5],
+        };
+        store.upsert(
+            at_centre(cell, &format!("crowd-{i}"), Gender::Female),
+            Retention::default(),
+        )
+    });
+    futures_util::future::try_join_all(writes)
+        .await
+        .expect("upserts");
+    home
+}
+
+#[tokio::test]
+async fn a_crowd_a_sparse_ring_hides_is_read_only_as_far_as_the_page_needs() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let home = hidden_crowd(&store).await;
+    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
+    let mut cells = vec![(home, 0)];
+    cells.extend(
+        home.grid_disk::<Vec<_>>(1)
+            .into_iter()
+            .skip(1)
+            .map(|c| (c, 500)),
+    );
+    let (_, reply) = store
+        .fetch_partition(&store.conn, &query, cells.clone())
+        .await
+        .expect("read");
+    let mut fetched = Fetched::new();
+    let stop = decode_cells(&cells, reply, Retention::default(), &mut fetched);
+    let crowd_read = fetched.get(&cells[6].0).map_or(0, Vec::len);
+    // 22 wanted (the page and one more, the viewer), 21 once the viewer's cell was read: the
+    // crowd gives that many, in order, and the band is complete only up to its last one.
+    assert_eq!(crowd_read, 21, "read {crowd_read} of the crowd's 600");
+    assert!(matches!(stop, Some((500, key)) if key < crate::domain::nearby::ORDER_SPACE));
+    let seen = page_through_the_crowd(&store).await;
+    assert_eq!(seen.len(), 605, "everyone but the viewer, once");
+}
+
 async fn connection(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.url())
         .expect("url")
