@@ -29,18 +29,21 @@ local function density(key)
   if share == 0 then observe(redis.call('ZCARD', key), 1) end
   return seen / share
 end
--- The members of `key` with rotated keys in [a, b) (ticket = key + offset mod M), at most
--- `cap` of them in order.
-local function range(key, a, b, cap)
+-- The score ranges of rotated keys [a, b) (ticket = key + offset mod M): one, or two around
+-- the rotation, as the text ZRANGEBYSCORE takes. Formatting a number costs about as much as
+-- the read of an empty cell, so a pass formats its ranges once for all its cells.
+local function bounds(a, b)
   local s, e = offset + a, offset + b
-  local function zr(lo, hi, c)
-    return redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi), 'LIMIT', 0, c)
-  end
-  if s >= M then return zr(s - M, e - M, cap) end
-  if e <= M then return zr(s, e, cap) end
-  local got = zr(s, M, cap)
-  if #got >= cap then return got end
-  local more = zr(0, e - M, cap - #got)
+  if s >= M then return {{num(s - M), '(' .. num(e - M)}} end
+  if e <= M then return {{num(s), '(' .. num(e)}} end
+  return {{num(s), '(' .. num(M)}, {'0', '(' .. num(e - M)}}
+end
+-- The members of `key` in the ranges `parts` ([`bounds`]), at most `cap` of them in order.
+local function range(key, parts, cap)
+  local one, two = parts[1], parts[2]
+  local got = redis.call('ZRANGEBYSCORE', key, one[1], one[2], 'LIMIT', 0, cap)
+  if two == nil or #got >= cap then return got end
+  local more = redis.call('ZRANGEBYSCORE', key, two[1], two[2], 'LIMIT', 0, cap - #got)
   for _, m in ipairs(more) do got[#got + 1] = m end
   return got
 end
@@ -69,9 +72,9 @@ end
 -- complete: `to`, or less when a cell gave `cap` (just after its last member: that cell
 -- alone then holds `cap` below it).
 local function pass(open, from, to, cap)
-  local got, upto = 0, to
+  local got, upto, parts = 0, to, bounds(from, to)
   for _, c in ipairs(open) do
-    local part = range(KEYS[c], from, to, cap)
+    local part = range(KEYS[c], parts, cap)
     got = got + keep(c, part)
     if #part >= cap then upto = math.min(upto, after(KEYS[c], part[#part])) end
   end

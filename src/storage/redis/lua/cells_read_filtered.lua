@@ -22,22 +22,22 @@ local function admit(m, list)
 end
 local examined, budget = 0, 20 * n + 2000
 local function range(key, lo, hi, list)
-  local got = redis.call('ZRANGEBYSCORE', key, num(lo), '(' .. num(hi))
+  local got = redis.call('ZRANGEBYSCORE', key, lo, hi)
   examined = examined + #got
   for _, m in ipairs(got) do
     admit(m, list)
   end
 end
-local function read(key, a, b, list)
+-- The score ranges of rotated keys [a, b) as ZRANGEBYSCORE takes them, formatted once for
+-- every cell a pass reads (formatting costs about as much as reading an empty cell).
+local function bounds(a, b)
   local s, e = offset + a, offset + b
-  if s >= M then
-    range(key, s - M, e - M, list)
-  elseif e <= M then
-    range(key, s, e, list)
-  else
-    range(key, s, M, list)
-    range(key, 0, e - M, list)
-  end
+  if s >= M then return {{num(s - M), '(' .. num(e - M)}} end
+  if e <= M then return {{num(s), '(' .. num(e)}} end
+  return {{num(s), '(' .. num(M)}, {'0', '(' .. num(e - M)}}
+end
+local function read(key, parts, list)
+  for _, part in ipairs(parts) do range(key, part[1], part[2], list) end
 end
 local out = {now, -1, 0}
 local count = 0
@@ -65,9 +65,10 @@ while i <= #KEYS and count < n and out[2] == -1 do
     local from, got = lo, 0
     while true do
       local to = math.min(from + width, M)
+      local parts = bounds(from, to)
       for c = i, j - 1 do
         local before = #lists[c]
-        read(KEYS[c], from, to, lists[c])
+        read(KEYS[c], parts, lists[c])
         got = got + #lists[c] - before
       end
       if got >= need or to >= M then break end
