@@ -55,7 +55,7 @@ async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
     let server = RedisServer::start().expect("redis-server");
     let grid = SnapGrid::default();
     let store = RedisStore::connect(
-        &Target::Single(server.url()),
+        &Target::single(server.url()),
         grid,
         Tickets::new(&Secret::from_bytes([4; 32])),
         Pseudonyms::new(&Secret::from_bytes([4; 32])),

@@ -18,7 +18,7 @@ use crate::{
         nearby::Secret,
     },
     grpc::{ApiKeys, Auth},
-    storage::redis::{RedisUrl, Target},
+    storage::redis::{ClientTlsConfig, RedisUrl, Target, TlsCertificates},
 };
 
 /// How logs are written.
@@ -79,6 +79,25 @@ pub struct ServeArgs {
     /// Redis for consent records (should persist). Default: the location store.
     #[arg(long, env = "VICINITY_CONSENT_REDIS_URL", hide_env_values = true)]
     pub consent_redis_url: Option<RedisUrl>,
+    /// CA certificate (PEM) the stores' `rediss://` servers must chain to. None: the system's
+    /// trusted roots.
+    #[arg(long, env = "VICINITY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) to present to stores over `rediss://` (for a Redis started with
+    /// `--tls-auth-clients yes`). Needs --redis-client-key.
+    #[arg(
+        long,
+        env = "VICINITY_REDIS_CLIENT_CERT",
+        requires = "redis_client_key"
+    )]
+    pub redis_client_cert: Option<PathBuf>,
+    /// The Redis client certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "VICINITY_REDIS_CLIENT_KEY",
+        requires = "redis_client_cert"
+    )]
+    pub redis_client_key: Option<PathBuf>,
     /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).
     #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
     pub allow_persistent_location_store: bool,
@@ -234,6 +253,60 @@ fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
     Ok(Some(ServerTls {
         identity,
         client_ca,
+    }))
+}
+
+/// The TLS settings for the stores' `rediss://` URLs that the flags name, read now so a bad
+/// file fails at start-up, naming its flag. None when no flag is given.
+fn redis_tls(
+    args: &ServeArgs,
+    targets: [&Target; 2],
+) -> Result<Option<TlsCertificates>, ConfigError> {
+    let read = |flag: &str, path: &std::path::Path, what: &str| {
+        let text = std::fs::read(path)
+            .map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))?;
+        if !String::from_utf8_lossy(&text).contains(what) {
+            return Err(ConfigError(format!(
+                "--{flag}: {}: no PEM {} in it",
+                path.display(),
+                what.trim_matches('-')
+                    .trim_start_matches("BEGIN ")
+                    .to_lowercase()
+            )));
+        }
+        Ok(text)
+    };
+    let root_cert = match &args.redis_ca_file {
+        Some(path) => Some(read("redis-ca-file", path, "-----BEGIN CERTIFICATE-----")?),
+        None => None,
+    };
+    let client_tls = match (&args.redis_client_cert, &args.redis_client_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("redis-client-cert", cert, "-----BEGIN CERTIFICATE-----")?,
+            client_key: read("redis-client-key", key, "PRIVATE KEY-----")?,
+        }),
+        _ => None,
+    };
+    if root_cert.is_none() && client_tls.is_none() {
+        return Ok(None);
+    }
+    let tls_urls = targets
+        .iter()
+        .flat_map(|t| t.urls())
+        .any(|url| url.starts_with("rediss://"));
+    if !tls_urls {
+        let flag = if root_cert.is_some() {
+            "--redis-ca-file"
+        } else {
+            "--redis-client-cert"
+        };
+        return Err(ConfigError(format!(
+            "{flag}: no store URL is rediss:// (TLS settings apply to rediss:// URLs only)"
+        )));
+    }
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
     }))
 }
 
@@ -457,8 +530,8 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
             }
             return Ok(StoreConfig::Memory);
         }
-        (Some(url), _) => Target::Single(url.expose().to_owned()),
-        (None, nodes) => Target::Cluster(nodes.iter().map(|u| u.expose().to_owned()).collect()),
+        (Some(url), _) => Target::single(url.expose().to_owned()),
+        (None, nodes) => Target::cluster(nodes.iter().map(|u| u.expose().to_owned()).collect()),
     };
     if args.store_timeout.is_zero() || args.store_timeout > Duration::from_secs(10) {
         return Err(ConfigError(
@@ -467,8 +540,12 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
     }
     let consents = args.consent_redis_url.as_ref().map_or_else(
         || locations.clone(),
-        |url| Target::Single(url.expose().to_owned()),
+        |url| Target::single(url.expose().to_owned()),
     );
+    let (locations, consents) = match redis_tls(args, [&locations, &consents])? {
+        Some(tls) => (locations.with_tls(tls.clone()), consents.with_tls(tls)),
+        None => (locations, consents),
+    };
     Ok(StoreConfig::Redis {
         locations,
         consents,
@@ -571,13 +648,13 @@ mod tests {
         ])
         .unwrap();
         let (locations, consents) = targets(config);
-        assert_eq!(locations, Target::Single("redis://a/".into()));
-        assert_eq!(consents, Target::Single("redis://b/".into()));
+        assert_eq!(locations, Target::single("redis://a/"));
+        assert_eq!(consents, Target::single("redis://b/"));
         let config = parse(&["--redis-cluster", "redis://a/,redis://b/"]).unwrap();
         let (locations, consents) = targets(config);
         assert_eq!(
             locations,
-            Target::Cluster(vec!["redis://a/".into(), "redis://b/".into()])
+            Target::cluster(vec!["redis://a/".into(), "redis://b/".into()])
         );
         assert_eq!(consents, locations);
         assert!(parse(&["--consent-redis-url", "redis://b/"]).is_err());

@@ -27,7 +27,7 @@ use crate::{
     service::{Deps, Vicinity},
     storage::{
         ConsentStore, LimitStore, LocationStore, MemoryStore, ShakeStore, StoreError,
-        redis::{self, RedisConsentStore, RedisStore, Target},
+        redis::{self, Nodes, RedisConsentStore, RedisStore, Target},
     },
     telemetry::{metrics, rpc::RpcLayer},
 };
@@ -327,10 +327,10 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
 /// How a start-up failure of the store at `target` reads: the flag that names it (the consent
 /// store's own flag when `own_consent_flag`) and its URL, without the password.
 fn at_start(target: &Target, own_consent_flag: bool) -> impl Fn(StoreError) -> ServerError {
-    let (flag, url) = match target {
+    let (flag, url) = match target.nodes() {
         _ if own_consent_flag => ("--consent-redis-url", target_urls(target)),
-        Target::Single(_) => ("--redis-url", target_urls(target)),
-        Target::Cluster(_) => ("--redis-cluster", target_urls(target)),
+        Nodes::Single(_) => ("--redis-url", target_urls(target)),
+        Nodes::Cluster(_) => ("--redis-cluster", target_urls(target)),
     };
     move |error| ServerError::StoreAtStart {
         flag,
@@ -341,13 +341,8 @@ fn at_start(target: &Target, own_consent_flag: bool) -> impl Fn(StoreError) -> S
 
 /// The URLs of `target`, redacted, comma-separated.
 fn target_urls(target: &Target) -> String {
-    match target {
-        Target::Single(url) => redis::redacted(url),
-        Target::Cluster(urls) => {
-            let urls: Vec<String> = urls.iter().map(|u| redis::redacted(u)).collect();
-            urls.join(",")
-        }
-    }
+    let urls: Vec<String> = target.urls().iter().map(|u| redis::redacted(u)).collect();
+    urls.join(",")
 }
 
 /// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the

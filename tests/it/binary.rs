@@ -625,3 +625,79 @@ fn errors_name_the_flag_in_one_line_and_each_cause_once() {
         assert!(!line.contains("connect error: tcp connect error"), "{line}");
     }
 }
+
+/// `serve` over `rediss://` for both stores with `--redis-ca-file` (issue 21 point 2): it
+/// serves; a CA file that holds no certificate is refused at start, naming its flag, and so
+/// is a CA file with no `rediss://` URL to apply to.
+#[test]
+fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
+    let (_pki, dir) = crate::redis_tls::new_pki("binary-stores");
+    let (locations, consents) = (
+        crate::redis_tls::tls_redis(&dir, false),
+        crate::redis_tls::tls_redis(&dir, false),
+    );
+    let ca = dir.join("ca.pem").display().to_string();
+    let (on_locations, on_consents) = (
+        locations.tls_url().expect("a TLS port"),
+        consents.tls_url().expect("a TLS port"),
+    );
+    let tls_args = [
+        "--redis-url",
+        &on_locations,
+        "--consent-redis-url",
+        &on_consents,
+        "--redis-ca-file",
+        &ca,
+    ];
+    let served = Served::start_with(&tls_args);
+    let grant = [
+        "consent",
+        "grant",
+        "--user",
+        "alice",
+        "--feature",
+        "people-nearby",
+        "--notice-version",
+        "2026-01",
+    ];
+    let granted = served.run(&grant);
+    assert!(granted.status.success(), "{granted:?}");
+    assert!(
+        consents.dbsize().expect("dbsize") > 0,
+        "consent written over TLS"
+    );
+    update_alice(&served.addr);
+    assert!(locations.dbsize().expect("dbsize") > 0, "written over TLS");
+    drop(served);
+
+    let key = dir.join("server.key").display().to_string();
+    let mut not_a_ca = vicinity();
+    not_a_ca.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &on_locations,
+    ]);
+    not_a_ca.args(["--redis-ca-file", &key]);
+    let line = last_error_line(&run_to_exit(not_a_ca));
+    assert!(
+        line.contains("--redis-ca-file") && line.contains("no PEM certificate"),
+        "{line}"
+    );
+    let mut plain = vicinity();
+    plain.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &locations.url(),
+    ]);
+    plain.args(["--redis-ca-file", &ca]);
+    let line = last_error_line(&run_to_exit(plain));
+    assert!(
+        line.contains("--redis-ca-file") && line.contains("rediss://"),
+        "{line}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

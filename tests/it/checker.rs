@@ -526,7 +526,7 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
     let (seed, ops) = (seed(), ops());
     let mut app = TestApp::spawn(crate::helpers::Backend::Redis, configure).await;
     let url = app.redis().expect("a redis app").url();
-    let mut other = second_node(redis_store(Target::Single(url))).await;
+    let mut other = second_node(redis_store(Target::single(url))).await;
     seed_users(&app.client).await;
     let clients = vec![app.client.clone(), other.client.clone()];
     let run = tokio::spawn(drive(clients, seed, ops));
@@ -567,7 +567,7 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
 async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
     let (seed, ops) = (seed(), ops());
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
-    let store = redis_store(Target::Cluster(cluster.urls()));
+    let store = redis_store(Target::cluster(cluster.urls()));
     let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
         configure(c);
         c.store = store.clone();

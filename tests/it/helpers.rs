@@ -101,7 +101,7 @@ impl Backend {
             Backend::Memory => None,
             Backend::Redis => {
                 let redis = RedisServer::start().expect("start a private redis-server");
-                let target = Target::Single(redis.url());
+                let target = Target::single(redis.url());
                 config.store = StoreConfig::Redis {
                     locations: target.clone(),
                     consents: target,

@@ -305,7 +305,7 @@ async fn limits_hold_across_two_service_processes_on_one_redis() {
         c.shake_window = Duration::from_secs(2);
     })
     .await;
-    let target = vicinity::storage::redis::Target::Single(first.redis().expect("redis").url());
+    let target = vicinity::storage::redis::Target::single(first.redis().expect("redis").url());
     let second = TestApp::spawn(Backend::Memory, |c| {
         c.store = vicinity::config::StoreConfig::Redis {
             locations: target.clone(),

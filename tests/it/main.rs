@@ -25,6 +25,7 @@ mod pagination;
 mod privacy;
 mod prometheus;
 mod redis_backend;
+mod redis_tls;
 mod retention;
 mod server;
 mod shake;

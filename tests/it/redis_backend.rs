@@ -147,8 +147,8 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
     fill(&locations, 100_000).await;
     let baseline = locations.dbsize().expect("dbsize");
     let store = redis_store(
-        Target::Single(locations.url()),
-        Target::Single(consents.url()),
+        Target::single(locations.url()),
+        Target::single(consents.url()),
     );
     let app = spawn_app_with(|c| {
         c.retention = retention(Duration::from_secs(3));
@@ -239,7 +239,7 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_service_processes_on_one_redis_agree() {
     let redis = RedisServer::start().expect("redis");
-    let target = Target::Single(redis.url());
+    let target = Target::single(redis.url());
     let first = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
     let secret = std::sync::Arc::new(vicinity::domain::nearby::Secret::from_bytes([5; 32]));
     let shared = secret.clone();
@@ -329,7 +329,7 @@ const NOT_SERVING_WITHIN: Duration = Duration::from_secs(6);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slow_store_check_does_not_flip_readiness() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::Single(redis.url());
+    let target = Target::single(redis.url());
     let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
     wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
 
@@ -360,7 +360,7 @@ async fn one_slow_store_check_does_not_flip_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_alone() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::Single(redis.url());
+    let target = Target::single(redis.url());
     let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
     for (user, at) in ["f-a", "f-b"].iter().zip(crowd(HOME, 2, 100.0)) {
         app.join(user, at, Gender::Male).await;
@@ -411,7 +411,7 @@ async fn a_persisting_location_store_is_refused_at_start_up() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config: Config = test_config(addr, manual_clock());
-    let target = Target::Single(persisting.url());
+    let target = Target::single(persisting.url());
     config.store = redis_store(target.clone(), target);
     let outcome = server::run(config, listener, std::future::pending()).await;
     assert!(
@@ -443,7 +443,7 @@ async fn keep_busy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
-    let target = Target::Cluster(cluster.urls());
+    let target = Target::cluster(cluster.urls());
     let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
     let spots = crowd(HOME, 20, 800.0);
     for (i, at) in spots.iter().enumerate() {

@@ -294,7 +294,7 @@ async fn a_storm_of_concurrent_shakes_is_a_perfect_matching(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shakes_arriving_at_two_service_processes_are_paired() {
     let redis = RedisServer::start().expect("redis");
-    let target = Target::Single(redis.url());
+    let target = Target::single(redis.url());
     let store = || StoreConfig::Redis {
         locations: target.clone(),
         consents: target.clone(),

@@ -27,8 +27,23 @@ pub struct RedisServer {
     port: u16,
     /// The cluster bus port; `Some` for cluster nodes.
     bus_port: Option<u16>,
+    /// The TLS port and its files; `Some` for [`RedisServer::start_tls`].
+    tls: Option<(u16, TlsFiles)>,
     extra: Vec<String>,
     process: Process,
+}
+
+/// The files of a Redis serving TLS ([`RedisServer::start_tls`]), all PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate (valid for 127.0.0.1).
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// The CA client certificates must chain to.
+    pub ca: std::path::PathBuf,
+    /// Whether a client must present a certificate (`--tls-auth-clients yes`).
+    pub clients_need_certs: bool,
 }
 
 impl RedisServer {
@@ -40,17 +55,24 @@ impl RedisServer {
     /// Starts a server with extra `redis-server` arguments, such as
     /// `["--enable-debug-command", "local"]`, and waits until it answers PING.
     pub fn start_with(args: &[&str]) -> io::Result<Self> {
-        Self::launch(args, false)
+        Self::launch(args, false, None)
+    }
+
+    /// Starts a server that also serves TLS with `files` ([`RedisServer::tls_url`]); its
+    /// plain port stays for the harness's own checks.
+    pub fn start_tls(files: TlsFiles) -> io::Result<Self> {
+        Self::launch(&[], false, Some(files))
     }
 
     /// Starts a server on free ports, picking others while the chosen ones turn out taken.
-    fn launch(args: &[&str], cluster: bool) -> io::Result<Self> {
+    fn launch(args: &[&str], cluster: bool, tls: Option<TlsFiles>) -> io::Result<Self> {
         let mut retries = 1..START_ATTEMPTS;
         loop {
-            let ports = free_ports(1 + usize::from(cluster))?;
+            let ports = free_ports(2 + usize::from(cluster))?;
             let mut server = RedisServer {
                 port: ports[0],
-                bus_port: ports.get(1).copied(),
+                bus_port: cluster.then_some(ports[1]),
+                tls: tls.clone().map(|files| (ports[ports.len() - 1], files)),
                 extra: args.iter().map(|a| a.to_string()).collect(),
                 process: Process::new(&format!("redis-{}", ports[0]))?,
             };
@@ -69,6 +91,12 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr())
+    }
+
+    /// `rediss://127.0.0.1:<TLS port>/` for a server started with [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        let (port, _) = self.tls.as_ref()?;
+        Some(format!("rediss://127.0.0.1:{port}/"))
     }
 
     /// `127.0.0.1:<port>`.
@@ -135,6 +163,18 @@ impl RedisServer {
             cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
             cmd.args(["--cluster-port", &bus_port.to_string()]);
             cmd.arg("--cluster-config-file").arg(dir.join("nodes.conf"));
+        }
+        if let Some((port, files)) = &self.tls {
+            cmd.args(["--tls-port", &port.to_string()]);
+            cmd.arg("--tls-cert-file").arg(&files.cert);
+            cmd.arg("--tls-key-file").arg(&files.key);
+            cmd.arg("--tls-ca-cert-file").arg(&files.ca);
+            let need = if files.clients_need_certs {
+                "yes"
+            } else {
+                "no"
+            };
+            cmd.args(["--tls-auth-clients", need]);
         }
         cmd.args(&self.extra);
         cmd
@@ -211,7 +251,7 @@ impl RedisCluster {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         }
         let count = masters * (1 + replicas_per_master);
-        let nodes = (0..count).map(|_| RedisServer::launch(&[], true));
+        let nodes = (0..count).map(|_| RedisServer::launch(&[], true, None));
         let cluster = RedisCluster {
             nodes: nodes.collect::<io::Result<_>>()?,
         };

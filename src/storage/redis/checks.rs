@@ -31,14 +31,11 @@ impl Persistence {
 /// Reads the persistence settings of every node named by `target` (each listed cluster node
 /// is asked directly: a cluster client would ask just one).
 pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
-    let urls = match target {
-        Target::Single(url) => vec![url.clone()],
-        Target::Cluster(urls) => urls.clone(),
-    };
+    let urls = target.urls();
     let mut found = Vec::with_capacity(urls.len());
     for url in urls {
         let fail = |e| store_error(e, "checking persistence");
-        let client = redis::Client::open(url.as_str()).map_err(fail)?;
+        let client = target.client(url.as_str()).map_err(fail)?;
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

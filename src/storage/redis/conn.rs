@@ -2,11 +2,11 @@
 //! Cluster (the async cluster client), behind one type, with tuned timeouts, and the mapping
 //! of Redis errors to store errors.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion,
-    RedisError, RedisFuture, ScriptInvocation, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline,
+    ProtocolVersion, RedisError, RedisFuture, ScriptInvocation, Value,
     aio::{
         AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig,
         MultiplexedConnection,
@@ -14,6 +14,7 @@ use redis::{
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
 };
+pub use redis::{ClientTlsConfig, TlsCertificates};
 
 use crate::{
     storage::{StoreError, StoreErrorKind, StoreResult},
@@ -28,22 +29,98 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const RETRIES: usize = 2;
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
 
-/// Where a store lives. Its `Debug` hides passwords ([`redacted`]).
+/// Where a store lives: its nodes, and the TLS settings of its `rediss://` URLs. Its `Debug`
+/// hides passwords ([`redacted`]) and certificates.
+#[derive(Clone)]
+pub struct Target {
+    nodes: Nodes,
+    /// Applied to `rediss://` URLs; `None`: the system's roots and no client certificate.
+    tls: Option<Arc<TlsCertificates>>,
+}
+
+/// The nodes of a [`Target`].
 #[derive(Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum Nodes {
     /// One Redis server.
     Single(String),
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
 }
 
+impl Target {
+    /// One Redis server.
+    pub fn single(url: impl Into<String>) -> Self {
+        Self {
+            nodes: Nodes::Single(url.into()),
+            tls: None,
+        }
+    }
+
+    /// A Redis Cluster, by some of its nodes.
+    pub fn cluster(urls: Vec<String>) -> Self {
+        Self {
+            nodes: Nodes::Cluster(urls),
+            tls: None,
+        }
+    }
+
+    /// The same nodes, their `rediss://` URLs verified against `tls.root_cert` (when given,
+    /// instead of the system's roots) and presenting `tls.client_tls` (when given).
+    pub fn with_tls(self, tls: TlsCertificates) -> Self {
+        Self {
+            tls: Some(Arc::new(tls)),
+            ..self
+        }
+    }
+
+    /// Its nodes.
+    pub fn nodes(&self) -> &Nodes {
+        &self.nodes
+    }
+
+    /// Every node URL it names (one for a single server).
+    pub fn urls(&self) -> Vec<String> {
+        match &self.nodes {
+            Nodes::Single(url) => vec![url.clone()],
+            Nodes::Cluster(urls) => urls.clone(),
+        }
+    }
+
+    /// A client for one of its servers, `url`, with its TLS settings for `rediss://`.
+    pub fn client(&self, url: impl IntoConnectionInfo) -> redis::RedisResult<redis::Client> {
+        let info = url.into_connection_info()?;
+        match (&self.tls, info.addr()) {
+            (Some(tls), ConnectionAddr::TcpTls { .. }) => {
+                redis::Client::build_with_tls(info, TlsCertificates::clone(tls))
+            }
+            _ => redis::Client::open(info),
+        }
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes && self.tls.is_some() == other.tls.is_some()
+    }
+}
+
+impl Eq for Target {}
+
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Single(url) => f.debug_tuple("Single").field(&redacted(url)).finish(),
-            Self::Cluster(urls) => {
+        let tls = self.tls.as_ref().map(|_| "<certificates>");
+        match &self.nodes {
+            Nodes::Single(url) => f
+                .debug_struct("Single")
+                .field("url", &redacted(url))
+                .field("tls", &tls)
+                .finish(),
+            Nodes::Cluster(urls) => {
                 let urls: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
-                f.debug_tuple("Cluster").field(&urls).finish()
+                f.debug_struct("Cluster")
+                    .field("urls", &urls)
+                    .field("tls", &tls)
+                    .finish()
             }
         }
     }
@@ -149,6 +226,7 @@ impl Conn {
     /// Connects to one server over RESP3, handing every push (invalidations, and the
     /// library's own disconnection notice) to `pushes`; the connection is not re-established.
     pub async fn pushed(
+        target: &Target,
         url: &str,
         timeout: Duration,
         store: &'static str,
@@ -158,7 +236,7 @@ impl Conn {
         let info = url.into_connection_info().map_err(fail)?;
         let settings = info.redis_settings().clone();
         let info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
-        let client = redis::Client::open(info).map_err(fail)?;
+        let client = target.client(info).map_err(fail)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(timeout))
@@ -213,9 +291,9 @@ impl Conn {
 impl Link {
     async fn connect(target: &Target, response_timeout: Duration) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
-        match target {
-            Target::Single(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(fail)?;
+        match target.nodes() {
+            Nodes::Single(url) => {
+                let client = target.client(url.as_str()).map_err(fail)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(response_timeout))
@@ -227,8 +305,12 @@ impl Link {
                     .map_err(fail)?;
                 Ok(Self::Single(manager))
             }
-            Target::Cluster(urls) => {
-                let client = ClusterClient::builder(urls.clone())
+            Nodes::Cluster(urls) => {
+                let mut builder = ClusterClient::builder(urls.clone());
+                if let Some(tls) = &target.tls {
+                    builder = builder.certs(TlsCertificates::clone(tls));
+                }
+                let client = builder
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(response_timeout)
                     .retries(RETRIES as u32)
@@ -365,9 +447,9 @@ mod tests {
             assert_eq!(redacted(url), shown);
             assert!(!redacted(url).contains("S3c"), "{url}");
         }
-        let target = Target::Cluster(vec![cases[0].0.to_owned(), cases[1].0.to_owned()]);
+        let target = Target::cluster(vec![cases[0].0.to_owned(), cases[1].0.to_owned()]);
         assert!(!format!("{target:?}").contains("S3cret"), "{target:?}");
-        let single = Target::Single(cases[2].0.to_owned());
+        let single = Target::single(cases[2].0.to_owned());
         assert!(!format!("{single:?}").contains("S3cret"), "{single:?}");
         let arg: RedisUrl = cases[0].0.parse().expect("any text");
         assert!(!format!("{arg} {arg:?}").contains("S3cret"));

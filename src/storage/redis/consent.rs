@@ -13,7 +13,7 @@ use futures_util::future::try_join_all;
 use tonic::async_trait;
 
 use super::{
-    Conn, Target,
+    Conn, Nodes, Target,
     granted_cache::GrantedCache,
     keys::{OWED, consent_key, history_key},
     scripts,
@@ -92,9 +92,9 @@ impl RedisConsentStore {
         cache_entries: usize,
     ) -> StoreResult<Self> {
         let conn = Conn::connect(target, timeout, "consents").await?;
-        let cache = match target {
-            Target::Single(url) if cache_entries > 0 => {
-                Some(GrantedCache::start(url.clone(), timeout, cache_entries))
+        let cache = match target.nodes() {
+            Nodes::Single(_) if cache_entries > 0 => {
+                Some(GrantedCache::start(target.clone(), timeout, cache_entries))
             }
             _ => None,
         };

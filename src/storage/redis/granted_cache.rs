@@ -35,7 +35,7 @@ use std::{
 
 use redis::{PushInfo, PushKind, Value};
 
-use super::Conn;
+use super::{Conn, Target};
 use crate::storage::StoreResult;
 
 /// How often the cache's connection is checked with a `PING`.
@@ -244,12 +244,12 @@ pub struct Lookup {
 }
 
 impl GrantedCache {
-    /// A cache of at most `capacity` keys of the consent Redis at `url`, each read bounded by
-    /// `timeout`. It answers once its connection is tracked (until then, and whenever it is
-    /// lost, [`GrantedCache::lookup`] says to read the store).
-    pub fn start(url: String, timeout: Duration, capacity: usize) -> Self {
+    /// A cache of at most `capacity` keys of the consent Redis `target` (a single server),
+    /// each read bounded by `timeout`. It answers once its connection is tracked (until then,
+    /// and whenever it is lost, [`GrantedCache::lookup`] says to read the store).
+    pub fn start(target: Target, timeout: Duration, capacity: usize) -> Self {
         let cache = Self::empty(capacity);
-        tokio::spawn(keep(Arc::downgrade(&cache.shared), url, timeout));
+        tokio::spawn(keep(Arc::downgrade(&cache.shared), target, timeout));
         cache
     }
 
@@ -310,7 +310,7 @@ fn ping() -> redis::Cmd {
 /// Keeps a tracked connection: makes one when there is none, checks it every [`HEARTBEAT`],
 /// and drops it when a check fails (its disconnection empties the cache). Ends when the cache
 /// is dropped.
-async fn keep(shared: Weak<Shared>, url: String, timeout: Duration) {
+async fn keep(shared: Weak<Shared>, target: Target, timeout: Duration) {
     let mut number = 0;
     loop {
         let Some(cache) = shared.upgrade() else {
@@ -331,7 +331,7 @@ async fn keep(shared: Weak<Shared>, url: String, timeout: Duration) {
             None => {
                 number += 1;
                 let since = Instant::now();
-                if let Ok(conn) = connect(&cache, &url, timeout, number).await {
+                if let Ok(conn) = connect(&cache, &target, timeout, number).await {
                     cache.lock().install(number, conn, since);
                 }
             }
@@ -344,7 +344,7 @@ async fn keep(shared: Weak<Shared>, url: String, timeout: Duration) {
 /// A RESP3 connection whose pushes reach the cache, with tracking on.
 async fn connect(
     cache: &Arc<Shared>,
-    url: &str,
+    target: &Target,
     timeout: Duration,
     number: u64,
 ) -> StoreResult<Conn> {
@@ -355,7 +355,8 @@ async fn connect(
         }
         Ok(())
     };
-    let conn = Conn::pushed(url, timeout, "consents", pushes).await?;
+    let url = target.urls().into_iter().next().unwrap_or_default();
+    let conn = Conn::pushed(target, &url, timeout, "consents", pushes).await?;
     let tracking = redis::cmd("CLIENT").arg("TRACKING").arg("ON").clone();
     let _: String = conn.query("tracking consent reads", &tracking).await?;
     Ok(conn)
@@ -520,7 +521,7 @@ mod tests {
         }
 
         async fn nodes(server: &RedisServer) -> (RedisConsentStore, RedisConsentStore) {
-            let target = Target::Single(server.url());
+            let target = Target::single(server.url());
             let cached = RedisConsentStore::connect(&target, TIMEOUT, 1024).await;
             let other = RedisConsentStore::connect(&target, TIMEOUT, 0).await;
             let cached = cached.expect("connects");

@@ -51,11 +51,7 @@ impl Waker {
             node: hex::encode(bytes),
             waiting: Mutex::default(),
         });
-        let urls = match target {
-            Target::Single(url) => vec![url.clone()],
-            Target::Cluster(urls) => urls.clone(),
-        };
-        tokio::spawn(listen(Arc::downgrade(&waker), urls));
+        tokio::spawn(listen(Arc::downgrade(&waker), target.clone()));
         Ok(waker)
     }
 
@@ -82,15 +78,15 @@ impl Waker {
 
 /// Subscribes to this node's channel and wakes waiters, reconnecting (round the nodes) until
 /// the store is dropped.
-async fn listen(waker: std::sync::Weak<Waker>, urls: Vec<String>) {
-    for url in urls.iter().cycle() {
+async fn listen(waker: std::sync::Weak<Waker>, target: Target) {
+    for url in target.urls().iter().cycle() {
         let Some(channel) = waker
             .upgrade()
             .map(|w| format!("{}{}", keys::WAKE_PREFIX, w.node))
         else {
             return;
         };
-        if let Ok(client) = redis::Client::open(url.as_str())
+        if let Ok(client) = target.client(url.as_str())
             && let Ok(mut pubsub) = client.get_async_pubsub().await
             && pubsub.subscribe(&channel).await.is_ok()
         {

@@ -103,7 +103,7 @@ async fn fixture(target: Target, ports: Vec<u16>) -> Result<Fixture, StoreError>
 /// A private single Redis, for one conformance check.
 async fn single_fixture() -> (Fixture, RedisServer) {
     let server = RedisServer::start().expect("redis-server starts");
-    let target = Target::Single(server.url());
+    let target = Target::single(server.url());
     let fx = fixture(target, vec![server.port()])
         .await
         .expect("connects");
@@ -114,7 +114,7 @@ async fn single_fixture() -> (Fixture, RedisServer) {
 async fn cluster_fixture() -> (Fixture, RedisCluster) {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
     let ports = cluster.masters().iter().map(|m| m.port()).collect();
-    let fx = fixture(Target::Cluster(cluster.urls()), ports)
+    let fx = fixture(Target::cluster(cluster.urls()), ports)
         .await
         .expect("connects");
     (fx, cluster)
@@ -131,7 +131,7 @@ mod conformance_on_a_redis_cluster {
 #[tokio::test]
 async fn an_unreachable_redis_fails_fast_as_unavailable() {
     let mut server = RedisServer::start().expect("redis-server starts");
-    let target = Target::Single(server.url());
+    let target = Target::single(server.url());
     let store = store_on(&target, Duration::from_secs(1))
         .await
         .expect("connects");
@@ -231,7 +231,7 @@ fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest
 
 /// A store on `server` with the default grid and retention.
 async fn single_store(server: &RedisServer) -> RedisStore {
-    store_on(&Target::Single(server.url()), Duration::from_secs(5))
+    store_on(&Target::single(server.url()), Duration::from_secs(5))
         .await
         .expect("connects")
 }
@@ -515,7 +515,7 @@ async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on()
 async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted_again() {
     let server = RedisServer::start().expect("redis-server starts");
     let consents =
-        RedisConsentStore::connect(&Target::Single(server.url()), Duration::from_secs(2), 0)
+        RedisConsentStore::connect(&Target::single(server.url()), Duration::from_secs(2), 0)
             .await
             .expect("connects");
     let mut conn = connection(&server).await;
@@ -819,7 +819,7 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold() {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let mut store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+    let mut store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
         .await
         .expect("connects");
     store.hold = Duration::from_secs(1);
@@ -861,7 +861,7 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind() {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
         .await
         .expect("connects");
     let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
@@ -900,7 +900,7 @@ async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_listed() {
     let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::Cluster(cluster.urls()), Duration::from_secs(5))
+    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
         .await
         .expect("connects");
     let retention = Retention::default();

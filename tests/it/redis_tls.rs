@@ -1,0 +1,114 @@
+//! The stores over TLS (issue 21 point 2, SPEC §4.6): real `redis-server`s serving
+//! `rediss://` with certificates made at run time. The service reaches both stores (and its
+//! consent cache's tracked connection) with a CA file; a Redis that requires client
+//! certificates refuses a node without one and serves one with it; the binary's flags wire
+//! it, and a bad file is refused at start naming its flag.
+
+use std::{path::Path, time::Duration};
+
+use vicinity::{
+    config::StoreConfig,
+    grpc::pb::Gender,
+    storage::redis::{self, ClientTlsConfig, RedisConsentStore, Target, TlsCertificates},
+};
+use vicinity_testing::redis::{RedisServer, TlsFiles};
+
+use crate::{
+    helpers::spawn_app_with,
+    places::{HOME, crowd},
+    tls::Pki,
+};
+
+/// A fresh PKI written to a directory of its own (removed when the test's process ends).
+pub fn new_pki(name: &str) -> (Pki, std::path::PathBuf) {
+    let pki = Pki::new(name);
+    let dir =
+        std::env::temp_dir().join(format!("vicinity-redis-tls-{name}-{}", std::process::id()));
+    let dir = pki.write(&dir);
+    (pki, dir)
+}
+
+/// A Redis serving TLS with the PKI in `dir`.
+pub fn tls_redis(dir: &Path, clients_need_certs: bool) -> RedisServer {
+    RedisServer::start_tls(TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+        clients_need_certs,
+    })
+    .expect("a TLS redis-server")
+}
+
+/// `server`'s `rediss://` URL with `pki`'s CA, and its client certificate when `with_cert`.
+fn tls_target(server: &RedisServer, pki: &Pki, with_cert: bool) -> Target {
+    let url = server.tls_url().expect("a TLS port");
+    Target::single(url).with_tls(TlsCertificates {
+        client_tls: with_cert.then(|| ClientTlsConfig {
+            client_cert: pki.client.0.as_bytes().to_vec(),
+            client_key: pki.client.1.as_bytes().to_vec(),
+        }),
+        root_cert: Some(pki.ca.as_bytes().to_vec()),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_reaches_both_stores_and_its_consent_cache_over_tls() {
+    let (pki, dir) = new_pki("service");
+    let (locations, consents) = (tls_redis(&dir, false), tls_redis(&dir, false));
+    let (on_locations, on_consents) = (
+        tls_target(&locations, &pki, false),
+        tls_target(&consents, &pki, false),
+    );
+    let app = spawn_app_with(|c| {
+        c.store = StoreConfig::Redis {
+            locations: on_locations.clone(),
+            consents: on_consents.clone(),
+            allow_persistent: false,
+            timeout: Duration::from_secs(1),
+            consent_cache: 1024,
+        }
+    })
+    .await;
+    let spots = crowd(HOME, 2, 100.0);
+    app.join("tls-a", spots[0], Gender::Female).await;
+    app.join("tls-b", spots[1], Gender::Male).await;
+    assert_eq!(app.listed("tls-b").await.len(), 1);
+    // What was written went over TLS to the servers the URLs name.
+    assert!(locations.dbsize().expect("dbsize") > 0);
+    assert!(consents.dbsize().expect("dbsize") > 0);
+    // The consent cache's own connection (RESP3, tracked) is made over TLS too.
+    let store = RedisConsentStore::connect(&on_consents, Duration::from_secs(1), 1024)
+        .await
+        .expect("the consent store over TLS");
+    let cache = store.cache().expect("a cache");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cache.settle().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never tracked over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(cache.is_tracking());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_store_that_requires_client_certificates_serves_only_a_node_with_one() {
+    let (pki, dir) = new_pki("mutual");
+    let server = tls_redis(&dir, true);
+    let without = redis::persistence(&tls_target(&server, &pki, false)).await;
+    assert!(without.is_err(), "a node without a certificate is refused");
+    let with = redis::persistence(&tls_target(&server, &pki, true)).await;
+    assert_eq!(with.expect("served with a certificate").len(), 1);
+    // A CA that did not sign the server's certificate: the node refuses the server.
+    let (foreign, foreign_dir) = new_pki("foreign");
+    let wrong_ca =
+        Target::single(server.tls_url().expect("a TLS port")).with_tls(TlsCertificates {
+            client_tls: None,
+            root_cert: Some(foreign.ca.as_bytes().to_vec()),
+        });
+    assert!(redis::persistence(&wrong_ca).await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&foreign_dir);
+}
