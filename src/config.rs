@@ -79,6 +79,17 @@ pub struct ServeArgs {
     /// Redis for consent records (should persist). Default: the location store.
     #[arg(long, env = "VICINITY_CONSENT_REDIS_URL", hide_env_values = true)]
     pub consent_redis_url: Option<RedisUrl>,
+    /// File holding the stores' Redis password (one line), for URLs that carry none.
+    #[arg(
+        long,
+        env = "VICINITY_REDIS_PASSWORD_FILE",
+        conflicts_with = "redis_password"
+    )]
+    pub redis_password_file: Option<PathBuf>,
+    /// The stores' Redis password, for URLs that carry none. Prefer the variable or
+    /// --redis-password-file: a flag shows in the process list.
+    #[arg(long, env = "VICINITY_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<RedisPassword>,
     /// CA certificate (PEM) the stores' `rediss://` servers must chain to. None: the system's
     /// trusted roots.
     #[arg(long, env = "VICINITY_REDIS_CA_FILE")]
@@ -254,6 +265,47 @@ fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
         identity,
         client_ca,
     }))
+}
+
+/// A Redis password given as an argument: never shown (`Debug` is `***`).
+#[derive(Clone)]
+pub struct RedisPassword(String);
+
+impl std::str::FromStr for RedisPassword {
+    type Err = std::convert::Infallible;
+
+    fn from_str(password: &str) -> Result<Self, Self::Err> {
+        Ok(Self(password.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for RedisPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The stores' password from `--redis-password-file` (its first line) or
+/// `--redis-password`/`VICINITY_REDIS_PASSWORD`; errors name the flag and the file, never
+/// what is in it.
+fn redis_password(args: &ServeArgs) -> Result<Option<String>, ConfigError> {
+    if let Some(path) = &args.redis_password_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("--redis-password-file: {}: {e}", path.display())))?;
+        let password = text.lines().next().unwrap_or_default();
+        if password.is_empty() {
+            return Err(ConfigError(format!(
+                "--redis-password-file: {}: the first line is empty",
+                path.display()
+            )));
+        }
+        return Ok(Some(password.to_owned()));
+    }
+    Ok(args
+        .redis_password
+        .as_ref()
+        .map(|p| p.0.clone())
+        .filter(|p| !p.is_empty()))
 }
 
 /// The TLS settings for the stores' `rediss://` URLs that the flags name, read now so a bad
@@ -544,6 +596,13 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
     );
     let (locations, consents) = match redis_tls(args, [&locations, &consents])? {
         Some(tls) => (locations.with_tls(tls.clone()), consents.with_tls(tls)),
+        None => (locations, consents),
+    };
+    let (locations, consents) = match redis_password(args)? {
+        Some(password) => (
+            locations.with_password(&password),
+            consents.with_password(&password),
+        ),
         None => (locations, consents),
     };
     Ok(StoreConfig::Redis {

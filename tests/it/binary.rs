@@ -701,3 +701,82 @@ fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A Redis password from `--redis-password-file` or `VICINITY_REDIS_PASSWORD` (issue 21 point
+/// 2): the node serves through a Redis that requires it; a wrong one is refused at start, and
+/// neither appears in any output, `serve --help` included.
+#[test]
+fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows_it() {
+    const SECRET: &str = "Planted-File-S3cret";
+    let redis = vicinity_testing::redis::RedisServer::start().expect("redis");
+    let set = redis.cli(&["CONFIG", "SET", "requirepass", SECRET]);
+    assert_eq!(set.expect("CONFIG SET"), "OK");
+    let dir = std::env::temp_dir().join(format!("vicinity-password-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("a directory");
+    let file = dir.join("redis-password");
+    fs::write(&file, format!("{SECRET}\n")).expect("write");
+    let file = file.display().to_string();
+
+    let served = Served::start_with(&["--redis-url", &redis.url(), "--redis-password-file", &file]);
+    let grant = [
+        "consent",
+        "grant",
+        "--user",
+        "alice",
+        "--feature",
+        "people-nearby",
+        "--notice-version",
+        "2026-01",
+    ];
+    assert!(served.run(&grant).status.success());
+    update_alice(&served.addr);
+    assert!(
+        !served.log().contains("Planted"),
+        "the log shows the password"
+    );
+    drop(served);
+
+    let serve = |password: &str| {
+        let mut command = vicinity();
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-url",
+                &redis.url(),
+            ])
+            .env("VICINITY_REDIS_PASSWORD", password);
+        command
+    };
+    let wrong = run_to_exit(serve("Wrong-Planted-S3cret"));
+    let mut help = serve(SECRET);
+    help.arg("--help");
+    let help = run_to_exit(help);
+    let mut no_file = vicinity();
+    no_file.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &redis.url(),
+    ]);
+    no_file.args(["--redis-password-file", "/nonexistent/redis-password"]);
+    let no_file = last_error_line(&run_to_exit(no_file));
+
+    assert!(!wrong.status.success(), "{wrong:?}");
+    assert!(help.status.success(), "{help:?}");
+    for output in [&wrong, &help] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!text.contains("Planted"), "a password printed:\n{text}");
+    }
+    assert!(
+        no_file.contains("--redis-password-file: /nonexistent/redis-password"),
+        "{no_file}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

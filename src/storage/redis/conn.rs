@@ -36,6 +36,8 @@ pub struct Target {
     nodes: Nodes,
     /// Applied to `rediss://` URLs; `None`: the system's roots and no client certificate.
     tls: Option<Arc<TlsCertificates>>,
+    /// The password for URLs that carry none (from a file or the environment).
+    password: Option<Arc<str>>,
 }
 
 /// The nodes of a [`Target`].
@@ -53,6 +55,7 @@ impl Target {
         Self {
             nodes: Nodes::Single(url.into()),
             tls: None,
+            password: None,
         }
     }
 
@@ -61,6 +64,7 @@ impl Target {
         Self {
             nodes: Nodes::Cluster(urls),
             tls: None,
+            password: None,
         }
     }
 
@@ -69,6 +73,14 @@ impl Target {
     pub fn with_tls(self, tls: TlsCertificates) -> Self {
         Self {
             tls: Some(Arc::new(tls)),
+            ..self
+        }
+    }
+
+    /// The same nodes, authenticating with `password` wherever a URL carries none.
+    pub fn with_password(self, password: &str) -> Self {
+        Self {
+            password: Some(password.into()),
             ..self
         }
     }
@@ -88,7 +100,7 @@ impl Target {
 
     /// A client for one of its servers, `url`, with its TLS settings for `rediss://`.
     pub fn client(&self, url: impl IntoConnectionInfo) -> redis::RedisResult<redis::Client> {
-        let info = url.into_connection_info()?;
+        let info = self.authenticated(url.into_connection_info()?);
         match (&self.tls, info.addr()) {
             (Some(tls), ConnectionAddr::TcpTls { .. }) => {
                 redis::Client::build_with_tls(info, TlsCertificates::clone(tls))
@@ -98,9 +110,34 @@ impl Target {
     }
 }
 
+impl Target {
+    /// `info` with this target's password when it carries none of its own.
+    fn authenticated(&self, info: redis::ConnectionInfo) -> redis::ConnectionInfo {
+        match &self.password {
+            Some(password) if info.redis_settings().password().is_none() => {
+                let settings = info.redis_settings().clone().set_password(&**password);
+                info.set_redis_settings(settings)
+            }
+            _ => info,
+        }
+    }
+
+    /// The password a cluster client should be given: this target's, unless the first node's
+    /// URL carries one of its own.
+    fn cluster_password(&self, urls: &[String]) -> Option<&str> {
+        let own = urls
+            .first()
+            .and_then(|url| url.as_str().into_connection_info().ok())
+            .is_some_and(|info| info.redis_settings().password().is_some());
+        self.password.as_deref().filter(|_| !own)
+    }
+}
+
 impl PartialEq for Target {
     fn eq(&self, other: &Self) -> bool {
-        self.nodes == other.nodes && self.tls.is_some() == other.tls.is_some()
+        self.nodes == other.nodes
+            && self.tls.is_some() == other.tls.is_some()
+            && self.password == other.password
     }
 }
 
@@ -109,17 +146,20 @@ impl Eq for Target {}
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tls = self.tls.as_ref().map(|_| "<certificates>");
+        let password = self.password.as_ref().map(|_| "***");
         match &self.nodes {
             Nodes::Single(url) => f
                 .debug_struct("Single")
                 .field("url", &redacted(url))
                 .field("tls", &tls)
+                .field("password", &password)
                 .finish(),
             Nodes::Cluster(urls) => {
                 let urls: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
                 f.debug_struct("Cluster")
                     .field("urls", &urls)
                     .field("tls", &tls)
+                    .field("password", &password)
                     .finish()
             }
         }
@@ -310,6 +350,9 @@ impl Link {
                 if let Some(tls) = &target.tls {
                     builder = builder.certs(TlsCertificates::clone(tls));
                 }
+                if let Some(password) = target.cluster_password(urls) {
+                    builder = builder.password(password);
+                }
                 let client = builder
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(response_timeout)
@@ -449,7 +492,7 @@ mod tests {
         }
         let target = Target::cluster(vec![cases[0].0.to_owned(), cases[1].0.to_owned()]);
         assert!(!format!("{target:?}").contains("S3cret"), "{target:?}");
-        let single = Target::single(cases[2].0.to_owned());
+        let single = Target::single(cases[2].0.to_owned()).with_password("S3cret-from-a-file");
         assert!(!format!("{single:?}").contains("S3cret"), "{single:?}");
         let arg: RedisUrl = cases[0].0.parse().expect("any text");
         assert!(!format!("{arg} {arg:?}").contains("S3cret"));
