@@ -2,6 +2,11 @@
 //! over plain HTTP/1.1 on its own listener (kept off the gRPC port, so a scraper needs no API
 //! key and the metrics port can be firewalled apart). The overdue gauge is read from the
 //! store at each scrape, so it is as fresh as the scrape, whatever the sweeper is doing.
+//!
+//! The same listener answers the probes an orchestrator's HTTP checks use where the gRPC port
+//! wants a client certificate they cannot present (issue 21 point 3): `GET /livez` is 200
+//! while the process serves HTTP at all, `GET /readyz` is 200 exactly while the gRPC health
+//! service reports readiness SERVING (the `vicinity_ready` gauge both write), else 503.
 
 use std::{
     convert::Infallible,
@@ -31,6 +36,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CONNECTIONS: usize = 16;
 /// The pause after a failed accept (out of file descriptors, say), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What any other request gets.
+const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
 
 /// The last overdue reading and when it was taken; its lock makes concurrent scrapes share one
 /// store read.
@@ -104,13 +112,23 @@ async fn answer(
         }
         Ok(response)
     };
-    if request.method() != Method::GET || request.uri().path() != "/metrics" {
-        return response(
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found: GET /metrics\n".into(),
-        );
+    if request.method() != Method::GET {
+        return response(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.into());
     }
-    read_overdue(&svc, &reading).await;
-    response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
+    match request.uri().path() {
+        "/metrics" => {
+            read_overdue(&svc, &reading).await;
+            response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
+        }
+        "/livez" => response(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if metrics::get().ready.get() == 1 => {
+            response(StatusCode::OK, "text/plain", "ready\n".into())
+        }
+        "/readyz" => response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".into(),
+        ),
+        _ => response(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.into()),
+    }
 }

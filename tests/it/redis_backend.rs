@@ -505,3 +505,39 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
         task.await.expect("load task ends");
     }
 }
+
+/// The HTTP probes on the metrics listener (issue 21 point 3): `/livez` answers 200 all
+/// along; `/readyz` follows gRPC readiness, 503 while the store is paused, 200 again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probes_on_the_metrics_listener_follow_readiness() {
+    let mut redis = RedisServer::start().expect("redis");
+    let target = Target::single(redis.url());
+    let app = spawn_app_with(|c| {
+        c.store = redis_store(target.clone(), target.clone());
+        c.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"));
+    })
+    .await;
+    let addr = app.metrics_addr().expect("metrics served");
+    let status = |path: &'static str| async move {
+        let (status, _) = crate::helpers::http_get(addr, path)
+            .await
+            .expect("an answer");
+        status
+    };
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+    assert!(status("/readyz").await.contains(" 200"));
+    assert!(status("/livez").await.contains(" 200"));
+
+    redis.pause().expect("pause");
+    wait_for_health(&app, ServingStatus::NotServing, NOT_SERVING_WITHIN).await;
+    assert!(status("/readyz").await.contains(" 503"));
+    assert!(
+        status("/livez").await.contains(" 200"),
+        "alive while not ready"
+    );
+
+    redis.resume().expect("resume");
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+    assert!(status("/readyz").await.contains(" 200"));
+    assert!(status("/elsewhere").await.contains(" 404"));
+}
