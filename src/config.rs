@@ -128,6 +128,13 @@ pub struct ServeArgs {
     /// Connections served at once at most; a connection past the cap is closed at accept.
     #[arg(long, env = "VICINITY_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Connections from one IP address at once at most; one past it is closed at accept.
+    #[arg(
+        long,
+        env = "VICINITY_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_peer: usize,
     /// Concurrent calls (HTTP/2 streams) per connection at most.
     #[arg(
         long,
@@ -368,6 +375,8 @@ fn redis_tls(
 pub struct ConnectionLimits {
     /// Connections at once.
     pub max_connections: usize,
+    /// Connections from one IP address at once.
+    pub max_per_peer: usize,
     /// Concurrent calls per connection.
     pub max_streams: u32,
     /// HTTP/2 (and TCP) keepalive interval.
@@ -384,6 +393,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_per_peer: 1_000,
             max_streams: 100,
             keepalive: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
@@ -398,9 +408,12 @@ impl ConnectionLimits {
     pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(35);
 
     fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
-        if args.max_connections == 0 || args.max_streams_per_connection == 0 {
+        if args.max_connections == 0
+            || args.max_connections_per_peer == 0
+            || args.max_streams_per_connection == 0
+        {
             return Err(ConfigError(
-                "--max-connections and --max-streams-per-connection: must be at least 1".into(),
+                "--max-connections, --max-connections-per-peer and --max-streams-per-connection: must be at least 1".into(),
             ));
         }
         if args.idle_timeout < Self::MIN_IDLE_TIMEOUT {
@@ -422,6 +435,7 @@ impl ConnectionLimits {
         }
         Ok(Self {
             max_connections: args.max_connections,
+            max_per_peer: args.max_connections_per_peer,
             max_streams: args.max_streams_per_connection,
             keepalive: args.keepalive,
             idle_timeout: args.idle_timeout,

@@ -1,5 +1,7 @@
 //! Connection limits (SPEC §4.5 "Connections"): at most `max_connections` sockets at once
-//! (a socket past the cap is closed at accept), a connection on which no call started for
+//! and at most `max_per_peer` from one IP address (a socket past either cap is closed at
+//! accept, so one peer's silent sockets cannot take every place), a connection on which no
+//! call started for
 //! `idle_timeout` is closed, and one on which no call started within `first_call_timeout` of
 //! its accept too (issue 20 point 5: silent sockets held the cap for the whole idle timeout). HTTP/2 keepalive, the stream cap per connection and the maximum
 //! connection age are tonic's own settings (see `server::run`).
@@ -9,12 +11,19 @@
 //! `MAX_CALL_TIME` (plus the server's backstop), so a connection whose last call started more
 //! than `idle_timeout` ago has no call in flight (the configuration requires `idle_timeout`
 //! to be longer than that).
+//!
+//! A failed accept (out of file descriptors, say) pauses the accept loop for
+//! [`ACCEPT_BACKOFF`] instead of being retried at once (issue 20 point 5: a core spun on
+//! EMFILE); the process raises its file limit at start and the cap is clamped to it
+//! ([`connection_cap`]).
 
 use std::{
+    collections::HashMap,
     io,
+    net::IpAddr,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
@@ -29,6 +38,14 @@ use tokio::{
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::Connected;
+
+use crate::config::ConnectionLimits;
+
+/// The pause after a failed accept, so the loop does not spin while the failure lasts.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// File descriptors kept out of the connection cap: store connections, the metrics
+/// listener and its scrapes, logs, the certificates read at start.
+pub const RESERVED_FILES: u64 = 256;
 
 /// `Activity::last_call_ms` before the first call.
 const NO_CALL_YET: u64 = u64::MAX;
@@ -73,6 +90,7 @@ impl Activity {
 pub struct Limited {
     socket: TcpStream,
     _permit: OwnedSemaphorePermit,
+    _peer: PeerPlace,
     activity: Activity,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
@@ -134,23 +152,64 @@ impl AsyncWrite for Limited {
     }
 }
 
-/// Wraps accepted sockets: each takes a permit of `max_connections` (a socket past the cap is
-/// dropped, i.e. closed, at once) and is closed after `idle_timeout` without a call, or
-/// `first_call_timeout` after its accept when no call started by then.
+/// Connections open per peer address.
+pub(super) type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One of a peer's places; given back when the connection ends.
+pub(super) struct PeerPlace {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl PeerPlace {
+    /// A place for `ip` unless it holds `cap` already.
+    pub(super) fn take(peers: &Peers, ip: IpAddr, cap: usize) -> Option<Self> {
+        let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            peers: peers.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut open = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Wraps accepted sockets: each takes a permit of `max_connections` and a place of its
+/// peer's `max_per_peer` (a socket past either is dropped, i.e. closed, at once) and is closed
+/// after `idle_timeout` without a call, or `first_call_timeout` after its accept when no call
+/// started by then. An accept error is logged and waited out for [`ACCEPT_BACKOFF`].
 pub fn limit(
     sockets: impl Stream<Item = io::Result<TcpStream>>,
-    max_connections: usize,
-    idle_timeout: Duration,
-    first_call_timeout: Duration,
+    limits: &ConnectionLimits,
 ) -> impl Stream<Item = io::Result<Limited>> {
-    let permits = Arc::new(Semaphore::new(max_connections));
-    sockets.filter_map(move |socket| {
-        let socket = match socket {
-            Ok(socket) => socket,
-            Err(error) => return Some(Err(error)),
-        };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::default();
+    let (idle_timeout, first_call_timeout) = (limits.idle_timeout, limits.first_call_timeout);
+    let max_per_peer = limits.max_per_peer;
+    sockets.then(backed_off).filter_map(move |socket| {
+        let socket = socket?;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!("connection refused: at the connection cap");
+            return None;
+        };
+        let ip = socket.peer_addr().ok()?.ip();
+        let Some(peer) = PeerPlace::take(&peers, ip, max_per_peer) else {
+            tracing::warn!("connection refused: its peer is at the per-peer cap");
             return None;
         };
         // Without this, replies wait for the client's delayed ACK (measured: p50 14 ms
@@ -160,9 +219,101 @@ pub fn limit(
         Some(Ok(Limited {
             socket,
             _permit: permit,
+            _peer: peer,
             idle: Box::pin(tokio::time::sleep_until(activity.idle_at(idle_timeout))),
             activity,
             idle_timeout,
         }))
     })
+}
+
+/// An accepted socket, or `None` after an accept error has been logged and waited out.
+async fn backed_off(socket: io::Result<TcpStream>) -> Option<TcpStream> {
+    match socket {
+        Ok(socket) => Some(socket),
+        Err(error) => {
+            tracing::warn!(%error, "accept failed; pausing the accept loop");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
+}
+
+/// The connection cap `max_connections` allows under a file limit of `files` descriptors
+/// (the soft `RLIMIT_NOFILE`): each connection holds one, [`RESERVED_FILES`] are kept for the
+/// rest; at least one connection.
+pub fn connection_cap(max_connections: usize, files: u64) -> usize {
+    let room = files.saturating_sub(RESERVED_FILES).max(1);
+    max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// Raises the soft file limit to the hard one and returns the soft limit then in force
+/// (`None`: unknown, the platform would not say).
+pub fn raise_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given and nothing else.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_room_for_the_reserved_files() {
+        assert_eq!(connection_cap(10_000, 1_024), 768);
+        assert_eq!(connection_cap(10_000, 1_048_576), 10_000);
+        assert_eq!(connection_cap(500, 100), 1, "always at least one");
+    }
+
+    #[test]
+    fn a_peer_holds_at_most_its_cap_and_gets_places_back() {
+        let peers = Peers::default();
+        let ip: IpAddr = "127.0.0.2".parse().expect("an address");
+        let other: IpAddr = "127.0.0.3".parse().expect("an address");
+        let held: Vec<PeerPlace> = (0..3)
+            .map(|_| PeerPlace::take(&peers, ip, 3).expect("a place"))
+            .collect();
+        assert!(PeerPlace::take(&peers, ip, 3).is_none(), "past its cap");
+        assert!(
+            PeerPlace::take(&peers, other, 3).is_some(),
+            "others unaffected"
+        );
+        drop(held);
+        assert!(PeerPlace::take(&peers, ip, 3).is_some(), "places come back");
+        assert!(
+            peers.lock().expect("lock").is_empty(),
+            "no entry kept for a gone peer"
+        );
+    }
+
+    /// A lower bound on real time: each error is waited out, so this cannot fail by chance.
+    #[tokio::test]
+    async fn accept_errors_are_waited_out_not_retried_at_once() {
+        let errors = tokio_stream::iter((0..5).map(|_| Err(io::Error::other("EMFILE"))));
+        let started = Instant::now();
+        let accepted: Vec<_> = limit(errors, &ConnectionLimits::default()).collect().await;
+        assert!(accepted.is_empty(), "errors are not handed to the server");
+        assert!(
+            started.elapsed() >= ACCEPT_BACKOFF * 5,
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -13,7 +13,7 @@ use tonic::transport::{Server, ServerTlsConfig, server::TlsConnectInfo};
 
 use crate::{
     config::Config,
-    config::{ServerTls, StoreConfig},
+    config::{ConnectionLimits, ServerTls, StoreConfig},
     domain::nearby::{Pseudonyms, Tickets},
     grpc::MAX_CALL_TIME,
     grpc::{
@@ -172,7 +172,7 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let limits = config.connections;
+    let limits = within_file_limit(config.connections);
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
         let mut tls_config = ServerTlsConfig::new()
@@ -223,12 +223,7 @@ pub async fn run(
             drain.notify_one();
         }
     };
-    let incoming = connections::limit(
-        TcpListenerStream::new(listener),
-        limits.max_connections,
-        limits.idle_timeout,
-        limits.first_call_timeout,
-    );
+    let incoming = connections::limit(TcpListenerStream::new(listener), &limits);
     let serve = router.serve_with_incoming_shutdown(incoming, signal);
     let result = tokio::select! {
         result = serve => result.map_err(ServerError::from),
@@ -243,6 +238,25 @@ pub async fn run(
         scraper.abort();
     }
     result
+}
+
+/// `limits` with the connection cap clamped to the file limit, raised first to its hard
+/// limit (issue 20 point 5: under `ulimit -n 1024` accepts failed with EMFILE).
+fn within_file_limit(mut limits: ConnectionLimits) -> ConnectionLimits {
+    let Some(files) = connections::raise_file_limit() else {
+        return limits;
+    };
+    let cap = connections::connection_cap(limits.max_connections, files);
+    if cap < limits.max_connections {
+        tracing::warn!(
+            files,
+            asked = limits.max_connections,
+            cap,
+            "the file limit clamps the connection cap (raise LimitNOFILE / ulimit -n to serve more)"
+        );
+        limits.max_connections = cap;
+    }
+    limits
 }
 
 /// The location, consent and Shake stores.

@@ -780,3 +780,46 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Issue 20 point 5: under a file limit below what `--max-connections` needs, `serve` clamps
+/// its connection cap to the limit (after raising the soft limit to the hard one) and says
+/// so, instead of failing accepts with EMFILE at run time.
+#[test]
+fn serve_clamps_its_connection_cap_to_the_file_limit() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let binary = env!("CARGO_BIN_EXE_vicinity");
+    let mut sh = Command::new("sh");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VICINITY_") {
+            sh.env_remove(name);
+        }
+    }
+    let serve = format!("{binary} serve --listen 127.0.0.1:{port} --max-connections 10000");
+    sh.env("RUST_LOG", "warn")
+        .args(["-c", &format!("ulimit -n 400 && exec {serve}")]);
+    let log = std::env::temp_dir().join(format!("vicinity-ulimit-{}.log", std::process::id()));
+    let child = sh
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("start sh");
+    let served = Served {
+        child,
+        addr: format!("http://127.0.0.1:{port}"),
+        log,
+        client_args: Vec::new(),
+    };
+    served.wait_until_serving();
+    let said = without_ansi(&served.log());
+    assert!(
+        said.contains("the file limit clamps the connection cap"),
+        "{said}"
+    );
+    assert!(
+        said.contains("cap=144") && said.contains("files=400"),
+        "{said}"
+    );
+}

@@ -258,3 +258,35 @@ pub fn promtool_accepts(page: &str) {
 }
 
 on_both_backends!(metrics_follow_a_scripted_sequence);
+
+/// Issue 20 point 5: sockets that open and dribble from one peer (127.0.0.2) take at most
+/// that peer's few places on the metrics listener; scrapes and probes from another
+/// (127.0.0.1) are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dribbling_sockets_of_one_peer_do_not_blind_the_metrics_listener() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn(Backend::Memory, |config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let addr = app.metrics_addr().expect("metrics served");
+    let mut dribblers = Vec::new();
+    for _ in 0..48 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.2:0".parse().unwrap())
+            .expect("bind 127.0.0.2");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        // Half a request line: the server waits for the rest.
+        let _ = stream.write_all(b"GET /metr").await;
+        dribblers.push(stream);
+    }
+    for _ in 0..8 {
+        let page = app.scrape().await;
+        assert!(page.contains("vicinity_ready"), "{page}");
+    }
+    let (status, _) = crate::helpers::http_get(addr, "/livez")
+        .await
+        .expect("an answer");
+    assert!(status.contains(" 200"), "{status}");
+}

@@ -270,3 +270,57 @@ async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
     let health = fresh.health().check(request).await;
     assert!(health.is_ok(), "the server still serves: {health:?}");
 }
+
+/// Issue 20 point 5: one peer's sockets past `max_per_peer` are closed at accept, while
+/// another peer is served (the peers are two loopback addresses, 127.0.0.2 and 127.0.0.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
+    use tokio::io::AsyncReadExt;
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.connections.max_per_peer = 3;
+        c.connections.first_call_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let from_peer = || async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("an address"))
+            .expect("bind 127.0.0.2");
+        socket.connect(app.addr).await.expect("connect")
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(from_peer().await);
+    }
+    let mut past = from_peer().await;
+    // Closed at accept: the read ends (the bound only fails a broken server).
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), past.read_to_end(&mut bytes));
+    assert!(
+        read.await.is_ok(),
+        "a socket past the per-peer cap stayed open"
+    );
+    assert!(bytes.is_empty(), "it was not served: {bytes:?}");
+
+    let fresh = app.connect(None).await;
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    assert!(
+        fresh.health().check(request).await.is_ok(),
+        "another peer is served"
+    );
+    // A place given back (once the server has seen that socket close) serves the peer again.
+    held.pop();
+    let waited = Instant::now();
+    loop {
+        let mut again = from_peer().await;
+        let mut first = [0u8; 1];
+        let greeted = tokio::time::timeout(Duration::from_secs(20), again.read(&mut first));
+        if greeted.await.ok().and_then(Result::ok) == Some(1) {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the place never came back"
+        );
+    }
+}
