@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// The longest one store call may take.
     #[arg(long, env = "VICINITY_STORE_TIMEOUT", default_value = "1s", value_parser = duration)]
     pub store_timeout: Duration,
+    /// How long start-up keeps retrying a store it cannot reach (with back-off, logging each
+    /// attempt) before giving up; 0 gives up at once.
+    #[arg(long, env = "VICINITY_STORE_WAIT", default_value = "60s", value_parser = duration)]
+    pub store_wait: Duration,
     /// How long shutdown waits for calls in flight.
     #[arg(long, env = "VICINITY_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub drain_timeout: Duration,
@@ -491,6 +495,8 @@ pub struct Config {
     pub secret_is_ephemeral: bool,
     /// Shutdown drain bound.
     pub drain_timeout: Duration,
+    /// How long start-up retries an unreachable store.
+    pub store_wait: Duration,
     /// Where data lives.
     pub store: StoreConfig,
     /// Connection and stream limits.
@@ -549,6 +555,7 @@ impl Config {
             secret: Arc::new(secret),
             secret_is_ephemeral: ephemeral,
             drain_timeout: args.drain_timeout,
+            store_wait: args.store_wait,
             store: store_config(args)?,
             connections: ConnectionLimits::from_args(args)?,
             policy: policy(args)?,
@@ -574,6 +581,7 @@ impl Config {
             secret: Arc::new(random_secret().unwrap_or(Secret::from_bytes([0; 32]))),
             secret_is_ephemeral: true,
             drain_timeout: Duration::from_secs(10),
+            store_wait: Duration::ZERO,
             store: StoreConfig::Memory,
             connections: ConnectionLimits::default(),
             policy: Policy::default(),

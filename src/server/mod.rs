@@ -129,7 +129,7 @@ pub async fn run(
         return Err(ServerError::PublicWithoutMutualTls(addr));
     }
     warn_about_local_choices(&config);
-    let (locations, consents, shakes, limits) = stores(&config).await?;
+    let (locations, consents, shakes, limits) = stores_within(&config).await?;
     let svc = Vicinity::new(Deps {
         locations,
         consents,
@@ -266,6 +266,43 @@ type Stores = (
     Arc<dyn ShakeStore>,
     Arc<dyn LimitStore>,
 );
+
+/// The first pause between two attempts to reach the stores at start, doubled each time up
+/// to [`STORE_RETRY_MAX`].
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between two attempts to reach the stores at start.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// [`stores`], retried with back-off for up to `config.store_wait` while a store cannot be
+/// reached (issue 21 point 4: beside a Redis that starts at the same time, exiting at once
+/// is a crash loop); a refusal that retrying cannot change (a persisting location store)
+/// ends it at once. Each failed attempt is logged.
+async fn stores_within(config: &Config) -> Result<Stores, ServerError> {
+    let give_up = tokio::time::Instant::now() + config.store_wait;
+    let mut pause = STORE_RETRY_FIRST;
+    loop {
+        let error = match stores(config).await {
+            Ok(stores) => return Ok(stores),
+            Err(error @ ServerError::StoreAtStart { .. }) if waits_out(&error) => error,
+            Err(other) => return Err(other),
+        };
+        if tokio::time::Instant::now() + pause > give_up {
+            return Err(error);
+        }
+        tracing::warn!(
+            %error,
+            retry_in_ms = pause.as_millis() as u64,
+            "a store is not reachable yet; retrying (--store-wait bounds this)"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(STORE_RETRY_MAX);
+    }
+}
+
+/// Whether start-up waits `error` out: a store not reachable yet, not a refusal.
+fn waits_out(error: &ServerError) -> bool {
+    matches!(error, ServerError::StoreAtStart { error, .. } if redis::transient(error))
+}
 
 /// The stores the configuration names, after checking what Redis does with data on disk.
 async fn stores(config: &Config) -> Result<Stores, ServerError> {

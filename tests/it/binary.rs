@@ -587,6 +587,8 @@ fn errors_name_the_flag_in_one_line_and_each_cause_once() {
     let nowhere = format!("redis://127.0.0.1:{}/", closed_port());
     let mut no_locations = vicinity();
     no_locations.args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &nowhere]);
+    // Without waiting for the store to come up (the default waits 60 s).
+    no_locations.args(["--store-wait", "0s"]);
     let redis = vicinity_testing::redis::RedisServer::start().expect("redis");
     let mut no_consents = vicinity();
     no_consents.args([
@@ -596,7 +598,7 @@ fn errors_name_the_flag_in_one_line_and_each_cause_once() {
         "--redis-url",
         &redis.url(),
     ]);
-    no_consents.args(["--consent-redis-url", &nowhere]);
+    no_consents.args(["--consent-redis-url", &nowhere, "--store-wait", "0s"]);
     let refused = format!("http://127.0.0.1:{}", closed_port());
 
     let locations = last_error_line(&run_to_exit(no_locations));
@@ -650,23 +652,11 @@ fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
         &ca,
     ];
     let served = Served::start_with(&tls_args);
-    let grant = [
-        "consent",
-        "grant",
-        "--user",
-        "alice",
-        "--feature",
-        "people-nearby",
-        "--notice-version",
-        "2026-01",
-    ];
-    let granted = served.run(&grant);
-    assert!(granted.status.success(), "{granted:?}");
+    update_alice_after_grant(&served);
     assert!(
         consents.dbsize().expect("dbsize") > 0,
         "consent written over TLS"
     );
-    update_alice(&served.addr);
     assert!(locations.dbsize().expect("dbsize") > 0, "written over TLS");
     drop(served);
 
@@ -718,18 +708,7 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     let file = file.display().to_string();
 
     let served = Served::start_with(&["--redis-url", &redis.url(), "--redis-password-file", &file]);
-    let grant = [
-        "consent",
-        "grant",
-        "--user",
-        "alice",
-        "--feature",
-        "people-nearby",
-        "--notice-version",
-        "2026-01",
-    ];
-    assert!(served.run(&grant).status.success());
-    update_alice(&served.addr);
+    update_alice_after_grant(&served);
     assert!(
         !served.log().contains("Planted"),
         "the log shows the password"
@@ -822,4 +801,57 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
         said.contains("cap=144") && said.contains("files=400"),
         "{said}"
     );
+}
+
+/// Issue 21 point 4: a store that is down at start is waited for (each attempt logged), and
+/// `serve` serves once it comes up, instead of exiting into a crash loop.
+#[test]
+fn serve_waits_for_a_store_that_comes_up_after_it() {
+    let mut redis = vicinity_testing::redis::RedisServer::start().expect("redis");
+    redis.kill().expect("stop redis");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = std::env::temp_dir().join(format!("vicinity-wait-{}.log", std::process::id()));
+    let child = vicinity()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis-url", &redis.url(), "--store-wait", "60s"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("start vicinity serve");
+    let served = Served {
+        child,
+        addr: format!("http://127.0.0.1:{port}"),
+        log,
+        client_args: Vec::new(),
+    };
+    // Waits for the event (a retry logged), not for a time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !served.log().contains("a store is not reachable yet") {
+        assert!(Instant::now() < deadline, "no retry logged:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    redis.restart().expect("redis comes up");
+    served.wait_until_serving();
+    update_alice_after_grant(&served);
+}
+
+/// Grants alice People Nearby through the binary, then updates her location.
+fn update_alice_after_grant(served: &Served) {
+    let grant = [
+        "consent",
+        "grant",
+        "--user",
+        "alice",
+        "--feature",
+        "people-nearby",
+        "--notice-version",
+        "2026-01",
+    ];
+    let granted = served.run(&grant);
+    assert!(granted.status.success(), "{granted:?}");
+    update_alice(&served.addr);
 }

@@ -440,6 +440,31 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     }
 }
 
+/// Whether `error` may go away by itself: a server not up yet (refused, dropped or failed
+/// connections), a timeout, a server still loading its data or a cluster not yet formed.
+/// What start-up waits out; a wrong password, a URL that does not parse or data this
+/// version cannot read are not.
+pub fn transient(error: &StoreError) -> bool {
+    if error.kind == StoreErrorKind::Timeout {
+        return true;
+    }
+    let Some(redis) = error
+        .source
+        .as_deref()
+        .and_then(|e| e.downcast_ref::<RedisError>())
+    else {
+        return false;
+    };
+    redis.is_connection_refusal()
+        || redis.is_connection_dropped()
+        || redis.is_timeout()
+        || redis.is_io_error()
+        || matches!(
+            redis.code(),
+            Some("LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN")
+        )
+}
+
 impl Conn {
     /// Bounds a store call by the store timeout (past it the call is abandoned as a
     /// timeout) and records it in the metrics under `context`.

@@ -27,7 +27,9 @@ use tracing::instrument;
 pub use cells::MAX_KEYS_PER_SCRIPT;
 use cells::{Fetched, earliest};
 pub use checks::{Persistence, persistence};
-pub use conn::{ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted};
+pub use conn::{
+    ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted, transient,
+};
 pub use consent::RedisConsentStore;
 use steps::written;
 
