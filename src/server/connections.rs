@@ -6,11 +6,11 @@
 //! its accept too (issue 20 point 5: silent sockets held the cap for the whole idle timeout). HTTP/2 keepalive, the stream cap per connection and the maximum
 //! connection age are tonic's own settings (see `server::run`).
 //!
-//! Idleness is measured from the start of the last call, not from the last byte: HTTP/2
-//! keepalive pings keep bytes flowing on a connection nobody uses. Every call ends within
-//! `MAX_CALL_TIME` (plus the server's backstop), so a connection whose last call started more
-//! than `idle_timeout` ago has no call in flight (the configuration requires `idle_timeout`
-//! to be longer than that).
+//! Idleness is measured in calls, not bytes (HTTP/2 keepalive pings keep bytes flowing on a
+//! connection nobody uses): a connection with a call in flight is never idle (a health
+//! `Watch` stream may last for hours; issue 20 point 9: one was cut at the idle timeout),
+//! and one without counts from the start or end of its last call, whichever is later
+//! ([`CallsLayer`] counts them).
 //!
 //! A failed accept (out of file descriptors, say) pauses the accept loop for
 //! [`ACCEPT_BACKOFF`] instead of being retried at once (issue 20 point 5: a core spun on
@@ -24,12 +24,13 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
 };
 
+use futures_util::future::BoxFuture;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -37,7 +38,10 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::server::Connected;
+use tonic::{
+    body::Body,
+    transport::server::{Connected, TlsConnectInfo},
+};
 
 use crate::config::ConnectionLimits;
 
@@ -50,12 +54,13 @@ pub const RESERVED_FILES: u64 = 256;
 /// `Activity::last_call_ms` before the first call.
 const NO_CALL_YET: u64 = u64::MAX;
 
-/// When a connection last started a call, shared between the socket and the calls on it
-/// (each call finds it in its request extensions).
+/// When a connection last started or ended a call, and how many are in flight, shared
+/// between the socket and the calls on it (each call finds it in its request extensions).
 #[derive(Debug, Clone)]
 pub struct Activity {
     epoch: Instant,
     last_call_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
     /// How long after the accept the first call may start.
     first_call_timeout: Duration,
 }
@@ -65,23 +70,123 @@ impl Activity {
         Self {
             epoch: Instant::now(),
             last_call_ms: Arc::new(AtomicU64::new(NO_CALL_YET)),
+            in_flight: Arc::default(),
             first_call_timeout,
         }
     }
 
-    /// Notes that a call started now.
-    pub fn touch(&self) {
+    /// Notes that a call started or ended now.
+    fn touch(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.last_call_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// A call starts: in flight until the returned guard is dropped.
+    fn begin(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+
     /// When the connection falls idle unless another call starts (the first within
-    /// `first_call_timeout` of the accept).
-    fn idle_at(&self, idle_timeout: Duration) -> Instant {
-        match self.last_call_ms.load(Ordering::Relaxed) {
+    /// `first_call_timeout` of the accept); `None` while a call is in flight.
+    fn idle_at(&self, idle_timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(match self.last_call_ms.load(Ordering::Relaxed) {
             NO_CALL_YET => self.epoch + self.first_call_timeout.min(idle_timeout),
             last => self.epoch + Duration::from_millis(last) + idle_timeout,
-        }
+        })
+    }
+}
+
+/// A call in flight on its connection ([`Activity::begin`]); its end counts as activity.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A layer around every service that counts each call in flight on its connection, from its
+/// request until its response body is done with (a stream's last message, or the client
+/// going away).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallsLayer;
+
+impl<S> tower::Layer<S> for CallsLayer {
+    type Service = Calls<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Calls { inner }
+    }
+}
+
+/// The service [`CallsLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct Calls<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Calls<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // Under TLS the connection's information arrives wrapped in tonic's `TlsConnectInfo`.
+        let extensions = request.extensions();
+        let activity = extensions.get::<Activity>().or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<Activity>>()
+                .map(TlsConnectInfo::get_ref)
+        });
+        let call = activity.map(Activity::begin);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(match call {
+                Some(call) => response.map(|body| Body::new(Counted { body, _call: call })),
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that keeps its call in flight until it is dropped.
+struct Counted {
+    body: Body,
+    _call: InFlight,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -111,7 +216,12 @@ impl AsyncRead for Limited {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         while self.idle.as_mut().poll(cx).is_ready() {
-            let at = self.activity.idle_at(self.idle_timeout);
+            let Some(at) = self.activity.idle_at(self.idle_timeout) else {
+                // A call in flight: look again an idle timeout from now.
+                let again = Instant::now() + self.idle_timeout;
+                self.idle.as_mut().reset(again);
+                continue;
+            };
             if Instant::now() >= at {
                 // End of stream: hyper closes the connection.
                 return Poll::Ready(Ok(()));
@@ -220,7 +330,9 @@ pub fn limit(
             socket,
             _permit: permit,
             _peer: peer,
-            idle: Box::pin(tokio::time::sleep_until(activity.idle_at(idle_timeout))),
+            idle: Box::pin(tokio::time::sleep_until(
+                activity.idle_at(idle_timeout).unwrap_or_else(Instant::now),
+            )),
             activity,
             idle_timeout,
         }))

@@ -9,7 +9,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Server, ServerTlsConfig, server::TlsConnectInfo};
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::{
     config::Config,
@@ -195,7 +195,7 @@ pub async fn run(
         .layer(tower::util::option_layer(
             config.rpc_telemetry.then_some(RpcLayer),
         ))
-        .layer(tower::util::MapRequestLayer::new(note_activity))
+        .layer(connections::CallsLayer)
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
         ))
@@ -441,21 +441,6 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take over the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Notes on the connection that a call started (for its idle timeout). Under TLS the
-/// connection's information arrives wrapped in tonic's `TlsConnectInfo`.
-fn note_activity(request: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
-    let extensions = request.extensions();
-    let activity = extensions.get::<connections::Activity>().or_else(|| {
-        extensions
-            .get::<TlsConnectInfo<connections::Activity>>()
-            .map(TlsConnectInfo::get_ref)
-    });
-    if let Some(activity) = activity {
-        activity.touch();
-    }
-    request
-}
 
 /// tonic answers a request body over the size limit with `OUT_OF_RANGE`; gRPC's status-code
 /// convention (and SPEC §4.4) says `RESOURCE_EXHAUSTED`. The service itself never answers

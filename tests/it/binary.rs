@@ -831,7 +831,11 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     // Waits for the event (a retry logged), not for a time.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !served.log().contains("a store is not reachable yet") {
-        assert!(Instant::now() < deadline, "no retry logged:\n{}", served.log());
+        assert!(
+            Instant::now() < deadline,
+            "no retry logged:\n{}",
+            served.log()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     redis.restart().expect("redis comes up");

@@ -541,3 +541,35 @@ async fn http_probes_on_the_metrics_listener_follow_readiness() {
     assert!(status("/readyz").await.contains(" 200"));
     assert!(status("/elsewhere").await.contains(" 404"));
 }
+
+/// Issue 20 point 9: a health `Watch` is a call in flight, so its connection, on which no
+/// other call starts, is not closed at the idle timeout: the stream still delivers readiness
+/// going NOT_SERVING, which takes at least three health checks 500 ms apart (a paused
+/// store), several idle timeouts of 300 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_watch_outlives_the_idle_timeout_of_its_connection() {
+    let mut redis = RedisServer::start().expect("redis");
+    let target = Target::single(redis.url());
+    let app = spawn_app_with(|c| {
+        c.store = redis_store(target.clone(), target.clone());
+        c.connections.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
+    let watcher = app.connect(None).await;
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    let mut watch = watcher
+        .health()
+        .watch(request)
+        .await
+        .expect("a watch")
+        .into_inner();
+    let first = watch.message().await.expect("a message").expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    redis.pause().expect("pause");
+    let next = tokio::time::timeout(Duration::from_secs(20), watch.message()).await;
+    let next = next.expect("in time").expect("the stream stayed open");
+    assert_eq!(next.expect("a status").status(), ServingStatus::NotServing);
+    redis.resume().expect("resume");
+}
