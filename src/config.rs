@@ -6,6 +6,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, ValueEnum};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 /// GRANTED consent states a node caches for lists by default: one per user of a large
 /// deployment's busiest node (16-byte ids in a hash table: about 34 MB at most).
@@ -255,21 +256,22 @@ impl ServerTls {
     }
 }
 
-/// The TLS files the flags name, read now so a bad path fails at start-up.
+/// The TLS files the flags name, read and checked now (PEM that parses, a key that matches
+/// its certificate), so a bad file fails at start-up in one line naming its flag rather than
+/// at the first handshake (issue 21 point 5: "peer sent no certificates", "KeyMismatch").
 fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
-    let read = |flag: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))
-    };
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
-    let identity =
-        tonic::transport::Identity::from_pem(read("tls-cert", cert)?, read("tls-key", key)?);
+    let (cert_pem, certs) = read_certs("tls-cert", cert)?;
+    let key_pem = read_pem("tls-key", key)?;
+    check_key_matches(&certs, &key_pem, key)?;
+    let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
     let client_ca = match &args.tls_client_ca {
-        Some(ca) => Some(tonic::transport::Certificate::from_pem(read(
-            "tls-client-ca",
-            ca,
-        )?)),
+        Some(ca) => {
+            let (pem, _) = read_certs("tls-client-ca", ca)?;
+            Some(tonic::transport::Certificate::from_pem(pem))
+        }
         None => None,
     };
     Ok(Some(ServerTls {
@@ -371,6 +373,46 @@ fn redis_tls(
         client_tls,
         root_cert,
     }))
+}
+
+fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))
+}
+
+/// The file `path` names and the certificates in it: at least one, each PEM that parses.
+fn read_certs(
+    flag: &str,
+    path: &std::path::Path,
+) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), ConfigError> {
+    let pem = read_pem(flag, path)?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Ok((pem, certs)),
+        Ok(_) => Err(ConfigError(format!(
+            "--{flag}: {}: no PEM certificate in it",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError(format!(
+            "--{flag}: {}: not a readable PEM certificate ({e})",
+            path.display()
+        ))),
+    }
+}
+
+/// Checks that `key_pem` (from `path`) is a private key that goes with the first of `certs`.
+fn check_key_matches(
+    certs: &[CertificateDer<'static>],
+    key_pem: &[u8],
+    path: &std::path::Path,
+) -> Result<(), ConfigError> {
+    let bad = |what: String| ConfigError(format!("--tls-key: {}: {what}", path.display()));
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| bad(format!("no PEM private key in it ({e})")))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| bad(format!("not a usable private key ({e})")))?;
+    rustls::sign::CertifiedKey::new(certs.to_vec(), signer)
+        .keys_match()
+        .map_err(|_| bad("does not match the certificate of --tls-cert".into()))
 }
 
 /// How many connections and streams the server takes, and how long they may live

@@ -859,3 +859,64 @@ fn update_alice_after_grant(served: &Served) {
     assert!(granted.status.success(), "{granted:?}");
     update_alice(&served.addr);
 }
+
+/// Issue 21 point 5: a TLS file that is not what its flag wants is refused at start, in one
+/// line naming the flag and the file (before: "peer sent no certificates" at the first
+/// handshake, or a chain ending in "KeyMismatch").
+#[test]
+fn bad_tls_files_are_refused_at_start_naming_their_flag() {
+    let pki = crate::tls::Pki::new("bad-files");
+    let other = crate::tls::Pki::new("bad-files-other");
+    let dir = std::env::temp_dir().join(format!("vicinity-bad-tls-{}", std::process::id()));
+    let dir = pki.write(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    fs::write(dir.join("garbage.pem"), "not a certificate\n").expect("write");
+    fs::write(dir.join("other.key"), &other.server.1).expect("write");
+    let serve = |cert: &str, key: &str, ca: Option<&str>| {
+        let mut command = vicinity();
+        command.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ]);
+        if let Some(ca) = ca {
+            command.args(["--tls-client-ca", ca]);
+        }
+        last_error_line(&run_to_exit(command))
+    };
+    let (cert, key, garbage) = (file("server.pem"), file("server.key"), file("garbage.pem"));
+    let cases = [
+        (
+            serve(&garbage, &key, None),
+            "--tls-cert",
+            "no PEM certificate",
+        ),
+        (
+            serve(&cert, &garbage, None),
+            "--tls-key",
+            "no PEM private key",
+        ),
+        (
+            serve(&cert, &file("other.key"), None),
+            "--tls-key",
+            "does not match",
+        ),
+        (
+            serve(&cert, &key, Some(&garbage)),
+            "--tls-client-ca",
+            "no PEM certificate",
+        ),
+    ];
+    for (line, flag, says) in cases {
+        assert!(line.contains(flag) && line.contains(says), "{line}");
+        assert!(
+            line.contains(&dir.display().to_string()),
+            "names the file: {line}"
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
