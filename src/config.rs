@@ -36,11 +36,28 @@ fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 250ms, 3s, 1h)"))
 }
 
+/// A listen address: `IP:PORT`, or `HOST:PORT` resolved now (`localhost:50051`), its first
+/// IPv4 address preferred.
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| format!("{e} (write IP:PORT or HOST:PORT, e.g. 127.0.0.1:50051)"))?
+        .collect();
+    found
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
 /// The flags of `vicinity serve`, each also read from `VICINITY_<FLAG>`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to serve gRPC on.
-    #[arg(long, env = "VICINITY_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "VICINITY_LISTEN", default_value = "127.0.0.1:50051", value_parser = listen_addr)]
     pub listen: SocketAddr,
     /// How long location data lives after a user's last activity (at most 1h).
     #[arg(long, env = "VICINITY_RETENTION", default_value = "1h", value_parser = duration)]
@@ -198,7 +215,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VICINITY_ALLOW_PLAINTEXT_PUBLIC")]
     pub allow_plaintext_public: bool,
     /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP). None: no endpoint.
-    #[arg(long, env = "VICINITY_METRICS_LISTEN")]
+    #[arg(long, env = "VICINITY_METRICS_LISTEN", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
     /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`). None: off.
     #[arg(long, env = "VICINITY_OTLP_ENDPOINT")]
@@ -711,6 +728,19 @@ mod tests {
     fn defaults_follow_the_spec() {
         let config = parse(&[]).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        let named = parse(&[
+            "--listen",
+            "localhost:50052",
+            "--metrics-listen",
+            "localhost:9100",
+        ]);
+        let named = named.expect("a host name resolves");
+        assert!(named.listen.ip().is_loopback() && named.listen.port() == 50052);
+        assert_eq!(named.metrics_listen.map(|a| a.port()), Some(9100));
+        assert!(
+            parse(&["--listen", "localhost"]).is_err(),
+            "a port is needed"
+        );
         assert_eq!(config.retention.window(), Duration::from_secs(3600));
         assert_eq!(config.sweep_interval, Duration::from_secs(1));
         assert!(config.auth.is_open() && config.secret_is_ephemeral);
