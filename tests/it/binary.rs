@@ -66,28 +66,35 @@ impl Served {
     /// [`Served::start`] with more arguments for `serve`, reached by `scheme` with
     /// `client_args` added to every client command.
     fn start_full(extra: &[&str], scheme: &str, client_args: &[&str]) -> Served {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log =
-            std::env::temp_dir().join(format!("vicinity-it-{}-{port}.log", std::process::id()));
-        let child = vicinity()
+        let port = free_port();
+        let mut command = vicinity();
+        command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
-            .env("RUST_LOG", "trace")
+            .env("RUST_LOG", "trace");
+        let mut served = Served::spawn(command, port);
+        served.addr = format!("{scheme}://127.0.0.1:{port}");
+        served.client_args = client_args.iter().map(|a| (*a).to_owned()).collect();
+        served.wait_until_serving();
+        served
+    }
+
+    /// `command` (a `serve` on 127.0.0.1:`port`) started, its standard error to a log file;
+    /// not waited for.
+    fn spawn(mut command: Command, port: u16) -> Served {
+        let log =
+            std::env::temp_dir().join(format!("vicinity-it-{}-{port}.log", std::process::id()));
+        let child = command
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("start vicinity serve");
-        let served = Served {
+        Served {
             child,
-            addr: format!("{scheme}://127.0.0.1:{port}"),
+            addr: format!("http://127.0.0.1:{port}"),
             log,
-            client_args: client_args.iter().map(|a| (*a).to_owned()).collect(),
-        };
-        served.wait_until_serving();
-        served
+            client_args: Vec::new(),
+        }
     }
 
     fn wait_until_serving(&self) {
@@ -566,12 +573,17 @@ fn a_redis_password_appears_in_no_output() {
     assert!(help.status.success(), "{help:?}");
 }
 
-/// A loopback port nothing listens on (bound, then let go).
-fn closed_port() -> u16 {
+/// A loopback port the OS reports free (bound, then let go) for a server to take.
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A loopback port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    free_port()
 }
 
 /// The last line of a command's standard error (start-up logs come before the error).
@@ -765,10 +777,7 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
 /// so, instead of failing accepts with EMFILE at run time.
 #[test]
 fn serve_clamps_its_connection_cap_to_the_file_limit() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let binary = env!("CARGO_BIN_EXE_vicinity");
     let mut sh = Command::new("sh");
     for (name, _) in std::env::vars_os() {
@@ -779,18 +788,7 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
     let serve = format!("{binary} serve --listen 127.0.0.1:{port} --max-connections 10000");
     sh.env("RUST_LOG", "warn")
         .args(["-c", &format!("ulimit -n 400 && exec {serve}")]);
-    let log = std::env::temp_dir().join(format!("vicinity-ulimit-{}.log", std::process::id()));
-    let child = sh
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("start sh");
-    let served = Served {
-        child,
-        addr: format!("http://127.0.0.1:{port}"),
-        log,
-        client_args: Vec::new(),
-    };
+    let served = Served::spawn(sh, port);
     served.wait_until_serving();
     let said = without_ansi(&served.log());
     assert!(
@@ -809,25 +807,13 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
 fn serve_waits_for_a_store_that_comes_up_after_it() {
     let mut redis = vicinity_testing::redis::RedisServer::start().expect("redis");
     redis.kill().expect("stop redis");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let log = std::env::temp_dir().join(format!("vicinity-wait-{}.log", std::process::id()));
-    let child = vicinity()
+    let port = free_port();
+    let mut command = vicinity();
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--redis-url", &redis.url(), "--store-wait", "60s"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("start vicinity serve");
-    let served = Served {
-        child,
-        addr: format!("http://127.0.0.1:{port}"),
-        log,
-        client_args: Vec::new(),
-    };
+        .env("RUST_LOG", "warn");
+    let served = Served::spawn(command, port);
     // Waits for the event (a retry logged), not for a time.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !served.log().contains("a store is not reachable yet") {

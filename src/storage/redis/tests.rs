@@ -169,21 +169,29 @@ fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
     }
 }
 
-/// 600 users in the viewer's own cell, 300 in a neighbouring one.
-async fn crowd(store: &RedisStore) -> CellIndex {
-    let grid = SnapGrid::default();
-    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
-    let neighbour = home.grid_disk::<Vec<_>>(1)[1];
-    let writes = (0..900).map(|i| {
-        let cell = if i < 600 { home } else { neighbour };
+/// The viewer's cell (`crowd-0` is the first user written).
+fn crowd_home() -> CellIndex {
+    SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"))
+}
+
+/// Writes `crowd-0` .. `crowd-<count - 1>`, women, user `i` in `cell_of(i)`.
+async fn write_crowd(store: &RedisStore, count: usize, cell_of: impl Fn(usize) -> CellIndex) {
+    let writes = (0..count).map(|i| {
         store.upsert(
-            at_centre(cell, &format!("crowd-{i}"), Gender::Female),
+            at_centre(cell_of(i), &format!("crowd-{i}"), Gender::Female),
             Retention::default(),
         )
     });
     futures_util::future::try_join_all(writes)
         .await
         .expect("upserts");
+}
+
+/// 600 users in the viewer's own cell, 300 in a neighbouring one.
+async fn crowd(store: &RedisStore) -> CellIndex {
+    let home = crowd_home();
+    let neighbour = home.grid_disk::<Vec<_>>(1)[1];
+    write_crowd(store, 900, |i| if i < 600 { home } else { neighbour }).await;
     home
 }
 
@@ -298,23 +306,14 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
 /// The viewer `crowd-0` alone in `home`, one user in each of five neighbours and 600 in the
 /// sixth: the density the read sees first (one member per cell) hides the crowd.
 async fn hidden_crowd(store: &RedisStore) -> CellIndex {
-    let grid = SnapGrid::default();
-    let home = grid.snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = crowd_home();
     let ring: Vec<CellIndex> = home.grid_disk::<Vec<_>>(1).into_iter().skip(1).collect();
-    let writes = (0..606).map(|i| {
-        let cell = match i {
-            0 => home,
-            1..=5 => ring[i - 1],
-            _ => ring[5],
-        };
-        store.upsert(
-            at_centre(cell, &format!("crowd-{i}"), Gender::Female),
-            Retention::default(),
-        )
-    });
-    futures_util::future::try_join_all(writes)
-        .await
-        .expect("upserts");
+    write_crowd(store, 606, |i| match i {
+        0 => home,
+        1..=5 => ring[i - 1],
+        _ => ring[5],
+    })
+    .await;
     home
 }
 
