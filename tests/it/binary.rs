@@ -193,19 +193,7 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
     let served = Served::start();
     let addr = served.addr.as_str();
 
-    let granted = run(
-        &[
-            "consent",
-            "grant",
-            "--user",
-            "alice",
-            "--feature",
-            "people-nearby",
-            "--notice-version",
-            "2026-01",
-        ],
-        addr,
-    );
+    let granted = run(&GRANT_ALICE, addr);
     assert!(granted.status.success(), "{granted:?}");
     assert!(stdout(&granted).contains("alice FEATURE_PEOPLE_NEARBY CONSENT_STATE_GRANTED"));
     update_alice(addr);
@@ -829,19 +817,21 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     update_alice_after_grant(&served);
 }
 
+/// The operator command that grants alice People Nearby.
+const GRANT_ALICE: [&str; 8] = [
+    "consent",
+    "grant",
+    "--user",
+    "alice",
+    "--feature",
+    "people-nearby",
+    "--notice-version",
+    "2026-01",
+];
+
 /// Grants alice People Nearby through the binary, then updates her location.
 fn update_alice_after_grant(served: &Served) {
-    let grant = [
-        "consent",
-        "grant",
-        "--user",
-        "alice",
-        "--feature",
-        "people-nearby",
-        "--notice-version",
-        "2026-01",
-    ];
-    let granted = served.run(&grant);
+    let granted = served.run(&GRANT_ALICE);
     assert!(granted.status.success(), "{granted:?}");
     update_alice(&served.addr);
 }
