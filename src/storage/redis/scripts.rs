@@ -649,23 +649,19 @@ lua_script! {
     ///
     /// A member's key is (ticket - offset) mod 2^52: each cell's members come in that order
     /// from `ZRANGEBYSCORE` (one or two ranges around the rotation). The script reads band by
-    /// band what is still wanted (the page, the viewer and the block list). It sizes its reads
-    /// from the density it has seen (members per cell: the cells it read whole and the shares
-    /// of the key space its windows covered; one `ZCARD` of the first cell before it has read
-    /// anything), not from a `ZCARD` of every cell: a sparse band (the density times its cells
-    /// no more than is wanted) is read cell by cell whole with one `ZRANGE` each; the other
-    /// cells of a band (all of a dense band, a crowd a sparse one hid) through one window of
-    /// the key space sized to hold a quarter more than is wanted (the whole space for one
-    /// cell), doubling only when it falls short. Each cell gives at most what is still wanted
-    /// per read (`LIMIT`), so a wrong density costs at most that many members per cell or one
-    /// more pass, never a member: a cell that gave that many ends the band's complete part
-    /// just after its last member (one `ZSCORE`). No per-member Lua: each read goes back as
-    /// one '\n'-joined string, untouched; the caller filters (viewer, block list, deadline)
-    /// and ranks. The count is of raw members, so the script says where the last band it
-    /// read is complete (after the last member of a cut cell; a window's end; the end of the
-    /// band when later keys were left unread), and the page ends there if its filters left
-    /// it short (the next page continues from it). Work and reply are thus bounded by the
-    /// page, not the density.
+    /// band what is still wanted (the page, the viewer and the block list): a band of one cell
+    /// (the viewer's own, mostly) with `… LIMIT` up to that many in order, or whole with one
+    /// `ZRANGE` when it holds fewer; a band of several cells (a ring) through one window of
+    /// the key space sized from their total (`ZCARD`) to hold a quarter more than is wanted,
+    /// doubling only when it falls short, or every cell whole when the total is no more (a
+    /// window's score ranges formatted once for all its cells: formatting a number costs
+    /// about what reading an empty cell does). No
+    /// per-member Lua: each read goes back as one '\n'-joined string, untouched; the caller
+    /// filters (viewer, block list, deadline) and ranks. The count is of raw members, so the
+    /// script says where the last band it read is complete (after the last member of a cut
+    /// cell, one `ZSCORE`; a window's end; the end of the band when later keys were left
+    /// unread), and the page ends there if its filters left it short (the next page continues
+    /// from it). Work and reply are thus bounded by the page, not the density.
     /// One call examines at most about `20n + 2000` members: past that it stops between bands
     /// (at the end of the band before, key 2^52) and says so.
     /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when

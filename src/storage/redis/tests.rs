@@ -318,7 +318,7 @@ async fn hidden_crowd(store: &RedisStore) -> CellIndex {
 }
 
 #[tokio::test]
-async fn a_crowd_a_sparse_ring_hides_is_read_only_as_far_as_the_page_needs() {
+async fn a_crowd_in_a_sparse_ring_is_read_only_as_far_as_the_page_needs() {
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
     let home = hidden_crowd(&store).await;
@@ -336,10 +336,10 @@ async fn a_crowd_a_sparse_ring_hides_is_read_only_as_far_as_the_page_needs() {
         .expect("read");
     let mut fetched = Fetched::new();
     let stop = decode_cells(&cells, reply, Retention::default(), &mut fetched);
-    let crowd_read = fetched.get(&cells[6].0).map_or(0, Vec::len);
+    let read: usize = fetched.values().map(Vec::len).sum();
     // 22 wanted (the page and one more, the viewer), 21 once the viewer's cell was read: the
-    // crowd gives that many, in order, and the band is complete only up to its last one.
-    assert_eq!(crowd_read, 21, "read {crowd_read} of the crowd's 600");
+    // ring is read through one window sized from its total, not cell by cell whole.
+    assert!(read <= 4 * 22, "read {read} of 606 members");
     assert!(matches!(stop, Some((500, key)) if key < crate::domain::nearby::ORDER_SPACE));
     let seen = page_through_the_crowd(&store).await;
     assert_eq!(seen.len(), 605, "everyone but the viewer, once");

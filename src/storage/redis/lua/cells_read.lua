@@ -18,32 +18,27 @@ local function keep(j, got)
   examined = examined + #got
   return #got
 end
--- Members per cell over the whole key space, from what this call has read (cells read whole,
--- windows' shares of it); seeded with one ZCARD when nothing was read yet. It only sizes
--- windows: a wrong guess costs a wider read or one more pass, never a member.
-local seen, share = 0, 0
-local function observe(got, fraction)
-  seen, share = seen + got, share + fraction
-end
-local function density(key)
-  if share == 0 then observe(redis.call('ZCARD', key), 1) end
-  return seen / share
-end
 -- The score ranges of rotated keys [a, b) (ticket = key + offset mod M): one, or two around
 -- the rotation, as the text ZRANGEBYSCORE takes. Formatting a number costs about as much as
--- the read of an empty cell, so a pass formats its ranges once for all its cells.
+-- the read of an empty cell, so a window's pass formats its ranges once for all its cells.
 local function bounds(a, b)
   local s, e = offset + a, offset + b
   if s >= M then return {{num(s - M), '(' .. num(e - M)}} end
   if e <= M then return {{num(s), '(' .. num(e)}} end
   return {{num(s), '(' .. num(M)}, {'0', '(' .. num(e - M)}}
 end
--- The members of `key` in the ranges `parts` ([`bounds`]), at most `cap` of them in order.
+-- The members of `key` in the ranges `parts` ([`bounds`]), at most `cap` of them in order
+-- (cap nil: all).
 local function range(key, parts, cap)
-  local one, two = parts[1], parts[2]
-  local got = redis.call('ZRANGEBYSCORE', key, one[1], one[2], 'LIMIT', 0, cap)
-  if two == nil or #got >= cap then return got end
-  local more = redis.call('ZRANGEBYSCORE', key, two[1], two[2], 'LIMIT', 0, cap - #got)
+  local function zr(part, c)
+    if c then
+      return redis.call('ZRANGEBYSCORE', key, part[1], part[2], 'LIMIT', 0, c)
+    end
+    return redis.call('ZRANGEBYSCORE', key, part[1], part[2])
+  end
+  local got = zr(parts[1], cap)
+  if parts[2] == nil or (cap and #got >= cap) then return got end
+  local more = zr(parts[2], cap and cap - #got)
   for _, m in ipairs(more) do got[#got + 1] = m end
   return got
 end
@@ -52,55 +47,6 @@ local function after(key, m)
   local r = tonumber(redis.call('ZSCORE', key, m)) - offset
   if r < 0 then r = r + M end
   return r + 1
-end
--- The share of the key space a window over `cells` cells should cover to hold a quarter
--- more than `need` (1: all of it).
-local function share_for(cells, need, key)
-  local est = density(key) * cells
-  if est <= 0 then return 1 end
-  return math.min(1, (1.25 * need + 4) / est)
-end
--- Whether a band of `cells` cells is read cell by cell whole: one cell that should hold
--- fewer than `need`, or cells a window would read whole anyway (an ordered read of a
--- whole cell is two calls: the key space wraps around at the rotation).
-local function sparse(key, cells, need)
-  if cells == 1 then return density(key) < need end
-  return share_for(cells, need, key) >= 1
-end
--- Reads the cells `open` (of one band) in [from, to), at most `cap` members from each, in
--- order. Returns how many were read and the key below which every cell is
--- complete: `to`, or less when a cell gave `cap` (just after its last member: that cell
--- alone then holds `cap` below it).
-local function pass(open, from, to, cap)
-  local got, upto, parts = 0, to, bounds(from, to)
-  for _, c in ipairs(open) do
-    local part = range(KEYS[c], parts, cap)
-    got = got + keep(c, part)
-    if #part >= cap then upto = math.min(upto, after(KEYS[c], part[#part])) end
-  end
-  if upto == to then observe(got, #open * (to - from) / M) end
-  return got, upto
-end
--- Reads the cells `open` of one band from key `lo` until they hold `need` members: one
--- window of the key space sized from the density to hold a quarter more (the whole space
--- for one cell), doubling only when it falls short. Returns the key below which the band
--- is complete when it stopped before the end of the key space, else nil.
-local function window(open, lo, need)
-  local width = M
-  if #open > 1 then width = math.ceil(M * share_for(#open, need, KEYS[open[1]])) end
-  local from, got = lo, 0
-  while true do
-    local to = math.min(from + width, M)
-    local g, upto = pass(open, from, to, need - got)
-    got = got + g
-    if upto < to then return got, upto end
-    if got >= need or to >= M then
-      if to < M then return got, to end
-      return got, nil
-    end
-    if examined >= budget then return got, to end
-    from, width = to, width * 2
-  end
 end
 local count = 0
 local i = 1
@@ -117,32 +63,48 @@ while i <= #KEYS and count < want do
   local j = i
   while j <= #KEYS and tonumber(ARGV[base + j]) == band do j = j + 1 end
   local need = want - count
-  local open = {}
-  if lo == 0 and sparse(KEYS[i], j - i, need) then
-    -- A sparse band: each cell whole in one call when it holds fewer than is still wanted
-    -- (a crowd the density missed is left to the ordered read).
-    for c = i, j - 1 do
-      local got = redis.call('ZRANGE', KEYS[c], 0, need - 1)
-      if #got < need then
-        count = count + keep(c, got)
-        observe(#got, 1)
-      else
-        examined = examined + #got
-        open[#open + 1] = c
-      end
+  if lo < M and j == i + 1 then
+    -- One cell: at most what is still wanted, in order (a sparse cell whole in one call).
+    local got
+    if lo == 0 then
+      got = redis.call('ZRANGE', KEYS[i], 0, need - 1)
+      if #got >= need then got = nil end
     end
-  elseif lo < M then
-    for c = i, j - 1 do open[#open + 1] = c end
-  end
-  if #open > 0 then
-    -- The cells not read whole, in order, until they alone hold what the band started
-    -- wanting (so the page fills whatever the whole cells' members' keys).
-    local got, stop = window(open, lo, need)
-    count = count + got
-    if stop then
-      out[2], out[3] = band, stop
+    got = got or range(KEYS[i], bounds(lo, M), need)
+    count = count + keep(i, got)
+    if #got >= need then
+      out[2], out[3] = band, after(KEYS[i], got[#got])
       break
     end
+  elseif lo < M then
+    -- Several cells: one window of the key space, sized from their total to hold a little more
+    -- than what is still wanted, widened (doubling) only when it falls short.
+    local total = 0
+    for c = i, j - 1 do total = total + redis.call('ZCARD', KEYS[c]) end
+    if lo == 0 and total <= need then
+      -- Sparse: every cell whole, one call each.
+      for c = i, j - 1 do count = count + keep(c, redis.call('ZRANGE', KEYS[c], 0, -1)) end
+      total = -1
+    end
+    local width = M
+    if total > need then width = math.ceil(M * math.min(1, (1.25 * need + 4) / total)) end
+    local from, got_band = lo, 0
+    while total >= 0 do
+      local to = math.min(from + width, M)
+      local parts = bounds(from, to)
+      for c = i, j - 1 do got_band = got_band + keep(c, range(KEYS[c], parts)) end
+      if got_band >= need or to >= M then
+        if to < M then out[2], out[3] = band, to end
+        break
+      end
+      if examined >= budget then
+        out[2], out[3] = band, to
+        break
+      end
+      from, width = to, width * 2
+    end
+    count = count + got_band
+    if out[2] ~= -1 then break end
   end
   prev_band = band
   i = j
