@@ -290,13 +290,28 @@ async fn stores_within(config: &Config) -> Result<Stores, ServerError> {
             return Err(error);
         }
         tracing::warn!(
-            %error,
+            error = %causes(&error),
             retry_in_ms = pause.as_millis() as u64,
             "a store is not reachable yet; retrying (--store-wait bounds this)"
         );
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(STORE_RETRY_MAX);
     }
+}
+
+/// `error` and its causes on one line, each once (a library's error often repeats its
+/// source's text).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
 }
 
 /// Whether start-up waits `error` out: a store not reachable yet, not a refusal.

@@ -440,10 +440,11 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     }
 }
 
-/// Whether `error` may go away by itself: a server not up yet (refused, dropped or failed
-/// connections), a timeout, a server still loading its data or a cluster not yet formed.
-/// What start-up waits out; a wrong password, a URL that does not parse or data this
-/// version cannot read are not.
+/// Whether `error` may go away by itself: a server not up yet (a connection refused, reset
+/// or unreachable), a timeout, a server still loading its data or a cluster not yet formed.
+/// What start-up waits out; a wrong password, a URL that does not parse, a TLS handshake
+/// that fails (a wrong CA or client certificate: invalid data, not a network failure) or data
+/// this version cannot read are not.
 pub fn transient(error: &StoreError) -> bool {
     if error.kind == StoreErrorKind::Timeout {
         return true;
@@ -455,14 +456,48 @@ pub fn transient(error: &StoreError) -> bool {
     else {
         return false;
     };
-    redis.is_connection_refusal()
-        || redis.is_connection_dropped()
-        || redis.is_timeout()
-        || redis.is_io_error()
-        || matches!(
-            redis.code(),
-            Some("LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN")
-        )
+    if redis.is_connection_refusal() || redis.is_connection_dropped() || redis.is_timeout() {
+        return true;
+    }
+    if matches!(
+        redis.code(),
+        Some("LOADING" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN")
+    ) {
+        return true;
+    }
+    redis.is_io_error() && io_kind(redis).is_some_and(network_failure)
+}
+
+/// The kind of the I/O error at the root of `error`, if one is.
+fn io_kind(error: &RedisError) -> Option<std::io::ErrorKind> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Whether an I/O error of `kind` is the network's or the peer's being away (not a
+/// handshake that refused what it was shown).
+fn network_failure(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | TimedOut
+            | UnexpectedEof
+            | AddrNotAvailable
+            | HostUnreachable
+            | NetworkUnreachable
+            | Interrupted
+    )
 }
 
 impl Conn {
