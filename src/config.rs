@@ -214,7 +214,8 @@ pub struct ServeArgs {
     /// provides it (API keys are still required there).
     #[arg(long, env = "VICINITY_ALLOW_PLAINTEXT_PUBLIC")]
     pub allow_plaintext_public: bool,
-    /// Address to serve Prometheus metrics on (`GET /metrics`, plain HTTP). None: no endpoint.
+    /// Address to serve Prometheus metrics (`GET /metrics`) and the probes (`GET /livez`,
+    /// `GET /readyz`) on, plain HTTP. None: no endpoint.
     #[arg(long, env = "VICINITY_METRICS_LISTEN", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
     /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`). None: off.
@@ -282,7 +283,7 @@ fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
     };
     let (cert_pem, certs) = read_certs("tls-cert", cert)?;
     let key_pem = read_pem("tls-key", key)?;
-    check_key_matches(&certs, &key_pem, key)?;
+    check_key_matches(&certs, &key_pem, ("tls-key", key), "tls-cert")?;
     let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
     let client_ca = match &args.tls_client_ca {
         Some(ca) => {
@@ -344,29 +345,21 @@ fn redis_tls(
     args: &ServeArgs,
     targets: [&Target; 2],
 ) -> Result<Option<TlsCertificates>, ConfigError> {
-    let read = |flag: &str, path: &std::path::Path, what: &str| {
-        let text = std::fs::read(path)
-            .map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))?;
-        if !String::from_utf8_lossy(&text).contains(what) {
-            return Err(ConfigError(format!(
-                "--{flag}: {}: no PEM {} in it",
-                path.display(),
-                what.trim_matches('-')
-                    .trim_start_matches("BEGIN ")
-                    .to_lowercase()
-            )));
-        }
-        Ok(text)
-    };
     let root_cert = match &args.redis_ca_file {
-        Some(path) => Some(read("redis-ca-file", path, "-----BEGIN CERTIFICATE-----")?),
+        Some(path) => Some(read_certs("redis-ca-file", path)?.0),
         None => None,
     };
     let client_tls = match (&args.redis_client_cert, &args.redis_client_key) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read("redis-client-cert", cert, "-----BEGIN CERTIFICATE-----")?,
-            client_key: read("redis-client-key", key, "PRIVATE KEY-----")?,
-        }),
+        (Some(cert), Some(key)) => {
+            let (client_cert, certs) = read_certs("redis-client-cert", cert)?;
+            let client_key = read_pem("redis-client-key", key)?;
+            let key_flag = ("redis-client-key", key.as_path());
+            check_key_matches(&certs, &client_key, key_flag, "redis-client-cert")?;
+            Some(ClientTlsConfig {
+                client_cert,
+                client_key,
+            })
+        }
         _ => None,
     };
     if root_cert.is_none() && client_tls.is_none() {
@@ -416,20 +409,22 @@ fn read_certs(
     }
 }
 
-/// Checks that `key_pem` (from `path`) is a private key that goes with the first of `certs`.
+/// Checks that `key_pem` (read from the file `key_flag` names) is a private key that goes
+/// with the first of `certs` (from `cert_flag`).
 fn check_key_matches(
     certs: &[CertificateDer<'static>],
     key_pem: &[u8],
-    path: &std::path::Path,
+    (key_flag, path): (&str, &std::path::Path),
+    cert_flag: &str,
 ) -> Result<(), ConfigError> {
-    let bad = |what: String| ConfigError(format!("--tls-key: {}: {what}", path.display()));
+    let bad = |what: String| ConfigError(format!("--{key_flag}: {}: {what}", path.display()));
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| bad(format!("no PEM private key in it ({e})")))?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| bad(format!("not a usable private key ({e})")))?;
     rustls::sign::CertifiedKey::new(certs.to_vec(), signer)
         .keys_match()
-        .map_err(|_| bad("does not match the certificate of --tls-cert".into()))
+        .map_err(|_| bad(format!("does not match the certificate of --{cert_flag}")))
 }
 
 /// How many connections and streams the server takes, and how long they may live

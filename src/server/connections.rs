@@ -83,7 +83,7 @@ impl Activity {
 
     /// A call starts: in flight until the returned guard is dropped.
     fn begin(&self) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InFlight(self.clone())
     }
@@ -91,7 +91,9 @@ impl Activity {
     /// When the connection falls idle unless another call starts (the first within
     /// `first_call_timeout` of the accept); `None` while a call is in flight.
     fn idle_at(&self, idle_timeout: Duration) -> Option<Instant> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        // Acquire pairs with the Release of a call's end: a reader that sees it gone also sees
+        // the time it ended.
+        if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         Some(match self.last_call_ms.load(Ordering::Relaxed) {
@@ -107,7 +109,7 @@ struct InFlight(Activity);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -317,7 +319,7 @@ pub fn limit(
             tracing::warn!("connection refused: at the connection cap");
             return None;
         };
-        let ip = socket.peer_addr().ok()?.ip();
+        let ip = peer_key(socket.peer_addr().ok()?.ip());
         let Some(peer) = PeerPlace::take(&peers, ip, max_per_peer) else {
             tracing::warn!("connection refused: its peer is at the per-peer cap");
             return None;
@@ -337,6 +339,18 @@ pub fn limit(
             idle_timeout,
         }))
     })
+}
+
+/// What a peer is counted by: its IPv4 address, or its IPv6 /64 (one host is usually given
+/// a whole /64, so counting single IPv6 addresses would cap nobody).
+pub(super) fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 /// An accepted socket, or `None` after an accept error has been logged and waited out.
@@ -392,6 +406,15 @@ mod tests {
         assert_eq!(connection_cap(10_000, 1_024), 768);
         assert_eq!(connection_cap(10_000, 1_048_576), 10_000);
         assert_eq!(connection_cap(500, 100), 1, "always at least one");
+    }
+
+    #[test]
+    fn an_ipv6_peer_counts_by_its_64_and_a_mapped_ipv4_by_its_address() {
+        let key = |text: &str| peer_key(text.parse().expect("an address"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
     }
 
     #[test]

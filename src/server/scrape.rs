@@ -21,7 +21,7 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Mutex};
 
-use super::connections::{ACCEPT_BACKOFF, PeerPlace, Peers};
+use super::connections::{ACCEPT_BACKOFF, PeerPlace, Peers, peer_key};
 use crate::{service::Vicinity, telemetry::metrics};
 
 /// How long a scrape waits for the store's overdue reading before answering without it.
@@ -47,7 +47,7 @@ const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
 /// store read.
 type Reading = Arc<Mutex<Option<Instant>>>;
 
-/// Serves `/metrics` on `listener` until the task is dropped.
+/// Serves `/metrics`, `/livez` and `/readyz` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, svc: Vicinity) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let peers = Peers::default();
@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, svc: Vicinity) {
                 continue;
             }
         };
-        let Some(place) = PeerPlace::take(&peers, peer.ip(), MAX_PER_PEER) else {
+        let Some(place) = PeerPlace::take(&peers, peer_key(peer.ip()), MAX_PER_PEER) else {
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {

@@ -629,8 +629,9 @@ fn errors_name_the_flag_in_one_line_and_each_cause_once() {
 }
 
 /// `serve` over `rediss://` for both stores with `--redis-ca-file` (issue 21 point 2): it
-/// serves; a CA file that holds no certificate is refused at start, naming its flag, and so
-/// is a CA file with no `rediss://` URL to apply to.
+/// serves; a CA file that holds no certificate, a client key that does not match its
+/// certificate, and TLS settings with no `rediss://` URL to apply to are refused at start,
+/// naming the flag.
 #[test]
 fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
     let (_pki, dir) = crate::redis_tls::new_pki("binary-stores");
@@ -673,6 +674,26 @@ fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
     let line = last_error_line(&run_to_exit(not_a_ca));
     assert!(
         line.contains("--redis-ca-file") && line.contains("no PEM certificate"),
+        "{line}"
+    );
+    let mut mismatched = vicinity();
+    mismatched.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--redis-url",
+        &on_locations,
+    ]);
+    let client_cert = dir.join("client.pem").display().to_string();
+    mismatched.args([
+        "--redis-client-cert",
+        &client_cert,
+        "--redis-client-key",
+        &key,
+    ]);
+    let line = last_error_line(&run_to_exit(mismatched));
+    assert!(
+        line.contains("--redis-client-key") && line.contains("does not match"),
         "{line}"
     );
     let mut plain = vicinity();
