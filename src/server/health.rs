@@ -5,7 +5,13 @@
 //! [`LIVENESS`] is SERVING while the process serves, whatever the stores do: a liveness probe
 //! on it does not restart every pod during a store outage.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -58,40 +64,68 @@ impl Readiness {
     }
 }
 
-/// Sets readiness (every service and `""`) to `status`.
-async fn set_readiness(reporter: &HealthReporter, status: ServingStatus) {
-    let ready = i64::from(status == ServingStatus::Serving);
-    crate::telemetry::metrics::get().ready.set(ready);
-    for name in SERVICE_NAMES.iter().chain(&[""]) {
-        reporter.set_service_status(*name, status).await;
-    }
-}
+/// This server's readiness as its HTTP probe reads it (`/readyz`): set with the gRPC health
+/// service's, so both always agree, and kept per server (the `vicinity_ready` gauge is the
+/// process's).
+#[derive(Clone, Debug, Default)]
+pub struct Ready(Arc<AtomicBool>);
 
-/// Readiness NOT_SERVING until the first check of the stores decides it.
-pub async fn not_ready_yet(reporter: &HealthReporter) {
-    set_readiness(reporter, ServingStatus::NotServing).await;
+impl Ready {
+    /// Whether readiness is SERVING.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Readiness writes, closed for good when shutdown starts: a check that finishes during the
 /// drain cannot report SERVING again (the write and the closing take one lock).
 #[derive(Clone, Default)]
-pub struct Gate(Arc<tokio::sync::Mutex<bool>>);
+pub struct Gate {
+    closed: Arc<tokio::sync::Mutex<bool>>,
+    ready: Ready,
+}
 
 impl Gate {
+    /// A gate whose writes `ready` follows too.
+    pub fn new(ready: Ready) -> Self {
+        Self {
+            closed: Arc::default(),
+            ready,
+        }
+    }
+
+    /// Readiness NOT_SERVING until the first check of the stores decides it.
+    pub async fn not_ready_yet(&self, reporter: &HealthReporter) {
+        self.set(reporter, ServingStatus::NotServing).await;
+    }
+
     /// Sets readiness to `status` unless the gate is closed.
     async fn set(&self, reporter: &HealthReporter, status: ServingStatus) -> bool {
-        let closed = self.0.lock().await;
+        let closed = self.closed.lock().await;
         if !*closed {
-            set_readiness(reporter, status).await;
+            self.set_readiness(reporter, status).await;
         }
         !*closed
     }
 
     /// Readiness NOT_SERVING, for good.
     pub async fn close(&self, reporter: &HealthReporter) {
-        let mut closed = self.0.lock().await;
+        let mut closed = self.closed.lock().await;
         *closed = true;
-        set_readiness(reporter, ServingStatus::NotServing).await;
+        self.set_readiness(reporter, ServingStatus::NotServing)
+            .await;
+    }
+
+    /// Sets readiness (every service and `""`, the probe's and the gauge) to `status`.
+    async fn set_readiness(&self, reporter: &HealthReporter, status: ServingStatus) {
+        let serving = status == ServingStatus::Serving;
+        self.ready.0.store(serving, Ordering::Release);
+        crate::telemetry::metrics::get()
+            .ready
+            .set(i64::from(serving));
+        for name in SERVICE_NAMES.iter().chain(&[""]) {
+            reporter.set_service_status(*name, status).await;
+        }
     }
 }
 

@@ -144,6 +144,7 @@ pub async fn run(
     });
     show_settings(&config);
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
+    let ready = health::Ready::default();
     let scraper = match metrics {
         Some(listener) => {
             metrics::record_calls();
@@ -155,15 +156,19 @@ pub async fn run(
                 );
             }
             tracing::info!(addr = %metrics_addr, "serving metrics");
-            Some(tokio::spawn(scrape::serve(listener, svc.clone())))
+            Some(tokio::spawn(scrape::serve(
+                listener,
+                svc.clone(),
+                ready.clone(),
+            )))
         }
         None => None,
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
-    health::not_ready_yet(&reporter).await;
-    let gate = health::Gate::default();
+    let gate = health::Gate::new(ready);
+    gate.not_ready_yet(&reporter).await;
     let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone(), gate.clone()));
     let auth = Arc::new(config.auth.clone());
     let api = GrpcApi::new(svc, auth, config.policy.key_calls, config.clock.clone());

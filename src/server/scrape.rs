@@ -6,7 +6,7 @@
 //! The same listener answers the probes an orchestrator's HTTP checks use where the gRPC port
 //! wants a client certificate they cannot present (issue 21 point 3): `GET /livez` is 200
 //! while the process serves HTTP at all, `GET /readyz` is 200 exactly while the gRPC health
-//! service reports readiness SERVING (the `vicinity_ready` gauge both write), else 503.
+//! service reports readiness SERVING (the same writes set both: `health::Ready`), else 503.
 
 use std::{
     convert::Infallible,
@@ -21,7 +21,10 @@ use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Mutex};
 
-use super::connections::{ACCEPT_BACKOFF, PeerPlace, Peers, peer_key};
+use super::{
+    connections::{ACCEPT_BACKOFF, PeerPlace, Peers, peer_key},
+    health::Ready,
+};
 use crate::{service::Vicinity, telemetry::metrics};
 
 /// How long a scrape waits for the store's overdue reading before answering without it.
@@ -48,7 +51,7 @@ const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
 type Reading = Arc<Mutex<Option<Instant>>>;
 
 /// Serves `/metrics`, `/livez` and `/readyz` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, svc: Vicinity) {
+pub async fn serve(listener: TcpListener, svc: Vicinity, ready: Ready) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let peers = Peers::default();
     let reading = Reading::default();
@@ -67,9 +70,11 @@ pub async fn serve(listener: TcpListener, svc: Vicinity) {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
-        let (svc, reading) = (svc.clone(), reading.clone());
+        let (svc, reading, ready) = (svc.clone(), reading.clone(), ready.clone());
         tokio::spawn(async move {
-            let answer = service_fn(move |request| answer(request, svc.clone(), reading.clone()));
+            let answer = service_fn(move |request| {
+                answer(request, svc.clone(), reading.clone(), ready.is_ready())
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -110,6 +115,7 @@ async fn answer(
     request: Request<Incoming>,
     svc: Vicinity,
     reading: Reading,
+    ready: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = |status: StatusCode, content_type: &str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -128,9 +134,7 @@ async fn answer(
             response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
         }
         "/livez" => response(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if metrics::get().ready.get() == 1 => {
-            response(StatusCode::OK, "text/plain", "ready\n".into())
-        }
+        "/readyz" if ready => response(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => response(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
