@@ -48,7 +48,8 @@ fn constants() -> String {
         "local CELL_KEY_HEAD, CELL_KEY_MID, DUE_KEY_TAIL = '{}', '{}', '{}'\n\
          local SHAKE_PREFIX, WAKE_PREFIX = '{}', '{}'\n\
          local TTL_GRACE_MS, UNCOLLECTED_MS, SHAKE_SWEEP_BATCH = {}, {}, {}\n\
-         local RECORD_LEN, LEGACY_RECORD_LEN, STRAYS_CAP = {}, {}, {}\n",
+         local RECORD_LEN, LEGACY_RECORD_LEN, STRAYS_CAP = {}, {}, {}\n\
+         local ORDER_SPACE = {}\n",
         keys::CELL_KEY_HEAD,
         keys::CELL_KEY_MID,
         keys::DUE_KEY_TAIL,
@@ -60,6 +61,7 @@ fn constants() -> String {
         keys::RECORD_LEN,
         keys::LEGACY_RECORD_LEN,
         keys::STRAYS_CAP,
+        crate::domain::nearby::ORDER_SPACE,
     )
 }
 
@@ -83,6 +85,14 @@ const MEMBERS: &str = include_str!("lua/lib/members.lua");
 
 fn script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, body])
+}
+
+/// The score ranges of a rotated window of the order (`lua/lib/ranges.lua`).
+const RANGES: &str = include_str!("lua/lib/ranges.lua");
+
+/// A cell-reading script: [`script`]'s helpers and the window's score ranges.
+fn cells_script(body: &str) -> Script {
+    joined(&[NOW, EXPIRE_AT, MEMBERS, RANGES, body])
 }
 
 /// Limit state: the server clock in µs, GCRA rates and capped places (`lua/lib/limits.lua`).
@@ -666,7 +676,7 @@ lua_script! {
     /// (at the end of the band before, key 2^52) and says so.
     /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
     /// it read every key to the end, `i` the 1-based key index.
-    CELLS_READ, script, "lua/cells_read.lua"
+    CELLS_READ, cells_script, "lua/cells_read.lua"
 }
 
 lua_script! {
@@ -695,7 +705,7 @@ lua_script! {
     /// there (the next page continues from it).
     /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
     /// it did not stop, `i` the 1-based key index.
-    CELLS_READ_FILTERED, script, "lua/cells_read_filtered.lua"
+    CELLS_READ_FILTERED, cells_script, "lua/cells_read_filtered.lua"
 }
 
 /// [`CELLS_READ`] of `cells` (each with its band) for `query`.
@@ -1092,5 +1102,8 @@ mod tests {
             assert!(prelude.contains(&format!("'{constant}'")), "{prelude}");
         }
         assert!(prelude.contains(&format!("= {}, ", TTL_GRACE.as_millis())));
+        // The order space the cell reads rotate in is the domain's (`lua/lib/ranges.lua`).
+        let order_space = crate::domain::nearby::ORDER_SPACE;
+        assert!(prelude.contains(&format!("local ORDER_SPACE = {order_space}\n")));
     }
 }

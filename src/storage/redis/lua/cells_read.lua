@@ -1,4 +1,4 @@
-local M = 4503599627370496
+local M = ORDER_SPACE
 local n = tonumber(ARGV[1])
 local offset = tonumber(ARGV[2])
 local after_band = tonumber(ARGV[3])
@@ -17,15 +17,6 @@ local function keep(j, got)
   end
   examined = examined + #got
   return #got
-end
--- The score ranges of rotated keys [a, b) (ticket = key + offset mod M): one, or two around
--- the rotation, as the text ZRANGEBYSCORE takes. Formatting a number costs about as much as
--- the read of an empty cell, so a window's pass formats its ranges once for all its cells.
-local function bounds(a, b)
-  local s, e = offset + a, offset + b
-  if s >= M then return {{num(s - M), '(' .. num(e - M)}} end
-  if e <= M then return {{num(s), '(' .. num(e)}} end
-  return {{num(s), '(' .. num(M)}, {'0', '(' .. num(e - M)}}
 end
 -- The members of `key` in the ranges `parts` ([`bounds`]), at most `cap` of them in order
 -- (cap nil: all).
@@ -70,7 +61,7 @@ while i <= #KEYS and count < want do
       got = redis.call('ZRANGE', KEYS[i], 0, need - 1)
       if #got >= need then got = nil end
     end
-    got = got or range(KEYS[i], bounds(lo, M), need)
+    got = got or range(KEYS[i], bounds(offset, lo, M), need)
     count = count + keep(i, got)
     if #got >= need then
       out[2], out[3] = band, after(KEYS[i], got[#got])
@@ -91,7 +82,7 @@ while i <= #KEYS and count < want do
     local from, got_band = lo, 0
     while total >= 0 do
       local to = math.min(from + width, M)
-      local parts = bounds(from, to)
+      local parts = bounds(offset, from, to)
       for c = i, j - 1 do got_band = got_band + keep(c, range(KEYS[c], parts)) end
       if got_band >= need or to >= M then
         if to < M then out[2], out[3] = band, to end

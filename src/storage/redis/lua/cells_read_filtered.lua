@@ -1,4 +1,4 @@
-local M = 4503599627370496
+local M = ORDER_SPACE
 local n = tonumber(ARGV[1])
 local offset = tonumber(ARGV[2])
 local after_band = tonumber(ARGV[3])
@@ -27,14 +27,6 @@ local function range(key, lo, hi, list)
   for _, m in ipairs(got) do
     admit(m, list)
   end
-end
--- The score ranges of rotated keys [a, b) as ZRANGEBYSCORE takes them, formatted once for
--- every cell a pass reads (formatting costs about as much as reading an empty cell).
-local function bounds(a, b)
-  local s, e = offset + a, offset + b
-  if s >= M then return {{num(s - M), '(' .. num(e - M)}} end
-  if e <= M then return {{num(s), '(' .. num(e)}} end
-  return {{num(s), '(' .. num(M)}, {'0', '(' .. num(e - M)}}
 end
 local function read(key, parts, list)
   for _, part in ipairs(parts) do range(key, part[1], part[2], list) end
@@ -65,7 +57,7 @@ while i <= #KEYS and count < n and out[2] == -1 do
     local from, got = lo, 0
     while true do
       local to = math.min(from + width, M)
-      local parts = bounds(from, to)
+      local parts = bounds(offset, from, to)
       for c = i, j - 1 do
         local before = #lists[c]
         read(KEYS[c], parts, lists[c])
