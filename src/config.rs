@@ -6,7 +6,10 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, ValueEnum};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+mod files;
+pub use files::{RedisPassword, ServerTls};
+use files::{redis_password, redis_tls, server_tls};
 
 /// GRANTED consent states a node caches for lists by default: one per user of a large
 /// deployment's busiest node (16-byte ids in a hash table: about 34 MB at most).
@@ -19,7 +22,7 @@ use crate::{
         nearby::Secret,
     },
     grpc::{ApiKeys, Auth},
-    storage::redis::{ClientTlsConfig, RedisUrl, Target, TlsCertificates},
+    storage::redis::{RedisUrl, Target},
 };
 
 /// How logs are written.
@@ -255,176 +258,6 @@ fn policy(args: &ServeArgs) -> Result<Policy, ConfigError> {
         },
         starts: args.start_rate,
     })
-}
-
-/// The server's TLS: its certificate and key, and for mutual TLS the CA of client
-/// certificates.
-#[derive(Debug, Clone)]
-pub struct ServerTls {
-    /// Certificate chain and private key.
-    pub identity: tonic::transport::Identity,
-    /// Client certificates must chain to this CA (`None`: no client certificate asked).
-    pub client_ca: Option<tonic::transport::Certificate>,
-}
-
-impl ServerTls {
-    /// Whether clients must present a certificate.
-    pub fn is_mutual(&self) -> bool {
-        self.client_ca.is_some()
-    }
-}
-
-/// The TLS files the flags name, read and checked now (PEM that parses, a key that matches
-/// its certificate), so a bad file fails at start-up in one line naming its flag rather than
-/// at the first handshake (issue 21 point 5: "peer sent no certificates", "KeyMismatch").
-fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
-        return Ok(None);
-    };
-    let (cert_pem, certs) = read_certs("tls-cert", cert)?;
-    let key_pem = read_pem("tls-key", key)?;
-    check_key_matches(&certs, &key_pem, ("tls-key", key), "tls-cert")?;
-    let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
-    let client_ca = match &args.tls_client_ca {
-        Some(ca) => {
-            let (pem, _) = read_certs("tls-client-ca", ca)?;
-            Some(tonic::transport::Certificate::from_pem(pem))
-        }
-        None => None,
-    };
-    Ok(Some(ServerTls {
-        identity,
-        client_ca,
-    }))
-}
-
-/// A Redis password given as an argument: never shown (`Debug` is `***`).
-#[derive(Clone)]
-pub struct RedisPassword(String);
-
-impl std::str::FromStr for RedisPassword {
-    type Err = std::convert::Infallible;
-
-    fn from_str(password: &str) -> Result<Self, Self::Err> {
-        Ok(Self(password.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for RedisPassword {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// The stores' password from `--redis-password-file` (its first line) or
-/// `--redis-password`/`VICINITY_REDIS_PASSWORD`; errors name the flag and the file, never
-/// what is in it.
-fn redis_password(args: &ServeArgs) -> Result<Option<String>, ConfigError> {
-    if let Some(path) = &args.redis_password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("--redis-password-file: {}: {e}", path.display())))?;
-        let password = text.lines().next().unwrap_or_default();
-        if password.is_empty() {
-            return Err(ConfigError(format!(
-                "--redis-password-file: {}: the first line is empty",
-                path.display()
-            )));
-        }
-        return Ok(Some(password.to_owned()));
-    }
-    Ok(args
-        .redis_password
-        .as_ref()
-        .map(|p| p.0.clone())
-        .filter(|p| !p.is_empty()))
-}
-
-/// The TLS settings for the stores' `rediss://` URLs that the flags name, read now so a bad
-/// file fails at start-up, naming its flag. None when no flag is given.
-fn redis_tls(
-    args: &ServeArgs,
-    targets: [&Target; 2],
-) -> Result<Option<TlsCertificates>, ConfigError> {
-    let root_cert = match &args.redis_ca_file {
-        Some(path) => Some(read_certs("redis-ca-file", path)?.0),
-        None => None,
-    };
-    let client_tls = match (&args.redis_client_cert, &args.redis_client_key) {
-        (Some(cert), Some(key)) => {
-            let (client_cert, certs) = read_certs("redis-client-cert", cert)?;
-            let client_key = read_pem("redis-client-key", key)?;
-            let key_flag = ("redis-client-key", key.as_path());
-            check_key_matches(&certs, &client_key, key_flag, "redis-client-cert")?;
-            Some(ClientTlsConfig {
-                client_cert,
-                client_key,
-            })
-        }
-        _ => None,
-    };
-    if root_cert.is_none() && client_tls.is_none() {
-        return Ok(None);
-    }
-    let tls_urls = targets
-        .iter()
-        .flat_map(|t| t.urls())
-        .any(|url| url.starts_with("rediss://"));
-    if !tls_urls {
-        let flag = if root_cert.is_some() {
-            "--redis-ca-file"
-        } else {
-            "--redis-client-cert"
-        };
-        return Err(ConfigError(format!(
-            "{flag}: no store URL is rediss:// (TLS settings apply to rediss:// URLs only)"
-        )));
-    }
-    Ok(Some(TlsCertificates {
-        client_tls,
-        root_cert,
-    }))
-}
-
-fn read_pem(flag: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))
-}
-
-/// The file `path` names and the certificates in it: at least one, each PEM that parses.
-fn read_certs(
-    flag: &str,
-    path: &std::path::Path,
-) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), ConfigError> {
-    let pem = read_pem(flag, path)?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    match certs {
-        Ok(certs) if !certs.is_empty() => Ok((pem, certs)),
-        Ok(_) => Err(ConfigError(format!(
-            "--{flag}: {}: no PEM certificate in it",
-            path.display()
-        ))),
-        Err(e) => Err(ConfigError(format!(
-            "--{flag}: {}: not a readable PEM certificate ({e})",
-            path.display()
-        ))),
-    }
-}
-
-/// Checks that `key_pem` (read from the file `key_flag` names) is a private key that goes
-/// with the first of `certs` (from `cert_flag`).
-fn check_key_matches(
-    certs: &[CertificateDer<'static>],
-    key_pem: &[u8],
-    (key_flag, path): (&str, &std::path::Path),
-    cert_flag: &str,
-) -> Result<(), ConfigError> {
-    let bad = |what: String| ConfigError(format!("--{key_flag}: {}: {what}", path.display()));
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| bad(format!("no PEM private key in it ({e})")))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| bad(format!("not a usable private key ({e})")))?;
-    rustls::sign::CertifiedKey::new(certs.to_vec(), signer)
-        .keys_match()
-        .map_err(|_| bad(format!("does not match the certificate of --{cert_flag}")))
 }
 
 /// How many connections and streams the server takes, and how long they may live
