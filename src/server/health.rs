@@ -79,7 +79,7 @@ impl Ready {
 
 /// Readiness writes, closed for good when shutdown starts: a check that finishes during the
 /// drain cannot report SERVING again (the write and the closing take one lock).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Gate {
     closed: Arc<tokio::sync::Mutex<bool>>,
     ready: Ready,

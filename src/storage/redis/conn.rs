@@ -263,16 +263,23 @@ impl Conn {
         })
     }
 
-    /// Connects to one server over RESP3, handing every push (invalidations, and the
-    /// library's own disconnection notice) to `pushes`; the connection is not re-established.
+    /// Connects to `target`'s server (a single one: a cluster is refused) over RESP3 with its
+    /// TLS settings and password, handing every push (invalidations, and the library's own
+    /// disconnection notice) to `pushes`; the connection is not re-established.
     pub async fn pushed(
         target: &Target,
-        url: &str,
         timeout: Duration,
         store: &'static str,
         pushes: impl AsyncPushSender,
     ) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
+        let url = match target.nodes() {
+            Nodes::Single(url) => url.as_str(),
+            Nodes::Cluster(_) => {
+                let why = "a tracked connection needs a single server";
+                return Err(StoreError::new(StoreErrorKind::Unavailable, why));
+            }
+        };
         let info = url.into_connection_info().map_err(fail)?;
         let settings = info.redis_settings().clone();
         let info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));

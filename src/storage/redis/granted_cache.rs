@@ -355,8 +355,7 @@ async fn connect(
         }
         Ok(())
     };
-    let url = target.urls().into_iter().next().unwrap_or_default();
-    let conn = Conn::pushed(target, &url, timeout, "consents", pushes).await?;
+    let conn = Conn::pushed(target, timeout, "consents", pushes).await?;
     let tracking = redis::cmd("CLIENT").arg("TRACKING").arg("ON").clone();
     let _: String = conn.query("tracking consent reads", &tracking).await?;
     Ok(conn)
