@@ -168,7 +168,37 @@ impl TestApp {
         let reply = self.client.health().check(request).await?.into_inner();
         Ok(ServingStatus::try_from(reply.status).unwrap_or(ServingStatus::Unknown))
     }
+
+    /// Waits until `service` ("" for the whole server) reports SERVING; see [`await_serving`].
+    pub async fn await_serving(&self, service: &str) -> Reply<()> {
+        await_serving(&self.client, service).await
+    }
 }
+
+/// Waits, on a health Watch (an event, not a poll), until `service` reports SERVING.
+/// A server starts NOT_SERVING until its first store check; a test that asserted SERVING
+/// at once would depend on that check having won the race. Gives up after [`AWAIT_SERVING`]
+/// (a hung server, not a slow one) or when the stream ends.
+pub async fn await_serving(client: &vicinity::client::Client, service: &str) -> Reply<()> {
+    let request = HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let watch = async {
+        let mut stream = client.health().watch(request).await?.into_inner();
+        while let Some(reply) = stream.message().await? {
+            if reply.status() == ServingStatus::Serving {
+                return Ok(());
+            }
+        }
+        Err(Status::unavailable("the health watch ended before SERVING"))
+    };
+    tokio::time::timeout(AWAIT_SERVING, watch)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("never SERVING")))
+}
+
+/// How long [`await_serving`] waits: far beyond any store check on a loaded machine.
+pub const AWAIT_SERVING: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Milliseconds since the epoch of a wire timestamp.
 pub fn millis(at: Option<&prost_types::Timestamp>) -> i64 {

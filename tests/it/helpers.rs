@@ -228,18 +228,9 @@ impl TestApp {
     }
 
     /// Waits until the server's first store check has made it ready (it reports NOT_SERVING
-    /// until then), or the server has stopped.
+    /// until then); a server that stopped or never gets ready is left to the test to report.
     async fn wait_until_ready(&self) {
-        let started = std::time::Instant::now();
-        while self.health("").await.ok()
-            != Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
-        {
-            let stopped = self.server.as_ref().is_none_or(|s| s.is_finished());
-            if stopped || started.elapsed() > Duration::from_secs(20) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = self.await_serving("").await;
     }
 
     /// Where the app serves metrics (`None`: it does not).

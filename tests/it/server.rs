@@ -16,6 +16,7 @@ use vicinity::{
 };
 
 use crate::{
+    calls::await_serving,
     capture,
     details::{assert_code, refusal},
     helpers::{DRAIN_TIMEOUT, manual_clock, spawn_app, test_config},
@@ -59,10 +60,8 @@ async fn with_api_keys_and_a_proxy_declared_the_server_serves_on_any_address() {
 
     let url = format!("http://127.0.0.1:{}", addr.port());
     let client = vicinity::client::Client::connect(&url, None).await.unwrap();
-    let request = tonic_health::pb::HealthCheckRequest::default();
-    let status = client.health().check(request).await.unwrap().into_inner();
 
-    assert_eq!(status.status(), ServingStatus::Serving);
+    await_serving(&client, "").await.unwrap();
     drop(stop);
     server.await.unwrap().unwrap();
 }
@@ -73,12 +72,8 @@ async fn health_reports_serving_for_the_server_and_every_service() {
 
     assert_eq!(app.health("").await.unwrap(), ServingStatus::Serving);
     // The per-service statuses are set by a task that starts with the server.
-    let deadline = Instant::now() + Duration::from_secs(2);
     for name in SERVICE_NAMES {
-        while app.health(name).await.ok() != Some(ServingStatus::Serving) {
-            assert!(Instant::now() < deadline, "{name} not SERVING");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        app.await_serving(name).await.unwrap();
     }
     assert_eq!(
         app.health("vicinity.v1.PeopleNearby").await.unwrap(),
@@ -90,11 +85,7 @@ async fn health_reports_serving_for_the_server_and_every_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_goes_not_serving_as_shutdown_starts_and_liveness_has_its_own_name() {
     let mut app = spawn_app().await;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while app.health(LIVENESS).await.ok() != Some(ServingStatus::Serving) {
-        assert!(Instant::now() < deadline, "liveness not SERVING");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.await_serving(LIVENESS).await.unwrap();
     let request = tonic_health::pb::HealthCheckRequest {
         service: String::new(),
     };

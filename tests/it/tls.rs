@@ -21,6 +21,7 @@ use vicinity::{
 };
 
 use crate::{
+    calls::await_serving,
     capture,
     helpers::{manual_clock, test_config},
 };
@@ -119,19 +120,19 @@ async fn serve(
     (addr, stop, server)
 }
 
-/// A health check over `https://127.0.0.1:<port>` with `tls`, bounded in time.
+/// SERVING once a health Watch over `https://127.0.0.1:<port>` with `tls` reports it, or the
+/// refusal; bounded in time.
 async fn health(port: u16, tls: &ClientTls) -> Result<ServingStatus, String> {
     let url = format!("https://127.0.0.1:{port}");
     let call = async {
         let client = Client::connect_with(&url, None, Some(tls))
             .await
             .map_err(|e| e.to_string())?;
-        let reply = client
-            .health()
-            .check(HealthCheckRequest::default())
+        // The server reports NOT_SERVING until its first store check: wait on a Watch.
+        await_serving(&client, "")
             .await
             .map_err(|e| e.to_string())?;
-        Ok(reply.into_inner().status())
+        Ok(ServingStatus::Serving)
     };
     tokio::time::timeout(Duration::from_secs(10), call)
         .await
