@@ -2,9 +2,10 @@
 //! candidate filtering, banding and ranking, over a seeded population. Target: ≤ 5 µs per
 //! query with 1,000 candidates.
 //!
-//! `nearby_query` times the calls both stores make, in the order they make them: the walk's
-//! batches (`BandWalk::next_batch`, `FIRST_BATCH` cells first, then doubling) and the ranking
-//! of every band read so far (`NearbyQuery::rank`) until the page is full, with the members
+//! `nearby_query` times the calls both stores make, in the order they make them: the
+//! batches (`Batches::first`, then `Batches::more`, doubling), `walked` from a viewer cell no
+//! list used this epoch and `planned` from one that another did (`Plans`), and the ranking of
+//! every band read so far (`NearbyQuery::rank`) until the page is full, with the members
 //! offered as the Redis store offers what it fetched (the fetch itself is Redis's time, in
 //! `scripts/compare`). `nearby_query_search` keeps the earlier figure: the cell-by-cell
 //! `NearbyQuery::search`, which no store runs.
@@ -18,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
-    nearby::{FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyRequest, Secret, Tickets},
+    nearby::{Batches, NearbyRequest, PLANS_CAPACITY, Plans, Secret, Tickets},
     user::GenderFilter,
 };
 
@@ -83,28 +84,34 @@ fn query(c: &mut Criterion) {
     .map(|(name, n, half_side)| (name, population(&grid, n, half_side)));
     let req = request(50);
     let mut group = c.benchmark_group("nearby_query");
-    for (name, cells) in &populations {
-        group.bench_with_input(BenchmarkId::new("limit_50", name), cells, |b, cells| {
-            b.iter(|| {
-                let query = req.query(viewer, now);
-                let mut walk = query.walk(&grid);
-                let mut read = Vec::new();
-                let mut batch = FIRST_BATCH;
-                let page = loop {
-                    let more = !walk.next_batch(batch, &mut read).is_empty();
-                    let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {
-                        for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
-                            sink.offer(user, *ticket, *gender, now);
+    // `walked`: a viewer cell no list used this epoch (the first batch is walked);
+    // `planned`: one that another list used (the first batch comes from the store's plans).
+    for (plans_name, capacity) in [("walked", 0), ("planned", PLANS_CAPACITY)] {
+        let plans = Plans::new(capacity);
+        for (name, cells) in &populations {
+            let id = BenchmarkId::new(format!("limit_50_{plans_name}"), name);
+            group.bench_with_input(id, cells, |b, cells| {
+                b.iter(|| {
+                    let query = req.query(viewer, now);
+                    let mut batches = Batches::new(&query, &grid);
+                    let mut more = !batches.first(&plans).is_empty();
+                    let page = loop {
+                        let (page, full) =
+                            query.rank(batches.read(), batches.cut(), |cell, sink| {
+                                for (user, ticket, gender) in cells.get(&cell).into_iter().flatten()
+                                {
+                                    sink.offer(user, *ticket, *gender, now);
+                                }
+                            });
+                        if full || !more {
+                            break page;
                         }
-                    });
-                    if full || !more {
-                        break page;
-                    }
-                    batch = (batch * 2).min(MAX_CELLS_PER_CALL);
-                };
-                black_box(page)
+                        more = !batches.more().is_empty();
+                    };
+                    black_box(page)
+                });
             });
-        });
+        }
     }
     group.finish();
     let mut group = c.benchmark_group("nearby_query_search");

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::{FIRST_BATCH, MAX_CELLS_PER_CALL, Tickets};
+use crate::domain::nearby::{Batches, Plans, Tickets};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -129,6 +129,8 @@ struct Shared {
     wake: Notify,
     clock: Arc<dyn Clock>,
     grid: SnapGrid,
+    /// First batches of first pages by viewer cell ([`Plans`]).
+    plans: Plans,
     tickets: Tickets,
     sweep_interval: Duration,
 }
@@ -163,6 +165,7 @@ impl MemoryStore {
             wake: Notify::new(),
             clock,
             grid,
+            plans: Plans::default(),
             tickets,
             sweep_interval,
         });
@@ -411,15 +414,12 @@ fn search(
     own_cell: CellIndex,
     now: Timestamp,
 ) -> NearbyResult {
-    let grid = &shared.grid;
     let query = request.query(own_cell, now);
-    let mut walk = query.walk(grid);
-    let mut read = Vec::new();
-    let mut batch = FIRST_BATCH;
+    let mut batches = Batches::new(&query, &shared.grid);
+    let mut more = !batches.first(&shared.plans).is_empty();
     loop {
-        let more = !walk.next_batch(batch, &mut read).is_empty();
         let state = shared.lock();
-        let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {
+        let (page, full) = query.rank(batches.read(), batches.cut(), |cell, sink| {
             let Some(members) = state.cells.get(&(Feature::PeopleNearby, cell)) else {
                 return;
             };
@@ -433,7 +433,8 @@ fn search(
         if full || !more {
             return NearbyResult::of(&query, page, now);
         }
-        batch = (batch * 2).min(MAX_CELLS_PER_CALL);
+        drop(state);
+        more = !batches.more().is_empty();
     }
 }
 

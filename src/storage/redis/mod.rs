@@ -40,7 +40,7 @@ use super::{
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
     limits::Rate,
-    nearby::{FIRST_BATCH, NearbyRequest, Pseudonyms, Tickets},
+    nearby::{Batches, NearbyRequest, Plans, Pseudonyms, Tickets},
 };
 
 /// The smallest batch of cells a search reads on the bulk connection. Smaller batches (a near
@@ -63,6 +63,8 @@ pub struct RedisStore {
     pseudonyms: Pseudonyms,
     waker: Arc<shake::Waker>,
     grid: SnapGrid,
+    /// First batches of first pages by viewer cell ([`Plans`]).
+    plans: Arc<Plans>,
     retention: Retention,
     /// [`MAX_KEYS_PER_SCRIPT`] (tests make it smaller).
     keys_per_script: usize,
@@ -100,6 +102,7 @@ impl RedisStore {
             pseudonyms,
             waker: shake::Waker::start(target)?,
             grid,
+            plans: Arc::default(),
             retention,
             keys_per_script: MAX_KEYS_PER_SCRIPT,
             hold: PROVISIONAL_HOLD,
@@ -231,25 +234,23 @@ impl LocationStore for RedisStore {
         now: Timestamp,
     ) -> StoreResult<NearbyResult> {
         let mut query = request.query(own_cell, now);
-        let mut walk = query.walk(&self.grid);
+        let mut batches = Batches::new(&query, &self.grid);
         let mut fetched = Fetched::new();
-        let mut read: Vec<(u32, Vec<CellIndex>)> = Vec::new();
-        let mut batch = FIRST_BATCH;
+        let mut first = true;
         let page = loop {
-            let first = read.is_empty();
             let cells = if first {
-                walk.next_batch(batch, &mut read)
+                batches.first(&self.plans)
             } else {
                 // A later batch is a far or sparse search: its walk (milliseconds of CPU at
                 // most) runs on a blocking thread, not on the runtime's workers.
-                let (mut w, mut r) = (walk, std::mem::take(&mut read));
-                let (w, r, cells) = tokio::task::spawn_blocking(move || {
-                    let cells = w.next_batch(batch, &mut r);
-                    (w, r, cells)
+                let mut b = batches;
+                let (b, cells) = tokio::task::spawn_blocking(move || {
+                    let cells = b.more();
+                    (b, cells)
                 })
                 .await
                 .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))?;
-                (walk, read) = (w, r);
+                batches = b;
                 cells
             };
             let more = !cells.is_empty();
@@ -273,7 +274,8 @@ impl LocationStore for RedisStore {
                 };
                 query.read_until = earliest(query.read_until, stop);
             }
-            let (page, full) = query.rank(&read, walk.cut(), |cell, sink| {
+            first = false;
+            let (page, full) = query.rank(batches.read(), batches.cut(), |cell, sink| {
                 for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
                     sink.offer(user, self.tickets.of(user), *gender, *last_active);
                 }
@@ -281,7 +283,6 @@ impl LocationStore for RedisStore {
             if full || !more || query.read_until.is_some() {
                 break page;
             }
-            batch = (batch * 2).min(crate::domain::nearby::MAX_CELLS_PER_CALL);
         };
         Ok(NearbyResult::of(&query, page, now))
     }

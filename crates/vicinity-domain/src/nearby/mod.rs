@@ -4,12 +4,14 @@
 //! cell and one epoch, then by user id. Fine distance never takes part, so neither the list
 //! order nor repeated queries reveal more than the band.
 
+mod batches;
 mod order;
 mod page;
 mod query;
 mod request;
 mod walk;
 
+pub use batches::{Batches, PLANS_CAPACITY, Plans};
 pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
