@@ -2,7 +2,8 @@
 //! for Redis's sampling expiry (which can leave expired keys in memory for minutes). Safe to
 //! run on any number of nodes at once: every step is idempotent.
 //!
-//! One pass: read the partitions due (`vc:n:parts`), and for each: list the members due in a
+//! One pass: read the partitions due (`vc:n:parts`; in rounds of [`PARTS_PER_PASS`] while a
+//! listing comes back full, at most [`PART_ROUNDS_PER_PASS`]), and for each: list the members due in a
 //! bounded number of due cells (SWEEP_FIND, which also fixes the cut-off time and names the
 //! cells it read), delete their users' records if they are still due (USER_PURGE, per user
 //! hash), then remove the members and re-score exactly those cells (SWEEP_CELLS, only up to
@@ -28,8 +29,14 @@ use crate::{
     storage::{Expired, StoreError, StoreResult},
 };
 
-/// Partitions visited per pass.
+/// Partitions listed, and visited concurrently, per round of a pass.
 const PARTS_PER_PASS: usize = 256;
+/// Rounds per pass at most: a pass lists due partitions again while the last listing was
+/// full, so a backlog over a wide area after a stall (issue 20 point 9: more than 256
+/// partitions due, over 64,000 km²) drains within the pass, not at 256 partitions a pass.
+/// A partition visited in a round whose due cells remain is due again at once, so a later
+/// round may visit it again: the longest due come first either way.
+const PART_ROUNDS_PER_PASS: usize = 8;
 /// Due cells read per partition visit.
 const CELLS_PER_VISIT: usize = 1_000;
 /// Members examined per partition visit before no further cell is read (one cell is always
@@ -51,7 +58,29 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
         store_now: now,
         read_at: Instant::now(),
     };
-    let conn = &store.conn;
+    let shakes = super::shake::sweep(store).await?;
+    report(store, counted(shakes));
+    let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
+    let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
+    report(store, counted(strays));
+    for _ in 0..PART_ROUNDS_PER_PASS {
+        let due = due_parts(store, now).await?;
+        let visits = due
+            .iter()
+            .filter_map(|p| p.parse::<CellIndex>().ok())
+            .map(|p| visit(store, p, clock));
+        // Every visit runs to its end; each reports what it deleted itself.
+        let visited: StoreResult<Vec<()>> = join_all(visits).await.into_iter().collect();
+        visited?;
+        if due.len() < PARTS_PER_PASS {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Up to [`PARTS_PER_PASS`] partitions due at `now`, the longest due first.
+async fn due_parts(store: &RedisStore, now: Timestamp) -> StoreResult<Vec<String>> {
     let mut list = redis::cmd("ZRANGEBYSCORE");
     list.arg(keys::PARTS)
         .arg("-inf")
@@ -59,18 +88,7 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
         .arg("LIMIT")
         .arg(0)
         .arg(PARTS_PER_PASS);
-    let due: Vec<String> = conn.query("listing due partitions", &list).await?;
-    let shakes = super::shake::sweep(store).await?;
-    report(store, counted(shakes));
-    let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
-    let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
-    report(store, counted(strays));
-    let visits = due
-        .iter()
-        .filter_map(|p| p.parse::<CellIndex>().ok())
-        .map(|p| visit(store, p, clock));
-    // Every visit runs to its end; each reports what it deleted itself.
-    join_all(visits).await.into_iter().collect()
+    store.conn.query("listing due partitions", &list).await
 }
 
 /// `n` deletions without a lag.

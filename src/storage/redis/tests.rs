@@ -671,6 +671,99 @@ async fn a_record_whose_cell_is_gone_is_still_swept() {
     assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
 }
 
+/// Issue 20 point 9: a pass visited the first 256 partitions due and left the rest to later
+/// passes, so after a stall over a wide area the 5 s bound slipped by passes. One pass now
+/// lists them again while a listing comes back full.
+#[tokio::test]
+async fn one_sweep_pass_visits_more_partitions_than_one_listing_holds() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let grid = SnapGrid::default();
+    let retention = Retention::new(Duration::from_secs(1)).expect("valid");
+    // A 0.5° grid: every user in a partition of their own (res-5 cells are about 8 km).
+    let cells: Vec<CellIndex> = (0..300)
+        .map(|i| {
+            let at = Coordinates::new(
+                20.0 + f64::from(i / 20) * 0.5,
+                100.0 + f64::from(i % 20) * 0.5,
+            );
+            grid.snap(at.expect("valid"))
+        })
+        .collect();
+    let parts: std::collections::HashSet<_> =
+        cells.iter().map(|c| super::keys::partition(*c)).collect();
+    assert_eq!(parts.len(), cells.len(), "one partition each");
+    for chunk in cells.chunks(50).enumerate() {
+        let (n, chunk) = chunk;
+        let writes = chunk.iter().enumerate().map(|(i, cell)| {
+            let name = format!("wide-{n}-{i}");
+            store.upsert(at_centre(*cell, &name, Gender::Female), retention)
+        });
+        futures_util::future::try_join_all(writes)
+            .await
+            .expect("written");
+    }
+    // Wait on the store's own clock until every partition is due.
+    let mut conn = connection(&server).await;
+    let last: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(super::keys::PARTS)
+        .arg(-1)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .expect("parts");
+    let due_at = last.first().expect("a partition due").1;
+    while store.now().await.expect("now").as_millis() <= due_at {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    store.purge_expired().await.expect("one sweep pass");
+
+    assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
+}
+
+/// Issue 20 point 9: after a stall, expired pending shakes were swept 1,000 a pass (only a
+/// history backlog made a pass call again), so a W4-sized backlog outlived the 5 s bound by
+/// passes. One pass now drains several batches of them.
+#[tokio::test]
+async fn one_sweep_pass_drains_a_backlog_of_expired_pending_shakes() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = single_store(&server).await;
+    let mut conn = connection(&server).await;
+    let now = store.now().await.expect("now").as_millis();
+    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
+    let backlog = 3 * super::scripts::SHAKE_SWEEP_BATCH + 17;
+    for i in 0..backlog {
+        let pending = PendingShake {
+            id: i as u64 + 1,
+            user: UserId::parse(&format!("s-{i}"), "user_id").expect("valid"),
+            cell,
+            arrived: Timestamp::from_millis(now - 10_000),
+            expires: Timestamp::from_millis(now - 5_000),
+        };
+        put_pending(&mut conn, &pending).await;
+    }
+
+    store.purge_expired().await.expect("one sweep pass");
+
+    let left: u64 = redis::cmd("ZCARD")
+        .arg("vc:s:{shake}:all")
+        .query_async(&mut conn)
+        .await
+        .expect("zcard");
+    let records: u64 = redis::cmd("HLEN")
+        .arg("vc:s:{shake}:p")
+        .query_async(&mut conn)
+        .await
+        .expect("hlen");
+    assert_eq!(
+        (left, records),
+        (0, 0),
+        "pending shakes left after one pass"
+    );
+}
+
 /// Writes a pending shake straight into the store, as `SHAKE_PAIR` leaves one (a state the
 /// pairing itself rarely leaves: several users pending at once).
 async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingShake) {

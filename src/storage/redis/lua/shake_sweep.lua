@@ -27,4 +27,9 @@ for _, user in ipairs(due) do
     redis.call('ZADD', P .. 'hdue', num(next), user)
   end
 end
-return {n, redis.call('ZCOUNT', P .. 'hdue', '-inf', now_s)}
+-- What is still due in any of the three (a backlog after a stall): the caller calls again.
+local left = 0
+for _, k in ipairs({'hdue', 'all', 'mdue'}) do
+  left = left + redis.call('ZCOUNT', P .. k, '-inf', now_s)
+end
+return {n, left}
