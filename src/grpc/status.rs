@@ -98,11 +98,13 @@ impl From<ServiceError> for Status {
                         "store timed out",
                         info(ErrorReason::StoreTimeout, &[]),
                     ),
-                    StoreErrorKind::Corrupt => Status::with_error_details(
-                        Code::Internal,
-                        "internal error",
-                        info(ErrorReason::Internal, &[]),
-                    ),
+                    StoreErrorKind::Corrupt | StoreErrorKind::Internal => {
+                        Status::with_error_details(
+                            Code::Internal,
+                            "internal error",
+                            info(ErrorReason::Internal, &[]),
+                        )
+                    }
                 }
             }
         }
@@ -204,6 +206,15 @@ mod tests {
                 || (status.code() == Code::ResourceExhausted && info.reason != "REQUEST_TOO_LARGE");
             assert_eq!(details.retry_info().is_some(), retryable, "{status:?}");
         }
+        // A fault of the service shares INTERNAL with unreadable data, and is not retryable.
+        let internal: Status = store(StoreErrorKind::Internal).into();
+        assert_eq!(internal.code(), Code::Internal);
+        let details = internal.get_error_details();
+        assert_eq!(
+            details.error_info().expect("an ErrorInfo").reason,
+            "INTERNAL"
+        );
+        assert!(details.retry_info().is_none());
         // Every declared reason but UNSPECIFIED is one the service can say.
         assert_eq!(reasons.len(), statuses.len());
         assert!(ErrorReason::try_from(reasons.len() as i32).is_ok());

@@ -135,7 +135,7 @@ impl Vicinity {
             Ok((before, purged))
         });
         task.await
-            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "purging"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "purging"))?
     }
 
     /// One sweep: removes what is past its deadline, then finishes purges owed for longer

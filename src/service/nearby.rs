@@ -94,7 +94,7 @@ impl Vicinity {
         let write = tokio::spawn(async move { this.write_checked(&user, position).await });
         write
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "updating a location"))?
+            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "updating a location"))?
     }
 
     /// The write of [`Vicinity::update_location`] and its second consent check.
@@ -310,7 +310,7 @@ impl Vicinity {
         });
         let left = leave
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "leaving"))??;
+            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "leaving"))??;
         Ok(left)
     }
 }

@@ -11,6 +11,11 @@ pub enum StoreErrorKind {
     Timeout,
     /// The store holds something this version cannot read.
     Corrupt,
+    /// A fault of this service, not of the store's reach: a store script that failed, a
+    /// panicked task, randomness the OS would not give, an error the store answered that is
+    /// not on the list of those that pass by themselves ([`crate::storage::redis`]'s
+    /// `store_error`). Retrying the same call will not help; the details are in the log.
+    Internal,
 }
 
 impl StoreErrorKind {
@@ -20,6 +25,7 @@ impl StoreErrorKind {
             StoreErrorKind::Unavailable => "unavailable",
             StoreErrorKind::Timeout => "timeout",
             StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::Internal => "internal",
         }
     }
 }
@@ -53,6 +59,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => "store unavailable",
             StoreErrorKind::Timeout => "store timed out",
             StoreErrorKind::Corrupt => "store holds data this version cannot read",
+            StoreErrorKind::Internal => "internal fault",
         };
         write!(f, "{} ({what})", self.context)
     }
@@ -63,6 +70,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 impl From<crate::random::RandomnessFailed> for StoreError {
     fn from(_: crate::random::RandomnessFailed) -> Self {
-        Self::new(StoreErrorKind::Unavailable, "drawing randomness")
+        Self::new(StoreErrorKind::Internal, "drawing randomness")
     }
 }

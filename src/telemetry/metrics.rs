@@ -44,7 +44,7 @@ pub struct Metrics {
     /// `vicinity_store_call_duration_seconds{store, operation}`: one Redis round trip.
     pub store_calls: HistogramVec,
     /// `vicinity_store_call_errors_total{store, operation, kind}`: failed Redis round trips
-    /// (`kind`: unavailable, timeout, corrupt).
+    /// (`kind`: unavailable, timeout, corrupt, internal).
     pub store_errors: IntCounterVec,
     /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.
     pub consent_refusals: IntCounterVec,
@@ -173,7 +173,7 @@ impl Metrics {
             ),
             store_errors: counter(
                 "vicinity_store_call_errors_total",
-                "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt).",
+                "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt, internal).",
                 &["store", "operation", "kind"],
             ),
             consent_refusals: counter(

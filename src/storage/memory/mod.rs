@@ -378,7 +378,7 @@ impl LocationStore for MemoryStore {
         let request = request.clone();
         tokio::task::spawn_blocking(move || search(&shared, &request, own_cell, now))
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))
+            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "searching"))
     }
 
     async fn purge_expired(&self) -> StoreResult<Expired> {

@@ -437,13 +437,52 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
     }
     let kind = if error.is_timeout() {
         StoreErrorKind::Timeout
-    } else {
+    } else if passes(&error) {
         StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Internal
     };
     StoreError {
         kind,
         context,
         source: Some(Box::new(error)),
+    }
+}
+
+/// Whether `error` is one of those that pass by themselves or by an operator's hand, so that
+/// a client may retry (`STORE_UNAVAILABLE`): the store cannot be reached or the connection
+/// broke, it is loading, busy, out of memory or refusing us (authentication, ACL), a cluster
+/// is failing over or resharding. Anything else the store answers (a script that failed at
+/// run time, a command this code sent wrongly) is this service's fault: `INTERNAL`, so that
+/// a client does not retry a bug every second (issue 23 point 3).
+fn passes(error: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
+        return true;
+    }
+    match error.kind() {
+        ErrorKind::Io
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::InvalidClientConfig
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::MasterNameNotFoundBySentinel
+        | ErrorKind::NoValidReplicasFoundBySentinel
+        | ErrorKind::EmptySentinelList => true,
+        ErrorKind::Server(kind) => match kind {
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::NoPerm => true,
+            _ => matches!(
+                error.code(),
+                Some("BUSY" | "OOM" | "NOAUTH" | "WRONGPASS" | "NOREPLICAS" | "MISCONF")
+            ),
+        },
+        _ => false,
     }
 }
 

@@ -249,7 +249,7 @@ impl LocationStore for RedisStore {
                     (b, cells)
                 })
                 .await
-                .map_err(|_| StoreError::new(StoreErrorKind::Unavailable, "searching"))?;
+                .map_err(|_| StoreError::new(StoreErrorKind::Internal, "searching"))?;
                 batches = b;
                 cells
             };

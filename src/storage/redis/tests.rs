@@ -159,6 +159,34 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
     assert!(recovered, "the store reconnects by itself");
 }
 
+/// Issue 23 point 3: an error the store answers that is not on the list of those that pass
+/// by themselves (here a script that fails at run time, as a bug in one would) is
+/// `Internal`, which clients see as INTERNAL, not as STORE_UNAVAILABLE with "retry in 1 s";
+/// a server that does not answer stays `Unavailable` (the test above).
+#[tokio::test]
+async fn a_script_that_fails_at_run_time_is_an_internal_fault() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let target = Target::single(server.url());
+    let conn = super::Conn::connect(&target, Duration::from_secs(2), "locations")
+        .await
+        .expect("connects");
+    let failing = redis::Script::new("return redis.call('NO_SUCH_COMMAND')");
+    let call = failing.prepare_invoke();
+    let error = conn
+        .script::<i64>("running a broken script", &call)
+        .await
+        .expect_err("the script fails");
+    assert_eq!(error.kind, StoreErrorKind::Internal, "{error:?}");
+    let nil_arithmetic = redis::Script::new("return nil + 1");
+    let error = conn
+        .script::<i64>("running a broken script", &nil_arithmetic.prepare_invoke())
+        .await
+        .expect_err("the script fails");
+    assert_eq!(error.kind, StoreErrorKind::Internal, "{error:?}");
+    let status = tonic::Status::from(crate::service::ServiceError::Store(error));
+    assert_eq!(status.code(), tonic::Code::Internal);
+}
+
 /// A People Nearby position of `name` at the centre of `cell`.
 fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
     Position {
