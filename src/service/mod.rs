@@ -20,7 +20,11 @@ pub use nearby::{ListNearby, NearbyPage};
 pub use privacy::Export;
 
 use crate::{
-    domain::{Clock, Feature, Retention, SnapGrid, UserId, limits::Policy, nearby::Secret},
+    domain::{
+        Clock, Feature, Retention, SnapGrid, UserId,
+        limits::{Policy, SurelyAllowed},
+        nearby::Secret,
+    },
     storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
 };
 
@@ -65,12 +69,17 @@ pub struct Deps {
 #[derive(Clone)]
 pub struct Vicinity {
     deps: Deps,
+    /// The jump cap's surely allowed parents of the cells updates go to, per order epoch.
+    surely_allowed: Arc<SurelyAllowed>,
 }
 
 impl Vicinity {
     /// A service over `deps`.
     pub fn new(deps: Deps) -> Self {
-        Self { deps }
+        Self {
+            deps,
+            surely_allowed: Arc::default(),
+        }
     }
 
     /// Fails closed unless the user's current consent for `feature` is GRANTED (SPEC §4.1).

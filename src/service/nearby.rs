@@ -10,8 +10,7 @@ use super::{ServiceError, ServiceResult, Vicinity, audit::Action, limits::admitt
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, Timestamp, UserId,
-        limits::JumpCap,
-        nearby::{Hit, NearbyRequest, PageToken},
+        nearby::{Hit, NearbyRequest, OrderContext, PageToken},
         user::GenderFilter,
     },
     storage::{
@@ -132,7 +131,10 @@ impl Vicinity {
         let cell = position.cell;
         let mut limits = UpdateLimits {
             rate: policy.updates,
-            near: policy.jump.map(|_| JumpCap::surely_allowed_parents(cell)),
+            near: policy.jump.map(|_| {
+                let epoch = OrderContext::epoch_at(self.deps.clock.now());
+                self.surely_allowed.of(cell, epoch).to_vec()
+            }),
             starts: policy.jump.map(|_| policy.starts),
         };
         let locations = &self.deps.locations;

@@ -4,6 +4,7 @@
 pub mod cells;
 pub mod consent;
 pub mod coords;
+pub mod epoch_cache;
 pub mod error;
 pub mod feature;
 pub mod limits;

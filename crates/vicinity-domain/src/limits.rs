@@ -2,12 +2,12 @@
 //! are here; where their state lives (the location store, so limits hold across every service
 //! node) is the storage layer's business.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
 use geo::{Distance, Haversine, Point};
 use h3o::{CellIndex, LatLng};
 
-use super::{Timestamp, ValidationError};
+use super::{Timestamp, ValidationError, epoch_cache::EpochCache};
 
 /// A rate: at most `count` calls in any `period`, spread evenly once a burst of `count` is
 /// spent (GCRA: one call per `period / count`, a burst of up to `count`). Written `30/1m`.
@@ -228,6 +228,36 @@ impl JumpCap {
     }
 }
 
+/// How many cells' [`JumpCap::surely_allowed_parents`] [`SurelyAllowed`] keeps by default
+/// (as [`crate::nearby::PLANS_CAPACITY`]: the cells of a metropolis).
+pub const SURELY_ALLOWED_CAPACITY: usize = 65_536;
+
+/// [`JumpCap::surely_allowed_parents`] by the cell a move goes to, for one order epoch
+/// ([`EpochCache`]): working them out (49 cell centres, trigonometry each) was a sixth of
+/// the service's CPU per UpdateLocation (`perf`, W3, 100k users).
+#[derive(Debug)]
+pub struct SurelyAllowed(EpochCache<CellIndex, Arc<[CellIndex]>>);
+
+impl SurelyAllowed {
+    /// At most `capacity` cells' parents (0: worked out on every call).
+    pub fn new(capacity: usize) -> Self {
+        Self(EpochCache::new(capacity))
+    }
+
+    /// [`JumpCap::surely_allowed_parents`] of `to`, in `epoch` (see
+    /// [`crate::nearby::OrderContext::epoch_at`]).
+    pub fn of(&self, to: CellIndex, epoch: u64) -> Arc<[CellIndex]> {
+        self.0
+            .get_or_make(to, epoch, || JumpCap::surely_allowed_parents(to).into())
+    }
+}
+
+impl Default for SurelyAllowed {
+    fn default() -> Self {
+        Self::new(SURELY_ALLOWED_CAPACITY)
+    }
+}
+
 impl Default for JumpCap {
     fn default() -> Self {
         Self {
@@ -251,6 +281,19 @@ mod tests {
     }
 
     const MS: i64 = 1_000;
+
+    #[test]
+    fn kept_parents_are_the_worked_out_ones() {
+        let kept = SurelyAllowed::default();
+        let to = LatLng::new(39.9, 116.4)
+            .unwrap()
+            .to_cell(h3o::Resolution::Nine);
+        let expected = JumpCap::surely_allowed_parents(to);
+        assert!(!expected.is_empty());
+        assert_eq!(kept.of(to, 3).to_vec(), expected, "worked out");
+        assert_eq!(kept.of(to, 3).to_vec(), expected, "kept");
+        assert_eq!(kept.of(to, 4).to_vec(), expected, "in the next epoch");
+    }
 
     #[test]
     fn every_cell_under_a_surely_allowed_parent_is_within_the_slack() {

@@ -7,20 +7,15 @@
 //! radius, so a list from a cell another list used this epoch starts without walking.
 //!
 //! What [`Plans`] holds is geometry: cells and their bands around a cell someone listed from,
-//! never a user, a time or a position finer than the snapping cell. It is emptied when the
-//! order epoch changes (every [`super::order::ORDER_EPOCH`], 15 minutes, far within SPEC §4.2's
-//! hour) and when it is full, so it cannot say which cells were listed from beyond that
-//! (docs/decisions.md, "Walk plans").
+//! never a user, a time or a position finer than the snapping cell, for one order epoch at
+//! most ([`EpochCache`]; docs/decisions.md, "Walk plans").
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use h3o::CellIndex;
 
 use super::{BandWalk, FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyQuery};
-use crate::SnapGrid;
+use crate::{SnapGrid, epoch_cache::EpochCache};
 
 /// How many first batches [`Plans`] keeps by default: every cell of a 6,000 km² metropolis at
 /// the default resolution (res-9 cells are 0.054-0.15 km²; the 1,600 km² W1 box at Beijing
@@ -35,59 +30,24 @@ struct Plan {
     cut: Option<u32>,
 }
 
-/// First batches by viewer cell and radius band (see the module docs). Shared by every call
-/// of one store; each lookup or insert holds its lock for a hash probe.
+/// First batches by viewer cell and radius band (see the module docs), for one epoch.
 #[derive(Debug)]
-pub struct Plans {
-    inner: Mutex<PlansInner>,
-    capacity: usize,
-}
-
-#[derive(Debug, Default)]
-struct PlansInner {
-    epoch: u64,
-    plans: HashMap<(CellIndex, u32), Arc<Plan>>,
-}
+pub struct Plans(EpochCache<(CellIndex, u32), Arc<Plan>>);
 
 impl Plans {
     /// At most `capacity` first batches (0: none kept, every call walks).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            inner: Mutex::default(),
-            capacity,
-        }
+        Self(EpochCache::new(capacity))
     }
 
     /// How many first batches are held.
     pub fn len(&self) -> usize {
-        self.lock().plans.len()
+        self.0.len()
     }
 
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, PlansInner> {
-        // A panic under the lock leaves at worst a missing plan.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get(&self, key: (CellIndex, u32), epoch: u64) -> Option<Arc<Plan>> {
-        let inner = self.lock();
-        (inner.epoch == epoch).then(|| inner.plans.get(&key).cloned())?
-    }
-
-    fn put(&self, key: (CellIndex, u32), epoch: u64, plan: Arc<Plan>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut inner = self.lock();
-        if inner.epoch != epoch || inner.plans.len() >= self.capacity {
-            inner.plans.clear();
-            inner.epoch = epoch;
-        }
-        inner.plans.insert(key, plan);
+        self.0.is_empty()
     }
 }
 
@@ -139,7 +99,7 @@ impl Batches {
         if self.walk.is_some() {
             return self.batch();
         }
-        let plan = match plans.get(self.key, self.epoch) {
+        let plan = match plans.0.get(&self.key, self.epoch) {
             Some(plan) => {
                 self.planned = true;
                 plan
@@ -150,7 +110,7 @@ impl Batches {
                 walk.next_batch(FIRST_BATCH, &mut bands);
                 let cut = walk.cut();
                 let plan = Arc::new(Plan { bands, cut });
-                plans.put(self.key, self.epoch, Arc::clone(&plan));
+                plans.0.put(self.key, self.epoch, Arc::clone(&plan));
                 plan
             }
         };
@@ -297,10 +257,7 @@ mod tests {
         assert_eq!(plans.len(), 1, "full: started over");
         run(&query(a, 1_000, 2), &grid, &plans, 1);
         assert_eq!(plans.len(), 1, "a new epoch: only its own plan");
-        assert!(
-            plans
-                .get((c, query(c, 1_000, 2).radius_band(&grid)), 2)
-                .is_none()
-        );
+        let key = (c, query(c, 1_000, 2).radius_band(&grid));
+        assert!(plans.0.get(&key, 2).is_none());
     }
 }
