@@ -113,7 +113,7 @@ impl RedisStore {
 
 #[async_trait]
 impl LocationStore for RedisStore {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
         if !self.conn.is_cluster() {
             return self.write_position(&position, retention, true).await;
@@ -138,7 +138,7 @@ impl LocationStore for RedisStore {
 
     /// On a single node, one script ([`scripts::UPSERT`] with the rate's key); a cluster has
     /// no such step (the rate and the record live in other slots than the cell).
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn upsert_limited(
         &self,
         position: &Position,
@@ -174,7 +174,7 @@ impl LocationStore for RedisStore {
         }))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn get(&self, feature: Feature, user: &UserId) -> StoreResult<Option<LocationEntry>> {
         let (now, entry) = self.read_record(feature, user).await?;
         Ok(entry
@@ -182,7 +182,7 @@ impl LocationStore for RedisStore {
             .filter(|e| !e.deadlines.is_expired(now)))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn leave(
         &self,
         feature: Feature,
@@ -198,7 +198,7 @@ impl LocationStore for RedisStore {
         Ok(reply.map(written))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
         let mut cleared = 0;
         for feature in features {
@@ -215,7 +215,7 @@ impl LocationStore for RedisStore {
         Ok(cleared)
     }
 
-    #[instrument(skip_all, fields(limit = request.limit))]
+    #[instrument(level = "debug", skip_all, fields(limit = request.limit))]
     async fn nearby(&self, request: &NearbyRequest) -> StoreResult<Option<NearbyResult>> {
         let (now, own) = self
             .read_record(Feature::PeopleNearby, &request.viewer)
@@ -226,7 +226,7 @@ impl LocationStore for RedisStore {
         Ok(Some(self.nearby_at(request, own.position.cell, now).await?))
     }
 
-    #[instrument(skip_all, fields(limit = request.limit))]
+    #[instrument(level = "debug", skip_all, fields(limit = request.limit))]
     async fn nearby_at(
         &self,
         request: &NearbyRequest,
@@ -334,7 +334,7 @@ fn judged((admitted, which, value): (i64, i64, i64)) -> Result<Timestamp, (usize
 
 #[async_trait]
 impl LimitStore for RedisStore {
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
         let call = scripts::limit_admit(key, rate);
         let (admitted, value, _): (i64, i64, Option<Vec<u8>>) =
@@ -342,7 +342,7 @@ impl LimitStore for RedisStore {
         Ok(admission(admitted, value))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn hold(
         &self,
         key: &LimitKey,
@@ -355,7 +355,7 @@ impl LimitStore for RedisStore {
         Ok(admission(admitted, value))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn admit_reading(
         &self,
         key: &LimitKey,
@@ -379,7 +379,7 @@ impl LimitStore for RedisStore {
         Ok((admission(reply.0, reply.1), entry))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn admit_holding(
         &self,
         key: &LimitKey,
@@ -440,7 +440,7 @@ impl LimitStore for RedisStore {
         outcome
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn forget(&self, user: &UserId) -> StoreResult<()> {
         // One hash tag (the user's): one DEL on a cluster too.
         let mut cmd = redis::cmd("DEL");
@@ -451,7 +451,7 @@ impl LimitStore for RedisStore {
         Ok(())
     }
 
-    #[instrument(skip_all)]
+    #[instrument(level = "debug", skip_all)]
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
         let mut cmd = redis::cmd("ZREM");
         cmd.arg(keys::limit_key(key)).arg(token);
