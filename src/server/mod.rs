@@ -129,7 +129,24 @@ pub async fn run(
         return Err(ServerError::PublicWithoutMutualTls(addr));
     }
     warn_about_local_choices(&config);
-    let (locations, consents, shakes, limits) = stores_within(&config).await?;
+    let ready = health::Ready::default();
+    // The metrics listener answers from the start, while the stores are waited for: `/livez`
+    // 200 (an orchestrator must not restart a process that waits as told), `/readyz` 503.
+    let started: scrape::Started = Arc::default();
+    let scraper = match metrics {
+        Some(listener) => Some(serve_metrics(listener, started.clone(), ready.clone())?),
+        None => None,
+    };
+    let stores = stores_within(&config).await;
+    let (locations, consents, shakes, limits) = match stores {
+        Ok(stores) => stores,
+        Err(error) => {
+            if let Some(scraper) = scraper {
+                scraper.abort();
+            }
+            return Err(error);
+        }
+    };
     let svc = Vicinity::new(Deps {
         locations,
         consents,
@@ -143,27 +160,8 @@ pub async fn run(
         policy: config.policy,
     });
     show_settings(&config);
+    let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
-    let ready = health::Ready::default();
-    let scraper = match metrics {
-        Some(listener) => {
-            metrics::record_calls();
-            let metrics_addr = listener.local_addr()?;
-            if !metrics_addr.ip().is_loopback() {
-                tracing::warn!(
-                    addr = %metrics_addr,
-                    "the metrics endpoint is plain HTTP without authentication: keep it on a private network"
-                );
-            }
-            tracing::info!(addr = %metrics_addr, "serving metrics");
-            Some(tokio::spawn(scrape::serve(
-                listener,
-                svc.clone(),
-                ready.clone(),
-            )))
-        }
-        None => None,
-    };
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
@@ -243,6 +241,25 @@ pub async fn run(
         scraper.abort();
     }
     result
+}
+
+/// Serves `/metrics`, `/livez` and `/readyz` on `listener` (the store-backed gauges once
+/// `started` holds the service).
+fn serve_metrics(
+    listener: TcpListener,
+    started: scrape::Started,
+    ready: health::Ready,
+) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    metrics::record_calls();
+    let metrics_addr = listener.local_addr()?;
+    if !metrics_addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %metrics_addr,
+            "the metrics endpoint is plain HTTP without authentication: keep it on a private network"
+        );
+    }
+    tracing::info!(addr = %metrics_addr, "serving metrics");
+    Ok(tokio::spawn(scrape::serve(listener, started, ready)))
 }
 
 /// `limits` with the connection cap clamped to the file limit, raised first to its hard

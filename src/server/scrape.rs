@@ -1,7 +1,8 @@
 //! The metrics endpoint (`--metrics-listen`): `GET /metrics` in the Prometheus text format,
 //! over plain HTTP/1.1 on its own listener (kept off the gRPC port, so a scraper needs no API
 //! key and the metrics port can be firewalled apart). The overdue gauge is read from the
-//! store at each scrape, so it is as fresh as the scrape, whatever the sweeper is doing.
+//! store at each scrape, so it is as fresh as the scrape, whatever the sweeper is doing. It
+//! answers from the start, while `serve` still waits for its stores (`--store-wait`).
 //!
 //! The same listener answers the probes an orchestrator's HTTP checks use where the gRPC port
 //! wants a client certificate they cannot present (issue 21 point 3): `GET /livez` is 200
@@ -10,7 +11,7 @@
 
 use std::{
     convert::Infallible,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -46,12 +47,16 @@ const MAX_PER_PEER: usize = 4;
 /// What any other request gets.
 const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
 
+/// The service, once its stores are reached: until then the endpoint answers the probes
+/// (`/livez` 200, `/readyz` 503) and `/metrics` without the gauges read from the stores.
+pub type Started = Arc<OnceLock<Vicinity>>;
+
 /// The last overdue reading and when it was taken; its lock makes concurrent scrapes share one
 /// store read.
 type Reading = Arc<Mutex<Option<Instant>>>;
 
 /// Serves `/metrics`, `/livez` and `/readyz` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, svc: Vicinity, ready: Ready) {
+pub async fn serve(listener: TcpListener, svc: Started, ready: Ready) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let peers = Peers::default();
     let reading = Reading::default();
@@ -113,7 +118,7 @@ async fn read_overdue(svc: &Vicinity, reading: &Reading) {
 
 async fn answer(
     request: Request<Incoming>,
-    svc: Vicinity,
+    svc: Started,
     reading: Reading,
     ready: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -130,7 +135,9 @@ async fn answer(
     }
     match request.uri().path() {
         "/metrics" => {
-            read_overdue(&svc, &reading).await;
+            if let Some(svc) = svc.get() {
+                read_overdue(svc, &reading).await;
+            }
             response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
         }
         "/livez" => response(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     thread,
@@ -811,15 +811,20 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
 }
 
 /// Issue 21 point 4: a store that is down at start is waited for (each attempt logged), and
-/// `serve` serves once it comes up, instead of exiting into a crash loop.
+/// `serve` serves once it comes up, instead of exiting into a crash loop. While it waits, the
+/// metrics listener answers the probes: alive, not ready (an orchestrator must not restart
+/// a process that waits as told, nor route calls to it).
 #[test]
 fn serve_waits_for_a_store_that_comes_up_after_it() {
     let mut redis = vicinity_testing::redis::RedisServer::start().expect("redis");
     redis.kill().expect("stop redis");
     let port = free_port();
+    let metrics_port = free_port();
+    let probes = SocketAddr::from(([127, 0, 0, 1], metrics_port));
     let mut command = vicinity();
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &probes.to_string()])
         .args(["--redis-url", &redis.url(), "--store-wait", "60s"])
         .env("RUST_LOG", "warn");
     let served = Served::spawn(command, port);
@@ -833,9 +838,23 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
+    assert_eq!(http_status(probes, "/readyz").as_deref(), Some("503"));
     redis.restart().expect("redis comes up");
     served.wait_until_serving();
+    assert_eq!(http_status(probes, "/readyz").as_deref(), Some("200"));
     update_alice_after_grant(&served);
+}
+
+/// The status code of `GET path` at `addr` (HTTP/1.0, bounded in time).
+fn http_status(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1).map(str::to_owned)
 }
 
 /// The operator command that grants alice People Nearby.
