@@ -243,8 +243,8 @@ pub async fn run(
     result
 }
 
-/// Serves `/metrics`, `/livez` and `/readyz` on `listener` (the store-backed gauges once
-/// `started` holds the service).
+/// Serves `/metrics`, `/livez` and `/readyz` on `listener` (`/metrics` once `started` holds
+/// the service).
 fn serve_metrics(
     listener: TcpListener,
     started: scrape::Started,

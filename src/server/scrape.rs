@@ -48,7 +48,7 @@ const MAX_PER_PEER: usize = 4;
 const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
 
 /// The service, once its stores are reached: until then the endpoint answers the probes
-/// (`/livez` 200, `/readyz` 503) and `/metrics` without the gauges read from the stores.
+/// (`/livez` 200, `/readyz` 503) and `/metrics` 503.
 pub type Started = Arc<OnceLock<Vicinity>>;
 
 /// The last overdue reading and when it was taken; its lock makes concurrent scrapes share one
@@ -134,12 +134,19 @@ async fn answer(
         return response(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.into());
     }
     match request.uri().path() {
-        "/metrics" => {
-            if let Some(svc) = svc.get() {
+        "/metrics" => match svc.get() {
+            Some(svc) => {
                 read_overdue(svc, &reading).await;
+                response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
             }
-            response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
-        }
+            // The gauges read from the stores would say "nothing overdue" unread: a scrape
+            // fails (the target is down) until the stores are reached.
+            None => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "starting: waiting for the stores\n".into(),
+            ),
+        },
         "/livez" => response(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" if ready => response(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => response(

@@ -23,9 +23,9 @@ use crate::{
     domain::{
         Clock, Feature, Retention, SnapGrid, UserId,
         limits::{Policy, SurelyAllowed},
-        nearby::Secret,
+        nearby::{OrderContext, Secret},
     },
-    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
+    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError},
 };
 
 /// How long a purge owed is left to the call that owes it before a sweep finishes it.
@@ -144,13 +144,15 @@ impl Vicinity {
             Ok((before, purged))
         });
         task.await
-            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "purging"))?
+            .map_err(|e| StoreError::unfinished(&e, "purging"))?
     }
 
     /// One sweep: removes what is past its deadline, then finishes purges owed for longer
     /// than [`OWED_GRACE`] (at most [`OWED_PER_SWEEP`]); one that fails stays owed and the
     /// others go on. Safe on every node at once. The first error is returned, after the rest.
     pub async fn sweep(&self) -> ServiceResult<u32> {
+        let epoch = OrderContext::epoch_at(self.deps.clock.now());
+        self.surely_allowed.expire(epoch);
         let expired = self.deps.locations.purge_expired().await;
         if let Ok(expired) = &expired {
             audit::expired(expired);

@@ -13,9 +13,7 @@ use crate::{
         nearby::{Hit, NearbyRequest, OrderContext, PageToken},
         user::GenderFilter,
     },
-    storage::{
-        LimitKey, Limited, LocationEntry, Position, StoreError, StoreErrorKind, UpdateLimits,
-    },
+    storage::{LimitKey, Limited, LocationEntry, Position, StoreError, UpdateLimits},
 };
 
 /// A validated ListNearby request.
@@ -93,7 +91,7 @@ impl Vicinity {
         let write = tokio::spawn(async move { this.write_checked(&user, position).await });
         write
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "updating a location"))?
+            .map_err(|e| StoreError::unfinished(&e, "updating a location"))?
     }
 
     /// The write of [`Vicinity::update_location`] and its second consent check.
@@ -312,7 +310,7 @@ impl Vicinity {
         });
         let left = leave
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "leaving"))??;
+            .map_err(|e| StoreError::unfinished(&e, "leaving"))??;
         Ok(left)
     }
 }

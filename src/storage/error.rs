@@ -51,6 +51,17 @@ impl StoreError {
             source: None,
         }
     }
+
+    /// A task doing `context` that did not finish: a panic is `Internal`; cancelled (the
+    /// runtime shutting down) is `Unavailable`, as the node is.
+    pub fn unfinished(error: &tokio::task::JoinError, context: &'static str) -> Self {
+        let kind = if error.is_cancelled() {
+            StoreErrorKind::Unavailable
+        } else {
+            StoreErrorKind::Internal
+        };
+        Self::new(kind, context)
+    }
 }
 
 impl fmt::Display for StoreError {

@@ -840,6 +840,7 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     }
     assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("503"));
+    assert_eq!(http_status(probes, "/metrics").as_deref(), Some("503"));
     redis.restart().expect("redis comes up");
     served.wait_until_serving();
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("200"));

@@ -2,9 +2,10 @@
 //! a cell, the parents a move to a cell surely passes from), so a call from a cell another
 //! call used needs no trigonometry. Such a value holds no user, time or position finer than
 //! its cell; still, the keys say which cells were used, so the map keeps them for one order
-//! epoch at most ([`crate::nearby::ORDER_EPOCH`], 15 minutes, well within the hour SPEC §4.2
-//! allows for anything of a user who left) and starts over empty when full
-//! (docs/decisions.md, "Walk plans").
+//! epoch ([`crate::nearby::ORDER_EPOCH`], 15 minutes) and is emptied when the epoch changes:
+//! by the next call, or by [`EpochCache::expire`], which the sweeps call each pass so a quiet
+//! node does not keep them either. Full, it starts over empty (docs/decisions.md, "Walk
+//! plans").
 
 use std::{
     collections::HashMap,
@@ -24,6 +25,15 @@ pub struct EpochCache<K, V> {
 struct Held<K, V> {
     epoch: u64,
     values: HashMap<K, V>,
+}
+
+impl<K, V> Held<K, V> {
+    fn expire(&mut self, epoch: u64) {
+        if epoch > self.epoch {
+            self.values.clear();
+            self.epoch = epoch;
+        }
+    }
 }
 
 impl<K: Hash + Eq, V: Clone> EpochCache<K, V> {
@@ -48,23 +58,34 @@ impl<K: Hash + Eq, V: Clone> EpochCache<K, V> {
         value
     }
 
-    /// The value held for `key` in `epoch`.
+    /// The value held for `key` in `epoch` (a later epoch empties the map first).
     pub fn get(&self, key: &K, epoch: u64) -> Option<V> {
-        let held = self.lock();
+        let mut held = self.lock();
+        held.expire(epoch);
         (held.epoch == epoch).then(|| held.values.get(key).cloned())?
     }
 
-    /// Keeps `value` for `key` in `epoch`; a new epoch, or a full map, starts over empty.
+    /// Keeps `value` for `key` in `epoch`: a later epoch empties the map first, an earlier one
+    /// (a call that read its clock before the epoch turned) keeps nothing, and a new key in a
+    /// full map starts it over empty.
     pub fn put(&self, key: K, epoch: u64, value: V) {
         if self.capacity == 0 {
             return;
         }
         let mut held = self.lock();
-        if held.epoch != epoch || held.values.len() >= self.capacity {
+        held.expire(epoch);
+        if held.epoch != epoch {
+            return;
+        }
+        if held.values.len() >= self.capacity && !held.values.contains_key(&key) {
             held.values.clear();
-            held.epoch = epoch;
         }
         held.values.insert(key, value);
+    }
+
+    /// Empties the map if `epoch` is later than the one it holds values for.
+    pub fn expire(&self, epoch: u64) {
+        self.lock().expire(epoch);
     }
 
     /// How many values are held.
@@ -104,6 +125,18 @@ mod tests {
             (1, None),
             "a new epoch empties it"
         );
+        cache.put(5, 5, 50);
+        assert_eq!(
+            (cache.len(), cache.get(&5, 5)),
+            (1, None),
+            "a late put keeps nothing"
+        );
+        cache.put(4, 6, 41);
+        cache.put(7, 6, 70);
+        cache.put(7, 6, 71);
+        assert_eq!(cache.len(), 2, "replacing a held key does not start over");
+        cache.expire(7);
+        assert!(cache.is_empty(), "expired without a call");
         let none: EpochCache<u32, u32> = EpochCache::new(0);
         assert_eq!(none.get_or_make(1, 1, || 7), 7);
         assert!(none.is_empty());

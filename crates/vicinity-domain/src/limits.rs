@@ -244,6 +244,11 @@ impl SurelyAllowed {
         Self(EpochCache::new(capacity))
     }
 
+    /// Forgets every cell's parents kept before `epoch` (the service's sweep calls it).
+    pub fn expire(&self, epoch: u64) {
+        self.0.expire(epoch);
+    }
+
     /// [`JumpCap::surely_allowed_parents`] of `to`, in `epoch` (see
     /// [`crate::nearby::OrderContext::epoch_at`]).
     pub fn of(&self, to: CellIndex, epoch: u64) -> Arc<[CellIndex]> {

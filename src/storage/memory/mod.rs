@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::{Batches, Plans, Tickets};
+use crate::domain::nearby::{Batches, OrderContext, Plans, Tickets};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -24,7 +24,7 @@ use shake::ShakeState;
 
 use super::{
     Admission, ConsentStore, Expired, LimitKey, LimitStore, LocationEntry, LocationStore,
-    NearbyResult, OwedPurge, Position, StoreError, StoreErrorKind, StoreResult,
+    NearbyResult, OwedPurge, Position, StoreError, StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -378,11 +378,12 @@ impl LocationStore for MemoryStore {
         let request = request.clone();
         tokio::task::spawn_blocking(move || search(&shared, &request, own_cell, now))
             .await
-            .map_err(|_| StoreError::new(StoreErrorKind::Internal, "searching"))
+            .map_err(|e| StoreError::unfinished(&e, "searching"))
     }
 
     async fn purge_expired(&self) -> StoreResult<Expired> {
         let now = self.now();
+        self.shared.plans.expire(OrderContext::epoch_at(now));
         self.shared.lock().purge_shakes(now);
         while self.shared.lock().limits.purge_void(now) {}
         loop {

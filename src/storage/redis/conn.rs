@@ -456,19 +456,37 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
 /// run time, a command this code sent wrongly) is this service's fault: `INTERNAL`, so that
 /// a client does not retry a bug every second (issue 23 point 3).
 fn passes(error: &RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
+    use redis::ErrorKind;
     if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
         return true;
     }
-    match error.kind() {
+    if matches!(
+        error.kind(),
         ErrorKind::Io
-        | ErrorKind::AuthenticationFailed
-        | ErrorKind::InvalidClientConfig
-        | ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::MasterNameNotFoundBySentinel
-        | ErrorKind::NoValidReplicasFoundBySentinel
-        | ErrorKind::EmptySentinelList => true,
-        ErrorKind::Server(kind) => match kind {
+            | ErrorKind::AuthenticationFailed
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::MasterNameNotFoundBySentinel
+            | ErrorKind::NoValidReplicasFoundBySentinel
+            | ErrorKind::EmptySentinelList
+    ) {
+        return true;
+    }
+    // What the server answered (one error, or each failed command of a pipeline): every one
+    // must pass.
+    error
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| !errors.is_empty() && errors.iter().all(|(_, e)| answer_passes(e)))
+}
+
+/// Server answers that pass: those redis-rs names (loading, a cluster failing over or
+/// resharding, ACL), and by their code those it does not (it parses them as extension
+/// errors): busy with a script, out of memory, not authenticated, no replicas, cannot persist.
+fn answer_passes(error: &redis::ServerError) -> bool {
+    use redis::ServerErrorKind;
+    match error.kind() {
+        Some(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown
@@ -476,13 +494,13 @@ fn passes(error: &RedisError) -> bool {
             | ServerErrorKind::ReadOnly
             | ServerErrorKind::Moved
             | ServerErrorKind::Ask
-            | ServerErrorKind::NoPerm => true,
-            _ => matches!(
-                error.code(),
-                Some("BUSY" | "OOM" | "NOAUTH" | "WRONGPASS" | "NOREPLICAS" | "MISCONF")
-            ),
-        },
-        _ => false,
+            | ServerErrorKind::NoPerm,
+        ) => true,
+        Some(_) => false,
+        None => matches!(
+            error.code(),
+            "BUSY" | "OOM" | "NOAUTH" | "WRONGPASS" | "NOREPLICAS" | "MISCONF"
+        ),
     }
 }
 
@@ -603,5 +621,32 @@ mod tests {
         let arg: RedisUrl = cases[0].0.parse().expect("any text");
         assert!(!format!("{arg} {arg:?}").contains("S3cret"));
         assert_eq!(arg.expose(), cases[0].0);
+    }
+
+    /// Review of issue 23 point 3: redis-rs parses BUSY, OOM, NOAUTH and the like as extension
+    /// errors, not as server kinds it names; they pass (UNAVAILABLE), a script's `ERR` does not.
+    #[test]
+    fn answers_that_pass_by_themselves_are_unavailable_and_others_internal() {
+        let answer = |code: &str| redis::make_extension_error(code.to_owned(), None);
+        for code in [
+            "BUSY",
+            "OOM",
+            "NOAUTH",
+            "WRONGPASS",
+            "NOREPLICAS",
+            "MISCONF",
+        ] {
+            let kind = store_error(answer(code), "testing").kind;
+            assert_eq!(kind, StoreErrorKind::Unavailable, "{code}");
+        }
+        for code in ["ERR", "NOTAREALCODE"] {
+            let kind = store_error(answer(code), "testing").kind;
+            assert_eq!(kind, StoreErrorKind::Internal, "{code}");
+        }
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            store_error(refused, "testing").kind,
+            StoreErrorKind::Unavailable
+        );
     }
 }

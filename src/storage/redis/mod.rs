@@ -249,7 +249,7 @@ impl LocationStore for RedisStore {
                     (b, cells)
                 })
                 .await
-                .map_err(|_| StoreError::new(StoreErrorKind::Internal, "searching"))?;
+                .map_err(|e| StoreError::unfinished(&e, "searching"))?;
                 batches = b;
                 cells
             };
@@ -266,7 +266,12 @@ impl LocationStore for RedisStore {
                         // restart or a cluster failover its first call finds an old socket
                         // dead or silent (and reconnects, or refreshes the slots): a read is
                         // safe to repeat, once, on the connection health keeps warm.
-                        Err(e) if e.kind != StoreErrorKind::Corrupt => {
+                        Err(e)
+                            if matches!(
+                                e.kind,
+                                StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+                            ) =>
+                        {
                             self.fetch(&self.conn, &query, cells, &mut fetched).await?
                         }
                         other => other?,

@@ -268,8 +268,7 @@ impl ShakeStore for RedisStore {
 /// Sweeps expired pending shakes, mailboxes and history: one script call takes at most
 /// [`HISTORY_USERS_PER_CALL`] users' history and `SHAKE_SWEEP_BATCH` pending shakes and
 /// mailboxes each, and is repeated while anything of the three is left due, at most
-/// [`SWEEP_CALLS_PER_PASS`] calls (the rest waits for the next pass). Before, only history
-/// repeated: a backlog of pending shakes after a stall drained 1,000 a pass.
+/// [`SWEEP_CALLS_PER_PASS`] calls (the rest waits for the next pass).
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<u32> {
     let mut purged = 0;
     for _ in 0..SWEEP_CALLS_PER_PASS {

@@ -25,7 +25,7 @@ use h3o::CellIndex;
 
 use super::{RedisStore, keys, scripts};
 use crate::{
-    domain::{Feature, Timestamp},
+    domain::{Feature, Timestamp, nearby::OrderContext},
     storage::{Expired, StoreError, StoreResult},
 };
 
@@ -54,6 +54,7 @@ const SHARDS_PER_PASS: u64 = 64;
 /// fails half-way still reports what it did.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
     let now = crate::storage::LocationStore::now(store).await?;
+    store.plans.expire(OrderContext::epoch_at(now));
     let clock = Clock {
         store_now: now,
         read_at: Instant::now(),

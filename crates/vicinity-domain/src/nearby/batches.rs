@@ -17,10 +17,11 @@ use h3o::CellIndex;
 use super::{BandWalk, FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyQuery};
 use crate::{SnapGrid, epoch_cache::EpochCache};
 
-/// How many first batches [`Plans`] keeps by default: every cell of a 6,000 km² metropolis at
-/// the default resolution (res-9 cells are 0.054-0.15 km²; the 1,600 km² W1 box at Beijing
-/// already has more than 16,384), at about 400 bytes each, 26 MB when full. Full, the plans
-/// start over empty, so a smaller bound than the cells in use would keep few plans for long.
+/// How many first batches [`Plans`] keeps by default: for one radius, every cell of a
+/// 6,000 km² metropolis at the default resolution (res-9 cells are 0.054-0.15 km²; the
+/// 1,600 km² W1 box at Beijing already has more than 16,384; clients that use several radii
+/// need an entry per radius), at about 400 bytes each, 26 MB when full. Full, the plans start
+/// over empty, so a smaller bound than the cells in use would keep few plans for long.
 pub const PLANS_CAPACITY: usize = 65_536;
 
 /// A first batch: its bands in order, each with its cells, and the walk's cut after it.
@@ -38,6 +39,12 @@ impl Plans {
     /// At most `capacity` first batches (0: none kept, every call walks).
     pub fn new(capacity: usize) -> Self {
         Self(EpochCache::new(capacity))
+    }
+
+    /// Forgets every first batch made before `epoch` (each sweep pass calls it, so a quiet
+    /// node does not keep the cells it listed from).
+    pub fn expire(&self, epoch: u64) {
+        self.0.expire(epoch);
     }
 
     /// How many first batches are held.
@@ -241,6 +248,48 @@ mod tests {
         }
         assert_eq!(plans.len(), origins(&grid).len() * 3);
         assert!(walked.is_empty(), "capacity 0 keeps nothing");
+    }
+
+    /// The same to the end of a wide search, at res 10 too, where the call is cut short by
+    /// `MAX_CELLS_PER_CALL` after the replayed first batch.
+    #[test]
+    fn a_planned_search_is_the_walked_one_to_its_cut() {
+        for resolution in [9, 10] {
+            let grid = SnapGrid::new(resolution).unwrap();
+            let origin = grid.snap(Coordinates::new(39.9, 116.4).unwrap());
+            let query = query(origin, 20_000, 7);
+            let plans = Plans::default();
+            let expected = run(&query, &grid, &Plans::new(0), 64);
+            run(&query, &grid, &plans, 1);
+            assert_eq!(run(&query, &grid, &plans, 64), expected, "res {resolution}");
+            let last = expected.last().expect("batches");
+            assert!(last.0.is_empty(), "ran to the end");
+            if resolution == 10 {
+                assert!(last.2.is_some(), "cut short at res 10");
+            }
+        }
+    }
+
+    /// A continuation walks from its cursor and leaves the plans alone.
+    #[test]
+    fn a_continuation_starts_at_its_cursor_without_plans() {
+        let grid = SnapGrid::default();
+        let origin = grid.snap(Coordinates::new(39.9, 116.4).unwrap());
+        let mut query = query(origin, 20_000, 7);
+        query.after = Some(super::super::Cursor {
+            band_m: 5_000,
+            key: super::super::ORDER_SPACE,
+            user_id: UserId::greatest(),
+        });
+        let plans = Plans::default();
+        let batches = run(&query, &grid, &plans, 2);
+        assert!(plans.is_empty());
+        let (cells, _, _) = &batches[0];
+        assert!(!cells.is_empty());
+        assert!(
+            cells.iter().all(|(_, band)| *band > 5_000),
+            "after the cursor's band"
+        );
     }
 
     /// The plans hold cells only for the epoch they were made in, and never past capacity.
