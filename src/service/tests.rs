@@ -270,7 +270,7 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
     drop(broken);
     for outcome in [shaken.map(|_| ()), withdrawn.map(|_| ())] {
         assert!(
-            matches!(&outcome, Err(ServiceError::Store(e)) if e.kind == StoreErrorKind::Unavailable),
+            matches!(&outcome, Err(ServiceError::Store(e)) if e.kind == StoreErrorKind::Internal),
             "{outcome:?}"
         );
     }
