@@ -151,13 +151,20 @@ impl<'a> Collector<'_, 'a> {
         last_active: Timestamp,
     ) {
         let q = self.query;
-        if !q.gender_filter.admits(gender)
-            || *user_id == q.viewer
-            || (!q.exclude.is_empty() && q.exclude.contains(user_id))
-        {
+        if !q.gender_filter.admits(gender) {
             return;
         }
         let key = q.order.key_of_ticket(ticket);
+        let rank = u128::from(self.band_m) << 64 | u128::from(key);
+        // A full heap takes only what ranks before its worst: a candidate ranked after it
+        // cannot make the page, whatever the other checks say (an equal rank goes on to the id
+        // tie-break below). Most candidates of a crowded band stop here, at one comparison.
+        if self.is_full() && self.best.peek().is_some_and(|worst| rank > worst.rank) {
+            return;
+        }
+        if *user_id == q.viewer || (!q.exclude.is_empty() && q.exclude.contains(user_id)) {
+            return;
+        }
         if let Some(after) = &q.after
             && (self.band_m, key, user_id) <= (after.band_m, after.key, &after.user_id)
         {
@@ -169,7 +176,7 @@ impl<'a> Collector<'_, 'a> {
             return;
         }
         let candidate = Candidate {
-            rank: u128::from(self.band_m) << 64 | u128::from(key),
+            rank,
             user_id,
             gender,
             last_active,
