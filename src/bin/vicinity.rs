@@ -19,7 +19,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Consent-gated People Nearby and Shake backend.
 #[derive(Parser)]
-#[command(name = "vicinity", version, about)]
+#[command(
+    name = "vicinity",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VICINITY_BUILD"), ")"),
+    about
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

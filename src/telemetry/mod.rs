@@ -5,18 +5,30 @@ pub mod metrics;
 pub mod otlp;
 pub mod rpc;
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, fmt, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use crate::config::LogFormat;
 
+/// Whether text logs are coloured: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org), so a log file or a collector gets no escape
+/// codes.
+fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines on
 /// standard error, and with `otlp` (an exporter's tracer) the spans exported over OTLP too.
 pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = match format {
-        LogFormat::Text => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_ansi(colour(std::io::stderr().is_terminal()))
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)

@@ -838,6 +838,8 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+    // Issue 21 point 6: standard error is a pipe here, not a terminal: no colour codes.
+    assert!(!served.log().contains('\u{1b}'), "{}", served.log());
     assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("503"));
     assert_eq!(http_status(probes, "/metrics").as_deref(), Some("503"));
@@ -845,6 +847,29 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     served.wait_until_serving();
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("200"));
     update_alice_after_grant(&served);
+}
+
+/// Issue 21 point 6: `--version` names the commit the binary was built from and its date.
+#[test]
+fn the_version_names_its_commit() {
+    let out = vicinity().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let expected = commit.unwrap_or_else(|| "no git".to_owned());
+    assert!(
+        text.starts_with(&format!(
+            "vicinity {} ({expected}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
 }
 
 /// The status code of `GET path` at `addr` (HTTP/1.0, bounded in time).
