@@ -41,6 +41,15 @@ enum Command {
         #[arg(long)]
         feature: Option<String>,
     },
+    /// Erase a user (account deletion): their location data and their consent history, at
+    /// once and for good. Needs an `ops` key and `--yes`.
+    ForgetUser {
+        #[command(flatten)]
+        target: Target,
+        /// Confirms the erasure: it cannot be undone, and the consent history goes too.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show everything held about a user.
     Export {
         #[command(flatten)]
@@ -172,6 +181,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .clear_location(request)
                 .await?;
             println!("purged {} entries", reply.into_inner().purged_entries);
+            Ok(())
+        }
+        Command::ForgetUser { target, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "forget-user erases the user's location data and consent history for good: \
+                     add --yes to confirm"
+                );
+            }
+            let request = pb::ForgetUserRequest {
+                user_id: target.user.clone(),
+            };
+            let reply = connect(&target.conn)
+                .await?
+                .privacy()
+                .forget_user(request)
+                .await?
+                .into_inner();
+            println!(
+                "purged {} entries, deleted {} consent events",
+                reply.purged_entries, reply.consent_events_deleted
+            );
             Ok(())
         }
         Command::Export { target } => {

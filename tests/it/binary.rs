@@ -248,6 +248,21 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         "{withdrawn:?}"
     );
 
+    // Issue 21 point 6: account deletion from the CLI, only with --yes.
+    let unconfirmed = run(&["forget-user", "--user", "alice"], addr);
+    assert!(!unconfirmed.status.success(), "{unconfirmed:?}");
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    let still = stdout(&run(&["consent", "show", "--user", "alice"], addr));
+    assert!(still.contains("CONSENT_STATE_WITHDRAWN"), "{still}");
+    let forgotten = run(&["forget-user", "--user", "alice", "--yes"], addr);
+    assert!(forgotten.status.success(), "{forgotten:?}");
+    assert!(
+        stdout(&forgotten).starts_with("purged 0 entries, deleted "),
+        "{forgotten:?}"
+    );
+    let gone = stdout(&run(&["consent", "show", "--user", "alice"], addr));
+    assert!(!gone.contains("CONSENT_STATE_WITHDRAWN"), "{gone}");
+
     let log = without_timestamps(&served.log());
     assert!(log.contains("TRACE"), "the server logged at TRACE");
     let leaks = capture::leaks_in(&log);
