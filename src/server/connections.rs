@@ -43,7 +43,7 @@ use tonic::{
     transport::server::{Connected, TlsConnectInfo},
 };
 
-use crate::config::ConnectionLimits;
+use crate::{config::ConnectionLimits, telemetry::metrics};
 
 /// The pause after a failed accept, so the loop does not spin while the failure lasts.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -196,6 +196,7 @@ impl http_body::Body for Counted {
 /// once idle.
 pub struct Limited {
     socket: TcpStream,
+    _open: Open,
     _permit: OwnedSemaphorePermit,
     _peer: PeerPlace,
     activity: Activity,
@@ -301,6 +302,30 @@ impl Drop for PeerPlace {
     }
 }
 
+/// One open connection in `vicinity_connections_open`, for as long as it lives.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::get().connections_open.inc();
+        Self
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::get().connections_open.dec();
+    }
+}
+
+/// Counts a socket closed at accept.
+fn refused(reason: &str) {
+    metrics::get()
+        .connections_refused
+        .with_label_values(&[reason])
+        .inc();
+}
+
 /// Wraps accepted sockets: each takes a permit of `max_connections` and a place of its
 /// peer's `max_per_peer` (a socket past either is dropped, i.e. closed, at once) and is closed
 /// after `idle_timeout` without a call, or `first_call_timeout` after its accept when no call
@@ -310,17 +335,22 @@ pub fn limit(
     limits: &ConnectionLimits,
 ) -> impl Stream<Item = io::Result<Limited>> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    metrics::get()
+        .connections_max
+        .set(i64::try_from(limits.max_connections).unwrap_or(i64::MAX));
     let peers = Peers::default();
     let (idle_timeout, first_call_timeout) = (limits.idle_timeout, limits.first_call_timeout);
     let max_per_peer = limits.max_per_peer;
     sockets.then(backed_off).filter_map(move |socket| {
         let socket = socket?;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused("cap");
             tracing::warn!("connection refused: at the connection cap");
             return None;
         };
         let ip = peer_key(socket.peer_addr().ok()?.ip());
         let Some(peer) = PeerPlace::take(&peers, ip, max_per_peer) else {
+            refused("per_peer");
             tracing::warn!("connection refused: its peer is at the per-peer cap");
             return None;
         };
@@ -330,6 +360,7 @@ pub fn limit(
         let activity = Activity::new(first_call_timeout);
         Some(Ok(Limited {
             socket,
+            _open: Open::new(),
             _permit: permit,
             _peer: peer,
             idle: Box::pin(tokio::time::sleep_until(

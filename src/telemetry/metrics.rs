@@ -83,6 +83,14 @@ pub struct Metrics {
     pub retention: Gauge,
     /// `vicinity_config_sweep_interval_seconds`: `--sweep-interval`.
     pub sweep_interval: Gauge,
+    /// `vicinity_connections_open`: gRPC connections held now.
+    pub connections_open: IntGauge,
+    /// `vicinity_connections_max`: the cap they are held against (`--max-connections`,
+    /// clamped to the file limit).
+    pub connections_max: IntGauge,
+    /// `vicinity_connections_refused_total{reason}`: sockets closed at accept (`cap`: at the
+    /// connection cap; `per_peer`: their peer at its cap).
+    pub connections_refused: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -240,6 +248,19 @@ impl Metrics {
                 "vicinity_config_sweep_interval_seconds",
                 "--sweep-interval: how often the purge sweep runs.",
             ),
+            connections_open: int_gauge(
+                "vicinity_connections_open",
+                "gRPC connections held now.",
+            ),
+            connections_max: int_gauge(
+                "vicinity_connections_max",
+                "The cap gRPC connections are held against (--max-connections, clamped to the file limit).",
+            ),
+            connections_refused: counter(
+                "vicinity_connections_refused_total",
+                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer).",
+                &["reason"],
+            ),
             registry,
         };
         metrics.start_at_zero();
@@ -266,6 +287,9 @@ impl Metrics {
         }
         for feature in Feature::ALL {
             self.consent_refusals.with_label_values(&[feature.as_str()]);
+        }
+        for reason in ["cap", "per_peer"] {
+            self.connections_refused.with_label_values(&[reason]);
         }
     }
 }
@@ -390,7 +414,7 @@ pub fn purge_lag(lag: Duration) {
 impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 20] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
@@ -411,6 +435,9 @@ impl Metrics {
             &self.build_info,
             &self.retention,
             &self.sweep_interval,
+            &self.connections_open,
+            &self.connections_max,
+            &self.connections_refused,
         ];
         let descs = collectors.into_iter().flat_map(|c| c.desc());
         descs.map(|d| d.fq_name.clone()).collect()
@@ -464,6 +491,8 @@ mod tests {
             ("vicinity_purge_lag_seconds", "histogram"),
             ("vicinity_oldest_overdue_entry_age_seconds", "gauge"),
             ("vicinity_sweep_duration_seconds", "histogram"),
+            ("vicinity_connections_open", "gauge"),
+            ("vicinity_connections_refused_total", "counter"),
         ] {
             assert!(
                 text.contains(&format!("# TYPE {name} {kind}")),

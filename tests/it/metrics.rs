@@ -41,7 +41,7 @@ fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every family the issue asks for, with its type.
-const FAMILIES: [(&str, &str); 20] = [
+const FAMILIES: [(&str, &str); 23] = [
     ("vicinity_rpc_requests_total", "counter"),
     ("vicinity_rpc_duration_seconds", "histogram"),
     ("vicinity_consent_refusals_total", "counter"),
@@ -59,6 +59,9 @@ const FAMILIES: [(&str, &str); 20] = [
     ("vicinity_build_info", "gauge"),
     ("vicinity_config_retention_seconds", "gauge"),
     ("vicinity_config_sweep_interval_seconds", "gauge"),
+    ("vicinity_connections_open", "gauge"),
+    ("vicinity_connections_max", "gauge"),
+    ("vicinity_connections_refused_total", "counter"),
     // Redis only (the embedded store makes no round trips):
     ("vicinity_store_call_duration_seconds", "histogram"),
     ("vicinity_store_call_errors_total", "counter"),

@@ -292,6 +292,14 @@ async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
         "a socket past the per-peer cap stayed open"
     );
     assert!(bytes.is_empty(), "it was not served: {bytes:?}");
+    // Issue 21 point 6: counted (each test runs in a process of its own under nextest).
+    let metrics = vicinity::telemetry::metrics::get();
+    let refused = metrics.connections_refused.with_label_values(&["per_peer"]);
+    assert!(refused.get() >= 1, "the refusal is counted");
+    assert!(
+        metrics.connections_open.get() >= 3,
+        "the held sockets are open"
+    );
 
     let fresh = app.connect(None).await;
     let request = tonic_health::pb::HealthCheckRequest::default();
