@@ -72,8 +72,9 @@ pub struct LoadArgs {
     /// The workload (SPEC §6): w1 city, w2 hotspot, w3 churn, w4 shake storm.
     #[arg(long, env = "VICINITY_WORKLOAD", value_enum, default_value_t = Workload::W1)]
     pub workload: Workload,
-    /// Users spread over the city box.
-    #[arg(long, env = "VICINITY_USERS", default_value_t = 100_000)]
+    /// Users spread over the city box (at least 1).
+    #[arg(long, env = "VICINITY_USERS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub users: u64,
     /// Extra users within 1 km of the stadium (default: a tenth of --users for w2, else 0).
     #[arg(long, env = "VICINITY_HOTSPOT_USERS")]
@@ -224,6 +225,10 @@ mod tests {
         assert_eq!((args.workload, args.hotspot()), (Workload::W2, 100));
         assert!(parse(&["--duration", "soon"]).is_err());
         assert_eq!(parse(&["--hotspot-users", "7"]).unwrap().hotspot(), 7);
+        assert!(
+            parse(&["--users", "0"]).is_err(),
+            "no users, nothing to measure"
+        );
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub enum LoadError {
 
 /// Runs the harness as the flags say, prints the results and writes the files asked for.
 pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
+    writable_outputs(args)?;
     let report = run(args).await?;
     match args.quiet {
         true => print!("{}", report.text()),
@@ -124,6 +125,23 @@ pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
     } else {
         Err(LoadError::Verdict(failed))
     }
+}
+
+/// Fails before the run, not after it, when `--json` or `--svg` names a file that cannot be
+/// written (a missing directory, no permission): opened for appending, it is created if
+/// missing and left as it is otherwise, until the run writes it.
+fn writable_outputs(args: &LoadArgs) -> Result<(), LoadError> {
+    for path in [&args.json, &args.svg].into_iter().flatten() {
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        opened.map_err(|source| LoadError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Loads, runs and reports, without printing the summary or writing files.
@@ -443,4 +461,40 @@ fn title(args: &LoadArgs) -> String {
         progress::short(args.users as f64),
         args.seed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    /// Issue 21 point 7: a report path that cannot be written fails the command before the
+    /// run (here before it even tries the service, which nothing serves), not after it.
+    #[tokio::test]
+    async fn an_unwritable_report_path_fails_before_the_run() {
+        let missing = std::env::temp_dir()
+            .join(format!("vicinity-no-such-dir-{}", std::process::id()))
+            .join("report.json");
+        let args = Cli::try_parse_from([
+            "load",
+            "--addr",
+            "http://127.0.0.1:1",
+            "--json",
+            missing.to_str().expect("a UTF-8 path"),
+        ])
+        .expect("flags parse")
+        .load;
+        let error = main(&args).await.expect_err("the path is refused");
+        assert!(
+            matches!(&error, LoadError::Write { path, .. } if *path == missing),
+            "{error}"
+        );
+    }
 }
