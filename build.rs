@@ -20,14 +20,13 @@ fn main() {
         _ => "no git".to_owned(),
     };
     println!("cargo:rustc-env=VICINITY_BUILD={build}");
-    // A new commit moves HEAD, or the branch HEAD names (a loose ref, or packed). Only files
-    // that exist are named: Cargo reruns a script on every build for a missing one.
-    let mut watched = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watched.push(format!(".git/{branch}"));
-    }
-    for path in watched {
-        if std::path::Path::new(&path).is_file() {
+    // A commit, a checkout or a reset appends to HEAD's reflog, whether refs are loose or
+    // packed, in a worktree too; HEAD itself moves on a checkout. Only files that exist are
+    // named: Cargo reruns a script on every build for a missing one.
+    for name in ["HEAD", "logs/HEAD"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", name])
+            && std::path::Path::new(&path).is_file()
+        {
             println!("cargo:rerun-if-changed={path}");
         }
     }

@@ -96,8 +96,17 @@ pub enum LoadError {
 
 /// Runs the harness as the flags say, prints the results and writes the files asked for.
 pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
-    writable_outputs(args)?;
-    let report = run(args).await?;
+    let created = writable_outputs(args)?;
+    let report = match run(args).await {
+        Ok(report) => report,
+        Err(error) => {
+            // No empty report left behind by a run that produced none.
+            for path in created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error);
+        }
+    };
     match args.quiet {
         true => print!("{}", report.text()),
         false if !report.peaks.is_empty() => print!("{}", report.peak_table()),
@@ -129,9 +138,12 @@ pub async fn main(args: &LoadArgs) -> Result<(), LoadError> {
 
 /// Fails before the run, not after it, when `--json` or `--svg` names a file that cannot be
 /// written (a missing directory, no permission): opened for appending, it is created if
-/// missing and left as it is otherwise, until the run writes it.
-fn writable_outputs(args: &LoadArgs) -> Result<(), LoadError> {
+/// missing and left as it is otherwise, until the run writes it. Returns the files it
+/// created (removed again if the run fails).
+fn writable_outputs(args: &LoadArgs) -> Result<Vec<PathBuf>, LoadError> {
+    let mut created = Vec::new();
     for path in [&args.json, &args.svg].into_iter().flatten() {
+        let existed = path.exists();
         let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -140,8 +152,11 @@ fn writable_outputs(args: &LoadArgs) -> Result<(), LoadError> {
             path: path.clone(),
             source,
         })?;
+        if !existed {
+            created.push(path.clone());
+        }
     }
-    Ok(())
+    Ok(created)
 }
 
 /// Loads, runs and reports, without printing the summary or writing files.
@@ -495,6 +510,29 @@ mod tests {
         assert!(
             matches!(&error, LoadError::Write { path, .. } if *path == missing),
             "{error}"
+        );
+    }
+
+    /// A run that fails leaves no empty report behind where there was none.
+    #[tokio::test]
+    async fn a_failed_run_leaves_no_report_file_it_created() {
+        let path =
+            std::env::temp_dir().join(format!("vicinity-report-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let args = Cli::try_parse_from([
+            "load",
+            "--addr",
+            "http://127.0.0.1:1",
+            "--json",
+            path.to_str().expect("a UTF-8 path"),
+        ])
+        .expect("flags parse")
+        .load;
+        main(&args).await.expect_err("nothing serves there");
+        assert!(
+            !path.exists(),
+            "an empty report was left at {}",
+            path.display()
         );
     }
 }

@@ -25,7 +25,7 @@ use h3o::CellIndex;
 
 use super::{RedisStore, keys, scripts};
 use crate::{
-    domain::{Feature, Timestamp, nearby::OrderContext},
+    domain::{Clock as _, Feature, SystemClock, Timestamp, nearby::OrderContext},
     storage::{Expired, StoreError, StoreResult},
 };
 
@@ -53,8 +53,12 @@ const SHARDS_PER_PASS: u64 = 64;
 /// Runs one pass; what it deletes is added to `store.swept` step by step, so a pass that
 /// fails half-way still reports what it did.
 pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
-    let now = crate::storage::LocationStore::now(store).await?;
-    store.plans.expire(OrderContext::epoch_at(now));
+    let now = crate::storage::LocationStore::now(store).await;
+    // The plans are emptied each epoch even while Redis does not answer (this node's clock
+    // then says when the epoch turned).
+    let epoch_now = now.as_ref().map_or_else(|_| SystemClock.now(), |now| *now);
+    store.plans.expire(OrderContext::epoch_at(epoch_now));
+    let now = now?;
     let clock = Clock {
         store_now: now,
         read_at: Instant::now(),
