@@ -168,7 +168,9 @@ impl RunReport {
             rpc: rpc.to_owned(),
             role,
             pace,
-            duration,
+            // A run bounded by a count, not a time (the populate step: planned 0), reports
+            // the time it took (issue 21 point 7: it printed `for 0ns`).
+            duration: if duration.is_zero() { span } else { duration },
             planned: run.planned,
             sent: run.sent,
             unsent: run.unsent,
@@ -775,6 +777,34 @@ mod tests {
         assert_eq!(verdicts(vec![slow("service", Role::Fixed)]), 1);
         assert_eq!(verdicts(vec![slow("redis-geo-1km", Role::Slice)]), 0);
         assert_eq!(verdicts(vec![slow("service", Role::Step)]), 0);
+    }
+
+    /// Issue 21 point 7: a run bounded by a count (the populate step) reports the time it
+    /// took, not `for 0ns`; a timed run keeps its planned duration.
+    #[test]
+    fn a_count_bounded_run_reports_the_time_it_took() {
+        let run = outcome(&steady(10, 1), 0);
+        let criteria = Criteria::with_bound(Duration::from_millis(5));
+        let pace = Pace::Closed { concurrency: 4 };
+        let counted = RunReport::new(
+            "service",
+            Role::Load,
+            pace,
+            Duration::ZERO,
+            &run,
+            "ListNearby",
+            &criteria,
+        );
+        assert!(
+            counted.duration >= Duration::from_millis(900),
+            "{:?}",
+            counted.duration
+        );
+        assert!(!run_text(&counted).contains("for 0ns"));
+        assert_eq!(
+            report(100.0, &steady(100, 1), 0).duration,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
