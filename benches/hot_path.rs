@@ -19,7 +19,8 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
-    nearby::{Batches, NearbyRequest, PLANS_CAPACITY, Plans, Secret, Tickets},
+    epoch_cache::CAPACITY,
+    nearby::{Batches, NearbyRequest, Plans, Secret, Tickets},
     user::GenderFilter,
 };
 
@@ -86,7 +87,7 @@ fn query(c: &mut Criterion) {
     let mut group = c.benchmark_group("nearby_query");
     // `walked`: a viewer cell no list used this epoch (the first batch is walked);
     // `planned`: one that another list used (the first batch comes from the store's plans).
-    for (plans_name, capacity) in [("walked", 0), ("planned", PLANS_CAPACITY)] {
+    for (plans_name, capacity) in [("walked", 0), ("planned", CAPACITY)] {
         let plans = Plans::new(capacity);
         for (name, cells) in &populations {
             let id = BenchmarkId::new(format!("limit_50_{plans_name}"), name);

@@ -131,7 +131,7 @@ impl Vicinity {
             rate: policy.updates,
             near: policy.jump.map(|_| {
                 let epoch = OrderContext::epoch_at(self.deps.clock.now());
-                self.surely_allowed.of(cell, epoch).to_vec()
+                self.surely_allowed.of(cell, epoch)
             }),
             starts: policy.jump.map(|_| policy.starts),
         };

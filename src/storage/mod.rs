@@ -359,7 +359,7 @@ pub struct UpdateLimits {
     /// Cells under which a previous entry passes the jump cap without a check (see
     /// `JumpCap::surely_allowed_parents`); `None`: no check (the cap is off, or the caller
     /// judged the jump already).
-    pub near: Option<Vec<CellIndex>>,
+    pub near: Option<std::sync::Arc<[CellIndex]>>,
     /// The user's rate of fresh starts, counted when there is no live previous entry
     /// (`None`: the jump cap is off).
     pub starts: Option<Rate>,

@@ -13,6 +13,14 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
+/// How many values each such map keeps by default: for one radius, every cell of a
+/// 6,000 km² metropolis at the default resolution (res-9 cells are 0.054-0.15 km²; the
+/// 1,600 km² W1 box at Beijing already has more than 16,384; clients that use several radii
+/// need a first batch per radius), at about 400 bytes a first batch, 26 MB when full. Full, a
+/// map starts over empty, so a smaller bound than the cells in use would keep few values for
+/// long (docs/decisions.md, "Walk plans").
+pub const CAPACITY: usize = 65_536;
+
 /// Values by key, for the epoch they were made in (see the module docs). Each lookup or
 /// insert holds the lock for a hash probe; a value is worked out outside it.
 #[derive(Debug)]

@@ -228,10 +228,6 @@ impl JumpCap {
     }
 }
 
-/// How many cells' [`JumpCap::surely_allowed_parents`] [`SurelyAllowed`] keeps by default
-/// (as [`crate::nearby::PLANS_CAPACITY`]: the cells of a metropolis).
-pub const SURELY_ALLOWED_CAPACITY: usize = 65_536;
-
 /// [`JumpCap::surely_allowed_parents`] by the cell a move goes to, for one order epoch
 /// ([`EpochCache`]): working them out (49 cell centres, trigonometry each) was a sixth of
 /// the service's CPU per UpdateLocation (`perf`, W3, 100k users).
@@ -259,7 +255,7 @@ impl SurelyAllowed {
 
 impl Default for SurelyAllowed {
     fn default() -> Self {
-        Self::new(SURELY_ALLOWED_CAPACITY)
+        Self::new(crate::epoch_cache::CAPACITY)
     }
 }
 

@@ -203,7 +203,8 @@ pub fn upsert_limited(
     let mut call = upsert(position, ticket, retention);
     let near: Vec<u8> = limits
         .near
-        .iter()
+        .as_deref()
+        .into_iter()
         .flatten()
         .flat_map(|cell| u64::from(*cell).to_be_bytes())
         .collect();

@@ -15,14 +15,10 @@ use std::sync::Arc;
 use h3o::CellIndex;
 
 use super::{BandWalk, FIRST_BATCH, MAX_CELLS_PER_CALL, NearbyQuery};
-use crate::{SnapGrid, epoch_cache::EpochCache};
-
-/// How many first batches [`Plans`] keeps by default: for one radius, every cell of a
-/// 6,000 km² metropolis at the default resolution (res-9 cells are 0.054-0.15 km²; the
-/// 1,600 km² W1 box at Beijing already has more than 16,384; clients that use several radii
-/// need an entry per radius), at about 400 bytes each, 26 MB when full. Full, the plans start
-/// over empty, so a smaller bound than the cells in use would keep few plans for long.
-pub const PLANS_CAPACITY: usize = 65_536;
+use crate::{
+    SnapGrid,
+    epoch_cache::{CAPACITY, EpochCache},
+};
 
 /// A first batch: its bands in order, each with its cells, and the walk's cut after it.
 #[derive(Debug)]
@@ -60,7 +56,7 @@ impl Plans {
 
 impl Default for Plans {
     fn default() -> Self {
-        Self::new(PLANS_CAPACITY)
+        Self::new(CAPACITY)
     }
 }
 

@@ -11,7 +11,7 @@ mod query;
 mod request;
 mod walk;
 
-pub use batches::{Batches, PLANS_CAPACITY, Plans};
+pub use batches::{Batches, Plans};
 pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
