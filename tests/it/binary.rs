@@ -887,15 +887,12 @@ fn the_version_names_its_commit() {
     );
 }
 
-/// The status code of `GET path` at `addr` (HTTP/1.0, bounded in time).
+/// The status code of `GET path` at `addr` ([`crate::helpers::http_get`], from a test
+/// without a runtime of its own).
 fn http_status(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.split_whitespace().nth(1).map(str::to_owned)
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (status, _) = runtime.block_on(crate::helpers::http_get(addr, path))?;
+    status.split_whitespace().nth(1).map(str::to_owned)
 }
 
 /// The operator command that grants alice People Nearby.

@@ -191,7 +191,7 @@ impl LoadArgs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::Parser;
 
     use super::*;
@@ -202,7 +202,8 @@ mod tests {
         load: LoadArgs,
     }
 
-    fn parse(args: &[&str]) -> Result<LoadArgs, clap::Error> {
+    /// `vicinity load ARGS` as the binary parses them (the crate's tests share it).
+    pub(crate) fn parse(args: &[&str]) -> Result<LoadArgs, clap::Error> {
         Cli::try_parse_from(std::iter::once("load").chain(args.iter().copied())).map(|c| c.load)
     }
 

@@ -480,14 +480,14 @@ fn title(args: &LoadArgs) -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use std::path::Path;
 
     use super::*;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        load: LoadArgs,
+    /// `--json path` against an address nothing serves: the run cannot even start.
+    fn against_nothing(json: &Path) -> LoadArgs {
+        let json = json.to_str().expect("a UTF-8 path");
+        args::tests::parse(&["--addr", "http://127.0.0.1:1", "--json", json]).expect("flags parse")
     }
 
     /// Issue 21 point 7: a report path that cannot be written fails the command before the
@@ -497,16 +497,9 @@ mod tests {
         let missing = std::env::temp_dir()
             .join(format!("vicinity-no-such-dir-{}", std::process::id()))
             .join("report.json");
-        let args = Cli::try_parse_from([
-            "load",
-            "--addr",
-            "http://127.0.0.1:1",
-            "--json",
-            missing.to_str().expect("a UTF-8 path"),
-        ])
-        .expect("flags parse")
-        .load;
-        let error = main(&args).await.expect_err("the path is refused");
+        let error = main(&against_nothing(&missing))
+            .await
+            .expect_err("the path is refused");
         assert!(
             matches!(&error, LoadError::Write { path, .. } if *path == missing),
             "{error}"
@@ -519,16 +512,9 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("vicinity-report-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let args = Cli::try_parse_from([
-            "load",
-            "--addr",
-            "http://127.0.0.1:1",
-            "--json",
-            path.to_str().expect("a UTF-8 path"),
-        ])
-        .expect("flags parse")
-        .load;
-        main(&args).await.expect_err("nothing serves there");
+        main(&against_nothing(&path))
+            .await
+            .expect_err("nothing serves there");
         assert!(
             !path.exists(),
             "an empty report was left at {}",
