@@ -128,7 +128,13 @@ struct Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Load(args) = &cli.command {
+        // The harness shares the machine with what it measures: its own threads are a flag
+        // (docs/performance.md, "The harness's threads").
+        builder.worker_threads(usize::from(args.threads));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vicinity: cannot start the runtime: {e}");

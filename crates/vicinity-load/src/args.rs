@@ -117,6 +117,12 @@ pub struct LoadArgs {
     /// HTTP/2 connections to the service (and Redis connections to the peer).
     #[arg(long, env = "VICINITY_CONNECTIONS", default_value_t = 2)]
     pub connections: usize,
+    /// The harness's runtime threads. One keeps the harness's share of a small machine low
+    /// (it shares the cores with what it measures); raise it where one core cannot send the
+    /// rates wanted (`--watch` prints the harness's CPU per request).
+    #[arg(long, env = "VICINITY_LOAD_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
     /// Deadline of each call.
     #[arg(long, env = "VICINITY_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub timeout: Duration,
@@ -230,6 +236,13 @@ pub(crate) mod tests {
             parse(&["--users", "0"]).is_err(),
             "no users, nothing to measure"
         );
+    }
+
+    #[test]
+    fn the_harness_runs_on_one_thread_unless_told_otherwise() {
+        assert_eq!(parse(&[]).unwrap().threads, 1);
+        assert_eq!(parse(&["--threads", "4"]).unwrap().threads, 4);
+        assert!(parse(&["--threads", "0"]).is_err(), "a runtime needs a thread");
     }
 
     #[test]
