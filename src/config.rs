@@ -8,8 +8,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use clap::{Args, ValueEnum};
 
 mod files;
+mod receipts;
 pub use files::{RedisPassword, ServerTls};
 use files::{redis_password, redis_tls, server_tls};
+pub use receipts::ReceiptArgs;
 
 /// GRANTED consent states a node caches for lists by default: one per user of a large
 /// deployment's busiest node (16-byte ids in a hash table: about 34 MB at most).
@@ -232,6 +234,9 @@ pub struct ServeArgs {
     /// always pass; 0 turns the cap off).
     #[arg(long, env = "VICINITY_MAX_SPEED_KMH", default_value_t = JumpCap::DEFAULT_KMH)]
     pub max_speed_kmh: u32,
+    /// Signed consent receipts.
+    #[command(flatten)]
+    pub receipts: ReceiptArgs,
 }
 
 fn rate(text: &str) -> Result<Rate, String> {
@@ -400,6 +405,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether the per-call span and RPC metrics layer runs.
     pub rpc_telemetry: bool,
+    /// Signs consent receipts (`None`: none).
+    pub receipts: Option<Arc<crate::receipts::Signer>>,
 }
 
 impl Config {
@@ -432,9 +439,10 @@ impl Config {
                 "--sweep-interval: must be between 1ms and 5s (purge bound)".into(),
             ));
         }
+        let retention = Retention::new(args.retention).map_err(invalid)?;
         Ok(Self {
             listen: args.listen,
-            retention: Retention::new(args.retention).map_err(invalid)?,
+            retention,
             shake_window,
             sweep_interval: args.sweep_interval,
             grid: SnapGrid::new(args.snap_resolution).map_err(invalid)?,
@@ -451,6 +459,7 @@ impl Config {
             allow_plaintext_public: args.allow_plaintext_public,
             metrics_listen: args.metrics_listen,
             rpc_telemetry: args.rpc_telemetry,
+            receipts: args.receipts.signer(retention)?,
         })
     }
 
@@ -477,6 +486,7 @@ impl Config {
             allow_plaintext_public: false,
             metrics_listen: None,
             rpc_telemetry: true,
+            receipts: None,
         }
     }
 }
@@ -653,5 +663,34 @@ mod tests {
             let err = parse(flags).unwrap_err();
             assert!(err.contains(flag) && !err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn a_receipt_key_needs_the_terms_records_name_and_a_readable_key() {
+        assert!(parse(&[]).unwrap().receipts.is_none(), "off by default");
+        let terms = [
+            "--consent-controller",
+            "Example Ltd",
+            "--consent-contact",
+            "dpo@example.com",
+            "--consent-storage-location",
+            "EU",
+            "--consent-jurisdiction",
+            "IE",
+        ];
+        let missing = parse(&["--consent-signing-key", "/nonexistent/key.pem"]).unwrap_err();
+        assert!(missing.contains("--consent-controller"), "{missing}");
+        let mut flags = vec!["--consent-signing-key", "/nonexistent/key.pem"];
+        flags.extend(terms);
+        let unreadable = parse(&flags).unwrap_err();
+        assert!(
+            unreadable.contains("--consent-signing-key: /nonexistent/key.pem: cannot be read"),
+            "{unreadable}"
+        );
+        let terms_alone = parse(&terms).unwrap_err();
+        assert!(
+            terms_alone.contains("--consent-signing-key"),
+            "{terms_alone}"
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod config;
 pub use vicinity_domain as domain;
 pub mod grpc;
 pub mod random;
+pub mod receipts;
 pub mod server;
 pub mod service;
 pub mod storage;

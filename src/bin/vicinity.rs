@@ -9,7 +9,7 @@ use vicinity::{
     client::{Client, render},
     config::{Config, ServeArgs},
     grpc::pb,
-    server, telemetry,
+    receipts, server, telemetry,
 };
 
 /// glibc's malloc took about a fifth of the service's CPU under load (`perf`, see
@@ -101,6 +101,22 @@ enum ConsentAction {
     Show {
         #[command(flatten)]
         target: Target,
+    },
+    /// Check a signed consent receipt offline and print its record (exit 1 if it does not
+    /// verify).
+    Verify {
+        /// The operator's published public keys (PEM), one per flag: after a rotation, give
+        /// the old ones too; the receipt names the key it was signed with.
+        #[arg(
+            long = "public-key",
+            env = "VICINITY_CONSENT_PUBLIC_KEY",
+            required = true,
+            value_delimiter = ','
+        )]
+        public_keys: Vec<std::path::PathBuf>,
+        /// The receipt (a `receipt` field of GrantConsent, WithdrawConsent, GetConsent or
+        /// ExportMyData).
+        receipt: String,
     },
 }
 
@@ -356,6 +372,19 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
                 .history
                 .iter()
                 .for_each(|r| println!("  {}", render::consent(r)));
+        }
+        ConsentAction::Verify {
+            public_keys,
+            receipt,
+        } => {
+            let keys = public_keys
+                .iter()
+                .map(|path| receipts::PublicKey::from_pem_file(path))
+                .collect::<Result<Vec<_>, _>>()
+                .context("--public-key")?;
+            let verified = receipts::verify(&receipt, &keys).context("the receipt")?;
+            println!("valid: signed by key {}", verified.kid);
+            println!("{:#}", verified.record);
         }
     }
     Ok(())

@@ -103,6 +103,7 @@ pub(super) fn consent_record(record: &ConsentRecord) -> pb::ConsentRecord {
         source: record.source.clone(),
         changed_at: record.changed_at.map(timestamp),
         consent_id: record.consent_id.clone(),
+        receipt: record.receipt.clone(),
     }
 }
 

@@ -158,6 +158,7 @@ pub async fn run(
         secret: config.secret.clone(),
         limits,
         policy: config.policy,
+        receipts: config.receipts.clone(),
     });
     show_settings(&config);
     let _ = started.set(svc.clone());
@@ -533,6 +534,10 @@ fn warn_about_local_choices(config: &Config) {
         tracing::warn!(
             "no --order-secret: in-band order and page tokens are valid for this process only"
         );
+    }
+    match &config.receipts {
+        Some(signer) => tracing::info!(key_id = signer.key_id(), "consent receipts signed"),
+        None => tracing::info!("no --consent-signing-key: consent changes get no receipt"),
     }
 }
 

@@ -21,9 +21,10 @@ impl Vicinity {
     ) -> ServiceResult<ConsentRecord> {
         let current = self.deps.consents.current(user, feature).await?;
         let now = self.deps.clock.now();
-        let Some(event) = current.grant(notice, source, now, random_id()?) else {
+        let Some(mut event) = current.grant(notice, source, now, random_id()?) else {
             return Ok(current);
         };
+        self.sign(&mut event);
         self.deps.consents.append(event.clone()).await?;
         audit::record(Action::ConsentGranted, user, Some(feature), 0);
         Ok(event)
@@ -42,7 +43,10 @@ impl Vicinity {
         feature: Feature,
     ) -> ServiceResult<(ConsentRecord, u32)> {
         let current = self.deps.consents.current(user, feature).await?;
-        let event = current.withdraw(self.deps.clock.now(), random_id()?);
+        let mut event = current.withdraw(self.deps.clock.now(), random_id()?);
+        if let Some(event) = &mut event {
+            self.sign(event);
+        }
         let record = event.clone().unwrap_or(current);
         let consents = self.deps.consents.clone();
         let write = async move {
@@ -54,6 +58,14 @@ impl Vicinity {
         let audit = (Action::ConsentWithdrawn, Some(feature));
         let ((), purged) = self.purge_after(user, &[feature], write, audit).await?;
         Ok((record, purged))
+    }
+
+    /// Gives `event` its signed receipt, when the service signs receipts. The receipt is
+    /// stored with the event, so the export returns the record as it was given.
+    fn sign(&self, event: &mut ConsentEvent) {
+        if let Some(signer) = &self.deps.receipts {
+            event.receipt = signer.sign(event);
+        }
     }
 
     /// The current record per feature and the whole history.

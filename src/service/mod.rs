@@ -63,6 +63,8 @@ pub struct Deps {
     pub limits: Arc<dyn LimitStore>,
     /// The abuse limits.
     pub policy: Policy,
+    /// Signs a receipt for every consent change (SPEC §4.8); `None`: no receipts.
+    pub receipts: Option<Arc<crate::receipts::Signer>>,
 }
 
 /// The vicinity service: every operation of the API, on domain types.

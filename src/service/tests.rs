@@ -156,6 +156,7 @@ fn deps_on(store: &Arc<MemoryStore>, clock: &Arc<ManualClock>) -> Deps {
         grid: SnapGrid::default(),
         retention: Retention::default(),
         secret: Arc::new(Secret::from_bytes([3; 32])),
+        receipts: None,
     }
 }
 

@@ -410,9 +410,12 @@ pub async fn consent_records_follow_their_contract(fx: &Fixture) {
     let at = Timestamp::from_millis(1_000);
     let notice = crate::domain::NoticeVersion::parse("n1").expect("valid");
     let source = crate::domain::Source::default();
-    let grant = first
+    let mut grant = first
         .grant(&notice, &source, at, "c1".into())
         .expect("a change");
+    // A signed receipt is kept with its event (SPEC §4.8): its text as a JWS has `.`, `-`
+    // and `_` besides letters and digits.
+    grant.receipt = "eyJhbGciOiJFZERTQSJ9.eyJyZWNvcmRfaWQiOiJjMSJ9.c2ln-_x".into();
     fx.consents.append(grant.clone()).await.expect("append");
     let granted = fx
         .consents
@@ -429,6 +432,11 @@ pub async fn consent_records_follow_their_contract(fx: &Fixture) {
     let none = fx.consents.granted_among(Feature::Shake, &[]).await;
     assert!(none.expect("granted_among of nobody").is_empty());
     let withdraw = grant.withdraw(at.plus(Duration::from_secs(1)), "c2".into());
+    assert_eq!(
+        withdraw.as_ref().map(|w| w.receipt.as_str()),
+        Some(""),
+        "a withdrawal does not carry its grant's receipt"
+    );
     fx.consents
         .append(withdraw.clone().expect("a change"))
         .await

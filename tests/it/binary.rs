@@ -974,3 +974,157 @@ fn bad_tls_files_are_refused_at_start_naming_their_flag() {
     }
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Writes an Ed25519 key pair with `openssl`, as docs/operations.md tells operators to:
+/// (private key, public key) paths in `dir`.
+fn openssl_ed25519(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (key, public) = (dir.join("receipts.pem"), dir.join("receipts.pub.pem"));
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let made = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    (key, public)
+}
+
+/// `vicinity consent verify --public-key PUBLIC RECEIPT`.
+fn verify_receipt(public: &std::path::Path, receipt: &str) -> Output {
+    vicinity()
+        .args(["consent", "verify", "--public-key"])
+        .arg(public)
+        .arg(receipt)
+        .output()
+        .expect("run the vicinity binary")
+}
+
+/// The JSON payload of a receipt (its middle part), unverified.
+fn receipt_record(receipt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = receipt.split('.').nth(1).expect("a compact JWS");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("a JSON record")
+}
+
+/// Issue 22 point 5: every consent change gets a receipt signed with the operator's key
+/// (made by openssl), which `vicinity consent verify` checks offline; one byte changed and
+/// it fails; the export returns the records with every ISO/IEC TS 27560 mandatory field.
+#[test]
+fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
+    let dir = std::env::temp_dir().join(format!("vicinity-it-receipts-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let (key, public) = openssl_ed25519(&dir);
+    let served = Served::start_with(&[
+        "--consent-signing-key",
+        key.to_str().unwrap(),
+        "--consent-controller",
+        "Example Ltd",
+        "--consent-contact",
+        "dpo@example.com",
+        "--consent-storage-location",
+        "EU (Frankfurt)",
+        "--consent-jurisdiction",
+        "IE",
+    ]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (granted, withdrawn, export) = runtime.block_on(async {
+        let client = Client::connect(&served.addr, None).await.unwrap();
+        let grant = pb::GrantConsentRequest {
+            user_id: "alice".into(),
+            feature: pb::Feature::PeopleNearby.into(),
+            notice_version: "2026-12".into(),
+            source: "app 7.1".into(),
+        };
+        let granted = client.consent().grant_consent(grant).await.unwrap();
+        let withdraw = pb::WithdrawConsentRequest {
+            user_id: "alice".into(),
+            feature: pb::Feature::PeopleNearby.into(),
+        };
+        let withdrawn = client.consent().withdraw_consent(withdraw).await.unwrap();
+        let export = pb::ExportMyDataRequest {
+            user_id: "alice".into(),
+        };
+        let export = client.privacy().export_my_data(export).await.unwrap();
+        (
+            granted.into_inner(),
+            withdrawn.into_inner().record.unwrap(),
+            export.into_inner(),
+        )
+    });
+
+    for (record, kind) in [(&granted, "given"), (&withdrawn, "withdrawn")] {
+        let checked = verify_receipt(&public, &record.receipt);
+        assert!(checked.status.success(), "{checked:?}");
+        let text = stdout(&checked);
+        assert!(text.starts_with("valid: signed by key "), "{text}");
+        assert!(text.contains(&format!("\"type\": \"{kind}\"")), "{text}");
+        assert!(text.contains(&record.consent_id), "{text}");
+    }
+    // One byte changed, anywhere in the record: refused.
+    let mut altered = granted.receipt.clone().into_bytes();
+    let middle = granted.receipt.find('.').unwrap() + 10;
+    altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
+    let refused = verify_receipt(&public, &String::from_utf8(altered).unwrap());
+    assert!(!refused.status.success(), "{refused:?}");
+    let error = last_error_line(&refused);
+    assert!(error.contains("signature does not match"), "{error}");
+
+    // The export returns both events with their receipts, as given.
+    let history: Vec<&str> = export
+        .consent_history
+        .iter()
+        .map(|e| e.receipt.as_str())
+        .collect();
+    assert_eq!(history, [&granted.receipt, &withdrawn.receipt]);
+    let record = receipt_record(&granted.receipt);
+    // ISO/IEC TS 27560's mandatory fields, each by name.
+    let fields = [
+        "/record_id",
+        "/schema_version",
+        "/principal/id",
+        "/notice/version",
+        "/notice/language",
+        "/purpose/description",
+        "/data_categories/0",
+        "/controller/name",
+        "/controller/contact",
+        "/storage_location",
+        "/retention/location",
+        "/jurisdiction",
+        "/recipients",
+        "/withdrawal_method",
+        "/event/time",
+        "/event/type",
+        "/event/state",
+    ];
+    for field in fields {
+        let value = record.pointer(field).and_then(|v| v.as_str());
+        assert!(
+            value.is_some_and(|v| !v.is_empty()),
+            "{field} missing from {record:#}"
+        );
+    }
+    assert_eq!(record["principal"]["id"], "alice");
+    assert_eq!(record["controller"]["name"], "Example Ltd");
+    assert_eq!(record["event"]["state"], "active");
+    // No record holds a position.
+    let text = record.to_string();
+    assert!(!text.contains("39.9") && !text.contains("116.3"), "{text}");
+    // The signing key is a secret: its PEM body is in no line the server wrote (at TRACE).
+    let log = served.log();
+    assert!(log.contains("consent receipts signed"), "{log}");
+    let pem = fs::read_to_string(&key).unwrap();
+    let body = pem.lines().find(|l| !l.starts_with("-----")).unwrap();
+    assert!(!log.contains(body), "the signing key reached the log");
+    fs::remove_dir_all(&dir).unwrap();
+}

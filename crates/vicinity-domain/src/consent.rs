@@ -105,6 +105,9 @@ pub struct ConsentRecord {
     pub changed_at: Option<Timestamp>,
     /// Unique id of the event; empty when undecided.
     pub consent_id: String,
+    /// The signed receipt of the event (SPEC §4.8); empty when undecided or when the service
+    /// signs none.
+    pub receipt: String,
 }
 
 /// An event in a user's consent history has the same shape as a current record.
@@ -121,6 +124,7 @@ impl ConsentRecord {
             source: String::new(),
             changed_at: None,
             consent_id: String::new(),
+            receipt: String::new(),
         }
     }
 
@@ -147,6 +151,7 @@ impl ConsentRecord {
             source: source.as_str().to_owned(),
             changed_at: Some(now),
             consent_id,
+            receipt: String::new(),
             ..self.clone()
         })
     }
@@ -161,6 +166,7 @@ impl ConsentRecord {
             state: ConsentState::Withdrawn,
             changed_at: Some(now),
             consent_id,
+            receipt: String::new(),
             ..self.clone()
         })
     }

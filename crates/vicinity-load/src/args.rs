@@ -242,7 +242,10 @@ pub(crate) mod tests {
     fn the_harness_runs_on_one_thread_unless_told_otherwise() {
         assert_eq!(parse(&[]).unwrap().threads, 1);
         assert_eq!(parse(&["--threads", "4"]).unwrap().threads, 4);
-        assert!(parse(&["--threads", "0"]).is_err(), "a runtime needs a thread");
+        assert!(
+            parse(&["--threads", "0"]).is_err(),
+            "a runtime needs a thread"
+        );
     }
 
     #[test]

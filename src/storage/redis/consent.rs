@@ -57,6 +57,7 @@ fn encode(record: &ConsentRecord) -> String {
         &record.source,
         &at,
         &record.consent_id,
+        &record.receipt,
     ]
     .join(&SEP.to_string())
 }
@@ -64,8 +65,13 @@ fn encode(record: &ConsentRecord) -> String {
 fn decode(user: &UserId, raw: &str) -> StoreResult<ConsentRecord> {
     let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a consent record");
     let f: Vec<&str> = raw.split(SEP).collect();
-    let [state, feature, notice, source, at, id] = f[..] else {
-        return Err(corrupt());
+    // Events written before receipts have six fields.
+    let (state, feature, notice, source, at, id, receipt) = match f[..] {
+        [state, feature, notice, source, at, id] => (state, feature, notice, source, at, id, ""),
+        [state, feature, notice, source, at, id, receipt] => {
+            (state, feature, notice, source, at, id, receipt)
+        }
+        _ => return Err(corrupt()),
     };
     let feature = match feature {
         "n" => Feature::PeopleNearby,
@@ -80,6 +86,7 @@ fn decode(user: &UserId, raw: &str) -> StoreResult<ConsentRecord> {
         source: source.to_owned(),
         changed_at: at.parse().ok().map(Timestamp::from_millis),
         consent_id: id.to_owned(),
+        receipt: receipt.to_owned(),
     })
 }
 

@@ -1,0 +1,83 @@
+//! The flags of consent receipts (SPEC §4.8): the signing key and the operator's terms that
+//! every record names.
+
+use std::{path::PathBuf, sync::Arc};
+
+use clap::Args;
+
+use super::ConfigError;
+use crate::{
+    domain::Retention,
+    receipts::{Signer, Terms},
+};
+
+/// Consent receipts: off unless `--consent-signing-key` is given; the key needs the
+/// controller, its contact, the storage location and the jurisdiction (records name them).
+#[derive(Debug, Clone, Args)]
+pub struct ReceiptArgs {
+    /// Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`): every consent
+    /// change gets a signed receipt. Publish the public key (`openssl pkey -pubout`).
+    #[arg(long, env = "VICINITY_CONSENT_SIGNING_KEY", requires_all = [
+        "consent_controller", "consent_contact", "consent_storage_location", "consent_jurisdiction",
+    ])]
+    pub consent_signing_key: Option<PathBuf>,
+    /// The controller's legal name, as records state it.
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_CONTROLLER",
+        requires = "consent_signing_key"
+    )]
+    pub consent_controller: Option<String>,
+    /// How users reach the controller or its data-protection officer.
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_CONTACT",
+        requires = "consent_signing_key"
+    )]
+    pub consent_contact: Option<String>,
+    /// Where the data is stored (a country or region).
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_STORAGE_LOCATION",
+        requires = "consent_signing_key"
+    )]
+    pub consent_storage_location: Option<String>,
+    /// The jurisdiction whose law governs the processing.
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_JURISDICTION",
+        requires = "consent_signing_key"
+    )]
+    pub consent_jurisdiction: Option<String>,
+    /// The language of the privacy notice (BCP 47).
+    #[arg(long, env = "VICINITY_CONSENT_LANGUAGE", default_value = "en")]
+    pub consent_language: String,
+    /// How a user withdraws, as records state it.
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_WITHDRAWAL_METHOD",
+        default_value = "in the app's privacy settings (WithdrawConsent)"
+    )]
+    pub consent_withdrawal_method: String,
+}
+
+impl ReceiptArgs {
+    /// The signer the flags give (`None`: no receipts).
+    pub fn signer(&self, retention: Retention) -> Result<Option<Arc<Signer>>, ConfigError> {
+        let Some(path) = &self.consent_signing_key else {
+            return Ok(None);
+        };
+        let terms = Terms {
+            controller: self.consent_controller.clone().unwrap_or_default(),
+            contact: self.consent_contact.clone().unwrap_or_default(),
+            language: self.consent_language.clone(),
+            storage_location: self.consent_storage_location.clone().unwrap_or_default(),
+            jurisdiction: self.consent_jurisdiction.clone().unwrap_or_default(),
+            withdrawal_method: self.consent_withdrawal_method.clone(),
+            retention,
+        };
+        let signer = Signer::from_pem_file(path, terms)
+            .map_err(|e| ConfigError(format!("--consent-signing-key: {e}")))?;
+        Ok(Some(Arc::new(signer)))
+    }
+}

@@ -1,0 +1,354 @@
+//! Signed consent receipts (SPEC §4.8): each consent change is written as a record with the
+//! mandatory fields of ISO/IEC TS 27560 and returned as a receipt the user can check offline.
+//!
+//! A receipt is a JSON Web Signature in compact form (RFC 7515, `alg` `EdDSA` as RFC 8037
+//! names Ed25519): `BASE64URL(header).BASE64URL(record).BASE64URL(signature)`, so any JOSE
+//! library verifies it with the service's published public key, and `vicinity consent verify`
+//! does without one. The header's `kid` names the key (the first 8 bytes of the SHA-256 of the
+//! raw public key, in hex), so keys can rotate: a verifier is given every public key the
+//! operator ever published and picks the one the receipt names.
+//!
+//! No record holds a position: its fields are the consent event's (who, which feature, what
+//! notice, when, granted or withdrawn) and the operator's terms.
+
+use std::path::Path;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use ring::{
+    digest,
+    signature::{self, Ed25519KeyPair, KeyPair},
+};
+use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer, pem::PemObject};
+use serde_json::{Value, json};
+
+use crate::domain::{ConsentRecord, ConsentState, Feature, Retention};
+
+/// The record's schema, named in every record.
+pub const SCHEMA_VERSION: &str = "vicinity-consent-record/1 (ISO/IEC TS 27560:2023)";
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the raw 32-byte key follows.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// A receipt that cannot be made or checked, or a key that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReceiptError(String);
+
+/// The operator's side of every record: who controls the data and on what terms
+/// (`serve --consent-*` flags; docs/operations.md).
+#[derive(Debug, Clone)]
+pub struct Terms {
+    /// The controller's legal name.
+    pub controller: String,
+    /// How to reach the controller (or its data-protection officer).
+    pub contact: String,
+    /// The language of the notice the user was shown (BCP 47).
+    pub language: String,
+    /// Where the data is stored (a region or country).
+    pub storage_location: String,
+    /// The jurisdiction whose law governs the processing.
+    pub jurisdiction: String,
+    /// How the user withdraws.
+    pub withdrawal_method: String,
+    /// How long location data lives after the user's last activity.
+    pub retention: Retention,
+}
+
+/// Signs receipts with the service's Ed25519 key.
+pub struct Signer {
+    key: Ed25519KeyPair,
+    kid: String,
+    terms: Terms,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key never reaches a log.
+        f.debug_struct("Signer").field("kid", &self.kid).finish()
+    }
+}
+
+impl Signer {
+    /// Reads an Ed25519 private key (PKCS#8 PEM, as `openssl genpkey -algorithm ed25519`
+    /// writes it) from `path`.
+    pub fn from_pem_file(path: &Path, terms: Terms) -> Result<Self, ReceiptError> {
+        let pem = std::fs::read(path).map_err(|e| {
+            ReceiptError(format!("{}: cannot be read ({})", path.display(), e.kind()))
+        })?;
+        Self::from_pem(&pem, terms)
+            .map_err(|ReceiptError(e)| ReceiptError(format!("{}: {e}", path.display())))
+    }
+
+    /// [`Signer::from_pem_file`] on the file's contents.
+    pub fn from_pem(pem: &[u8], terms: Terms) -> Result<Self, ReceiptError> {
+        let der = match PrivateKeyDer::from_pem_slice(pem) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => der,
+            Ok(_) => return Err(ReceiptError("not a PKCS#8 private key".into())),
+            Err(_) => return Err(ReceiptError("no PEM private key in it".into())),
+        };
+        let key = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+            .map_err(|_| ReceiptError("not an Ed25519 private key".into()))?;
+        let kid = key_id(key.public_key().as_ref());
+        Ok(Self { key, kid, terms })
+    }
+
+    /// The id of the signing key, as receipts name it.
+    pub fn key_id(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a PEM SubjectPublicKeyInfo, for operators to publish.
+    pub fn public_key_pem(&self) -> String {
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(self.key.public_key().as_ref());
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n")
+    }
+
+    /// The signed receipt of `event`.
+    pub fn sign(&self, event: &ConsentRecord) -> String {
+        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let signing_input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(record(event, &self.terms).to_string())
+        );
+        let signature = self.key.sign(signing_input.as_bytes());
+        format!("{signing_input}.{}", B64.encode(signature.as_ref()))
+    }
+}
+
+/// The record of `event` under `terms`: the mandatory fields of ISO/IEC TS 27560.
+pub fn record(event: &ConsentRecord, terms: &Terms) -> Value {
+    let (event_type, state) = match event.state {
+        ConsentState::Granted => ("given", "active"),
+        ConsentState::Withdrawn => ("withdrawn", "withdrawn"),
+        ConsentState::Undecided => ("none", "none"),
+    };
+    let time = event.changed_at.map(|t| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.as_millis() as u64);
+        humantime::format_rfc3339_millis(at).to_string()
+    });
+    let (purpose, categories, recipients) = match event.feature {
+        Feature::PeopleNearby => (
+            "People Nearby: list other opted-in users near you, with a coarse distance band",
+            [
+                "location snapped to a grid cell",
+                "gender",
+                "last active time",
+            ],
+            "other opted-in users of People Nearby see a distance band, never a position",
+        ),
+        Feature::Shake => (
+            "Shake: pair you with a user who shakes at the same moment nearby",
+            ["location snapped to a grid cell", "shake time", "matches"],
+            "the user you are matched with sees that you matched, never a position",
+        ),
+    };
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "record_id": event.consent_id,
+        "principal": {"id": event.user_id.as_str()},
+        "notice": {"version": event.notice_version, "language": terms.language},
+        "source": event.source,
+        "purpose": {"feature": event.feature.to_string(), "description": purpose},
+        "data_categories": categories,
+        "controller": {"name": terms.controller, "contact": terms.contact},
+        "storage_location": terms.storage_location,
+        "retention": {
+            "location": format!("PT{}S after the last activity", terms.retention.window().as_secs()),
+            "record": "until the user is erased (ForgetUser)",
+        },
+        "jurisdiction": terms.jurisdiction,
+        "recipients": recipients,
+        "withdrawal_method": terms.withdrawal_method,
+        "event": {"time": time, "type": event_type, "state": state},
+    })
+}
+
+/// The id of a raw Ed25519 public key: 8 bytes of its SHA-256, in hex.
+fn key_id(raw: &[u8]) -> String {
+    hex::encode(&digest::digest(&digest::SHA256, raw).as_ref()[..8])
+}
+
+/// A published public key.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    kid: String,
+    raw: Vec<u8>,
+}
+
+impl PublicKey {
+    /// Reads an Ed25519 public key (PEM SubjectPublicKeyInfo, as `openssl pkey -pubout`
+    /// writes it).
+    pub fn from_pem_file(path: &Path) -> Result<Self, ReceiptError> {
+        let bad = |what: &str| ReceiptError(format!("{}: {what}", path.display()));
+        let der = SubjectPublicKeyInfoDer::from_pem_file(path)
+            .map_err(|_| bad("no PEM public key in it"))?;
+        let raw = der
+            .as_ref()
+            .strip_prefix(&ED25519_SPKI_PREFIX[..])
+            .filter(|raw| raw.len() == 32)
+            .ok_or_else(|| bad("not an Ed25519 public key"))?;
+        Ok(Self {
+            kid: key_id(raw),
+            raw: raw.to_vec(),
+        })
+    }
+
+    /// The key's id.
+    pub fn key_id(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// A receipt whose signature checked out.
+#[derive(Debug)]
+pub struct Verified {
+    /// The key that signed it.
+    pub kid: String,
+    /// The record it holds.
+    pub record: Value,
+}
+
+/// Checks `receipt` against `keys` (the one its header names).
+pub fn verify(receipt: &str, keys: &[PublicKey]) -> Result<Verified, ReceiptError> {
+    let malformed = || ReceiptError("not a receipt (three base64url parts expected)".into());
+    let receipt = receipt.trim();
+    let mut parts = receipt.split('.');
+    let (Some(header), Some(payload), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let json_of = |part: &str| -> Result<Value, ReceiptError> {
+        let bytes = B64.decode(part).map_err(|_| malformed())?;
+        serde_json::from_slice(&bytes).map_err(|_| malformed())
+    };
+    let head = json_of(header)?;
+    if head["alg"] != "EdDSA" {
+        return Err(ReceiptError("not signed with EdDSA".into()));
+    }
+    let kid = head["kid"].as_str().unwrap_or_default();
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or_else(|| ReceiptError(format!("signed by key {kid:?}, which was not given")))?;
+    let sig = B64.decode(sig).map_err(|_| malformed())?;
+    let signed = &receipt[..header.len() + 1 + payload.len()];
+    signature::UnparsedPublicKey::new(&signature::ED25519, &key.raw)
+        .verify(signed.as_bytes(), &sig)
+        .map_err(|_| ReceiptError("the signature does not match: altered or forged".into()))?;
+    Ok(Verified {
+        kid: key.kid.clone(),
+        record: json_of(payload)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{NoticeVersion, Source, Timestamp, UserId};
+
+    /// An Ed25519 key in PKCS#8 PEM, made for these tests.
+    fn pem() -> Vec<u8> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+        format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n").into_bytes()
+    }
+
+    pub(crate) fn terms() -> Terms {
+        Terms {
+            controller: "Example Ltd".into(),
+            contact: "dpo@example.com".into(),
+            language: "en".into(),
+            storage_location: "EU".into(),
+            jurisdiction: "IE".into(),
+            withdrawal_method: "Settings > Privacy > People Nearby".into(),
+            retention: Retention::default(),
+        }
+    }
+
+    fn granted() -> ConsentRecord {
+        let user = UserId::parse("alice", "user_id").unwrap();
+        ConsentRecord::undecided(user, Feature::PeopleNearby)
+            .grant(
+                &NoticeVersion::parse("2026-12").unwrap(),
+                &Source::parse("app 7.1").unwrap(),
+                Timestamp::from_millis(1_780_000_000_000),
+                "0123456789abcdef0123456789abcdef".into(),
+            )
+            .unwrap()
+    }
+
+    fn public(signer: &Signer) -> PublicKey {
+        let dir = std::env::temp_dir().join(format!("vicinity-receipt-{}", signer.key_id()));
+        std::fs::write(&dir, signer.public_key_pem()).unwrap();
+        let key = PublicKey::from_pem_file(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        key
+    }
+
+    #[test]
+    fn a_receipt_verifies_with_its_key_and_holds_the_record() {
+        let signer = Signer::from_pem(&pem(), terms()).unwrap();
+        let receipt = signer.sign(&granted());
+        let verified = verify(&receipt, &[public(&signer)]).unwrap();
+        assert_eq!(verified.kid, signer.key_id());
+        assert_eq!(verified.record, record(&granted(), &terms()));
+        assert_eq!(verified.record["event"]["type"], "given");
+    }
+
+    #[test]
+    fn a_receipt_with_any_byte_changed_fails() {
+        let signer = Signer::from_pem(&pem(), terms()).unwrap();
+        let key = public(&signer);
+        let receipt = signer.sign(&granted());
+        for i in 0..receipt.len() {
+            let mut altered = receipt.clone().into_bytes();
+            altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(altered).unwrap();
+            assert!(
+                verify(&altered, std::slice::from_ref(&key)).is_err(),
+                "byte {i} altered"
+            );
+        }
+    }
+
+    #[test]
+    fn a_receipt_signed_by_another_key_fails() {
+        let signer = Signer::from_pem(&pem(), terms()).unwrap();
+        let other = Signer::from_pem(&pem(), terms()).unwrap();
+        let receipt = signer.sign(&granted());
+        assert!(verify(&receipt, &[public(&other)]).is_err());
+        // After a rotation the verifier holds both keys and picks the one named.
+        let both = [public(&other), public(&signer)];
+        assert_eq!(verify(&receipt, &both).unwrap().kid, signer.key_id());
+    }
+
+    #[test]
+    fn keys_that_are_not_ed25519_pkcs8_are_refused() {
+        assert!(Signer::from_pem(b"not a key", terms()).is_err());
+        let rng = ring::rand::SystemRandom::new();
+        let p256 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(p256.as_ref());
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+        assert!(Signer::from_pem(pem.as_bytes(), terms()).is_err());
+    }
+
+    #[test]
+    fn the_signer_never_prints_its_key() {
+        let signer = Signer::from_pem(&pem(), terms()).unwrap();
+        assert_eq!(
+            format!("{signer:?}"),
+            format!("Signer {{ kid: {:?} }}", signer.key_id())
+        );
+    }
+}
