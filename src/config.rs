@@ -24,6 +24,7 @@ use crate::{
         nearby::Secret,
     },
     grpc::{ApiKeys, Auth},
+    places::{self, Places},
     storage::redis::{RedisUrl, Target},
 };
 
@@ -237,6 +238,10 @@ pub struct ServeArgs {
     /// Signed consent receipts.
     #[command(flatten)]
     pub receipts: ReceiptArgs,
+    /// A sensitive-place policy (`vicinity places compile`): positions in or near a listed
+    /// place are coarsened or not placed (SPEC §4.8). Reloaded on SIGHUP.
+    #[arg(long, env = "VICINITY_PLACES")]
+    pub places: Option<PathBuf>,
 }
 
 fn rate(text: &str) -> Result<Rate, String> {
@@ -407,6 +412,8 @@ pub struct Config {
     pub rpc_telemetry: bool,
     /// Signs consent receipts (`None`: none).
     pub receipts: Option<Arc<crate::receipts::Signer>>,
+    /// The sensitive-place policy (none by default).
+    pub places: Arc<Places>,
 }
 
 impl Config {
@@ -440,12 +447,13 @@ impl Config {
             ));
         }
         let retention = Retention::new(args.retention).map_err(invalid)?;
+        let grid = SnapGrid::new(args.snap_resolution).map_err(invalid)?;
         Ok(Self {
             listen: args.listen,
             retention,
             shake_window,
             sweep_interval: args.sweep_interval,
-            grid: SnapGrid::new(args.snap_resolution).map_err(invalid)?,
+            grid,
             auth,
             secret: Arc::new(secret),
             secret_is_ephemeral: ephemeral,
@@ -460,6 +468,7 @@ impl Config {
             metrics_listen: args.metrics_listen,
             rpc_telemetry: args.rpc_telemetry,
             receipts: args.receipts.signer(retention)?,
+            places: Arc::new(place_policy(args.places.as_deref(), grid)?),
         })
     }
 
@@ -487,8 +496,26 @@ impl Config {
             metrics_listen: None,
             rpc_telemetry: true,
             receipts: None,
+            places: Arc::default(),
         }
     }
+}
+
+/// The place policy in `path`, which must be compiled for the grid's resolution.
+fn place_policy(path: Option<&std::path::Path>, grid: SnapGrid) -> Result<Places, ConfigError> {
+    let Some(path) = path else {
+        return Ok(Places::none());
+    };
+    let policy = places::Policy::load(path).map_err(|e| ConfigError(format!("--places: {e}")))?;
+    if policy.resolution() != grid.resolution() {
+        return Err(ConfigError(format!(
+            "--places: {}: compiled for resolution {}, the grid is at {} (--snap-resolution)",
+            path.display(),
+            u8::from(policy.resolution()),
+            u8::from(grid.resolution())
+        )));
+    }
+    Ok(Places::from_file(policy, path))
 }
 
 fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
@@ -663,6 +690,33 @@ mod tests {
             let err = parse(flags).unwrap_err();
             assert!(err.contains(flag) && !err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn a_place_policy_must_be_readable_and_compiled_for_the_grid() {
+        use h3o::{LatLng, Resolution};
+        let cell = LatLng::new(39.9, 116.4).unwrap().to_cell(Resolution::Nine);
+        let text = crate::places::compile::render(
+            &[(cell, crate::places::Category::Worship)],
+            Resolution::Nine,
+            Resolution::Seven,
+            &[],
+        );
+        let path = std::env::temp_dir().join(format!("vicinity-places-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let file = path.to_str().unwrap();
+        assert!(parse(&["--places", file]).is_ok());
+        let other = parse(&["--places", file, "--snap-resolution", "8"]).unwrap_err();
+        assert!(
+            other.contains("--places") && other.contains("compiled for resolution 9"),
+            "{other}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let missing = parse(&["--places", file]).unwrap_err();
+        assert!(
+            missing.contains("--places") && !missing.contains('\n'),
+            "{missing}"
+        );
     }
 
     #[test]

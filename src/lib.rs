@@ -23,6 +23,7 @@ pub use vicinity_api::client;
 pub mod config;
 pub use vicinity_domain as domain;
 pub mod grpc;
+pub mod places;
 pub mod random;
 pub mod receipts;
 pub mod server;

@@ -9,7 +9,7 @@ use vicinity::{
     client::{Client, render},
     config::{Config, ServeArgs},
     grpc::pb,
-    receipts, server, telemetry,
+    places, receipts, server, telemetry,
 };
 
 /// glibc's malloc took about a fifth of the service's CPU under load (`perf`, see
@@ -71,6 +71,37 @@ enum Command {
     },
     /// Drive a running service with a workload and report latency and throughput.
     Load(Box<vicinity_load::LoadArgs>),
+    /// Sensitive-place policies (SPEC §4.8).
+    Places {
+        #[command(subcommand)]
+        action: PlacesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlacesAction {
+    /// Tile the operator's GeoJSON list of sensitive places to a policy file for
+    /// `serve --places`.
+    Compile {
+        /// GeoJSON FeatureCollection: Points (optional `radius_m`), Polygons or MultiPolygons,
+        /// each with a `category` (health, reproductive_health, mental_health, addiction,
+        /// worship, shelter, military). Repeat the flag for several files.
+        #[arg(long, required = true)]
+        geojson: Vec<std::path::PathBuf>,
+        /// The grid's resolution (`serve --snap-resolution`).
+        #[arg(long, default_value_t = 9)]
+        resolution: u8,
+        /// Every position in a parent cell at this resolution that holds a place is shown
+        /// at one cell of it.
+        #[arg(long, default_value_t = 7)]
+        coarse_resolution: u8,
+        /// Rings of cells added around each place.
+        #[arg(long, default_value_t = 1)]
+        margin: u32,
+        /// Where to write the policy.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,6 +272,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Consent { action } => consent(action).await,
         Command::Load(args) => Ok(vicinity_load::main(&args).await?),
+        Command::Places { action } => places(action),
         Command::Health { conn, service } => {
             let request = tonic_health::pb::HealthCheckRequest { service };
             let reply = connect(&conn)
@@ -387,6 +419,40 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
             println!("{:#}", verified.record);
         }
     }
+    Ok(())
+}
+
+fn places(action: PlacesAction) -> anyhow::Result<()> {
+    let PlacesAction::Compile {
+        geojson,
+        resolution,
+        coarse_resolution,
+        margin,
+        out,
+    } = action;
+    let resolution = h3o::Resolution::try_from(resolution).context("--resolution")?;
+    let coarse = h3o::Resolution::try_from(coarse_resolution).context("--coarse-resolution")?;
+    if coarse >= resolution {
+        anyhow::bail!("--coarse-resolution: must be coarser (smaller) than --resolution");
+    }
+    let mut listed = Vec::new();
+    for path in &geojson {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--geojson: {}: cannot be read", path.display()))?;
+        let cells = places::compile::from_geojson(&text, resolution, margin)
+            .with_context(|| format!("--geojson: {}", path.display()))?;
+        listed.extend(cells);
+    }
+    let text = places::compile::render(&listed, resolution, coarse, &[]);
+    let policy = places::Policy::parse(&text).context("the compiled policy")?;
+    std::fs::write(&out, text)
+        .with_context(|| format!("--out: {}: cannot be written", out.display()))?;
+    println!(
+        "{}: {} cells, version {}",
+        out.display(),
+        policy.cells(),
+        policy.version()
+    );
     Ok(())
 }
 

@@ -159,10 +159,15 @@ pub async fn run(
         limits,
         policy: config.policy,
         receipts: config.receipts.clone(),
+        places: config.places.clone(),
     });
     show_settings(&config);
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
+    svc.announce_places();
+    // The handler is in place before the server answers: a SIGHUP sent once it serves
+    // reloads, never kills.
+    let reloader = tokio::spawn(reload_places_on_hangup(svc.clone(), hangups()));
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
@@ -238,6 +243,7 @@ pub async fn run(
     };
     health_task.abort();
     sweeper.abort();
+    reloader.abort();
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -455,6 +461,34 @@ async fn sweep(svc: Vicinity, interval: Duration) {
         }
     }
 }
+
+/// SIGHUPs from now on (`None`: none can be caught here).
+#[cfg(unix)]
+fn hangups() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|error| {
+            tracing::warn!(%error, "no SIGHUP handler: the place policy reloads only with a restart");
+        })
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangups() -> Option<()> {
+    None
+}
+
+/// Reloads the place policy (`--places`) on each SIGHUP, for as long as the server runs.
+#[cfg(unix)]
+async fn reload_places_on_hangup(svc: Vicinity, hangups: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hangups) = hangups else { return };
+    while hangups.recv().await.is_some() {
+        svc.reload_places();
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_places_on_hangup(_: Vicinity, _: Option<()>) {}
 
 /// Exposes the settings every node sharing a store must agree on (an alert compares them).
 fn show_settings(config: &Config) {

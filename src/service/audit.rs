@@ -85,3 +85,22 @@ pub(crate) fn expired(expired: &Expired) {
     );
     metrics::purged("deadline", expired.entries);
 }
+
+/// A place policy put in force, at start or on reload: its version and size in the trail and
+/// the metrics (SPEC §4.8).
+pub(crate) fn places_in_force(policy: &crate::places::Policy) {
+    tracing::info!(
+        target: "vicinity::audit",
+        action = "places_in_force",
+        version = policy.version(),
+        cells = policy.cells(),
+        "audit"
+    );
+    let metrics = metrics::get();
+    metrics.places_cells.set(policy.cells() as i64);
+    metrics.places_version.reset();
+    metrics
+        .places_version
+        .with_label_values(&[policy.version()])
+        .set(1);
+}

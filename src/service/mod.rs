@@ -6,6 +6,7 @@ mod consent;
 mod error;
 mod limits;
 mod nearby;
+mod places;
 mod privacy;
 mod shake;
 #[cfg(test)]
@@ -65,6 +66,8 @@ pub struct Deps {
     pub policy: Policy,
     /// Signs a receipt for every consent change (SPEC §4.8); `None`: no receipts.
     pub receipts: Option<Arc<crate::receipts::Signer>>,
+    /// The sensitive-place policy every entering position goes through (SPEC §4.8).
+    pub places: Arc<crate::places::Places>,
 }
 
 /// The vicinity service: every operation of the API, on domain types.

@@ -13,6 +13,7 @@ use crate::{
         nearby::{Hit, NearbyRequest, OrderContext, PageToken},
         user::GenderFilter,
     },
+    places::Placement,
     storage::{LimitKey, Limited, LocationEntry, Position, StoreError, UpdateLimits},
 };
 
@@ -79,24 +80,40 @@ impl Vicinity {
         location: Location,
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
+        let snapped = self.deps.grid.snap(location.coords);
+        let placement = self.place(snapped);
+        self.require_consent(user, Feature::PeopleNearby).await?;
+        let cell = match placement {
+            Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
+            // Not placed: nothing is written, and the answer is the one a write would give.
+            Placement::Hidden(_) => {
+                return Ok(self.deps.retention.deadlines(self.deps.clock.now()));
+            }
+        };
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
-            cell: self.deps.grid.snap(location.coords),
+            cell,
             gender,
         };
-        self.require_consent(user, Feature::PeopleNearby).await?;
         let this = self.clone();
         let user = user.clone();
-        let write = tokio::spawn(async move { this.write_checked(&user, position).await });
+        // The jump cap judges the move to where the user really is (`snapped`): a coarsened
+        // position is never more than the coarse parent's radius from it.
+        let write = tokio::spawn(async move { this.write_checked(&user, position, snapped).await });
         write
             .await
             .map_err(|e| StoreError::unfinished(&e, "updating a location"))?
     }
 
     /// The write of [`Vicinity::update_location`] and its second consent check.
-    async fn write_checked(&self, user: &UserId, position: Position) -> ServiceResult<Deadlines> {
-        let written = self.write_limited(position).await;
+    async fn write_checked(
+        &self,
+        user: &UserId,
+        position: Position,
+        snapped: CellIndex,
+    ) -> ServiceResult<Deadlines> {
+        let written = self.write_limited(position, snapped).await;
         if let Err(ServiceError::RateLimited { .. } | ServiceError::ImplausibleJump) = written {
             // Refused before anything was written.
             return written;
@@ -123,10 +140,14 @@ impl Vicinity {
     /// single Redis: one round trip), which hands back the previous entry only when it lies
     /// too far for the move to surely pass the jump cap; otherwise the entry is read, the jump
     /// judged, then the rate counted and the position written. A refusal counts nothing.
-    async fn write_limited(&self, position: Position) -> ServiceResult<Deadlines> {
+    async fn write_limited(
+        &self,
+        position: Position,
+        snapped: CellIndex,
+    ) -> ServiceResult<Deadlines> {
         let policy = &self.deps.policy;
         let retention = self.deps.retention;
-        let cell = position.cell;
+        let cell = snapped;
         let mut limits = UpdateLimits {
             rate: policy.updates,
             near: policy.jump.map(|_| {

@@ -14,6 +14,7 @@ use crate::{
         limits::Policy,
         shake::{PendingShake, ShakeMatch, ShakePair},
     },
+    places::Placement,
     storage::{LimitKey, ShakeOutcome, ShakeStore},
 };
 
@@ -110,8 +111,22 @@ impl Vicinity {
         // check clears Shake after this read, so the pairing step, which compares the mark,
         // refuses the shake instead of pairing a user whose withdrawal answered OK.
         let mark = self.deps.shakes.clear_mark(user).await?;
+        let placement = self.place(self.deps.grid.snap(location.coords));
         self.require_consent(user, Feature::Shake).await?;
-        let cell = self.deps.grid.snap(location.coords);
+        let cell = match placement {
+            Placement::Exact(cell) => cell,
+            Placement::Coarse { cell, inside: None } => cell,
+            // Inside a listed place: never matched (SPEC §4.8). The answer is the one of a
+            // shake nobody answered, at the time it would come.
+            Placement::Coarse {
+                inside: Some(_), ..
+            }
+            | Placement::Hidden(_) => {
+                let window = window.min(held_until.saturating_duration_since(Instant::now()));
+                tokio::time::sleep(window).await;
+                return Ok(None);
+            }
+        };
         // The pending shake must end before its places do (else a second shake of the user
         // would be admitted while it waits): its window is cut to what the hold has left.
         let window = window.min(held_until.saturating_duration_since(Instant::now()));

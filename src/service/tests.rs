@@ -157,6 +157,7 @@ fn deps_on(store: &Arc<MemoryStore>, clock: &Arc<ManualClock>) -> Deps {
         retention: Retention::default(),
         secret: Arc::new(Secret::from_bytes([3; 32])),
         receipts: None,
+        places: Arc::default(),
     }
 }
 

@@ -91,6 +91,16 @@ pub struct Metrics {
     /// `vicinity_connections_refused_total{reason}`: sockets closed at accept (`cap`: at the
     /// connection cap; `per_peer`: their peer at its cap).
     pub connections_refused: IntCounterVec,
+    /// `vicinity_places_cells`: cells the place policy in force lists (0: none).
+    pub places_cells: IntGauge,
+    /// `vicinity_places_policy_info{version}`: 1, labelled with the policy's version.
+    pub places_version: IntGaugeVec,
+    /// `vicinity_places_placed_total{category, action}`: positions the place policy moved
+    /// (`coarsen`) or did not place (`hide`); category `parent` for a position coarsened
+    /// because its coarse parent holds a place. Never a position or a user.
+    pub places_placed: IntCounterVec,
+    /// `vicinity_places_reload_failures_total`: reloads refused (the policy in force stays).
+    pub places_reload_failures: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -260,6 +270,32 @@ impl Metrics {
                 "vicinity_connections_refused_total",
                 "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer).",
                 &["reason"],
+            ),
+            places_cells: int_gauge(
+                "vicinity_places_cells",
+                "Cells the place policy in force lists (0: none).",
+            ),
+            places_version: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "vicinity_places_policy_info",
+                        "1, labelled with the version of the place policy in force.",
+                    ),
+                    &["version"],
+                ),
+            ),
+            places_placed: counter(
+                "vicinity_places_placed_total",
+                "Positions the place policy coarsened or did not place, by category (parent: in the coarse parent of a place) and action.",
+                &["category", "action"],
+            ),
+            places_reload_failures: register(
+                &registry,
+                IntCounter::new(
+                    "vicinity_places_reload_failures_total",
+                    "Place policy reloads refused (the policy in force stays).",
+                ),
             ),
             registry,
         };

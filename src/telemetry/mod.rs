@@ -23,7 +23,11 @@ fn colour(terminal: bool) -> bool {
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines on
 /// standard error, and with `otlp` (an exporter's tracer) the spans exported over OTLP too.
 pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `geo` (linked for `vicinity places compile`) logs coordinates at DEBUG: never let it
+    // reach a log, whatever RUST_LOG asks for.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("geo=off".parse().expect("a valid directive"));
     let lines = match format {
         LogFormat::Text => fmt::layer()
             .with_ansi(colour(std::io::stderr().is_terminal()))

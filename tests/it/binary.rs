@@ -1128,3 +1128,112 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     assert!(!log.contains(body), "the signing key reached the log");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The body of `GET path` on `addr` (`None`: no answer).
+fn http_body(addr: SocketAddr, path: &str) -> Option<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime
+        .block_on(crate::helpers::http_get(addr, path))
+        .map(|(_, body)| body)
+}
+
+/// The version label of `vicinity_places_policy_info` in a scrape.
+fn policy_version(metrics: &str) -> Option<String> {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("vicinity_places_policy_info{"))?;
+    let start = line.find("version=\"")? + "version=\"".len();
+    Some(line[start..].split('"').next()?.to_owned())
+}
+
+/// `vicinity places compile` of one place at `lng,lat` (category `category`) into `out`;
+/// returns what it printed.
+fn compile_places(
+    dir: &std::path::Path,
+    lng: f64,
+    lat: f64,
+    category: &str,
+    out: &PathBuf,
+) -> String {
+    let geojson = dir.join(format!("{category}.geojson"));
+    let feature = format!(
+        r#"{{"type":"FeatureCollection","features":[{{"type":"Feature",
+            "properties":{{"category":"{category}"}},
+            "geometry":{{"type":"Point","coordinates":[{lng},{lat}]}}}}]}}"#
+    );
+    fs::write(&geojson, feature).unwrap();
+    let compiled = vicinity()
+        .args(["places", "compile", "--geojson"])
+        .arg(&geojson)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("runs");
+    assert!(compiled.status.success(), "{compiled:?}");
+    stdout(&compiled)
+}
+
+/// Issue 22 points 1 and 3: `vicinity places compile` writes a policy `serve --places` takes;
+/// SIGHUP reloads it (the version in the metrics and the audit trail changes), a bad file is
+/// refused on reload and the policy in force stays.
+#[test]
+fn a_compiled_policy_is_served_and_reloaded_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("vicinity-it-places-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("places.policy");
+    let printed = compile_places(&dir, 116.4, 39.9, "worship", &policy);
+    assert!(printed.contains(" cells, version "), "{printed}");
+    let first = printed.trim().rsplit(' ').next().unwrap().to_owned();
+
+    let port = free_port();
+    let probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut command = vicinity();
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &probes.to_string()])
+        .arg("--places")
+        .arg(&policy)
+        .env("RUST_LOG", "info");
+    let served = Served::spawn(command, port);
+    served.wait_until_serving();
+    let scraped = http_body(probes, "/metrics").unwrap_or_default();
+    assert_eq!(policy_version(&scraped).as_deref(), Some(first.as_str()));
+
+    let hangup = |pid: u32| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status();
+        assert!(sent.expect("kill").success());
+    };
+    let printed = compile_places(&dir, 116.5, 39.95, "health", &policy);
+    let second = printed.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_ne!(first, second);
+    hangup(served.child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while policy_version(&http_body(probes, "/metrics").unwrap_or_default()).as_deref()
+        != Some(second.as_str())
+    {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        served.log().contains(&second),
+        "the audit trail names the version"
+    );
+
+    fs::write(&policy, "not a policy").unwrap();
+    hangup(served.child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !served.log().contains("reload refused") {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let scraped = http_body(probes, "/metrics").unwrap_or_default();
+    assert_eq!(policy_version(&scraped).as_deref(), Some(second.as_str()));
+    assert!(
+        scraped.contains("vicinity_places_reload_failures_total 1"),
+        "{scraped}"
+    );
+    served.wait_until_serving();
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -27,6 +27,7 @@ mod prometheus;
 mod redis_backend;
 mod redis_tls;
 mod retention;
+mod sensitive;
 mod server;
 mod shake;
 mod tls;

@@ -1,0 +1,282 @@
+//! `vicinity places compile`: the operator's GeoJSON list of sensitive places, tiled to the
+//! grid's H3 cells with a margin, written as a versioned, content-hashed policy file.
+//!
+//! Input: a GeoJSON `FeatureCollection` whose features have a `category` property (one of
+//! [`Category::as_str`]) and a `Point` (with an optional `radius_m`, the place's extent:
+//! default [`DEFAULT_RADIUS_M`]), a `Polygon` or a `MultiPolygon` geometry, in WGS 84
+//! longitude/latitude as GeoJSON has it. Each place is tiled with every cell that touches it
+//! (h3o's `ContainmentMode::Covers`), then grown by `margin` rings of cells, so a position
+//! snapped just outside the place is treated as inside.
+
+use std::collections::BTreeMap;
+
+use geo::{Coord, LineString, Polygon};
+use h3o::{
+    CellIndex, Resolution,
+    geom::{ContainmentMode, TilerBuilder},
+};
+use ring::digest;
+use serde_json::Value;
+
+use super::{Action, Category, MAGIC, PolicyError};
+
+/// The extent of a place given as a point, unless its `radius_m` says otherwise.
+pub const DEFAULT_RADIUS_M: f64 = 50.0;
+
+/// The largest `radius_m` a point may have.
+pub const MAX_RADIUS_M: f64 = 5_000.0;
+
+/// The most cells one place may cover (a polygon drawn around a whole city by mistake is
+/// refused, not tiled for minutes).
+pub const MAX_CELLS_PER_PLACE: usize = 100_000;
+
+/// The most margin rings.
+pub const MAX_MARGIN: u32 = 5;
+
+/// The sides of the polygon a point's circle is drawn as.
+const CIRCLE_SIDES: usize = 32;
+
+/// The cells of every place in a GeoJSON `text` at `resolution`, grown by `margin` rings. A
+/// cell claimed by two places of different categories keeps the one that hides, if either
+/// does.
+pub fn from_geojson(
+    text: &str,
+    resolution: Resolution,
+    margin: u32,
+) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
+    if margin > MAX_MARGIN {
+        return Err(PolicyError(format!(
+            "a margin of at most {MAX_MARGIN} rings"
+        )));
+    }
+    let json: Value = serde_json::from_str(text)
+        .map_err(|e| PolicyError(format!("not JSON (line {})", e.line())))?;
+    let features = json["features"]
+        .as_array()
+        .filter(|_| json["type"] == "FeatureCollection")
+        .ok_or_else(|| PolicyError("not a GeoJSON FeatureCollection".into()))?;
+    let mut cells: BTreeMap<CellIndex, Category> = BTreeMap::new();
+    for (i, feature) in features.iter().enumerate() {
+        let bad = |what: &str| PolicyError(format!("feature {i}: {what}"));
+        let category = feature["properties"]["category"]
+            .as_str()
+            .and_then(Category::parse)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+                bad(&format!("its category must be one of {}", names.join(", ")))
+            })?;
+        for polygon in polygons(feature).map_err(|e| bad(&e))? {
+            for cell in tile(polygon, resolution, margin).map_err(|e| bad(&e))? {
+                let kept = cells.entry(cell).or_insert(category);
+                if category.default_action() == Action::Hide {
+                    *kept = category;
+                }
+            }
+        }
+    }
+    Ok(cells.into_iter().collect())
+}
+
+/// The polygons of a feature: its polygons, or the circle of its point.
+fn polygons(feature: &Value) -> Result<Vec<Polygon>, String> {
+    let geometry = &feature["geometry"];
+    let coordinates = &geometry["coordinates"];
+    match geometry["type"].as_str() {
+        Some("Point") => {
+            let [lng, lat] = position(coordinates)?;
+            let radius = match &feature["properties"]["radius_m"] {
+                Value::Null => DEFAULT_RADIUS_M,
+                r => r
+                    .as_f64()
+                    .filter(|r| *r > 0.0 && *r <= MAX_RADIUS_M)
+                    .ok_or(format!(
+                        "radius_m must be above 0 and at most {MAX_RADIUS_M}"
+                    ))?,
+            };
+            Ok(vec![circle(lat, lng, radius)])
+        }
+        Some("Polygon") => Ok(vec![polygon(coordinates)?]),
+        Some("MultiPolygon") => coordinates
+            .as_array()
+            .ok_or("a MultiPolygon needs coordinates")?
+            .iter()
+            .map(polygon)
+            .collect(),
+        _ => Err("its geometry must be a Point, Polygon or MultiPolygon".into()),
+    }
+}
+
+fn position(value: &Value) -> Result<[f64; 2], String> {
+    match value.as_array().map(Vec::as_slice) {
+        Some([lng, lat, ..]) => match (lng.as_f64(), lat.as_f64()) {
+            (Some(lng), Some(lat)) if lat.abs() <= 90.0 && lng.abs() <= 180.0 => Ok([lng, lat]),
+            _ => Err("a position is not [longitude, latitude] in range".into()),
+        },
+        _ => Err("a position is not [longitude, latitude]".into()),
+    }
+}
+
+/// A GeoJSON polygon (its exterior ring; holes are covered too: a courtyard of a clinic is
+/// the clinic's).
+fn polygon(value: &Value) -> Result<Polygon, String> {
+    let exterior = value
+        .as_array()
+        .and_then(|rings| rings.first())
+        .and_then(Value::as_array)
+        .ok_or("a Polygon needs an exterior ring")?;
+    let ring = exterior
+        .iter()
+        .map(|p| position(p).map(|[x, y]| Coord { x, y }))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ring.len() < 4 {
+        return Err("a ring needs at least 4 positions".into());
+    }
+    Ok(Polygon::new(LineString::from(ring), Vec::new()))
+}
+
+/// A circle of `radius_m` around (lat, lng), as a polygon outside the true circle.
+fn circle(lat: f64, lng: f64, radius_m: f64) -> Polygon {
+    const EARTH_M: f64 = 6_371_008.8;
+    // The polygon's sides pass inside the circle by up to cos(π/n); grow it so they do not.
+    let r = radius_m / (std::f64::consts::PI / CIRCLE_SIDES as f64).cos();
+    let dlat = (r / EARTH_M).to_degrees();
+    let dlng = dlat / lat.to_radians().cos().max(1e-6);
+    let ring: Vec<Coord> = (0..=CIRCLE_SIDES)
+        .map(|i| {
+            let a = std::f64::consts::TAU * (i % CIRCLE_SIDES) as f64 / CIRCLE_SIDES as f64;
+            Coord {
+                x: lng + dlng * a.cos(),
+                y: (lat + dlat * a.sin()).clamp(-90.0, 90.0),
+            }
+        })
+        .collect();
+    Polygon::new(LineString::from(ring), Vec::new())
+}
+
+/// Every cell at `resolution` that touches `polygon`, grown by `margin` rings.
+fn tile(polygon: Polygon, resolution: Resolution, margin: u32) -> Result<Vec<CellIndex>, String> {
+    let mut tiler = TilerBuilder::new(resolution)
+        .containment_mode(ContainmentMode::Covers)
+        .build();
+    tiler
+        .add(polygon)
+        .map_err(|e| format!("an invalid polygon ({e})"))?;
+    if tiler.coverage_size_hint() > MAX_CELLS_PER_PLACE {
+        return Err(format!("covers more than {MAX_CELLS_PER_PLACE} cells"));
+    }
+    let core: Vec<CellIndex> = tiler.into_coverage().collect();
+    let mut cells: Vec<CellIndex> = core
+        .iter()
+        .flat_map(|c| c.grid_disk::<Vec<_>>(margin))
+        .collect();
+    cells.sort_unstable();
+    cells.dedup();
+    if cells.len() > MAX_CELLS_PER_PLACE {
+        return Err(format!("covers more than {MAX_CELLS_PER_PLACE} cells"));
+    }
+    Ok(cells)
+}
+
+/// The policy file of `listed` cells at `resolution`, coarsened to `coarse`, with `actions`
+/// overriding each category's default.
+pub fn render(
+    listed: &[(CellIndex, Category)],
+    resolution: Resolution,
+    coarse: Resolution,
+    actions: &[(Category, Action)],
+) -> String {
+    let mut body = format!(
+        "resolution {}\ncoarse-resolution {}\n",
+        u8::from(resolution),
+        u8::from(coarse)
+    );
+    for category in Category::ALL {
+        let action = actions
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map_or(category.default_action(), |(_, a)| *a);
+        body.push_str(&format!("action {category} {}\n", action.as_str()));
+    }
+    // One line per cell: a cell listed twice keeps the category that hides, if one does.
+    let mut merged: BTreeMap<CellIndex, Category> = BTreeMap::new();
+    for &(cell, category) in listed {
+        let kept = merged.entry(cell).or_insert(category);
+        if category.default_action() == Action::Hide {
+            *kept = category;
+        }
+    }
+    for (cell, category) in merged {
+        body.push_str(&format!("{cell} {category}\n"));
+    }
+    let hash = hex::encode(digest::digest(&digest::SHA256, body.as_bytes()));
+    format!("{MAGIC}\nsha256 {hash}\n{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collection(features: &str) -> String {
+        format!(r#"{{"type":"FeatureCollection","features":[{features}]}}"#)
+    }
+
+    #[test]
+    fn a_point_covers_its_radius_and_the_margin() {
+        let point = r#"{"type":"Feature","properties":{"category":"health","radius_m":80},
+            "geometry":{"type":"Point","coordinates":[116.4,39.9]}}"#;
+        let bare = from_geojson(&collection(point), Resolution::Nine, 0).unwrap();
+        let centre = h3o::LatLng::new(39.9, 116.4)
+            .unwrap()
+            .to_cell(Resolution::Nine);
+        assert!(
+            bare.iter()
+                .any(|(c, k)| *c == centre && *k == Category::Health)
+        );
+        let grown = from_geojson(&collection(point), Resolution::Nine, 1).unwrap();
+        assert!(grown.len() > bare.len());
+        for ring in centre.grid_disk::<Vec<_>>(1) {
+            assert!(
+                grown.iter().any(|(c, _)| *c == ring),
+                "the margin holds the first ring"
+            );
+        }
+    }
+
+    #[test]
+    fn a_polygon_is_covered_and_a_shelter_wins_a_shared_cell() {
+        let ring = "[[116.40,39.90],[116.41,39.90],[116.41,39.91],[116.40,39.91],[116.40,39.90]]";
+        let features = format!(
+            r#"{{"type":"Feature","properties":{{"category":"worship"}},
+                "geometry":{{"type":"Polygon","coordinates":[{ring}]}}}},
+               {{"type":"Feature","properties":{{"category":"shelter"}},
+                "geometry":{{"type":"Point","coordinates":[116.405,39.905]}}}}"#
+        );
+        let cells = from_geojson(&collection(&features), Resolution::Nine, 0).unwrap();
+        assert!(cells.len() > 10, "{}", cells.len());
+        let middle = h3o::LatLng::new(39.905, 116.405)
+            .unwrap()
+            .to_cell(Resolution::Nine);
+        let at = cells.iter().find(|(c, _)| *c == middle).unwrap();
+        assert_eq!(at.1, Category::Shelter);
+    }
+
+    #[test]
+    fn bad_input_is_refused_naming_the_feature() {
+        let unknown = r#"{"type":"Feature","properties":{"category":"bakery"},
+            "geometry":{"type":"Point","coordinates":[116.4,39.9]}}"#;
+        let err = from_geojson(&collection(unknown), Resolution::Nine, 1).unwrap_err();
+        assert!(
+            err.to_string().starts_with("feature 0: its category"),
+            "{err}"
+        );
+        let wide = r#"{"type":"Feature","properties":{"category":"military"},
+            "geometry":{"type":"Polygon","coordinates":[[[100,30],[120,30],[120,45],[100,45],[100,30]]]}}"#;
+        let err = from_geojson(&collection(wide), Resolution::Nine, 1).unwrap_err();
+        assert!(err.to_string().contains("covers more than"), "{err}");
+        let far = r#"{"type":"Feature","properties":{"category":"health"},
+            "geometry":{"type":"Point","coordinates":[200,39.9]}}"#;
+        assert!(from_geojson(&collection(far), Resolution::Nine, 1).is_err());
+        assert!(from_geojson("[]", Resolution::Nine, 1).is_err());
+        assert!(from_geojson(&collection(""), Resolution::Nine, 9).is_err());
+    }
+}

@@ -1,0 +1,475 @@
+//! Sensitive places (SPEC §4.8): a policy compiled ahead of time (`vicinity places compile`,
+//! [`compile`]) lists the grid cells of sensitive places; a position that enters the service
+//! (UpdateLocation, Shake) is placed by it before anything is stored or matched.
+//!
+//! Every position in a *coarse parent* (an H3 cell at the policy's coarse resolution, 7 by
+//! default: about 5 km²) that holds a listed cell is stored at the parent's representative
+//! cell, the same for every user, so whether a user is inside the place or elsewhere in the
+//! parent (mostly ordinary streets and homes) looks the same to everyone else, before, during
+//! and after the visit. A position in a listed cell whose category hides is not placed at all:
+//! UpdateLocation stores nothing (the previous entry, if any, ages as if the phone had gone
+//! quiet) and Shake answers as if nobody shook, after its window. docs/privacy.md argues what
+//! this protects against and what it cannot.
+//!
+//! The lookup is two hash probes per call. The policy in force can be swapped at any time
+//! ([`Places::swap`], on SIGHUP): a call uses the one it read first.
+
+pub mod compile;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
+
+use h3o::{CellIndex, Resolution};
+use ring::digest;
+
+/// The first line of a policy file.
+const MAGIC: &str = "vicinity-places 1";
+
+/// The largest policy file read, so a wrong path cannot exhaust memory (about 4 million
+/// cells).
+pub const MAX_POLICY_BYTES: u64 = 128 << 20;
+
+/// What a place is (SPEC §4.8: the categories of the FTC's 2024 X-Mode and InMarket orders and
+/// of GDPR Art. 9 inference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    /// Hospitals, clinics, doctors: medical facilities.
+    Health,
+    /// Reproductive-health and fertility facilities.
+    ReproductiveHealth,
+    /// Mental-health services.
+    MentalHealth,
+    /// Addiction and recovery services.
+    Addiction,
+    /// Places of worship.
+    Worship,
+    /// Shelters: domestic violence, homeless, refugee.
+    Shelter,
+    /// Military sites.
+    Military,
+}
+
+impl Category {
+    /// Every category, in file order.
+    pub const ALL: [Category; 7] = [
+        Category::Health,
+        Category::ReproductiveHealth,
+        Category::MentalHealth,
+        Category::Addiction,
+        Category::Worship,
+        Category::Shelter,
+        Category::Military,
+    ];
+
+    /// The name in policy files, GeoJSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Health => "health",
+            Category::ReproductiveHealth => "reproductive_health",
+            Category::MentalHealth => "mental_health",
+            Category::Addiction => "addiction",
+            Category::Worship => "worship",
+            Category::Shelter => "shelter",
+            Category::Military => "military",
+        }
+    }
+
+    /// Parses [`Category::as_str`]'s output.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// What a position inside a place of this category gets unless the policy says
+    /// otherwise: shelters are hidden (their users are never placed, and nobody appears at
+    /// them), the rest coarsened.
+    pub fn default_action(self) -> Action {
+        match self {
+            Category::Shelter => Action::Hide,
+            _ => Action::Coarsen,
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a position inside a listed place gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stored at the coarse parent's representative cell, as every position of the parent.
+    Coarsen,
+    /// Not placed: nothing stored, matched or shown.
+    Hide,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Coarsen => "coarsen",
+            Action::Hide => "hide",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "coarsen" => Some(Action::Coarsen),
+            "hide" => Some(Action::Hide),
+            _ => None,
+        }
+    }
+}
+
+/// Where the policy puts a snapped position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Where it is: no listed place in its coarse parent.
+    Exact(CellIndex),
+    /// At the coarse parent's representative cell; `inside` names the category when the
+    /// position is in a listed place itself (not only in its parent).
+    Coarse {
+        /// The representative cell.
+        cell: CellIndex,
+        /// The category of the listed place the position is in, if it is in one.
+        inside: Option<Category>,
+    },
+    /// Not placed: inside a place of a hidden category.
+    Hidden(Category),
+}
+
+impl Placement {
+    /// The label of the counter of placed calls (`exact` is not counted).
+    pub fn label(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Placement::Exact(_) => None,
+            Placement::Coarse { inside: None, .. } => Some(("parent", "coarsen")),
+            Placement::Coarse {
+                inside: Some(c), ..
+            } => Some((c.as_str(), "coarsen")),
+            Placement::Hidden(c) => Some((c.as_str(), "hide")),
+        }
+    }
+}
+
+/// A policy that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub(crate) String);
+
+/// A compiled place policy.
+#[derive(Debug)]
+pub struct Policy {
+    version: String,
+    resolution: Resolution,
+    coarse: Resolution,
+    actions: HashMap<Category, Action>,
+    listed: HashMap<CellIndex, Category>,
+    /// Coarse parents holding a listed cell, each with its representative cell.
+    parents: HashMap<CellIndex, CellIndex>,
+}
+
+impl Policy {
+    /// The policy's version: the first 16 hex digits of the SHA-256 of its contents.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Listed cells.
+    pub fn cells(&self) -> usize {
+        self.listed.len()
+    }
+
+    /// The snapping resolution the policy was compiled for.
+    pub fn resolution(&self) -> Resolution {
+        self.resolution
+    }
+
+    /// Where the policy puts `cell` (a cell of the snapping grid).
+    pub fn place(&self, cell: CellIndex) -> Placement {
+        let Some(parent) = cell.parent(self.coarse) else {
+            return Placement::Exact(cell);
+        };
+        let Some(&representative) = self.parents.get(&parent) else {
+            return Placement::Exact(cell);
+        };
+        match self.listed.get(&cell) {
+            Some(&category) if self.actions[&category] == Action::Hide => {
+                Placement::Hidden(category)
+            }
+            inside => Placement::Coarse {
+                cell: representative,
+                inside: inside.copied(),
+            },
+        }
+    }
+
+    /// Reads a policy file written by [`compile::write`], checking its content hash.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let bad = |what: String| PolicyError(format!("{}: {what}", path.display()));
+        let size = std::fs::metadata(path)
+            .map_err(|e| bad(format!("cannot be read ({})", e.kind())))?
+            .len();
+        if size > MAX_POLICY_BYTES {
+            return Err(bad(format!("larger than {MAX_POLICY_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad(format!("cannot be read ({})", e.kind())))?;
+        Self::parse(&text).map_err(|PolicyError(e)| bad(e))
+    }
+
+    /// [`Policy::load`] on a file's text.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let bad = |what: &str| PolicyError(what.to_owned());
+        let (header, body) = text
+            .split_once('\n')
+            .and_then(|(magic, rest)| (magic == MAGIC).then_some(rest))
+            .and_then(|rest| rest.split_once('\n'))
+            .ok_or_else(|| {
+                bad("not a vicinity place policy (compile one with `vicinity places compile`)")
+            })?;
+        let hash = hex::encode(digest::digest(&digest::SHA256, body.as_bytes()));
+        if header != format!("sha256 {hash}") {
+            return Err(bad("its content hash does not match: truncated or altered"));
+        }
+        let mut resolution = None;
+        let mut coarse = None;
+        let mut actions: HashMap<Category, Action> =
+            Category::ALL.map(|c| (c, c.default_action())).into();
+        let mut listed = HashMap::new();
+        for line in body.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields[..] {
+                ["resolution", r] => resolution = parse_resolution(r),
+                ["coarse-resolution", r] => coarse = parse_resolution(r),
+                ["action", category, action] => {
+                    let category =
+                        Category::parse(category).ok_or_else(|| bad("unknown category"))?;
+                    let action = Action::parse(action).ok_or_else(|| bad("unknown action"))?;
+                    actions.insert(category, action);
+                }
+                [cell, category] => {
+                    let cell = u64::from_str_radix(cell, 16)
+                        .ok()
+                        .and_then(|c| CellIndex::try_from(c).ok())
+                        .ok_or_else(|| bad("a line holds no H3 cell"))?;
+                    let category =
+                        Category::parse(category).ok_or_else(|| bad("unknown category"))?;
+                    listed.insert(cell, category);
+                }
+                _ => return Err(bad("a line is not one of the policy's")),
+            }
+        }
+        let (Some(resolution), Some(coarse)) = (resolution, coarse) else {
+            return Err(bad("no resolution or coarse resolution"));
+        };
+        if coarse >= resolution {
+            return Err(bad("the coarse resolution is not coarser than the grid's"));
+        }
+        if listed.keys().any(|c| c.resolution() != resolution) {
+            return Err(bad("a cell is not at the policy's resolution"));
+        }
+        let parents = representatives(&listed, resolution, coarse);
+        Ok(Self {
+            version: hash[..16].to_owned(),
+            resolution,
+            coarse,
+            actions,
+            listed,
+            parents,
+        })
+    }
+}
+
+fn parse_resolution(text: &str) -> Option<Resolution> {
+    text.parse::<u8>()
+        .ok()
+        .and_then(|r| Resolution::try_from(r).ok())
+}
+
+/// Each coarse parent of a listed cell, with its representative: its centre child at the
+/// grid's resolution, or the first of its children after it that is not listed (nobody is
+/// shown inside a place).
+fn representatives(
+    listed: &HashMap<CellIndex, Category>,
+    resolution: Resolution,
+    coarse: Resolution,
+) -> HashMap<CellIndex, CellIndex> {
+    let parents: HashSet<CellIndex> = listed.keys().filter_map(|c| c.parent(coarse)).collect();
+    parents
+        .into_iter()
+        .filter_map(|parent| {
+            let centre = parent.center_child(resolution)?;
+            let unlisted = std::iter::once(centre)
+                .chain(parent.children(resolution))
+                .find(|c| !listed.contains_key(c));
+            // A parent listed whole: its centre (nobody is inside anything else there).
+            Some((parent, unlisted.unwrap_or(centre)))
+        })
+        .collect()
+}
+
+/// The policy in force, swapped whole on reload; `None`: no policy.
+#[derive(Debug, Default)]
+pub struct Places {
+    current: RwLock<Option<Arc<Policy>>>,
+    path: Option<PathBuf>,
+}
+
+impl Places {
+    /// No policy: every position is exact.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `policy`, read from `path`, and reloaded from there by [`Places::reload`].
+    pub fn from_file(policy: Policy, path: &Path) -> Self {
+        Self {
+            current: RwLock::new(Some(Arc::new(policy))),
+            path: Some(path.to_owned()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn current(&self) -> Option<Arc<Policy>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Where the policy puts `cell`.
+    pub fn place(&self, cell: CellIndex) -> Placement {
+        match self.current() {
+            Some(policy) => policy.place(cell),
+            None => Placement::Exact(cell),
+        }
+    }
+
+    /// Puts `policy` in force.
+    pub fn swap(&self, policy: Policy) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(policy));
+    }
+
+    /// Reads the policy's file again and puts it in force if it is compiled for
+    /// `resolution`; on an error the policy in force stays. `None` when there is no file to
+    /// reload.
+    pub fn reload_checked(
+        &self,
+        resolution: Resolution,
+    ) -> Option<Result<Arc<Policy>, PolicyError>> {
+        let path = self.path.as_ref()?;
+        let loaded = Policy::load(path).and_then(|policy| {
+            if policy.resolution() == resolution {
+                Ok(policy)
+            } else {
+                Err(PolicyError(format!(
+                    "{}: compiled for resolution {}, the grid is at {}",
+                    path.display(),
+                    u8::from(policy.resolution()),
+                    u8::from(resolution)
+                )))
+            }
+        });
+        Some(loaded.map(|policy| {
+            let policy = Arc::new(policy);
+            *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(policy.clone());
+            policy
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell_at(lat: f64, lng: f64) -> CellIndex {
+        h3o::LatLng::new(lat, lng)
+            .unwrap()
+            .to_cell(Resolution::Nine)
+    }
+
+    fn policy_of(listed: &[(CellIndex, Category)]) -> Policy {
+        Policy::parse(&compile::render(
+            listed,
+            Resolution::Nine,
+            Resolution::Seven,
+            &[],
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_position_of_a_parent_with_a_place_is_shown_at_one_cell() {
+        let clinic = cell_at(39.9, 116.4);
+        let policy = policy_of(&[(clinic, Category::Health)]);
+        let parent = clinic.parent(Resolution::Seven).unwrap();
+        let Placement::Coarse {
+            cell: shown,
+            inside,
+        } = policy.place(clinic)
+        else {
+            panic!("the clinic is coarsened")
+        };
+        assert_eq!(inside, Some(Category::Health));
+        assert_ne!(shown, clinic, "nobody is shown inside the place");
+        for other in parent.children(Resolution::Nine).filter(|c| *c != clinic) {
+            assert_eq!(
+                policy.place(other),
+                Placement::Coarse {
+                    cell: shown,
+                    inside: None
+                },
+                "the rest of the parent looks the same"
+            );
+        }
+        let far = cell_at(40.3, 116.9);
+        assert_eq!(policy.place(far), Placement::Exact(far));
+    }
+
+    #[test]
+    fn a_shelter_is_hidden_and_its_parent_coarsened() {
+        let shelter = cell_at(39.95, 116.35);
+        let policy = policy_of(&[(shelter, Category::Shelter)]);
+        assert_eq!(policy.place(shelter), Placement::Hidden(Category::Shelter));
+        let beside = shelter.grid_disk::<Vec<_>>(1)[1];
+        if beside.parent(Resolution::Seven) == shelter.parent(Resolution::Seven) {
+            assert!(matches!(
+                policy.place(beside),
+                Placement::Coarse { inside: None, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn an_altered_or_truncated_policy_is_refused() {
+        let text = compile::render(
+            &[(cell_at(39.9, 116.4), Category::Worship)],
+            Resolution::Nine,
+            Resolution::Seven,
+            &[],
+        );
+        assert!(Policy::parse(&text).is_ok());
+        let altered = text.replace("worship", "military");
+        let err = Policy::parse(&altered).unwrap_err().to_string();
+        assert!(err.contains("content hash"), "{err}");
+        let truncated = &text[..text.len() - 5];
+        assert!(Policy::parse(truncated).is_err());
+        assert!(Policy::parse("hello\n").is_err());
+    }
+
+    #[test]
+    fn the_version_is_the_content_hash() {
+        let a = policy_of(&[(cell_at(39.9, 116.4), Category::Worship)]);
+        let b = policy_of(&[(cell_at(39.9, 116.4), Category::Worship)]);
+        let c = policy_of(&[(cell_at(39.9, 116.5), Category::Worship)]);
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.version(), c.version());
+        assert_eq!(a.version().len(), 16);
+    }
+}

@@ -1,0 +1,47 @@
+//! The sensitive-place policy where a position enters (SPEC §4.8): UpdateLocation and Shake
+//! place every snapped position through it before anything is stored or matched.
+
+use h3o::CellIndex;
+
+use super::Vicinity;
+use crate::{places::Placement, telemetry::metrics};
+
+impl Vicinity {
+    /// Where the place policy in force puts `snapped`; counts what it moved by category
+    /// (never a position or a user).
+    pub(super) fn place(&self, snapped: CellIndex) -> Placement {
+        let placement = self.deps.places.place(snapped);
+        if let Some((category, action)) = placement.label() {
+            metrics::get()
+                .places_placed
+                .with_label_values(&[category, action])
+                .inc();
+        }
+        placement
+    }
+}
+
+impl Vicinity {
+    /// Announces the place policy in force (audit trail, metrics); at start.
+    pub fn announce_places(&self) {
+        if let Some(policy) = self.deps.places.current() {
+            super::audit::places_in_force(&policy);
+        }
+    }
+
+    /// Reads the place policy's file again and puts it in force (on SIGHUP). A policy that
+    /// cannot be read, or is compiled for another grid, is refused and the one in force
+    /// stays; the refusal is logged and counted. Calls in flight keep the policy they read.
+    pub fn reload_places(&self) {
+        let Some(reloaded) = self.deps.places.reload_checked(self.deps.grid.resolution()) else {
+            return;
+        };
+        match reloaded {
+            Ok(policy) => super::audit::places_in_force(&policy),
+            Err(e) => {
+                metrics::get().places_reload_failures.inc();
+                tracing::error!(error = %e, "--places: reload refused, the policy in force stays");
+            }
+        }
+    }
+}

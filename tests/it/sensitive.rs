@@ -1,0 +1,411 @@
+//! Sensitive places (SPEC §4.8, issue 22 points 2 to 4), through the gRPC API on both
+//! backends: a position in a listed place, or anywhere in the coarse parent that holds it, is
+//! stored, shown, matched and exported at the parent's one representative cell; a position in
+//! a hidden place is not placed at all; the policy reloads under load without a failed call.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::Arc,
+};
+
+use h3o::{CellIndex, LatLng, Resolution};
+use tonic::Request;
+use vicinity::{
+    grpc::pb::{self, Feature, Gender, shake_response::Result as Outcome},
+    places::{Placement, Places, Policy, compile},
+};
+
+use crate::{
+    calls::{list_request, location},
+    helpers::{Backend, TestApp},
+    places::{HOME, Point},
+};
+
+/// A policy file in a directory of its own, removed when dropped.
+struct PolicyFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl PolicyFile {
+    /// Compiles `geojson` features (a comma-separated list) with one margin ring.
+    fn compile(features: &str) -> PolicyFile {
+        let dir = std::env::temp_dir().join(format!(
+            "vicinity-it-places-{}-{}",
+            std::process::id(),
+            vicinity::random::u64().expect("randomness")
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let path = dir.join("places.policy");
+        let file = PolicyFile { dir, path };
+        file.write(features);
+        file
+    }
+
+    /// Replaces the policy with one of `features`.
+    fn write(&self, features: &str) {
+        std::fs::write(&self.path, policy_text(features)).expect("write the policy");
+    }
+
+    fn policy(&self) -> Policy {
+        Policy::load(&self.path).expect("a policy")
+    }
+
+    fn places(&self) -> Arc<Places> {
+        Arc::new(Places::from_file(self.policy(), &self.path))
+    }
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The policy file of `features` (a comma-separated list). Compiled before a test server
+/// starts: the `geo` crate logs the polygons it tiles, and the leak check would rightly catch
+/// their coordinates in the log (the server itself never tiles, and filters `geo` out).
+fn policy_text(features: &str) -> String {
+    let geojson = format!(r#"{{"type":"FeatureCollection","features":[{features}]}}"#);
+    let cells = compile::from_geojson(&geojson, Resolution::Nine, 1).expect("a valid list");
+    compile::render(&cells, Resolution::Nine, Resolution::Seven, &[])
+}
+
+/// A GeoJSON point place.
+fn point(at: Point, category: &str, radius_m: u32) -> String {
+    format!(
+        r#"{{"type":"Feature","properties":{{"category":"{category}","radius_m":{radius_m}}},
+            "geometry":{{"type":"Point","coordinates":[{},{}]}}}}"#,
+        at.lng, at.lat
+    )
+}
+
+/// The clinic of these tests: 300 m north of HOME, 40 m across.
+fn clinic() -> Point {
+    HOME.offset_m(300.0, 0.0)
+}
+
+fn parent(at: Point) -> CellIndex {
+    at.cell().parent(Resolution::Seven).expect("a parent")
+}
+
+/// Points in `clinic`'s coarse parent that the policy does not list (ordinary places
+/// there), and points outside that parent, by a walk outwards from it.
+fn around(policy: &Policy, clinic: Point) -> (Vec<Point>, Vec<Point>) {
+    let (mut inside_parent, mut outside) = (Vec::new(), Vec::new());
+    for ring in 1..=40 {
+        for step in 0..12 {
+            let angle = f64::from(step) * std::f64::consts::TAU / 12.0;
+            let r = f64::from(ring) * 100.0;
+            let at = clinic.offset_m(r * angle.cos(), r * angle.sin());
+            match policy.place(at.cell()) {
+                Placement::Coarse { inside: None, .. } => inside_parent.push(at),
+                Placement::Exact(_) => outside.push(at),
+                _ => {}
+            }
+        }
+    }
+    (inside_parent, outside)
+}
+
+async fn spawn(backend: Backend, places: Arc<Places>) -> TestApp {
+    TestApp::spawn(backend, |config| config.places = places).await
+}
+
+/// The stored cell of `user`'s People Nearby entry (from their own export), if any.
+async fn stored_cell(app: &TestApp, user: &str) -> Option<CellIndex> {
+    let export = app.export(user).await.expect("export");
+    let stored = export.locations.first()?;
+    let at = stored.location.as_ref()?;
+    let cell = LatLng::new(at.latitude, at.longitude)
+        .expect("a position")
+        .to_cell(Resolution::Nine);
+    Some(cell)
+}
+
+/// Every user `viewer` sees within 5 km, with their band, over every page.
+async fn bands_seen(app: &TestApp, viewer: &str) -> BTreeMap<String, u32> {
+    let mut seen = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let mut request = list_request(viewer);
+        request.limit = 100;
+        request.max_distance_m = 5_000;
+        request.page_token = token;
+        let page = app.list_with(request).await.expect("a list");
+        seen.extend(page.users.into_iter().map(|u| (u.user_id, u.distance_m)));
+        if page.next_page_token.is_empty() {
+            return seen;
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
+    let file = PolicyFile::compile(&point(clinic(), "health", 20));
+    let policy = file.policy();
+    let (ordinary, outside) = around(&policy, clinic());
+    let Placement::Coarse {
+        cell: representative,
+        ..
+    } = policy.place(clinic().cell())
+    else {
+        panic!("the clinic is listed")
+    };
+    // Carol is somewhere ordinary in the parent, not at its representative cell.
+    let carol_at = *ordinary
+        .iter()
+        .find(|p| p.cell() != representative)
+        .expect("an ordinary place in the parent");
+    let app = spawn(backend, file.places()).await;
+    app.join("alice", clinic(), Gender::Female).await;
+    app.join("carol", carol_at, Gender::Female).await;
+    app.join("dave", outside[0], Gender::Male).await;
+    app.join("bob", outside[1], Gender::Male).await;
+
+    // Stored (and exported) at one cell of the parent, not in the clinic.
+    let (alice, carol) = (
+        stored_cell(&app, "alice").await,
+        stored_cell(&app, "carol").await,
+    );
+    assert_eq!(
+        alice, carol,
+        "inside the clinic looks like elsewhere in the parent"
+    );
+    let shown = alice.expect("alice is placed");
+    assert_eq!(shown.parent(Resolution::Seven), Some(parent(clinic())));
+    assert!(matches!(
+        policy.place(shown),
+        Placement::Coarse { inside: None, .. }
+    ));
+    assert_ne!(shown, clinic().cell());
+    assert_eq!(shown, representative);
+    assert_ne!(carol, Some(carol_at.cell()), "carol is coarsened too");
+    // Outside the parent, a position is exact.
+    assert_eq!(stored_cell(&app, "dave").await, Some(outside[0].cell()));
+
+    // Shown alike to everyone: the same band from any viewer.
+    for viewer in ["bob", "dave"] {
+        let seen = bands_seen(&app, viewer).await;
+        assert_eq!(
+            seen.get("alice"),
+            seen.get("carol"),
+            "from {viewer}: {seen:?}"
+        );
+        assert!(
+            seen.contains_key("alice"),
+            "alice is still listed: {seen:?}"
+        );
+    }
+
+    // Never matched while inside: a partner shaking beside her at the same moment is not.
+    for user in ["alice", "carol"] {
+        app.grant(user, Feature::Shake).await.expect("grant");
+    }
+    let shake = |user: &'static str, at: Point| {
+        let client = app.client.clone();
+        async move {
+            let request = Request::new(pb::ShakeRequest {
+                user_id: user.to_owned(),
+                location: Some(location(at)),
+            });
+            let reply = client.shake().shake(request).await.expect("a shake");
+            reply.into_inner().result.expect("a result")
+        }
+    };
+    let (a, c) = tokio::join!(shake("alice", clinic()), shake("carol", carol_at));
+    assert!(matches!(a, Outcome::NoMatch(_)), "{a:?}");
+    assert!(matches!(c, Outcome::NoMatch(_)), "{c:?}");
+}
+
+#[tokio::test]
+async fn a_visit_looks_like_anywhere_else_in_its_parent_on_memory() {
+    a_visit_looks_like_anywhere_else_in_its_parent(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn a_visit_looks_like_anywhere_else_in_its_parent_on_redis() {
+    a_visit_looks_like_anywhere_else_in_its_parent(Backend::Redis).await;
+}
+
+async fn nobody_is_placed_at_a_shelter(backend: Backend) {
+    let shelter = HOME.offset_m(-400.0, 200.0);
+    let file = PolicyFile::compile(&point(shelter, "shelter", 20));
+    let (ordinary, outside) = around(&file.policy(), shelter);
+    let app = spawn(backend, file.places()).await;
+    app.join("bob", outside[0], Gender::Male).await;
+    // Answered as a write would be, and nothing stored.
+    app.join("erin", shelter, Gender::Female).await;
+    assert_eq!(stored_cell(&app, "erin").await, None);
+    assert!(!bands_seen(&app, "bob").await.contains_key("erin"));
+    // Elsewhere in the parent she is placed (coarsened), and listed.
+    app.update("erin", ordinary[0], Gender::Female)
+        .await
+        .expect("an update");
+    let placed = stored_cell(&app, "erin").await.expect("placed");
+    assert_eq!(placed.parent(Resolution::Seven), Some(parent(shelter)));
+    assert!(bands_seen(&app, "bob").await.contains_key("erin"));
+    // Back at the shelter: the entry is not moved there; it ages as a quiet phone's does.
+    app.update("erin", shelter, Gender::Female)
+        .await
+        .expect("an update");
+    assert_eq!(stored_cell(&app, "erin").await, Some(placed));
+}
+
+#[tokio::test]
+async fn nobody_is_placed_at_a_shelter_on_memory() {
+    nobody_is_placed_at_a_shelter(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn nobody_is_placed_at_a_shelter_on_redis() {
+    nobody_is_placed_at_a_shelter(Backend::Redis).await;
+}
+
+/// Issue 22 point 4: 200 victims, half inside the clinic and half elsewhere in its parent;
+/// Sybil viewers all around list every page. Whatever the attacker does with the bands, it
+/// cannot beat the base rate, because every victim's view is the same: the best rule
+/// (majority vote per distinct view) is measured, not assumed.
+async fn the_attacker_does_no_better_than_the_base_rate(backend: Backend) {
+    let file = PolicyFile::compile(&point(clinic(), "health", 60));
+    let policy = file.policy();
+    // What the policy shows is the coarse parent, so the base rate is the one within it: the
+    // victims outside the clinic are elsewhere in the clinic's parent. (A place near a
+    // parent's edge coarsens both parents; which one a user is in stays visible.)
+    let (ordinary, _) = around(&policy, clinic());
+    let ordinary: Vec<Point> = ordinary
+        .into_iter()
+        .filter(|p| parent(*p) == parent(clinic()))
+        .collect();
+    let inside_points = crate::places::crowd(clinic(), 100, 25.0);
+    assert!(
+        inside_points.iter().all(|p| parent(*p) == parent(clinic())
+            && matches!(
+                policy.place(p.cell()),
+                Placement::Coarse {
+                    inside: Some(_),
+                    ..
+                }
+            )),
+        "every inside victim is in a listed cell of the clinic's parent"
+    );
+    let app = spawn(backend, file.places()).await;
+    let mut truth = BTreeMap::new();
+    for (i, at) in inside_points.iter().enumerate() {
+        let victim = format!("in{i}");
+        app.join(&victim, *at, Gender::Female).await;
+        truth.insert(victim, true);
+    }
+    for i in 0..100 {
+        let victim = format!("out{i}");
+        app.join(&victim, ordinary[i % ordinary.len()], Gender::Female)
+            .await;
+        truth.insert(victim, false);
+    }
+    let sybils: Vec<String> = (0..8).map(|i| format!("sybil{i}")).collect();
+    for (i, sybil) in sybils.iter().enumerate() {
+        let angle = i as f64 * std::f64::consts::TAU / 8.0;
+        let at = clinic().offset_m(1_500.0 * angle.cos(), 1_500.0 * angle.sin());
+        app.join(sybil, at, Gender::Male).await;
+    }
+    let mut views: BTreeMap<String, Vec<Option<u32>>> = BTreeMap::new();
+    for sybil in &sybils {
+        let seen = bands_seen(&app, sybil).await;
+        for victim in truth.keys() {
+            views
+                .entry(victim.clone())
+                .or_default()
+                .push(seen.get(victim).copied());
+        }
+    }
+    // The attacker's best rule from the views: each distinct view guesses its majority.
+    let mut by_view: BTreeMap<&Vec<Option<u32>>, (u32, u32)> = BTreeMap::new();
+    for (victim, view) in &views {
+        let counts = by_view.entry(view).or_default();
+        if truth[victim] {
+            counts.0 += 1
+        } else {
+            counts.1 += 1
+        }
+    }
+    let right: u32 = by_view.values().map(|(i, o)| *i.max(o)).sum();
+    let accuracy = f64::from(right) / truth.len() as f64;
+    let distinct: BTreeSet<_> = by_view.keys().collect();
+    assert!(
+        (accuracy - 0.5).abs() <= 0.05,
+        "the attacker guessed {accuracy:.2} right (base rate 0.50) from {} distinct views",
+        distinct.len()
+    );
+}
+
+#[tokio::test]
+async fn the_attacker_does_no_better_than_the_base_rate_on_memory() {
+    the_attacker_does_no_better_than_the_base_rate(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn the_attacker_does_no_better_than_the_base_rate_on_redis() {
+    the_attacker_does_no_better_than_the_base_rate(Backend::Redis).await;
+}
+
+/// Issue 22 point 3: the policy is swapped while updates and lists run; no call fails, and
+/// the last policy written is the one in force.
+#[tokio::test]
+async fn the_policy_reloads_under_load_without_a_failed_call() {
+    let file = PolicyFile::compile(&point(clinic(), "health", 20));
+    let elsewhere = policy_text(&point(HOME.offset_m(-2_000.0, 0.0), "worship", 20));
+    let here = policy_text(&point(clinic(), "health", 20));
+    let places = file.places();
+    let app = spawn(Backend::Memory, places.clone()).await;
+    let users: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
+    for user in &users {
+        app.join(user, clinic(), Gender::Female).await;
+    }
+    let load: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (client, user) = (app.client.clone(), user.clone());
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let at = clinic().offset_m(f64::from(i % 7) * 50.0, 0.0);
+                    let update = pb::UpdateLocationRequest {
+                        user_id: user.clone(),
+                        location: Some(location(at)),
+                        gender: Gender::Female.into(),
+                    };
+                    client.nearby().update_location(update).await?;
+                    client.nearby().list_nearby(list_request(&user)).await?;
+                }
+                Ok::<_, tonic::Status>(())
+            })
+        })
+        .collect();
+    for i in 0..40 {
+        let text = if i % 2 == 0 { &elsewhere } else { &here };
+        std::fs::write(&file.path, text).expect("write the policy");
+        let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
+        reloaded.expect("a valid policy");
+        tokio::task::yield_now().await;
+    }
+    for task in load {
+        task.await.expect("no panic").expect("no call failed");
+    }
+    let last = Policy::load(&file.path).expect("a policy");
+    assert_eq!(
+        places.current().expect("a policy").version(),
+        last.version()
+    );
+    // A file that is not a policy is refused and the one in force stays.
+    std::fs::write(&file.path, "not a policy").unwrap();
+    assert!(
+        places
+            .reload_checked(Resolution::Nine)
+            .expect("a file")
+            .is_err()
+    );
+    assert_eq!(
+        places.current().expect("a policy").version(),
+        last.version()
+    );
+}
