@@ -345,7 +345,8 @@ impl Places {
 
     /// Where the policy puts `cell`.
     pub fn place(&self, cell: CellIndex) -> Placement {
-        match self.current() {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        match current.as_deref() {
             Some(policy) => policy.place(cell),
             None => Placement::Exact(cell),
         }

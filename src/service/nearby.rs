@@ -147,12 +147,18 @@ impl Vicinity {
     ) -> ServiceResult<Deadlines> {
         let policy = &self.deps.policy;
         let retention = self.deps.retention;
+        // The move is judged to where the user is (`snapped`); the fast path's surely allowed
+        // parents are those of the cell stored, so a user who stays in a coarsened parent
+        // (stored at its representative cell each time) keeps the one-step write. Either way a
+        // coarsened entry is at most the parent's radius from the user (docs/decisions.md,
+        // "Sensitive places").
         let cell = snapped;
+        let stored = position.cell;
         let mut limits = UpdateLimits {
             rate: policy.updates,
             near: policy.jump.map(|_| {
                 let epoch = OrderContext::epoch_at(self.deps.clock.now());
-                self.surely_allowed.of(cell, epoch)
+                self.surely_allowed.of(stored, epoch)
             }),
             starts: policy.jump.map(|_| policy.starts),
         };
