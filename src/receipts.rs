@@ -109,7 +109,7 @@ impl Signer {
 
     /// The signed receipt of `event`.
     pub fn sign(&self, event: &ConsentRecord) -> String {
-        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let header = json!({"alg": "EdDSA", "kid": self.kid});
         let signing_input = format!(
             "{}.{}",
             B64.encode(header.to_string()),
@@ -228,8 +228,16 @@ pub fn verify(receipt: &str, keys: &[PublicKey]) -> Result<Verified, ReceiptErro
         serde_json::from_slice(&bytes).map_err(|_| malformed())
     };
     let head = json_of(header)?;
-    if head["alg"] != "EdDSA" {
-        return Err(ReceiptError("not signed with EdDSA".into()));
+    // EdDSA (RFC 8037) or its fully specified name Ed25519 (RFC 9864), nothing else: the key
+    // type is fixed, so no other algorithm can be smuggled in.
+    if head["alg"] != "EdDSA" && head["alg"] != "Ed25519" {
+        return Err(ReceiptError("not signed with EdDSA (Ed25519)".into()));
+    }
+    // RFC 7515 §4.1.11: a critical extension this verifier does not know must be refused.
+    if !head["crit"].is_null() {
+        return Err(ReceiptError(
+            "a critical header extension not understood".into(),
+        ));
     }
     let kid = head["kid"].as_str().unwrap_or_default();
     let key = keys

@@ -98,6 +98,10 @@ enum PlacesAction {
         /// Rings of cells added around each place.
         #[arg(long, default_value_t = 1)]
         margin: u32,
+        /// Do not place users inside places of this category at all, instead of coarsening
+        /// (repeat for several; see docs/privacy.md for what it gives and costs).
+        #[arg(long)]
+        hide: Vec<String>,
         /// Where to write the policy.
         #[arg(long)]
         out: std::path::PathBuf,
@@ -138,12 +142,7 @@ enum ConsentAction {
     Verify {
         /// The operator's published public keys (PEM), one per flag: after a rotation, give
         /// the old ones too; the receipt names the key it was signed with.
-        #[arg(
-            long = "public-key",
-            env = "VICINITY_CONSENT_PUBLIC_KEY",
-            required = true,
-            value_delimiter = ','
-        )]
+        #[arg(long = "public-key", env = "VICINITY_PUBLIC_KEY", required = true)]
         public_keys: Vec<std::path::PathBuf>,
         /// The receipt (a `receipt` field of GrantConsent, WithdrawConsent, GetConsent or
         /// ExportMyData).
@@ -428,8 +427,17 @@ fn places(action: PlacesAction) -> anyhow::Result<()> {
         resolution,
         coarse_resolution,
         margin,
+        hide,
         out,
     } = action;
+    let hide = hide
+        .iter()
+        .map(|name| {
+            places::Category::parse(name)
+                .map(|c| (c, places::Action::Hide))
+                .with_context(|| format!("--hide: unknown category {name:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let resolution = h3o::Resolution::try_from(resolution).context("--resolution")?;
     let coarse = h3o::Resolution::try_from(coarse_resolution).context("--coarse-resolution")?;
     if coarse >= resolution {
@@ -443,7 +451,13 @@ fn places(action: PlacesAction) -> anyhow::Result<()> {
             .with_context(|| format!("--geojson: {}", path.display()))?;
         listed.extend(cells);
     }
-    let text = places::compile::render(&listed, resolution, coarse, &[]);
+    let text = places::compile::render(&listed, resolution, coarse, &hide);
+    if text.len() as u64 > places::MAX_POLICY_BYTES {
+        anyhow::bail!(
+            "the policy would be larger than the {} bytes a server reads: fewer or smaller places",
+            places::MAX_POLICY_BYTES
+        );
+    }
     let policy = places::Policy::parse(&text).context("the compiled policy")?;
     std::fs::write(&out, text)
         .with_context(|| format!("--out: {}: cannot be written", out.display()))?;

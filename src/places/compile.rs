@@ -37,8 +37,7 @@ pub const MAX_MARGIN: u32 = 5;
 const CIRCLE_SIDES: usize = 32;
 
 /// The cells of every place in a GeoJSON `text` at `resolution`, grown by `margin` rings. A
-/// cell claimed by two places of different categories keeps the one that hides, if either
-/// does.
+/// cell claimed by a shelter and by another place is the shelter's.
 pub fn from_geojson(
     text: &str,
     resolution: Resolution,
@@ -68,7 +67,7 @@ pub fn from_geojson(
         for polygon in polygons(feature).map_err(|e| bad(&e))? {
             for cell in tile(polygon, resolution, margin).map_err(|e| bad(&e))? {
                 let kept = cells.entry(cell).or_insert(category);
-                if category.default_action() == Action::Hide {
+                if category == Category::Shelter {
                     *kept = category;
                 }
             }
@@ -194,14 +193,14 @@ pub fn render(
         let action = actions
             .iter()
             .find(|(c, _)| *c == category)
-            .map_or(category.default_action(), |(_, a)| *a);
+            .map_or(Action::default(), |(_, a)| *a);
         body.push_str(&format!("action {category} {}\n", action.as_str()));
     }
-    // One line per cell: a cell listed twice keeps the category that hides, if one does.
+    // One line per cell: a cell listed twice is a shelter's if either place is one.
     let mut merged: BTreeMap<CellIndex, Category> = BTreeMap::new();
     for &(cell, category) in listed {
         let kept = merged.entry(cell).or_insert(category);
-        if category.default_action() == Action::Hide {
+        if category == Category::Shelter {
             *kept = category;
         }
     }

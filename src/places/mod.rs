@@ -19,6 +19,7 @@ pub mod compile;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
+    io::Read,
     path::{Path, PathBuf},
     sync::{Arc, RwLock},
 };
@@ -82,16 +83,6 @@ impl Category {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
-
-    /// What a position inside a place of this category gets unless the policy says
-    /// otherwise: shelters are hidden (their users are never placed, and nobody appears at
-    /// them), the rest coarsened.
-    pub fn default_action(self) -> Action {
-        match self {
-            Category::Shelter => Action::Hide,
-            _ => Action::Coarsen,
-        }
-    }
 }
 
 impl fmt::Display for Category {
@@ -101,23 +92,29 @@ impl fmt::Display for Category {
 }
 
 /// What a position inside a listed place gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
-    /// Stored at the coarse parent's representative cell, as every position of the parent.
+    /// Stored at the coarse parent's representative cell, as every position of the parent
+    /// (the default for every category).
+    #[default]
     Coarsen,
-    /// Not placed: nothing stored, matched or shown.
+    /// Not placed: nothing stored, matched or shown (`places compile --hide CATEGORY`). The
+    /// user's own export shows the entry did not move, so an account can tell a hidden cell
+    /// by trying it (docs/privacy.md).
     Hide,
 }
 
 impl Action {
-    fn as_str(self) -> &'static str {
+    /// The name in policy files.
+    pub fn as_str(self) -> &'static str {
         match self {
             Action::Coarsen => "coarsen",
             Action::Hide => "hide",
         }
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    /// Parses [`Action::as_str`]'s output.
+    pub fn parse(name: &str) -> Option<Self> {
         match name {
             "coarsen" => Some(Action::Coarsen),
             "hide" => Some(Action::Hide),
@@ -163,7 +160,6 @@ impl Placement {
 pub struct PolicyError(pub(crate) String);
 
 /// A compiled place policy.
-#[derive(Debug)]
 pub struct Policy {
     version: String,
     resolution: Resolution,
@@ -172,6 +168,16 @@ pub struct Policy {
     listed: HashMap<CellIndex, Category>,
     /// Coarse parents holding a listed cell, each with its representative cell.
     parents: HashMap<CellIndex, CellIndex>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The list of places stays out of any output (a shelter's cells are secrets).
+        f.debug_struct("Policy")
+            .field("version", &self.version)
+            .field("cells", &self.listed.len())
+            .finish()
+    }
 }
 
 impl Policy {
@@ -212,14 +218,15 @@ impl Policy {
     /// Reads a policy file written by [`compile::write`], checking its content hash.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let bad = |what: String| PolicyError(format!("{}: {what}", path.display()));
-        let size = std::fs::metadata(path)
-            .map_err(|e| bad(format!("cannot be read ({})", e.kind())))?
-            .len();
-        if size > MAX_POLICY_BYTES {
+        let unreadable = |e: std::io::Error| bad(format!("cannot be read ({})", e.kind()));
+        // Bounded by what is read, not by what the file says its size is (a pipe says 0).
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_POLICY_BYTES + 1).read_to_string(&mut text))
+            .map_err(unreadable)?;
+        if text.len() as u64 > MAX_POLICY_BYTES {
             return Err(bad(format!("larger than {MAX_POLICY_BYTES} bytes")));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot be read ({})", e.kind())))?;
         Self::parse(&text).map_err(|PolicyError(e)| bad(e))
     }
 
@@ -240,7 +247,7 @@ impl Policy {
         let mut resolution = None;
         let mut coarse = None;
         let mut actions: HashMap<Category, Action> =
-            Category::ALL.map(|c| (c, c.default_action())).into();
+            Category::ALL.map(|c| (c, Action::default())).into();
         let mut listed = HashMap::new();
         for line in body.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
@@ -274,7 +281,7 @@ impl Policy {
         if listed.keys().any(|c| c.resolution() != resolution) {
             return Err(bad("a cell is not at the policy's resolution"));
         }
-        let parents = representatives(&listed, resolution, coarse);
+        let parents = representatives(&listed, &actions, resolution, coarse);
         Ok(Self {
             version: hash[..16].to_owned(),
             resolution,
@@ -293,23 +300,27 @@ fn parse_resolution(text: &str) -> Option<Resolution> {
 }
 
 /// Each coarse parent of a listed cell, with its representative: its centre child at the
-/// grid's resolution, or the first of its children after it that is not listed (nobody is
-/// shown inside a place).
+/// grid's resolution if no place lists it, else the first of its children in H3 order that no
+/// place lists (nobody is shown inside a place); in a parent listed whole, the first child not
+/// in a hidden place (nobody is shown at a hidden one), else the centre.
 fn representatives(
     listed: &HashMap<CellIndex, Category>,
+    actions: &HashMap<Category, Action>,
     resolution: Resolution,
     coarse: Resolution,
 ) -> HashMap<CellIndex, CellIndex> {
     let parents: HashSet<CellIndex> = listed.keys().filter_map(|c| c.parent(coarse)).collect();
+    let hidden = |c: &CellIndex| listed.get(c).is_some_and(|k| actions[k] == Action::Hide);
     parents
         .into_iter()
         .filter_map(|parent| {
             let centre = parent.center_child(resolution)?;
-            let unlisted = std::iter::once(centre)
-                .chain(parent.children(resolution))
-                .find(|c| !listed.contains_key(c));
-            // A parent listed whole: its centre (nobody is inside anything else there).
-            Some((parent, unlisted.unwrap_or(centre)))
+            let candidates = || std::iter::once(centre).chain(parent.children(resolution));
+            let chosen = candidates()
+                .find(|c| !listed.contains_key(c))
+                .or_else(|| candidates().find(|c| !hidden(c)))
+                .unwrap_or(centre);
+            Some((parent, chosen))
         })
         .collect()
 }
@@ -396,11 +407,12 @@ mod tests {
     }
 
     fn policy_of(listed: &[(CellIndex, Category)]) -> Policy {
+        let hide = [(Category::Shelter, Action::Hide)];
         Policy::parse(&compile::render(
             listed,
             Resolution::Nine,
             Resolution::Seven,
-            &[],
+            &hide,
         ))
         .unwrap()
     }
@@ -431,6 +443,56 @@ mod tests {
         }
         let far = cell_at(40.3, 116.9);
         assert_eq!(policy.place(far), Placement::Exact(far));
+    }
+
+    #[test]
+    fn every_category_is_coarsened_unless_the_policy_hides_it() {
+        let shelter = cell_at(39.95, 116.35);
+        let text = compile::render(
+            &[(shelter, Category::Shelter)],
+            Resolution::Nine,
+            Resolution::Seven,
+            &[],
+        );
+        let policy = Policy::parse(&text).unwrap();
+        assert!(matches!(
+            policy.place(shelter),
+            Placement::Coarse {
+                inside: Some(Category::Shelter),
+                ..
+            }
+        ));
+        assert_eq!(
+            format!("{policy:?}"),
+            format!("Policy {{ version: {:?}, cells: 1 }}", policy.version()),
+            "no cell in any output"
+        );
+    }
+
+    #[test]
+    fn a_parent_listed_whole_shows_nobody_at_a_hidden_place() {
+        let parent = cell_at(39.9, 116.4).parent(Resolution::Seven).unwrap();
+        let centre = parent.center_child(Resolution::Nine).unwrap();
+        let listed: Vec<_> = parent
+            .children(Resolution::Nine)
+            .map(|c| {
+                (
+                    c,
+                    if c == centre {
+                        Category::Shelter
+                    } else {
+                        Category::Worship
+                    },
+                )
+            })
+            .collect();
+        let policy = policy_of(&listed);
+        let other = parent.children(Resolution::Nine).find(|c| *c != centre).unwrap();
+        assert_eq!(policy.place(centre), Placement::Hidden(Category::Shelter));
+        let Placement::Coarse { cell, .. } = policy.place(other) else {
+            panic!("the rest of the parent is coarsened")
+        };
+        assert_ne!(cell, centre, "not shown at the shelter");
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::random::check()?;
+    // SIGHUP reloads the place policy: caught from the start, so one sent while the stores
+    // are waited for does not end the process.
+    let hangups = hangups();
     let Listeners {
         grpc: listener,
         metrics,
@@ -165,9 +168,7 @@ pub async fn run(
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     svc.announce_places();
-    // The handler is in place before the server answers: a SIGHUP sent once it serves
-    // reloads, never kills.
-    let reloader = tokio::spawn(reload_places_on_hangup(svc.clone(), hangups()));
+    let reloader = tokio::spawn(reload_places_on_hangup(svc.clone(), hangups));
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
@@ -483,7 +484,7 @@ fn hangups() -> Option<()> {
 async fn reload_places_on_hangup(svc: Vicinity, hangups: Option<tokio::signal::unix::Signal>) {
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
-        svc.reload_places();
+        svc.reload_places().await;
     }
 }
 

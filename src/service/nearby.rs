@@ -81,12 +81,13 @@ impl Vicinity {
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
         let snapped = self.deps.grid.snap(location.coords);
-        let placement = self.place(snapped);
         self.require_consent(user, Feature::PeopleNearby).await?;
-        let cell = match placement {
+        let cell = match self.place(snapped) {
             Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
-            // Not placed: nothing is written, and the answer is the one a write would give.
+            // Not placed: nothing is written; the limits are counted and judged as for a
+            // write, so a refusal does not tell a hidden place from another.
             Placement::Hidden(_) => {
+                self.admit_update(user, (snapped, snapped)).await?;
                 return Ok(self.deps.retention.deadlines(self.deps.clock.now()));
             }
         };
@@ -147,13 +148,13 @@ impl Vicinity {
     ) -> ServiceResult<Deadlines> {
         let policy = &self.deps.policy;
         let retention = self.deps.retention;
-        // The move is judged to where the user is (`snapped`); the fast path's surely allowed
-        // parents are those of the cell stored, so a user who stays in a coarsened parent
-        // (stored at its representative cell each time) keeps the one-step write. Either way a
-        // coarsened entry is at most the parent's radius from the user (docs/decisions.md,
-        // "Sensitive places").
-        let cell = snapped;
+        // A move passes when the jump cap allows it to where the user is (`snapped`) or to
+        // the cell stored for them (a coarsened parent's representative), on every path; the
+        // fast path's surely allowed parents are those of the stored cell, so a user who stays
+        // in a coarsened parent keeps the one-step write (docs/decisions.md, "Sensitive
+        // places").
         let stored = position.cell;
+        let to = (snapped, stored);
         let mut limits = UpdateLimits {
             rate: policy.updates,
             near: policy.jump.map(|_| {
@@ -176,17 +177,25 @@ impl Vicinity {
                     return Err(ServiceError::RateLimited { limit, retry_after });
                 }
                 Limited::Check { previous, now } => {
-                    self.judge_jump(&previous, cell, now)?;
+                    self.judge_jump(&previous, to, now)?;
                     limits.near = None;
                 }
             }
         }
-        let user = &position.user_id;
+        self.admit_update(&position.user_id, to).await?;
+        Ok(locations.upsert(position, retention).await?)
+    }
+
+    /// The limits of an update in separate steps: the jump from the user's entry to `to`
+    /// (where they are, where they are stored), then the update rate, then a fresh start.
+    async fn admit_update(&self, user: &UserId, to: (CellIndex, CellIndex)) -> ServiceResult<()> {
+        let policy = &self.deps.policy;
+        let locations = &self.deps.locations;
         let mut fresh = false;
         if policy.jump.is_some() {
             let now = locations.now().await?;
             match locations.get(Feature::PeopleNearby, user).await? {
-                Some(previous) => self.judge_jump(&previous, cell, now)?,
+                Some(previous) => self.judge_jump(&previous, to, now)?,
                 None => fresh = true,
             }
         }
@@ -198,21 +207,23 @@ impl Vicinity {
             self.admit(LimitKey::Starts(user.clone()), policy.starts, "starts")
                 .await?;
         }
-        Ok(locations.upsert(position, retention).await?)
+        Ok(())
     }
 
-    /// Refuses a move from `previous` to `cell` at `now` that the jump cap does not allow.
+    /// Refuses a move from `previous` at `now` that the jump cap allows neither to where the
+    /// user is nor to where they are stored (`to`).
     fn judge_jump(
         &self,
         previous: &LocationEntry,
-        cell: CellIndex,
+        (snapped, stored): (CellIndex, CellIndex),
         now: Timestamp,
     ) -> ServiceResult<()> {
         let Some(jump) = self.deps.policy.jump else {
             return Ok(());
         };
         let since = previous.deadlines.last_active;
-        if jump.allows(previous.position.cell, since, cell, now) {
+        let from = previous.position.cell;
+        if jump.allows(from, since, snapped, now) || jump.allows(from, since, stored, now) {
             Ok(())
         } else {
             Err(ServiceError::ImplausibleJump)

@@ -32,8 +32,11 @@ impl Vicinity {
     /// Reads the place policy's file again and puts it in force (on SIGHUP). A policy that
     /// cannot be read, or is compiled for another grid, is refused and the one in force
     /// stays; the refusal is logged and counted. Calls in flight keep the policy they read.
-    pub fn reload_places(&self) {
-        let Some(reloaded) = self.deps.places.reload_checked(self.deps.grid.resolution()) else {
+    pub async fn reload_places(&self) {
+        // Reading, hashing and indexing a large policy takes a while: not on a runtime worker.
+        let (places, resolution) = (self.deps.places.clone(), self.deps.grid.resolution());
+        let reloaded = tokio::task::spawn_blocking(move || places.reload_checked(resolution)).await;
+        let Ok(Some(reloaded)) = reloaded else {
             return;
         };
         match reloaded {

@@ -111,17 +111,15 @@ impl Vicinity {
         // check clears Shake after this read, so the pairing step, which compares the mark,
         // refuses the shake instead of pairing a user whose withdrawal answered OK.
         let mark = self.deps.shakes.clear_mark(user).await?;
-        let placement = self.place(self.deps.grid.snap(location.coords));
         self.require_consent(user, Feature::Shake).await?;
-        let cell = match placement {
-            Placement::Exact(cell) => cell,
-            Placement::Coarse { cell, inside: None } => cell,
-            // Inside a listed place: never matched (SPEC §4.8). The answer is the one of a
-            // shake nobody answered, at the time it would come.
-            Placement::Coarse {
-                inside: Some(_), ..
-            }
-            | Placement::Hidden(_) => {
+        let cell = match self.place(self.deps.grid.snap(location.coords)) {
+            // In a coarsened parent, inside a place or not, a shake is placed at the parent's
+            // representative cell as an update is: it may match anyone shaking in the parent,
+            // so its outcome does not tell the place from the rest of the parent.
+            Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
+            // Inside a place of a hidden category: never matched (SPEC §4.8). The answer is
+            // the one of a shake nobody answered, at the time it would come.
+            Placement::Hidden(_) => {
                 let window = window.min(held_until.saturating_duration_since(Instant::now()));
                 tokio::time::sleep(window).await;
                 return Ok(None);

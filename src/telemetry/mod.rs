@@ -23,11 +23,7 @@ fn colour(terminal: bool) -> bool {
 /// Installs the global subscriber: `RUST_LOG` filters (default `info`), text or JSON lines on
 /// standard error, and with `otlp` (an exporter's tracer) the spans exported over OTLP too.
 pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>) {
-    // `geo` (linked for `vicinity places compile`) logs coordinates at DEBUG: never let it
-    // reach a log, whatever RUST_LOG asks for.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("geo=off".parse().expect("a valid directive"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = match format {
         LogFormat::Text => fmt::layer()
             .with_ansi(colour(std::io::stderr().is_terminal()))
@@ -47,11 +43,34 @@ pub fn init(format: LogFormat, otlp: Option<opentelemetry_sdk::trace::SdkTracer>
             .with_tracer(tracer)
             .with_filter(ours)
     });
+    // `geo` (linked for `vicinity places compile`) logs coordinates at DEBUG: dropped
+    // whatever RUST_LOG asks for (a directive could be outranked by a more specific one).
+    let no_geo = filter_fn(|meta| !is_geo(meta.target()));
     let installed = tracing_subscriber::registry()
+        .with(no_geo)
         .with(filter)
         .with(lines)
         .with(spans)
         .try_init();
     // Already installed (a second init in one process) is fine.
     drop(installed);
+}
+
+/// Whether `target` is the `geo` crate's.
+fn is_geo(target: &str) -> bool {
+    target == "geo" || target.starts_with("geo::")
+}
+
+#[cfg(test)]
+mod geo_tests {
+    use super::is_geo;
+
+    #[test]
+    fn the_geo_crate_is_kept_out_of_every_log() {
+        assert!(is_geo("geo"));
+        assert!(is_geo(
+            "geo::algorithm::relate::geomgraph::edge_end_bundle_star"
+        ));
+        assert!(!is_geo("geometry") && !is_geo("vicinity::places"));
+    }
 }

@@ -1046,6 +1046,13 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
             source: "app 7.1".into(),
         };
         let granted = client.consent().grant_consent(grant).await.unwrap();
+        // A position on record while the receipts are made: none of it may reach one.
+        let update = pb::UpdateLocationRequest {
+            user_id: "alice".into(),
+            location: Some(location(HOME)),
+            gender: Gender::Female.into(),
+        };
+        client.nearby().update_location(update).await.unwrap();
         let withdraw = pb::WithdrawConsentRequest {
             user_id: "alice".into(),
             feature: pb::Feature::PeopleNearby.into(),
@@ -1117,9 +1124,14 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     assert_eq!(record["principal"]["id"], "alice");
     assert_eq!(record["controller"]["name"], "Example Ltd");
     assert_eq!(record["event"]["state"], "active");
-    // No record holds a position.
-    let text = record.to_string();
-    assert!(!text.contains("39.9") && !text.contains("116.3"), "{text}");
+    // No record holds a position (alice had one at HOME while they were made).
+    for receipt in [&granted.receipt, &withdrawn.receipt] {
+        let text = receipt_record(receipt).to_string();
+        assert!(
+            !text.contains("39.91") && !text.contains("116.39"),
+            "{text}"
+        );
+    }
     // The signing key is a secret: its PEM body is in no line the server wrote (at TRACE).
     let log = served.log();
     assert!(log.contains("consent receipts signed"), "{log}");

@@ -7,13 +7,14 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::Arc,
+    time::Duration,
 };
 
 use h3o::{CellIndex, LatLng, Resolution};
 use tonic::Request;
 use vicinity::{
     grpc::pb::{self, Feature, Gender, shake_response::Result as Outcome},
-    places::{Placement, Places, Policy, compile},
+    places::{Action, Category, Placement, Places, Policy, compile},
 };
 
 use crate::{
@@ -69,7 +70,9 @@ impl Drop for PolicyFile {
 fn policy_text(features: &str) -> String {
     let geojson = format!(r#"{{"type":"FeatureCollection","features":[{features}]}}"#);
     let cells = compile::from_geojson(&geojson, Resolution::Nine, 1).expect("a valid list");
-    compile::render(&cells, Resolution::Nine, Resolution::Seven, &[])
+    // Shelters hidden, as an operator would choose with `places compile --hide shelter`.
+    let hide = [(Category::Shelter, Action::Hide)];
+    compile::render(&cells, Resolution::Nine, Resolution::Seven, &hide)
 }
 
 /// A GeoJSON point place.
@@ -199,24 +202,31 @@ async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
         );
     }
 
-    // Never matched while inside: a partner shaking beside her at the same moment is not.
+    // Shaking: inside the clinic, she is placed at the representative cell as anyone in the
+    // parent is, so she matches whoever shakes there at the same moment, as carol would
+    // elsewhere in the parent: the outcome tells nothing about the clinic.
     for user in ["alice", "carol"] {
         app.grant(user, Feature::Shake).await.expect("grant");
     }
-    let shake = |user: &'static str, at: Point| {
-        let client = app.client.clone();
-        async move {
-            let request = Request::new(pb::ShakeRequest {
-                user_id: user.to_owned(),
-                location: Some(location(at)),
-            });
-            let reply = client.shake().shake(request).await.expect("a shake");
-            reply.into_inner().result.expect("a result")
-        }
+    let (a, c) = tokio::join!(
+        shake(&app, "alice", clinic()),
+        shake(&app, "carol", carol_at)
+    );
+    let (Outcome::Match(a), Outcome::Match(c)) = (a, c) else {
+        panic!("they match each other")
     };
-    let (a, c) = tokio::join!(shake("alice", clinic()), shake("carol", carol_at));
-    assert!(matches!(a, Outcome::NoMatch(_)), "{a:?}");
-    assert!(matches!(c, Outcome::NoMatch(_)), "{c:?}");
+    assert_eq!((a.user_id.as_str(), c.user_id.as_str()), ("carol", "alice"));
+    assert_eq!(a.distance_m, c.distance_m);
+}
+
+/// Shakes as `user` at `at`.
+async fn shake(app: &TestApp, user: &str, at: Point) -> Outcome {
+    let request = Request::new(pb::ShakeRequest {
+        user_id: user.to_owned(),
+        location: Some(location(at)),
+    });
+    let reply = app.client.shake().shake(request).await.expect("a shake");
+    reply.into_inner().result.expect("a result")
 }
 
 #[tokio::test]
@@ -251,6 +261,37 @@ async fn nobody_is_placed_at_a_shelter(backend: Backend) {
         .await
         .expect("an update");
     assert_eq!(stored_cell(&app, "erin").await, Some(placed));
+    // A shake there is never matched, even with a partner at the same moment beside her.
+    for user in ["erin", "bob"] {
+        app.grant(user, Feature::Shake).await.expect("grant");
+    }
+    let (e, b) = tokio::join!(
+        shake(&app, "erin", shelter),
+        shake(&app, "bob", ordinary[0])
+    );
+    assert!(matches!(e, Outcome::NoMatch(_)), "{e:?}");
+    assert!(matches!(b, Outcome::NoMatch(_)), "{b:?}");
+}
+
+/// A hidden update is limited as a write is: past the update rate it is refused the same
+/// way, so the refusal does not tell a hidden place from another.
+#[tokio::test]
+async fn a_hidden_update_counts_against_the_update_rate() {
+    let shelter = HOME.offset_m(-400.0, 200.0);
+    let file = PolicyFile::compile(&point(shelter, "shelter", 20));
+    let rate = vicinity::domain::limits::Rate::new(2, Duration::from_secs(60)).unwrap();
+    let app = TestApp::spawn(Backend::Memory, |config| {
+        config.places = file.places();
+        config.policy.updates = rate;
+    })
+    .await;
+    app.join("erin", shelter, Gender::Female).await;
+    app.update("erin", shelter, Gender::Female)
+        .await
+        .expect("the second of two");
+    let refused = app.update("erin", shelter, Gender::Female).await;
+    let status = refused.expect_err("the third is refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
 }
 
 #[tokio::test]
@@ -349,9 +390,9 @@ async fn the_attacker_does_no_better_than_the_base_rate_on_redis() {
     the_attacker_does_no_better_than_the_base_rate(Backend::Redis).await;
 }
 
-/// Issue 22 point 3: the policy is swapped while updates and lists run; no call fails, and
-/// the last policy written is the one in force.
-#[tokio::test]
+/// Issue 22 point 3: the policy is swapped, on another thread, while updates and lists run
+/// on two workers; no call fails, and the last policy written is the one in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_reloads_under_load_without_a_failed_call() {
     let file = PolicyFile::compile(&point(clinic(), "health", 20));
     let elsewhere = policy_text(&point(HOME.offset_m(-2_000.0, 0.0), "worship", 20));
@@ -381,13 +422,18 @@ async fn the_policy_reloads_under_load_without_a_failed_call() {
             })
         })
         .collect();
-    for i in 0..40 {
-        let text = if i % 2 == 0 { &elsewhere } else { &here };
-        std::fs::write(&file.path, text).expect("write the policy");
-        let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
-        reloaded.expect("a valid policy");
-        tokio::task::yield_now().await;
-    }
+    let reloads = {
+        let (places, path) = (places.clone(), file.path.clone());
+        tokio::task::spawn_blocking(move || {
+            for i in 0..40 {
+                let text = if i % 2 == 0 { &elsewhere } else { &here };
+                std::fs::write(&path, text).expect("write the policy");
+                let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
+                reloaded.expect("a valid policy");
+            }
+        })
+    };
+    reloads.await.expect("reloads");
     for task in load {
         task.await.expect("no panic").expect("no call failed");
     }

@@ -120,7 +120,7 @@ pub struct LoadArgs {
     /// The harness's runtime threads. One keeps the harness's share of a small machine low
     /// (it shares the cores with what it measures); raise it where one core cannot send the
     /// rates wanted (`--watch` prints the harness's CPU per request).
-    #[arg(long, env = "VICINITY_LOAD_THREADS", default_value_t = 1,
+    #[arg(long, env = "VICINITY_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
     /// Deadline of each call.

@@ -50,16 +50,20 @@ fn encode(record: &ConsentRecord) -> String {
     let at = record
         .changed_at
         .map_or(String::new(), |t| t.as_millis().to_string());
-    [
+    let mut fields = vec![
         record.state.as_str(),
         tag(record.feature),
         &record.notice_version,
         &record.source,
         &at,
         &record.consent_id,
-        &record.receipt,
-    ]
-    .join(&SEP.to_string())
+    ];
+    // A seventh field only with a receipt: a build before receipts reads events without
+    // one (a rolling deploy back stays possible while receipts are off).
+    if !record.receipt.is_empty() {
+        fields.push(&record.receipt);
+    }
+    fields.join(&SEP.to_string())
 }
 
 fn decode(user: &UserId, raw: &str) -> StoreResult<ConsentRecord> {
