@@ -487,7 +487,10 @@ mod tests {
             })
             .collect();
         let policy = policy_of(&listed);
-        let other = parent.children(Resolution::Nine).find(|c| *c != centre).unwrap();
+        let other = parent
+            .children(Resolution::Nine)
+            .find(|c| *c != centre)
+            .unwrap();
         assert_eq!(policy.place(centre), Placement::Hidden(Category::Shelter));
         let Placement::Coarse { cell, .. } = policy.place(other) else {
             panic!("the rest of the parent is coarsened")

@@ -455,3 +455,66 @@ async fn the_policy_reloads_under_load_without_a_failed_call() {
         last.version()
     );
 }
+
+/// A user crossing from one coarsened parent into the next, a few metres in no time, is
+/// stored at one representative cell, then at the other (which may lie more than the jump
+/// cap's 2 km slack apart): the move is judged to where they are, so it passes, on the fast
+/// path and the slow one alike; a teleport is still refused.
+async fn crossing_between_coarsened_parents_passes_the_jump_cap(backend: Backend) {
+    let p1 = parent(HOME);
+    let p2 = p1.grid_disk::<Vec<_>>(1)[1];
+    // Two cells side by side across the border of the two parents.
+    let (a, b) = p1
+        .children(Resolution::Nine)
+        .find_map(|a| {
+            let b = a
+                .grid_disk::<Vec<_>>(1)
+                .into_iter()
+                .find(|c| c.parent(Resolution::Seven) == Some(p2))?;
+            Some((a, b))
+        })
+        .expect("the parents share a border");
+    let centre = |cell: CellIndex| {
+        let at = LatLng::from(cell);
+        Point {
+            lat: at.lat(),
+            lng: at.lng(),
+        }
+    };
+    let places = [p1, p2].map(|p| {
+        let middle = centre(p.center_child(Resolution::Nine).expect("a child"));
+        point(middle, "worship", 20)
+    });
+    let file = PolicyFile::compile(&places.join(","));
+    let app = TestApp::spawn(backend, |config| {
+        config.places = file.places();
+        config.policy.jump =
+            Some(vicinity::domain::limits::JumpCap::from_kmh(1_200).expect("a cap"));
+    })
+    .await;
+    app.join("walker", centre(a), Gender::Female).await;
+    let first = stored_cell(&app, "walker").await.expect("placed");
+    app.update("walker", centre(b), Gender::Female)
+        .await
+        .expect("a step across the border passes");
+    let second = stored_cell(&app, "walker").await.expect("placed");
+    assert_eq!(first.parent(Resolution::Seven), Some(p1));
+    assert_eq!(second.parent(Resolution::Seven), Some(p2));
+    let far = app
+        .update("walker", HOME.offset_m(300_000.0, 0.0), Gender::Female)
+        .await;
+    assert_eq!(
+        far.expect_err("a teleport is refused").code(),
+        tonic::Code::FailedPrecondition
+    );
+}
+
+#[tokio::test]
+async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_memory() {
+    crossing_between_coarsened_parents_passes_the_jump_cap(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_redis() {
+    crossing_between_coarsened_parents_passes_the_jump_cap(Backend::Redis).await;
+}
