@@ -80,14 +80,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PlacesAction {
-    /// Tile the operator's GeoJSON list of sensitive places to a policy file for
-    /// `serve --places`.
+    /// Tile the operator's GeoJSON list of sensitive places and/or an OpenStreetMap extract
+    /// to a policy file for `serve --places`.
     Compile {
         /// GeoJSON FeatureCollection: Points (optional `radius_m`), Polygons or MultiPolygons,
         /// each with a `category` (health, reproductive_health, mental_health, addiction,
         /// worship, shelter, military). Repeat the flag for several files.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "osm")]
         geojson: Vec<std::path::PathBuf>,
+        /// OpenStreetMap extract (`.osm.pbf`): its clinics, places of worship, shelters, ...
+        /// by their tags (docs/operations.md). Repeat for several.
+        #[arg(long)]
+        osm: Vec<std::path::PathBuf>,
         /// The grid's resolution (`serve --snap-resolution`).
         #[arg(long, default_value_t = 9)]
         resolution: u8,
@@ -424,6 +428,7 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
 fn places(action: PlacesAction) -> anyhow::Result<()> {
     let PlacesAction::Compile {
         geojson,
+        osm,
         resolution,
         coarse_resolution,
         margin,
@@ -449,6 +454,11 @@ fn places(action: PlacesAction) -> anyhow::Result<()> {
             .with_context(|| format!("--geojson: {}: cannot be read", path.display()))?;
         let cells = places::compile::from_geojson(&text, resolution, margin)
             .with_context(|| format!("--geojson: {}", path.display()))?;
+        listed.extend(cells);
+    }
+    for path in &osm {
+        let cells = places::compile::from_osm(path, resolution, margin)
+            .with_context(|| format!("--osm: {}", path.display()))?;
         listed.extend(cells);
     }
     let text = places::compile::render(&listed, resolution, coarse, &hide);

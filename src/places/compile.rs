@@ -1,5 +1,6 @@
-//! `vicinity places compile`: the operator's GeoJSON list of sensitive places, tiled to the
-//! grid's H3 cells with a margin, written as a versioned, content-hashed policy file.
+//! `vicinity places compile`: the operator's GeoJSON list of sensitive places and/or an
+//! OpenStreetMap extract, tiled to the grid's H3 cells with a margin, written as a
+//! versioned, content-hashed policy file.
 //!
 //! Input: a GeoJSON `FeatureCollection` whose features have a `category` property (one of
 //! [`Category::as_str`]) and a `Point` (with an optional `radius_m`, the place's extent:
@@ -176,6 +177,150 @@ fn tile(polygon: Polygon, resolution: Resolution, margin: u32) -> Result<Vec<Cel
     Ok(cells)
 }
 
+/// The most places an OpenStreetMap extract may give (a whole country's clinics and places
+/// of worship fit; a planet file is refused, not read for hours).
+pub const MAX_OSM_PLACES: usize = 2_000_000;
+
+/// The category an OpenStreetMap element's tags put it in, if any (docs/operations.md,
+/// "Sensitive places", has the table).
+pub fn classify<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Option<Category> {
+    let tags: Vec<(&str, &str)> = tags.collect();
+    let has = |key: &str, value: &str| tags.iter().any(|&(k, v)| k == key && v == value);
+    let value = |key: &str| tags.iter().find(|&&(k, _)| k == key).map(|&(_, v)| v);
+    let speciality = value("healthcare:speciality").unwrap_or_default();
+    if has("amenity", "social_facility") && has("social_facility", "shelter") {
+        return Some(Category::Shelter);
+    }
+    if has("amenity", "place_of_worship") {
+        return Some(Category::Worship);
+    }
+    if value("military").is_some() || has("landuse", "military") {
+        return Some(Category::Military);
+    }
+    let addiction = has("counselling", "addiction")
+        || has("social_facility:for", "drug_addicted")
+        || speciality.contains("addiction");
+    if addiction {
+        return Some(Category::Addiction);
+    }
+    let reproductive = matches!(value("healthcare"), Some("birthing_centre" | "midwife"))
+        || ["gynaecology", "fertility", "abortion", "reproductive"]
+            .iter()
+            .any(|s| speciality.contains(s));
+    if reproductive {
+        return Some(Category::ReproductiveHealth);
+    }
+    let mental = matches!(value("healthcare"), Some("psychotherapist"))
+        || has("counselling", "psychiatry")
+        || speciality.contains("psychiatry");
+    if mental {
+        return Some(Category::MentalHealth);
+    }
+    let medical = matches!(value("amenity"), Some("hospital" | "clinic" | "doctors"))
+        || value("healthcare").is_some();
+    medical.then_some(Category::Health)
+}
+
+/// The places of an OpenStreetMap extract (`.osm.pbf`): tagged nodes as points of
+/// [`DEFAULT_RADIUS_M`], tagged closed ways as polygons (an open way's first node as a
+/// point); relations are not read. Tiled as [`from_geojson`] tiles.
+pub fn from_osm(
+    path: &std::path::Path,
+    resolution: Resolution,
+    margin: u32,
+) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
+    use std::collections::{HashMap, HashSet};
+
+    use osmpbf::{Element, ElementReader};
+
+    if margin > MAX_MARGIN {
+        return Err(PolicyError(format!(
+            "a margin of at most {MAX_MARGIN} rings"
+        )));
+    }
+    let unreadable = |e: osmpbf::Error| PolicyError(format!("not a readable .osm.pbf ({e})"));
+    let mut points: Vec<(Category, f64, f64)> = Vec::new();
+    let mut ways: Vec<(Category, Vec<i64>)> = Vec::new();
+    let mut too_many = false;
+    ElementReader::from_path(path)
+        .map_err(unreadable)?
+        .for_each(|element| {
+            if points.len() + ways.len() >= MAX_OSM_PLACES {
+                too_many = true;
+                return;
+            }
+            match element {
+                Element::Node(n) => {
+                    if let Some(c) = classify(n.tags()) {
+                        points.push((c, n.lat(), n.lon()));
+                    }
+                }
+                Element::DenseNode(n) => {
+                    if let Some(c) = classify(n.tags()) {
+                        points.push((c, n.lat(), n.lon()));
+                    }
+                }
+                Element::Way(w) => {
+                    if let Some(c) = classify(w.tags()) {
+                        ways.push((c, w.refs().collect()));
+                    }
+                }
+                Element::Relation(_) => {}
+            }
+        })
+        .map_err(unreadable)?;
+    if too_many {
+        return Err(PolicyError(format!("more than {MAX_OSM_PLACES} places")));
+    }
+    let wanted: HashSet<i64> = ways
+        .iter()
+        .flat_map(|(_, refs)| refs.iter().copied())
+        .collect();
+    let mut at: HashMap<i64, (f64, f64)> = HashMap::new();
+    if !wanted.is_empty() {
+        ElementReader::from_path(path)
+            .map_err(unreadable)?
+            .for_each(|element| {
+                let (id, lat, lon) = match element {
+                    Element::Node(n) => (n.id(), n.lat(), n.lon()),
+                    Element::DenseNode(n) => (n.id(), n.lat(), n.lon()),
+                    _ => return,
+                };
+                if wanted.contains(&id) {
+                    at.insert(id, (lat, lon));
+                }
+            })
+            .map_err(unreadable)?;
+    }
+    let mut cells: BTreeMap<CellIndex, Category> = BTreeMap::new();
+    let mut add = |polygon: Polygon, category: Category| -> Result<(), PolicyError> {
+        for cell in tile(polygon, resolution, margin).map_err(PolicyError)? {
+            let kept = cells.entry(cell).or_insert(category);
+            if category == Category::Shelter {
+                *kept = category;
+            }
+        }
+        Ok(())
+    };
+    for (category, lat, lon) in points {
+        add(circle(lat, lon, DEFAULT_RADIUS_M), category)?;
+    }
+    for (category, refs) in ways {
+        let ring: Vec<Coord> = refs
+            .iter()
+            .filter_map(|id| at.get(id))
+            .map(|&(lat, lon)| Coord { x: lon, y: lat })
+            .collect();
+        let closed = refs.len() >= 4 && refs.first() == refs.last() && ring.len() == refs.len();
+        if closed {
+            add(Polygon::new(LineString::from(ring), Vec::new()), category)?;
+        } else if let Some(first) = ring.first() {
+            add(circle(first.y, first.x, DEFAULT_RADIUS_M), category)?;
+        }
+    }
+    Ok(cells.into_iter().collect())
+}
+
 /// The policy file of `listed` cells at `resolution`, coarsened to `coarse`, with `actions`
 /// overriding each category's default.
 pub fn render(
@@ -257,6 +402,51 @@ mod tests {
             .to_cell(Resolution::Nine);
         let at = cells.iter().find(|(c, _)| *c == middle).unwrap();
         assert_eq!(at.1, Category::Shelter);
+    }
+
+    #[test]
+    fn openstreetmap_tags_select_the_categories() {
+        let of = |tags: &[(&'static str, &'static str)]| classify(tags.iter().copied());
+        assert_eq!(of(&[("amenity", "clinic")]), Some(Category::Health));
+        assert_eq!(of(&[("healthcare", "dentist")]), Some(Category::Health));
+        assert_eq!(
+            of(&[("amenity", "place_of_worship"), ("religion", "x")]),
+            Some(Category::Worship)
+        );
+        assert_eq!(
+            of(&[
+                ("amenity", "social_facility"),
+                ("social_facility", "shelter")
+            ]),
+            Some(Category::Shelter)
+        );
+        assert_eq!(
+            of(&[("healthcare", "birthing_centre")]),
+            Some(Category::ReproductiveHealth)
+        );
+        assert_eq!(
+            of(&[
+                ("healthcare", "clinic"),
+                ("healthcare:speciality", "gynaecology;fertility")
+            ]),
+            Some(Category::ReproductiveHealth)
+        );
+        assert_eq!(
+            of(&[("healthcare", "psychotherapist")]),
+            Some(Category::MentalHealth)
+        );
+        assert_eq!(
+            of(&[("healthcare", "counselling"), ("counselling", "addiction")]),
+            Some(Category::Addiction)
+        );
+        assert_eq!(of(&[("landuse", "military")]), Some(Category::Military));
+        assert_eq!(
+            of(&[("amenity", "social_facility")]),
+            None,
+            "a shelter says so"
+        );
+        assert_eq!(of(&[("amenity", "cafe")]), None);
+        assert_eq!(of(&[]), None);
     }
 
     #[test]

@@ -1249,3 +1249,76 @@ fn a_compiled_policy_is_served_and_reloaded_on_sighup() {
     served.wait_until_serving();
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 22 point 1: an OpenStreetMap extract (made here with osmium-tool from OSM XML, as
+/// an operator's `osmium extract` would make one) compiles to a policy listing its clinic
+/// (a tagged node) and its place of worship (a tagged closed way), not an untagged node.
+#[test]
+fn an_openstreetmap_extract_compiles_to_a_policy() {
+    use vicinity::places::{Category, Placement, Policy};
+
+    let dir = std::env::temp_dir().join(format!("vicinity-it-osm-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let node = |id: u32, lat: f64, lon: f64, tags: &str| {
+        format!(
+            "<node id='{id}' version='1' timestamp='2026-01-01T00:00:00Z' lat='{lat}' lon='{lon}'>{tags}</node>"
+        )
+    };
+    let (clinic, plain) = ((39.931_234, 116.421_234), (39.801_234, 116.301_234));
+    let square = [
+        (39.951, 116.451),
+        (39.951, 116.453),
+        (39.953, 116.453),
+        (39.953, 116.451),
+    ];
+    let mut xml = String::from("<?xml version='1.0' encoding='UTF-8'?>\n<osm version='0.6'>\n");
+    xml += &node(1, clinic.0, clinic.1, "<tag k='amenity' v='clinic'/>");
+    xml += &node(2, plain.0, plain.1, "");
+    for (i, (lat, lon)) in square.iter().enumerate() {
+        xml += &node(10 + i as u32, *lat, *lon, "");
+    }
+    xml += "<way id='100' version='1' timestamp='2026-01-01T00:00:00Z'>";
+    for id in [10, 11, 12, 13, 10] {
+        xml += &format!("<nd ref='{id}'/>");
+    }
+    xml += "<tag k='amenity' v='place_of_worship'/></way>\n</osm>\n";
+    let (source, pbf, policy) = (
+        dir.join("extract.osm"),
+        dir.join("extract.osm.pbf"),
+        dir.join("places.policy"),
+    );
+    fs::write(&source, xml).unwrap();
+    let converted = Command::new("osmium")
+        .arg("cat")
+        .arg(&source)
+        .arg("-o")
+        .arg(&pbf)
+        .arg("--overwrite")
+        .output()
+        .expect("osmium-tool (scripts/test installs it)");
+    assert!(converted.status.success(), "{converted:?}");
+    let compiled = vicinity()
+        .args(["places", "compile", "--osm"])
+        .arg(&pbf)
+        .arg("--out")
+        .arg(&policy)
+        .output()
+        .expect("runs");
+    assert!(compiled.status.success(), "{compiled:?}");
+
+    let policy = Policy::load(&policy).expect("a policy");
+    let cell = |(lat, lng): (f64, f64)| {
+        h3o::LatLng::new(lat, lng)
+            .unwrap()
+            .to_cell(h3o::Resolution::Nine)
+    };
+    let inside = |at| match policy.place(cell(at)) {
+        Placement::Coarse { inside, .. } => inside,
+        Placement::Hidden(category) => Some(category),
+        Placement::Exact(_) => None,
+    };
+    assert_eq!(inside(clinic), Some(Category::Health));
+    assert_eq!(inside((39.952, 116.452)), Some(Category::Worship));
+    assert_eq!(inside(plain), None, "an untagged node is no place");
+    fs::remove_dir_all(&dir).unwrap();
+}
