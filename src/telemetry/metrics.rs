@@ -139,6 +139,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
+        // `process_*`, as every Prometheus client exports them, read at each scrape.
+        drop(registry.register(Box::new(super::process::ProcessCollector::new())));
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let opts = Opts::new(name, help);
             register(&registry, IntCounterVec::new(opts, labels))

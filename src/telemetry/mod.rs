@@ -3,6 +3,7 @@
 
 pub mod metrics;
 pub mod otlp;
+pub mod process;
 pub mod rpc;
 
 use std::io::IsTerminal;

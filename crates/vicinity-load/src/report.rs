@@ -211,6 +211,27 @@ impl RunReport {
         self.sustained && self.within_bound
     }
 
+    /// Why a run did not pass, in words that name what to change: the rate itself (not
+    /// sustained), or the latency bound (`--p99-bound`) at a rate that was held.
+    pub fn why_failed(&self, p99_bound_us: u64) -> String {
+        let ms = |us: u64| us as f64 / 1e3;
+        if !self.sustained {
+            let failed: u64 = self.errors.values().sum();
+            format!(
+                "the rate was not held ({:.0}/s achieved, {} unsent, {} unanswered, {failed} errors)",
+                self.achieved, self.unsent, self.unfinished
+            )
+        } else if !self.within_bound {
+            format!(
+                "the rate was held, but p99 {:.2} ms is over the bound of {} ms (--p99-bound)",
+                ms(self.primary().p99),
+                ms(p99_bound_us)
+            )
+        } else {
+            "passed".into()
+        }
+    }
+
     /// `ListNearby open 5000/s` or `ListNearby closed x1`.
     pub fn title(&self) -> String {
         format!("{} {} {}", self.target, self.rpc, pace_text(self.pace))
@@ -604,7 +625,7 @@ impl Report {
                 asked && matches!(r.pace, Pace::Open { .. })
             })
             .filter(|r| !r.passed())
-            .map(|r| format!("{}: not held within the bound", r.title()));
+            .map(|r| format!("{}: {}", r.title(), r.why_failed(self.p99_bound_us)));
         self.failures
             .iter()
             .map(|(step, _)| format!("{step}: failed"))
