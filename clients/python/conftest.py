@@ -110,9 +110,11 @@ NO_LIMITS = {
 class Server:
     """One `vicinity serve` process on a free loopback port; its log goes to a file."""
 
-    def __init__(self, binary: str, flags: list[str], log_dir: Path):
+    def __init__(self, binary: str, flags: list[str], log_dir: Path,
+                 credentials: grpc.ChannelCredentials | None = None):
         self.binary = binary
         self.flags = flags
+        self.credentials = credentials
         self.log_path = log_dir / f"vicinity-{uuid.uuid4().hex[:8]}.log"
         self.proc: subprocess.Popen | None = None
         self.target = ""
@@ -152,7 +154,9 @@ class Server:
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT_S
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (grpc.secure_channel(self.target, self.credentials) if self.credentials
+                   else grpc.insecure_channel(self.target))
+        with channel:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     return False  # exited (the port may have been taken meanwhile)
@@ -187,8 +191,8 @@ def start_server(vicinity_bin, tmp_path_factory):
     started: list[Server] = []
     log_dir = tmp_path_factory.mktemp("logs")
 
-    def start(*flags: str) -> Server:
-        server = Server(vicinity_bin, list(flags), log_dir)
+    def start(*flags: str, credentials: grpc.ChannelCredentials | None = None) -> Server:
+        server = Server(vicinity_bin, list(flags), log_dir, credentials)
         started.append(server)
         return server.start()
 

@@ -154,3 +154,26 @@ def test_main_sends_the_api_key(start_server, user, place, tmp_path, capsys):
     assert client.main(args) == 1
     assert "UNAUTHENTICATED API_KEY_MISSING" in capsys.readouterr().err
     assert client.main(args + ["--api-key", "app-key-0123456789abcdef"]) == 0
+
+
+def test_main_speaks_tls_with_a_ca_file(start_server, user, place, tmp_path, capsys):
+    """Issue 21 point 7: the example reaches a TLS server with --ca-cert (a certificate made
+    here by openssl for 127.0.0.1, serving as its own CA)."""
+    import subprocess
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=vicinity",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    server = start_server("--tls-cert", str(cert), "--tls-key", str(key),
+                          credentials=credentials)
+    args = ["--target", server.target, "--user", user("fay"), "--lat", str(place[0]),
+            "--lng", str(place[1])]
+    assert client.main(args + ["--ca-cert", str(cert)]) == 0
+    assert "cleared 1 location entries" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        client.main(args + ["--ca-cert", str(cert), "--client-cert", str(cert)])
+

@@ -184,6 +184,20 @@ class Vicinity:
                 return
 
 
+def tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from --ca-cert (and a client certificate for mutual TLS), or None."""
+    if not args.ca_cert:
+        return None
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca_cert),
+        private_key=read(args.client_key),
+        certificate_chain=read(args.client_cert),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="127.0.0.1:50051")
@@ -191,11 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lat", type=float, default=39.9087)
     parser.add_argument("--lng", type=float, default=116.3975)
     parser.add_argument("--api-key")
+    parser.add_argument("--ca-cert", help="CA (PEM) that signed an https server's certificate: TLS")
+    parser.add_argument("--client-cert", help="client certificate (PEM), for mutual TLS")
+    parser.add_argument("--client-key", help="the client certificate's private key (PEM)")
     parser.add_argument("--service-config", default=str(SERVICE_CONFIG))
     parser.add_argument("--keep", action="store_true", help="do not clear the location at the end")
     args = parser.parse_args(argv)
+    if bool(args.client_cert) != bool(args.client_key):
+        parser.error("--client-cert and --client-key go together")
 
-    with connect(args.target, args.service_config) as channel:
+    with connect(args.target, args.service_config, tls(args)) as channel:
         api = Vicinity(channel, args.api_key)
         try:
             user = args.user
