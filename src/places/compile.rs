@@ -9,13 +9,14 @@
 //! (h3o's `ContainmentMode::Covers`), then grown by `margin` rings of cells, so a position
 //! snapped just outside the place is treated as inside.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use geo::{Coord, LineString, Polygon};
 use h3o::{
     CellIndex, Resolution,
     geom::{ContainmentMode, TilerBuilder},
 };
+use osmpbf::{Element, ElementReader};
 use ring::digest;
 use serde_json::Value;
 
@@ -44,11 +45,7 @@ pub fn from_geojson(
     resolution: Resolution,
     margin: u32,
 ) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
-    if margin > MAX_MARGIN {
-        return Err(PolicyError(format!(
-            "a margin of at most {MAX_MARGIN} rings"
-        )));
-    }
+    check_margin(margin)?;
     let json: Value = serde_json::from_str(text)
         .map_err(|e| PolicyError(format!("not JSON (line {})", e.line())))?;
     let features = json["features"]
@@ -67,10 +64,7 @@ pub fn from_geojson(
             })?;
         for polygon in polygons(feature).map_err(|e| bad(&e))? {
             for cell in tile(polygon, resolution, margin).map_err(|e| bad(&e))? {
-                let kept = cells.entry(cell).or_insert(category);
-                if category == Category::Shelter {
-                    *kept = category;
-                }
+                keep(&mut cells, cell, category);
             }
         }
     }
@@ -229,18 +223,49 @@ pub fn from_osm(
     resolution: Resolution,
     margin: u32,
 ) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
-    use std::collections::{HashMap, HashSet};
-
-    use osmpbf::{Element, ElementReader};
-
-    if margin > MAX_MARGIN {
-        return Err(PolicyError(format!(
-            "a margin of at most {MAX_MARGIN} rings"
-        )));
+    check_margin(margin)?;
+    let (points, ways) = osm_places(path)?;
+    let wanted: HashSet<i64> = ways
+        .iter()
+        .flat_map(|(_, refs)| refs.iter().copied())
+        .collect();
+    let at = osm_positions(path, &wanted)?;
+    let mut cells: BTreeMap<CellIndex, Category> = BTreeMap::new();
+    let mut add = |polygon: Polygon, category: Category| -> Result<(), PolicyError> {
+        for cell in tile(polygon, resolution, margin).map_err(PolicyError)? {
+            keep(&mut cells, cell, category);
+        }
+        Ok(())
+    };
+    for (category, lat, lon) in points {
+        add(circle(lat, lon, DEFAULT_RADIUS_M), category)?;
     }
-    let unreadable = |e: osmpbf::Error| PolicyError(format!("not a readable .osm.pbf ({e})"));
-    let mut points: Vec<(Category, f64, f64)> = Vec::new();
-    let mut ways: Vec<(Category, Vec<i64>)> = Vec::new();
+    for (category, refs) in ways {
+        let ring: Vec<Coord> = refs
+            .iter()
+            .filter_map(|id| at.get(id))
+            .map(|&(lat, lon)| Coord { x: lon, y: lat })
+            .collect();
+        let closed = refs.len() >= 4 && refs.first() == refs.last() && ring.len() == refs.len();
+        if closed {
+            add(Polygon::new(LineString::from(ring), Vec::new()), category)?;
+        } else if let Some(first) = ring.first() {
+            add(circle(first.y, first.x, DEFAULT_RADIUS_M), category)?;
+        }
+    }
+    Ok(cells.into_iter().collect())
+}
+
+/// A tagged place of an extract: a point (category, lat, lon), or a way (category, node ids).
+type OsmPlaces = (Vec<(Category, f64, f64)>, Vec<(Category, Vec<i64>)>);
+
+fn unreadable(e: osmpbf::Error) -> PolicyError {
+    PolicyError(format!("not a readable .osm.pbf ({e})"))
+}
+
+/// The extract's tagged nodes and ways, at most [`MAX_OSM_PLACES`] of them.
+fn osm_places(path: &std::path::Path) -> Result<OsmPlaces, PolicyError> {
+    let (mut points, mut ways) = (Vec::new(), Vec::new());
     let mut too_many = false;
     ElementReader::from_path(path)
         .map_err(unreadable)?
@@ -272,53 +297,51 @@ pub fn from_osm(
     if too_many {
         return Err(PolicyError(format!("more than {MAX_OSM_PLACES} places")));
     }
-    let wanted: HashSet<i64> = ways
-        .iter()
-        .flat_map(|(_, refs)| refs.iter().copied())
-        .collect();
-    let mut at: HashMap<i64, (f64, f64)> = HashMap::new();
-    if !wanted.is_empty() {
-        ElementReader::from_path(path)
-            .map_err(unreadable)?
-            .for_each(|element| {
-                let (id, lat, lon) = match element {
-                    Element::Node(n) => (n.id(), n.lat(), n.lon()),
-                    Element::DenseNode(n) => (n.id(), n.lat(), n.lon()),
-                    _ => return,
-                };
-                if wanted.contains(&id) {
-                    at.insert(id, (lat, lon));
-                }
-            })
-            .map_err(unreadable)?;
+    Ok((points, ways))
+}
+
+/// The positions of the `wanted` nodes of the extract.
+fn osm_positions(
+    path: &std::path::Path,
+    wanted: &HashSet<i64>,
+) -> Result<HashMap<i64, (f64, f64)>, PolicyError> {
+    let mut at = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(at);
     }
-    let mut cells: BTreeMap<CellIndex, Category> = BTreeMap::new();
-    let mut add = |polygon: Polygon, category: Category| -> Result<(), PolicyError> {
-        for cell in tile(polygon, resolution, margin).map_err(PolicyError)? {
-            let kept = cells.entry(cell).or_insert(category);
-            if category == Category::Shelter {
-                *kept = category;
+    ElementReader::from_path(path)
+        .map_err(unreadable)?
+        .for_each(|element| {
+            let (id, lat, lon) = match element {
+                Element::Node(n) => (n.id(), n.lat(), n.lon()),
+                Element::DenseNode(n) => (n.id(), n.lat(), n.lon()),
+                _ => return,
+            };
+            if wanted.contains(&id) {
+                at.insert(id, (lat, lon));
             }
-        }
-        Ok(())
-    };
-    for (category, lat, lon) in points {
-        add(circle(lat, lon, DEFAULT_RADIUS_M), category)?;
+        })
+        .map_err(unreadable)?;
+    Ok(at)
+}
+
+/// Refuses a margin over [`MAX_MARGIN`].
+fn check_margin(margin: u32) -> Result<(), PolicyError> {
+    if margin > MAX_MARGIN {
+        return Err(PolicyError(format!(
+            "a margin of at most {MAX_MARGIN} rings"
+        )));
     }
-    for (category, refs) in ways {
-        let ring: Vec<Coord> = refs
-            .iter()
-            .filter_map(|id| at.get(id))
-            .map(|&(lat, lon)| Coord { x: lon, y: lat })
-            .collect();
-        let closed = refs.len() >= 4 && refs.first() == refs.last() && ring.len() == refs.len();
-        if closed {
-            add(Polygon::new(LineString::from(ring), Vec::new()), category)?;
-        } else if let Some(first) = ring.first() {
-            add(circle(first.y, first.x, DEFAULT_RADIUS_M), category)?;
-        }
+    Ok(())
+}
+
+/// Lists `cell` as `category`'s; a cell claimed by a shelter and another place is the
+/// shelter's.
+fn keep(cells: &mut BTreeMap<CellIndex, Category>, cell: CellIndex, category: Category) {
+    let kept = cells.entry(cell).or_insert(category);
+    if category == Category::Shelter {
+        *kept = category;
     }
-    Ok(cells.into_iter().collect())
 }
 
 /// The policy file of `listed` cells at `resolution`, coarsened to `coarse`, with `actions`
@@ -344,10 +367,7 @@ pub fn render(
     // One line per cell: a cell listed twice is a shelter's if either place is one.
     let mut merged: BTreeMap<CellIndex, Category> = BTreeMap::new();
     for &(cell, category) in listed {
-        let kept = merged.entry(cell).or_insert(category);
-        if category == Category::Shelter {
-            *kept = category;
-        }
+        keep(&mut merged, cell, category);
     }
     for (cell, category) in merged {
         body.push_str(&format!("{cell} {category}\n"));
