@@ -256,10 +256,11 @@ impl LocationStore for RedisStore {
             let more = !cells.is_empty();
             if more {
                 let stop = if first || cells.len() < BULK_BATCH {
-                    self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                    self.fetch(&self.conn, &query, cells, now, &mut fetched)
+                        .await?
                 } else {
                     match self
-                        .fetch(&self.bulk, &query, cells.clone(), &mut fetched)
+                        .fetch(&self.bulk, &query, cells.clone(), now, &mut fetched)
                         .await
                     {
                         // The bulk connection is idle between far searches, so after a Redis
@@ -272,7 +273,8 @@ impl LocationStore for RedisStore {
                                 StoreErrorKind::Unavailable | StoreErrorKind::Timeout
                             ) =>
                         {
-                            self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                            self.fetch(&self.conn, &query, cells, now, &mut fetched)
+                                .await?
                         }
                         other => other?,
                     }

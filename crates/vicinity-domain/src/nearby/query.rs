@@ -267,6 +267,11 @@ impl NearbyQuery {
         let mut ranked = collector.best.into_sorted_vec();
         let full = ranked.len() > self.limit;
         ranked.truncate(self.limit);
+        // A user read twice (moving between two cells while a store read them, not as one
+        // snapshot) is listed once, at the first place; the page still continues after its
+        // last hit, so nobody after it is skipped.
+        let mut listed: HashSet<&UserId> = HashSet::with_capacity(ranked.len());
+        ranked.retain(|c| listed.insert(c.user_id));
         let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
         // A cut reads its last band whole: the cursor's key lies past the order space, so the
         // next page starts at the band after it.
@@ -382,6 +387,33 @@ mod tests {
         all.truncate(20);
         assert_eq!(page.hits, all);
         assert!(page.next.is_some());
+    }
+
+    #[test]
+    fn a_user_read_in_two_cells_is_listed_once_and_paging_skips_nobody() {
+        let grid = SnapGrid::default();
+        let (origin, mut cells) = world(&grid);
+        // User 5 read twice at the same place, as a store reading two cells at two moments
+        // may see a user who moves between them (same ticket, so next to each other).
+        let (cell, gender) = cells
+            .iter()
+            .find_map(|(c, m)| m.iter().find(|(u, _)| *u == user(5)).map(|(_, g)| (*c, *g)))
+            .expect("user 5 is in the world");
+        cells.entry(cell).or_default().push((user(5), gender));
+        let mut q = query(origin, 7);
+        let mut seen = Vec::new();
+        loop {
+            let page = run(&q, &grid, &cells);
+            let ids: HashSet<_> = page.hits.iter().map(|h| h.user_id.clone()).collect();
+            assert_eq!(ids.len(), page.hits.len(), "a user twice on one page");
+            seen.extend(page.hits.iter().map(|h| h.user_id.clone()));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => break,
+            }
+        }
+        let ids: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(ids.len(), 299, "everyone but the viewer");
     }
 
     #[test]
