@@ -256,11 +256,10 @@ impl LocationStore for RedisStore {
             let more = !cells.is_empty();
             if more {
                 let stop = if first || cells.len() < BULK_BATCH {
-                    self.fetch(&self.conn, &query, cells, now, &mut fetched)
-                        .await?
+                    self.fetch(&self.conn, &query, cells, &mut fetched).await?
                 } else {
                     match self
-                        .fetch(&self.bulk, &query, cells.clone(), now, &mut fetched)
+                        .fetch(&self.bulk, &query, cells.clone(), &mut fetched)
                         .await
                     {
                         // The bulk connection is idle between far searches, so after a Redis
@@ -273,8 +272,7 @@ impl LocationStore for RedisStore {
                                 StoreErrorKind::Unavailable | StoreErrorKind::Timeout
                             ) =>
                         {
-                            self.fetch(&self.conn, &query, cells, now, &mut fetched)
-                                .await?
+                            self.fetch(&self.conn, &query, cells, &mut fetched).await?
                         }
                         other => other?,
                     }

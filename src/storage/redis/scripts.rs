@@ -6,7 +6,7 @@
 //!
 //! Each script takes time from the Redis server (`TIME`), so all service nodes agree on
 //! deadlines whatever their own clocks say. Scripts that a cluster runs touch keys of one
-//! hash tag only (one slot); [`UPSERT`] and [`CELLS_READ_FILTERED`] over several partitions run on a
+//! hash tag only (one slot); [`UPSERT`] and [`CELLS_READ`] over several partitions run on a
 //! single node only, which allows it.
 
 use std::{sync::LazyLock, time::Duration};
@@ -21,6 +21,7 @@ use crate::{
         limits::Rate,
         nearby::{NearbyQuery, Pseudonyms},
         shake::{self, PendingShake, ShakeMatch},
+        user::GenderFilter,
     },
     storage::{LimitKey, LocationEntry, Position},
 };
@@ -651,10 +652,37 @@ pub fn user_purge(key: &str, cut: i64, fields: &[String]) -> ScriptInvocation<'s
 }
 
 lua_script! {
-    /// Reads cells under a gender filter in the viewer's in-band order and only as far as the
-    /// page needs, where most members of a crowd may be of the other gender: members are
-    /// admitted here, one by one, so the count is exact. (Without a filter the store reads
-    /// cells with plain commands: `cells::RedisStore::read_plain`.)
+    /// Reads cells in the viewer's in-band order and only as far as the page needs.
+    /// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
+    /// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
+    /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
+    /// k, then k excluded users, then one band per key.
+    ///
+    /// A member's key is (ticket - offset) mod 2^52: each cell's members come in that order
+    /// from `ZRANGEBYSCORE` (one or two ranges around the rotation). The script reads band by
+    /// band what is still wanted (the page, the viewer and the block list): a band of one cell
+    /// (the viewer's own, mostly) with `… LIMIT` up to that many in order, or whole with one
+    /// `ZRANGE` when it holds fewer; a band of several cells (a ring) through one window of
+    /// the key space sized from their total (`ZCARD`) to hold a quarter more than is wanted,
+    /// doubling only when it falls short, or every cell whole when the total is no more (a
+    /// window's score ranges formatted once for all its cells: formatting a number costs
+    /// about what reading an empty cell does). No
+    /// per-member Lua: each read goes back as one '\n'-joined string, untouched; the caller
+    /// filters (viewer, block list, deadline) and ranks. The count is of raw members, so the
+    /// script says where the last band it read is complete (after the last member of a cut
+    /// cell, one `ZSCORE`; a window's end; the end of the band when later keys were left
+    /// unread), and the page ends there if its filters left it short (the next page continues
+    /// from it). Work and reply are thus bounded by the page, not the density.
+    /// One call examines at most about `20n + 2000` members: past that it stops between bands
+    /// (at the end of the band before, key 2^52) and says so.
+    /// Returns `{now, stop band, stop key, i1, 'member\nmember...', i2, ...}`, stop band -1 when
+    /// it read every key to the end, `i` the 1-based key index.
+    CELLS_READ, cells_script, "lua/cells_read.lua"
+}
+
+lua_script! {
+    /// [`CELLS_READ`] under a gender filter, where most members of a crowd may be of the
+    /// other gender: members are admitted here, one by one, so the count is exact.
     /// KEYS: cells sorted by band: of one partition on a cluster, of any partitions on a single
     /// node (which allows a script keys of several slots). ARGV: n (members wanted), offset (the
     /// order's rotation), cursor band (-1 for none), cursor key, gender char ('' for any), viewer,
@@ -681,14 +709,17 @@ lua_script! {
     CELLS_READ_FILTERED, cells_script, "lua/cells_read_filtered.lua"
 }
 
-/// [`CELLS_READ_FILTERED`] of `cells` (each with its band) for `query`, whose gender filter
-/// is not `Any`.
+/// [`CELLS_READ`] of `cells` (each with its band) for `query`.
 pub fn cells_read(query: &NearbyQuery, cells: &[(CellIndex, u32)]) -> ScriptInvocation<'static> {
     let (after_band, after_key) = query
         .after
         .as_ref()
         .map_or((-1, 0), |c| (i64::from(c.band_m), c.key));
-    let mut call = CELLS_READ_FILTERED.prepare_invoke();
+    let script = match query.gender_filter {
+        GenderFilter::Any => &CELLS_READ,
+        _ => &CELLS_READ_FILTERED,
+    };
+    let mut call = script.prepare_invoke();
     call.arg(query.limit + 1)
         .arg(query.order.offset())
         .arg(after_band)

@@ -4,7 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use h3o::{CellIndex, LatLng};
 
-use super::{RedisConsentStore, RedisStore, Target, cells::Fetched};
+use super::{
+    RedisConsentStore, RedisStore, Target,
+    cells::{Fetched, decode_cells},
+};
 use crate::{
     domain::{
         Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
@@ -274,16 +277,16 @@ async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
     let home = crowd(&store).await;
-    let now = store.now().await.expect("now");
-    let query = request("crowd-0", 20, None).query(home, now);
+    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
-    let mut fetched = Fetched::new();
-    store
-        .fetch(&store.conn, &query, cells, now, &mut fetched)
+    let (_, reply) = store
+        .fetch_partition(&store.conn, &query, cells.clone())
         .await
         .expect("read");
+    let mut fetched = Fetched::new();
+    decode_cells(&cells, reply, Retention::default(), &mut fetched);
     let read: usize = fetched.values().map(Vec::len).sum();
-    // The window is sized for 1.25 times the 23 wanted (plus 4), over both cells together.
+    // The window is sized for 1.5 times the 21 wanted (plus 8), over both cells together.
     assert!(read <= 4 * 21, "read {read} of 900 members");
     assert!(read > 20);
 }
@@ -347,8 +350,7 @@ async fn a_crowd_in_a_sparse_ring_is_read_only_as_far_as_the_page_needs() {
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
     let home = hidden_crowd(&store).await;
-    let now = store.now().await.expect("now");
-    let query = request("crowd-0", 20, None).query(home, now);
+    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let mut cells = vec![(home, 0)];
     cells.extend(
         home.grid_disk::<Vec<_>>(1)
@@ -356,11 +358,12 @@ async fn a_crowd_in_a_sparse_ring_is_read_only_as_far_as_the_page_needs() {
             .skip(1)
             .map(|c| (c, 500)),
     );
-    let mut fetched = Fetched::new();
-    let stop = store
-        .fetch(&store.conn, &query, cells, now, &mut fetched)
+    let (_, reply) = store
+        .fetch_partition(&store.conn, &query, cells.clone())
         .await
         .expect("read");
+    let mut fetched = Fetched::new();
+    let stop = decode_cells(&cells, reply, Retention::default(), &mut fetched);
     let read: usize = fetched.values().map(Vec::len).sum();
     // 22 wanted (the page and one more, the viewer), 21 once the viewer's cell was read: the
     // ring is read through one window sized from its total, not cell by cell whole.
