@@ -9,19 +9,75 @@ use super::{ConfigError, ServeArgs};
 use crate::storage::redis::{ClientTlsConfig, Target, TlsCertificates};
 
 /// The server's TLS: its certificate and key, and for mutual TLS the CA of client
-/// certificates.
-#[derive(Debug, Clone)]
+/// certificates, as the rustls configuration every handshake uses (the server runs the
+/// handshakes itself, so a refused one is logged and counted: `server::tls`).
+#[derive(Clone)]
 pub struct ServerTls {
-    /// Certificate chain and private key.
-    pub identity: tonic::transport::Identity,
-    /// Client certificates must chain to this CA (`None`: no client certificate asked).
-    pub client_ca: Option<tonic::transport::Certificate>,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    mutual: bool,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.mutual)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerTls {
+    /// TLS with the certificate chain `cert_pem` and its key `key_pem`; with `client_ca_pem`,
+    /// mutual TLS: clients must present a certificate that CA signed. HTTP/2 only (ALPN `h2`).
+    pub fn from_pem(
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> Result<Self, String> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(ca) {
+                    roots
+                        .add(cert.map_err(|e| format!("client CA: {e}"))?)
+                        .map_err(|e| format!("client CA: {e}"))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.into(),
+                    provider,
+                )
+                .build()
+                .map_err(|e| format!("client CA: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| e.to_string())?;
+        config.alpn_protocols.push(b"h2".to_vec());
+        Ok(Self {
+            config: std::sync::Arc::new(config),
+            mutual: client_ca_pem.is_some(),
+        })
+    }
+
     /// Whether clients must present a certificate.
     pub fn is_mutual(&self) -> bool {
-        self.client_ca.is_some()
+        self.mutual
+    }
+
+    /// The rustls configuration of every handshake.
+    pub fn config(&self) -> std::sync::Arc<rustls::ServerConfig> {
+        self.config.clone()
     }
 }
 
@@ -35,18 +91,13 @@ pub(super) fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigEr
     let (cert_pem, certs) = read_certs("tls-cert", cert)?;
     let key_pem = read_pem("tls-key", key)?;
     check_key_matches(&certs, &key_pem, ("tls-key", key), "tls-cert")?;
-    let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
     let client_ca = match &args.tls_client_ca {
-        Some(ca) => {
-            let (pem, _) = read_certs("tls-client-ca", ca)?;
-            Some(tonic::transport::Certificate::from_pem(pem))
-        }
+        Some(ca) => Some(read_certs("tls-client-ca", ca)?.0),
         None => None,
     };
-    Ok(Some(ServerTls {
-        identity,
-        client_ca,
-    }))
+    ServerTls::from_pem(&cert_pem, &key_pem, client_ca.as_deref())
+        .map(Some)
+        .map_err(|e| ConfigError(format!("--tls-cert, --tls-key, --tls-client-ca: {e}")))
 }
 
 /// A Redis password given as an argument: never shown (`Debug` is `***`).

@@ -204,6 +204,13 @@ pub struct Limited {
     idle: Pin<Box<Sleep>>,
 }
 
+impl Limited {
+    /// The peer's address, if the socket still knows it.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.socket.peer_addr().ok()
+    }
+}
+
 impl Connected for Limited {
     type ConnectInfo = Activity;
 
@@ -318,8 +325,8 @@ impl Drop for Open {
     }
 }
 
-/// Counts a socket closed at accept.
-fn refused(reason: &str) {
+/// Counts a socket closed at accept (or at its TLS handshake: `super::tls`).
+pub(super) fn refused(reason: &str) {
     metrics::get()
         .connections_refused
         .with_label_values(&[reason])

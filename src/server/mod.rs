@@ -4,12 +4,13 @@
 mod connections;
 pub mod health;
 mod scrape;
+mod tls;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::{
     config::Config,
@@ -183,17 +184,7 @@ pub async fn run(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let limits = within_file_limit(config.connections);
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        let mut tls_config = ServerTlsConfig::new()
-            .identity(tls.identity.clone())
-            .timeout(TLS_HANDSHAKE_TIMEOUT);
-        if let Some(ca) = &tls.client_ca {
-            tls_config = tls_config.client_ca_root(ca.clone());
-        }
-        builder = builder.tls_config(tls_config)?;
-    }
-    let router = builder
+    let router = Server::builder()
         // A backstop only: handlers answer DEADLINE_EXCEEDED before this answers CANCELLED.
         .timeout(MAX_CALL_TIME + Duration::from_secs(1))
         .max_concurrent_streams(limits.max_streams)
@@ -234,7 +225,14 @@ pub async fn run(
         }
     };
     let incoming = connections::limit(TcpListenerStream::new(listener), &limits);
-    let serve = router.serve_with_incoming_shutdown(incoming, signal);
+    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match &config.tls {
+            Some(tls) => {
+                let incoming = tls::accept(incoming, tls, limits.max_connections);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+        };
     let result = tokio::select! {
         result = serve => result.map_err(ServerError::from),
         () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
@@ -511,9 +509,6 @@ fn unix_seconds() -> f64 {
 
 /// How long an HTTP/2 keepalive ping may go unanswered before the connection is closed.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a client may take over the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// tonic answers a request body over the size limit with `OUT_OF_RANGE`; gRPC's status-code
 /// convention (and SPEC §4.4) says `RESOURCE_EXHAUSTED`. The service itself never answers

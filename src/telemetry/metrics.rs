@@ -89,7 +89,9 @@ pub struct Metrics {
     /// clamped to the file limit).
     pub connections_max: IntGauge,
     /// `vicinity_connections_refused_total{reason}`: sockets closed at accept (`cap`: at the
-    /// connection cap; `per_peer`: their peer at its cap).
+    /// connection cap; `per_peer`: their peer at its cap) or at their TLS handshake
+    /// (`tls_handshake`: refused, e.g. no or a foreign client certificate, or plaintext;
+    /// `tls_timeout`: not finished in time).
     pub connections_refused: IntCounterVec,
     /// `vicinity_places_cells`: cells the place policy in force lists (0: none).
     pub places_cells: IntGauge,
@@ -270,7 +272,7 @@ impl Metrics {
             ),
             connections_refused: counter(
                 "vicinity_connections_refused_total",
-                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer).",
+                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer); or at their TLS handshake: refused (tls_handshake) or not finished in time (tls_timeout).",
                 &["reason"],
             ),
             places_cells: int_gauge(
@@ -326,7 +328,7 @@ impl Metrics {
         for feature in Feature::ALL {
             self.consent_refusals.with_label_values(&[feature.as_str()]);
         }
-        for reason in ["cap", "per_peer"] {
+        for reason in ["cap", "per_peer", "tls_handshake", "tls_timeout"] {
             self.connections_refused.with_label_values(&[reason]);
         }
     }

@@ -66,10 +66,12 @@ impl Pki {
 
     /// The server's TLS, with client certificates required when `mutual`.
     pub fn server_tls(&self, mutual: bool) -> ServerTls {
-        ServerTls {
-            identity: tonic::transport::Identity::from_pem(&self.server.0, &self.server.1),
-            client_ca: mutual.then(|| tonic::transport::Certificate::from_pem(&self.ca)),
-        }
+        ServerTls::from_pem(
+            self.server.0.as_bytes(),
+            self.server.1.as_bytes(),
+            mutual.then_some(self.ca.as_bytes()),
+        )
+        .expect("a usable certificate and key")
     }
 
     /// A client that trusts this CA, with this PKI's client certificate when `with_cert`.
@@ -169,8 +171,21 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
         health(addr.port(), &pki.client_tls(true)).await,
         Ok(ServingStatus::Serving)
     );
+    let log_start = capture::log_len();
     let without = health(addr.port(), &pki.client_tls(false)).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
+    // Issue 21 point 6: the refusal is counted and logged with its peer (each test runs in a
+    // process of its own under nextest; under `cargo test` other tests only add to it).
+    let refused = vicinity::telemetry::metrics::get()
+        .connections_refused
+        .with_label_values(&["tls_handshake"]);
+    assert!(refused.get() >= 1, "the refused handshake is counted");
+    let log = capture::log_since(log_start);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TLS handshake refused") && l.contains("127.0.0.1:")),
+        "the refused handshake is logged with its peer: {log}"
+    );
     // Trusts our server, but presents a certificate another CA signed.
     let foreign = ClientTls::from_pem(
         pki.ca.as_bytes(),

@@ -70,7 +70,8 @@ fn joined(parts: &[&str]) -> Script {
     Script::new(&(constants() + &parts.concat()))
 }
 
-/// Milliseconds from the server clock, as `now` (and its integer text as `now_s`).
+/// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as
+/// `now` (and its integer text as `now_s`).
 const NOW: &str = include_str!("lua/lib/now.lua");
 
 /// Sets a key's TTL to `at` plus a grace unless it already lives longer (GT, then NX for a key

@@ -1,10 +1,10 @@
 -- Limit state, shared by the limit scripts. Rates are GCRA: a key holds the theoretical
 -- arrival time (µs) of the next call. Places are a ZSET of token by end (ms).
 
--- The server's clock in µs (exact as a double until the year 2255).
+-- The server's clock in µs (exact as a double until the year 2255): the instant of the
+-- script's one `TIME` (lib/now.lua), so `now` and this agree and a call pays for one.
 local function clock_us()
-  local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+  return tonumber(time_now[1]) * 1000000 + tonumber(time_now[2])
 end
 
 -- The rate under `key` for one more call at `now_us`: the arrival time to keep when it is

@@ -1,3 +1,3 @@
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local time_now = redis.call('TIME')
+local now = tonumber(time_now[1]) * 1000 + math.floor(tonumber(time_now[2]) / 1000)
 local now_s = string.format('%d', now)
