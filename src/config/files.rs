@@ -3,6 +3,11 @@
 //! that matches its certificate), so a bad file fails at start-up in one line naming its flag
 //! and the file, never showing what a secret holds.
 
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
+
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{ConfigError, ServeArgs};
@@ -10,11 +15,21 @@ use crate::storage::redis::{ClientTlsConfig, Target, TlsCertificates};
 
 /// The server's TLS: its certificate and key, and for mutual TLS the CA of client
 /// certificates, as the rustls configuration every handshake uses (the server runs the
-/// handshakes itself, so a refused one is logged and counted: `server::tls`).
+/// handshakes itself, so a refused one is logged and counted: `server::tls`). Read from files,
+/// it can be read again ([`ServerTls::reload`], on SIGHUP): certificates rotate without a
+/// restart, connections made before keep theirs.
 #[derive(Clone)]
 pub struct ServerTls {
-    config: std::sync::Arc<rustls::ServerConfig>,
+    config: Arc<RwLock<Arc<rustls::ServerConfig>>>,
     mutual: bool,
+    files: Option<Arc<TlsFiles>>,
+}
+
+/// Where the gRPC port's TLS files are (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -29,44 +44,17 @@ impl std::fmt::Debug for ServerTls {
 impl ServerTls {
     /// TLS with the certificate chain `cert_pem` and its key `key_pem`; with `client_ca_pem`,
     /// mutual TLS: clients must present a certificate that CA signed. HTTP/2 only (ALPN `h2`).
+    /// Not reloadable (no files).
     pub fn from_pem(
         cert_pem: &[u8],
         key_pem: &[u8],
         client_ca_pem: Option<&[u8]>,
     ) -> Result<Self, String> {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let certs = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("certificate: {e}"))?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let builder = match client_ca_pem {
-            None => builder.with_no_client_auth(),
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(ca) {
-                    roots
-                        .add(cert.map_err(|e| format!("client CA: {e}"))?)
-                        .map_err(|e| format!("client CA: {e}"))?;
-                }
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    roots.into(),
-                    provider,
-                )
-                .build()
-                .map_err(|e| format!("client CA: {e}"))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
-        config.alpn_protocols.push(b"h2".to_vec());
+        let config = rustls_config(cert_pem, key_pem, client_ca_pem)?;
         Ok(Self {
-            config: std::sync::Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
             mutual: client_ca_pem.is_some(),
+            files: None,
         })
     }
 
@@ -75,10 +63,62 @@ impl ServerTls {
         self.mutual
     }
 
-    /// The rustls configuration of every handshake.
-    pub fn config(&self) -> std::sync::Arc<rustls::ServerConfig> {
-        self.config.clone()
+    /// The rustls configuration of a new handshake: the files as last (re)loaded.
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
+
+    /// Reads the files again (checked as at start) and uses them for every handshake from
+    /// now on; on an error the configuration in force stays. `Ok(false)`: not from files.
+    pub fn reload(&self) -> Result<bool, ConfigError> {
+        let Some(files) = &self.files else {
+            return Ok(false);
+        };
+        let config = load(files)?;
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(true)
+    }
+}
+
+/// The rustls server configuration of a certificate chain, its key and an optional client
+/// CA (PEM).
+fn rustls_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key: {e}"))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                roots
+                    .add(cert.map_err(|e| format!("client CA: {e}"))?)
+                    .map_err(|e| format!("client CA: {e}"))?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| format!("client CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols.push(b"h2".to_vec());
+    Ok(config)
 }
 
 /// The TLS files the flags name, read and checked now (PEM that parses, a key that matches
@@ -88,15 +128,29 @@ pub(super) fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigEr
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
-    let (cert_pem, certs) = read_certs("tls-cert", cert)?;
-    let key_pem = read_pem("tls-key", key)?;
-    check_key_matches(&certs, &key_pem, ("tls-key", key), "tls-cert")?;
-    let client_ca = match &args.tls_client_ca {
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: args.tls_client_ca.clone(),
+    };
+    let config = load(&files)?;
+    Ok(Some(ServerTls {
+        config: Arc::new(RwLock::new(Arc::new(config))),
+        mutual: files.client_ca.is_some(),
+        files: Some(Arc::new(files)),
+    }))
+}
+
+/// Reads and checks `files` (each error names its flag and file) into a rustls configuration.
+fn load(files: &TlsFiles) -> Result<rustls::ServerConfig, ConfigError> {
+    let (cert_pem, certs) = read_certs("tls-cert", &files.cert)?;
+    let key_pem = read_pem("tls-key", &files.key)?;
+    check_key_matches(&certs, &key_pem, ("tls-key", &files.key), "tls-cert")?;
+    let client_ca = match &files.client_ca {
         Some(ca) => Some(read_certs("tls-client-ca", ca)?.0),
         None => None,
     };
-    ServerTls::from_pem(&cert_pem, &key_pem, client_ca.as_deref())
-        .map(Some)
+    rustls_config(&cert_pem, &key_pem, client_ca.as_deref())
         .map_err(|e| ConfigError(format!("--tls-cert, --tls-key, --tls-client-ca: {e}")))
 }
 

@@ -117,8 +117,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::random::check()?;
-    // SIGHUP reloads the place policy: caught from the start, so one sent while the stores
-    // are waited for does not end the process.
+    // SIGHUP reloads the place policy and the TLS files: caught from the start, so one sent
+    // while the stores are waited for does not end the process.
     let hangups = hangups();
     let Listeners {
         grpc: listener,
@@ -169,7 +169,7 @@ pub async fn run(
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     svc.announce_places();
-    let reloader = tokio::spawn(reload_places_on_hangup(svc.clone(), hangups));
+    let reloader = tokio::spawn(reload_on_hangup(svc.clone(), config.tls.clone(), hangups));
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
@@ -467,7 +467,7 @@ fn hangups() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|error| {
-            tracing::warn!(%error, "no SIGHUP handler: the place policy reloads only with a restart");
+            tracing::warn!(%error, "no SIGHUP handler: the place policy and the TLS files reload only with a restart");
         })
         .ok()
 }
@@ -477,17 +477,25 @@ fn hangups() -> Option<()> {
     None
 }
 
-/// Reloads the place policy (`--places`) on each SIGHUP, for as long as the server runs.
+/// Reloads the place policy (`--places`) and the TLS files on each SIGHUP, for as long as the
+/// server runs.
 #[cfg(unix)]
-async fn reload_places_on_hangup(svc: Vicinity, hangups: Option<tokio::signal::unix::Signal>) {
+async fn reload_on_hangup(
+    svc: Vicinity,
+    tls: Option<ServerTls>,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         svc.reload_places().await;
+        if let Some(tls) = &tls {
+            tls::reload(tls).await;
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_places_on_hangup(_: Vicinity, _: Option<()>) {}
+async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Option<()>) {}
 
 /// Exposes the settings every node sharing a store must agree on (an alert compares them).
 fn show_settings(config: &Config) {

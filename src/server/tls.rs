@@ -1,4 +1,5 @@
-//! TLS on the gRPC port, handshaken here rather than inside tonic so that a refused handshake
+//! TLS on the gRPC port, handshaken here rather than inside tonic so that certificates reload
+//! without a restart ([`reload`], on SIGHUP) and so that a refused handshake
 //! (a client without the certificate mutual TLS asks for, one another CA signed, plaintext on a
 //! TLS port, a client that never finishes) is counted in `vicinity_connections_refused_total`
 //! (`tls_handshake`, `tls_timeout`) and logged with its peer's address, as operators of any
@@ -29,10 +30,11 @@ pub fn accept(
     tls: &ServerTls,
     concurrent: usize,
 ) -> impl Stream<Item = io::Result<TlsStream<Limited>>> {
-    let acceptor = TlsAcceptor::from(tls.config());
+    let tls = tls.clone();
     sockets
         .map(move |socket| {
-            let acceptor = acceptor.clone();
+            // The configuration in force now: a reload (SIGHUP) applies to the next handshake.
+            let acceptor = TlsAcceptor::from(tls.config());
             async move {
                 let socket = match socket {
                     Ok(socket) => socket,
@@ -73,5 +75,22 @@ fn refused_handshake(peer: Option<SocketAddr>, reason: &'static str, error: &str
             error,
             "TLS handshake refused (vicinity_connections_refused_total counts every one)"
         );
+    }
+}
+
+/// Reads the TLS files again (SIGHUP): new handshakes use them, connections made before keep
+/// theirs; a file that does not load is refused (logged, counted in
+/// `vicinity_tls_reload_failures_total`) and the certificates in force stay.
+pub async fn reload(tls: &ServerTls) {
+    let files = tls.clone();
+    let reloaded = tokio::task::spawn_blocking(move || files.reload()).await;
+    match reloaded {
+        Ok(Ok(true)) => tracing::info!("TLS certificate and key reloaded"),
+        Ok(Ok(false)) => {}
+        Ok(Err(error)) => {
+            crate::telemetry::metrics::get().tls_reload_failures.inc();
+            tracing::error!(%error, "TLS reload refused, the certificate in force stays");
+        }
+        Err(error) => tracing::error!(%error, "TLS reload did not finish"),
     }
 }

@@ -103,6 +103,9 @@ pub struct Metrics {
     pub places_placed: IntCounterVec,
     /// `vicinity_places_reload_failures_total`: reloads refused (the policy in force stays).
     pub places_reload_failures: IntCounter,
+    /// `vicinity_tls_reload_failures_total`: TLS file reloads refused (the certificate in
+    /// force stays).
+    pub tls_reload_failures: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -299,6 +302,13 @@ impl Metrics {
                 IntCounter::new(
                     "vicinity_places_reload_failures_total",
                     "Place policy reloads refused (the policy in force stays).",
+                ),
+            ),
+            tls_reload_failures: register(
+                &registry,
+                IntCounter::new(
+                    "vicinity_tls_reload_failures_total",
+                    "TLS certificate and key reloads refused on SIGHUP (the certificate in force stays).",
                 ),
             ),
             registry,

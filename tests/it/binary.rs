@@ -381,6 +381,85 @@ fn health_over_mutual_tls_with_a_ca_file() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// Issue 21 point 6: SIGHUP reloads the gRPC port's TLS files. A server on one CA's files,
+/// the files replaced by another CA's, SIGHUP: clients of the new CA are served and clients
+/// of the old one refused; a broken key file is refused on reload (logged and counted) and
+/// the certificate in force stays.
+#[test]
+fn tls_files_reload_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("vicinity-tls-reload-{}", std::process::id()));
+    let (old, new) = (crate::tls::Pki::new("old"), crate::tls::Pki::new("new"));
+    let served_dir = old.write(&dir.join("served"));
+    let new_dir = new.write(&dir.join("new"));
+    let old_dir = old.write(&dir.join("old"));
+    let file = |dir: &std::path::Path, name: &str| dir.join(name).display().to_string();
+    let probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let serve_args = [
+        "--tls-cert".to_owned(),
+        file(&served_dir, "server.pem"),
+        "--tls-key".to_owned(),
+        file(&served_dir, "server.key"),
+        "--tls-client-ca".to_owned(),
+        file(&served_dir, "ca.pem"),
+        "--metrics-listen".to_owned(),
+        probes.to_string(),
+    ];
+    let client = |dir: &std::path::Path| {
+        vec![
+            "--ca-cert".to_owned(),
+            file(dir, "ca.pem"),
+            "--client-cert".to_owned(),
+            file(dir, "client.pem"),
+            "--client-key".to_owned(),
+            file(dir, "client.key"),
+        ]
+    };
+    let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
+    let old_client = client(&old_dir);
+    let old_client: Vec<&str> = old_client.iter().map(String::as_str).collect();
+    let served = Served::start_full(&serve_args, "https", &old_client);
+    let health = |args: &[String]| {
+        let mut all = vec!["health"];
+        all.extend(args.iter().map(String::as_str));
+        run(&all, &served.addr).status.success()
+    };
+    assert!(!health(&client(&new_dir)), "the new CA before the reload");
+
+    for name in ["ca.pem", "server.pem", "server.key"] {
+        fs::copy(new_dir.join(name), served_dir.join(name)).expect("copy");
+    }
+    let hangup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &served.child.id().to_string()])
+            .status();
+        assert!(sent.expect("kill").success());
+    };
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !health(&client(&new_dir)) {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!health(&client(&old_dir)), "the old CA after the reload");
+    assert!(served.log().contains("TLS certificate and key reloaded"));
+
+    fs::write(served_dir.join("server.key"), "not a key").expect("write");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !served.log().contains("TLS reload refused") {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(health(&client(&new_dir)), "the certificate in force stays");
+    let scraped = http_body(probes, "/metrics").unwrap_or_default();
+    assert!(
+        scraped.contains("vicinity_tls_reload_failures_total 1"),
+        "{scraped}"
+    );
+    drop(served);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// A fake OpenTelemetry collector: every span it is sent goes down a channel.
 struct Collector(tokio::sync::mpsc::UnboundedSender<otlp::trace::v1::Span>);
 
