@@ -91,7 +91,7 @@ pub struct Metrics {
     /// `vicinity_connections_refused_total{reason}`: sockets closed at accept (`cap`: at the
     /// connection cap; `per_peer`: their peer at its cap) or at their TLS handshake
     /// (`tls_handshake`: refused, e.g. no or a foreign client certificate, or plaintext;
-    /// `tls_timeout`: not finished in time).
+    /// `tls_timeout`: not finished in time; `tls_eof`: the connection ended first).
     pub connections_refused: IntCounterVec,
     /// `vicinity_places_cells`: cells the place policy in force lists (0: none).
     pub places_cells: IntGauge,
@@ -275,7 +275,7 @@ impl Metrics {
             ),
             connections_refused: counter(
                 "vicinity_connections_refused_total",
-                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer); or at their TLS handshake: refused (tls_handshake) or not finished in time (tls_timeout).",
+                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer); or at their TLS handshake: refused (tls_handshake), not finished in time (tls_timeout) or ended before it finished (tls_eof).",
                 &["reason"],
             ),
             places_cells: int_gauge(
@@ -338,7 +338,7 @@ impl Metrics {
         for feature in Feature::ALL {
             self.consent_refusals.with_label_values(&[feature.as_str()]);
         }
-        for reason in ["cap", "per_peer", "tls_handshake", "tls_timeout"] {
+        for reason in ["cap", "per_peer", "tls_handshake", "tls_timeout", "tls_eof"] {
             self.connections_refused.with_label_values(&[reason]);
         }
     }

@@ -176,16 +176,27 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
     assert!(without.is_err(), "no client certificate: {without:?}");
     // Issue 21 point 6: the refusal is counted and logged with its peer (each test runs in a
     // process of its own under nextest; under `cargo test` other tests only add to it).
+    // The server counts and logs after the client has seen the refusal: wait for it.
     let refused = vicinity::telemetry::metrics::get()
         .connections_refused
         .with_label_values(&["tls_handshake"]);
-    assert!(refused.get() >= 1, "the refused handshake is counted");
-    let log = capture::log_since(log_start);
-    assert!(
-        log.lines()
-            .any(|l| l.contains("TLS handshake refused") && l.contains("127.0.0.1:")),
-        "the refused handshake is logged with its peer: {log}"
-    );
+    let logged = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("TLS handshake refused")
+                && l.contains("tls_handshake")
+                && l.contains("127.0.0.1:")
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while refused.get() < 1 || !logged(&capture::log_since(log_start)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refused handshake is counted ({}) and logged with its peer: {}",
+            refused.get(),
+            capture::log_since(log_start)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // Trusts our server, but presents a certificate another CA signed.
     let foreign = ClientTls::from_pem(
         pki.ca.as_bytes(),
@@ -214,6 +225,19 @@ async fn plaintext_to_a_tls_port_fails_cleanly_and_in_time() {
     let result = tokio::time::timeout(Duration::from_secs(10), attempt).await;
     let result = result.expect("fails within 10 s instead of hanging");
     assert!(result.is_err(), "plaintext was answered");
+    // A connection closed before any handshake (a TCP health check) is counted apart.
+    drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    let ended = vicinity::telemetry::metrics::get()
+        .connections_refused
+        .with_label_values(&["tls_eof"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ended.get() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tls_eof not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // The server is unharmed.
     assert_eq!(
         health(addr.port(), &pki.client_tls(true)).await,

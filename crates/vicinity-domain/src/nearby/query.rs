@@ -267,9 +267,15 @@ impl NearbyQuery {
         let mut ranked = collector.best.into_sorted_vec();
         let full = ranked.len() > self.limit;
         ranked.truncate(self.limit);
+        // Where a full page continues: after its last candidate, taken before the duplicates
+        // go (a later copy dropped below must not be found again by the next page).
+        let last = ranked.last().map(|c| Cursor {
+            band_m: c.band_m(),
+            key: c.rank as u64,
+            user_id: c.user_id.clone(),
+        });
         // A user read twice (moving between two cells while a store read them, not as one
-        // snapshot) is listed once, at the first place; the page still continues after its
-        // last hit, so nobody after it is skipped.
+        // snapshot) is listed once, at the first place.
         let mut listed: HashSet<&UserId> = HashSet::with_capacity(ranked.len());
         ranked.retain(|c| listed.insert(c.user_id));
         let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
@@ -280,8 +286,8 @@ impl NearbyQuery {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let next = match (hits.last(), until) {
-            (Some(last), _) if full => Some(last.cursor()),
+        let next = match (last, until) {
+            (Some(last), _) if full => Some(last),
             // Everything before the point was read and is on this page: continue after it.
             (_, Some((band_m, key))) => Some(Cursor {
                 band_m,
@@ -414,6 +420,7 @@ mod tests {
         }
         let ids: HashSet<_> = seen.iter().cloned().collect();
         assert_eq!(ids.len(), 299, "everyone but the viewer");
+        assert_eq!(seen.len(), 299, "nobody on two pages");
     }
 
     #[test]
