@@ -506,15 +506,8 @@ fn place_policy(path: Option<&std::path::Path>, grid: SnapGrid) -> Result<Places
     let Some(path) = path else {
         return Ok(Places::none());
     };
-    let policy = places::Policy::load(path).map_err(|e| ConfigError(format!("--places: {e}")))?;
-    if policy.resolution() != grid.resolution() {
-        return Err(ConfigError(format!(
-            "--places: {}: compiled for resolution {}, the grid is at {} (--snap-resolution)",
-            path.display(),
-            u8::from(policy.resolution()),
-            u8::from(grid.resolution())
-        )));
-    }
+    let policy = places::Policy::load_for(path, grid.resolution())
+        .map_err(|e| ConfigError(format!("--places: {e} (--snap-resolution)")))?;
     Ok(Places::from_file(policy, path))
 }
 

@@ -197,11 +197,6 @@ impl PublicKey {
             raw: raw.to_vec(),
         })
     }
-
-    /// The key's id.
-    pub fn key_id(&self) -> &str {
-        &self.kid
-    }
 }
 
 /// A receipt whose signature checked out.

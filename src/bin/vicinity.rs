@@ -469,7 +469,11 @@ fn places(action: PlacesAction) -> anyhow::Result<()> {
         );
     }
     let policy = places::Policy::parse(&text).context("the compiled policy")?;
-    std::fs::write(&out, text)
+    // Written beside and renamed over `--out`: a server reloading that file (SIGHUP) reads
+    // the old policy or the new one, never half of one.
+    let partial = out.with_extension("partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, &out))
         .with_context(|| format!("--out: {}: cannot be written", out.display()))?;
     println!(
         "{}: {} cells, version {}",

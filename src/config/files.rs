@@ -51,11 +51,15 @@ impl ServerTls {
         client_ca_pem: Option<&[u8]>,
     ) -> Result<Self, String> {
         let config = rustls_config(cert_pem, key_pem, client_ca_pem)?;
-        Ok(Self {
+        Ok(Self::new(config, client_ca_pem.is_some(), None))
+    }
+
+    fn new(config: rustls::ServerConfig, mutual: bool, files: Option<TlsFiles>) -> Self {
+        Self {
             config: Arc::new(RwLock::new(Arc::new(config))),
-            mutual: client_ca_pem.is_some(),
-            files: None,
-        })
+            mutual,
+            files: files.map(Arc::new),
+        }
     }
 
     /// Whether clients must present a certificate.
@@ -134,11 +138,8 @@ pub(super) fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigEr
         client_ca: args.tls_client_ca.clone(),
     };
     let config = load(&files)?;
-    Ok(Some(ServerTls {
-        config: Arc::new(RwLock::new(Arc::new(config))),
-        mutual: files.client_ca.is_some(),
-        files: Some(Arc::new(files)),
-    }))
+    let mutual = files.client_ca.is_some();
+    Ok(Some(ServerTls::new(config, mutual, Some(files))))
 }
 
 /// Reads and checks `files` (each error names its flag and file) into a rustls configuration.

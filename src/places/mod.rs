@@ -215,6 +215,21 @@ impl Policy {
         }
     }
 
+    /// [`Self::load`], refusing a policy compiled for another resolution than `resolution`
+    /// (the grid's).
+    pub fn load_for(path: &Path, resolution: Resolution) -> Result<Self, PolicyError> {
+        let policy = Self::load(path)?;
+        if policy.resolution() != resolution {
+            return Err(PolicyError(format!(
+                "{}: compiled for resolution {}, the grid is at {}",
+                path.display(),
+                u8::from(policy.resolution()),
+                u8::from(resolution)
+            )));
+        }
+        Ok(policy)
+    }
+
     /// Reads a policy file written by [`compile::write`], checking its content hash.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let bad = |what: String| PolicyError(format!("{}: {what}", path.display()));
@@ -363,11 +378,6 @@ impl Places {
         }
     }
 
-    /// Puts `policy` in force.
-    pub fn swap(&self, policy: Policy) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(policy));
-    }
-
     /// Reads the policy's file again and puts it in force if it is compiled for
     /// `resolution`; on an error the policy in force stays. `None` when there is no file to
     /// reload.
@@ -376,19 +386,7 @@ impl Places {
         resolution: Resolution,
     ) -> Option<Result<Arc<Policy>, PolicyError>> {
         let path = self.path.as_ref()?;
-        let loaded = Policy::load(path).and_then(|policy| {
-            if policy.resolution() == resolution {
-                Ok(policy)
-            } else {
-                Err(PolicyError(format!(
-                    "{}: compiled for resolution {}, the grid is at {}",
-                    path.display(),
-                    u8::from(policy.resolution()),
-                    u8::from(resolution)
-                )))
-            }
-        });
-        Some(loaded.map(|policy| {
+        Some(Policy::load_for(path, resolution).map(|policy| {
             let policy = Arc::new(policy);
             *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(policy.clone());
             policy

@@ -112,6 +112,9 @@ impl Vicinity {
         // refuses the shake instead of pairing a user whose withdrawal answered OK.
         let mark = self.deps.shakes.clear_mark(user).await?;
         self.require_consent(user, Feature::Shake).await?;
+        // The pending shake must end before its places do (else a second shake of the user
+        // would be admitted while it waits): its window is cut to what the hold has left.
+        let window = window.min(held_until.saturating_duration_since(Instant::now()));
         let cell = match self.place(self.deps.grid.snap(location.coords)) {
             // In a coarsened parent, inside a place or not, a shake is placed at the parent's
             // representative cell as an update is: it may match anyone shaking in the parent,
@@ -120,14 +123,10 @@ impl Vicinity {
             // Inside a place of a hidden category: never matched (SPEC §4.8). The answer is
             // the one of a shake nobody answered, at the time it would come.
             Placement::Hidden(_) => {
-                let window = window.min(held_until.saturating_duration_since(Instant::now()));
                 tokio::time::sleep(window).await;
                 return Ok(None);
             }
         };
-        // The pending shake must end before its places do (else a second shake of the user
-        // would be admitted while it waits): its window is cut to what the hold has left.
-        let window = window.min(held_until.saturating_duration_since(Instant::now()));
         let pair = match self.deps.shakes.shake(id, user, cell, window, mark).await? {
             ShakeOutcome::Cleared => None,
             ShakeOutcome::Paired(pair) => Some(pair),

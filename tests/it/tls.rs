@@ -172,14 +172,16 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
         Ok(ServingStatus::Serving)
     );
     let log_start = capture::log_len();
+    let refused = vicinity::telemetry::metrics::get()
+        .connections_refused
+        .with_label_values(&["tls_handshake"]);
+    let refused_before = refused.get();
     let without = health(addr.port(), &pki.client_tls(false)).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
     // Issue 21 point 6: the refusal is counted and logged with its peer (each test runs in a
     // process of its own under nextest; under `cargo test` other tests only add to it).
-    // The server counts and logs after the client has seen the refusal: wait for it.
-    let refused = vicinity::telemetry::metrics::get()
-        .connections_refused
-        .with_label_values(&["tls_handshake"]);
+    // The server counts and logs after the client has seen the refusal: wait for it (the
+    // counter is the process's, so this refusal is what it gained since).
     let logged = |log: &str| {
         log.lines().any(|l| {
             l.contains("TLS handshake refused")
@@ -188,7 +190,7 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while refused.get() < 1 || !logged(&capture::log_since(log_start)) {
+    while refused.get() <= refused_before || !logged(&capture::log_since(log_start)) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the refused handshake is counted ({}) and logged with its peer: {}",
@@ -226,12 +228,13 @@ async fn plaintext_to_a_tls_port_fails_cleanly_and_in_time() {
     let result = result.expect("fails within 10 s instead of hanging");
     assert!(result.is_err(), "plaintext was answered");
     // A connection closed before any handshake (a TCP health check) is counted apart.
-    drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     let ended = vicinity::telemetry::metrics::get()
         .connections_refused
         .with_label_values(&["tls_eof"]);
+    let ended_before = ended.get();
+    drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while ended.get() < 1 {
+    while ended.get() <= ended_before {
         assert!(
             tokio::time::Instant::now() < deadline,
             "tls_eof not counted"

@@ -269,7 +269,7 @@ impl NearbyQuery {
         ranked.truncate(self.limit);
         // Where a full page continues: after its last candidate, taken before the duplicates
         // go (a later copy dropped below must not be found again by the next page).
-        let last = ranked.last().map(|c| Cursor {
+        let last = ranked.last().filter(|_| full).map(|c| Cursor {
             band_m: c.band_m(),
             key: c.rank as u64,
             user_id: c.user_id.clone(),
