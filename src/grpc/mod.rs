@@ -10,7 +10,7 @@ mod nearby;
 mod privacy;
 mod shake;
 mod status;
-pub use status::request_too_large;
+pub use status::{request_too_large, starting};
 
 use std::sync::Arc;
 

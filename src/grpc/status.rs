@@ -155,6 +155,19 @@ pub fn request_too_large(limit: usize) -> Status {
     )
 }
 
+/// The answer of a vicinity service while the server still waits for its stores at start
+/// (`--store-wait`): `UNAVAILABLE`, as for a store that cannot be reached, retryable after
+/// the `RetryInfo` delay.
+pub fn starting() -> Status {
+    let mut details = info(ErrorReason::StoreUnavailable, &[]);
+    details.set_retry_info(Some(STORE_RETRY));
+    Status::with_error_details(
+        Code::Unavailable,
+        "starting: the stores are not reached yet",
+        details,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use tonic_types::StatusExt;
@@ -215,6 +228,16 @@ mod tests {
             "INTERNAL"
         );
         assert!(details.retry_info().is_none());
+        // A service still waiting for its stores at start answers as for a store that cannot
+        // be reached: retryable.
+        let starting = starting();
+        assert_eq!(starting.code(), Code::Unavailable);
+        let details = starting.get_error_details();
+        assert_eq!(
+            details.error_info().expect("an ErrorInfo").reason,
+            "STORE_UNAVAILABLE"
+        );
+        assert!(details.retry_info().is_some());
         // Every declared reason but UNSPECIFIED is one the service can say.
         assert_eq!(reasons.len(), statuses.len());
         assert!(ErrorReason::try_from(reasons.len() as i32).is_ok());

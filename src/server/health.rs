@@ -129,12 +129,16 @@ impl Gate {
     }
 }
 
-/// Checks the stores every [`HEALTH_INTERVAL`] and reports readiness with hysteresis; reports
-/// [`LIVENESS`] SERVING first.
-pub async fn watch(svc: Vicinity, reporter: HealthReporter, gate: Gate) {
+/// Reports [`LIVENESS`] SERVING: the process serves (from the start, while it waits for its
+/// stores too, as `/livez` does).
+pub async fn alive(reporter: &HealthReporter) {
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
+}
+
+/// Checks the stores every [`HEALTH_INTERVAL`] and reports readiness with hysteresis.
+pub async fn watch(svc: Vicinity, reporter: HealthReporter, gate: Gate) {
     let mut readiness = Readiness::default();
     loop {
         let ok = svc.ready().await.is_ok();

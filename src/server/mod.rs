@@ -2,6 +2,7 @@
 //! shutdown. `run` serves on a listener the caller bound, so tests can use port 0.
 
 mod connections;
+mod deferred;
 pub mod health;
 mod scrape;
 mod tls;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+use self::deferred::Deferred;
 use crate::{
     config::Config,
     config::{ConnectionLimits, ServerTls, StoreConfig},
@@ -111,6 +113,12 @@ impl From<TcpListener> for Listeners {
 
 /// Serves until `shutdown` resolves, then drains calls in flight for at most
 /// `config.drain_timeout`.
+///
+/// The gRPC port serves from the start, while the stores are waited for (`--store-wait`):
+/// health answers readiness NOT_SERVING and liveness SERVING, reflection answers, and the
+/// vicinity services answer UNAVAILABLE (`STORE_UNAVAILABLE`, retry in a second) until the
+/// stores are reached (issue 21 point 4: a gRPC probe sees a node that waits, not a closed
+/// port).
 pub async fn run(
     config: Config,
     listeners: impl Into<Listeners>,
@@ -134,50 +142,20 @@ pub async fn run(
     }
     warn_about_local_choices(&config);
     let ready = health::Ready::default();
-    // The metrics listener answers from the start, while the stores are waited for: `/livez`
-    // 200 (an orchestrator must not restart a process that waits as told), `/readyz` 503.
+    // The metrics listener answers from the start too: `/livez` 200 (an orchestrator must
+    // not restart a process that waits as told), `/readyz` 503.
     let started: scrape::Started = Arc::default();
     let scraper = match metrics {
         Some(listener) => Some(serve_metrics(listener, started.clone(), ready.clone())?),
         None => None,
     };
-    let stores = stores_within(&config).await;
-    let (locations, consents, shakes, limits) = match stores {
-        Ok(stores) => stores,
-        Err(error) => {
-            if let Some(scraper) = scraper {
-                scraper.abort();
-            }
-            return Err(error);
-        }
-    };
-    let svc = Vicinity::new(Deps {
-        locations,
-        consents,
-        shakes,
-        shake_window: config.shake_window,
-        clock: config.clock.clone(),
-        grid: config.grid,
-        retention: config.retention,
-        secret: config.secret.clone(),
-        limits,
-        policy: config.policy,
-        receipts: config.receipts.clone(),
-        places: config.places.clone(),
-    });
-    show_settings(&config);
-    let _ = started.set(svc.clone());
-    let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
-    svc.announce_places();
-    let reloader = tokio::spawn(reload_on_hangup(svc.clone(), config.tls.clone(), hangups));
     let (reporter, health) = tonic_health::server::health_reporter();
     // tonic-health reports "" SERVING from the start: not ready until the first store check
     // says so (a probe must not route calls to a node whose stores nobody has checked).
     let gate = health::Gate::new(ready);
     gate.not_ready_yet(&reporter).await;
-    let health_task = tokio::spawn(health::watch(svc.clone(), reporter.clone(), gate.clone()));
-    let auth = Arc::new(config.auth.clone());
-    let api = GrpcApi::new(svc, auth, config.policy.key_calls, config.clock.clone());
+    health::alive(&reporter).await;
+    let services = Services::default();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -203,19 +181,19 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(limit(ConsentServiceServer::new(api.clone())))
-        .add_service(limit(PeopleNearbyServer::new(api.clone())))
-        .add_service(limit(ShakeServer::new(api.clone())))
-        .add_service(limit(PrivacyServiceServer::new(api)));
+        .add_service(services.consent.clone())
+        .add_service(services.nearby.clone())
+        .add_service(services.shake.clone())
+        .add_service(services.privacy.clone());
     let tls = match &config.tls {
         None => "off",
         Some(tls) if tls.is_mutual() => "mutual",
         Some(_) => "server",
     };
-    tracing::info!(%addr, open = config.auth.is_open(), tls, "serving");
+    tracing::info!(%addr, open = config.auth.is_open(), tls, "listening");
     let drain = Arc::new(tokio::sync::Notify::new());
     let signal = {
-        let drain = drain.clone();
+        let (drain, gate, reporter) = (drain.clone(), gate.clone(), reporter.clone());
         async move {
             shutdown.await;
             // Out of the balancer before the drain: readiness off at once, for good.
@@ -233,20 +211,105 @@ pub async fn run(
             }
             None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
         };
-    let result = tokio::select! {
-        result = serve => result.map_err(ServerError::from),
-        () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
-            tracing::warn!("drain timed out: closing remaining calls");
-            Ok(())
+    let serving = async {
+        tokio::select! {
+            result = serve => result.map_err(ServerError::from),
+            () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
+                tracing::warn!("drain timed out: closing remaining calls");
+                Ok(())
+            }
         }
     };
-    health_task.abort();
-    sweeper.abort();
-    reloader.abort();
-    if let Some(scraper) = scraper {
-        scraper.abort();
-    }
+    tokio::pin!(serving);
+    let stop = |tasks: &[tokio::task::JoinHandle<()>]| {
+        tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        if let Some(scraper) = &scraper {
+            scraper.abort();
+        }
+    };
+    let start = start(&config, &started, hangups, (reporter, gate), &services);
+    let tasks = tokio::select! {
+        // Shut down (or failed) before the stores were reached.
+        result = &mut serving => {
+            stop(&[]);
+            return result;
+        }
+        tasks = start => match tasks {
+            Ok(tasks) => tasks,
+            Err(error) => {
+                stop(&[]);
+                return Err(error);
+            }
+        },
+    };
+    let result = serving.await;
+    stop(&tasks);
     result
+}
+
+/// The vicinity services, each answering UNAVAILABLE until [`start`] has reached the stores
+/// and filled it.
+#[derive(Default)]
+struct Services {
+    consent: Deferred<ConsentServiceServer<GrpcApi>>,
+    nearby: Deferred<PeopleNearbyServer<GrpcApi>>,
+    shake: Deferred<ShakeServer<GrpcApi>>,
+    privacy: Deferred<PrivacyServiceServer<GrpcApi>>,
+}
+
+impl Services {
+    /// From now on the services answer through `api`.
+    fn fill(&self, api: &GrpcApi) {
+        self.consent
+            .fill(limit(ConsentServiceServer::new(api.clone())));
+        self.nearby
+            .fill(limit(PeopleNearbyServer::new(api.clone())));
+        self.shake.fill(limit(ShakeServer::new(api.clone())));
+        self.privacy
+            .fill(limit(PrivacyServiceServer::new(api.clone())));
+    }
+}
+
+/// Reaches the stores (waiting for them, [`stores_within`]), then builds the service, starts
+/// its sweeper, its SIGHUP reloader and its readiness checks, and fills `services`. Returns
+/// the tasks it started.
+async fn start(
+    config: &Config,
+    started: &scrape::Started,
+    hangups: Hangups,
+    (reporter, gate): (tonic_health::server::HealthReporter, health::Gate),
+    services: &Services,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServerError> {
+    let (locations, consents, shakes, limits) = stores_within(config).await?;
+    let svc = Vicinity::new(Deps {
+        locations,
+        consents,
+        shakes,
+        shake_window: config.shake_window,
+        clock: config.clock.clone(),
+        grid: config.grid,
+        retention: config.retention,
+        secret: config.secret.clone(),
+        limits,
+        policy: config.policy,
+        receipts: config.receipts.clone(),
+        places: config.places.clone(),
+    });
+    show_settings(config);
+    let _ = started.set(svc.clone());
+    let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
+    svc.announce_places();
+    let reloader = tokio::spawn(reload_on_hangup(svc.clone(), config.tls.clone(), hangups));
+    let health_task = tokio::spawn(health::watch(svc.clone(), reporter, gate));
+    let auth = Arc::new(config.auth.clone());
+    services.fill(&GrpcApi::new(
+        svc,
+        auth,
+        config.policy.key_calls,
+        config.clock.clone(),
+    ));
+    tracing::info!("serving");
+    Ok(vec![sweeper, reloader, health_task])
 }
 
 /// Serves `/metrics`, `/livez` and `/readyz` on `listener` (`/metrics` once `started` holds
@@ -463,7 +526,13 @@ async fn sweep(svc: Vicinity, interval: Duration) {
 
 /// SIGHUPs from now on (`None`: none can be caught here).
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+/// SIGHUPs from now on ([`Hangups`]).
+#[cfg(unix)]
+fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|error| {
@@ -473,18 +542,14 @@ fn hangups() -> Option<tokio::signal::unix::Signal> {
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Option<()> {
+fn hangups() -> Hangups {
     None
 }
 
 /// Reloads the place policy (`--places`) and the TLS files on each SIGHUP, for as long as the
 /// server runs.
 #[cfg(unix)]
-async fn reload_on_hangup(
-    svc: Vicinity,
-    tls: Option<ServerTls>,
-    hangups: Option<tokio::signal::unix::Signal>,
-) {
+async fn reload_on_hangup(svc: Vicinity, tls: Option<ServerTls>, hangups: Hangups) {
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         svc.reload_places().await;
@@ -495,7 +560,7 @@ async fn reload_on_hangup(
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Option<()>) {}
+async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Hangups) {}
 
 /// Exposes the settings every node sharing a store must agree on (an alert compares them).
 fn show_settings(config: &Config) {

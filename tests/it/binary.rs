@@ -906,8 +906,9 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
 
 /// Issue 21 point 4: a store that is down at start is waited for (each attempt logged), and
 /// `serve` serves once it comes up, instead of exiting into a crash loop. While it waits, the
-/// metrics listener answers the probes: alive, not ready (an orchestrator must not restart
-/// a process that waits as told, nor route calls to it).
+/// probes answer alive and not ready, over HTTP on the metrics listener and over gRPC health
+/// (an orchestrator must not restart a process that waits as told, nor route calls to it),
+/// and a vicinity call answers UNAVAILABLE; then NOT_SERVING turns SERVING without a restart.
 #[test]
 fn serve_waits_for_a_store_that_comes_up_after_it() {
     let mut redis = vicinity_testing::redis::RedisServer::start().expect("redis");
@@ -937,6 +938,19 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("503"));
     assert_eq!(http_status(probes, "/metrics").as_deref(), Some("503"));
+    let readiness = served.run(&["health"]);
+    assert_eq!(stdout(&readiness).trim(), "NOT_SERVING");
+    assert!(!readiness.status.success());
+    let liveness = served.run(&["health", "--service", "liveness"]);
+    assert_eq!(stdout(&liveness).trim(), "SERVING");
+    assert!(liveness.status.success());
+    let grant = served.run(&GRANT_ALICE);
+    let said = String::from_utf8_lossy(&grant.stderr);
+    assert!(!grant.status.success());
+    assert!(
+        said.contains("unavailable") && said.contains("the stores are not reached yet"),
+        "{said}"
+    );
     redis.restart().expect("redis comes up");
     served.wait_until_serving();
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("200"));
