@@ -19,7 +19,7 @@ use vicinity::{
 use crate::{calls::location, capture, places::HOME};
 
 /// The binary, with no `VICINITY_*` variable inherited from the caller's environment.
-fn vicinity() -> Command {
+pub(crate) fn vicinity() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vicinity"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("VICINITY_") {
@@ -31,7 +31,7 @@ fn vicinity() -> Command {
 }
 
 /// Runs a client command against `addr` and returns its output.
-fn run(args: &[&str], addr: &str) -> Output {
+pub(crate) fn run(args: &[&str], addr: &str) -> Output {
     vicinity()
         .args(args)
         .args(["--addr", addr])
@@ -39,17 +39,18 @@ fn run(args: &[&str], addr: &str) -> Output {
         .expect("run the vicinity binary")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A `vicinity serve` child, killed when dropped; its standard error goes to a file.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    addr: String,
+    /// Where clients reach it (`http://` or `https://`).
+    pub(crate) addr: String,
     log: PathBuf,
     /// What every client command against it needs besides `--addr` (the TLS files).
-    client_args: Vec<String>,
+    pub(crate) client_args: Vec<String>,
 }
 
 impl Served {
@@ -81,7 +82,7 @@ impl Served {
 
     /// `command` (a `serve` on 127.0.0.1:`port`) started, its standard error to a log file;
     /// not waited for.
-    fn spawn(mut command: Command, port: u16) -> Served {
+    pub(crate) fn spawn(mut command: Command, port: u16) -> Served {
         let log =
             std::env::temp_dir().join(format!("vicinity-it-{}-{port}.log", std::process::id()));
         let child = command
@@ -97,7 +98,7 @@ impl Served {
         }
     }
 
-    fn wait_until_serving(&self) {
+    pub(crate) fn wait_until_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.run(&["health"]).status.success() {
             assert!(
@@ -109,14 +110,14 @@ impl Served {
     }
 
     /// Runs a client command against it.
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(self.client_args.iter().map(String::as_str));
         run(&all, &self.addr)
     }
 
     /// What the server has logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -656,7 +657,7 @@ fn a_redis_password_appears_in_no_output() {
 }
 
 /// A loopback port the OS reports free (bound, then let go) for a server to take.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -982,14 +983,14 @@ fn the_version_names_its_commit() {
 
 /// The status code of `GET path` at `addr` ([`crate::helpers::http_get`], from a test
 /// without a runtime of its own).
-fn http_status(addr: SocketAddr, path: &str) -> Option<String> {
+pub(crate) fn http_status(addr: SocketAddr, path: &str) -> Option<String> {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let (status, _) = runtime.block_on(crate::helpers::http_get(addr, path))?;
     status.split_whitespace().nth(1).map(str::to_owned)
 }
 
 /// The operator command that grants alice People Nearby.
-const GRANT_ALICE: [&str; 8] = [
+pub(crate) const GRANT_ALICE: [&str; 8] = [
     "consent",
     "grant",
     "--user",

@@ -21,6 +21,7 @@ mod limits;
 mod load;
 mod metrics;
 mod nearby;
+mod packaging;
 mod pagination;
 mod privacy;
 mod prometheus;
