@@ -23,7 +23,7 @@ use crate::{
         limits::{JumpCap, Policy, Rate},
         nearby::Secret,
     },
-    grpc::{ApiKeys, Auth},
+    grpc::Auth,
     places::{self, Places},
     storage::redis::{RedisUrl, Target},
 };
@@ -423,9 +423,9 @@ impl Config {
             ConfigError(format!("--{}: {}", e.field.replace('_', "-"), e.reason))
         };
         let auth = match &args.api_keys {
-            Some(path) => Auth::with_keys(
-                ApiKeys::load(path).map_err(|e| ConfigError(format!("--api-keys: {e}")))?,
-            ),
+            Some(path) => {
+                Auth::from_file(path).map_err(|e| ConfigError(format!("--api-keys: {e}")))?
+            }
             None => Auth::open(),
         };
         let (secret, ephemeral) = match &args.order_secret {

@@ -3,8 +3,14 @@
 //! Keys file: one key per line, `NAME SCOPES KEY`, scopes comma-separated (`app`, `ops`);
 //! blank lines and `#` comments are skipped. Keys are compared in constant time against every
 //! configured key. With no keys the service is open, which `server` allows only on loopback.
+//! Keys read from a file are read again on [`Auth::reload`] (SIGHUP): a file that does not
+//! parse leaves the keys in force, and a server never turns open, nor keyed, by a reload.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::{Arc, LazyLock, PoisonError, RwLock},
+};
 
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
@@ -34,7 +40,7 @@ pub enum AuthError {
 
 #[derive(Clone)]
 struct Key {
-    name: String,
+    name: Arc<str>,
     secret: Vec<u8>,
     app: bool,
     ops: bool,
@@ -67,7 +73,7 @@ impl ApiKeys {
                 return Err(format!("line {}: expected `NAME SCOPES KEY`", n + 1));
             };
             let mut key = Key {
-                name: name.to_owned(),
+                name: Arc::from(name),
                 secret: secret.as_bytes().to_vec(),
                 app: false,
                 ops: false,
@@ -111,10 +117,19 @@ impl ApiKeys {
 /// The caller's name in open mode (every caller is one).
 pub const OPEN_CALLER: &str = "open";
 
+static OPEN: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(OPEN_CALLER));
+
 /// Authorizes calls: open (no keys, loopback only) or by key and scope.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    keys: Option<ApiKeys>,
+    keys: Option<Arc<KeyRing>>,
+}
+
+/// The keys in force, and the file they came from.
+#[derive(Debug)]
+struct KeyRing {
+    current: RwLock<Arc<ApiKeys>>,
+    file: Option<PathBuf>,
 }
 
 impl Auth {
@@ -123,9 +138,22 @@ impl Auth {
         Self { keys: None }
     }
 
-    /// Calls need one of `keys`.
+    /// Calls need one of `keys` (fixed: [`Auth::reload`] has no file to read).
     pub fn with_keys(keys: ApiKeys) -> Self {
-        Self { keys: Some(keys) }
+        Self::keyed(keys, None)
+    }
+
+    /// Calls need one of the keys in the file at `path`, read now and on each
+    /// [`Auth::reload`].
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        Ok(Self::keyed(ApiKeys::load(path)?, Some(path.to_owned())))
+    }
+
+    fn keyed(keys: ApiKeys, file: Option<PathBuf>) -> Self {
+        let current = RwLock::new(Arc::new(keys));
+        Self {
+            keys: Some(Arc::new(KeyRing { current, file })),
+        }
     }
 
     /// Whether no key is required.
@@ -133,11 +161,28 @@ impl Auth {
         self.keys.is_none()
     }
 
+    /// Reads the keys file again: the number of keys now in force, or why the file was
+    /// refused (the keys in force stay; the reason names a line, never a key). `None` when
+    /// there is no file (open, or keys given in code).
+    pub fn reload(&self) -> Option<Result<usize, String>> {
+        let ring = self.keys.as_ref()?;
+        let file = ring.file.as_ref()?;
+        Some(ApiKeys::load(file).map(|keys| {
+            let count = keys.0.len();
+            *ring.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+            count
+        }))
+    }
+
     /// Allows the call when its key holds any of `scopes`: the caller, named by its key's
     /// name ([`OPEN_CALLER`] in open mode).
-    pub fn authorize(&self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<&str, AuthError> {
-        let Some(keys) = &self.keys else {
-            return Ok(OPEN_CALLER);
+    pub fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        scopes: &[Scope],
+    ) -> Result<Arc<str>, AuthError> {
+        let Some(ring) = &self.keys else {
+            return Ok(OPEN.clone());
         };
         let header = metadata
             .get("authorization")
@@ -147,6 +192,11 @@ impl Auth {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(AuthError::Missing)?;
+        let keys = ring
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let key = keys
             .find(presented.trim().as_bytes())
             .ok_or(AuthError::Unknown)?;
@@ -155,7 +205,7 @@ impl Auth {
             Scope::Ops => key.ops,
         });
         if allowed {
-            Ok(&key.name)
+            Ok(key.name.clone())
         } else {
             Err(AuthError::Scope)
         }
@@ -178,10 +228,13 @@ mod tests {
     fn keys_grant_their_scopes_only() {
         let auth = Auth::with_keys(ApiKeys::parse(FILE).unwrap());
         let app = metadata("Bearer aaaaaaaaaaaaaaaa");
-        assert_eq!(auth.authorize(&app, &[Scope::App]), Ok("backend"));
+        assert_eq!(
+            auth.authorize(&app, &[Scope::App]).as_deref(),
+            Ok("backend")
+        );
         assert_eq!(auth.authorize(&app, &[Scope::Ops]), Err(AuthError::Scope));
         let ops = metadata("Bearer bbbbbbbbbbbbbbbb");
-        assert_eq!(auth.authorize(&ops, &[Scope::Ops]), Ok("oncall"));
+        assert_eq!(auth.authorize(&ops, &[Scope::Ops]).as_deref(), Ok("oncall"));
         let wrong = metadata("Bearer cccccccccccccccc");
         assert_eq!(
             auth.authorize(&wrong, &[Scope::App]),
@@ -191,6 +244,45 @@ mod tests {
             auth.authorize(&MetadataMap::new(), &[Scope::App]),
             Err(AuthError::Missing)
         );
+    }
+
+    #[test]
+    fn a_reload_takes_the_new_file_and_a_bad_one_keeps_the_keys_in_force() {
+        let dir = std::env::temp_dir().join(format!("vicinity-keys-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        fs::write(&path, FILE).unwrap();
+        let auth = Auth::from_file(&path).unwrap();
+        let old = metadata("Bearer aaaaaaaaaaaaaaaa");
+        let new = metadata("Bearer dddddddddddddddd");
+        assert!(auth.authorize(&old, &[Scope::App]).is_ok());
+        assert_eq!(auth.authorize(&new, &[Scope::App]), Err(AuthError::Unknown));
+
+        fs::write(&path, "rotated app dddddddddddddddd\n").unwrap();
+        assert_eq!(auth.reload(), Some(Ok(1)));
+        assert_eq!(auth.authorize(&old, &[Scope::App]), Err(AuthError::Unknown));
+        assert_eq!(
+            auth.authorize(&new, &[Scope::App]).as_deref(),
+            Ok("rotated")
+        );
+
+        // An empty or broken file never opens the service nor drops the keys in force.
+        for bad in ["", "rotated app tiny9\n"] {
+            fs::write(&path, bad).unwrap();
+            let refused = auth.reload().expect("a file to read").unwrap_err();
+            assert!(!refused.contains("tiny9"), "{refused}");
+            assert!(auth.authorize(&new, &[Scope::App]).is_ok());
+        }
+        fs::remove_file(&path).unwrap();
+        assert!(auth.reload().expect("a file to read").is_err());
+        assert!(auth.authorize(&new, &[Scope::App]).is_ok());
+        assert!(!auth.is_open());
+        // Nothing to read again for keys given in code, or in open mode.
+        assert_eq!(
+            Auth::with_keys(ApiKeys::parse(FILE).unwrap()).reload(),
+            None
+        );
+        assert_eq!(Auth::open().reload(), None);
     }
 
     #[test]

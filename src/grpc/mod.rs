@@ -43,9 +43,9 @@ impl GrpcApi {
 
     /// Authorizes a call for `scopes` and counts it against its caller's ceiling: the
     /// caller's name.
-    fn admit<'a>(&'a self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<&'a str, Status> {
+    fn admit(&self, metadata: &MetadataMap, scopes: &[Scope]) -> Result<Arc<str>, Status> {
         let caller = self.auth.authorize(metadata, scopes)?;
-        self.ceiling.admit(caller)?;
+        self.ceiling.admit(&caller)?;
         Ok(caller)
     }
 }

@@ -22,7 +22,7 @@ impl pb::shake_server::Shake for GrpcApi {
         let pb::ShakeRequest { user_id, location } = request.into_inner();
         let user = convert::user(&user_id, "user_id").map_err(invalid)?;
         let location = convert::location(location).map_err(invalid)?;
-        let shake = self.svc.shake(caller, &user, location, deadline);
+        let shake = self.svc.shake(&caller, &user, location, deadline);
         let matched = within(deadline, shake).await?;
         let (result, outcome) = match matched {
             Some(m) => (

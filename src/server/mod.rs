@@ -20,7 +20,7 @@ use crate::{
     domain::nearby::{Pseudonyms, Tickets},
     grpc::MAX_CALL_TIME,
     grpc::{
-        GrpcApi,
+        Auth, GrpcApi,
         pb::{
             self, consent_service_server::ConsentServiceServer,
             people_nearby_server::PeopleNearbyServer, privacy_service_server::PrivacyServiceServer,
@@ -299,9 +299,15 @@ async fn start(
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     svc.announce_places();
-    let reloader = tokio::spawn(reload_on_hangup(svc.clone(), config.tls.clone(), hangups));
+    let auth = config.auth.clone();
+    let reloader = tokio::spawn(reload_on_hangup(
+        svc.clone(),
+        config.tls.clone(),
+        auth.clone(),
+        hangups,
+    ));
     let health_task = tokio::spawn(health::watch(svc.clone(), reporter, gate));
-    let auth = Arc::new(config.auth.clone());
+    let auth = Arc::new(auth);
     services.fill(&GrpcApi::new(
         svc,
         auth,
@@ -536,7 +542,7 @@ fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|error| {
-            tracing::warn!(%error, "no SIGHUP handler: the place policy and the TLS files reload only with a restart");
+            tracing::warn!(%error, "no SIGHUP handler: the place policy, the TLS files and the API keys reload only with a restart");
         })
         .ok()
 }
@@ -546,21 +552,41 @@ fn hangups() -> Hangups {
     None
 }
 
-/// Reloads the place policy (`--places`) and the TLS files on each SIGHUP, for as long as the
-/// server runs.
+/// Reloads the place policy (`--places`), the TLS files and the API keys file on each SIGHUP,
+/// for as long as the server runs.
 #[cfg(unix)]
-async fn reload_on_hangup(svc: Vicinity, tls: Option<ServerTls>, hangups: Hangups) {
+async fn reload_on_hangup(svc: Vicinity, tls: Option<ServerTls>, auth: Auth, hangups: Hangups) {
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         svc.reload_places().await;
         if let Some(tls) = &tls {
             tls::reload(tls).await;
         }
+        reload_keys(&auth).await;
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Hangups) {}
+async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Auth, _: Hangups) {}
+
+/// Reads the API keys file again (`--api-keys`): calls from now on are checked against the
+/// new keys; a file that does not load is refused (logged, counted in
+/// `vicinity_api_keys_reload_failures_total`) and the keys in force stay.
+async fn reload_keys(auth: &Auth) {
+    let keys = auth.clone();
+    match tokio::task::spawn_blocking(move || keys.reload()).await {
+        Ok(None) => {}
+        Ok(Some(Ok(count))) => tracing::info!(keys = count, "API keys reloaded"),
+        Ok(Some(Err(error))) => {
+            metrics::get().api_keys_reload_failures.inc();
+            tracing::error!(%error, "API keys reload refused, the keys in force stay");
+        }
+        Err(error) => {
+            metrics::get().api_keys_reload_failures.inc();
+            tracing::error!(%error, "API keys reload did not finish, the keys in force stay");
+        }
+    }
+}
 
 /// Exposes the settings every node sharing a store must agree on (an alert compares them).
 fn show_settings(config: &Config) {

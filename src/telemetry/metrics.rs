@@ -106,6 +106,9 @@ pub struct Metrics {
     /// `vicinity_tls_reload_failures_total`: TLS file reloads refused (the certificate in
     /// force stays).
     pub tls_reload_failures: IntCounter,
+    /// `vicinity_api_keys_reload_failures_total`: API keys file reloads refused (the keys in
+    /// force stay).
+    pub api_keys_reload_failures: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -309,6 +312,13 @@ impl Metrics {
                 IntCounter::new(
                     "vicinity_tls_reload_failures_total",
                     "TLS certificate and key reloads refused on SIGHUP (the certificate in force stays).",
+                ),
+            ),
+            api_keys_reload_failures: register(
+                &registry,
+                IntCounter::new(
+                    "vicinity_api_keys_reload_failures_total",
+                    "API keys file reloads refused on SIGHUP (the keys in force stay).",
                 ),
             ),
             registry,

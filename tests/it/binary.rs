@@ -461,6 +461,69 @@ fn tls_files_reload_on_sighup() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// Issue 21 point 6: SIGHUP reads the API keys file again: a call with the new key passes
+/// and one with the old key is refused without a restart; a file that does not load is
+/// refused (logged, counted, never naming a key) and the keys in force stay.
+#[test]
+fn api_keys_reload_on_sighup() {
+    let dir = std::env::temp_dir().join(format!("vicinity-keys-reload-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("a directory");
+    let keys = dir.join("keys");
+    let (old, new) = ("old-key-0123456789abcdef", "new-key-fedcba9876543210");
+    fs::write(&keys, format!("backend app,ops {old}\n")).expect("write");
+    let probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let keys_arg = keys.display().to_string();
+    let served = Served::start_with(&[
+        "--api-keys",
+        &keys_arg,
+        "--metrics-listen",
+        &probes.to_string(),
+    ]);
+    let grant = |key: &str| {
+        let mut args = GRANT_ALICE.to_vec();
+        args.extend(["--api-key", key]);
+        served.run(&args).status.success()
+    };
+    assert!(grant(old));
+    assert!(!grant(new), "the new key before the reload");
+    let hangup = || {
+        let sent = Command::new("kill")
+            .args(["-HUP", &served.child.id().to_string()])
+            .status();
+        assert!(sent.expect("kill").success());
+    };
+
+    fs::write(&keys, format!("backend app,ops {new}\n")).expect("write");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !served.log().contains("API keys reloaded") {
+        assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(grant(new));
+    assert!(!grant(old), "the old key after the reload");
+
+    fs::write(&keys, "backend app,ops too-short\n").expect("write");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !served.log().contains("API keys reload refused") {
+        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(grant(new), "the keys in force stay");
+    let scraped = http_body(probes, "/metrics").unwrap_or_default();
+    assert!(
+        scraped.contains("vicinity_api_keys_reload_failures_total 1"),
+        "{scraped}"
+    );
+    let log = served.log();
+    for secret in [old, new, "too-short"] {
+        assert!(!log.contains(secret), "a key in the log:\n{log}");
+    }
+    drop(served);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// A fake OpenTelemetry collector: every span it is sent goes down a channel.
 struct Collector(tokio::sync::mpsc::UnboundedSender<otlp::trace::v1::Span>);
 
