@@ -231,6 +231,10 @@ pub struct ServeArgs {
     /// only to measure what they cost.
     #[arg(long, env = "VICINITY_RPC_TELEMETRY", default_value_t = true, action = clap::ArgAction::Set)]
     pub rpc_telemetry: bool,
+    /// Log each call's end at `info`: method, status code, elapsed time, trace id (never a
+    /// user id, a position or a key). Part of the per-call telemetry.
+    #[arg(long, env = "VICINITY_ACCESS_LOG")]
+    pub access_log: bool,
     /// The fastest move accepted between two updates of a user (km/h; moves within 2 km
     /// always pass; 0 turns the cap off).
     #[arg(long, env = "VICINITY_MAX_SPEED_KMH", default_value_t = JumpCap::DEFAULT_KMH)]
@@ -410,6 +414,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether the per-call span and RPC metrics layer runs.
     pub rpc_telemetry: bool,
+    /// Whether each call's end is logged at `info` (`--access-log`).
+    pub access_log: bool,
     /// Signs consent receipts (`None`: none).
     pub receipts: Option<Arc<crate::receipts::Signer>>,
     /// The sensitive-place policy (none by default).
@@ -422,6 +428,11 @@ impl Config {
         let invalid = |e: crate::domain::ValidationError| {
             ConfigError(format!("--{}: {}", e.field.replace('_', "-"), e.reason))
         };
+        if args.access_log && !args.rpc_telemetry {
+            return Err(ConfigError(
+                "--access-log: needs the per-call telemetry (drop --rpc-telemetry false)".into(),
+            ));
+        }
         let auth = match &args.api_keys {
             Some(path) => {
                 Auth::from_file(path).map_err(|e| ConfigError(format!("--api-keys: {e}")))?
@@ -467,6 +478,7 @@ impl Config {
             allow_plaintext_public: args.allow_plaintext_public,
             metrics_listen: args.metrics_listen,
             rpc_telemetry: args.rpc_telemetry,
+            access_log: args.access_log,
             receipts: args.receipts.signer(retention)?,
             places: Arc::new(place_policy(args.places.as_deref(), grid)?),
         })
@@ -495,6 +507,7 @@ impl Config {
             allow_plaintext_public: false,
             metrics_listen: None,
             rpc_telemetry: true,
+            access_log: false,
             receipts: None,
             places: Arc::default(),
         }

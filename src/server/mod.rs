@@ -171,9 +171,11 @@ pub async fn run(
         .tcp_keepalive(Some(limits.keepalive))
         .max_connection_age(limits.max_age)
         .max_connection_age_grace(config.drain_timeout)
-        .layer(tower::util::option_layer(
-            config.rpc_telemetry.then_some(RpcLayer),
-        ))
+        .layer(tower::util::option_layer(config.rpc_telemetry.then_some(
+            RpcLayer {
+                access_log: config.access_log,
+            },
+        )))
         .layer(connections::CallsLayer)
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,

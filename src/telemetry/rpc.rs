@@ -5,6 +5,11 @@
 //! answer (every error), else in the trailers after the body; a body dropped before its
 //! trailers (the client went away) counts as `CANCELLED`. The latency runs to that point.
 //!
+//! With the access log on (`--access-log`) each call's end is logged at `info` (target
+//! `vicinity::access`): method, status code and elapsed time, in the call's span (its trace
+//! id); never a user id, a position or a key, as every other line. Off, the same line is at
+//! `debug`.
+//!
 //! A W3C `traceparent` header from the caller is honoured: its trace id is recorded on the
 //! span (`trace_id`, `parent_id`), so the caller's trace and this service's logs can be
 //! joined. A malformed header is ignored, as the W3C recommendation says.
@@ -26,13 +31,19 @@ use super::metrics;
 
 /// The layer: wraps the whole router.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RpcLayer;
+pub struct RpcLayer {
+    /// Each call's end logged at `info` (else `debug`).
+    pub access_log: bool,
+}
 
 impl<S> tower::Layer<S> for RpcLayer {
     type Service = Rpc<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Rpc { inner }
+        Rpc {
+            inner,
+            access_log: self.access_log,
+        }
     }
 }
 
@@ -40,6 +51,7 @@ impl<S> tower::Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct Rpc<S> {
     inner: S,
+    access_log: bool,
 }
 
 impl<S> tower::Service<Request<Body>> for Rpc<S>
@@ -75,6 +87,7 @@ where
             start: Instant::now(),
             span: span.clone(),
             finished: false,
+            access_log: self.access_log,
         };
         let answer = self.inner.call(request).instrument(span);
         // Dropped before an answer (the client reset the stream, or tonic's own timer for the
@@ -96,6 +109,7 @@ struct Finish {
     start: Instant,
     span: Span,
     finished: bool,
+    access_log: bool,
 }
 
 impl Drop for Finish {
@@ -118,7 +132,16 @@ impl Finish {
             self.span.record("rpc.code", code);
             self.span.record("elapsed_us", elapsed_us);
         }
-        tracing::debug!(parent: &self.span, rpc.code = code, elapsed_us, "rpc finished");
+        if self.access_log {
+            tracing::info!(
+                target: "vicinity::access",
+                parent: &self.span,
+                { rpc.code = code, elapsed_us },
+                "rpc finished"
+            );
+        } else {
+            tracing::debug!(parent: &self.span, rpc.code = code, elapsed_us, "rpc finished");
+        }
     }
 }
 
