@@ -1,7 +1,9 @@
 //! The randomized concurrency checker (issue 9, SPEC §4.5): concurrent clients issue random
 //! operations with random deadlines (a quarter of them cut off mid-call) against a real
 //! server, while faults are injected (Redis paused and resumed, Redis killed and restarted, a
-//! second service node killed mid-run), and every call is recorded with its start and end.
+//! second service node killed mid-run; the network between the nodes and Redis slowed,
+//! stalled, silently cut or reset by a fault proxy), and every call is recorded with its start
+//! and end.
 //! Then the history is checked:
 //!
 //! - **No resurrection.** Once ClearLocation, WithdrawConsent or ForgetUser of a user has
@@ -35,7 +37,10 @@ use vicinity::{
     storage::redis::Target,
 };
 use vicinity_load::workload::Draws;
-use vicinity_testing::redis::{RedisCluster, RedisServer};
+use vicinity_testing::{
+    proxy::{Fault, FaultProxy},
+    redis::{RedisCluster, RedisServer},
+};
 
 use crate::{
     calls::{NOTICE, location},
@@ -561,6 +566,64 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
     );
     let redis = app.redis().expect("a redis app");
     assert_purged(|| location_keys(&[redis])).await;
+}
+
+/// Issue 20 point 8: both nodes reach Redis through a [`FaultProxy`], which now and then
+/// slows every byte, stalls the path (everything held, then delivered), cuts it silently
+/// (half-open: swallowed, then closed) or resets every connection mid-reply. The schedule is
+/// drawn from the seed and printed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_nothing_through_network_faults_to_redis() {
+    let (seed, ops) = (seed(), ops());
+    let redis = RedisServer::start().expect("redis");
+    let proxy = FaultProxy::start(redis.addr()).expect("a proxy");
+    let store = redis_store(Target::single(proxy.redis_url()));
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store.clone();
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await;
+    let other = second_node(store).await;
+    seed_users(&app.client).await;
+    let clients = vec![app.client.clone(), other.client.clone()];
+    let run = tokio::spawn(drive(clients, seed, ops));
+    let mut rng = Draws::new(seed, 1);
+    let mut schedule = Vec::new();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
+        let lasts = Duration::from_millis(150 + rng.below(450));
+        let fault = match rng.below(4) {
+            0 => Some(Fault::Latency(Duration::from_millis(20 + rng.below(180)))),
+            1 => Some(Fault::Stall),
+            2 => Some(Fault::HalfOpen),
+            _ => None,
+        };
+        match fault {
+            Some(fault) => {
+                schedule.push(format!("{fault:?} for {lasts:?}"));
+                proxy.set(Some(fault));
+                tokio::time::sleep(lasts).await;
+                proxy.set(None);
+            }
+            None => {
+                schedule.push("reset".to_owned());
+                proxy.reset();
+            }
+        }
+        if run.is_finished() {
+            break;
+        }
+    }
+    println!("fault schedule of seed {seed}: {}", schedule.join(", "));
+    let outcome = run.await.expect("the run");
+    report(
+        "a single Redis behind network faults (latency, stalls, half-open paths, resets)",
+        seed,
+        ops,
+        &outcome,
+    );
+    assert_purged(|| location_keys(&[&redis])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

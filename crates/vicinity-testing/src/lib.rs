@@ -3,10 +3,13 @@
 //! - [`redis`]: a `redis-server` process of one's own ([`redis::RedisServer`]) or a whole
 //!   Redis Cluster ([`redis::RedisCluster`]) on free ports, so tests can kill, pause and
 //!   restart them and never touch a shared instance.
+//! - [`proxy`]: a TCP proxy that injects network faults (latency, a stall, a half-open path,
+//!   a reset) between a service and its store ([`proxy::FaultProxy`]).
 //!
 //! Below is what such services share: free ports, and child processes that die with their
 //! owner and cannot hang a test.
 
+pub mod proxy;
 pub mod redis;
 
 use std::fs::{self, OpenOptions};
