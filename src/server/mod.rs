@@ -1,26 +1,30 @@
 //! Wiring: stores, service, gRPC services, health and reflection, and a bounded graceful
 //! shutdown. `run` serves on a listener the caller bound, so tests can use port 0.
 
+mod background;
 mod connections;
 mod deferred;
 pub mod health;
 mod scrape;
+mod stores;
 mod tls;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::{Health, HealthServer};
 
-use self::deferred::Deferred;
+use self::{
+    background::{Hangups, hangups, reload_on_hangup, sweep},
+    deferred::Deferred,
+    stores::stores_within,
+};
 use crate::{
-    config::Config,
-    config::{ConnectionLimits, ServerTls, StoreConfig},
-    domain::nearby::{Pseudonyms, Tickets},
-    grpc::MAX_CALL_TIME,
+    config::{Config, ConnectionLimits, ServerTls},
     grpc::{
-        Auth, GrpcApi,
+        GrpcApi, MAX_CALL_TIME,
         pb::{
             self, consent_service_server::ConsentServiceServer,
             people_nearby_server::PeopleNearbyServer, privacy_service_server::PrivacyServiceServer,
@@ -28,10 +32,7 @@ use crate::{
         },
     },
     service::{Deps, Vicinity},
-    storage::{
-        ConsentStore, LimitStore, LocationStore, MemoryStore, ShakeStore, StoreError,
-        redis::{self, Nodes, RedisConsentStore, RedisStore, Target},
-    },
+    storage::StoreError,
     telemetry::{metrics, rpc::RpcLayer},
 };
 
@@ -125,21 +126,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     crate::random::check()?;
-    // SIGHUP reloads the place policy and the TLS files: caught from the start, so one sent
-    // while the stores are waited for does not end the process.
+    // SIGHUP reloads the place policy, the TLS files and the API keys: caught from the start,
+    // so one sent while the stores are waited for does not end the process.
     let hangups = hangups();
     let Listeners {
         grpc: listener,
         metrics,
     } = listeners.into();
-    let addr = listener.local_addr()?;
-    if config.auth.is_open() && !addr.ip().is_loopback() {
-        return Err(ServerError::OpenOnPublicAddress(addr));
-    }
-    let mutual = config.tls.as_ref().is_some_and(ServerTls::is_mutual);
-    if !addr.ip().is_loopback() && !mutual && !config.allow_plaintext_public {
-        return Err(ServerError::PublicWithoutMutualTls(addr));
-    }
+    check_exposure(&config, listener.local_addr()?)?;
     warn_about_local_choices(&config);
     let ready = health::Ready::default();
     // The metrics listener answers from the start too: `/livez` 200 (an orchestrator must
@@ -156,12 +150,97 @@ pub async fn run(
     gate.not_ready_yet(&reporter).await;
     health::alive(&reporter).await;
     let services = Services::default();
+    let drain = Arc::new(tokio::sync::Notify::new());
+    let signal = stop_on(shutdown, (gate.clone(), reporter.clone()), drain.clone());
+    let limits = within_file_limit(config.connections);
+    let serve = serve_grpc(&config, &limits, listener, health, &services, signal)?;
+    let serving = drained(serve, &drain, config.drain_timeout);
+    tokio::pin!(serving);
+    let stop = |tasks: &[tokio::task::JoinHandle<()>]| {
+        tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        if let Some(scraper) = &scraper {
+            scraper.abort();
+        }
+    };
+    let start = start(&config, &started, hangups, (reporter, gate), &services);
+    let tasks = tokio::select! {
+        // Shut down (or failed) before the stores were reached.
+        result = &mut serving => {
+            stop(&[]);
+            return result;
+        }
+        tasks = start => match tasks {
+            Ok(tasks) => tasks,
+            Err(error) => {
+                stop(&[]);
+                return Err(error);
+            }
+        },
+    };
+    let result = serving.await;
+    stop(&tasks);
+    result
+}
+
+/// `shutdown`, then readiness off at once and for good (out of the balancer before the
+/// drain), then the drain's start told to `drain`.
+async fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    (gate, reporter): (health::Gate, tonic_health::server::HealthReporter),
+    drain: Arc<tokio::sync::Notify>,
+) {
+    shutdown.await;
+    gate.close(&reporter).await;
+    tracing::info!("shutting down: draining calls in flight");
+    drain.notify_one();
+}
+
+/// `serve` to its end, or at most `timeout` after the drain starts.
+async fn drained(
+    serve: Serving<'_>,
+    drain: &tokio::sync::Notify,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    tokio::select! {
+        result = serve => result.map_err(ServerError::from),
+        () = async { drain.notified().await; tokio::time::sleep(timeout).await } => {
+            tracing::warn!("drain timed out: closing remaining calls");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses an exposure the flags do not allow: open mode off loopback, or a non-loopback
+/// address without mutual TLS (unless a proxy in front is declared to provide it).
+fn check_exposure(config: &Config, addr: std::net::SocketAddr) -> Result<(), ServerError> {
+    if config.auth.is_open() && !addr.ip().is_loopback() {
+        return Err(ServerError::OpenOnPublicAddress(addr));
+    }
+    let mutual = config.tls.as_ref().is_some_and(ServerTls::is_mutual);
+    if !addr.ip().is_loopback() && !mutual && !config.allow_plaintext_public {
+        return Err(ServerError::PublicWithoutMutualTls(addr));
+    }
+    Ok(())
+}
+
+/// A gRPC server's run, to its end.
+type Serving<'a> = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + 'a>>;
+
+/// gRPC served on `listener` until `signal`: `health`, reflection and `services`, behind the
+/// per-call telemetry, the call tracking and the connection limits, over TLS when configured.
+fn serve_grpc<'a>(
+    config: &'a Config,
+    limits: &'a ConnectionLimits,
+    listener: TcpListener,
+    health: HealthServer<impl Health>,
+    services: &Services,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<Serving<'a>, ServerError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let limits = within_file_limit(config.connections);
     let router = Server::builder()
         // A backstop only: handlers answer DEADLINE_EXCEEDED before this answers CANCELLED.
         .timeout(MAX_CALL_TIME + Duration::from_secs(1))
@@ -192,61 +271,16 @@ pub async fn run(
         Some(tls) if tls.is_mutual() => "mutual",
         Some(_) => "server",
     };
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, open = config.auth.is_open(), tls, "listening");
-    let drain = Arc::new(tokio::sync::Notify::new());
-    let signal = {
-        let (drain, gate, reporter) = (drain.clone(), gate.clone(), reporter.clone());
-        async move {
-            shutdown.await;
-            // Out of the balancer before the drain: readiness off at once, for good.
-            gate.close(&reporter).await;
-            tracing::info!("shutting down: draining calls in flight");
-            drain.notify_one();
+    let incoming = connections::limit(TcpListenerStream::new(listener), limits);
+    Ok(match &config.tls {
+        Some(tls) => {
+            let incoming = tls::accept(incoming, tls, limits.max_connections);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
         }
-    };
-    let incoming = connections::limit(TcpListenerStream::new(listener), &limits);
-    let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
-        match &config.tls {
-            Some(tls) => {
-                let incoming = tls::accept(incoming, tls, limits.max_connections);
-                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
-            }
-            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
-        };
-    let serving = async {
-        tokio::select! {
-            result = serve => result.map_err(ServerError::from),
-            () = async { drain.notified().await; tokio::time::sleep(config.drain_timeout).await } => {
-                tracing::warn!("drain timed out: closing remaining calls");
-                Ok(())
-            }
-        }
-    };
-    tokio::pin!(serving);
-    let stop = |tasks: &[tokio::task::JoinHandle<()>]| {
-        tasks.iter().for_each(tokio::task::JoinHandle::abort);
-        if let Some(scraper) = &scraper {
-            scraper.abort();
-        }
-    };
-    let start = start(&config, &started, hangups, (reporter, gate), &services);
-    let tasks = tokio::select! {
-        // Shut down (or failed) before the stores were reached.
-        result = &mut serving => {
-            stop(&[]);
-            return result;
-        }
-        tasks = start => match tasks {
-            Ok(tasks) => tasks,
-            Err(error) => {
-                stop(&[]);
-                return Err(error);
-            }
-        },
-    };
-    let result = serving.await;
-    stop(&tasks);
-    result
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+    })
 }
 
 /// The vicinity services, each answering UNAVAILABLE until [`start`] has reached the stores
@@ -356,238 +390,6 @@ fn within_file_limit(mut limits: ConnectionLimits) -> ConnectionLimits {
         limits.max_connections = cap;
     }
     limits
-}
-
-/// The location, consent and Shake stores.
-type Stores = (
-    Arc<dyn LocationStore>,
-    Arc<dyn ConsentStore>,
-    Arc<dyn ShakeStore>,
-    Arc<dyn LimitStore>,
-);
-
-/// The first pause between two attempts to reach the stores at start, doubled each time up
-/// to [`STORE_RETRY_MAX`].
-const STORE_RETRY_FIRST: Duration = Duration::from_millis(250);
-/// The longest pause between two attempts to reach the stores at start.
-const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// [`stores`], retried with back-off for up to `config.store_wait` while a store cannot be
-/// reached (issue 21 point 4: beside a Redis that starts at the same time, exiting at once
-/// is a crash loop); a refusal that retrying cannot change (a persisting location store)
-/// ends it at once. Each failed attempt is logged.
-async fn stores_within(config: &Config) -> Result<Stores, ServerError> {
-    let give_up = tokio::time::Instant::now() + config.store_wait;
-    let mut pause = STORE_RETRY_FIRST;
-    loop {
-        let error = match stores(config).await {
-            Ok(stores) => return Ok(stores),
-            Err(error @ ServerError::StoreAtStart { .. }) if waits_out(&error) => error,
-            Err(other) => return Err(other),
-        };
-        if tokio::time::Instant::now() + pause > give_up {
-            return Err(error);
-        }
-        tracing::warn!(
-            error = %causes(&error),
-            retry_in_ms = pause.as_millis() as u64,
-            "a store is not reachable yet; retrying (--store-wait bounds this)"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(STORE_RETRY_MAX);
-    }
-}
-
-/// `error` and its causes on one line, each once (a library's error often repeats its
-/// source's text).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line = format!("{line}: {text}");
-        }
-        source = cause.source();
-    }
-    line
-}
-
-/// Whether start-up waits `error` out: a store not reachable yet, not a refusal.
-fn waits_out(error: &ServerError) -> bool {
-    matches!(error, ServerError::StoreAtStart { error, .. } if redis::transient(error))
-}
-
-/// The stores the configuration names, after checking what Redis does with data on disk.
-async fn stores(config: &Config) -> Result<Stores, ServerError> {
-    let StoreConfig::Redis {
-        locations,
-        consents,
-        allow_persistent,
-        timeout,
-        consent_cache,
-    } = &config.store
-    else {
-        tracing::warn!(
-            "using the embedded in-memory store: data is lost on restart and not shared between nodes"
-        );
-        let tickets = Tickets::new(&config.secret);
-        let store = MemoryStore::start(
-            config.clock.clone(),
-            config.grid,
-            tickets,
-            config.sweep_interval,
-        );
-        return Ok((store.clone(), store.clone(), store.clone(), store));
-    };
-    let tickets = Tickets::new(&config.secret);
-    let at_locations = at_start(locations, false);
-    let at_consents = at_start(consents, consents != locations);
-    for (url, found) in redis::persistence(locations).await.map_err(&at_locations)? {
-        if found.persists() && !allow_persistent {
-            return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
-        }
-        if found.persists() {
-            tracing::warn!(
-                "the location store persists to disk: purged data may remain in RDB/AOF files"
-            );
-        }
-    }
-    if consents == locations {
-        tracing::warn!(
-            "consent records share the location store: fine for development only (it must not persist, they should)"
-        );
-    } else if !redis::persistence(consents)
-        .await
-        .map_err(&at_consents)?
-        .iter()
-        .all(|(_, p)| p.is_durable())
-    {
-        tracing::warn!(
-            "the consent store is not durable (want appendonly yes, appendfsync always)"
-        );
-    }
-    let location_store = RedisStore::connect(
-        locations,
-        config.grid,
-        tickets,
-        Pseudonyms::new(&config.secret),
-        config.retention,
-        *timeout,
-    )
-    .await
-    .map_err(&at_locations)?;
-    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache)
-        .await
-        .map_err(&at_consents)?;
-    let location_store = Arc::new(location_store);
-    Ok((
-        location_store.clone(),
-        Arc::new(consent_store),
-        location_store.clone(),
-        location_store,
-    ))
-}
-
-/// How a start-up failure of the store at `target` reads: the flag that names it (the consent
-/// store's own flag when `own_consent_flag`) and its URL, without the password.
-fn at_start(target: &Target, own_consent_flag: bool) -> impl Fn(StoreError) -> ServerError {
-    let (flag, url) = match target.nodes() {
-        _ if own_consent_flag => ("--consent-redis-url", target_urls(target)),
-        Nodes::Single(_) => ("--redis-url", target_urls(target)),
-        Nodes::Cluster(_) => ("--redis-cluster", target_urls(target)),
-    };
-    move |error| ServerError::StoreAtStart {
-        flag,
-        url: url.clone(),
-        error,
-    }
-}
-
-/// The URLs of `target`, redacted, comma-separated.
-fn target_urls(target: &Target) -> String {
-    let urls: Vec<String> = target.urls().iter().map(|u| redis::redacted(u)).collect();
-    urls.join(",")
-}
-
-/// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the
-/// server runs. Running it on every node at once is safe.
-async fn sweep(svc: Vicinity, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let start = std::time::Instant::now();
-        let result = svc.sweep().await;
-        let metrics = metrics::get();
-        metrics
-            .sweep_duration
-            .observe(start.elapsed().as_secs_f64());
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics.sweeps.with_label_values(&[outcome]).inc();
-        match result {
-            Ok(_) => metrics.sweep_last_success.set(unix_seconds()),
-            Err(error) => tracing::warn!(%error, "purge sweep failed; retrying next interval"),
-        }
-    }
-}
-
-/// SIGHUPs from now on (`None`: none can be caught here).
-#[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangups = Option<()>;
-
-/// SIGHUPs from now on ([`Hangups`]).
-#[cfg(unix)]
-fn hangups() -> Hangups {
-    use tokio::signal::unix::{SignalKind, signal};
-    signal(SignalKind::hangup())
-        .inspect_err(|error| {
-            tracing::warn!(%error, "no SIGHUP handler: the place policy, the TLS files and the API keys reload only with a restart");
-        })
-        .ok()
-}
-
-#[cfg(not(unix))]
-fn hangups() -> Hangups {
-    None
-}
-
-/// Reloads the place policy (`--places`), the TLS files and the API keys file on each SIGHUP,
-/// for as long as the server runs.
-#[cfg(unix)]
-async fn reload_on_hangup(svc: Vicinity, tls: Option<ServerTls>, auth: Auth, hangups: Hangups) {
-    let Some(mut hangups) = hangups else { return };
-    while hangups.recv().await.is_some() {
-        svc.reload_places().await;
-        if let Some(tls) = &tls {
-            tls::reload(tls).await;
-        }
-        reload_keys(&auth).await;
-    }
-}
-
-#[cfg(not(unix))]
-async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Auth, _: Hangups) {}
-
-/// Reads the API keys file again (`--api-keys`): calls from now on are checked against the
-/// new keys; a file that does not load is refused (logged, counted in
-/// `vicinity_api_keys_reload_failures_total`) and the keys in force stay.
-async fn reload_keys(auth: &Auth) {
-    let keys = auth.clone();
-    match tokio::task::spawn_blocking(move || keys.reload()).await {
-        Ok(None) => {}
-        Ok(Some(Ok(count))) => tracing::info!(keys = count, "API keys reloaded"),
-        Ok(Some(Err(error))) => {
-            metrics::get().api_keys_reload_failures.inc();
-            tracing::error!(%error, "API keys reload refused, the keys in force stay");
-        }
-        Err(error) => {
-            metrics::get().api_keys_reload_failures.inc();
-            tracing::error!(%error, "API keys reload did not finish, the keys in force stay");
-        }
-    }
 }
 
 /// Exposes the settings every node sharing a store must agree on (an alert compares them).

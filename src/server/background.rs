@@ -1,0 +1,92 @@
+//! What a server runs beside its calls: the purge sweep, and the reloads SIGHUP asks for
+//! (the place policy, the TLS files, the API keys file).
+
+use std::time::Duration;
+
+use super::{tls, unix_seconds};
+use crate::{config::ServerTls, grpc::Auth, service::Vicinity, telemetry::metrics};
+
+/// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the
+/// server runs. Running it on every node at once is safe.
+pub(super) async fn sweep(svc: Vicinity, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let start = std::time::Instant::now();
+        let result = svc.sweep().await;
+        let metrics = metrics::get();
+        metrics
+            .sweep_duration
+            .observe(start.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics.sweeps.with_label_values(&[outcome]).inc();
+        match result {
+            Ok(_) => metrics.sweep_last_success.set(unix_seconds()),
+            Err(error) => tracing::warn!(%error, "purge sweep failed; retrying next interval"),
+        }
+    }
+}
+
+/// SIGHUPs from now on (`None`: none can be caught here).
+#[cfg(unix)]
+pub(super) type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub(super) type Hangups = Option<()>;
+
+/// SIGHUPs from now on ([`Hangups`]).
+#[cfg(unix)]
+pub(super) fn hangups() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup())
+        .inspect_err(|error| {
+            tracing::warn!(%error, "no SIGHUP handler: the place policy, the TLS files and the API keys reload only with a restart");
+        })
+        .ok()
+}
+
+#[cfg(not(unix))]
+pub(super) fn hangups() -> Hangups {
+    None
+}
+
+/// Reloads the place policy (`--places`), the TLS files and the API keys file on each SIGHUP,
+/// for as long as the server runs.
+#[cfg(unix)]
+pub(super) async fn reload_on_hangup(
+    svc: Vicinity,
+    tls: Option<ServerTls>,
+    auth: Auth,
+    hangups: Hangups,
+) {
+    let Some(mut hangups) = hangups else { return };
+    while hangups.recv().await.is_some() {
+        svc.reload_places().await;
+        if let Some(tls) = &tls {
+            tls::reload(tls).await;
+        }
+        reload_keys(&auth).await;
+    }
+}
+
+#[cfg(not(unix))]
+pub(super) async fn reload_on_hangup(_: Vicinity, _: Option<ServerTls>, _: Auth, _: Hangups) {}
+
+/// Reads the API keys file again (`--api-keys`): calls from now on are checked against the
+/// new keys; a file that does not load is refused (logged, counted in
+/// `vicinity_api_keys_reload_failures_total`) and the keys in force stay.
+async fn reload_keys(auth: &Auth) {
+    let keys = auth.clone();
+    match tokio::task::spawn_blocking(move || keys.reload()).await {
+        Ok(None) => {}
+        Ok(Some(Ok(count))) => tracing::info!(keys = count, "API keys reloaded"),
+        Ok(Some(Err(error))) => {
+            metrics::get().api_keys_reload_failures.inc();
+            tracing::error!(%error, "API keys reload refused, the keys in force stay");
+        }
+        Err(error) => {
+            metrics::get().api_keys_reload_failures.inc();
+            tracing::error!(%error, "API keys reload did not finish, the keys in force stay");
+        }
+    }
+}
