@@ -668,6 +668,49 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
     assert_purged(|| location_keys(&cluster.masters())).await;
 }
 
+/// Issue 20 point 8: a master killed with writes in flight (its replica takes over within the
+/// cluster's 2 s node timeout), then back as a replica. Ignored: it found that a keyless
+/// `TIME` went to a random node, the dead one for seconds, so every sweep and readiness
+/// check timed out (fixed: `scripts::TIME` is routed by a key; 6 of 6 runs pass on an idle
+/// machine since), but under `stress-ng --cpu 1` half the runs still leave entries past
+/// their purge bound: the sweep's calls time out for seconds after the failover while the
+/// old master rejoins (docs/decisions.md). Run it with
+/// `cargo nextest run --test it --run-ignored only cluster_failover --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "after a cluster failover under CPU load, sweeps time out for seconds (issue 20 point 8, docs/decisions.md)"]
+async fn the_checker_finds_nothing_across_a_cluster_failover() {
+    let (seed, ops) = (seed(), ops());
+    let mut cluster = RedisCluster::start(3, 1).expect("cluster");
+    let store = redis_store(Target::cluster(cluster.urls()));
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store.clone();
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await;
+    let other = second_node(store).await;
+    seed_users(&app.client).await;
+    let clients = vec![app.client.clone(), other.client.clone()];
+    let run = tokio::spawn(drive(clients, seed, ops));
+    let mut rng = Draws::new(seed, 2);
+    tokio::time::sleep(Duration::from_millis(200 + rng.below(600))).await;
+    let index = rng.below(cluster.masters().len() as u64) as usize;
+    let port = cluster.kill_master(index).expect("kill a master");
+    println!("seed {seed}: killed the master on port {port}");
+    tokio::task::block_in_place(|| cluster.wait_for_failover(Duration::from_secs(30)))
+        .expect("a replica takes over");
+    let outcome = run.await.expect("the run");
+    let node = cluster.node_mut(port).expect("the killed node");
+    tokio::task::block_in_place(|| node.restart()).expect("back as a replica");
+    report(
+        "a 3+3 Redis Cluster (a master killed, failed over, back as a replica)",
+        seed,
+        ops,
+        &outcome,
+    );
+    assert_purged(|| location_keys(&cluster.masters())).await;
+}
+
 #[test]
 fn the_checker_catches_a_resurrection_and_spares_a_legitimate_return() {
     let t0 = Instant::now();

@@ -309,9 +309,9 @@ impl LocationStore for RedisStore {
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
-        let conn = &self.conn;
-        let (secs, micros): (i64, i64) =
-            conn.query("reading the time", &redis::cmd("TIME")).await?;
+        let mut call = scripts::TIME.prepare_invoke();
+        call.key(keys::PARTS);
+        let (secs, micros): (i64, i64) = self.conn.script("reading the time", &call).await?;
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
     }
 }

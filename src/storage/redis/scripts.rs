@@ -103,6 +103,12 @@ fn limit_script(body: &str) -> Script {
     joined(&[NOW, LIMITS, body])
 }
 
+/// The server clock (`TIME`'s reply), bare (no prelude: it would read the clock twice). A
+/// script so that a cluster routes it by its key, to a live master: a keyless `TIME` goes to
+/// a random node, which after a failover was the dead one for seconds, and every sweep and
+/// readiness check timed out meanwhile (issue 20 point 8). KEYS: any key (routing only).
+pub static TIME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/time.lua")));
+
 lua_script! {
     /// The cluster's first step of UpdateLocation: adds (or renews) a user in a cell, replacing
     /// any member of the same user there (found by its ticket, without a scan). The deadlines
