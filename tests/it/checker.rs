@@ -671,7 +671,7 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
 /// Issue 20 point 8: a master killed with writes in flight (its replica takes over within the
 /// cluster's 2 s node timeout), then back as a replica. Ignored: it found that a keyless
 /// `TIME` went to a random node, the dead one for seconds, so every sweep and readiness
-/// check timed out (fixed: `scripts::TIME` is routed by a key; 6 of 6 runs pass on an idle
+/// check timed out (fixed: `scripts::TIME` is routed by a key; 5 of 5 runs pass on an idle
 /// machine since), but under `stress-ng --cpu 1` half the runs still leave entries past
 /// their purge bound: the sweep's calls time out for seconds after the failover while the
 /// old master rejoins (docs/decisions.md). Run it with
