@@ -153,7 +153,15 @@ pub async fn run(
     let drain = Arc::new(tokio::sync::Notify::new());
     let signal = stop_on(shutdown, (gate.clone(), reporter.clone()), drain.clone());
     let limits = within_file_limit(config.connections);
-    let serve = serve_grpc(&config, &limits, listener, health, &services, signal)?;
+    let serve = match serve_grpc(&config, &limits, listener, health, &services, signal) {
+        Ok(serve) => serve,
+        Err(error) => {
+            if let Some(scraper) = &scraper {
+                scraper.abort();
+            }
+            return Err(error);
+        }
+    };
     let serving = drained(serve, &drain, config.drain_timeout);
     tokio::pin!(serving);
     let stop = |tasks: &[tokio::task::JoinHandle<()>]| {
@@ -342,14 +350,15 @@ async fn start(
         auth.clone(),
         hangups,
     ));
-    let health_task = tokio::spawn(health::watch(svc.clone(), reporter, gate));
-    let auth = Arc::new(auth);
     services.fill(&GrpcApi::new(
-        svc,
-        auth,
+        svc.clone(),
+        Arc::new(auth),
         config.policy.key_calls,
         config.clock.clone(),
     ));
+    // Readiness is checked only once the services answer: a probe that sees SERVING never
+    // reaches a service still saying "starting".
+    let health_task = tokio::spawn(health::watch(svc, reporter, gate));
     tracing::info!("serving");
     Ok(vec![sweeper, reloader, health_task])
 }

@@ -157,8 +157,11 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
+        let mut links = self.shared.links();
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.reset();
+        for link in links.drain(..) {
+            link.close();
+        }
     }
 }
 
@@ -184,7 +187,6 @@ fn accept(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared>) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
-        let dead = Arc::new(AtomicBool::new(shared.fault() == Some(Fault::HalfOpen)));
         let (Ok(client_rx), Ok(server_rx), Ok(client_tx), Ok(server_tx)) = (
             client.try_clone(),
             server.try_clone(),
@@ -195,11 +197,23 @@ fn accept(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<Shared>) {
         };
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        shared.links().push(Link {
+        // Registered under the fault's lock (a `set` sees every link, and a link is born
+        // dead exactly while a half-open fault is in force) and the links' (a stopped proxy
+        // registers nothing more).
+        let fault = shared.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        let dead = Arc::new(AtomicBool::new(*fault == Some(Fault::HalfOpen)));
+        let link = Link {
             client,
             upstream: server,
             dead: dead.clone(),
-        });
+        };
+        let mut links = shared.links();
+        if shared.stop.load(Ordering::SeqCst) {
+            link.close();
+            return;
+        }
+        links.push(link);
+        drop((links, fault));
         for (from, to) in [(client_rx, server_tx), (server_rx, client_tx)] {
             let (shared, dead) = (shared.clone(), dead.clone());
             let _ = thread::Builder::new()

@@ -309,9 +309,15 @@ impl LocationStore for RedisStore {
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
-        let mut call = scripts::TIME.prepare_invoke();
-        call.key(keys::PARTS);
-        let (secs, micros): (i64, i64) = self.conn.script("reading the time", &call).await?;
+        let context = "reading the time";
+        let (secs, micros): (i64, i64) = if self.conn.is_cluster() {
+            // Routed by a key ([`scripts::TIME`]), not to a random node.
+            let mut call = scripts::TIME.prepare_invoke();
+            call.key(keys::PARTS);
+            self.conn.script(context, &call).await?
+        } else {
+            self.conn.query(context, &redis::cmd("TIME")).await?
+        };
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
     }
 }
