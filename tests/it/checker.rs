@@ -673,12 +673,9 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
 }
 
 /// Issue 20 point 8: a master killed with writes in flight (its replica takes over within the
-/// cluster's 2 s node timeout), then back as a replica. Ignored: it found that a keyless
-/// `TIME` went to a random node, the dead one for seconds, so every sweep and readiness
-/// check timed out (fixed: `scripts::TIME` is routed by a key), but entries past their
-/// deadline still outlive the purge bound by a few seconds after the failover in about half
-/// of the runs (the sweep's calls time out while the cluster client recovers; given 5 s
-/// more, every run purged all). docs/decisions.md. Run it with
+/// cluster's 2 s node timeout), then back as a replica. Ignored: after the failover, sweeps
+/// time out for seconds (a keyless `TIME` goes to a random node, the dead one for a while)
+/// and entries outlive their purge bound in most runs (docs/decisions.md). Run it with
 /// `cargo nextest run --test it --run-ignored only cluster_failover --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "after a cluster failover, purges lag past their bound by seconds (issue 20 point 8, docs/decisions.md)"]

@@ -309,15 +309,9 @@ impl LocationStore for RedisStore {
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
-        let context = "reading the time";
-        let (secs, micros): (i64, i64) = if self.conn.is_cluster() {
-            // Routed by a key ([`scripts::TIME`]), not to a random node.
-            let mut call = scripts::TIME.prepare_invoke();
-            call.key(keys::PARTS);
-            self.conn.script(context, &call).await?
-        } else {
-            self.conn.query(context, &redis::cmd("TIME")).await?
-        };
+        let conn = &self.conn;
+        let (secs, micros): (i64, i64) =
+            conn.query("reading the time", &redis::cmd("TIME")).await?;
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
     }
 }

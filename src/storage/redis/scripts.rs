@@ -103,14 +103,6 @@ fn limit_script(body: &str) -> Script {
     joined(&[NOW, LIMITS, body])
 }
 
-/// The server clock (`TIME`'s reply), bare (no prelude: it would read the clock twice), for a
-/// cluster: a script so that it is routed by its key, to a live master. A keyless `TIME`
-/// goes to a random node, which after a failover was the dead one for seconds, and every
-/// sweep and readiness check timed out meanwhile (issue 20 point 8; sending `TIME` itself to
-/// the key's master with redis-rs's `route_command` did not recover after the failover).
-/// KEYS: any key (routing only).
-pub static TIME: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/time.lua")));
-
 lua_script! {
     /// The cluster's first step of UpdateLocation: adds (or renews) a user in a cell, replacing
     /// any member of the same user there (found by its ticket, without a scan). The deadlines
