@@ -516,6 +516,20 @@ async fn second_node(store: StoreConfig) -> TestApp {
     .await
 }
 
+/// Two service nodes on `store` (the second to be killed mid-run, [`second_node`]), with the
+/// checked users granted.
+async fn two_nodes(store: StoreConfig) -> (TestApp, TestApp) {
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store.clone();
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await;
+    let other = second_node(store).await;
+    seed_users(&app.client).await;
+    (app, other)
+}
+
 fn redis_store(target: Target) -> StoreConfig {
     StoreConfig::Redis {
         locations: target.clone(),
@@ -578,14 +592,7 @@ async fn the_checker_finds_nothing_through_network_faults_to_redis() {
     let redis = RedisServer::start().expect("redis");
     let proxy = FaultProxy::start(redis.addr()).expect("a proxy");
     let store = redis_store(Target::single(proxy.redis_url()));
-    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
-        configure(c);
-        c.store = store.clone();
-        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
-    })
-    .await;
-    let other = second_node(store).await;
-    seed_users(&app.client).await;
+    let (app, other) = two_nodes(store).await;
     assert!(
         proxy.connections() > 0,
         "the nodes reach Redis through the proxy"
@@ -635,14 +642,7 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
     let (seed, ops) = (seed(), ops());
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
     let store = redis_store(Target::cluster(cluster.urls()));
-    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
-        configure(c);
-        c.store = store.clone();
-        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
-    })
-    .await;
-    let mut other = second_node(store).await;
-    seed_users(&app.client).await;
+    let (app, mut other) = two_nodes(store).await;
     let clients = vec![app.client.clone(), other.client.clone()];
     let run = tokio::spawn(drive(clients, seed, ops));
     let mut rng = Draws::new(seed, 0);
@@ -683,14 +683,7 @@ async fn the_checker_finds_nothing_across_a_cluster_failover() {
     let (seed, ops) = (seed(), ops());
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
     let store = redis_store(Target::cluster(cluster.urls()));
-    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
-        configure(c);
-        c.store = store.clone();
-        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
-    })
-    .await;
-    let other = second_node(store).await;
-    seed_users(&app.client).await;
+    let (app, other) = two_nodes(store).await;
     let clients = vec![app.client.clone(), other.client.clone()];
     let run = tokio::spawn(drive(clients, seed, ops));
     let mut rng = Draws::new(seed, 2);
