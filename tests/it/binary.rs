@@ -116,6 +116,23 @@ impl Served {
         run(&all, &self.addr)
     }
 
+    /// Sends it SIGHUP (reload the place policy, the TLS files, the API keys).
+    fn hangup(&self) {
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+        assert!(sent.expect("kill").success());
+    }
+
+    /// Waits (at most 20 s) until its log holds `text`.
+    fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "no {text:?}:\n{}", self.log());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// What the server has logged so far.
     pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -429,13 +446,7 @@ fn tls_files_reload_on_sighup() {
     for name in ["ca.pem", "server.pem", "server.key"] {
         fs::copy(new_dir.join(name), served_dir.join(name)).expect("copy");
     }
-    let hangup = || {
-        let sent = Command::new("kill")
-            .args(["-HUP", &served.child.id().to_string()])
-            .status();
-        assert!(sent.expect("kill").success());
-    };
-    hangup();
+    served.hangup();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !health(&client(&new_dir)) {
         assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
@@ -445,12 +456,8 @@ fn tls_files_reload_on_sighup() {
     assert!(served.log().contains("TLS certificate and key reloaded"));
 
     fs::write(served_dir.join("server.key"), "not a key").expect("write");
-    hangup();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !served.log().contains("TLS reload refused") {
-        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
-        thread::sleep(Duration::from_millis(20));
-    }
+    served.hangup();
+    served.wait_for_log("TLS reload refused");
     assert!(health(&client(&new_dir)), "the certificate in force stays");
     let scraped = http_body(probes, "/metrics").unwrap_or_default();
     assert!(
@@ -486,30 +493,16 @@ fn api_keys_reload_on_sighup() {
     };
     assert!(grant(old));
     assert!(!grant(new), "the new key before the reload");
-    let hangup = || {
-        let sent = Command::new("kill")
-            .args(["-HUP", &served.child.id().to_string()])
-            .status();
-        assert!(sent.expect("kill").success());
-    };
 
     fs::write(&keys, format!("backend app,ops {new}\n")).expect("write");
-    hangup();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !served.log().contains("API keys reloaded") {
-        assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
-        thread::sleep(Duration::from_millis(20));
-    }
+    served.hangup();
+    served.wait_for_log("API keys reloaded");
     assert!(grant(new));
     assert!(!grant(old), "the old key after the reload");
 
     fs::write(&keys, "backend app,ops too-short\n").expect("write");
-    hangup();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !served.log().contains("API keys reload refused") {
-        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
-        thread::sleep(Duration::from_millis(20));
-    }
+    served.hangup();
+    served.wait_for_log("API keys reload refused");
     assert!(grant(new), "the keys in force stay");
     let scraped = http_body(probes, "/metrics").unwrap_or_default();
     assert!(
@@ -1422,16 +1415,10 @@ fn a_compiled_policy_is_served_and_reloaded_on_sighup() {
     let scraped = http_body(probes, "/metrics").unwrap_or_default();
     assert_eq!(policy_version(&scraped).as_deref(), Some(first.as_str()));
 
-    let hangup = |pid: u32| {
-        let sent = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status();
-        assert!(sent.expect("kill").success());
-    };
     let printed = compile_places(&dir, 116.5, 39.95, "health", &policy);
     let second = printed.trim().rsplit(' ').next().unwrap().to_owned();
     assert_ne!(first, second);
-    hangup(served.child.id());
+    served.hangup();
     let deadline = Instant::now() + Duration::from_secs(20);
     while policy_version(&http_body(probes, "/metrics").unwrap_or_default()).as_deref()
         != Some(second.as_str())
@@ -1445,12 +1432,8 @@ fn a_compiled_policy_is_served_and_reloaded_on_sighup() {
     );
 
     fs::write(&policy, "not a policy").unwrap();
-    hangup(served.child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !served.log().contains("reload refused") {
-        assert!(Instant::now() < deadline, "no refusal:\n{}", served.log());
-        thread::sleep(Duration::from_millis(20));
-    }
+    served.hangup();
+    served.wait_for_log("reload refused");
     let scraped = http_body(probes, "/metrics").unwrap_or_default();
     assert_eq!(policy_version(&scraped).as_deref(), Some(second.as_str()));
     assert!(
