@@ -75,7 +75,7 @@ async fn vicinity_bytes(users: &[(String, f64, f64)]) -> f64 {
                 cell: grid.snap(coords),
                 gender: Gender::Female,
             };
-            store.upsert(position, Retention::default())
+            store.upsert_now(position, Retention::default())
         });
         try_join_all(writes).await.expect("upsert");
     }

@@ -88,7 +88,8 @@ impl From<ServiceError> for Status {
             ServiceError::Store(error) => {
                 tracing::warn!(error = %error, source = ?error.source, "store error");
                 match error.kind {
-                    StoreErrorKind::Unavailable => {
+                    // Fenced: the service retries; one that kept racing clears is a retry.
+                    StoreErrorKind::Unavailable | StoreErrorKind::Fenced => {
                         let mut details = info(ErrorReason::StoreUnavailable, &[]);
                         details.set_retry_info(Some(STORE_RETRY));
                         Status::with_error_details(Code::Unavailable, "store unavailable", details)

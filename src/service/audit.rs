@@ -18,7 +18,6 @@ pub(crate) enum Action {
     UserForgotten,
     LeftShake,
     OwedPurgeFinished,
-    UpdateUndone,
 }
 
 impl Action {
@@ -30,7 +29,6 @@ impl Action {
             Action::UserForgotten => "user_forgotten",
             Action::LeftShake => "left_shake",
             Action::OwedPurgeFinished => "owed_purge_finished",
-            Action::UpdateUndone => "update_undone",
         }
     }
 
@@ -49,7 +47,6 @@ impl Action {
             Action::UserForgotten => Some("forget"),
             Action::LeftShake => Some("leave_shake"),
             Action::OwedPurgeFinished => Some("owed"),
-            Action::UpdateUndone => Some("update_undone"),
         }
     }
 }

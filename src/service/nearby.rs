@@ -6,7 +6,7 @@ use tracing::instrument;
 
 use h3o::CellIndex;
 
-use super::{ServiceError, ServiceResult, Vicinity, audit::Action, limits::admitted};
+use super::{ServiceError, ServiceResult, Vicinity, limits::admitted};
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, Timestamp, UserId,
@@ -14,8 +14,14 @@ use crate::{
         user::GenderFilter,
     },
     places::Placement,
-    storage::{LimitKey, Limited, LocationEntry, Position, StoreError, UpdateLimits},
+    storage::{
+        Fence, LimitKey, Limited, LocationEntry, Position, StoreError, StoreErrorKind, UpdateLimits,
+    },
 };
+
+/// How many times an update takes its fence and consent check again after a clear of the
+/// same user refused its write (each refusal changed nothing).
+const FENCE_ATTEMPTS: usize = 3;
 
 /// A validated ListNearby request.
 #[derive(Debug, Clone)]
@@ -61,12 +67,15 @@ impl ListNearby {
 impl Vicinity {
     /// Stores the user's position (snapped) and renews their deadlines.
     ///
-    /// Consent is checked before the write and again after it: a withdrawal that lands in
-    /// between has already purged, so without the second check this write would outlive the
-    /// consent it was made under (SPEC §4.1). The write is then undone and refused. The write
-    /// and the second check run in a task of their own, so a call cut off by its deadline or
-    /// its client never leaves a write half done (on a cluster, the member without the
-    /// record, which no Clear could find) or unchecked.
+    /// The write is fenced (SPEC §4.1, docs/decisions.md "A write fenced by every clear since
+    /// its consent check"): the user's clear mark is read first, then consent is checked,
+    /// and the store writes only if no clear of the user ran since the mark was read. A
+    /// withdrawal that lands after the consent check purges after that read, so this write
+    /// either lands before the purge (which deletes it) or is refused by the store; nothing
+    /// depends on this node living to check consent again. A fenced write changed nothing:
+    /// the fence and the consent check are taken again, at most [`FENCE_ATTEMPTS`] times.
+    /// The write runs in a task of its own, so a call cut off by its deadline or its client
+    /// never leaves a write half done (on a cluster, a member without its record).
     ///
     /// The limits (SPEC §4.3) are part of the write: the user's update rate is counted and a
     /// move faster than the jump cap allows since the previous activity is refused, and a
@@ -81,12 +90,12 @@ impl Vicinity {
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
         let snapped = self.deps.grid.snap(location.coords);
-        self.require_consent(user, Feature::PeopleNearby).await?;
         let cell = match self.place(snapped) {
             Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
             // Not placed: nothing is written; the limits are counted and judged as for a
             // write, so a refusal does not tell a hidden place from another.
             Placement::Hidden(_) => {
+                self.require_consent(user, Feature::PeopleNearby).await?;
                 self.admit_update(user, (snapped, snapped)).await?;
                 return Ok(self.deps.retention.deadlines(self.deps.clock.now()));
             }
@@ -97,44 +106,24 @@ impl Vicinity {
             cell,
             gender,
         };
-        let this = self.clone();
-        let user = user.clone();
-        // The jump cap judges the move to where the user really is (`snapped`): a coarsened
-        // position is never more than the coarse parent's radius from it.
-        let write = tokio::spawn(async move { this.write_checked(&user, position, snapped).await });
-        write
-            .await
-            .map_err(|e| StoreError::unfinished(&e, "updating a location"))?
-    }
-
-    /// The write of [`Vicinity::update_location`] and its second consent check.
-    async fn write_checked(
-        &self,
-        user: &UserId,
-        position: Position,
-        snapped: CellIndex,
-    ) -> ServiceResult<Deadlines> {
-        let written = self.write_limited(position, snapped).await;
-        if let Err(ServiceError::RateLimited { .. } | ServiceError::ImplausibleJump) = written {
-            // Refused before anything was written.
-            return written;
-        }
-        // Checked even when the write failed: one that timed out may still land.
-        if let Err(refused) = self.require_consent(user, Feature::PeopleNearby).await {
-            // Fail closed: whether consent is gone or unreadable, the write does not stay. When
-            // the consent store cannot even record the purge as owed, it runs all the same.
-            let audit = (Action::UpdateUndone, Some(Feature::PeopleNearby));
-            let features = [Feature::PeopleNearby];
-            if self
-                .purge_after(user, &features, async { Ok(()) }, audit)
+        for _ in 0..FENCE_ATTEMPTS {
+            let fence = self.deps.locations.fence(user).await?;
+            self.require_consent(user, Feature::PeopleNearby).await?;
+            let (this, position) = (self.clone(), position.clone());
+            // The jump cap judges the move to where the user really is (`snapped`): a
+            // coarsened position is never more than the coarse parent's radius from it.
+            let write =
+                tokio::spawn(async move { this.write_limited(position, snapped, fence).await });
+            let written = write
                 .await
-                .is_err()
-            {
-                self.purge_now(user, &features).await?;
+                .map_err(|e| StoreError::unfinished(&e, "updating a location"))?;
+            match written {
+                Err(ServiceError::Store(e)) if e.kind == StoreErrorKind::Fenced => continue,
+                written => return written,
             }
-            return Err(refused);
         }
-        written
+        let raced = "updating a location while clears of the user kept racing it";
+        Err(StoreError::new(StoreErrorKind::Unavailable, raced).into())
     }
 
     /// Writes `position` within its limits: in one store step where the store has one (a
@@ -145,6 +134,7 @@ impl Vicinity {
         &self,
         position: Position,
         snapped: CellIndex,
+        fence: Fence,
     ) -> ServiceResult<Deadlines> {
         let policy = &self.deps.policy;
         let retention = self.deps.retention;
@@ -166,7 +156,7 @@ impl Vicinity {
         let locations = &self.deps.locations;
         for _ in 0..2 {
             let Some(outcome) = locations
-                .upsert_limited(&position, retention, &limits)
+                .upsert_limited(&position, retention, &limits, fence)
                 .await?
             else {
                 break;
@@ -183,7 +173,7 @@ impl Vicinity {
             }
         }
         self.admit_update(&position.user_id, to).await?;
-        Ok(locations.upsert(position, retention).await?)
+        Ok(locations.upsert(position, retention, fence).await?)
     }
 
     /// The limits of an update in separate steps: the jump from the user's entry to `to`

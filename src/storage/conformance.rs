@@ -10,8 +10,8 @@ use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Durat
 use crate::domain::shake::{ShakeMatch, ShakePair};
 
 use super::{
-    Admission, ConsentStore, LimitKey, LimitStore, LocationStore, Position, ShakeOutcome,
-    ShakeStore, StoreResult,
+    Admission, ConsentStore, LimitKey, LimitStore, Limited, LocationStore, Position, ShakeOutcome,
+    ShakeStore, StoreErrorKind, StoreResult, UpdateLimits,
 };
 use crate::domain::{
     ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
         $crate::storage::conformance::conformance_tests!(@each $fixture;
             upsert_then_get_returns_the_stored_cell,
             clearing_is_physical_and_idempotent,
+            a_clear_fences_every_write_admitted_before_it,
             nearby_lists_others_in_range_by_band,
             a_search_across_partitions_lists_both_sides,
             nearby_requires_the_viewers_own_entry,
@@ -151,7 +152,7 @@ pub async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
     let pos = position("a", 10.000_123_4, 10.000_987_6, Gender::Female);
     let deadlines = fx
         .locations
-        .upsert(pos.clone(), long())
+        .upsert_now(pos.clone(), long())
         .await
         .expect("upsert");
     // A store may round deadlines down to the second (Redis keeps whole seconds).
@@ -186,7 +187,7 @@ pub async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
 pub async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
     let baseline = physical(fx).await;
     fx.locations
-        .upsert(position("c", 10.0, 10.0, Gender::Male), long())
+        .upsert_now(position("c", 10.0, 10.0, Gender::Male), long())
         .await
         .expect("upsert");
     assert!(physical(fx).await > baseline);
@@ -220,7 +221,7 @@ pub async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
     ];
     for (name, lat, lng) in people {
         fx.locations
-            .upsert(position(name, lat, lng, Gender::Female), long())
+            .upsert_now(position(name, lat, lng, Gender::Female), long())
             .await
             .expect("upsert");
     }
@@ -264,7 +265,7 @@ pub async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
     };
     let (lat, lng) = at(border);
     fx.locations
-        .upsert(position("border-v", lat, lng, Gender::Male), long())
+        .upsert_now(position("border-v", lat, lng, Gender::Male), long())
         .await
         .expect("upsert");
     let mut names = Vec::new();
@@ -272,7 +273,7 @@ pub async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
         let name = format!("border-{i}");
         let (lat, lng) = at(cell);
         fx.locations
-            .upsert(position(&name, lat, lng, Gender::Female), long())
+            .upsert_now(position(&name, lat, lng, Gender::Female), long())
             .await
             .expect("upsert");
         names.push(name);
@@ -302,13 +303,13 @@ pub async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
 pub async fn moving_leaves_the_old_cell(fx: &Fixture) {
     for (name, lat) in [("v2", 10.0), ("mover", 10.001)] {
         fx.locations
-            .upsert(position(name, lat, 10.0, Gender::Male), long())
+            .upsert_now(position(name, lat, 10.0, Gender::Male), long())
             .await
             .expect("upsert");
     }
     let baseline = physical(fx).await;
     fx.locations
-        .upsert(position("mover", 11.0, 10.0, Gender::Male), long())
+        .upsert_now(position("mover", 11.0, 10.0, Gender::Male), long())
         .await
         .expect("move");
     assert!(
@@ -322,7 +323,7 @@ pub async fn moving_leaves_the_old_cell(fx: &Fixture) {
 pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
     for (name, lat) in [("v3", 10.0), ("leaver", 10.001)] {
         fx.locations
-            .upsert(position(name, lat, 10.0, Gender::Male), long())
+            .upsert_now(position(name, lat, 10.0, Gender::Male), long())
             .await
             .expect("upsert");
     }
@@ -359,13 +360,13 @@ pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
 pub async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
     let short = Retention::new(Duration::from_secs(1)).expect("valid");
     fx.locations
-        .upsert(position("v4", 10.0, 10.0, Gender::Male), long())
+        .upsert_now(position("v4", 10.0, 10.0, Gender::Male), long())
         .await
         .expect("upsert");
     let baseline = physical(fx).await;
     let deadlines = fx
         .locations
-        .upsert(position("brief", 10.001, 10.0, Gender::Male), short)
+        .upsert_now(position("brief", 10.001, 10.0, Gender::Male), short)
         .await
         .expect("upsert");
     (fx.advance)(Duration::from_millis(1_100)).await;
@@ -613,12 +614,15 @@ pub async fn shake_history_expires_and_clears(fx: &Fixture) {
 /// write it back (Leave creates nothing).
 pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
     let viewer = position("race-viewer", 10.0, 10.0, Gender::Male);
-    fx.locations.upsert(viewer, long()).await.expect("upsert");
+    fx.locations
+        .upsert_now(viewer, long())
+        .await
+        .expect("upsert");
     let before = physical(fx).await;
     for round in 0..30u32 {
         let name = format!("race-{round}");
         let pos = position(&name, 10.000_5, 10.000_5, Gender::Female);
-        fx.locations.upsert(pos, long()).await.expect("upsert");
+        fx.locations.upsert_now(pos, long()).await.expect("upsert");
         let who = user(&name);
         let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
         let clear = async {
@@ -655,7 +659,7 @@ pub async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
     for round in 0..30u64 {
         let name = format!("cut-{round}");
         let pos = position(&name, 10.001, 10.001, Gender::Male);
-        fx.locations.upsert(pos, long()).await.expect("upsert");
+        fx.locations.upsert_now(pos, long()).await.expect("upsert");
         let cut = Duration::from_micros(100 + round * 150);
         let who = user(&name);
         let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
@@ -982,4 +986,65 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
         matches!(taken, Admission::Admitted(_)),
         "a refusal by the rate took a place"
     );
+}
+
+/// A write admitted under a fence read before a People Nearby clear of its user is refused
+/// and changes nothing, on the plain and the limited path (SPEC §4.1: the race of an update
+/// whose consent check passed against a withdrawal that purged before its write landed);
+/// a fence read after the clear admits it, and a clear of another feature fences nothing.
+pub async fn a_clear_fences_every_write_admitted_before_it(fx: &Fixture) {
+    let baseline = physical(fx).await;
+    let pos = position("fenced", 10.0, 10.0, Gender::Male);
+    let who = &pos.user_id;
+    let stale = fx.locations.fence(who).await.expect("fence");
+    let cleared = fx.locations.clear(who, &[Feature::PeopleNearby]).await;
+    assert_eq!(cleared.expect("clear"), 0, "nothing to clear yet");
+
+    let written = fx.locations.upsert(pos.clone(), long(), stale).await;
+    assert!(
+        written
+            .as_ref()
+            .is_err_and(|e| e.kind == StoreErrorKind::Fenced),
+        "a write admitted before the clear: {written:?}"
+    );
+    let limits = UpdateLimits {
+        rate: Rate::new(1_000, Duration::from_secs(1)).expect("a rate"),
+        near: None,
+        starts: None,
+    };
+    let limited = fx
+        .locations
+        .upsert_limited(&pos, long(), &limits, stale)
+        .await;
+    assert!(
+        matches!(&limited, Ok(None))
+            || limited
+                .as_ref()
+                .is_err_and(|e| e.kind == StoreErrorKind::Fenced),
+        "the limited path is fenced too: {limited:?}"
+    );
+    assert_eq!(
+        physical(fx).await,
+        baseline,
+        "a fenced write stored nothing"
+    );
+    let found = fx.locations.get(Feature::PeopleNearby, who).await;
+    assert!(found.expect("get").is_none());
+
+    let fresh = fx.locations.fence(who).await.expect("fence");
+    let other = fx.locations.clear(who, &[Feature::Shake]).await;
+    other.expect("a clear of Shake");
+    fx.locations
+        .upsert(pos.clone(), long(), fresh)
+        .await
+        .expect("a fence read after the clear admits the write");
+    let limited = fx
+        .locations
+        .upsert_limited(&pos, long(), &limits, fresh)
+        .await;
+    assert!(
+        matches!(&limited, Ok(None) | Ok(Some(Limited::Written(_)))),
+        "{limited:?}"
+    );
+    assert!(physical(fx).await > baseline);
 }

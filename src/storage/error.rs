@@ -11,6 +11,9 @@ pub enum StoreErrorKind {
     Timeout,
     /// The store holds something this version cannot read.
     Corrupt,
+    /// A location write refused, changing nothing, because the user was cleared since its
+    /// fence was read (`storage::Fence`); the service checks consent again and retries.
+    Fenced,
     /// A fault of this service, not of the store's reach: a store script that failed, a
     /// panicked task, randomness the OS would not give, an error the store answered that is
     /// not on the list of those that pass by themselves ([`crate::storage::redis`]'s
@@ -25,6 +28,7 @@ impl StoreErrorKind {
             StoreErrorKind::Unavailable => "unavailable",
             StoreErrorKind::Timeout => "timeout",
             StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::Fenced => "fenced",
             StoreErrorKind::Internal => "internal",
         }
     }
@@ -70,6 +74,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => "store unavailable",
             StoreErrorKind::Timeout => "store timed out",
             StoreErrorKind::Corrupt => "store holds data this version cannot read",
+            StoreErrorKind::Fenced => "a clear of the user ran since the write was admitted",
             StoreErrorKind::Internal => "internal fault",
         };
         write!(f, "{} ({what})", self.context)

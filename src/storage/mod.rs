@@ -56,6 +56,29 @@ use crate::domain::{
     shake::{PendingShake, ShakeMatch, ShakePair},
 };
 
+/// How long after its [`Fence`] was read a location write may still land: a write that runs
+/// later is refused as fenced, whatever the mark (the caller reads a new fence).
+pub const FENCE_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a user's clear mark lives after the clear that set it: longer than
+/// [`FENCE_LIFETIME`], so that every write that read the mark before that clear still finds it
+/// changed (a mark that expired would read as none again).
+pub const CLEAR_MARK_TTL: Duration = Duration::from_secs(120);
+
+/// What a location write is admitted under (docs/decisions.md, "A write fenced by every
+/// clear since its consent check"): the user's clear mark, read before the service checked
+/// consent. Every clear of the user's People Nearby entry sets a new mark in the same atomic
+/// step as its deletion, and a write whose fence no longer matches, or is older than
+/// [`FENCE_LIFETIME`], writes nothing (`StoreErrorKind::Fenced`). So a write that lands after
+/// a withdrawal's purge is refused by the store itself, even when the node that sent it dies
+/// before it could check consent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    /// The user's clear mark when it was read (0: none).
+    pub mark: i64,
+    /// When it was read, by the store's clock.
+    pub read_at: Timestamp,
+}
+
 /// A position to store for a user in a feature: the snapped cell and nothing finer (SPEC §4.3
 /// data minimisation). The store never sees a raw position.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,20 +139,39 @@ impl NearbyResult {
 /// - Clearing is immediate and physical; clearing what is not there is `Ok(0)`.
 #[async_trait]
 pub trait LocationStore: Send + Sync + 'static {
+    /// The user's clear mark for People Nearby now, to admit writes under ([`Fence`]).
+    async fn fence(&self, user: &UserId) -> StoreResult<Fence>;
+
     /// Stores `position` as the user's entry in its feature (entering the feature, or
-    /// replacing the previous position and clearing `left`), with deadlines from now.
-    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines>;
+    /// replacing the previous position and clearing `left`), with deadlines from now, unless
+    /// the user was cleared since `fence` was read or it is older than [`FENCE_LIFETIME`]:
+    /// then nothing changes and the error is `StoreErrorKind::Fenced`.
+    async fn upsert(
+        &self,
+        position: Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<Deadlines>;
+
+    /// [`LocationStore::upsert`] under a fence read now: for a write that no consent check
+    /// precedes (tests, benchmarks), so only a clear racing the write itself can fence it.
+    async fn upsert_now(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
+        let fence = self.fence(&position.user_id).await?;
+        self.upsert(position, retention, fence).await
+    }
 
     /// UpdateLocation's write with its limits in one atomic step (one round trip): counts one
     /// call under the user's update rate and writes, unless the rate refuses or the previous
     /// entry needs a jump check ([`Limited`]); a refusal counts and writes nothing.
     /// `Ok(None)`: this backend has no such step, nothing was done, and the caller counts and
-    /// checks first ([`LimitStore`]), then writes with [`LocationStore::upsert`].
+    /// checks first ([`LimitStore`]), then writes with [`LocationStore::upsert`]. Fenced as
+    /// [`LocationStore::upsert`] is, before anything is counted.
     async fn upsert_limited(
         &self,
         _position: &Position,
         _retention: Retention,
         _limits: &UpdateLimits,
+        _fence: Fence,
     ) -> StoreResult<Option<Limited>> {
         Ok(None)
     }
@@ -147,6 +189,7 @@ pub trait LocationStore: Send + Sync + 'static {
     ) -> StoreResult<Option<Deadlines>>;
 
     /// Physically deletes the user's entries in `features` at once; returns how many existed.
+    /// Clearing People Nearby sets the user's clear mark in the same step ([`Fence`]).
     async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32>;
 
     /// People Nearby search for a viewer with a live, not-left entry: `None` when the viewer

@@ -243,7 +243,7 @@ impl Metrics {
             ),
             purged: counter(
                 "vicinity_purged_entries_total",
-                "Entries physically deleted, by cause (deadline, clear, withdrawal, forget, leave_shake, owed, update_undone).",
+                "Entries physically deleted, by cause (deadline, clear, withdrawal, forget, leave_shake, owed).",
                 &["cause"],
             ),
             purge_lag: histogram(
@@ -378,14 +378,13 @@ pub const LIMITS: [&str; 7] = [
 ];
 
 /// Every `cause` of `vicinity_purged_entries_total`.
-pub const PURGE_CAUSES: [&str; 7] = [
+pub const PURGE_CAUSES: [&str; 6] = [
     "deadline",
     "clear",
     "withdrawal",
     "forget",
     "leave_shake",
     "owed",
-    "update_undone",
 ];
 
 /// The key of a pair of `&'static str` label values: their addresses and lengths (two equal

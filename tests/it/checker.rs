@@ -17,7 +17,7 @@
 //!   interleaving.
 //! - **Physically gone.** After the last call, once every deadline plus 5 s has passed, a scan
 //!   finds no location data: `DBSIZE` on Redis (less the keys that hold none: consent, purges
-//!   owed, the partition index, Shake tombstones), every user's export on the embedded store.
+//!   owed, the partition index, Shake tombstones, clear marks), every user's export on the embedded store.
 //!
 //! Seeded: `VICINITY_CHECK_SEED` (else one from the clock), `VICINITY_CHECK_OPS` operations
 //! per client (default 40). Both are printed; a failing seed replays the same operations
@@ -462,6 +462,7 @@ fn location_keys(servers: &[&RedisServer]) -> u64 {
                     || *k == "vc:owed"
                     || *k == "vc:n:parts"
                     || k.starts_with("vc:s:{shake}:x:")
+                    || k.starts_with("vc:x:")
             })
             .count() as u64;
         held += server.dbsize().expect("dbsize") - exempt;

@@ -82,8 +82,9 @@ fn location_keys(server: &RedisServer) -> Vec<String> {
 }
 
 /// Keys physically held (`DBSIZE`, which counts expired keys not yet reclaimed), less the
-/// live Shake tombstones of Clears: they hold no location, match or user id (a pseudonym and a
-/// time) and expire two minutes after the Clear, by design (see `storage/redis/keys.rs`).
+/// live Shake tombstones and clear marks of Clears: they hold no location, match or user id
+/// (a pseudonym or a shard, and a time) and expire two minutes after the Clear, by design
+/// (see `storage/redis/keys.rs`).
 fn held_keys(server: &RedisServer) -> u64 {
     server.dbsize().expect("dbsize") - tombstones(server)
 }
@@ -101,12 +102,15 @@ fn reclaim_limit_keys(server: &RedisServer, users: &[&str]) {
     server.cli(&args).expect("exists");
 }
 
-/// The live Shake tombstones.
+/// The live Shake tombstones and People Nearby clear marks.
 fn tombstones(server: &RedisServer) -> u64 {
-    let keys = server
-        .cli(&["--raw", "keys", "vc:s:{shake}:x:*"])
-        .expect("keys");
-    keys.lines().filter(|k| !k.is_empty()).count() as u64
+    ["vc:s:{shake}:x:*", "vc:x:*"]
+        .iter()
+        .map(|pattern| {
+            let keys = server.cli(&["--raw", "keys", pattern]).expect("keys");
+            keys.lines().filter(|k| !k.is_empty()).count() as u64
+        })
+        .sum()
 }
 
 /// Shakes as `user` at `at`; whether a partner was found.
@@ -224,9 +228,9 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
     assert_eq!(reported - tombstones(&locations), physical);
     let remaining = location_keys(&locations);
     assert!(
-        remaining
-            .iter()
-            .all(|k| k == "vc:n:parts" || k.starts_with("vc:s:{shake}:x:")),
+        remaining.iter().all(|k| k == "vc:n:parts"
+            || k.starts_with("vc:s:{shake}:x:")
+            || k.starts_with("vc:x:")),
         "only the partition index may remain: {remaining:?}"
     );
     assert!(!holds_user(&locations, "p-expire"));

@@ -23,8 +23,9 @@ use limits::Limits;
 use shake::ShakeState;
 
 use super::{
-    Admission, ConsentStore, Expired, LimitKey, LimitStore, LocationEntry, LocationStore,
-    NearbyResult, OwedPurge, Position, StoreError, StoreResult,
+    Admission, CLEAR_MARK_TTL, ConsentStore, Expired, FENCE_LIFETIME, Fence, LimitKey, LimitStore,
+    LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError, StoreErrorKind,
+    StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -52,6 +53,11 @@ struct State {
     limits: Limits,
     /// What was removed at deadlines since `purge_expired` last reported.
     expired: Expired,
+    /// Users' People Nearby clear marks ([`Fence`]) and when each was set; dropped
+    /// [`CLEAR_MARK_TTL`] after it, as Redis expires them.
+    clear_marks: HashMap<UserId, (i64, Timestamp)>,
+    /// The last mark given (each clear takes the next).
+    last_mark: i64,
     shutdown: bool,
 }
 
@@ -110,6 +116,26 @@ impl State {
     fn purge_shakes(&mut self, now: Timestamp) {
         let purged = self.shake.purge_due(now);
         self.expired.add(purged, None);
+    }
+
+    /// The user's clear mark at `now` (0: none, or expired).
+    fn clear_mark(&self, user: &UserId, now: Timestamp) -> i64 {
+        self.clear_marks
+            .get(user)
+            .filter(|(_, at)| now.since(*at) < CLEAR_MARK_TTL)
+            .map_or(0, |(mark, _)| *mark)
+    }
+
+    /// Refuses a write under `fence` at `now` after a clear of `user` since it was read.
+    fn check_fence(&self, user: &UserId, fence: Fence, now: Timestamp) -> StoreResult<()> {
+        if self.clear_mark(user, now) == fence.mark && now.since(fence.read_at) <= FENCE_LIFETIME {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                StoreErrorKind::Fenced,
+                "updating a location",
+            ))
+        }
     }
 
     fn live(&self, key: &EntryKey, now: Timestamp) -> Option<&LocationEntry> {
@@ -276,6 +302,9 @@ async fn purge_task(shared: Arc<Shared>) {
             }
             state.purge_shakes(now);
             state.limits.purge_void(now);
+            state
+                .clear_marks
+                .retain(|_, (_, at)| now.since(*at) < CLEAR_MARK_TTL);
             state.purge_due(now).1
         };
         let wait = next
@@ -290,9 +319,25 @@ async fn purge_task(shared: Arc<Shared>) {
 
 #[async_trait]
 impl LocationStore for MemoryStore {
-    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
-        let deadlines = retention.deadlines(self.now());
+    async fn fence(&self, user: &UserId) -> StoreResult<Fence> {
+        let now = self.now();
+        let state = self.shared.lock();
+        Ok(Fence {
+            mark: state.clear_mark(user, now),
+            read_at: now,
+        })
+    }
+
+    async fn upsert(
+        &self,
+        position: Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<Deadlines> {
+        let now = self.now();
+        let deadlines = retention.deadlines(now);
         let mut state = self.shared.lock();
+        state.check_fence(&position.user_id, fence, now)?;
         let earliest = state.expirations.first().map(|e| e.0);
         let ticket = self.shared.tickets.of(&position.user_id);
         state.insert(
@@ -341,7 +386,13 @@ impl LocationStore for MemoryStore {
     }
 
     async fn clear(&self, user: &UserId, features: &[Feature]) -> StoreResult<u32> {
+        let now = self.now();
         let mut state = self.shared.lock();
+        if features.contains(&Feature::PeopleNearby) {
+            state.last_mark += 1;
+            let mark = state.last_mark;
+            state.clear_marks.insert(user.clone(), (mark, now));
+        }
         let removed = features
             .iter()
             .filter(|f| state.remove(&(**f, user.clone())))

@@ -10,6 +10,7 @@
 //! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
 //! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
 //! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below); on a cluster, while an UpdateLocation is in flight or was cut off between its steps, field `w|<user_id>` → the user's strays: a 13-digit deadline and up to `STRAYS_CAP` cells (8 bytes each) where a member of theirs may be that the record does not name (a Clear drops them all; swept at that deadline) | max `purge_at` | user shard |
+//! | `vc:x:{s<shard>}` | STRING | the clear mark of the users of one record shard (`storage::Fence`): the store's time in ms (or one more than the last mark) of the latest People Nearby clear of any of them, set in the clear's atomic step; a location write admitted before that clear is refused. One per shard, so it names nobody (a clear of another user of the shard makes a write in flight take its fence again) | `storage::CLEAR_MARK_TTL` (120 s) | user shard |
 //! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
 //! | `vc:s:{shake}:c:<coarse>` | ZSET | pending shake ids of a resolution-7 cell, by arrival | same | `shake` |
 //! | `vc:s:{shake}:all` | ZSET | every pending shake id, by expiry (the sweeper and the global pool read it) | same | `shake` |
@@ -129,6 +130,12 @@ pub fn due_key(part: CellIndex) -> String {
 pub fn user_key(user: &UserId) -> String {
     // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
     shard_key(user.pseudonym() % USER_SHARDS)
+}
+
+/// The clear mark of `user`'s record shard (see the table): in the slot of [`user_key`], so
+/// the steps that write the record compare it atomically.
+pub fn clear_mark_key(user: &UserId) -> String {
+    format!("vc:x:{{s{}}}", user.pseudonym() % USER_SHARDS)
 }
 
 /// The user-record hash of shard `shard` (below [`USER_SHARDS`]).

@@ -31,11 +31,11 @@ pub use conn::{
     ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted, transient,
 };
 pub use consent::RedisConsentStore;
-use steps::written;
+use steps::{fenced, written};
 
 use super::{
-    Admission, Expired, LimitKey, LimitStore, Limited, LocationEntry, LocationStore, NearbyResult,
-    Position, StoreError, StoreErrorKind, StoreResult, UpdateLimits,
+    Admission, Expired, Fence, LimitKey, LimitStore, Limited, LocationEntry, LocationStore,
+    NearbyResult, Position, StoreError, StoreErrorKind, StoreResult, UpdateLimits,
 };
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
@@ -114,15 +114,25 @@ impl RedisStore {
 #[async_trait]
 impl LocationStore for RedisStore {
     #[instrument(level = "debug", skip_all)]
-    async fn upsert(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
+    async fn fence(&self, user: &UserId) -> StoreResult<Fence> {
+        self.read_fence(user).await
+    }
+
+    async fn upsert(
+        &self,
+        position: Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<Deadlines> {
         if !self.conn.is_cluster() {
-            return self.write_position(&position, retention, true).await;
+            return self.write_whole(&position, retention, fence).await;
         }
         // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
-        // write cut off between its steps").
-        self.mark_stray(&position).await?;
-        let deadlines = self.write_position(&position, retention, false).await?;
-        let old = self.put_record(&position, &deadlines, false).await?;
+        // write cut off between its steps"). The fence is compared by the first step and by
+        // the record's: a clear after either is one whose steps remove what this wrote.
+        self.mark_stray(&position, fence).await?;
+        let deadlines = self.write_position(&position, retention).await?;
+        let old = self.put_record(&position, &deadlines, false, fence).await?;
         let old =
             old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
         let mut settled = vec![position.cell];
@@ -144,12 +154,13 @@ impl LocationStore for RedisStore {
         position: &Position,
         retention: Retention,
         limits: &UpdateLimits,
+        fence: Fence,
     ) -> StoreResult<Option<Limited>> {
         if self.conn.is_cluster() {
             return Ok(None);
         }
         let ticket = self.tickets.of(&position.user_id);
-        let call = scripts::upsert_limited(position, ticket, retention, limits);
+        let call = scripts::upsert_limited(position, ticket, retention, limits, fence);
         let (what, a, b): (i64, i64, redis::Value) =
             self.conn.script("updating a location", &call).await?;
         let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
@@ -158,6 +169,7 @@ impl LocationStore for RedisStore {
                 let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
                 Limited::Written(written((a, purge)))
             }
+            4 => return Err(fenced()),
             0 | 3 => Limited::Refused {
                 limit: if what == 0 { "updates" } else { "starts" },
                 retry_after: Duration::from_millis(a.max(0) as u64),

@@ -23,7 +23,7 @@ use crate::{
         shake::{self, PendingShake, ShakeMatch},
         user::GenderFilter,
     },
-    storage::{LimitKey, LocationEntry, Position},
+    storage::{CLEAR_MARK_TTL, FENCE_LIFETIME, Fence, LimitKey, LocationEntry, Position},
 };
 
 /// How long past its deadline a key's TTL falls (see [`EXPIRE_AT`]).
@@ -49,7 +49,7 @@ fn constants() -> String {
          local SHAKE_PREFIX, WAKE_PREFIX = '{}', '{}'\n\
          local TTL_GRACE_MS, UNCOLLECTED_MS, SHAKE_SWEEP_BATCH = {}, {}, {}\n\
          local RECORD_LEN, LEGACY_RECORD_LEN, STRAYS_CAP = {}, {}, {}\n\
-         local ORDER_SPACE = {}\n",
+         local ORDER_SPACE, CLEAR_MARK_TTL_MS, FENCE_LIFETIME_MS = {}, {}, {}\n",
         keys::CELL_KEY_HEAD,
         keys::CELL_KEY_MID,
         keys::DUE_KEY_TAIL,
@@ -62,6 +62,8 @@ fn constants() -> String {
         keys::LEGACY_RECORD_LEN,
         keys::STRAYS_CAP,
         crate::domain::nearby::ORDER_SPACE,
+        CLEAR_MARK_TTL.as_millis(),
+        FENCE_LIFETIME.as_millis(),
     )
 }
 
@@ -173,19 +175,22 @@ lua_script! {
     /// node with another order secret wrote under another ticket; that cell's key is derived
     /// from the old record: an undeclared key, which a single node allows and a cluster would
     /// not, so a cluster takes the step-by-step path),
-    /// and schedules the partition's sweep (as [`PART_SCHEDULE`]).
-    /// With KEYS[5] (the user's update rate) it first counts the call (ARGV[10], ARGV[11]:
-    /// interval and tolerance µs) and, when ARGV[12] is not empty, checks that the previous
+    /// and schedules the partition's sweep (as [`PART_SCHEDULE`]). First of all, a fence that
+    /// no longer holds (KEYS[5], the user's clear mark; ARGV[10], ARGV[11]: the mark read and
+    /// when, `storage::Fence`) refuses the write, changing and counting nothing.
+    /// With KEYS[6] (the user's update rate) it first counts the call (ARGV[12], ARGV[13]:
+    /// interval and tolerance µs) and, when ARGV[14] is not empty, checks that the previous
     /// live record lies under one of its cells (8 raw bytes each, one resolution coarser):
     /// otherwise it does nothing and hands the record back for the caller's jump check.
-    /// With KEYS[6] (the user's start rate, ARGV[13], ARGV[14]) a write with no live record
+    /// With KEYS[7] (the user's start rate, ARGV[15], ARGV[16]) a write with no live record
     /// before it also counts as a fresh start. Nothing is counted unless it is written.
-    /// KEYS: cell, due, user hash, parts[, rate[, starts]]. ARGV: gender tag, user id, ticket,
-    /// retention ms, cell id, field, record without `purge_at`, partition id, partition
-    /// resolution[, interval, tolerance, near cells[, start interval, start tolerance]].
+    /// KEYS: cell, due, user hash, parts, clear mark[, rate[, starts]]. ARGV: gender tag, user
+    /// id, ticket, retention ms, cell id, field, record without `purge_at`, partition id,
+    /// partition resolution, fence mark, fence read at[, interval, tolerance, near cells[,
+    /// start interval, start tolerance]].
     /// Returns `{1, last_active, purge_at}`, `{0, wait ms, 0}` (the rate refused),
-    /// `{2, now, previous record}` (check the jump) or `{3, wait ms, 0}` (the start rate
-    /// refused).
+    /// `{2, now, previous record}` (check the jump), `{3, wait ms, 0}` (the start rate
+    /// refused) or `{4, 0, 0}` (fenced).
     UPSERT, limited_record_script, "lua/upsert.lua"
 }
 
@@ -200,8 +205,9 @@ pub fn upsert_limited(
     ticket: u64,
     retention: Retention,
     limits: &crate::storage::UpdateLimits,
+    fence: Fence,
 ) -> ScriptInvocation<'static> {
-    let mut call = upsert(position, ticket, retention);
+    let mut call = upsert(position, ticket, retention, fence);
     let near: Vec<u8> = limits
         .near
         .as_deref()
@@ -223,14 +229,20 @@ pub fn upsert_limited(
     call
 }
 
-/// [`UPSERT`] of `position`, its user under `ticket`.
-pub fn upsert(position: &Position, ticket: u64, retention: Retention) -> ScriptInvocation<'static> {
+/// [`UPSERT`] of `position`, its user under `ticket`, admitted under `fence`.
+pub fn upsert(
+    position: &Position,
+    ticket: u64,
+    retention: Retention,
+    fence: Fence,
+) -> ScriptInvocation<'static> {
     let part = keys::partition(position.cell);
     let mut call = UPSERT.prepare_invoke();
     call.key(keys::cell_key(position.cell))
         .key(keys::due_key(part))
         .key(keys::user_key(&position.user_id))
         .key(keys::PARTS)
+        .key(keys::clear_mark_key(&position.user_id))
         .arg(keys::gender_tag(position.gender).to_string())
         .arg(position.user_id.as_str())
         .arg(ticket)
@@ -239,7 +251,9 @@ pub fn upsert(position: &Position, ticket: u64, retention: Retention) -> ScriptI
         .arg(keys::user_field(position.feature, &position.user_id))
         .arg(keys::record_without_deadline(position, retention))
         .arg(part.to_string())
-        .arg(u8::from(keys::PARTITION_RES));
+        .arg(u8::from(keys::PARTITION_RES))
+        .arg(fence.mark)
+        .arg(fence.read_at.as_millis());
     call
 }
 
@@ -268,7 +282,16 @@ const RECORD_LIBS: &[&str] = &[
     CELL_OPS,
     RECORD_CELL,
     STRAYS,
+    FENCE,
 ];
+
+/// Clear marks: set by a clear, compared by a fenced write (`lua/lib/fence.lua`).
+const FENCE: &str = include_str!("lua/lib/fence.lua");
+
+/// A script that sets or compares clear marks: [`script`]'s helpers and [`FENCE`].
+fn fence_script(body: &str) -> Script {
+    joined(&[NOW, EXPIRE_AT, MEMBERS, FENCE, body])
+}
 
 lua_script! {
     /// LeaveNearby on a single node, in one atomic call: if the user has a live record, renews
@@ -300,18 +323,22 @@ pub fn leave(
 }
 
 lua_script! {
-    /// ClearLocation of one feature on a single node, in one atomic call: deletes the user's
-    /// record and every member of theirs in the record's cell (found by ticket, whatever
-    /// deadline it carries). KEYS: user hash. ARGV: field, user id, ticket, partition resolution.
+    /// ClearLocation of one feature on a single node, in one atomic call: sets the user's clear
+    /// mark when given one (People Nearby), then deletes the user's record and every member of
+    /// theirs in the record's cell (found by ticket, whatever deadline it carries).
+    /// KEYS: user hash[, clear mark]. ARGV: field, user id, ticket, partition resolution.
     /// Returns 1 when there was a record, else 0.
     CLEAR, record_script, "lua/clear.lua"
 }
 
-/// [`CLEAR`] of `user` in `feature`, under `ticket`.
+/// [`CLEAR`] of `user` in `feature`, under `ticket`; People Nearby's sets the clear mark.
 pub fn clear(feature: Feature, user: &UserId, ticket: u64) -> ScriptInvocation<'static> {
     let mut call = CLEAR.prepare_invoke();
-    call.key(keys::user_key(user))
-        .arg(keys::user_field(feature, user))
+    call.key(keys::user_key(user));
+    if feature == Feature::PeopleNearby {
+        call.key(keys::clear_mark_key(user));
+    }
+    call.arg(keys::user_field(feature, user))
         .arg(user.as_str())
         .arg(ticket)
         .arg(u8::from(keys::PARTITION_RES));
@@ -414,14 +441,30 @@ pub fn user_drop_if(position: &Position, deadlines: &Deadlines) -> ScriptInvocat
 lua_script! {
     /// Deletes a user's record and their strays and returns both (each or nil): the
     /// cluster's last step of a Clear, which then removes the members of every cell they name.
-    /// KEYS: user hash. ARGV: field, strays field.
-    USER_TAKE, script, "lua/user_take.lua"
+    /// Sets the clear mark first when given one (People Nearby), record or not.
+    /// KEYS: user hash[, clear mark]. ARGV: field, strays field.
+    USER_TAKE, fence_script, "lua/user_take.lua"
+}
+
+lua_script! {
+    /// Reads a user shard's clear mark with the store's time, routed by the mark's key (a
+    /// cluster's keyless `TIME` would go to any node). KEYS: clear mark.
+    /// Returns `{now ms, mark or nil}`.
+    FENCE_READ, fence_script, "lua/fence_read.lua"
+}
+
+/// [`FENCE_READ`] of `user`'s clear mark.
+pub fn fence_read(user: &UserId) -> ScriptInvocation<'static> {
+    FENCE_READ.key(keys::clear_mark_key(user))
 }
 
 /// [`USER_TAKE`] of `user`'s record and strays in `feature`.
 pub fn user_take(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
     let mut call = on_record(&USER_TAKE, feature, user);
     call.arg(keys::strays_field(feature, user));
+    if feature == Feature::PeopleNearby {
+        call.key(keys::clear_mark_key(user));
+    }
     call
 }
 
@@ -429,19 +472,23 @@ lua_script! {
     /// The cluster's first step of UpdateLocation: lists the cell it is about to add a member
     /// to among the user's strays (for `hold`, rounded up to the second as [`CELL_ADD`] holds
     /// the member), so a Clear finds that member whichever later step is cut off. Refused
-    /// when the strays are full (unfinished writes: the caller drops them first).
-    /// KEYS: user hash. ARGV: strays field, cell (8 raw bytes), hold ms. Returns 1 when listed,
-    /// 0 when full.
+    /// when the strays are full (unfinished writes: the caller drops them first), and, changing
+    /// nothing, when the fence no longer holds.
+    /// KEYS: user hash, clear mark. ARGV: strays field, cell (8 raw bytes), hold ms, fence mark,
+    /// fence read at (ms). Returns 1 when listed, 0 when full, -1 when fenced.
     USER_MARK, record_script, "lua/user_mark.lua"
 }
 
-/// [`USER_MARK`] of `position`'s cell, held for `hold`.
-pub fn user_mark(position: &Position, hold: Duration) -> ScriptInvocation<'static> {
+/// [`USER_MARK`] of `position`'s cell, held for `hold`, admitted under `fence`.
+pub fn user_mark(position: &Position, hold: Duration, fence: Fence) -> ScriptInvocation<'static> {
     let mut call = USER_MARK.prepare_invoke();
     call.key(keys::user_key(&position.user_id))
+        .key(keys::clear_mark_key(&position.user_id))
         .arg(keys::strays_field(position.feature, &position.user_id))
         .arg(u64::from(position.cell).to_be_bytes().as_slice())
-        .arg(hold.as_millis() as u64);
+        .arg(hold.as_millis() as u64)
+        .arg(fence.mark)
+        .arg(fence.read_at.as_millis());
     call
 }
 
@@ -513,7 +560,9 @@ fn on_record(
 lua_script! {
     /// Writes a user's record and returns the previous one (or nil); when the previous one
     /// named another cell, that cell joins the user's strays until its member is dropped.
-    /// KEYS: user hash. ARGV: field, record, purge_at ms, strays field.
+    /// Changes nothing and returns -1 when the fence no longer holds.
+    /// KEYS: user hash, clear mark. ARGV: field, record, purge_at ms, strays field, fence mark,
+    /// fence read at (ms).
     USER_PUT, record_script, "lua/user_put.lua"
 }
 
@@ -522,13 +571,17 @@ pub fn user_put(
     position: &Position,
     deadlines: &Deadlines,
     left: bool,
+    fence: Fence,
 ) -> ScriptInvocation<'static> {
     let mut call = USER_PUT.prepare_invoke();
     call.key(keys::user_key(&position.user_id))
+        .key(keys::clear_mark_key(&position.user_id))
         .arg(keys::user_field(position.feature, &position.user_id))
         .arg(keys::encode_record(position, deadlines, left))
         .arg(deadlines.purge_at.as_millis())
-        .arg(keys::strays_field(position.feature, &position.user_id));
+        .arg(keys::strays_field(position.feature, &position.user_id))
+        .arg(fence.mark)
+        .arg(fence.read_at.as_millis());
     call
 }
 
@@ -1106,6 +1159,9 @@ mod tests {
         assert!(prelude.contains(&format!("= {}, ", TTL_GRACE.as_millis())));
         // The order space the cell reads rotate in is the domain's (`lua/lib/ranges.lua`).
         let order_space = crate::domain::nearby::ORDER_SPACE;
-        assert!(prelude.contains(&format!("local ORDER_SPACE = {order_space}\n")));
+        let (ttl, lifetime) = (CLEAR_MARK_TTL.as_millis(), FENCE_LIFETIME.as_millis());
+        assert!(prelude.contains(&format!(
+            "local ORDER_SPACE, CLEAR_MARK_TTL_MS, FENCE_LIFETIME_MS = {order_space}, {ttl}, {lifetime}\n"
+        )));
     }
 }

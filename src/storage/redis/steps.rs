@@ -8,7 +8,7 @@ use h3o::CellIndex;
 use super::{RedisStore, keys, scripts};
 use crate::{
     domain::{Deadlines, Feature, Retention, Timestamp, UserId},
-    storage::{LocationEntry, Position, StoreError, StoreErrorKind, StoreResult},
+    storage::{Fence, LocationEntry, Position, StoreError, StoreErrorKind, StoreResult},
 };
 
 impl RedisStore {
@@ -40,31 +40,55 @@ impl RedisStore {
         Ok((Timestamp::from_millis(now), entry))
     }
 
-    /// Writes `position` in one script and returns the deadlines from the server clock:
-    /// with `whole`, all of UpdateLocation on a single node ([`scripts::UPSERT`]); otherwise
-    /// the cluster's first step, the user's member in their cell ([`scripts::CELL_ADD`]).
+    /// The user's clear mark and the store's time, to admit writes under: on one node two
+    /// plain commands in one round trip; on a cluster a script routed by the mark's key (a
+    /// keyless `TIME` would go to any node).
+    pub(super) async fn read_fence(&self, user: &UserId) -> StoreResult<Fence> {
+        let conn = &self.conn;
+        let (now, mark): (i64, Option<i64>) = if conn.is_cluster() {
+            conn.script("reading a clear mark", &scripts::fence_read(user))
+                .await?
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.cmd("TIME").cmd("GET").arg(keys::clear_mark_key(user));
+            let ((secs, micros), mark): ((i64, i64), Option<i64>) =
+                conn.pipeline("reading a clear mark", &pipe).await?;
+            (secs * 1000 + micros / 1000, mark)
+        };
+        Ok(Fence {
+            mark: mark.unwrap_or(0),
+            read_at: Timestamp::from_millis(now),
+        })
+    }
+
+    /// All of UpdateLocation on a single node in one script ([`scripts::UPSERT`]), deadlines
+    /// from the server clock.
+    pub(super) async fn write_whole(
+        &self,
+        position: &Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<Deadlines> {
+        let ticket = self.tickets.of(&position.user_id);
+        let call = scripts::upsert(position, ticket, retention, fence);
+        let (what, last_active, purge): (i64, i64, i64) =
+            self.conn.script("updating a location", &call).await?;
+        match what {
+            4 => Err(fenced()),
+            _ => Ok(written((last_active, purge))),
+        }
+    }
+
+    /// The cluster's second step of UpdateLocation, the user's member in their cell
+    /// ([`scripts::CELL_ADD`]), with the deadlines from the server clock.
     pub(super) async fn write_position(
         &self,
         position: &Position,
         retention: Retention,
-        whole: bool,
     ) -> StoreResult<Deadlines> {
         let ticket = self.tickets.of(&position.user_id);
-        let (context, call) = match whole {
-            true => (
-                "updating a location",
-                scripts::upsert(position, ticket, retention),
-            ),
-            false => (
-                "adding to a cell",
-                scripts::cell_add(position, ticket, retention, self.hold),
-            ),
-        };
-        if whole {
-            let (_, last_active, purge): (i64, i64, i64) = self.conn.script(context, &call).await?;
-            return Ok(written((last_active, purge)));
-        }
-        Ok(written(self.conn.script(context, &call).await?))
+        let call = scripts::cell_add(position, ticket, retention, self.hold);
+        Ok(written(self.conn.script("adding to a cell", &call).await?))
     }
 
     /// The cluster's last step of UpdateLocation: the member held since the first step gets
@@ -91,15 +115,24 @@ impl RedisStore {
         ))
     }
 
+    /// Writes `position`'s record under `fence`; returns the previous record. Fenced, it
+    /// writes nothing and the member the step before held is left to its hold (the retry
+    /// replaces it; a dropped one might be a newer write's).
     pub(super) async fn put_record(
         &self,
         position: &Position,
         deadlines: &Deadlines,
         left: bool,
+        fence: Fence,
     ) -> StoreResult<Option<Vec<u8>>> {
         let conn = &self.conn;
-        let call = scripts::user_put(position, deadlines, left);
-        conn.script("writing a record", &call).await
+        let call = scripts::user_put(position, deadlines, left, fence);
+        match conn.script("writing a record", &call).await? {
+            redis::Value::Int(-1) => Err(fenced()),
+            redis::Value::Nil => Ok(None),
+            old => redis::from_redis_value(old)
+                .map_err(|_| StoreError::new(StoreErrorKind::Corrupt, "writing a record")),
+        }
     }
 
     /// [`LocationStore::leave`] on a cluster, where the member and the record live in two
@@ -172,12 +205,14 @@ impl RedisStore {
     /// off within their hold are dropped first (their members, except in the cell the
     /// record names; an update still in flight there then fails its last step, as it would
     /// after a Clear).
-    pub(super) async fn mark_stray(&self, position: &Position) -> StoreResult<()> {
+    pub(super) async fn mark_stray(&self, position: &Position, fence: Fence) -> StoreResult<()> {
         let conn = &self.conn;
-        let mark = scripts::user_mark(position, self.hold);
+        let mark = scripts::user_mark(position, self.hold, fence);
         let marked: i64 = conn.script("marking a stray", &mark).await?;
-        if marked == 1 {
-            return Ok(());
+        match marked {
+            1 => return Ok(()),
+            -1 => return Err(fenced()),
+            _ => {}
         }
         let (feature, user) = (position.feature, &position.user_id);
         let (_, record) = self.read_record(feature, user).await?;
@@ -199,6 +234,7 @@ impl RedisStore {
         let marked: i64 = conn.script("marking a stray", &mark).await?;
         match marked {
             1 => Ok(()),
+            -1 => Err(fenced()),
             _ => Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 "too many unfinished updates of one user",
@@ -238,6 +274,11 @@ impl RedisStore {
         let _: i64 = conn.script("scheduling a sweep", &call).await?;
         Ok(())
     }
+}
+
+/// A write refused because the user was cleared since its fence was read.
+pub(super) fn fenced() -> StoreError {
+    StoreError::new(StoreErrorKind::Fenced, "updating a location")
 }
 
 /// The deadlines of a write from a script's `{last_active, purge_at}` reply (server clock;

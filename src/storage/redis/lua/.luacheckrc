@@ -9,7 +9,7 @@ read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" }
 local constants = {
   "CELL_KEY_HEAD", "CELL_KEY_MID", "DUE_KEY_TAIL", "SHAKE_PREFIX", "WAKE_PREFIX",
   "TTL_GRACE_MS", "UNCOLLECTED_MS", "SHAKE_SWEEP_BATCH", "RECORD_LEN", "LEGACY_RECORD_LEN", "STRAYS_CAP",
-  "ORDER_SPACE",
+  "ORDER_SPACE", "CLEAR_MARK_TTL_MS", "FENCE_LIFETIME_MS",
 }
 -- What lib/*.lua defines for the bodies.
 local helpers = {
@@ -18,7 +18,7 @@ local helpers = {
   "record_gender", "drop_record_member", "u32be", "left_record", "P", "unpend",
   "entry_partner", "forget_box", "cleared_since", "clock_us", "gcra", "gcra_keep",
   "place_wait", "place_take", "is_strays", "strays_cells", "strays_deadline", "strays_put", "strays_add",
-  "bounds",
+  "bounds", "set_clear_mark", "fence_holds",
 }
 
 local function all(...)

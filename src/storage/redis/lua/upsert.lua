@@ -1,31 +1,33 @@
 local retention = tonumber(ARGV[4])
 local purge = math.floor((now + retention) / 1000) * 1000
 local user, ticket = ARGV[2], ARGV[3]
+-- Fenced first: a clear since the caller's consent check refuses the write, changing nothing.
+if not fence_holds(KEYS[5], ARGV[10], ARGV[11]) then return {4, 0, 0} end
 local old = redis.call('HGET', KEYS[3], ARGV[6])
-if KEYS[5] then
+if KEYS[6] then
   -- The update rate, then the jump cap, before anything changes: a refusal counts nothing.
   local now_us = clock_us()
-  local next_tat, wait = gcra(KEYS[5], tonumber(ARGV[10]), tonumber(ARGV[11]), now_us)
+  local next_tat, wait = gcra(KEYS[6], tonumber(ARGV[12]), tonumber(ARGV[13]), now_us)
   if not next_tat then return {0, wait, 0} end
   local live = old and is_record(old) and tonumber(string.sub(old, 1, 13)) > now
-  if ARGV[12] ~= '' and live then
+  if ARGV[14] ~= '' and live then
     local cell = string.sub(old, 14, 21)
     local up = parent_of(cell, math.floor(string.byte(cell, 2) / 16) - 1)
     local near = false
-    for i = 1, #ARGV[12], 8 do
-      if string.sub(ARGV[12], i, i + 7) == up then near = true end
+    for i = 1, #ARGV[14], 8 do
+      if string.sub(ARGV[14], i, i + 7) == up then near = true end
     end
     if not near then return {2, now, old} end
   end
   -- A fresh start (no live entry to judge a jump from) counts against its own rate.
   local start_tat
-  if KEYS[6] and not live then
+  if KEYS[7] and not live then
     local start_wait
-    start_tat, start_wait = gcra(KEYS[6], tonumber(ARGV[13]), tonumber(ARGV[14]), now_us)
+    start_tat, start_wait = gcra(KEYS[7], tonumber(ARGV[15]), tonumber(ARGV[16]), now_us)
     if not start_tat then return {3, start_wait, 0} end
   end
-  gcra_keep(KEYS[5], next_tat, now_us)
-  if start_tat then gcra_keep(KEYS[6], start_tat, now_us) end
+  gcra_keep(KEYS[6], next_tat, now_us)
+  if start_tat then gcra_keep(KEYS[7], start_tat, now_us) end
 end
 if old and is_record(old) then
   local key, due, id = record_cell(old, tonumber(ARGV[9]))

@@ -1,3 +1,4 @@
+if not fence_holds(KEYS[2], ARGV[5], ARGV[6]) then return -1 end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 expire_at(KEYS[1], tonumber(ARGV[3]))

@@ -1,0 +1,1 @@
+return {now, redis.call('GET', KEYS[1])}
