@@ -13,6 +13,7 @@ use redis::{
     },
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
+    cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
 };
 pub use redis::{ClientTlsConfig, TlsCertificates};
 
@@ -223,6 +224,10 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}{authority}{tail}")
 }
 
+/// The key whose slot's master a cluster's clock is read from ([`Conn::time`]): the sweep
+/// schedule's, which every node reads anyway.
+const CLOCK_KEY: &str = super::keys::PARTS;
+
 /// A connection to a single Redis or a cluster that bounds every call by the store timeout:
 /// the one way the store talks to Redis ([`Conn::script`], [`Conn::query`],
 /// [`Conn::pipeline`]). Cheap to clone (clones share the socket).
@@ -314,6 +319,24 @@ impl Conn {
         self.bounded(context, call.invoke_async(&mut conn)).await
     }
 
+    /// The server's clock (`TIME`, seconds and microseconds). On a cluster from the master of
+    /// one fixed slot: a keyless `TIME` goes to any node, and after a failover, for seconds, to
+    /// the dead one.
+    pub async fn time(&self, context: &'static str) -> StoreResult<(i64, i64)> {
+        let mut conn = self.clone();
+        let read = async move {
+            let Link::Cluster(cluster) = &mut conn.link else {
+                return redis::cmd("TIME").query_async(&mut conn).await;
+            };
+            let slot = Slot::for_key(CLOCK_KEY);
+            let route = Route::with_slot(slot, SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let reply = cluster.route_command(redis::cmd("TIME"), routing).await?;
+            Ok(redis::from_redis_value(reply)?)
+        };
+        self.bounded(context, read).await
+    }
+
     /// Runs one command, bounded.
     pub async fn query<T: FromRedisValue>(
         &self,
@@ -376,13 +399,55 @@ impl Link {
     }
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match &mut self.link {
+impl Link {
+    fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
             Link::Single(c) => c.req_packed_command(cmd),
             Link::Cluster(c) => c.req_packed_command(cmd),
             Link::Pushed(c) => c.req_packed_command(cmd),
         }
+    }
+}
+
+/// The `EVAL` of an `EVALSHA` of one of this build's scripts (`None`: another command, or a
+/// script this build does not know), with the same keys and arguments, so routed alike.
+fn eval_of(cmd: &Cmd) -> Option<Cmd> {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => &[],
+    });
+    if !args.next()?.eq_ignore_ascii_case(b"EVALSHA") {
+        return None;
+    }
+    let body = super::scripts::body_of(args.next()?)?;
+    let mut eval = redis::cmd("EVAL");
+    eval.arg(body.as_bytes());
+    for arg in args {
+        eval.arg(arg);
+    }
+    Some(eval)
+}
+
+impl ConnectionLike for Conn {
+    /// An `EVALSHA` answered `NOSCRIPT` is sent again as an `EVAL` of its body, to the node
+    /// its key routes to (which caches it). redis-rs would send `SCRIPT LOAD` instead, which on
+    /// a cluster goes to every node and fails while any is down: after a failover the
+    /// promoted replica has no scripts, the old master is dead, and every script call failed
+    /// until the slot map forgot it (issue 20 point 8).
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let reply = self.link.send(cmd).await?;
+            let Value::ServerError(error) = &reply else {
+                return Ok(reply);
+            };
+            if error.kind() != Some(redis::ServerErrorKind::NoScript) {
+                return Ok(reply);
+            }
+            match eval_of(cmd) {
+                Some(eval) => self.link.send(&eval).await,
+                None => Ok(reply),
+            }
+        })
     }
 
     fn req_packed_commands<'a>(

@@ -322,8 +322,7 @@ impl LocationStore for RedisStore {
 
     async fn now(&self) -> StoreResult<Timestamp> {
         let conn = &self.conn;
-        let (secs, micros): (i64, i64) =
-            conn.query("reading the time", &redis::cmd("TIME")).await?;
+        let (secs, micros) = conn.time("reading the time").await?;
         Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
     }
 }

@@ -9,7 +9,11 @@
 //! hash tag only (one slot); [`UPSERT`] and [`CELLS_READ`] over several partitions run on a
 //! single node only, which allows it.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
 
 use h3o::CellIndex;
 use redis::{Script, ScriptInvocation};
@@ -67,9 +71,25 @@ fn constants() -> String {
     )
 }
 
-/// A script of `parts` joined behind [`constants`].
+/// A script of `parts` joined behind [`constants`], its body kept for [`body_of`].
 fn joined(parts: &[&str]) -> Script {
-    Script::new(&(constants() + &parts.concat()))
+    let body = constants() + &parts.concat();
+    let script = Script::new(&body);
+    let mut bodies = BODIES.lock().unwrap_or_else(|p| p.into_inner());
+    bodies.insert(script.get_hash().to_owned(), Arc::from(body));
+    script
+}
+
+/// Every script's body by its SHA1 (scripts are built once each, on first use).
+static BODIES: LazyLock<Mutex<HashMap<String, Arc<str>>>> = LazyLock::new(Mutex::default);
+
+/// The body of the script whose SHA1 is `hash` (hex), when it is one of these: what a node
+/// that answers `NOSCRIPT` (restarted, or a replica promoted: Redis does not replicate its
+/// script cache) is sent as an `EVAL` instead (`conn`).
+pub fn body_of(hash: &[u8]) -> Option<Arc<str>> {
+    let hash = std::str::from_utf8(hash).ok()?;
+    let bodies = BODIES.lock().unwrap_or_else(|p| p.into_inner());
+    bodies.get(hash).cloned()
 }
 
 /// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as

@@ -1098,3 +1098,54 @@ async fn update_cut_after(store: &RedisStore, position: &Position, steps: usize)
         .await
         .expect("confirm");
 }
+
+/// Issue 20 point 8: Redis does not replicate its script cache, so after a failover the
+/// promoted replica answers every `EVALSHA` with `NOSCRIPT`, and redis-rs's answer, `SCRIPT
+/// LOAD` on every master, fails while one does not answer (the dead one, until the slot map
+/// forgets it). A script answered `NOSCRIPT` is now sent again as an `EVAL` to the node its
+/// key routes to, and the cluster's clock is read from one slot's master (a keyless `TIME`
+/// went to any node). Here every cache is flushed, then a master that holds neither the
+/// user's slot nor the clock's stops answering: the user's script and the clock still work
+/// (the script failed before; the clock failed whenever it drew that master).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() {
+    let mut cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(2))
+        .await
+        .expect("connects");
+    let user = UserId::parse("fenced", "user_id").expect("valid");
+    store.fence(&user).await.expect("the script loaded");
+    let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
+    for port in &ports {
+        let node = cluster.node_mut(*port).expect("a node");
+        node.cli(&["script", "flush"]).expect("flush");
+    }
+    let busy = [
+        super::keys::clear_mark_key(&user),
+        super::keys::PARTS.to_owned(),
+    ]
+    .map(|key| cluster.master_for_key(&key).expect("a master").port());
+    let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+    let idle = masters
+        .into_iter()
+        .find(|p| !busy.contains(p))
+        .expect("a third master");
+    cluster
+        .node_mut(idle)
+        .expect("a node")
+        .pause()
+        .expect("pause");
+
+    store
+        .fence(&user)
+        .await
+        .expect("a script after the caches were lost");
+    for _ in 0..10 {
+        store.now().await.expect("the clock");
+    }
+    cluster
+        .node_mut(idle)
+        .expect("a node")
+        .resume()
+        .expect("resume");
+}
