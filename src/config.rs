@@ -133,6 +133,13 @@ pub struct ServeArgs {
         requires = "redis_client_cert"
     )]
     pub redis_client_key: Option<PathBuf>,
+    /// Replicas of each Redis primary that must hold a purge (a clear, a withdrawal's, an
+    /// erasure's) or a consent change before it is acknowledged (`WAIT`, within half of
+    /// --store-timeout; fewer: the call fails and a purge stays owed). 0: acknowledged at once;
+    /// Redis replicates asynchronously, so a failover can then lose it. Set it to 1 when the
+    /// stores have replicas.
+    #[arg(long, env = "VICINITY_REDIS_REPLICA_ACKS", default_value_t = 0)]
+    pub redis_replica_acks: u32,
     /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).
     #[arg(long, env = "VICINITY_ALLOW_PERSISTENT_LOCATION_STORE")]
     pub allow_persistent_location_store: bool,
@@ -557,6 +564,11 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
         ),
         None => (locations, consents),
     };
+    let acks = args.redis_replica_acks;
+    let (locations, consents) = (
+        locations.with_replica_acks(acks),
+        consents.with_replica_acks(acks),
+    );
     Ok(StoreConfig::Redis {
         locations,
         consents,
@@ -682,6 +694,10 @@ mod tests {
         );
         assert_eq!(consents, locations);
         assert!(parse(&["--consent-redis-url", "redis://b/"]).is_err());
+        let config = parse(&["--redis-url", "redis://a/", "--redis-replica-acks", "1"]).unwrap();
+        let (locations, consents) = targets(config);
+        let acked = Target::single("redis://a/").with_replica_acks(1);
+        assert_eq!((&locations, &consents), (&acked, &acked));
     }
 
     #[test]

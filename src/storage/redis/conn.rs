@@ -39,6 +39,9 @@ pub struct Target {
     tls: Option<Arc<TlsCertificates>>,
     /// The password for URLs that carry none (from a file or the environment).
     password: Option<Arc<str>>,
+    /// Replicas that must hold a purge or a consent change before it is acknowledged
+    /// ([`Conn::replicated`]); 0: none (Redis replicates asynchronously).
+    replica_acks: u32,
 }
 
 /// The nodes of a [`Target`].
@@ -57,6 +60,7 @@ impl Target {
             nodes: Nodes::Single(url.into()),
             tls: None,
             password: None,
+            replica_acks: 0,
         }
     }
 
@@ -66,6 +70,7 @@ impl Target {
             nodes: Nodes::Cluster(urls),
             tls: None,
             password: None,
+            replica_acks: 0,
         }
     }
 
@@ -82,6 +87,15 @@ impl Target {
     pub fn with_password(self, password: &str) -> Self {
         Self {
             password: Some(password.into()),
+            ..self
+        }
+    }
+
+    /// The same nodes, where a purge or a consent change is acknowledged only once `acks`
+    /// replicas of every primary written hold it ([`Conn::replicated`]).
+    pub fn with_replica_acks(self, acks: u32) -> Self {
+        Self {
+            replica_acks: acks,
             ..self
         }
     }
@@ -139,6 +153,7 @@ impl PartialEq for Target {
         self.nodes == other.nodes
             && self.tls.is_some() == other.tls.is_some()
             && self.password == other.password
+            && self.replica_acks == other.replica_acks
     }
 }
 
@@ -154,6 +169,7 @@ impl std::fmt::Debug for Target {
                 .field("url", &redacted(url))
                 .field("tls", &tls)
                 .field("password", &password)
+                .field("replica_acks", &self.replica_acks)
                 .finish(),
             Nodes::Cluster(urls) => {
                 let urls: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
@@ -161,6 +177,7 @@ impl std::fmt::Debug for Target {
                     .field("urls", &urls)
                     .field("tls", &tls)
                     .field("password", &password)
+                    .field("replica_acks", &self.replica_acks)
                     .finish()
             }
         }
@@ -235,6 +252,8 @@ const CLOCK_KEY: &str = super::keys::PARTS;
 pub struct Conn {
     link: Link,
     timeout: Duration,
+    /// [`Target`]'s replica acknowledgements.
+    replica_acks: u32,
     /// Which store this is, for the metrics (`locations`, `consents`).
     store: &'static str,
 }
@@ -264,6 +283,7 @@ impl Conn {
         Ok(Self {
             link,
             timeout,
+            replica_acks: target.replica_acks,
             store,
         })
     }
@@ -300,6 +320,7 @@ impl Conn {
         Ok(Self {
             link: Link::Pushed(connection),
             timeout,
+            replica_acks: target.replica_acks,
             store,
         })
     }
@@ -335,6 +356,26 @@ impl Conn {
             Ok(redis::from_redis_value(reply)?)
         };
         self.bounded(context, read).await
+    }
+
+    /// Waits until the target's replica acknowledgements hold what this connection wrote
+    /// (`WAIT`, on every primary of a cluster; at once when none are asked for). Fewer
+    /// replicas within half the store timeout is `Unavailable`: the write is on its primary
+    /// but a failover could still lose it, so it is not acknowledged (a purge stays owed and
+    /// its sweep writes and waits again; a consent change is answered with an error and
+    /// retried by its caller).
+    pub async fn replicated(&self, context: &'static str) -> StoreResult<()> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replica_acks)
+            .arg((self.timeout / 2).as_millis().max(1) as u64);
+        let acked: u32 = self.query(context, &wait).await?;
+        if acked < self.replica_acks {
+            return Err(StoreError::new(StoreErrorKind::Unavailable, context));
+        }
+        Ok(())
     }
 
     /// Runs one command, bounded.

@@ -276,14 +276,17 @@ impl ConsentStore for RedisConsentStore {
         let call =
             scripts::consent_append(&event, &record, tag(event.feature), HISTORY_PER_FEATURE);
         let _: i64 = conn.script("recording consent", &call).await?;
-        Ok(())
+        conn.replicated("replicating consent").await
     }
 
     async fn forget(&self, user: &UserId) -> StoreResult<u32> {
         let conn = &self.conn;
         let tags = Feature::ALL.map(tag);
-        conn.script("forgetting consent", &scripts::consent_forget(user, &tags))
-            .await
+        let forgotten = conn
+            .script("forgetting consent", &scripts::consent_forget(user, &tags))
+            .await?;
+        conn.replicated("replicating an erasure").await?;
+        Ok(forgotten)
     }
 
     async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {

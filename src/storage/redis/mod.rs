@@ -224,6 +224,7 @@ impl LocationStore for RedisStore {
             };
             cleared += u32::from(found);
         }
+        self.conn.replicated("replicating a clear").await?;
         Ok(cleared)
     }
 

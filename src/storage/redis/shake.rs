@@ -261,7 +261,9 @@ impl ShakeStore for RedisStore {
     }
 
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32> {
-        Ok(self.clear_user(user, true).await?.0)
+        let cleared = self.clear_user(user, true).await?.0;
+        self.conn.replicated("replicating a clear").await?;
+        Ok(cleared)
     }
 }
 

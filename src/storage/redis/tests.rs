@@ -10,7 +10,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Coordinates, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
+        ConsentRecord, Coordinates, Feature, Gender, Location, NoticeVersion, Retention, SnapGrid,
+        Source, Timestamp, UserId,
         nearby::{NearbyRequest, PageToken, Pseudonyms, Secret, Tickets},
         shake::PendingShake,
         user::GenderFilter,
@@ -1148,4 +1149,71 @@ async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() 
         .expect("a node")
         .resume()
         .expect("resume");
+}
+
+/// Issue 20 point 8: Redis replicates asynchronously, so a purge or a consent change its
+/// primary acknowledged could be lost with it in a failover. With replica acknowledgements
+/// asked for, a clear, a Shake clear, a consent change and an erasure answer OK only once a
+/// replica holds them; with the replica stopped they fail (`Unavailable`: retried, and a
+/// purge stays owed), and an update, which needs no such promise, does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_them() {
+    let primary = RedisServer::start().expect("redis");
+    let port = primary.port().to_string();
+    let mut replica =
+        RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).expect("a replica");
+    while !replica
+        .cli(&["info", "replication"])
+        .expect("info")
+        .contains("master_link_status:up")
+    {
+        tokio::task::yield_now().await;
+    }
+    let target = Target::single(primary.url()).with_replica_acks(1);
+    let timeout = Duration::from_millis(600);
+    let store = store_on(&target, timeout).await.expect("connects");
+    let consents = RedisConsentStore::connect(&target, timeout, 0)
+        .await
+        .expect("connects");
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let mover = at_centre(home, "replicated", Gender::Female);
+    let who = mover.user_id.clone();
+    let grant = ConsentRecord::undecided(who.clone(), Feature::PeopleNearby)
+        .grant(
+            &NoticeVersion::parse("2026-01").expect("valid"),
+            &Source::default(),
+            Timestamp::from_millis(1_790_000_000_000),
+            "g".into(),
+        )
+        .expect("a grant");
+    consents.append(grant).await.expect("replicated");
+    store
+        .upsert_now(mover.clone(), Retention::default())
+        .await
+        .expect("an update");
+    store
+        .clear(&who, &[Feature::PeopleNearby])
+        .await
+        .expect("acknowledged: the replica holds it");
+
+    replica.pause().expect("pause the replica");
+    store
+        .upsert_now(mover.clone(), Retention::default())
+        .await
+        .expect("an update does not wait for replicas");
+    let unavailable = |result: &Result<u32, StoreError>| {
+        result
+            .as_ref()
+            .is_err_and(|e| e.kind == StoreErrorKind::Unavailable)
+    };
+    let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
+    assert!(unavailable(&cleared), "{cleared:?}");
+    let shake = store.clear_shake(&who).await;
+    assert!(unavailable(&shake), "{shake:?}");
+    let forgotten = consents.forget(&who).await;
+    assert!(unavailable(&forgotten), "{forgotten:?}");
+
+    replica.resume().expect("resume the replica");
+    let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
+    cleared.expect("acknowledged again");
 }
