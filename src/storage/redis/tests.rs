@@ -1162,11 +1162,16 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
     let port = primary.port().to_string();
     let mut replica =
         RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).expect("a replica");
+    let synced = std::time::Instant::now() + Duration::from_secs(60);
     while !replica
         .cli(&["info", "replication"])
         .expect("info")
         .contains("master_link_status:up")
     {
+        assert!(
+            std::time::Instant::now() < synced,
+            "the replica never synced"
+        );
         tokio::task::yield_now().await;
     }
     let target = Target::single(primary.url()).with_replica_acks(1);
