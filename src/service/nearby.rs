@@ -71,8 +71,9 @@ impl Vicinity {
     /// its consent check"): the user's clear mark is read first, then consent is checked,
     /// and the store writes only if no clear of the user ran since the mark was read. A
     /// withdrawal that lands after the consent check purges after that read, so this write
-    /// either lands before the purge (which deletes it) or is refused by the store; nothing
-    /// depends on this node living to check consent again. A fenced write changed nothing:
+    /// either lands before the purge (which deletes it) or is refused by the store, without
+    /// this node checking consent again (on a cluster, a node that dies mid-write can leave a
+    /// member for its provisional hold: `storage::redis`). A fenced write changed nothing:
     /// the fence and the consent check are taken again, at most [`FENCE_ATTEMPTS`] times.
     /// The write runs in a task of its own, so a call cut off by its deadline or its client
     /// never leaves a write half done (on a cluster, a member without its record).

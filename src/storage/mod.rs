@@ -69,8 +69,8 @@ pub const CLEAR_MARK_TTL: Duration = Duration::from_secs(120);
 /// consent. Every clear of the user's People Nearby entry sets a new mark in the same atomic
 /// step as its deletion, and a write whose fence no longer matches, or is older than
 /// [`FENCE_LIFETIME`], writes nothing (`StoreErrorKind::Fenced`). So a write that lands after
-/// a withdrawal's purge is refused by the store itself, even when the node that sent it dies
-/// before it could check consent again.
+/// a withdrawal's purge is refused by the store itself, without the node that sent it
+/// checking consent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fence {
     /// The user's clear mark when it was read (0: none).

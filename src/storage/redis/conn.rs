@@ -353,7 +353,7 @@ impl Conn {
             let route = Route::with_slot(slot, SlotAddr::Master);
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
             let reply = cluster.route_command(redis::cmd("TIME"), routing).await?;
-            Ok(redis::from_redis_value(reply)?)
+            Ok(redis::from_redis_value(reply.extract_error()?)?)
         };
         self.bounded(context, read).await
     }

@@ -19,10 +19,11 @@
 //!   applied by the time its answer is read, so a stalled connection that does not close
 //!   cannot keep an entry longer than that;
 //! - only reads use it ([`crate::storage::ConsentStore::granted_to_show`]): the check that
-//!   lets a write in (an update, a shake) reads the store, and the write is fenced by the
-//!   clears since that check (`storage::Fence`), so nothing is stored after a withdrawal, and a withdrawal purges the location before it answers OK, so a stale entry
-//!   for a withdrawn user finds no location to show (it matters only while a purge failed,
-//!   and then for at most [`STALENESS`]).
+//!   lets a write in (an update, a shake) reads the store (never this cache: the write is
+//!   fenced by the clears since that check, `storage::Fence`, which a stale GRANTED read after
+//!   the clear would pass), so nothing is stored after a withdrawal; and a withdrawal purges
+//!   the location before it answers OK, so a stale entry for a withdrawn user finds no location
+//!   to show (it matters only while a purge failed, and then for at most [`STALENESS`]).
 //!
 //! The cache is bounded ([`GrantedCache::start`]'s `capacity`; full, it starts over empty).
 

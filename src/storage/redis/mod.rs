@@ -129,7 +129,8 @@ impl LocationStore for RedisStore {
         }
         // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
         // write cut off between its steps"). The fence is compared by the first step and by
-        // the record's: a clear after either is one whose steps remove what this wrote.
+        // the record's: a clear after the record's removes it; a clear between the two took
+        // the strays, so the record's step, fenced, drops the member the cell step added.
         self.mark_stray(&position, fence).await?;
         let deadlines = self.write_position(&position, retention).await?;
         let old = self.put_record(&position, &deadlines, false, fence).await?;

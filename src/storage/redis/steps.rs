@@ -116,8 +116,11 @@ impl RedisStore {
     }
 
     /// Writes `position`'s record under `fence`; returns the previous record. Fenced, it
-    /// writes nothing and the member the step before held is left to its hold (the retry
-    /// replaces it; a dropped one might be a newer write's).
+    /// writes nothing and drops the member the cell step added (by ticket): the clear that
+    /// fenced it took the strays that named that cell, possibly before the member was there.
+    /// A newer write of the same user in the same cell, whose member this may drop too, then
+    /// fails its confirm step and is retried (fail closed). A node that dies before this drop
+    /// leaves that member for its provisional hold.
     pub(super) async fn put_record(
         &self,
         position: &Position,
@@ -128,7 +131,10 @@ impl RedisStore {
         let conn = &self.conn;
         let call = scripts::user_put(position, deadlines, left, fence);
         match conn.script("writing a record", &call).await? {
-            redis::Value::Int(-1) => Err(fenced()),
+            redis::Value::Int(-1) => {
+                self.drop_stray(position.cell, &position.user_id).await?;
+                Err(fenced())
+            }
             redis::Value::Nil => Ok(None),
             old => redis::from_redis_value(old)
                 .map_err(|_| StoreError::new(StoreErrorKind::Corrupt, "writing a record")),

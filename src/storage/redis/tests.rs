@@ -1222,3 +1222,44 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
     let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
     cleared.expect("acknowledged again");
 }
+
+/// Review of the fence (eighth session): a Clear that runs whole between a cluster update's
+/// first step (its cell listed among the strays) and its cell step takes the strays before
+/// the member exists. The record step, fenced, drops that member, so no viewer lists the
+/// cleared user (before, it stayed listed for its provisional hold).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_after_a_clear_by_a_fenced_cluster_update_is_dropped() {
+    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let viewer = at_centre(home, "viewer", Gender::Male);
+    store
+        .upsert_now(viewer, Retention::default())
+        .await
+        .expect("upsert");
+    let racer = at_centre(home, "racer", Gender::Female);
+    let fence = store.fence(&racer.user_id).await.expect("fence");
+
+    store
+        .mark_stray(&racer, fence)
+        .await
+        .expect("the first step");
+    let cleared = store.clear(&racer.user_id, &[Feature::PeopleNearby]).await;
+    let deadlines = store
+        .write_position(&racer, Retention::default())
+        .await
+        .expect("the cell step");
+    let put = store.put_record(&racer, &deadlines, false, fence).await;
+
+    assert_eq!(cleared.expect("clear"), 0);
+    assert!(
+        put.as_ref()
+            .is_err_and(|e| e.kind == StoreErrorKind::Fenced),
+        "{put:?}"
+    );
+    let result = store.nearby(&request("viewer", 10, None)).await;
+    let hits = result.expect("nearby").expect("own entry").page.hits;
+    assert!(hits.is_empty(), "the cleared user is listed: {hits:?}");
+}
