@@ -424,7 +424,7 @@ pub struct Config {
     /// Whether each call's end is logged at `info` (`--access-log`).
     pub access_log: bool,
     /// Signs consent receipts (`None`: none).
-    pub receipts: Option<Arc<crate::receipts::Signer>>,
+    pub receipts: Option<Arc<crate::receipts::Receipts>>,
     /// The sensitive-place policy (none by default).
     pub places: Arc<Places>,
 }

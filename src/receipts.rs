@@ -11,7 +11,10 @@
 //! No record holds a position: its fields are the consent event's (who, which feature, what
 //! notice, when, granted or withdrawn) and the operator's terms.
 
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use ring::{
@@ -54,6 +57,51 @@ pub struct Terms {
     pub withdrawal_method: String,
     /// How long location data lives after the user's last activity.
     pub retention: Retention,
+}
+
+/// The signer in force and the key file it came from (`--consent-signing-key`), read again on
+/// SIGHUP: a key that does not load is refused and the one in force stays, so a reload never
+/// turns receipts off. Receipts signed before a rotation still verify against the old public
+/// key (each names its key id).
+pub struct Receipts {
+    path: PathBuf,
+    terms: Terms,
+    signer: RwLock<Arc<Signer>>,
+}
+
+impl std::fmt::Debug for Receipts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipts")
+            .field("signer", &self.current())
+            .finish()
+    }
+}
+
+impl Receipts {
+    /// The key of `path`, signing under `terms`.
+    pub fn from_file(path: &Path, terms: Terms) -> Result<Self, ReceiptError> {
+        let signer = Signer::from_pem_file(path, terms.clone())?;
+        Ok(Self {
+            path: path.to_owned(),
+            terms,
+            signer: RwLock::new(Arc::new(signer)),
+        })
+    }
+
+    /// The signer in force.
+    pub fn current(&self) -> Arc<Signer> {
+        let signer = self.signer.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&signer)
+    }
+
+    /// Reads the key file again; on success the new key signs from now on and its id is
+    /// returned, otherwise the key in force stays.
+    pub fn reload(&self) -> Result<String, ReceiptError> {
+        let signer = Signer::from_pem_file(&self.path, self.terms.clone())?;
+        let kid = signer.key_id().to_owned();
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(signer);
+        Ok(kid)
+    }
 }
 
 /// Signs receipts with the service's Ed25519 key.
@@ -330,6 +378,32 @@ mod tests {
         // After a rotation the verifier holds both keys and picks the one named.
         let both = [public(&other), public(&signer)];
         assert_eq!(verify(&receipt, &both).unwrap().kid, signer.key_id());
+    }
+
+    /// Issue 22: the signing key rotates without a restart. A reload takes the file's new key;
+    /// one that does not load is refused and the key in force keeps signing.
+    #[test]
+    fn a_reload_takes_the_new_key_and_a_bad_file_keeps_the_key_in_force() {
+        let dir = std::env::temp_dir().join(format!("vicinity-receipts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("signing.pem");
+        std::fs::write(&path, pem()).unwrap();
+        let receipts = Receipts::from_file(&path, terms()).unwrap();
+        let first = receipts.current();
+
+        std::fs::write(&path, pem()).unwrap();
+        let rotated = receipts.reload().expect("a new key loads");
+        assert_ne!(rotated, first.key_id(), "the new key signs");
+        assert_eq!(receipts.current().key_id(), rotated);
+
+        std::fs::write(&path, b"not a key").unwrap();
+        assert!(receipts.reload().is_err(), "a bad file is refused");
+        assert_eq!(
+            receipts.current().key_id(),
+            rotated,
+            "the key in force stays"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

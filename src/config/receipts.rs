@@ -8,7 +8,7 @@ use clap::Args;
 use super::ConfigError;
 use crate::{
     domain::Retention,
-    receipts::{Signer, Terms},
+    receipts::{Receipts, Terms},
 };
 
 /// Consent receipts: off unless `--consent-signing-key` is given; the key needs the
@@ -63,7 +63,7 @@ pub struct ReceiptArgs {
 
 impl ReceiptArgs {
     /// The signer the flags give (`None`: no receipts).
-    pub fn signer(&self, retention: Retention) -> Result<Option<Arc<Signer>>, ConfigError> {
+    pub fn signer(&self, retention: Retention) -> Result<Option<Arc<Receipts>>, ConfigError> {
         let Some(path) = &self.consent_signing_key else {
             return Ok(None);
         };
@@ -76,8 +76,8 @@ impl ReceiptArgs {
             withdrawal_method: self.consent_withdrawal_method.clone(),
             retention,
         };
-        let signer = Signer::from_pem_file(path, terms)
+        let receipts = Receipts::from_file(path, terms)
             .map_err(|e| ConfigError(format!("--consent-signing-key: {e}")))?;
-        Ok(Some(Arc::new(signer)))
+        Ok(Some(Arc::new(receipts)))
     }
 }

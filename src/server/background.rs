@@ -40,7 +40,7 @@ pub(super) fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|error| {
-            tracing::warn!(%error, "no SIGHUP handler: the place policy, the TLS files and the API keys reload only with a restart");
+            tracing::warn!(%error, "no SIGHUP handler: the place policy, the signing key, the TLS files and the API keys reload only with a restart");
         })
         .ok()
 }
@@ -50,7 +50,8 @@ pub(super) fn hangups() -> Hangups {
     None
 }
 
-/// Reloads the place policy (`--places`), the TLS files and the API keys file on each SIGHUP,
+/// Reloads the place policy (`--places`), the consent signing key, the TLS files and the API
+/// keys file on each SIGHUP,
 /// for as long as the server runs.
 #[cfg(unix)]
 pub(super) async fn reload_on_hangup(
@@ -62,6 +63,7 @@ pub(super) async fn reload_on_hangup(
     let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         svc.reload_places().await;
+        svc.reload_receipts().await;
         if let Some(tls) = &tls {
             tls::reload(tls).await;
         }

@@ -478,7 +478,10 @@ fn warn_about_local_choices(config: &Config) {
         );
     }
     match &config.receipts {
-        Some(signer) => tracing::info!(key_id = signer.key_id(), "consent receipts signed"),
+        Some(receipts) => {
+            let key_id = receipts.current().key_id().to_owned();
+            tracing::info!(key_id, "consent receipts signed");
+        }
         None => tracing::info!("no --consent-signing-key: consent changes get no receipt"),
     }
 }

@@ -7,7 +7,10 @@ use super::{
     audit::{self, Action},
     random_id,
 };
-use crate::domain::{ConsentEvent, ConsentRecord, Feature, NoticeVersion, Source, UserId};
+use crate::{
+    domain::{ConsentEvent, ConsentRecord, Feature, NoticeVersion, Source, UserId},
+    telemetry::metrics,
+};
 
 impl Vicinity {
     /// Records consent; granting again under the same notice returns the current record.
@@ -60,11 +63,31 @@ impl Vicinity {
         Ok((record, purged))
     }
 
+    /// Reads the receipt signing key again (on SIGHUP), when the service signs receipts: from
+    /// now on receipts are signed with the new key. A key that does not load is refused
+    /// (logged, counted) and the one in force stays.
+    pub async fn reload_receipts(&self) {
+        let Some(receipts) = self.deps.receipts.clone() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || receipts.reload()).await {
+            Ok(Ok(key_id)) => tracing::info!(key_id, "consent signing key reloaded"),
+            Ok(Err(error)) => {
+                metrics::get().signing_key_reload_failures.inc();
+                tracing::error!(%error, "--consent-signing-key: reload refused, the key in force stays");
+            }
+            Err(error) => {
+                metrics::get().signing_key_reload_failures.inc();
+                tracing::error!(%error, "--consent-signing-key: reload did not finish, the key in force stays");
+            }
+        }
+    }
+
     /// Gives `event` its signed receipt, when the service signs receipts. The receipt is
     /// stored with the event, so the export returns the record as it was given.
     fn sign(&self, event: &mut ConsentEvent) {
-        if let Some(signer) = &self.deps.receipts {
-            event.receipt = signer.sign(event);
+        if let Some(receipts) = &self.deps.receipts {
+            event.receipt = receipts.current().sign(event);
         }
     }
 

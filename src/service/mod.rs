@@ -65,7 +65,7 @@ pub struct Deps {
     /// The abuse limits.
     pub policy: Policy,
     /// Signs a receipt for every consent change (SPEC §4.8); `None`: no receipts.
-    pub receipts: Option<Arc<crate::receipts::Signer>>,
+    pub receipts: Option<Arc<crate::receipts::Receipts>>,
     /// The sensitive-place policy every entering position goes through (SPEC §4.8).
     pub places: Arc<crate::places::Places>,
 }

@@ -109,6 +109,9 @@ pub struct Metrics {
     /// `vicinity_api_keys_reload_failures_total`: API keys file reloads refused (the keys in
     /// force stay).
     pub api_keys_reload_failures: IntCounter,
+    /// `vicinity_signing_key_reload_failures_total`: consent signing key reloads refused (the
+    /// key in force stays).
+    pub signing_key_reload_failures: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -319,6 +322,13 @@ impl Metrics {
                 IntCounter::new(
                     "vicinity_api_keys_reload_failures_total",
                     "API keys file reloads refused on SIGHUP (the keys in force stay).",
+                ),
+            ),
+            signing_key_reload_failures: register(
+                &registry,
+                IntCounter::new(
+                    "vicinity_signing_key_reload_failures_total",
+                    "Consent signing key reloads refused on SIGHUP (the key in force stays).",
                 ),
             ),
             registry,
