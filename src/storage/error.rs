@@ -56,6 +56,11 @@ impl StoreError {
         }
     }
 
+    /// A location write refused by its fence (`storage::Fence`): nothing was written.
+    pub fn fenced() -> Self {
+        Self::new(StoreErrorKind::Fenced, "updating a location")
+    }
+
     /// A task doing `context` that did not finish: a panic is `Internal`; cancelled (the
     /// runtime shutting down) is `Unavailable`, as the node is.
     pub fn unfinished(error: &tokio::task::JoinError, context: &'static str) -> Self {

@@ -24,8 +24,7 @@ use shake::ShakeState;
 
 use super::{
     Admission, CLEAR_MARK_TTL, ConsentStore, Expired, FENCE_LIFETIME, Fence, LimitKey, LimitStore,
-    LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError, StoreErrorKind,
-    StoreResult,
+    LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError, StoreResult,
 };
 use crate::domain::{
     Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
@@ -131,10 +130,7 @@ impl State {
         if self.clear_mark(user, now) == fence.mark && now.since(fence.read_at) <= FENCE_LIFETIME {
             Ok(())
         } else {
-            Err(StoreError::new(
-                StoreErrorKind::Fenced,
-                "updating a location",
-            ))
+            Err(StoreError::fenced())
         }
     }
 

@@ -241,6 +241,11 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}{authority}{tail}")
 }
 
+/// Milliseconds of a `TIME` reply (seconds, microseconds).
+pub fn time_ms((secs, micros): (i64, i64)) -> i64 {
+    secs * 1000 + micros / 1000
+}
+
 /// The key whose slot's master a cluster's clock is read from ([`Conn::time`]): the sweep
 /// schedule's, which every node reads anyway.
 const CLOCK_KEY: &str = super::keys::PARTS;
@@ -453,18 +458,25 @@ impl Link {
 /// The `EVAL` of an `EVALSHA` of one of this build's scripts (`None`: another command, or a
 /// script this build does not know), with the same keys and arguments, so routed alike.
 fn eval_of(cmd: &Cmd) -> Option<Cmd> {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        redis::Arg::Simple(bytes) => bytes,
-        _ => &[],
-    });
-    if !args.next()?.eq_ignore_ascii_case(b"EVALSHA") {
+    let args: Option<Vec<&[u8]>> = cmd
+        .args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    let args = args?;
+    let [name, hash, rest @ ..] = args.as_slice() else {
+        return None;
+    };
+    if !name.eq_ignore_ascii_case(b"EVALSHA") {
         return None;
     }
-    let body = super::scripts::body_of(args.next()?)?;
+    let body = super::scripts::body_of(hash)?;
     let mut eval = redis::cmd("EVAL");
     eval.arg(body.as_bytes());
-    for arg in args {
-        eval.arg(arg);
+    for arg in rest {
+        eval.arg(*arg);
     }
     Some(eval)
 }

@@ -128,14 +128,19 @@ pub fn due_key(part: CellIndex) -> String {
 
 /// The user-record hash holding `user`.
 pub fn user_key(user: &UserId) -> String {
+    shard_key(shard_of(user))
+}
+
+/// The record shard of `user` (below [`USER_SHARDS`]).
+fn shard_of(user: &UserId) -> u64 {
     // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
-    shard_key(user.pseudonym() % USER_SHARDS)
+    user.pseudonym() % USER_SHARDS
 }
 
 /// The clear mark of `user`'s record shard (see the table): in the slot of [`user_key`], so
 /// the steps that write the record compare it atomically.
 pub fn clear_mark_key(user: &UserId) -> String {
-    format!("vc:x:{{s{}}}", user.pseudonym() % USER_SHARDS)
+    format!("vc:x:{{s{}}}", shard_of(user))
 }
 
 /// The user-record hash of shard `shard` (below [`USER_SHARDS`]).

@@ -31,7 +31,7 @@ pub use conn::{
     ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted, transient,
 };
 pub use consent::RedisConsentStore;
-use steps::{fenced, written};
+use steps::written;
 
 use super::{
     Admission, Expired, Fence, LimitKey, LimitStore, Limited, LocationEntry, LocationStore,
@@ -170,7 +170,7 @@ impl LocationStore for RedisStore {
                 let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
                 Limited::Written(written((a, purge)))
             }
-            4 => return Err(fenced()),
+            4 => return Err(StoreError::fenced()),
             0 | 3 => Limited::Refused {
                 limit: if what == 0 { "updates" } else { "starts" },
                 retry_after: Duration::from_millis(a.max(0) as u64),
@@ -324,8 +324,8 @@ impl LocationStore for RedisStore {
 
     async fn now(&self) -> StoreResult<Timestamp> {
         let conn = &self.conn;
-        let (secs, micros) = conn.time("reading the time").await?;
-        Ok(Timestamp::from_millis(secs * 1000 + micros / 1000))
+        let time = conn.time("reading the time").await?;
+        Ok(Timestamp::from_millis(conn::time_ms(time)))
     }
 }
 

@@ -305,7 +305,8 @@ const RECORD_LIBS: &[&str] = &[
     FENCE,
 ];
 
-/// Clear marks: set by a clear, compared by a fenced write (`lua/lib/fence.lua`).
+/// Marks: set by a clear (a clear mark, a Shake tombstone), compared by a fenced write
+/// (`lua/lib/fence.lua`).
 const FENCE: &str = include_str!("lua/lib/fence.lua");
 
 /// A script that sets or compares clear marks: [`script`]'s helpers and [`FENCE`].
@@ -964,9 +965,10 @@ pub fn consent_forget(user: &UserId, tags: &[&str]) -> ScriptInvocation<'static>
 /// index and tombstone.
 const SHAKE_OPS: &str = include_str!("lua/lib/shake_ops.lua");
 
-/// A Shake script: [`script`]'s helpers plus [`SHAKE_OPS`].
+/// A Shake script: [`script`]'s helpers plus [`SHAKE_OPS`] and [`FENCE`] (its tombstone is a
+/// mark as a clear's is).
 fn shake_script(body: &str) -> Script {
-    joined(&[NOW, EXPIRE_AT, MEMBERS, SHAKE_OPS, body])
+    joined(&[NOW, EXPIRE_AT, MEMBERS, SHAKE_OPS, FENCE, body])
 }
 
 lua_script! {

@@ -5,7 +5,7 @@
 
 use h3o::CellIndex;
 
-use super::{RedisStore, keys, scripts};
+use super::{RedisStore, conn::time_ms, keys, scripts};
 use crate::{
     domain::{Deadlines, Feature, Retention, Timestamp, UserId},
     storage::{Fence, LocationEntry, Position, StoreError, StoreErrorKind, StoreResult},
@@ -29,9 +29,9 @@ impl RedisStore {
                 .cmd("HGET")
                 .arg(keys::user_key(user))
                 .arg(keys::user_field(feature, user));
-            let ((secs, micros), raw): ((i64, i64), Option<Vec<u8>>) =
+            let (time, raw): ((i64, i64), Option<Vec<u8>>) =
                 conn.pipeline("reading a record", &pipe).await?;
-            (secs * 1000 + micros / 1000, raw)
+            (time_ms(time), raw)
         };
         let entry = raw.and_then(|raw| {
             let entry = keys::decode_record(feature, user, &raw)?;
@@ -51,9 +51,9 @@ impl RedisStore {
         } else {
             let mut pipe = redis::pipe();
             pipe.cmd("TIME").cmd("GET").arg(keys::clear_mark_key(user));
-            let ((secs, micros), mark): ((i64, i64), Option<i64>) =
+            let (time, mark): ((i64, i64), Option<i64>) =
                 conn.pipeline("reading a clear mark", &pipe).await?;
-            (secs * 1000 + micros / 1000, mark)
+            (time_ms(time), mark)
         };
         Ok(Fence {
             mark: mark.unwrap_or(0),
@@ -74,7 +74,7 @@ impl RedisStore {
         let (what, last_active, purge): (i64, i64, i64) =
             self.conn.script("updating a location", &call).await?;
         match what {
-            4 => Err(fenced()),
+            4 => Err(StoreError::fenced()),
             _ => Ok(written((last_active, purge))),
         }
     }
@@ -133,7 +133,7 @@ impl RedisStore {
         match conn.script("writing a record", &call).await? {
             redis::Value::Int(-1) => {
                 self.drop_stray(position.cell, &position.user_id).await?;
-                Err(fenced())
+                Err(StoreError::fenced())
             }
             redis::Value::Nil => Ok(None),
             old => redis::from_redis_value(old)
@@ -217,7 +217,7 @@ impl RedisStore {
         let marked: i64 = conn.script("marking a stray", &mark).await?;
         match marked {
             1 => return Ok(()),
-            -1 => return Err(fenced()),
+            -1 => return Err(StoreError::fenced()),
             _ => {}
         }
         let (feature, user) = (position.feature, &position.user_id);
@@ -240,7 +240,7 @@ impl RedisStore {
         let marked: i64 = conn.script("marking a stray", &mark).await?;
         match marked {
             1 => Ok(()),
-            -1 => Err(fenced()),
+            -1 => Err(StoreError::fenced()),
             _ => Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 "too many unfinished updates of one user",
@@ -280,11 +280,6 @@ impl RedisStore {
         let _: i64 = conn.script("scheduling a sweep", &call).await?;
         Ok(())
     }
-}
-
-/// A write refused because the user was cleared since its fence was read.
-pub(super) fn fenced() -> StoreError {
-    StoreError::new(StoreErrorKind::Fenced, "updating a location")
 }
 
 /// The deadlines of a write from a script's `{last_active, purge_at}` reply (server clock;

@@ -188,6 +188,16 @@ async fn a_script_that_fails_at_run_time_is_an_internal_fault() {
     assert_eq!(status.code(), tonic::Code::Internal);
 }
 
+/// A private 3+1 Redis Cluster and a location store on it whose calls time out after
+/// `timeout`.
+async fn on_a_cluster(timeout: Duration) -> (RedisCluster, RedisStore) {
+    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let store = store_on(&Target::cluster(cluster.urls()), timeout)
+        .await
+        .expect("connects");
+    (cluster, store)
+}
+
 /// A People Nearby position of `name` at the centre of `cell`.
 fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
     Position {
@@ -198,8 +208,8 @@ fn at_centre(cell: CellIndex, name: &str, gender: Gender) -> Position {
     }
 }
 
-/// The viewer's cell (`crowd-0` is the first user written).
-fn crowd_home() -> CellIndex {
+/// The cell these tests place users in (the crowd's viewer, `crowd-0`, among them).
+fn home_cell() -> CellIndex {
     SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"))
 }
 
@@ -218,7 +228,7 @@ async fn write_crowd(store: &RedisStore, count: usize, cell_of: impl Fn(usize) -
 
 /// 600 users in the viewer's own cell, 300 in a neighbouring one.
 async fn crowd(store: &RedisStore) -> CellIndex {
-    let home = crowd_home();
+    let home = home_cell();
     let neighbour = home.grid_disk::<Vec<_>>(1)[1];
     write_crowd(store, 900, |i| if i < 600 { home } else { neighbour }).await;
     home
@@ -335,7 +345,7 @@ async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
 /// The viewer `crowd-0` alone in `home`, one user in each of five neighbours and 600 in the
 /// sixth: the density the read sees first (one member per cell) hides the crowd.
 async fn hidden_crowd(store: &RedisStore) -> CellIndex {
-    let home = crowd_home();
+    let home = home_cell();
     let ring: Vec<CellIndex> = home.grid_disk::<Vec<_>>(1).into_iter().skip(1).collect();
     write_crowd(store, 606, |i| match i {
         0 => home,
@@ -483,7 +493,7 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
     const WOMEN: usize = 5;
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = home_cell();
     let writes = (0..MEN + WOMEN).map(|i| {
         let gender = if i < MEN {
             Gender::Male
@@ -518,7 +528,7 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
 async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on() {
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = home_cell();
     // 3,000 men in one cell 1 km away: the doubling windows read that whole band before the
     // budget check after a window can see it spent, so the read stops at the next band.
     let crowd_cell = home.grid_ring::<Vec<_>>(3)[0];
@@ -942,12 +952,9 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
 /// provisional hold, not the retention; a write whose steps all ran is confirmed for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold() {
-    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let mut store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
-        .await
-        .expect("connects");
+    let (_cluster, mut store) = on_a_cluster(Duration::from_secs(5)).await;
     store.hold = Duration::from_secs(1);
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = home_cell();
     for name in ["viewer", "whole"] {
         let position = at_centre(home, name, Gender::Male);
         store
@@ -985,11 +992,8 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
 /// record back all the same).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind() {
-    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
-        .await
-        .expect("connects");
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let (_cluster, store) = on_a_cluster(Duration::from_secs(5)).await;
+    let home = home_cell();
     let racer = at_centre(home, "racer", Gender::Female);
     let retention = Retention::default();
     store
@@ -1027,12 +1031,9 @@ async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind()
 /// the new member for its hold: both listed after the Clear answered OK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_listed() {
-    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
-        .await
-        .expect("connects");
+    let (_cluster, store) = on_a_cluster(Duration::from_secs(5)).await;
     let retention = Retention::default();
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = home_cell();
     let away = home.grid_disk::<Vec<_>>(2)[10];
     for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
         let position = at_centre(cell, name, Gender::Male);
@@ -1110,10 +1111,7 @@ async fn update_cut_after(store: &RedisStore, position: &Position, steps: usize)
 /// (the script failed before; the clock failed whenever it drew that master).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() {
-    let mut cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(2))
-        .await
-        .expect("connects");
+    let (mut cluster, store) = on_a_cluster(Duration::from_secs(2)).await;
     let user = UserId::parse("fenced", "user_id").expect("valid");
     store.fence(&user).await.expect("the script loaded");
     let ports: Vec<u16> = cluster.nodes().iter().map(|n| n.port()).collect();
@@ -1175,12 +1173,13 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
         tokio::task::yield_now().await;
     }
     let target = Target::single(primary.url()).with_replica_acks(1);
-    let timeout = Duration::from_millis(600);
+    // WAIT gets half of it: room for a replica's acknowledgement on a loaded machine.
+    let timeout = Duration::from_secs(2);
     let store = store_on(&target, timeout).await.expect("connects");
     let consents = RedisConsentStore::connect(&target, timeout, 0)
         .await
         .expect("connects");
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let home = home_cell();
     let mover = at_centre(home, "replicated", Gender::Female);
     let who = mover.user_id.clone();
     let grant = ConsentRecord::undecided(who.clone(), Feature::PeopleNearby)
@@ -1229,11 +1228,8 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
 /// cleared user (before, it stayed listed for its provisional hold).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_added_after_a_clear_by_a_fenced_cluster_update_is_dropped() {
-    let cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let store = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
-        .await
-        .expect("connects");
-    let home = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let (_cluster, store) = on_a_cluster(Duration::from_secs(5)).await;
+    let home = home_cell();
     let viewer = at_centre(home, "viewer", Gender::Male);
     store
         .upsert_now(viewer, Retention::default())

@@ -18,7 +18,7 @@ local helpers = {
   "record_gender", "drop_record_member", "u32be", "left_record", "P", "unpend",
   "entry_partner", "forget_box", "cleared_since", "clock_us", "gcra", "gcra_keep",
   "place_wait", "place_take", "is_strays", "strays_cells", "strays_deadline", "strays_put", "strays_add",
-  "bounds", "set_clear_mark", "fence_holds",
+  "bounds", "set_mark", "fence_holds",
 }
 
 local function all(...)

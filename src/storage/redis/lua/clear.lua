@@ -1,5 +1,5 @@
 -- The mark first, record or not: a write in flight that read the old one is refused.
-if KEYS[2] then set_clear_mark(KEYS[2]) end
+if KEYS[2] then set_mark(KEYS[2], CLEAR_MARK_TTL_MS) end
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return 0 end
 if is_record(rec) then

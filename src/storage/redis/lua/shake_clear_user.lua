@@ -19,9 +19,7 @@ if clear then
   redis.call('DEL', P .. 'n:' .. user)
   redis.call('ZREM', P .. 'hdue', user)
   -- The mark a Shake compares: larger than the last even within one millisecond.
-  local tomb = P .. 'x:' .. ARGV[4]
-  local mark = math.max(now, tonumber(redis.call('GET', tomb) or '0') + 1)
-  redis.call('SET', tomb, string.format('%d', mark), 'PX', tonumber(ARGV[3]))
+  set_mark(P .. 'x:' .. ARGV[4], tonumber(ARGV[3]))
   return {n, 0}
 end
 local last = redis.call('ZRANGE', P .. 'h:' .. user, -1, -1, 'WITHSCORES')
