@@ -445,8 +445,9 @@ fn report(backend: &str, seed: u64, ops: usize, outcome: &Outcome) {
 }
 
 /// Every checked node shares one order secret, as a deployment must (README, `--order-secret`):
-/// a user's member is found by the ticket the secret gives it. (Nodes with different secrets
-/// can leave a member behind when two of them update one user at once: docs/decisions.md.)
+/// a Clear finds the member of a write cut off before its record step by the ticket the
+/// secret gives it (with different secrets, such a member stays listed for its hold after
+/// the Clear: docs/decisions.md).
 fn configure(c: &mut vicinity::config::Config) {
     c.secret = std::sync::Arc::new(vicinity::domain::nearby::Secret::from_bytes([7; 32]));
     c.secret_is_ephemeral = false;

@@ -389,10 +389,10 @@ pub fn cell_renew(
 }
 
 lua_script! {
-    /// Removes every member of a user from a cell (found by ticket, and the member their record
-    /// names, ARGV[4], which a node with another order secret wrote under another ticket),
-    /// dropping the cell when empty. KEYS: cell, due. ARGV: user id, ticket, cell id, member.
-    /// Returns 1.
+    /// Removes every member of a user from a cell (found by ticket, and by name the members
+    /// ARGV[4..] their record says may be there, which a node with another order secret wrote
+    /// under another ticket), dropping the cell when empty. KEYS: cell, due. ARGV: user id,
+    /// ticket, cell id, members (none or more). Returns 1.
     CELL_DROP_USER, cell_script, "lua/cell_drop_user.lua"
 }
 
@@ -400,23 +400,52 @@ lua_script! {
 /// record names).
 pub fn cell_drop_ticket(cell: CellIndex, user: &UserId, ticket: u64) -> ScriptInvocation<'static> {
     let mut call = on_cell(&CELL_DROP_USER, cell);
-    call.arg(user.as_str())
-        .arg(ticket)
-        .arg(cell.to_string())
-        .arg("");
+    call.arg(user.as_str()).arg(ticket).arg(cell.to_string());
     call
 }
 
-/// [`CELL_DROP_USER`]: every member of the user of `entry` (under `ticket`, and as `entry`
-/// names it).
-pub fn cell_drop_user(entry: &LocationEntry, ticket: u64) -> ScriptInvocation<'static> {
+/// [`CELL_DROP_USER`]: every member of the user of `entry` (under `ticket`, and by name: the
+/// member `entry` names and the ones its write held before its last step, see
+/// [`held_members`]).
+pub fn cell_drop_user(
+    entry: &LocationEntry,
+    ticket: u64,
+    hold: Duration,
+) -> ScriptInvocation<'static> {
     let (cell, user) = (entry.position.cell, &entry.position.user_id);
     let mut call = on_cell(&CELL_DROP_USER, cell);
     call.arg(user.as_str())
         .arg(ticket)
         .arg(cell.to_string())
         .arg(named_member(entry));
+    for held in held_members(entry, hold) {
+        call.arg(held);
+    }
     call
+}
+
+/// The names the member of a cluster UpdateLocation whose record is `entry` can have before
+/// its last step confirms it ([`CELL_ADD`] holds it until `now + hold`, rounded up to a
+/// second, with `purge_at` = `now + retention` rounded down, so `now` lies in the second
+/// from `last_active` on, and the hold's end in one of two seconds). A node whose order
+/// secret differs from the writer's finds that member by these names alone, so a newer
+/// update or a Clear takes it before the writer confirms it (the confirm then fails),
+/// instead of missing it and leaving it confirmed where no record names it.
+fn held_members(entry: &LocationEntry, hold: Duration) -> impl Iterator<Item = String> + '_ {
+    let purge = entry.deadlines.purge_at.as_millis();
+    let earliest = entry.deadlines.last_active.as_millis() + hold.as_millis() as i64;
+    let first = (earliest + 999).div_euclid(1000) * 1000;
+    [first, first + 1000]
+        .into_iter()
+        .map(move |end| end.min(purge))
+        .filter(move |end| *end != purge)
+        .map(|end| {
+            keys::member(
+                entry.position.gender,
+                Timestamp::from_millis(end),
+                &entry.position.user_id,
+            )
+        })
 }
 
 lua_script! {

@@ -264,11 +264,12 @@ impl RedisStore {
     }
 
     /// Removes every member of the user of `entry` from its cell: by this node's ticket, and
-    /// the member the entry names (written under another ticket by a node with another
-    /// order secret).
+    /// by name, the member the entry names or its write held before confirming it (written
+    /// under another ticket by a node with another order secret).
     pub(super) async fn drop_member(&self, entry: &LocationEntry) -> StoreResult<()> {
         let conn = &self.conn;
-        let call = scripts::cell_drop_user(entry, self.tickets.of(&entry.position.user_id));
+        let ticket = self.tickets.of(&entry.position.user_id);
+        let call = scripts::cell_drop_user(entry, ticket, self.hold);
         let _: i64 = conn.script("removing from a cell", &call).await?;
         Ok(())
     }

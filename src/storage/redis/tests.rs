@@ -66,12 +66,20 @@ fn count_on(ports: Vec<u16>) -> ProbeFuture {
 
 /// A location store on `target` with the default grid, retention and the tests' secret.
 async fn store_on(target: &Target, timeout: Duration) -> Result<RedisStore, StoreError> {
-    let tickets = Tickets::new(&Secret::from_bytes([4; 32]));
+    store_with_secret(target, timeout, Secret::from_bytes([4; 32])).await
+}
+
+/// [`store_on`] with its own order `secret`.
+async fn store_with_secret(
+    target: &Target,
+    timeout: Duration,
+    secret: Secret,
+) -> Result<RedisStore, StoreError> {
     RedisStore::connect(
         target,
         SnapGrid::default(),
-        tickets,
-        Pseudonyms::new(&Secret::from_bytes([4; 32])),
+        Tickets::new(&secret),
+        Pseudonyms::new(&secret),
         Retention::default(),
         timeout,
     )
@@ -1258,4 +1266,54 @@ async fn a_member_added_after_a_clear_by_a_fenced_cluster_update_is_dropped() {
     let result = store.nearby(&request("viewer", 10, None)).await;
     let hits = result.expect("nearby").expect("own entry").page.hits;
     assert!(hits.is_empty(), "the cleared user is listed: {hits:?}");
+}
+
+/// Found by the eighth session's cluster checker (seed 1796467344919809556): nodes A and B
+/// with different order secrets (a secret being rotated) update one user at once. A holds
+/// its member in cell X and writes the record; B moves the record to Y and drops the old
+/// member in X, which it used to look for by its own ticket and by the name the record gives
+/// it once confirmed: A's member, still held, was neither, so it stayed, A confirmed it, and
+/// a later Clear did not find it (listed until its deadline). B now also drops it by the
+/// names a held member can have, so A's confirm fails and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_member_behind() {
+    let (cluster, a) = on_a_cluster(Duration::from_secs(5)).await;
+    let target = Target::cluster(cluster.urls());
+    let b = store_with_secret(&target, Duration::from_secs(5), Secret::from_bytes([5; 32]))
+        .await
+        .expect("connects");
+    let retention = Retention::default();
+    let home = home_cell();
+    let away = home.grid_disk::<Vec<_>>(2)[10];
+    for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
+        let position = at_centre(cell, name, Gender::Male);
+        a.upsert_now(position, retention).await.expect("upsert");
+    }
+    let at_home = at_centre(home, "racer", Gender::Female);
+
+    let fence = a.fence(&at_home.user_id).await.expect("fence");
+    a.mark_stray(&at_home, fence).await.expect("mark");
+    let deadlines = a
+        .write_position(&at_home, retention)
+        .await
+        .expect("the cell step");
+    a.put_record(&at_home, &deadlines, false, fence)
+        .await
+        .expect("the record step");
+    b.upsert_now(at_centre(away, "racer", Gender::Female), retention)
+        .await
+        .expect("B's whole update");
+    let confirmed = a.confirm_member(&at_home, &deadlines).await;
+    let cleared = b.clear(&at_home.user_id, &[Feature::PeopleNearby]).await;
+
+    assert!(confirmed.is_err(), "A's member was taken: {confirmed:?}");
+    assert_eq!(cleared.expect("clear"), 1);
+    for viewer in ["viewer-a", "viewer-b"] {
+        let listed = a.nearby(&request(viewer, 50, None)).await;
+        let hits = listed.expect("nearby").expect("own entry").page.hits;
+        assert!(
+            hits.iter().all(|h| h.user_id != at_home.user_id),
+            "{viewer} still lists the cleared user"
+        );
+    }
 }
