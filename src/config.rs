@@ -134,10 +134,10 @@ pub struct ServeArgs {
     )]
     pub redis_client_key: Option<PathBuf>,
     /// Replicas of each Redis primary that must hold a purge (a clear, a withdrawal's, an
-    /// erasure's) or a consent change before it is acknowledged (`WAIT`, within half of
-    /// --store-timeout; fewer: the call fails and a purge stays owed). 0: acknowledged at once;
-    /// Redis replicates asynchronously, so a failover can then lose it. Set it to 1 when the
-    /// stores have replicas.
+    /// erasure's), a consent change and every writing step of any call before it counts
+    /// (`WAIT`, within half of --store-timeout; fewer: the call fails and a purge stays owed).
+    /// 0: acknowledged at once; Redis replicates asynchronously, so a failover can then lose
+    /// it. Set it to 1 when the stores have replicas.
     #[arg(long, env = "VICINITY_REDIS_REPLICA_ACKS", default_value_t = 0)]
     pub redis_replica_acks: u32,
     /// Accept a location store that persists to disk (RDB/AOF keep purged data on disk).

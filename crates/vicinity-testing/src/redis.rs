@@ -314,6 +314,13 @@ impl RedisCluster {
         self.wait_until(timeout, Self::is_healthy)
     }
 
+    /// Waits until the cluster is healthy again ([`wait_for_failover`](Self::wait_for_failover))
+    /// and `replicas` live nodes are replicas in sync with their master: a restarted master
+    /// has rejoined as a replica and caught up.
+    pub fn wait_for_replicas(&self, replicas: usize, timeout: Duration) -> io::Result<()> {
+        self.wait_until(timeout, |c| c.is_healthy() && c.synced() == replicas)
+    }
+
     /// `DBSIZE` summed over the masters.
     pub fn total_keys(&self) -> io::Result<u64> {
         self.masters().iter().map(|m| m.dbsize()).sum()

@@ -383,6 +383,52 @@ impl Conn {
         Ok(())
     }
 
+    /// After a script `cmd` answered, with replica acknowledgements asked for: `WAIT` on the
+    /// node its first key routes to (the one that ran it, on the same connection), so every
+    /// step of a write (an update's, a clear's, a sweep's) is held by a replica before the
+    /// next step runs or the call is acknowledged. A failover then promotes a replica that
+    /// holds every step acknowledged so far, and the orderings that make a cut-off write
+    /// safe (docs/decisions.md) hold across it; without this, Redis replicates
+    /// asynchronously and a failover can lose one step and keep the next (a member lost
+    /// while its record stays, a partition's sweep schedule lost while its cells stay).
+    /// Fewer replicas within half the store timeout fail the call (`Unavailable`), which
+    /// the callers treat as a call cut off at that step. Scripts that only read do not
+    /// wait ([`super::scripts::writes`]): lists and exports go on while a replica is away.
+    async fn replicated_script(&mut self, cmd: &Cmd) -> redis::RedisResult<()> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let mut args = cmd.args_iter().map(|arg| match arg {
+            redis::Arg::Simple(bytes) => Some(bytes),
+            _ => None,
+        });
+        let name = args.next().flatten().unwrap_or_default();
+        let hash = args.next().flatten().unwrap_or_default();
+        if !name.eq_ignore_ascii_case(b"EVALSHA") || !super::scripts::writes(hash) {
+            return Ok(());
+        }
+        let key = args.nth(1).flatten();
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replica_acks)
+            .arg((self.timeout / 2).as_millis().max(1) as u64);
+        let reply = match (&mut self.link, key) {
+            (Link::Cluster(cluster), Some(key)) => {
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                cluster.route_command(wait, routing).await?
+            }
+            (link, _) => link.send(&wait).await?,
+        };
+        let acked: u32 = redis::from_redis_value(reply.extract_error()?)?;
+        if acked < self.replica_acks {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "fewer replicas than asked for hold a script's writes",
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs one command, bounded.
     pub async fn query<T: FromRedisValue>(
         &self,
@@ -487,19 +533,22 @@ impl ConnectionLike for Conn {
     /// a cluster goes to every node and fails while any is down: after a failover the
     /// promoted replica has no scripts, the old master is dead, and every script call failed
     /// until the slot map forgot it (issue 20 point 8).
+    ///
+    /// With replica acknowledgements asked for, a script's reply counts only once that many
+    /// replicas hold what it wrote ([`Conn::replicated_script`]).
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let reply = self.link.send(cmd).await?;
-            let Value::ServerError(error) = &reply else {
-                return Ok(reply);
-            };
-            if error.kind() != Some(redis::ServerErrorKind::NoScript) {
-                return Ok(reply);
+            let mut reply = self.link.send(cmd).await?;
+            if let Value::ServerError(error) = &reply
+                && error.kind() == Some(redis::ServerErrorKind::NoScript)
+                && let Some(eval) = eval_of(cmd)
+            {
+                reply = self.link.send(&eval).await?;
             }
-            match eval_of(cmd) {
-                Some(eval) => self.link.send(&eval).await,
-                None => Ok(reply),
+            if !matches!(reply, Value::ServerError(_)) {
+                self.replicated_script(cmd).await?;
             }
+            Ok(reply)
         })
     }
 

@@ -92,6 +92,27 @@ pub fn body_of(hash: &[u8]) -> Option<Arc<str>> {
     bodies.get(hash).cloned()
 }
 
+/// Whether the script whose SHA1 is `hash` (hex) may write: every script but those that only
+/// read (a script's writes must reach a replica before its reply counts when replica
+/// acknowledgements are asked for, `Conn::replicated_script`; a read waits for none).
+pub fn writes(hash: &[u8]) -> bool {
+    static READS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        [
+            &CELLS_READ,
+            &CELLS_READ_FILTERED,
+            &FENCE_READ,
+            &USER_GET,
+            &SWEEP_FIND,
+            &PURGES_OWED,
+            &HISTORY_READ,
+        ]
+        .into_iter()
+        .map(|script| script.get_hash().to_owned())
+        .collect()
+    });
+    !READS.iter().any(|read| read.as_bytes() == hash)
+}
+
 /// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as
 /// `now` (and its integer text as `now_s`).
 const NOW: &str = include_str!("lua/lib/now.lua");
