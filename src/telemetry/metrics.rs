@@ -46,6 +46,9 @@ pub struct Metrics {
     /// `vicinity_store_call_errors_total{store, operation, kind}`: failed Redis round trips
     /// (`kind`: unavailable, timeout, corrupt, internal).
     pub store_errors: IntCounterVec,
+    /// `vicinity_store_connection_renewals_total{store}`: Redis Cluster connections made anew
+    /// after store calls kept timing out.
+    pub store_renewals: IntCounterVec,
     /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.
     pub consent_refusals: IntCounterVec,
     /// `vicinity_consent_cache_reads_total{outcome}`: consent states a list needed, by where
@@ -206,6 +209,11 @@ impl Metrics {
                 "vicinity_store_call_errors_total",
                 "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt, internal).",
                 &["store", "operation", "kind"],
+            ),
+            store_renewals: counter(
+                "vicinity_store_connection_renewals_total",
+                "Redis Cluster connections made anew after store calls kept timing out.",
+                &["store"],
             ),
             consent_refusals: counter(
                 "vicinity_consent_refusals_total",
@@ -483,11 +491,12 @@ pub fn purge_lag(lag: Duration) {
 impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 23] = [
+        let collectors: [&dyn Collector; 24] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
             &self.store_errors,
+            &self.store_renewals,
             &self.consent_refusals,
             &self.consent_cache_reads,
             &self.rate_limit_refusals,

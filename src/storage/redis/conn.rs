@@ -2,7 +2,13 @@
 //! Cluster (the async cluster client), behind one type, with tuned timeouts, and the mapping
 //! of Redis errors to store errors.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, IntoConnectionInfo, Pipeline,
@@ -268,7 +274,7 @@ enum Link {
     /// One server.
     Single(ConnectionManager),
     /// A cluster.
-    Cluster(ClusterConnection),
+    Cluster(Renewing),
     /// One server over RESP3 with its pushes handed to a sender, and no reconnection: when
     /// it drops, its owner hears of it (a disconnection push) and makes another
     /// ([`super::granted_cache`]).
@@ -284,7 +290,7 @@ impl Conn {
         timeout: Duration,
         store: &'static str,
     ) -> Result<Self, StoreError> {
-        let link = Link::connect(target, timeout).await?;
+        let link = Link::connect(target, timeout, store).await?;
         Ok(Self {
             link,
             timeout,
@@ -351,9 +357,10 @@ impl Conn {
     pub async fn time(&self, context: &'static str) -> StoreResult<(i64, i64)> {
         let mut conn = self.clone();
         let read = async move {
-            let Link::Cluster(cluster) = &mut conn.link else {
+            let Link::Cluster(cluster) = &conn.link else {
                 return redis::cmd("TIME").query_async(&mut conn).await;
             };
+            let mut cluster = cluster.current().await;
             let slot = Slot::for_key(CLOCK_KEY);
             let route = Route::with_slot(slot, SlotAddr::Master);
             let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
@@ -415,7 +422,7 @@ impl Conn {
             (Link::Cluster(cluster), Some(key)) => {
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                cluster.route_command(wait, routing).await?
+                cluster.current().await.route_command(wait, routing).await?
             }
             (link, _) => link.send(&wait).await?,
         };
@@ -450,8 +457,88 @@ impl Conn {
     }
 }
 
+/// How many store calls in a row must time out on a cluster before its connection is made
+/// anew ([`Renewing`]).
+const RENEW_AFTER_TIMEOUTS: u32 = 3;
+
+/// A Redis Cluster connection that is made anew from the configured nodes after
+/// [`RENEW_AFTER_TIMEOUTS`] calls in a row timed out. redis-rs 1.8's cluster client holds
+/// every request while it refreshes its slot map, refreshes again on each redirect or
+/// refused connection, and has no way to force, bound or replace a refresh; after a failover
+/// (a master killed, its replica promoted, the old one back as a replica) calls to every
+/// slot timed out for seconds (docs/decisions.md). A new connection reads the topology
+/// afresh. Calls in flight finish (or time out) on the old one, which goes with its last
+/// clone.
+#[derive(Clone)]
+struct Renewing {
+    client: Arc<ClusterClient>,
+    /// Which store this is, for the metrics.
+    store: &'static str,
+    current: Arc<tokio::sync::RwLock<ClusterConnection>>,
+    /// Calls in a row that timed out (any other outcome resets it).
+    timeouts: Arc<AtomicU32>,
+}
+
+impl Renewing {
+    fn new(client: ClusterClient, connection: ClusterConnection, store: &'static str) -> Self {
+        Self {
+            client: Arc::new(client),
+            store,
+            current: Arc::new(tokio::sync::RwLock::new(connection)),
+            timeouts: Arc::default(),
+        }
+    }
+
+    /// The connection to send on: the current one, or, once enough calls in a row timed
+    /// out, a new one (one caller makes it while the others wait on the lock, bounded by
+    /// their own call's timeout; if it cannot be made, the current one stays).
+    async fn current(&self) -> ClusterConnection {
+        if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
+            let mut current = self.current.write().await;
+            if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
+                self.timeouts.store(0, Ordering::Relaxed);
+                match self.client.get_async_connection().await {
+                    Ok(renewed) => {
+                        metrics::get()
+                            .store_renewals
+                            .with_label_values(&[self.store])
+                            .inc();
+                        tracing::warn!("store calls kept timing out: cluster connection renewed");
+                        *current = renewed;
+                    }
+                    Err(error) => {
+                        let kind = store_error(error, "renewing the cluster connection").kind;
+                        tracing::warn!(
+                            kind = kind.as_str(),
+                            "renewing the cluster connection failed"
+                        );
+                    }
+                }
+                // Calls that timed out while it was being made do not count towards the next.
+                self.timeouts.store(0, Ordering::Relaxed);
+            }
+            return current.clone();
+        }
+        self.current.read().await.clone()
+    }
+
+    /// Counts a call's outcome towards a renewal.
+    fn note<T>(&self, result: &StoreResult<T>) {
+        match result {
+            Err(error) if error.kind == StoreErrorKind::Timeout => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => self.timeouts.store(0, Ordering::Relaxed),
+        }
+    }
+}
+
 impl Link {
-    async fn connect(target: &Target, response_timeout: Duration) -> Result<Self, StoreError> {
+    async fn connect(
+        target: &Target,
+        response_timeout: Duration,
+        store: &'static str,
+    ) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
         match target.nodes() {
             Nodes::Single(url) => {
@@ -483,9 +570,8 @@ impl Link {
                     .max_retry_wait(MAX_RETRY_DELAY.as_millis() as u64)
                     .build()
                     .map_err(fail)?;
-                Ok(Self::Cluster(
-                    client.get_async_connection().await.map_err(fail)?,
-                ))
+                let connection = client.get_async_connection().await.map_err(fail)?;
+                Ok(Self::Cluster(Renewing::new(client, connection, store)))
             }
         }
     }
@@ -495,7 +581,10 @@ impl Link {
     fn send<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Link::Single(c) => c.req_packed_command(cmd),
-            Link::Cluster(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => Box::pin(async move {
+                let mut current = c.current().await;
+                current.req_packed_command(cmd).await
+            }),
             Link::Pushed(c) => c.req_packed_command(cmd),
         }
     }
@@ -560,7 +649,10 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.link {
             Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => Box::pin(async move {
+                let mut current = c.current().await;
+                current.req_packed_commands(pipeline, offset, count).await
+            }),
             Link::Pushed(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -568,7 +660,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match &self.link {
             Link::Single(c) => c.get_db(),
-            Link::Cluster(c) => c.get_db(),
+            Link::Cluster(_) => 0,
             Link::Pushed(c) => c.get_db(),
         }
     }
@@ -744,6 +836,9 @@ impl Conn {
             Ok(result) => result.map_err(|e| store_error(e, context)),
             Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, context)),
         };
+        if let Link::Cluster(cluster) = &self.link {
+            cluster.note(&result);
+        }
         if let Some(start) = start {
             metrics::store_call(self.store, context, start.elapsed().as_secs_f64());
         }
