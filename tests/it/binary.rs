@@ -139,6 +139,14 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Kills the process at once (`SIGKILL`): calls in flight and every task it ran die with it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();

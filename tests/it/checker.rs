@@ -729,6 +729,72 @@ async fn the_checker_finds_nothing_across_a_cluster_failover() {
     assert_purged(&cluster.masters()).await;
 }
 
+/// Issue 20 point 8: a service node that is a process of its own (`vicinity serve`, as
+/// deployed) is killed with `SIGKILL` mid-run, so its calls in flight and the tasks they
+/// detached (writes between their steps, purges owed) die with it; an in-process node's kill
+/// leaves those tasks running. The other node's sweep finishes what it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_nothing_when_a_node_process_is_killed_mid_write() {
+    let (seed, ops) = (seed(), ops());
+    let cluster = RedisCluster::start(3, 1).expect("cluster");
+    let store = redis_store(Target::cluster(cluster.urls()));
+    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
+        configure(c);
+        c.store = store;
+        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
+    })
+    .await;
+    let mut other = tokio::task::block_in_place(|| node_process(&cluster.urls().join(",")));
+    let other_client = Client::connect(&other.addr, None)
+        .await
+        .expect("the node process answers");
+    seed_users(&app.client).await;
+    let clients = vec![app.client.clone(), other_client];
+    let run = tokio::spawn(drive(clients, seed, ops));
+    let mut rng = Draws::new(seed, 3);
+    tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+    tokio::task::block_in_place(|| other.kill());
+    let outcome = run.await.expect("the run");
+    report(
+        "a 3+3 Redis Cluster (a node process killed mid-run)",
+        seed,
+        ops,
+        &outcome,
+    );
+    assert_purged(&cluster.masters()).await;
+}
+
+/// `vicinity serve` on `cluster` (its URLs, comma-separated) with the checked nodes' settings
+/// ([`configure`]) and no limits, once healthy.
+fn node_process(cluster: &str) -> crate::binary::Served {
+    let port = crate::binary::free_port();
+    let unlimited = "1000000/1s";
+    let mut command = crate::binary::vicinity();
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis-cluster", cluster])
+        .args(["--order-secret", &"07".repeat(32)])
+        .args(["--retention", &format!("{}s", RETENTION.as_secs())])
+        .args(["--shake-window", "300ms", "--sweep-interval", "200ms"])
+        .args([
+            "--store-timeout",
+            &format!("{}ms", REDIS_TIMEOUT.as_millis()),
+        ])
+        .args(["--max-speed-kmh", "0", "--key-pending-shakes", "1000000"]);
+    for rate in [
+        "--update-rate",
+        "--start-rate",
+        "--list-rate",
+        "--shake-rate",
+        "--key-rate",
+    ] {
+        command.args([rate, unlimited]);
+    }
+    let served = crate::binary::Served::spawn(command, port);
+    served.wait_until_serving();
+    served
+}
+
 #[test]
 fn the_checker_catches_a_resurrection_and_spares_a_legitimate_return() {
     let t0 = Instant::now();
