@@ -8,7 +8,7 @@
 //! |---|---|---|---|---|
 //! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><deadline><user_id>` (`g` = `u`/`f`/`m`, deadline = `purge_at` in whole seconds, 7 base-36 digits), score = the user's order ticket | max deadline | partition `P` |
 //! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
-//! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
+//! | `vc:n:parts` | ZSET | partitions with data, and (`s<shard>`) record shards a cluster write touched, scored by when to sweep them next | pushed forward on write | none (one slot) |
 //! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below); on a cluster, while an UpdateLocation is in flight or was cut off between its steps, field `w|<user_id>` → the user's strays: a 13-digit deadline and up to `STRAYS_CAP` cells (8 bytes each) where a member of theirs may be that the record does not name (a Clear drops them all; swept at that deadline) | max `purge_at` | user shard |
 //! | `vc:x:{s<shard>}` | STRING | the clear mark of the users of one record shard (`storage::Fence`): the store's time in ms (or one more than the last mark) of the latest People Nearby clear of any of them, set in the clear's atomic step; a location write admitted before that clear is refused. One per shard, so it names nobody (a clear of another user of the shard makes a write in flight take its fence again) | `storage::CLEAR_MARK_TTL` (120 s) | user shard |
 //! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
@@ -135,6 +135,23 @@ pub fn user_key(user: &UserId) -> String {
 fn shard_of(user: &UserId) -> u64 {
     // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
     user.pseudonym() % USER_SHARDS
+}
+
+/// `user`'s record shard as an entry of the sweep schedule ([`PARTS`], beside the
+/// partitions): `s<shard>`.
+pub fn shard_entry(user: &UserId) -> String {
+    shard_entry_of(shard_of(user))
+}
+
+/// Shard `shard` as an entry of the sweep schedule (see [`shard_entry`]).
+pub fn shard_entry_of(shard: u64) -> String {
+    format!("s{shard}")
+}
+
+/// The shard a sweep schedule entry names (`None`: a partition).
+pub fn parse_shard_entry(entry: &str) -> Option<u64> {
+    let shard: u64 = entry.strip_prefix('s')?.parse().ok()?;
+    (shard < USER_SHARDS).then_some(shard)
 }
 
 /// The clear mark of `user`'s record shard (see the table): in the slot of [`user_key`], so

@@ -131,7 +131,8 @@ impl LocationStore for RedisStore {
         // write cut off between its steps"). The fence is compared by the first step and by
         // the record's: a clear after the record's removes it; a clear between the two took
         // the strays, so the record's step, fenced, drops the member the cell step added.
-        self.mark_stray(&position, fence).await?;
+        self.schedule_write(&position, retention, fence).await?;
+        self.mark_stray(&position, retention, fence).await?;
         let deadlines = self.write_position(&position, retention).await?;
         let old = self.put_record(&position, &deadlines, false, fence).await?;
         let old =
@@ -143,7 +144,6 @@ impl LocationStore for RedisStore {
         }
         self.confirm_member(&position, &deadlines).await?;
         self.unmark(&position, &settled).await?;
-        self.schedule(position.cell, deadlines.purge_at).await?;
         Ok(deadlines)
     }
 

@@ -746,9 +746,10 @@ pub fn user_get(feature: Feature, user: &UserId) -> ScriptInvocation<'static> {
 }
 
 lua_script! {
-    /// The safety net of the sweep: deletes every record of a user hash whose deadline (floored to
-    /// whole seconds) has passed, whether or not its cell member still points at it. KEYS: user
-    /// hash. Returns how many were deleted.
+    /// Deletes every record and strays field of a user hash whose deadline (floored to whole
+    /// seconds) has passed, whether or not a cell member still points at it: a shard's visit
+    /// (scheduled by a cluster write, `WRITE_SCHEDULE`) and the sweep's safety net. KEYS: user
+    /// hash. Returns `{records deleted, the cut (ms), the earliest deadline left or -1}`.
     USER_SWEEP, record_script, "lua/user_sweep.lua"
 }
 
@@ -924,18 +925,43 @@ pub fn part_schedule(
 }
 
 lua_script! {
-    /// Sets a partition's next sweep time after sweeping it (plain ZADD: see `sweep.rs`).
-    /// KEYS: parts. ARGV: at, partition, ttl-at.
+    /// The first step of a cluster UpdateLocation, before anything of it is written: the sweep
+    /// visits the cell's partition no later than ARGV[1] and the user's record shard no later
+    /// than ARGV[3] (ZADD LT each), so whatever a later step leaves when the call is cut off
+    /// (a member held, a record, strays) is visited at its deadline; a visit that finds
+    /// nothing due yet schedules the next at the earliest deadline it found (`sweep.rs`).
+    /// KEYS: parts. ARGV: partition's time, partition, shard's time, shard entry, ttl-at.
+    WRITE_SCHEDULE, script, "lua/write_schedule.lua"
+}
+
+/// [`WRITE_SCHEDULE`] of a write of `position`: its partition visited at `part_at`, the
+/// user's record shard at `shard_at` (the schedule's TTL one retention after the later).
+pub fn write_schedule(
+    position: &Position,
+    part_at: Timestamp,
+    shard_at: Timestamp,
+    retention: Retention,
+) -> ScriptInvocation<'static> {
+    let mut call = WRITE_SCHEDULE.prepare_invoke();
+    call.key(keys::PARTS)
+        .arg(part_at.as_millis())
+        .arg(keys::partition(position.cell).to_string())
+        .arg(shard_at.as_millis())
+        .arg(keys::shard_entry(&position.user_id))
+        .arg(part_at.max(shard_at).plus(retention.window()).as_millis());
+    call
+}
+
+lua_script! {
+    /// Sets a partition's or a record shard's next sweep time after sweeping it (plain ZADD:
+    /// see `sweep.rs`). KEYS: parts. ARGV: at, partition or shard entry, ttl-at.
     PART_RESCHEDULE, script, "lua/part_reschedule.lua"
 }
 
 /// [`PART_RESCHEDULE`] of partition `part` at `at`, the schedule's TTL at `ttl_at`.
-pub fn part_reschedule(part: CellIndex, at: i64, ttl_at: i64) -> ScriptInvocation<'static> {
+pub fn part_reschedule(entry: &str, at: i64, ttl_at: i64) -> ScriptInvocation<'static> {
     let mut call = PART_RESCHEDULE.prepare_invoke();
-    call.key(keys::PARTS)
-        .arg(at)
-        .arg(part.to_string())
-        .arg(ttl_at);
+    call.key(keys::PARTS).arg(at).arg(entry).arg(ttl_at);
     call
 }
 

@@ -3,6 +3,8 @@
 //! (user slot) cannot change in one script (the orderings and why they are safe are in
 //! `docs/decisions.md`, "Leave creates nothing; Clear removes by ticket").
 
+use std::time::Duration;
+
 use h3o::CellIndex;
 
 use super::{RedisStore, conn::time_ms, keys, scripts};
@@ -211,9 +213,14 @@ impl RedisStore {
     /// off within their hold are dropped first (their members, except in the cell the
     /// record names; an update still in flight there then fails its last step, as it would
     /// after a Clear).
-    pub(super) async fn mark_stray(&self, position: &Position, fence: Fence) -> StoreResult<()> {
+    pub(super) async fn mark_stray(
+        &self,
+        position: &Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<()> {
         let conn = &self.conn;
-        let mark = scripts::user_mark(position, self.hold, fence);
+        let mark = scripts::user_mark(position, self.strays_hold(retention), fence);
         let marked: i64 = conn.script("marking a stray", &mark).await?;
         match marked {
             1 => return Ok(()),
@@ -272,6 +279,30 @@ impl RedisStore {
         let call = scripts::cell_drop_user(entry, ticket, self.hold);
         let _: i64 = conn.script("removing from a cell", &call).await?;
         Ok(())
+    }
+
+    /// The cluster's first step of UpdateLocation ([`scripts::WRITE_SCHEDULE`]): the sweeper
+    /// visits the partition of `position`'s cell and the user's record shard by the time
+    /// anything a later step writes could be due (the provisional hold, or the retention
+    /// if shorter, from the fence's time, which is before all of them).
+    pub(super) async fn schedule_write(
+        &self,
+        position: &Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<()> {
+        let part_at = fence.read_at.plus(self.hold.min(retention.window()));
+        let shard_at = fence.read_at.plus(self.strays_hold(retention));
+        let call = scripts::write_schedule(position, part_at, shard_at, retention);
+        let _: i64 = self.conn.script("scheduling a sweep", &call).await?;
+        Ok(())
+    }
+
+    /// How long strays last from their write's first step: the provisional hold, or, where
+    /// the retention is shorter, the retention and a second (the member they may name lives
+    /// until the retention from the cell step, a moment later, rounded down to a second).
+    fn strays_hold(&self, retention: Retention) -> Duration {
+        self.hold.min(retention.window() + Duration::from_secs(1))
     }
 
     /// Makes sure the sweeper visits the partition of `cell` by `at`.

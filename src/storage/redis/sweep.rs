@@ -74,8 +74,13 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
             .iter()
             .filter_map(|p| p.parse::<CellIndex>().ok())
             .map(|p| visit(store, p, clock));
+        let shard_visits = due
+            .iter()
+            .filter_map(|e| keys::parse_shard_entry(e))
+            .map(|shard| visit_shard(store, shard));
         // Every visit runs to its end; each reports what it deleted itself.
-        let visited: StoreResult<Vec<()>> = join_all(visits).await.into_iter().collect();
+        let (visited, shards) = futures_util::join!(join_all(visits), join_all(shard_visits));
+        let visited: StoreResult<Vec<()>> = visited.into_iter().chain(shards).collect();
         visited?;
         if due.len() < PARTS_PER_PASS {
             break;
@@ -128,10 +133,30 @@ impl Clock {
 pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> StoreResult<u32> {
     let calls = (first..first + count).map(|shard| async move {
         let conn = &store.conn;
-        conn.script::<u32>("sweeping records", &scripts::user_sweep(shard))
-            .await
+        let (deleted, _, _): (u32, i64, i64) = conn
+            .script("sweeping records", &scripts::user_sweep(shard))
+            .await?;
+        Ok::<_, StoreError>(deleted)
     });
     Ok(try_join_all(calls).await?.into_iter().sum())
+}
+
+/// Visits a record shard a cluster write scheduled ([`scripts::WRITE_SCHEDULE`]): deletes its
+/// records and strays past their deadline, then schedules the next visit at the earliest
+/// deadline left, at most one retention on (the cap that keeps a racing write's schedule
+/// covered, as for partitions); an empty shard stays scheduled a retention on.
+async fn visit_shard(store: &RedisStore, shard: u64) -> StoreResult<()> {
+    let conn = &store.conn;
+    let sweep = scripts::user_sweep(shard);
+    let (deleted, cut, earliest): (u32, i64, i64) = conn.script("sweeping records", &sweep).await?;
+    report(store, counted(deleted));
+    let retention = store.retention.window().as_millis() as i64;
+    let cap = cut + retention;
+    let next = if earliest < 0 { cap } else { earliest.min(cap) };
+    let entry = keys::shard_entry_of(shard);
+    let schedule = scripts::part_reschedule(&entry, next, cap + retention);
+    let _: i64 = conn.script("rescheduling", &schedule).await?;
+    Ok(())
 }
 
 async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult<()> {
@@ -145,7 +170,7 @@ async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult
     let cap = cut + store.retention.window().as_millis() as i64;
     let next = earliest.map_or(cap, |e| e.min(cap));
     let ttl_at = cap + store.retention.window().as_millis() as i64;
-    let schedule = scripts::part_reschedule(part, next, ttl_at);
+    let schedule = scripts::part_reschedule(&part.to_string(), next, ttl_at);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
     Ok(())
 }

@@ -1052,7 +1052,7 @@ async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_liste
         let before = at_centre(home, &name, Gender::Female);
         store.upsert_now(before, retention).await.expect("upsert");
         let moved = at_centre(away, &name, Gender::Female);
-        update_cut_after(&store, &moved, steps).await;
+        update_cut_after(&store, &moved, steps, retention).await;
 
         let cleared = store.clear(&moved.user_id, &[Feature::PeopleNearby]).await;
 
@@ -1071,15 +1071,26 @@ async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_liste
 }
 
 /// The cluster's UpdateLocation of `position` (as `LocationStore::upsert` runs it), stopped
-/// after `steps` of its steps: mark, add the member, write the record, drop the old member,
-/// confirm.
-async fn update_cut_after(store: &RedisStore, position: &Position, steps: usize) {
+/// after `steps` of its steps after the sweep schedule: mark, add the member, write the
+/// record, drop the old member, confirm.
+async fn update_cut_after(
+    store: &RedisStore,
+    position: &Position,
+    steps: usize,
+    retention: Retention,
+) {
     let fence = store.fence(&position.user_id).await.expect("fence");
-    store.mark_stray(position, fence).await.expect("mark");
+    store
+        .schedule_write(position, retention, fence)
+        .await
+        .expect("schedule");
+    store
+        .mark_stray(position, retention, fence)
+        .await
+        .expect("mark");
     if steps == 1 {
         return;
     }
-    let retention = Retention::default();
     let deadlines = store
         .write_position(position, retention)
         .await
@@ -1256,7 +1267,7 @@ async fn a_member_added_after_a_clear_by_a_fenced_cluster_update_is_dropped() {
     let fence = store.fence(&racer.user_id).await.expect("fence");
 
     store
-        .mark_stray(&racer, fence)
+        .mark_stray(&racer, Retention::default(), fence)
         .await
         .expect("the first step");
     let cleared = store.clear(&racer.user_id, &[Feature::PeopleNearby]).await;
@@ -1301,7 +1312,9 @@ async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_mem
     let at_home = at_centre(home, "racer", Gender::Female);
 
     let fence = a.fence(&at_home.user_id).await.expect("fence");
-    a.mark_stray(&at_home, fence).await.expect("mark");
+    a.mark_stray(&at_home, retention, fence)
+        .await
+        .expect("mark");
     let deadlines = a
         .write_position(&at_home, retention)
         .await
@@ -1324,5 +1337,45 @@ async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_mem
             hits.iter().all(|h| h.user_id != at_home.user_id),
             "{viewer} still lists the cleared user"
         );
+    }
+}
+
+/// Issue 20 point 2: a cluster UpdateLocation cut off after any of its steps (the node killed)
+/// leaves what no later step settles: strays, a member held for the provisional hold, a
+/// record with its full deadline whose member is gone. Each is physically gone within the
+/// purge bound of its deadline. Before, the record and the strays were found only by the
+/// sweep's round of record shards, up to about 4 minutes after their deadline: a write's
+/// first step now schedules the sweep's visit of its record shard and its partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_update_cut_off_at_any_step_is_purged_by_its_deadlines() {
+    let (cluster, mut store) = on_a_cluster(Duration::from_secs(5)).await;
+    store.hold = Duration::from_secs(1);
+    let retention = Retention::new(Duration::from_secs(3)).expect("valid");
+    let away = home_cell().grid_disk::<Vec<_>>(2)[10];
+    // Users with no earlier entry, so no old member's deadline finds their record: cut after
+    // the mark (strays alone), after the member (held), after the record (its member held).
+    for steps in 1..=3 {
+        let name = format!("cut-{steps}");
+        update_cut_after(
+            &store,
+            &at_centre(away, &name, Gender::Female),
+            steps,
+            retention,
+        )
+        .await;
+    }
+    let ports: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+    let bound = std::time::Instant::now() + retention.window() + Duration::from_secs(5);
+    loop {
+        store.purge_expired().await.expect("a sweep");
+        let held = count_on(ports.clone()).await.expect("count");
+        if held == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < bound,
+            "{held} entries held past their deadlines and the purge bound"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
