@@ -752,7 +752,9 @@ async fn the_checker_finds_nothing_when_a_node_process_is_killed_mid_write() {
     let clients = vec![app.client.clone(), other_client];
     let run = tokio::spawn(drive(clients, seed, ops));
     let mut rng = Draws::new(seed, 3);
-    tokio::time::sleep(Duration::from_millis(300 + rng.below(900))).await;
+    let kill_after = Duration::from_millis(300 + rng.below(900));
+    println!("fault schedule of seed {seed}: the node process killed after {kill_after:?}");
+    tokio::time::sleep(kill_after).await;
     tokio::task::block_in_place(|| other.kill());
     let outcome = run.await.expect("the run");
     report(
