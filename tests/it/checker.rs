@@ -455,13 +455,14 @@ fn configure(c: &mut vicinity::config::Config) {
     c.shake_window = Duration::from_millis(300);
 }
 
-/// Whether `key` holds no location data (consent, purges owed, the partition index, Shake
-/// tombstones, clear marks).
+/// Whether `key` holds no location data (consent, purges owed, the partition and shard
+/// schedules, Shake tombstones, clear marks).
 fn exempt(key: &str) -> bool {
     key.starts_with("vc:c:")
         || key.starts_with("vc:h:")
         || key == "vc:owed"
         || key == "vc:n:parts"
+        || key == "vc:n:shards{vc:n:parts}"
         || key.starts_with("vc:s:{shake}:x:")
         || key.starts_with("vc:x:")
 }

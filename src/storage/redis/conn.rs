@@ -399,8 +399,11 @@ impl Conn {
     /// asynchronously and a failover can lose one step and keep the next (a member lost
     /// while its record stays, a partition's sweep schedule lost while its cells stay).
     /// Fewer replicas within half the store timeout fail the call (`Unavailable`), which
-    /// the callers treat as a call cut off at that step. Scripts that only read do not
-    /// wait ([`super::scripts::writes`]): lists and exports go on while a replica is away.
+    /// the callers treat as a call cut off at that step. Scripts that only read, and the
+    /// sweep's, do not wait ([`super::scripts::waits_for_replicas`]). The `WAIT` holds this
+    /// node's shared connection while it waits (Redis reads nothing more from a blocked
+    /// client), so every call on it queues behind it: about one replication round trip with
+    /// healthy replicas, up to half the store timeout with one away (docs/operations.md).
     async fn replicated_script(&mut self, cmd: &Cmd) -> redis::RedisResult<()> {
         if self.replica_acks == 0 {
             return Ok(());
@@ -411,7 +414,7 @@ impl Conn {
         });
         let name = args.next().flatten().unwrap_or_default();
         let hash = args.next().flatten().unwrap_or_default();
-        if !name.eq_ignore_ascii_case(b"EVALSHA") || !super::scripts::writes(hash) {
+        if !name.eq_ignore_ascii_case(b"EVALSHA") || !super::scripts::waits_for_replicas(hash) {
             return Ok(());
         }
         let key = args.nth(1).flatten();

@@ -8,7 +8,8 @@
 //! |---|---|---|---|---|
 //! | `vc:n:{P}:c:<cell>` | ZSET | People Nearby members of one snapping cell: member `<g><deadline><user_id>` (`g` = `u`/`f`/`m`, deadline = `purge_at` in whole seconds, 7 base-36 digits), score = the user's order ticket | max deadline | partition `P` |
 //! | `vc:n:{P}:due` | ZSET | the partition's cells, scored by their earliest deadline (ms; what the sweeper reads) | max deadline | `P` |
-//! | `vc:n:parts` | ZSET | partitions with data, and (`s<shard>`) record shards a cluster write touched, scored by when to sweep them next | pushed forward on write | none (one slot) |
+//! | `vc:n:parts` | ZSET | partitions with data, scored by when to sweep them next | pushed forward on write | none (one slot) |
+//! | `vc:n:shards{vc:n:parts}` | ZSET | record shards (`s<shard>`) a cluster write touched, scored by when to sweep them next (no location: shard numbers) | pushed forward on write | `vc:n:parts` (its slot) |
 //! | `vc:u:{s<shard>}` | HASH | field `<user_id>` → the user's People Nearby record (below); on a cluster, while an UpdateLocation is in flight or was cut off between its steps, field `w|<user_id>` → the user's strays: a 13-digit deadline and up to `STRAYS_CAP` cells (8 bytes each) where a member of theirs may be that the record does not name (a Clear drops them all; swept at that deadline) | max `purge_at` | user shard |
 //! | `vc:x:{s<shard>}` | STRING | the clear mark of the users of one record shard (`storage::Fence`): the store's time in ms (or one more than the last mark) of the latest People Nearby clear of any of them, set in the clear's atomic step; a location write admitted before that clear is refused. One per shard, so it names nobody (a clear of another user of the shard makes a write in flight take its fence again) | `storage::CLEAR_MARK_TTL` (120 s) | user shard |
 //! | `vc:s:{shake}:p` | HASH | pending shakes: id → `user|cell|lat|lng|arrived|expires|node|coarse` (snapped cell centre) | latest expiry + 30 s | `shake` |
@@ -64,6 +65,9 @@ pub const PARTITION_RES: Resolution = Resolution::Five;
 pub const USER_SHARDS: u64 = 16_384;
 /// The sorted set of partitions the sweeper reads.
 pub const PARTS: &str = "vc:n:parts";
+/// The sorted set of record shards a cluster write scheduled for the sweeper, in the slot of
+/// [`PARTS`] (its hash tag is that name), so one script schedules both.
+pub const SHARDS: &str = "vc:n:shards{vc:n:parts}";
 
 /// The partition (hash tag) of a snapping cell.
 pub fn partition(cell: CellIndex) -> CellIndex {
@@ -137,8 +141,7 @@ fn shard_of(user: &UserId) -> u64 {
     user.pseudonym() % USER_SHARDS
 }
 
-/// `user`'s record shard as an entry of the sweep schedule ([`PARTS`], beside the
-/// partitions): `s<shard>`.
+/// `user`'s record shard as an entry of the sweep schedule ([`SHARDS`]): `s<shard>`.
 pub fn shard_entry(user: &UserId) -> String {
     shard_entry_of(shard_of(user))
 }

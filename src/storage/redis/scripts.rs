@@ -92,11 +92,14 @@ pub fn body_of(hash: &[u8]) -> Option<Arc<str>> {
     bodies.get(hash).cloned()
 }
 
-/// Whether the script whose SHA1 is `hash` (hex) may write: every script but those that only
-/// read (a script's writes must reach a replica before its reply counts when replica
-/// acknowledgements are asked for, `Conn::replicated_script`; a read waits for none).
-pub fn writes(hash: &[u8]) -> bool {
-    static READS: LazyLock<Vec<String>> = LazyLock::new(|| {
+/// Whether the script whose SHA1 is `hash` (hex) must have its writes held by replicas
+/// before its reply counts, when replica acknowledgements are asked for
+/// (`Conn::replicated_script`): every script but those that only read, and the sweep's,
+/// whose deletions are safe to lose (a failover that loses one leaves the entry and its
+/// schedule on the promoted replica, and the next pass deletes it again), so a sweep goes on
+/// while a replica is away.
+pub fn waits_for_replicas(hash: &[u8]) -> bool {
+    static NO_WAIT: LazyLock<Vec<String>> = LazyLock::new(|| {
         [
             &CELLS_READ,
             &CELLS_READ_FILTERED,
@@ -105,12 +108,17 @@ pub fn writes(hash: &[u8]) -> bool {
             &SWEEP_FIND,
             &PURGES_OWED,
             &HISTORY_READ,
+            &USER_SWEEP,
+            &USER_PURGE,
+            &SWEEP_CELLS,
+            &PART_RESCHEDULE,
+            &SHAKE_SWEEP,
         ]
         .into_iter()
         .map(|script| script.get_hash().to_owned())
         .collect()
     });
-    !READS.iter().any(|read| read.as_bytes() == hash)
+    !NO_WAIT.iter().any(|read| read.as_bytes() == hash)
 }
 
 /// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as
@@ -930,7 +938,8 @@ lua_script! {
     /// than ARGV[3] (ZADD LT each), so whatever a later step leaves when the call is cut off
     /// (a member held, a record, strays) is visited at its deadline; a visit that finds
     /// nothing due yet schedules the next at the earliest deadline it found (`sweep.rs`).
-    /// KEYS: parts. ARGV: partition's time, partition, shard's time, shard entry, ttl-at.
+    /// KEYS: parts, shards. ARGV: partition's time, partition, shard's time, shard entry,
+    /// ttl-at.
     WRITE_SCHEDULE, script, "lua/write_schedule.lua"
 }
 
@@ -944,6 +953,7 @@ pub fn write_schedule(
 ) -> ScriptInvocation<'static> {
     let mut call = WRITE_SCHEDULE.prepare_invoke();
     call.key(keys::PARTS)
+        .key(keys::SHARDS)
         .arg(part_at.as_millis())
         .arg(keys::partition(position.cell).to_string())
         .arg(shard_at.as_millis())
@@ -954,14 +964,19 @@ pub fn write_schedule(
 
 lua_script! {
     /// Sets a partition's or a record shard's next sweep time after sweeping it (plain ZADD:
-    /// see `sweep.rs`). KEYS: parts. ARGV: at, partition or shard entry, ttl-at.
+    /// see `sweep.rs`). KEYS: parts or shards. ARGV: at, partition or shard entry, ttl-at.
     PART_RESCHEDULE, script, "lua/part_reschedule.lua"
 }
 
 /// [`PART_RESCHEDULE`] of partition `part` at `at`, the schedule's TTL at `ttl_at`.
-pub fn part_reschedule(entry: &str, at: i64, ttl_at: i64) -> ScriptInvocation<'static> {
+pub fn part_reschedule(
+    schedule: &str,
+    entry: &str,
+    at: i64,
+    ttl_at: i64,
+) -> ScriptInvocation<'static> {
     let mut call = PART_RESCHEDULE.prepare_invoke();
-    call.key(keys::PARTS).arg(at).arg(entry).arg(ttl_at);
+    call.key(schedule).arg(at).arg(entry).arg(ttl_at);
     call
 }
 

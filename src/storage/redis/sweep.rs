@@ -49,6 +49,9 @@ const MEMBERS_PER_VISIT: usize = 20_000;
 /// shards a pass, each record is looked at within about 256 passes (4.3 minutes at the
 /// default interval) of its deadline; all nodes take the same shards in the same second.
 const SHARDS_PER_PASS: u64 = 64;
+/// Record shards a cluster write scheduled ([`keys::SHARDS`]) visited per pass at most, the
+/// longest due first (their own budget: they never delay a partition's visit).
+const SHARDS_DUE_PER_PASS: usize = 256;
 
 /// Runs one pass; what it deletes is added to `store.swept` step by step, so a pass that
 /// fails half-way still reports what it did.
@@ -65,6 +68,13 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
     };
     let shakes = super::shake::sweep(store).await?;
     report(store, counted(shakes));
+    let due = due_entries(store, keys::SHARDS, now, SHARDS_DUE_PER_PASS).await?;
+    let shard_visits = due
+        .iter()
+        .filter_map(|e| keys::parse_shard_entry(e))
+        .map(|shard| visit_shard(store, shard));
+    let visited: StoreResult<Vec<()>> = join_all(shard_visits).await.into_iter().collect();
+    visited?;
     let first = (now.as_millis().max(0) as u64 / 1000 * SHARDS_PER_PASS) % keys::USER_SHARDS;
     let strays = sweep_shards(store, first, SHARDS_PER_PASS).await?;
     report(store, counted(strays));
@@ -74,13 +84,8 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
             .iter()
             .filter_map(|p| p.parse::<CellIndex>().ok())
             .map(|p| visit(store, p, clock));
-        let shard_visits = due
-            .iter()
-            .filter_map(|e| keys::parse_shard_entry(e))
-            .map(|shard| visit_shard(store, shard));
         // Every visit runs to its end; each reports what it deleted itself.
-        let (visited, shards) = futures_util::join!(join_all(visits), join_all(shard_visits));
-        let visited: StoreResult<Vec<()>> = visited.into_iter().chain(shards).collect();
+        let visited: StoreResult<Vec<()>> = join_all(visits).await.into_iter().collect();
         visited?;
         if due.len() < PARTS_PER_PASS {
             break;
@@ -91,13 +96,23 @@ pub(super) async fn sweep(store: &RedisStore) -> StoreResult<()> {
 
 /// Up to [`PARTS_PER_PASS`] partitions due at `now`, the longest due first.
 async fn due_parts(store: &RedisStore, now: Timestamp) -> StoreResult<Vec<String>> {
+    due_entries(store, keys::PARTS, now, PARTS_PER_PASS).await
+}
+
+/// Up to `count` entries of sweep schedule `schedule` due at `now`, the longest due first.
+async fn due_entries(
+    store: &RedisStore,
+    schedule: &str,
+    now: Timestamp,
+    count: usize,
+) -> StoreResult<Vec<String>> {
     let mut list = redis::cmd("ZRANGEBYSCORE");
-    list.arg(keys::PARTS)
+    list.arg(schedule)
         .arg("-inf")
         .arg(now.as_millis())
         .arg("LIMIT")
         .arg(0)
-        .arg(PARTS_PER_PASS);
+        .arg(count);
     store.conn.query("listing due partitions", &list).await
 }
 
@@ -154,7 +169,7 @@ async fn visit_shard(store: &RedisStore, shard: u64) -> StoreResult<()> {
     let cap = cut + retention;
     let next = if earliest < 0 { cap } else { earliest.min(cap) };
     let entry = keys::shard_entry_of(shard);
-    let schedule = scripts::part_reschedule(&entry, next, cap + retention);
+    let schedule = scripts::part_reschedule(keys::SHARDS, &entry, next, cap + retention);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
     Ok(())
 }
@@ -170,7 +185,7 @@ async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult
     let cap = cut + store.retention.window().as_millis() as i64;
     let next = earliest.map_or(cap, |e| e.min(cap));
     let ttl_at = cap + store.retention.window().as_millis() as i64;
-    let schedule = scripts::part_reschedule(&part.to_string(), next, ttl_at);
+    let schedule = scripts::part_reschedule(keys::PARTS, &part.to_string(), next, ttl_at);
     let _: i64 = conn.script("rescheduling", &schedule).await?;
     Ok(())
 }

@@ -1174,7 +1174,7 @@ async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() 
 /// replica holds them; with the replica stopped they fail (`Unavailable`: retried, and a
 /// purge stays owed). So does every step of an update (ninth session: a failover that lost
 /// one step and kept the next broke the orderings that make a cut-off write safe, a cell
-/// member lost with its record kept); reads go on.
+/// member lost with its record kept); reads and sweeps go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_them() {
     let primary = RedisServer::start().expect("redis");
@@ -1238,6 +1238,8 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
     assert!(unavailable(&updated), "{updated:?}");
     let listed = store.nearby(&request("replicated", 10, None)).await;
     assert!(listed.is_ok(), "a list waits for no replica: {listed:?}");
+    let swept = store.purge_expired().await;
+    assert!(swept.is_ok(), "a sweep waits for no replica: {swept:?}");
     let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
     assert!(unavailable(&cleared), "{cleared:?}");
     let shake = store.clear_shake(&who).await;
