@@ -525,6 +525,17 @@ impl Renewing {
         self.current.read().await.clone()
     }
 
+    /// The current connection alone, never renewed (its own count of timeouts): what one call
+    /// sends all its commands on.
+    async fn pinned(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            store: self.store,
+            current: Arc::new(tokio::sync::RwLock::new(self.current().await)),
+            timeouts: Arc::default(),
+        }
+    }
+
     /// Counts a call's outcome towards a renewal.
     fn note<T>(&self, result: &StoreResult<T>) {
         match result {
@@ -630,6 +641,12 @@ impl ConnectionLike for Conn {
     /// replicas hold what it wrote ([`Conn::replicated_script`]).
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            // One cluster connection for the script, its fallback and its `WAIT` (this `Conn`
+            // is the call's own clone): a `WAIT` on a connection renewed in between would
+            // cover nothing.
+            if let Link::Cluster(cluster) = &self.link {
+                self.link = Link::Cluster(cluster.pinned().await);
+            }
             let mut reply = self.link.send(cmd).await?;
             if let Value::ServerError(error) = &reply
                 && error.kind() == Some(redis::ServerErrorKind::NoScript)
