@@ -522,8 +522,8 @@ async fn the_checker_finds_nothing_on_the_embedded_store() {
     }
 }
 
-/// A second service node on the same store, to be killed mid-run.
-async fn second_node(store: StoreConfig) -> TestApp {
+/// A checked service node on `store`.
+async fn first_node(store: StoreConfig) -> TestApp {
     TestApp::spawn(crate::helpers::Backend::Memory, |c| {
         configure(c);
         c.store = store;
@@ -532,15 +532,15 @@ async fn second_node(store: StoreConfig) -> TestApp {
     .await
 }
 
+/// A second service node on the same store, to be killed mid-run.
+async fn second_node(store: StoreConfig) -> TestApp {
+    first_node(store).await
+}
+
 /// Two service nodes on `store` (the second to be killed mid-run, [`second_node`]), with the
 /// checked users granted.
 async fn two_nodes(store: StoreConfig) -> (TestApp, TestApp) {
-    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
-        configure(c);
-        c.store = store.clone();
-        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
-    })
-    .await;
+    let app = first_node(store.clone()).await;
     let other = second_node(store).await;
     seed_users(&app.client).await;
     (app, other)
@@ -739,12 +739,7 @@ async fn the_checker_finds_nothing_when_a_node_process_is_killed_mid_write() {
     let (seed, ops) = (seed(), ops());
     let cluster = RedisCluster::start(3, 1).expect("cluster");
     let store = redis_store(Target::cluster(cluster.urls()));
-    let app = TestApp::spawn(crate::helpers::Backend::Memory, |c| {
-        configure(c);
-        c.store = store;
-        c.sweep_interval = crate::helpers::REDIS_SWEEP_INTERVAL;
-    })
-    .await;
+    let app = first_node(store).await;
     let mut other = tokio::task::block_in_place(|| node_process(&cluster.urls().join(",")));
     let other_client = Client::connect(&other.addr, None)
         .await

@@ -361,9 +361,7 @@ impl Conn {
                 return redis::cmd("TIME").query_async(&mut conn).await;
             };
             let mut cluster = cluster.current().await;
-            let slot = Slot::for_key(CLOCK_KEY);
-            let route = Route::with_slot(slot, SlotAddr::Master);
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let routing = master_of(CLOCK_KEY.as_bytes());
             let reply = cluster.route_command(redis::cmd("TIME"), routing).await?;
             Ok(redis::from_redis_value(reply.extract_error()?)?)
         };
@@ -408,23 +406,20 @@ impl Conn {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let mut args = cmd.args_iter().map(|arg| match arg {
-            redis::Arg::Simple(bytes) => Some(bytes),
-            _ => None,
-        });
-        let name = args.next().flatten().unwrap_or_default();
-        let hash = args.next().flatten().unwrap_or_default();
-        if !name.eq_ignore_ascii_case(b"EVALSHA") || !super::scripts::waits_for_replicas(hash) {
+        let Some((hash, args)) = evalsha(cmd) else {
+            return Ok(());
+        };
+        if !super::scripts::waits_for_replicas(hash) {
             return Ok(());
         }
-        let key = args.nth(1).flatten();
+        // After the number of keys, the first key.
+        let key = args.get(1).copied();
         let mut wait = redis::cmd("WAIT");
         wait.arg(self.replica_acks)
             .arg((self.timeout / 2).as_millis().max(1) as u64);
         let reply = match (&mut self.link, key) {
             (Link::Cluster(cluster), Some(key)) => {
-                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let routing = master_of(key);
                 cluster.current().await.route_command(wait, routing).await?
             }
             (link, _) => link.send(&wait).await?,
@@ -607,27 +602,34 @@ impl Link {
 /// The `EVAL` of an `EVALSHA` of one of this build's scripts (`None`: another command, or a
 /// script this build does not know), with the same keys and arguments, so routed alike.
 fn eval_of(cmd: &Cmd) -> Option<Cmd> {
-    let args: Option<Vec<&[u8]>> = cmd
-        .args_iter()
-        .map(|arg| match arg {
-            redis::Arg::Simple(bytes) => Some(bytes),
-            _ => None,
-        })
-        .collect();
-    let args = args?;
-    let [name, hash, rest @ ..] = args.as_slice() else {
-        return None;
-    };
-    if !name.eq_ignore_ascii_case(b"EVALSHA") {
-        return None;
-    }
+    let (hash, rest) = evalsha(cmd)?;
     let body = super::scripts::body_of(hash)?;
     let mut eval = redis::cmd("EVAL");
     eval.arg(body.as_bytes());
     for arg in rest {
-        eval.arg(*arg);
+        eval.arg(arg);
     }
     Some(eval)
+}
+
+/// The script hash and the rest of the arguments (number of keys, keys, arguments) of an
+/// `EVALSHA` whose arguments are all plain (`None`: another command).
+fn evalsha(cmd: &Cmd) -> Option<(&[u8], Vec<&[u8]>)> {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    if !args.next()??.eq_ignore_ascii_case(b"EVALSHA") {
+        return None;
+    }
+    let hash = args.next()??;
+    Some((hash, args.collect::<Option<_>>()?))
+}
+
+/// Routing to the master of `key`'s slot.
+fn master_of(key: &[u8]) -> RoutingInfo {
+    let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))
 }
 
 impl ConnectionLike for Conn {
@@ -643,8 +645,11 @@ impl ConnectionLike for Conn {
         Box::pin(async move {
             // One cluster connection for the script, its fallback and its `WAIT` (this `Conn`
             // is the call's own clone): a `WAIT` on a connection renewed in between would
-            // cover nothing.
-            if let Link::Cluster(cluster) = &self.link {
+            // cover nothing. Without a `WAIT` to follow there is nothing to pin (and no
+            // allocation per call).
+            if let Link::Cluster(cluster) = &self.link
+                && self.replica_acks > 0
+            {
                 self.link = Link::Cluster(cluster.pinned().await);
             }
             let mut reply = self.link.send(cmd).await?;

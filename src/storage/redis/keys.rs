@@ -151,7 +151,7 @@ pub fn shard_entry_of(shard: u64) -> String {
     format!("s{shard}")
 }
 
-/// The shard a sweep schedule entry names (`None`: a partition).
+/// The shard an entry of [`SHARDS`] names (`None`: not a shard entry).
 pub fn parse_shard_entry(entry: &str) -> Option<u64> {
     let shard: u64 = entry.strip_prefix('s')?.parse().ok()?;
     (shard < USER_SHARDS).then_some(shard)

@@ -146,13 +146,8 @@ impl Clock {
 
 /// Deletes the records past their deadline in `count` user shards from `first` on.
 pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> StoreResult<u32> {
-    let calls = (first..first + count).map(|shard| async move {
-        let conn = &store.conn;
-        let (deleted, _, _): (u32, i64, i64) = conn
-            .script("sweeping records", &scripts::user_sweep(shard))
-            .await?;
-        Ok::<_, StoreError>(deleted)
-    });
+    let calls = (first..first + count)
+        .map(|shard| async move { Ok::<_, StoreError>(sweep_shard(store, shard).await?.0) });
     Ok(try_join_all(calls).await?.into_iter().sum())
 }
 
@@ -161,17 +156,10 @@ pub(super) async fn sweep_shards(store: &RedisStore, first: u64, count: u64) -> 
 /// deadline left, at most one retention on (the cap that keeps a racing write's schedule
 /// covered, as for partitions); an empty shard stays scheduled a retention on.
 async fn visit_shard(store: &RedisStore, shard: u64) -> StoreResult<()> {
-    let conn = &store.conn;
-    let sweep = scripts::user_sweep(shard);
-    let (deleted, cut, earliest): (u32, i64, i64) = conn.script("sweeping records", &sweep).await?;
+    let (deleted, cut, earliest) = sweep_shard(store, shard).await?;
     report(store, counted(deleted));
-    let retention = store.retention.window().as_millis() as i64;
-    let cap = cut + retention;
-    let next = if earliest < 0 { cap } else { earliest.min(cap) };
     let entry = keys::shard_entry_of(shard);
-    let schedule = scripts::part_reschedule(keys::SHARDS, &entry, next, cap + retention);
-    let _: i64 = conn.script("rescheduling", &schedule).await?;
-    Ok(())
+    reschedule(store, keys::SHARDS, &entry, cut, earliest).await
 }
 
 async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult<()> {
@@ -182,12 +170,34 @@ async fn visit(store: &RedisStore, part: CellIndex, clock: Clock) -> StoreResult
     purge_records(store, cut, &members, clock).await?;
     let sweep = scripts::sweep_cells(part, cut, &cells);
     let earliest: Option<i64> = conn.script("sweeping cells", &sweep).await?;
-    let cap = cut + store.retention.window().as_millis() as i64;
+    reschedule(store, keys::PARTS, &part.to_string(), cut, earliest).await
+}
+
+/// Schedules `entry` of sweep schedule `schedule` after a visit that cut at `cut`: at the
+/// earliest deadline it left, at most one retention on (the cap that keeps a racing write's
+/// schedule covered; see the module docs).
+async fn reschedule(
+    store: &RedisStore,
+    schedule: &str,
+    entry: &str,
+    cut: i64,
+    earliest: Option<i64>,
+) -> StoreResult<()> {
+    let retention = store.retention.window().as_millis() as i64;
+    let cap = cut + retention;
     let next = earliest.map_or(cap, |e| e.min(cap));
-    let ttl_at = cap + store.retention.window().as_millis() as i64;
-    let schedule = scripts::part_reschedule(keys::PARTS, &part.to_string(), next, ttl_at);
-    let _: i64 = conn.script("rescheduling", &schedule).await?;
+    let call = scripts::part_reschedule(schedule, entry, next, cap + retention);
+    let _: i64 = store.conn.script("rescheduling", &call).await?;
     Ok(())
+}
+
+/// [`scripts::USER_SWEEP`] of `shard`: the records it deleted, its cut and the earliest
+/// deadline it left.
+async fn sweep_shard(store: &RedisStore, shard: u64) -> StoreResult<(u32, i64, Option<i64>)> {
+    let sweep = scripts::user_sweep(shard);
+    let (deleted, cut, earliest): (u32, i64, i64) =
+        store.conn.script("sweeping records", &sweep).await?;
+    Ok((deleted, cut, (earliest >= 0).then_some(earliest)))
 }
 
 /// Deletes the records of `members` that are still due at `cut`, one call per user hash, and

@@ -1043,10 +1043,7 @@ async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_liste
     let retention = Retention::default();
     let home = home_cell();
     let away = home.grid_disk::<Vec<_>>(2)[10];
-    for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
-        let position = at_centre(cell, name, Gender::Male);
-        store.upsert_now(position, retention).await.expect("upsert");
-    }
+    place_viewers(&store, home, away).await;
     for steps in 1..=5 {
         let name = format!("mover-{steps}");
         let before = at_centre(home, &name, Gender::Female);
@@ -1057,16 +1054,32 @@ async fn a_clear_after_a_cluster_update_cut_off_at_any_step_leaves_nothing_liste
         let cleared = store.clear(&moved.user_id, &[Feature::PeopleNearby]).await;
 
         assert_eq!(cleared.expect("clear"), 1, "cut after step {steps}");
-        for viewer in ["viewer-a", "viewer-b"] {
-            let listed = store.nearby(&request(viewer, 50, None)).await;
-            let hits = listed.expect("nearby").expect("own entry").page.hits;
-            assert!(
-                hits.iter().all(|h| h.user_id != moved.user_id),
-                "cut after step {steps}: {viewer} still lists the cleared user"
-            );
-        }
+        assert_unlisted(&store, &moved.user_id, &format!("cut after step {steps}")).await;
         let left = store.get(Feature::PeopleNearby, &moved.user_id).await;
         assert!(left.expect("get").is_none(), "cut after step {steps}");
+    }
+}
+
+/// `viewer-a` at `home` and `viewer-b` at `away`, men, for [`assert_unlisted`].
+async fn place_viewers(store: &RedisStore, home: CellIndex, away: CellIndex) {
+    for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
+        let position = at_centre(cell, name, Gender::Male);
+        store
+            .upsert_now(position, Retention::default())
+            .await
+            .expect("upsert");
+    }
+}
+
+/// Neither viewer of [`place_viewers`] lists `user` (`when` names the case).
+async fn assert_unlisted(store: &RedisStore, user: &UserId, when: &str) {
+    for viewer in ["viewer-a", "viewer-b"] {
+        let listed = store.nearby(&request(viewer, 50, None)).await;
+        let hits = listed.expect("nearby").expect("own entry").page.hits;
+        assert!(
+            hits.iter().all(|h| &h.user_id != user),
+            "{when}: {viewer} still lists the cleared user"
+        );
     }
 }
 
@@ -1307,10 +1320,7 @@ async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_mem
     let retention = Retention::default();
     let home = home_cell();
     let away = home.grid_disk::<Vec<_>>(2)[10];
-    for (name, cell) in [("viewer-a", home), ("viewer-b", away)] {
-        let position = at_centre(cell, name, Gender::Male);
-        a.upsert_now(position, retention).await.expect("upsert");
-    }
+    place_viewers(&a, home, away).await;
     let at_home = at_centre(home, "racer", Gender::Female);
 
     let fence = a.fence(&at_home.user_id).await.expect("fence");
@@ -1332,14 +1342,7 @@ async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_mem
 
     assert!(confirmed.is_err(), "A's member was taken: {confirmed:?}");
     assert_eq!(cleared.expect("clear"), 1);
-    for viewer in ["viewer-a", "viewer-b"] {
-        let listed = a.nearby(&request(viewer, 50, None)).await;
-        let hits = listed.expect("nearby").expect("own entry").page.hits;
-        assert!(
-            hits.iter().all(|h| h.user_id != at_home.user_id),
-            "{viewer} still lists the cleared user"
-        );
-    }
+    assert_unlisted(&a, &at_home.user_id, "after B's update and Clear").await;
 }
 
 /// Issue 20 point 2: a cluster UpdateLocation cut off after any of its steps (the node killed)
