@@ -2,13 +2,12 @@
 //! candidate filtering, banding and ranking, over a seeded population. Target: ≤ 5 µs per
 //! query with 1,000 candidates.
 //!
-//! `nearby_query` times the calls both stores make, in the order they make them: the
-//! batches (`Batches::first`, then `Batches::more`, doubling), `walked` from a viewer cell no
-//! list used this epoch and `planned` from one that another did (`Plans`), and the ranking of
-//! every band read so far (`NearbyQuery::rank`) until the page is full, with the members
-//! offered as the Redis store offers what it fetched (the fetch itself is Redis's time, in
-//! `scripts/compare`). `nearby_query_search` keeps the earlier figure: the cell-by-cell
-//! `NearbyQuery::search`, which no store runs.
+//! `nearby_query` times the search both stores drive (`Search`: the first batch, then more,
+//! doubling, every band read so far ranked after each, until the page is settled), as the
+//! embedded store runs it (`Search::run`), `walked` from a viewer cell no list used this epoch
+//! and `planned` from one that another did (`Plans`), every member of each cell offered (the
+//! Redis store offers only what its windowed reads fetched, and the fetch itself is Redis's
+//! time, in `scripts/compare`).
 //!
 //! Run: `cargo bench --bench hot_path` (state RUSTFLAGS with the figures: h3o is faster with
 //! `-C target-cpu=native`, which enables FMA).
@@ -20,7 +19,7 @@ use h3o::CellIndex;
 use vicinity::domain::{
     Coordinates, Gender, SnapGrid, Timestamp, UserId,
     epoch_cache::CAPACITY,
-    nearby::{Batches, NearbyRequest, Plans, Secret, Tickets},
+    nearby::{NearbyRequest, Plans, Search, Secret, Tickets},
     user::GenderFilter,
 };
 
@@ -93,41 +92,18 @@ fn query(c: &mut Criterion) {
             let id = BenchmarkId::new(format!("limit_50_{plans_name}"), name);
             group.bench_with_input(id, cells, |b, cells| {
                 b.iter(|| {
-                    let query = req.query(viewer, now);
-                    let mut batches = Batches::new(&query, &grid);
-                    let mut more = !batches.first(&plans).is_empty();
-                    let page = loop {
-                        let (page, full) =
-                            query.rank(batches.read(), batches.cut(), |cell, sink| {
-                                for (user, ticket, gender) in cells.get(&cell).into_iter().flatten()
-                                {
-                                    sink.offer(user, *ticket, *gender, now);
-                                }
-                            });
-                        if full || !more {
-                            break page;
-                        }
-                        more = !batches.more().is_empty();
-                    };
-                    black_box(page)
+                    let (search, _) = Search::start(req.query(viewer, now), &grid, &plans);
+                    black_box(search.run(
+                        || cells,
+                        |cells, cell, sink| {
+                            for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
+                                sink.offer(user, *ticket, *gender, now);
+                            }
+                        },
+                    ))
                 });
             });
         }
-    }
-    group.finish();
-    let mut group = c.benchmark_group("nearby_query_search");
-    for (name, cells) in &populations {
-        group.bench_with_input(BenchmarkId::new("limit_50", name), cells, |b, cells| {
-            b.iter(|| {
-                let query = req.query(viewer, now);
-                let page = query.search(&grid, |cell, sink| {
-                    for (user, ticket, gender) in cells.get(&cell).into_iter().flatten() {
-                        sink.offer(user, *ticket, *gender, now);
-                    }
-                });
-                black_box(page)
-            });
-        });
     }
     group.finish();
 }
@@ -144,6 +120,7 @@ fn far_search(c: &mut Criterion) {
         .expect("a pentagon");
     let empty = grid.snap(Coordinates::new(-40.0, -120.0).expect("in range"));
     let now = Timestamp::from_millis(1_790_000_000_000);
+    let no_plans = Plans::new(0);
     let mut group = c.benchmark_group("far_search_50km");
     group.sample_size(20);
     for (name, viewer) in [("empty_area", empty), ("pentagon", pentagon)] {
@@ -151,10 +128,13 @@ fn far_search(c: &mut Criterion) {
         req.max_distance_m = 50_000;
         group.bench_function(BenchmarkId::new("first_page", name), |b| {
             b.iter(|| {
-                let query = req.query(viewer, now);
-                black_box(query.search(&grid, |cell, _| {
-                    black_box(cell);
-                }))
+                let (search, _) = Search::start(req.query(viewer, now), &grid, &no_plans);
+                black_box(search.run(
+                    || (),
+                    |_, cell, _| {
+                        black_box(cell);
+                    },
+                ))
             });
         });
     }

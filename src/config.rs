@@ -154,6 +154,11 @@ pub struct ServeArgs {
     /// attempt) before giving up; 0 gives up at once.
     #[arg(long, env = "VICINITY_STORE_WAIT", default_value = "60s", value_parser = duration)]
     pub store_wait: Duration,
+    /// The runtime's worker threads. 0: one per core. Where the node shares a small machine
+    /// with its Redis, one fewer than the cores avoids workers waking each other on cores
+    /// Redis needs (docs/performance.md, "The service's threads").
+    #[arg(long, env = "VICINITY_SERVE_THREADS", default_value_t = 0)]
+    pub threads: u16,
     /// How long shutdown waits for calls in flight.
     #[arg(long, env = "VICINITY_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub drain_timeout: Duration,

@@ -179,10 +179,16 @@ struct Target {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Load(args) = &cli.command {
+    match &cli.command {
         // The harness shares the machine with what it measures: its own threads are a flag
         // (docs/performance.md, "The harness's threads").
-        builder.worker_threads(usize::from(args.threads));
+        Command::Load(args) => {
+            builder.worker_threads(usize::from(args.threads));
+        }
+        Command::Serve(args) if args.threads > 0 => {
+            builder.worker_threads(usize::from(args.threads));
+        }
+        _ => {}
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

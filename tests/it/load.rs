@@ -159,7 +159,7 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
 }
 
 /// Issue 10: the comparison with the peer takes turns, a slice each, and reports the ratio of
-/// each round with its spread beside the runs.
+/// each round with its spread beside the runs; a warm-up runs each side first, in no ratio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() {
     let peer = vicinity_testing::redis::RedisServer::start().expect("redis-server starts");
@@ -173,10 +173,17 @@ async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() 
         "2s",
         "--slice",
         "500ms",
+        "--warm-up",
+        "300ms",
     ];
     let report = run_against_a_server(&flags, Duration::from_secs(30)).await;
-    let order: Vec<&str> = report.runs.iter().map(|r| r.target.as_str()).collect();
+    let (warm, runs) = report.runs.split_at(4);
+    let warmed: Vec<&str> = warm.iter().map(|r| r.target.as_str()).collect();
+    assert!(warm.iter().all(|r| r.role == Role::WarmUp), "{warmed:?}");
+    let order: Vec<&str> = runs.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(order.len(), 16, "{order:?}");
+    assert_eq!(warmed, order[..4], "{order:?}");
+    assert!(runs.iter().all(|r| r.role == Role::Slice), "{order:?}");
     assert_eq!(order[0], "service", "{order:?}");
     // The consent-aware peer, at the radius that fills a page at this population's density.
     assert!(order[1].starts_with("redis-geo-consent-"), "{order:?}");

@@ -239,6 +239,10 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                 Mode::Rate(rate) => Pace::Open { rate },
                 _ => unreachable!("matched above"),
             };
+            if !args.warm_up.is_zero() {
+                let warm_up = args.warm_up;
+                each_side(&mut session, &main, &searches, Role::WarmUp, pace, warm_up).await;
+            }
             interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
         }
         _ => {
@@ -323,10 +327,22 @@ async fn interleave(
     rounds: u32,
 ) {
     for _ in 0..rounds {
-        session.run(main, "service", Role::Slice, pace, slice).await;
-        for (name, search) in searches {
-            session.run(search, name, Role::Slice, pace, slice).await;
-        }
+        each_side(session, main, searches, Role::Slice, pace, slice).await;
+    }
+}
+
+/// The service, then each peer search, once for `duration` each, as `role`.
+async fn each_side(
+    session: &mut Session,
+    main: &Arc<dyn Target>,
+    searches: &[(String, Arc<dyn Target>)],
+    role: Role,
+    pace: Pace,
+    duration: Duration,
+) {
+    session.run(main, "service", role, pace, duration).await;
+    for (name, search) in searches {
+        session.run(search, name, role, pace, duration).await;
     }
 }
 

@@ -53,6 +53,8 @@ pub enum Role {
     Load,
     /// One slice of the interleaved comparison with the peer.
     Slice,
+    /// A side's run before the interleaved comparison (`--warm-up`), in no ratio.
+    WarmUp,
 }
 
 impl Role {
@@ -65,6 +67,7 @@ impl Role {
             Role::HalfPeak => "half-peak",
             Role::Load => "load",
             Role::Slice => "slice",
+            Role::WarmUp => "warm-up",
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::nearby::{Batches, OrderContext, Plans, Tickets};
+use crate::domain::nearby::{OrderContext, Plans, Search, Tickets};
 use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
@@ -452,22 +452,21 @@ impl LocationStore for MemoryStore {
     }
 }
 
-/// One People Nearby search on the embedded store. The walk over cells (the CPU work) runs
-/// without the lock; each batch of bands is ranked under it, all bands read so far at once, so
-/// one page is one consistent view and the lock is held for at most `MAX_CELLS_PER_CALL` cell
-/// lookups and their members. The viewer is in `own_cell` at `now` (read by the caller).
+/// One People Nearby search on the embedded store ([`Search::run`]). The walk over cells (the
+/// CPU work) runs without the lock; each batch of bands is ranked under it, all bands read so
+/// far at once, so one page is one consistent view and the lock is held for at most
+/// `MAX_CELLS_PER_CALL` cell lookups and their members. The viewer is in `own_cell` at `now`
+/// (read by the caller).
 fn search(
     shared: &Shared,
     request: &NearbyRequest,
     own_cell: CellIndex,
     now: Timestamp,
 ) -> NearbyResult {
-    let query = request.query(own_cell, now);
-    let mut batches = Batches::new(&query, &shared.grid);
-    let mut more = !batches.first(&shared.plans).is_empty();
-    loop {
-        let state = shared.lock();
-        let (page, full) = query.rank(batches.read(), batches.cut(), |cell, sink| {
+    let (search, _) = Search::start(request.query(own_cell, now), &shared.grid, &shared.plans);
+    let (query, page) = search.run(
+        || shared.lock(),
+        |state, cell, sink| {
             let Some(members) = state.cells.get(&(Feature::PeopleNearby, cell)) else {
                 return;
             };
@@ -477,13 +476,9 @@ fn search(
                     sink.offer(user, member.ticket, member.gender, last_active);
                 }
             }
-        });
-        if full || !more {
-            return NearbyResult::of(&query, page, now);
-        }
-        drop(state);
-        more = !batches.more().is_empty();
-    }
+        },
+    );
+    NearbyResult::of(&query, page, now)
 }
 
 #[async_trait]

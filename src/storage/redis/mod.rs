@@ -24,8 +24,8 @@ use h3o::CellIndex;
 use tonic::async_trait;
 use tracing::instrument;
 
+use cells::Fetched;
 pub use cells::MAX_KEYS_PER_SCRIPT;
-use cells::{Fetched, earliest};
 pub use checks::{Persistence, persistence};
 pub use conn::{
     ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted, transient,
@@ -40,7 +40,7 @@ use super::{
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
     limits::Rate,
-    nearby::{Batches, NearbyRequest, Plans, Pseudonyms, Tickets},
+    nearby::{NearbyRequest, Plans, Pseudonyms, Search, Tickets},
 };
 
 /// The smallest batch of cells a search reads on the bulk connection. Smaller batches (a near
@@ -247,33 +247,18 @@ impl LocationStore for RedisStore {
         own_cell: CellIndex,
         now: Timestamp,
     ) -> StoreResult<NearbyResult> {
-        let mut query = request.query(own_cell, now);
-        let mut batches = Batches::new(&query, &self.grid);
+        let (mut search, mut cells) =
+            Search::start(request.query(own_cell, now), &self.grid, &self.plans);
         let mut fetched = Fetched::new();
         let mut first = true;
-        let page = loop {
-            let cells = if first {
-                batches.first(&self.plans)
-            } else {
-                // A later batch is a far or sparse search: its walk (milliseconds of CPU at
-                // most) runs on a blocking thread, not on the runtime's workers.
-                let mut b = batches;
-                let (b, cells) = tokio::task::spawn_blocking(move || {
-                    let cells = b.more();
-                    (b, cells)
-                })
-                .await
-                .map_err(|e| StoreError::unfinished(&e, "searching"))?;
-                batches = b;
-                cells
-            };
-            let more = !cells.is_empty();
-            if more {
+        loop {
+            if !cells.is_empty() {
                 let stop = if first || cells.len() < BULK_BATCH {
-                    self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                    self.fetch(&self.conn, search.query(), cells, &mut fetched)
+                        .await?
                 } else {
                     match self
-                        .fetch(&self.bulk, &query, cells.clone(), &mut fetched)
+                        .fetch(&self.bulk, search.query(), cells.clone(), &mut fetched)
                         .await
                     {
                         // The bulk connection is idle between far searches, so after a Redis
@@ -286,24 +271,32 @@ impl LocationStore for RedisStore {
                                 StoreErrorKind::Unavailable | StoreErrorKind::Timeout
                             ) =>
                         {
-                            self.fetch(&self.conn, &query, cells, &mut fetched).await?
+                            self.fetch(&self.conn, search.query(), cells, &mut fetched)
+                                .await?
                         }
                         other => other?,
                     }
                 };
-                query.read_until = earliest(query.read_until, stop);
+                search.stopped_at(stop);
             }
             first = false;
-            let (page, full) = query.rank(batches.read(), batches.cut(), |cell, sink| {
+            let page = search.rank(|cell, sink| {
                 for (user, gender, last_active) in fetched.get(&cell).into_iter().flatten() {
                     sink.offer(user, self.tickets.of(user), *gender, *last_active);
                 }
             });
-            if full || !more || query.read_until.is_some() {
-                break page;
+            if let Some(page) = page {
+                return Ok(NearbyResult::of(search.query(), page, now));
             }
-        };
-        Ok(NearbyResult::of(&query, page, now))
+            // A later batch is a far or sparse search: its walk (milliseconds of CPU at most)
+            // runs on a blocking thread, not on the runtime's workers.
+            (search, cells) = tokio::task::spawn_blocking(move || {
+                let cells = search.next_batch();
+                (search, cells)
+            })
+            .await
+            .map_err(|e| StoreError::unfinished(&e, "searching"))?;
+        }
     }
 
     async fn purge_expired(&self) -> StoreResult<Expired> {

@@ -9,9 +9,11 @@ mod order;
 mod page;
 mod query;
 mod request;
+mod search;
 mod walk;
 
-pub use batches::{Batches, Plans};
+use batches::Batches;
+pub use batches::Plans;
 pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
@@ -19,4 +21,5 @@ pub use request::{
     DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
     parse_excluded, parse_limit, parse_max_distance,
 };
+pub use search::Search;
 pub use walk::{BandWalk, FIRST_BATCH, MAX_CELLS_PER_CALL};

@@ -119,7 +119,7 @@ impl Candidate<'_> {
     }
 }
 
-/// Receives the members of one cell during a search; see [`NearbyQuery::search`]. Keeps
+/// Receives the members of one cell during a search; see [`super::Search`]. Keeps
 /// only the best `limit + 1` candidates so far, in a max-heap: a candidate that cannot make
 /// the page costs one comparison, and a cell whose band cannot make it is not visited.
 #[derive(Debug)]
@@ -207,30 +207,6 @@ impl NearbyQuery {
         )
     }
 
-    /// Walks the cells in range band by band, calling `visit` with each (the store offers
-    /// that cell's visible members to the collector), and stops as soon as no later band can
-    /// change the page, or when the call has read [`super::MAX_CELLS_PER_CALL`] cells (the
-    /// page then ends after the last band read, and the next continues from there). Work is
-    /// bounded by `limit`, not by density, except for the members of the last band needed.
-    pub fn search<'a>(
-        &self,
-        grid: &SnapGrid,
-        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
-    ) -> Page {
-        let mut walk = self.walk(grid);
-        let mut collector = self.collector();
-        while let Some((band_m, cells)) = walk.next_band() {
-            collector.band_m = band_m;
-            for cell in cells {
-                visit(cell, &mut collector);
-            }
-            if collector.is_full() {
-                break;
-            }
-        }
-        self.page(collector, walk.cut())
-    }
-
     /// Ranks the members of bands a store has already read (in band order, as
     /// [`BandWalk`] handed them out); `cut` is the walk's. Also says whether the page is full:
     /// later bands cannot change it.
@@ -313,7 +289,7 @@ mod tests {
     use super::*;
     use crate::{
         Coordinates,
-        nearby::{Secret, Tickets},
+        nearby::{Plans, Search, Secret, Tickets},
     };
 
     fn user(n: usize) -> UserId {
@@ -350,17 +326,30 @@ mod tests {
         }
     }
 
+    /// `q`'s page as a store runs the search ([`Search::run`]), with nobody in any cell,
+    /// `visit` told each cell read; no plans, so every first batch is walked.
+    fn search(q: &NearbyQuery, grid: &SnapGrid, mut visit: impl FnMut(CellIndex)) -> Page {
+        let (search, _) = Search::start(q.clone(), grid, &Plans::new(0));
+        search.run(|| (), |_, cell, _| visit(cell)).1
+    }
+
+    /// `q`'s page as a store runs the search over `cells`.
     fn run(
         q: &NearbyQuery,
         grid: &SnapGrid,
         cells: &HashMap<CellIndex, Vec<(UserId, Gender)>>,
     ) -> Page {
         let tickets = Tickets::new(&Secret::from_bytes([3; 32]));
-        q.search(grid, |cell, sink| {
-            for (u, g) in cells.get(&cell).into_iter().flatten() {
-                sink.offer(u, tickets.of(u), *g, Timestamp::default());
-            }
-        })
+        let (search, _) = Search::start(q.clone(), grid, &Plans::new(0));
+        let (_, page) = search.run(
+            || cells,
+            |cells, cell, sink| {
+                for (u, g) in cells.get(&cell).into_iter().flatten() {
+                    sink.offer(u, tickets.of(u), *g, Timestamp::default());
+                }
+            },
+        );
+        page
     }
 
     #[test]
@@ -446,19 +435,21 @@ mod tests {
         let mut q = query(origin, 10);
         q.max_distance_m = 1_000;
         let mut farthest: f64 = 0.0;
-        q.search(&grid, |cell, _| {
+        search(&q, &grid, |cell| {
             farthest = farthest.max(grid.centre_distance_m(origin, cell))
         });
         assert!(farthest <= 1_000.0 && farthest > 500.0);
     }
 
-    /// The cells a search with radius `r` visits (a large page, so nothing settles early).
+    /// The cells a search with radius `r` visits (a large page, so nothing settles early),
+    /// each once (a batch ranks every band read before it again).
     fn visited(grid: &SnapGrid, origin: CellIndex, r: u32) -> Vec<CellIndex> {
         let mut q = query(origin, 100);
         q.max_distance_m = r;
         let mut cells = Vec::new();
-        q.search(grid, |cell, _| cells.push(cell));
+        search(&q, grid, |cell| cells.push(cell));
         cells.sort_unstable();
+        cells.dedup();
         cells
     }
 
@@ -507,8 +498,10 @@ mod tests {
             let mut seen = HashSet::new();
             let mut calls = 0;
             loop {
-                let mut visited = Vec::new();
-                let page = q.search(&grid, |cell, _| visited.push(cell));
+                let mut visited = HashSet::new();
+                let page = search(&q, &grid, |cell| {
+                    visited.insert(cell);
+                });
                 assert!(
                     visited.len() <= crate::nearby::MAX_CELLS_PER_CALL,
                     "call {calls}: {} cells, after {:?}",
