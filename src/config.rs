@@ -6,6 +6,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::{Args, ValueEnum};
+use tokio_util::task::TaskTracker;
 
 mod files;
 mod receipts;
@@ -418,6 +419,9 @@ pub struct Config {
     pub policy: Policy,
     /// The clock (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
+    /// The service's detached work ([`crate::service::Deps::tasks`]); tests keep a clone to
+    /// wait for it.
+    pub tasks: TaskTracker,
     /// TLS for gRPC (`None`: plaintext).
     pub tls: Option<ServerTls>,
     /// Whether a non-loopback address may be served without mutual TLS.
@@ -486,6 +490,7 @@ impl Config {
             connections: ConnectionLimits::from_args(args)?,
             policy: policy(args)?,
             clock: Arc::new(SystemClock),
+            tasks: TaskTracker::new(),
             tls: server_tls(args)?,
             allow_plaintext_public: args.allow_plaintext_public,
             metrics_listen: args.metrics_listen,
@@ -515,6 +520,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
+            tasks: TaskTracker::new(),
             tls: None,
             allow_plaintext_public: false,
             metrics_listen: None,

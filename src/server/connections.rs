@@ -38,6 +38,7 @@ use tokio::{
     time::{Instant, Sleep},
 };
 use tokio_stream::{Stream, StreamExt};
+use tokio_util::task::TaskTracker;
 use tonic::{
     body::Body,
     transport::server::{Connected, TlsConnectInfo},
@@ -116,14 +117,21 @@ impl Drop for InFlight {
 /// A layer around every service that counts each call in flight on its connection, from its
 /// request until its response body is done with (a stream's last message, or the client
 /// going away).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CallsLayer;
+#[derive(Debug, Clone, Default)]
+pub struct CallsLayer {
+    /// Each call's handler runs as the service's work (`service::Deps::tasks`): the drain
+    /// and the tests wait for handlers whose clients went away, and for what they detached.
+    pub tasks: TaskTracker,
+}
 
 impl<S> tower::Layer<S> for CallsLayer {
     type Service = Calls<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Calls { inner }
+        Calls {
+            inner,
+            tasks: self.tasks.clone(),
+        }
     }
 }
 
@@ -131,6 +139,7 @@ impl<S> tower::Layer<S> for CallsLayer {
 #[derive(Debug, Clone)]
 pub struct Calls<S> {
     inner: S,
+    tasks: TaskTracker,
 }
 
 impl<S> tower::Service<http::Request<Body>> for Calls<S>
@@ -155,7 +164,7 @@ where
                 .map(TlsConnectInfo::get_ref)
         });
         let call = activity.map(Activity::begin);
-        let answer = self.inner.call(request);
+        let answer = self.tasks.track_future(self.inner.call(request));
         Box::pin(async move {
             let response = answer.await?;
             Ok(match call {

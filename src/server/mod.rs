@@ -186,8 +186,22 @@ pub async fn run(
         },
     };
     let result = serving.await;
+    settle(&config.tasks, config.drain_timeout).await;
     stop(&tasks);
     result
+}
+
+/// Waits, at most `timeout`, for the detached work of calls that ended (a write or a purge
+/// whose caller stopped waiting): a purge cut off by the exit is finished by a later sweep
+/// (it is owed), but one that finishes here is not left to it.
+async fn settle(tasks: &tokio_util::task::TaskTracker, timeout: Duration) {
+    tasks.close();
+    if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "drain timed out: detached work left unfinished"
+        );
+    }
 }
 
 /// `shutdown`, then readiness off at once and for good (out of the balancer before the
@@ -263,7 +277,9 @@ fn serve_grpc<'a>(
                 access_log: config.access_log,
             },
         )))
-        .layer(connections::CallsLayer)
+        .layer(connections::CallsLayer {
+            tasks: config.tasks.clone(),
+        })
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
         ))
@@ -338,6 +354,7 @@ async fn start(
         policy: config.policy,
         receipts: config.receipts.clone(),
         places: config.places.clone(),
+        tasks: config.tasks.clone(),
     });
     show_settings(config);
     let _ = started.set(svc.clone());

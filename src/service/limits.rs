@@ -4,6 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tokio_util::task::TaskTracker;
+
 use super::{ServiceError, ServiceResult, Vicinity};
 use crate::{
     domain::{Timestamp, limits::Rate},
@@ -36,6 +38,7 @@ impl Vicinity {
         // gives back whatever was taken (giving back what was not taken is harmless).
         let mut held = Places {
             limits: self.deps.limits.clone(),
+            tasks: self.deps.tasks.clone(),
             token,
             keys: caps.iter().map(|(key, _)| key.clone()).collect(),
         };
@@ -69,6 +72,8 @@ pub(super) fn admitted(admission: Admission, limit: &'static str) -> ServiceResu
 /// first (its client went away), by a task of their own. Every place also ends by itself.
 pub(super) struct Places {
     limits: Arc<dyn LimitStore>,
+    /// Where a drop gives the places back ([`super::Deps::tasks`]).
+    tasks: TaskTracker,
     token: u64,
     keys: Vec<LimitKey>,
 }
@@ -78,6 +83,7 @@ impl Places {
     pub(super) fn take(&mut self) -> Places {
         Places {
             limits: self.limits.clone(),
+            tasks: self.tasks.clone(),
             token: self.token,
             keys: std::mem::take(&mut self.keys),
         }
@@ -99,6 +105,6 @@ impl Drop for Places {
             return;
         }
         let mut rest = self.take();
-        tokio::spawn(async move { rest.release().await });
+        self.tasks.spawn(async move { rest.release().await });
     }
 }

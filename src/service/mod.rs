@@ -14,6 +14,8 @@ mod tests;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use tokio_util::task::TaskTracker;
+
 use audit::Action;
 
 pub use error::ServiceError;
@@ -68,6 +70,10 @@ pub struct Deps {
     pub receipts: Option<Arc<crate::receipts::Receipts>>,
     /// The sensitive-place policy every entering position goes through (SPEC §4.8).
     pub places: Arc<crate::places::Places>,
+    /// Detached work (a write or a purge its caller may stop waiting for, the withdrawal of
+    /// an abandoned shake, places given back): spawned here, so the server's drain and the
+    /// tests wait for it instead of guessing how long it takes.
+    pub tasks: TaskTracker,
 }
 
 /// The vicinity service: every operation of the API, on domain types.
@@ -134,7 +140,7 @@ impl Vicinity {
         }
         let this = self.clone();
         let (user, features) = (user.clone(), features.to_vec());
-        let task = tokio::spawn(async move {
+        let task = self.deps.tasks.spawn(async move {
             let before = first.await?;
             let purged = this.purge_now(&user, &features).await;
             match &purged {

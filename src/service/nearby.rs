@@ -113,8 +113,8 @@ impl Vicinity {
             let (this, position) = (self.clone(), position.clone());
             // The jump cap judges the move to where the user really is (`snapped`): a
             // coarsened position is never more than the coarse parent's radius from it.
-            let write =
-                tokio::spawn(async move { this.write_limited(position, snapped, fence).await });
+            let write = (self.deps.tasks)
+                .spawn(async move { this.write_limited(position, snapped, fence).await });
             let written = write
                 .await
                 .map_err(|e| StoreError::unfinished(&e, "updating a location"))?;
@@ -332,7 +332,7 @@ impl Vicinity {
             user.clone(),
             self.deps.retention,
         );
-        let leave = tokio::spawn(async move {
+        let leave = self.deps.tasks.spawn(async move {
             locations
                 .leave(Feature::PeopleNearby, &user, retention)
                 .await

@@ -5,6 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio_util::task::TaskTracker;
 use tracing::instrument;
 
 use super::{ServiceResult, Vicinity, audit, limits::Places};
@@ -29,6 +30,8 @@ const SETUP_ALLOWANCE: Duration = Duration::from_millis(500);
 /// pending place would admit a second shake while the first still waits (issue 20 point 7).
 struct WithdrawOnDrop {
     store: Arc<dyn ShakeStore>,
+    /// Where the withdrawal runs ([`super::Deps::tasks`]).
+    tasks: TaskTracker,
     pending: Option<PendingShake>,
     places: Option<Places>,
 }
@@ -38,7 +41,7 @@ impl Drop for WithdrawOnDrop {
         if let Some(pending) = self.pending.take() {
             let store = self.store.clone();
             let places = self.places.take();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(error) = store.withdraw(&pending).await {
                     tracing::warn!(%error, "could not withdraw an abandoned shake");
                 }
@@ -133,6 +136,7 @@ impl Vicinity {
             ShakeOutcome::Pending(pending) => {
                 let mut guard = WithdrawOnDrop {
                     store: self.deps.shakes.clone(),
+                    tasks: self.deps.tasks.clone(),
                     pending: Some(pending.clone()),
                     places: Some(places.take()),
                 };

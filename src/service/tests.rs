@@ -186,6 +186,7 @@ fn deps_on(store: &Arc<MemoryStore>, clock: &Arc<ManualClock>) -> Deps {
         secret: Arc::new(Secret::from_bytes([3; 32])),
         receipts: None,
         places: Arc::default(),
+        tasks: Default::default(),
     }
 }
 

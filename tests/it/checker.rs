@@ -509,12 +509,12 @@ async fn the_checker_finds_nothing_on_the_embedded_store() {
     let outcome = drive(vec![app.client.clone()], seed, ops).await;
     report("the embedded store", seed, ops, &outcome);
     // Writes whose callers were cut off finish in tasks of their own (by design: a cluster's
-    // steps are never cut apart); let them land before the manual clock jumps, or one landing
+    // steps are never cut apart); they land before the manual clock jumps, or one landing
     // after the jump would carry deadlines from the new time.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // The embedded store runs on the app's manual clock.
+    app.settled().await;
+    // The embedded store runs on the app's manual clock (an entry past its deadline is never
+    // returned, whether or not the purge task has run yet).
     app.advance(RETENTION + PURGE_BOUND);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     for user in 0..USERS {
         let export = app.export(&name(user)).await.expect("export");
         assert!(export.locations.is_empty(), "ck-{user}: {export:?}");

@@ -136,6 +136,8 @@ pub struct TestApp {
     redis: Option<RedisServer>,
     /// Where metrics are served, if they are.
     metrics_addr: Option<SocketAddr>,
+    /// The server's detached work ([`TestApp::settled`]).
+    tasks: tokio_util::task::TaskTracker,
 }
 
 /// A server with the test defaults: open on loopback, embedded store, manual clock.
@@ -192,6 +194,7 @@ impl TestApp {
         configure(&mut config);
         let plaintext = config.tls.is_none();
         let retention = config.retention.window();
+        let tasks = config.tasks.clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let metrics = match config.metrics_listen {
             Some(at) => Some(TcpListener::bind(at).await.expect("bind metrics")),
@@ -220,6 +223,7 @@ impl TestApp {
             log_start,
             redis,
             metrics_addr,
+            tasks,
         };
         if plaintext {
             app.wait_until_ready().await;
@@ -231,6 +235,14 @@ impl TestApp {
     /// until then); a server that stopped or never gets ready is left to the test to report.
     async fn wait_until_ready(&self) {
         let _ = self.await_serving("").await;
+    }
+
+    /// Waits until the server's detached work is done: writes and purges whose callers were
+    /// cut off, withdrawals of abandoned shakes, places given back (`service::Deps::tasks`).
+    pub async fn settled(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
     }
 
     /// Where the app serves metrics (`None`: it does not).

@@ -224,7 +224,8 @@ async fn a_cancelled_shake_is_withdrawn(backend: Backend) {
         cancelled.is_err(),
         "still waiting when cancelled: {cancelled:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The dropped call's handler ends and its withdrawal (detached) is done.
+    app.settled().await;
     let mut joiner = Request::new(pb::ShakeRequest {
         user_id: "joiner".into(),
         location: Some(location(HOME)),
