@@ -7,12 +7,15 @@ use std::{
     time::Duration,
 };
 
+use tonic::async_trait;
+
+use super::MemoryStore;
 use crate::{
     domain::{
-        Timestamp,
+        Feature, Timestamp, UserId,
         limits::{Rate, Verdict},
     },
-    storage::{Admission, LimitKey},
+    storage::{Admission, LimitKey, LimitStore, LocationEntry, StoreResult},
 };
 
 /// Limit state void by a given time: what the sweep removes.
@@ -164,5 +167,69 @@ impl Limits {
     /// Keys with state (for tests of the sweep).
     pub(super) fn len(&self) -> usize {
         self.rates.len() + self.holds.len()
+    }
+}
+
+#[async_trait]
+impl LimitStore for MemoryStore {
+    async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
+        let now = self.now();
+        Ok(self.shared.lock().limits.admit(key, rate, now))
+    }
+
+    async fn hold(
+        &self,
+        key: &LimitKey,
+        token: u64,
+        cap: u32,
+        hold: Duration,
+    ) -> StoreResult<Admission> {
+        let now = self.now();
+        Ok(self.shared.lock().limits.hold(key, token, cap, hold, now))
+    }
+
+    async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
+        self.shared.lock().limits.release(key, token);
+        Ok(())
+    }
+
+    async fn admit_holding(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        places: &[(LimitKey, u32)],
+        token: u64,
+        hold: Duration,
+    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        Ok(state
+            .limits
+            .admit_holding(key, rate, places, token, hold, now))
+    }
+
+    async fn forget(&self, user: &UserId) -> StoreResult<()> {
+        let mut state = self.shared.lock();
+        for key in LimitKey::all_of(user) {
+            state.limits.forget(&key);
+        }
+        Ok(())
+    }
+
+    async fn admit_reading(
+        &self,
+        key: &LimitKey,
+        rate: Rate,
+        feature: Feature,
+        user: &UserId,
+    ) -> StoreResult<(Admission, Option<LocationEntry>)> {
+        let now = self.now();
+        let mut state = self.shared.lock();
+        let admission = state.limits.admit(key, rate, now);
+        let entry = match admission {
+            Admission::Admitted(_) => state.live(&(feature, user.clone()), now).cloned(),
+            Admission::Refused(_) => None,
+        };
+        Ok((admission, entry))
     }
 }

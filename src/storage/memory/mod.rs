@@ -16,6 +16,7 @@ use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
+mod consent;
 mod limits;
 mod shake;
 
@@ -23,12 +24,12 @@ use limits::Limits;
 use shake::ShakeState;
 
 use super::{
-    Admission, CLEAR_MARK_TTL, ConsentStore, Expired, FENCE_LIFETIME, Fence, LimitKey, LimitStore,
-    LocationEntry, LocationStore, NearbyResult, OwedPurge, Position, StoreError, StoreResult,
+    CLEAR_MARK_TTL, Expired, FENCE_LIFETIME, Fence, LocationEntry, LocationStore, NearbyResult,
+    OwedPurge, Position, StoreError, StoreResult,
 };
 use crate::domain::{
-    Clock, ConsentEvent, ConsentRecord, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp,
-    UserId, consent::HISTORY_PER_FEATURE, limits::Rate, nearby::NearbyRequest,
+    Clock, ConsentEvent, Deadlines, Feature, Gender, Retention, SnapGrid, Timestamp, UserId,
+    nearby::NearbyRequest,
 };
 
 type EntryKey = (Feature, UserId);
@@ -214,70 +215,6 @@ impl MemoryStore {
 
     fn now(&self) -> Timestamp {
         self.shared.clock.now()
-    }
-}
-
-#[async_trait]
-impl LimitStore for MemoryStore {
-    async fn admit(&self, key: &LimitKey, rate: Rate) -> StoreResult<Admission> {
-        let now = self.now();
-        Ok(self.shared.lock().limits.admit(key, rate, now))
-    }
-
-    async fn hold(
-        &self,
-        key: &LimitKey,
-        token: u64,
-        cap: u32,
-        hold: Duration,
-    ) -> StoreResult<Admission> {
-        let now = self.now();
-        Ok(self.shared.lock().limits.hold(key, token, cap, hold, now))
-    }
-
-    async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()> {
-        self.shared.lock().limits.release(key, token);
-        Ok(())
-    }
-
-    async fn admit_holding(
-        &self,
-        key: &LimitKey,
-        rate: Rate,
-        places: &[(LimitKey, u32)],
-        token: u64,
-        hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
-        let now = self.now();
-        let mut state = self.shared.lock();
-        Ok(state
-            .limits
-            .admit_holding(key, rate, places, token, hold, now))
-    }
-
-    async fn forget(&self, user: &UserId) -> StoreResult<()> {
-        let mut state = self.shared.lock();
-        for key in LimitKey::all_of(user) {
-            state.limits.forget(&key);
-        }
-        Ok(())
-    }
-
-    async fn admit_reading(
-        &self,
-        key: &LimitKey,
-        rate: Rate,
-        feature: Feature,
-        user: &UserId,
-    ) -> StoreResult<(Admission, Option<LocationEntry>)> {
-        let now = self.now();
-        let mut state = self.shared.lock();
-        let admission = state.limits.admit(key, rate, now);
-        let entry = match admission {
-            Admission::Admitted(_) => state.live(&(feature, user.clone()), now).cloned(),
-            Admission::Refused(_) => None,
-        };
-        Ok((admission, entry))
     }
 }
 
@@ -479,96 +416,6 @@ fn search(
         },
     );
     NearbyResult::of(&query, page, now)
-}
-
-#[async_trait]
-impl ConsentStore for MemoryStore {
-    async fn current(&self, user: &UserId, feature: Feature) -> StoreResult<ConsentRecord> {
-        let state = self.shared.lock();
-        let latest = state
-            .consent_history
-            .get(user)
-            .and_then(|events| events.iter().rev().find(|e| e.feature == feature));
-        Ok(latest
-            .cloned()
-            .unwrap_or_else(|| ConsentRecord::undecided(user.clone(), feature)))
-    }
-
-    async fn all_current(&self, user: &UserId) -> StoreResult<Vec<ConsentRecord>> {
-        let mut records = Vec::with_capacity(Feature::ALL.len());
-        for feature in Feature::ALL {
-            records.push(self.current(user, feature).await?);
-        }
-        Ok(records)
-    }
-
-    async fn granted_among(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
-        let mut granted = Vec::with_capacity(users.len());
-        for user in users {
-            granted.push(self.current(user, feature).await?.is_granted());
-        }
-        Ok(granted)
-    }
-
-    async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
-        let state = self.shared.lock();
-        Ok(state.consent_history.get(user).cloned().unwrap_or_default())
-    }
-
-    async fn append(&self, event: ConsentEvent) -> StoreResult<()> {
-        let mut state = self.shared.lock();
-        let feature = event.feature;
-        let events = state
-            .consent_history
-            .entry(event.user_id.clone())
-            .or_default();
-        events.push(event);
-        let of_feature = events.iter().filter(|e| e.feature == feature).count();
-        if of_feature > HISTORY_PER_FEATURE
-            && let Some(oldest) = events.iter().position(|e| e.feature == feature)
-        {
-            events.remove(oldest);
-        }
-        Ok(())
-    }
-
-    async fn forget(&self, user: &UserId) -> StoreResult<u32> {
-        let mut state = self.shared.lock();
-        let removed = state.consent_history.remove(user).unwrap_or_default();
-        Ok(removed.len() as u32)
-    }
-
-    async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge> {
-        let owed = OwedPurge {
-            user: user.clone(),
-            feature,
-            token: crate::random::u64()?,
-        };
-        let now = self.now();
-        self.shared.lock().owed.insert((now, owed.clone()));
-        Ok(owed)
-    }
-
-    async fn owed_purges(&self, age: Duration, limit: usize) -> StoreResult<Vec<OwedPurge>> {
-        let cut = Timestamp::from_millis(self.now().as_millis() - age.as_millis() as i64);
-        let state = self.shared.lock();
-        Ok(state
-            .owed
-            .iter()
-            .take_while(|(at, _)| *at <= cut)
-            .take(limit)
-            .map(|(_, owed)| owed.clone())
-            .collect())
-    }
-
-    async fn settle_purge(&self, owed: &OwedPurge) -> StoreResult<()> {
-        self.shared.lock().owed.retain(|(_, o)| o != owed);
-        Ok(())
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
