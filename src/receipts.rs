@@ -245,6 +245,61 @@ impl PublicKey {
             raw: raw.to_vec(),
         })
     }
+
+    /// The key as a JSON Web Key (RFC 8037: `OKP`, `Ed25519`, the raw key in `x`), with its
+    /// `kid`, for a JWKS a JOSE library can be given.
+    pub fn to_jwk(&self) -> Value {
+        json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": B64.encode(&self.raw),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        })
+    }
+
+    /// The Ed25519 keys of a JSON Web Key Set (`{"keys": [...]}`, as [`jwks`] writes it). A
+    /// key of another type is skipped; an Ed25519 key whose `x` is not 32 bytes, or whose
+    /// `kid` is not the one this service derives from it, is refused (a receipt names its key
+    /// by that `kid`).
+    pub fn from_jwks(text: &str) -> Result<Vec<Self>, ReceiptError> {
+        let bad = |what: String| ReceiptError(format!("the key set: {what}"));
+        let set: Value = serde_json::from_str(text).map_err(|_| bad("not JSON".into()))?;
+        let keys = set["keys"]
+            .as_array()
+            .ok_or_else(|| bad("no \"keys\" array".into()))?;
+        let mut out = Vec::new();
+        for (i, jwk) in keys.iter().enumerate() {
+            if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
+                continue;
+            }
+            let raw = jwk["x"]
+                .as_str()
+                .and_then(|x| B64.decode(x).ok())
+                .filter(|raw| raw.len() == 32)
+                .ok_or_else(|| bad(format!("key {i}: \"x\" is not a 32-byte base64url key")))?;
+            let kid = key_id(&raw);
+            if let Some(given) = jwk["kid"].as_str()
+                && given != kid
+            {
+                return Err(bad(format!(
+                    "key {i}: \"kid\" {given:?} is not this key's id ({kid})"
+                )));
+            }
+            out.push(Self { kid, raw });
+        }
+        if out.is_empty() {
+            return Err(bad("no Ed25519 key in it".into()));
+        }
+        Ok(out)
+    }
+}
+
+/// A JSON Web Key Set of `keys` (`{"keys": [...]}`): what an operator publishes so any JOSE
+/// library verifies receipts (every key ever used, so receipts made before a rotation verify).
+pub fn jwks(keys: &[PublicKey]) -> Value {
+    json!({ "keys": keys.iter().map(PublicKey::to_jwk).collect::<Vec<_>>() })
 }
 
 /// A receipt whose signature checked out.
@@ -367,6 +422,38 @@ mod tests {
                 "byte {i} altered"
             );
         }
+    }
+
+    /// The JWKS of two keys verifies the receipts of either, as the PEM files do, and fails
+    /// a changed one; a `kid` that is not the key's, or a short key, is refused.
+    #[test]
+    fn a_key_set_verifies_receipts_of_every_key_in_it() {
+        let (old, new) = (
+            Signer::from_pem(&pem(), terms()).unwrap(),
+            Signer::from_pem(&pem(), terms()).unwrap(),
+        );
+        let set = jwks(&[public(&old), public(&new)]).to_string();
+        let keys = PublicKey::from_jwks(&set).unwrap();
+        for signer in [&old, &new] {
+            let receipt = signer.sign(&granted());
+            assert_eq!(verify(&receipt, &keys).unwrap().kid, signer.key_id());
+            let mut altered = receipt.into_bytes();
+            let at = altered.len() / 2;
+            altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+            assert!(verify(&String::from_utf8(altered).unwrap(), &keys).is_err());
+        }
+        let mut wrong: Value = serde_json::from_str(&set).unwrap();
+        wrong["keys"][1]["kid"] = json!(old.key_id());
+        let refused = PublicKey::from_jwks(&wrong.to_string()).unwrap_err();
+        assert!(
+            refused.to_string().contains("is not this key's id"),
+            "{refused}"
+        );
+        let mut short: Value = serde_json::from_str(&set).unwrap();
+        short["keys"][0]["x"] = json!(B64.encode([1u8; 16]));
+        assert!(PublicKey::from_jwks(&short.to_string()).is_err());
+        let others = json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}).to_string();
+        assert!(PublicKey::from_jwks(&others).is_err(), "no Ed25519 key");
     }
 
     #[test]

@@ -146,11 +146,26 @@ enum ConsentAction {
     Verify {
         /// The operator's published public keys (PEM), one per flag: after a rotation, give
         /// the old ones too; the receipt names the key it was signed with.
-        #[arg(long = "public-key", env = "VICINITY_PUBLIC_KEY", required = true)]
+        #[arg(
+            long = "public-key",
+            env = "VICINITY_PUBLIC_KEY",
+            required_unless_present = "jwks"
+        )]
         public_keys: Vec<std::path::PathBuf>,
+        /// The operator's published key set (a JWKS, as `vicinity consent jwks` writes it),
+        /// instead of or beside --public-key.
+        #[arg(long, env = "VICINITY_JWKS")]
+        jwks: Option<std::path::PathBuf>,
         /// The receipt (a `receipt` field of GrantConsent, WithdrawConsent, GetConsent or
         /// ExportMyData).
         receipt: String,
+    },
+    /// Print the JSON Web Key Set of the given public keys, to publish beside them: any JOSE
+    /// library then verifies receipts by their `kid`.
+    Jwks {
+        /// The public keys (PEM), one per flag: every key receipts were ever signed with.
+        #[arg(long = "public-key", env = "VICINITY_PUBLIC_KEY", required = true)]
+        public_keys: Vec<std::path::PathBuf>,
     },
 }
 
@@ -416,19 +431,33 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
         }
         ConsentAction::Verify {
             public_keys,
+            jwks,
             receipt,
         } => {
-            let keys = public_keys
-                .iter()
-                .map(|path| receipts::PublicKey::from_pem_file(path))
-                .collect::<Result<Vec<_>, _>>()
-                .context("--public-key")?;
+            let mut keys = pem_keys(&public_keys)?;
+            if let Some(path) = jwks {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--jwks {}", path.display()))?;
+                keys.extend(receipts::PublicKey::from_jwks(&text).context("--jwks")?);
+            }
             let verified = receipts::verify(&receipt, &keys).context("the receipt")?;
             println!("valid: signed by key {}", verified.kid);
             println!("{:#}", verified.record);
         }
+        ConsentAction::Jwks { public_keys } => {
+            println!("{:#}", receipts::jwks(&pem_keys(&public_keys)?));
+        }
     }
     Ok(())
+}
+
+/// The public keys (PEM) of `--public-key` flags.
+fn pem_keys(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<receipts::PublicKey>> {
+    paths
+        .iter()
+        .map(|path| receipts::PublicKey::from_pem_file(path))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--public-key")
 }
 
 fn places(action: PlacesAction) -> anyhow::Result<()> {

@@ -1297,6 +1297,26 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     assert!(!refused.status.success(), "{refused:?}");
     let error = last_error_line(&refused);
     assert!(error.contains("signature does not match"), "{error}");
+    // The key set `consent jwks` prints verifies the same receipts in place of the PEM key.
+    let jwks = vicinity()
+        .args(["consent", "jwks", "--public-key"])
+        .arg(&public)
+        .output()
+        .expect("run the vicinity binary");
+    assert!(jwks.status.success(), "{jwks:?}");
+    let set: serde_json::Value = serde_json::from_str(&stdout(&jwks)).expect("a JWKS");
+    assert_eq!(set["keys"][0]["kty"], "OKP", "{set}");
+    assert_eq!(set["keys"][0]["crv"], "Ed25519", "{set}");
+    let jwks_file = public.with_extension("jwks.json");
+    std::fs::write(&jwks_file, stdout(&jwks)).expect("write the key set");
+    let checked = vicinity()
+        .args(["consent", "verify", "--jwks"])
+        .arg(&jwks_file)
+        .arg(&withdrawn.receipt)
+        .output()
+        .expect("run the vicinity binary");
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(stdout(&checked).starts_with("valid: signed by key "));
 
     // The export returns both events with their receipts, as given.
     let history: Vec<&str> = export
