@@ -144,7 +144,8 @@ pub struct ServeArgs {
     /// The runtime's worker threads. 0: one per core. Where the node shares a small machine
     /// with its Redis, one fewer than the cores avoids workers waking each other on cores
     /// Redis needs (docs/performance.md, "The service's threads").
-    #[arg(long, env = "VICINITY_SERVE_THREADS", default_value_t = 0)]
+    #[arg(long, env = "VICINITY_SERVE_THREADS", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub threads: u16,
     /// How long shutdown waits for calls in flight.
     #[arg(long, env = "VICINITY_DRAIN_TIMEOUT", default_value = "10s", value_parser = duration)]

@@ -13,6 +13,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
@@ -162,7 +163,7 @@ pub async fn run(
             return Err(error);
         }
     };
-    let serving = drained(serve, &drain, config.drain_timeout);
+    let serving = drained(serve, &drain, &config.tasks, config.drain_timeout);
     tokio::pin!(serving);
     let stop = |tasks: &[tokio::task::JoinHandle<()>]| {
         tasks.iter().for_each(tokio::task::JoinHandle::abort);
@@ -186,22 +187,8 @@ pub async fn run(
         },
     };
     let result = serving.await;
-    settle(&config.tasks, config.drain_timeout).await;
     stop(&tasks);
     result
-}
-
-/// Waits, at most `timeout`, for the detached work of calls that ended (a write or a purge
-/// whose caller stopped waiting): a purge cut off by the exit is finished by a later sweep
-/// (it is owed), but one that finishes here is not left to it.
-async fn settle(tasks: &tokio_util::task::TaskTracker, timeout: Duration) {
-    tasks.close();
-    if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {
-        tracing::warn!(
-            left = tasks.len(),
-            "drain timed out: detached work left unfinished"
-        );
-    }
 }
 
 /// `shutdown`, then readiness off at once and for good (out of the balancer before the
@@ -217,19 +204,37 @@ async fn stop_on(
     drain.notify_one();
 }
 
-/// `serve` to its end, or at most `timeout` after the drain starts.
+/// `serve` to its end, then the work its calls detached (a write or a purge whose caller
+/// stopped waiting), all within `timeout` of the drain's start: a purge cut off by the exit
+/// is owed and finished by a later sweep, but one that finishes here is not left to it.
 async fn drained(
     serve: Serving<'_>,
     drain: &tokio::sync::Notify,
+    tasks: &TaskTracker,
     timeout: Duration,
 ) -> Result<(), ServerError> {
-    tokio::select! {
+    let deadline = async {
+        drain.notified().await;
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::pin!(deadline);
+    let served = tokio::select! {
         result = serve => result.map_err(ServerError::from),
-        () = async { drain.notified().await; tokio::time::sleep(timeout).await } => {
-            tracing::warn!("drain timed out: closing remaining calls");
-            Ok(())
+        () = &mut deadline => {
+            tracing::warn!(left = tasks.len(), "drain timed out: calls in flight left unfinished");
+            return Ok(());
+        }
+    };
+    if served.is_ok() {
+        tasks.close();
+        tokio::select! {
+            () = tasks.wait() => {}
+            () = &mut deadline => {
+                tracing::warn!(left = tasks.len(), "drain timed out: detached work left unfinished");
+            }
         }
     }
+    served
 }
 
 /// Refuses an exposure the flags do not allow: open mode off loopback, or a non-loopback

@@ -113,8 +113,9 @@ impl Vicinity {
             let (this, position) = (self.clone(), position.clone());
             // The jump cap judges the move to where the user really is (`snapped`): a
             // coarsened position is never more than the coarse parent's radius from it.
-            let write = (self.deps.tasks)
-                .spawn(async move { this.write_limited(position, snapped, fence).await });
+            let tasks = &self.deps.tasks;
+            let write =
+                tasks.spawn(async move { this.write_limited(position, snapped, fence).await });
             let written = write
                 .await
                 .map_err(|e| StoreError::unfinished(&e, "updating a location"))?;

@@ -237,12 +237,23 @@ impl TestApp {
         let _ = self.await_serving("").await;
     }
 
-    /// Waits until the server's detached work is done: writes and purges whose callers were
-    /// cut off, withdrawals of abandoned shakes, places given back (`service::Deps::tasks`).
-    pub async fn settled(&self) {
+    /// Waits until the server's detached work is done: calls' handlers, writes and purges
+    /// whose callers were cut off, withdrawals of abandoned shakes, places given back
+    /// (`service::Deps::tasks`). Panics if it is not done within `within`.
+    pub async fn settled_within(&self, within: Duration) {
         self.tasks.close();
-        self.tasks.wait().await;
+        let done = tokio::time::timeout(within, self.tasks.wait()).await;
         self.tasks.reopen();
+        assert!(
+            done.is_ok(),
+            "{} tasks of the server still running after {within:?}",
+            self.tasks.len()
+        );
+    }
+
+    /// [`TestApp::settled_within`] 30 s: work that takes longer is stuck.
+    pub async fn settled(&self) {
+        self.settled_within(Duration::from_secs(30)).await;
     }
 
     /// Where the app serves metrics (`None`: it does not).

@@ -138,8 +138,8 @@ pub struct LoadArgs {
     /// all sides alike).
     #[arg(long, env = "VICINITY_SLICE", default_value = "5s", value_parser = slice)]
     pub slice: Duration,
-    /// With --peer-redis-url and --closed or --rate: each side first runs this long, in no
-    /// ratio, so the rounds
+    /// With --peer-redis-url: before the interleaved rounds, each side first runs this long,
+    /// in no ratio, so the rounds
     /// compare warm processes (a node's consent cache filled, Redis's pages touched, as in a
     /// node that has served a while); the warm-up's figures are still printed and reported.
     #[arg(long, env = "VICINITY_WARM_UP", default_value = "0s", value_parser = duration)]

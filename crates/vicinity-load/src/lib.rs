@@ -239,11 +239,8 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                 Mode::Rate(rate) => Pace::Open { rate },
                 _ => unreachable!("matched above"),
             };
-            if !args.warm_up.is_zero() {
-                let warm_up = args.warm_up;
-                each_side(&mut session, &main, &searches, Role::WarmUp, pace, warm_up).await;
-            }
-            interleave(&mut session, &main, &searches, pace, args.slice, rounds(1)).await;
+            let turns = Turns::of(args, pace, rounds(1));
+            interleave(&mut session, &main, &searches, turns).await;
         }
         _ => {
             run_mode(&mut session, &main, "service", &mode).await;
@@ -255,7 +252,8 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                 // in turns, for a ratio with its spread.
                 let concurrency = args.max_in_flight.clamp(1, peak::PROBE_CONCURRENCY);
                 let pace = Pace::Closed { concurrency };
-                interleave(&mut session, &main, &searches, pace, args.slice, rounds(3)).await;
+                let turns = Turns::of(args, pace, rounds(3));
+                interleave(&mut session, &main, &searches, turns).await;
             }
         }
     }
@@ -317,17 +315,49 @@ fn workload_target(args: &LoadArgs, service: Service, salt: u64) -> Arc<dyn Targ
     }
 }
 
-/// `rounds` rounds of: the service for `slice`, then each peer search for `slice`.
+/// How the sides of a comparison take turns.
+#[derive(Debug, Clone, Copy)]
+struct Turns {
+    pace: Pace,
+    /// Each side's run before the rounds (`--warm-up`; zero: none).
+    warm_up: Duration,
+    slice: Duration,
+    rounds: u32,
+}
+
+impl Turns {
+    fn of(args: &LoadArgs, pace: Pace, rounds: u32) -> Self {
+        Self {
+            pace,
+            warm_up: args.warm_up,
+            slice: args.slice,
+            rounds,
+        }
+    }
+}
+
+/// Each side once for the warm-up, then `rounds` rounds of: the service for `slice`, then
+/// each peer search for `slice`.
 async fn interleave(
     session: &mut Session,
     main: &Arc<dyn Target>,
     searches: &[(String, Arc<dyn Target>)],
-    pace: Pace,
-    slice: Duration,
-    rounds: u32,
+    turns: Turns,
 ) {
-    for _ in 0..rounds {
-        each_side(session, main, searches, Role::Slice, pace, slice).await;
+    if !turns.warm_up.is_zero() {
+        let (pace, warm_up) = (turns.pace, turns.warm_up);
+        each_side(session, main, searches, Role::WarmUp, pace, warm_up).await;
+    }
+    for _ in 0..turns.rounds {
+        each_side(
+            session,
+            main,
+            searches,
+            Role::Slice,
+            turns.pace,
+            turns.slice,
+        )
+        .await;
     }
 }
 

@@ -1,6 +1,6 @@
--- luacheck for the Redis scripts (run by the test suite: scripts.rs,
+-- luacheck for the Redis scripts (run by the test suite: scripts/mod.rs,
 -- `every_lua_file_passes_luacheck`). Redis runs Lua 5.1; each script is the
--- constants prelude (scripts.rs `constants`), some of lib/*.lua, then its body.
+-- constants prelude (scripts/mod.rs `constants`), some of lib/*.lua, then its body.
 std = "lua51"
 max_line_length = 120
 read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" }
