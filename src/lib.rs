@@ -17,7 +17,6 @@
 //! - [`client`]: a typed client for the operator commands, the tests and the harness.
 //! - [`telemetry`]: logging set-up.
 //! - [`random`]: randomness from the operating system, never a fallback.
-#![warn(missing_docs)]
 
 pub use vicinity_api::client;
 pub mod config;
