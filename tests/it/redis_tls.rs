@@ -8,10 +8,10 @@ use std::{path::Path, time::Duration};
 
 use vicinity::{
     config::StoreConfig,
-    grpc::pb::Gender,
+    grpc::pb::{Feature, Gender},
     storage::redis::{self, ClientTlsConfig, RedisConsentStore, Target, TlsCertificates},
 };
-use vicinity_testing::redis::{RedisServer, TlsFiles};
+use vicinity_testing::redis::{RedisCluster, RedisServer, TlsFiles};
 
 use crate::{
     helpers::spawn_app_with,
@@ -28,15 +28,19 @@ pub fn new_pki(name: &str) -> (Pki, std::path::PathBuf) {
     (pki, dir)
 }
 
-/// A Redis serving TLS with the PKI in `dir`.
-pub fn tls_redis(dir: &Path, clients_need_certs: bool) -> RedisServer {
-    RedisServer::start_tls(TlsFiles {
+/// The TLS files of the PKI in `dir`, for a Redis.
+fn tls_files(dir: &Path, clients_need_certs: bool) -> TlsFiles {
+    TlsFiles {
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
         ca: dir.join("ca.pem"),
         clients_need_certs,
-    })
-    .expect("a TLS redis-server")
+    }
+}
+
+/// A Redis serving TLS with the PKI in `dir`.
+pub fn tls_redis(dir: &Path, clients_need_certs: bool) -> RedisServer {
+    RedisServer::start_tls(tls_files(dir, clients_need_certs)).expect("a TLS redis-server")
 }
 
 /// `server`'s `rediss://` URL with `pki`'s CA, and its client certificate when `with_cert`.
@@ -121,4 +125,50 @@ async fn a_store_that_requires_client_certificates_serves_only_a_node_with_one()
     assert!(redis::transient(&not_yet.expect_err("nothing listens")));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&foreign_dir);
+}
+
+/// Issue 21 point 2: the location store on a Redis Cluster reached over TLS only (its nodes'
+/// TLS ports, the cluster client given the CA; the cluster tells a TLS client its nodes' TLS
+/// ports). Users are listed, and a Clear of each leaves no cell key on any master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_location_store_reaches_a_redis_cluster_over_tls() {
+    let (pki, dir) = new_pki("cluster");
+    let cluster = RedisCluster::start_tls(3, 0, tls_files(&dir, false)).expect("a TLS cluster");
+    let consents = tls_redis(&dir, false);
+    let urls = cluster.tls_urls().expect("every node serves TLS");
+    assert!(urls.iter().all(|u| u.starts_with("rediss://")), "{urls:?}");
+    let on_cluster = Target::cluster(urls).with_tls(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pki.ca.as_bytes().to_vec()),
+    });
+    let on_consents = tls_target(&consents, &pki, false);
+    let app = spawn_app_with(|c| {
+        c.store = StoreConfig::Redis {
+            locations: on_cluster,
+            consents: on_consents,
+            allow_persistent: false,
+            timeout: Duration::from_secs(2),
+            consent_cache: 1024,
+        }
+    })
+    .await;
+    let spots = crowd(HOME, 2, 100.0);
+    app.join("tlsc-a", spots[0], Gender::Female).await;
+    app.join("tlsc-b", spots[1], Gender::Male).await;
+    assert_eq!(app.listed("tlsc-b").await, ["tlsc-a"]);
+    let cells = || {
+        cluster
+            .masters()
+            .iter()
+            .map(|m| m.cli(&["--raw", "keys", "vc:n:{*}:c:*"]).expect("keys"))
+            .flat_map(|keys| keys.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|k| !k.is_empty())
+            .collect::<Vec<_>>()
+    };
+    assert!(!cells().is_empty(), "the members went to the cluster");
+    for user in ["tlsc-a", "tlsc-b"] {
+        app.clear(user, Feature::PeopleNearby).await.expect("clear");
+    }
+    assert_eq!(cells(), Vec::<String>::new(), "a cleared member is left");
+    let _ = std::fs::remove_dir_all(&dir);
 }

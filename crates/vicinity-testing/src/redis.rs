@@ -246,12 +246,36 @@ impl RedisCluster {
     /// `cluster_state:ok` with all 16384 slots served and every replica in sync.
     /// Redis needs at least 3 masters.
     pub fn start(masters: usize, replicas_per_master: usize) -> io::Result<Self> {
+        Self::launch(masters, replicas_per_master, None)
+    }
+
+    /// [`RedisCluster::start`] with every node also serving TLS with `files` (the cluster
+    /// bus and replication over TLS too): a client on a TLS port is told the nodes' TLS ports
+    /// (Redis 7), so [`RedisCluster::tls_urls`] reach the whole cluster; the plain ports stay
+    /// for the harness's own checks.
+    pub fn start_tls(
+        masters: usize,
+        replicas_per_master: usize,
+        files: TlsFiles,
+    ) -> io::Result<Self> {
+        Self::launch(masters, replicas_per_master, Some(files))
+    }
+
+    fn launch(
+        masters: usize,
+        replicas_per_master: usize,
+        tls: Option<TlsFiles>,
+    ) -> io::Result<Self> {
         if masters < 3 {
             let msg = "a Redis Cluster needs 3 masters or more";
             return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
         }
         let count = masters * (1 + replicas_per_master);
-        let nodes = (0..count).map(|_| RedisServer::launch(&[], true, None));
+        let args: &[&str] = match tls {
+            Some(_) => &["--tls-cluster", "yes", "--tls-replication", "yes"],
+            None => &[],
+        };
+        let nodes = (0..count).map(|_| RedisServer::launch(args, true, tls.clone()));
         let cluster = RedisCluster {
             nodes: nodes.collect::<io::Result<_>>()?,
         };
@@ -266,6 +290,11 @@ impl RedisCluster {
     /// Every node's URL, killed ones included.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Every node's `rediss://` URL, for a cluster started with [`RedisCluster::start_tls`].
+    pub fn tls_urls(&self) -> Option<Vec<String>> {
+        self.nodes.iter().map(RedisServer::tls_url).collect()
     }
 
     /// Every node, killed ones included.
