@@ -69,6 +69,7 @@ fn request(limit: usize) -> NearbyRequest {
         exclude: Default::default(),
         secret: Arc::new(Secret::from_bytes([42; 32])),
         page: None,
+        shown: None,
     }
 }
 

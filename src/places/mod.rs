@@ -215,6 +215,18 @@ impl Policy {
         }
     }
 
+    /// Whether this policy stores a position at `cell` itself: a cell it places exactly, or a
+    /// coarse parent's representative. An entry stored at any other cell was stored before
+    /// the policy listed its place, and is not listed until its user's next update re-places
+    /// it (or its deadline deletes it).
+    pub fn stores_at(&self, cell: CellIndex) -> bool {
+        match self.place(cell) {
+            Placement::Exact(_) => true,
+            Placement::Coarse { cell: stored, .. } => stored == cell,
+            Placement::Hidden(_) => false,
+        }
+    }
+
     /// [`Self::load`], refusing a policy compiled for another resolution than `resolution`
     /// (the grid's).
     pub fn load_for(path: &Path, resolution: Resolution) -> Result<Self, PolicyError> {

@@ -10,7 +10,7 @@ use super::{ServiceError, ServiceResult, Vicinity, limits::admitted};
 use crate::{
     domain::{
         Deadlines, Feature, Gender, Location, Timestamp, UserId,
-        nearby::{Hit, NearbyRequest, OrderContext, PageToken},
+        nearby::{CellFilter, Hit, NearbyRequest, OrderContext, PageToken},
         user::GenderFilter,
     },
     places::Placement,
@@ -259,6 +259,13 @@ impl Vicinity {
             exclude: list.exclude.clone(),
             secret: Arc::clone(&self.deps.secret),
             page,
+            // Entries stored before the policy in force listed their place stay at their fine
+            // cell until their next update: not listed meanwhile.
+            shown: self
+                .deps
+                .places
+                .current()
+                .map(|policy| CellFilter::new(move |cell| policy.stores_at(cell))),
         };
         let Some(own) = own.filter(|e| !e.left) else {
             self.require_consent(&list.viewer, Feature::PeopleNearby)

@@ -113,6 +113,7 @@ fn request(viewer: &str) -> NearbyRequest {
         exclude: HashSet::new(),
         secret: Arc::new(Secret::from_bytes([9; 32])),
         page: None,
+        shown: None,
     }
 }
 

@@ -520,3 +520,51 @@ async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_memory() {
 async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_redis() {
     crossing_between_coarsened_parents_passes_the_jump_cap(Backend::Redis).await;
 }
+
+/// An entry stored at its fine cell before the policy listed its place is not listed once a
+/// reload puts that policy in force (it would show the visit the policy now protects); the
+/// user's next update places it at the parent's representative cell, and it is listed again.
+async fn an_entry_stored_before_its_place_was_listed_is_not_shown(backend: Backend) {
+    let file = PolicyFile::compile(&point(HOME.offset_m(-3_000.0, 0.0), "worship", 20));
+    // Compiled before the server starts (see `policy_text`).
+    let listing_the_clinic = policy_text(&point(clinic(), "health", 20));
+    let places = file.places();
+    let app = spawn(backend, places.clone()).await;
+    app.join("early", clinic(), Gender::Female).await;
+    app.join("viewer", clinic().offset_m(0.0, 150.0), Gender::Male)
+        .await;
+    assert!(bands_seen(&app, "viewer").await.contains_key("early"));
+    let fine = stored_cell(&app, "early").await.expect("an entry");
+    assert_eq!(
+        fine,
+        clinic().cell(),
+        "stored where it is: nothing listed it yet"
+    );
+
+    std::fs::write(&file.path, listing_the_clinic).expect("write the policy");
+    let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
+    let policy = reloaded.expect("a valid policy");
+    assert!(!policy.stores_at(fine), "the clinic's cell is listed now");
+    assert!(
+        !bands_seen(&app, "viewer").await.contains_key("early"),
+        "an entry at a listed place's cell is not shown"
+    );
+
+    app.update("early", clinic(), Gender::Female)
+        .await
+        .expect("an update");
+    let stored = stored_cell(&app, "early").await.expect("an entry");
+    assert_ne!(stored, fine, "re-placed");
+    assert!(policy.stores_at(stored), "at the parent's representative");
+    assert!(bands_seen(&app, "viewer").await.contains_key("early"));
+}
+
+#[tokio::test]
+async fn an_entry_stored_before_its_place_was_listed_is_not_shown_on_memory() {
+    an_entry_stored_before_its_place_was_listed_is_not_shown(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_stored_before_its_place_was_listed_is_not_shown_on_redis() {
+    an_entry_stored_before_its_place_was_listed_is_not_shown(Backend::Redis).await;
+}

@@ -281,6 +281,7 @@ fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest
         exclude: Default::default(),
         secret: Arc::new(Secret::from_bytes([4; 32])),
         page,
+        shown: None,
     }
 }
 

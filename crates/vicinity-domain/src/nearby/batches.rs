@@ -185,6 +185,7 @@ mod tests {
             order: OrderContext::new(&Secret::from_bytes([5; 32]), origin, epoch),
             after: None,
             read_until: None,
+            shown: None,
         }
     }
 

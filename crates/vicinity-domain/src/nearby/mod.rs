@@ -18,7 +18,7 @@ pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
 pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
 pub use request::{
-    DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
+    CellFilter, DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
     parse_excluded, parse_limit, parse_max_distance,
 };
 pub use search::Search;

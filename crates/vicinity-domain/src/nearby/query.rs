@@ -77,6 +77,8 @@ pub struct NearbyQuery {
     /// The store read only the members before this (band, key) point (it bounds the work of
     /// one call): the page ends there, and the next one continues from it.
     pub read_until: Option<(u32, u64)>,
+    /// The cells whose members may be listed ([`super::NearbyRequest::shown`]).
+    pub shown: Option<super::CellFilter>,
 }
 
 /// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
@@ -354,6 +356,11 @@ impl NearbyQuery {
         Page { hits, next }
     }
 
+    /// Whether the members of `cell` may be listed ([`Self::shown`]).
+    pub fn shows(&self, cell: CellIndex) -> bool {
+        self.shown.as_ref().is_none_or(|filter| filter.shows(cell))
+    }
+
     /// The radius rounded up to a band (SPEC §4.3): a cell is in the answer iff its band is
     /// at most this, so probing the radius reveals nothing the shown bands do not.
     pub fn radius_band(&self, grid: &SnapGrid) -> u32 {
@@ -402,6 +409,7 @@ mod tests {
             order: OrderContext::new(&Secret::from_bytes([3; 32]), origin, 9),
             after: None,
             read_until: None,
+            shown: None,
         }
     }
 

@@ -7,6 +7,28 @@ use h3o::CellIndex;
 use super::{NearbyQuery, OrderContext, PageToken, Secret};
 use crate::{Timestamp, UserId, ValidationError, user::GenderFilter};
 
+/// Which cells' members a list may show; see [`NearbyRequest::shown`].
+#[derive(Clone)]
+pub struct CellFilter(Arc<dyn Fn(CellIndex) -> bool + Send + Sync>);
+
+impl CellFilter {
+    /// Shows the members of the cells `shows` is true for.
+    pub fn new(shows: impl Fn(CellIndex) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(shows))
+    }
+
+    /// Whether the members of `cell` may be listed.
+    pub fn shows(&self, cell: CellIndex) -> bool {
+        (self.0)(cell)
+    }
+}
+
+impl std::fmt::Debug for CellFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CellFilter")
+    }
+}
+
 /// Everything about a query that does not depend on stored data. The store resolves the
 /// viewer's cell (from their own entry, or the page token's pinned cell) and turns it into a
 /// [`NearbyQuery`] with [`NearbyRequest::query`], all in one round trip.
@@ -26,6 +48,10 @@ pub struct NearbyRequest {
     pub secret: Arc<Secret>,
     /// The continuation point, when this is not the first page.
     pub page: Option<PageToken>,
+    /// The cells whose members may be listed (`None`: every cell): the service leaves out
+    /// cells a place policy in force would not store anyone at, whose members were stored
+    /// before it listed their place (docs/privacy.md).
+    pub shown: Option<CellFilter>,
 }
 
 impl NearbyRequest {
@@ -45,6 +71,7 @@ impl NearbyRequest {
             order: OrderContext::new(&self.secret, cell, epoch),
             after: self.page.as_ref().map(|t| t.cursor.clone()),
             read_until: None,
+            shown: self.shown.clone(),
         }
     }
 }

@@ -57,11 +57,18 @@ impl Search {
 
     /// Ranks every band handed out so far, `visit` offering the members a store read of each
     /// cell; the page once it is settled (see the module docs), else `None`: read the cells of
-    /// [`Search::next_batch`] and rank again.
-    pub fn rank<'a>(&self, visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>)) -> Option<Page> {
-        let (page, full) = self
-            .query
-            .rank(self.batches.read(), self.batches.cut(), visit);
+    /// [`Search::next_batch`] and rank again. A cell the query does not show
+    /// ([`NearbyQuery::shows`]) is not visited.
+    pub fn rank<'a>(
+        &self,
+        mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
+    ) -> Option<Page> {
+        let query = &self.query;
+        let (page, full) = query.rank(self.batches.read(), self.batches.cut(), |cell, sink| {
+            if query.shows(cell) {
+                visit(cell, sink);
+            }
+        });
         (full || !self.more || self.query.read_until.is_some()).then_some(page)
     }
 
