@@ -16,7 +16,7 @@ use h3o::{
     CellIndex, Resolution,
     geom::{ContainmentMode, TilerBuilder},
 };
-use osmpbf::{Element, ElementReader};
+use osmpbf::{Element, ElementReader, RelMemberType};
 use ring::digest;
 use serde_json::Value;
 
@@ -217,14 +217,24 @@ pub fn classify<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Option<Ca
 
 /// The places of an OpenStreetMap extract (`.osm.pbf`): tagged nodes as points of
 /// [`DEFAULT_RADIUS_M`], tagged closed ways as polygons (an open way's first node as a
-/// point); relations are not read. Tiled as [`from_geojson`] tiles.
+/// point), and tagged multipolygon relations as the rings their outer ways join into (their
+/// inner rings, holes, are covered too: a courtyard of a hospital is the hospital's; a ring
+/// that does not close counts as its first node's point). Tiled as [`from_geojson`] tiles.
 pub fn from_osm(
     path: &std::path::Path,
     resolution: Resolution,
     margin: u32,
 ) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
     check_margin(margin)?;
-    let (points, ways) = osm_places(path)?;
+    let (points, mut ways, relations) = osm_places(path)?;
+    let members = osm_ways(path, &relations)?;
+    for (category, outer) in relations {
+        let parts = outer
+            .iter()
+            .filter_map(|id| members.get(id).cloned())
+            .collect();
+        ways.extend(rings(parts).into_iter().map(|ring| (category, ring)));
+    }
     let wanted: HashSet<i64> = ways
         .iter()
         .flat_map(|(_, refs)| refs.iter().copied())
@@ -256,21 +266,51 @@ pub fn from_osm(
     Ok(cells.into_iter().collect())
 }
 
-/// A tagged place of an extract: a point (category, lat, lon), or a way (category, node ids).
-type OsmPlaces = (Vec<(Category, f64, f64)>, Vec<(Category, Vec<i64>)>);
+/// The tagged places of an extract: points (category, lat, lon), ways (category, node ids)
+/// and multipolygon relations (category, the ids of their outer ways).
+type OsmPlaces = (
+    Vec<(Category, f64, f64)>,
+    Vec<(Category, Vec<i64>)>,
+    Vec<(Category, Vec<i64>)>,
+);
+
+/// Joins ways (node ids each) into closed rings, end to end, either way round; what does not
+/// close is returned as it was joined (the caller takes its first node as a point).
+pub fn rings(mut ways: Vec<Vec<i64>>) -> Vec<Vec<i64>> {
+    let mut out = Vec::new();
+    while let Some(mut ring) = ways.pop() {
+        while ring.len() > 1 && ring.first() != ring.last() {
+            let end = *ring.last().unwrap_or(&0);
+            let Some(next) = ways
+                .iter()
+                .position(|w| w.first() == Some(&end) || w.last() == Some(&end))
+            else {
+                break;
+            };
+            let mut way = ways.swap_remove(next);
+            if way.first() != Some(&end) {
+                way.reverse();
+            }
+            ring.extend(way.into_iter().skip(1));
+        }
+        out.push(ring);
+    }
+    out
+}
 
 fn unreadable(e: osmpbf::Error) -> PolicyError {
     PolicyError(format!("not a readable .osm.pbf ({e})"))
 }
 
-/// The extract's tagged nodes and ways, at most [`MAX_OSM_PLACES`] of them.
+/// The extract's tagged nodes, ways and multipolygon relations, at most [`MAX_OSM_PLACES`]
+/// of them.
 fn osm_places(path: &std::path::Path) -> Result<OsmPlaces, PolicyError> {
-    let (mut points, mut ways) = (Vec::new(), Vec::new());
+    let (mut points, mut ways, mut relations) = (Vec::new(), Vec::new(), Vec::new());
     let mut too_many = false;
     ElementReader::from_path(path)
         .map_err(unreadable)?
         .for_each(|element| {
-            if points.len() + ways.len() >= MAX_OSM_PLACES {
+            if points.len() + ways.len() + relations.len() >= MAX_OSM_PLACES {
                 too_many = true;
                 return;
             }
@@ -290,14 +330,49 @@ fn osm_places(path: &std::path::Path) -> Result<OsmPlaces, PolicyError> {
                         ways.push((c, w.refs().collect()));
                     }
                 }
-                Element::Relation(_) => {}
+                Element::Relation(r) => {
+                    let multipolygon = r.tags().any(|tag| tag == ("type", "multipolygon"));
+                    if let Some(c) = classify(r.tags()).filter(|_| multipolygon) {
+                        let outer = r.members().filter(|m| {
+                            m.member_type == RelMemberType::Way
+                                && matches!(m.role(), Ok("outer" | ""))
+                        });
+                        relations.push((c, outer.map(|m| m.member_id).collect()));
+                    }
+                }
             }
         })
         .map_err(unreadable)?;
     if too_many {
         return Err(PolicyError(format!("more than {MAX_OSM_PLACES} places")));
     }
-    Ok((points, ways))
+    Ok((points, ways, relations))
+}
+
+/// The node ids of the ways `relations` name (their outer members).
+fn osm_ways(
+    path: &std::path::Path,
+    relations: &[(Category, Vec<i64>)],
+) -> Result<HashMap<i64, Vec<i64>>, PolicyError> {
+    let wanted: HashSet<i64> = relations
+        .iter()
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect();
+    let mut found = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    ElementReader::from_path(path)
+        .map_err(unreadable)?
+        .for_each(|element| {
+            if let Element::Way(w) = element
+                && wanted.contains(&w.id())
+            {
+                found.insert(w.id(), w.refs().collect());
+            }
+        })
+        .map_err(unreadable)?;
+    Ok(found)
 }
 
 /// The positions of the `wanted` nodes of the extract.
@@ -422,6 +497,26 @@ mod tests {
             .to_cell(Resolution::Nine);
         let at = cells.iter().find(|(c, _)| *c == middle).unwrap();
         assert_eq!(at.1, Category::Shelter);
+    }
+
+    /// A multipolygon's outer ways join into closed rings end to end, whichever way each
+    /// runs; two rings stay two; a ring that cannot close is kept as joined.
+    #[test]
+    fn ways_join_into_rings() {
+        let closed = |r: &Vec<i64>| r.len() >= 4 && r.first() == r.last();
+        let one = rings(vec![vec![1, 2, 3], vec![1, 4, 3]]);
+        assert_eq!(one.len(), 1, "{one:?}");
+        assert!(closed(&one[0]), "{one:?}");
+        let mut nodes = one[0].clone();
+        nodes.sort_unstable();
+        nodes.dedup();
+        assert_eq!(nodes, [1, 2, 3, 4]);
+        let two = rings(vec![vec![1, 2, 3, 1], vec![5, 6], vec![7, 5], vec![6, 7]]);
+        assert_eq!(two.len(), 2, "{two:?}");
+        assert!(two.iter().all(closed), "{two:?}");
+        let open = rings(vec![vec![1, 2], vec![3, 4]]);
+        assert_eq!(open.len(), 2);
+        assert!(!open.iter().any(closed), "{open:?}");
     }
 
     #[test]

@@ -1503,7 +1503,28 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
     for id in [10, 11, 12, 13, 10] {
         xml += &format!("<nd ref='{id}'/>");
     }
-    xml += "<tag k='amenity' v='place_of_worship'/></way>\n</osm>\n";
+    xml += "<tag k='amenity' v='place_of_worship'/></way>\n";
+    // A hospital mapped only as a multipolygon relation of two open ways.
+    let hospital = [
+        (39.861, 116.361),
+        (39.861, 116.363),
+        (39.863, 116.363),
+        (39.863, 116.361),
+    ];
+    for (i, (lat, lon)) in hospital.iter().enumerate() {
+        xml += &node(20 + i as u32, *lat, *lon, "");
+    }
+    for (id, refs) in [(200, [20, 21, 22]), (201, [20, 23, 22])] {
+        xml += &format!("<way id='{id}' version='1' timestamp='2026-01-01T00:00:00Z'>");
+        for r in refs {
+            xml += &format!("<nd ref='{r}'/>");
+        }
+        xml += "</way>\n";
+    }
+    xml += "<relation id='300' version='1' timestamp='2026-01-01T00:00:00Z'>\
+            <member type='way' ref='200' role='outer'/><member type='way' ref='201' role='outer'/>\
+            <tag k='type' v='multipolygon'/><tag k='amenity' v='hospital'/></relation>\n";
+    xml += "</osm>\n";
     let (source, pbf, policy) = (
         dir.join("extract.osm"),
         dir.join("extract.osm.pbf"),
@@ -1541,6 +1562,11 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
     };
     assert_eq!(inside(clinic), Some(Category::Health));
     assert_eq!(inside((39.952, 116.452)), Some(Category::Worship));
+    assert_eq!(
+        inside((39.862, 116.362)),
+        Some(Category::Health),
+        "inside the relation's ring"
+    );
     assert_eq!(inside(plain), None, "an untagged node is no place");
     fs::remove_dir_all(&dir).unwrap();
 }
