@@ -64,6 +64,16 @@ pub const FENCE_LIFETIME: Duration = Duration::from_secs(60);
 /// changed (a mark that expired would read as none again).
 pub const CLEAR_MARK_TTL: Duration = Duration::from_secs(120);
 
+/// How long a Shake pairing waits for its pending side to collect it (both stores; the Redis
+/// scripts get it in their prelude).
+pub const SHAKE_UNCOLLECTED: Duration = Duration::from_secs(10);
+/// How long a Shake Clear's tombstone keeps late matches of the cleared user from being
+/// recorded: longer than any call can run (its deadline is capped at 30 s) plus a store call.
+pub const SHAKE_TOMBSTONE: Duration = Duration::from_secs(120);
+/// Shake history entries kept per user at most (the oldest go first): bounds every read and
+/// every Clear of a partner.
+pub const SHAKE_HISTORY_CAP: usize = 100;
+
 /// What a location write is admitted under (docs/decisions.md, "A write fenced by every
 /// clear since its consent check"): the user's clear mark, read before the service checked
 /// consent. Every clear of the user's People Nearby entry sets a new mark in the same atomic

@@ -20,16 +20,11 @@ use crate::{
         Retention, Timestamp, UserId,
         shake::{self, PendingShake, ShakeMatch, ShakePair},
     },
-    storage::{ShakeOutcome, ShakeStore, StoreResult},
+    storage::{
+        SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, SHAKE_UNCOLLECTED, ShakeOutcome, ShakeStore,
+        StoreResult,
+    },
 };
-
-/// How long a pairing waits for its pending side to collect it.
-const UNCOLLECTED: Duration = Duration::from_secs(10);
-/// How long a Clear's tombstone keeps late matches of the cleared user from being recorded
-/// (as the Redis store's).
-const TOMBSTONE: Duration = Duration::from_secs(120);
-/// History entries kept per user at most (as the Redis store's).
-const HISTORY_CAP: usize = 100;
 
 /// A pairing waiting to be collected by the pending side.
 #[derive(Debug)]
@@ -48,7 +43,7 @@ pub(super) struct ShakeState {
     history: HashMap<UserId, VecDeque<(Timestamp, ShakeMatch)>>,
     /// For each user, who has a history entry naming them, until when.
     named_by: HashMap<UserId, HashMap<UserId, Timestamp>>,
-    /// When each user (by `UserId::pseudonym`) last cleared Shake, kept for [`TOMBSTONE`].
+    /// When each user (by `UserId::pseudonym`) last cleared Shake, kept for [`SHAKE_TOMBSTONE`].
     cleared: HashMap<u64, Timestamp>,
 }
 
@@ -71,7 +66,7 @@ impl ShakeState {
             naming.retain(|_, until| *until > now);
         }
         self.named_by.retain(|_, naming| !naming.is_empty());
-        self.cleared.retain(|_, at| at.plus(TOMBSTONE) > now);
+        self.cleared.retain(|_, at| at.plus(SHAKE_TOMBSTONE) > now);
         (before - self.len()) as u32
     }
 
@@ -148,7 +143,7 @@ impl ShakeStore for MemoryStore {
                 partner_cell: cell,
                 matched_at: now,
             },
-            until: partner.expires.plus(UNCOLLECTED),
+            until: partner.expires.plus(SHAKE_UNCOLLECTED),
         };
         shakes.delivered.insert(partner.id, theirs);
         wake.notify_one();
@@ -209,7 +204,7 @@ impl ShakeStore for MemoryStore {
         let entries = shakes.history.entry(user.clone()).or_default();
         let at = entries.partition_point(|(d, _)| *d <= deadline);
         entries.insert(at, (deadline, matched.clone()));
-        while entries.len() > HISTORY_CAP {
+        while entries.len() > SHAKE_HISTORY_CAP {
             entries.pop_front();
         }
         let until = shakes

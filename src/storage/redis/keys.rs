@@ -18,7 +18,7 @@
 //! | `vc:s:{shake}:u:<user_id>` | SET | the user's shake ids, pending or with an uncollected pairing (a Clear finds them all) | latest expiry + 40 s | `shake` |
 //! | `vc:s:{shake}:m:<id>` | LIST | a pending shake's mailbox: `partner|cell|matched_at|owner` | expiry + 40 s | `shake` |
 //! | `vc:s:{shake}:mdue` | ZSET | mailboxes by when to delete them if never collected | — | `shake` |
-//! | `vc:s:{shake}:h:<user_id>` | ZSET | Shake history: `partner|band|matched_at` by deadline, at most `shake::HISTORY_CAP` | last deadline + 30 s | `shake` |
+//! | `vc:s:{shake}:h:<user_id>` | ZSET | Shake history: `partner|band|matched_at` by deadline, at most `storage::SHAKE_HISTORY_CAP` | last deadline + 30 s | `shake` |
 //! | `vc:s:{shake}:n:<user_id>` | ZSET | users whose history names this user, by deadline (a Clear of this user removes those entries) | same | `shake` |
 //! | `vc:s:{shake}:hdue` | ZSET | users with history or "named by" entries, by earliest deadline | — | `shake` |
 //! | `vc:s:{shake}:x:<pseudonym>` | STRING | a Clear's tombstone: when the user cleared Shake (a match recorded late against them is dropped); named by the user's keyed pseudonym (`nearby::Pseudonyms`), so it holds neither the id nor a match, and nobody without the secret can tell whose it is ; the mark a Shake reads before its consent check and its pairing compares, so every Clear sets a larger value than the last | 120 s | `shake` |

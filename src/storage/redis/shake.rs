@@ -20,15 +20,12 @@ use crate::{
         Retention, Timestamp, UserId,
         shake::{PendingShake, ShakeMatch, ShakePair},
     },
-    storage::{ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult},
+    storage::{
+        SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, ShakeOutcome, ShakeStore, StoreError, StoreErrorKind,
+        StoreResult,
+    },
 };
 
-/// How long a Clear's tombstone keeps late matches of the cleared user from being recorded:
-/// longer than any call can run (its deadline is capped at 30 s) plus a store call.
-const TOMBSTONE: Duration = Duration::from_secs(120);
-/// History entries kept per user at most (the oldest go first): bounds every read and
-/// every Clear of a partner.
-pub const HISTORY_CAP: usize = 100;
 /// Users whose history one sweep call trims at most, and calls per sweep pass at most.
 const HISTORY_USERS_PER_CALL: usize = 1_000;
 const SWEEP_CALLS_PER_PASS: usize = 20;
@@ -132,7 +129,7 @@ impl RedisStore {
     /// many entries went and the last history deadline left.
     async fn clear_user(&self, user: &UserId, clear: bool) -> StoreResult<(u32, i64)> {
         let conn = &self.conn;
-        let call = scripts::shake_clear_user(&self.pseudonyms, user, clear, TOMBSTONE);
+        let call = scripts::shake_clear_user(&self.pseudonyms, user, clear, SHAKE_TOMBSTONE);
         conn.script("clearing shakes", &call).await
     }
 }
@@ -230,7 +227,13 @@ impl ShakeStore for RedisStore {
         retention: Retention,
     ) -> StoreResult<()> {
         let conn = &self.conn;
-        let call = scripts::history_add(&self.pseudonyms, user, matched, retention, HISTORY_CAP);
+        let call = scripts::history_add(
+            &self.pseudonyms,
+            user,
+            matched,
+            retention,
+            SHAKE_HISTORY_CAP,
+        );
         let _: i64 = conn.script("recording a match", &call).await?;
         Ok(())
     }

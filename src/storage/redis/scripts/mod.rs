@@ -34,8 +34,6 @@ use crate::{
 
 /// How long past its deadline a key's TTL falls (see [`EXPIRE_AT`]).
 pub const TTL_GRACE: Duration = Duration::from_secs(30);
-/// How long a pairing waits in its mailbox for the pending side to collect it.
-pub const UNCOLLECTED: Duration = Duration::from_secs(10);
 /// Expired pending shakes, and uncollected mailboxes, removed per Shake sweep call (each).
 pub const SHAKE_SWEEP_BATCH: usize = 1_000;
 
@@ -75,7 +73,7 @@ fn constants() -> String {
         keys::SHAKE_PREFIX,
         keys::WAKE_PREFIX,
         TTL_GRACE.as_millis(),
-        UNCOLLECTED.as_millis(),
+        crate::storage::SHAKE_UNCOLLECTED.as_millis(),
         SHAKE_SWEEP_BATCH,
         keys::RECORD_LEN,
         keys::LEGACY_RECORD_LEN,
