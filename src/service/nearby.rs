@@ -242,31 +242,9 @@ impl Vicinity {
             .await?;
         let now = admitted(admission, "lists")?;
         let binding = list.token_binding();
-        let page = match &list.page_token {
-            Some(text) => Some(
-                PageToken::decode(text, &self.deps.secret, &binding)
-                    .map_err(ServiceError::PageTokenInvalid)?,
-            ),
-            None => None,
-        };
-        let pinned_epoch = page.as_ref().map(|t| t.epoch);
-        let pinned_cell = page.as_ref().map(|t| t.viewer_cell);
-        let request = NearbyRequest {
-            viewer: list.viewer.clone(),
-            max_distance_m: list.max_distance_m,
-            limit: list.limit,
-            gender_filter: list.gender_filter,
-            exclude: list.exclude.clone(),
-            secret: Arc::clone(&self.deps.secret),
-            page,
-            // Entries stored before the policy in force listed their place stay at their fine
-            // cell until their next update: not listed meanwhile.
-            shown: self
-                .deps
-                .places
-                .current()
-                .map(|policy| CellFilter::new(move |cell| policy.stores_at(cell))),
-        };
+        let request = self.nearby_request(list, &binding)?;
+        let pinned_epoch = request.page.as_ref().map(|t| t.epoch);
+        let pinned_cell = request.page.as_ref().map(|t| t.viewer_cell);
         let Some(own) = own.filter(|e| !e.left) else {
             self.require_consent(&list.viewer, Feature::PeopleNearby)
                 .await?;
@@ -304,6 +282,33 @@ impl Vicinity {
         Ok(NearbyPage {
             users,
             next_page_token,
+        })
+    }
+
+    /// The store's request for `list`, its page token checked against `binding`.
+    fn nearby_request(&self, list: &ListNearby, binding: &[u8]) -> ServiceResult<NearbyRequest> {
+        let page = match &list.page_token {
+            Some(text) => Some(
+                PageToken::decode(text, &self.deps.secret, binding)
+                    .map_err(ServiceError::PageTokenInvalid)?,
+            ),
+            None => None,
+        };
+        Ok(NearbyRequest {
+            viewer: list.viewer.clone(),
+            max_distance_m: list.max_distance_m,
+            limit: list.limit,
+            gender_filter: list.gender_filter,
+            exclude: list.exclude.clone(),
+            secret: Arc::clone(&self.deps.secret),
+            page,
+            // Entries stored before the policy in force listed their place stay at their fine
+            // cell until their next update: not listed meanwhile (docs/privacy.md).
+            shown: self
+                .deps
+                .places
+                .current()
+                .map(|policy| CellFilter::new(move |cell| policy.stores_at(cell))),
         })
     }
 
