@@ -531,6 +531,13 @@ async fn an_entry_stored_before_its_place_was_listed_is_not_shown(backend: Backe
     let places = file.places();
     let app = spawn(backend, places.clone()).await;
     app.join("early", clinic(), Gender::Female).await;
+    // More users at the clinic before the policy than a page holds, and one far from it.
+    let crowd: Vec<String> = (0..6).map(|i| format!("early-{i}")).collect();
+    for user in &crowd {
+        app.join(user, clinic(), Gender::Female).await;
+    }
+    let far = clinic().offset_m(-2_500.0, 0.0);
+    app.join("ordinary", far, Gender::Female).await;
     app.join("viewer", clinic().offset_m(0.0, 150.0), Gender::Male)
         .await;
     assert!(bands_seen(&app, "viewer").await.contains_key("early"));
@@ -545,10 +552,18 @@ async fn an_entry_stored_before_its_place_was_listed_is_not_shown(backend: Backe
     let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
     let policy = reloaded.expect("a valid policy");
     assert!(!policy.stores_at(fine), "the clinic's cell is listed now");
+    assert!(policy.stores_at(far.cell()), "far from the clinic's parent");
     assert!(
         !bands_seen(&app, "viewer").await.contains_key("early"),
         "an entry at a listed place's cell is not shown"
     );
+    // The hidden crowd does not fill the first page with nobody: the far user is on it.
+    let mut first = list_request("viewer");
+    first.limit = 2;
+    first.max_distance_m = 5_000;
+    let page = app.list_with(first).await.expect("a list");
+    let listed: Vec<String> = page.users.into_iter().map(|u| u.user_id).collect();
+    assert_eq!(listed, ["ordinary"], "the first page of two");
 
     app.update("early", clinic(), Gender::Female)
         .await

@@ -39,6 +39,10 @@ impl RedisStore {
         cells: Vec<(CellIndex, u32)>,
         into: &mut Fetched,
     ) -> StoreResult<Option<(u32, u64)>> {
+        // Cells the list may not show are not read: their members would count toward the
+        // page's reads and end it short (`NearbyQuery::shows`; ranking skips them too).
+        let mut cells = cells;
+        cells.retain(|(cell, _)| query.shows(*cell));
         let groups = if self.conn.is_cluster() {
             let mut by_part: HashMap<CellIndex, Vec<(CellIndex, u32)>> = HashMap::new();
             for (cell, band) in cells {
