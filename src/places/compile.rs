@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use geo::{Coord, LineString, Polygon};
+use geo::{Area, Coord, LineString, Polygon};
 use h3o::{
     CellIndex, Resolution,
     geom::{ContainmentMode, TilerBuilder},
@@ -257,13 +257,23 @@ pub fn from_osm(
             .map(|&(lat, lon)| Coord { x: lon, y: lat })
             .collect();
         let closed = refs.len() >= 4 && refs.first() == refs.last() && ring.len() == refs.len();
-        if closed {
-            add(Polygon::new(LineString::from(ring), Vec::new()), category)?;
-        } else if let Some(first) = ring.first() {
-            add(circle(first.y, first.x, DEFAULT_RADIUS_M), category)?;
+        if let Some(shape) = way_shape(ring, closed) {
+            add(shape, category)?;
         }
     }
     Ok(cells.into_iter().collect())
+}
+
+/// The polygon of a way's (or a joined ring's) positions when it is `closed` and encloses an
+/// area; else a point of [`DEFAULT_RADIUS_M`] at its first position (a ring that folds back
+/// on itself would tile to nothing and lose the place); `None` without any position.
+fn way_shape(ring: Vec<Coord>, closed: bool) -> Option<Polygon> {
+    let first = *ring.first()?;
+    let polygon = Polygon::new(LineString::from(ring), Vec::new());
+    if closed && polygon.unsigned_area() > 0.0 {
+        return Some(polygon);
+    }
+    Some(circle(first.y, first.x, DEFAULT_RADIUS_M))
 }
 
 /// The tagged places of an extract: points (category, lat, lon), ways (category, node ids)
@@ -337,7 +347,11 @@ fn osm_places(path: &std::path::Path) -> Result<OsmPlaces, PolicyError> {
                             m.member_type == RelMemberType::Way
                                 && matches!(m.role(), Ok("outer" | ""))
                         });
-                        relations.push((c, outer.map(|m| m.member_id).collect()));
+                        let mut ways: Vec<i64> = outer.map(|m| m.member_id).collect();
+                        // A way listed twice would double back on itself when joined.
+                        ways.sort_unstable();
+                        ways.dedup();
+                        relations.push((c, ways));
                     }
                 }
             }
@@ -517,6 +531,41 @@ mod tests {
         let open = rings(vec![vec![1, 2], vec![3, 4]]);
         assert_eq!(open.len(), 2);
         assert!(!open.iter().any(closed), "{open:?}");
+    }
+
+    /// A closed way that folds back on itself (no area) is kept as a point at its first
+    /// position, not lost; an open one too; a closed one with an area is its polygon.
+    #[test]
+    fn a_way_without_an_area_is_a_point() {
+        use geo::Contains;
+        let at = |pairs: &[(f64, f64)]| pairs.iter().map(|&(y, x)| Coord { x, y }).collect();
+        let square = [
+            (39.0, 116.0),
+            (39.0, 116.01),
+            (39.01, 116.01),
+            (39.01, 116.0),
+        ];
+        let mut closed: Vec<Coord> = at(&square);
+        closed.push(closed[0]);
+        let polygon = way_shape(closed, true).expect("a shape");
+        assert!(
+            (polygon.unsigned_area() - 1e-4).abs() < 1e-9,
+            "the square itself"
+        );
+        let folded = at(&[
+            (39.0, 116.0),
+            (39.0, 116.01),
+            (39.01, 116.01),
+            (39.0, 116.01),
+            (39.0, 116.0),
+        ]);
+        let point = way_shape(folded, true).expect("a shape");
+        assert!(point.unsigned_area() > 0.0);
+        assert!(
+            point.contains(&Coord { x: 116.0, y: 39.0 }),
+            "around the first node"
+        );
+        assert!(way_shape(Vec::new(), true).is_none());
     }
 
     #[test]
