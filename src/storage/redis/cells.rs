@@ -10,7 +10,10 @@ use redis::Value;
 
 use super::{Conn, RedisStore, keys, scripts};
 use crate::{
-    domain::{Gender, Retention, Timestamp, UserId, nearby::NearbyQuery},
+    domain::{
+        Gender, Retention, Timestamp, UserId,
+        nearby::{NearbyQuery, earliest},
+    },
     storage::StoreResult,
 };
 
@@ -39,10 +42,6 @@ impl RedisStore {
         cells: Vec<(CellIndex, u32)>,
         into: &mut Fetched,
     ) -> StoreResult<Option<(u32, u64)>> {
-        // Cells the list may not show are not read: their members would count toward the
-        // page's reads and end it short (`NearbyQuery::shows`; ranking skips them too).
-        let mut cells = cells;
-        cells.retain(|(cell, _)| query.shows(*cell));
         let groups = if self.conn.is_cluster() {
             let mut by_part: HashMap<CellIndex, Vec<(CellIndex, u32)>> = HashMap::new();
             for (cell, band) in cells {
@@ -83,14 +82,6 @@ impl RedisStore {
         let call = scripts::cells_read(query, &cells);
         let reply: Vec<Value> = conn.script("reading cells", &call).await?;
         Ok((cells, reply))
-    }
-}
-
-/// The earlier of two (band, key) points where a read stopped, either of which may be absent.
-pub(super) fn earliest(a: Option<(u32, u64)>, b: Option<(u32, u64)>) -> Option<(u32, u64)> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -16,7 +16,7 @@ use batches::Batches;
 pub use batches::Plans;
 pub use order::{ORDER_SPACE, OrderContext, Pseudonyms, Secret, Tickets};
 pub use page::{NONCE_LEN, PageToken};
-pub use query::{Collector, Cursor, Hit, NearbyQuery, Page};
+pub use query::{Collector, Cursor, Hit, NearbyQuery, Page, earliest};
 pub use request::{
     CellFilter, DEFAULT_LIMIT, DEFAULT_MAX_DISTANCE_M, MAX_DISTANCE_M, MAX_LIMIT, NearbyRequest,
     parse_excluded, parse_limit, parse_max_distance,

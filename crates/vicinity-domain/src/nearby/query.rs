@@ -81,6 +81,14 @@ pub struct NearbyQuery {
     pub shown: Option<super::CellFilter>,
 }
 
+/// The earlier of two (band, key) points where reading stopped, either of which may be absent.
+pub fn earliest(a: Option<(u32, u64)>, b: Option<(u32, u64)>) -> Option<(u32, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
 /// integer operations and no allocation or reference count.
 /// 32 bytes, so the selections of a crowded list move little.
@@ -339,10 +347,7 @@ impl NearbyQuery {
         // A cut reads its last band whole: the cursor's key lies past the order space, so the
         // next page starts at the band after it.
         let cut = cut.map(|band_m| (band_m, ORDER_SPACE + 1));
-        let until = match (self.read_until, cut) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let until = earliest(self.read_until, cut);
         let next = match (last, until) {
             (Some(last), _) if full => Some(last),
             // Everything before the point was read and is on this page: continue after it.

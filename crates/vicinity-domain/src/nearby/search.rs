@@ -10,7 +10,7 @@
 
 use h3o::CellIndex;
 
-use super::{Batches, Collector, NearbyQuery, Page, Plans};
+use super::{Batches, Collector, NearbyQuery, Page, Plans, earliest};
 use crate::SnapGrid;
 
 /// One call's search in progress (see the module docs). Holds no reference, so a store can
@@ -25,7 +25,9 @@ pub struct Search {
 
 impl Search {
     /// Starts `query` on `grid`; the cells of its first batch (from `plans` for a first page)
-    /// are to be read before [`Search::rank`].
+    /// are to be read before [`Search::rank`]. Only cells the query shows are handed out
+    /// ([`NearbyQuery::shows`]): a store never reads the others, whose members would count
+    /// toward its reads and end a page short.
     pub fn start(
         query: NearbyQuery,
         grid: &SnapGrid,
@@ -38,6 +40,7 @@ impl Search {
             batches,
             more: !cells.is_empty(),
         };
+        let cells = search.shown(cells);
         (search, cells)
     }
 
@@ -49,10 +52,7 @@ impl Search {
     /// A store read only the members before `stop` (band, key) of the cells it was handed: the
     /// page ends there at the latest, and the next page continues from it.
     pub fn stopped_at(&mut self, stop: Option<(u32, u64)>) {
-        self.query.read_until = match (self.query.read_until, stop) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.query.read_until = earliest(self.query.read_until, stop);
     }
 
     /// Ranks every band handed out so far, `visit` offering the members a store read of each
@@ -77,6 +77,12 @@ impl Search {
     pub fn next_batch(&mut self) -> Vec<(CellIndex, u32)> {
         let cells = self.batches.more();
         self.more = !cells.is_empty();
+        self.shown(cells)
+    }
+
+    /// The cells of `cells` the query shows (the walk goes on past the others).
+    fn shown(&self, mut cells: Vec<(CellIndex, u32)>) -> Vec<(CellIndex, u32)> {
+        cells.retain(|(cell, _)| self.query.shows(*cell));
         cells
     }
 
