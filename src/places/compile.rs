@@ -175,6 +175,10 @@ fn tile(polygon: Polygon, resolution: Resolution, margin: u32) -> Result<Vec<Cel
 /// of worship fit; a planet file is refused, not read for hours).
 pub const MAX_OSM_PLACES: usize = 2_000_000;
 
+/// The most outer ways one multipolygon relation may join ([`rings`] is quadratic in them: at
+/// most about 16 million comparisons); a larger one is refused, not covered in part.
+pub const MAX_RELATION_WAYS: usize = 4_096;
+
 /// The category an OpenStreetMap element's tags put it in, if any (docs/operations.md,
 /// "Sensitive places", has the table).
 pub fn classify<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> Option<Category> {
@@ -227,6 +231,11 @@ pub fn from_osm(
 ) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
     check_margin(margin)?;
     let (points, mut ways, relations) = osm_places(path)?;
+    if relations.iter().any(|(_, outer)| outer.len() > MAX_RELATION_WAYS) {
+        return Err(PolicyError(format!(
+            "a multipolygon relation of more than {MAX_RELATION_WAYS} outer ways"
+        )));
+    }
     let members = osm_ways(path, &relations)?;
     for (category, outer) in relations {
         let parts = outer
