@@ -173,14 +173,19 @@ impl Conn {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(self.replica_acks)
-            .arg((self.timeout / 2).as_millis().max(1) as u64);
-        let acked: u32 = self.query(context, &wait).await?;
+        let acked: u32 = self.query(context, &self.wait()).await?;
         if acked < self.replica_acks {
             return Err(StoreError::new(StoreErrorKind::Unavailable, context));
         }
         Ok(())
+    }
+
+    /// `WAIT` for the replicas asked for, at most half the store timeout.
+    fn wait(&self) -> Cmd {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replica_acks)
+            .arg((self.timeout / 2).as_millis().max(1) as u64);
+        wait
     }
 
     /// After a script `cmd` answered, with replica acknowledgements asked for: `WAIT` on the
@@ -209,9 +214,7 @@ impl Conn {
         }
         // After the number of keys, the first key.
         let key = args.get(1).copied();
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(self.replica_acks)
-            .arg((self.timeout / 2).as_millis().max(1) as u64);
+        let wait = self.wait();
         let reply = match (&mut self.link, key) {
             (Link::Cluster(cluster), Some(key)) => {
                 let routing = master_of(key);
