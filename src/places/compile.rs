@@ -231,7 +231,10 @@ pub fn from_osm(
 ) -> Result<Vec<(CellIndex, Category)>, PolicyError> {
     check_margin(margin)?;
     let (points, mut ways, relations) = osm_places(path)?;
-    if relations.iter().any(|(_, outer)| outer.len() > MAX_RELATION_WAYS) {
+    if relations
+        .iter()
+        .any(|(_, outer)| outer.len() > MAX_RELATION_WAYS)
+    {
         return Err(PolicyError(format!(
             "a multipolygon relation of more than {MAX_RELATION_WAYS} outer ways"
         )));
