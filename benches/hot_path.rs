@@ -111,7 +111,7 @@ fn query(c: &mut Criterion) {
 
 /// One call of a 50 km search with nobody around (the walk reads its cap of cells and
 /// ends the page), in an empty area and at one of H3's 12 pentagons: the in-process work a
-/// store does per call (the embedded store holds its lock meanwhile). Issue 9 point 6: before
+/// store does per call (the embedded store holds its lock meanwhile). Before
 /// the band walk, the pentagon case took 2.3-3.1 s.
 fn far_search(c: &mut Criterion) {
     let grid = SnapGrid::default();

@@ -467,7 +467,7 @@ mod tests {
         assert_eq!(verify(&receipt, &both).unwrap().kid, signer.key_id());
     }
 
-    /// Issue 22: the signing key rotates without a restart. A reload takes the file's new key;
+    /// The signing key rotates without a restart. A reload takes the file's new key;
     /// one that does not load is refused and the key in force keeps signing.
     #[test]
     fn a_reload_takes_the_new_key_and_a_bad_file_keeps_the_key_in_force() {

@@ -157,7 +157,7 @@ def test_main_sends_the_api_key(start_server, user, place, tmp_path, capsys):
 
 
 def test_main_speaks_tls_with_a_ca_file(start_server, user, place, tmp_path, capsys):
-    """Issue 21 point 7: the example reaches a TLS server with --ca-cert (a certificate made
+    """The example reaches a TLS server with --ca-cert (a certificate made
     here by openssl for 127.0.0.1, serving as its own CA)."""
     import subprocess
 

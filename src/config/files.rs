@@ -127,7 +127,7 @@ fn rustls_config(
 
 /// The TLS files the flags name, read and checked now (PEM that parses, a key that matches
 /// its certificate), so a bad file fails at start-up in one line naming its flag rather than
-/// at the first handshake (issue 21 point 5: "peer sent no certificates", "KeyMismatch").
+/// at the first handshake ("peer sent no certificates", "KeyMismatch").
 pub(super) fn server_tls(args: &ServeArgs) -> Result<Option<ServerTls>, ConfigError> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);

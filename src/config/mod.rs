@@ -417,7 +417,7 @@ mod tests {
         }
     }
 
-    /// Issue 9 point 14: no secret from a broken source (it used to fall back to zeros).
+    /// No secret from a broken source (it used to fall back to zeros).
     #[test]
     fn a_broken_randomness_source_refuses_a_secret_of_its_own() {
         let _broken = crate::random::break_on_this_thread();

@@ -3,17 +3,17 @@
 //! accept, so one peer's silent sockets cannot take every place), a connection on which no
 //! call started for
 //! `idle_timeout` is closed, and one on which no call started within `first_call_timeout` of
-//! its accept too (issue 20 point 5: silent sockets held the cap for the whole idle timeout). HTTP/2 keepalive, the stream cap per connection and the maximum
+//! its accept too (silent sockets held the cap for the whole idle timeout). HTTP/2 keepalive, the stream cap per connection and the maximum
 //! connection age are tonic's own settings (see `server::run`).
 //!
 //! Idleness is measured in calls, not bytes (HTTP/2 keepalive pings keep bytes flowing on a
 //! connection nobody uses): a connection with a call in flight is never idle (a health
-//! `Watch` stream may last for hours; issue 20 point 9: one was cut at the idle timeout),
+//! `Watch` stream may last for hours; one was cut at the idle timeout),
 //! and one without counts from the start or end of its last call, whichever is later
 //! ([`CallsLayer`] counts them).
 //!
 //! A failed accept (out of file descriptors, say) pauses the accept loop for
-//! [`ACCEPT_BACKOFF`] instead of being retried at once (issue 20 point 5: a core spun on
+//! [`ACCEPT_BACKOFF`] instead of being retried at once (a core spun on
 //! EMFILE); the process raises its file limit at start and the cap is clamped to it
 //! ([`connection_cap`]).
 

@@ -23,7 +23,7 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
 /// Failed checks among the last [`FAILS_WINDOW`] before readiness goes NOT_SERVING: a real
 /// outage shows within 3 × (interval + store timeout), 4.5 s with the defaults (1.5 s when
 /// the store refuses connections outright), and a store failing 2 checks of every 3 shows
-/// too (issue 20 point 7: with a streak, one pass between failures kept it SERVING).
+/// too (with a streak, one pass between failures kept it SERVING).
 pub const FAILS_TO_NOT_SERVING: u32 = 3;
 /// How many recent checks [`FAILS_TO_NOT_SERVING`] counts in.
 pub const FAILS_WINDOW: u32 = 5;

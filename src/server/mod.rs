@@ -119,7 +119,7 @@ impl From<TcpListener> for Listeners {
 /// The gRPC port serves from the start, while the stores are waited for (`--store-wait`):
 /// health answers readiness NOT_SERVING and liveness SERVING, reflection answers, and the
 /// vicinity services answer UNAVAILABLE (`STORE_UNAVAILABLE`, retry in a second) until the
-/// stores are reached (issue 21 point 4: a gRPC probe sees a node that waits, not a closed
+/// stores are reached (a gRPC probe sees a node that waits, not a closed
 /// port).
 pub async fn run(
     config: Config,
@@ -405,7 +405,7 @@ fn serve_metrics(
 }
 
 /// `limits` with the connection cap clamped to the file limit, raised first to its hard
-/// limit (issue 20 point 5: under `ulimit -n 1024` accepts failed with EMFILE).
+/// limit (under `ulimit -n 1024` accepts failed with EMFILE).
 fn within_file_limit(mut limits: ConnectionLimits) -> ConnectionLimits {
     let Some(files) = connections::raise_file_limit() else {
         return limits;
@@ -512,7 +512,7 @@ fn warn_about_local_choices(config: &Config) {
 mod tests {
     use super::*;
 
-    /// Issue 9 point 14: the server draws once before it listens and refuses to start when
+    /// The server draws once before it listens and refuses to start when
     /// the system's randomness fails (it used to carry on with a clock-seeded fallback).
     #[tokio::test]
     async fn a_broken_randomness_source_refuses_to_start() {

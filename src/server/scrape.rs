@@ -5,7 +5,7 @@
 //! answers from the start, while `serve` still waits for its stores (`--store-wait`).
 //!
 //! The same listener answers the probes an orchestrator's HTTP checks use where the gRPC port
-//! wants a client certificate they cannot present (issue 21 point 3): `GET /livez` is 200
+//! wants a client certificate they cannot present: `GET /livez` is 200
 //! while the process serves HTTP at all, `GET /readyz` is 200 exactly while the gRPC health
 //! service reports readiness SERVING (the same writes set both: `health::Ready`), else 503.
 
@@ -40,8 +40,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Scrape connections served at once at most (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
 /// Scrape connections from one IP address at once at most: a peer that opens sockets and
-/// dribbles bytes cannot take every place from the scraper and the probes (issue 20 point 5:
-/// 48 such sockets left 0 of 56 scrapes answered).
+/// dribbles bytes cannot take every place from the scraper and the probes (48 such sockets left 0 of 56 scrapes answered).
 const MAX_PER_PEER: usize = 4;
 
 /// What any other request gets.

@@ -28,7 +28,7 @@ const STORE_RETRY_FIRST: Duration = Duration::from_millis(250);
 const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// [`stores`], retried with back-off for up to `config.store_wait` while a store cannot be
-/// reached (issue 21 point 4: beside a Redis that starts at the same time, exiting at once
+/// reached (beside a Redis that starts at the same time, exiting at once
 /// is a crash loop); a refusal that retrying cannot change (a persisting location store)
 /// ends it at once. Each failed attempt is logged.
 pub(super) async fn stores_within(config: &Config) -> Result<Stores, ServerError> {

@@ -2,7 +2,7 @@
 //! without a restart ([`reload`], on SIGHUP) and so that a refused handshake (a client without
 //! the certificate mutual TLS asks for, one another CA signed, plaintext on a TLS port, a
 //! client that never finishes) is counted in `vicinity_connections_refused_total` and logged
-//! with its peer's address, as operators of any TLS service look for (issue 21 point 6).
+//! with its peer's address, as operators of any TLS service look for.
 //! Tonic's own acceptor logged these at `debug` only. Reasons:
 //!
 //! - `tls_handshake`: TLS refused it (no or a foreign client certificate, a client that does

@@ -125,7 +125,7 @@ impl Vicinity {
     /// once done, and one that did not finish (a store down, a node killed) is finished by a
     /// later sweep ([`Vicinity::sweep`]). The audit event is written when the purge is done,
     /// or, for a consent change (a withdrawal, an erasure), as soon as `first` wrote it,
-    /// whatever the purge does (issue 20 point 6: every read sees the change from then on; a
+    /// whatever the purge does (every read sees the change from then on; a
     /// purge left owed is audited again when a sweep finishes it).
     async fn purge_after<T: Send + 'static>(
         &self,

@@ -252,7 +252,7 @@ impl Vicinity {
         };
         let own_cell = own.position.cell;
         // A token pins the cell its first page was listed around: once the viewer moved to
-        // another, it would keep listing around where they were (issue 20 point 7).
+        // another, it would keep listing around where they were.
         if pinned_cell.is_some_and(|cell| cell != own_cell) {
             return Err(ServiceError::PageTokenExpired);
         }

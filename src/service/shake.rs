@@ -27,7 +27,7 @@ const SETUP_ALLOWANCE: Duration = Duration::from_millis(500);
 
 /// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends,
 /// then gives back its places, in that order and in one task: given back first, the user's
-/// pending place would admit a second shake while the first still waits (issue 20 point 7).
+/// pending place would admit a second shake while the first still waits.
 struct WithdrawOnDrop {
     store: Arc<dyn ShakeStore>,
     /// Where the withdrawal runs ([`super::Deps::tasks`]).

@@ -295,7 +295,7 @@ async fn a_withdrawal_whose_purge_failed_is_finished_by_a_later_sweep() {
     assert!(owed.is_empty(), "settled: {owed:?}");
 }
 
-/// Issue 9 point 14: a call that needs randomness fails when the source does, and nothing
+/// A call that needs randomness fails when the source does, and nothing
 /// guessable (a clock reading, zeros) stands in: no shake is left pending, no consent event
 /// is written, the location stays where it was.
 #[tokio::test]
@@ -347,7 +347,7 @@ async fn a_broken_randomness_source_fails_the_call_and_changes_nothing() {
 
 /// The embedded store's Shake side, where the user withdraws Shake consent (and the
 /// withdrawal clears Shake) after the service checked consent and before the pairing step:
-/// the race of issue 20 point 1 (a node under load between the two).
+/// the race of a node under load between the two.
 struct WithdrawBeforePairing {
     store: Arc<MemoryStore>,
     clock: Arc<ManualClock>,
@@ -408,7 +408,7 @@ impl ShakeStore for WithdrawBeforePairing {
     }
 }
 
-/// Issue 20 point 1: a withdrawal of Shake consent that lands between a Shake's consent
+/// A withdrawal of Shake consent that lands between a Shake's consent
 /// check and its pairing step: the shake is not paired with the one waiting (whose user
 /// would otherwise be matched with someone who withdrew), nor left pending, nor recorded.
 #[tokio::test]
@@ -465,7 +465,7 @@ impl std::io::Write for LogSink {
     }
 }
 
-/// Issue 20 point 6: a withdrawal whose purge fails (the location store down) has still
+/// A withdrawal whose purge fails (the location store down) has still
 /// withdrawn consent, which every read sees: it is audited then, not only once a sweep
 /// finishes the purge.
 #[tokio::test]

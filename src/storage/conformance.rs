@@ -611,7 +611,7 @@ pub async fn shake_history_expires_and_clears(fx: &Fixture) {
     }
 }
 
-/// Issue 9 point 2: a Leave that read the entry before a concurrent Clear removed it must not
+/// A Leave that read the entry before a concurrent Clear removed it must not
 /// write it back (Leave creates nothing).
 pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
     let viewer = position("race-viewer", 10.0, 10.0, Gender::Male);
@@ -653,7 +653,7 @@ pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
     clear_all(fx, &["race-viewer"]).await;
 }
 
-/// Issue 9 point 2: a Leave cut off between its steps (by a deadline) leaves nothing that a
+/// A Leave cut off between its steps (by a deadline) leaves nothing that a
 /// later Clear misses.
 pub async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
     let before = physical(fx).await;
@@ -673,7 +673,7 @@ pub async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
     }
 }
 
-/// Issue 9 point 4: a user with two pending shakes is matched by nobody once their Shake data
+/// A user with two pending shakes is matched by nobody once their Shake data
 /// is cleared (withdrawal and erasure clear it too).
 pub async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixture) {
     let baseline = physical(fx).await;
@@ -698,7 +698,7 @@ pub async fn clearing_shake_withdraws_every_pending_shake_of_the_user(fx: &Fixtu
     assert_eq!(physical(fx).await, baseline);
 }
 
-/// Issue 20 point 1: a withdrawal that lands between a Shake's consent check and its pairing
+/// A withdrawal that lands between a Shake's consent check and its pairing
 /// clears Shake after the call read its mark, so the pairing step refuses it: the user is
 /// neither paired (with a shake already waiting) nor left pending. Every Clear changes the
 /// mark, two in a row too.
@@ -732,7 +732,7 @@ pub async fn a_shake_whose_user_cleared_since_its_mark_is_refused(fx: &Fixture) 
     fx.shakes.withdraw(&again).await.expect("withdraw");
 }
 
-/// Issue 9 point 4: a pairing made just before a Clear of the arriving user is not delivered
+/// A pairing made just before a Clear of the arriving user is not delivered
 /// to the waiting side afterwards.
 pub async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixture) {
     let baseline = physical(fx).await;
@@ -750,7 +750,7 @@ pub async fn clearing_shake_drops_an_uncollected_pairing_with_the_user(fx: &Fixt
     assert_eq!(physical(fx).await, baseline);
 }
 
-/// Issue 9 point 5: data about a pair goes when either party clears Shake: the other's
+/// Data about a pair goes when either party clears Shake: the other's
 /// history no longer shows them, and a match recorded late against them is dropped.
 pub async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixture) {
     let baseline = physical(fx).await;
@@ -799,7 +799,7 @@ pub async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixtur
     assert_eq!(physical(fx).await, baseline);
 }
 
-/// Issue 9 point 8: history grew without bound (3,000 grants made GetConsent take 136 ms);
+/// History grew without bound (3,000 grants made GetConsent take 136 ms);
 /// now it keeps `HISTORY_PER_FEATURE` events per feature, the current ones always.
 pub async fn consent_history_is_bounded_and_keeps_every_current_record(fx: &Fixture) {
     use crate::domain::consent::HISTORY_PER_FEATURE;

@@ -274,7 +274,7 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         "{withdrawn:?}"
     );
 
-    // Issue 21 point 6: account deletion from the CLI, only with --yes.
+    // Account deletion from the CLI, only with --yes.
     let unconfirmed = run(&["forget-user", "--user", "alice"], addr);
     assert!(!unconfirmed.status.success(), "{unconfirmed:?}");
     assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
@@ -362,7 +362,7 @@ fn the_start_up_warnings_name_the_store_actually_used() {
     );
 }
 
-/// `vicinity health --addr https://… --ca-cert …` against a mutual-TLS server (issue 12):
+/// `vicinity health --addr https://… --ca-cert …` against a mutual-TLS server:
 /// SERVING with the client certificate, a failure without it or without the CA file.
 #[test]
 fn health_over_mutual_tls_with_a_ca_file() {
@@ -407,7 +407,7 @@ fn health_over_mutual_tls_with_a_ca_file() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Issue 21 point 6: SIGHUP reloads the gRPC port's TLS files. A server on one CA's files,
+/// SIGHUP reloads the gRPC port's TLS files. A server on one CA's files,
 /// the files replaced by another CA's, SIGHUP: clients of the new CA are served and clients
 /// of the old one refused; a broken key file is refused on reload (logged and counted) and
 /// the certificate in force stays.
@@ -476,7 +476,7 @@ fn tls_files_reload_on_sighup() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Issue 21 point 6: SIGHUP reads the API keys file again: a call with the new key passes
+/// SIGHUP reads the API keys file again: a call with the new key passes
 /// and one with the old key is refused without a restart; a file that does not load is
 /// refused (logged, counted, never naming a key) and the keys in force stay.
 #[test]
@@ -525,7 +525,7 @@ fn api_keys_reload_on_sighup() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Issue 21 point 6: `--access-log` logs each call's end at `info` (method, status code,
+/// `--access-log` logs each call's end at `info` (method, status code,
 /// elapsed time), never the user it was for; without it nothing per call reaches `info`.
 #[test]
 fn the_access_log_names_method_code_and_time_at_info_and_never_the_user() {
@@ -619,7 +619,7 @@ fn attribute(span: &otlp::trace::v1::Span, key: &str) -> Option<String> {
     }
 }
 
-/// `--otlp-endpoint` (issue 12 point 3): the binary exports one `rpc` span per call to a
+/// `--otlp-endpoint`: the binary exports one `rpc` span per call to a
 /// collector over OTLP/gRPC, as a child of the caller's `traceparent`, with the method and
 /// status code, and no span carries the position the call sent.
 #[test]
@@ -793,7 +793,7 @@ fn last_error_line(output: &Output) -> String {
     stderr.trim().lines().last().unwrap_or_default().to_owned()
 }
 
-/// Issue 21 point 5: a start-up or client error says which flag to fix, in one line, and
+/// A start-up or client error says which flag to fix, in one line, and
 /// names each cause once.
 #[test]
 fn errors_name_the_flag_in_one_line_and_each_cause_once() {
@@ -841,7 +841,7 @@ fn errors_name_the_flag_in_one_line_and_each_cause_once() {
     }
 }
 
-/// `serve` over `rediss://` for both stores with `--redis-ca-file` (issue 21 point 2): it
+/// `serve` over `rediss://` for both stores with `--redis-ca-file`: it
 /// serves; a CA file that holds no certificate, a client key that does not match its
 /// certificate, and TLS settings with no `rediss://` URL to apply to are refused at start,
 /// naming the flag.
@@ -926,8 +926,8 @@ fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// A Redis password from `--redis-password-file` or `VICINITY_REDIS_PASSWORD` (issue 21 point
-/// 2): the node serves through a Redis that requires it; a wrong one is refused at start, and
+/// A Redis password from `--redis-password-file` or `VICINITY_REDIS_PASSWORD`:
+/// the node serves through a Redis that requires it; a wrong one is refused at start, and
 /// neither appears in any output, `serve --help` included.
 #[test]
 fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows_it() {
@@ -994,7 +994,7 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Issue 20 point 5: under a file limit below what `--max-connections` needs, `serve` clamps
+/// Under a file limit below what `--max-connections` needs, `serve` clamps
 /// its connection cap to the limit (after raising the soft limit to the hard one) and says
 /// so, instead of failing accepts with EMFILE at run time.
 #[test]
@@ -1023,7 +1023,7 @@ fn serve_clamps_its_connection_cap_to_the_file_limit() {
     );
 }
 
-/// Issue 21 point 4: a store that is down at start is waited for (each attempt logged), and
+/// A store that is down at start is waited for (each attempt logged), and
 /// `serve` serves once it comes up, instead of exiting into a crash loop. While it waits, the
 /// probes answer alive and not ready, over HTTP on the metrics listener and over gRPC health
 /// (an orchestrator must not restart a process that waits as told, nor route calls to it),
@@ -1052,7 +1052,7 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
         );
         thread::sleep(Duration::from_millis(20));
     }
-    // Issue 21 point 6: standard error is a pipe here, not a terminal: no colour codes.
+    // Standard error is a pipe here, not a terminal: no colour codes.
     assert!(!served.log().contains('\u{1b}'), "{}", served.log());
     assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("503"));
@@ -1076,7 +1076,7 @@ fn serve_waits_for_a_store_that_comes_up_after_it() {
     update_alice_after_grant(&served);
 }
 
-/// Issue 21 point 6: `--version` names the commit the binary was built from and its date.
+/// `--version` names the commit the binary was built from and its date.
 #[test]
 fn the_version_names_its_commit() {
     let out = vicinity().arg("--version").output().expect("runs");
@@ -1126,7 +1126,7 @@ fn update_alice_after_grant(served: &Served) {
     update_alice(&served.addr);
 }
 
-/// Issue 21 point 5: a TLS file that is not what its flag wants is refused at start, in one
+/// A TLS file that is not what its flag wants is refused at start, in one
 /// line naming the flag and the file (before: "peer sent no certificates" at the first
 /// handshake, or a chain ending in "KeyMismatch").
 #[test]
@@ -1228,7 +1228,7 @@ fn receipt_record(receipt: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("a JSON record")
 }
 
-/// Issue 22 point 5: every consent change gets a receipt signed with the operator's key
+/// Every consent change gets a receipt signed with the operator's key
 /// (made by openssl), which `vicinity consent verify` checks offline; one byte changed and
 /// it fails; the export returns the records with every ISO/IEC TS 27560 mandatory field.
 #[test]
@@ -1417,7 +1417,7 @@ fn compile_places(
     stdout(&compiled)
 }
 
-/// Issue 22 points 1 and 3: `vicinity places compile` writes a policy `serve --places` takes;
+/// `vicinity places compile` writes a policy `serve --places` takes;
 /// SIGHUP reloads it (the version in the metrics and the audit trail changes), a bad file is
 /// refused on reload and the policy in force stays.
 #[test]
@@ -1472,7 +1472,7 @@ fn a_compiled_policy_is_served_and_reloaded_on_sighup() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Issue 22 point 1: an OpenStreetMap extract (made here with osmium-tool from OSM XML, as
+/// An OpenStreetMap extract (made here with osmium-tool from OSM XML, as
 /// an operator's `osmium extract` would make one) compiles to a policy listing its clinic
 /// (a tagged node) and its place of worship (a tagged closed way), not an untagged node.
 #[test]

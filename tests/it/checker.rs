@@ -1,4 +1,4 @@
-//! The randomized concurrency checker (issue 9, SPEC §4.5): concurrent clients issue random
+//! The randomized concurrency checker (SPEC §4.5): concurrent clients issue random
 //! operations with random deadlines (a quarter of them cut off mid-call) against a real
 //! server, while faults are injected (Redis paused and resumed, Redis killed and restarted, a
 //! second service node killed mid-run; the network between the nodes and Redis slowed,
@@ -598,7 +598,7 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
     assert_purged(&[redis]).await;
 }
 
-/// Issue 20 point 8: both nodes reach Redis through a [`FaultProxy`], which now and then
+/// Both nodes reach Redis through a [`FaultProxy`], which now and then
 /// slows every byte, stalls the path (everything held, then delivered), cuts it silently
 /// (half-open: swallowed, then closed) or resets every connection mid-reply. The schedule is
 /// drawn from the seed and printed with it.
@@ -688,7 +688,7 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
     assert_purged(&cluster.masters()).await;
 }
 
-/// Issue 20 point 8: a master killed with writes in flight (its replica takes over within the
+/// A master killed with writes in flight (its replica takes over within the
 /// cluster's 2 s node timeout), then back as a replica, every writing store call held by a
 /// replica before it counts (`--redis-replica-acks 1`). It failed its purge bound in every run
 /// until the ninth session, for two reasons found there: redis-rs's cluster client held every
@@ -730,7 +730,7 @@ async fn the_checker_finds_nothing_across_a_cluster_failover() {
     assert_purged(&cluster.masters()).await;
 }
 
-/// Issue 20 point 8: a service node that is a process of its own (`vicinity serve`, as
+/// A service node that is a process of its own (`vicinity serve`, as
 /// deployed) is killed with `SIGKILL` mid-run, so its calls in flight and the tasks they
 /// detached (writes between their steps, purges owed) die with it; an in-process node's kill
 /// leaves those tasks running. The other node's sweep finishes what it left.

@@ -214,7 +214,7 @@ async fn the_jump_cap_refuses_a_teleport_and_lets_a_fast_train_through(backend: 
     assert!(millis(moved.purge_at.as_ref()) > millis(after.locations[0].purge_at.as_ref()));
 }
 
-// Issue 20 point 7: an update the jump cap refuses changes nothing, its rate included
+// An update the jump cap refuses changes nothing, its rate included
 // (SPEC §4.3), so refused teleports do not use up the user's updates.
 on_both_backends!(an_update_refused_by_the_jump_cap_does_not_count_against_the_rate);
 async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backend: Backend) {
@@ -240,7 +240,7 @@ async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backe
     assert_limited(third, "updates", Duration::from_secs(30));
 }
 
-// Issue 20 point 4: a Clear, or a withdrawal and a new grant, leaves no entry to judge a jump
+// A Clear, or a withdrawal and a new grant, leaves no entry to judge a jump
 // from; such fresh starts count against their own rate, so they cannot carry a user past the
 // jump cap more often than it allows (SPEC §4.3).
 on_both_backends!(

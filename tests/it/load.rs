@@ -83,7 +83,7 @@ async fn w4_shakes_and_pairs_without_errors() {
     assert!(run.latency["Shake"].count >= 10, "{:?}", run.latency.keys());
 }
 
-/// Issue 10: a peer Redis that dies mid-run (here killed while the service is measured) ends
+/// A peer Redis that dies mid-run (here killed while the service is measured) ends
 /// neither the run nor its report: the service's figures are kept, the peer's failed requests
 /// are counted in its runs, the failed clean-up is reported as a failed step in the summary
 /// and the JSON, and the verdict fails (so `vicinity load` exits non-zero).
@@ -147,7 +147,7 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
     .expect("bounded");
     match outcome {
         Err(vicinity_load::LoadError::Verdict(failed)) => {
-            // Issue 21 point 7: it says the bound failed, not the rate.
+            // It says the bound failed, not the rate.
             assert!(
                 failed[0].contains("the rate was held, but p99")
                     && failed[0].contains("over the bound of 0.001 ms (--p99-bound)"),
@@ -158,7 +158,7 @@ async fn a_fixed_rate_that_misses_its_bound_fails_the_verdict() {
     }
 }
 
-/// Issue 10: the comparison with the peer takes turns, a slice each, and reports the ratio of
+/// The comparison with the peer takes turns, a slice each, and reports the ratio of
 /// each round with its spread beside the runs; a warm-up runs each side first, in no ratio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() {

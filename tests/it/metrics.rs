@@ -1,4 +1,4 @@
-//! `--metrics-listen` (issue 12, SPEC §4.7): after a scripted sequence of calls, every metric
+//! `--metrics-listen` (SPEC §4.7): after a scripted sequence of calls, every metric
 //! family exists with its type and moved as the calls say (a refused consent, a rate-limit
 //! refusal, a shake without a partner, an entry purged at its deadline with its lag), on both
 //! backends; `promtool check metrics` accepts the page; no label carries a user id.
@@ -262,7 +262,7 @@ pub fn promtool_accepts(page: &str) {
 
 on_both_backends!(metrics_follow_a_scripted_sequence);
 
-/// Issue 20 point 5: sockets that open and dribble from one peer (127.0.0.2) take at most
+/// Sockets that open and dribble from one peer (127.0.0.2) take at most
 /// that peer's few places on the metrics listener; scrapes and probes from another
 /// (127.0.0.1) are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -279,7 +279,7 @@ async fn a_user_who_left_stays_listed_until_visible_until_but_cannot_look(backen
 }
 
 on_both_backends!(fifty_km_lists_at_a_pentagon_leave_other_updates_responsive);
-/// Issue 9 point 6: four 50 km lists at an H3 pentagon stalled an unrelated UpdateLocation
+/// Four 50 km lists at an H3 pentagon stalled an unrelated UpdateLocation
 /// for 2.7 s (6-8 s on Redis, optimized). Here they run without pause while another user
 /// updates; the bound is generous because tests run unoptimized and beside the rest of the
 /// suite on two cores (the figures are in docs/performance.md).

@@ -1,4 +1,4 @@
-//! The packaging (issue 21) runs as shipped: the command line of the systemd unit
+//! The packaging runs as shipped: the command line of the systemd unit
 //! (`deploy/systemd/vicinity.service`) and the Kubernetes Deployment's container arguments
 //! (`deploy/kubernetes/vicinity.yaml`), taken from those files, with only the binary's path,
 //! the secret files' directory and the ports swapped for the test's, serve over mutual TLS

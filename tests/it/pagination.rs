@@ -206,7 +206,7 @@ async fn a_long_block_list_in_a_crowded_cell_still_fills_every_page(backend: Bac
     assert_eq!(pages.len(), SHOWN.div_ceil(4), "a page came back short");
 }
 
-// Issue 20 point 7: a token pins the cell its first page was listed around; once the viewer
+// A token pins the cell its first page was listed around; once the viewer
 // has moved to another cell it would keep listing around where they were, so it is refused
 // as expired (the client starts again from where the viewer is now).
 on_both_backends!(a_page_token_from_before_the_viewer_moved_is_expired);

@@ -76,7 +76,7 @@ async fn export_shows_consents_history_and_the_stored_cell_only(backend: Backend
     assert_eq!(stored.gender(), Gender::Female);
     assert!(!stored.left);
     // The user's own data: the one place a position appears, and only as stored: the centre
-    // of the snapped cell, as precise as the cell (issue 9 point 11: it was kept to 11 m).
+    // of the snapped cell, as precise as the cell (it was kept to 11 m).
     let cell = SnapGrid::default().snap(Coordinates::new(HOME.lat, HOME.lng).unwrap());
     let centre = h3o::LatLng::from(cell);
     let location = stored.location.expect("the stored location");

@@ -1,7 +1,7 @@
 //! A real Prometheus (Debian's `prometheus`, which `scripts/test` installs) scrapes a running
 //! service with the alert rules of `deploy/prometheus/alerts.yml` loaded; the purge-lag and
 //! RPC series are then read back through its HTTP API, and every rule evaluates without an
-//! error against the real series (issue 12).
+//! error against the real series.
 
 use std::{
     path::PathBuf,

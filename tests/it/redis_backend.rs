@@ -513,7 +513,7 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
     }
 }
 
-/// The HTTP probes on the metrics listener (issue 21 point 3): `/livez` answers 200 all
+/// The HTTP probes on the metrics listener: `/livez` answers 200 all
 /// along; `/readyz` follows gRPC readiness, 503 while the store is paused, 200 again after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_probes_on_the_metrics_listener_follow_readiness() {
@@ -549,7 +549,7 @@ async fn http_probes_on_the_metrics_listener_follow_readiness() {
     assert!(status("/elsewhere").await.contains(" 404"));
 }
 
-/// Issue 20 point 9: a health `Watch` is a call in flight, so its connection, on which no
+/// A health `Watch` is a call in flight, so its connection, on which no
 /// other call starts, is not closed at the idle timeout: the stream still delivers readiness
 /// going NOT_SERVING, which takes at least three health checks 500 ms apart (a paused
 /// store), several idle timeouts of 300 ms.

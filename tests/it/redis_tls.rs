@@ -1,4 +1,4 @@
-//! The stores over TLS (issue 21 point 2, SPEC §4.6): real `redis-server`s serving
+//! The stores over TLS (SPEC §4.6): real `redis-server`s serving
 //! `rediss://` with certificates made at run time. The service reaches both stores (and its
 //! consent cache's tracked connection) with a CA file; a Redis that requires client
 //! certificates refuses a node without one and serves one with it; the binary's flags wire
@@ -127,7 +127,7 @@ async fn a_store_that_requires_client_certificates_serves_only_a_node_with_one()
     let _ = std::fs::remove_dir_all(&foreign_dir);
 }
 
-/// Issue 21 point 2: the location store on a Redis Cluster reached over TLS only (its nodes'
+/// The location store on a Redis Cluster reached over TLS only (its nodes'
 /// TLS ports, the cluster client given the CA; the cluster tells a TLS client its nodes' TLS
 /// ports). Users are listed, and a Clear of each leaves no cell key on any master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Sensitive places (SPEC §4.8, issue 22 points 2 to 4), through the gRPC API on both
+//! Sensitive places (SPEC §4.8), through the gRPC API on both
 //! backends: a position in a listed place, or anywhere in the coarse parent that holds it, is
 //! stored, shown, matched and exported at the parent's one representative cell; a position in
 //! a hidden place is not placed at all; the policy reloads under load without a failed call.
@@ -304,7 +304,7 @@ async fn nobody_is_placed_at_a_shelter_on_redis() {
     nobody_is_placed_at_a_shelter(Backend::Redis).await;
 }
 
-/// Issue 22 point 4: 200 victims, half inside the clinic and half elsewhere in its parent;
+/// 200 victims, half inside the clinic and half elsewhere in its parent;
 /// Sybil viewers all around list every page. Whatever the attacker does with the bands, it
 /// cannot beat the base rate, because every victim's view is the same: the best rule
 /// (majority vote per distinct view) is measured, not assumed.
@@ -390,7 +390,7 @@ async fn the_attacker_does_no_better_than_the_base_rate_on_redis() {
     the_attacker_does_no_better_than_the_base_rate(Backend::Redis).await;
 }
 
-/// Issue 22 point 3: the policy is swapped, on another thread, while updates and lists run
+/// The policy is swapped, on another thread, while updates and lists run
 /// on two workers; no call fails, and the last policy written is the one in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_reloads_under_load_without_a_failed_call() {

@@ -174,7 +174,7 @@ async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
     assert!(vicinity::client::Client::connect(&url, None).await.is_err());
 }
 
-/// Issue 9 point 13: tonic answers a body over the size limit with OUT_OF_RANGE; SPEC §4.4
+/// Tonic answers a body over the size limit with OUT_OF_RANGE; SPEC §4.4
 /// and gRPC's convention say RESOURCE_EXHAUSTED. The server goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on() {
@@ -193,7 +193,7 @@ async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on
     crate::details::assert_reason(after, Code::FailedPrecondition, "CONSENT_REQUIRED");
 }
 
-/// Issue 20 point 5: a socket that never starts a call is closed at the first-call timeout,
+/// A socket that never starts a call is closed at the first-call timeout,
 /// long before the idle timeout, so silent sockets cannot hold the connection cap; one that
 /// calls is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +223,7 @@ async fn a_socket_that_never_calls_is_closed_at_the_first_call_timeout() {
     assert!(health.is_ok(), "the server still serves: {health:?}");
 }
 
-/// Issue 9 point 12: sockets that never start a call are closed after the idle timeout, and
+/// Sockets that never start a call are closed after the idle timeout, and
 /// sockets past the connection cap at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
@@ -262,7 +262,7 @@ async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
     assert!(health.is_ok(), "the server still serves: {health:?}");
 }
 
-/// Issue 20 point 5: one peer's sockets past `max_per_peer` are closed at accept, while
+/// One peer's sockets past `max_per_peer` are closed at accept, while
 /// another peer is served (the peers are two loopback addresses, 127.0.0.2 and 127.0.0.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
@@ -292,7 +292,7 @@ async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
         "a socket past the per-peer cap stayed open"
     );
     assert!(bytes.is_empty(), "it was not served: {bytes:?}");
-    // Issue 21 point 6: counted (each test runs in a process of its own under nextest).
+    // Counted (each test runs in a process of its own under nextest).
     let metrics = vicinity::telemetry::metrics::get();
     let refused = metrics.connections_refused.with_label_values(&["per_peer"]);
     assert!(refused.get() >= 1, "the refusal is counted");

@@ -1,4 +1,4 @@
-//! TLS and mutual TLS (issue 12 point 4): certificates made at run time (rcgen), a real server
+//! TLS and mutual TLS: certificates made at run time (rcgen), a real server
 //! over TCP. TLS serves a client that trusts its CA; mutual TLS refuses a client without a
 //! certificate and one whose certificate another CA signed; a client trusting the wrong CA
 //! refuses the server; plaintext to a TLS port fails cleanly and in time; beyond loopback the
@@ -178,7 +178,7 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
     let refused_before = refused.get();
     let without = health(addr.port(), &pki.client_tls(false)).await;
     assert!(without.is_err(), "no client certificate: {without:?}");
-    // Issue 21 point 6: the refusal is counted and logged with its peer (each test runs in a
+    // The refusal is counted and logged with its peer (each test runs in a
     // process of its own under nextest; under `cargo test` other tests only add to it).
     // The server counts and logs after the client has seen the refusal: wait for it (the
     // counter is the process's, so this refusal is what it gained since).

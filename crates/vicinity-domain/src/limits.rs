@@ -126,7 +126,7 @@ pub struct Policy {
     /// Fresh starts per user while the jump cap is on: updates with no live entry to judge a
     /// jump from (the first, or the first after a Clear, a withdrawal or the end of
     /// retention), each of which may land anywhere. Without it, Clear then update teleported
-    /// past the cap as often as the update rate allowed (issue 20 point 4).
+    /// past the cap as often as the update rate allowed.
     pub starts: Rate,
 }
 

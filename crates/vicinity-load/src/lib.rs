@@ -536,7 +536,7 @@ mod tests {
         args::tests::parse(&["--addr", "http://127.0.0.1:1", "--json", json]).expect("flags parse")
     }
 
-    /// Issue 21 point 7: a report path that cannot be written fails the command before the
+    /// A report path that cannot be written fails the command before the
     /// run (here before it even tries the service, which nothing serves), not after it.
     #[tokio::test]
     async fn an_unwritable_report_path_fails_before_the_run() {

@@ -172,7 +172,7 @@ impl RunReport {
             role,
             pace,
             // A run bounded by a count, not a time (the populate step: planned 0), reports
-            // the time it took (issue 21 point 7: it printed `for 0ns`).
+            // the time it took (it printed `for 0ns`).
             duration: if duration.is_zero() { span } else { duration },
             planned: run.planned,
             sent: run.sent,
@@ -803,7 +803,7 @@ mod tests {
         assert_eq!(verdicts(vec![slow("service", Role::Step)]), 0);
     }
 
-    /// Issue 21 point 7: a run bounded by a count (the populate step) reports the time it
+    /// A run bounded by a count (the populate step) reports the time it
     /// took, not `for 0ns`; a timed run keeps its planned duration.
     #[test]
     fn a_count_bounded_run_reports_the_time_it_took() {

@@ -426,7 +426,7 @@ mod tests {
         storage::conformance,
     };
 
-    /// Issue 9 (review): a backlog of due entries is purged in batches of `PURGE_BATCH`, the
+    /// A backlog of due entries is purged in batches of `PURGE_BATCH`, the
     /// lock released between them, and all of it goes.
     #[test]
     fn a_backlog_is_purged_in_bounded_batches() {

@@ -1,5 +1,4 @@
-//! A cache of the consent states that read GRANTED, for the users a list shows (issue 19
-//! point 4): at 1M users the consent `MGET` of a page was the consent Redis's whole cost of a
+//! A cache of the consent states that read GRANTED, for the users a list shows: at 1M users the consent `MGET` of a page was the consent Redis's whole cost of a
 //! list (about 75 µs of its CPU) and a fifth of the service's.
 //!
 //! Redis keeps it exact (server-assisted client-side caching): the cache reads through a

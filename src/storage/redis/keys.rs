@@ -444,7 +444,7 @@ mod tests {
         assert!(decode_record(Feature::PeopleNearby, &user, b"junk").is_none());
     }
 
-    /// Issue 9 point 11: positions were kept to ~11 m although every decision uses the cell;
+    /// Positions were kept to ~11 m although every decision uses the cell;
     /// a record now holds the cell and nothing finer, and one of the earlier layout still reads.
     #[test]
     fn a_record_holds_the_cell_and_nothing_finer() {

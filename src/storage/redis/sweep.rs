@@ -32,7 +32,7 @@ use crate::{
 /// Partitions listed, and visited concurrently, per round of a pass.
 const PARTS_PER_PASS: usize = 256;
 /// Rounds per pass at most: a pass lists due partitions again while the last listing was
-/// full, so a backlog over a wide area after a stall (issue 20 point 9: more than 256
+/// full, so a backlog over a wide area after a stall (more than 256
 /// partitions due, over 64,000 km²) drains within the pass, not at 256 partitions a pass.
 /// A partition visited in a round whose due cells remain is due again at once, so a later
 /// round may visit it again: the longest due come first either way.

@@ -168,7 +168,7 @@ async fn an_unreachable_redis_fails_fast_as_unavailable() {
     assert!(recovered, "the store reconnects by itself");
 }
 
-/// Issue 23 point 3: an error the store answers that is not on the list of those that pass
+/// An error the store answers that is not on the list of those that pass
 /// by themselves (here a script that fails at run time, as a bug in one would) is
 /// `Internal`, which clients see as INTERNAL, not as STORE_UNAVAILABLE with "retry in 1 s";
 /// a server that does not answer stays `Unavailable` (the test above).
@@ -611,7 +611,7 @@ async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted
     );
 }
 
-/// Issue 9 point 1: a sweep that found the records of only some due cells must not drop the
+/// A sweep that found the records of only some due cells must not drop the
 /// members of the others, or their records (with the position in them) are orphaned.
 #[tokio::test]
 async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
@@ -642,7 +642,7 @@ async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
     );
 }
 
-/// Issue 9 point 6: a search's cells go to scripts of at most `MAX_KEYS_PER_SCRIPT` keys,
+/// A search's cells go to scripts of at most `MAX_KEYS_PER_SCRIPT` keys,
 /// splitting a band if need be; pages stay exact with one cell per script.
 #[tokio::test]
 async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
@@ -654,7 +654,7 @@ async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
 }
 
-/// Issue 9 point 7: the Shake-history sweep handled 256 users a pass, three round trips each,
+/// The Shake-history sweep handled 256 users a pass, three round trips each,
 /// and fell behind at W4 rates. One pass now trims thousands of users' due history.
 #[tokio::test]
 async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
@@ -686,7 +686,7 @@ async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
     assert_eq!(held, 0, "history entries left after one pass");
 }
 
-/// The review of issue 9: a cell key that expired during a long stall of every node (past its
+/// A cell key that expired during a long stall of every node (past its
 /// 30 s grace) left its users' records, in hashes other users keep alive, for no sweep to
 /// find. The shard sweep deletes any record past its deadline.
 #[tokio::test]
@@ -722,7 +722,7 @@ async fn a_record_whose_cell_is_gone_is_still_swept() {
     assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
 }
 
-/// Issue 20 point 9: a pass visited the first 256 partitions due and left the rest to later
+/// A pass visited the first 256 partitions due and left the rest to later
 /// passes, so after a stall over a wide area the 5 s bound slipped by passes. One pass now
 /// lists them again while a listing comes back full.
 #[tokio::test]
@@ -774,7 +774,7 @@ async fn one_sweep_pass_visits_more_partitions_than_one_listing_holds() {
     assert_eq!(count_on(vec![server.port()]).await.expect("count"), 0);
 }
 
-/// Issue 20 point 9: after a stall, expired pending shakes were swept 1,000 a pass (only a
+/// After a stall, expired pending shakes were swept 1,000 a pass (only a
 /// history backlog made a pass call again), so a W4-sized backlog outlived the 5 s bound by
 /// passes. One pass now drains several batches of them.
 #[tokio::test]
@@ -839,7 +839,7 @@ async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingSh
         .expect("written");
 }
 
-/// Issue 10: both stores choose a Shake partner by `domain::shake::choose` (the embedded store
+/// Both stores choose a Shake partner by `domain::shake::choose` (the embedded store
 /// calls it; the Redis script mirrors it). Over seeded random pending sets (several users,
 /// shared cells, ties of arrival, expired and own shakes, crowded coarse cells, far ones), the
 /// script picks exactly the shake the domain rule picks. Each of the rule's paths is seen.
@@ -956,7 +956,7 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
     );
 }
 
-/// Issue 9: a service node that dies between the steps of a cluster UpdateLocation (here: only
+/// A service node that dies between the steps of a cluster UpdateLocation (here: only
 /// the first step runs) leaves a cell member without its record. It counts only for the
 /// provisional hold, not the retention; a write whose steps all ran is confirmed for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -994,7 +994,7 @@ async fn a_cluster_update_cut_after_its_first_step_stops_counting_after_the_hold
     );
 }
 
-/// Review of issue 9: a Clear that runs between a cluster UpdateLocation's first step and its
+/// A Clear that runs between a cluster UpdateLocation's first step and its
 /// record write took the new member; the record written after it used to stay without a
 /// member (exported, unlisted, missed by the sweep until the shard sweep). The record write
 /// is now fenced by the Clear (and the last step, finding the member gone, would take a
@@ -1033,7 +1033,7 @@ async fn a_clear_between_the_steps_of_a_cluster_update_leaves_no_record_behind()
     assert!(left.expect("get").is_none(), "no record without its member");
 }
 
-/// Issue 20 point 2: a cluster UpdateLocation from cell A to cell B cut off after each of its
+/// A cluster UpdateLocation from cell A to cell B cut off after each of its
 /// steps (a Redis node killed, the service node dying), then a Clear of the user: nobody
 /// lists the user afterwards, in either cell, and no record is left. Before the strays, a
 /// cut after the record write left the old member with its full hour, and a cut before it
@@ -1134,7 +1134,7 @@ async fn update_cut_after(
         .expect("confirm");
 }
 
-/// Issue 20 point 8: Redis does not replicate its script cache, so after a failover the
+/// Redis does not replicate its script cache, so after a failover the
 /// promoted replica answers every `EVALSHA` with `NOSCRIPT`, and redis-rs's answer, `SCRIPT
 /// LOAD` on every master, fails while one does not answer (the dead one, until the slot map
 /// forgets it). A script answered `NOSCRIPT` is now sent again as an `EVAL` to the node its
@@ -1182,7 +1182,7 @@ async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() 
         .expect("resume");
 }
 
-/// Issue 20 point 8: Redis replicates asynchronously, so a purge or a consent change its
+/// Redis replicates asynchronously, so a purge or a consent change its
 /// primary acknowledged could be lost with it in a failover. With replica acknowledgements
 /// asked for, a clear, a Shake clear, a consent change and an erasure answer OK only once a
 /// replica holds them; with the replica stopped they fail (`Unavailable`: retried, and a
@@ -1346,7 +1346,7 @@ async fn two_nodes_with_different_secrets_updating_one_user_at_once_leave_no_mem
     assert_unlisted(&a, &at_home.user_id, "after B's update and Clear").await;
 }
 
-/// Issue 20 point 2: a cluster UpdateLocation cut off after any of its steps (the node killed)
+/// A cluster UpdateLocation cut off after any of its steps (the node killed)
 /// leaves what no later step settles: strays, a member held for the provisional hold, a
 /// record with its full deadline whose member is gone. Each is physically gone within the
 /// purge bound of its deadline. Before, the record and the strays were found only by the

@@ -47,8 +47,7 @@ impl Secret {
 
 /// Keyed stand-ins for user ids in the names of short-lived Redis keys (a Clear's Shake
 /// tombstone): SipHash-1-3 under a key derived from the secret with a label of its own, so
-/// whoever can list the keys cannot tell whose marker one is by trying ids (issue 23 point 4:
-/// the unkeyed FNV of [`UserId::pseudonym`] let them). Every node sharing a store needs the
+/// whoever can list the keys cannot tell whose marker one is by trying ids (the unkeyed FNV of [`UserId::pseudonym`] let them). Every node sharing a store needs the
 /// same secret.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Pseudonyms([u8; 16]);

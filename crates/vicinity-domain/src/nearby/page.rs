@@ -151,7 +151,7 @@ mod tests {
         }
     }
 
-    /// Issue 9 point 9: the token was hex of the version, the epoch and the viewer's cell in
+    /// The token was hex of the version, the epoch and the viewer's cell in
     /// the clear; now nothing of the content can be read out of it.
     #[test]
     fn a_token_shows_no_cell_band_or_user_to_its_holder() {

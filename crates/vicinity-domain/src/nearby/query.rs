@@ -545,7 +545,7 @@ mod tests {
         cells
     }
 
-    /// Issue 9 point 10: a binary search of the radius found 2,736 m where the band said
+    /// A binary search of the radius found 2,736 m where the band said
     /// 3,000 m. The answer may change only where the band of the radius changes.
     #[test]
     fn the_radius_decides_on_bands_so_probing_it_reveals_nothing_finer() {
@@ -570,7 +570,7 @@ mod tests {
         );
     }
 
-    /// Issue 9 point 6: one 50 km search walked ~250 rings (~188k cells) unless the page
+    /// One 50 km search walked ~250 rings (~188k cells) unless the page
     /// filled, and near any of H3's 12 pentagons h3o's ring walk recomputed the disk for every
     /// ring (2.3-3.1 s of CPU). Now each call reads at most `MAX_CELLS_PER_CALL` cells, and
     /// paging through an empty 50 km disk reads every cell in range exactly once, at a

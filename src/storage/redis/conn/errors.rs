@@ -51,7 +51,7 @@ pub fn store_error(error: RedisError, context: &'static str) -> StoreError {
 /// broke, it is loading, busy, out of memory or refusing us (authentication, ACL), a cluster
 /// is failing over or resharding. Anything else the store answers (a script that failed at
 /// run time, a command this code sent wrongly) is this service's fault: `INTERNAL`, so that
-/// a client does not retry a bug every second (issue 23 point 3).
+/// a client does not retry a bug every second.
 fn passes(error: &RedisError) -> bool {
     use redis::ErrorKind;
     if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {

@@ -435,7 +435,7 @@ impl ConnectionLike for Conn {
     /// its key routes to (which caches it). redis-rs would send `SCRIPT LOAD` instead, which on
     /// a cluster goes to every node and fails while any is down: after a failover the
     /// promoted replica has no scripts, the old master is dead, and every script call failed
-    /// until the slot map forgot it (issue 20 point 8).
+    /// until the slot map forgot it.
     ///
     /// With replica acknowledgements asked for, a script's reply counts only once that many
     /// replicas hold what it wrote ([`Conn::replicated_script`]).
@@ -551,7 +551,7 @@ mod tests {
         assert_eq!(arg.expose(), cases[0].0);
     }
 
-    /// Review of issue 23 point 3: redis-rs parses BUSY, OOM, NOAUTH and the like as extension
+    /// redis-rs parses BUSY, OOM, NOAUTH and the like as extension
     /// errors, not as server kinds it names; they pass (UNAVAILABLE), a script's `ERR` does not.
     #[test]
     fn answers_that_pass_by_themselves_are_unavailable_and_others_internal() {

@@ -193,7 +193,7 @@ impl std::fmt::Display for RedisUrl {
 
 /// `url` fit to print: the password of its user information replaced by `***`, and its query
 /// (which may carry credentials) by `?***`. Every URL that reaches a log, an error or `Debug`
-/// output goes through this (issue 21: a Redis password was printed in a start-up error).
+/// output goes through this (a Redis password was printed in a start-up error).
 pub fn redacted(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
