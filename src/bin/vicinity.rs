@@ -242,46 +242,8 @@ fn one_line(error: &anyhow::Error) -> String {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(*args).await,
-        Command::ClearLocation { target, feature } => {
-            let feature = feature
-                .as_deref()
-                .map(parse_feature)
-                .transpose()?
-                .unwrap_or_default();
-            let request = pb::ClearLocationRequest {
-                user_id: target.user.clone(),
-                feature: feature.into(),
-            };
-            let reply = connect(&target.conn)
-                .await?
-                .privacy()
-                .clear_location(request)
-                .await?;
-            println!("purged {} entries", reply.into_inner().purged_entries);
-            Ok(())
-        }
-        Command::ForgetUser { target, yes } => {
-            if !yes {
-                anyhow::bail!(
-                    "forget-user erases the user's location data and consent history for good: \
-                     add --yes to confirm"
-                );
-            }
-            let request = pb::ForgetUserRequest {
-                user_id: target.user.clone(),
-            };
-            let reply = connect(&target.conn)
-                .await?
-                .privacy()
-                .forget_user(request)
-                .await?
-                .into_inner();
-            println!(
-                "purged {} entries, deleted {} consent events",
-                reply.purged_entries, reply.consent_events_deleted
-            );
-            Ok(())
-        }
+        Command::ClearLocation { target, feature } => clear_location(&target, feature).await,
+        Command::ForgetUser { target, yes } => forget_user(&target, yes).await,
         Command::Export { target } => {
             let request = pb::ExportMyDataRequest {
                 user_id: target.user.clone(),
@@ -297,22 +259,65 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Consent { action } => consent(action).await,
         Command::Load(args) => Ok(vicinity_load::main(&args).await?),
         Command::Places { action } => places(action),
-        Command::Health { conn, service } => {
-            let request = tonic_health::pb::HealthCheckRequest { service };
-            let reply = connect(&conn)
-                .await?
-                .health()
-                .check(request)
-                .await?
-                .into_inner();
-            let status =
-                tonic_health::pb::health_check_response::ServingStatus::try_from(reply.status)
-                    .map_or("UNKNOWN", |s| s.as_str_name());
-            println!("{status}");
-            anyhow::ensure!(status == "SERVING", "not serving");
-            Ok(())
-        }
+        Command::Health { conn, service } => health(&conn, service).await,
     }
+}
+
+async fn clear_location(target: &Target, feature: Option<String>) -> anyhow::Result<()> {
+    let feature = feature
+        .as_deref()
+        .map(parse_feature)
+        .transpose()?
+        .unwrap_or_default();
+    let request = pb::ClearLocationRequest {
+        user_id: target.user.clone(),
+        feature: feature.into(),
+    };
+    let reply = connect(&target.conn)
+        .await?
+        .privacy()
+        .clear_location(request)
+        .await?;
+    println!("purged {} entries", reply.into_inner().purged_entries);
+    Ok(())
+}
+
+async fn forget_user(target: &Target, yes: bool) -> anyhow::Result<()> {
+    if !yes {
+        anyhow::bail!(
+            "forget-user erases the user's location data and consent history for good: \
+             add --yes to confirm"
+        );
+    }
+    let request = pb::ForgetUserRequest {
+        user_id: target.user.clone(),
+    };
+    let reply = connect(&target.conn)
+        .await?
+        .privacy()
+        .forget_user(request)
+        .await?
+        .into_inner();
+    println!(
+        "purged {} entries, deleted {} consent events",
+        reply.purged_entries, reply.consent_events_deleted
+    );
+    Ok(())
+}
+
+async fn health(conn: &Conn, service: String) -> anyhow::Result<()> {
+    let request = tonic_health::pb::HealthCheckRequest { service };
+    let reply = connect(conn)
+        .await?
+        .health()
+        .check(request)
+        .await?
+        .into_inner();
+    let status = tonic_health::pb::health_check_response::ServingStatus::try_from(reply.status)
+        .map_or("UNKNOWN", |s| s.as_str_name());
+    println!("{status}");
+    anyhow::ensure!(status == "SERVING", "not serving");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -408,46 +413,56 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
             }
             println!("purged {} entries", reply.purged_entries);
         }
-        ConsentAction::Show { target } => {
-            let request = pb::GetConsentRequest {
-                user_id: target.user.clone(),
-            };
-            let reply = connect(&target.conn)
-                .await?
-                .consent()
-                .get_consent(request)
-                .await?
-                .into_inner();
-            println!("current:");
-            reply
-                .current
-                .iter()
-                .for_each(|r| println!("  {}", render::consent(r)));
-            println!("history:");
-            reply
-                .history
-                .iter()
-                .for_each(|r| println!("  {}", render::consent(r)));
-        }
+        ConsentAction::Show { target } => consent_show(&target).await?,
         ConsentAction::Verify {
             public_keys,
             jwks,
             receipt,
-        } => {
-            let mut keys = pem_keys(&public_keys)?;
-            if let Some(path) = jwks {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("--jwks {}", path.display()))?;
-                keys.extend(receipts::PublicKey::from_jwks(&text).context("--jwks")?);
-            }
-            let verified = receipts::verify(&receipt, &keys).context("the receipt")?;
-            println!("valid: signed by key {}", verified.kid);
-            println!("{:#}", verified.record);
-        }
+        } => consent_verify(&public_keys, jwks.as_deref(), &receipt)?,
         ConsentAction::Jwks { public_keys } => {
             println!("{:#}", receipts::jwks(&pem_keys(&public_keys)?));
         }
     }
+    Ok(())
+}
+
+async fn consent_show(target: &Target) -> anyhow::Result<()> {
+    let request = pb::GetConsentRequest {
+        user_id: target.user.clone(),
+    };
+    let reply = connect(&target.conn)
+        .await?
+        .consent()
+        .get_consent(request)
+        .await?
+        .into_inner();
+    println!("current:");
+    reply
+        .current
+        .iter()
+        .for_each(|r| println!("  {}", render::consent(r)));
+    println!("history:");
+    reply
+        .history
+        .iter()
+        .for_each(|r| println!("  {}", render::consent(r)));
+    Ok(())
+}
+
+fn consent_verify(
+    public_keys: &[std::path::PathBuf],
+    jwks: Option<&std::path::Path>,
+    receipt: &str,
+) -> anyhow::Result<()> {
+    let mut keys = pem_keys(public_keys)?;
+    if let Some(path) = jwks {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--jwks {}", path.display()))?;
+        keys.extend(receipts::PublicKey::from_jwks(&text).context("--jwks")?);
+    }
+    let verified = receipts::verify(receipt, &keys).context("the receipt")?;
+    println!("valid: signed by key {}", verified.kid);
+    println!("{:#}", verified.record);
     Ok(())
 }
 

@@ -49,7 +49,7 @@ impl Ceiling {
                 Ok(())
             }
             Verdict::Refuse(retry_after) => Err(ServiceError::RateLimited {
-                limit: "key_calls",
+                limit: crate::storage::Limit::KeyCalls,
                 retry_after,
             }),
         }

@@ -7,7 +7,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{AuthError, convert, pb::ErrorReason};
 use crate::telemetry::metrics;
-use crate::{domain::ValidationError, service::ServiceError, storage::StoreErrorKind};
+use crate::{
+    domain::ValidationError, service::ServiceError, storage::StoreError, storage::StoreErrorKind,
+};
 
 /// The `google.rpc.ErrorInfo` domain of every error this service sets.
 const DOMAIN: &str = "vicinity";
@@ -66,7 +68,10 @@ impl From<ServiceError> for Status {
                 info(ErrorReason::LocationRequired, &[]),
             ),
             ServiceError::RateLimited { limit, retry_after } => {
-                let mut details = info(ErrorReason::RateLimited, &[("limit", limit.to_owned())]);
+                let mut details = info(
+                    ErrorReason::RateLimited,
+                    &[("limit", limit.as_str().to_owned())],
+                );
                 details.set_retry_info(Some(retry_after));
                 Status::with_error_details(
                     Code::ResourceExhausted,
@@ -85,30 +90,31 @@ impl From<ServiceError> for Status {
                 "deadline exceeded",
                 info(ErrorReason::DeadlineExceeded, &[]),
             ),
-            ServiceError::Store(error) => {
-                tracing::warn!(error = %error, source = ?error.source, "store error");
-                match error.kind {
-                    // Fenced: the service retries; one that kept racing clears is a retry.
-                    StoreErrorKind::Unavailable | StoreErrorKind::Fenced => {
-                        let mut details = info(ErrorReason::StoreUnavailable, &[]);
-                        details.set_retry_info(Some(STORE_RETRY));
-                        Status::with_error_details(Code::Unavailable, "store unavailable", details)
-                    }
-                    StoreErrorKind::Timeout => Status::with_error_details(
-                        Code::DeadlineExceeded,
-                        "store timed out",
-                        info(ErrorReason::StoreTimeout, &[]),
-                    ),
-                    StoreErrorKind::Corrupt | StoreErrorKind::Internal => {
-                        Status::with_error_details(
-                            Code::Internal,
-                            "internal error",
-                            info(ErrorReason::Internal, &[]),
-                        )
-                    }
-                }
-            }
+            ServiceError::Store(error) => store_status(&error),
         }
+    }
+}
+
+/// The status of a call the store failed.
+fn store_status(error: &StoreError) -> Status {
+    tracing::warn!(error = %error, source = ?error.source, "store error");
+    match error.kind {
+        // Fenced: the service retries; one that kept racing clears is a retry.
+        StoreErrorKind::Unavailable | StoreErrorKind::Fenced => {
+            let mut details = info(ErrorReason::StoreUnavailable, &[]);
+            details.set_retry_info(Some(STORE_RETRY));
+            Status::with_error_details(Code::Unavailable, "store unavailable", details)
+        }
+        StoreErrorKind::Timeout => Status::with_error_details(
+            Code::DeadlineExceeded,
+            "store timed out",
+            info(ErrorReason::StoreTimeout, &[]),
+        ),
+        StoreErrorKind::Corrupt | StoreErrorKind::Internal => Status::with_error_details(
+            Code::Internal,
+            "internal error",
+            info(ErrorReason::Internal, &[]),
+        ),
     }
 }
 
@@ -122,7 +128,7 @@ fn count_refusal(error: &ServiceError) {
             .inc(),
         ServiceError::RateLimited { limit, .. } => metrics
             .rate_limit_refusals
-            .with_label_values(&[*limit])
+            .with_label_values(&[limit.as_str()])
             .inc(),
         ServiceError::ImplausibleJump => metrics.implausible_jumps.inc(),
         _ => {}
@@ -191,7 +197,7 @@ mod tests {
             ServiceError::ConsentRequired(Feature::Shake).into(),
             ServiceError::LocationRequired.into(),
             ServiceError::RateLimited {
-                limit: "updates",
+                limit: crate::storage::Limit::Updates,
                 retry_after: Duration::from_secs(5),
             }
             .into(),

@@ -13,7 +13,11 @@ use std::{
     time::Duration,
 };
 
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::{Health, HealthServer},
+    server::HealthReporter,
+};
 
 use super::SERVICE_NAMES;
 use crate::service::Vicinity;
@@ -131,10 +135,21 @@ impl Gate {
 
 /// Reports [`LIVENESS`] SERVING: the process serves (from the start, while it waits for its
 /// stores too, as `/livez` does).
-pub async fn alive(reporter: &HealthReporter) {
+async fn alive(reporter: &HealthReporter) {
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
+}
+
+/// The health service at start: liveness SERVING, readiness NOT_SERVING until the first
+/// store check says otherwise (tonic-health reports "" SERVING from the start, and a probe
+/// must not route calls to a node whose stores nobody has checked).
+pub async fn at_start(ready: Ready) -> (HealthReporter, HealthServer<impl Health>, Gate) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let gate = Gate::new(ready);
+    gate.not_ready_yet(&reporter).await;
+    alive(&reporter).await;
+    (reporter, health, gate)
 }
 
 /// Checks the stores every [`HEALTH_INTERVAL`] and reports readiness with hysteresis.

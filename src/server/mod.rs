@@ -140,29 +140,20 @@ pub async fn run(
     // The metrics listener answers from the start too: `/livez` 200 (an orchestrator must
     // not restart a process that waits as told), `/readyz` 503.
     let started: scrape::Started = Arc::default();
-    let scraper = match metrics {
-        Some(listener) => Some(serve_metrics(listener, started.clone(), ready.clone())?),
-        None => None,
-    };
-    let (reporter, health) = tonic_health::server::health_reporter();
-    // tonic-health reports "" SERVING from the start: not ready until the first store check
-    // says so (a probe must not route calls to a node whose stores nobody has checked).
-    let gate = health::Gate::new(ready);
-    gate.not_ready_yet(&reporter).await;
-    health::alive(&reporter).await;
+    let scraper = metrics
+        .map(|listener| serve_metrics(listener, started.clone(), ready.clone()))
+        .transpose()?;
+    let (reporter, health, gate) = health::at_start(ready).await;
     let services = Services::default();
     let drain = Arc::new(tokio::sync::Notify::new());
     let signal = stop_on(shutdown, (gate.clone(), reporter.clone()), drain.clone());
     let limits = within_file_limit(config.connections);
-    let serve = match serve_grpc(&config, &limits, listener, health, &services, signal) {
-        Ok(serve) => serve,
-        Err(error) => {
+    let serve =
+        serve_grpc(&config, &limits, listener, health, &services, signal).inspect_err(|_| {
             if let Some(scraper) = &scraper {
                 scraper.abort();
             }
-            return Err(error);
-        }
-    };
+        })?;
     let serving = drained(serve, &drain, &config.tasks, config.drain_timeout);
     tokio::pin!(serving);
     let stop = |tasks: &[tokio::task::JoinHandle<()>]| {

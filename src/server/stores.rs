@@ -98,6 +98,39 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     let tickets = Tickets::new(&config.secret);
     let at_locations = at_start(locations, false);
     let at_consents = at_start(consents, consents != locations);
+    check_persistence(locations, consents, *allow_persistent).await?;
+    let location_store = RedisStore::connect(
+        locations,
+        config.grid,
+        tickets,
+        Pseudonyms::new(&config.secret),
+        config.retention,
+        *timeout,
+    )
+    .await
+    .map_err(&at_locations)?;
+    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache)
+        .await
+        .map_err(&at_consents)?;
+    let location_store = Arc::new(location_store);
+    Ok((
+        location_store.clone(),
+        Arc::new(consent_store),
+        location_store.clone(),
+        location_store,
+    ))
+}
+
+/// Refuses a location store that persists to disk (unless `allow_persistent`), and warns
+/// about one that does anyway, about consent records that share it, and about a consent store
+/// that is not durable.
+async fn check_persistence(
+    locations: &Target,
+    consents: &Target,
+    allow_persistent: bool,
+) -> Result<(), ServerError> {
+    let at_locations = at_start(locations, false);
+    let at_consents = at_start(consents, consents != locations);
     for (url, found) in redis::persistence(locations).await.map_err(&at_locations)? {
         if found.persists() && !allow_persistent {
             return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
@@ -122,26 +155,7 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
             "the consent store is not durable (want appendonly yes, appendfsync always)"
         );
     }
-    let location_store = RedisStore::connect(
-        locations,
-        config.grid,
-        tickets,
-        Pseudonyms::new(&config.secret),
-        config.retention,
-        *timeout,
-    )
-    .await
-    .map_err(&at_locations)?;
-    let consent_store = RedisConsentStore::connect(consents, *timeout, *consent_cache)
-        .await
-        .map_err(&at_consents)?;
-    let location_store = Arc::new(location_store);
-    Ok((
-        location_store.clone(),
-        Arc::new(consent_store),
-        location_store.clone(),
-        location_store,
-    ))
+    Ok(())
 }
 
 /// How a start-up failure of the store at `target` reads: the flag that names it (the consent

@@ -29,9 +29,8 @@ pub enum ServiceError {
     /// `retry_after`.
     #[error("rate limited ({limit})")]
     RateLimited {
-        /// Which limit: `updates`, `lists`, `shakes`, `pending_shakes`, `key_calls`,
-        /// `key_pending_shakes`.
-        limit: &'static str,
+        /// Which limit.
+        limit: crate::storage::Limit,
         /// The real wait.
         retry_after: std::time::Duration,
     },

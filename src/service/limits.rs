@@ -9,31 +9,25 @@ use tokio_util::task::TaskTracker;
 use super::{ServiceError, ServiceResult, Vicinity};
 use crate::{
     domain::{Timestamp, limits::Rate},
-    storage::{Admission, LimitKey, LimitStore},
+    storage::{Admission, Limit, LimitKey, LimitStore},
 };
 
 impl Vicinity {
     /// Counts one call under `key` against `rate`: the store's time when admitted.
-    pub(super) async fn admit(
-        &self,
-        key: LimitKey,
-        rate: Rate,
-        limit: &'static str,
-    ) -> ServiceResult<Timestamp> {
-        admitted(self.deps.limits.admit(&key, rate).await?, limit)
+    pub(super) async fn admit(&self, key: LimitKey, rate: Rate) -> ServiceResult<Timestamp> {
+        admitted(self.deps.limits.admit(&key, rate).await?, key.limit())
     }
 
-    /// Counts one call under `key` against `rate` (named `limit`) and takes a place under
-    /// each of `places` (key, cap, name) for `token`, for `hold` at most: all or nothing, in
-    /// one store round trip on a single Redis (a refusal counts and takes nothing).
+    /// Counts one call under `key` against `rate` and takes a place under each of `caps`
+    /// (key and cap) for `token`, for `hold` at most: all or nothing, in one store round trip
+    /// on a single Redis (a refusal counts and takes nothing).
     pub(super) async fn admit_holding(
         &self,
-        (key, rate, limit): (LimitKey, Rate, &'static str),
-        places: Vec<(LimitKey, u32, &'static str)>,
+        (key, rate): (LimitKey, Rate),
+        caps: Vec<(LimitKey, u32)>,
         token: u64,
         hold: Duration,
     ) -> ServiceResult<Places> {
-        let caps: Vec<(LimitKey, u32)> = places.iter().map(|p| (p.0.clone(), p.1)).collect();
         // Armed before the store is asked: a call dropped while the answer is on its way
         // gives back whatever was taken (giving back what was not taken is harmless).
         let mut held = Places {
@@ -49,10 +43,9 @@ impl Vicinity {
             .await;
         match judged {
             Ok(Ok(_)) => Ok(held),
-            Ok(Err((which, retry_after))) => {
+            Ok(Err((limit, retry_after))) => {
                 // Refused: the store took nothing.
                 held.keys.clear();
-                let limit = which.checked_sub(1).map_or(limit, |i| places[i].2);
                 Err(ServiceError::RateLimited { limit, retry_after })
             }
             Err(error) => Err(error.into()),
@@ -61,7 +54,7 @@ impl Vicinity {
 }
 
 /// The store's time of an admission, or the refusal of `limit` with its wait.
-pub(super) fn admitted(admission: Admission, limit: &'static str) -> ServiceResult<Timestamp> {
+pub(super) fn admitted(admission: Admission, limit: Limit) -> ServiceResult<Timestamp> {
     match admission {
         Admission::Admitted(now) => Ok(now),
         Admission::Refused(retry_after) => Err(ServiceError::RateLimited { limit, retry_after }),

@@ -191,12 +191,12 @@ impl Vicinity {
                 None => fresh = true,
             }
         }
-        self.admit(LimitKey::Updates(user.clone()), policy.updates, "updates")
+        self.admit(LimitKey::Updates(user.clone()), policy.updates)
             .await?;
         if fresh {
             // Counted after the update rate admitted the call; a start refused here has used
             // one update (these steps are not one atomic step on this path).
-            self.admit(LimitKey::Starts(user.clone()), policy.starts, "starts")
+            self.admit(LimitKey::Starts(user.clone()), policy.starts)
                 .await?;
         }
         Ok(())
@@ -240,7 +240,7 @@ impl Vicinity {
                 &list.viewer,
             )
             .await?;
-        let now = admitted(admission, "lists")?;
+        let now = admitted(admission, lists.limit())?;
         let binding = list.token_binding();
         let request = self.nearby_request(list, &binding)?;
         let pinned_epoch = request.page.as_ref().map(|t| t.epoch);

@@ -17,6 +17,7 @@ use crate::{
     },
     places::Placement,
     storage::{LimitKey, ShakeOutcome, ShakeStore},
+    telemetry::metrics,
 };
 
 /// Time kept back from the call's deadline to answer after the window ends.
@@ -27,7 +28,8 @@ const SETUP_ALLOWANCE: Duration = Duration::from_millis(500);
 
 /// Withdraws a pending shake if its call is dropped (the client cancelled) before it ends,
 /// then gives back its places, in that order and in one task: given back first, the user's
-/// pending place would admit a second shake while the first still waits.
+/// pending place would admit a second shake while the first still waits. While it lives, the
+/// shake counts in `vicinity_shakes_waiting`.
 struct WithdrawOnDrop {
     store: Arc<dyn ShakeStore>,
     /// Where the withdrawal runs ([`super::Deps::tasks`]).
@@ -36,8 +38,26 @@ struct WithdrawOnDrop {
     places: Option<Places>,
 }
 
+impl WithdrawOnDrop {
+    fn new(
+        store: Arc<dyn ShakeStore>,
+        tasks: TaskTracker,
+        pending: PendingShake,
+        places: Places,
+    ) -> Self {
+        metrics::get().shakes_waiting.inc();
+        Self {
+            store,
+            tasks,
+            pending: Some(pending),
+            places: Some(places),
+        }
+    }
+}
+
 impl Drop for WithdrawOnDrop {
     fn drop(&mut self) {
+        metrics::get().shakes_waiting.dec();
         if let Some(pending) = self.pending.take() {
             let store = self.store.clone();
             let places = self.places.take();
@@ -75,17 +95,15 @@ impl Vicinity {
             .deps
             .shake_window
             .min(budget.saturating_sub(ANSWER_MARGIN));
-        let rate = (LimitKey::Shakes(user.clone()), policy.shakes, "shakes");
+        let rate = (LimitKey::Shakes(user.clone()), policy.shakes);
         let places = vec![
             (
                 LimitKey::PendingShakes(user.clone()),
                 Policy::PENDING_SHAKES_PER_USER,
-                "pending_shakes",
             ),
             (
                 LimitKey::KeyPendingShakes(caller.to_owned()),
                 policy.key_pending_shakes,
-                "key_pending_shakes",
             ),
         ];
         let hold = window + ANSWER_MARGIN + SETUP_ALLOWANCE;
@@ -134,12 +152,12 @@ impl Vicinity {
             ShakeOutcome::Cleared => None,
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {
-                let mut guard = WithdrawOnDrop {
-                    store: self.deps.shakes.clone(),
-                    tasks: self.deps.tasks.clone(),
-                    pending: Some(pending.clone()),
-                    places: Some(places.take()),
-                };
+                let mut guard = WithdrawOnDrop::new(
+                    self.deps.shakes.clone(),
+                    self.deps.tasks.clone(),
+                    pending.clone(),
+                    places.take(),
+                );
                 // On an error the guard withdraws, then gives the places back.
                 let pair = self.deps.shakes.await_partner(&pending, window).await?;
                 guard.pending = None;

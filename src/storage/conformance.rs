@@ -10,8 +10,8 @@ use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Durat
 use crate::domain::shake::{ShakeMatch, ShakePair};
 
 use super::{
-    Admission, ConsentStore, LimitKey, LimitStore, Limited, LocationStore, Position, ShakeOutcome,
-    ShakeStore, StoreErrorKind, StoreResult, UpdateLimits,
+    Admission, ConsentStore, Limit, LimitKey, LimitStore, Limited, LocationStore, Position,
+    ShakeOutcome, ShakeStore, StoreErrorKind, StoreResult, UpdateLimits,
 };
 use crate::domain::{
     ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
@@ -954,12 +954,15 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
     let (which, wait) = judge(u_rate.clone(), u_places.clone(), 2)
         .await
         .expect_err("full");
-    assert!(which == 1 || which == 2, "a place refuses, not {which}");
+    assert!(
+        which == Limit::PendingShakes || which == Limit::KeyPendingShakes,
+        "a place refuses, not {which}"
+    );
     assert!(wait <= hold && wait >= hold / 2, "waits {wait:?}");
     let (which, _) = judge(v_rate.clone(), v_places.clone(), 3)
         .await
         .expect_err("full");
-    assert_eq!(which, 2, "the key's place refuses");
+    assert_eq!(which, Limit::KeyPendingShakes, "the key's place refuses");
     // v's own place was not taken by the refused call.
     let taken = fx
         .limits
@@ -980,7 +983,7 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
         fx.limits.release(place, 5).await.expect("release");
     }
     let (which, wait) = judge(u_rate, u_places, 6).await.expect_err("the rate");
-    assert_eq!(which, 0, "the rate refuses");
+    assert_eq!(which, Limit::Shakes, "the rate refuses");
     assert!(wait > Duration::from_secs(25), "waits {wait:?}");
     let taken = fx.limits.hold(&key_place, 7, 1, hold).await.expect("hold");
     assert!(

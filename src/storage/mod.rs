@@ -371,6 +371,58 @@ pub trait ShakeStore: Send + Sync + 'static {
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32>;
 }
 
+/// An abuse limit (SPEC §4.3), by the name its refusals carry: the `limit` of a
+/// `RATE_LIMITED` error and of `vicinity_rate_limit_refusals_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// UpdateLocation calls per user.
+    Updates,
+    /// Fresh starts per user (updates with no live entry while the jump cap is on).
+    Starts,
+    /// ListNearby calls per user (each page counts).
+    Lists,
+    /// Shake calls per user.
+    Shakes,
+    /// Pending shakes per user.
+    PendingShakes,
+    /// Calls per API key (counted in each node's memory, not in the store).
+    KeyCalls,
+    /// Pending shakes of every user an API key calls for.
+    KeyPendingShakes,
+}
+
+impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 7] = [
+        Limit::Updates,
+        Limit::Starts,
+        Limit::Lists,
+        Limit::Shakes,
+        Limit::PendingShakes,
+        Limit::KeyCalls,
+        Limit::KeyPendingShakes,
+    ];
+
+    /// The limit's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Limit::Updates => "updates",
+            Limit::Starts => "starts",
+            Limit::Lists => "lists",
+            Limit::Shakes => "shakes",
+            Limit::PendingShakes => "pending_shakes",
+            Limit::KeyCalls => "key_calls",
+            Limit::KeyPendingShakes => "key_pending_shakes",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a limit counts (SPEC §4.3): state kept in the location store, so a limit holds across
 /// every service node. Holds user ids and API key names, never a location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -392,6 +444,18 @@ pub enum LimitKey {
 }
 
 impl LimitKey {
+    /// The limit this key counts for.
+    pub fn limit(&self) -> Limit {
+        match self {
+            LimitKey::Updates(_) => Limit::Updates,
+            LimitKey::Starts(_) => Limit::Starts,
+            LimitKey::Lists(_) => Limit::Lists,
+            LimitKey::Shakes(_) => Limit::Shakes,
+            LimitKey::PendingShakes(_) => Limit::PendingShakes,
+            LimitKey::KeyPendingShakes(_) => Limit::KeyPendingShakes,
+        }
+    }
+
     /// Every key that names `user`.
     pub fn all_of(user: &UserId) -> [LimitKey; 4] {
         [
@@ -423,11 +487,11 @@ pub struct UpdateLimits {
 pub enum Limited {
     /// Counted and written.
     Written(Deadlines),
-    /// Refused by `limit` (`"updates"`, or `"starts"` for a fresh start); nothing was
-    /// counted or written. Allowed again after `retry_after`.
+    /// Refused by `limit` ([`Limit::Updates`], or [`Limit::Starts`] for a fresh start);
+    /// nothing was counted or written. Allowed again after `retry_after`.
     Refused {
-        /// The limit's name (as in `ServiceError::RateLimited`).
-        limit: &'static str,
+        /// The limit that refused.
+        limit: Limit,
         /// How long until it allows the call.
         retry_after: Duration,
     },
@@ -472,8 +536,8 @@ pub trait LimitStore: Send + Sync + 'static {
 
     /// Counts one call against `rate` under `key` and takes a place under each of `places`
     /// (key and cap) for `token` until `hold` from now, all or nothing: a refusal counts
-    /// nothing and takes nothing, and names what refused (0: the rate, `i`: the `i`-th place;
-    /// when several places are full, any one of them).
+    /// nothing and takes nothing, and names the limit that refused (when several places are
+    /// full, any one of them).
     async fn admit_holding(
         &self,
         key: &LimitKey,
@@ -481,7 +545,7 @@ pub trait LimitStore: Send + Sync + 'static {
         places: &[(LimitKey, u32)],
         token: u64,
         hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (usize, Duration)>>;
+    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>>;
 
     /// Deletes every limit state of `user` (ForgetUser: their ids go with them).
     async fn forget(&self, user: &UserId) -> StoreResult<()>;

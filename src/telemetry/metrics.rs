@@ -20,6 +20,8 @@ use std::{
 
 use vicinity_domain::Feature;
 
+use crate::storage::Limit;
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
@@ -34,87 +36,264 @@ const LAG_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
-/// Every metric of the service.
-pub struct Metrics {
-    registry: Registry,
+/// Declares [`Metrics`], one field per metric, and its constructor, which registers each
+/// with the [`Builder`] method named beside it: every metric written once, as a table.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $make:ident($($arg:expr),* $(,)?);)*) => {
+        /// Every metric of the service.
+        pub struct Metrics {
+            registry: Registry,
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        impl Metrics {
+            fn new() -> Self {
+                let builder = Builder(Registry::new());
+                // `process_*`, as every Prometheus client exports them, read at each scrape.
+                drop(builder.0.register(Box::new(super::process::ProcessCollector::new())));
+                let metrics = Self {
+                    $($field: builder.$make($($arg),*),)*
+                    registry: builder.0,
+                };
+                metrics.start_at_zero();
+                metrics
+            }
+        }
+    };
+}
+
+/// Makes and registers metrics (well formed by construction: names and labels are constants).
+struct Builder(Registry);
+
+impl Builder {
+    fn register<M: Collector + Clone + 'static>(&self, metric: prometheus::Result<M>) -> M {
+        let metric = metric.expect("a well-formed metric");
+        self.0
+            .register(Box::new(metric.clone()))
+            .expect("registered once");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn int_counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.register(Gauge::new(name, help))
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help))
+    }
+
+    /// An `_info` gauge: 1, labelled with a `version`.
+    fn info(&self, name: &str, help: &str) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), &["version"]))
+    }
+
+    fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(HistogramVec::new(opts, labels))
+    }
+
+    fn single_histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(Histogram::with_opts(opts))
+    }
+}
+
+metrics! {
     /// `vicinity_rpc_requests_total{method, code}`: finished calls by method and status code.
-    pub rpc_requests: IntCounterVec,
+    rpc_requests: IntCounterVec = counter(
+        "vicinity_rpc_requests_total",
+        "Finished gRPC calls by method and status code.",
+        &["method", "code"]
+    );
     /// `vicinity_rpc_duration_seconds{method}`: call latency, to the last byte of the answer.
-    pub rpc_duration: HistogramVec,
+    rpc_duration: HistogramVec = histogram(
+        "vicinity_rpc_duration_seconds",
+        "gRPC call latency, from the request to the last byte of the answer.",
+        &["method"],
+        CALL_BUCKETS
+    );
     /// `vicinity_store_call_duration_seconds{store, operation}`: one Redis round trip.
-    pub store_calls: HistogramVec,
+    store_calls: HistogramVec = histogram(
+        "vicinity_store_call_duration_seconds",
+        "Redis round trips by store and operation, successful or not.",
+        &["store", "operation"],
+        CALL_BUCKETS
+    );
     /// `vicinity_store_call_errors_total{store, operation, kind}`: failed Redis round trips
     /// (`kind`: unavailable, timeout, corrupt, internal).
-    pub store_errors: IntCounterVec,
+    store_errors: IntCounterVec = counter(
+        "vicinity_store_call_errors_total",
+        "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt, internal).",
+        &["store", "operation", "kind"]
+    );
     /// `vicinity_store_connection_renewals_total{store}`: Redis Cluster connections made anew
     /// after store calls kept timing out.
-    pub store_renewals: IntCounterVec,
+    store_renewals: IntCounterVec = counter(
+        "vicinity_store_connection_renewals_total",
+        "Redis Cluster connections made anew after store calls kept timing out.",
+        &["store"]
+    );
     /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.
-    pub consent_refusals: IntCounterVec,
+    consent_refusals: IntCounterVec = counter(
+        "vicinity_consent_refusals_total",
+        "Calls refused because the user has no granted consent for the feature.",
+        &["feature"]
+    );
     /// `vicinity_consent_cache_reads_total{outcome}`: consent states a list needed, by where
     /// they came from (`hit`: the cache; `miss`: read through it; `bypassed`: read from the
     /// store while the cache was not tracking).
-    pub consent_cache_reads: IntCounterVec,
+    consent_cache_reads: IntCounterVec = counter(
+        "vicinity_consent_cache_reads_total",
+        "Consent states a list needed, by where they came from (hit, miss, bypassed).",
+        &["outcome"]
+    );
     /// `vicinity_rate_limit_refusals_total{limit}`: calls refused by an abuse limit.
-    pub rate_limit_refusals: IntCounterVec,
+    rate_limit_refusals: IntCounterVec = counter(
+        "vicinity_rate_limit_refusals_total",
+        "Calls refused by an abuse limit, by limit.",
+        &["limit"]
+    );
     /// `vicinity_implausible_jumps_total`: updates refused by the jump cap.
-    pub implausible_jumps: IntCounter,
+    implausible_jumps: IntCounter = int_counter(
+        "vicinity_implausible_jumps_total",
+        "UpdateLocation calls refused by the jump cap."
+    );
     /// `vicinity_shake_outcomes_total{outcome}`: shakes answered (matched, no_match).
-    pub shake_outcomes: IntCounterVec,
+    shake_outcomes: IntCounterVec = counter(
+        "vicinity_shake_outcomes_total",
+        "Shakes answered, by outcome (matched, no_match).",
+        &["outcome"]
+    );
+    /// `vicinity_shakes_waiting`: shakes this node holds pending, waiting for a partner.
+    shakes_waiting: IntGauge = int_gauge(
+        "vicinity_shakes_waiting",
+        "Shakes this node holds pending, waiting for a partner."
+    );
     /// `vicinity_sweeps_total{result}`: purge sweeps run (ok, error).
-    pub sweeps: IntCounterVec,
+    sweeps: IntCounterVec = counter(
+        "vicinity_sweeps_total",
+        "Purge sweeps run by this node, by result (ok, error).",
+        &["result"]
+    );
     /// `vicinity_sweep_duration_seconds`: one purge sweep.
-    pub sweep_duration: Histogram,
+    sweep_duration: Histogram = single_histogram(
+        "vicinity_sweep_duration_seconds",
+        "Duration of one purge sweep.",
+        CALL_BUCKETS
+    );
     /// `vicinity_sweep_last_success_timestamp_seconds`: Unix time of the last good sweep.
-    pub sweep_last_success: Gauge,
+    sweep_last_success: Gauge = gauge(
+        "vicinity_sweep_last_success_timestamp_seconds",
+        "Unix time of this node's last purge sweep that finished without an error."
+    );
     /// `vicinity_purged_entries_total{cause}`: entries physically deleted, by why.
-    pub purged: IntCounterVec,
+    purged: IntCounterVec = counter(
+        "vicinity_purged_entries_total",
+        "Entries physically deleted, by cause (deadline, clear, withdrawal, forget, leave_shake, owed).",
+        &["cause"]
+    );
     /// `vicinity_purge_lag_seconds`: deletion time minus the entry's `purge_at`, for entries
     /// purged at their deadline.
-    pub purge_lag: Histogram,
+    purge_lag: Histogram = single_histogram(
+        "vicinity_purge_lag_seconds",
+        "Deletion time minus purge_at for entries purged at their deadline (the privacy SLO).",
+        LAG_BUCKETS
+    );
     /// `vicinity_oldest_overdue_entry_age_seconds`: how long the oldest entry past its
     /// `purge_at` has been overdue, read from the store at scrape time (0: none).
-    pub oldest_overdue: Gauge,
+    oldest_overdue: Gauge = gauge(
+        "vicinity_oldest_overdue_entry_age_seconds",
+        "How long the earliest deadline in the store's purge schedule has been overdue, read from the store at scrape time (0: none)."
+    );
     /// `vicinity_owed_purges_stuck`: purges (clear, withdrawal, erasure) owed for over 30 s,
     /// read from the consent store at scrape time (counted up to 1,000).
-    pub owed_stuck: IntGauge,
+    owed_stuck: IntGauge = int_gauge(
+        "vicinity_owed_purges_stuck",
+        "Purges (clear, withdrawal, erasure) owed for over 30 s, read from the consent store at scrape time (counted up to 1000)."
+    );
     /// `vicinity_ready`: 1 while readiness is SERVING.
-    pub ready: IntGauge,
+    ready: IntGauge = int_gauge("vicinity_ready", "1 while readiness is SERVING, else 0.");
     /// `vicinity_build_info{version}`: 1, labelled with this build's version.
-    pub build_info: IntGaugeVec,
+    build_info: IntGaugeVec = info("vicinity_build_info", "1, labelled with the build's version.");
     /// `vicinity_config_retention_seconds`: `--retention` (every node must share it).
-    pub retention: Gauge,
+    retention: Gauge = gauge(
+        "vicinity_config_retention_seconds",
+        "--retention: how long location data lives after the last activity (every node must share it)."
+    );
     /// `vicinity_config_sweep_interval_seconds`: `--sweep-interval`.
-    pub sweep_interval: Gauge,
+    sweep_interval: Gauge = gauge(
+        "vicinity_config_sweep_interval_seconds",
+        "--sweep-interval: how often the purge sweep runs."
+    );
     /// `vicinity_connections_open`: gRPC connections held now.
-    pub connections_open: IntGauge,
+    connections_open: IntGauge = int_gauge(
+        "vicinity_connections_open",
+        "gRPC connections held now."
+    );
     /// `vicinity_connections_max`: the cap they are held against (`--max-connections`,
     /// clamped to the file limit).
-    pub connections_max: IntGauge,
+    connections_max: IntGauge = int_gauge(
+        "vicinity_connections_max",
+        "The cap gRPC connections are held against (--max-connections, clamped to the file limit)."
+    );
     /// `vicinity_connections_refused_total{reason}`: sockets closed at accept (`cap`: at the
     /// connection cap; `per_peer`: their peer at its cap) or at their TLS handshake
     /// (`tls_handshake`: refused, e.g. no or a foreign client certificate, or plaintext;
     /// `tls_timeout`: not finished in time; `tls_eof`: the connection ended first).
-    pub connections_refused: IntCounterVec,
+    connections_refused: IntCounterVec = counter(
+        "vicinity_connections_refused_total",
+        "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer); or at their TLS handshake: refused (tls_handshake), not finished in time (tls_timeout) or ended before it finished (tls_eof).",
+        &["reason"]
+    );
     /// `vicinity_places_cells`: cells the place policy in force lists (0: none).
-    pub places_cells: IntGauge,
+    places_cells: IntGauge = int_gauge(
+        "vicinity_places_cells",
+        "Cells the place policy in force lists (0: none)."
+    );
     /// `vicinity_places_policy_info{version}`: 1, labelled with the policy's version.
-    pub places_version: IntGaugeVec,
+    places_version: IntGaugeVec = info(
+        "vicinity_places_policy_info",
+        "1, labelled with the version of the place policy in force."
+    );
     /// `vicinity_places_placed_total{category, action}`: positions the place policy moved
     /// (`coarsen`) or did not place (`hide`); category `parent` for a position coarsened
     /// because its coarse parent holds a place. Never a position or a user.
-    pub places_placed: IntCounterVec,
+    places_placed: IntCounterVec = counter(
+        "vicinity_places_placed_total",
+        "Positions the place policy coarsened or did not place, by category (parent: in the coarse parent of a place) and action.",
+        &["category", "action"]
+    );
     /// `vicinity_places_reload_failures_total`: reloads refused (the policy in force stays).
-    pub places_reload_failures: IntCounter,
+    places_reload_failures: IntCounter = int_counter(
+        "vicinity_places_reload_failures_total",
+        "Place policy reloads refused (the policy in force stays)."
+    );
     /// `vicinity_tls_reload_failures_total`: TLS file reloads refused (the certificate in
     /// force stays).
-    pub tls_reload_failures: IntCounter,
+    tls_reload_failures: IntCounter = int_counter(
+        "vicinity_tls_reload_failures_total",
+        "TLS certificate and key reloads refused on SIGHUP (the certificate in force stays)."
+    );
     /// `vicinity_api_keys_reload_failures_total`: API keys file reloads refused (the keys in
     /// force stay).
-    pub api_keys_reload_failures: IntCounter,
+    api_keys_reload_failures: IntCounter = int_counter(
+        "vicinity_api_keys_reload_failures_total",
+        "API keys file reloads refused on SIGHUP (the keys in force stay)."
+    );
     /// `vicinity_signing_key_reload_failures_total`: consent signing key reloads refused (the
     /// key in force stays).
-    pub signing_key_reload_failures: IntCounter,
+    signing_key_reload_failures: IntCounter = int_counter(
+        "vicinity_signing_key_reload_failures_total",
+        "Consent signing key reloads refused on SIGHUP (the key in force stays)."
+    );
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -151,200 +330,6 @@ pub fn render() -> String {
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Metrics {
-    fn new() -> Self {
-        let registry = Registry::new();
-        // `process_*`, as every Prometheus client exports them, read at each scrape.
-        drop(registry.register(Box::new(super::process::ProcessCollector::new())));
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let opts = Opts::new(name, help);
-            register(&registry, IntCounterVec::new(opts, labels))
-        };
-        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            register(&registry, HistogramVec::new(opts, labels))
-        };
-        let gauge = |name: &str, help: &str| register(&registry, Gauge::new(name, help));
-        let int_gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
-        let implausible_jumps = register(
-            &registry,
-            IntCounter::new(
-                "vicinity_implausible_jumps_total",
-                "UpdateLocation calls refused by the jump cap.",
-            ),
-        );
-        let ready = int_gauge("vicinity_ready", "1 while readiness is SERVING, else 0.");
-        let owed_stuck = int_gauge(
-            "vicinity_owed_purges_stuck",
-            "Purges (clear, withdrawal, erasure) owed for over 30 s, read from the consent store at scrape time (counted up to 1000).",
-        );
-        let build_info = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "vicinity_build_info",
-                    "1, labelled with the build's version.",
-                ),
-                &["version"],
-            ),
-        );
-        let metrics = Self {
-            rpc_requests: counter(
-                "vicinity_rpc_requests_total",
-                "Finished gRPC calls by method and status code.",
-                &["method", "code"],
-            ),
-            rpc_duration: histogram(
-                "vicinity_rpc_duration_seconds",
-                "gRPC call latency, from the request to the last byte of the answer.",
-                &["method"],
-                CALL_BUCKETS,
-            ),
-            store_calls: histogram(
-                "vicinity_store_call_duration_seconds",
-                "Redis round trips by store and operation, successful or not.",
-                &["store", "operation"],
-                CALL_BUCKETS,
-            ),
-            store_errors: counter(
-                "vicinity_store_call_errors_total",
-                "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt, internal).",
-                &["store", "operation", "kind"],
-            ),
-            store_renewals: counter(
-                "vicinity_store_connection_renewals_total",
-                "Redis Cluster connections made anew after store calls kept timing out.",
-                &["store"],
-            ),
-            consent_refusals: counter(
-                "vicinity_consent_refusals_total",
-                "Calls refused because the user has no granted consent for the feature.",
-                &["feature"],
-            ),
-            consent_cache_reads: counter(
-                "vicinity_consent_cache_reads_total",
-                "Consent states a list needed, by where they came from (hit, miss, bypassed).",
-                &["outcome"],
-            ),
-            rate_limit_refusals: counter(
-                "vicinity_rate_limit_refusals_total",
-                "Calls refused by an abuse limit, by limit.",
-                &["limit"],
-            ),
-            implausible_jumps,
-            shake_outcomes: counter(
-                "vicinity_shake_outcomes_total",
-                "Shakes answered, by outcome (matched, no_match).",
-                &["outcome"],
-            ),
-            sweeps: counter(
-                "vicinity_sweeps_total",
-                "Purge sweeps run by this node, by result (ok, error).",
-                &["result"],
-            ),
-            sweep_duration: histogram(
-                "vicinity_sweep_duration_seconds",
-                "Duration of one purge sweep.",
-                &[],
-                CALL_BUCKETS,
-            )
-            .with_label_values(&[] as &[&str]),
-            sweep_last_success: gauge(
-                "vicinity_sweep_last_success_timestamp_seconds",
-                "Unix time of this node's last purge sweep that finished without an error.",
-            ),
-            purged: counter(
-                "vicinity_purged_entries_total",
-                "Entries physically deleted, by cause (deadline, clear, withdrawal, forget, leave_shake, owed).",
-                &["cause"],
-            ),
-            purge_lag: histogram(
-                "vicinity_purge_lag_seconds",
-                "Deletion time minus purge_at for entries purged at their deadline (the privacy SLO).",
-                &[],
-                LAG_BUCKETS,
-            )
-            .with_label_values(&[] as &[&str]),
-            oldest_overdue: gauge(
-                "vicinity_oldest_overdue_entry_age_seconds",
-                "How long the earliest deadline in the store's purge schedule has been overdue, read from the store at scrape time (0: none).",
-            ),
-            owed_stuck,
-            ready,
-            build_info,
-            retention: gauge(
-                "vicinity_config_retention_seconds",
-                "--retention: how long location data lives after the last activity (every node must share it).",
-            ),
-            sweep_interval: gauge(
-                "vicinity_config_sweep_interval_seconds",
-                "--sweep-interval: how often the purge sweep runs.",
-            ),
-            connections_open: int_gauge(
-                "vicinity_connections_open",
-                "gRPC connections held now.",
-            ),
-            connections_max: int_gauge(
-                "vicinity_connections_max",
-                "The cap gRPC connections are held against (--max-connections, clamped to the file limit).",
-            ),
-            connections_refused: counter(
-                "vicinity_connections_refused_total",
-                "Sockets closed at accept: at the connection cap (cap) or their peer at its cap (per_peer); or at their TLS handshake: refused (tls_handshake), not finished in time (tls_timeout) or ended before it finished (tls_eof).",
-                &["reason"],
-            ),
-            places_cells: int_gauge(
-                "vicinity_places_cells",
-                "Cells the place policy in force lists (0: none).",
-            ),
-            places_version: register(
-                &registry,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "vicinity_places_policy_info",
-                        "1, labelled with the version of the place policy in force.",
-                    ),
-                    &["version"],
-                ),
-            ),
-            places_placed: counter(
-                "vicinity_places_placed_total",
-                "Positions the place policy coarsened or did not place, by category (parent: in the coarse parent of a place) and action.",
-                &["category", "action"],
-            ),
-            places_reload_failures: register(
-                &registry,
-                IntCounter::new(
-                    "vicinity_places_reload_failures_total",
-                    "Place policy reloads refused (the policy in force stays).",
-                ),
-            ),
-            tls_reload_failures: register(
-                &registry,
-                IntCounter::new(
-                    "vicinity_tls_reload_failures_total",
-                    "TLS certificate and key reloads refused on SIGHUP (the certificate in force stays).",
-                ),
-            ),
-            api_keys_reload_failures: register(
-                &registry,
-                IntCounter::new(
-                    "vicinity_api_keys_reload_failures_total",
-                    "API keys file reloads refused on SIGHUP (the keys in force stay).",
-                ),
-            ),
-            signing_key_reload_failures: register(
-                &registry,
-                IntCounter::new(
-                    "vicinity_signing_key_reload_failures_total",
-                    "Consent signing key reloads refused on SIGHUP (the key in force stays).",
-                ),
-            ),
-            registry,
-        };
-        metrics.start_at_zero();
-        metrics
-    }
-
     /// Creates the series of the fixed label sets at 0, so a rate or an alert over them
     /// has a series before the first event (Prometheus's advice on missing series).
     fn start_at_zero(&self) {
@@ -360,8 +345,9 @@ impl Metrics {
         for cause in PURGE_CAUSES {
             self.purged.with_label_values(&[cause]);
         }
-        for limit in LIMITS {
-            self.rate_limit_refusals.with_label_values(&[limit]);
+        for limit in Limit::ALL {
+            self.rate_limit_refusals
+                .with_label_values(&[limit.as_str()]);
         }
         for feature in Feature::ALL {
             self.consent_refusals.with_label_values(&[feature.as_str()]);
@@ -371,29 +357,6 @@ impl Metrics {
         }
     }
 }
-
-/// Registers `metric` (well formed by construction: the names and labels are constants).
-fn register<M: Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: prometheus::Result<M>,
-) -> M {
-    let metric = metric.expect("a well-formed metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
-    metric
-}
-
-/// Every `limit` of `vicinity_rate_limit_refusals_total` (`ServiceError::RateLimited`).
-pub const LIMITS: [&str; 7] = [
-    "updates",
-    "starts",
-    "lists",
-    "shakes",
-    "pending_shakes",
-    "key_calls",
-    "key_pending_shakes",
-];
 
 /// Every `cause` of `vicinity_purged_entries_total`.
 pub const PURGE_CAUSES: [&str; 6] = [

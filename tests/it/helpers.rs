@@ -140,6 +140,31 @@ pub struct TestApp {
     tasks: tokio_util::task::TaskTracker,
 }
 
+/// Waits until `happened` (polled every 10 ms) says `what` happened. Panics after 30 s.
+pub async fn eventually(what: &str, mut happened: impl FnMut() -> bool) {
+    let bound = std::time::Instant::now() + Duration::from_secs(30);
+    while !happened() {
+        assert!(std::time::Instant::now() < bound, "not within 30 s: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until this process's servers hold `n` shakes pending (`vicinity_shakes_waiting`):
+/// a shake is pending, and visible to any other shaker, from the moment it counts. Panics
+/// after 10 s.
+pub async fn shakes_waiting(n: i64) {
+    let waiting = &vicinity::telemetry::metrics::get().shakes_waiting;
+    let bound = std::time::Instant::now() + Duration::from_secs(10);
+    while waiting.get() < n {
+        assert!(
+            std::time::Instant::now() < bound,
+            "{} shakes pending after 10 s, not {n}",
+            waiting.get()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A server with the test defaults: open on loopback, embedded store, manual clock.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

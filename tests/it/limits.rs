@@ -17,7 +17,7 @@ use vicinity::{
 use crate::{
     calls::{list_request, location, millis},
     details::{assert_precondition, error_info, refusal},
-    helpers::{Backend, TestApp, on_both_backends},
+    helpers::{Backend, TestApp, on_both_backends, shakes_waiting},
     places::HOME,
 };
 
@@ -131,8 +131,8 @@ async fn shakes_are_limited_per_user_one_pending_at_a_time_and_per_key(backend: 
     };
     let started = Instant::now();
     let pending = tokio::spawn(shake("lim-s"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let left = window - Duration::from_millis(300);
+    shakes_waiting(1).await;
+    let left = window.saturating_sub(started.elapsed());
 
     // A second shake of the same user while the first waits; another user's shake through
     // the same key while the key's one place is taken (it would have caught lim-s's).
@@ -354,7 +354,7 @@ async fn limits_hold_across_two_service_processes_on_one_redis() {
         };
         client.shake().shake(request).await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    shakes_waiting(1).await;
     let request = pb::ShakeRequest {
         user_id: "lim-2b".to_owned(),
         location: Some(location(HOME)),

@@ -41,13 +41,14 @@ fn declared_type<'a>(page: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every family the issue asks for, with its type.
-const FAMILIES: [(&str, &str); 23] = [
+const FAMILIES: [(&str, &str); 24] = [
     ("vicinity_rpc_requests_total", "counter"),
     ("vicinity_rpc_duration_seconds", "histogram"),
     ("vicinity_consent_refusals_total", "counter"),
     ("vicinity_rate_limit_refusals_total", "counter"),
     ("vicinity_implausible_jumps_total", "counter"),
     ("vicinity_shake_outcomes_total", "counter"),
+    ("vicinity_shakes_waiting", "gauge"),
     ("vicinity_sweeps_total", "counter"),
     ("vicinity_sweep_duration_seconds", "histogram"),
     ("vicinity_sweep_last_success_timestamp_seconds", "gauge"),

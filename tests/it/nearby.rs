@@ -10,7 +10,9 @@ use vicinity::grpc::pb::{self, Feature, Gender, GenderFilter};
 use crate::{
     calls::{list_request, millis},
     helpers::ROUNDING_MS,
-    helpers::{Backend, TestApp, alice_beside_bob, on_both_backends, spawn_app, spawn_app_on},
+    helpers::{
+        Backend, TestApp, alice_beside_bob, eventually, on_both_backends, spawn_app, spawn_app_on,
+    },
     places::{HOME, Point},
 };
 
@@ -322,7 +324,7 @@ async fn fifty_km_lists_at_a_pentagon_leave_other_updates_responsive(backend: Ba
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the far lists run", || lists.load(Ordering::Relaxed) >= 4).await;
     let mut took = Vec::new();
     for _ in 0..100 {
         let started = std::time::Instant::now();

@@ -25,7 +25,7 @@ use vicinity_testing::redis::{RedisCluster, RedisServer};
 
 use crate::{
     calls::millis,
-    helpers::{TestApp, manual_clock, retention, spawn_app_with, test_config},
+    helpers::{TestApp, eventually, manual_clock, retention, spawn_app_with, test_config},
     places::{HOME, crowd},
 };
 
@@ -282,7 +282,12 @@ async fn two_service_processes_on_one_redis_agree() {
         .expect("clear");
     assert!(!first.listed("two-b").await.contains(&"two-a".to_owned()));
     // Three sweepers run against one Redis meanwhile; none of them may break anything.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sweeps = || {
+        let metrics = vicinity::telemetry::metrics::get();
+        metrics.sweeps.with_label_values(&["ok"]).get()
+    };
+    let before = sweeps();
+    eventually("each node sweeps", || sweeps() >= before + 3).await;
     assert_eq!(second.listed("two-b").await, vec!["two-c".to_owned()]);
 }
 
@@ -472,7 +477,7 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the load runs", || ok.load(Ordering::Relaxed) >= 8).await;
     let cell_key = vicinity::storage::redis::keys::cell_key(HOME.cell());
     let victim = cluster.master_for_key(&cell_key).expect("owner").port();
     let index = cluster
@@ -497,11 +502,10 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
         .expect("failover");
     // The load kept running through the failover and succeeds again.
     let before = ok.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        ok.load(Ordering::Relaxed) > before,
-        "the load succeeds after the failover"
-    );
+    eventually("the load succeeds after the failover", || {
+        ok.load(Ordering::Relaxed) > before
+    })
+    .await;
     let update = app.update("cl-1", spots[1], Gender::Female).await;
     assert!(
         update.is_ok(),

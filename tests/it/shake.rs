@@ -18,7 +18,7 @@ use vicinity_testing::redis::RedisServer;
 use crate::{
     calls::location,
     details::assert_precondition,
-    helpers::{Backend, TestApp, on_both_backends, retention},
+    helpers::{Backend, TestApp, on_both_backends, retention, shakes_waiting},
     places::{HOME, Point, crowd},
 };
 
@@ -185,6 +185,8 @@ async fn history_is_purged_at_its_deadline_and_on_either_sides_clear(backend: Ba
         shake(&app.client, "hc", HOME)
     );
     assert!(a.expect("ha").is_some() && c.expect("hc").is_some());
+    // Every match is recorded by now: each one's deadline is at most this plus the retention.
+    let matched_by = app.store_now_millis().await;
     assert_eq!(history(&app.client, "hb").await, ["ha"]);
     app.clear("hc", Feature::Shake).await.expect("clear");
     assert!(
@@ -196,8 +198,7 @@ async fn history_is_purged_at_its_deadline_and_on_either_sides_clear(backend: Ba
     let export = app.export("hb").await.expect("export");
     assert_eq!(export.shake_history.len(), 1);
     // The embedded store's deadlines follow the manual clock; Redis's follow its own.
-    app.advance(Duration::from_secs(3));
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    app.wait_for_store_time(matched_by + 2_500).await;
     assert!(
         history(&app.client, "hb").await.is_empty(),
         "purged at its deadline"
@@ -317,7 +318,7 @@ async fn shakes_arriving_at_two_service_processes_are_paired() {
     consent(&first, &["p1", "p2", "p3", "p4"]).await;
     let client = first.client.clone();
     let pending = tokio::spawn(async move { shake(&client, "p1", HOME).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    shakes_waiting(1).await;
     let arriving = shake(&second.client, "p2", HOME).await.expect("shake");
     assert_eq!(arriving.expect("a match").0, "p1");
     let woken = pending
@@ -341,24 +342,18 @@ on_both_backends!(a_user_who_withdrew_is_matched_by_nobody_whatever_their_pendin
 async fn a_user_who_withdrew_is_matched_by_nobody_whatever_their_pending_shakes(backend: Backend) {
     let app = TestApp::spawn(backend, |c| c.shake_window = Duration::from_secs(2)).await;
     consent(&app, &["wa", "wb"]).await;
-    let pending: Vec<_> = (0..2)
-        .map(|_| {
-            let client = app.client.clone();
-            tokio::spawn(async move { shake(&client, "wa", HOME).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = app.client.clone();
+    let pending = tokio::spawn(async move { shake(&client, "wa", HOME).await });
+    shakes_waiting(1).await;
+    // A second shake while the first waits is refused on arrival (one pending shake per user).
+    let second = shake(&app.client, "wa", HOME).await;
 
     let withdrawn = app.withdraw("wa", Feature::Shake).await.expect("withdraw");
 
-    // One shake pending; the other was refused on arrival (one pending shake per user).
     assert_eq!(withdrawn.purged_entries, 1, "the pending shake");
     let late = shake(&app.client, "wb", HOME).await.expect("wb shakes");
     assert_eq!(late, None, "matched with a user who withdrew");
-    let mut outcomes = Vec::new();
-    for call in pending {
-        outcomes.push(call.await.expect("joins"));
-    }
+    let outcomes = [pending.await.expect("joins"), second];
     let refused = outcomes
         .iter()
         .filter(|o| {

@@ -204,9 +204,27 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
     };
     let salt = mix(args.seed, 99, 0);
     let main = workload_target(args, service, salt);
-    let mode = args.mode();
-    let searches: Vec<(String, Arc<dyn Target>)> = peer
-        .iter()
+    let searches = peer_searches(peer.as_ref(), args, salt);
+    measure(&mut session, args, &main, &searches).await;
+    if let Some(geo) = peer
+        && let Err(error) = geo.remove().await
+    {
+        failures.push(("removing the peer's key".to_owned(), error.to_string()));
+    }
+    Ok(Report {
+        meta: meta(args, &args.mode()),
+        loads,
+        runs: session.runs,
+        peaks: session.peaks,
+        p99_bound_us: args.p99_bound.as_micros() as u64,
+        failures,
+    })
+}
+
+/// The peer's searches, taken in turns with the service's: the consent-aware design, and
+/// GEOSEARCH at 1 km and at 500 m.
+fn peer_searches(peer: Option<&Geo>, args: &LoadArgs, salt: u64) -> Vec<(String, Arc<dyn Target>)> {
+    peer.into_iter()
         .flat_map(|geo| {
             let consent = ConsentGeo {
                 geo: geo.clone(),
@@ -225,7 +243,18 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
             });
             std::iter::once(consent).chain(radii)
         })
-        .collect();
+        .collect()
+}
+
+/// Runs the service's workload and the peer's `searches` (none without a peer) as `args`
+/// say, into `session`.
+async fn measure(
+    session: &mut Session,
+    args: &LoadArgs,
+    main: &Arc<dyn Target>,
+    searches: &[(String, Arc<dyn Target>)],
+) {
+    let mode = args.mode();
     let rounds = |at_least: u32| {
         let n = args.duration.as_secs_f64() / args.slice.as_secs_f64().max(0.001);
         (n.floor() as u32).clamp(at_least, MAX_ROUNDS)
@@ -240,12 +269,12 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                 _ => unreachable!("matched above"),
             };
             let turns = Turns::of(args, pace, rounds(1));
-            interleave(&mut session, &main, &searches, turns).await;
+            interleave(session, main, searches, turns).await;
         }
         _ => {
-            run_mode(&mut session, &main, "service", &mode).await;
-            for (name, search) in &searches {
-                run_mode(&mut session, search, name, &mode).await;
+            run_mode(session, main, "service", &mode).await;
+            for (name, search) in searches {
+                run_mode(session, search, name, &mode).await;
             }
             if !searches.is_empty() {
                 // The peaks are searched side by side; their saturation is compared again
@@ -253,23 +282,10 @@ pub async fn run(args: &LoadArgs) -> Result<Report, LoadError> {
                 let concurrency = args.max_in_flight.clamp(1, peak::PROBE_CONCURRENCY);
                 let pace = Pace::Closed { concurrency };
                 let turns = Turns::of(args, pace, rounds(3));
-                interleave(&mut session, &main, &searches, turns).await;
+                interleave(session, main, searches, turns).await;
             }
         }
     }
-    if let Some(geo) = peer
-        && let Err(error) = geo.remove().await
-    {
-        failures.push(("removing the peer's key".to_owned(), error.to_string()));
-    }
-    Ok(Report {
-        meta: meta(args, &mode),
-        loads,
-        runs: session.runs,
-        peaks: session.peaks,
-        p99_bound_us: args.p99_bound.as_micros() as u64,
-        failures,
-    })
 }
 
 async fn connect_peer(

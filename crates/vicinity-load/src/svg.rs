@@ -147,18 +147,7 @@ fn timeline(svg: &mut String, report: &Report, time: Panel, tput: Panel) {
             .flat_map(|r| r.seconds.iter().flat_map(|s| [s.p50, s.p99, s.max]))
             .chain([report.p99_bound_us]),
     );
-    let top_rate = report
-        .runs
-        .iter()
-        .flat_map(|r| {
-            let rate = match r.pace {
-                Pace::Open { rate } => rate,
-                Pace::Closed { .. } => 0.0,
-            };
-            r.seconds.iter().map(|s| s.completed as f64).chain([rate])
-        })
-        .fold(1.0f64, f64::max)
-        * 1.1;
+    let top_rate = top_rate(report);
     let head = "Latency over time: p50 and p99 of each second's requests, from their intended \
                 send time (max as dots)";
     text(svg, LEFT, time.top - 26.0, 13.0, "start", head);
@@ -190,6 +179,22 @@ fn timeline(svg: &mut String, report: &Report, time: Panel, tput: Panel) {
         tput.bottom() + 30.0,
         "seconds (runs one after another, separated by a gap)",
     );
+}
+
+/// The throughput panel's top: the highest second or asked rate, plus a tenth.
+fn top_rate(report: &Report) -> f64 {
+    report
+        .runs
+        .iter()
+        .flat_map(|r| {
+            let rate = match r.pace {
+                Pace::Open { rate } => rate,
+                Pace::Closed { .. } => 0.0,
+            };
+            r.seconds.iter().map(|s| s.completed as f64).chain([rate])
+        })
+        .fold(1.0f64, f64::max)
+        * 1.1
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -332,26 +337,31 @@ fn distribution(svg: &mut String, report: &Report, curves: &[usize], panel: Pane
             .map(|&(p, v)| format!("{:.1},{:.1}", x(p), axis.y(panel, v)))
             .collect();
         polyline(svg, &format!("dist-{i}"), color, 2.0, &points.join(" "));
-        let p = run.primary();
-        let label = format!(
-            "{}: achieved {}/s, p50 {}, p99 {}, p99.9 {}, max {}{}",
-            run.title(),
-            short(run.achieved),
-            ms(p.p50),
-            ms(p.p99),
-            ms(p.p999),
-            ms(p.max),
-            if run.role == Role::Fixed || run.passed() || matches!(run.pace, Pace::Closed { .. }) {
-                ""
-            } else if run.sustained {
-                " (p99 over bound)"
-            } else {
-                " (not sustained)"
-            }
-        );
+        let label = curve_label(run);
         let y = panel.bottom() + 56.0 + 18.0 * k as f64;
         legend_line(svg, LEFT, y, color, &escape(&label));
     }
+}
+
+/// A distribution curve's legend: the run, its rate and its percentiles.
+fn curve_label(run: &RunReport) -> String {
+    let p = run.primary();
+    format!(
+        "{}: achieved {}/s, p50 {}, p99 {}, p99.9 {}, max {}{}",
+        run.title(),
+        short(run.achieved),
+        ms(p.p50),
+        ms(p.p99),
+        ms(p.p999),
+        ms(p.max),
+        if run.role == Role::Fixed || run.passed() || matches!(run.pace, Pace::Closed { .. }) {
+            ""
+        } else if run.sustained {
+            " (p99 over bound)"
+        } else {
+            " (not sustained)"
+        }
+    )
 }
 
 fn log_grid(svg: &mut String, axis: LogAxis, panel: Panel) {

@@ -15,7 +15,7 @@ use crate::{
         Feature, Timestamp, UserId,
         limits::{Rate, Verdict},
     },
-    storage::{Admission, LimitKey, LimitStore, LocationEntry, StoreResult},
+    storage::{Admission, Limit, LimitKey, LimitStore, LocationEntry, StoreResult},
 };
 
 /// Limit state void by a given time: what the sweep removes.
@@ -79,13 +79,13 @@ impl Limits {
         token: u64,
         hold: Duration,
         now: Timestamp,
-    ) -> Result<Timestamp, (usize, Duration)> {
+    ) -> Result<Timestamp, (Limit, Duration)> {
         if let Verdict::Refuse(wait) = self.judge(key, rate, now) {
-            return Err((0, wait));
+            return Err((key.limit(), wait));
         }
-        for (i, (place, cap)) in places.iter().enumerate() {
+        for (place, cap) in places {
             if let Some(wait) = self.full_for(place, *cap, now) {
-                return Err((i + 1, wait));
+                return Err((place.limit(), wait));
             }
         }
         self.admit(key, rate, now);
@@ -200,7 +200,7 @@ impl LimitStore for MemoryStore {
         places: &[(LimitKey, u32)],
         token: u64,
         hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
+    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>> {
         let now = self.now();
         let mut state = self.shared.lock();
         Ok(state

@@ -34,7 +34,7 @@ pub use consent::RedisConsentStore;
 use steps::written;
 
 use super::{
-    Admission, Expired, Fence, LimitKey, LimitStore, Limited, LocationEntry, LocationStore,
+    Admission, Expired, Fence, Limit, LimitKey, LimitStore, Limited, LocationEntry, LocationStore,
     NearbyResult, Position, StoreError, StoreErrorKind, StoreResult, UpdateLimits,
 };
 use crate::domain::{
@@ -172,7 +172,11 @@ impl LocationStore for RedisStore {
             }
             4 => return Err(StoreError::fenced()),
             0 | 3 => Limited::Refused {
-                limit: if what == 0 { "updates" } else { "starts" },
+                limit: if what == 0 {
+                    Limit::Updates
+                } else {
+                    Limit::Starts
+                },
                 retry_after: Duration::from_millis(a.max(0) as u64),
             },
             _ => {
@@ -332,15 +336,18 @@ fn admission(admitted: i64, value: i64) -> Admission {
 }
 
 /// A [`scripts::LIMIT_ADMIT_HOLD`] reply.
-fn judged((admitted, which, value): (i64, i64, i64)) -> Result<Timestamp, (usize, Duration)> {
+fn judged(
+    (admitted, which, value): (i64, i64, i64),
+    key: &LimitKey,
+    places: &[(LimitKey, u32)],
+) -> Result<Timestamp, (Limit, Duration)> {
     if admitted == 1 {
-        Ok(Timestamp::from_millis(value))
-    } else {
-        Err((
-            which.max(0) as usize,
-            Duration::from_millis(value.max(0) as u64),
-        ))
+        return Ok(Timestamp::from_millis(value));
     }
+    // The script names what refused by its index: 0 the rate, `i` the `i`-th place.
+    let place = usize::try_from(which - 1).ok().and_then(|i| places.get(i));
+    let limit = place.map_or(key.limit(), |(place, _)| place.limit());
+    Err((limit, Duration::from_millis(value.max(0) as u64)))
 }
 
 #[async_trait]
@@ -398,10 +405,11 @@ impl LimitStore for RedisStore {
         places: &[(LimitKey, u32)],
         token: u64,
         hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (usize, Duration)>> {
+    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>> {
         if !self.conn.is_cluster() {
             let call = scripts::limit_admit_hold(key, rate, places, token, hold);
-            return Ok(judged(self.conn.script("counting a call", &call).await?));
+            let reply = self.conn.script("counting a call", &call).await?;
+            return Ok(judged(reply, key, places));
         }
         // On a cluster one script covers the places in the rate's slot (the user's own); each
         // other place is taken first, on its own, and given back if the rest refuses.
@@ -409,15 +417,15 @@ impl LimitStore for RedisStore {
         let tag = keys::hash_tag(&rate_key);
         let (own, other): (Vec<_>, Vec<_>) = places
             .iter()
-            .enumerate()
-            .partition(|(_, (place, _))| keys::hash_tag(&keys::limit_key(place)) == tag);
+            .cloned()
+            .partition(|(place, _)| keys::hash_tag(&keys::limit_key(place)) == tag);
         let mut taken = Vec::new();
         let mut outcome = None;
-        for (i, (place, cap)) in other {
+        for (place, cap) in &other {
             match self.hold(place, token, *cap, hold).await {
                 Ok(Admission::Admitted(_)) => taken.push(place),
                 Ok(Admission::Refused(wait)) => {
-                    outcome = Some(Ok(Err((i + 1, wait))));
+                    outcome = Some(Ok(Err((place.limit(), wait))));
                     break;
                 }
                 Err(error) => {
@@ -429,15 +437,9 @@ impl LimitStore for RedisStore {
         let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
-                let own_places: Vec<(LimitKey, u32)> =
-                    own.iter().map(|(_, p)| (*p).clone()).collect();
-                let call = scripts::limit_admit_hold(key, rate, &own_places, token, hold);
+                let call = scripts::limit_admit_hold(key, rate, &own, token, hold);
                 let reply = self.conn.script("counting a call", &call).await;
-                // Refusals name the place by its index among all places.
-                reply.map(|r| match judged(r) {
-                    Err((i, wait)) if i > 0 => Err((own[i - 1].0 + 1, wait)),
-                    other => other,
-                })
+                reply.map(|reply| judged(reply, key, &own))
             }
         };
         if !matches!(outcome, Ok(Ok(_))) {

@@ -326,6 +326,97 @@ mod tests {
         );
     }
 
+    /// Every script as Redis receives it (the prelude, the helpers its family joins, its
+    /// body) through `luacheck` with nothing declared but Redis's own globals: a body calling
+    /// a helper its join lacks, or a helper shadowing another, passes the per-file check above
+    /// (which declares every helper) and fails here. Unused locals are the per-file check's
+    /// (a join carries helpers its body does not call).
+    #[test]
+    fn every_joined_script_passes_luacheck() {
+        macro_rules! named {
+            ($($script:ident),* $(,)?) => { [$((stringify!($script), &*$script)),*] };
+        }
+        let scripts: [(&str, &Script); 37] = named!(
+            CELLS_READ,
+            CELLS_READ_FILTERED,
+            CELL_ADD,
+            CELL_CONFIRM,
+            CELL_DROP_USER,
+            CELL_RENEW,
+            CLEAR,
+            CONSENT_APPEND,
+            CONSENT_FORGET,
+            FENCE_READ,
+            HISTORY_ADD,
+            HISTORY_READ,
+            HOLD_TAKE,
+            LEAVE,
+            LIMIT_ADMIT,
+            LIMIT_ADMIT_HOLD,
+            PART_RESCHEDULE,
+            PART_SCHEDULE,
+            PURGES_OWED,
+            PURGE_OWE,
+            SHAKE_CLEAR_USER,
+            SHAKE_PAIR,
+            SHAKE_SWEEP,
+            SHAKE_TAKE,
+            SWEEP_CELLS,
+            SWEEP_FIND,
+            UPSERT,
+            USER_DROP_IF,
+            USER_GET,
+            USER_LEAVE,
+            USER_MARK,
+            USER_PURGE,
+            USER_PUT,
+            USER_SWEEP,
+            USER_TAKE,
+            USER_UNMARK,
+            WRITE_SCHEDULE,
+        );
+        let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/redis/scripts/lua");
+        let bodies = std::fs::read_dir(&lua)
+            .expect("lua/")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension() == Some("lua".as_ref()))
+            })
+            .count();
+        assert_eq!(
+            scripts.len(),
+            bodies,
+            "every lua/*.lua script is in this list"
+        );
+        let dir = std::env::temp_dir().join(format!("vicinity-joined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        for (name, script) in scripts {
+            let body = body_of(script.get_hash().as_bytes()).expect("every script's body is kept");
+            std::fs::write(dir.join(format!("{name}.lua")), &*body).expect("written");
+        }
+        let output = Command::new("luacheck")
+            .args([
+                "--no-config",
+                "--no-color",
+                "--std",
+                "lua51",
+                "--no-max-line-length",
+            ])
+            .args(["--ignore", "211", "--read-globals"])
+            .args([
+                "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct", "--",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("luacheck runs (apt-get install lua-check; scripts/test installs it)");
+        drop(std::fs::remove_dir_all(&dir));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
     /// The key layout is written once: what the scripts are given is what `keys` builds.
     #[test]
     fn the_prelude_names_the_keys_as_keys_builds_them() {

@@ -11,10 +11,10 @@ for j = 1, k do skip[ARGV[7 + j]] = true end
 local base = 7 + k
 local factor, g = 1.5, nil
 if want_g ~= '' then factor, g = 3, string.byte(want_g) end
-local now_s = math.floor(now / 1000)
+local now_sec = math.floor(now / 1000)
 local vlen = 8 + #viewer
 local function admit(m, list)
-  if (g == nil or string.byte(m) == g) and tonumber(string.sub(m, 2, 8), 36) > now_s
+  if (g == nil or string.byte(m) == g) and tonumber(string.sub(m, 2, 8), 36) > now_sec
       and not (#m == vlen and string.sub(m, 9) == viewer)
       and (k == 0 or not skip[string.sub(m, 9)]) then
     list[#list + 1] = m
