@@ -1,4 +1,4 @@
-//! The pure in-process hot path of one People Nearby query (SPEC §7): cells to search,
+//! The pure in-process hot path of one People Nearby query (contract §7): cells to search,
 //! candidate filtering, banding and ranking, over a seeded population. Target: ≤ 5 µs per
 //! query with 1,000 candidates.
 //!

@@ -1,10 +1,10 @@
 //! Redis memory per active People Nearby user, everything included (cell sets, due indexes,
-//! user records, key overheads), beside Redis GEO's own figure for the same users (SPEC §7:
+//! user records, key overheads), beside Redis GEO's own figure for the same users (contract §7:
 //! at most 100 bytes). Each side gets a fresh private `redis-server`; the figure is the
 //! `INFO memory` `used_memory` delta divided by the number of users.
 //!
 //! Run: `cargo bench --bench redis_memory -- 100000 1000000` (the counts to measure; default
-//! 100000). Users are W1 (SPEC §6): uniform over a 40 km × 40 km box around (39.9, 116.4),
+//! 100000). Users are W1 (contract §6): uniform over a 40 km × 40 km box around (39.9, 116.4),
 //! seeded (the load harness's population, seed 1).
 
 use std::{sync::Arc, time::Duration};
@@ -28,7 +28,7 @@ const SEED: u64 = 1;
 /// Upserts in flight at once.
 const IN_FLIGHT: usize = 512;
 
-/// W1 (SPEC §6): `n` users of the load harness's seeded population.
+/// W1 (contract §6): `n` users of the load harness's seeded population.
 fn w1(n: usize) -> Vec<(String, f64, f64)> {
     let population = Population {
         seed: SEED,

@@ -1,6 +1,6 @@
 //! Randomness from the operating system, and nothing else: no fallback to a clock or to
 //! zeros, since a secret, node id, shake id or purge token drawn from a broken source would be
-//! guessable (SPEC §4.6). The server draws once at start-up ([`check`]) and refuses to start
+//! guessable (contract §4.6). The server draws once at start-up ([`check`]) and refuses to start
 //! when that fails; a later failure fails the one call that needed randomness.
 
 /// The system's randomness source failed.

@@ -1,4 +1,4 @@
-//! Signed consent receipts (SPEC §4.8): each consent change is written as a record with the
+//! Signed consent receipts (contract §4.8): each consent change is written as a record with the
 //! mandatory fields of ISO/IEC TS 27560 and returned as a receipt the user can check offline.
 //!
 //! A receipt is a JSON Web Signature in compact form (RFC 7515, `alg` `EdDSA` as RFC 8037

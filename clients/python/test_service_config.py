@@ -13,7 +13,7 @@ import pytest
 CONFIG = Path(__file__).resolve().parents[2] / "docs" / "service-config.json"
 DURATION = re.compile(r"^(\d+)(\.\d{1,9})?s$")
 # The server's own cap on any call (src/grpc/deadline.rs MAX_CALL_TIME) and the default shake
-# window (SPEC §3): a Shake must be given at least the window.
+# window (contract §3): a Shake must be given at least the window.
 MAX_CALL_S = 30.0
 SHAKE_WINDOW_S = 3.0
 # Not safe to repeat: a second Shake is a new shake (it may pair with someone else).
@@ -51,7 +51,7 @@ def by_method(config):
 
 
 def test_every_rpc_has_a_timeout_and_every_entry_names_a_real_rpc(methods, by_method):
-    assert len(methods) >= 12  # the four services of SPEC §3
+    assert len(methods) >= 12  # the four services of contract §3
     assert set(by_method) == methods
     for method, entry in by_method.items():
         assert 0 < seconds(entry["timeout"]) <= MAX_CALL_S, method

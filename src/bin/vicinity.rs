@@ -71,7 +71,7 @@ enum Command {
     },
     /// Drive a running service with a workload and report latency and throughput.
     Load(Box<vicinity_load::LoadArgs>),
-    /// Sensitive-place policies (SPEC §4.8).
+    /// Sensitive-place policies (contract §4.8).
     Places {
         #[command(subcommand)]
         action: PlacesAction,

@@ -72,6 +72,8 @@ pub struct ServeArgs {
     #[arg(long, env = "VICINITY_ORDER_SECRET", hide_env_values = true)]
     pub order_secret: Option<String>,
     /// Redis for location data (must not persist). None: the embedded in-memory store.
+    /// `redis+sentinel://host:port[,host:port...]/NAME` (or `rediss+sentinel://`): the
+    /// primary those Redis Sentinels name NAME, followed through failovers.
     #[arg(
         long,
         env = "VICINITY_REDIS_URL",
@@ -87,7 +89,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub redis_cluster: Vec<RedisUrl>,
-    /// Redis for consent records (should persist). Default: the location store.
+    /// Redis for consent records (should persist; a `redis+sentinel://` URL too). Default:
+    /// the location store.
     #[arg(long, env = "VICINITY_CONSENT_REDIS_URL", hide_env_values = true)]
     pub consent_redis_url: Option<RedisUrl>,
     /// File holding the stores' Redis password (one line), for URLs that carry none.
@@ -243,7 +246,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub receipts: ReceiptArgs,
     /// A sensitive-place policy (`vicinity places compile`): positions in or near a listed
-    /// place are coarsened or not placed (SPEC §4.8). Reloaded on SIGHUP.
+    /// place are coarsened or not placed (contract §4.8). Reloaded on SIGHUP.
     #[arg(long, env = "VICINITY_PLACES")]
     pub places: Option<PathBuf>,
 }

@@ -225,7 +225,7 @@ pub(super) fn redis_tls(
     let tls_urls = targets
         .iter()
         .flat_map(|t| t.urls())
-        .any(|url| url.starts_with("rediss://"));
+        .any(|url| url.starts_with("rediss://") || url.starts_with("rediss+sentinel://"));
     if !tls_urls {
         let flag = if root_cert.is_some() {
             "--redis-ca-file"

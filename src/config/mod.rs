@@ -48,7 +48,7 @@ fn policy(args: &ServeArgs) -> Result<Policy, ConfigError> {
 }
 
 /// How many connections and streams the server takes, and how long they may live
-/// (SPEC §4.5 "Connections").
+/// (contract §4.5 "Connections").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Connections at once.
@@ -312,7 +312,7 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
             }
             return Ok(StoreConfig::Memory);
         }
-        (Some(url), _) => Target::single(url.expose().to_owned()),
+        (Some(url), _) => Target::from_url(url.expose()),
         (None, nodes) => Target::cluster(nodes.iter().map(|u| u.expose().to_owned()).collect()),
     };
     if args.store_timeout.is_zero() || args.store_timeout > Duration::from_secs(10) {
@@ -320,10 +320,18 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
             "--store-timeout: must be between 1ms and 10s".into(),
         ));
     }
-    let consents = args.consent_redis_url.as_ref().map_or_else(
-        || locations.clone(),
-        |url| Target::single(url.expose().to_owned()),
-    );
+    let consents = args
+        .consent_redis_url
+        .as_ref()
+        .map_or_else(|| locations.clone(), |url| Target::from_url(url.expose()));
+    for (flag, target) in [
+        ("--redis-url", &locations),
+        ("--consent-redis-url", &consents),
+    ] {
+        if let Some(problem) = target.url_problem() {
+            return Err(ConfigError(format!("{flag}: {problem}")));
+        }
+    }
     let (locations, consents) = match redis_tls(args, [&locations, &consents])? {
         Some(tls) => (locations.with_tls(tls.clone()), consents.with_tls(tls)),
         None => (locations, consents),
@@ -469,6 +477,13 @@ mod tests {
         let (locations, consents) = targets(config);
         let acked = Target::single("redis://a/").with_replica_acks(1);
         assert_eq!((&locations, &consents), (&acked, &acked));
+        let sentinel = "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/vicinity";
+        let config = parse(&["--redis-url", sentinel, "--consent-redis-url", sentinel]).unwrap();
+        let (locations, consents) = targets(config);
+        assert_eq!(
+            (&locations, &consents),
+            (&Target::sentinel(sentinel), &Target::sentinel(sentinel))
+        );
     }
 
     #[test]
@@ -477,6 +492,7 @@ mod tests {
             (&["--retention", "2h"][..], "--retention"),
             (&["--snap-resolution", "12"], "--snap-resolution"),
             (&["--order-secret", "abc"], "--order-secret"),
+            (&["--redis-url", "redis+sentinel://h:1"], "--redis-url"),
             (&["--api-keys", "/nonexistent/keys"], "--api-keys"),
             (&["--sweep-interval", "0s"], "--sweep-interval"),
         ] {

@@ -1,4 +1,4 @@
-//! The flags of consent receipts (SPEC §4.8): the signing key and the operator's terms that
+//! The flags of consent receipts (contract §4.8): the signing key and the operator's terms that
 //! every record names.
 
 use std::{path::PathBuf, sync::Arc};

@@ -1,4 +1,4 @@
-//! API-key authentication with `app` and `ops` scopes (SPEC §4.5).
+//! API-key authentication with `app` and `ops` scopes (contract §4.5).
 //!
 //! Keys file: one key per line, `NAME SCOPES KEY`, scopes comma-separated (`app`, `ops`);
 //! blank lines and `#` comments are skipped. Keys are compared in constant time against every

@@ -1,4 +1,4 @@
-//! The per-API-key ceiling on all calls (flood protection, SPEC §4.3), kept per service node:
+//! The per-API-key ceiling on all calls (flood protection, contract §4.3), kept per service node:
 //! it protects the node and the stores behind it from one key's flood, so it must cost no
 //! store round trip (a store-kept ceiling would send the flood on to the store). N nodes let
 //! a key through N times the rate; docs/decisions.md says why that is the right trade.

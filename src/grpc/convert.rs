@@ -122,7 +122,7 @@ pub(super) fn stored_location(entry: &LocationEntry) -> pb::StoredLocation {
 }
 
 /// Where a stored cell is, as the user's own export shows it: the cell's centre (nothing finer
-/// is kept, SPEC §4.3), accuracy unknown.
+/// is kept, contract §4.3), accuracy unknown.
 fn cell_centre_to_pb(cell: h3o::CellIndex) -> pb::Location {
     let centre = h3o::LatLng::from(cell);
     pb::Location {

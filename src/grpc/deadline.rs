@@ -15,7 +15,7 @@ pub const MAX_CALL_TIME: Duration = Duration::from_secs(30);
 /// handler), and answers `CANCELLED` without details when it fires; answering earlier keeps
 /// the service's `DEADLINE_EXCEEDED`, with its `ErrorInfo`, ahead of it.
 pub const TRANSPORT_MARGIN: Duration = Duration::from_millis(20);
-/// The margin is this fraction of the deadline (SPEC §4.4: a small fraction, so a 5 ms
+/// The margin is this fraction of the deadline (contract §4.4: a small fraction, so a 5 ms
 /// deadline leaves 4 ms of work), between [`MIN_MARGIN`] and [`TRANSPORT_MARGIN`].
 const MARGIN_DIVISOR: u32 = 5;
 /// The smallest margin: the handler starts within microseconds of tonic's timer, and a

@@ -1,4 +1,4 @@
-//! The one mapping from errors to `tonic::Status` (SPEC §4.4).
+//! The one mapping from errors to `tonic::Status` (contract §4.4).
 
 use std::{collections::HashMap, time::Duration};
 
@@ -185,7 +185,7 @@ mod tests {
         storage::{StoreError, StoreErrorKind},
     };
 
-    /// SPEC §4.4: every error carries an ErrorInfo of domain `vicinity` whose reason the proto
+    /// contract §4.4: every error carries an ErrorInfo of domain `vicinity` whose reason the proto
     /// declares, and the retryable ones (UNAVAILABLE, RESOURCE_EXHAUSTED) a RetryInfo.
     #[test]
     fn every_error_has_a_declared_reason_and_retryable_ones_a_wait() {

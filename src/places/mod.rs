@@ -1,4 +1,4 @@
-//! Sensitive places (SPEC §4.8): a policy compiled ahead of time (`vicinity places compile`,
+//! Sensitive places (contract §4.8): a policy compiled ahead of time (`vicinity places compile`,
 //! [`compile`]) lists the grid cells of sensitive places; a position that enters the service
 //! (UpdateLocation, Shake) is placed by it before anything is stored or matched.
 //!
@@ -34,7 +34,7 @@ const MAGIC: &str = "vicinity-places 1";
 /// cells).
 pub const MAX_POLICY_BYTES: u64 = 128 << 20;
 
-/// What a place is (SPEC §4.8: the categories of the FTC's 2024 X-Mode and InMarket orders and
+/// What a place is (contract §4.8: the categories of the FTC's 2024 X-Mode and InMarket orders and
 /// of GDPR Art. 9 inference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {

@@ -1,4 +1,4 @@
-//! Connection limits (SPEC §4.5 "Connections"): at most `max_connections` sockets at once
+//! Connection limits (contract §4.5 "Connections"): at most `max_connections` sockets at once
 //! and at most `max_per_peer` from one IP address (a socket past either cap is closed at
 //! accept, so one peer's silent sockets cannot take every place), a connection on which no
 //! call started for

@@ -1,4 +1,4 @@
-//! Health that does not flap (SPEC §4.6): readiness (every vicinity service and `""`) goes
+//! Health that does not flap (contract §4.6): readiness (every vicinity service and `""`) goes
 //! NOT_SERVING once [`FAILS_TO_NOT_SERVING`] of the last [`FAILS_WINDOW`] store checks failed
 //! and back after [`PASSES_TO_SERVING`] good ones in a row, so one slow check under load does
 //! not pull a node out of its balancer, and a store failing most checks does not stay in it; it goes NOT_SERVING at once when shutdown starts, before the drain.

@@ -436,7 +436,7 @@ fn unix_seconds() -> f64 {
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// tonic answers a request body over the size limit with `OUT_OF_RANGE`; gRPC's status-code
-/// convention (and SPEC §4.4) says `RESOURCE_EXHAUSTED`. The service itself never answers
+/// convention (and contract §4.4) says `RESOURCE_EXHAUSTED`. The service itself never answers
 /// `OUT_OF_RANGE`, and only a size-limit answer says "too large".
 fn oversized_is_resource_exhausted(
     response: http::Response<tonic::body::Body>,

@@ -163,7 +163,7 @@ async fn check_persistence(
 fn at_start(target: &Target, own_consent_flag: bool) -> impl Fn(StoreError) -> ServerError {
     let (flag, url) = match target.nodes() {
         _ if own_consent_flag => ("--consent-redis-url", target_urls(target)),
-        Nodes::Single(_) => ("--redis-url", target_urls(target)),
+        Nodes::Single(_) | Nodes::Sentinel(_) => ("--redis-url", target_urls(target)),
         Nodes::Cluster(_) => ("--redis-cluster", target_urls(target)),
     };
     move |error| ServerError::StoreAtStart {

@@ -1,4 +1,4 @@
-//! The audit trail (SPEC §4.5): every consent change, clear, forget and purge, as structured
+//! The audit trail (contract §4.5): every consent change, clear, forget and purge, as structured
 //! log events under the `vicinity::audit` target, written here and nowhere else, so they are
 //! the same on every backend; each purge also counts in `vicinity_purged_entries_total` by
 //! cause. Never a coordinate, cell or distance.
@@ -84,7 +84,7 @@ pub(crate) fn expired(expired: &Expired) {
 }
 
 /// A place policy put in force, at start or on reload: its version and size in the trail and
-/// the metrics (SPEC §4.8).
+/// the metrics (contract §4.8).
 pub(crate) fn places_in_force(policy: &crate::places::Policy) {
     tracing::info!(
         target: "vicinity::audit",

@@ -1,4 +1,4 @@
-//! Consent operations (SPEC §3 ConsentService, §4.1).
+//! Consent operations (contract §3 ConsentService, §4.1).
 
 use tracing::instrument;
 

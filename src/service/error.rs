@@ -25,7 +25,7 @@ pub enum ServiceError {
     /// The user has no recorded location in People Nearby (you are seen when you look).
     #[error("location required")]
     LocationRequired,
-    /// A limit refused the call (SPEC §4.3); nothing was changed. Allowed again after
+    /// A limit refused the call (contract §4.3); nothing was changed. Allowed again after
     /// `retry_after`.
     #[error("rate limited ({limit})")]
     RateLimited {

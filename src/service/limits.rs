@@ -1,4 +1,4 @@
-//! The abuse limits of SPEC §4.3 as the operations use them: rates counted and places held in
+//! The abuse limits of contract §4.3 as the operations use them: rates counted and places held in
 //! the location store (so they hold across every service node), refusals as
 //! [`ServiceError::RateLimited`] with the real wait. A refused call has changed nothing.
 

@@ -66,9 +66,9 @@ pub struct Deps {
     pub limits: Arc<dyn LimitStore>,
     /// The abuse limits.
     pub policy: Policy,
-    /// Signs a receipt for every consent change (SPEC §4.8); `None`: no receipts.
+    /// Signs a receipt for every consent change (contract §4.8); `None`: no receipts.
     pub receipts: Option<Arc<crate::receipts::Receipts>>,
-    /// The sensitive-place policy every entering position goes through (SPEC §4.8).
+    /// The sensitive-place policy every entering position goes through (contract §4.8).
     pub places: Arc<crate::places::Places>,
     /// Detached work (a write or a purge its caller may stop waiting for, the withdrawal of
     /// an abandoned shake, places given back): spawned here, so the server's drain and the
@@ -93,7 +93,7 @@ impl Vicinity {
         }
     }
 
-    /// Fails closed unless the user's current consent for `feature` is GRANTED (SPEC §4.1).
+    /// Fails closed unless the user's current consent for `feature` is GRANTED (contract §4.1).
     async fn require_consent(&self, user: &UserId, feature: Feature) -> ServiceResult<()> {
         let granted = self
             .deps
@@ -119,7 +119,7 @@ impl Vicinity {
     }
 
     /// Runs `first` (the consent write of a withdrawal or an erasure, if any), then purges the
-    /// user's data in `features`, as a purge that finishes (SPEC §4.5): it is recorded as
+    /// user's data in `features`, as a purge that finishes (contract §4.5): it is recorded as
     /// owed in the consent store before anything changes, then runs in a task of its own, so
     /// a caller that goes away (a deadline, a cancel) does not stop it half-way; it is settled
     /// once done, and one that did not finish (a store down, a node killed) is finished by a

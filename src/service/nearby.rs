@@ -1,4 +1,4 @@
-//! People Nearby operations (SPEC §3 PeopleNearby, §4.3).
+//! People Nearby operations (contract §3 PeopleNearby, §4.3).
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -67,7 +67,7 @@ impl ListNearby {
 impl Vicinity {
     /// Stores the user's position (snapped) and renews their deadlines.
     ///
-    /// The write is fenced (SPEC §4.1, docs/decisions.md "A write fenced by every clear since
+    /// The write is fenced (contract §4.1, docs/decisions.md "A write fenced by every clear since
     /// its consent check"): the user's clear mark is read first, then consent is checked,
     /// and the store writes only if no clear of the user ran since the mark was read. A
     /// withdrawal that lands after the consent check purges after that read, so this write
@@ -78,7 +78,7 @@ impl Vicinity {
     /// The write runs in a task of its own, so a call cut off by its deadline or its client
     /// never leaves a write half done (on a cluster, a member without its record).
     ///
-    /// The limits (SPEC §4.3) are part of the write: the user's update rate is counted and a
+    /// The limits (contract §4.3) are part of the write: the user's update rate is counted and a
     /// move faster than the jump cap allows since the previous activity is refused, and a
     /// refusal counts and changes nothing (see [`Vicinity::write_limited`]). Two updates
     /// racing each other are each judged against the entry before both; the update rate
@@ -334,7 +334,7 @@ impl Vicinity {
 
     /// Leaves People Nearby: the entry stays until its new `purge_at` at the latest. `None`
     /// when the user was not in the feature. Renewing the deadlines uses the location, so it
-    /// needs consent (SPEC §4.1); the store's leave creates nothing, so a withdrawal or Clear
+    /// needs consent (contract §4.1); the store's leave creates nothing, so a withdrawal or Clear
     /// that lands after this check is never undone by it.
     #[instrument(skip_all)]
     pub async fn leave_nearby(&self, user: &UserId) -> ServiceResult<Option<Deadlines>> {

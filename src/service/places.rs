@@ -1,4 +1,4 @@
-//! The sensitive-place policy where a position enters (SPEC §4.8): UpdateLocation and Shake
+//! The sensitive-place policy where a position enters (contract §4.8): UpdateLocation and Shake
 //! place every snapped position through it before anything is stored or matched.
 
 use h3o::CellIndex;

@@ -1,4 +1,4 @@
-//! Privacy operations (SPEC §3 PrivacyService): clear, export, forget.
+//! Privacy operations (contract §3 PrivacyService): clear, export, forget.
 
 use tracing::instrument;
 

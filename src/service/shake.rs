@@ -1,4 +1,4 @@
-//! Shake operations (SPEC §3 Shake).
+//! Shake operations (contract §3 Shake).
 
 use std::{
     sync::Arc,
@@ -77,7 +77,7 @@ impl Vicinity {
     /// Shakes: paired at once with the nearest pending shaker, or waits for one up to the
     /// shake window and never past `budget` (the call's deadline). `None`: no partner.
     ///
-    /// Limits first (SPEC §4.3): the user's shake rate, one pending shake per user, and at
+    /// Limits first (contract §4.3): the user's shake rate, one pending shake per user, and at
     /// most `key_pending_shakes` pending for all users of the `caller`'s API key (against
     /// squatting: one key holding shakes in many cells to catch every real shaker). The
     /// places are held for the shake's window and given back when the call ends.
@@ -141,7 +141,7 @@ impl Vicinity {
             // representative cell as an update is: it may match anyone shaking in the parent,
             // so its outcome does not tell the place from the rest of the parent.
             Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
-            // Inside a place of a hidden category: never matched (SPEC §4.8). The answer is
+            // Inside a place of a hidden category: never matched (contract §4.8). The answer is
             // the one of a shake nobody answered, at the time it would come.
             Placement::Hidden(_) => {
                 tokio::time::sleep(window).await;

@@ -415,7 +415,7 @@ pub async fn consent_records_follow_their_contract(fx: &Fixture) {
     let mut grant = first
         .grant(&notice, &source, at, "c1".into())
         .expect("a change");
-    // A signed receipt is kept with its event (SPEC §4.8): its text as a JWS has `.`, `-`
+    // A signed receipt is kept with its event (contract §4.8): its text as a JWS has `.`, `-`
     // and `_` besides letters and digits.
     grant.receipt = "eyJhbGciOiJFZERTQSJ9.eyJyZWNvcmRfaWQiOiJjMSJ9.c2ln-_x".into();
     fx.consents.append(grant.clone()).await.expect("append");
@@ -993,7 +993,7 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
 }
 
 /// A write admitted under a fence read before a People Nearby clear of its user is refused
-/// and changes nothing, on the plain and the limited path (SPEC §4.1: the race of an update
+/// and changes nothing, on the plain and the limited path (contract §4.1: the race of an update
 /// whose consent check passed against a withdrawal that purged before its write landed);
 /// a fence read after the clear admits it, and a clear of another feature fences nothing.
 pub async fn a_clear_fences_every_write_admitted_before_it(fx: &Fixture) {

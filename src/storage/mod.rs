@@ -1,7 +1,7 @@
 //! Storage: the three store traits (locations, consents, shakes) with their contracts, and
 //! their backends.
 //!
-//! Location data and consent records live in separate stores (SPEC §4.2: location data must
+//! Location data and consent records live in separate stores (contract §4.2: location data must
 //! not persist, consent records must), so they are separate traits; one backend may implement
 //! both. Every backend passes [`conformance`].
 
@@ -89,7 +89,7 @@ pub struct Fence {
     pub read_at: Timestamp,
 }
 
-/// A position to store for a user in a feature: the snapped cell and nothing finer (SPEC §4.3
+/// A position to store for a user in a feature: the snapped cell and nothing finer (contract §4.3
 /// data minimisation). The store never sees a raw position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
@@ -269,7 +269,7 @@ pub trait ConsentStore: Send + Sync + 'static {
     async fn forget(&self, user: &UserId) -> StoreResult<u32>;
 
     /// Records, durably and before a purge starts, that `user`'s data in `feature` is owed a
-    /// purge (SPEC §4.5: purges finish). Returns the record, to settle once the purge is done;
+    /// purge (contract §4.5: purges finish). Returns the record, to settle once the purge is done;
     /// until then a sweep finds it with [`ConsentStore::owed_purges`] and purges again. Holds
     /// a user id and a feature, never a location.
     async fn owe_purge(&self, user: &UserId, feature: Feature) -> StoreResult<OwedPurge>;
@@ -308,7 +308,7 @@ pub enum ShakeOutcome {
     Cleared,
 }
 
-/// Where Shake keeps pending shakes and match history (SPEC §1, §3).
+/// Where Shake keeps pending shakes and match history (contract §1, §3).
 ///
 /// Contract, for every backend:
 /// - Pairing is atomic across every service node sharing the store: each shake is paired at
@@ -371,7 +371,7 @@ pub trait ShakeStore: Send + Sync + 'static {
     async fn clear_shake(&self, user: &UserId) -> StoreResult<u32>;
 }
 
-/// An abuse limit (SPEC §4.3), by the name its refusals carry: the `limit` of a
+/// An abuse limit (contract §4.3), by the name its refusals carry: the `limit` of a
 /// `RATE_LIMITED` error and of `vicinity_rate_limit_refusals_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
@@ -423,7 +423,7 @@ impl std::fmt::Display for Limit {
     }
 }
 
-/// What a limit counts (SPEC §4.3): state kept in the location store, so a limit holds across
+/// What a limit counts (contract §4.3): state kept in the location store, so a limit holds across
 /// every service node. Holds user ids and API key names, never a location.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LimitKey {
@@ -467,7 +467,7 @@ impl LimitKey {
     }
 }
 
-/// UpdateLocation's limits (SPEC §4.3), for a backend that checks them in the write itself
+/// UpdateLocation's limits (contract §4.3), for a backend that checks them in the write itself
 /// ([`LocationStore::upsert_limited`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateLimits {

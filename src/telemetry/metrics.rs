@@ -1,4 +1,4 @@
-//! The Prometheus metrics (SPEC §4.7, `--metrics-listen`): one registry for the process,
+//! The Prometheus metrics (contract §4.7, `--metrics-listen`): one registry for the process,
 //! written to by every layer through [`get`], rendered in the Prometheus text format by
 //! [`render`].
 //!

@@ -1,4 +1,4 @@
-//! SPEC §4.5: per-client API keys with `app` and `ops` scopes.
+//! contract §4.5: per-client API keys with `app` and `ops` scopes.
 
 use tonic::{Code, Response};
 use tonic_health::pb::health_check_response::ServingStatus;

@@ -1,4 +1,4 @@
-//! The built `vicinity` binary, started the way the README and SPEC §3.1 show it, and the
+//! The built `vicinity` binary, started the way the README and contract §3.1 show it, and the
 //! operator commands against it. The server child logs at TRACE to a file, which must hold no
 //! location either.
 

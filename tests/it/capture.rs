@@ -1,4 +1,4 @@
-//! Location-leak capture (SPEC §1.5 and §4.1: a location is never written to a log).
+//! Location-leak capture (contract §1.5 and §4.1: a location is never written to a log).
 //!
 //! One global subscriber per process records every span and event of every target (tonic, h2,
 //! hyper and `log` records included) at TRACE into memory. Every coordinate a test sends is

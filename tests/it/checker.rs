@@ -1,4 +1,4 @@
-//! The randomized concurrency checker (SPEC §4.5): concurrent clients issue random
+//! The randomized concurrency checker (contract §4.5): concurrent clients issue random
 //! operations with random deadlines (a quarter of them cut off mid-call) against a real
 //! server, while faults are injected (Redis paused and resumed, Redis killed and restarted, a
 //! second service node killed mid-run; the network between the nodes and Redis slowed,
@@ -57,7 +57,7 @@ const RETENTION: Duration = Duration::from_secs(2);
 /// How long a call whose client gave up may still be working in the server: a detached
 /// write is a few store calls of at most `REDIS_TIMEOUT` each.
 const PENDING_BOUND: Duration = Duration::from_secs(5);
-/// How long after a deadline data may still be held (SPEC §4.2).
+/// How long after a deadline data may still be held (contract §4.2).
 const PURGE_BOUND: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,7 +457,7 @@ fn configure(c: &mut vicinity::config::Config) {
 
 /// Whether `key` holds no location data (consent, purges owed, the partition and shard
 /// schedules, Shake tombstones, clear marks).
-fn exempt(key: &str) -> bool {
+pub(crate) fn exempt(key: &str) -> bool {
     key.starts_with("vc:c:")
         || key.starts_with("vc:h:")
         || key == "vc:owed"
@@ -469,7 +469,7 @@ fn exempt(key: &str) -> bool {
 
 /// Location data physically held on `servers`: `DBSIZE` less the keys that hold none, and the
 /// names of those `KEYS` still shows (it hides expired keys `DBSIZE` counts).
-fn location_keys(servers: &[&RedisServer]) -> (u64, Vec<String>) {
+pub(crate) fn location_keys(servers: &[&RedisServer]) -> (u64, Vec<String>) {
     let (mut held, mut names) = (0, Vec::new());
     for server in servers {
         let keys = server.cli(&["--raw", "keys", "vc:*"]).expect("keys");

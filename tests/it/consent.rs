@@ -1,4 +1,4 @@
-//! SPEC §4.1: consent gates everything, withdrawal is as easy as granting and purges at once.
+//! contract §4.1: consent gates everything, withdrawal is as easy as granting and purges at once.
 
 use std::time::Duration;
 

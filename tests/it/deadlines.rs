@@ -1,4 +1,4 @@
-//! SPEC §4.4: a client deadline of a few milliseconds is honoured, not refused. The service
+//! contract §4.4: a client deadline of a few milliseconds is honoured, not refused. The service
 //! keeps a margin from the deadline (to answer with its own `DEADLINE_EXCEEDED` before tonic's
 //! timer), and that margin is a small fraction of the deadline, so a call whose work fits in
 //! its deadline is served.
@@ -15,7 +15,7 @@ use crate::{
     places::HOME,
 };
 
-/// The deadline SPEC §4.4 names.
+/// The deadline contract §4.4 names.
 const SHORT: Duration = Duration::from_millis(5);
 /// Tries per RPC with the short deadline: one of them must be served.
 const TRIES: usize = 20;

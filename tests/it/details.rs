@@ -21,7 +21,7 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 }
 
 /// The `google.rpc.ErrorInfo` reason and metadata of a status (whose domain must be
-/// `vicinity`, SPEC §4.4, and whose reason must be one of the proto's `ErrorReason`s).
+/// `vicinity`, contract §4.4, and whose reason must be one of the proto's `ErrorReason`s).
 pub fn error_info(status: &Status) -> Option<(String, HashMap<String, String>)> {
     let details = status.get_error_details();
     let info = details.error_info()?;
@@ -81,7 +81,7 @@ pub fn assert_precondition<T: Debug>(
     metadata
 }
 
-/// Asserts CONSENT_REQUIRED for People Nearby (SPEC §4.1).
+/// Asserts CONSENT_REQUIRED for People Nearby (contract §4.1).
 #[track_caller]
 pub fn assert_consent_required<T: Debug>(reply: Result<T, Status>) {
     let metadata = assert_precondition(reply, "CONSENT_REQUIRED");
@@ -91,7 +91,7 @@ pub fn assert_consent_required<T: Debug>(reply: Result<T, Status>) {
     );
 }
 
-/// Asserts LOCATION_REQUIRED: listing without a location of one's own (SPEC §4.4).
+/// Asserts LOCATION_REQUIRED: listing without a location of one's own (contract §4.4).
 #[track_caller]
 pub fn assert_location_required<T: Debug>(reply: Result<T, Status>) {
     assert_precondition(reply, "LOCATION_REQUIRED");

@@ -1,4 +1,4 @@
-//! SPEC §4.4: every bad input is INVALID_ARGUMENT with a BadRequest naming the field; never a
+//! contract §4.4: every bad input is INVALID_ARGUMENT with a BadRequest naming the field; never a
 //! panic, never a partial write, and the server keeps serving.
 
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -12,7 +12,7 @@ use crate::{
     places::HOME,
 };
 
-/// Ids SPEC §3 refuses: empty, 129 bytes, and characters outside `[A-Za-z0-9._:@-]`.
+/// Ids contract §3 refuses: empty, 129 bytes, and characters outside `[A-Za-z0-9._:@-]`.
 fn bad_user_ids() -> Vec<String> {
     let mut ids = vec![String::new(), "a".repeat(129)];
     ids.extend(["with space", "ümlaut", "slash/", "semi;colon", "tab\t"].map(String::from));

@@ -1,4 +1,4 @@
-//! SPEC §1.5, §4.1: location data is never written to logs, even at TRACE, by any target.
+//! contract §1.5, §4.1: location data is never written to logs, even at TRACE, by any target.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The abuse limits of SPEC §4.3 through gRPC, on both backends: each limit refuses at its
+//! The abuse limits of contract §4.3 through gRPC, on both backends: each limit refuses at its
 //! threshold with `RESOURCE_EXHAUSTED`, `RetryInfo` (the real wait, to a second) and
 //! `ErrorInfo` `RATE_LIMITED` naming the limit, and a refused call changes nothing; the jump
 //! cap refuses a teleport and lets a fast train through; limits hold across two service
@@ -215,7 +215,7 @@ async fn the_jump_cap_refuses_a_teleport_and_lets_a_fast_train_through(backend: 
 }
 
 // An update the jump cap refuses changes nothing, its rate included
-// (SPEC §4.3), so refused teleports do not use up the user's updates.
+// (contract §4.3), so refused teleports do not use up the user's updates.
 on_both_backends!(an_update_refused_by_the_jump_cap_does_not_count_against_the_rate);
 async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backend: Backend) {
     let app = app_with(backend, |p| {
@@ -242,7 +242,7 @@ async fn an_update_refused_by_the_jump_cap_does_not_count_against_the_rate(backe
 
 // A Clear, or a withdrawal and a new grant, leaves no entry to judge a jump
 // from; such fresh starts count against their own rate, so they cannot carry a user past the
-// jump cap more often than it allows (SPEC §4.3).
+// jump cap more often than it allows (contract §4.3).
 on_both_backends!(
     a_clear_or_a_withdrawal_does_not_reset_the_jump_cap_more_than_the_start_rate_allows
 );

@@ -1,4 +1,4 @@
-//! `--metrics-listen` (SPEC §4.7): after a scripted sequence of calls, every metric
+//! `--metrics-listen` (contract §4.7): after a scripted sequence of calls, every metric
 //! family exists with its type and moved as the calls say (a refused consent, a rate-limit
 //! refusal, a shake without a partner, an entry purged at its deadline with its lag), on both
 //! backends; `promtool check metrics` accepts the page; no label carries a user id.

@@ -1,4 +1,4 @@
-//! SPEC §3 PeopleNearby and §4.3: others are listed with a coarse band and never a position.
+//! contract §3 PeopleNearby and §4.3: others are listed with a coarse band and never a position.
 
 use std::{
     collections::{HashMap, HashSet},

@@ -1,4 +1,4 @@
-//! SPEC §3 ListNearby: pages in band order that never repeat or skip a user who stays put,
+//! contract §3 ListNearby: pages in band order that never repeat or skip a user who stays put,
 //! behind opaque page tokens the service authenticates.
 
 use std::{collections::HashSet, time::Duration};

@@ -13,7 +13,7 @@ pub struct Point {
     pub lng: f64,
 }
 
-/// Near Tiananmen, Beijing (the SPEC's workload centre).
+/// Near Tiananmen, Beijing (the contract's workload centre, §6).
 pub const HOME: Point = Point {
     lat: 39.912_345_678,
     lng: 116.398_765_432,

@@ -1,4 +1,4 @@
-//! SPEC §3 PrivacyService and §1.2-4: clear at once, see everything held, forget everything.
+//! contract §3 PrivacyService and §1.2-4: clear at once, see everything held, forget everything.
 
 use vicinity::{
     domain::{Coordinates, SnapGrid},

@@ -29,7 +29,7 @@ use crate::{
     places::{HOME, crowd},
 };
 
-/// How long after `purge_at` data may physically remain (SPEC §4.2).
+/// How long after `purge_at` data may physically remain (contract §4.2).
 const PURGE_BOUND: Duration = Duration::from_secs(5);
 
 fn redis_store(locations: Target, consents: Target) -> StoreConfig {

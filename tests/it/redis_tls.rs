@@ -1,4 +1,4 @@
-//! The stores over TLS (SPEC §4.6): real `redis-server`s serving
+//! The stores over TLS (contract §4.6): real `redis-server`s serving
 //! `rediss://` with certificates made at run time. The service reaches both stores (and its
 //! consent cache's tracked connection) with a CA file; a Redis that requires client
 //! certificates refuses a node without one and serves one with it; the binary's flags wire

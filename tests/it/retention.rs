@@ -1,4 +1,4 @@
-//! SPEC §4.2: every entry is gone at `purge_at = last_active + retention`, and expired data is
+//! contract §4.2: every entry is gone at `purge_at = last_active + retention`, and expired data is
 //! never returned. The server runs on a manual clock, so nothing here sleeps for a minute.
 
 use std::time::{Duration, Instant};

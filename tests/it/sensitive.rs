@@ -1,4 +1,4 @@
-//! Sensitive places (SPEC §4.8), through the gRPC API on both
+//! Sensitive places (contract §4.8), through the gRPC API on both
 //! backends: a position in a listed place, or anywhere in the coarse parent that holds it, is
 //! stored, shown, matched and exported at the parent's one representative cell; a position in
 //! a hidden place is not placed at all; the policy reloads under load without a failed call.

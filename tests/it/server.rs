@@ -1,5 +1,5 @@
 //! The server as operators and stock tools see it: health, reflection, the loopback-only open
-//! mode (SPEC §4.5), and a bounded graceful shutdown.
+//! mode (contract §4.5), and a bounded graceful shutdown.
 
 use std::time::{Duration, Instant};
 
@@ -174,7 +174,7 @@ async fn shutdown_returns_within_the_drain_timeout_and_stops_serving() {
     assert!(vicinity::client::Client::connect(&url, None).await.is_err());
 }
 
-/// Tonic answers a body over the size limit with OUT_OF_RANGE; SPEC §4.4
+/// Tonic answers a body over the size limit with OUT_OF_RANGE; contract §4.4
 /// and gRPC's convention say RESOURCE_EXHAUSTED. The server goes on serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on() {

@@ -193,7 +193,7 @@ async fn history_is_purged_at_its_deadline_and_on_either_sides_clear(backend: Ba
         history(&app.client, "hc").await.is_empty(),
         "cleared at once"
     );
-    // SPEC §4.5 "both parties": the partner's history no longer shows who cleared.
+    // contract §4.5 "both parties": the partner's history no longer shows who cleared.
     assert_eq!(history(&app.client, "ha").await, ["hb"]);
     let export = app.export("hb").await.expect("export");
     assert_eq!(export.shake_history.len(), 1);

@@ -1,4 +1,4 @@
-//! The snapping grid (SPEC §4.3): every distance, radius decision and ordering is computed
+//! The snapping grid (contract §4.3): every distance, radius decision and ordering is computed
 //! between H3 cell centres, then rounded up to bands no finer than the cell.
 
 use h3o::{CellIndex, LatLng, Resolution};
@@ -20,7 +20,7 @@ pub struct SnapGrid {
 }
 
 impl SnapGrid {
-    /// The grid at H3 resolution `resolution` (SPEC default 9: H3 v4 gives 201 m average edges).
+    /// The grid at H3 resolution `resolution` (the contract's default 9: H3 v4 gives 201 m average edges).
     pub fn new(resolution: u8) -> Result<Self, ValidationError> {
         if !SNAP_RESOLUTIONS.contains(&resolution) {
             return Err(ValidationError::new(

@@ -1,8 +1,8 @@
-//! Consent rules (SPEC §4.1): no consent, no answer. Consent records hold no location.
+//! Consent rules (contract §4.1): no consent, no answer. Consent records hold no location.
 
 use super::{Feature, Timestamp, UserId, ValidationError};
 
-/// Consent events kept per user and feature at most (SPEC §4.5: history is bounded): the
+/// Consent events kept per user and feature at most (contract §4.5: history is bounded): the
 /// oldest event of a feature goes when a new one would exceed this; the current record (the
 /// latest event of each feature) is therefore never dropped.
 pub const HISTORY_PER_FEATURE: usize = 50;
@@ -105,7 +105,7 @@ pub struct ConsentRecord {
     pub changed_at: Option<Timestamp>,
     /// Unique id of the event; empty when undecided.
     pub consent_id: String,
-    /// The signed receipt of the event (SPEC §4.8); empty when undecided or when the service
+    /// The signed receipt of the event (contract §4.8); empty when undecided or when the service
     /// signs none.
     pub receipt: String,
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// A feature a user consents to separately (SPEC §1).
+/// A feature a user consents to separately (contract §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Feature {
     /// People Nearby: list of opted-in users near the caller.

@@ -1,4 +1,4 @@
-//! Abuse limits (SPEC §4.3): call rates by GCRA, and the cap on implausible jumps. The rules
+//! Abuse limits (contract §4.3): call rates by GCRA, and the cap on implausible jumps. The rules
 //! are here; where their state lives (the location store, so limits hold across every service
 //! node) is the storage layer's business.
 
@@ -107,7 +107,7 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Every abuse limit of a deployment (SPEC §4.3), with the defaults a real client stays far
+/// Every abuse limit of a deployment (contract §4.3), with the defaults a real client stays far
 /// below (docs/decisions.md gives the reasoning).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {

@@ -1,4 +1,4 @@
-//! Retention: how long location data may live after a user's last activity (SPEC §4.2).
+//! Retention: how long location data may live after a user's last activity (contract §4.2).
 
 use std::time::Duration;
 

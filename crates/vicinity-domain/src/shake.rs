@@ -1,4 +1,4 @@
-//! Shake (SPEC §1, §3): users who shake at about the same moment are paired, the nearest
+//! Shake (contract §1, §3): users who shake at about the same moment are paired, the nearest
 //! pending shaker first (distance between snapped cells, ties by arrival), never limited by
 //! distance. A shake's position is held only while it is pending; a match keeps the partner
 //! and a distance band, never a position.
@@ -98,7 +98,7 @@ pub fn separation((lat1, lng1): (f64, f64), (lat2, lng2): (f64, f64)) -> f64 {
     x * x + y * y
 }
 
-/// The partner for `shake` among `pending` (SPEC: the nearest pending shaker, ties by
+/// The partner for `shake` among `pending` (contract §3: the nearest pending shaker, ties by
 /// arrival), within a bounded candidate set so a storm costs each shake the same work:
 /// the [`PER_COARSE_CELL`] oldest pending shakes of each coarse cell, ring by ring from the
 /// shaker's own, through the first ring that holds a partner and the next; the nearest of

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use super::ValidationError;
 
-/// A user id as the calling backend knows it: 1..=128 bytes of `[A-Za-z0-9._:@-]` (SPEC §3).
+/// A user id as the calling backend knows it: 1..=128 bytes of `[A-Za-z0-9._:@-]` (contract §3).
 /// Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Arc<str>);

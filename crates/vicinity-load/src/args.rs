@@ -57,7 +57,7 @@ impl TlsArgs {
     }
 }
 
-/// The flags of `vicinity load` (SPEC §8).
+/// The flags of `vicinity load` (contract §8).
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// The service to drive.
@@ -69,7 +69,7 @@ pub struct LoadArgs {
     /// TLS to an https:// service.
     #[command(flatten)]
     pub tls: TlsArgs,
-    /// The workload (SPEC §6): w1 city, w2 hotspot, w3 churn, w4 shake storm.
+    /// The workload (contract §6): w1 city, w2 hotspot, w3 churn, w4 shake storm.
     #[arg(long, env = "VICINITY_WORKLOAD", value_enum, default_value_t = Workload::W1)]
     pub workload: Workload,
     /// Users spread over the city box (at least 1).
@@ -130,7 +130,7 @@ pub struct LoadArgs {
     #[arg(long, env = "VICINITY_P99_BOUND", default_value = "10ms", value_parser = duration)]
     pub p99_bound: Duration,
     /// Also load the users into Redis GEO in this Redis (a separate key) and find the peaks
-    /// of GEOSEARCH at 1 km and 500 m beside the service's (SPEC §7).
+    /// of GEOSEARCH at 1 km and 500 m beside the service's (contract §7).
     #[arg(long, env = "VICINITY_PEER_REDIS_URL")]
     pub peer_redis_url: Option<String>,
     /// With --peer-redis-url: the length of each slice of the interleaved comparison (the

@@ -1,11 +1,11 @@
-//! `vicinity load`: the load-test harness of SPEC §8 (the crate `vicinity-load`; the
+//! `vicinity load`: the load-test harness of contract §8 (the crate `vicinity-load`; the
 //! `vicinity` binary runs it as its `load` subcommand).
 //!
-//! It loads a seeded population (SPEC §6) through the gRPC API, then drives the service
+//! It loads a seeded population (contract §6) through the gRPC API, then drives the service
 //! open-loop at a rate, measuring each request from its intended send time (no coordinated
 //! omission), and reports HDR percentiles per RPC, throughput, errors by status code, JSON and
 //! an SVG chart. With `--peer-redis-url` it also loads the same users into Redis GEO and finds
-//! the peaks of `GEOSEARCH` beside the service's, for the ratios SPEC §7 asks for.
+//! the peaks of `GEOSEARCH` beside the service's, for the ratios contract §7 asks for.
 //!
 //! # Layout
 //!

@@ -4,7 +4,7 @@
 //! The search: latency at concurrency 1, then a closed-loop probe that saturates the target
 //! and estimates its capacity `C`, then open-loop runs at falling fractions of `C` until one
 //! passes, then one bisection between that rate and the failed one above it, then a run at
-//! half the peak (SPEC §7 asks for p99 there). At most [`MAX_SEARCH_RUNS`] open-loop runs.
+//! half the peak (contract §7 asks for p99 there). At most [`MAX_SEARCH_RUNS`] open-loop runs.
 
 use std::{sync::Arc, time::Duration};
 

@@ -1,4 +1,4 @@
-//! The peers of SPEC §7: Redis's own GEO index over the same users, in the same Redis, driven
+//! The peers of contract §7: Redis's own GEO index over the same users, in the same Redis, driven
 //! by the same driver. `GEOADD` loads the population into one separate key (and one consent
 //! key per user beside it); `GEOSEARCH key FROMLONLAT lng lat BYRADIUS r m ASC COUNT 50` is
 //! asked from the same viewers as ListNearby, and so is the consent-aware design a careful
@@ -152,7 +152,7 @@ impl Target for GeoAdd {
     }
 }
 
-/// The consent-aware GEO design (SPEC §7's peer): `GEOSEARCH … BYRADIUS r ASC COUNT 50
+/// The consent-aware GEO design (contract §7's peer): `GEOSEARCH … BYRADIUS r ASC COUNT 50
 /// WITHDIST` from the viewer, then `MGET` of the results' consent keys, in one script.
 #[derive(Debug, Clone)]
 pub struct ConsentGeo {
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_consent_peer_searches_the_radius_that_fills_a_page() {
-        // SPEC §7: 0.2 km at W1's 1M users (625/km²); a tenth of the density needs √10 more.
+        // contract §7: 0.2 km at W1's 1M users (625/km²); a tenth of the density needs √10 more.
         assert_eq!(page_radius_m(1_000_000), 200);
         assert_eq!(page_radius_m(100_000), 600);
     }

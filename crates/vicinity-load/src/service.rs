@@ -21,9 +21,9 @@ use vicinity_api::{
 pub const NOTICE_VERSION: &str = "vicinity-load-1";
 /// The consent source the harness records.
 pub const SOURCE: &str = "vicinity-load";
-/// The page size of every ListNearby (SPEC §7).
+/// The page size of every ListNearby (contract §7).
 pub const LIST_LIMIT: u32 = 50;
-/// The radius of every ListNearby (SPEC §7).
+/// The radius of every ListNearby (contract §7).
 pub const LIST_MAX_DISTANCE_M: u32 = 5_000;
 /// How long past the call's own deadline the harness waits before giving up on an answer.
 const CLIENT_SLACK: Duration = Duration::from_secs(1);

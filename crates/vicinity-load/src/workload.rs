@@ -1,4 +1,4 @@
-//! The seeded workloads of SPEC §6. Nothing is stored: user `i` and request `i` of a run are
+//! The seeded workloads of contract §6. Nothing is stored: user `i` and request `i` of a run are
 //! pure functions of the seed and `i`, so a population of a million costs no memory, two
 //! harnesses with one seed drive the same users, and `--skip-load` can reuse what an earlier
 //! invocation loaded.
@@ -32,7 +32,7 @@ pub const SHAKE_SPOTS: u64 = 100;
 /// The radius of a W4 hot spot, in metres.
 pub const SHAKE_SPOT_RADIUS_M: f64 = 200.0;
 
-/// A workload of SPEC §6.
+/// A workload of contract §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// City: users uniform over the box; ListNearby from random users.

@@ -3,6 +3,8 @@
 //! - [`redis`]: a `redis-server` process of one's own ([`redis::RedisServer`]) or a whole
 //!   Redis Cluster ([`redis::RedisCluster`]) on free ports, so tests can kill, pause and
 //!   restart them and never touch a shared instance.
+//! - [`sentinel`]: a Redis primary and its replica behind three Redis Sentinels
+//!   ([`sentinel::RedisSentinels`]), so a test can kill the primary and watch the failover.
 //! - [`proxy`]: a TCP proxy that injects network faults (latency, a stall, a half-open path,
 //!   a reset) between a service and its store ([`proxy::FaultProxy`]).
 //!
@@ -11,6 +13,7 @@
 
 pub mod proxy;
 pub mod redis;
+pub mod sentinel;
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};

@@ -142,7 +142,7 @@ impl State {
     }
 }
 
-/// Entries past their deadline removed per hold of the lock (SPEC §4.5: bounded work): a
+/// Entries past their deadline removed per hold of the lock (contract §4.5: bounded work): a
 /// backlog after a stall goes in batches, and calls get the lock between them.
 const PURGE_BATCH: u32 = 4_096;
 

@@ -17,7 +17,7 @@ use crate::{
     storage::StoreResult,
 };
 
-/// The most cell keys one cell-reading script is given (SPEC §4.5: no call holds the Redis
+/// The most cell keys one cell-reading script is given (contract §4.5: no call holds the Redis
 /// thread for more than a few milliseconds): each key costs Redis about 1.5 µs even when
 /// empty, so about 1.5 ms. A call's cells ([`crate::domain::nearby::MAX_CELLS_PER_CALL`] at most) go to as many
 /// scripts as they need, concurrently. Splitting a band across scripts is safe for the same

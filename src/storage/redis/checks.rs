@@ -1,4 +1,4 @@
-//! Start-up checks of what the Redis servers will do with our data on disk (SPEC §4.2):
+//! Start-up checks of what the Redis servers will do with our data on disk (contract §4.2):
 //! location data must not persist (an RDB or AOF keeps purged coordinates), consent records
 //! should (`appendonly yes`, `appendfsync always`).
 
@@ -31,11 +31,12 @@ impl Persistence {
 /// Reads the persistence settings of every node named by `target` (each listed cluster node
 /// is asked directly: a cluster client would ask just one).
 pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
-    let urls = target.urls();
-    let mut found = Vec::with_capacity(urls.len());
-    for url in urls {
-        let fail = |e| store_error(e, "checking persistence");
-        let client = target.client(url.as_str()).map_err(fail)?;
+    let fail = |e| store_error(e, "checking persistence");
+    let clients = target.clients().await.map_err(fail)?;
+    let mut found = Vec::with_capacity(clients.len());
+    for client in clients {
+        // Where it is, without any password (the connection information's address).
+        let url = client.get_connection_info().addr().to_string();
         let mut conn = client
             .get_multiplexed_async_connection()
             .await

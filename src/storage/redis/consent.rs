@@ -3,9 +3,9 @@
 //! key holding `1` while consent is GRANTED and `0` once withdrawn (absent: never decided).
 //! The state keys are what every request checks: tiny integer values (Redis keeps them inside
 //! the key's object, or shares them), so the consent of a whole page of users is one `MGET`
-//! with a reply of 51 one-byte values on a single node (SPEC §7: one round trip to the consent
-//! store per ListNearby). No TTL: consent records are the data that outlive retention (SPEC
-//! §4.1), and they live in a persisting Redis.
+//! with a reply of 51 one-byte values on a single node (contract §7: one round trip to the consent
+//! store per ListNearby). No TTL: consent records are the data that outlive retention
+//! (contract §4.1), and they live in a persisting Redis.
 
 use std::time::Duration;
 

@@ -43,8 +43,8 @@
 //! Entry record (26 bytes, under Redis's 64-byte listpack value limit, so a user hash stays
 //! compact): `purge_at` as 13 decimal digits (what the sweep script reads), then big-endian
 //! binary: cell u64, flags u8 (gender in bits 0-1, left in bit 2), and `purge_at -
-//! last_active` u32 ms. The snapped cell is all that is kept of where the user is (SPEC §4.3
-//! data minimisation). `visible_until` is not stored: it equals `purge_at` (SPEC §4.2
+//! last_active` u32 ms. The snapped cell is all that is kept of where the user is (contract §4.3
+//! data minimisation). `visible_until` is not stored: it equals `purge_at` (contract §4.2
 //! default). Records of the earlier 36-byte layout (which also held the position to 11 m,
 //! before the flags) are still read, so nodes of two builds can share a store during a
 //! rolling deploy; every write replaces one with the new layout.

@@ -56,7 +56,7 @@ pub struct RedisStore {
     /// A connection of its own for the big batches of far or sparse searches (at least
     /// [`BULK_BATCH`] cells): Redis serves its clients in turn, so an update or a near list on
     /// `conn` waits behind at most one script of a far search, not behind every script a far
-    /// search has queued (SPEC §4.5).
+    /// search has queued (contract §4.5).
     bulk: Conn,
     tickets: Tickets,
     /// Keyed stand-ins for user ids in readable key names (Shake tombstones).
@@ -76,7 +76,7 @@ pub struct RedisStore {
 }
 
 /// How long a cluster UpdateLocation's new member counts before its last step confirms it
-/// (SPEC §4.5: a service node can die between the steps of a cluster write, and a member
+/// (contract §4.5: a service node can die between the steps of a cluster write, and a member
 /// without its record would be listed, and missed by a Clear, until its full deadline). Long
 /// enough for the steps under a slow store (each at most the store timeout, 10 s at most);
 /// a member confirmed after its hold passed is confirmed all the same while it is there.

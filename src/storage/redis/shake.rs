@@ -73,17 +73,18 @@ impl Waker {
     }
 }
 
-/// Subscribes to this node's channel and wakes waiters, reconnecting (round the nodes) until
-/// the store is dropped.
+/// Subscribes to this node's channel and wakes waiters, reconnecting (round the nodes; behind
+/// Sentinel, to the primary it names then) until the store is dropped.
 async fn listen(waker: std::sync::Weak<Waker>, target: Target) {
-    for url in target.urls().iter().cycle() {
+    for attempt in 0usize.. {
         let Some(channel) = waker
             .upgrade()
             .map(|w| format!("{}{}", keys::WAKE_PREFIX, w.node))
         else {
             return;
         };
-        if let Ok(client) = target.client(url.as_str())
+        let clients = target.clients().await.unwrap_or_default();
+        if let Some(client) = clients.get(attempt % clients.len().max(1))
             && let Ok(mut pubsub) = client.get_async_pubsub().await
             && pubsub.subscribe(&channel).await.is_ok()
         {

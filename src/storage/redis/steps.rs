@@ -315,7 +315,7 @@ impl RedisStore {
 }
 
 /// The deadlines of a write from a script's `{last_active, purge_at}` reply (server clock;
-/// visible until purged, SPEC §4.2's default).
+/// visible until purged, contract §4.2's default).
 pub(super) fn written((last_active, purge): (i64, i64)) -> Deadlines {
     Deadlines {
         last_active: Timestamp::from_millis(last_active),

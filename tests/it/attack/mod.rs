@@ -1,4 +1,4 @@
-//! SPEC §4.3's attack simulation: the published attacks on People Nearby, replayed through the
+//! contract §4.3's attack simulation: the published attacks on People Nearby, replayed through the
 //! real API from spoofed positions against victims scattered over a town.
 //!
 //! - **Multilateration** (Shi et al. 2017, WeChat): the victim's band from Sybils at the
@@ -65,7 +65,7 @@ const VICTIMS: usize = 24;
 const ORDER_VICTIMS: usize = 96;
 /// Victims are spread uniformly over a disc this wide around `HOME`.
 const TOWN_RADIUS_M: f64 = 2_500.0;
-/// SPEC §4.3's bound: an attack's median error over the cell-centre guess's.
+/// contract §4.3's bound: an attack's median error over the cell-centre guess's.
 const BOUND: f64 = 0.8;
 /// Victims attacked at once by the attacks that probe each on its own.
 const VICTIMS_AT_ONCE: usize = 2;
@@ -129,7 +129,7 @@ async fn two_victims_in_one_cell_look_the_same_to_every_attack(backend: Backend)
     );
 }
 
-/// Runs `attack` on every victim and checks SPEC §4.3's bound; prints the table row.
+/// Runs `attack` on every victim and checks contract §4.3's bound; prints the table row.
 async fn attack_every_victim(backend: Backend, prefix: &'static str, attack: Attack) {
     let started = Instant::now();
     let app = spawn_attacked(backend).await;

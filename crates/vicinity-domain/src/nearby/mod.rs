@@ -1,4 +1,4 @@
-//! People Nearby: which cells to read, which candidates pass, and their order (SPEC §4.3).
+//! People Nearby: which cells to read, which candidates pass, and their order (contract §4.3).
 //!
 //! Order is by distance band, then by a keyed pseudo-random key that is stable for one viewer
 //! cell and one epoch, then by user id. Fine distance never takes part, so neither the list

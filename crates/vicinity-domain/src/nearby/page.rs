@@ -2,7 +2,7 @@
 //!
 //! A token pins the viewer cell and epoch of the first page, so later pages use the same bands
 //! and order and never repeat or skip a user who stays put. It is encrypted and authenticated
-//! (XChaCha20-Poly1305, SPEC §4.3) with a key derived from the server secret by HKDF-SHA256,
+//! (XChaCha20-Poly1305, contract §4.3) with a key derived from the server secret by HKDF-SHA256,
 //! and bound to the viewer and the query's filters (the associated data): its holder reads no
 //! cell, band or user out of it, and a forged or re-bound token cannot move the viewer. Text
 //! form: unpadded base64url of `version | nonce (24 bytes) | ciphertext and tag`.

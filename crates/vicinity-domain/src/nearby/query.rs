@@ -366,7 +366,7 @@ impl NearbyQuery {
         self.shown.as_ref().is_none_or(|filter| filter.shows(cell))
     }
 
-    /// The radius rounded up to a band (SPEC §4.3): a cell is in the answer iff its band is
+    /// The radius rounded up to a band (contract §4.3): a cell is in the answer iff its band is
     /// at most this, so probing the radius reveals nothing the shown bands do not.
     pub fn radius_band(&self, grid: &SnapGrid) -> u32 {
         grid.band_m(f64::from(self.max_distance_m))

@@ -88,7 +88,7 @@ pub const MAX_DISTANCE_M: u32 = 50_000;
 pub const MAX_EXCLUDED: usize = 1_000;
 
 /// The page size of the request field `limit`: 0 means the default, and a limit above the
-/// maximum is coerced to it, not refused (SPEC §4.4, AIP-158). Every value is valid.
+/// maximum is coerced to it, not refused (contract §4.4, AIP-158). Every value is valid.
 pub fn parse_limit(raw: u32) -> usize {
     match raw {
         0 => DEFAULT_LIMIT as usize,

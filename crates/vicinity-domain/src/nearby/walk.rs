@@ -1,4 +1,4 @@
-//! The cells of one People Nearby call, band by band (SPEC §4.5: bounded work).
+//! The cells of one People Nearby call, band by band (contract §4.5: bounded work).
 //!
 //! Cells come out in ascending band order, each band whole: a band is handed out only once
 //! every cell that could hold it has been seen. Rings of the grid are walked outward to find

@@ -1,6 +1,7 @@
-//! Connections: one Redis (a `ConnectionManager`, which reconnects by itself) or a Redis
-//! Cluster (the async cluster client), behind one type, with tuned timeouts, and the mapping
-//! of Redis errors to store errors.
+//! Connections: one Redis (a `ConnectionManager`, which reconnects by itself), a Redis
+//! Cluster (the async cluster client) or the primary Redis Sentinel names (made anew when a
+//! failover moves it), behind one type, with tuned timeouts, and the mapping of Redis errors
+//! to store errors.
 
 use std::{
     sync::{
@@ -11,8 +12,8 @@ use std::{
 };
 
 use redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion,
-    RedisError, RedisFuture, ScriptInvocation, Value,
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, ProtocolVersion, RedisError, RedisFuture,
+    ScriptInvocation, Value,
     aio::{
         AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig,
         MultiplexedConnection,
@@ -20,6 +21,7 @@ use redis::{
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
+    sentinel::SentinelClient,
 };
 pub use redis::{ClientTlsConfig, TlsCertificates};
 
@@ -69,7 +71,9 @@ enum Link {
     /// One server.
     Single(ConnectionManager),
     /// A cluster.
-    Cluster(Renewing),
+    Cluster(Renewing<ClusterClient>),
+    /// The primary Redis Sentinel names.
+    Sentinel(Renewing<Sentinel>),
     /// One server over RESP3 with its pushes handed to a sender, and no reconnection: when
     /// it drops, its owner hears of it (a disconnection push) and makes another
     /// ([`super::granted_cache`]).
@@ -104,14 +108,13 @@ impl Conn {
         pushes: impl AsyncPushSender,
     ) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
-        let url = match target.nodes() {
-            Nodes::Single(url) => url.as_str(),
-            Nodes::Cluster(_) => {
-                let why = "a tracked connection needs a single server";
-                return Err(StoreError::new(StoreErrorKind::Unavailable, why));
-            }
-        };
-        let info = url.into_connection_info().map_err(fail)?;
+        if matches!(target.nodes(), Nodes::Cluster(_)) {
+            let why = "a tracked connection needs a single server";
+            return Err(StoreError::new(StoreErrorKind::Unavailable, why));
+        }
+        // The server that holds the data now (a Sentinel's primary: asked of its sentinels).
+        let client = target.clients().await.map_err(fail)?.swap_remove(0);
+        let info = client.get_connection_info().clone();
         let settings = info.redis_settings().clone();
         let info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
         let client = target.client(info).map_err(fail)?;
@@ -253,32 +256,100 @@ impl Conn {
     }
 }
 
-/// How many store calls in a row must time out on a cluster before its connection is made
-/// anew ([`Renewing`]).
+/// How many store calls in a row must time out on a cluster, or behind Sentinel, before its
+/// connection is made anew ([`Renewing`]).
 const RENEW_AFTER_TIMEOUTS: u32 = 3;
 
-/// A Redis Cluster connection that is made anew from the configured nodes after
-/// [`RENEW_AFTER_TIMEOUTS`] calls in a row timed out. redis-rs 1.8's cluster client holds
-/// every request while it refreshes its slot map, refreshes again on each redirect or
-/// refused connection, and has no way to force, bound or replace a refresh; after a failover
-/// (a master killed, its replica promoted, the old one back as a replica) calls to every
-/// slot timed out for seconds (docs/decisions.md). A new connection reads the topology
-/// afresh. Calls in flight finish (or time out) on the old one, which goes with its last
-/// clone.
-#[derive(Clone)]
-struct Renewing {
-    client: Arc<ClusterClient>,
+/// What a [`Renewing`] connection is made from, and made anew from.
+trait Source: Send + Sync + 'static {
+    /// The connection it makes.
+    type Connection: ConnectionLike + Clone + Send + Sync + 'static;
+
+    /// Makes a connection to the servers as they are now.
+    fn connect(&self) -> impl Future<Output = redis::RedisResult<Self::Connection>> + Send;
+
+    /// Whether `error` shows the connection will not serve again as it is (renewed at the
+    /// next call rather than after [`RENEW_AFTER_TIMEOUTS`] timeouts).
+    fn broken(error: &RedisError) -> bool;
+}
+
+impl Source for ClusterClient {
+    type Connection = ClusterConnection;
+
+    fn connect(&self) -> impl Future<Output = redis::RedisResult<ClusterConnection>> + Send {
+        self.get_async_connection()
+    }
+
+    /// The cluster client reconnects to a node by itself: only its slot refreshes stall.
+    fn broken(_: &RedisError) -> bool {
+        false
+    }
+}
+
+/// The primary Redis Sentinel names: each connection is made to the server the sentinels name
+/// at that moment (and that says it is a primary), with the store's timeouts.
+struct Sentinel {
+    client: tokio::sync::Mutex<SentinelClient>,
+    config: AsyncConnectionConfig,
+}
+
+impl Source for Sentinel {
+    type Connection = MultiplexedConnection;
+
+    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let primary = self.client.lock().await.async_get_client().await?;
+        primary
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+    }
+
+    /// A multiplexed connection does not reconnect: once dropped (its server killed) it fails
+    /// every call. A server that answers `READONLY` was demoted: the primary is elsewhere now.
+    fn broken(error: &RedisError) -> bool {
+        let read_only = |text: Option<&str>| text.is_some_and(|t| t.contains("READONLY"));
+        error.is_connection_dropped()
+            || error.is_io_error()
+            || error.is_connection_refusal()
+            || read_only(error.code())
+            || read_only(error.detail())
+    }
+}
+
+/// A connection that is made anew from its [`Source`] after [`RENEW_AFTER_TIMEOUTS`] calls in
+/// a row timed out, or after one call found it broken ([`Source::broken`]).
+///
+/// On a cluster: redis-rs 1.8's cluster client holds every request while it refreshes its
+/// slot map, refreshes again on each redirect or refused connection, and has no way to force,
+/// bound or replace a refresh; after a failover (a master killed, its replica promoted, the
+/// old one back as a replica) calls to every slot timed out for seconds (docs/decisions.md).
+/// A new connection reads the topology afresh. Behind Sentinel: the sentinels are asked where
+/// the primary is now. Calls in flight finish (or time out) on the old connection, which goes
+/// with its last clone.
+struct Renewing<S: Source> {
+    source: Arc<S>,
     /// Which store this is, for the metrics.
     store: &'static str,
-    current: Arc<tokio::sync::RwLock<ClusterConnection>>,
-    /// Calls in a row that timed out (any other outcome resets it).
+    current: Arc<tokio::sync::RwLock<S::Connection>>,
+    /// Calls in a row that timed out (any other outcome resets it; a broken connection sets it
+    /// to the threshold).
     timeouts: Arc<AtomicU32>,
 }
 
-impl Renewing {
-    fn new(client: ClusterClient, connection: ClusterConnection, store: &'static str) -> Self {
+impl<S: Source> Clone for Renewing<S> {
+    fn clone(&self) -> Self {
         Self {
-            client: Arc::new(client),
+            source: self.source.clone(),
+            store: self.store,
+            current: self.current.clone(),
+            timeouts: self.timeouts.clone(),
+        }
+    }
+}
+
+impl<S: Source> Renewing<S> {
+    fn new(source: S, connection: S::Connection, store: &'static str) -> Self {
+        Self {
+            source: Arc::new(source),
             store,
             current: Arc::new(tokio::sync::RwLock::new(connection)),
             timeouts: Arc::default(),
@@ -286,27 +357,28 @@ impl Renewing {
     }
 
     /// The connection to send on: the current one, or, once enough calls in a row timed
-    /// out, a new one (one caller makes it while the others wait on the lock, bounded by
-    /// their own call's timeout; if it cannot be made, the current one stays).
-    async fn current(&self) -> ClusterConnection {
+    /// out (or one found it broken), a new one (one caller makes it while the others wait on
+    /// the lock, bounded by their own call's timeout; if it cannot be made, the current one
+    /// stays).
+    async fn current(&self) -> S::Connection {
         if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
             let mut current = self.current.write().await;
             if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
                 self.timeouts.store(0, Ordering::Relaxed);
-                match self.client.get_async_connection().await {
+                match self.source.connect().await {
                     Ok(renewed) => {
                         metrics::get()
                             .store_renewals
                             .with_label_values(&[self.store])
                             .inc();
-                        tracing::warn!("store calls kept timing out: cluster connection renewed");
+                        tracing::warn!("store calls kept failing: store connection renewed");
                         *current = renewed;
                     }
                     Err(error) => {
-                        let kind = store_error(error, "renewing the cluster connection").kind;
+                        let kind = store_error(error, "renewing the store connection").kind;
                         tracing::warn!(
                             kind = kind.as_str(),
-                            "renewing the cluster connection failed"
+                            "renewing the store connection failed"
                         );
                     }
                 }
@@ -322,7 +394,7 @@ impl Renewing {
     /// sends all its commands on.
     async fn pinned(&self) -> Self {
         Self {
-            client: self.client.clone(),
+            source: self.source.clone(),
             store: self.store,
             current: Arc::new(tokio::sync::RwLock::new(self.current().await)),
             timeouts: Arc::default(),
@@ -334,6 +406,15 @@ impl Renewing {
         match result {
             Err(error) if error.kind == StoreErrorKind::Timeout => {
                 self.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error)
+                if error
+                    .source
+                    .as_deref()
+                    .and_then(|e| e.downcast_ref())
+                    .is_some_and(S::broken) =>
+            {
+                self.timeouts.store(RENEW_AFTER_TIMEOUTS, Ordering::Relaxed);
             }
             _ => self.timeouts.store(0, Ordering::Relaxed),
         }
@@ -380,6 +461,16 @@ impl Link {
                 let connection = client.get_async_connection().await.map_err(fail)?;
                 Ok(Self::Cluster(Renewing::new(client, connection, store)))
             }
+            Nodes::Sentinel(_) => {
+                let source = Sentinel {
+                    client: tokio::sync::Mutex::new(target.sentinel_client().map_err(fail)?),
+                    config: AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(Some(response_timeout)),
+                };
+                let connection = source.connect().await.map_err(fail)?;
+                Ok(Self::Sentinel(Renewing::new(source, connection, store)))
+            }
         }
     }
 }
@@ -389,6 +480,10 @@ impl Link {
         match self {
             Link::Single(c) => c.req_packed_command(cmd),
             Link::Cluster(c) => Box::pin(async move {
+                let mut current = c.current().await;
+                current.req_packed_command(cmd).await
+            }),
+            Link::Sentinel(c) => Box::pin(async move {
                 let mut current = c.current().await;
                 current.req_packed_command(cmd).await
             }),
@@ -445,10 +540,12 @@ impl ConnectionLike for Conn {
             // is the call's own clone): a `WAIT` on a connection renewed in between would
             // cover nothing. Without a `WAIT` to follow there is nothing to pin (and no
             // allocation per call).
-            if let Link::Cluster(cluster) = &self.link
-                && self.replica_acks > 0
-            {
-                self.link = Link::Cluster(cluster.pinned().await);
+            if self.replica_acks > 0 {
+                match &self.link {
+                    Link::Cluster(cluster) => self.link = Link::Cluster(cluster.pinned().await),
+                    Link::Sentinel(primary) => self.link = Link::Sentinel(primary.pinned().await),
+                    Link::Single(_) | Link::Pushed(_) => {}
+                }
             }
             let mut reply = self.link.send(cmd).await?;
             if let Value::ServerError(error) = &reply
@@ -476,6 +573,10 @@ impl ConnectionLike for Conn {
                 let mut current = c.current().await;
                 current.req_packed_commands(pipeline, offset, count).await
             }),
+            Link::Sentinel(c) => Box::pin(async move {
+                let mut current = c.current().await;
+                current.req_packed_commands(pipeline, offset, count).await
+            }),
             Link::Pushed(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -483,7 +584,7 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match &self.link {
             Link::Single(c) => c.get_db(),
-            Link::Cluster(_) => 0,
+            Link::Cluster(_) | Link::Sentinel(_) => 0,
             Link::Pushed(c) => c.get_db(),
         }
     }
@@ -502,8 +603,10 @@ impl Conn {
             Ok(result) => result.map_err(|e| store_error(e, context)),
             Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, context)),
         };
-        if let Link::Cluster(cluster) = &self.link {
-            cluster.note(&result);
+        match &self.link {
+            Link::Cluster(cluster) => cluster.note(&result),
+            Link::Sentinel(primary) => primary.note(&result),
+            Link::Single(_) | Link::Pushed(_) => {}
         }
         if let Some(start) = start {
             metrics::store_call(self.store, context, start.elapsed().as_secs_f64());
@@ -549,6 +652,41 @@ mod tests {
         let arg: RedisUrl = cases[0].0.parse().expect("any text");
         assert!(!format!("{arg} {arg:?}").contains("S3cret"));
         assert_eq!(arg.expose(), cases[0].0);
+    }
+
+    #[test]
+    fn a_sentinel_url_names_its_sentinels_and_primary() {
+        let url = "redis+sentinel://:S3cret@10.0.0.1:26379,[::1]:26380/mymaster";
+        let parsed = target::SentinelUrl::parse(url).expect("parses");
+        let sentinels = [("10.0.0.1".to_owned(), 26379), ("::1".to_owned(), 26380)];
+        assert_eq!(parsed.sentinels, sentinels);
+        assert_eq!(parsed.master, "mymaster");
+        assert!(!parsed.tls && parsed.user.is_none());
+        assert_eq!(parsed.password.as_deref(), Some("S3cret"));
+        let tls = target::SentinelUrl::parse("rediss+sentinel://u:p@h:1/m").expect("parses");
+        assert!(tls.tls);
+        assert_eq!(
+            (tls.user.as_deref(), tls.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        for bad in [
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h/m",
+            "redis+sentinel://h:x/m",
+            "redis+sentinel://h:1/m/x",
+        ] {
+            assert!(target::SentinelUrl::parse(bad).is_err(), "{bad}");
+            assert!(Target::from_url(bad).url_problem().is_some(), "{bad}");
+        }
+        let target = Target::from_url(url);
+        assert!(matches!(target.nodes(), Nodes::Sentinel(_)));
+        assert!(target.url_problem().is_none());
+        assert!(!format!("{target:?}").contains("S3cret"), "{target:?}");
+        assert!(matches!(
+            Target::from_url("redis://h/").nodes(),
+            Nodes::Single(_)
+        ));
     }
 
     /// redis-rs parses BUSY, OOM, NOAUTH and the like as extension

@@ -26,6 +26,71 @@ pub enum Nodes {
     Single(String),
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
+    /// The primary that Redis Sentinel names, by a `redis+sentinel://` URL (see
+    /// [`Target::sentinel`]).
+    Sentinel(String),
+}
+
+/// The scheme of a Redis Sentinel URL, and of one reached over TLS.
+const SENTINEL_SCHEMES: [&str; 2] = ["redis+sentinel://", "rediss+sentinel://"];
+
+/// A `redis+sentinel://` URL taken apart: the sentinels, the name of the primary they
+/// watch, whether both are reached over TLS, and the data nodes' user and password.
+pub(super) struct SentinelUrl {
+    pub(super) sentinels: Vec<(String, u16)>,
+    pub(super) master: String,
+    pub(super) tls: bool,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+}
+
+impl SentinelUrl {
+    /// Parses `redis+sentinel://[[user]:password@]host:port[,host:port...]/name` (or
+    /// `rediss+sentinel://`, TLS to the sentinels and to the primary). The password is the
+    /// primary's (and its replicas'); the sentinels are reached without one.
+    pub(super) fn parse(url: &str) -> Result<Self, &'static str> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix(SENTINEL_SCHEMES[0]) {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix(SENTINEL_SCHEMES[1]) {
+            (true, rest)
+        } else {
+            return Err("not a redis+sentinel:// URL");
+        };
+        let (authority, master) = rest
+            .split_once('/')
+            .ok_or("a sentinel URL ends with /<the primary's name>")?;
+        let master = master.trim_end_matches('/');
+        if master.is_empty() || master.contains(['/', '?', '#']) {
+            return Err("a sentinel URL ends with /<the primary's name>");
+        }
+        let (user_info, hosts) = match authority.rsplit_once('@') {
+            Some((user_info, hosts)) => (Some(user_info), hosts),
+            None => (None, authority),
+        };
+        let (user, password) = match user_info.map(|u| u.split_once(':')) {
+            None => (None, None),
+            Some(None) => (None, user_info.map(str::to_owned)),
+            Some(Some((user, password))) => (
+                (!user.is_empty()).then(|| user.to_owned()),
+                Some(password.to_owned()),
+            ),
+        };
+        let sentinels = hosts
+            .split(',')
+            .map(|host| {
+                let (name, port) = host.rsplit_once(':').ok_or("each sentinel is host:port")?;
+                let port = port.parse().map_err(|_| "each sentinel is host:port")?;
+                Ok((name.trim_matches(['[', ']']).to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, &'static str>>()?;
+        Ok(Self {
+            sentinels,
+            master: master.to_owned(),
+            tls,
+            user,
+            password,
+        })
+    }
 }
 
 impl Target {
@@ -46,6 +111,39 @@ impl Target {
             tls: None,
             password: None,
             replica_acks: 0,
+        }
+    }
+
+    /// The primary Redis Sentinel names, by a URL
+    /// `redis+sentinel://[[user]:password@]host:port[,host:port...]/name` (`rediss+sentinel://`:
+    /// TLS to the sentinels and to the primary): the sentinels, and the name of the primary
+    /// they watch. Connections follow a failover (docs/operations.md).
+    pub fn sentinel(url: impl Into<String>) -> Self {
+        Self {
+            nodes: Nodes::Sentinel(url.into()),
+            tls: None,
+            password: None,
+            replica_acks: 0,
+        }
+    }
+
+    /// The target a single URL names: a Sentinel's for `redis+sentinel://` and
+    /// `rediss+sentinel://`, else one server's.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        let url = url.into();
+        if SENTINEL_SCHEMES.iter().any(|s| url.starts_with(s)) {
+            Self::sentinel(url)
+        } else {
+            Self::single(url)
+        }
+    }
+
+    /// What is wrong with its URL, if it is a Sentinel's that does not parse (the others are
+    /// read when connecting).
+    pub fn url_problem(&self) -> Option<&'static str> {
+        match &self.nodes {
+            Nodes::Sentinel(url) => SentinelUrl::parse(url).err(),
+            Nodes::Single(_) | Nodes::Cluster(_) => None,
         }
     }
 
@@ -83,9 +181,62 @@ impl Target {
     /// Every node URL it names (one for a single server).
     pub fn urls(&self) -> Vec<String> {
         match &self.nodes {
-            Nodes::Single(url) => vec![url.clone()],
+            Nodes::Single(url) | Nodes::Sentinel(url) => vec![url.clone()],
             Nodes::Cluster(urls) => urls.clone(),
         }
+    }
+
+    /// Clients for the servers that hold its data now: the single server, every node named of
+    /// a cluster, or the primary its sentinels name at this moment (they are asked).
+    pub async fn clients(&self) -> redis::RedisResult<Vec<redis::Client>> {
+        match &self.nodes {
+            Nodes::Single(url) => Ok(vec![self.client(url.as_str())?]),
+            Nodes::Cluster(urls) => urls.iter().map(|url| self.client(url.as_str())).collect(),
+            Nodes::Sentinel(_) => Ok(vec![self.sentinel_client()?.async_get_client().await?]),
+        }
+    }
+
+    /// A Sentinel client for its primary, with its TLS settings and password (the target's
+    /// when the URL carries none).
+    pub(super) fn sentinel_client(&self) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+        let Nodes::Sentinel(url) = &self.nodes else {
+            let why = "not a Sentinel target";
+            return Err((redis::ErrorKind::InvalidClientConfig, why).into());
+        };
+        let parsed = SentinelUrl::parse(url)
+            .map_err(|why| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, why)))?;
+        let addrs = parsed
+            .sentinels
+            .iter()
+            .map(|(host, port)| match parsed.tls {
+                true => ConnectionAddr::TcpTls {
+                    host: host.clone(),
+                    port: *port,
+                    insecure: false,
+                    tls_params: None,
+                },
+                false => ConnectionAddr::Tcp(host.clone(), *port),
+            });
+        let mut builder =
+            SentinelClientBuilder::new(addrs, &parsed.master, SentinelServerType::Master)?;
+        if parsed.tls {
+            builder = builder
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+            if let Some(tls) = &self.tls {
+                builder = builder
+                    .set_client_to_redis_certificates(TlsCertificates::clone(tls))
+                    .set_client_to_sentinel_certificates(TlsCertificates::clone(tls));
+            }
+        }
+        if let Some(user) = &parsed.user {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(password) = parsed.password.as_deref().or(self.password.as_deref()) {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        builder.build()
     }
 
     /// A client for one of its servers, `url`, with its TLS settings for `rediss://`.
@@ -155,6 +306,13 @@ impl std::fmt::Debug for Target {
                     .field("replica_acks", &self.replica_acks)
                     .finish()
             }
+            Nodes::Sentinel(url) => f
+                .debug_struct("Sentinel")
+                .field("url", &redacted(url))
+                .field("tls", &tls)
+                .field("password", &password)
+                .field("replica_acks", &self.replica_acks)
+                .finish(),
         }
     }
 }
