@@ -29,6 +29,7 @@ mod prometheus;
 mod redis_backend;
 mod redis_tls;
 mod retention;
+mod rolling;
 mod sensitive;
 mod sentinel;
 mod server;

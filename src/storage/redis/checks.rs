@@ -2,7 +2,10 @@
 //! location data must not persist (an RDB or AOF keeps purged coordinates), consent records
 //! should (`appendonly yes`, `appendfsync always`).
 
-use super::{Target, conn::store_error};
+use super::{
+    Target,
+    conn::{Nodes, store_error},
+};
 use crate::storage::StoreResult;
 
 /// What a server does with data on disk.
@@ -33,10 +36,17 @@ impl Persistence {
 pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
     let fail = |e| store_error(e, "checking persistence");
     let clients = target.clients().await.map_err(fail)?;
+    // How each is named: by its URL as configured, or behind Sentinel by the address of the
+    // primary the sentinels named.
+    let names = match target.nodes() {
+        Nodes::Sentinel(_) => clients
+            .iter()
+            .map(|c| c.get_connection_info().addr().to_string())
+            .collect(),
+        Nodes::Single(_) | Nodes::Cluster(_) => target.urls(),
+    };
     let mut found = Vec::with_capacity(clients.len());
-    for client in clients {
-        // Where it is, without any password (the connection information's address).
-        let url = client.get_connection_info().addr().to_string();
+    for (client, url) in clients.into_iter().zip(names) {
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
