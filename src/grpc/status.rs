@@ -189,8 +189,38 @@ mod tests {
     /// declares, and the retryable ones (UNAVAILABLE, RESOURCE_EXHAUSTED) a RetryInfo.
     #[test]
     fn every_error_has_a_declared_reason_and_retryable_ones_a_wait() {
-        let store = |kind| ServiceError::Store(StoreError::new(kind, "testing"));
-        let statuses: Vec<Status> = vec![
+        let statuses = one_status_of_each_error();
+        let mut reasons = std::collections::HashSet::new();
+        for status in &statuses {
+            let details = status.get_error_details();
+            let info = details.error_info().expect("an ErrorInfo");
+            assert_eq!(info.domain, "vicinity");
+            let declared = format!("ERROR_REASON_{}", info.reason);
+            assert!(
+                ErrorReason::from_str_name(&declared).is_some(),
+                "{status:?}"
+            );
+            reasons.insert(info.reason.clone());
+            let retryable = matches!(status.code(), Code::Unavailable)
+                || (status.code() == Code::ResourceExhausted && info.reason != "REQUEST_TOO_LARGE");
+            assert_eq!(details.retry_info().is_some(), retryable, "{status:?}");
+        }
+        assert_a_service_fault_is_internal_and_not_retryable();
+        assert_starting_answers_as_an_unreachable_store();
+        // Every declared reason but UNSPECIFIED is one the service can say.
+        assert_eq!(reasons.len(), statuses.len());
+        assert!(ErrorReason::try_from(reasons.len() as i32).is_ok());
+        assert!(ErrorReason::try_from(reasons.len() as i32 + 1).is_err());
+    }
+
+    /// A store error of `kind`, as the service reports it.
+    fn store(kind: StoreErrorKind) -> ServiceError {
+        ServiceError::Store(StoreError::new(kind, "testing"))
+    }
+
+    /// One status for each error the service can answer with, but INTERNAL.
+    fn one_status_of_each_error() -> Vec<Status> {
+        vec![
             ServiceError::Invalid(ValidationError::new("limit", "too big")).into(),
             ServiceError::PageTokenInvalid(ValidationError::new("page_token", "forged")).into(),
             ServiceError::PageTokenExpired.into(),
@@ -210,23 +240,11 @@ mod tests {
             AuthError::Unknown.into(),
             AuthError::Scope.into(),
             request_too_large(10),
-        ];
-        let mut reasons = std::collections::HashSet::new();
-        for status in &statuses {
-            let details = status.get_error_details();
-            let info = details.error_info().expect("an ErrorInfo");
-            assert_eq!(info.domain, "vicinity");
-            let declared = format!("ERROR_REASON_{}", info.reason);
-            assert!(
-                ErrorReason::from_str_name(&declared).is_some(),
-                "{status:?}"
-            );
-            reasons.insert(info.reason.clone());
-            let retryable = matches!(status.code(), Code::Unavailable)
-                || (status.code() == Code::ResourceExhausted && info.reason != "REQUEST_TOO_LARGE");
-            assert_eq!(details.retry_info().is_some(), retryable, "{status:?}");
-        }
-        // A fault of the service shares INTERNAL with unreadable data, and is not retryable.
+        ]
+    }
+
+    /// A fault of the service shares INTERNAL with unreadable data, and is not retryable.
+    fn assert_a_service_fault_is_internal_and_not_retryable() {
         let internal: Status = store(StoreErrorKind::Internal).into();
         assert_eq!(internal.code(), Code::Internal);
         let details = internal.get_error_details();
@@ -235,8 +253,11 @@ mod tests {
             "INTERNAL"
         );
         assert!(details.retry_info().is_none());
-        // A service still waiting for its stores at start answers as for a store that cannot
-        // be reached: retryable.
+    }
+
+    /// A service still waiting for its stores at start answers as for a store that cannot be
+    /// reached: retryable.
+    fn assert_starting_answers_as_an_unreachable_store() {
         let starting = starting();
         assert_eq!(starting.code(), Code::Unavailable);
         let details = starting.get_error_details();
@@ -245,9 +266,5 @@ mod tests {
             "STORE_UNAVAILABLE"
         );
         assert!(details.retry_info().is_some());
-        // Every declared reason but UNSPECIFIED is one the service can say.
-        assert_eq!(reasons.len(), statuses.len());
-        assert!(ErrorReason::try_from(reasons.len() as i32).is_ok());
-        assert!(ErrorReason::try_from(reasons.len() as i32 + 1).is_err());
     }
 }

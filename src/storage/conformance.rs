@@ -954,10 +954,8 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
     let (which, wait) = judge(u_rate.clone(), u_places.clone(), 2)
         .await
         .expect_err("full");
-    assert!(
-        which == Limit::PendingShakes || which == Limit::KeyPendingShakes,
-        "a place refuses, not {which}"
-    );
+    let a_place = matches!(which, Limit::PendingShakes | Limit::KeyPendingShakes);
+    assert!(a_place, "a place refuses, not {which}");
     assert!(wait <= hold && wait >= hold / 2, "waits {wait:?}");
     let (which, _) = judge(v_rate.clone(), v_places.clone(), 3)
         .await

@@ -134,11 +134,11 @@ metrics! {
         "Failed Redis round trips by store, operation and kind (unavailable, timeout, corrupt, internal).",
         &["store", "operation", "kind"]
     );
-    /// `vicinity_store_connection_renewals_total{store}`: Redis Cluster connections made anew
-    /// after store calls kept timing out.
+    /// `vicinity_store_connection_renewals_total{store}`: Redis Cluster or Sentinel connections
+    /// made anew after store calls kept timing out (or, behind Sentinel, found it broken).
     store_renewals: IntCounterVec = counter(
         "vicinity_store_connection_renewals_total",
-        "Redis Cluster connections made anew after store calls kept timing out.",
+        "Redis Cluster or Sentinel connections made anew after store calls kept timing out or found them broken.",
         &["store"]
     );
     /// `vicinity_consent_refusals_total{feature}`: calls refused for want of consent.

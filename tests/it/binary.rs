@@ -224,6 +224,19 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
     assert!(stdout(&granted).contains("alice FEATURE_PEOPLE_NEARBY CONSENT_STATE_GRANTED"));
     update_alice(addr);
 
+    assert_the_export_shows_alices_grant_and_snapped_cell(addr);
+    assert_clear_location_purges_alices_entry_once(addr);
+    assert_consent_show_and_withdraw_answer_for_alice(addr);
+    assert_forget_user_needs_yes_then_deletes_alice(addr);
+
+    let log = without_timestamps(&served.log());
+    assert!(log.contains("TRACE"), "the server logged at TRACE");
+    let leaks = capture::leaks_in(&log);
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// `export` shows alice's grant and her position as stored: the centre of the snapped cell.
+fn assert_the_export_shows_alices_grant_and_snapped_cell(addr: &str) {
     let export = run(&["export", "--user", "alice"], addr);
     assert!(export.status.success(), "{export:?}");
     let text = stdout(&export);
@@ -241,7 +254,10 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         centre.lng()
     );
     assert!(text.contains(&shown), "{text}");
+}
 
+/// `clear-location` purges alice's entry once, then nothing; her export keeps her grant.
+fn assert_clear_location_purges_alices_entry_once(addr: &str) {
     let cleared = run(&["clear-location", "--user", "alice"], addr);
     assert!(cleared.status.success(), "{cleared:?}");
     assert_eq!(stdout(&cleared).trim(), "purged 1 entries");
@@ -252,7 +268,10 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         !after.contains(" at ") && after.contains("CONSENT_STATE_GRANTED"),
         "{after}"
     );
+}
 
+/// `consent show` shows alice's grant and `consent withdraw` withdraws it.
+fn assert_consent_show_and_withdraw_answer_for_alice(addr: &str) {
     let shown = run(&["consent", "show", "--user", "alice"], addr);
     assert!(
         stdout(&shown).contains("CONSENT_STATE_GRANTED"),
@@ -273,7 +292,10 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
         stdout(&withdrawn).contains("CONSENT_STATE_WITHDRAWN"),
         "{withdrawn:?}"
     );
+}
 
+/// `forget-user` changes nothing without `--yes`, and with it deletes alice's records.
+fn assert_forget_user_needs_yes_then_deletes_alice(addr: &str) {
     // Account deletion from the CLI, only with --yes.
     let unconfirmed = run(&["forget-user", "--user", "alice"], addr);
     assert!(!unconfirmed.status.success(), "{unconfirmed:?}");
@@ -288,11 +310,6 @@ fn operator_commands_grant_export_and_clear_against_the_binary() {
     );
     let gone = stdout(&run(&["consent", "show", "--user", "alice"], addr));
     assert!(!gone.contains("CONSENT_STATE_WITHDRAWN"), "{gone}");
-
-    let log = without_timestamps(&served.log());
-    assert!(log.contains("TRACE"), "the server logged at TRACE");
-    let leaks = capture::leaks_in(&log);
-    assert!(leaks.is_empty(), "{leaks:#?}");
 }
 
 /// Sends Alice's position at HOME through the library client.
@@ -418,30 +435,10 @@ fn tls_files_reload_on_sighup() {
     let served_dir = old.write(&dir.join("served"));
     let new_dir = new.write(&dir.join("new"));
     let old_dir = old.write(&dir.join("old"));
-    let file = |dir: &std::path::Path, name: &str| dir.join(name).display().to_string();
     let probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let serve_args = [
-        "--tls-cert".to_owned(),
-        file(&served_dir, "server.pem"),
-        "--tls-key".to_owned(),
-        file(&served_dir, "server.key"),
-        "--tls-client-ca".to_owned(),
-        file(&served_dir, "ca.pem"),
-        "--metrics-listen".to_owned(),
-        probes.to_string(),
-    ];
-    let client = |dir: &std::path::Path| {
-        vec![
-            "--ca-cert".to_owned(),
-            file(dir, "ca.pem"),
-            "--client-cert".to_owned(),
-            file(dir, "client.pem"),
-            "--client-key".to_owned(),
-            file(dir, "client.key"),
-        ]
-    };
+    let serve_args = reloadable_tls_serve_args(&served_dir, probes);
     let serve_args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-    let old_client = client(&old_dir);
+    let old_client = mutual_tls_client_args(&old_dir);
     let old_client: Vec<&str> = old_client.iter().map(String::as_str).collect();
     let served = Served::start_full(&serve_args, "https", &old_client);
     let health = |args: &[String]| {
@@ -449,24 +446,33 @@ fn tls_files_reload_on_sighup() {
         all.extend(args.iter().map(String::as_str));
         run(&all, &served.addr).status.success()
     };
-    assert!(!health(&client(&new_dir)), "the new CA before the reload");
+    assert!(
+        !health(&mutual_tls_client_args(&new_dir)),
+        "the new CA before the reload"
+    );
 
     for name in ["ca.pem", "server.pem", "server.key"] {
         fs::copy(new_dir.join(name), served_dir.join(name)).expect("copy");
     }
     served.hangup();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !health(&client(&new_dir)) {
+    while !health(&mutual_tls_client_args(&new_dir)) {
         assert!(Instant::now() < deadline, "not reloaded:\n{}", served.log());
         thread::sleep(Duration::from_millis(20));
     }
-    assert!(!health(&client(&old_dir)), "the old CA after the reload");
+    assert!(
+        !health(&mutual_tls_client_args(&old_dir)),
+        "the old CA after the reload"
+    );
     assert!(served.log().contains("TLS certificate and key reloaded"));
 
     fs::write(served_dir.join("server.key"), "not a key").expect("write");
     served.hangup();
     served.wait_for_log("TLS reload refused");
-    assert!(health(&client(&new_dir)), "the certificate in force stays");
+    assert!(
+        health(&mutual_tls_client_args(&new_dir)),
+        "the certificate in force stays"
+    );
     let scraped = http_body(probes, "/metrics").unwrap_or_default();
     assert!(
         scraped.contains("vicinity_tls_reload_failures_total 1"),
@@ -474,6 +480,37 @@ fn tls_files_reload_on_sighup() {
     );
     drop(served);
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// The path of `name` in `dir`, as a flag's value.
+fn file_in(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
+
+/// `serve` flags for mutual TLS on the files in `served_dir`, with probes on `probes`.
+fn reloadable_tls_serve_args(served_dir: &std::path::Path, probes: SocketAddr) -> Vec<String> {
+    vec![
+        "--tls-cert".to_owned(),
+        file_in(served_dir, "server.pem"),
+        "--tls-key".to_owned(),
+        file_in(served_dir, "server.key"),
+        "--tls-client-ca".to_owned(),
+        file_in(served_dir, "ca.pem"),
+        "--metrics-listen".to_owned(),
+        probes.to_string(),
+    ]
+}
+
+/// Client flags for mutual TLS with the CA and client files in `dir`.
+fn mutual_tls_client_args(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "--ca-cert".to_owned(),
+        file_in(dir, "ca.pem"),
+        "--client-cert".to_owned(),
+        file_in(dir, "client.pem"),
+        "--client-key".to_owned(),
+        file_in(dir, "client.key"),
+    ]
 }
 
 /// SIGHUP reads the API keys file again: a call with the new key passes
@@ -625,7 +662,38 @@ fn attribute(span: &otlp::trace::v1::Span, key: &str) -> Option<String> {
 #[test]
 fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (endpoint, mut received) = start_a_fake_collector(&runtime);
+    let served = Served::start_with(&["--otlp-endpoint", &endpoint]);
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    grant_and_update_alice_under_a_traceparent(&runtime, &served.addr, trace_id, parent_id);
+    crate::capture::remember(HOME.lat, HOME.lng);
+
+    let spans = collect_spans_until_both_calls_are_in(&runtime, &mut received);
+    assert_the_grant_span_is_a_child_of_the_callers_span(&spans, trace_id, parent_id);
+    assert!(
+        spans.len() > 2,
+        "the service's own spans under the calls: {spans:#?}"
+    );
+    for span in &spans {
+        let text = format!("{span:?}");
+        let leaks = crate::capture::leaks_in(&text);
+        assert!(
+            leaks.is_empty(),
+            "a position in a span: {leaks:?} in {text}"
+        );
+    }
+}
+
+/// Starts a [`Collector`] on `runtime`: its endpoint, and the spans it is sent.
+fn start_a_fake_collector(
+    runtime: &tokio::runtime::Runtime,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<otlp::trace::v1::Span>,
+) {
+    let (sent, received) = tokio::sync::mpsc::unbounded_channel();
     let collector = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -636,12 +704,18 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(collector)),
     );
     let endpoint = format!("http://{collector_addr}");
-    let served = Served::start_with(&["--otlp-endpoint", &endpoint]);
+    (endpoint, received)
+}
 
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let parent_id = "00f067aa0ba902b7";
+/// Grants alice People Nearby with the caller's `traceparent`, then updates her location.
+fn grant_and_update_alice_under_a_traceparent(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    trace_id: &str,
+    parent_id: &str,
+) {
     runtime.block_on(async {
-        let client = Client::connect(&served.addr, None).await.unwrap();
+        let client = Client::connect(addr, None).await.unwrap();
         let mut grant = tonic::Request::new(pb::GrantConsentRequest {
             user_id: "alice".into(),
             feature: pb::Feature::PeopleNearby.into(),
@@ -660,9 +734,13 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
         };
         client.nearby().update_location(update).await.unwrap();
     });
-    crate::capture::remember(HOME.lat, HOME.lng);
+}
 
-    // Every span until both calls' `rpc` spans are in, then a batch more for their children.
+/// Every span until both calls' `rpc` spans are in, then a batch more for their children.
+fn collect_spans_until_both_calls_are_in(
+    runtime: &tokio::runtime::Runtime,
+    received: &mut tokio::sync::mpsc::UnboundedReceiver<otlp::trace::v1::Span>,
+) -> Vec<otlp::trace::v1::Span> {
     let mut spans = Vec::new();
     runtime.block_on(async {
         let mut deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -677,6 +755,15 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
             spans.push(span);
         }
     });
+    spans
+}
+
+/// Both calls have an `rpc` span; the grant's continues the caller's trace under its span.
+fn assert_the_grant_span_is_a_child_of_the_callers_span(
+    spans: &[otlp::trace::v1::Span],
+    trace_id: &str,
+    parent_id: &str,
+) {
     let rpc = |method: &str| {
         spans
             .iter()
@@ -694,18 +781,6 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
         "the caller's span is the parent"
     );
     assert_eq!(attribute(&span, "rpc.code").as_deref(), Some("OK"));
-    assert!(
-        spans.len() > 2,
-        "the service's own spans under the calls: {spans:#?}"
-    );
-    for span in &spans {
-        let text = format!("{span:?}");
-        let leaks = crate::capture::leaks_in(&text);
-        assert!(
-            leaks.is_empty(),
-            "a position in a span: {leaks:?} in {text}"
-        );
-    }
 }
 
 /// Runs `command` to its exit (killed after 20 s) and returns its whole output.
@@ -875,55 +950,68 @@ fn serve_reaches_its_stores_over_tls_with_a_ca_file() {
     drop(served);
 
     let key = dir.join("server.key").display().to_string();
+    assert_a_ca_file_without_a_certificate_is_refused(&on_locations, &key);
+    assert_a_client_key_not_matching_its_certificate_is_refused(&on_locations, &dir, &key);
+    assert_a_ca_file_without_a_rediss_url_is_refused(&locations.url(), &ca);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// `serve` with a `--redis-ca-file` that holds no certificate (`key`) is refused at start.
+fn assert_a_ca_file_without_a_certificate_is_refused(on_locations: &str, key: &str) {
     let mut not_a_ca = vicinity();
     not_a_ca.args([
         "serve",
         "--listen",
         "127.0.0.1:0",
         "--redis-url",
-        &on_locations,
+        on_locations,
     ]);
-    not_a_ca.args(["--redis-ca-file", &key]);
+    not_a_ca.args(["--redis-ca-file", key]);
     let line = last_error_line(&run_to_exit(not_a_ca));
     assert!(
         line.contains("--redis-ca-file") && line.contains("no PEM certificate"),
         "{line}"
     );
+}
+
+/// `serve` with a client key (`key`) that does not match the client certificate is refused.
+fn assert_a_client_key_not_matching_its_certificate_is_refused(
+    on_locations: &str,
+    dir: &std::path::Path,
+    key: &str,
+) {
     let mut mismatched = vicinity();
     mismatched.args([
         "serve",
         "--listen",
         "127.0.0.1:0",
         "--redis-url",
-        &on_locations,
+        on_locations,
     ]);
     let client_cert = dir.join("client.pem").display().to_string();
     mismatched.args([
         "--redis-client-cert",
         &client_cert,
         "--redis-client-key",
-        &key,
+        key,
     ]);
     let line = last_error_line(&run_to_exit(mismatched));
     assert!(
         line.contains("--redis-client-key") && line.contains("does not match"),
         "{line}"
     );
+}
+
+/// `serve` with `--redis-ca-file` and only a plain `redis://` URL is refused at start.
+fn assert_a_ca_file_without_a_rediss_url_is_refused(plain_url: &str, ca: &str) {
     let mut plain = vicinity();
-    plain.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--redis-url",
-        &locations.url(),
-    ]);
-    plain.args(["--redis-ca-file", &ca]);
+    plain.args(["serve", "--listen", "127.0.0.1:0", "--redis-url", plain_url]);
+    plain.args(["--redis-ca-file", ca]);
     let line = last_error_line(&run_to_exit(plain));
     assert!(
         line.contains("--redis-ca-file") && line.contains("rediss://"),
         "{line}"
     );
-    let _ = fs::remove_dir_all(&dir);
 }
 
 /// A Redis password from `--redis-password-file` or `VICINITY_REDIS_PASSWORD`:
@@ -941,13 +1029,7 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     fs::write(&file, format!("{SECRET}\n")).expect("write");
     let file = file.display().to_string();
 
-    let served = Served::start_with(&["--redis-url", &redis.url(), "--redis-password-file", &file]);
-    update_alice_after_grant(&served);
-    assert!(
-        !served.log().contains("Planted"),
-        "the log shows the password"
-    );
-    drop(served);
+    serve_with_the_password_file_without_logging_it(&redis.url(), &file);
 
     let serve = |password: &str| {
         let mut command = vicinity();
@@ -966,16 +1048,7 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     let mut help = serve(SECRET);
     help.arg("--help");
     let help = run_to_exit(help);
-    let mut no_file = vicinity();
-    no_file.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--redis-url",
-        &redis.url(),
-    ]);
-    no_file.args(["--redis-password-file", "/nonexistent/redis-password"]);
-    let no_file = last_error_line(&run_to_exit(no_file));
+    let no_file = the_error_of_a_missing_password_file(&redis.url());
 
     assert!(!wrong.status.success(), "{wrong:?}");
     assert!(help.status.success(), "{help:?}");
@@ -992,6 +1065,25 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
         "{no_file}"
     );
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Serves through the Redis at `redis_url` with the password in `file`, which it never logs.
+fn serve_with_the_password_file_without_logging_it(redis_url: &str, file: &str) {
+    let served = Served::start_with(&["--redis-url", redis_url, "--redis-password-file", file]);
+    update_alice_after_grant(&served);
+    assert!(
+        !served.log().contains("Planted"),
+        "the log shows the password"
+    );
+    drop(served);
+}
+
+/// The last error line of `serve` with a `--redis-password-file` that does not exist.
+fn the_error_of_a_missing_password_file(redis_url: &str) -> String {
+    let mut no_file = vicinity();
+    no_file.args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis_url]);
+    no_file.args(["--redis-password-file", "/nonexistent/redis-password"]);
+    last_error_line(&run_to_exit(no_file))
 }
 
 /// Under a file limit below what `--max-connections` needs, `serve` clamps
@@ -1236,7 +1328,40 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     let dir = std::env::temp_dir().join(format!("vicinity-it-receipts-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let (key, public) = openssl_ed25519(&dir);
-    let served = Served::start_with(&[
+    let served = serve_signing_consent_receipts_with(&key);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (granted, withdrawn, export) = grant_update_withdraw_and_export_alice(&runtime, &served);
+
+    assert_both_receipts_verify_and_an_altered_one_does_not(&public, &granted, &withdrawn);
+    assert_the_printed_key_set_verifies_a_receipt(&public, &withdrawn.receipt);
+    // The export returns both events with their receipts, as given.
+    let history: Vec<&str> = export
+        .consent_history
+        .iter()
+        .map(|e| e.receipt.as_str())
+        .collect();
+    assert_eq!(history, [&granted.receipt, &withdrawn.receipt]);
+    assert_the_record_carries_every_mandatory_field(&receipt_record(&granted.receipt));
+    // No record holds a position (alice had one at HOME while they were made).
+    for receipt in [&granted.receipt, &withdrawn.receipt] {
+        let text = receipt_record(receipt).to_string();
+        assert!(
+            !text.contains("39.91") && !text.contains("116.39"),
+            "{text}"
+        );
+    }
+    // The signing key is a secret: its PEM body is in no line the server wrote (at TRACE).
+    let log = served.log();
+    assert!(log.contains("consent receipts signed"), "{log}");
+    let pem = fs::read_to_string(&key).unwrap();
+    let body = pem.lines().find(|l| !l.starts_with("-----")).unwrap();
+    assert!(!log.contains(body), "the signing key reached the log");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `vicinity serve` signing consent receipts with `key`, for Example Ltd.
+fn serve_signing_consent_receipts_with(key: &std::path::Path) -> Served {
+    Served::start_with(&[
         "--consent-signing-key",
         key.to_str().unwrap(),
         "--consent-controller",
@@ -1247,9 +1372,20 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
         "EU (Frankfurt)",
         "--consent-jurisdiction",
         "IE",
-    ]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (granted, withdrawn, export) = runtime.block_on(async {
+    ])
+}
+
+/// Grants alice People Nearby, updates her position, withdraws and exports: the grant's
+/// record, the withdrawal's record and the export.
+fn grant_update_withdraw_and_export_alice(
+    runtime: &tokio::runtime::Runtime,
+    served: &Served,
+) -> (
+    pb::ConsentRecord,
+    pb::ConsentRecord,
+    pb::ExportMyDataResponse,
+) {
+    runtime.block_on(async {
         let client = Client::connect(&served.addr, None).await.unwrap();
         let grant = pb::GrantConsentRequest {
             user_id: "alice".into(),
@@ -1279,10 +1415,17 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
             withdrawn.into_inner().record.unwrap(),
             export.into_inner(),
         )
-    });
+    })
+}
 
-    for (record, kind) in [(&granted, "given"), (&withdrawn, "withdrawn")] {
-        let checked = verify_receipt(&public, &record.receipt);
+/// `consent verify` accepts both receipts with `public`, and refuses one byte changed.
+fn assert_both_receipts_verify_and_an_altered_one_does_not(
+    public: &std::path::Path,
+    granted: &pb::ConsentRecord,
+    withdrawn: &pb::ConsentRecord,
+) {
+    for (record, kind) in [(granted, "given"), (withdrawn, "withdrawn")] {
+        let checked = verify_receipt(public, &record.receipt);
         assert!(checked.status.success(), "{checked:?}");
         let text = stdout(&checked);
         assert!(text.starts_with("valid: signed by key "), "{text}");
@@ -1293,14 +1436,18 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     let mut altered = granted.receipt.clone().into_bytes();
     let middle = granted.receipt.find('.').unwrap() + 10;
     altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
-    let refused = verify_receipt(&public, &String::from_utf8(altered).unwrap());
+    let refused = verify_receipt(public, &String::from_utf8(altered).unwrap());
     assert!(!refused.status.success(), "{refused:?}");
     let error = last_error_line(&refused);
     assert!(error.contains("signature does not match"), "{error}");
+}
+
+/// The key set `consent jwks` prints for `public` verifies `receipt` in place of the PEM key.
+fn assert_the_printed_key_set_verifies_a_receipt(public: &std::path::Path, receipt: &str) {
     // The key set `consent jwks` prints verifies the same receipts in place of the PEM key.
     let jwks = vicinity()
         .args(["consent", "jwks", "--public-key"])
-        .arg(&public)
+        .arg(public)
         .output()
         .expect("run the vicinity binary");
     assert!(jwks.status.success(), "{jwks:?}");
@@ -1312,20 +1459,15 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     let checked = vicinity()
         .args(["consent", "verify", "--jwks"])
         .arg(&jwks_file)
-        .arg(&withdrawn.receipt)
+        .arg(receipt)
         .output()
         .expect("run the vicinity binary");
     assert!(checked.status.success(), "{checked:?}");
     assert!(stdout(&checked).starts_with("valid: signed by key "));
+}
 
-    // The export returns both events with their receipts, as given.
-    let history: Vec<&str> = export
-        .consent_history
-        .iter()
-        .map(|e| e.receipt.as_str())
-        .collect();
-    assert_eq!(history, [&granted.receipt, &withdrawn.receipt]);
-    let record = receipt_record(&granted.receipt);
+/// `record` has each of ISO/IEC TS 27560's mandatory fields, and alice's grant's values.
+fn assert_the_record_carries_every_mandatory_field(record: &serde_json::Value) {
     // ISO/IEC TS 27560's mandatory fields, each by name.
     let fields = [
         "/record_id",
@@ -1356,21 +1498,6 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
     assert_eq!(record["principal"]["id"], "alice");
     assert_eq!(record["controller"]["name"], "Example Ltd");
     assert_eq!(record["event"]["state"], "active");
-    // No record holds a position (alice had one at HOME while they were made).
-    for receipt in [&granted.receipt, &withdrawn.receipt] {
-        let text = receipt_record(receipt).to_string();
-        assert!(
-            !text.contains("39.91") && !text.contains("116.39"),
-            "{text}"
-        );
-    }
-    // The signing key is a secret: its PEM body is in no line the server wrote (at TRACE).
-    let log = served.log();
-    assert!(log.contains("consent receipts signed"), "{log}");
-    let pem = fs::read_to_string(&key).unwrap();
-    let body = pem.lines().find(|l| !l.starts_with("-----")).unwrap();
-    assert!(!log.contains(body), "the signing key reached the log");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The body of `GET path` on `addr` (`None`: no answer).
@@ -1481,12 +1608,46 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
 
     let dir = std::env::temp_dir().join(format!("vicinity-it-osm-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
-    let node = |id: u32, lat: f64, lon: f64, tags: &str| {
-        format!(
-            "<node id='{id}' version='1' timestamp='2026-01-01T00:00:00Z' lat='{lat}' lon='{lon}'>{tags}</node>"
-        )
-    };
     let (clinic, plain) = ((39.931_234, 116.421_234), (39.801_234, 116.301_234));
+    let xml = osm_xml_of_a_clinic_a_plain_node_a_temple_and_a_hospital(clinic, plain);
+    let policy = compile_an_osm_extract(&dir, xml);
+
+    let policy = Policy::load(&policy).expect("a policy");
+    let cell = |(lat, lng): (f64, f64)| {
+        h3o::LatLng::new(lat, lng)
+            .unwrap()
+            .to_cell(h3o::Resolution::Nine)
+    };
+    let inside = |at| match policy.place(cell(at)) {
+        Placement::Coarse { inside, .. } => inside,
+        Placement::Hidden(category) => Some(category),
+        Placement::Exact(_) => None,
+    };
+    assert_eq!(inside(clinic), Some(Category::Health));
+    assert_eq!(inside((39.952, 116.452)), Some(Category::Worship));
+    assert_eq!(
+        inside((39.862, 116.362)),
+        Some(Category::Health),
+        "inside the relation's ring"
+    );
+    assert_eq!(inside(plain), None, "an untagged node is no place");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An OSM XML node element with `tags` inside.
+fn osm_node(id: u32, lat: f64, lon: f64, tags: &str) -> String {
+    format!(
+        "<node id='{id}' version='1' timestamp='2026-01-01T00:00:00Z' \
+         lat='{lat}' lon='{lon}'>{tags}</node>"
+    )
+}
+
+/// OSM XML of a clinic node at `clinic`, an untagged node at `plain`, a place of worship as a
+/// closed way and a hospital as a multipolygon relation.
+fn osm_xml_of_a_clinic_a_plain_node_a_temple_and_a_hospital(
+    clinic: (f64, f64),
+    plain: (f64, f64),
+) -> String {
     let square = [
         (39.951, 116.451),
         (39.951, 116.453),
@@ -1494,17 +1655,24 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
         (39.953, 116.451),
     ];
     let mut xml = String::from("<?xml version='1.0' encoding='UTF-8'?>\n<osm version='0.6'>\n");
-    xml += &node(1, clinic.0, clinic.1, "<tag k='amenity' v='clinic'/>");
-    xml += &node(2, plain.0, plain.1, "");
+    xml += &osm_node(1, clinic.0, clinic.1, "<tag k='amenity' v='clinic'/>");
+    xml += &osm_node(2, plain.0, plain.1, "");
     for (i, (lat, lon)) in square.iter().enumerate() {
-        xml += &node(10 + i as u32, *lat, *lon, "");
+        xml += &osm_node(10 + i as u32, *lat, *lon, "");
     }
     xml += "<way id='100' version='1' timestamp='2026-01-01T00:00:00Z'>";
     for id in [10, 11, 12, 13, 10] {
         xml += &format!("<nd ref='{id}'/>");
     }
     xml += "<tag k='amenity' v='place_of_worship'/></way>\n";
-    // A hospital mapped only as a multipolygon relation of two open ways.
+    xml += &osm_xml_of_a_hospital_as_a_multipolygon_relation();
+    xml += "</osm>\n";
+    xml
+}
+
+/// OSM XML of a hospital mapped only as a multipolygon relation of two open ways.
+fn osm_xml_of_a_hospital_as_a_multipolygon_relation() -> String {
+    let mut xml = String::new();
     let hospital = [
         (39.861, 116.361),
         (39.861, 116.363),
@@ -1512,7 +1680,7 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
         (39.863, 116.361),
     ];
     for (i, (lat, lon)) in hospital.iter().enumerate() {
-        xml += &node(20 + i as u32, *lat, *lon, "");
+        xml += &osm_node(20 + i as u32, *lat, *lon, "");
     }
     for (id, refs) in [(200, [20, 21, 22]), (201, [20, 23, 22])] {
         xml += &format!("<way id='{id}' version='1' timestamp='2026-01-01T00:00:00Z'>");
@@ -1524,7 +1692,12 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
     xml += "<relation id='300' version='1' timestamp='2026-01-01T00:00:00Z'>\
             <member type='way' ref='200' role='outer'/><member type='way' ref='201' role='outer'/>\
             <tag k='type' v='multipolygon'/><tag k='amenity' v='hospital'/></relation>\n";
-    xml += "</osm>\n";
+    xml
+}
+
+/// Writes `xml` to `dir`, converts it to a PBF extract with osmium and compiles that with
+/// `vicinity places compile --osm`: the policy's path.
+fn compile_an_osm_extract(dir: &std::path::Path, xml: String) -> PathBuf {
     let (source, pbf, policy) = (
         dir.join("extract.osm"),
         dir.join("extract.osm.pbf"),
@@ -1548,25 +1721,5 @@ fn an_openstreetmap_extract_compiles_to_a_policy() {
         .output()
         .expect("runs");
     assert!(compiled.status.success(), "{compiled:?}");
-
-    let policy = Policy::load(&policy).expect("a policy");
-    let cell = |(lat, lng): (f64, f64)| {
-        h3o::LatLng::new(lat, lng)
-            .unwrap()
-            .to_cell(h3o::Resolution::Nine)
-    };
-    let inside = |at| match policy.place(cell(at)) {
-        Placement::Coarse { inside, .. } => inside,
-        Placement::Hidden(category) => Some(category),
-        Placement::Exact(_) => None,
-    };
-    assert_eq!(inside(clinic), Some(Category::Health));
-    assert_eq!(inside((39.952, 116.452)), Some(Category::Worship));
-    assert_eq!(
-        inside((39.862, 116.362)),
-        Some(Category::Health),
-        "inside the relation's ring"
-    );
-    assert_eq!(inside(plain), None, "an untagged node is no place");
-    fs::remove_dir_all(&dir).unwrap();
+    policy
 }

@@ -175,111 +175,154 @@ async fn run(client: &Client, user: usize, op: Op, at: Point, rng: &mut Draws) -
         own_history: false,
     };
     let ok = match op {
-        Op::Grant(feature) => {
-            let request = pb::GrantConsentRequest {
-                user_id: id,
-                feature: feature.into(),
-                notice_version: NOTICE.to_owned(),
-                source: "checker".to_owned(),
-            };
-            client
-                .consent()
-                .grant_consent(timed(request, rng))
-                .await
-                .is_ok()
-        }
-        Op::Withdraw(feature) => {
-            let request = pb::WithdrawConsentRequest {
-                user_id: id,
-                feature: feature.into(),
-            };
-            let mut service = client.consent();
-            service.withdraw_consent(timed(request, rng)).await.is_ok()
-        }
-        Op::Update => {
-            let request = pb::UpdateLocationRequest {
-                user_id: id,
-                location: Some(location(at)),
-                gender: Gender::Female.into(),
-            };
-            let mut service = client.nearby();
-            service.update_location(timed(request, rng)).await.is_ok()
-        }
-        Op::Leave => {
-            let request = pb::LeaveNearbyRequest { user_id: id };
-            client
-                .nearby()
-                .leave_nearby(timed(request, rng))
-                .await
-                .is_ok()
-        }
-        Op::Clear(feature) => {
-            let request = pb::ClearLocationRequest {
-                user_id: id,
-                feature: feature.into(),
-            };
-            let mut service = client.privacy();
-            service.clear_location(timed(request, rng)).await.is_ok()
-        }
-        Op::Forget => {
-            let request = pb::ForgetUserRequest { user_id: id };
-            client
-                .privacy()
-                .forget_user(timed(request, rng))
-                .await
-                .is_ok()
-        }
-        Op::List => {
-            let request = pb::ListNearbyRequest {
-                user_id: id,
-                limit: 100,
-                ..Default::default()
-            };
-            match client.nearby().list_nearby(timed(request, rng)).await {
-                Ok(reply) => {
-                    let users = reply.into_inner().users;
-                    event.seen = users.iter().filter_map(|u| index(&u.user_id)).collect();
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-        Op::Shake => {
-            let request = pb::ShakeRequest {
-                user_id: id,
-                location: Some(location(at)),
-            };
-            match client.shake().shake(timed(request, rng)).await {
-                Ok(reply) => {
-                    if let Some(pb::shake_response::Result::Match(m)) = reply.into_inner().result {
-                        event.seen.extend(index(&m.user_id));
-                    }
-                    true
-                }
-                Err(_) => false,
-            }
-        }
-        Op::Export => {
-            let request = pb::ExportMyDataRequest { user_id: id };
-            match client.privacy().export_my_data(timed(request, rng)).await {
-                Ok(reply) => {
-                    let export = reply.into_inner();
-                    event.own_location = export
-                        .locations
-                        .iter()
-                        .any(|l| l.feature() == Feature::PeopleNearby);
-                    event.own_history = !export.shake_history.is_empty();
-                    let partners = export.shake_history.iter();
-                    event.seen = partners.filter_map(|m| index(&m.user_id)).collect();
-                    true
-                }
-                Err(_) => false,
-            }
-        }
+        Op::Grant(feature) => send_grant(client, id, feature, rng).await,
+        Op::Withdraw(feature) => send_withdrawal(client, id, feature, rng).await,
+        Op::Update => send_update(client, id, at, rng).await,
+        Op::Leave => send_leave(client, id, rng).await,
+        Op::Clear(feature) => send_clear(client, id, feature, rng).await,
+        Op::Forget => send_forget(client, id, rng).await,
+        Op::List => list_noting_who_is_seen(client, id, rng, &mut event).await,
+        Op::Shake => shake_noting_the_match(client, id, at, rng, &mut event).await,
+        Op::Export => export_noting_what_is_shown(client, id, rng, &mut event).await,
     };
     event.ok = ok;
     event.end = Instant::now();
     event
+}
+
+/// Grants `id` `feature`: whether it answered OK.
+async fn send_grant(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
+    let request = pb::GrantConsentRequest {
+        user_id: id,
+        feature: feature.into(),
+        notice_version: NOTICE.to_owned(),
+        source: "checker".to_owned(),
+    };
+    client
+        .consent()
+        .grant_consent(timed(request, rng))
+        .await
+        .is_ok()
+}
+
+/// Withdraws `id`'s consent to `feature`: whether it answered OK.
+async fn send_withdrawal(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
+    let request = pb::WithdrawConsentRequest {
+        user_id: id,
+        feature: feature.into(),
+    };
+    let mut service = client.consent();
+    service.withdraw_consent(timed(request, rng)).await.is_ok()
+}
+
+/// Updates `id`'s location to `at`: whether it answered OK.
+async fn send_update(client: &Client, id: String, at: Point, rng: &mut Draws) -> bool {
+    let request = pb::UpdateLocationRequest {
+        user_id: id,
+        location: Some(location(at)),
+        gender: Gender::Female.into(),
+    };
+    let mut service = client.nearby();
+    service.update_location(timed(request, rng)).await.is_ok()
+}
+
+/// Takes `id` out of People Nearby: whether it answered OK.
+async fn send_leave(client: &Client, id: String, rng: &mut Draws) -> bool {
+    let request = pb::LeaveNearbyRequest { user_id: id };
+    client
+        .nearby()
+        .leave_nearby(timed(request, rng))
+        .await
+        .is_ok()
+}
+
+/// Clears `id`'s location for `feature`: whether it answered OK.
+async fn send_clear(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
+    let request = pb::ClearLocationRequest {
+        user_id: id,
+        feature: feature.into(),
+    };
+    let mut service = client.privacy();
+    service.clear_location(timed(request, rng)).await.is_ok()
+}
+
+/// Forgets `id`: whether it answered OK.
+async fn send_forget(client: &Client, id: String, rng: &mut Draws) -> bool {
+    let request = pb::ForgetUserRequest { user_id: id };
+    client
+        .privacy()
+        .forget_user(timed(request, rng))
+        .await
+        .is_ok()
+}
+
+/// Lists who is near `id`, noting the users listed in `event`: whether it answered OK.
+async fn list_noting_who_is_seen(
+    client: &Client,
+    id: String,
+    rng: &mut Draws,
+    event: &mut Event,
+) -> bool {
+    let request = pb::ListNearbyRequest {
+        user_id: id,
+        limit: 100,
+        ..Default::default()
+    };
+    match client.nearby().list_nearby(timed(request, rng)).await {
+        Ok(reply) => {
+            let users = reply.into_inner().users;
+            event.seen = users.iter().filter_map(|u| index(&u.user_id)).collect();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Shakes as `id` at `at`, noting the user matched in `event`: whether it answered OK.
+async fn shake_noting_the_match(
+    client: &Client,
+    id: String,
+    at: Point,
+    rng: &mut Draws,
+    event: &mut Event,
+) -> bool {
+    let request = pb::ShakeRequest {
+        user_id: id,
+        location: Some(location(at)),
+    };
+    match client.shake().shake(timed(request, rng)).await {
+        Ok(reply) => {
+            if let Some(pb::shake_response::Result::Match(m)) = reply.into_inner().result {
+                event.seen.extend(index(&m.user_id));
+            }
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Exports `id`'s data, noting in `event` what it shows: whether it answered OK.
+async fn export_noting_what_is_shown(
+    client: &Client,
+    id: String,
+    rng: &mut Draws,
+    event: &mut Event,
+) -> bool {
+    let request = pb::ExportMyDataRequest { user_id: id };
+    match client.privacy().export_my_data(timed(request, rng)).await {
+        Ok(reply) => {
+            let export = reply.into_inner();
+            event.own_location = export
+                .locations
+                .iter()
+                .any(|l| l.feature() == Feature::PeopleNearby);
+            event.own_history = !export.shake_history.is_empty();
+            let partners = export.shake_history.iter();
+            event.seen = partners.filter_map(|m| index(&m.user_id)).collect();
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// What a run found: its history and how many calls answered OK.
@@ -355,41 +398,54 @@ fn violations(events: &[Event]) -> Vec<String> {
                     _ => false,
                 };
                 if shows && !came_back(u, purge, seen, feature) {
-                    let t0 = purge.start;
-                    let ms = |at: Instant| {
-                        if at >= t0 {
-                            (at - t0).as_secs_f64() * 1e3
-                        } else {
-                            -(t0 - at).as_secs_f64() * 1e3
-                        }
-                    };
-                    let own: Vec<String> = by_user[&u]
-                        .iter()
-                        .map(|e| {
-                            format!(
-                                "{:?} {:.1}..{:.1} ok={}",
-                                e.op,
-                                ms(e.start),
-                                ms(e.end),
-                                e.ok
-                            )
-                        })
-                        .collect();
-                    found.push(format!(
-                        "{:?} of ck-{u} answered OK (0..{:.1} ms), then {:?} by ck-{} ({:.1}..{:.1}) showed its {:?} data; ck-{u}'s calls: {own:?}",
-                        purge.op,
-                        ms(purge.end),
-                        seen.op,
-                        seen.user,
-                        ms(seen.start),
-                        ms(seen.end),
-                        feature
-                    ));
+                    found.push(describe_violation(&by_user[&u], purge, seen, feature));
                 }
             }
         }
     }
     found
+}
+
+/// How `seen` showed `feature`'s data of `purge`'s user after `purge` answered OK, with the
+/// user's own calls (`own_calls`), in milliseconds from the purge's start.
+fn describe_violation(
+    own_calls: &[&Event],
+    purge: &Event,
+    seen: &Event,
+    feature: Feature,
+) -> String {
+    let u = purge.user;
+    let t0 = purge.start;
+    let ms = |at: Instant| {
+        if at >= t0 {
+            (at - t0).as_secs_f64() * 1e3
+        } else {
+            -(t0 - at).as_secs_f64() * 1e3
+        }
+    };
+    let own: Vec<String> = own_calls
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?} {:.1}..{:.1} ok={}",
+                e.op,
+                ms(e.start),
+                ms(e.end),
+                e.ok
+            )
+        })
+        .collect();
+    format!(
+        "{:?} of ck-{u} answered OK (0..{:.1} ms), then {:?} by ck-{} ({:.1}..{:.1}) \
+         showed its {:?} data; ck-{u}'s calls: {own:?}",
+        purge.op,
+        ms(purge.end),
+        seen.op,
+        seen.user,
+        ms(seen.start),
+        ms(seen.end),
+        feature
+    )
 }
 
 fn seed() -> u64 {

@@ -24,6 +24,24 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
     let (alice, bob, carol) = (HOME, HOME.offset_m(50.0, 0.0), HOME.offset_m(-700.0, 350.0));
 
     // Every RPC, answered and refused.
+    consent_join_and_refuse_an_update(&app, alice, bob, carol).await;
+    page_and_refuse_a_bad_token_and_a_bad_latitude(&app, alice).await;
+    shake_alone_then_read_and_leave_the_history(&app).await;
+    app.leave("alice").await.unwrap();
+    app.export("alice").await.unwrap();
+    app.clear("alice", Feature::Unspecified).await.unwrap();
+    app.withdraw("bob", Feature::PeopleNearby).await.unwrap();
+    app.forget("alice").await.unwrap();
+    app.health("").await.unwrap();
+    assert!(app.stop().await.is_some(), "the server stopped");
+
+    let log = capture::log_since(start);
+    assert_the_capture_works_and_holds_no_location(&log, backend);
+}
+
+/// Grants, reads consent and updates alice at `alice`, joins bob and dave, and has carol's
+/// update refused for want of consent.
+async fn consent_join_and_refuse_an_update(app: &TestApp, alice: Point, bob: Point, carol: Point) {
     app.grant("alice", Feature::PeopleNearby).await.unwrap();
     app.grant("alice", Feature::Shake).await.unwrap();
     app.consent("alice").await.unwrap();
@@ -33,6 +51,11 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
         .await;
     let refused = app.update("carol", carol, Gender::Male).await;
     assert_reason(refused, Code::FailedPrecondition, "CONSENT_REQUIRED");
+}
+
+/// Lists bob's first two pages, then has a bad page token and an update of alice (at
+/// `alice`) with a latitude out of range refused.
+async fn page_and_refuse_a_bad_token_and_a_bad_latitude(app: &TestApp, alice: Point) {
     let first = app
         .list_with(pb::ListNearbyRequest {
             limit: 1,
@@ -58,6 +81,10 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
     };
     let refused = app.update_location(half_bad).await;
     assert_reason(refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+}
+
+/// Alice shakes alone (no match), reads her Shake history and leaves Shake.
+async fn shake_alone_then_read_and_leave_the_history(app: &TestApp) {
     let shake = pb::ShakeRequest {
         user_id: "alice".into(),
         location: Some(location(HOME.offset_m(5.0, 5.0))),
@@ -76,15 +103,11 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
         user_id: "alice".into(),
     };
     assert!(app.client.shake().leave_shake(leave_shake).await.is_ok());
-    app.leave("alice").await.unwrap();
-    app.export("alice").await.unwrap();
-    app.clear("alice", Feature::Unspecified).await.unwrap();
-    app.withdraw("bob", Feature::PeopleNearby).await.unwrap();
-    app.forget("alice").await.unwrap();
-    app.health("").await.unwrap();
-    assert!(app.stop().await.is_some(), "the server stopped");
+}
 
-    let log = capture::log_since(start);
+/// The captured `log` holds service, audit and transport events (and Redis's on `backend`
+/// Redis), and no location.
+fn assert_the_capture_works_and_holds_no_location(log: &str, backend: Backend) {
     // The capture demonstrably works: service events, audit events and transport traces.
     assert!(
         log.contains("audit") && log.contains("consent_granted"),
@@ -98,7 +121,7 @@ async fn tracing_at_trace_level_never_contains_a_location(backend: Backend) {
     if backend == Backend::Redis {
         assert!(log.contains("vicinity::storage::redis"), "not on Redis");
     }
-    let leaks = capture::leaks_in(&log);
+    let leaks = capture::leaks_in(log);
     assert!(leaks.is_empty(), "{leaks:#?}");
 }
 

@@ -296,17 +296,26 @@ async fn a_clear_or_a_withdrawal_does_not_reset_the_jump_cap_more_than_the_start
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_two_service_processes_on_one_redis() {
-    let policy = |p: &mut Policy| {
-        p.updates = rate("2/1m");
-        p.key_pending_shakes = 1;
-    };
     let first = TestApp::spawn(Backend::Redis, |c| {
-        policy(&mut c.policy);
+        two_updates_a_minute_and_one_pending_shake(&mut c.policy);
         c.shake_window = Duration::from_secs(2);
     })
     .await;
+    let second = spawn_a_second_node_on_the_redis_of(&first).await;
+    assert_both_nodes_count_updates_against_one_limit(&first, &second).await;
+    assert_a_pending_shake_on_one_node_counts_on_the_other(&first, &second).await;
+}
+
+/// The limits of the two-node test: 2 updates a minute, one pending shake per key.
+fn two_updates_a_minute_and_one_pending_shake(p: &mut Policy) {
+    p.updates = rate("2/1m");
+    p.key_pending_shakes = 1;
+}
+
+/// A second service node on `first`'s Redis, with the same limits and shake window.
+async fn spawn_a_second_node_on_the_redis_of(first: &TestApp) -> TestApp {
     let target = vicinity::storage::redis::Target::single(first.redis().expect("redis").url());
-    let second = TestApp::spawn(Backend::Memory, |c| {
+    TestApp::spawn(Backend::Memory, |c| {
         c.store = vicinity::config::StoreConfig::Redis {
             locations: target.clone(),
             consents: target,
@@ -314,10 +323,14 @@ async fn limits_hold_across_two_service_processes_on_one_redis() {
             timeout: Duration::from_secs(1),
             consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
         };
-        policy(&mut c.policy);
+        two_updates_a_minute_and_one_pending_shake(&mut c.policy);
         c.shake_window = Duration::from_secs(2);
     })
-    .await;
+    .await
+}
+
+/// One update on each node spends the rate of 2 a minute: the next is refused on both.
+async fn assert_both_nodes_count_updates_against_one_limit(first: &TestApp, second: &TestApp) {
     first
         .grant("lim-2", Feature::PeopleNearby)
         .await
@@ -341,7 +354,10 @@ async fn limits_hold_across_two_service_processes_on_one_redis() {
         "updates",
         Duration::from_secs(30),
     );
+}
 
+/// A shake pending on the first node fills the key's one place: the second node refuses the next.
+async fn assert_a_pending_shake_on_one_node_counts_on_the_other(first: &TestApp, second: &TestApp) {
     // The key's one pending shake, taken on the first node, is taken for the second too.
     for user in ["lim-2a", "lim-2b"] {
         first.grant(user, Feature::Shake).await.expect("grant");

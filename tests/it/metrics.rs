@@ -87,15 +87,37 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     })
     .await;
     let before = app.scrape().await;
-    let code = |page: &str, method: &str, code: &str| {
-        let method = format!("vicinity.v1.{method}");
-        sample(
-            page,
-            "vicinity_rpc_requests_total",
-            &[("method", &method), ("code", code)],
-        )
-    };
 
+    make_the_scripted_calls(&app).await;
+    let after = wait_until_a_deadline_purge_is_counted(&app).await;
+
+    assert_every_family_is_declared_with_its_type(&after, backend);
+    assert_the_calls_moved_their_counters(&before, &after, backend);
+    assert_the_sweeps_and_settings_are_reported(&before, &after, backend);
+    for user in ["alice", "bob", "mallory"] {
+        assert!(!after.contains(user), "a user id in a label:\n{after}");
+    }
+    promtool_accepts(&after);
+}
+
+/// The calls of `method` answered with `code` on `page`.
+fn requests_answered(page: &str, method: &str, code: &str) -> f64 {
+    let method = format!("vicinity.v1.{method}");
+    sample(
+        page,
+        "vicinity_rpc_requests_total",
+        &[("method", &method), ("code", code)],
+    )
+}
+
+/// How far the samples of `name` with `labels` moved from `before` to `after`.
+fn moved_between(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(after, name, labels) - sample(before, name, labels)
+}
+
+/// Alice joins and lists, mallory is refused for consent, alice is refused a second update,
+/// and bob shakes alone.
+async fn make_the_scripted_calls(app: &TestApp) {
     app.join("alice", HOME, Gender::Female).await;
     app.list("alice").await.expect("alice lists");
     let refused = app.list("mallory").await;
@@ -103,13 +125,16 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     let again = app.update("alice", HOME, Gender::Female).await;
     assert_reason(again, Code::ResourceExhausted, "RATE_LIMITED");
     app.grant("bob", Feature::Shake).await.expect("grant");
-    let alone = shake_alone(&app, "bob", HOME).await;
+    let alone = shake_alone(app, "bob", HOME).await;
     assert!(matches!(alone, pb::shake_response::Result::NoMatch(_)));
+}
 
+/// Moves alice's entry past its deadline and scrapes until its purge and lag are counted.
+async fn wait_until_a_deadline_purge_is_counted(app: &TestApp) -> String {
     // Alice's entry reaches its deadline: 2 s of the store's time (Redis keeps real time).
     app.advance(Duration::from_secs(3));
     let waited = Instant::now();
-    let after = loop {
+    loop {
         let page = app.scrape().await;
         let purged = sample(
             &page,
@@ -124,8 +149,11 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
             "no purge counted:\n{page}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    }
+}
 
+/// Every family of `FAMILIES` the backend serves is declared on `after` with its type.
+fn assert_every_family_is_declared_with_its_type(after: &str, backend: Backend) {
     for (name, kind) in FAMILIES {
         let on_redis_only =
             name.starts_with("vicinity_store_call") || name == "vicinity_consent_cache_reads_total";
@@ -136,11 +164,13 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
             // No store call failed: the family is declared by the first error only.
             continue;
         }
-        assert_eq!(declared_type(&after, name), Some(kind), "{name}:\n{after}");
+        assert_eq!(declared_type(after, name), Some(kind), "{name}:\n{after}");
     }
-    let moved = |name: &str, labels: &[(&str, &str)]| {
-        sample(&after, name, labels) - sample(&before, name, labels)
-    };
+}
+
+/// The consent read, the update, the refusals and the shake each moved their counters once.
+fn assert_the_calls_moved_their_counters(before: &str, after: &str, backend: Backend) {
+    let moved = |name: &str, labels: &[(&str, &str)]| moved_between(before, after, name, labels);
     if backend == Backend::Redis {
         // Alice's own check when she listed, from the cache or around it.
         let consent_reads: f64 = ["hit", "miss", "bypassed"]
@@ -150,8 +180,8 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
         assert_eq!(consent_reads, 1.0, "{after}");
     }
     assert_eq!(
-        code(&after, "PeopleNearby/UpdateLocation", "OK")
-            - code(&before, "PeopleNearby/UpdateLocation", "OK"),
+        requests_answered(after, "PeopleNearby/UpdateLocation", "OK")
+            - requests_answered(before, "PeopleNearby/UpdateLocation", "OK"),
         1.0
     );
     assert_eq!(
@@ -174,6 +204,12 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
         ),
         1.0
     );
+    assert_the_refusals_and_the_shake_moved_once(before, after);
+}
+
+/// The consent refusal, the rate-limit refusal and the lone shake each counted once.
+fn assert_the_refusals_and_the_shake_moved_once(before: &str, after: &str) {
+    let moved = |name: &str, labels: &[(&str, &str)]| moved_between(before, after, name, labels);
     assert_eq!(
         moved(
             "vicinity_consent_refusals_total",
@@ -192,6 +228,11 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
         moved("vicinity_shake_outcomes_total", &[("outcome", "no_match")]),
         1.0
     );
+}
+
+/// Durations, sweeps, readiness, settings, overdue age, purge lag and store calls are reported.
+fn assert_the_sweeps_and_settings_are_reported(before: &str, after: &str, backend: Backend) {
+    let moved = |name: &str, labels: &[(&str, &str)]| moved_between(before, after, name, labels);
     assert!(
         moved(
             "vicinity_rpc_duration_seconds_count",
@@ -199,19 +240,29 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
         ) >= 2.0
     );
     assert!(moved("vicinity_sweeps_total", &[("result", "ok")]) >= 1.0);
-    assert!(sample(&after, "vicinity_sweep_last_success_timestamp_seconds", &[]) > 1.7e9);
-    assert_eq!(sample(&after, "vicinity_ready", &[]), 1.0);
-    assert_eq!(sample(&after, "vicinity_owed_purges_stuck", &[]), 0.0);
+    assert!(sample(after, "vicinity_sweep_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(sample(after, "vicinity_ready", &[]), 1.0);
+    assert_eq!(sample(after, "vicinity_owed_purges_stuck", &[]), 0.0);
     // The settings nodes must share: the test's retention of 2 s.
-    assert_eq!(
-        sample(&after, "vicinity_config_retention_seconds", &[]),
-        2.0
-    );
-    assert_eq!(sample(&after, "vicinity_build_info", &[]), 1.0);
+    assert_eq!(sample(after, "vicinity_config_retention_seconds", &[]), 2.0);
+    assert_eq!(sample(after, "vicinity_build_info", &[]), 1.0);
+    assert_nothing_is_overdue_and_the_purge_was_timely(after, backend);
+    if backend == Backend::Redis {
+        let calls = sample(
+            after,
+            "vicinity_store_call_duration_seconds_count",
+            &[("store", "locations")],
+        );
+        assert!(calls >= 1.0, "{after}");
+    }
+}
+
+/// The oldest overdue entry is within the sweep's cadence and the purge lag within 5 s.
+fn assert_nothing_is_overdue_and_the_purge_was_timely(after: &str, backend: Backend) {
     // Nothing is overdue beyond the sweep's own cadence: 0 on the embedded store (its purge
     // task runs at each deadline); on Redis the schedule's head may be due for up to the sweep
     // interval plus a second (whole-second deadlines) between passes.
-    let overdue = sample(&after, "vicinity_oldest_overdue_entry_age_seconds", &[]);
+    let overdue = sample(after, "vicinity_oldest_overdue_entry_age_seconds", &[]);
     let bound = match backend {
         Backend::Memory => 0.0,
         Backend::Redis => {
@@ -220,20 +271,8 @@ async fn metrics_follow_a_scripted_sequence(backend: Backend) {
     };
     assert!((0.0..=bound).contains(&overdue), "overdue {overdue} s");
     // Purged at its deadline, not later than the sweep's bound (5 s) after it.
-    let lag = sample(&after, "vicinity_purge_lag_seconds_sum", &[]);
+    let lag = sample(after, "vicinity_purge_lag_seconds_sum", &[]);
     assert!((0.0..5.0).contains(&lag), "lag {lag}");
-    if backend == Backend::Redis {
-        let calls = sample(
-            &after,
-            "vicinity_store_call_duration_seconds_count",
-            &[("store", "locations")],
-        );
-        assert!(calls >= 1.0, "{after}");
-    }
-    for user in ["alice", "bob", "mallory"] {
-        assert!(!after.contains(user), "a user id in a label:\n{after}");
-    }
-    promtool_accepts(&after);
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package, which `scripts/test` installs).

@@ -57,12 +57,42 @@ fn serves_as_packaged(args: &[String], replace: &[(&str, String)], dir: &Path, n
     let pki = crate::tls::Pki::new("packaged");
     let files = pki.write(&dir.join("client"));
     let key = "packaged-app-key-0123456789abcdef";
+    write_the_packaged_secret_files(&pki, dir, names, key);
+    let (grpc, metrics) = (free_port(), free_port());
+    let args = on_the_tests_ports(args, replace, grpc, metrics);
+    let redis = RedisServer::start().expect("redis");
+    let mut command = vicinity();
+    command
+        .args(&args)
+        .env("VICINITY_REDIS_URL", redis.url())
+        .env("VICINITY_CONSENT_REDIS_URL", redis.url())
+        .env("VICINITY_ORDER_SECRET", "ab".repeat(32))
+        .env("RUST_LOG", "info");
+    let mut served = Served::spawn(command, grpc);
+    served.addr = format!("https://127.0.0.1:{grpc}");
+    served.client_args = client_args_with_certificate_and_key(&files, key);
+    served.wait_until_serving();
+    assert_the_probes_and_a_call_are_answered_over_mutual_tls(&mut served, metrics);
+}
+
+/// Writes the API keys file (with `key`), the server certificate, its key and the client CA
+/// of `pki` into `dir`, named as `names` says.
+fn write_the_packaged_secret_files(pki: &crate::tls::Pki, dir: &Path, names: [&str; 4], key: &str) {
     let [keys, cert, server_key, client_ca] = names;
     fs::write(dir.join(keys), format!("backend app,ops {key}\n")).expect("write");
     fs::write(dir.join(cert), &pki.server.0).expect("write");
     fs::write(dir.join(server_key), &pki.server.1).expect("write");
     fs::write(dir.join(client_ca), &pki.ca).expect("write");
-    let (grpc, metrics) = (free_port(), free_port());
+}
+
+/// `args` with the `replace` pairs applied, and the packaged ports moved to `grpc` and
+/// `metrics`.
+fn on_the_tests_ports(
+    args: &[String],
+    replace: &[(&str, String)],
+    grpc: u16,
+    metrics: u16,
+) -> Vec<String> {
     let mut replace = replace.to_vec();
     replace.push((":50051", format!(":{grpc}")));
     replace.push((":9464", format!(":{metrics}")));
@@ -79,18 +109,13 @@ fn serves_as_packaged(args: &[String], replace: &[(&str, String)], dir: &Path, n
             && args.iter().any(|a| a.contains(&format!(":{metrics}"))),
         "the packaged ports moved: {args:?}"
     );
-    let redis = RedisServer::start().expect("redis");
-    let mut command = vicinity();
-    command
-        .args(&args)
-        .env("VICINITY_REDIS_URL", redis.url())
-        .env("VICINITY_CONSENT_REDIS_URL", redis.url())
-        .env("VICINITY_ORDER_SECRET", "ab".repeat(32))
-        .env("RUST_LOG", "info");
-    let mut served = Served::spawn(command, grpc);
-    served.addr = format!("https://127.0.0.1:{grpc}");
+    args
+}
+
+/// Client flags with the CA, client certificate and key in `files`, and the API `key`.
+fn client_args_with_certificate_and_key(files: &Path, key: &str) -> Vec<String> {
     let file = |name: &str| files.join(name).display().to_string();
-    served.client_args = vec![
+    vec![
         "--ca-cert".into(),
         file("ca.pem"),
         "--client-cert".into(),
@@ -99,8 +124,12 @@ fn serves_as_packaged(args: &[String], replace: &[(&str, String)], dir: &Path, n
         file("client.key"),
         "--api-key".into(),
         key.into(),
-    ];
-    served.wait_until_serving();
+    ]
+}
+
+/// The probes on `metrics` answer 200 and a grant passes; without its client certificate
+/// the client is refused.
+fn assert_the_probes_and_a_call_are_answered_over_mutual_tls(served: &mut Served, metrics: u16) {
     let probes = SocketAddr::from(([127, 0, 0, 1], metrics));
     assert_eq!(http_status(probes, "/livez").as_deref(), Some("200"));
     assert_eq!(http_status(probes, "/readyz").as_deref(), Some("200"));

@@ -160,6 +160,17 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
         c.store = store;
     })
     .await;
+    let (mut last_purge, expire_purge) = update_four_users(&app).await;
+    purge_three_users_and_hold_the_fourth(&app, &locations, expire_purge).await;
+    // Shake too: a pairing leaves history for both users, purged by its deadline.
+    last_purge = last_purge.max(pair_two_shakers(&app, &locations, baseline).await);
+
+    let physical = wait_until_only_the_baseline_is_held(&locations, baseline, last_purge).await;
+    assert_nothing_of_the_users_remains(&locations, &consents, physical);
+}
+
+/// Joins and updates four users near HOME: the latest `purge_at` among them and the last one's.
+async fn update_four_users(app: &TestApp) -> (i64, i64) {
     let users = ["p-clear", "p-withdraw", "p-forget", "p-expire"];
     let (mut last_purge, mut expire_purge) = (0, 0);
     for (user, at) in users.iter().zip(crowd(HOME, users.len(), 300.0)) {
@@ -168,6 +179,16 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
         last_purge = last_purge.max(millis(reply.purge_at.as_ref()));
         expire_purge = millis(reply.purge_at.as_ref());
     }
+    (last_purge, expire_purge)
+}
+
+/// Clears, withdraws and forgets three users, gone from Redis at once; the fourth is held
+/// until its deadline (`expire_purge`).
+async fn purge_three_users_and_hold_the_fourth(
+    app: &TestApp,
+    locations: &RedisServer,
+    expire_purge: i64,
+) {
     app.clear("p-clear", Feature::Unspecified)
         .await
         .expect("clear");
@@ -176,33 +197,46 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
         .expect("withdraw");
     app.forget("p-forget").await.expect("forget");
     for user in ["p-clear", "p-withdraw", "p-forget"] {
-        assert!(!holds_user(&locations, user), "{user} is gone at once");
+        assert!(!holds_user(locations, user), "{user} is gone at once");
     }
     // Held until its deadline (3 s after its update: checked only while that is ahead, so a
     // machine slowed past it does not fail the test by chance; the sweeper may go then).
-    let held = holds_user(&locations, "p-expire");
+    let held = holds_user(locations, "p-expire");
     assert!(
         held || wall_millis() >= expire_purge,
         "the others' deadline has not passed"
     );
-    // Shake too: a pairing leaves history for both users, purged by its deadline.
+}
+
+/// Pairs two shakers, whose history Redis holds until its deadline: that deadline, at the
+/// latest.
+async fn pair_two_shakers(app: &TestApp, locations: &RedisServer, baseline: u64) -> i64 {
     for user in ["s-a", "s-b"] {
         app.grant(user, Feature::Shake).await.expect("grant");
     }
     let (a, b) = tokio::join!(
-        shake(&app, "s-a", HOME),
-        shake(&app, "s-b", HOME.offset_m(100.0, 0.0))
+        shake(app, "s-a", HOME),
+        shake(app, "s-b", HOME.offset_m(100.0, 0.0))
     );
     assert!(a && b, "the two shakers are paired");
-    last_purge = last_purge.max(wall_millis() + 3_000);
+    let deadline = wall_millis() + 3_000;
     assert!(
-        holds_user(&locations, "s-a"),
+        holds_user(locations, "s-a"),
         "shake history is held until its deadline"
     );
     assert!(locations.dbsize().expect("dbsize") > baseline);
+    deadline
+}
 
+/// Waits until Redis holds no more than the filler `baseline` and one key, failing once
+/// [`PURGE_BOUND`] has passed after `last_purge`: the keys then held.
+async fn wait_until_only_the_baseline_is_held(
+    locations: &RedisServer,
+    baseline: u64,
+    last_purge: i64,
+) -> u64 {
     reclaim_limit_keys(
-        &locations,
+        locations,
         &[
             "p-clear",
             "p-withdraw",
@@ -212,29 +246,39 @@ async fn purges_leave_nothing_physically_in_redis_within_five_seconds() {
             "s-b",
         ],
     );
-    let mut physical = held_keys(&locations);
+    let mut physical = held_keys(locations);
     while physical > baseline + 1 {
         assert!(
             wall_millis() < last_purge + PURGE_BOUND.as_millis() as i64,
             "{} keys remain: {:?} parts {:?}",
             physical - baseline,
-            location_keys(&locations),
+            location_keys(locations),
             locations.cli(&["zrange", "vc:n:parts", "0", "-1", "withscores"])
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        physical = held_keys(&locations);
+        physical = held_keys(locations);
     }
+    physical
+}
+
+/// Only the partition index and tombstones remain of the users (`physical` keys, as Redis
+/// reports them), and only the forgotten user's consent records are gone.
+fn assert_nothing_of_the_users_remains(
+    locations: &RedisServer,
+    consents: &RedisServer,
+    physical: u64,
+) {
     let reported = locations.info_keyspace_keys().expect("info");
-    assert_eq!(reported - tombstones(&locations), physical);
-    let remaining = location_keys(&locations);
+    assert_eq!(reported - tombstones(locations), physical);
+    let remaining = location_keys(locations);
     assert!(
         remaining.iter().all(|k| k == "vc:n:parts"
             || k.starts_with("vc:s:{shake}:x:")
             || k.starts_with("vc:x:")),
         "only the partition index may remain: {remaining:?}"
     );
-    assert!(!holds_user(&locations, "p-expire"));
-    assert!(!holds_user(&locations, "s-a") && !holds_user(&locations, "s-b"));
+    assert!(!holds_user(locations, "p-expire"));
+    assert!(!holds_user(locations, "s-a") && !holds_user(locations, "s-b"));
     let consent_keys = consents.cli(&["--raw", "keys", "*"]).expect("keys");
     assert!(
         !consent_keys.contains("p-forget"),
@@ -466,37 +510,10 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU32::new(0)),
     );
-    let load: Vec<_> = (0..4)
-        .map(|i| {
-            let user = format!("cl-{i}");
-            tokio::spawn(keep_busy(
-                app.client.clone(),
-                user,
-                stop.clone(),
-                ok.clone(),
-            ))
-        })
-        .collect();
+    let load = start_four_listing_clients(&app, &stop, &ok);
     eventually("the load runs", || ok.load(Ordering::Relaxed) >= 8).await;
-    let cell_key = vicinity::storage::redis::keys::cell_key(HOME.cell());
-    let victim = cluster.master_for_key(&cell_key).expect("owner").port();
-    let index = cluster
-        .masters()
-        .iter()
-        .position(|m| m.port() == victim)
-        .expect("a master");
-    cluster.kill_master(index).expect("kill");
-    let started = Instant::now();
-    let mut recovered = None;
-    while started.elapsed() < Duration::from_secs(30) {
-        let (outcome, _) = timed_list(&app, "cl-0", Duration::from_secs(2)).await;
-        if outcome.is_ok() {
-            recovered = Some(started.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let recovered = recovered.expect("the service serves again after the failover");
+    kill_the_master_holding_homes_cell(&mut cluster);
+    let recovered = wait_until_lists_are_served_again(&app).await;
     cluster
         .wait_for_failover(Duration::from_secs(20))
         .expect("failover");
@@ -515,6 +532,52 @@ async fn a_cluster_losing_a_master_under_load_recovers_without_a_restart() {
     for task in load {
         task.await.expect("load task ends");
     }
+}
+
+/// Four clients of `app` listing in a loop ([`keep_busy`]) until `stop`, counting into `ok`.
+fn start_four_listing_clients(
+    app: &TestApp,
+    stop: &Arc<AtomicBool>,
+    ok: &Arc<AtomicU32>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|i| {
+            let user = format!("cl-{i}");
+            tokio::spawn(keep_busy(
+                app.client.clone(),
+                user,
+                stop.clone(),
+                ok.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Kills the master that holds HOME's cell key.
+fn kill_the_master_holding_homes_cell(cluster: &mut RedisCluster) {
+    let cell_key = vicinity::storage::redis::keys::cell_key(HOME.cell());
+    let victim = cluster.master_for_key(&cell_key).expect("owner").port();
+    let index = cluster
+        .masters()
+        .iter()
+        .position(|m| m.port() == victim)
+        .expect("a master");
+    cluster.kill_master(index).expect("kill");
+}
+
+/// Lists every 200 ms until a list is served again (at most 30 s): how long that took.
+async fn wait_until_lists_are_served_again(app: &TestApp) -> Duration {
+    let started = Instant::now();
+    let mut recovered = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let (outcome, _) = timed_list(app, "cl-0", Duration::from_secs(2)).await;
+        if outcome.is_ok() {
+            recovered = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    recovered.expect("the service serves again after the failover")
 }
 
 /// The HTTP probes on the metrics listener: `/livez` answers 200 all

@@ -26,8 +26,9 @@ use crate::{
     places::{HOME, crowd},
 };
 
-/// The store's retention on both nodes: short, so the deadline purge is seen in the test.
-const RETENTION: &str = "2s";
+/// The store's retention on both nodes: short, so the deadline purges are seen in the test,
+/// and long enough for the calls before them (every list needs the viewer's live entry).
+const RETENTION: Duration = Duration::from_secs(8);
 /// How long after its deadline an entry may still be held (contract §4.2's bound in tests).
 const PURGE_BOUND: Duration = Duration::from_secs(5);
 
@@ -59,7 +60,8 @@ impl Node {
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--redis-url", &redis.url()])
             .args(["--order-secret", &"5a".repeat(32)])
-            .args(["--retention", RETENTION, "--sweep-interval", "100ms"])
+            .args(["--retention", &format!("{}s", RETENTION.as_secs())])
+            .args(["--sweep-interval", "100ms"])
             .env_remove("VICINITY_REDIS_URL");
         let served = Served::spawn(command, port);
         served.wait_until_serving();
@@ -149,11 +151,32 @@ fn set(users: &[&str]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_adjacent_releases_serve_one_redis_together_both_ways() {
     let previous = previous_release();
+    let current = std::path::Path::new(env!("CARGO_BIN_EXE_vicinity"));
     let redis = RedisServer::start().expect("redis");
     let old = Node::start(&previous, &redis).await;
-    let new = Node::start(std::path::Path::new(env!("CARGO_BIN_EXE_vicinity")), &redis).await;
+    let new = Node::start(current, &redis).await;
 
     // Each release writes; each lists what both wrote.
+    assert_each_lists_what_both_wrote(&old, &new).await;
+
+    // Each clears, and each withdrawal purges, what the other wrote.
+    assert_each_clears_and_purges_what_the_other_wrote(&old, &new).await;
+
+    // The old release alone purges what both wrote at its deadline (a rollback's last node)...
+    drop(new);
+    assert_what_is_left_is_purged_at_its_deadline(&redis, "the previous release").await;
+
+    // ...and this build alone does (a deploy's last step).
+    let new = Node::start(current, &redis).await;
+    let spots = crowd(HOME, 2, 300.0);
+    old.join("ro-5", spots[0]).await;
+    new.join("rn-5", spots[1]).await;
+    drop(old);
+    assert_what_is_left_is_purged_at_its_deadline(&redis, "this build").await;
+}
+
+/// Four users join through each node; each node lists the other seven to its first user.
+async fn assert_each_lists_what_both_wrote(old: &Node, new: &Node) {
     let spots = crowd(HOME, 8, 300.0);
     let (by_old, by_new) = (
         ["ro-1", "ro-2", "ro-3", "ro-4"],
@@ -181,8 +204,11 @@ async fn two_adjacent_releases_serve_one_redis_together_both_ways() {
         everyone_but("ro-1"),
         "the old build reads the new ones"
     );
+}
 
-    // Each clears, and each withdrawal purges, what the other wrote.
+/// Each node clears one user of the other's and withdraws another's consent, purging their
+/// entries; both nodes list only the four users left.
+async fn assert_each_clears_and_purges_what_the_other_wrote(old: &Node, new: &Node) {
     assert_eq!(
         new.clear("ro-2").await,
         1,
@@ -204,28 +230,31 @@ async fn two_adjacent_releases_serve_one_redis_together_both_ways() {
         "a withdrawal there purges a new record"
     );
     let left = set(&["ro-1", "ro-4", "rn-1", "rn-4"]);
-    for node in [&old, &new] {
+    for node in [old, new] {
         for viewer in ["ro-1", "rn-1"] {
             let mut expected = left.clone();
             expected.remove(viewer);
             assert_eq!(node.listed(viewer).await, expected);
         }
     }
+}
 
-    // What is left, written by both, is purged at its deadline by whichever sweep finds it.
+/// `redis` holds entries, and none of them once their deadline and the purge bound have
+/// passed, with only `sweeper`'s nodes running.
+async fn assert_what_is_left_is_purged_at_its_deadline(redis: &RedisServer, sweeper: &str) {
     assert!(
-        !held_location_keys(&redis).is_empty(),
+        !held_location_keys(redis).is_empty(),
         "the entries left are in Redis"
     );
-    let bound = Instant::now() + Duration::from_secs(2) + PURGE_BOUND;
+    let bound = Instant::now() + RETENTION + PURGE_BOUND;
     loop {
-        let held = held_location_keys(&redis);
+        let held = held_location_keys(redis);
         if held.is_empty() {
-            break;
+            return;
         }
         assert!(
             Instant::now() < bound,
-            "location data past its deadline: {held:?}"
+            "{sweeper} left location data past its deadline: {held:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

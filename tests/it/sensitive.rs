@@ -167,10 +167,24 @@ async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
     app.join("dave", outside[0], Gender::Male).await;
     app.join("bob", outside[1], Gender::Male).await;
 
+    assert_alice_is_stored_where_carol_is(&app, &policy, representative, carol_at, &outside).await;
+    assert_alice_and_carol_are_shown_alike(&app).await;
+    assert_alice_and_carol_match_when_they_shake(&app, carol_at).await;
+}
+
+/// Alice (in the clinic) and carol (at `carol_at`) are stored at the parent's
+/// `representative` cell; dave, at `outside[0]`, exactly.
+async fn assert_alice_is_stored_where_carol_is(
+    app: &TestApp,
+    policy: &Policy,
+    representative: CellIndex,
+    carol_at: Point,
+    outside: &[Point],
+) {
     // Stored (and exported) at one cell of the parent, not in the clinic.
     let (alice, carol) = (
-        stored_cell(&app, "alice").await,
-        stored_cell(&app, "carol").await,
+        stored_cell(app, "alice").await,
+        stored_cell(app, "carol").await,
     );
     assert_eq!(
         alice, carol,
@@ -186,11 +200,14 @@ async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
     assert_eq!(shown, representative);
     assert_ne!(carol, Some(carol_at.cell()), "carol is coarsened too");
     // Outside the parent, a position is exact.
-    assert_eq!(stored_cell(&app, "dave").await, Some(outside[0].cell()));
+    assert_eq!(stored_cell(app, "dave").await, Some(outside[0].cell()));
+}
 
+/// Bob and dave each see alice and carol in the same band.
+async fn assert_alice_and_carol_are_shown_alike(app: &TestApp) {
     // Shown alike to everyone: the same band from any viewer.
     for viewer in ["bob", "dave"] {
-        let seen = bands_seen(&app, viewer).await;
+        let seen = bands_seen(app, viewer).await;
         assert_eq!(
             seen.get("alice"),
             seen.get("carol"),
@@ -201,17 +218,17 @@ async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
             "alice is still listed: {seen:?}"
         );
     }
+}
 
+/// Alice shaking in the clinic and carol at `carol_at` match each other, at one distance.
+async fn assert_alice_and_carol_match_when_they_shake(app: &TestApp, carol_at: Point) {
     // Shaking: inside the clinic, she is placed at the representative cell as anyone in the
     // parent is, so she matches whoever shakes there at the same moment, as carol would
     // elsewhere in the parent: the outcome tells nothing about the clinic.
     for user in ["alice", "carol"] {
         app.grant(user, Feature::Shake).await.expect("grant");
     }
-    let (a, c) = tokio::join!(
-        shake(&app, "alice", clinic()),
-        shake(&app, "carol", carol_at)
-    );
+    let (a, c) = tokio::join!(shake(app, "alice", clinic()), shake(app, "carol", carol_at));
     let (Outcome::Match(a), Outcome::Match(c)) = (a, c) else {
         panic!("they match each other")
     };
@@ -311,55 +328,10 @@ async fn nobody_is_placed_at_a_shelter_on_redis() {
 async fn the_attacker_does_no_better_than_the_base_rate(backend: Backend) {
     let file = PolicyFile::compile(&point(clinic(), "health", 60));
     let policy = file.policy();
-    // What the policy shows is the coarse parent, so the base rate is the one within it: the
-    // victims outside the clinic are elsewhere in the clinic's parent. (A place near a
-    // parent's edge coarsens both parents; which one a user is in stays visible.)
-    let (ordinary, _) = around(&policy, clinic());
-    let ordinary: Vec<Point> = ordinary
-        .into_iter()
-        .filter(|p| parent(*p) == parent(clinic()))
-        .collect();
-    let inside_points = crate::places::crowd(clinic(), 100, 25.0);
-    assert!(
-        inside_points.iter().all(|p| parent(*p) == parent(clinic())
-            && matches!(
-                policy.place(p.cell()),
-                Placement::Coarse {
-                    inside: Some(_),
-                    ..
-                }
-            )),
-        "every inside victim is in a listed cell of the clinic's parent"
-    );
+    let (ordinary, inside_points) = ordinary_and_inside_points_of_the_clinics_parent(&policy);
     let app = spawn(backend, file.places()).await;
-    let mut truth = BTreeMap::new();
-    for (i, at) in inside_points.iter().enumerate() {
-        let victim = format!("in{i}");
-        app.join(&victim, *at, Gender::Female).await;
-        truth.insert(victim, true);
-    }
-    for i in 0..100 {
-        let victim = format!("out{i}");
-        app.join(&victim, ordinary[i % ordinary.len()], Gender::Female)
-            .await;
-        truth.insert(victim, false);
-    }
-    let sybils: Vec<String> = (0..8).map(|i| format!("sybil{i}")).collect();
-    for (i, sybil) in sybils.iter().enumerate() {
-        let angle = i as f64 * std::f64::consts::TAU / 8.0;
-        let at = clinic().offset_m(1_500.0 * angle.cos(), 1_500.0 * angle.sin());
-        app.join(sybil, at, Gender::Male).await;
-    }
-    let mut views: BTreeMap<String, Vec<Option<u32>>> = BTreeMap::new();
-    for sybil in &sybils {
-        let seen = bands_seen(&app, sybil).await;
-        for victim in truth.keys() {
-            views
-                .entry(victim.clone())
-                .or_default()
-                .push(seen.get(victim).copied());
-        }
-    }
+    let truth = join_the_victims(&app, &inside_points, &ordinary).await;
+    let views = what_eight_sybils_see_of_each_victim(&app, &truth).await;
     // The attacker's best rule from the views: each distinct view guesses its majority.
     let mut by_view: BTreeMap<&Vec<Option<u32>>, (u32, u32)> = BTreeMap::new();
     for (victim, view) in &views {
@@ -378,6 +350,79 @@ async fn the_attacker_does_no_better_than_the_base_rate(backend: Backend) {
         "the attacker guessed {accuracy:.2} right (base rate 0.50) from {} distinct views",
         distinct.len()
     );
+}
+
+/// Ordinary points of the clinic's coarse parent, and 100 points inside the clinic, each in a
+/// listed cell of that parent.
+fn ordinary_and_inside_points_of_the_clinics_parent(policy: &Policy) -> (Vec<Point>, Vec<Point>) {
+    // What the policy shows is the coarse parent, so the base rate is the one within it: the
+    // victims outside the clinic are elsewhere in the clinic's parent. (A place near a
+    // parent's edge coarsens both parents; which one a user is in stays visible.)
+    let (ordinary, _) = around(policy, clinic());
+    let ordinary: Vec<Point> = ordinary
+        .into_iter()
+        .filter(|p| parent(*p) == parent(clinic()))
+        .collect();
+    let inside_points = crate::places::crowd(clinic(), 100, 25.0);
+    assert!(
+        inside_points.iter().all(|p| parent(*p) == parent(clinic())
+            && matches!(
+                policy.place(p.cell()),
+                Placement::Coarse {
+                    inside: Some(_),
+                    ..
+                }
+            )),
+        "every inside victim is in a listed cell of the clinic's parent"
+    );
+    (ordinary, inside_points)
+}
+
+/// Joins a victim at each of `inside_points` and 100 at `ordinary` points: whether each
+/// victim is inside the clinic.
+async fn join_the_victims(
+    app: &TestApp,
+    inside_points: &[Point],
+    ordinary: &[Point],
+) -> BTreeMap<String, bool> {
+    let mut truth = BTreeMap::new();
+    for (i, at) in inside_points.iter().enumerate() {
+        let victim = format!("in{i}");
+        app.join(&victim, *at, Gender::Female).await;
+        truth.insert(victim, true);
+    }
+    for i in 0..100 {
+        let victim = format!("out{i}");
+        app.join(&victim, ordinary[i % ordinary.len()], Gender::Female)
+            .await;
+        truth.insert(victim, false);
+    }
+    truth
+}
+
+/// Joins eight Sybils 1.5 km around the clinic: each victim of `truth`'s band in each
+/// Sybil's lists (`None`: not listed).
+async fn what_eight_sybils_see_of_each_victim(
+    app: &TestApp,
+    truth: &BTreeMap<String, bool>,
+) -> BTreeMap<String, Vec<Option<u32>>> {
+    let sybils: Vec<String> = (0..8).map(|i| format!("sybil{i}")).collect();
+    for (i, sybil) in sybils.iter().enumerate() {
+        let angle = i as f64 * std::f64::consts::TAU / 8.0;
+        let at = clinic().offset_m(1_500.0 * angle.cos(), 1_500.0 * angle.sin());
+        app.join(sybil, at, Gender::Male).await;
+    }
+    let mut views: BTreeMap<String, Vec<Option<u32>>> = BTreeMap::new();
+    for sybil in &sybils {
+        let seen = bands_seen(app, sybil).await;
+        for victim in truth.keys() {
+            views
+                .entry(victim.clone())
+                .or_default()
+                .push(seen.get(victim).copied());
+        }
+    }
+    views
 }
 
 #[tokio::test]
@@ -403,38 +448,8 @@ async fn the_policy_reloads_under_load_without_a_failed_call() {
     for user in &users {
         app.join(user, clinic(), Gender::Female).await;
     }
-    let load: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (client, user) = (app.client.clone(), user.clone());
-            tokio::spawn(async move {
-                for i in 0..60 {
-                    let at = clinic().offset_m(f64::from(i % 7) * 50.0, 0.0);
-                    let update = pb::UpdateLocationRequest {
-                        user_id: user.clone(),
-                        location: Some(location(at)),
-                        gender: Gender::Female.into(),
-                    };
-                    client.nearby().update_location(update).await?;
-                    client.nearby().list_nearby(list_request(&user)).await?;
-                }
-                Ok::<_, tonic::Status>(())
-            })
-        })
-        .collect();
-    let reloads = {
-        let (places, path) = (places.clone(), file.path.clone());
-        tokio::task::spawn_blocking(move || {
-            for i in 0..40 {
-                // Ends on `elsewhere` (the server started on `here`), so a reload that never
-                // put anything in force fails the check below.
-                let text = if i % 2 == 1 { &elsewhere } else { &here };
-                std::fs::write(&path, text).expect("write the policy");
-                let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
-                reloaded.expect("a valid policy");
-            }
-        })
-    };
+    let load = start_updates_and_lists_of(&app, &users);
+    let reloads = start_reloading_the_policy_40_times(&places, &file.path, elsewhere, here);
     reloads.await.expect("reloads");
     for task in load {
         task.await.expect("no panic").expect("no call failed");
@@ -456,6 +471,53 @@ async fn the_policy_reloads_under_load_without_a_failed_call() {
         places.current().expect("a policy").version(),
         last.version()
     );
+}
+
+/// One task per user of `users`: 60 updates around the clinic, each followed by a list.
+fn start_updates_and_lists_of(
+    app: &TestApp,
+    users: &[String],
+) -> Vec<tokio::task::JoinHandle<Result<(), tonic::Status>>> {
+    users
+        .iter()
+        .map(|user| {
+            let (client, user) = (app.client.clone(), user.clone());
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let at = clinic().offset_m(f64::from(i % 7) * 50.0, 0.0);
+                    let update = pb::UpdateLocationRequest {
+                        user_id: user.clone(),
+                        location: Some(location(at)),
+                        gender: Gender::Female.into(),
+                    };
+                    client.nearby().update_location(update).await?;
+                    client.nearby().list_nearby(list_request(&user)).await?;
+                }
+                Ok::<_, tonic::Status>(())
+            })
+        })
+        .collect()
+}
+
+/// On a blocking thread, writes `here` and `elsewhere` in turn to `path` 40 times, reloading
+/// `places` after each write.
+fn start_reloading_the_policy_40_times(
+    places: &Arc<Places>,
+    path: &std::path::Path,
+    elsewhere: String,
+    here: String,
+) -> tokio::task::JoinHandle<()> {
+    let (places, path) = (places.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        for i in 0..40 {
+            // Ends on `elsewhere` (the server started on `here`), so a reload that never
+            // put anything in force fails the check below.
+            let text = if i % 2 == 1 { &elsewhere } else { &here };
+            std::fs::write(&path, text).expect("write the policy");
+            let reloaded = places.reload_checked(Resolution::Nine).expect("a file");
+            reloaded.expect("a valid policy");
+        }
+    })
 }
 
 /// A user crossing from one coarsened parent into the next, a few metres in no time, is

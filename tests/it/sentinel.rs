@@ -15,7 +15,7 @@ use vicinity_testing::sentinel::RedisSentinels;
 
 use crate::{
     checker::location_keys,
-    helpers::spawn_app_with,
+    helpers::{TestApp, spawn_app_with},
     places::{HOME, crowd},
 };
 
@@ -52,22 +52,7 @@ async fn a_service_behind_sentinel_follows_a_failover_without_a_restart() {
 
     // The first calls after the failover may fail (the connection to the dead primary is
     // found broken, and the sentinels are asked again); the service then serves again.
-    let started = Instant::now();
-    let listed = loop {
-        let mut request = Request::new(pb::ListNearbyRequest {
-            user_id: "st-0".to_owned(),
-            ..Default::default()
-        });
-        request.set_timeout(Duration::from_secs(2));
-        if let Ok(page) = app.client.nearby().list_nearby(request).await {
-            break page.into_inner();
-        }
-        assert!(
-            started.elapsed() < RECOVERY_BOUND,
-            "no list served after the failover"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let listed = list_once_served_again(&app, "st-0").await;
     let after: Vec<String> = listed.users.into_iter().map(|u| u.user_id).collect();
     assert_eq!(
         after, before,
@@ -88,4 +73,25 @@ async fn a_service_behind_sentinel_follows_a_failover_without_a_restart() {
         held.is_empty(),
         "location data left after the Clears: {held:?}"
     );
+}
+
+/// The first page `viewer` is served once the service serves again, within
+/// [`RECOVERY_BOUND`].
+async fn list_once_served_again(app: &TestApp, viewer: &str) -> pb::ListNearbyResponse {
+    let started = Instant::now();
+    loop {
+        let mut request = Request::new(pb::ListNearbyRequest {
+            user_id: viewer.to_owned(),
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(2));
+        if let Ok(page) = app.client.nearby().list_nearby(request).await {
+            return page.into_inner();
+        }
+        assert!(
+            started.elapsed() < RECOVERY_BOUND,
+            "no list served after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -169,8 +169,9 @@ fn start_sentinel(primary: u16) -> io::Result<(u16, Process)> {
         process.spawn(cmd)?;
         let answered = poll_until(Duration::from_secs(10), || match process.exited()? {
             Some(status) => Err(io::Error::other(format!("sentinel exited with {status}"))),
-            None => Ok(sentinel_cli(port, &["ping"])
-                .is_ok_and(|r| r == "PONG")
+            // A sentinel, not another test's server that took the port first.
+            None => Ok(sentinel_cli(port, &["info", "server"])
+                .is_ok_and(|info| info.contains("redis_mode:sentinel"))
                 .then_some(())),
         });
         match answered {

@@ -846,7 +846,6 @@ async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingSh
 #[tokio::test]
 async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() {
     use crate::domain::shake;
-    let user = |name: &str| UserId::parse(name, "user_id").expect("valid");
     let server = RedisServer::start().expect("redis-server starts");
     let store = single_store(&server).await;
     let mut conn = connection(&server).await;
@@ -854,99 +853,42 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
     let seed = 0x5eed_u64;
     let mut rng = vicinity_load::workload::Draws::new(seed, 0);
     let names = ["ann", "bob", "cat", "dan", "eve"];
-    let (mut bounded_out, mut far_pool, mut near) = (0, 0, 0);
+    let mut paths = RulePathsSeen::default();
     for scenario in 0..60 {
         let _: () = redis::cmd("FLUSHALL")
             .query_async(&mut conn)
             .await
             .expect("flushed");
         let now = store.now().await.expect("time").as_millis() / 1000 * 1000;
-        let mut cells: Vec<CellIndex> = Vec::new();
-        let mut pending = Vec::new();
-        for i in 0..1 + rng.below(14) {
-            let cell = if !cells.is_empty() && rng.below(4) == 0 {
-                cells[rng.below(cells.len() as u64) as usize]
-            } else {
-                let spread = if rng.below(6) == 0 { 0.6 } else { 0.03 };
-                let offset = |r: &mut vicinity_load::workload::Draws| {
-                    (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread
-                };
-                let at = Coordinates::new(39.9 + offset(&mut rng), 116.4 + offset(&mut rng));
-                grid.snap(at.expect("in range"))
-            };
-            cells.push(cell);
-            let arrived = now - 2_000 + rng.below(4) as i64 * 300;
-            let expires = if rng.below(8) == 0 {
-                now - 500
-            } else {
-                now + 60_000
-            };
-            pending.push(PendingShake {
-                id: (scenario << 16) + i + 1,
-                user: user(names[rng.below(names.len() as u64) as usize]),
-                cell,
-                arrived: Timestamp::from_millis(arrived),
-                expires: Timestamp::from_millis(expires),
-            });
-        }
+        let (cells, pending) = draw_pending_shakes(&mut rng, &grid, &names, scenario, now);
         for p in &pending {
             put_pending(&mut conn, p).await;
         }
         let me = PendingShake {
             id: (scenario << 16) + 0xffff,
-            user: user(names[0]),
+            user: shaker_named(names[0]),
             cell: cells[rng.below(cells.len() as u64) as usize],
             arrived: Timestamp::from_millis(now),
             expires: Timestamp::from_millis(now + 3_000),
         };
         // The script reads its own clock a little after `now`: nothing here expires between.
         let expected = shake::choose(&me, Timestamp::from_millis(now), &pending);
-        let outcome = store
-            .shake(me.id, &me.user, me.cell, Duration::from_secs(3), 0)
-            .await
-            .expect("shake");
-        let chosen = match &outcome {
-            ShakeOutcome::Paired(pair) => Some((pair.partner.clone(), pair.partner_cell)),
-            ShakeOutcome::Pending(_) | ShakeOutcome::Cleared => None,
-        };
+        let chosen = the_partner_the_script_chooses(&store, &me).await;
         assert_eq!(
             chosen,
             expected.map(|p| (p.user.clone(), p.cell)),
             "seed {seed:#x}, scenario {scenario}: {pending:?}"
         );
         if let Some(p) = expected {
-            let gone: bool = redis::cmd("HEXISTS")
-                .arg("vc:s:{shake}:p")
-                .arg(format!("{:x}", p.id))
-                .query_async(&mut conn)
-                .await
-                .expect("read");
-            assert!(
-                !gone,
-                "scenario {scenario}: the chosen shake itself was taken"
-            );
-            let unbounded = pending
-                .iter()
-                .filter(|o| o.user != me.user && o.expires.as_millis() > now)
-                .min_by(|a, b| {
-                    let from = shake::compared_centre(me.cell);
-                    let d =
-                        |o: &PendingShake| shake::separation(from, shake::compared_centre(o.cell));
-                    d(a).total_cmp(&d(b)).then(a.arrived.cmp(&b.arrived))
-                });
-            if unbounded.map(|u| (u.user.clone(), u.cell)) != Some((p.user.clone(), p.cell)) {
-                bounded_out += 1;
-            }
-            let near_me = shake::coarse_rings(shake::coarse(me.cell))
-                .concat()
-                .contains(&shake::coarse(p.cell));
-            if near_me {
-                near += 1;
-            } else {
-                far_pool += 1;
-            }
+            assert_the_chosen_shake_was_taken(&mut conn, p, scenario).await;
+            paths.count(&pending, &me, p, now);
         }
     }
+    let RulePathsSeen {
+        bounded_out,
+        far_pool,
+        near,
+    } = paths;
     println!(
         "seed {seed:#x}: {near} near, {far_pool} from the far pool, {bounded_out} where the bounds changed the choice"
     );
@@ -954,6 +896,121 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
         near > 0 && far_pool > 0 && bounded_out > 0,
         "every path of the rule was seen"
     );
+}
+
+/// The user `name` of the pairing scenarios.
+fn shaker_named(name: &str) -> UserId {
+    UserId::parse(name, "user_id").expect("valid")
+}
+
+/// Draws one scenario's pending shakes at `now` (whole seconds): 1 to 14 of users among
+/// `names`, some sharing cells, some tied, expired or far. The cells drawn and the shakes.
+fn draw_pending_shakes(
+    rng: &mut vicinity_load::workload::Draws,
+    grid: &SnapGrid,
+    names: &[&str],
+    scenario: u64,
+    now: i64,
+) -> (Vec<CellIndex>, Vec<PendingShake>) {
+    let mut cells: Vec<CellIndex> = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..1 + rng.below(14) {
+        let cell = if !cells.is_empty() && rng.below(4) == 0 {
+            cells[rng.below(cells.len() as u64) as usize]
+        } else {
+            let spread = if rng.below(6) == 0 { 0.6 } else { 0.03 };
+            let offset = |r: &mut vicinity_load::workload::Draws| {
+                (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread
+            };
+            let at = Coordinates::new(39.9 + offset(&mut *rng), 116.4 + offset(&mut *rng));
+            grid.snap(at.expect("in range"))
+        };
+        cells.push(cell);
+        let arrived = now - 2_000 + rng.below(4) as i64 * 300;
+        let expires = if rng.below(8) == 0 {
+            now - 500
+        } else {
+            now + 60_000
+        };
+        pending.push(PendingShake {
+            id: (scenario << 16) + i + 1,
+            user: shaker_named(names[rng.below(names.len() as u64) as usize]),
+            cell,
+            arrived: Timestamp::from_millis(arrived),
+            expires: Timestamp::from_millis(expires),
+        });
+    }
+    (cells, pending)
+}
+
+/// Shakes as `me` on the store: the partner and their cell the script chose, if any.
+async fn the_partner_the_script_chooses(
+    store: &RedisStore,
+    me: &PendingShake,
+) -> Option<(UserId, CellIndex)> {
+    let outcome = store
+        .shake(me.id, &me.user, me.cell, Duration::from_secs(3), 0)
+        .await
+        .expect("shake");
+    match &outcome {
+        ShakeOutcome::Paired(pair) => Some((pair.partner.clone(), pair.partner_cell)),
+        ShakeOutcome::Pending(_) | ShakeOutcome::Cleared => None,
+    }
+}
+
+/// The shake the rule chose (`p`) is no longer pending: the script took that very one.
+async fn assert_the_chosen_shake_was_taken(
+    conn: &mut redis::aio::MultiplexedConnection,
+    p: &PendingShake,
+    scenario: u64,
+) {
+    let gone: bool = redis::cmd("HEXISTS")
+        .arg("vc:s:{shake}:p")
+        .arg(format!("{:x}", p.id))
+        .query_async(conn)
+        .await
+        .expect("read");
+    assert!(
+        !gone,
+        "scenario {scenario}: the chosen shake itself was taken"
+    );
+}
+
+/// How often each path of the pairing rule was taken over the scenarios.
+#[derive(Default)]
+struct RulePathsSeen {
+    /// The bounds changed the choice.
+    bounded_out: u32,
+    /// The partner came from the far pool.
+    far_pool: u32,
+    /// The partner was in the coarse rings near the shaker.
+    near: u32,
+}
+
+impl RulePathsSeen {
+    /// Counts the paths the rule took to choose `p` for `me` among `pending` at `now`.
+    fn count(&mut self, pending: &[PendingShake], me: &PendingShake, p: &PendingShake, now: i64) {
+        use crate::domain::shake;
+        let unbounded = pending
+            .iter()
+            .filter(|o| o.user != me.user && o.expires.as_millis() > now)
+            .min_by(|a, b| {
+                let from = shake::compared_centre(me.cell);
+                let d = |o: &PendingShake| shake::separation(from, shake::compared_centre(o.cell));
+                d(a).total_cmp(&d(b)).then(a.arrived.cmp(&b.arrived))
+            });
+        if unbounded.map(|u| (u.user.clone(), u.cell)) != Some((p.user.clone(), p.cell)) {
+            self.bounded_out += 1;
+        }
+        let near_me = shake::coarse_rings(shake::coarse(me.cell))
+            .concat()
+            .contains(&shake::coarse(p.cell));
+        if near_me {
+            self.near += 1;
+        } else {
+            self.far_pool += 1;
+        }
+    }
 }
 
 /// A service node that dies between the steps of a cluster UpdateLocation (here: only
@@ -1192,9 +1249,35 @@ async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_them() {
     let primary = RedisServer::start().expect("redis");
+    let mut replica = start_a_synced_replica_of(&primary).await;
+    let target = Target::single(primary.url()).with_replica_acks(1);
+    // WAIT gets half of it: room for a replica's acknowledgement on a loaded machine.
+    let timeout = Duration::from_secs(2);
+    let store = store_on(&target, timeout).await.expect("connects");
+    let consents = RedisConsentStore::connect(&target, timeout, 0)
+        .await
+        .expect("connects");
+    let home = home_cell();
+    let mover = at_centre(home, "replicated", Gender::Female);
+    let who = mover.user_id.clone();
+    grant_update_and_clear_acknowledged_by_the_replica(&store, &consents, &mover, &who).await;
+
+    store
+        .upsert_now(mover.clone(), Retention::default())
+        .await
+        .expect("an update held by the replica");
+    replica.pause().expect("pause the replica");
+    assert_writes_are_unavailable_and_reads_go_on(&store, &consents, &mover, &who).await;
+
+    replica.resume().expect("resume the replica");
+    let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
+    cleared.expect("acknowledged again");
+}
+
+/// A replica of `primary`, once its link to the primary is up (at most 60 s).
+async fn start_a_synced_replica_of(primary: &RedisServer) -> RedisServer {
     let port = primary.port().to_string();
-    let mut replica =
-        RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).expect("a replica");
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).expect("a replica");
     let synced = std::time::Instant::now() + Duration::from_secs(60);
     while !replica
         .cli(&["info", "replication"])
@@ -1207,16 +1290,16 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
         );
         tokio::task::yield_now().await;
     }
-    let target = Target::single(primary.url()).with_replica_acks(1);
-    // WAIT gets half of it: room for a replica's acknowledgement on a loaded machine.
-    let timeout = Duration::from_secs(2);
-    let store = store_on(&target, timeout).await.expect("connects");
-    let consents = RedisConsentStore::connect(&target, timeout, 0)
-        .await
-        .expect("connects");
-    let home = home_cell();
-    let mover = at_centre(home, "replicated", Gender::Female);
-    let who = mover.user_id.clone();
+    replica
+}
+
+/// With the replica up, a grant, an update and a clear of `mover` (`who`) are acknowledged.
+async fn grant_update_and_clear_acknowledged_by_the_replica(
+    store: &RedisStore,
+    consents: &RedisConsentStore,
+    mover: &Position,
+    who: &UserId,
+) {
     let grant = ConsentRecord::undecided(who.clone(), Feature::PeopleNearby)
         .grant(
             &NoticeVersion::parse("2026-01").expect("valid"),
@@ -1231,15 +1314,19 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
         .await
         .expect("an update");
     store
-        .clear(&who, &[Feature::PeopleNearby])
+        .clear(who, &[Feature::PeopleNearby])
         .await
         .expect("acknowledged: the replica holds it");
+}
 
-    store
-        .upsert_now(mover.clone(), Retention::default())
-        .await
-        .expect("an update held by the replica");
-    replica.pause().expect("pause the replica");
+/// With the replica paused, an update, a clear, a Shake clear and an erasure of `who` fail as
+/// `Unavailable`; a list and a sweep wait for no replica.
+async fn assert_writes_are_unavailable_and_reads_go_on(
+    store: &RedisStore,
+    consents: &RedisConsentStore,
+    mover: &Position,
+    who: &UserId,
+) {
     let unavailable = |result: &Result<u32, StoreError>| {
         result
             .as_ref()
@@ -1254,16 +1341,12 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
     assert!(listed.is_ok(), "a list waits for no replica: {listed:?}");
     let swept = store.purge_expired().await;
     assert!(swept.is_ok(), "a sweep waits for no replica: {swept:?}");
-    let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
+    let cleared = store.clear(who, &[Feature::PeopleNearby]).await;
     assert!(unavailable(&cleared), "{cleared:?}");
-    let shake = store.clear_shake(&who).await;
+    let shake = store.clear_shake(who).await;
     assert!(unavailable(&shake), "{shake:?}");
-    let forgotten = consents.forget(&who).await;
+    let forgotten = consents.forget(who).await;
     assert!(unavailable(&forgotten), "{forgotten:?}");
-
-    replica.resume().expect("resume the replica");
-    let cleared = store.clear(&who, &[Feature::PeopleNearby]).await;
-    cleared.expect("acknowledged again");
 }
 
 /// Review of the fence (eighth session): a Clear that runs whole between a cluster update's

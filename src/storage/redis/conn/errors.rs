@@ -126,6 +126,10 @@ pub fn transient(error: &StoreError) -> bool {
     ) {
         return true;
     }
+    // The sentinels name no primary yet (starting, or a failover under way).
+    if redis.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        return true;
+    }
     redis.is_io_error() && io_kind(redis).is_some_and(network_failure)
 }
 

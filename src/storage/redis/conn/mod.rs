@@ -3,32 +3,26 @@
 //! failover moves it), behind one type, with tuned timeouts, and the mapping of Redis errors
 //! to store errors.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, ProtocolVersion, RedisError, RedisFuture,
-    ScriptInvocation, Value,
+    AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion,
+    RedisError, RedisFuture, ScriptInvocation, Value,
     aio::{
         AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig,
         MultiplexedConnection,
     },
     cluster::ClusterClient,
-    cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr},
-    sentinel::SentinelClient,
 };
 pub use redis::{ClientTlsConfig, TlsCertificates};
 
 mod errors;
+mod renewing;
 mod target;
 
 pub use errors::{store_error, transient};
+use renewing::{Renewing, Sentinel, Source};
 pub use target::{Nodes, RedisUrl, Target, redacted};
 
 use crate::{
@@ -108,13 +102,12 @@ impl Conn {
         pushes: impl AsyncPushSender,
     ) -> Result<Self, StoreError> {
         let fail = |e: RedisError| store_error(e, "connecting");
-        if matches!(target.nodes(), Nodes::Cluster(_)) {
+        // Not behind Sentinel either: this connection would not follow a failover.
+        let Nodes::Single(url) = target.nodes() else {
             let why = "a tracked connection needs a single server";
             return Err(StoreError::new(StoreErrorKind::Unavailable, why));
-        }
-        // The server that holds the data now (a Sentinel's primary: asked of its sentinels).
-        let client = target.clients().await.map_err(fail)?.swap_remove(0);
-        let info = client.get_connection_info().clone();
+        };
+        let info = url.as_str().into_connection_info().map_err(fail)?;
         let settings = info.redis_settings().clone();
         let info = info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3));
         let client = target.client(info).map_err(fail)?;
@@ -227,10 +220,14 @@ impl Conn {
         };
         let acked: u32 = redis::from_redis_value(reply.extract_error()?)?;
         if acked < self.replica_acks {
-            return Err(RedisError::from((
-                redis::ErrorKind::Io,
-                "fewer replicas than asked for hold a script's writes",
-            )));
+            // A server's NOREPLICAS, as Redis itself answers a write it cannot replicate:
+            // retryable (`STORE_UNAVAILABLE`), and not a broken connection (renewing it would
+            // not bring a replica back).
+            let why = "fewer replicas than asked for hold a script's writes";
+            return Err(redis::make_extension_error(
+                "NOREPLICAS".to_owned(),
+                Some(why.to_owned()),
+            ));
         }
         Ok(())
     }
@@ -253,171 +250,6 @@ impl Conn {
     ) -> StoreResult<T> {
         let mut conn = self.clone();
         self.bounded(context, pipe.query_async(&mut conn)).await
-    }
-}
-
-/// How many store calls in a row must time out on a cluster, or behind Sentinel, before its
-/// connection is made anew ([`Renewing`]).
-const RENEW_AFTER_TIMEOUTS: u32 = 3;
-
-/// What a [`Renewing`] connection is made from, and made anew from.
-trait Source: Send + Sync + 'static {
-    /// The connection it makes.
-    type Connection: ConnectionLike + Clone + Send + Sync + 'static;
-
-    /// Makes a connection to the servers as they are now.
-    fn connect(&self) -> impl Future<Output = redis::RedisResult<Self::Connection>> + Send;
-
-    /// Whether `error` shows the connection will not serve again as it is (renewed at the
-    /// next call rather than after [`RENEW_AFTER_TIMEOUTS`] timeouts).
-    fn broken(error: &RedisError) -> bool;
-}
-
-impl Source for ClusterClient {
-    type Connection = ClusterConnection;
-
-    fn connect(&self) -> impl Future<Output = redis::RedisResult<ClusterConnection>> + Send {
-        self.get_async_connection()
-    }
-
-    /// The cluster client reconnects to a node by itself: only its slot refreshes stall.
-    fn broken(_: &RedisError) -> bool {
-        false
-    }
-}
-
-/// The primary Redis Sentinel names: each connection is made to the server the sentinels name
-/// at that moment (and that says it is a primary), with the store's timeouts.
-struct Sentinel {
-    client: tokio::sync::Mutex<SentinelClient>,
-    config: AsyncConnectionConfig,
-}
-
-impl Source for Sentinel {
-    type Connection = MultiplexedConnection;
-
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let primary = self.client.lock().await.async_get_client().await?;
-        primary
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-    }
-
-    /// A multiplexed connection does not reconnect: once dropped (its server killed) it fails
-    /// every call. A server that answers `READONLY` was demoted: the primary is elsewhere now.
-    fn broken(error: &RedisError) -> bool {
-        let read_only = |text: Option<&str>| text.is_some_and(|t| t.contains("READONLY"));
-        error.is_connection_dropped()
-            || error.is_io_error()
-            || error.is_connection_refusal()
-            || read_only(error.code())
-            || read_only(error.detail())
-    }
-}
-
-/// A connection that is made anew from its [`Source`] after [`RENEW_AFTER_TIMEOUTS`] calls in
-/// a row timed out, or after one call found it broken ([`Source::broken`]).
-///
-/// On a cluster: redis-rs 1.8's cluster client holds every request while it refreshes its
-/// slot map, refreshes again on each redirect or refused connection, and has no way to force,
-/// bound or replace a refresh; after a failover (a master killed, its replica promoted, the
-/// old one back as a replica) calls to every slot timed out for seconds (docs/decisions.md).
-/// A new connection reads the topology afresh. Behind Sentinel: the sentinels are asked where
-/// the primary is now. Calls in flight finish (or time out) on the old connection, which goes
-/// with its last clone.
-struct Renewing<S: Source> {
-    source: Arc<S>,
-    /// Which store this is, for the metrics.
-    store: &'static str,
-    current: Arc<tokio::sync::RwLock<S::Connection>>,
-    /// Calls in a row that timed out (any other outcome resets it; a broken connection sets it
-    /// to the threshold).
-    timeouts: Arc<AtomicU32>,
-}
-
-impl<S: Source> Clone for Renewing<S> {
-    fn clone(&self) -> Self {
-        Self {
-            source: self.source.clone(),
-            store: self.store,
-            current: self.current.clone(),
-            timeouts: self.timeouts.clone(),
-        }
-    }
-}
-
-impl<S: Source> Renewing<S> {
-    fn new(source: S, connection: S::Connection, store: &'static str) -> Self {
-        Self {
-            source: Arc::new(source),
-            store,
-            current: Arc::new(tokio::sync::RwLock::new(connection)),
-            timeouts: Arc::default(),
-        }
-    }
-
-    /// The connection to send on: the current one, or, once enough calls in a row timed
-    /// out (or one found it broken), a new one (one caller makes it while the others wait on
-    /// the lock, bounded by their own call's timeout; if it cannot be made, the current one
-    /// stays).
-    async fn current(&self) -> S::Connection {
-        if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
-            let mut current = self.current.write().await;
-            if self.timeouts.load(Ordering::Relaxed) >= RENEW_AFTER_TIMEOUTS {
-                self.timeouts.store(0, Ordering::Relaxed);
-                match self.source.connect().await {
-                    Ok(renewed) => {
-                        metrics::get()
-                            .store_renewals
-                            .with_label_values(&[self.store])
-                            .inc();
-                        tracing::warn!("store calls kept failing: store connection renewed");
-                        *current = renewed;
-                    }
-                    Err(error) => {
-                        let kind = store_error(error, "renewing the store connection").kind;
-                        tracing::warn!(
-                            kind = kind.as_str(),
-                            "renewing the store connection failed"
-                        );
-                    }
-                }
-                // Calls that timed out while it was being made do not count towards the next.
-                self.timeouts.store(0, Ordering::Relaxed);
-            }
-            return current.clone();
-        }
-        self.current.read().await.clone()
-    }
-
-    /// The current connection alone, never renewed (its own count of timeouts): what one call
-    /// sends all its commands on.
-    async fn pinned(&self) -> Self {
-        Self {
-            source: self.source.clone(),
-            store: self.store,
-            current: Arc::new(tokio::sync::RwLock::new(self.current().await)),
-            timeouts: Arc::default(),
-        }
-    }
-
-    /// Counts a call's outcome towards a renewal.
-    fn note<T>(&self, result: &StoreResult<T>) {
-        match result {
-            Err(error) if error.kind == StoreErrorKind::Timeout => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error)
-                if error
-                    .source
-                    .as_deref()
-                    .and_then(|e| e.downcast_ref())
-                    .is_some_and(S::broken) =>
-            {
-                self.timeouts.store(RENEW_AFTER_TIMEOUTS, Ordering::Relaxed);
-            }
-            _ => self.timeouts.store(0, Ordering::Relaxed),
-        }
     }
 }
 
@@ -675,6 +507,9 @@ mod tests {
             "redis+sentinel://h/m",
             "redis+sentinel://h:x/m",
             "redis+sentinel://h:1/m/x",
+            "redis+sentinel://:p#w@h:1/m",
+            "redis+sentinel://:p?w@h:1/m",
+            "redis+sentinel://:p%4@h:1/m",
         ] {
             assert!(target::SentinelUrl::parse(bad).is_err(), "{bad}");
             assert!(Target::from_url(bad).url_problem().is_some(), "{bad}");
@@ -687,6 +522,8 @@ mod tests {
             Target::from_url("redis://h/").nodes(),
             Nodes::Single(_)
         ));
+        let encoded = target::SentinelUrl::parse("redis+sentinel://:p%40s%23@h:1/m").expect("ok");
+        assert_eq!(encoded.password.as_deref(), Some("p@s#"));
     }
 
     /// redis-rs parses BUSY, OOM, NOAUTH and the like as extension

@@ -31,6 +31,25 @@ pub enum Nodes {
     Sentinel(String),
 }
 
+/// `text` with its `%XX` escapes decoded, as redis-rs decodes a `redis://` URL's password
+/// (`None`: a bad escape, or not UTF-8).
+fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The scheme of a Redis Sentinel URL, and of one reached over TLS.
 const SENTINEL_SCHEMES: [&str; 2] = ["redis+sentinel://", "rediss+sentinel://"];
 
@@ -67,13 +86,22 @@ impl SentinelUrl {
             Some((user_info, hosts)) => (Some(user_info), hosts),
             None => (None, authority),
         };
-        let (user, password) = match user_info.map(|u| u.split_once(':')) {
+        // `?` and `#` end a URL's authority wherever `redacted` looks: refused, so that no
+        // printed form of the URL can show part of a password (percent-encode them).
+        if user_info.is_some_and(|u| u.contains(['?', '#'])) {
+            return Err("percent-encode '?' and '#' in a sentinel URL's password");
+        }
+        let decoded = |text: &str| {
+            percent_decoded(text)
+                .ok_or("a sentinel URL's user information is not valid percent-encoding")
+        };
+        let (user, password) = match user_info.map(|u| (u, u.split_once(':'))) {
             None => (None, None),
-            Some(None) => (None, user_info.map(str::to_owned)),
-            Some(Some((user, password))) => (
-                (!user.is_empty()).then(|| user.to_owned()),
-                Some(password.to_owned()),
-            ),
+            Some((alone, None)) => (None, Some(decoded(alone)?)),
+            Some((_, Some((user, password)))) => {
+                let user = (!user.is_empty()).then(|| decoded(user)).transpose()?;
+                (user, Some(decoded(password)?))
+            }
         };
         let sentinels = hosts
             .split(',')

@@ -333,10 +333,41 @@ mod tests {
     /// (a join carries helpers its body does not call).
     #[test]
     fn every_joined_script_passes_luacheck() {
+        let scripts = every_script();
+        let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/redis/scripts/lua");
+        let bodies = std::fs::read_dir(&lua)
+            .expect("lua/")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension() == Some("lua".as_ref()))
+            })
+            .count();
+        assert_eq!(
+            scripts.len(),
+            bodies,
+            "every lua/*.lua script is in this list"
+        );
+        let dir = std::env::temp_dir().join(format!("vicinity-joined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        for (name, script) in scripts {
+            let body = body_of(script.get_hash().as_bytes()).expect("every script's body is kept");
+            std::fs::write(dir.join(format!("{name}.lua")), &*body).expect("written");
+        }
+        let output = luacheck_as_redis_runs(&dir);
+        drop(std::fs::remove_dir_all(&dir));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
+    /// Every script, by the name of its static.
+    fn every_script() -> [(&'static str, &'static Script); 37] {
         macro_rules! named {
             ($($script:ident),* $(,)?) => { [$((stringify!($script), &*$script)),*] };
         }
-        let scripts: [(&str, &Script); 37] = named!(
+        named!(
             CELLS_READ,
             CELLS_READ_FILTERED,
             CELL_ADD,
@@ -374,27 +405,13 @@ mod tests {
             USER_TAKE,
             USER_UNMARK,
             WRITE_SCHEDULE,
-        );
-        let lua = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/storage/redis/scripts/lua");
-        let bodies = std::fs::read_dir(&lua)
-            .expect("lua/")
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension() == Some("lua".as_ref()))
-            })
-            .count();
-        assert_eq!(
-            scripts.len(),
-            bodies,
-            "every lua/*.lua script is in this list"
-        );
-        let dir = std::env::temp_dir().join(format!("vicinity-joined-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        for (name, script) in scripts {
-            let body = body_of(script.get_hash().as_bytes()).expect("every script's body is kept");
-            std::fs::write(dir.join(format!("{name}.lua")), &*body).expect("written");
-        }
-        let output = Command::new("luacheck")
+        )
+    }
+
+    /// `luacheck` over the files in `dir` as Redis runs them: Lua 5.1, no global but Redis's
+    /// own, unused locals allowed (a join carries helpers its body does not call).
+    fn luacheck_as_redis_runs(dir: &Path) -> std::process::Output {
+        Command::new("luacheck")
             .args([
                 "--no-config",
                 "--no-color",
@@ -406,15 +423,9 @@ mod tests {
             .args([
                 "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct", "--",
             ])
-            .arg(&dir)
+            .arg(dir)
             .output()
-            .expect("luacheck runs (apt-get install lua-check; scripts/test installs it)");
-        drop(std::fs::remove_dir_all(&dir));
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+            .expect("luacheck runs (apt-get install lua-check; scripts/test installs it)")
     }
 
     /// The key layout is written once: what the scripts are given is what `keys` builds.
