@@ -36,7 +36,7 @@ use vicinity::{
     grpc::pb::{self, Feature, Gender},
     storage::redis::Target,
 };
-use vicinity_load::workload::Draws;
+use vicinity_testing::draws::Draws;
 use vicinity_testing::{
     proxy::{Fault, FaultProxy},
     redis::{RedisCluster, RedisServer},

@@ -23,7 +23,7 @@ impl Point {
     /// The point `north_m` metres north, then `east_m` metres east of this one (the
     /// harness's `geo` destination; negative values go south and west).
     pub fn offset_m(self, north_m: f64, east_m: f64) -> Point {
-        let (lat, lng) = vicinity_load::workload::offset((self.lat, self.lng), north_m, east_m);
+        let (lat, lng) = vicinity_testing::draws::offset((self.lat, self.lng), north_m, east_m);
         Point { lat, lng }
     }
 
@@ -35,7 +35,7 @@ impl Point {
 
     /// The great-circle distance to `other`, in metres (`geo`'s haversine).
     pub fn distance_m(self, other: Point) -> f64 {
-        vicinity_load::workload::distance_m((self.lat, self.lng), (other.lat, other.lng))
+        vicinity_testing::draws::distance_m((self.lat, self.lng), (other.lat, other.lng))
     }
 }
 

@@ -10,7 +10,7 @@
 //! - W4 shakes from anywhere in the box or near one of 100 hot spots.
 
 use clap::ValueEnum;
-use geo::{Destination, Distance, Haversine, Point};
+pub use vicinity_testing::draws::{Draws, distance_m, mix, offset};
 
 use vicinity_api::pb;
 
@@ -261,66 +261,15 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// `centre` moved `north` metres along its meridian, then `east` metres due east (`geo`'s
-/// haversine destination; negative values go south and west).
-pub fn offset(centre: (f64, f64), north: f64, east: f64) -> (f64, f64) {
-    let start = Point::new(centre.1, centre.0);
-    let up = Haversine.destination(start, if north < 0.0 { 180.0 } else { 0.0 }, north.abs());
-    let to = Haversine.destination(up, if east < 0.0 { 270.0 } else { 90.0 }, east.abs());
-    (to.y(), to.x())
-}
-
 /// A point uniform over the disc of `radius` metres around `centre`, from two uniforms.
 fn in_disc(centre: (f64, f64), radius: f64, a: f64, b: f64) -> (f64, f64) {
     let (r, theta) = (radius * a.sqrt(), b * std::f64::consts::TAU);
     offset(centre, r * theta.sin(), r * theta.cos())
 }
 
-/// splitmix64 of the seed, a stream number and an index: independent streams of
-/// well-mixed 64-bit values, random access by index.
-pub fn mix(seed: u64, stream: u64, index: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
-        .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Seeded draws in sequence from one stream of [`mix`], for tests and tools that want a
-/// reproducible sequence rather than random access.
-#[derive(Debug, Clone)]
-pub struct Draws {
-    seed: u64,
-    stream: u64,
-    drawn: u64,
-}
-
-impl Draws {
-    /// The draws of `stream` under `seed`.
-    pub fn new(seed: u64, stream: u64) -> Self {
-        Draws {
-            seed,
-            stream,
-            drawn: 0,
-        }
-    }
-
-    /// The next draw, below `n` (which must be positive).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.drawn += 1;
-        mix(self.seed, self.stream, self.drawn) % n
-    }
-}
-
 /// A uniform in `[0, 1)` from 53 random bits.
 fn unit(bits: u64) -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// The great-circle distance in metres between two `(lat, lng)` points (`geo`'s haversine).
-pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    Haversine.distance(Point::new(a.1, a.0), Point::new(b.1, b.0))
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 //!   restart them and never touch a shared instance.
 //! - [`sentinel`]: a Redis primary and its replica behind three Redis Sentinels
 //!   ([`sentinel::RedisSentinels`]), so a test can kill the primary and watch the failover.
+//! - [`draws`]: seeded draws and the geometry test data is made with, shared with the load
+//!   harness's workloads.
 //! - [`proxy`]: a TCP proxy that injects network faults (latency, a stall, a half-open path,
 //!   a reset) between a service and its store ([`proxy::FaultProxy`]).
 //!
 //! Below is what such services share: free ports, and child processes that die with their
 //! owner and cannot hang a test.
 
+pub mod draws;
 pub mod proxy;
 pub mod redis;
 pub mod sentinel;

@@ -851,7 +851,7 @@ async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() 
     let mut conn = connection(&server).await;
     let grid = SnapGrid::default();
     let seed = 0x5eed_u64;
-    let mut rng = vicinity_load::workload::Draws::new(seed, 0);
+    let mut rng = vicinity_testing::draws::Draws::new(seed, 0);
     let names = ["ann", "bob", "cat", "dan", "eve"];
     let mut paths = RulePathsSeen::default();
     for scenario in 0..60 {
@@ -906,7 +906,7 @@ fn shaker_named(name: &str) -> UserId {
 /// Draws one scenario's pending shakes at `now` (whole seconds): 1 to 14 of users among
 /// `names`, some sharing cells, some tied, expired or far. The cells drawn and the shakes.
 fn draw_pending_shakes(
-    rng: &mut vicinity_load::workload::Draws,
+    rng: &mut vicinity_testing::draws::Draws,
     grid: &SnapGrid,
     names: &[&str],
     scenario: u64,
@@ -919,7 +919,7 @@ fn draw_pending_shakes(
             cells[rng.below(cells.len() as u64) as usize]
         } else {
             let spread = if rng.below(6) == 0 { 0.6 } else { 0.03 };
-            let offset = |r: &mut vicinity_load::workload::Draws| {
+            let offset = |r: &mut vicinity_testing::draws::Draws| {
                 (r.below(2_001) as f64 / 1_000.0 - 1.0) * spread
             };
             let at = Coordinates::new(39.9 + offset(&mut *rng), 116.4 + offset(&mut *rng));

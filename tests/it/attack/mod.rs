@@ -45,7 +45,7 @@ use std::{
 
 use futures_util::{StreamExt, stream};
 use vicinity::{domain::nearby::Secret, grpc::pb::Gender};
-use vicinity_load::workload::Draws;
+use vicinity_testing::draws::Draws;
 
 use self::{
     estimate::Plane,
