@@ -89,6 +89,11 @@ pub fn earliest(a: Option<(u32, u64)>, b: Option<(u32, u64)>) -> Option<(u32, u6
     }
 }
 
+/// A (band, key) pair as one number ordered as the pair is.
+fn rank_of(band_m: u32, key: u64) -> u128 {
+    (u128::from(band_m) << 64) | u128::from(key)
+}
+
 /// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
 /// integer operations and no allocation or reference count.
 /// 32 bytes, so the selections of a crowded list move little.
@@ -103,8 +108,8 @@ struct Candidate<'a> {
 
 impl Ord for Candidate<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.band_m, self.key)
-            .cmp(&(other.band_m, other.key))
+        self.rank()
+            .cmp(&other.rank())
             .then_with(|| self.user_id.cmp(other.user_id))
     }
 }
@@ -116,6 +121,11 @@ impl PartialOrd for Candidate<'_> {
 }
 
 impl Candidate<'_> {
+    /// The band, then the key, as one number: one comparison where a pair takes two.
+    fn rank(&self) -> u128 {
+        rank_of(self.band_m, self.key)
+    }
+
     fn to_hit(self) -> Hit {
         Hit {
             band_m: self.band_m,
@@ -191,6 +201,8 @@ pub struct Collector<'q, 'a> {
     held: Vec<Candidate<'a>>,
     /// The worst of the best `want` at the last selection, once there was one.
     bar: Option<Candidate<'a>>,
+    /// The bar's rank ([`Candidate::rank`]); the greatest there is without a bar.
+    bar_rank: u128,
 }
 
 impl<'a> Collector<'_, 'a> {
@@ -205,6 +217,7 @@ impl<'a> Collector<'_, 'a> {
     fn select(&mut self) {
         self.keep_best();
         self.bar = self.held.last().copied();
+        self.bar_rank = self.bar.map_or(u128::MAX, |bar| bar.rank());
     }
 
     fn keep_best(&mut self) {
@@ -242,10 +255,7 @@ impl<'a> Collector<'_, 'a> {
         // Only what ranks before the bar may make the page, whatever the other checks say
         // (an equal rank goes on to the id tie-break below). Most candidates of a crowded band
         // stop here, at one comparison.
-        if self
-            .bar
-            .is_some_and(|bar| (self.band_m, key) > (bar.band_m, bar.key))
-        {
+        if rank_of(self.band_m, key) > self.bar_rank {
             return;
         }
         if *user_id == q.viewer || (!q.exclude.is_empty() && q.exclude.contains(user_id)) {
@@ -305,6 +315,12 @@ impl NearbyQuery {
     ) -> (Page, bool) {
         let mut collector = self.collector();
         for (band_m, cells) in bands {
+            // Full after a band: every member of a later one ranks after all it holds (the band
+            // comes first in the order), so none can change the page; their cells are not
+            // visited at all.
+            if collector.is_full() {
+                break;
+            }
             collector.band_m = *band_m;
             for cell in cells {
                 visit(*cell, &mut collector);
@@ -322,6 +338,7 @@ impl NearbyQuery {
             want,
             held: Vec::with_capacity(HELD * want),
             bar: None,
+            bar_rank: u128::MAX,
         }
     }
 
