@@ -34,6 +34,19 @@ use crate::{
 /// default settings blocked a call 9.4 s while Redis was down; with these, every call failed
 /// within about 0.5 s and recovered within 30 ms of Redis returning.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// The longest making a connection may take where redis-rs bounds only its parts: asking the
+/// sentinels (each tried in turn) and then the primary, or a renewal ([`Renewing`]).
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `connecting` bounded by [`ESTABLISH_TIMEOUT`]; past it, a timed-out I/O error (which
+/// start-up waits out, as it does a server not up yet).
+async fn established<T>(
+    connecting: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(ESTABLISH_TIMEOUT, connecting)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
+}
 /// Reconnection attempts inside one call, and the longest pause between them.
 const RETRIES: usize = 2;
 const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
@@ -300,7 +313,7 @@ impl Link {
                         .set_connection_timeout(Some(CONNECT_TIMEOUT))
                         .set_response_timeout(Some(response_timeout)),
                 };
-                let connection = source.connect().await.map_err(fail)?;
+                let connection = established(source.connect()).await.map_err(fail)?;
                 Ok(Self::Sentinel(Renewing::new(source, connection, store)))
             }
         }

@@ -2,12 +2,9 @@
 //! Redis Sentinel names after one was found broken or demoted ([`Renewing`] over a
 //! [`Source`]).
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
 };
 
 use redis::{
@@ -83,10 +80,6 @@ impl Source for Sentinel {
     }
 }
 
-/// How long one renewal may take (asking the sentinels, connecting) before it is given up and
-/// the next call starts another.
-const RENEW_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A connection that is made anew from its [`Source`] after [`RENEW_AFTER_TIMEOUTS`] calls in
 /// a row timed out, or after one call found it broken ([`Source::broken`]).
 ///
@@ -97,7 +90,7 @@ const RENEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new connection reads the topology afresh. Behind Sentinel: the sentinels are asked where
 /// the primary is now.
 ///
-/// The renewal runs as a task of its own, bounded by [`RENEW_TIMEOUT`], one at a time, so no
+/// The renewal runs as a task of its own, bounded by [`super::ESTABLISH_TIMEOUT`], one at a time, so no
 /// call's own timeout cuts it short (asking sentinels whose first one is unreachable can take
 /// longer than a call may); calls meanwhile go to the old connection, and calls in flight
 /// finish (or time out) on it. It goes with its last clone.
@@ -155,8 +148,8 @@ impl<S: Source> Renewing<S> {
         let (source, current) = (self.source.clone(), self.current.clone());
         let (timeouts, store) = (self.timeouts.clone(), self.store);
         let task = tokio::spawn(async move {
-            match tokio::time::timeout(RENEW_TIMEOUT, source.connect()).await {
-                Ok(Ok(renewed)) => {
+            match super::established(source.connect()).await {
+                Ok(renewed) => {
                     *current.write().await = renewed;
                     timeouts.store(0, Ordering::Relaxed);
                     metrics::get()
@@ -165,7 +158,7 @@ impl<S: Source> Renewing<S> {
                         .inc();
                     tracing::warn!(store, "store calls kept failing: store connection renewed");
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
                     let kind = store_error(error, "renewing the store connection").kind;
                     tracing::warn!(
                         store,
@@ -173,7 +166,6 @@ impl<S: Source> Renewing<S> {
                         "renewing the store connection failed"
                     );
                 }
-                Err(_) => tracing::warn!(store, "renewing the store connection timed out"),
             }
         });
         *renewal = Some(tokio_util::task::AbortOnDropHandle::new(task));

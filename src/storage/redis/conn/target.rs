@@ -220,7 +220,12 @@ impl Target {
         match &self.nodes {
             Nodes::Single(url) => Ok(vec![self.client(url.as_str())?]),
             Nodes::Cluster(urls) => urls.iter().map(|url| self.client(url.as_str())).collect(),
-            Nodes::Sentinel(_) => Ok(vec![self.sentinel_client()?.async_get_client().await?]),
+            Nodes::Sentinel(_) => {
+                let mut sentinels = self.sentinel_client()?;
+                Ok(vec![
+                    super::established(sentinels.async_get_client()).await?,
+                ])
+            }
         }
     }
 
