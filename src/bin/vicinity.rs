@@ -248,11 +248,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let request = pb::ExportMyDataRequest {
                 user_id: target.user.clone(),
             };
-            let reply = connect(&target.conn)
-                .await?
-                .privacy()
-                .export_my_data(request)
-                .await?;
+            let client = connect(&target.conn).await?;
+            let reply = client.privacy().export_my_data(request).await?;
             print!("{}", render::export(&reply.into_inner()));
             Ok(())
         }
@@ -273,11 +270,8 @@ async fn clear_location(target: &Target, feature: Option<String>) -> anyhow::Res
         user_id: target.user.clone(),
         feature: feature.into(),
     };
-    let reply = connect(&target.conn)
-        .await?
-        .privacy()
-        .clear_location(request)
-        .await?;
+    let client = connect(&target.conn).await?;
+    let reply = client.privacy().clear_location(request).await?;
     println!("purged {} entries", reply.into_inner().purged_entries);
     Ok(())
 }
@@ -292,12 +286,8 @@ async fn forget_user(target: &Target, yes: bool) -> anyhow::Result<()> {
     let request = pb::ForgetUserRequest {
         user_id: target.user.clone(),
     };
-    let reply = connect(&target.conn)
-        .await?
-        .privacy()
-        .forget_user(request)
-        .await?
-        .into_inner();
+    let client = connect(&target.conn).await?;
+    let reply = client.privacy().forget_user(request).await?.into_inner();
     println!(
         "purged {} entries, deleted {} consent events",
         reply.purged_entries, reply.consent_events_deleted
@@ -390,11 +380,8 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
                 notice_version,
                 source,
             };
-            let record = connect(&target.conn)
-                .await?
-                .consent()
-                .grant_consent(request)
-                .await?;
+            let client = connect(&target.conn).await?;
+            let record = client.consent().grant_consent(request).await?;
             println!("{}", render::consent(&record.into_inner()));
         }
         ConsentAction::Withdraw { target, feature } => {
@@ -402,8 +389,8 @@ async fn consent(action: ConsentAction) -> anyhow::Result<()> {
                 user_id: target.user.clone(),
                 feature: parse_feature(&feature)?.into(),
             };
-            let reply = connect(&target.conn)
-                .await?
+            let client = connect(&target.conn).await?;
+            let reply = client
                 .consent()
                 .withdraw_consent(request)
                 .await?
@@ -430,12 +417,8 @@ async fn consent_show(target: &Target) -> anyhow::Result<()> {
     let request = pb::GetConsentRequest {
         user_id: target.user.clone(),
     };
-    let reply = connect(&target.conn)
-        .await?
-        .consent()
-        .get_consent(request)
-        .await?
-        .into_inner();
+    let client = connect(&target.conn).await?;
+    let reply = client.consent().get_consent(request).await?.into_inner();
     println!("current:");
     reply
         .current

@@ -21,34 +21,9 @@ pub struct ReceiptArgs {
         "consent_controller", "consent_contact", "consent_storage_location", "consent_jurisdiction",
     ])]
     pub consent_signing_key: Option<PathBuf>,
-    /// The controller's legal name, as records state it.
-    #[arg(
-        long,
-        env = "VICINITY_CONSENT_CONTROLLER",
-        requires = "consent_signing_key"
-    )]
-    pub consent_controller: Option<String>,
-    /// How users reach the controller or its data-protection officer.
-    #[arg(
-        long,
-        env = "VICINITY_CONSENT_CONTACT",
-        requires = "consent_signing_key"
-    )]
-    pub consent_contact: Option<String>,
-    /// Where the data is stored (a country or region).
-    #[arg(
-        long,
-        env = "VICINITY_CONSENT_STORAGE_LOCATION",
-        requires = "consent_signing_key"
-    )]
-    pub consent_storage_location: Option<String>,
-    /// The jurisdiction whose law governs the processing.
-    #[arg(
-        long,
-        env = "VICINITY_CONSENT_JURISDICTION",
-        requires = "consent_signing_key"
-    )]
-    pub consent_jurisdiction: Option<String>,
+    /// The terms every record names.
+    #[command(flatten)]
+    pub terms: TermsArgs,
     /// The language of the privacy notice (BCP 47).
     #[arg(long, env = "VICINITY_CONSENT_LANGUAGE", default_value = "en")]
     pub consent_language: String,
@@ -61,18 +36,37 @@ pub struct ReceiptArgs {
     pub consent_withdrawal_method: String,
 }
 
+/// The operator's terms that records name: each needs `--consent-signing-key`.
+#[derive(Debug, Clone, Args)]
+#[group(multiple = true, requires = "consent_signing_key")]
+pub struct TermsArgs {
+    /// The controller's legal name, as records state it.
+    #[arg(long, env = "VICINITY_CONSENT_CONTROLLER")]
+    pub consent_controller: Option<String>,
+    /// How users reach the controller or its data-protection officer.
+    #[arg(long, env = "VICINITY_CONSENT_CONTACT")]
+    pub consent_contact: Option<String>,
+    /// Where the data is stored (a country or region).
+    #[arg(long, env = "VICINITY_CONSENT_STORAGE_LOCATION")]
+    pub consent_storage_location: Option<String>,
+    /// The jurisdiction whose law governs the processing.
+    #[arg(long, env = "VICINITY_CONSENT_JURISDICTION")]
+    pub consent_jurisdiction: Option<String>,
+}
+
 impl ReceiptArgs {
     /// The signer the flags give (`None`: no receipts).
     pub fn signer(&self, retention: Retention) -> Result<Option<Arc<Receipts>>, ConfigError> {
         let Some(path) = &self.consent_signing_key else {
             return Ok(None);
         };
+        let given = self.terms.clone();
         let terms = Terms {
-            controller: self.consent_controller.clone().unwrap_or_default(),
-            contact: self.consent_contact.clone().unwrap_or_default(),
+            controller: given.consent_controller.unwrap_or_default(),
+            contact: given.consent_contact.unwrap_or_default(),
             language: self.consent_language.clone(),
-            storage_location: self.consent_storage_location.clone().unwrap_or_default(),
-            jurisdiction: self.consent_jurisdiction.clone().unwrap_or_default(),
+            storage_location: given.consent_storage_location.unwrap_or_default(),
+            jurisdiction: given.consent_jurisdiction.unwrap_or_default(),
             withdrawal_method: self.consent_withdrawal_method.clone(),
             retention,
         };

@@ -1,6 +1,8 @@
 //! Conversions between the wire types and the domain. Parsing happens here, once.
 
-use super::pb;
+use tonic::Status;
+
+use super::{pb, status::invalid};
 use crate::{
     domain::{
         ConsentRecord, ConsentState, Feature, Gender, Location, Timestamp, UserId, ValidationError,
@@ -9,9 +11,9 @@ use crate::{
     storage::LocationEntry,
 };
 
-/// A required user id in the request field `field`.
-pub(super) fn user(raw: &str, field: &str) -> Result<UserId, ValidationError> {
-    UserId::parse(raw, field)
+/// The required user id of a request's `user_id` field.
+pub(super) fn user_id(raw: &str) -> Result<UserId, Status> {
+    UserId::parse(raw, "user_id").map_err(invalid)
 }
 
 /// A feature that must be named.
@@ -86,6 +88,11 @@ pub(super) fn timestamp(at: Timestamp) -> prost_types::Timestamp {
         seconds: millis.div_euclid(1000),
         nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
     }
+}
+
+/// The wire form of consent records or events, in order.
+pub(super) fn consent_records(records: &[ConsentRecord]) -> Vec<pb::ConsentRecord> {
+    records.iter().map(consent_record).collect()
 }
 
 /// The wire form of a consent record or event.

@@ -3,24 +3,25 @@
 
 pub mod auth;
 mod ceiling;
-mod consent;
 mod convert;
 mod deadline;
-mod nearby;
-mod privacy;
-mod shake;
+mod services;
 mod status;
 pub use status::{request_too_large, starting};
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 pub use auth::{ApiKeys, Auth, AuthError, Scope};
 pub use deadline::MAX_CALL_TIME;
 
 use ceiling::Ceiling;
-use tonic::{Status, metadata::MetadataMap};
+use tonic::{Request, Status, metadata::MetadataMap};
 
-use crate::{domain::Clock, domain::limits::Rate, service::Vicinity};
+use crate::{
+    domain::Clock,
+    domain::limits::Rate,
+    service::{ServiceResult, Vicinity},
+};
 
 /// The generated protobuf types and services of `vicinity.v1` (the `vicinity-api` crate).
 pub use vicinity_api::pb;
@@ -47,5 +48,26 @@ impl GrpcApi {
         let caller = self.auth.authorize(metadata, scopes)?;
         self.ceiling.admit(&caller)?;
         Ok(caller)
+    }
+
+    /// Admits `request` for `scopes` ([`Self::admit`]) and reads its deadline: the call, and
+    /// the message to convert.
+    fn accept<T>(&self, request: Request<T>, scopes: &[Scope]) -> Result<(Call, T), Status> {
+        let caller = self.admit(request.metadata(), scopes)?;
+        let time = deadline::of(request.metadata());
+        Ok((Call { caller, time }, request.into_inner()))
+    }
+}
+
+/// An admitted call: who made it, and the time its work may take.
+struct Call {
+    caller: Arc<str>,
+    time: Duration,
+}
+
+impl Call {
+    /// Runs the service's `work` within the call's time ([`deadline::within`]).
+    async fn run<R>(&self, work: impl Future<Output = ServiceResult<R>>) -> Result<R, Status> {
+        Ok(deadline::within(self.time, work).await?)
     }
 }

@@ -245,26 +245,22 @@ mod tests {
 
     /// A fault of the service shares INTERNAL with unreadable data, and is not retryable.
     fn assert_a_service_fault_is_internal_and_not_retryable() {
-        let internal: Status = store(StoreErrorKind::Internal).into();
-        assert_eq!(internal.code(), Code::Internal);
-        let details = internal.get_error_details();
-        assert_eq!(
-            details.error_info().expect("an ErrorInfo").reason,
-            "INTERNAL"
-        );
-        assert!(details.retry_info().is_none());
+        let internal = store(StoreErrorKind::Internal).into();
+        assert_answers(&internal, Code::Internal, "INTERNAL", false);
     }
 
     /// A service still waiting for its stores at start answers as for a store that cannot be
     /// reached: retryable.
     fn assert_starting_answers_as_an_unreachable_store() {
-        let starting = starting();
-        assert_eq!(starting.code(), Code::Unavailable);
-        let details = starting.get_error_details();
-        assert_eq!(
-            details.error_info().expect("an ErrorInfo").reason,
-            "STORE_UNAVAILABLE"
-        );
-        assert!(details.retry_info().is_some());
+        assert_answers(&starting(), Code::Unavailable, "STORE_UNAVAILABLE", true);
+    }
+
+    /// `status` has `code`, an ErrorInfo of `reason`, and a RetryInfo when `retryable`.
+    fn assert_answers(status: &Status, code: Code, reason: &str, retryable: bool) {
+        assert_eq!(status.code(), code);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!(info.reason, reason);
+        assert_eq!(details.retry_info().is_some(), retryable, "{status:?}");
     }
 }

@@ -329,46 +329,42 @@ fn unreadable(e: osmpbf::Error) -> PolicyError {
 fn osm_places(path: &std::path::Path) -> Result<OsmPlaces, PolicyError> {
     let (mut points, mut ways, mut relations) = (Vec::new(), Vec::new(), Vec::new());
     let mut too_many = false;
-    ElementReader::from_path(path)
-        .map_err(unreadable)?
-        .for_each(|element| {
-            if points.len() + ways.len() + relations.len() >= MAX_OSM_PLACES {
-                too_many = true;
-                return;
-            }
-            match element {
-                Element::Node(n) => {
-                    if let Some(c) = classify(n.tags()) {
-                        points.push((c, n.lat(), n.lon()));
-                    }
-                }
-                Element::DenseNode(n) => {
-                    if let Some(c) = classify(n.tags()) {
-                        points.push((c, n.lat(), n.lon()));
-                    }
-                }
-                Element::Way(w) => {
-                    if let Some(c) = classify(w.tags()) {
-                        ways.push((c, w.refs().collect()));
-                    }
-                }
-                Element::Relation(r) => {
-                    let multipolygon = r.tags().any(|tag| tag == ("type", "multipolygon"));
-                    if let Some(c) = classify(r.tags()).filter(|_| multipolygon) {
-                        let outer = r.members().filter(|m| {
-                            m.member_type == RelMemberType::Way
-                                && matches!(m.role(), Ok("outer" | ""))
-                        });
-                        let mut ways: Vec<i64> = outer.map(|m| m.member_id).collect();
-                        // A way listed twice would double back on itself when joined.
-                        ways.sort_unstable();
-                        ways.dedup();
-                        relations.push((c, ways));
-                    }
+    each_element(path, |element| {
+        if points.len() + ways.len() + relations.len() >= MAX_OSM_PLACES {
+            too_many = true;
+            return;
+        }
+        match element {
+            Element::Node(n) => {
+                if let Some(c) = classify(n.tags()) {
+                    points.push((c, n.lat(), n.lon()));
                 }
             }
-        })
-        .map_err(unreadable)?;
+            Element::DenseNode(n) => {
+                if let Some(c) = classify(n.tags()) {
+                    points.push((c, n.lat(), n.lon()));
+                }
+            }
+            Element::Way(w) => {
+                if let Some(c) = classify(w.tags()) {
+                    ways.push((c, w.refs().collect()));
+                }
+            }
+            Element::Relation(r) => {
+                let multipolygon = r.tags().any(|tag| tag == ("type", "multipolygon"));
+                if let Some(c) = classify(r.tags()).filter(|_| multipolygon) {
+                    let outer = r.members().filter(|m| {
+                        m.member_type == RelMemberType::Way && matches!(m.role(), Ok("outer" | ""))
+                    });
+                    let mut ways: Vec<i64> = outer.map(|m| m.member_id).collect();
+                    // A way listed twice would double back on itself when joined.
+                    ways.sort_unstable();
+                    ways.dedup();
+                    relations.push((c, ways));
+                }
+            }
+        }
+    })?;
     if too_many {
         return Err(PolicyError(format!("more than {MAX_OSM_PLACES} places")));
     }
@@ -388,16 +384,13 @@ fn osm_ways(
     if wanted.is_empty() {
         return Ok(found);
     }
-    ElementReader::from_path(path)
-        .map_err(unreadable)?
-        .for_each(|element| {
-            if let Element::Way(w) = element
-                && wanted.contains(&w.id())
-            {
-                found.insert(w.id(), w.refs().collect());
-            }
-        })
-        .map_err(unreadable)?;
+    each_element(path, |element| {
+        if let Element::Way(w) = element
+            && wanted.contains(&w.id())
+        {
+            found.insert(w.id(), w.refs().collect());
+        }
+    })?;
     Ok(found)
 }
 
@@ -410,20 +403,23 @@ fn osm_positions(
     if wanted.is_empty() {
         return Ok(at);
     }
-    ElementReader::from_path(path)
-        .map_err(unreadable)?
-        .for_each(|element| {
-            let (id, lat, lon) = match element {
-                Element::Node(n) => (n.id(), n.lat(), n.lon()),
-                Element::DenseNode(n) => (n.id(), n.lat(), n.lon()),
-                _ => return,
-            };
-            if wanted.contains(&id) {
-                at.insert(id, (lat, lon));
-            }
-        })
-        .map_err(unreadable)?;
+    each_element(path, |element| {
+        let (id, lat, lon) = match element {
+            Element::Node(n) => (n.id(), n.lat(), n.lon()),
+            Element::DenseNode(n) => (n.id(), n.lat(), n.lon()),
+            _ => return,
+        };
+        if wanted.contains(&id) {
+            at.insert(id, (lat, lon));
+        }
+    })?;
     Ok(at)
+}
+
+/// Reads every element of the extract at `path`, in order.
+fn each_element(path: &std::path::Path, read: impl FnMut(Element<'_>)) -> Result<(), PolicyError> {
+    let reader = ElementReader::from_path(path).map_err(unreadable)?;
+    reader.for_each(read).map_err(unreadable)
 }
 
 /// Refuses a margin over [`MAX_MARGIN`].

@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 use super::{ServiceError, ServiceResult, Vicinity};
 use crate::{
     domain::{Timestamp, limits::Rate},
-    storage::{Admission, Limit, LimitKey, LimitStore},
+    storage::{Admission, Holding, Limit, LimitKey, LimitStore},
 };
 
 impl Vicinity {
@@ -36,11 +36,14 @@ impl Vicinity {
             token,
             keys: caps.iter().map(|(key, _)| key.clone()).collect(),
         };
-        let judged = self
-            .deps
-            .limits
-            .admit_holding(&key, rate, &caps, token, hold)
-            .await;
+        let holding = Holding {
+            key: &key,
+            rate,
+            places: &caps,
+            token,
+            hold,
+        };
+        let judged = self.deps.limits.admit_holding(&holding).await;
         match judged {
             Ok(Ok(_)) => Ok(held),
             Ok(Err((limit, retry_after))) => {

@@ -16,7 +16,7 @@ use crate::{
         shake::{PendingShake, ShakeMatch, ShakePair},
     },
     places::Placement,
-    storage::{LimitKey, ShakeOutcome, ShakeStore},
+    storage::{LimitKey, NewShake, ShakeOutcome, ShakeStore},
     telemetry::metrics,
 };
 
@@ -148,7 +148,14 @@ impl Vicinity {
                 return Ok(None);
             }
         };
-        let pair = match self.deps.shakes.shake(id, user, cell, window, mark).await? {
+        let shake = NewShake {
+            id,
+            user,
+            cell,
+            window,
+            mark,
+        };
+        let pair = match self.deps.shakes.shake(&shake).await? {
             ShakeOutcome::Cleared => None,
             ShakeOutcome::Paired(pair) => Some(pair),
             ShakeOutcome::Pending(pending) => {

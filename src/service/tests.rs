@@ -21,7 +21,7 @@ use crate::{
     },
     storage::{
         ConsentStore, Expired, Fence, LocationEntry, LocationStore, MemoryStore, NearbyResult,
-        Position, ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult,
+        NewShake, Position, ShakeOutcome, ShakeStore, StoreError, StoreErrorKind, StoreResult,
     },
 };
 
@@ -355,19 +355,13 @@ struct WithdrawBeforePairing {
 
 #[async_trait]
 impl ShakeStore for WithdrawBeforePairing {
-    async fn shake(
-        &self,
-        id: u64,
-        user: &UserId,
-        cell: h3o::CellIndex,
-        window: Duration,
-        mark: i64,
-    ) -> StoreResult<ShakeOutcome> {
+    async fn shake(&self, shake: &NewShake<'_>) -> StoreResult<ShakeOutcome> {
+        let user = shake.user;
         let current = self.store.current(user, Feature::Shake).await?;
         let withdrawn = current.withdraw(self.clock.now(), "w".into());
         self.store.append(withdrawn.expect("an event")).await?;
         self.store.clear_shake(user).await?;
-        self.store.shake(id, user, cell, window, mark).await
+        self.store.shake(shake).await
     }
 
     async fn clear_mark(&self, user: &UserId) -> StoreResult<i64> {
@@ -425,7 +419,15 @@ async fn a_shake_racing_a_withdrawal_pairs_nobody() {
     let at = Location::new(39.9, 116.4, 5.0).unwrap();
     let bob = UserId::parse("bob", "user_id").unwrap();
     let cell = SnapGrid::default().snap(at.coords);
-    let waiting = store.shake(7, &bob, cell, Duration::from_secs(3), 0).await;
+    let window = Duration::from_secs(3);
+    let shake = NewShake {
+        id: 7,
+        user: &bob,
+        cell,
+        window,
+        mark: 0,
+    };
+    let waiting = store.shake(&shake).await;
     let Ok(ShakeOutcome::Pending(waiting)) = waiting else {
         panic!("bob waits: {waiting:?}")
     };

@@ -10,11 +10,13 @@ use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Durat
 use crate::domain::shake::{ShakeMatch, ShakePair};
 
 use super::{
-    Admission, ConsentStore, Limit, LimitKey, LimitStore, Limited, LocationStore, Position,
-    ShakeOutcome, ShakeStore, StoreErrorKind, StoreResult, UpdateLimits,
+    Admission, ConsentStore, Holding, Limit, LimitKey, LimitStore, Limited, LocationEntry,
+    LocationStore, NearbyResult, NewShake, Position, ShakeOutcome, ShakeStore, StoreErrorKind,
+    StoreResult, UpdateLimits,
 };
 use crate::domain::{
-    ConsentRecord, ConsentState, Feature, Gender, Location, Retention, SnapGrid, Timestamp, UserId,
+    ConsentRecord, ConsentState, Deadlines, Feature, Gender, Location, Retention, SnapGrid,
+    Timestamp, UserId,
     limits::Rate,
     nearby::{NearbyRequest, Secret},
     user::GenderFilter,
@@ -121,8 +123,14 @@ fn long() -> Retention {
     Retention::default()
 }
 
+/// What a search by `viewer` finds; `None` when the viewer has no entry of their own.
+async fn search(fx: &Fixture, viewer: &str) -> Option<NearbyResult> {
+    let result = fx.locations.nearby(&request(viewer)).await;
+    result.expect("nearby")
+}
+
 async fn listed(fx: &Fixture, viewer: &str) -> Vec<(String, u32)> {
-    let result = fx.locations.nearby(&request(viewer)).await.expect("nearby");
+    let result = search(fx, viewer).await;
     let page = result.expect("viewer has an entry").page;
     page.hits
         .into_iter()
@@ -139,23 +147,38 @@ async fn physical(fx: &Fixture) -> usize {
     (fx.physical_entries)().await.expect("probe")
 }
 
+/// Writes `pos` now with the long retention: its deadlines.
+async fn upsert(fx: &Fixture, pos: Position) -> Deadlines {
+    fx.locations.upsert_now(pos, long()).await.expect("upsert")
+}
+
+/// The entry of `name` in `feature`, if the store returns one.
+async fn stored(fx: &Fixture, feature: Feature, name: &str) -> Option<LocationEntry> {
+    let got = fx.locations.get(feature, &user(name)).await;
+    got.expect("get")
+}
+
+/// Clears `name` from every feature: the entries cleared.
+async fn clear(fx: &Fixture, name: &str) -> u32 {
+    let cleared = fx.locations.clear(&user(name), &Feature::ALL).await;
+    cleared.expect("clear")
+}
+
 async fn clear_all(fx: &Fixture, names: &[&str]) {
     for name in names {
-        fx.locations
-            .clear(&user(name), &Feature::ALL)
-            .await
-            .expect("clear");
+        clear(fx, name).await;
     }
+}
+
+/// The Shake history the store shows of `name`.
+async fn shake_history(fx: &Fixture, name: &str) -> Vec<ShakeMatch> {
+    fx.shakes.history(&user(name)).await.expect("history")
 }
 
 pub async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
     let before = fx.locations.now().await.expect("now");
     let pos = position("a", 10.000_123_4, 10.000_987_6, Gender::Female);
-    let deadlines = fx
-        .locations
-        .upsert_now(pos.clone(), long())
-        .await
-        .expect("upsert");
+    let deadlines = upsert(fx, pos.clone()).await;
     // A store may round deadlines down to the second (Redis keeps whole seconds).
     let after = fx.locations.now().await.expect("now");
     assert!(
@@ -167,49 +190,26 @@ pub async fn upsert_then_get_returns_the_stored_cell(fx: &Fixture) {
         deadlines.purge_at,
         deadlines.last_active.plus(long().window())
     );
-    let entry = fx
-        .locations
-        .get(Feature::PeopleNearby, &user("a"))
+    let entry = stored(fx, Feature::PeopleNearby, "a")
         .await
-        .expect("get")
         .expect("entry is there");
     assert_eq!(entry.position, pos);
     assert_eq!(entry.deadlines, deadlines);
     assert!(!entry.left);
-    let missing = fx
-        .locations
-        .get(Feature::Shake, &user("a"))
-        .await
-        .expect("get");
+    let missing = stored(fx, Feature::Shake, "a").await;
     assert!(missing.is_none(), "entries are per feature");
     clear_all(fx, &["a"]).await;
 }
 
 pub async fn clearing_is_physical_and_idempotent(fx: &Fixture) {
     let baseline = physical(fx).await;
-    fx.locations
-        .upsert_now(position("c", 10.0, 10.0, Gender::Male), long())
-        .await
-        .expect("upsert");
+    upsert(fx, position("c", 10.0, 10.0, Gender::Male)).await;
     assert!(physical(fx).await > baseline);
-    let cleared = fx
-        .locations
-        .clear(&user("c"), &Feature::ALL)
-        .await
-        .expect("clear");
-    assert_eq!(cleared, 1);
+    assert_eq!(clear(fx, "c").await, 1);
     assert_eq!(physical(fx).await, baseline, "nothing of the entry remains");
-    let again = fx
-        .locations
-        .clear(&user("c"), &Feature::ALL)
-        .await
-        .expect("clear");
+    let again = clear(fx, "c").await;
     assert_eq!(again, 0, "clearing what is not there is Ok(0)");
-    let gone = fx
-        .locations
-        .get(Feature::PeopleNearby, &user("c"))
-        .await
-        .expect("get");
+    let gone = stored(fx, Feature::PeopleNearby, "c").await;
     assert!(gone.is_none());
 }
 
@@ -221,10 +221,7 @@ pub async fn nearby_lists_others_in_range_by_band(fx: &Fixture) {
         ("far", 10.2, 10.0),
     ];
     for (name, lat, lng) in people {
-        fx.locations
-            .upsert_now(position(name, lat, lng, Gender::Female), long())
-            .await
-            .expect("upsert");
+        upsert(fx, position(name, lat, lng, Gender::Female)).await;
     }
     let seen = listed(fx, "v").await;
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
@@ -265,18 +262,12 @@ pub async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
         (centre.lat(), centre.lng())
     };
     let (lat, lng) = at(border);
-    fx.locations
-        .upsert_now(position("border-v", lat, lng, Gender::Male), long())
-        .await
-        .expect("upsert");
+    upsert(fx, position("border-v", lat, lng, Gender::Male)).await;
     let mut names = Vec::new();
     for (i, cell) in border.grid_ring::<Vec<_>>(1).into_iter().enumerate() {
         let name = format!("border-{i}");
         let (lat, lng) = at(cell);
-        fx.locations
-            .upsert_now(position(&name, lat, lng, Gender::Female), long())
-            .await
-            .expect("upsert");
+        upsert(fx, position(&name, lat, lng, Gender::Female)).await;
         names.push(name);
     }
     let mut seen: Vec<String> = listed(fx, "border-v")
@@ -293,26 +284,16 @@ pub async fn a_search_across_partitions_lists_both_sides(fx: &Fixture) {
 }
 
 pub async fn nearby_requires_the_viewers_own_entry(fx: &Fixture) {
-    let none = fx
-        .locations
-        .nearby(&request("nobody"))
-        .await
-        .expect("nearby");
+    let none = search(fx, "nobody").await;
     assert!(none.is_none(), "no own entry, no list");
 }
 
 pub async fn moving_leaves_the_old_cell(fx: &Fixture) {
     for (name, lat) in [("v2", 10.0), ("mover", 10.001)] {
-        fx.locations
-            .upsert_now(position(name, lat, 10.0, Gender::Male), long())
-            .await
-            .expect("upsert");
+        upsert(fx, position(name, lat, 10.0, Gender::Male)).await;
     }
     let baseline = physical(fx).await;
-    fx.locations
-        .upsert_now(position("mover", 11.0, 10.0, Gender::Male), long())
-        .await
-        .expect("move");
+    upsert(fx, position("mover", 11.0, 10.0, Gender::Male)).await;
     assert!(
         listed(fx, "v2").await.is_empty(),
         "the old position is gone"
@@ -323,10 +304,7 @@ pub async fn moving_leaves_the_old_cell(fx: &Fixture) {
 
 pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
     for (name, lat) in [("v3", 10.0), ("leaver", 10.001)] {
-        fx.locations
-            .upsert_now(position(name, lat, 10.0, Gender::Male), long())
-            .await
-            .expect("upsert");
+        upsert(fx, position(name, lat, 10.0, Gender::Male)).await;
     }
     let left = fx
         .locations
@@ -334,20 +312,13 @@ pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
         .await
         .expect("leave")
         .expect("was in the feature");
-    let entry = fx
-        .locations
-        .get(Feature::PeopleNearby, &user("leaver"))
+    let entry = stored(fx, Feature::PeopleNearby, "leaver")
         .await
-        .expect("get")
         .expect("still held until purge_at");
     assert!(entry.left);
     assert_eq!(entry.deadlines, left);
     assert_eq!(listed(fx, "v3").await.len(), 1, "a leaver stays visible");
-    let own = fx
-        .locations
-        .nearby(&request("leaver"))
-        .await
-        .expect("nearby");
+    let own = search(fx, "leaver").await;
     assert!(own.is_none(), "a leaver cannot look");
     let absent = fx
         .locations
@@ -360,10 +331,7 @@ pub async fn leaving_keeps_the_entry_visible_until_its_deadline(fx: &Fixture) {
 
 pub async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
     let short = Retention::new(Duration::from_secs(1)).expect("valid");
-    fx.locations
-        .upsert_now(position("v4", 10.0, 10.0, Gender::Male), long())
-        .await
-        .expect("upsert");
+    upsert(fx, position("v4", 10.0, 10.0, Gender::Male)).await;
     let baseline = physical(fx).await;
     let deadlines = fx
         .locations
@@ -373,14 +341,8 @@ pub async fn expired_entries_are_never_returned_and_are_purged(fx: &Fixture) {
     (fx.advance)(Duration::from_millis(1_100)).await;
     let now = fx.locations.now().await.expect("now");
     assert!(now >= deadlines.purge_at);
-    let got = fx
-        .locations
-        .get(Feature::PeopleNearby, &user("brief"))
-        .await;
-    assert!(
-        got.expect("get").is_none(),
-        "expired entries are never returned"
-    );
+    let got = stored(fx, Feature::PeopleNearby, "brief").await;
+    assert!(got.is_none(), "expired entries are never returned");
     assert!(listed(fx, "v4").await.is_empty(), "nor listed");
     let limit = deadlines.purge_at.plus(fx.sweep_bound);
     loop {
@@ -466,11 +428,16 @@ fn cell_at(lat: f64) -> h3o::CellIndex {
 }
 
 async fn shake(fx: &Fixture, id: u64, name: &str, lat: f64) -> ShakeOutcome {
-    let mark = fx.shakes.clear_mark(&user(name)).await.expect("mark");
-    fx.shakes
-        .shake(id, &user(name), cell_at(lat), WINDOW, mark)
-        .await
-        .expect("shake")
+    let user = user(name);
+    let mark = fx.shakes.clear_mark(&user).await.expect("mark");
+    let shake = NewShake {
+        id,
+        user: &user,
+        cell: cell_at(lat),
+        window: WINDOW,
+        mark,
+    };
+    fx.shakes.shake(&shake).await.expect("shake")
 }
 
 fn paired(outcome: &ShakeOutcome) -> Option<&ShakePair> {
@@ -578,29 +545,13 @@ pub async fn shake_history_expires_and_clears(fx: &Fixture) {
         .record_match(&user("h-c"), &matched, long())
         .await
         .expect("record");
-    assert_eq!(
-        fx.shakes.history(&user("h-a")).await.expect("history"),
-        vec![matched.clone()]
-    );
+    assert_eq!(shake_history(fx, "h-a").await, vec![matched.clone()]);
     let purge_at = fx.shakes.leave_shake(&user("h-c")).await.expect("leave");
     assert_eq!(purge_at, Some(now.plus(long().window())));
     assert_eq!(fx.shakes.clear_shake(&user("h-c")).await.expect("clear"), 1);
-    assert!(
-        fx.shakes
-            .history(&user("h-c"))
-            .await
-            .expect("history")
-            .is_empty()
-    );
+    assert!(shake_history(fx, "h-c").await.is_empty());
     (fx.advance)(Duration::from_millis(1_100)).await;
-    assert!(
-        fx.shakes
-            .history(&user("h-a"))
-            .await
-            .expect("history")
-            .is_empty(),
-        "expired"
-    );
+    assert!(shake_history(fx, "h-a").await.is_empty(), "expired");
     let limit = now.plus(brief.window()).plus(fx.sweep_bound);
     while physical(fx).await > baseline {
         assert!(
@@ -614,16 +565,11 @@ pub async fn shake_history_expires_and_clears(fx: &Fixture) {
 /// A Leave that read the entry before a concurrent Clear removed it must not
 /// write it back (Leave creates nothing).
 pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
-    let viewer = position("race-viewer", 10.0, 10.0, Gender::Male);
-    fx.locations
-        .upsert_now(viewer, long())
-        .await
-        .expect("upsert");
+    upsert(fx, position("race-viewer", 10.0, 10.0, Gender::Male)).await;
     let before = physical(fx).await;
     for round in 0..30u32 {
         let name = format!("race-{round}");
-        let pos = position(&name, 10.000_5, 10.000_5, Gender::Female);
-        fx.locations.upsert_now(pos, long()).await.expect("upsert");
+        upsert(fx, position(&name, 10.000_5, 10.000_5, Gender::Female)).await;
         let who = user(&name);
         let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
         let clear = async {
@@ -635,12 +581,8 @@ pub async fn a_leave_racing_a_clear_never_brings_the_entry_back(fx: &Fixture) {
         };
         let (_, cleared) = tokio::join!(leave, clear);
         assert_eq!(cleared.expect("clear"), 1, "round {round}");
-        let entry = fx.locations.get(Feature::PeopleNearby, &user(&name)).await;
-        assert_eq!(
-            entry.expect("get"),
-            None,
-            "round {round}: the entry came back"
-        );
+        let entry = stored(fx, Feature::PeopleNearby, &name).await;
+        assert_eq!(entry, None, "round {round}: the entry came back");
         assert!(
             !listed(fx, "race-viewer")
                 .await
@@ -659,16 +601,12 @@ pub async fn a_leave_cut_off_mid_call_is_still_cleared_whole(fx: &Fixture) {
     let before = physical(fx).await;
     for round in 0..30u64 {
         let name = format!("cut-{round}");
-        let pos = position(&name, 10.001, 10.001, Gender::Male);
-        fx.locations.upsert_now(pos, long()).await.expect("upsert");
+        upsert(fx, position(&name, 10.001, 10.001, Gender::Male)).await;
         let cut = Duration::from_micros(100 + round * 150);
         let who = user(&name);
         let leave = fx.locations.leave(Feature::PeopleNearby, &who, long());
         let _ = tokio::time::timeout(cut, leave).await;
-        fx.locations
-            .clear(&user(&name), &Feature::ALL)
-            .await
-            .expect("clear");
+        clear(fx, &name).await;
         assert_eq!(physical(fx).await, before, "round {round}: data held");
     }
 }
@@ -715,11 +653,15 @@ pub async fn a_shake_whose_user_cleared_since_its_mark_is_refused(fx: &Fixture) 
     }
     assert!(marks[0] < marks[1] && marks[1] < marks[2], "{marks:?}");
     for stale in &marks[..2] {
-        let outcome = fx
-            .shakes
-            .shake(5102, &withdrawn, cell_at(32.0), WINDOW, *stale)
-            .await
-            .expect("shake");
+        let cell = cell_at(32.0);
+        let shake = NewShake {
+            id: 5102,
+            user: &withdrawn,
+            cell,
+            window: WINDOW,
+            mark: *stale,
+        };
+        let outcome = fx.shakes.shake(&shake).await.expect("shake");
         assert_eq!(outcome, ShakeOutcome::Cleared);
     }
     let pair = fx.shakes.withdraw(&waiting).await.expect("withdraw");
@@ -771,14 +713,8 @@ pub async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixtur
     record("pc", with("pa")).await;
     record("pc", with("pd")).await;
     fx.shakes.clear_shake(&user("pa")).await.expect("clear");
-    assert!(
-        fx.shakes
-            .history(&user("pb"))
-            .await
-            .expect("history")
-            .is_empty()
-    );
-    let left = fx.shakes.history(&user("pc")).await.expect("history");
+    assert!(shake_history(fx, "pb").await.is_empty());
+    let left = shake_history(fx, "pc").await;
     assert_eq!(
         left,
         vec![with("pd")],
@@ -786,11 +722,7 @@ pub async fn clearing_shake_removes_the_user_from_partners_histories(fx: &Fixtur
     );
     record("pb", with("pa")).await;
     assert!(
-        fx.shakes
-            .history(&user("pb"))
-            .await
-            .expect("history")
-            .is_empty(),
+        shake_history(fx, "pb").await.is_empty(),
         "a match recorded after the Clear came back"
     );
     for name in ["pb", "pc", "pd"] {
@@ -945,7 +877,15 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
     let judge = |key: LimitKey, places: Vec<(LimitKey, u32)>, token: u64| {
         let limits = fx.limits.clone();
         async move {
-            let judged = limits.admit_holding(&key, rate, &places, token, hold).await;
+            let (key, places) = (&key, &places);
+            let holding = Holding {
+                key,
+                rate,
+                places,
+                token,
+                hold,
+            };
+            let judged = limits.admit_holding(&holding).await;
             judged.expect("admit_holding")
         }
     };

@@ -308,6 +308,21 @@ pub enum ShakeOutcome {
     Cleared,
 }
 
+/// One shake to pair or to leave pending ([`ShakeStore::shake`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewShake<'a> {
+    /// The shake's id, new for every call.
+    pub id: u64,
+    /// Who shakes.
+    pub user: &'a UserId,
+    /// The shaker's snapped cell.
+    pub cell: CellIndex,
+    /// How long it waits for a partner (store clock).
+    pub window: Duration,
+    /// What [`ShakeStore::clear_mark`] read before the caller checked consent.
+    pub mark: i64,
+}
+
 /// Where Shake keeps pending shakes and match history (contract §1, §3).
 ///
 /// Contract, for every backend:
@@ -323,18 +338,11 @@ pub trait ShakeStore: Send + Sync + 'static {
     /// Pairs a shake by `user` in `cell` with the nearest unexpired pending shake of another
     /// user (ties: the earliest), or leaves it pending for `window` (store clock).
     ///
-    /// `mark` is what [`ShakeStore::clear_mark`] read before the caller checked consent: if
+    /// Its `mark` is what [`ShakeStore::clear_mark`] read before the caller checked consent: if
     /// the user's Shake has been cleared since (a withdrawal that may have answered OK
     /// already), the shake is refused ([`ShakeOutcome::Cleared`]) in the same atomic step
     /// that would pair it or leave it pending.
-    async fn shake(
-        &self,
-        id: u64,
-        user: &UserId,
-        cell: CellIndex,
-        window: Duration,
-        mark: i64,
-    ) -> StoreResult<ShakeOutcome>;
+    async fn shake(&self, shake: &NewShake<'_>) -> StoreResult<ShakeOutcome>;
 
     /// A mark that every Clear of `user`'s Shake changes (it only grows while the Clear's
     /// tombstone lives, and is never 0 after a Clear): 0 when no Clear is remembered.
@@ -514,6 +522,25 @@ pub enum Admission {
     Refused(Duration),
 }
 
+/// One call counted against a rate that also takes places ([`LimitStore::admit_holding`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Holding<'a> {
+    /// The rate's key.
+    pub key: &'a LimitKey,
+    /// The rate the call counts against.
+    pub rate: Rate,
+    /// Each place to take: its key and how many places it has.
+    pub places: &'a [(LimitKey, u32)],
+    /// Who holds the places taken.
+    pub token: u64,
+    /// How long they are held at most.
+    pub hold: Duration,
+}
+
+/// A [`Holding`] judged: the store's time when admitted, or the limit that refused and how
+/// long until it would admit.
+pub type Judged = Result<Timestamp, (Limit, Duration)>;
+
 /// Where limits keep their state: one round trip per check, atomic per key, on the store's
 /// clock. State goes by itself once void (a rate's within its period, a hold at its end).
 #[async_trait]
@@ -534,18 +561,11 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Gives back `token`'s place under `key` before its end (giving back twice is `Ok`).
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
 
-    /// Counts one call against `rate` under `key` and takes a place under each of `places`
-    /// (key and cap) for `token` until `hold` from now, all or nothing: a refusal counts
+    /// Counts one call against the `holding`'s rate under its key and takes a place under
+    /// each of its places (key and cap) for its token until its hold from now, all or nothing: a refusal counts
     /// nothing and takes nothing, and names the limit that refused (when several places are
     /// full, any one of them).
-    async fn admit_holding(
-        &self,
-        key: &LimitKey,
-        rate: Rate,
-        places: &[(LimitKey, u32)],
-        token: u64,
-        hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>>;
+    async fn admit_holding(&self, holding: &Holding<'_>) -> StoreResult<Judged>;
 
     /// Deletes every limit state of `user` (ForgetUser: their ids go with them).
     async fn forget(&self, user: &UserId) -> StoreResult<()>;

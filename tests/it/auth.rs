@@ -2,13 +2,9 @@
 
 use tonic::{Code, Response};
 use tonic_health::pb::health_check_response::ServingStatus;
-use vicinity::{
-    client::Client,
-    grpc::{
-        ApiKeys, Auth,
-        pb::{self, Feature, Gender},
-    },
-};
+use vicinity::client::Client;
+use vicinity::grpc::pb::{self, Feature, Gender};
+use vicinity::grpc::{ApiKeys, Auth};
 
 use crate::{
     calls::{NOTICE, location},

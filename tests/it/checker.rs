@@ -190,29 +190,20 @@ async fn run(client: &Client, user: usize, op: Op, at: Point, rng: &mut Draws) -
     event
 }
 
-/// Grants `id` `feature`: whether it answered OK.
-async fn send_grant(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
-    let request = pb::GrantConsentRequest {
+/// The GrantConsent of `feature` the checker sends for `id`.
+fn grant_request(id: String, feature: Feature) -> pb::GrantConsentRequest {
+    pb::GrantConsentRequest {
         user_id: id,
         feature: feature.into(),
         notice_version: NOTICE.to_owned(),
         source: "checker".to_owned(),
-    };
-    client
-        .consent()
-        .grant_consent(timed(request, rng))
-        .await
-        .is_ok()
+    }
 }
 
-/// Withdraws `id`'s consent to `feature`: whether it answered OK.
-async fn send_withdrawal(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
-    let request = pb::WithdrawConsentRequest {
-        user_id: id,
-        feature: feature.into(),
-    };
-    let mut service = client.consent();
-    service.withdraw_consent(timed(request, rng)).await.is_ok()
+/// Grants `id` `feature`: whether it answered OK.
+async fn send_grant(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
+    let request = timed(grant_request(id, feature), rng);
+    client.consent().grant_consent(request).await.is_ok()
 }
 
 /// Updates `id`'s location to `at`: whether it answered OK.
@@ -224,6 +215,16 @@ async fn send_update(client: &Client, id: String, at: Point, rng: &mut Draws) ->
     };
     let mut service = client.nearby();
     service.update_location(timed(request, rng)).await.is_ok()
+}
+
+/// Withdraws `id`'s consent to `feature`: whether it answered OK.
+async fn send_withdrawal(client: &Client, id: String, feature: Feature, rng: &mut Draws) -> bool {
+    let request = pb::WithdrawConsentRequest {
+        user_id: id,
+        feature: feature.into(),
+    };
+    let mut service = client.consent();
+    service.withdraw_consent(timed(request, rng)).await.is_ok()
 }
 
 /// Takes `id` out of People Nearby: whether it answered OK.
@@ -358,6 +359,47 @@ async fn drive(clients: Vec<Client>, seed: u64, ops: usize) -> Outcome {
     Outcome { events }
 }
 
+/// A run in progress: `CLIENTS` clients issuing random calls ([`drive`]), with the seed and
+/// the number of operations per client it was started with.
+struct Run {
+    seed: u64,
+    ops: usize,
+    task: tokio::task::JoinHandle<Outcome>,
+}
+
+impl Run {
+    /// Starts a run over `clients` (one per node), seeded and sized from the environment
+    /// ([`seed`], [`ops`]).
+    fn start(clients: Vec<Client>) -> Run {
+        let (seed, ops) = (seed(), ops());
+        let task = tokio::spawn(drive(clients, seed, ops));
+        Run { seed, ops, task }
+    }
+
+    /// Draws for a fault schedule: stream `stream` of the run's seed.
+    fn draws(&self, stream: u64) -> Draws {
+        Draws::new(self.seed, stream)
+    }
+
+    /// Whether the run has ended.
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the run to end and checks its history ([`report`], on `backend`).
+    async fn check(self, backend: &str) {
+        let outcome = self.task.await.expect("the run");
+        report(backend, self.seed, self.ops, &outcome);
+    }
+}
+
+/// Pauses `server` for `pause`, then resumes it.
+async fn pause_for(server: &mut RedisServer, pause: Duration) {
+    server.pause().expect("pause");
+    tokio::time::sleep(pause).await;
+    server.resume().expect("resume");
+}
+
 /// The violations of the no-resurrection rule in `events`.
 fn violations(events: &[Event]) -> Vec<String> {
     let mut found = Vec::new();
@@ -470,12 +512,7 @@ fn ops() -> usize {
 async fn seed_users(client: &Client) {
     for user in 0..USERS {
         for feature in [Feature::PeopleNearby, Feature::Shake] {
-            let request = pb::GrantConsentRequest {
-                user_id: name(user),
-                feature: feature.into(),
-                notice_version: NOTICE.to_owned(),
-                source: "checker".to_owned(),
-            };
+            let request = grant_request(name(user), feature);
             client
                 .consent()
                 .grant_consent(request)
@@ -559,11 +596,10 @@ async fn assert_purged(servers: &[&RedisServer]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_on_the_embedded_store() {
-    let (seed, ops) = (seed(), ops());
     let app = TestApp::spawn(crate::helpers::Backend::Memory, configure).await;
     seed_users(&app.client).await;
-    let outcome = drive(vec![app.client.clone()], seed, ops).await;
-    report("the embedded store", seed, ops, &outcome);
+    let run = Run::start(vec![app.client.clone()]);
+    run.check("the embedded store").await;
     // Writes whose callers were cut off finish in tasks of their own (by design: a cluster's
     // steps are never cut apart); they land before the manual clock jumps, or one landing
     // after the jump would carry deadlines from the new time.
@@ -614,14 +650,12 @@ fn redis_store(target: Target) -> StoreConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_on_redis_with_faults() {
-    let (seed, ops) = (seed(), ops());
     let mut app = TestApp::spawn(crate::helpers::Backend::Redis, configure).await;
     let url = app.redis().expect("a redis app").url();
     let mut other = second_node(redis_store(Target::single(url))).await;
     seed_users(&app.client).await;
-    let clients = vec![app.client.clone(), other.client.clone()];
-    let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Draws::new(seed, 0);
+    let run = Run::start(vec![app.client.clone(), other.client.clone()]);
+    let mut rng = run.draws(0);
     for step in 0..6 {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;
         let redis = app.redis_mut().expect("a redis app");
@@ -633,23 +667,14 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
                 redis.kill().expect("kill redis");
                 redis.restart().expect("restart redis");
             }
-            _ => {
-                redis.pause().expect("pause");
-                tokio::time::sleep(Duration::from_millis(150 + rng.below(300))).await;
-                redis.resume().expect("resume");
-            }
+            _ => pause_for(redis, Duration::from_millis(150 + rng.below(300))).await,
         }
         if run.is_finished() {
             break;
         }
     }
-    let outcome = run.await.expect("the run");
-    report(
-        "a single Redis (paused, killed, a node killed)",
-        seed,
-        ops,
-        &outcome,
-    );
+    run.check("a single Redis (paused, killed, a node killed)")
+        .await;
     let redis = app.redis().expect("a redis app");
     assert_purged(&[redis]).await;
 }
@@ -660,7 +685,6 @@ async fn the_checker_finds_nothing_on_redis_with_faults() {
 /// drawn from the seed and printed with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_through_network_faults_to_redis() {
-    let (seed, ops) = (seed(), ops());
     let redis = RedisServer::start().expect("redis");
     let proxy = FaultProxy::start(redis.addr()).expect("a proxy");
     let store = redis_store(Target::single(proxy.redis_url()));
@@ -669,9 +693,8 @@ async fn the_checker_finds_nothing_through_network_faults_to_redis() {
         proxy.connections() > 0,
         "the nodes reach Redis through the proxy"
     );
-    let clients = vec![app.client.clone(), other.client.clone()];
-    let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Draws::new(seed, 1);
+    let run = Run::start(vec![app.client.clone(), other.client.clone()]);
+    let mut rng = run.draws(1);
     let mut schedule = Vec::new();
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
@@ -698,26 +721,23 @@ async fn the_checker_finds_nothing_through_network_faults_to_redis() {
             break;
         }
     }
-    println!("fault schedule of seed {seed}: {}", schedule.join(", "));
-    let outcome = run.await.expect("the run");
-    report(
-        "a single Redis behind network faults (latency, stalls, half-open paths, resets)",
-        seed,
-        ops,
-        &outcome,
+    println!(
+        "fault schedule of seed {}: {}",
+        run.seed,
+        schedule.join(", ")
     );
+    run.check("a single Redis behind network faults (latency, stalls, half-open paths, resets)")
+        .await;
     assert_purged(&[&redis]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
-    let (seed, ops) = (seed(), ops());
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
     let store = redis_store(Target::cluster(cluster.urls()));
     let (app, mut other) = two_nodes(store).await;
-    let clients = vec![app.client.clone(), other.client.clone()];
-    let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Draws::new(seed, 0);
+    let run = Run::start(vec![app.client.clone(), other.client.clone()]);
+    let mut rng = run.draws(0);
     let ports: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
     for step in 0..6 {
         tokio::time::sleep(Duration::from_millis(400 + rng.below(400))).await;
@@ -726,21 +746,14 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
         } else {
             let port = ports[rng.below(ports.len() as u64) as usize];
             let master = cluster.node_mut(port).expect("a master");
-            master.pause().expect("pause");
-            tokio::time::sleep(Duration::from_millis(150 + rng.below(250))).await;
-            master.resume().expect("resume");
+            pause_for(master, Duration::from_millis(150 + rng.below(250))).await;
         }
         if run.is_finished() {
             break;
         }
     }
-    let outcome = run.await.expect("the run");
-    report(
-        "a 3+3 Redis Cluster (masters paused, a node killed)",
-        seed,
-        ops,
-        &outcome,
-    );
+    run.check("a 3+3 Redis Cluster (masters paused, a node killed)")
+        .await;
     assert_purged(&cluster.masters()).await;
 }
 
@@ -755,34 +768,27 @@ async fn the_checker_finds_nothing_on_a_redis_cluster_with_faults() {
 /// acknowledgements), which the replica acknowledgement of every writing script prevents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_across_a_cluster_failover() {
-    let (seed, ops) = (seed(), ops());
     let mut cluster = RedisCluster::start(3, 1).expect("cluster");
     // Every store call is held by the replica before it counts (docs/operations.md,
     // "Replicas and failover"): without it a failover loses writes Redis acknowledged.
     let store = redis_store(Target::cluster(cluster.urls()).with_replica_acks(1));
     let (app, other) = two_nodes(store).await;
-    let clients = vec![app.client.clone(), other.client.clone()];
-    let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Draws::new(seed, 2);
+    let run = Run::start(vec![app.client.clone(), other.client.clone()]);
+    let mut rng = run.draws(2);
     tokio::time::sleep(Duration::from_millis(200 + rng.below(600))).await;
     let index = rng.below(cluster.masters().len() as u64) as usize;
     let port = cluster.kill_master(index).expect("kill a master");
-    println!("seed {seed}: killed the master on port {port}");
+    println!("seed {}: killed the master on port {port}", run.seed);
     tokio::task::block_in_place(|| cluster.wait_for_failover(Duration::from_secs(30)))
         .expect("a replica takes over");
-    let outcome = run.await.expect("the run");
+    run.check("a 3+3 Redis Cluster (a master killed, failed over, back as a replica)")
+        .await;
     let node = cluster.node_mut(port).expect("the killed node");
     tokio::task::block_in_place(|| node.restart()).expect("back as a replica");
     // Writes to the promoted master's slots fail until a replica holds them again: the
     // purge bound runs from then (a store that cannot take writes is a sweeper stall).
     tokio::task::block_in_place(|| cluster.wait_for_replicas(3, Duration::from_secs(30)))
         .expect("the restarted master in sync as a replica");
-    report(
-        "a 3+3 Redis Cluster (a master killed, failed over, back as a replica)",
-        seed,
-        ops,
-        &outcome,
-    );
     assert_purged(&cluster.masters()).await;
 }
 
@@ -792,7 +798,6 @@ async fn the_checker_finds_nothing_across_a_cluster_failover() {
 /// leaves those tasks running. The other node's sweep finishes what it left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_finds_nothing_when_a_node_process_is_killed_mid_write() {
-    let (seed, ops) = (seed(), ops());
     let cluster = RedisCluster::start(3, 1).expect("cluster");
     let store = redis_store(Target::cluster(cluster.urls()));
     let app = first_node(store).await;
@@ -801,20 +806,17 @@ async fn the_checker_finds_nothing_when_a_node_process_is_killed_mid_write() {
         .await
         .expect("the node process answers");
     seed_users(&app.client).await;
-    let clients = vec![app.client.clone(), other_client];
-    let run = tokio::spawn(drive(clients, seed, ops));
-    let mut rng = Draws::new(seed, 3);
+    let run = Run::start(vec![app.client.clone(), other_client]);
+    let mut rng = run.draws(3);
     let kill_after = Duration::from_millis(300 + rng.below(900));
-    println!("fault schedule of seed {seed}: the node process killed after {kill_after:?}");
+    println!(
+        "fault schedule of seed {}: the node process killed after {kill_after:?}",
+        run.seed
+    );
     tokio::time::sleep(kill_after).await;
     tokio::task::block_in_place(|| other.kill());
-    let outcome = run.await.expect("the run");
-    report(
-        "a 3+3 Redis Cluster (a node process killed mid-run)",
-        seed,
-        ops,
-        &outcome,
-    );
+    run.check("a 3+3 Redis Cluster (a node process killed mid-run)")
+        .await;
     assert_purged(&cluster.masters()).await;
 }
 

@@ -2,14 +2,47 @@
 
 use std::time::Duration;
 
-use vicinity::grpc::pb::{ConsentState, Feature, Gender};
+use vicinity::grpc::pb::{ConsentRecord, ConsentState, Feature, Gender};
 
 use crate::{
     calls::{NOTICE, millis},
     details::{assert_consent_required, assert_location_required},
-    helpers::{Backend, alice_beside_bob, on_both_backends, spawn_app_on},
+    helpers::{Backend, TestApp, alice_beside_bob, on_both_backends, spawn_app_on},
     places::HOME,
 };
+
+/// Asserts that `records` are, in order, People Nearby's in `people_nearby` and Shake's in
+/// `shake`.
+#[track_caller]
+pub(crate) fn assert_consents(
+    records: &[ConsentRecord],
+    people_nearby: ConsentState,
+    shake: ConsentState,
+) {
+    let states: Vec<_> = records.iter().map(|r| (r.feature(), r.state())).collect();
+    assert_eq!(
+        states,
+        [
+            (Feature::PeopleNearby, people_nearby),
+            (Feature::Shake, shake)
+        ]
+    );
+}
+
+/// A server on `backend` where alice and bob have joined ([`alice_beside_bob`]) and bob sees
+/// alice.
+pub(crate) async fn alice_listed_to_bob(backend: Backend) -> TestApp {
+    let app = alice_beside_bob(backend).await;
+    assert_eq!(app.listed("bob").await, ["alice"]);
+    app
+}
+
+/// Asserts that a call on alice's Shake data alone, answered with `purged_entries`, purged
+/// nothing and left her People Nearby entry listed to bob.
+pub(crate) async fn assert_people_nearby_untouched(app: &TestApp, purged_entries: u32) {
+    assert_eq!(purged_entries, 0);
+    assert_eq!(app.listed("bob").await, ["alice"]);
+}
 
 on_both_backends!(update_location_without_consent_is_refused_and_nothing_is_stored);
 async fn update_location_without_consent_is_refused_and_nothing_is_stored(backend: Backend) {
@@ -43,8 +76,7 @@ async fn list_nearby_without_a_location_of_ones_own_is_refused(backend: Backend)
 
 on_both_backends!(withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates);
 async fn withdrawing_consent_hides_the_user_at_once_and_refuses_later_updates(backend: Backend) {
-    let app = alice_beside_bob(backend).await;
-    assert_eq!(app.listed("bob").await, ["alice"]);
+    let app = alice_listed_to_bob(backend).await;
 
     let withdrawn = app.withdraw("alice", Feature::PeopleNearby).await.unwrap();
 
@@ -63,8 +95,7 @@ async fn refusing_one_feature_leaves_the_other_usable(backend: Backend) {
 
     let withdrawn = app.withdraw("alice", Feature::Shake).await.unwrap();
 
-    assert_eq!(withdrawn.purged_entries, 0);
-    assert_eq!(app.listed("bob").await, ["alice"]);
+    assert_people_nearby_untouched(&app, withdrawn.purged_entries).await;
     assert_eq!(app.listed("alice").await, ["bob"]);
 }
 
@@ -78,17 +109,10 @@ async fn get_consent_shows_one_record_per_feature_and_every_event(backend: Backe
 
     let consent = app.consent("alice").await.unwrap();
 
-    let current: Vec<_> = consent
-        .current
-        .iter()
-        .map(|r| (r.feature(), r.state()))
-        .collect();
-    assert_eq!(
-        current,
-        [
-            (Feature::PeopleNearby, ConsentState::Withdrawn),
-            (Feature::Shake, ConsentState::Unspecified),
-        ]
+    assert_consents(
+        &consent.current,
+        ConsentState::Withdrawn,
+        ConsentState::Unspecified,
     );
     let history: Vec<_> = consent
         .history

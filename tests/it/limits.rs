@@ -18,7 +18,7 @@ use crate::{
     calls::{list_request, location, millis},
     details::{assert_precondition, error_info, refusal},
     helpers::{Backend, TestApp, on_both_backends, shakes_waiting},
-    places::HOME,
+    places::{HOME, Point},
 };
 
 fn rate(text: &str) -> Rate {
@@ -255,38 +255,25 @@ async fn a_clear_or_a_withdrawal_does_not_reset_the_jump_cap_more_than_the_start
     })
     .await;
     let far = |step: u32| HOME.offset_m(-300_000.0 * f64::from(step), 0.0);
+    let update = |at: Point| app.update("lim-s", at, Gender::Female);
+    let nearby = Feature::PeopleNearby;
     // Start one: the first update ever. Moves nearby are no starts.
     app.join("lim-s", HOME, Gender::Female).await;
     for step in 1..=3 {
         let near = HOME.offset_m(100.0 * f64::from(step), 0.0);
-        app.update("lim-s", near, Gender::Female)
-            .await
-            .expect("a move nearby");
+        update(near).await.expect("a move nearby");
     }
-    let teleport = app.update("lim-s", far(1), Gender::Female).await;
-    assert_precondition(teleport, "IMPLAUSIBLE_JUMP");
+    assert_precondition(update(far(1)).await, "IMPLAUSIBLE_JUMP");
     // Start two: after a Clear the teleport is a fresh start.
-    app.clear("lim-s", Feature::PeopleNearby)
-        .await
-        .expect("clear");
-    app.update("lim-s", far(1), Gender::Female)
-        .await
-        .expect("start two");
+    app.clear("lim-s", nearby).await.expect("clear");
+    update(far(1)).await.expect("start two");
     // Start three: after a withdrawal and a new grant.
-    app.withdraw("lim-s", Feature::PeopleNearby)
-        .await
-        .expect("withdraw");
-    app.grant("lim-s", Feature::PeopleNearby)
-        .await
-        .expect("grant");
-    app.update("lim-s", far(2), Gender::Female)
-        .await
-        .expect("start three");
-    app.clear("lim-s", Feature::PeopleNearby)
-        .await
-        .expect("clear");
+    app.withdraw("lim-s", nearby).await.expect("withdraw");
+    app.grant("lim-s", nearby).await.expect("grant");
+    update(far(2)).await.expect("start three");
+    app.clear("lim-s", nearby).await.expect("clear");
 
-    let fourth = app.update("lim-s", far(3), Gender::Female).await;
+    let fourth = update(far(3)).await;
 
     // 3/1h: one start every 20 minutes once the burst is spent.
     assert_limited(fourth, "starts", Duration::from_secs(20 * 60));

@@ -25,6 +25,35 @@ async fn bands(app: &TestApp, viewer: &str) -> HashMap<String, u32> {
         .collect()
 }
 
+/// The ids `request` lists on its first page, sorted; panics on a refusal.
+async fn sorted_ids(app: &TestApp, request: pb::ListNearbyRequest) -> Vec<String> {
+    let page = app.list_with(request).await.unwrap();
+    let mut ids: Vec<_> = page.users.into_iter().map(|u| u.user_id).collect();
+    ids.sort();
+    ids
+}
+
+/// A server on `backend` where alice (a woman at `HOME`) and bob (`bob_gender`, at `bob_at`,
+/// in her res-9 cell) have joined People Nearby.
+async fn alice_and_bob_in_one_cell(backend: Backend, bob_at: Point, bob_gender: Gender) -> TestApp {
+    let app = spawn_app_on(backend).await;
+    assert_eq!(HOME.cell(), bob_at.cell(), "fixture: one res-9 cell");
+    app.join("alice", HOME, Gender::Female).await;
+    app.join("bob", bob_at, bob_gender).await;
+    app
+}
+
+/// A server on `backend` where "viewer" (a man at `HOME`), `woman` (30 m north) and `man`
+/// (30 m east) have joined People Nearby.
+async fn viewer_beside_a_woman_and_a_man(backend: Backend, woman: &str, man: &str) -> TestApp {
+    let app = spawn_app_on(backend).await;
+    app.join("viewer", HOME, Gender::Male).await;
+    app.join(woman, HOME.offset_m(30.0, 0.0), Gender::Female)
+        .await;
+    app.join(man, HOME.offset_m(0.0, 30.0), Gender::Male).await;
+    app
+}
+
 on_both_backends!(a_user_who_opted_in_is_listed_with_a_band_and_gender_and_no_position);
 async fn a_user_who_opted_in_is_listed_with_a_band_and_gender_and_no_position(backend: Backend) {
     let app = spawn_app_on(backend).await;
@@ -61,11 +90,7 @@ async fn a_user_who_opted_in_is_listed_with_a_band_and_gender_and_no_position(ba
 
 on_both_backends!(two_users_in_one_cell_see_each_other_in_the_same_band);
 async fn two_users_in_one_cell_see_each_other_in_the_same_band(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    let (alice_at, bob_at) = (HOME, HOME.offset_m(50.0, 0.0));
-    assert_eq!(alice_at.cell(), bob_at.cell(), "fixture: one res-9 cell");
-    app.join("alice", alice_at, Gender::Female).await;
-    app.join("bob", bob_at, Gender::Male).await;
+    let app = alice_and_bob_in_one_cell(backend, HOME.offset_m(50.0, 0.0), Gender::Male).await;
 
     assert_eq!(bands(&app, "alice").await["bob"], 500);
     assert_eq!(bands(&app, "bob").await["alice"], 500);
@@ -73,11 +98,7 @@ async fn two_users_in_one_cell_see_each_other_in_the_same_band(backend: Backend)
 
 on_both_backends!(two_users_in_one_cell_are_indistinguishable_from_anywhere);
 async fn two_users_in_one_cell_are_indistinguishable_from_anywhere(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    let (alice_at, bob_at) = (HOME, HOME.offset_m(-45.0, 35.0));
-    assert_eq!(alice_at.cell(), bob_at.cell(), "fixture: one res-9 cell");
-    app.join("alice", alice_at, Gender::Female).await;
-    app.join("bob", bob_at, Gender::Female).await;
+    let app = alice_and_bob_in_one_cell(backend, HOME.offset_m(-45.0, 35.0), Gender::Female).await;
     let viewers = [
         (300.0, 0.0),
         (0.0, -750.0),
@@ -127,11 +148,7 @@ async fn bands_are_100_m_steps_to_1_km_then_1_km_steps_and_never_the_fine_distan
 
 on_both_backends!(the_gender_filter_narrows_the_list);
 async fn the_gender_filter_narrows_the_list(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("viewer", HOME, Gender::Male).await;
-    app.join("f", HOME.offset_m(30.0, 0.0), Gender::Female)
-        .await;
-    app.join("m", HOME.offset_m(0.0, 30.0), Gender::Male).await;
+    let app = viewer_beside_a_woman_and_a_man(backend, "f", "m").await;
     app.join("u", HOME.offset_m(-30.0, 0.0), Gender::Unspecified)
         .await;
 
@@ -144,10 +161,7 @@ async fn the_gender_filter_narrows_the_list(backend: Backend) {
     ] {
         let mut request = list_request("viewer");
         request.set_gender_filter(filter);
-        let page = app.list_with(request).await.unwrap();
-        let mut ids: Vec<_> = page.users.into_iter().map(|u| u.user_id).collect();
-        ids.sort();
-        seen.insert(filter, ids);
+        seen.insert(filter, sorted_ids(&app, request).await);
     }
 
     assert_eq!(seen[&GenderFilter::Unspecified], ["f", "m", "u"]);
@@ -158,19 +172,12 @@ async fn the_gender_filter_narrows_the_list(backend: Backend) {
 
 on_both_backends!(blocked_users_are_never_listed);
 async fn blocked_users_are_never_listed(backend: Backend) {
-    let app = spawn_app_on(backend).await;
-    app.join("viewer", HOME, Gender::Male).await;
-    app.join("friend", HOME.offset_m(30.0, 0.0), Gender::Female)
-        .await;
-    app.join("stalker", HOME.offset_m(0.0, 30.0), Gender::Male)
-        .await;
+    let app = viewer_beside_a_woman_and_a_man(backend, "friend", "stalker").await;
 
     let mut request = list_request("viewer");
     request.exclude_user_ids = vec!["stalker".into(), "nobody".into()];
-    let page = app.list_with(request).await.unwrap();
 
-    let ids: Vec<_> = page.users.iter().map(|u| u.user_id.as_str()).collect();
-    assert_eq!(ids, ["friend"]);
+    assert_eq!(sorted_ids(&app, request).await, ["friend"]);
 }
 
 on_both_backends!(max_distance_bounds_the_list_and_defaults_to_5_km);
@@ -184,13 +191,7 @@ async fn max_distance_bounds_the_list_and_defaults_to_5_km(backend: Backend) {
     let within = |max_distance_m| {
         let mut request = list_request("viewer");
         request.max_distance_m = max_distance_m;
-        let app = &app;
-        async move {
-            let page = app.list_with(request).await.unwrap();
-            let mut ids: Vec<_> = page.users.into_iter().map(|u| u.user_id).collect();
-            ids.sort();
-            ids
-        }
+        sorted_ids(&app, request)
     };
 
     assert_eq!(within(0).await, ["at-3km"]);

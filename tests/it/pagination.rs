@@ -65,6 +65,13 @@ fn limited(viewer: &str, limit: u32) -> pb::ListNearbyRequest {
     }
 }
 
+/// Every page the viewer is served of the women around, `limit` at a time.
+async fn female_pages(app: &TestApp, limit: u32) -> Vec<pb::ListNearbyResponse> {
+    let mut request = limited("viewer", limit);
+    request.set_gender_filter(GenderFilter::Female);
+    all_pages(app, request).await
+}
+
 on_both_backends!(following_page_tokens_lists_everyone_else_exactly_once_in_band_order);
 async fn following_page_tokens_lists_everyone_else_exactly_once_in_band_order(backend: Backend) {
     let app = crowded_app(backend).await;
@@ -103,10 +110,8 @@ async fn pages_follow_the_first_query_and_repeat_it_exactly(backend: Backend) {
 on_both_backends!(pages_under_a_gender_filter_hold_only_that_gender);
 async fn pages_under_a_gender_filter_hold_only_that_gender(backend: Backend) {
     let app = crowded_app(backend).await;
-    let mut request = limited("viewer", 7);
-    request.set_gender_filter(GenderFilter::Female);
 
-    let pages = all_pages(&app, request).await;
+    let pages = female_pages(&app, 7).await;
 
     let users: Vec<_> = pages.iter().flat_map(|p| p.users.iter()).collect();
     assert_eq!(users.len(), CROWD / 2);
@@ -165,10 +170,8 @@ fn ids_of(pages: &[pb::ListNearbyResponse]) -> Vec<&str> {
 on_both_backends!(a_gender_filter_in_a_crowded_cell_still_fills_every_page);
 async fn a_gender_filter_in_a_crowded_cell_still_fills_every_page(backend: Backend) {
     let app = dense_app(backend).await;
-    let mut request = limited("viewer", 5);
-    request.set_gender_filter(GenderFilter::Female);
 
-    let pages = all_pages(&app, request).await;
+    let pages = female_pages(&app, 5).await;
 
     let ids = ids_of(&pages);
     let unique: HashSet<_> = ids.iter().collect();

@@ -7,6 +7,7 @@ use vicinity::{
 
 use crate::{
     calls::{NOTICE, millis},
+    consent::{alice_listed_to_bob, assert_consents, assert_people_nearby_untouched},
     helpers::ROUNDING_MS,
     helpers::{Backend, alice_beside_bob, on_both_backends, spawn_app_on},
     places::HOME,
@@ -14,8 +15,7 @@ use crate::{
 
 on_both_backends!(clear_location_is_immediate_idempotent_and_keeps_consent);
 async fn clear_location_is_immediate_idempotent_and_keeps_consent(backend: Backend) {
-    let app = alice_beside_bob(backend).await;
-    assert_eq!(app.listed("bob").await, ["alice"]);
+    let app = alice_listed_to_bob(backend).await;
 
     let cleared = app.clear("alice", Feature::Unspecified).await.unwrap();
 
@@ -39,8 +39,7 @@ async fn clearing_another_feature_leaves_people_nearby_alone(backend: Backend) {
 
     let cleared = app.clear("alice", Feature::Shake).await.unwrap();
 
-    assert_eq!(cleared.purged_entries, 0);
-    assert_eq!(app.listed("bob").await, ["alice"]);
+    assert_people_nearby_untouched(&app, cleared.purged_entries).await;
     let people_nearby = app.clear("alice", Feature::PeopleNearby).await.unwrap();
     assert_eq!(people_nearby.purged_entries, 1);
     assert!(app.listed("bob").await.is_empty());
@@ -56,17 +55,10 @@ async fn export_shows_consents_history_and_the_stored_cell_only(backend: Backend
     let export = app.export("alice").await.unwrap();
 
     assert_eq!(export.user_id, "alice");
-    let consents: Vec<_> = export
-        .consents
-        .iter()
-        .map(|c| (c.feature(), c.state()))
-        .collect();
-    assert_eq!(
-        consents,
-        [
-            (Feature::PeopleNearby, ConsentState::Granted),
-            (Feature::Shake, ConsentState::Unspecified),
-        ]
+    assert_consents(
+        &export.consents,
+        ConsentState::Granted,
+        ConsentState::Unspecified,
     );
     assert_eq!(export.consent_history.len(), 1);
     assert_eq!(export.consent_history[0].notice_version, NOTICE);

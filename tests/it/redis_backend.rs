@@ -32,7 +32,9 @@ use crate::{
 /// How long after `purge_at` data may physically remain (contract §4.2).
 const PURGE_BOUND: Duration = Duration::from_secs(5);
 
-fn redis_store(locations: Target, consents: Target) -> StoreConfig {
+/// The location store on `locations` and the consent store on `consents`, each call bounded
+/// by 1 s, with the default consent cache.
+pub(crate) fn redis_store(locations: Target, consents: Target) -> StoreConfig {
     StoreConfig::Redis {
         locations,
         consents,
@@ -40,6 +42,12 @@ fn redis_store(locations: Target, consents: Target) -> StoreConfig {
         timeout: Duration::from_secs(1),
         consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
     }
+}
+
+/// Both stores on the one Redis `redis`, as [`redis_store`] configures them.
+pub(crate) fn stores_on(redis: &RedisServer) -> StoreConfig {
+    let target = Target::single(redis.url());
+    redis_store(target.clone(), target)
 }
 
 fn wall_millis() -> i64 {
@@ -189,13 +197,14 @@ async fn purge_three_users_and_hold_the_fourth(
     locations: &RedisServer,
     expire_purge: i64,
 ) {
-    app.clear("p-clear", Feature::Unspecified)
-        .await
-        .expect("clear");
-    app.withdraw("p-withdraw", Feature::PeopleNearby)
-        .await
-        .expect("withdraw");
-    app.forget("p-forget").await.expect("forget");
+    let purges = (
+        app.clear("p-clear", Feature::Unspecified).await,
+        app.withdraw("p-withdraw", Feature::PeopleNearby).await,
+        app.forget("p-forget").await,
+    );
+    let (Ok(_), Ok(_), Ok(_)) = &purges else {
+        panic!("a purge was refused: {purges:?}");
+    };
     for user in ["p-clear", "p-withdraw", "p-forget"] {
         assert!(!holds_user(locations, user), "{user} is gone at once");
     }
@@ -290,17 +299,16 @@ fn assert_nothing_of_the_users_remains(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_service_processes_on_one_redis_agree() {
     let redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
-    let first = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    let first = spawn_app_with(|c| c.store = stores_on(&redis)).await;
     let secret = std::sync::Arc::new(vicinity::domain::nearby::Secret::from_bytes([5; 32]));
     let shared = secret.clone();
     let first_secret_app = spawn_app_with(|c| {
-        c.store = redis_store(target.clone(), target.clone());
+        c.store = stores_on(&redis);
         c.secret = shared;
     })
     .await;
     let second = spawn_app_with(|c| {
-        c.store = redis_store(target.clone(), target.clone());
+        c.store = stores_on(&redis);
         c.secret = secret;
     })
     .await;
@@ -385,8 +393,7 @@ const NOT_SERVING_WITHIN: Duration = Duration::from_secs(6);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slow_store_check_does_not_flip_readiness() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
-    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    let app = spawn_app_with(|c| c.store = stores_on(&redis)).await;
     wait_for_health(&app, ServingStatus::Serving, Duration::from_secs(2)).await;
 
     // Paused for 2.2 s: a check starts within 0.5 s and times out after the store timeout
@@ -416,8 +423,7 @@ async fn one_slow_store_check_does_not_flip_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_alone() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
-    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target.clone())).await;
+    let app = spawn_app_with(|c| c.store = stores_on(&redis)).await;
     for (user, at) in ["f-a", "f-b"].iter().zip(crowd(HOME, 2, 100.0)) {
         app.join(user, at, Gender::Male).await;
     }
@@ -467,8 +473,7 @@ async fn a_persisting_location_store_is_refused_at_start_up() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut config: Config = test_config(addr, manual_clock());
-    let target = Target::single(persisting.url());
-    config.store = redis_store(target.clone(), target);
+    config.store = stores_on(&persisting);
     let outcome = server::run(config, listener, std::future::pending()).await;
     assert!(
         matches!(outcome, Err(ServerError::PersistentLocationStore(_))),
@@ -585,9 +590,8 @@ async fn wait_until_lists_are_served_again(app: &TestApp) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_probes_on_the_metrics_listener_follow_readiness() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
     let app = spawn_app_with(|c| {
-        c.store = redis_store(target.clone(), target.clone());
+        c.store = stores_on(&redis);
         c.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"));
     })
     .await;
@@ -623,9 +627,8 @@ async fn http_probes_on_the_metrics_listener_follow_readiness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_watch_outlives_the_idle_timeout_of_its_connection() {
     let mut redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
     let app = spawn_app_with(|c| {
-        c.store = redis_store(target.clone(), target.clone());
+        c.store = stores_on(&redis);
         c.connections.idle_timeout = Duration::from_millis(300);
     })
     .await;

@@ -14,7 +14,7 @@ use vicinity::{
 use vicinity_testing::redis::{RedisCluster, RedisServer, TlsFiles};
 
 use crate::{
-    helpers::spawn_app_with,
+    helpers::{TestApp, spawn_app_with},
     places::{HOME, crowd},
     tls::Pki,
 };
@@ -55,6 +55,21 @@ fn tls_target(server: &RedisServer, pki: &Pki, with_cert: bool) -> Target {
     })
 }
 
+/// An app whose location store is `locations` and consent store `consents`, each call bounded
+/// by `timeout`, with a consent cache of 1024 entries.
+async fn spawn_app_over(locations: Target, consents: Target, timeout: Duration) -> TestApp {
+    spawn_app_with(|c| {
+        c.store = StoreConfig::Redis {
+            locations,
+            consents,
+            allow_persistent: false,
+            timeout,
+            consent_cache: 1024,
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_reaches_both_stores_and_its_consent_cache_over_tls() {
     let (pki, dir) = new_pki("service");
@@ -63,16 +78,7 @@ async fn the_service_reaches_both_stores_and_its_consent_cache_over_tls() {
         tls_target(&locations, &pki, false),
         tls_target(&consents, &pki, false),
     );
-    let app = spawn_app_with(|c| {
-        c.store = StoreConfig::Redis {
-            locations: on_locations.clone(),
-            consents: on_consents.clone(),
-            allow_persistent: false,
-            timeout: Duration::from_secs(1),
-            consent_cache: 1024,
-        }
-    })
-    .await;
+    let app = spawn_app_over(on_locations, on_consents.clone(), Duration::from_secs(1)).await;
     let spots = crowd(HOME, 2, 100.0);
     app.join("tls-a", spots[0], Gender::Female).await;
     app.join("tls-b", spots[1], Gender::Male).await;
@@ -142,16 +148,7 @@ async fn the_location_store_reaches_a_redis_cluster_over_tls() {
         root_cert: Some(pki.ca.as_bytes().to_vec()),
     });
     let on_consents = tls_target(&consents, &pki, false);
-    let app = spawn_app_with(|c| {
-        c.store = StoreConfig::Redis {
-            locations: on_cluster,
-            consents: on_consents,
-            allow_persistent: false,
-            timeout: Duration::from_secs(2),
-            consent_cache: 1024,
-        }
-    })
-    .await;
+    let app = spawn_app_over(on_cluster, on_consents, Duration::from_secs(2)).await;
     let spots = crowd(HOME, 2, 100.0);
     app.join("tlsc-a", spots[0], Gender::Female).await;
     app.join("tlsc-b", spots[1], Gender::Male).await;

@@ -64,10 +64,15 @@ async fn every_update_is_a_heartbeat_that_moves_the_deadlines() {
     assert_eq!(second_purge, app.now_millis() + 60_000);
     assert_eq!(millis(second.visible_until.as_ref()), second_purge);
     app.advance(Duration::from_secs(59));
+    assert_exported_purge_at(&app, second_purge).await;
+}
+
+/// Asserts that alice's export shows `purge_at` on her (first) location.
+async fn assert_exported_purge_at(app: &TestApp, purge_at: i64) {
     let export = app.export("alice").await.unwrap();
     assert_eq!(
         millis(export.locations[0].purge_at.as_ref()),
-        second_purge,
+        purge_at,
         "{export:?}"
     );
 }
@@ -207,12 +212,7 @@ mod on_redis {
         );
         assert_eq!(millis(second.visible_until.as_ref()), second_purge);
         app.wait_for_store_time(first_purge + 100).await;
-        let export = app.export("alice").await.unwrap();
-        assert_eq!(
-            millis(export.locations[0].purge_at.as_ref()),
-            second_purge,
-            "{export:?}"
-        );
+        super::assert_exported_purge_at(&app, second_purge).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

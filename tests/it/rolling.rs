@@ -21,7 +21,7 @@ use vicinity_testing::redis::RedisServer;
 
 use crate::{
     binary::{Served, free_port},
-    calls::{NOTICE, location},
+    calls::{NOTICE, list_request, location},
     checker::location_keys,
     places::{HOME, crowd},
 };
@@ -38,10 +38,10 @@ fn previous_release() -> PathBuf {
     let output = Command::new(format!("{root}/scripts/previous-release"))
         .output()
         .expect("scripts/previous-release runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "building the previous release failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "building the previous release failed:\n{stderr}"
     );
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
@@ -98,33 +98,24 @@ impl Node {
 
     /// Who `viewer` sees on the first page.
     async fn listed(&self, viewer: &str) -> BTreeSet<String> {
-        let mut request = Request::new(pb::ListNearbyRequest {
-            user_id: viewer.to_owned(),
-            ..Default::default()
-        });
+        let mut request = Request::new(list_request(viewer));
         request.set_timeout(Duration::from_secs(5));
-        let page = self
-            .client
-            .nearby()
-            .list_nearby(request)
-            .await
-            .expect("list");
-        page.into_inner()
-            .users
-            .into_iter()
-            .map(|u| u.user_id)
-            .collect()
+        let reply = self.client.nearby().list_nearby(request).await;
+        let page = reply.expect("list").into_inner();
+        page.users.into_iter().map(|u| u.user_id).collect()
     }
 
+    /// Clears `user` from every feature (the request's default feature): the entries purged.
     async fn clear(&self, user: &str) -> u32 {
         let request = pb::ClearLocationRequest {
             user_id: user.to_owned(),
-            feature: Feature::Unspecified.into(),
+            ..Default::default()
         };
         let reply = self.client.privacy().clear_location(request).await;
         reply.expect("clear").into_inner().purged_entries
     }
 
+    /// Withdraws `user`'s People Nearby consent: the entries purged.
     async fn withdraw(&self, user: &str) -> u32 {
         let request = pb::WithdrawConsentRequest {
             user_id: user.to_owned(),
@@ -209,26 +200,19 @@ async fn assert_each_lists_what_both_wrote(old: &Node, new: &Node) {
 /// Each node clears one user of the other's and withdraws another's consent, purging their
 /// entries; both nodes list only the four users left.
 async fn assert_each_clears_and_purges_what_the_other_wrote(old: &Node, new: &Node) {
-    assert_eq!(
-        new.clear("ro-2").await,
-        1,
-        "this build clears an old record"
-    );
-    assert_eq!(
-        old.clear("rn-2").await,
-        1,
-        "the old build clears a new record"
-    );
-    assert_eq!(
-        new.withdraw("ro-3").await,
-        1,
-        "a withdrawal here purges an old record"
-    );
-    assert_eq!(
-        old.withdraw("rn-3").await,
-        1,
-        "a withdrawal there purges a new record"
-    );
+    // Each node, and the prefix of the users the other node wrote.
+    for (node, others, name) in [(new, "ro", "this build"), (old, "rn", "the old build")] {
+        assert_eq!(
+            node.clear(&format!("{others}-2")).await,
+            1,
+            "{name} clears a record of the other release"
+        );
+        assert_eq!(
+            node.withdraw(&format!("{others}-3")).await,
+            1,
+            "a withdrawal on {name} purges a record of the other release"
+        );
+    }
     let left = set(&["ro-1", "ro-4", "rn-1", "rn-4"]);
     for node in [old, new] {
         for viewer in ["ro-1", "rn-1"] {

@@ -19,7 +19,7 @@ use vicinity::{
 
 use crate::{
     calls::{list_request, location},
-    helpers::{Backend, TestApp},
+    helpers::{Backend, TestApp, on_both_backends},
     places::{HOME, Point},
 };
 
@@ -145,6 +145,7 @@ async fn bands_seen(app: &TestApp, viewer: &str) -> BTreeMap<String, u32> {
     }
 }
 
+on_both_backends!(a_visit_looks_like_anywhere_else_in_its_parent);
 async fn a_visit_looks_like_anywhere_else_in_its_parent(backend: Backend) {
     let file = PolicyFile::compile(&point(clinic(), "health", 20));
     let policy = file.policy();
@@ -246,16 +247,7 @@ async fn shake(app: &TestApp, user: &str, at: Point) -> Outcome {
     reply.into_inner().result.expect("a result")
 }
 
-#[tokio::test]
-async fn a_visit_looks_like_anywhere_else_in_its_parent_on_memory() {
-    a_visit_looks_like_anywhere_else_in_its_parent(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn a_visit_looks_like_anywhere_else_in_its_parent_on_redis() {
-    a_visit_looks_like_anywhere_else_in_its_parent(Backend::Redis).await;
-}
-
+on_both_backends!(nobody_is_placed_at_a_shelter);
 async fn nobody_is_placed_at_a_shelter(backend: Backend) {
     let shelter = HOME.offset_m(-400.0, 200.0);
     let file = PolicyFile::compile(&point(shelter, "shelter", 20));
@@ -311,16 +303,7 @@ async fn a_hidden_update_counts_against_the_update_rate() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
 }
 
-#[tokio::test]
-async fn nobody_is_placed_at_a_shelter_on_memory() {
-    nobody_is_placed_at_a_shelter(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn nobody_is_placed_at_a_shelter_on_redis() {
-    nobody_is_placed_at_a_shelter(Backend::Redis).await;
-}
-
+on_both_backends!(the_attacker_does_no_better_than_the_base_rate);
 /// 200 victims, half inside the clinic and half elsewhere in its parent;
 /// Sybil viewers all around list every page. Whatever the attacker does with the bands, it
 /// cannot beat the base rate, because every victim's view is the same: the best rule
@@ -425,16 +408,6 @@ async fn what_eight_sybils_see_of_each_victim(
     views
 }
 
-#[tokio::test]
-async fn the_attacker_does_no_better_than_the_base_rate_on_memory() {
-    the_attacker_does_no_better_than_the_base_rate(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn the_attacker_does_no_better_than_the_base_rate_on_redis() {
-    the_attacker_does_no_better_than_the_base_rate(Backend::Redis).await;
-}
-
 /// The policy is swapped, on another thread, while updates and lists run
 /// on two workers; no call fails, and the last policy written is the one in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,6 +493,7 @@ fn start_reloading_the_policy_40_times(
     })
 }
 
+on_both_backends!(crossing_between_coarsened_parents_passes_the_jump_cap);
 /// A user crossing from one coarsened parent into the next, a few metres in no time, is
 /// stored at one representative cell, then at the other (which may lie more than the jump
 /// cap's 2 km slack apart): the move is judged to where they are, so it passes, on the fast
@@ -573,16 +547,7 @@ async fn crossing_between_coarsened_parents_passes_the_jump_cap(backend: Backend
     );
 }
 
-#[tokio::test]
-async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_memory() {
-    crossing_between_coarsened_parents_passes_the_jump_cap(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn crossing_between_coarsened_parents_passes_the_jump_cap_on_redis() {
-    crossing_between_coarsened_parents_passes_the_jump_cap(Backend::Redis).await;
-}
-
+on_both_backends!(an_entry_stored_before_its_place_was_listed_is_not_shown);
 /// An entry stored at its fine cell before the policy listed its place is not listed once a
 /// reload puts that policy in force (it would show the visit the policy now protects); the
 /// user's next update places it at the parent's representative cell, and it is listed again.
@@ -634,14 +599,4 @@ async fn an_entry_stored_before_its_place_was_listed_is_not_shown(backend: Backe
     assert_ne!(stored, fine, "re-placed");
     assert!(policy.stores_at(stored), "at the parent's representative");
     assert!(bands_seen(&app, "viewer").await.contains_key("early"));
-}
-
-#[tokio::test]
-async fn an_entry_stored_before_its_place_was_listed_is_not_shown_on_memory() {
-    an_entry_stored_before_its_place_was_listed_is_not_shown(Backend::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_entry_stored_before_its_place_was_listed_is_not_shown_on_redis() {
-    an_entry_stored_before_its_place_was_listed_is_not_shown(Backend::Redis).await;
 }

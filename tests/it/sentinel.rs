@@ -7,16 +7,17 @@ use std::time::{Duration, Instant};
 
 use tonic::Request;
 use vicinity::{
-    config::StoreConfig,
     grpc::pb::{self, Feature, Gender},
     storage::redis::Target,
 };
 use vicinity_testing::sentinel::RedisSentinels;
 
 use crate::{
+    calls::list_request,
     checker::location_keys,
     helpers::{TestApp, spawn_app_with},
     places::{HOME, crowd},
+    redis_backend::redis_store,
 };
 
 /// How long the service may take to serve again once the sentinels have promoted a replica.
@@ -26,16 +27,7 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(30);
 async fn a_service_behind_sentinel_follows_a_failover_without_a_restart() {
     let mut set = RedisSentinels::start().expect("a primary, a replica and three sentinels");
     let target = Target::sentinel(set.url());
-    let app = spawn_app_with(|c| {
-        c.store = StoreConfig::Redis {
-            locations: target.clone(),
-            consents: target.clone(),
-            allow_persistent: false,
-            timeout: Duration::from_secs(1),
-            consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
-        };
-    })
-    .await;
+    let app = spawn_app_with(|c| c.store = redis_store(target.clone(), target)).await;
     let spots = crowd(HOME, 5, 300.0);
     let users: Vec<String> = (0..spots.len()).map(|i| format!("st-{i}")).collect();
     for (user, at) in users.iter().zip(&spots) {
@@ -80,10 +72,7 @@ async fn a_service_behind_sentinel_follows_a_failover_without_a_restart() {
 async fn list_once_served_again(app: &TestApp, viewer: &str) -> pb::ListNearbyResponse {
     let started = Instant::now();
     loop {
-        let mut request = Request::new(pb::ListNearbyRequest {
-            user_id: viewer.to_owned(),
-            ..Default::default()
-        });
+        let mut request = Request::new(list_request(viewer));
         request.set_timeout(Duration::from_secs(2));
         if let Ok(page) = app.client.nearby().list_nearby(request).await {
             return page.into_inner();

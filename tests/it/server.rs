@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::AsyncReadExt,
+    net::{TcpListener, TcpStream},
+};
 use tonic::{Code, transport::Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_reflection::pb::v1::{
@@ -19,7 +22,7 @@ use crate::{
     calls::await_serving,
     capture,
     details::{assert_code, refusal},
-    helpers::{DRAIN_TIMEOUT, manual_clock, spawn_app, test_config},
+    helpers::{DRAIN_TIMEOUT, TestApp, manual_clock, spawn_app, test_config},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,7 +201,6 @@ async fn a_body_over_the_size_limit_is_resource_exhausted_and_the_server_goes_on
 /// calls is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_calls_is_closed_at_the_first_call_timeout() {
-    use tokio::io::AsyncReadExt;
     let app = crate::helpers::spawn_app_with(|c| {
         c.connections.idle_timeout = Duration::from_secs(120);
         c.connections.first_call_timeout = Duration::from_millis(300);
@@ -208,26 +210,20 @@ async fn a_socket_that_never_calls_is_closed_at_the_first_call_timeout() {
     let started = Instant::now();
     let mut silent = TcpStream::connect(app.addr).await.unwrap();
 
-    // The server may greet with its HTTP/2 settings first; then the socket must end.
-    let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut bytes));
+    let closed = closed_within(&mut silent, Duration::from_secs(20)).await;
 
-    assert!(read.await.is_ok(), "a silent socket stayed open");
+    assert!(closed.is_some(), "a silent socket stayed open");
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "closed before its time"
     );
-    let fresh = app.connect(None).await;
-    let request = tonic_health::pb::HealthCheckRequest::default();
-    let health = fresh.health().check(request).await;
-    assert!(health.is_ok(), "the server still serves: {health:?}");
+    assert_a_new_client_is_served(&app, "the server still serves").await;
 }
 
 /// Sockets that never start a call are closed after the idle timeout, and
 /// sockets past the connection cap at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
-    use tokio::io::AsyncReadExt;
     let app = crate::helpers::spawn_app_with(|c| {
         c.connections.max_connections = 4;
         c.connections.idle_timeout = Duration::from_millis(400);
@@ -240,11 +236,8 @@ async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
     }
     let started = Instant::now();
     let ends = sockets.iter_mut().map(|socket| async move {
-        // The server may greet with its HTTP/2 settings first; then the socket must end.
-        let mut bytes = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut bytes));
-        let read = read.await;
-        assert!(read.is_ok(), "an idle socket stayed open");
+        let closed = closed_within(socket, Duration::from_secs(5)).await;
+        assert!(closed.is_some(), "an idle socket stayed open");
         started.elapsed()
     });
     let closed_at = futures_util::future::join_all(ends).await;
@@ -256,19 +249,16 @@ async fn idle_sockets_and_sockets_past_the_cap_are_closed() {
         at_once >= 4,
         "sockets past the cap closed at once: {closed_at:?}"
     );
-    let fresh = app.connect(None).await;
-    let request = tonic_health::pb::HealthCheckRequest::default();
-    let health = fresh.health().check(request).await;
-    assert!(health.is_ok(), "the server still serves: {health:?}");
+    assert_a_new_client_is_served(&app, "the server still serves").await;
 }
 
 /// One peer's sockets past `max_per_peer` are closed at accept, while
 /// another peer is served (the peers are two loopback addresses, 127.0.0.2 and 127.0.0.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
-    use tokio::io::AsyncReadExt;
+    const PER_PEER: usize = 3;
     let app = crate::helpers::spawn_app_with(|c| {
-        c.connections.max_per_peer = 3;
+        c.connections.max_per_peer = PER_PEER;
         c.connections.first_call_timeout = Duration::from_secs(60);
     })
     .await;
@@ -280,33 +270,25 @@ async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
         socket.connect(app.addr).await.expect("connect")
     };
     let mut held = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..PER_PEER {
         held.push(from_peer().await);
     }
     let mut past = from_peer().await;
     // Closed at accept: the read ends (the bound only fails a broken server).
-    let mut bytes = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), past.read_to_end(&mut bytes));
-    assert!(
-        read.await.is_ok(),
-        "a socket past the per-peer cap stayed open"
-    );
+    let bytes = closed_within(&mut past, Duration::from_secs(20))
+        .await
+        .expect("a socket past the per-peer cap stayed open");
     assert!(bytes.is_empty(), "it was not served: {bytes:?}");
     // Counted (each test runs in a process of its own under nextest).
     let metrics = vicinity::telemetry::metrics::get();
     let refused = metrics.connections_refused.with_label_values(&["per_peer"]);
     assert!(refused.get() >= 1, "the refusal is counted");
     assert!(
-        metrics.connections_open.get() >= 3,
+        metrics.connections_open.get() >= PER_PEER as i64,
         "the held sockets are open"
     );
 
-    let fresh = app.connect(None).await;
-    let request = tonic_health::pb::HealthCheckRequest::default();
-    assert!(
-        fresh.health().check(request).await.is_ok(),
-        "another peer is served"
-    );
+    assert_a_new_client_is_served(&app, "another peer is served").await;
     // A place given back (once the server has seen that socket close) serves the peer again.
     held.pop();
     let waited = Instant::now();
@@ -322,4 +304,20 @@ async fn one_peer_past_its_cap_is_refused_and_others_are_served() {
             "the place never came back"
         );
     }
+}
+
+/// What `socket` received until the server closed it, if it closed within `within` (the
+/// server may greet with its HTTP/2 settings first; then the socket must end).
+async fn closed_within(socket: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(within, socket.read_to_end(&mut bytes)).await;
+    read.ok().map(|_| bytes)
+}
+
+/// Asserts that a new client of `app` gets a health answer; `what` says what that shows.
+async fn assert_a_new_client_is_served(app: &TestApp, what: &str) {
+    let fresh = app.connect(None).await;
+    let request = tonic_health::pb::HealthCheckRequest::default();
+    let health = fresh.health().check(request).await;
+    assert!(health.is_ok(), "{what}: {health:?}");
 }

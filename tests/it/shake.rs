@@ -11,7 +11,6 @@ use vicinity::{
     client::Client,
     config::StoreConfig,
     grpc::pb::{self, Feature, shake_response::Result as Outcome},
-    storage::redis::Target,
 };
 use vicinity_testing::redis::RedisServer;
 
@@ -20,6 +19,7 @@ use crate::{
     details::assert_precondition,
     helpers::{Backend, TestApp, on_both_backends, retention, shakes_waiting},
     places::{HOME, Point, crowd},
+    redis_backend::stores_on,
 };
 
 /// The shake window of these tests: short, so waiting for no one is quick.
@@ -297,21 +297,13 @@ async fn a_storm_of_concurrent_shakes_is_a_perfect_matching(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shakes_arriving_at_two_service_processes_are_paired() {
     let redis = RedisServer::start().expect("redis");
-    let target = Target::single(redis.url());
-    let store = || StoreConfig::Redis {
-        locations: target.clone(),
-        consents: target.clone(),
-        allow_persistent: false,
-        timeout: Duration::from_secs(1),
-        consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
-    };
     let first = TestApp::spawn(Backend::Memory, |c| {
-        c.store = store();
+        c.store = stores_on(&redis);
         c.shake_window = WINDOW;
     })
     .await;
     let second = TestApp::spawn(Backend::Memory, |c| {
-        c.store = store();
+        c.store = stores_on(&redis);
         c.shake_window = WINDOW;
     })
     .await;

@@ -96,16 +96,15 @@ impl Pki {
     }
 }
 
-/// A server with `tls` on `bind`, and its stop switch.
-async fn serve(
-    bind: &str,
-    tls: ServerTls,
-    keys: bool,
-) -> (
-    SocketAddr,
-    oneshot::Sender<()>,
-    JoinHandle<Result<(), ServerError>>,
-) {
+/// A test server with TLS, and its stop switch.
+struct TlsServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), ServerError>>,
+}
+
+/// A server with `tls` on `bind`, with API keys when `keys`.
+async fn serve(bind: &str, tls: ServerTls, keys: bool) -> TlsServer {
     capture::install();
     let listener = TcpListener::bind(bind).await.expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -119,65 +118,92 @@ async fn serve(
     let server = tokio::spawn(server::run(config, listener, async {
         let _ = stopped.await;
     }));
-    (addr, stop, server)
+    TlsServer { addr, stop, server }
 }
 
-/// SERVING once a health Watch over `https://127.0.0.1:<port>` with `tls` reports it, or the
-/// refusal; bounded in time.
-async fn health(port: u16, tls: &ClientTls) -> Result<ServingStatus, String> {
-    let url = format!("https://127.0.0.1:{port}");
-    let call = async {
-        let client = Client::connect_with(&url, None, Some(tls))
+impl TlsServer {
+    /// SERVING once a health Watch over `https://127.0.0.1:<port>` with `tls` reports it, or
+    /// the refusal; bounded in time.
+    async fn health(&self, tls: &ClientTls) -> Result<ServingStatus, String> {
+        let url = format!("https://127.0.0.1:{}", self.addr.port());
+        let call = async {
+            let client = Client::connect_with(&url, None, Some(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+            // The server reports NOT_SERVING until its first store check: wait on a Watch.
+            await_serving(&client, "")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ServingStatus::Serving)
+        };
+        tokio::time::timeout(Duration::from_secs(10), call)
             .await
-            .map_err(|e| e.to_string())?;
-        // The server reports NOT_SERVING until its first store check: wait on a Watch.
-        await_serving(&client, "")
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(ServingStatus::Serving)
-    };
-    tokio::time::timeout(Duration::from_secs(10), call)
-        .await
-        .map_err(|_| "no answer within 10 s".to_owned())?
+            .map_err(|_| "no answer within 10 s".to_owned())?
+    }
+
+    /// Asserts that a client with `tls` is served.
+    async fn assert_serves(&self, tls: &ClientTls) {
+        assert_eq!(self.health(tls).await, Ok(ServingStatus::Serving));
+    }
+
+    /// Asserts that a client with `tls` gets no answer; `why` says why it must not.
+    async fn assert_refuses(&self, tls: &ClientTls, why: &str) {
+        let refused = self.health(tls).await;
+        assert!(refused.is_err(), "{why}: {refused:?}");
+    }
+
+    /// Stops the server and asserts that it stopped cleanly.
+    async fn stop(self) {
+        drop(self.stop);
+        self.server.await.expect("joined").expect("clean stop");
+    }
+}
+
+/// Our CA and a server on loopback with its certificate (a client certificate required when
+/// `mutual`), checked to serve a client of ours.
+async fn serving_ours(mutual: bool) -> (Pki, TlsServer) {
+    let pki = Pki::new("ours");
+    let served = serve("127.0.0.1:0", pki.server_tls(mutual), false).await;
+    served.assert_serves(&pki.client_tls(mutual)).await;
+    (pki, served)
+}
+
+/// Waits until `done` (polled every 10 ms); panics with `what` after 10 s.
+async fn within_ten_seconds(mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_a_client_that_trusts_its_ca_and_a_wrong_ca_is_refused() {
-    let pki = Pki::new("ours");
+    let (_pki, served) = serving_ours(false).await;
+
     let other = Pki::new("theirs");
-    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(false), false).await;
+    served
+        .assert_refuses(
+            &other.client_tls(false),
+            "a server the client's CA did not sign",
+        )
+        .await;
 
-    assert_eq!(
-        health(addr.port(), &pki.client_tls(false)).await,
-        Ok(ServingStatus::Serving)
-    );
-    let refused = health(addr.port(), &other.client_tls(false)).await;
-    assert!(
-        refused.is_err(),
-        "a server the client's CA did not sign: {refused:?}"
-    );
-
-    drop(stop);
-    server.await.expect("joined").expect("clean stop");
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one() {
-    let pki = Pki::new("ours");
-    let other = Pki::new("theirs");
-    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(true), false).await;
+    let (pki, served) = serving_ours(true).await;
 
-    assert_eq!(
-        health(addr.port(), &pki.client_tls(true)).await,
-        Ok(ServingStatus::Serving)
-    );
     let log_start = capture::log_len();
     let refused = vicinity::telemetry::metrics::get()
         .connections_refused
         .with_label_values(&["tls_handshake"]);
     let refused_before = refused.get();
-    let without = health(addr.port(), &pki.client_tls(false)).await;
-    assert!(without.is_err(), "no client certificate: {without:?}");
+    served
+        .assert_refuses(&pki.client_tls(false), "no client certificate")
+        .await;
     // The refusal is counted and logged with its peer (each test runs in a
     // process of its own under nextest; under `cargo test` other tests only add to it).
     // The server counts and logs after the client has seen the refusal: wait for it (the
@@ -189,35 +215,35 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_or_with_a_foreign_one
                 && l.contains("127.0.0.1:")
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while refused.get() <= refused_before || !logged(&capture::log_since(log_start)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the refused handshake is counted ({}) and logged with its peer: {}",
-            refused.get(),
-            capture::log_since(log_start)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_ten_seconds(
+        || refused.get() > refused_before && logged(&capture::log_since(log_start)),
+        || {
+            format!(
+                "the refused handshake is counted ({}) and logged with its peer: {}",
+                refused.get(),
+                capture::log_since(log_start)
+            )
+        },
+    )
+    .await;
     // Trusts our server, but presents a certificate another CA signed.
+    let other = Pki::new("theirs");
     let foreign = ClientTls::from_pem(
         pki.ca.as_bytes(),
         Some((other.client.0.as_bytes(), other.client.1.as_bytes())),
     );
-    let refused = health(addr.port(), &foreign).await;
-    assert!(
-        refused.is_err(),
-        "a foreign client certificate: {refused:?}"
-    );
+    served
+        .assert_refuses(&foreign, "a foreign client certificate")
+        .await;
 
-    drop(stop);
-    server.await.expect("joined").expect("clean stop");
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_to_a_tls_port_fails_cleanly_and_in_time() {
     let pki = Pki::new("ours");
-    let (addr, stop, server) = serve("127.0.0.1:0", pki.server_tls(true), false).await;
+    let served = serve("127.0.0.1:0", pki.server_tls(true), false).await;
+    let addr = served.addr;
 
     let attempt = async {
         let client = Client::connect(&format!("http://{addr}"), None).await?;
@@ -233,29 +259,26 @@ async fn plaintext_to_a_tls_port_fails_cleanly_and_in_time() {
         .with_label_values(&["tls_eof"]);
     let ended_before = ended.get();
     drop(tokio::net::TcpStream::connect(addr).await.expect("connect"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while ended.get() <= ended_before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tls_eof not counted"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_ten_seconds(
+        || ended.get() > ended_before,
+        || "tls_eof not counted".to_owned(),
+    )
+    .await;
     // The server is unharmed.
-    assert_eq!(
-        health(addr.port(), &pki.client_tls(true)).await,
-        Ok(ServingStatus::Serving)
-    );
+    served.assert_serves(&pki.client_tls(true)).await;
 
-    drop(stop);
-    server.await.expect("joined").expect("clean stop");
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_loopback_the_server_needs_mutual_tls_and_keys() {
     let pki = Pki::new("ours");
     // Keys and server-only TLS: refused at start.
-    let (addr, _stop, server) = serve("0.0.0.0:0", pki.server_tls(false), true).await;
+    let TlsServer {
+        addr,
+        stop: _stop,
+        server,
+    } = serve("0.0.0.0:0", pki.server_tls(false), true).await;
     let refused = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("returns at once")
@@ -266,12 +289,8 @@ async fn beyond_loopback_the_server_needs_mutual_tls_and_keys() {
     );
 
     // Keys and mutual TLS: served.
-    let (addr, stop, server) = serve("0.0.0.0:0", pki.server_tls(true), true).await;
-    assert!(!addr.ip().is_loopback());
-    assert_eq!(
-        health(addr.port(), &pki.client_tls(true)).await,
-        Ok(ServingStatus::Serving)
-    );
-    drop(stop);
-    server.await.expect("joined").expect("clean stop");
+    let served = serve("0.0.0.0:0", pki.server_tls(true), true).await;
+    assert!(!served.addr.ip().is_loopback());
+    served.assert_serves(&pki.client_tls(true)).await;
+    served.stop().await;
 }

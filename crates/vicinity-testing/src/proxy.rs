@@ -46,6 +46,7 @@ pub enum Fault {
 }
 
 /// One proxied connection: its two sockets, and whether it died silently.
+#[derive(Debug)]
 struct Link {
     client: TcpStream,
     upstream: TcpStream,
@@ -59,7 +60,7 @@ impl Link {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Shared {
     fault: Mutex<Option<Fault>>,
     links: Mutex<Vec<Link>>,
@@ -78,18 +79,10 @@ impl Shared {
 
 /// A fault-injecting TCP proxy on a free port of 127.0.0.1; stops (closing every connection)
 /// when dropped.
+#[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for FaultProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultProxy")
-            .field("addr", &self.addr)
-            .field("fault", &self.shared.fault())
-            .finish()
-    }
 }
 
 impl FaultProxy {

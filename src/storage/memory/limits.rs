@@ -15,7 +15,7 @@ use crate::{
         Feature, Timestamp, UserId,
         limits::{Rate, Verdict},
     },
-    storage::{Admission, Limit, LimitKey, LimitStore, LocationEntry, StoreResult},
+    storage::{Admission, Holding, Judged, LimitKey, LimitStore, LocationEntry, StoreResult},
 };
 
 /// Limit state void by a given time: what the sweep removes.
@@ -71,15 +71,8 @@ impl Limits {
     }
 
     /// [`crate::storage::LimitStore::admit_holding`]: judged in full before anything is kept.
-    pub(super) fn admit_holding(
-        &mut self,
-        key: &LimitKey,
-        rate: Rate,
-        places: &[(LimitKey, u32)],
-        token: u64,
-        hold: Duration,
-        now: Timestamp,
-    ) -> Result<Timestamp, (Limit, Duration)> {
+    pub(super) fn admit_holding(&mut self, holding: &Holding<'_>, now: Timestamp) -> Judged {
+        let (key, rate, places) = (holding.key, holding.rate, holding.places);
         if let Verdict::Refuse(wait) = self.judge(key, rate, now) {
             return Err((key.limit(), wait));
         }
@@ -90,7 +83,7 @@ impl Limits {
         }
         self.admit(key, rate, now);
         for (place, cap) in places {
-            self.hold(place, token, *cap, hold, now);
+            self.hold(place, holding.token, *cap, holding.hold, now);
         }
         Ok(now)
     }
@@ -193,19 +186,9 @@ impl LimitStore for MemoryStore {
         Ok(())
     }
 
-    async fn admit_holding(
-        &self,
-        key: &LimitKey,
-        rate: Rate,
-        places: &[(LimitKey, u32)],
-        token: u64,
-        hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>> {
+    async fn admit_holding(&self, holding: &Holding<'_>) -> StoreResult<Judged> {
         let now = self.now();
-        let mut state = self.shared.lock();
-        Ok(state
-            .limits
-            .admit_holding(key, rate, places, token, hold, now))
+        Ok(self.shared.lock().limits.admit_holding(holding, now))
     }
 
     async fn forget(&self, user: &UserId) -> StoreResult<()> {

@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
@@ -21,7 +20,7 @@ use crate::{
         shake::{self, PendingShake, ShakeMatch, ShakePair},
     },
     storage::{
-        SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, SHAKE_UNCOLLECTED, ShakeOutcome, ShakeStore,
+        NewShake, SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, SHAKE_UNCOLLECTED, ShakeOutcome, ShakeStore,
         StoreResult,
     },
 };
@@ -107,17 +106,11 @@ impl ShakeState {
 
 #[async_trait]
 impl ShakeStore for MemoryStore {
-    async fn shake(
-        &self,
-        id: u64,
-        user: &UserId,
-        cell: CellIndex,
-        window: Duration,
-        mark: i64,
-    ) -> StoreResult<ShakeOutcome> {
+    async fn shake(&self, shake: &NewShake<'_>) -> StoreResult<ShakeOutcome> {
+        let (id, user, cell) = (shake.id, shake.user, shake.cell);
         let now = self.now();
         let mut state = self.shared.lock();
-        if state.shake.mark(user) != mark {
+        if state.shake.mark(user) != shake.mark {
             return Ok(ShakeOutcome::Cleared);
         }
         let shake = PendingShake {
@@ -125,7 +118,7 @@ impl ShakeStore for MemoryStore {
             user: user.clone(),
             cell,
             arrived: now,
-            expires: now.plus(window),
+            expires: now.plus(shake.window),
         };
         let shakes = &mut state.shake;
         let partner =

@@ -416,21 +416,28 @@ mod tests {
         assert_eq!(consent_key(&user, "n"), format!("vc:c:{{{user}}}:n"));
     }
 
-    #[test]
-    fn records_round_trip() {
+    /// A People Nearby entry of user `a@b` at `coords` and its deadlines (purge at
+    /// 1,790,003,600,000 ms).
+    fn record_at(coords: Coordinates, gender: Gender) -> (UserId, Position, Deadlines) {
         let user = UserId::parse("a@b", "user_id").unwrap();
-        let coords = Coordinates::new(39.9123, -116.3988).unwrap();
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
             cell: SnapGrid::default().snap(coords),
-            gender: Gender::Female,
+            gender,
         };
         let deadlines = Deadlines {
             last_active: Timestamp::from_millis(1_790_000_000_000),
             visible_until: Timestamp::from_millis(1_790_003_600_000),
             purge_at: Timestamp::from_millis(1_790_003_600_000),
         };
+        (user, position, deadlines)
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let coords = Coordinates::new(39.9123, -116.3988).unwrap();
+        let (user, position, deadlines) = record_at(coords, Gender::Female);
         let raw = encode_record(&position, &deadlines, true);
         assert!(raw.len() <= 64, "fits a listpack value");
         assert!(
@@ -448,20 +455,8 @@ mod tests {
     /// a record now holds the cell and nothing finer, and one of the earlier layout still reads.
     #[test]
     fn a_record_holds_the_cell_and_nothing_finer() {
-        let user = UserId::parse("a@b", "user_id").unwrap();
         let coords = Coordinates::new(39.912_345, 116.398_765).unwrap();
-        let cell = SnapGrid::default().snap(coords);
-        let position = Position {
-            user_id: user.clone(),
-            feature: Feature::PeopleNearby,
-            cell,
-            gender: Gender::Male,
-        };
-        let deadlines = Deadlines {
-            last_active: Timestamp::from_millis(1_790_000_000_000),
-            visible_until: Timestamp::from_millis(1_790_003_600_000),
-            purge_at: Timestamp::from_millis(1_790_003_600_000),
-        };
+        let (user, position, deadlines) = record_at(coords, Gender::Male);
         let raw = encode_record(&position, &deadlines, false);
         assert_eq!(raw.len(), 13 + 8 + 1 + 4, "deadline, cell, flags, lifetime");
         let e4 = |v: f64| ((v * 1e4).round() as i32).to_be_bytes();

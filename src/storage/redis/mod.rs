@@ -34,8 +34,9 @@ pub use consent::RedisConsentStore;
 use steps::written;
 
 use super::{
-    Admission, Expired, Fence, Limit, LimitKey, LimitStore, Limited, LocationEntry, LocationStore,
-    NearbyResult, Position, StoreError, StoreErrorKind, StoreResult, UpdateLimits,
+    Admission, Expired, Fence, Holding, Judged, Limit, LimitKey, LimitStore, Limited,
+    LocationEntry, LocationStore, NearbyResult, Position, StoreError, StoreErrorKind, StoreResult,
+    UpdateLimits,
 };
 use crate::domain::{
     Deadlines, Feature, Retention, SnapGrid, Timestamp, UserId,
@@ -398,16 +399,10 @@ impl LimitStore for RedisStore {
     }
 
     #[instrument(level = "debug", skip_all)]
-    async fn admit_holding(
-        &self,
-        key: &LimitKey,
-        rate: Rate,
-        places: &[(LimitKey, u32)],
-        token: u64,
-        hold: Duration,
-    ) -> StoreResult<Result<Timestamp, (Limit, Duration)>> {
+    async fn admit_holding(&self, holding: &Holding<'_>) -> StoreResult<Judged> {
+        let (key, places, token) = (holding.key, holding.places, holding.token);
         if !self.conn.is_cluster() {
-            let call = scripts::limit_admit_hold(key, rate, places, token, hold);
+            let call = scripts::limit_admit_hold(holding);
             let reply = self.conn.script("counting a call", &call).await?;
             return Ok(judged(reply, key, places));
         }
@@ -422,7 +417,7 @@ impl LimitStore for RedisStore {
         let mut taken = Vec::new();
         let mut outcome = None;
         for (place, cap) in &other {
-            match self.hold(place, token, *cap, hold).await {
+            match self.hold(place, token, *cap, holding.hold).await {
                 Ok(Admission::Admitted(_)) => taken.push(place),
                 Ok(Admission::Refused(wait)) => {
                     outcome = Some(Ok(Err((place.limit(), wait))));
@@ -437,9 +432,13 @@ impl LimitStore for RedisStore {
         let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
-                let call = scripts::limit_admit_hold(key, rate, &own, token, hold);
+                let own = Holding {
+                    places: &own,
+                    ..*holding
+                };
+                let call = scripts::limit_admit_hold(&own);
                 let reply = self.conn.script("counting a call", &call).await;
-                reply.map(|reply| judged(reply, key, &own))
+                reply.map(|reply| judged(reply, key, own.places))
             }
         };
         if !matches!(outcome, Ok(Ok(_))) {

@@ -10,7 +10,6 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use h3o::CellIndex;
 use tokio::sync::Notify;
 use tonic::async_trait;
 
@@ -21,8 +20,8 @@ use crate::{
         shake::{PendingShake, ShakeMatch, ShakePair},
     },
     storage::{
-        SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, ShakeOutcome, ShakeStore, StoreError, StoreErrorKind,
-        StoreResult,
+        NewShake, SHAKE_HISTORY_CAP, SHAKE_TOMBSTONE, ShakeOutcome, ShakeStore, StoreError,
+        StoreErrorKind, StoreResult,
     },
 };
 
@@ -137,24 +136,9 @@ impl RedisStore {
 
 #[async_trait]
 impl ShakeStore for RedisStore {
-    async fn shake(
-        &self,
-        id: u64,
-        user: &UserId,
-        cell: CellIndex,
-        window: Duration,
-        mark: i64,
-    ) -> StoreResult<ShakeOutcome> {
+    async fn shake(&self, shake: &NewShake<'_>) -> StoreResult<ShakeOutcome> {
         let conn = &self.conn;
-        let call = scripts::shake_pair(
-            &self.pseudonyms,
-            id,
-            user,
-            cell,
-            window,
-            &self.waker.node,
-            mark,
-        );
+        let call = scripts::shake_pair(&self.pseudonyms, shake, &self.waker.node);
         let reply: Vec<redis::Value> = conn.script("pairing a shake", &call).await?;
         let text = |i: usize| {
             reply
@@ -176,9 +160,9 @@ impl ShakeStore for RedisStore {
             return Ok(ShakeOutcome::Paired(parse_pair(&pair)?));
         }
         Ok(ShakeOutcome::Pending(PendingShake {
-            id,
-            user: user.clone(),
-            cell,
+            id: shake.id,
+            user: shake.user.clone(),
+            cell: shake.cell,
             arrived: Timestamp::from_millis(int(1).ok_or_else(corrupt)?),
             expires: Timestamp::from_millis(int(2).ok_or_else(corrupt)?),
         }))

@@ -17,7 +17,7 @@ use crate::{
         user::GenderFilter,
     },
     storage::{
-        ConsentStore, LocationStore, Position, ShakeOutcome, ShakeStore, StoreError,
+        ConsentStore, LocationStore, NewShake, Position, ShakeOutcome, ShakeStore, StoreError,
         StoreErrorKind,
         conformance::{Fixture, ProbeFuture},
     },
@@ -285,27 +285,39 @@ fn request(viewer: &str, limit: usize, page: Option<PageToken>) -> NearbyRequest
     }
 }
 
-/// A store on `server` with the default grid and retention.
-async fn single_store(server: &RedisServer) -> RedisStore {
-    store_on(&Target::single(server.url()), Duration::from_secs(5))
+/// A private Redis and a store on it with the default grid and retention (dropping the server
+/// kills it, so it is kept for as long as the store is used).
+async fn single_store() -> (RedisServer, RedisStore) {
+    let server = RedisServer::start().expect("redis-server starts");
+    let store = store_on(&Target::single(server.url()), Duration::from_secs(5))
         .await
-        .expect("connects")
+        .expect("connects");
+    (server, store)
+}
+
+/// One read of `cells` for the first page of 20 `crowd-0` asks for around `home`, decoded: how
+/// many members were read, and where the read stopped.
+async fn read_cells(
+    store: &RedisStore,
+    home: CellIndex,
+    cells: Vec<(CellIndex, u32)>,
+) -> (usize, Option<(u32, u64)>) {
+    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
+    let (cells, reply) = store
+        .fetch_partition(&store.conn, &query, cells)
+        .await
+        .expect("read");
+    let mut fetched = Fetched::new();
+    let stop = decode_cells(&cells, reply, Retention::default(), &mut fetched);
+    (fetched.values().map(Vec::len).sum(), stop)
 }
 
 #[tokio::test]
 async fn a_crowded_cell_is_read_only_as_far_as_the_page_needs() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (_server, store) = single_store().await;
     let home = crowd(&store).await;
-    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let cells = vec![(home, 500), (home.grid_disk::<Vec<_>>(1)[1], 500)];
-    let (_, reply) = store
-        .fetch_partition(&store.conn, &query, cells.clone())
-        .await
-        .expect("read");
-    let mut fetched = Fetched::new();
-    decode_cells(&cells, reply, Retention::default(), &mut fetched);
-    let read: usize = fetched.values().map(Vec::len).sum();
+    let (read, _) = read_cells(&store, home, cells).await;
     // The window is sized for 1.5 times the 21 wanted (plus 8), over both cells together.
     assert!(read <= 4 * 21, "read {read} of 900 members");
     assert!(read > 20);
@@ -344,8 +356,7 @@ async fn page_through_the_crowd(store: &RedisStore) -> std::collections::HashSet
 
 #[tokio::test]
 async fn pages_through_a_crowded_cell_list_everyone_once_in_order() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (_server, store) = single_store().await;
     crowd(&store).await;
     let seen = page_through_the_crowd(&store).await;
     assert_eq!(seen.len(), 899, "everyone but the viewer, once");
@@ -367,10 +378,8 @@ async fn hidden_crowd(store: &RedisStore) -> CellIndex {
 
 #[tokio::test]
 async fn a_crowd_in_a_sparse_ring_is_read_only_as_far_as_the_page_needs() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (_server, store) = single_store().await;
     let home = hidden_crowd(&store).await;
-    let query = request("crowd-0", 20, None).query(home, Timestamp::from_millis(1_790_000_000_000));
     let mut cells = vec![(home, 0)];
     cells.extend(
         home.grid_disk::<Vec<_>>(1)
@@ -378,13 +387,7 @@ async fn a_crowd_in_a_sparse_ring_is_read_only_as_far_as_the_page_needs() {
             .skip(1)
             .map(|c| (c, 500)),
     );
-    let (_, reply) = store
-        .fetch_partition(&store.conn, &query, cells.clone())
-        .await
-        .expect("read");
-    let mut fetched = Fetched::new();
-    let stop = decode_cells(&cells, reply, Retention::default(), &mut fetched);
-    let read: usize = fetched.values().map(Vec::len).sum();
+    let (read, stop) = read_cells(&store, home, cells).await;
     // 22 wanted (the page and one more, the viewer), 21 once the viewer's cell was read: the
     // ring is read through one window sized from its total, not cell by cell whole.
     assert!(read <= 4 * 22, "read {read} of 606 members");
@@ -438,8 +441,7 @@ async fn scripts_name_cells_and_partitions_exactly_as_h3o_does() {
 
 #[tokio::test]
 async fn moving_far_leaves_no_key_of_the_old_place() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let mut conn = connection(&server).await;
     let grid = SnapGrid::default();
     let at = |lat: f64| {
@@ -500,8 +502,7 @@ async fn moving_far_leaves_no_key_of_the_old_place() {
 async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
     const MEN: usize = 9_000;
     const WOMEN: usize = 5;
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (_server, store) = single_store().await;
     let home = home_cell();
     let writes = (0..MEN + WOMEN).map(|i| {
         let gender = if i < MEN {
@@ -535,8 +536,7 @@ async fn a_rare_gender_in_a_huge_crowd_is_paged_through_in_bounded_reads() {
 
 #[tokio::test]
 async fn a_spent_budget_stops_the_read_between_bands_and_the_next_page_goes_on() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (_server, store) = single_store().await;
     let home = home_cell();
     // 3,000 men in one cell 1 km away: the doubling windows read that whole band before the
     // budget check after a window can see it spent, so the read stops at the next band.
@@ -615,8 +615,7 @@ async fn a_grant_the_state_key_does_not_confirm_reads_as_undecided_until_granted
 /// members of the others, or their records (with the position in them) are orphaned.
 #[tokio::test]
 async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let part =
         super::keys::partition(SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap()));
     let retention = Retention::new(Duration::from_secs(1)).expect("valid");
@@ -646,8 +645,7 @@ async fn a_sweeper_stall_in_a_busy_partition_leaves_no_record_behind() {
 /// splitting a band if need be; pages stay exact with one cell per script.
 #[tokio::test]
 async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let mut store = single_store(&server).await;
+    let (_server, mut store) = single_store().await;
     store.keys_per_script = 1;
     crowd(&store).await;
     let seen = page_through_the_crowd(&store).await;
@@ -659,8 +657,7 @@ async fn pages_read_through_one_cell_per_script_list_everyone_once_in_order() {
 #[tokio::test]
 async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
     use crate::{domain::shake::ShakeMatch, storage::ShakeStore};
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let now = store.now().await.expect("now");
     let brief = Retention::new(Duration::from_secs(1)).expect("valid");
     let users: Vec<UserId> = (0..3_000)
@@ -691,8 +688,7 @@ async fn one_sweep_pass_trims_the_history_of_thousands_of_users() {
 /// find. The shard sweep deletes any record past its deadline.
 #[tokio::test]
 async fn a_record_whose_cell_is_gone_is_still_swept() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
     let retention = Retention::new(Duration::from_secs(1)).expect("valid");
     let user = UserId::parse("stray", "user_id").expect("valid");
@@ -727,8 +723,7 @@ async fn a_record_whose_cell_is_gone_is_still_swept() {
 /// lists them again while a listing comes back full.
 #[tokio::test]
 async fn one_sweep_pass_visits_more_partitions_than_one_listing_holds() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let grid = SnapGrid::default();
     let retention = Retention::new(Duration::from_secs(1)).expect("valid");
     // A 0.5° grid: every user in a partition of their own (res-5 cells are about 8 km).
@@ -779,8 +774,7 @@ async fn one_sweep_pass_visits_more_partitions_than_one_listing_holds() {
 /// passes. One pass now drains several batches of them.
 #[tokio::test]
 async fn one_sweep_pass_drains_a_backlog_of_expired_pending_shakes() {
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let mut conn = connection(&server).await;
     let now = store.now().await.expect("now").as_millis();
     let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).unwrap());
@@ -846,8 +840,7 @@ async fn put_pending(conn: &mut redis::aio::MultiplexedConnection, p: &PendingSh
 #[tokio::test]
 async fn the_redis_pairing_script_chooses_the_partner_the_domain_rule_chooses() {
     use crate::domain::shake;
-    let server = RedisServer::start().expect("redis-server starts");
-    let store = single_store(&server).await;
+    let (server, store) = single_store().await;
     let mut conn = connection(&server).await;
     let grid = SnapGrid::default();
     let seed = 0x5eed_u64;
@@ -948,10 +941,15 @@ async fn the_partner_the_script_chooses(
     store: &RedisStore,
     me: &PendingShake,
 ) -> Option<(UserId, CellIndex)> {
-    let outcome = store
-        .shake(me.id, &me.user, me.cell, Duration::from_secs(3), 0)
-        .await
-        .expect("shake");
+    let window = Duration::from_secs(3);
+    let shake = NewShake {
+        id: me.id,
+        user: &me.user,
+        cell: me.cell,
+        window,
+        mark: 0,
+    };
+    let outcome = store.shake(&shake).await.expect("shake");
     match &outcome {
         ShakeOutcome::Paired(pair) => Some((pair.partner.clone(), pair.partner_cell)),
         ShakeOutcome::Pending(_) | ShakeOutcome::Cleared => None,

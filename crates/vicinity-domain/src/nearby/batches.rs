@@ -171,7 +171,7 @@ mod tests {
     use super::*;
     use crate::{
         Coordinates, UserId,
-        nearby::{OrderContext, Secret},
+        nearby::{OrderContext, Secret, walk::tests::centres},
         user::GenderFilter,
     };
 
@@ -211,20 +211,6 @@ mod tests {
         out
     }
 
-    fn origins(grid: &SnapGrid) -> Vec<CellIndex> {
-        let pentagon = CellIndex::base_cells()
-            .find(|c| c.is_pentagon())
-            .and_then(|c| c.center_child(grid.resolution()))
-            .expect("a pentagon");
-        let places = [(39.9, 116.4), (0.0, 0.0), (64.1, -21.9), (-33.9, 151.2)];
-        let mut out: Vec<CellIndex> = places
-            .iter()
-            .map(|(lat, lng)| grid.snap(Coordinates::new(*lat, *lng).unwrap()))
-            .collect();
-        out.push(pentagon);
-        out
-    }
-
     /// A planned first batch, and every batch after it, are what a walk from scratch hands
     /// out: the plans change the cost of a call, never its cells, bands or cut.
     #[test]
@@ -232,7 +218,7 @@ mod tests {
         let grid = SnapGrid::default();
         let plans = Plans::default();
         let walked = Plans::new(0);
-        for origin in origins(&grid) {
+        for origin in centres(&grid) {
             for radius in [300, 2_000, 20_000] {
                 let query = query(origin, radius, 7);
                 let expected = run(&query, &grid, &walked, 4);
@@ -243,7 +229,7 @@ mod tests {
                 assert!(!expected[0].0.is_empty(), "a first batch");
             }
         }
-        assert_eq!(plans.len(), origins(&grid).len() * 3);
+        assert_eq!(plans.len(), centres(&grid).len() * 3);
         assert!(walked.is_empty(), "capacity 0 keeps nothing");
     }
 

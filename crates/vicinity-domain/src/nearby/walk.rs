@@ -202,7 +202,7 @@ fn band_step(band_m: u32) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use h3o::{CellIndex, LatLng};
@@ -210,7 +210,9 @@ mod tests {
     use super::*;
     use crate::Coordinates;
 
-    fn centres(grid: &SnapGrid) -> Vec<CellIndex> {
+    /// Origins that test the walk's geometry: cells in four regions, the centre child of a
+    /// pentagon base cell and a cell 15 rings from it.
+    pub(in crate::nearby) fn centres(grid: &SnapGrid) -> Vec<CellIndex> {
         let pentagon = CellIndex::base_cells()
             .find(|c| c.is_pentagon())
             .and_then(|c| c.center_child(grid.resolution()))

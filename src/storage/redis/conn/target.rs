@@ -322,31 +322,17 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tls = self.tls.as_ref().map(|_| "<certificates>");
         let password = self.password.as_ref().map(|_| "***");
-        match &self.nodes {
-            Nodes::Single(url) => f
-                .debug_struct("Single")
-                .field("url", &redacted(url))
-                .field("tls", &tls)
-                .field("password", &password)
-                .field("replica_acks", &self.replica_acks)
-                .finish(),
-            Nodes::Cluster(urls) => {
-                let urls: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
-                f.debug_struct("Cluster")
-                    .field("urls", &urls)
-                    .field("tls", &tls)
-                    .field("password", &password)
-                    .field("replica_acks", &self.replica_acks)
-                    .finish()
-            }
-            Nodes::Sentinel(url) => f
-                .debug_struct("Sentinel")
-                .field("url", &redacted(url))
-                .field("tls", &tls)
-                .field("password", &password)
-                .field("replica_acks", &self.replica_acks)
-                .finish(),
-        }
+        let (topology, urls) = match &self.nodes {
+            Nodes::Single(url) => ("Single", vec![redacted(url)]),
+            Nodes::Cluster(urls) => ("Cluster", urls.iter().map(|u| redacted(u)).collect()),
+            Nodes::Sentinel(url) => ("Sentinel", vec![redacted(url)]),
+        };
+        f.debug_struct(topology)
+            .field("urls", &urls)
+            .field("tls", &tls)
+            .field("password", &password)
+            .field("replica_acks", &self.replica_acks)
+            .finish()
     }
 }
 

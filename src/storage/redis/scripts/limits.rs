@@ -40,21 +40,14 @@ lua_script! {
     LIMIT_ADMIT_HOLD, limit_script, "lua/limit_admit_hold.lua"
 }
 
-/// [`LIMIT_ADMIT_HOLD`] of `rate` under `key` and a place under each of `places` (key, cap)
-/// for `token`, for `hold`.
-pub fn limit_admit_hold(
-    key: &LimitKey,
-    rate: Rate,
-    places: &[(LimitKey, u32)],
-    token: u64,
-    hold: Duration,
-) -> ScriptInvocation<'static> {
-    let mut call = LIMIT_ADMIT_HOLD.key(keys::limit_key(key));
-    call.arg(rate.interval_us())
-        .arg(rate.tolerance_us())
-        .arg(token)
-        .arg(hold.as_millis() as u64);
-    for (place, cap) in places {
+/// [`LIMIT_ADMIT_HOLD`] of a [`Holding`].
+pub fn limit_admit_hold(holding: &Holding<'_>) -> ScriptInvocation<'static> {
+    let mut call = LIMIT_ADMIT_HOLD.key(keys::limit_key(holding.key));
+    call.arg(holding.rate.interval_us())
+        .arg(holding.rate.tolerance_us())
+        .arg(holding.token)
+        .arg(holding.hold.as_millis() as u64);
+    for (place, cap) in holding.places {
         call.key(keys::limit_key(place)).arg(*cap);
     }
     call

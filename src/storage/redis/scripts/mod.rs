@@ -29,7 +29,9 @@ use crate::{
         shake::{self, PendingShake, ShakeMatch},
         user::GenderFilter,
     },
-    storage::{CLEAR_MARK_TTL, FENCE_LIFETIME, Fence, LimitKey, LocationEntry, Position},
+    storage::{
+        CLEAR_MARK_TTL, FENCE_LIFETIME, Fence, Holding, LimitKey, LocationEntry, NewShake, Position,
+    },
 };
 
 /// How long past its deadline a key's TTL falls (see [`EXPIRE_AT`]).

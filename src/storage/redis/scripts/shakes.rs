@@ -24,16 +24,19 @@ lua_script! {
     SHAKE_PAIR, shake_script, "lua/shake_pair.lua"
 }
 
-/// [`SHAKE_PAIR`] of shake `id` of `user` in `cell`, waiting `window` on node `node`.
+/// [`SHAKE_PAIR`] of a shake, waiting on node `node`.
 pub fn shake_pair(
     pseudonyms: &Pseudonyms,
-    id: u64,
-    user: &UserId,
-    cell: CellIndex,
-    window: Duration,
+    shake: &NewShake<'_>,
     node: &str,
-    mark: i64,
 ) -> ScriptInvocation<'static> {
+    let NewShake {
+        id,
+        user,
+        cell,
+        window,
+        mark,
+    } = *shake;
     let coarse = shake::coarse(cell);
     let (lat, lng) = shake::compared_centre(cell);
     let mut call = SHAKE_PAIR.prepare_invoke();
