@@ -84,6 +84,7 @@ pub enum GenderFilter {
 
 impl GenderFilter {
     /// Whether a user showing `gender` passes the filter.
+    #[inline]
     pub fn admits(self, gender: Gender) -> bool {
         match self {
             GenderFilter::Any => true,

@@ -117,6 +117,7 @@ impl OrderContext {
     /// pseudo-random arrangement: independent of distance, stable for a cell and an epoch,
     /// different across them, and (because tickets are stored as Redis scores) readable from a
     /// store in key order without scanning a crowded cell.
+    #[inline]
     pub fn key_of_ticket(&self, ticket: u64) -> u64 {
         (ticket + ORDER_SPACE - self.offset) % ORDER_SPACE
     }

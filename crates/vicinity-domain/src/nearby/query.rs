@@ -1,14 +1,10 @@
 //! One People Nearby query: the ring walk over cells, the candidate filter and the ranking.
 
-use std::{
-    cmp::Ordering,
-    collections::HashSet,
-    hash::{BuildHasher, Hash, Hasher},
-};
+use std::{cmp::Ordering, collections::HashSet};
 
 use h3o::CellIndex;
 
-use super::{BandWalk, ORDER_SPACE, OrderContext};
+use super::{BandWalk, MAX_LIMIT, ORDER_SPACE, OrderContext};
 use crate::{SnapGrid, Timestamp, UserId, user::Gender, user::GenderFilter};
 
 /// Where the previous page ended: the last user returned, in order terms.
@@ -89,9 +85,17 @@ pub fn earliest(a: Option<(u32, u64)>, b: Option<(u32, u64)>) -> Option<(u32, u6
     }
 }
 
-/// A (band, key) pair as one number ordered as the pair is.
-fn rank_of(band_m: u32, key: u64) -> u128 {
-    (u128::from(band_m) << 64) | u128::from(key)
+/// Bands one ranking may visit for a band's index and a key to share one `u64`
+/// ([`rank_of`]). Bands are distinct multiples of 100 m ([`SnapGrid::band_m`]) up to the
+/// radius, so a search has at most `MAX_DISTANCE_M / 100` of them (about 60 in practice).
+const MAX_BANDS: usize = 1 << (64 - ORDER_SPACE.trailing_zeros());
+const _: () = assert!(((super::MAX_DISTANCE_M / 100) as usize) < MAX_BANDS);
+
+/// A candidate's rank in one ranking: the index of its band among the bands visited (they
+/// come in band order), then its key, as one number ordered as the pair is.
+fn rank_of(band_index: usize, key: u64) -> u64 {
+    debug_assert!(band_index < MAX_BANDS && key < ORDER_SPACE);
+    ((band_index as u64) << ORDER_SPACE.trailing_zeros()) | key
 }
 
 /// A candidate during a search: borrowed from the store, so the per-candidate cost is a few
@@ -99,7 +103,8 @@ fn rank_of(band_m: u32, key: u64) -> u128 {
 /// 32 bytes, so the selections of a crowded list move little.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Candidate<'a> {
-    key: u64,
+    /// Its band's index and its key ([`rank_of`]): one comparison where a pair takes two.
+    rank: u64,
     user_id: &'a UserId,
     last_active: Timestamp,
     band_m: u32,
@@ -108,8 +113,8 @@ struct Candidate<'a> {
 
 impl Ord for Candidate<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.rank()
-            .cmp(&other.rank())
+        self.rank
+            .cmp(&other.rank)
             .then_with(|| self.user_id.cmp(other.user_id))
     }
 }
@@ -121,15 +126,15 @@ impl PartialOrd for Candidate<'_> {
 }
 
 impl Candidate<'_> {
-    /// The band, then the key, as one number: one comparison where a pair takes two.
-    fn rank(&self) -> u128 {
-        rank_of(self.band_m, self.key)
+    /// Its in-band key.
+    fn key(&self) -> u64 {
+        self.rank & (ORDER_SPACE - 1)
     }
 
     fn to_hit(self) -> Hit {
         Hit {
             band_m: self.band_m,
-            key: self.key,
+            key: self.key(),
             user_id: self.user_id.clone(),
             gender: self.gender,
             last_active: self.last_active,
@@ -141,50 +146,37 @@ impl Candidate<'_> {
 /// them: 4 ranked 1,000 candidates fastest of 2, 4 and 8 (`cargo bench --bench hot_path`).
 const HELD: usize = 4;
 
-/// A user on a page, by their in-band key and id; hashed by the key alone
-/// ([`BuildKeyHasher`]), equal only with the same id too.
-#[derive(PartialEq, Eq)]
-struct Listed<'a>(u64, &'a UserId);
+/// Slots of the table [`first_places`] finds a user read twice on one page with: a power of
+/// two at least twice the largest page, so every probe sequence is short and ends.
+const PAGE_SLOTS: usize = 256;
+const _: () = assert!(2 * (MAX_LIMIT as usize + 1) <= PAGE_SLOTS);
 
-impl Hash for Listed<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0);
-    }
-}
-
-/// Hashes an in-band key by one multiplication: keys are keyed pseudo-random (a rotation of a keyed
-/// ticket), so nobody without the secret can make them collide, and a page holds at most
-/// `MAX_LIMIT + 1` of them.
-#[derive(Clone, Copy, Default)]
-struct BuildKeyHasher;
-
-impl BuildHasher for BuildKeyHasher {
-    type Hasher = KeyHasher;
-
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(0)
-    }
-}
-
-/// See [`BuildKeyHasher`].
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+/// Keeps each user's first place among `ranked` (a page, in order): a user read twice (moving
+/// between two cells while a store read them, not as one snapshot) has both copies under the
+/// user's key. Keys are keyed pseudo-random (nobody without the secret can make them
+/// collide), so their low bits place each in a table of indices on the stack.
+fn first_places(ranked: &mut Vec<Candidate<'_>>) {
+    debug_assert!(ranked.len() <= MAX_LIMIT as usize);
+    let mut slots = [u8::MAX; PAGE_SLOTS];
+    let mut repeated = [false; MAX_LIMIT as usize];
+    for (i, candidate) in ranked.iter().enumerate() {
+        let mut slot = candidate.key() as usize % PAGE_SLOTS;
+        while let Some(&first) = ranked.get(usize::from(slots[slot])) {
+            if first.key() == candidate.key() && first.user_id == candidate.user_id {
+                repeated[i] = true;
+                break;
+            }
+            slot = (slot + 1) % PAGE_SLOTS;
+        }
+        if !repeated[i] {
+            slots[slot] = i as u8;
         }
     }
-
-    fn write_u64(&mut self, n: u64) {
-        // Keys are below 2^52: one multiplication spreads them to the top bits, which the
-        // table's tags read.
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
+    let mut i = 0;
+    ranked.retain(|_| {
+        i += 1;
+        !repeated[i - 1]
+    });
 }
 
 /// Receives the members of one cell during a search; see [`super::Search`]. Keeps the
@@ -197,12 +189,14 @@ impl Hasher for KeyHasher {
 pub struct Collector<'q, 'a> {
     query: &'q NearbyQuery,
     band_m: u32,
+    /// The index of the band being visited among the bands of this ranking.
+    band_index: usize,
     want: usize,
     held: Vec<Candidate<'a>>,
     /// The worst of the best `want` at the last selection, once there was one.
     bar: Option<Candidate<'a>>,
     /// The bar's rank ([`Candidate::rank`]); the greatest there is without a bar.
-    bar_rank: u128,
+    bar_rank: u64,
 }
 
 impl<'a> Collector<'_, 'a> {
@@ -217,7 +211,7 @@ impl<'a> Collector<'_, 'a> {
     fn select(&mut self) {
         self.keep_best();
         self.bar = self.held.last().copied();
-        self.bar_rank = self.bar.map_or(u128::MAX, |bar| bar.rank());
+        self.bar_rank = self.bar.map_or(u64::MAX, |bar| bar.rank);
     }
 
     fn keep_best(&mut self) {
@@ -240,6 +234,9 @@ impl<'a> Collector<'_, 'a> {
     /// gender and cursor.
     ///
     /// `ticket` is the member's order ticket ([`super::Tickets`]), which the store keeps.
+    /// Inlined into the store's loop: most members of a crowded band stop at its first
+    /// comparisons, and the call itself would cost more than they do.
+    #[inline]
     pub fn offer(
         &mut self,
         user_id: &'a UserId,
@@ -247,17 +244,31 @@ impl<'a> Collector<'_, 'a> {
         gender: Gender,
         last_active: Timestamp,
     ) {
-        let q = self.query;
-        if !q.gender_filter.admits(gender) {
+        if !self.query.gender_filter.admits(gender) {
             return;
         }
-        let key = q.order.key_of_ticket(ticket);
+        let key = self.query.order.key_of_ticket(ticket);
         // Only what ranks before the bar may make the page, whatever the other checks say
-        // (an equal rank goes on to the id tie-break below). Most candidates of a crowded band
-        // stop here, at one comparison.
-        if rank_of(self.band_m, key) > self.bar_rank {
-            return;
+        // (an equal rank goes on to the id tie-break in `consider`). Most candidates of a
+        // crowded band stop here, at one comparison.
+        let rank = rank_of(self.band_index, key);
+        if rank <= self.bar_rank {
+            self.consider(user_id, key, rank, gender, last_active);
         }
+    }
+
+    /// The rest of [`Self::offer`], for a member ranked no later than the bar: the viewer,
+    /// the block list and the cursors, then the buffer.
+    #[inline(never)]
+    fn consider(
+        &mut self,
+        user_id: &'a UserId,
+        key: u64,
+        rank: u64,
+        gender: Gender,
+        last_active: Timestamp,
+    ) {
+        let q = self.query;
         if *user_id == q.viewer || (!q.exclude.is_empty() && q.exclude.contains(user_id)) {
             return;
         }
@@ -272,13 +283,14 @@ impl<'a> Collector<'_, 'a> {
             return;
         }
         let candidate = Candidate {
-            key,
+            rank,
             user_id,
             last_active,
             band_m: self.band_m,
             gender,
         };
-        if self.bar.is_some_and(|bar| candidate >= bar) {
+        // Ranked before the bar, it is before the bar; at the bar's rank, the ids decide.
+        if rank == self.bar_rank && self.bar.is_some_and(|bar| candidate >= bar) {
             return;
         }
         self.held.push(candidate);
@@ -314,7 +326,7 @@ impl NearbyQuery {
         mut visit: impl FnMut(CellIndex, &mut Collector<'_, 'a>),
     ) -> (Page, bool) {
         let mut collector = self.collector();
-        for (band_m, cells) in bands {
+        for (band_index, (band_m, cells)) in bands.iter().enumerate() {
             // Full after a band: every member of a later one ranks after all it holds (the band
             // comes first in the order), so none can change the page; their cells are not
             // visited at all.
@@ -322,6 +334,7 @@ impl NearbyQuery {
                 break;
             }
             collector.band_m = *band_m;
+            collector.band_index = band_index;
             for cell in cells {
                 visit(*cell, &mut collector);
             }
@@ -331,14 +344,15 @@ impl NearbyQuery {
     }
 
     fn collector<'a>(&self) -> Collector<'_, 'a> {
-        let want = self.limit + 1;
+        let want = self.page_size() + 1;
         Collector {
             query: self,
             band_m: 0,
+            band_index: 0,
             want,
             held: Vec::with_capacity(HELD * want),
             bar: None,
-            bar_rank: u128::MAX,
+            bar_rank: u64::MAX,
         }
     }
 
@@ -346,20 +360,18 @@ impl NearbyQuery {
     /// held, else after the point where reading stopped (the store's, or the walk's `cut`).
     fn page(&self, collector: Collector<'_, '_>, cut: Option<u32>) -> Page {
         let mut ranked = collector.into_ranked();
-        let full = ranked.len() > self.limit;
-        ranked.truncate(self.limit);
+        let full = ranked.len() > self.page_size();
+        ranked.truncate(self.page_size());
         // Where a full page continues: after its last candidate, taken before the duplicates
         // go (a later copy dropped below must not be found again by the next page).
         let last = ranked.last().filter(|_| full).map(|c| Cursor {
             band_m: c.band_m,
-            key: c.key,
+            key: c.key(),
             user_id: c.user_id.clone(),
         });
         // A user read twice (moving between two cells while a store read them, not as one
         // snapshot) is listed once, at the first place. Both copies have the user's key.
-        let mut listed: HashSet<Listed<'_>, BuildKeyHasher> =
-            HashSet::with_capacity_and_hasher(ranked.len(), BuildKeyHasher);
-        ranked.retain(|c| listed.insert(Listed(c.key, c.user_id)));
+        first_places(&mut ranked);
         let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
         // A cut reads its last band whole: the cursor's key lies past the order space, so the
         // next page starts at the band after it.
@@ -376,6 +388,11 @@ impl NearbyQuery {
             _ => None,
         };
         Page { hits, next }
+    }
+
+    /// The page's size: the limit, within 1..=[`MAX_LIMIT`] whatever the field holds.
+    fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_LIMIT as usize)
     }
 
     /// Whether the members of `cell` may be listed ([`Self::shown`]).
