@@ -10,7 +10,7 @@ use std::{collections::HashSet, future::Future, pin::Pin, sync::Arc, time::Durat
 use crate::domain::shake::{ShakeMatch, ShakePair};
 
 use super::{
-    Admission, ConsentStore, Holding, Limit, LimitKey, LimitStore, Limited, LocationEntry,
+    Admission, ConsentStore, Holding, Judged, Limit, LimitKey, LimitStore, Limited, LocationEntry,
     LocationStore, NearbyResult, NewShake, Position, ShakeOutcome, ShakeStore, StoreErrorKind,
     StoreResult, UpdateLimits,
 };
@@ -863,7 +863,6 @@ pub async fn places_are_capped_given_back_and_freed_at_their_end(fx: &Fixture) {
 /// place; refused by the rate, it took no place.
 pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
     let rate = Rate::new(2, Duration::from_secs(60)).expect("a rate");
-    let hold = Duration::from_secs(5);
     let key_place = LimitKey::KeyPendingShakes("conf-key".to_owned());
     let call = |who: &str| {
         let who = user(who);
@@ -874,60 +873,62 @@ pub async fn counting_and_holding_is_all_or_nothing(fx: &Fixture) {
     };
     let (u_rate, u_places) = call("conf-all-u");
     let (v_rate, v_places) = call("conf-all-v");
-    let judge = |key: LimitKey, places: Vec<(LimitKey, u32)>, token: u64| {
-        let limits = fx.limits.clone();
-        async move {
-            let (key, places) = (&key, &places);
-            let holding = Holding {
-                key,
-                rate,
-                places,
-                token,
-                hold,
-            };
-            let judged = limits.admit_holding(&holding).await;
-            judged.expect("admit_holding")
-        }
-    };
-    assert!(judge(u_rate.clone(), u_places.clone(), 1).await.is_ok());
+    assert!(holding(fx, rate, &u_rate, &u_places, 1).await.is_ok());
     // Both places are full: either may be named (a cluster takes the key's first).
-    let (which, wait) = judge(u_rate.clone(), u_places.clone(), 2)
-        .await
-        .expect_err("full");
+    let refused = holding(fx, rate, &u_rate, &u_places, 2).await;
+    let (which, wait) = refused.expect_err("full");
     let a_place = matches!(which, Limit::PendingShakes | Limit::KeyPendingShakes);
     assert!(a_place, "a place refuses, not {which}");
-    assert!(wait <= hold && wait >= hold / 2, "waits {wait:?}");
-    let (which, _) = judge(v_rate.clone(), v_places.clone(), 3)
-        .await
-        .expect_err("full");
+    assert!(wait <= HOLD && wait >= HOLD / 2, "waits {wait:?}");
+    let refused = holding(fx, rate, &v_rate, &v_places, 3).await;
+    let (which, _) = refused.expect_err("full");
     assert_eq!(which, Limit::KeyPendingShakes, "the key's place refuses");
     // v's own place was not taken by the refused call.
-    let taken = fx
-        .limits
-        .hold(&v_places[0].0, 4, 1, hold)
-        .await
-        .expect("hold");
-    assert!(
-        matches!(taken, Admission::Admitted(_)),
-        "a refusal took a place"
-    );
+    assert_one_place_free(fx, &v_places[0].0, 4, "a refusal took a place").await;
     fx.limits.release(&v_places[0].0, 4).await.expect("release");
     // u's refused call counted nothing: a second call passes the rate of two.
     for (place, _) in &u_places {
         fx.limits.release(place, 1).await.expect("release");
     }
-    assert!(judge(u_rate.clone(), u_places.clone(), 5).await.is_ok());
+    assert!(holding(fx, rate, &u_rate, &u_places, 5).await.is_ok());
     for (place, _) in &u_places {
         fx.limits.release(place, 5).await.expect("release");
     }
-    let (which, wait) = judge(u_rate, u_places, 6).await.expect_err("the rate");
+    let refused = holding(fx, rate, &u_rate, &u_places, 6).await;
+    let (which, wait) = refused.expect_err("the rate");
     assert_eq!(which, Limit::Shakes, "the rate refuses");
     assert!(wait > Duration::from_secs(25), "waits {wait:?}");
-    let taken = fx.limits.hold(&key_place, 7, 1, hold).await.expect("hold");
-    assert!(
-        matches!(taken, Admission::Admitted(_)),
-        "a refusal by the rate took a place"
-    );
+    assert_one_place_free(fx, &key_place, 7, "a refusal by the rate took a place").await;
+}
+
+/// How long [`counting_and_holding_is_all_or_nothing`] holds its places.
+const HOLD: Duration = Duration::from_secs(5);
+
+/// [`LimitStore::admit_holding`] of `places` for `token`, counted under `key` against `rate`.
+async fn holding(
+    fx: &Fixture,
+    rate: Rate,
+    key: &LimitKey,
+    places: &[(LimitKey, u32)],
+    token: u64,
+) -> Judged {
+    let holding = Holding {
+        key,
+        rate,
+        places,
+        token,
+        hold: HOLD,
+    };
+    fx.limits
+        .admit_holding(&holding)
+        .await
+        .expect("admit_holding")
+}
+
+/// Asserts that `place`, of one place, is free (`token` takes it).
+async fn assert_one_place_free(fx: &Fixture, place: &LimitKey, token: u64, why: &str) {
+    let taken = fx.limits.hold(place, token, 1, HOLD).await.expect("hold");
+    assert!(matches!(taken, Admission::Admitted(_)), "{why}");
 }
 
 /// A write admitted under a fence read before a People Nearby clear of its user is refused

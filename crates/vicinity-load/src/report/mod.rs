@@ -1,15 +1,21 @@
 //! What a run and a whole invocation report: the numbers, the verdicts (sustained, within
 //! the p99 bound), the JSON document and the text on stdout.
 
-use std::{collections::BTreeMap, fmt::Write, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     driver::{Pace, RunOutcome},
     record::{Percentiles, distribution},
 };
+
+mod json;
+mod text;
+
+pub use json::RunJson;
+pub use text::{ms, pace_text, run_text};
 
 /// The version of the JSON document's shape.
 pub const FORMAT: u32 = 1;
@@ -239,38 +245,6 @@ impl RunReport {
     pub fn title(&self) -> String {
         format!("{} {} {}", self.target, self.rpc, pace_text(self.pace))
     }
-
-    /// The run as it appears in the JSON document.
-    pub fn to_json(&self) -> RunJson<'_> {
-        let (pace, rate, concurrency) = match self.pace {
-            Pace::Open { rate } => ("open", Some(rate), None),
-            Pace::Closed { concurrency } => ("closed", None, Some(concurrency)),
-        };
-        RunJson {
-            target: &self.target,
-            rpc: &self.rpc,
-            role: self.role.name(),
-            pace,
-            rate,
-            concurrency,
-            duration_s: self.duration.as_secs_f64(),
-            planned: self.planned,
-            sent: self.sent,
-            unsent: self.unsent,
-            unfinished: self.unfinished,
-            completed: self.completed,
-            ok: self.ok,
-            errors: &self.errors,
-            achieved_rps: round(self.achieved, 1),
-            sustained: self.sustained,
-            within_bound: self.within_bound,
-            latency_us: &self.latency,
-            cpu_s: &self.cpu,
-            cpu_us_per_request: self.cpu_per_request(),
-            per_second: &self.seconds,
-            distribution: &self.distribution,
-        }
-    }
 }
 
 fn second(t: usize, h: &hdrhistogram::Histogram<u64>, completed: &[u64]) -> Second {
@@ -287,14 +261,6 @@ fn second(t: usize, h: &hdrhistogram::Histogram<u64>, completed: &[u64]) -> Seco
 fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
-}
-
-/// `open 5000/s` or `closed x8`.
-pub fn pace_text(pace: Pace) -> String {
-    match pace {
-        Pace::Open { rate } => format!("open {rate:.0}/s"),
-        Pace::Closed { concurrency } => format!("closed x{concurrency}"),
-    }
 }
 
 /// The highest sustained rate within the bound found for one target.
@@ -327,65 +293,6 @@ impl Peak {
             saturated: None,
         }
     }
-}
-
-/// The JSON document (`--json`): what [`Report::to_json`] serializes.
-#[derive(Serialize)]
-struct ReportJson<'a> {
-    format: u32,
-    meta: &'a Meta,
-    p99_bound_us: u64,
-    interleaved: Vec<SliceRatio>,
-    failures: Vec<FailureJson<'a>>,
-    loads: Vec<RunJson<'a>>,
-    runs: Vec<RunJson<'a>>,
-    peaks: Vec<PeakJson<'a>>,
-    comparison: Value,
-}
-
-/// A failed step in the JSON document.
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    step: &'a str,
-    error: &'a str,
-}
-
-/// A peak in the JSON document.
-#[derive(Serialize)]
-struct PeakJson<'a> {
-    target: &'a str,
-    rpc: &'a str,
-    rate: f64,
-    achieved_rps: f64,
-    latency_us: Percentiles,
-    saturated_rps: Option<f64>,
-}
-
-/// A run in the JSON document.
-#[derive(Debug, Serialize)]
-pub struct RunJson<'a> {
-    target: &'a str,
-    rpc: &'a str,
-    role: &'static str,
-    pace: &'static str,
-    rate: Option<f64>,
-    concurrency: Option<usize>,
-    duration_s: f64,
-    planned: u64,
-    sent: u64,
-    unsent: u64,
-    unfinished: u64,
-    completed: u64,
-    ok: u64,
-    errors: &'a BTreeMap<String, u64>,
-    achieved_rps: f64,
-    sustained: bool,
-    within_bound: bool,
-    latency_us: &'a BTreeMap<String, Percentiles>,
-    cpu_s: &'a BTreeMap<String, f64>,
-    cpu_us_per_request: BTreeMap<String, f64>,
-    per_second: &'a [Second],
-    distribution: &'a [(f64, u64)],
 }
 
 /// What was run against what: flags, population, machine facts (the JSON's `meta`).
@@ -460,84 +367,6 @@ pub struct Report {
 }
 
 impl Report {
-    /// The JSON document.
-    pub fn to_json(&self) -> Value {
-        let document = ReportJson {
-            format: FORMAT,
-            meta: &self.meta,
-            p99_bound_us: self.p99_bound_us,
-            interleaved: self
-                .slice_ratios()
-                .into_iter()
-                .map(|r| SliceRatio {
-                    median: round(r.median, 3),
-                    min: round(r.min, 3),
-                    max: round(r.max, 3),
-                    ..r
-                })
-                .collect(),
-            failures: self
-                .failures
-                .iter()
-                .map(|(step, error)| FailureJson { step, error })
-                .collect(),
-            loads: self.loads.iter().map(RunReport::to_json).collect(),
-            runs: self.runs.iter().map(RunReport::to_json).collect(),
-            peaks: self
-                .peaks
-                .iter()
-                .map(|p| PeakJson {
-                    target: &p.target,
-                    rpc: &p.rpc,
-                    rate: p.rate,
-                    achieved_rps: round(p.achieved, 1),
-                    latency_us: p.latency,
-                    saturated_rps: p.saturated.map(|s| round(s, 1)),
-                })
-                .collect(),
-            comparison: self.comparison(),
-        };
-        serde_json::to_value(document).unwrap_or(Value::Null)
-    }
-
-    /// Each peak beside the service's ListNearby peak: `{target: ratio}` (service ÷ peer),
-    /// when both were measured.
-    pub fn comparison(&self) -> Value {
-        let Some(ours) = self.peaks.iter().find(|p| p.target == "service") else {
-            return Value::Null;
-        };
-        let ratios: serde_json::Map<String, Value> = self
-            .peaks
-            .iter()
-            .filter(|p| p.target != "service" && p.achieved > 0.0)
-            .map(|p| {
-                (
-                    p.target.clone(),
-                    json!(round(ours.achieved / p.achieved, 2)),
-                )
-            })
-            .collect();
-        if ratios.is_empty() {
-            Value::Null
-        } else {
-            json!({ "service_rpc": ours.rpc, "service_over": ratios })
-        }
-    }
-
-    /// The human summary printed at the end.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        for run in self.loads.iter().chain(&self.runs) {
-            out += &run_text(run);
-        }
-        if !self.peaks.is_empty() {
-            out += &self.peak_table();
-        }
-        out += &self.slice_text();
-        out += &self.failure_text();
-        out
-    }
-
     /// The interleaved comparison: for each peer target, the per-round ratios of the service
     /// over it (closed loop: completions per second; open loop: p99), as (target, measure,
     /// median, min, max, rounds). A round is the service's slice and the peers' slices after
@@ -586,34 +415,6 @@ impl Report {
             .collect()
     }
 
-    /// The interleaved comparison as text (empty without one).
-    pub fn slice_text(&self) -> String {
-        let ratios = self.slice_ratios();
-        if ratios.is_empty() {
-            return String::new();
-        }
-        let mut out = String::from(
-            "\ninterleaved: service ÷ peer per round (throughput closed-loop, p99 open-loop)\n\n\
-             | peer | measure | median | min | max | rounds |\n|---|---|---|---|---|---|\n",
-        );
-        for r in ratios {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {} |",
-                r.target, r.measure, r.median, r.min, r.max, r.rounds
-            );
-        }
-        out
-    }
-
-    /// The failed steps, one line each (empty when none failed).
-    pub fn failure_text(&self) -> String {
-        self.failures
-            .iter()
-            .map(|(step, error)| format!("FAILED: {step}: {error}\n"))
-            .collect()
-    }
-
     /// What failed of what was asked: every failed step, and every fixed-rate run of the
     /// service (whole, or each slice of an interleaved comparison) that did not hold its rate
     /// within the p99 bound (a sweep or a peak search looks for the limit, so its runs past it
@@ -634,99 +435,6 @@ impl Report {
             .map(|(step, _)| format!("{step}: failed"))
             .chain(runs)
             .collect()
-    }
-
-    /// The peaks as a Markdown table, with ratios against the service when it is there: of
-    /// the rates held within the bound, and of the closed-loop maxima (saturation).
-    pub fn peak_table(&self) -> String {
-        let bound = self.p99_bound_us as f64 / 1e3;
-        let mut out = format!(
-            "\npeaks: highest open-loop rate held with p99 <= {bound} ms, and the closed-loop maximum\n\n\
-             | target | rpc | held/s | p50 | p99 | closed-loop max/s | service ÷ this, held | service ÷ this, max |\n\
-             |---|---|---|---|---|---|---|---|\n"
-        );
-        let ours = self.peaks.iter().find(|p| p.target == "service");
-        let ratio = |of: Option<f64>, to: Option<f64>, same: bool| match (of, to) {
-            (Some(a), Some(b)) if !same && b > 0.0 => format!("{:.1}×", a / b),
-            _ => "-".into(),
-        };
-        for p in &self.peaks {
-            let same = p.target == "service";
-            let held = ratio(ours.map(|o| o.achieved), Some(p.achieved), same);
-            let max = ratio(ours.and_then(|o| o.saturated), p.saturated, same);
-            let saturated = p.saturated.map_or("-".into(), |s| format!("{s:.0}"));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.0} | {} | {} | {saturated} | {held} | {max} |",
-                p.target,
-                p.rpc,
-                p.achieved,
-                ms(p.latency.p50),
-                ms(p.latency.p99)
-            );
-        }
-        out
-    }
-}
-
-/// A run's block of text.
-pub fn run_text(run: &RunReport) -> String {
-    let verdict = match (run.pace, run.sustained, run.within_bound) {
-        (Pace::Closed { .. }, _, _) => "",
-        (_, true, true) => "  sustained, p99 within bound",
-        (_, true, false) => "  sustained, p99 OVER bound",
-        (_, false, _) => "  NOT sustained",
-    };
-    let errors = match run.errors.is_empty() {
-        true => String::new(),
-        false => format!(" {:?}", run.errors),
-    };
-    let mut out = format!(
-        "{}  for {:?}: sent {} ok {} errors {}{errors} unsent {}  achieved {:.0}/s{verdict}\n",
-        run.title(),
-        run.duration,
-        run.sent,
-        run.ok,
-        run.completed - run.ok,
-        run.unsent,
-        run.achieved,
-    );
-    let _ = writeln!(
-        out,
-        "  {:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency", "p50", "p90", "p99", "p99.9", "max", "count"
-    );
-    for (rpc, p) in &run.latency {
-        let _ = writeln!(
-            out,
-            "  {rpc:<16} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            ms(p.p50),
-            ms(p.p90),
-            ms(p.p99),
-            ms(p.p999),
-            ms(p.max),
-            p.count
-        );
-    }
-    if !run.cpu.is_empty() {
-        let per = run.cpu_per_request();
-        let cpu: Vec<String> = run
-            .cpu
-            .iter()
-            .map(|(name, s)| format!("{name} {s:.2}s = {:.1}µs/request", per[name]))
-            .collect();
-        let _ = writeln!(out, "  cpu: {}", cpu.join(", "));
-    }
-    out
-}
-
-/// Microseconds as milliseconds with sensible digits.
-pub fn ms(us: u64) -> String {
-    let ms = us as f64 / 1e3;
-    match ms {
-        m if m < 1.0 => format!("{m:.3}ms"),
-        m if m < 100.0 => format!("{m:.2}ms"),
-        m => format!("{m:.0}ms"),
     }
 }
 
