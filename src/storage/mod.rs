@@ -562,9 +562,9 @@ pub trait LimitStore: Send + Sync + 'static {
     async fn release(&self, key: &LimitKey, token: u64) -> StoreResult<()>;
 
     /// Counts one call against the `holding`'s rate under its key and takes a place under
-    /// each of its places (key and cap) for its token until its hold from now, all or nothing: a refusal counts
-    /// nothing and takes nothing, and names the limit that refused (when several places are
-    /// full, any one of them).
+    /// each of its places (key and cap) for its token until its hold from now, all or
+    /// nothing: a refusal counts nothing and takes nothing, and names the limit that refused
+    /// (when several places are full, any one of them).
     async fn admit_holding(&self, holding: &Holding<'_>) -> StoreResult<Judged>;
 
     /// Deletes every limit state of `user` (ForgetUser: their ids go with them).

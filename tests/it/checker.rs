@@ -639,13 +639,7 @@ async fn two_nodes(store: StoreConfig) -> (TestApp, TestApp) {
 }
 
 fn redis_store(target: Target) -> StoreConfig {
-    StoreConfig::Redis {
-        locations: target.clone(),
-        consents: target,
-        allow_persistent: false,
-        timeout: REDIS_TIMEOUT,
-        consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
-    }
+    crate::redis_backend::redis_store(target.clone(), target)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

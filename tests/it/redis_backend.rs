@@ -39,7 +39,7 @@ pub(crate) fn redis_store(locations: Target, consents: Target) -> StoreConfig {
         locations,
         consents,
         allow_persistent: false,
-        timeout: Duration::from_secs(1),
+        timeout: crate::helpers::REDIS_TIMEOUT,
         consent_cache: vicinity::config::DEFAULT_CONSENT_CACHE,
     }
 }

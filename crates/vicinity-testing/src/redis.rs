@@ -58,6 +58,17 @@ impl RedisServer {
         Self::launch(args, false, None)
     }
 
+    /// A replica of `primary`, once its link to the primary is up (within `timeout`).
+    pub fn start_replica_of(primary: &RedisServer, timeout: Duration) -> io::Result<Self> {
+        let of = primary.port().to_string();
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &of])?;
+        poll_until(timeout, || {
+            let info = replica.cli(&["info", "replication"])?;
+            Ok(info.contains("master_link_status:up").then_some(()))
+        })?;
+        Ok(replica)
+    }
+
     /// Starts a server that also serves TLS with `files` ([`RedisServer::tls_url`]); its
     /// plain port stays for the harness's own checks.
     pub fn start_tls(files: TlsFiles) -> io::Result<Self> {

@@ -31,12 +31,7 @@ impl RedisSentinels {
     /// each other (so a failover can be authorised at once).
     pub fn start() -> io::Result<Self> {
         let primary = RedisServer::start()?;
-        let of = primary.port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &of])?;
-        poll_until(SETUP_TIMEOUT, || {
-            let info = replica.cli(&["info", "replication"])?;
-            Ok(info.contains("master_link_status:up").then_some(()))
-        })?;
+        let replica = RedisServer::start_replica_of(&primary, SETUP_TIMEOUT)?;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for _ in 0..SENTINELS {
             sentinels.push(start_sentinel(primary.port())?);

@@ -106,11 +106,11 @@ impl ShakeState {
 
 #[async_trait]
 impl ShakeStore for MemoryStore {
-    async fn shake(&self, shake: &NewShake<'_>) -> StoreResult<ShakeOutcome> {
-        let (id, user, cell) = (shake.id, shake.user, shake.cell);
+    async fn shake(&self, new: &NewShake<'_>) -> StoreResult<ShakeOutcome> {
+        let (id, user, cell) = (new.id, new.user, new.cell);
         let now = self.now();
         let mut state = self.shared.lock();
-        if state.shake.mark(user) != shake.mark {
+        if state.shake.mark(user) != new.mark {
             return Ok(ShakeOutcome::Cleared);
         }
         let shake = PendingShake {
@@ -118,7 +118,7 @@ impl ShakeStore for MemoryStore {
             user: user.clone(),
             cell,
             arrived: now,
-            expires: now.plus(shake.window),
+            expires: now.plus(new.window),
         };
         let shakes = &mut state.shake;
         let partner =

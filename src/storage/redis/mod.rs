@@ -129,7 +129,7 @@ impl LocationStore for RedisStore {
             return self.write_whole(&position, retention, fence).await;
         }
         // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
-        // write cut off between its steps"). The fence is compared by the first step and by
+        // write cut off between its steps"). The fence is compared by the mark step and by
         // the record's: a clear after the record's removes it; a clear between the two took
         // the strays, so the record's step, fenced, drops the member the cell step added.
         self.schedule_write(&position, retention, fence).await?;

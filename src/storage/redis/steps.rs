@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | 1 schedule | `WRITE_SCHEDULE` (`vc:n:parts`) | sweeps of B's partition and of the user's record shard, due after the hold | nothing to remove |
 //! | 2 mark | `USER_MARK` (user shard, fenced) | B among the user's strays | a Clear (drops the members of every stray cell); the shard's sweep at the strays' deadline |
-//! | 3 add | `CELL_ADD` (B's partition) | a member in B *held* for `PROVISIONAL_HOLD` (30 s), listed meanwhile | a Clear (B is a stray); the partition's sweep when the hold ends |
+//! | 3 add | `CELL_ADD` (B's partition) | a member in B *held* for `PROVISIONAL_HOLD`, listed meanwhile | a Clear (B is a stray); the partition's sweep when the hold ends |
 //! | 4 record | `USER_PUT` (user shard, fenced) | the record naming B, A added to the strays (atomically) | a Clear (record and strays); the shard's sweep at `purge_at` |
 //! | 5 drop old | `CELL_DROP_USER` (A's partition) | A's member gone (and those A's write could have held) | nothing left in A |
 //! | 6 confirm | `CELL_CONFIRM` (B's partition) | B's member at its full deadline | a Clear (the record names B); the sweep at `purge_at`. If the member was gone (a Clear ran), `USER_DROP_IF` takes back the record and the call fails |

@@ -1274,21 +1274,7 @@ async fn purges_and_consent_changes_are_acknowledged_only_once_a_replica_holds_t
 
 /// A replica of `primary`, once its link to the primary is up (at most 60 s).
 async fn start_a_synced_replica_of(primary: &RedisServer) -> RedisServer {
-    let port = primary.port().to_string();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).expect("a replica");
-    let synced = std::time::Instant::now() + Duration::from_secs(60);
-    while !replica
-        .cli(&["info", "replication"])
-        .expect("info")
-        .contains("master_link_status:up")
-    {
-        assert!(
-            std::time::Instant::now() < synced,
-            "the replica never synced"
-        );
-        tokio::task::yield_now().await;
-    }
-    replica
+    RedisServer::start_replica_of(primary, Duration::from_secs(60)).expect("a synced replica")
 }
 
 /// With the replica up, a grant, an update and a clear of `mover` (`who`) are acknowledged.

@@ -156,7 +156,12 @@ const _: () = assert!(2 * (MAX_LIMIT as usize + 1) <= PAGE_SLOTS);
 /// user's key. Keys are keyed pseudo-random (nobody without the secret can make them
 /// collide), so their low bits place each in a table of indices on the stack.
 fn first_places(ranked: &mut Vec<Candidate<'_>>) {
-    debug_assert!(ranked.len() <= MAX_LIMIT as usize);
+    if ranked.len() > MAX_LIMIT as usize {
+        // Only a query built with a larger limit than a request can carry (tests).
+        let mut seen = HashSet::new();
+        ranked.retain(|c| seen.insert((c.key(), c.user_id)));
+        return;
+    }
     let mut slots = [u8::MAX; PAGE_SLOTS];
     let mut repeated = [false; MAX_LIMIT as usize];
     for (i, candidate) in ranked.iter().enumerate() {
@@ -182,9 +187,9 @@ fn first_places(ranked: &mut Vec<Candidate<'_>>) {
 /// Receives the members of one cell during a search; see [`super::Search`]. Keeps the
 /// candidates that may be among the best `limit + 1`, unordered, at most [`HELD`] times that:
 /// when the buffer fills, the best `limit + 1` are selected (not sorted) and the worst of them
-/// becomes the bar. A candidate ranked after the bar cannot make the page and costs one
-/// comparison; one that may is one push (a heap paid a sift for each, most of a crowded
-/// list's ranking: docs/performance.md, round 11).
+/// becomes the bar. A candidate ranked after the bar cannot make the page and costs the
+/// gender check and one comparison; one that may is one push (a heap paid a sift for each,
+/// most of a crowded list's ranking: docs/performance.md, round 11).
 #[derive(Debug)]
 pub struct Collector<'q, 'a> {
     query: &'q NearbyQuery,
@@ -253,22 +258,16 @@ impl<'a> Collector<'_, 'a> {
         // crowded band stop here, at one comparison.
         let rank = rank_of(self.band_index, key);
         if rank <= self.bar_rank {
-            self.consider(user_id, key, rank, gender, last_active);
+            self.consider(user_id, rank, gender, last_active);
         }
     }
 
     /// The rest of [`Self::offer`], for a member ranked no later than the bar: the viewer,
     /// the block list and the cursors, then the buffer.
     #[inline(never)]
-    fn consider(
-        &mut self,
-        user_id: &'a UserId,
-        key: u64,
-        rank: u64,
-        gender: Gender,
-        last_active: Timestamp,
-    ) {
+    fn consider(&mut self, user_id: &'a UserId, rank: u64, gender: Gender, last_active: Timestamp) {
         let q = self.query;
+        let key = rank & (ORDER_SPACE - 1);
         if *user_id == q.viewer || (!q.exclude.is_empty() && q.exclude.contains(user_id)) {
             return;
         }
@@ -344,7 +343,7 @@ impl NearbyQuery {
     }
 
     fn collector<'a>(&self) -> Collector<'_, 'a> {
-        let want = self.page_size() + 1;
+        let want = self.limit + 1;
         Collector {
             query: self,
             band_m: 0,
@@ -360,8 +359,8 @@ impl NearbyQuery {
     /// held, else after the point where reading stopped (the store's, or the walk's `cut`).
     fn page(&self, collector: Collector<'_, '_>, cut: Option<u32>) -> Page {
         let mut ranked = collector.into_ranked();
-        let full = ranked.len() > self.page_size();
-        ranked.truncate(self.page_size());
+        let full = ranked.len() > self.limit;
+        ranked.truncate(self.limit);
         // Where a full page continues: after its last candidate, taken before the duplicates
         // go (a later copy dropped below must not be found again by the next page).
         let last = ranked.last().filter(|_| full).map(|c| Cursor {
@@ -369,8 +368,6 @@ impl NearbyQuery {
             key: c.key(),
             user_id: c.user_id.clone(),
         });
-        // A user read twice (moving between two cells while a store read them, not as one
-        // snapshot) is listed once, at the first place. Both copies have the user's key.
         first_places(&mut ranked);
         let hits: Vec<Hit> = ranked.into_iter().map(Candidate::to_hit).collect();
         // A cut reads its last band whole: the cursor's key lies past the order space, so the
@@ -388,11 +385,6 @@ impl NearbyQuery {
             _ => None,
         };
         Page { hits, next }
-    }
-
-    /// The page's size: the limit, within 1..=[`MAX_LIMIT`] whatever the field holds.
-    fn page_size(&self) -> usize {
-        self.limit.clamp(1, MAX_LIMIT as usize)
     }
 
     /// Whether the members of `cell` may be listed ([`Self::shown`]).

@@ -38,6 +38,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// sentinels (each tried in turn) and then the primary, or a renewal ([`Renewing`]).
 const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Reconnection attempts inside one call, and the longest pause between them.
+const RETRIES: usize = 2;
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
+
 /// `connecting` bounded by [`ESTABLISH_TIMEOUT`]; past it, a timed-out I/O error (which
 /// start-up waits out, as it does a server not up yet).
 async fn established<T>(
@@ -47,9 +51,6 @@ async fn established<T>(
         .await
         .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))
 }
-/// Reconnection attempts inside one call, and the longest pause between them.
-const RETRIES: usize = 2;
-const MAX_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// Milliseconds of a `TIME` reply (seconds, microseconds).
 pub fn time_ms((secs, micros): (i64, i64)) -> i64 {
@@ -105,8 +106,8 @@ impl Conn {
         })
     }
 
-    /// Connects to `target`'s server (a single one: a cluster is refused) over RESP3 with its
-    /// TLS settings and password, handing every push (invalidations, and the library's own
+    /// Connects to `target`'s server (a single one: a cluster or Sentinel is refused) over
+    /// RESP3 with its TLS settings and password, handing every push (invalidations, and the library's own
     /// disconnection notice) to `pushes`; the connection is not re-established.
     pub async fn pushed(
         target: &Target,

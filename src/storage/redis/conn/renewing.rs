@@ -6,6 +6,7 @@ use std::sync::{
     Arc,
     atomic::{AtomicU32, Ordering},
 };
+use std::time::Duration;
 
 use redis::{
     AsyncConnectionConfig, RedisError,
@@ -24,6 +25,10 @@ use crate::{
 /// How many store calls in a row must time out on a cluster, or behind Sentinel, before its
 /// connection is made anew ([`Renewing`]).
 const RENEW_AFTER_TIMEOUTS: u32 = 3;
+/// How long after a renewal ends the next may start: a renewal that failed is not retried at
+/// the rate of calls, and calls still finishing on a replaced connection do not renew the new
+/// one at once.
+const RENEW_PAUSE: Duration = Duration::from_secs(1);
 
 /// What a [`Renewing`] connection is made from, and made anew from.
 pub(super) trait Source: Send + Sync + 'static {
@@ -90,17 +95,17 @@ impl Source for Sentinel {
 /// A new connection reads the topology afresh. Behind Sentinel: the sentinels are asked where
 /// the primary is now.
 ///
-/// The renewal runs as a task of its own, bounded by [`super::ESTABLISH_TIMEOUT`], one at a time, so no
-/// call's own timeout cuts it short (asking sentinels whose first one is unreachable can take
-/// longer than a call may); calls meanwhile go to the old connection, and calls in flight
-/// finish (or time out) on it. It goes with its last clone.
+/// The renewal runs as a task of its own, bounded by [`super::ESTABLISH_TIMEOUT`], one at a
+/// time, so no call's own timeout cuts it short (asking sentinels whose first one is
+/// unreachable can take longer than a call may); calls meanwhile go to the old connection, and
+/// calls in flight finish (or time out) on it. It goes with its last clone.
 pub(super) struct Renewing<S: Source> {
     source: Arc<S>,
     /// Which store this is, for the metrics.
     store: &'static str,
     current: Arc<tokio::sync::RwLock<S::Connection>>,
-    /// Calls in a row that timed out (any other outcome resets it; a broken connection sets it
-    /// to the threshold). Back to 0 only once a renewal succeeded.
+    /// Calls in a row that timed out (a broken connection sets it to the threshold; any other
+    /// outcome, and a renewal that succeeded, reset it).
     timeouts: Arc<AtomicU32>,
     /// The renewal in flight, if any; aborted when the last clone goes.
     renewal: Arc<std::sync::Mutex<Option<tokio_util::task::AbortOnDropHandle<()>>>>,
@@ -139,7 +144,8 @@ impl<S: Source> Renewing<S> {
     }
 
     /// Starts a renewal unless one is in flight. It replaces the connection when it succeeds;
-    /// when it fails (or times out) the connection stays and the next call starts another.
+    /// when it fails (or times out) the connection stays. Either way the next may start
+    /// [`RENEW_PAUSE`] after it ends, once calls count again.
     fn renew(&self) {
         let mut renewal = self.renewal.lock().unwrap_or_else(|p| p.into_inner());
         if renewal.as_ref().is_some_and(|task| !task.is_finished()) {
@@ -167,6 +173,9 @@ impl<S: Source> Renewing<S> {
                     );
                 }
             }
+            // Holds the slot: no other renewal starts meanwhile.
+            tokio::time::sleep(RENEW_PAUSE).await;
+            timeouts.store(0, Ordering::Relaxed);
         });
         *renewal = Some(tokio_util::task::AbortOnDropHandle::new(task));
     }

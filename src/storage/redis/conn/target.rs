@@ -39,8 +39,11 @@ fn percent_decoded(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -391,4 +394,17 @@ pub fn redacted(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decoded;
+
+    #[test]
+    fn only_two_hex_digits_make_an_escape() {
+        assert_eq!(percent_decoded("p%40ss%3f").as_deref(), Some("p@ss?"));
+        assert_eq!(percent_decoded("%+4"), None, "a sign is not a digit");
+        assert_eq!(percent_decoded("%4"), None, "one digit");
+        assert_eq!(percent_decoded("%zz"), None);
+    }
 }
