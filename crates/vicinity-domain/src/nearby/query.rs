@@ -151,16 +151,22 @@ const HELD: usize = 4;
 const PAGE_SLOTS: usize = 256;
 const _: () = assert!(2 * (MAX_LIMIT as usize + 1) <= PAGE_SLOTS);
 
+/// [`first_places`] of a page longer than a request can ask for (a query built with a larger
+/// limit: tests).
+#[cold]
+#[inline(never)]
+fn first_places_of_a_long_page(ranked: &mut Vec<Candidate<'_>>) {
+    let mut seen = HashSet::new();
+    ranked.retain(|c| seen.insert((c.key(), c.user_id)));
+}
+
 /// Keeps each user's first place among `ranked` (a page, in order): a user read twice (moving
 /// between two cells while a store read them, not as one snapshot) has both copies under the
 /// user's key. Keys are keyed pseudo-random (nobody without the secret can make them
 /// collide), so their low bits place each in a table of indices on the stack.
 fn first_places(ranked: &mut Vec<Candidate<'_>>) {
     if ranked.len() > MAX_LIMIT as usize {
-        // Only a query built with a larger limit than a request can carry (tests).
-        let mut seen = HashSet::new();
-        ranked.retain(|c| seen.insert((c.key(), c.user_id)));
-        return;
+        return first_places_of_a_long_page(ranked);
     }
     let mut slots = [u8::MAX; PAGE_SLOTS];
     let mut repeated = [false; MAX_LIMIT as usize];
