@@ -64,6 +64,18 @@ pub enum ServerError {
         "the location store at {0} persists to disk (save/appendonly): purged locations would remain in RDB/AOF files; run it with --save \"\" --appendonly no, or pass --allow-persistent-location-store"
     )]
     PersistentLocationStore(String),
+    /// A store may evict keys when its memory runs out (its URL, redacted, and the policy).
+    #[error(
+        "the {store} store at {url} may evict keys (maxmemory-policy {policy}): an evicted clear mark or owed purge would let a location outlive its user's withdrawal; run it with --maxmemory-policy noeviction"
+    )]
+    EvictingStore {
+        /// Which store: "location" or "consent".
+        store: &'static str,
+        /// Its URL, without the password.
+        url: String,
+        /// The policy it runs with.
+        policy: String,
+    },
     /// A store could not be reached or checked at start-up.
     #[error("store: {0}")]
     Store(#[from] StoreError),

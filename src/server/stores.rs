@@ -121,9 +121,9 @@ async fn stores(config: &Config) -> Result<Stores, ServerError> {
     ))
 }
 
-/// Refuses a location store that persists to disk (unless `allow_persistent`), and warns
-/// about one that does anyway, about consent records that share it, and about a consent store
-/// that is not durable.
+/// Refuses a location store that persists to disk (unless `allow_persistent`), and either
+/// store when it may evict keys; warns about a location store that persists anyway, about
+/// consent records that share it, and about a consent store that is not durable.
 async fn check_persistence(
     locations: &Target,
     consents: &Target,
@@ -132,6 +132,7 @@ async fn check_persistence(
     let at_locations = at_start(locations, false);
     let at_consents = at_start(consents, consents != locations);
     for (url, found) in redis::persistence(locations).await.map_err(&at_locations)? {
+        refuse_eviction("location", &url, &found)?;
         if found.persists() && !allow_persistent {
             return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
         }
@@ -145,15 +146,32 @@ async fn check_persistence(
         tracing::warn!(
             "consent records share the location store: fine for development only (it must not persist, they should)"
         );
-    } else if !redis::persistence(consents)
-        .await
-        .map_err(&at_consents)?
-        .iter()
-        .all(|(_, p)| p.is_durable())
-    {
+        return Ok(());
+    }
+    let found = redis::persistence(consents).await.map_err(&at_consents)?;
+    for (url, node) in &found {
+        refuse_eviction("consent", url, node)?;
+    }
+    if !found.iter().all(|(_, p)| p.is_durable()) {
         tracing::warn!(
             "the consent store is not durable (want appendonly yes, appendfsync always)"
         );
+    }
+    Ok(())
+}
+
+/// Refuses a node of the `store` store (at `url`) that may evict keys.
+fn refuse_eviction(
+    store: &'static str,
+    url: &str,
+    found: &redis::Persistence,
+) -> Result<(), ServerError> {
+    if found.may_evict() {
+        return Err(ServerError::EvictingStore {
+            store,
+            url: redis::redacted(url),
+            policy: found.maxmemory_policy.clone(),
+        });
     }
     Ok(())
 }

@@ -91,13 +91,15 @@ impl Vicinity {
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
         let snapped = self.deps.grid.snap(location.coords);
-        let cell = match self.place(snapped) {
+        let placement = self.place(snapped);
+        let cell = match placement {
             Placement::Exact(cell) | Placement::Coarse { cell, .. } => cell,
             // Not placed: nothing is written; the limits are counted and judged as for a
             // write, so a refusal does not tell a hidden place from another.
             Placement::Hidden(_) => {
                 self.require_consent(user, Feature::PeopleNearby).await?;
                 self.admit_update(user, (snapped, snapped)).await?;
+                self.count_placed(placement);
                 return Ok(self.deps.retention.deadlines(self.deps.clock.now()));
             }
         };
@@ -121,7 +123,11 @@ impl Vicinity {
                 .map_err(|e| StoreError::unfinished(&e, "updating a location"))?;
             match written {
                 Err(ServiceError::Store(e)) if e.kind == StoreErrorKind::Fenced => continue,
-                written => return written,
+                Ok(deadlines) => {
+                    self.count_placed(placement);
+                    return Ok(deadlines);
+                }
+                refused => return refused,
             }
         }
         let raced = "updating a location while clears of the user kept racing it";

@@ -7,17 +7,20 @@ use super::Vicinity;
 use crate::{places::Placement, telemetry::metrics};
 
 impl Vicinity {
-    /// Where the place policy in force puts `snapped`; counts what it moved by category
-    /// (never a position or a user).
+    /// Where the place policy in force puts `snapped`.
     pub(super) fn place(&self, snapped: CellIndex) -> Placement {
-        let placement = self.deps.places.place(snapped);
+        self.deps.places.place(snapped)
+    }
+
+    /// Counts what the policy did to a position of a call it admitted (by category, never a
+    /// position or a user): a call refused (consent, limits) counts nothing.
+    pub(super) fn count_placed(&self, placement: Placement) {
         if let Some((category, action)) = placement.label() {
             metrics::get()
                 .places_placed
                 .with_label_values(&[category, action])
                 .inc();
         }
-        placement
     }
 }
 

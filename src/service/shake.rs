@@ -136,7 +136,9 @@ impl Vicinity {
         // The pending shake must end before its places do (else a second shake of the user
         // would be admitted while it waits): its window is cut to what the hold has left.
         let window = window.min(held_until.saturating_duration_since(Instant::now()));
-        let cell = match self.place(self.deps.grid.snap(location.coords)) {
+        let placement = self.place(self.deps.grid.snap(location.coords));
+        self.count_placed(placement);
+        let cell = match placement {
             // In a coarsened parent, inside a place or not, a shake is placed at the parent's
             // representative cell as an update is: it may match anyone shaking in the parent,
             // so its outcome does not tell the place from the rest of the parent.

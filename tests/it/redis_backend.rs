@@ -46,8 +46,7 @@ pub(crate) fn redis_store(locations: Target, consents: Target) -> StoreConfig {
 
 /// Both stores on the one Redis `redis`, as [`redis_store`] configures them.
 pub(crate) fn stores_on(redis: &RedisServer) -> StoreConfig {
-    let target = Target::single(redis.url());
-    redis_store(target.clone(), target)
+    redis_store(target_of(redis), target_of(redis))
 }
 
 fn wall_millis() -> i64 {
@@ -470,15 +469,54 @@ async fn a_paused_or_killed_redis_fails_calls_in_time_and_the_service_recovers_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persisting_location_store_is_refused_at_start_up() {
     let persisting = RedisServer::start_with(&["--appendonly", "yes"]).expect("redis");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config: Config = test_config(addr, manual_clock());
-    config.store = stores_on(&persisting);
-    let outcome = server::run(config, listener, std::future::pending()).await;
+    let outcome = start_on(stores_on(&persisting)).await;
     assert!(
         matches!(outcome, Err(ServerError::PersistentLocationStore(_))),
         "{outcome:?}"
     );
+}
+
+/// What starting a server on these stores gives.
+async fn start_on(store: StoreConfig) -> Result<(), ServerError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config: Config = test_config(addr, manual_clock());
+    config.store = store;
+    server::run(config, listener, std::future::pending()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_may_evict_keys_is_refused_at_start_up() {
+    let fine = RedisServer::start().expect("redis");
+    let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).expect("redis");
+    let volatile = RedisServer::start_with(&["--maxmemory-policy", "volatile-ttl"]).expect("redis");
+    // A location store evicting anything, even only keys with a TTL (every location key has one).
+    for location in [&evicting, &volatile] {
+        let outcome = start_on(redis_store(target_of(location), target_of(&fine))).await;
+        assert!(
+            matches!(
+                &outcome,
+                Err(ServerError::EvictingStore {
+                    store: "location",
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        let message = outcome.expect_err("refused").to_string();
+        assert!(message.contains("maxmemory-policy"), "{message}");
+    }
+    // A consent store that may evict consent records or owed purges.
+    let outcome = start_on(redis_store(target_of(&fine), target_of(&evicting))).await;
+    assert!(
+        matches!(&outcome, Err(ServerError::EvictingStore { store: "consent", policy, .. }) if policy == "allkeys-lru"),
+        "{outcome:?}"
+    );
+}
+
+/// A single-node target on `server`.
+fn target_of(server: &RedisServer) -> Target {
+    Target::single(server.url())
 }
 
 /// Lists in a loop until `stop`, counting successes into `ok`.

@@ -303,6 +303,45 @@ async fn a_hidden_update_counts_against_the_update_rate() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
 }
 
+/// How many positions the policy moved as `category` by `action`, in this process.
+fn placed(category: &str, action: &str) -> u64 {
+    let metrics = vicinity::telemetry::metrics::get();
+    metrics
+        .places_placed
+        .with_label_values(&[category, action])
+        .get()
+}
+
+on_both_backends!(only_an_admitted_update_counts_as_placed);
+/// An update refused for consent moves the placement counter by nothing, coarsened or hidden;
+/// once consent is granted, each placed update counts once.
+async fn only_an_admitted_update_counts_as_placed(backend: Backend) {
+    let shelter = HOME.offset_m(-400.0, 200.0);
+    let features = format!(
+        "{},{}",
+        point(clinic(), "health", 20),
+        point(shelter, "shelter", 20)
+    );
+    let file = PolicyFile::compile(&features);
+    let app = spawn(backend, file.places()).await;
+    let before = (placed("health", "coarsen"), placed("shelter", "hide"));
+    for at in [clinic(), shelter] {
+        let refused = app.update("mallory", at, Gender::Female).await;
+        let status = refused.expect_err("no consent, no update");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    }
+    assert_eq!(
+        (placed("health", "coarsen"), placed("shelter", "hide")),
+        before
+    );
+    app.join("mallory", clinic(), Gender::Female).await;
+    app.update("mallory", shelter, Gender::Female)
+        .await
+        .expect("an update");
+    let after = (placed("health", "coarsen"), placed("shelter", "hide"));
+    assert_eq!(after, (before.0 + 1, before.1 + 1));
+}
+
 on_both_backends!(the_attacker_does_no_better_than_the_base_rate);
 /// 200 victims, half inside the clinic and half elsewhere in its parent;
 /// Sybil viewers all around list every page. Whatever the attacker does with the bands, it

@@ -1,6 +1,8 @@
-//! Start-up checks of what the Redis servers will do with our data on disk (contract §4.2):
-//! location data must not persist (an RDB or AOF keeps purged coordinates), consent records
-//! should (`appendonly yes`, `appendfsync always`).
+//! Start-up checks of what the Redis servers will do with our data (contract §4.2): location
+//! data must not persist (an RDB or AOF keeps purged coordinates), consent records should
+//! (`appendonly yes`, `appendfsync always`), and neither store may evict keys (an evicted clear
+//! mark reads as no mark, which lets a write admitted before a withdrawal land after it; an
+//! evicted owed purge is never finished).
 
 use super::{
     Target,
@@ -8,7 +10,7 @@ use super::{
 };
 use crate::storage::StoreResult;
 
-/// What a server does with data on disk.
+/// What a server does with data on disk, and whether it evicts keys when memory runs out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Persistence {
     /// `CONFIG GET save`: empty means no RDB snapshots.
@@ -17,6 +19,8 @@ pub struct Persistence {
     pub appendonly: bool,
     /// `CONFIG GET appendfsync`.
     pub appendfsync: String,
+    /// `CONFIG GET maxmemory-policy`.
+    pub maxmemory_policy: String,
 }
 
 impl Persistence {
@@ -29,9 +33,16 @@ impl Persistence {
     pub fn is_durable(&self) -> bool {
         self.appendonly && self.appendfsync == "always"
     }
+
+    /// Whether the server may delete keys before their time when memory runs out: any
+    /// `maxmemory-policy` but `noeviction` (even a `volatile-*` one: every location key has a
+    /// TTL, the clear marks included).
+    pub fn may_evict(&self) -> bool {
+        self.maxmemory_policy != "noeviction"
+    }
 }
 
-/// Reads the persistence settings of every node named by `target` (each listed cluster node
+/// Reads the persistence and eviction settings of every node named by `target` (each listed cluster node
 /// is asked directly: a cluster client would ask just one).
 pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
     let fail = |e| store_error(e, "checking persistence");
@@ -64,6 +75,7 @@ pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistenc
             save: get("save").await?,
             appendonly: get("appendonly").await? == "yes",
             appendfsync: get("appendfsync").await?,
+            maxmemory_policy: get("maxmemory-policy").await?,
         };
         found.push((url, persistence));
     }
