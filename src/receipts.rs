@@ -59,14 +59,25 @@ pub struct Terms {
     pub retention: Retention,
 }
 
-/// The signer in force and the key file it came from (`--consent-signing-key`), read again on
-/// SIGHUP: a key that does not load is refused and the one in force stays, so a reload never
-/// turns receipts off. Receipts signed before a rotation still verify against the old public
-/// key (each names its key id).
+/// The signer in force and the key file it came from (`--consent-signing-key`), and the key
+/// set the node publishes (`--consent-key-set`), read again on SIGHUP: a key or a set that does
+/// not load, or a set without the signing key, is refused and the pair in force stays, so a
+/// reload never turns receipts off and the node never signs with a key it does not publish.
+/// Receipts signed before a rotation still verify against the old public key (each names its
+/// key id), which the set keeps.
 pub struct Receipts {
     path: PathBuf,
+    key_set_path: Option<PathBuf>,
     terms: Terms,
-    signer: RwLock<Arc<Signer>>,
+    in_force: RwLock<InForce>,
+}
+
+/// The signer and the key set served, swapped together.
+#[derive(Clone)]
+struct InForce {
+    signer: Arc<Signer>,
+    /// The key set's JSON as served (`None`: no `--consent-key-set`).
+    key_set: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Receipts {
@@ -78,30 +89,69 @@ impl std::fmt::Debug for Receipts {
 }
 
 impl Receipts {
-    /// The key of `path`, signing under `terms`.
-    pub fn from_file(path: &Path, terms: Terms) -> Result<Self, ReceiptError> {
-        let signer = Signer::from_pem_file(path, terms.clone())?;
-        Ok(Self {
+    /// The key of `path`, signing under `terms`, and the key set of `key_set` (when given),
+    /// which must hold that key.
+    pub fn from_files(
+        path: &Path,
+        key_set: Option<&Path>,
+        terms: Terms,
+    ) -> Result<Self, ReceiptError> {
+        let receipts = Self {
             path: path.to_owned(),
+            key_set_path: key_set.map(Path::to_owned),
+            in_force: RwLock::new(InForce {
+                signer: Arc::new(Signer::from_pem_file(path, terms.clone())?),
+                key_set: None,
+            }),
             terms,
-            signer: RwLock::new(Arc::new(signer)),
-        })
+        };
+        receipts.reload()?;
+        Ok(receipts)
     }
 
     /// The signer in force.
     pub fn current(&self) -> Arc<Signer> {
-        let signer = self.signer.read().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(&signer)
+        let in_force = self.in_force.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&in_force.signer)
     }
 
-    /// Reads the key file again; on success the new key signs from now on and its id is
-    /// returned, otherwise the key in force stays.
+    /// The key set in force as a JSON Web Key Set (`None`: none configured).
+    pub fn key_set(&self) -> Option<Arc<str>> {
+        let in_force = self.in_force.read().unwrap_or_else(|p| p.into_inner());
+        in_force.key_set.clone()
+    }
+
+    /// Reads the key file and the key set again; on success the new key signs from now on, the
+    /// new set is served, and the key's id is returned; otherwise both in force stay.
     pub fn reload(&self) -> Result<String, ReceiptError> {
         let signer = Signer::from_pem_file(&self.path, self.terms.clone())?;
         let kid = signer.key_id().to_owned();
-        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(signer);
+        let key_set = match &self.key_set_path {
+            Some(path) => Some(published_set(path, &kid)?),
+            None => None,
+        };
+        *self.in_force.write().unwrap_or_else(|p| p.into_inner()) = InForce {
+            signer: Arc::new(signer),
+            key_set,
+        };
         Ok(kid)
     }
+}
+
+/// The key set of `path` as served: its Ed25519 keys, written again by [`jwks`]; refused unless
+/// it holds the key `kid` names (receipts signed with it would not verify against the set).
+fn published_set(path: &Path, kid: &str) -> Result<Arc<str>, ReceiptError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ReceiptError(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
+    let keys = PublicKey::from_jwks(&text)
+        .map_err(|ReceiptError(e)| ReceiptError(format!("{}: {e}", path.display())))?;
+    if !keys.iter().any(|k| k.kid == kid) {
+        return Err(ReceiptError(format!(
+            "{}: the key set does not hold the signing key (kid {kid}); add it (vicinity consent jwks)",
+            path.display()
+        )));
+    }
+    Ok(Arc::from(jwks(&keys).to_string()))
 }
 
 /// Signs receipts with the service's Ed25519 key.
@@ -475,7 +525,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("signing.pem");
         std::fs::write(&path, pem()).unwrap();
-        let receipts = Receipts::from_file(&path, terms()).unwrap();
+        let receipts = Receipts::from_files(&path, None, terms()).unwrap();
         let first = receipts.current();
 
         std::fs::write(&path, pem()).unwrap();
@@ -490,6 +540,48 @@ mod tests {
             rotated,
             "the key in force stays"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The key set served must hold the signing key: at start, and at every reload, where a
+    /// new key missing from the set is refused with the set, and both in force stay.
+    #[test]
+    fn the_key_set_served_always_holds_the_signing_key() {
+        let dir = std::env::temp_dir().join(format!("vicinity-key-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, set) = (dir.join("signing.pem"), dir.join("keys.jwks.json"));
+        let (first, other, next) = (pem(), pem(), pem());
+        let public_of = |pem: &[u8]| public(&Signer::from_pem(pem, terms()).unwrap());
+        let write_set = |keys: &[&[u8]]| {
+            let keys: Vec<PublicKey> = keys.iter().map(|k| public_of(k)).collect();
+            std::fs::write(&set, jwks(&keys).to_string()).unwrap();
+        };
+        std::fs::write(&key, &first).unwrap();
+        write_set(&[&other]);
+        let refused = Receipts::from_files(&key, Some(&set), terms()).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("does not hold the signing key"),
+            "{refused}"
+        );
+
+        write_set(&[&first]);
+        let receipts = Receipts::from_files(&key, Some(&set), terms()).unwrap();
+        let served = |r: &Receipts| PublicKey::from_jwks(&r.key_set().unwrap()).unwrap();
+        assert_eq!(served(&receipts)[0].kid, receipts.current().key_id());
+
+        // A new signing key the set lacks: refused, the key and the set in force stay.
+        std::fs::write(&key, &next).unwrap();
+        assert!(receipts.reload().is_err());
+        assert_eq!(receipts.current().key_id(), public_of(&first).kid);
+        assert_eq!(served(&receipts).len(), 1);
+        // Published beside the old one: both swap in.
+        write_set(&[&first, &next]);
+        let kid = receipts.reload().expect("the new key and its set load");
+        assert_eq!(kid, public_of(&next).kid);
+        let kids: Vec<String> = served(&receipts).into_iter().map(|k| k.kid).collect();
+        assert_eq!(kids, [public_of(&first).kid, kid]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

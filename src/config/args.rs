@@ -223,8 +223,9 @@ pub struct ServeArgs {
     /// provides it (API keys are still required there).
     #[arg(long, env = "VICINITY_ALLOW_PLAINTEXT_PUBLIC")]
     pub allow_plaintext_public: bool,
-    /// Address to serve Prometheus metrics (`GET /metrics`) and the probes (`GET /livez`,
-    /// `GET /readyz`) on, plain HTTP. None: no endpoint.
+    /// Address to serve Prometheus metrics (`GET /metrics`), the probes (`GET /livez`,
+    /// `GET /readyz`) and the receipts' key set (`--consent-key-set`) on, plain HTTP. None:
+    /// no endpoint.
     #[arg(long, env = "VICINITY_METRICS_LISTEN", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
     /// Export spans over OTLP/gRPC to this collector (e.g. `http://127.0.0.1:4317`). None: off.

@@ -21,6 +21,16 @@ pub struct ReceiptArgs {
         "consent_controller", "consent_contact", "consent_storage_location", "consent_jurisdiction",
     ])]
     pub consent_signing_key: Option<PathBuf>,
+    /// The key set to publish: a JSON Web Key Set (`vicinity consent jwks`) of every public key
+    /// ever used to sign receipts. Served at `GET /.well-known/vicinity-receipts.jwks.json` on
+    /// the metrics listener and read again on SIGHUP with the signing key; it must hold the
+    /// signing key in force, or the key (or the reload) is refused.
+    #[arg(
+        long,
+        env = "VICINITY_CONSENT_KEY_SET",
+        requires = "consent_signing_key"
+    )]
+    pub consent_key_set: Option<PathBuf>,
     /// The terms every record names.
     #[command(flatten)]
     pub terms: TermsArgs,
@@ -70,7 +80,7 @@ impl ReceiptArgs {
             withdrawal_method: self.consent_withdrawal_method.clone(),
             retention,
         };
-        let receipts = Receipts::from_file(path, terms)
+        let receipts = Receipts::from_files(path, self.consent_key_set.as_deref(), terms)
             .map_err(|e| ConfigError(format!("--consent-signing-key: {e}")))?;
         Ok(Some(Arc::new(receipts)))
     }

@@ -8,6 +8,9 @@
 //! wants a client certificate they cannot present: `GET /livez` is 200
 //! while the process serves HTTP at all, `GET /readyz` is 200 exactly while the gRPC health
 //! service reports readiness SERVING (the same writes set both: `health::Ready`), else 503.
+//!
+//! It also serves the consent receipts' key set (`--consent-key-set`) at [`KEY_SET_PATH`], for
+//! a verifier or a reverse proxy publishing it: public keys only.
 
 use std::{
     convert::Infallible,
@@ -43,8 +46,12 @@ const MAX_CONNECTIONS: usize = 16;
 /// dribbles bytes cannot take every place from the scraper and the probes (48 such sockets left 0 of 56 scrapes answered).
 const MAX_PER_PEER: usize = 4;
 
+/// Where the receipts' key set is served (the path docs/operations.md suggests publishing it at).
+pub const KEY_SET_PATH: &str = "/.well-known/vicinity-receipts.jwks.json";
+
 /// What any other request gets.
-const NOT_FOUND: &str = "not found: GET /metrics, /livez or /readyz\n";
+const NOT_FOUND: &str =
+    "not found: GET /metrics, /livez, /readyz or /.well-known/vicinity-receipts.jwks.json\n";
 
 /// The service, once its stores are reached: until then the endpoint answers the probes
 /// (`/livez` 200, `/readyz` 503) and `/metrics` 503.
@@ -140,6 +147,21 @@ async fn answer(
             }
             // The gauges read from the stores would say "nothing overdue" unread: a scrape
             // fails (the target is down) until the stores are reached.
+            None => response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "starting: waiting for the stores\n".into(),
+            ),
+        },
+        KEY_SET_PATH => match svc.get().map(Vicinity::receipt_key_set) {
+            Some(Some(set)) => {
+                response(StatusCode::OK, "application/jwk-set+json", set.to_string())
+            }
+            Some(None) => response(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no key set: serve --consent-key-set\n".into(),
+            ),
             None => response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",

@@ -74,13 +74,18 @@ impl Vicinity {
             Ok(Ok(key_id)) => tracing::info!(key_id, "consent signing key reloaded"),
             Ok(Err(error)) => {
                 metrics::get().signing_key_reload_failures.inc();
-                tracing::error!(%error, "--consent-signing-key: reload refused, the key in force stays");
+                tracing::error!(%error, "--consent-signing-key/--consent-key-set: reload refused, the key and the key set in force stay");
             }
             Err(error) => {
                 metrics::get().signing_key_reload_failures.inc();
-                tracing::error!(%error, "--consent-signing-key: reload did not finish, the key in force stays");
+                tracing::error!(%error, "--consent-signing-key/--consent-key-set: reload did not finish, the key and the key set in force stay");
             }
         }
+    }
+
+    /// The key set this node publishes (`--consent-key-set`), as JSON; `None`: none.
+    pub fn receipt_key_set(&self) -> Option<std::sync::Arc<str>> {
+        self.deps.receipts.as_ref()?.key_set()
     }
 
     /// Gives `event` its signed receipt, when the service signs receipts. The receipt is

@@ -190,8 +190,16 @@ fn health_against_nothing_exits_non_zero() {
 
 #[test]
 fn serve_refuses_a_retention_above_one_hour_with_one_line() {
+    let stderr = refused_start(&["--retention", "2h"]);
+    assert!(stderr.contains("--retention"), "{stderr}");
+}
+
+/// What `vicinity serve --listen 127.0.0.1:0 <args>` writes when it refuses to start, in one
+/// line (panics if it serves for 10 s).
+fn refused_start(args: &[&str]) -> String {
     let mut child = vicinity()
-        .args(["serve", "--listen", "127.0.0.1:0", "--retention", "2h"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -203,15 +211,14 @@ fn serve_refuses_a_retention_above_one_hour_with_one_line() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("vicinity serve --retention 2h is serving");
+            panic!("vicinity serve {args:?} is serving");
         }
         thread::sleep(Duration::from_millis(20));
     };
-
     let stderr = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
     assert!(!status.success());
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--retention"), "{stderr}");
+    stderr
 }
 
 #[test]
@@ -1361,7 +1368,12 @@ fn consent_receipts_verify_offline_and_the_export_carries_every_record_field() {
 
 /// `vicinity serve` signing consent receipts with `key`, for Example Ltd.
 fn serve_signing_consent_receipts_with(key: &std::path::Path) -> Served {
-    Served::start_with(&[
+    Served::start_with(&signing_args(key))
+}
+
+/// The flags that make `serve` sign consent receipts with `key`, for Example Ltd.
+fn signing_args(key: &std::path::Path) -> Vec<&str> {
+    vec![
         "--consent-signing-key",
         key.to_str().unwrap(),
         "--consent-controller",
@@ -1372,7 +1384,47 @@ fn serve_signing_consent_receipts_with(key: &std::path::Path) -> Served {
         "EU (Frankfurt)",
         "--consent-jurisdiction",
         "IE",
-    ])
+    ]
+}
+
+/// The metrics listener serves the key set `--consent-key-set` names, and that set verifies
+/// the receipts the node signs; a set without the signing key is refused at start.
+#[test]
+fn the_key_set_served_verifies_receipts_and_must_hold_the_signing_key() {
+    let dir = std::env::temp_dir().join(format!("vicinity-it-key-set-{}", std::process::id()));
+    fs::create_dir_all(dir.join("other")).unwrap();
+    let (key, public) = openssl_ed25519(&dir);
+    let set = printed_key_set(&public);
+    let probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (set_arg, probes_arg) = (set.display().to_string(), probes.to_string());
+    let mut args = signing_args(&key);
+    args.extend([
+        "--consent-key-set",
+        &set_arg,
+        "--metrics-listen",
+        &probes_arg,
+    ]);
+    let served = Served::start_with(&args);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (granted, _, _) = grant_update_withdraw_and_export_alice(&runtime, &served);
+    let body = http_body(probes, "/.well-known/vicinity-receipts.jwks.json").expect("an answer");
+    let fetched = dir.join("fetched.jwks.json");
+    fs::write(&fetched, &body).unwrap();
+    let checked = vicinity()
+        .args(["consent", "verify", "--jwks"])
+        .arg(&fetched)
+        .arg(&granted.receipt)
+        .output()
+        .expect("run the vicinity binary");
+    assert!(checked.status.success(), "{body}: {checked:?}");
+
+    let (_, other) = openssl_ed25519(&dir.join("other"));
+    let other_set = printed_key_set(&other).display().to_string();
+    let mut args = signing_args(&key);
+    args.extend(["--consent-key-set", &other_set]);
+    let stderr = refused_start(&args);
+    assert!(stderr.contains("does not hold the signing key"), "{stderr}");
+    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Grants alice People Nearby, updates her position, withdraws and exports: the grant's
@@ -1442,9 +1494,8 @@ fn assert_both_receipts_verify_and_an_altered_one_does_not(
     assert!(error.contains("signature does not match"), "{error}");
 }
 
-/// The key set `consent jwks` prints for `public` verifies `receipt` in place of the PEM key.
-fn assert_the_printed_key_set_verifies_a_receipt(public: &std::path::Path, receipt: &str) {
-    // The key set `consent jwks` prints verifies the same receipts in place of the PEM key.
+/// The key set `consent jwks` prints for `public`, written beside it: its path.
+fn printed_key_set(public: &std::path::Path) -> PathBuf {
     let jwks = vicinity()
         .args(["consent", "jwks", "--public-key"])
         .arg(public)
@@ -1456,6 +1507,12 @@ fn assert_the_printed_key_set_verifies_a_receipt(public: &std::path::Path, recei
     assert_eq!(set["keys"][0]["crv"], "Ed25519", "{set}");
     let jwks_file = public.with_extension("jwks.json");
     std::fs::write(&jwks_file, stdout(&jwks)).expect("write the key set");
+    jwks_file
+}
+
+/// The key set `consent jwks` prints for `public` verifies `receipt` in place of the PEM key.
+fn assert_the_printed_key_set_verifies_a_receipt(public: &std::path::Path, receipt: &str) {
+    let jwks_file = printed_key_set(public);
     let checked = vicinity()
         .args(["consent", "verify", "--jwks"])
         .arg(&jwks_file)
