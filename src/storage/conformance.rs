@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             consent_history_is_bounded_and_keeps_every_current_record,
             two_shakes_pair_with_each_other,
             a_lone_shake_is_withdrawn_and_leaves_nothing,
+            a_pending_shake_is_in_the_purge_schedule,
             the_nearest_pending_shake_wins_and_nobody_pairs_twice,
             shake_history_expires_and_clears,
             clearing_shake_withdraws_every_pending_shake_of_the_user,
@@ -496,6 +497,23 @@ pub async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
         .await
         .expect("withdraw");
     assert_eq!(physical(fx).await, baseline);
+}
+
+/// A pending shake holds a position until it expires: the purge schedule the overdue gauge
+/// reads names its deadline, and forgets it once the shake is withdrawn.
+pub async fn a_pending_shake_is_in_the_purge_schedule(fx: &Fixture) {
+    assert_eq!(fx.locations.earliest_deadline().await.expect("read"), None);
+    let ShakeOutcome::Pending(pending) = shake(fx, 211, "due", 21.5).await else {
+        panic!("nobody was waiting")
+    };
+    let earliest = fx.locations.earliest_deadline().await.expect("read");
+    assert!(
+        earliest.is_some_and(|at| at <= pending.expires),
+        "{earliest:?} vs the shake's expiry {:?}",
+        pending.expires
+    );
+    fx.shakes.withdraw(&pending).await.expect("withdraw");
+    assert_eq!(fx.locations.earliest_deadline().await.expect("read"), None);
 }
 
 /// The pending shake of an outcome (panics if it was paired).

@@ -222,10 +222,12 @@ pub trait LocationStore: Send + Sync + 'static {
     /// node reports what its own calls removed.
     async fn purge_expired(&self) -> StoreResult<Expired>;
 
-    /// The earliest deadline in the store's own purge schedule (`None`: nothing scheduled): at
-    /// or before now, something is overdue (the `vicinity_oldest_overdue_entry_age_seconds`
-    /// gauge). The embedded store schedules every location entry; Redis schedules People
-    /// Nearby cells (`vc:n:parts`), whose score is the partition's earliest deadline.
+    /// The earliest deadline in the store's own purge schedules (`None`: nothing scheduled):
+    /// at or before now, something is overdue (the `vicinity_oldest_overdue_entry_age_seconds`
+    /// gauge). The embedded store's: every People Nearby entry and every Shake entry (pending
+    /// shakes, uncollected pairings, histories). Redis's: the heads of its sweep schedules,
+    /// People Nearby partitions (`vc:n:parts`) and record shards (`vc:n:shards`), and Shake's
+    /// pending shakes, mailboxes and histories (`keys::SHAKE_SCHEDULES`).
     async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>>;
 
     /// The store's clock.

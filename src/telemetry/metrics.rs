@@ -208,7 +208,8 @@ metrics! {
         LAG_BUCKETS
     );
     /// `vicinity_oldest_overdue_entry_age_seconds`: how long the oldest entry past its
-    /// `purge_at` has been overdue, read from the store at scrape time (0: none).
+    /// deadline (People Nearby or Shake) has been overdue, read from the store's purge
+    /// schedules at scrape time (0: none).
     oldest_overdue: Gauge = gauge(
         "vicinity_oldest_overdue_entry_age_seconds",
         "How long the earliest deadline in the store's purge schedule has been overdue, read from the store at scrape time (0: none)."

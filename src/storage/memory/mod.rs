@@ -381,7 +381,8 @@ impl LocationStore for MemoryStore {
 
     async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {
         let state = self.shared.lock();
-        Ok(state.expirations.first().map(|(deadline, _, _)| *deadline))
+        let nearby = state.expirations.first().map(|(deadline, _, _)| *deadline);
+        Ok(nearby.into_iter().chain(state.shake.earliest()).min())
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {

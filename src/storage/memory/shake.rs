@@ -69,6 +69,19 @@ impl ShakeState {
         (before - self.len()) as u32
     }
 
+    /// The earliest deadline of any entry held (`None`: none), tombstones aside. A scan of
+    /// the whole state: the gauge that asks reads it at most about once a second.
+    pub(super) fn earliest(&self) -> Option<Timestamp> {
+        let pending = self.pending.values().map(|(p, _)| p.expires);
+        let delivered = self.delivered.values().map(|d| d.until);
+        let history = self
+            .history
+            .values()
+            .filter_map(|e| e.front().map(|(d, _)| *d));
+        let named = self.named_by.values().flat_map(|n| n.values().copied());
+        pending.chain(delivered).chain(history).chain(named).min()
+    }
+
     /// Every entry physically held (tombstones hold no match and are not counted).
     pub(super) fn len(&self) -> usize {
         self.pending.len()

@@ -84,6 +84,10 @@ pub const DUE_KEY_TAIL: &str = "}:due";
 /// Every Shake key is this prefix and a suffix (`p`, `all`, `c:<coarse>`, ...: the table
 /// above); the `{shake}` tag keeps them in one slot.
 pub const SHAKE_PREFIX: &str = "vc:s:{shake}:";
+/// The Shake keys that schedule deletions, each a ZSET scored by a deadline (ms): pending
+/// shakes by expiry, mailboxes by when to delete them, users with history by its earliest
+/// deadline (the sweep reads them; so does the overdue gauge).
+pub const SHAKE_SCHEDULES: [&str; 3] = ["all", "mdue", "hdue"];
 /// The pending-shake hash, the key Shake scripts are routed by.
 pub const SHAKE_PENDING: &str = "vc:s:{shake}:p";
 /// A node's pub/sub channel for waking its waiting shakes is this prefix and the node id.

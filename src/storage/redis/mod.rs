@@ -20,6 +20,7 @@ mod tests;
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::future::try_join;
 use h3o::CellIndex;
 use tonic::async_trait;
 use tracing::instrument;
@@ -311,13 +312,30 @@ impl LocationStore for RedisStore {
     }
 
     async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>> {
-        let mut first = redis::cmd("ZRANGE");
-        first.arg(keys::PARTS).arg(0).arg(0).arg("WITHSCORES");
-        let found: Vec<(String, i64)> = self
-            .conn
-            .query("reading the sweep schedule", &first)
-            .await?;
-        Ok(found.first().map(|(_, at)| Timestamp::from_millis(*at)))
+        // The head of every schedule a sweep works through, one round trip per slot.
+        let heads = |keys: &[&str]| {
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("ZRANGE").arg(*key).arg(0).arg(0).arg("WITHSCORES");
+            }
+            pipe
+        };
+        let nearby = heads(&[keys::PARTS, keys::SHARDS]);
+        let shake_keys = keys::SHAKE_SCHEDULES.map(|k| format!("{}{k}", keys::SHAKE_PREFIX));
+        let shake = heads(&shake_keys.each_ref().map(String::as_str));
+        let context = "reading the sweep schedules";
+        let (nearby, shake): (Vec<Vec<(String, i64)>>, Vec<Vec<(String, i64)>>) = try_join(
+            self.conn.pipeline(context, &nearby),
+            self.conn.pipeline(context, &shake),
+        )
+        .await?;
+        let earliest = nearby
+            .iter()
+            .chain(&shake)
+            .flatten()
+            .map(|(_, at)| *at)
+            .min();
+        Ok(earliest.map(Timestamp::from_millis))
     }
 
     async fn now(&self) -> StoreResult<Timestamp> {
