@@ -148,6 +148,10 @@ pub enum StoreConfig {
     },
 }
 
+/// How often a running server reads its Redis stores' persistence and eviction settings again
+/// (a `CONFIG SET` or a failover can change them after the start-up check).
+pub const SETTINGS_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The validated configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -171,6 +175,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long start-up retries an unreachable store.
     pub store_wait: Duration,
+    /// How often the Redis stores' persistence and eviction settings are read again after
+    /// start ([`SETTINGS_CHECK_INTERVAL`]; tests make it shorter).
+    pub settings_check_interval: Duration,
     /// Where data lives.
     pub store: StoreConfig,
     /// Connection and stream limits.
@@ -246,6 +253,7 @@ impl Config {
             secret_is_ephemeral: ephemeral,
             drain_timeout: args.drain_timeout,
             store_wait: args.store_wait,
+            settings_check_interval: SETTINGS_CHECK_INTERVAL,
             store: store_config(args)?,
             connections: ConnectionLimits::from_args(args)?,
             policy: policy(args)?,
@@ -276,6 +284,7 @@ impl Config {
             secret_is_ephemeral: true,
             drain_timeout: Duration::from_secs(10),
             store_wait: Duration::ZERO,
+            settings_check_interval: SETTINGS_CHECK_INTERVAL,
             store: StoreConfig::Memory,
             connections: ConnectionLimits::default(),
             policy: Policy::default(),

@@ -1,10 +1,18 @@
-//! What a server runs beside its calls: the purge sweep, and the reloads SIGHUP asks for
-//! (the place policy, the TLS files, the API keys file).
+//! What a server runs beside its calls: the purge sweep, the stores' settings read again, and
+//! the reloads SIGHUP asks for (the place policy, the TLS files, the API keys file).
 
 use std::time::Duration;
 
-use super::{tls, unix_seconds};
-use crate::{config::ServerTls, grpc::Auth, service::Vicinity, telemetry::metrics};
+use super::{
+    stores::{self, Store},
+    tls, unix_seconds,
+};
+use crate::{
+    config::{ServerTls, StoreConfig},
+    grpc::Auth,
+    service::Vicinity,
+    telemetry::metrics,
+};
 
 /// Runs the purge sweep (deadlines and purges owed) every `interval`, for as long as the
 /// server runs. Running it on every node at once is safe.
@@ -24,6 +32,57 @@ pub(super) async fn sweep(svc: Vicinity, interval: Duration) {
         match result {
             Ok(_) => metrics.sweep_last_success.set(unix_seconds()),
             Err(error) => tracing::warn!(%error, "purge sweep failed; retrying next interval"),
+        }
+    }
+}
+
+/// Reads the Redis stores' persistence and eviction settings every `interval` after start,
+/// for as long as the server runs: `vicinity_store_unsafe_settings` counts the nodes whose
+/// settings break a promise now, and each is logged (the start-up check refuses them; a
+/// `CONFIG SET` or a failover can bring them back later). A failed read keeps the counts.
+pub(super) async fn watch_store_settings(store: StoreConfig, interval: Duration) {
+    if !matches!(store, StoreConfig::Redis { .. }) {
+        return;
+    }
+    // The start-up check passed: nothing is unsafe until a read says otherwise.
+    count_unsafe(&[]);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let found = match stores::unsafe_settings(&store).await {
+            Some(Ok(found)) => found,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "could not read the stores' settings; checking again later");
+                continue;
+            }
+            None => return,
+        };
+        count_unsafe(&found);
+        for node in &found {
+            tracing::error!(
+                store = node.store.label(),
+                url = %node.url,
+                setting = node.setting_label(),
+                "a store node's settings break a promise (docs/operations.md): set --save \"\" --appendonly no on the location store, --maxmemory-policy noeviction on both"
+            );
+        }
+    }
+}
+
+/// Sets `vicinity_store_unsafe_settings` to the nodes of each store and setting in `found`.
+fn count_unsafe(found: &[stores::Unsafe]) {
+    let gauge = &metrics::get().store_unsafe_settings;
+    for store in [Store::Locations, Store::Consents] {
+        for setting in ["persistence", "eviction"] {
+            let nodes = found
+                .iter()
+                .filter(|u| u.store == store && u.setting_label() == setting)
+                .count();
+            gauge
+                .with_label_values(&[store.label(), setting])
+                .set(nodes as i64);
         }
     }
 }

@@ -18,7 +18,7 @@ use tonic::transport::Server;
 use tonic_health::pb::health_server::{Health, HealthServer};
 
 use self::{
-    background::{Hangups, hangups, reload_on_hangup, sweep},
+    background::{Hangups, hangups, reload_on_hangup, sweep, watch_store_settings},
     deferred::Deferred,
     stores::stores_within,
 };
@@ -367,6 +367,10 @@ async fn start(
     show_settings(config);
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
+    let settings = tokio::spawn(watch_store_settings(
+        config.store.clone(),
+        config.settings_check_interval,
+    ));
     svc.announce_places();
     let auth = config.auth.clone();
     let reloader = tokio::spawn(reload_on_hangup(
@@ -385,7 +389,7 @@ async fn start(
     // reaches a service still saying "starting".
     let health_task = tokio::spawn(health::watch(svc, reporter, gate));
     tracing::info!("serving");
-    Ok(vec![sweeper, reloader, health_task])
+    Ok(vec![sweeper, settings, reloader, health_task])
 }
 
 /// Serves `/metrics`, `/livez` and `/readyz` on `listener` (`/metrics` once `started` holds

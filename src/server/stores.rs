@@ -131,16 +131,14 @@ async fn check_persistence(
 ) -> Result<(), ServerError> {
     let at_locations = at_start(locations, false);
     let at_consents = at_start(consents, consents != locations);
-    for (url, found) in redis::persistence(locations).await.map_err(&at_locations)? {
-        refuse_eviction("location", &url, &found)?;
-        if found.persists() && !allow_persistent {
-            return Err(ServerError::PersistentLocationStore(redis::redacted(&url)));
-        }
-        if found.persists() {
-            tracing::warn!(
-                "the location store persists to disk: purged data may remain in RDB/AOF files"
-            );
-        }
+    let found = redis::persistence(locations).await.map_err(&at_locations)?;
+    if let Some(first) = unsafe_nodes(Store::Locations, &found, allow_persistent).pop() {
+        return Err(first.into_error());
+    }
+    if found.iter().any(|(_, p)| p.persists()) {
+        tracing::warn!(
+            "the location store persists to disk: purged data may remain in RDB/AOF files"
+        );
     }
     if consents == locations {
         tracing::warn!(
@@ -149,8 +147,8 @@ async fn check_persistence(
         return Ok(());
     }
     let found = redis::persistence(consents).await.map_err(&at_consents)?;
-    for (url, node) in &found {
-        refuse_eviction("consent", url, node)?;
+    if let Some(first) = unsafe_nodes(Store::Consents, &found, allow_persistent).pop() {
+        return Err(first.into_error());
     }
     if !found.iter().all(|(_, p)| p.is_durable()) {
         tracing::warn!(
@@ -160,20 +158,122 @@ async fn check_persistence(
     Ok(())
 }
 
-/// Refuses a node of the `store` store (at `url`) that may evict keys.
-fn refuse_eviction(
-    store: &'static str,
-    url: &str,
-    found: &redis::Persistence,
-) -> Result<(), ServerError> {
-    if found.may_evict() {
-        return Err(ServerError::EvictingStore {
-            store,
-            url: redis::redacted(url),
-            policy: found.maxmemory_policy.clone(),
-        });
+/// Which store a setting was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Store {
+    /// The location store (`--redis-url`, `--redis-cluster`).
+    Locations,
+    /// The consent store (`--consent-redis-url`).
+    Consents,
+}
+
+impl Store {
+    /// Its `store` label (as the store call metrics name it).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Store::Locations => "locations",
+            Store::Consents => "consents",
+        }
     }
-    Ok(())
+}
+
+/// A node's setting that breaks a promise.
+#[derive(Debug)]
+pub(super) struct Unsafe {
+    /// The store the node serves.
+    pub(super) store: Store,
+    /// Its URL, without the password.
+    pub(super) url: String,
+    /// What it does wrong.
+    pub(super) setting: UnsafeSetting,
+}
+
+/// What a node does wrong.
+#[derive(Debug)]
+pub(super) enum UnsafeSetting {
+    /// A location store node writes to disk (`--allow-persistent-location-store` not given).
+    Persists,
+    /// It may evict keys, under this `maxmemory-policy`.
+    Evicts(String),
+}
+
+impl Unsafe {
+    /// Its `setting` label.
+    pub(super) fn setting_label(&self) -> &'static str {
+        match self.setting {
+            UnsafeSetting::Persists => "persistence",
+            UnsafeSetting::Evicts(_) => "eviction",
+        }
+    }
+
+    /// The start-up error it is.
+    fn into_error(self) -> ServerError {
+        match self.setting {
+            UnsafeSetting::Persists => ServerError::PersistentLocationStore(self.url),
+            UnsafeSetting::Evicts(policy) => ServerError::EvictingStore {
+                store: match self.store {
+                    Store::Locations => "location",
+                    Store::Consents => "consent",
+                },
+                url: self.url,
+                policy,
+            },
+        }
+    }
+}
+
+/// What breaks a promise among `found`, the nodes of `store`: any node that may evict keys, and
+/// a location store node that writes to disk unless `allow_persistent`. Evictions come last
+/// (the start-up check reports the last one found).
+fn unsafe_nodes(
+    store: Store,
+    found: &[(String, redis::Persistence)],
+    allow_persistent: bool,
+) -> Vec<Unsafe> {
+    let unsafe_at = |url: &str, setting| Unsafe {
+        store,
+        url: redis::redacted(url),
+        setting,
+    };
+    let persisting = found
+        .iter()
+        .filter(|(_, p)| store == Store::Locations && p.persists() && !allow_persistent)
+        .map(|(url, _)| unsafe_at(url, UnsafeSetting::Persists));
+    let evicting = found
+        .iter()
+        .filter(|(_, p)| p.may_evict())
+        .map(|(url, p)| unsafe_at(url, UnsafeSetting::Evicts(p.maxmemory_policy.clone())));
+    persisting.chain(evicting).collect()
+}
+
+/// Reads the settings of every node of both Redis stores again: what breaks a promise now (a
+/// `CONFIG SET` or a failover since the start-up check), node by node; `None` for an embedded
+/// store.
+pub(super) async fn unsafe_settings(
+    config: &StoreConfig,
+) -> Option<Result<Vec<Unsafe>, StoreError>> {
+    let StoreConfig::Redis {
+        locations,
+        consents,
+        allow_persistent,
+        ..
+    } = config
+    else {
+        return None;
+    };
+    let read = async {
+        let mut found = unsafe_nodes(
+            Store::Locations,
+            &redis::persistence(locations).await?,
+            *allow_persistent,
+        );
+        if consents != locations {
+            let nodes = redis::persistence(consents).await?;
+            found.extend(unsafe_nodes(Store::Consents, &nodes, *allow_persistent));
+        }
+        Ok(found)
+    };
+    Some(read.await)
 }
 
 /// How a start-up failure of the store at `target` reads: the flag that names it (the consent

@@ -90,6 +90,10 @@ impl Builder {
         self.register(IntGauge::new(name, help))
     }
 
+    fn int_gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
     /// An `_info` gauge: 1, labelled with a `version`.
     fn info(&self, name: &str, help: &str) -> IntGaugeVec {
         self.register(IntGaugeVec::new(Opts::new(name, help), &["version"]))
@@ -219,6 +223,15 @@ metrics! {
     owed_stuck: IntGauge = int_gauge(
         "vicinity_owed_purges_stuck",
         "Purges (clear, withdrawal, erasure) owed for over 30 s, read from the consent store at scrape time (counted up to 1000)."
+    );
+    /// `vicinity_store_unsafe_settings{store, setting}`: nodes of a store whose settings
+    /// break a promise, read at start and every minute (`persistence`: a location store that
+    /// writes to disk without `--allow-persistent-location-store`; `eviction`: any
+    /// `maxmemory-policy` but `noeviction`).
+    store_unsafe_settings: IntGaugeVec = int_gauges(
+        "vicinity_store_unsafe_settings",
+        "Nodes of a store whose settings break a promise, read every minute (persistence: a location store writing to disk; eviction: a maxmemory-policy other than noeviction).",
+        &["store", "setting"]
     );
     /// `vicinity_ready`: 1 while readiness is SERVING.
     ready: IntGauge = int_gauge("vicinity_ready", "1 while readiness is SERVING, else 0.");
@@ -455,7 +468,7 @@ pub fn purge_lag(lag: Duration) {
 impl Metrics {
     /// The name of every family (what `desc()` says of each metric).
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 24] = [
+        let collectors: [&dyn Collector; 25] = [
             &self.rpc_requests,
             &self.rpc_duration,
             &self.store_calls,
@@ -473,6 +486,7 @@ impl Metrics {
             &self.purge_lag,
             &self.oldest_overdue,
             &self.owed_stuck,
+            &self.store_unsafe_settings,
             &self.ready,
             &self.build_info,
             &self.retention,

@@ -514,6 +514,38 @@ async fn a_store_that_may_evict_keys_is_refused_at_start_up() {
     );
 }
 
+/// A store node's settings changed after start (`CONFIG SET`) show in
+/// `vicinity_store_unsafe_settings` at the next check, and go when they are set back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_settings_changed_after_start_show_in_a_gauge() {
+    let redis = RedisServer::start().expect("redis");
+    let _app = spawn_app_with(|config| {
+        config.store = stores_on(&redis);
+        config.settings_check_interval = Duration::from_millis(50);
+    })
+    .await;
+    let nodes = |setting: &str| {
+        let gauge = &vicinity::telemetry::metrics::get().store_unsafe_settings;
+        gauge.with_label_values(&["locations", setting]).get()
+    };
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for (name, bad, good, setting) in [
+        ("maxmemory-policy", "allkeys-lru", "noeviction", "eviction"),
+        ("appendonly", "yes", "no", "persistence"),
+    ] {
+        assert_eq!(nodes(setting), 0, "{setting} before");
+        let set = |value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+        let () = set(bad).query_async(&mut conn).await.expect("config set");
+        eventually(&format!("{setting} counted"), || nodes(setting) == 1).await;
+        let () = set(good).query_async(&mut conn).await.expect("config set");
+        eventually(&format!("{setting} cleared"), || nodes(setting) == 0).await;
+    }
+}
+
 /// A single-node target on `server`.
 fn target_of(server: &RedisServer) -> Target {
     Target::single(server.url())
