@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
             clearing_shake_drops_an_uncollected_pairing_with_the_user,
             clearing_shake_removes_the_user_from_partners_histories,
             a_rate_admits_its_burst_then_refuses_with_the_real_wait,
+            forgetting_a_user_resets_every_limit_but_the_fresh_starts,
             places_are_capped_given_back_and_freed_at_their_end,
             counting_and_holding_is_all_or_nothing,
         );
@@ -835,6 +836,44 @@ pub async fn a_rate_admits_its_burst_then_refuses_with_the_real_wait(fx: &Fixtur
         "refused after the wait"
     );
     refused_for(fx.limits.admit(&updates, rate).await.expect("admit"));
+}
+
+/// ForgetUser's part in the limit store (docs/decisions.md, "Rates are GCRA"): every rate and
+/// pending-shake place of the user is reset, except the fresh-start count, which would
+/// otherwise be a way around the jump cap.
+pub async fn forgetting_a_user_resets_every_limit_but_the_fresh_starts(fx: &Fixture) {
+    let who = user("conf-forget");
+    let rate = Rate::new(1, Duration::from_secs(60)).expect("a rate");
+    let rates = [
+        LimitKey::Updates(who.clone()),
+        LimitKey::Lists(who.clone()),
+        LimitKey::Shakes(who.clone()),
+        LimitKey::Starts(who.clone()),
+    ];
+    let places = LimitKey::PendingShakes(who.clone());
+    let hold = Duration::from_secs(60);
+    let admitted = |a: Admission| matches!(a, Admission::Admitted(_));
+    for key in &rates {
+        assert!(
+            admitted(fx.limits.admit(key, rate).await.expect("admit")),
+            "{key:?}"
+        );
+        refused_for(fx.limits.admit(key, rate).await.expect("admit"));
+    }
+    assert!(admitted(
+        fx.limits.hold(&places, 1, 1, hold).await.expect("hold")
+    ));
+    refused_for(fx.limits.hold(&places, 2, 1, hold).await.expect("hold"));
+
+    fx.limits.forget(&who).await.expect("forget");
+    for key in &rates[..3] {
+        let again = fx.limits.admit(key, rate).await.expect("admit");
+        assert!(admitted(again), "{key:?} was not reset");
+    }
+    assert!(admitted(
+        fx.limits.hold(&places, 3, 1, hold).await.expect("hold")
+    ));
+    refused_for(fx.limits.admit(&rates[3], rate).await.expect("admit"));
 }
 
 /// Holds: two places of two taken, a third is refused until the first ends; a place given

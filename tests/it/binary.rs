@@ -188,6 +188,19 @@ fn health_against_nothing_exits_non_zero() {
     assert!(!health.status.success(), "{health:?}");
 }
 
+/// Without `--order-secret` a node warns that its in-band order and page tokens are its own
+/// (nodes behind one balancer need one shared secret); with one it does not.
+#[test]
+fn serve_warns_without_an_order_secret_and_not_with_one() {
+    let warning = "no --order-secret";
+    Served::start().wait_for_log(warning);
+    let secret = "5".repeat(64);
+    let with = Served::start_with(&["--order-secret", &secret]);
+    // The warnings come before the line that says it serves.
+    with.wait_for_log("serving");
+    assert!(!with.log().contains(warning), "{}", with.log());
+}
+
 #[test]
 fn serve_refuses_a_retention_above_one_hour_with_one_line() {
     let stderr = refused_start(&["--retention", "2h"]);
@@ -690,6 +703,35 @@ fn spans_go_to_an_otlp_collector_as_children_of_the_callers_trace() {
             leaks.is_empty(),
             "a position in a span: {leaks:?} in {text}"
         );
+    }
+}
+
+/// At the default `RUST_LOG=info`, a call's spans are its `rpc` span and the service's span of
+/// its operation; the Redis store's spans under them are at DEBUG and never made (each cost a
+/// list about 2 % of the service's CPU: docs/decisions.md, "Span levels and OTLP").
+#[test]
+fn at_info_only_the_calls_and_the_services_spans_are_made() {
+    let redis = vicinity_testing::redis::RedisServer::start().expect("redis");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (endpoint, mut received) = start_a_fake_collector(&runtime);
+    let port = free_port();
+    let mut command = vicinity();
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--redis-url", &redis.url(), "--otlp-endpoint", &endpoint])
+        .env("RUST_LOG", "info");
+    let served = Served::spawn(command, port);
+    served.wait_until_serving();
+    let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4737", "00f067aa0ba902b8");
+    grant_and_update_alice_under_a_traceparent(&runtime, &served.addr, trace_id, parent_id);
+    let spans = collect_spans_until_both_calls_are_in(&runtime, &mut received);
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for made in ["rpc", "grant_consent", "update_location"] {
+        assert!(names.contains(made), "no {made} span among {names:?}");
+    }
+    // The Redis store's spans of an UpdateLocation (its fence, its write).
+    for unmade in ["fence", "upsert_limited"] {
+        assert!(!names.contains(unmade), "{unmade} made at info: {names:?}");
     }
 }
 

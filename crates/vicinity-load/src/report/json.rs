@@ -56,6 +56,8 @@ pub struct RunJson<'a> {
     completed: u64,
     ok: u64,
     errors: &'a BTreeMap<String, u64>,
+    /// The share of completed calls refused for a limit (`RESOURCE_EXHAUSTED`).
+    pub(super) refused_share: f64,
     achieved_rps: f64,
     sustained: bool,
     within_bound: bool,
@@ -88,6 +90,7 @@ impl RunReport {
             completed: self.completed,
             ok: self.ok,
             errors: &self.errors,
+            refused_share: round(self.refused_share(), 4),
             achieved_rps: round(self.achieved, 1),
             sustained: self.sustained,
             within_bound: self.within_bound,

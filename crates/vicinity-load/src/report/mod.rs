@@ -20,6 +20,11 @@ pub use text::{ms, pace_text, run_text};
 /// The version of the JSON document's shape.
 pub const FORMAT: u32 = 1;
 
+/// The share of a run's calls refused by the server's limits (`RESOURCE_EXHAUSTED`) past which
+/// its report warns: the throughput it reports counts those refusals, which measure the limits,
+/// not the service's capacity.
+pub const REFUSAL_WARNING_SHARE: f64 = 0.01;
+
 /// When a run counts as sustained and within the bound.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Criteria {
@@ -208,6 +213,30 @@ impl RunReport {
             .iter()
             .map(|(name, s)| (name.clone(), round(s * 1e6 / n, 1)))
             .collect()
+    }
+
+    /// The share of the completed calls the server refused for a limit (`RESOURCE_EXHAUSTED`,
+    /// with or without the limit named).
+    pub fn refused_share(&self) -> f64 {
+        let refused: u64 = self
+            .errors
+            .iter()
+            .filter(|(label, _)| label.starts_with("RESOURCE_EXHAUSTED"))
+            .map(|(_, n)| n)
+            .sum();
+        refused as f64 / self.completed.max(1) as f64
+    }
+
+    /// A warning when more than [`REFUSAL_WARNING_SHARE`] of the calls were refused for a
+    /// limit (`None`: fewer).
+    pub fn refusal_warning(&self) -> Option<String> {
+        let share = self.refused_share();
+        (share > REFUSAL_WARNING_SHARE).then(|| {
+            format!(
+                "WARNING: {:.1} % of the calls were refused for a limit (RESOURCE_EXHAUSTED): the throughput above counts them; to measure capacity, run the server with its limits out of reach (VICINITY_*_RATE=1000000/1s: docs/operations.md, \"Abuse limits\")",
+                share * 100.0
+            )
+        })
     }
 
     /// The primary RPC's percentiles.
@@ -444,6 +473,52 @@ mod tests {
 
     use super::*;
     use crate::record::{Outcome, Recorder};
+
+    /// A closed-loop run warns when more than 1 % of its calls were refused for a limit, and
+    /// says by how much; other errors, or fewer refusals, do not warn.
+    #[test]
+    fn a_run_mostly_refused_for_a_limit_warns() {
+        let start = Instant::now();
+        let mut rec = Recorder::new(start);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        for i in 0..100 {
+            let outcome = match i % 4 {
+                0 => Outcome::failed("UpdateLocation", "RESOURCE_EXHAUSTED/RATE_LIMITED/updates"),
+                1 => Outcome::failed("UpdateLocation", "UNAVAILABLE"),
+                _ => Outcome::ok("UpdateLocation"),
+            };
+            rec.record(at(i), at(i + 1), outcome);
+        }
+        let run = RunOutcome {
+            recorder: rec,
+            planned: 100,
+            sent: 100,
+            unsent: 0,
+            unfinished: 0,
+        };
+        let criteria = Criteria::with_bound(Duration::from_millis(5));
+        let pace = Pace::Closed { concurrency: 8 };
+        let secs = Duration::from_secs(1);
+        let r = RunReport::new(
+            "service",
+            Role::Fixed,
+            pace,
+            secs,
+            &run,
+            "UpdateLocation",
+            &criteria,
+        );
+        assert_eq!(r.refused_share(), 0.25);
+        let warning = r.refusal_warning().expect("a warning");
+        assert!(warning.contains("25.0 %"), "{warning}");
+        assert!(text::run_text(&r).contains(&warning));
+        assert_eq!(r.to_json().refused_share, 0.25);
+        assert!(
+            report(100.0, &steady(100, 1), 50)
+                .refusal_warning()
+                .is_none()
+        );
+    }
 
     fn outcome(answers: &[(u64, u64)], errors: u64) -> RunOutcome {
         let start = Instant::now();

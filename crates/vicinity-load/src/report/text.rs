@@ -51,6 +51,9 @@ pub fn run_text(run: &RunReport) -> String {
             p.count
         );
     }
+    if let Some(warning) = run.refusal_warning() {
+        let _ = writeln!(out, "  {warning}");
+    }
     if !run.cpu.is_empty() {
         let per = run.cpu_per_request();
         let cpu: Vec<String> = run
