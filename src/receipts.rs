@@ -96,17 +96,14 @@ impl Receipts {
         key_set: Option<&Path>,
         terms: Terms,
     ) -> Result<Self, ReceiptError> {
-        let receipts = Self {
+        let key_set_path = key_set.map(Path::to_owned);
+        let in_force = load(path, key_set_path.as_deref(), &terms, None)?;
+        Ok(Self {
             path: path.to_owned(),
-            key_set_path: key_set.map(Path::to_owned),
-            in_force: RwLock::new(InForce {
-                signer: Arc::new(Signer::from_pem_file(path, terms.clone())?),
-                key_set: None,
-            }),
+            key_set_path,
             terms,
-        };
-        receipts.reload()?;
-        Ok(receipts)
+            in_force: RwLock::new(in_force),
+        })
     }
 
     /// The signer in force.
@@ -122,33 +119,59 @@ impl Receipts {
     }
 
     /// Reads the key file and the key set again; on success the new key signs from now on, the
-    /// new set is served, and the key's id is returned; otherwise both in force stay.
+    /// new set is served, and the key's id is returned; otherwise both in force stay. The new
+    /// set must hold the new key and the one in force until now (receipts it signed must go on
+    /// verifying against the set served).
     pub fn reload(&self) -> Result<String, ReceiptError> {
-        let signer = Signer::from_pem_file(&self.path, self.terms.clone())?;
-        let kid = signer.key_id().to_owned();
-        let key_set = match &self.key_set_path {
-            Some(path) => Some(published_set(path, &kid)?),
-            None => None,
-        };
-        *self.in_force.write().unwrap_or_else(|p| p.into_inner()) = InForce {
-            signer: Arc::new(signer),
-            key_set,
-        };
+        let signing = self.current();
+        let in_force = load(
+            &self.path,
+            self.key_set_path.as_deref(),
+            &self.terms,
+            Some(signing.key_id()),
+        )?;
+        let kid = in_force.signer.key_id().to_owned();
+        *self.in_force.write().unwrap_or_else(|p| p.into_inner()) = in_force;
         Ok(kid)
     }
 }
 
+/// The signer of `path` and the key set of `key_set`, which must hold its key and `also` (the
+/// key in force before a reload).
+fn load(
+    path: &Path,
+    key_set: Option<&Path>,
+    terms: &Terms,
+    also: Option<&str>,
+) -> Result<InForce, ReceiptError> {
+    let signer = Signer::from_pem_file(path, terms.clone())
+        .map_err(|ReceiptError(e)| ReceiptError(format!("--consent-signing-key {e}")))?;
+    let key_set = match key_set {
+        Some(set) => {
+            let held: Vec<&str> = [Some(signer.key_id()), also]
+                .into_iter()
+                .flatten()
+                .collect();
+            Some(published_set(set, &held)?)
+        }
+        None => None,
+    };
+    Ok(InForce {
+        signer: Arc::new(signer),
+        key_set,
+    })
+}
+
 /// The key set of `path` as served: its Ed25519 keys, written again by [`jwks`]; refused unless
-/// it holds the key `kid` names (receipts signed with it would not verify against the set).
-fn published_set(path: &Path, kid: &str) -> Result<Arc<str>, ReceiptError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ReceiptError(format!("{}: cannot be read ({})", path.display(), e.kind())))?;
-    let keys = PublicKey::from_jwks(&text)
-        .map_err(|ReceiptError(e)| ReceiptError(format!("{}: {e}", path.display())))?;
-    if !keys.iter().any(|k| k.kid == kid) {
-        return Err(ReceiptError(format!(
-            "{}: the key set does not hold the signing key (kid {kid}); add it (vicinity consent jwks)",
-            path.display()
+/// it holds every key `held` names (receipts signed with them would not verify against it).
+fn published_set(path: &Path, held: &[&str]) -> Result<Arc<str>, ReceiptError> {
+    let bad = |what: String| ReceiptError(format!("--consent-key-set {}: {what}", path.display()));
+    let text =
+        std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read ({})", e.kind())))?;
+    let keys = PublicKey::from_jwks(&text).map_err(|ReceiptError(e)| bad(e))?;
+    if let Some(kid) = held.iter().find(|kid| !keys.iter().any(|k| k.kid == **kid)) {
+        return Err(bad(format!(
+            "the key set does not hold signing key {kid}; add it (vicinity consent jwks)"
         )));
     }
     Ok(Arc::from(jwks(&keys).to_string()))
@@ -560,9 +583,7 @@ mod tests {
         write_set(&[&other]);
         let refused = Receipts::from_files(&key, Some(&set), terms()).unwrap_err();
         assert!(
-            refused
-                .to_string()
-                .contains("does not hold the signing key"),
+            refused.to_string().contains("does not hold signing key"),
             "{refused}"
         );
 
@@ -576,6 +597,14 @@ mod tests {
         assert!(receipts.reload().is_err());
         assert_eq!(receipts.current().key_id(), public_of(&first).kid);
         assert_eq!(served(&receipts).len(), 1);
+        // A set of the new key alone would stop publishing the key that signed until now.
+        write_set(&[&next]);
+        let dropped = receipts.reload().unwrap_err();
+        assert!(
+            dropped.to_string().contains(&public_of(&first).kid),
+            "{dropped}"
+        );
+        assert_eq!(receipts.current().key_id(), public_of(&first).kid);
         // Published beside the old one: both swap in.
         write_set(&[&first, &next]);
         let kid = receipts.reload().expect("the new key and its set load");

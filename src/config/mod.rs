@@ -556,7 +556,7 @@ mod tests {
         flags.extend(terms);
         let unreadable = parse(&flags).unwrap_err();
         assert!(
-            unreadable.contains("--consent-signing-key: /nonexistent/key.pem: cannot be read"),
+            unreadable.contains("--consent-signing-key /nonexistent/key.pem: cannot be read"),
             "{unreadable}"
         );
         let terms_alone = parse(&terms).unwrap_err();

@@ -81,7 +81,7 @@ impl ReceiptArgs {
             retention,
         };
         let receipts = Receipts::from_files(path, self.consent_key_set.as_deref(), terms)
-            .map_err(|e| ConfigError(format!("--consent-signing-key: {e}")))?;
+            .map_err(|e| ConfigError(e.to_string()))?;
         Ok(Some(Arc::new(receipts)))
     }
 }

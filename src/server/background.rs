@@ -99,7 +99,7 @@ pub(super) fn hangups() -> Hangups {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::hangup())
         .inspect_err(|error| {
-            tracing::warn!(%error, "no SIGHUP handler: the place policy, the signing key, the TLS files and the API keys reload only with a restart");
+            tracing::warn!(%error, "no SIGHUP handler: the place policy, the signing key and its key set, the TLS files and the API keys reload only with a restart");
         })
         .ok()
 }
@@ -109,7 +109,7 @@ pub(super) fn hangups() -> Hangups {
     None
 }
 
-/// Reloads the place policy (`--places`), the consent signing key, the TLS files and the API
+/// Reloads the place policy (`--places`), the consent signing key and key set, the TLS files and the API
 /// keys file on each SIGHUP,
 /// for as long as the server runs.
 #[cfg(unix)]

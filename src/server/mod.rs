@@ -510,6 +510,11 @@ fn warn_about_local_choices(config: &Config) {
         Some(receipts) => {
             let key_id = receipts.current().key_id().to_owned();
             tracing::info!(key_id, "consent receipts signed");
+            if receipts.key_set().is_some() && config.metrics_listen.is_none() {
+                tracing::warn!(
+                    "--consent-key-set without --metrics-listen: the key set is checked but served nowhere"
+                );
+            }
         }
         None => tracing::info!("no --consent-signing-key: consent changes get no receipt"),
     }

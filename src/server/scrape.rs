@@ -49,10 +49,6 @@ const MAX_PER_PEER: usize = 4;
 /// Where the receipts' key set is served (the path docs/operations.md suggests publishing it at).
 pub const KEY_SET_PATH: &str = "/.well-known/vicinity-receipts.jwks.json";
 
-/// What any other request gets.
-const NOT_FOUND: &str =
-    "not found: GET /metrics, /livez, /readyz or /.well-known/vicinity-receipts.jwks.json\n";
-
 /// The service, once its stores are reached: until then the endpoint answers the probes
 /// (`/livez` 200, `/readyz` 503) and `/metrics` 503.
 pub type Started = Arc<OnceLock<Vicinity>>;
@@ -122,59 +118,72 @@ async fn read_overdue(svc: &Vicinity, reading: &Reading) {
     *last = Some(Instant::now());
 }
 
+/// One answer: its status, content type and body.
+type Answer = (StatusCode, &'static str, String);
+
 async fn answer(
     request: Request<Incoming>,
     svc: Started,
     reading: Reading,
     ready: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = |status: StatusCode, content_type: &str, body: String| {
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        if let Ok(value) = content_type.parse() {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
+    let (status, content_type, body) = if request.method() != Method::GET {
+        not_found()
+    } else {
+        match request.uri().path() {
+            "/metrics" => match svc.get() {
+                Some(svc) => {
+                    read_overdue(svc, &reading).await;
+                    (StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
+                }
+                // The gauges read from the stores would say "nothing overdue" unread: a scrape
+                // fails (the target is down) until the stores are reached.
+                None => starting(),
+            },
+            KEY_SET_PATH => key_set(&svc),
+            "/livez" => (StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" if ready => (StatusCode::OK, "text/plain", "ready\n".into()),
+            "/readyz" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready\n".into(),
+            ),
+            _ => not_found(),
         }
-        Ok(response)
     };
-    if request.method() != Method::GET {
-        return response(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.into());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
-    match request.uri().path() {
-        "/metrics" => match svc.get() {
-            Some(svc) => {
-                read_overdue(svc, &reading).await;
-                response(StatusCode::OK, metrics::CONTENT_TYPE, metrics::render())
-            }
-            // The gauges read from the stores would say "nothing overdue" unread: a scrape
-            // fails (the target is down) until the stores are reached.
-            None => response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "starting: waiting for the stores\n".into(),
-            ),
-        },
-        KEY_SET_PATH => match svc.get().map(Vicinity::receipt_key_set) {
-            Some(Some(set)) => {
-                response(StatusCode::OK, "application/jwk-set+json", set.to_string())
-            }
-            Some(None) => response(
-                StatusCode::NOT_FOUND,
-                "text/plain",
-                "no key set: serve --consent-key-set\n".into(),
-            ),
-            None => response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "starting: waiting for the stores\n".into(),
-            ),
-        },
-        "/livez" => response(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if ready => response(StatusCode::OK, "text/plain", "ready\n".into()),
-        "/readyz" => response(
-            StatusCode::SERVICE_UNAVAILABLE,
+    Ok(response)
+}
+
+/// The receipts' key set (`--consent-key-set`): 404 without one, 503 until the stores are
+/// reached (the service that holds it is built then).
+fn key_set(svc: &Started) -> Answer {
+    match svc.get().map(Vicinity::receipt_key_set) {
+        Some(Some(set)) => (StatusCode::OK, "application/jwk-set+json", set.to_string()),
+        Some(None) => (
+            StatusCode::NOT_FOUND,
             "text/plain",
-            "not ready\n".into(),
+            "no key set: serve --consent-key-set\n".into(),
         ),
-        _ => response(StatusCode::NOT_FOUND, "text/plain", NOT_FOUND.into()),
+        None => starting(),
     }
+}
+
+/// What a request for the service's state gets before the stores are reached.
+fn starting() -> Answer {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain",
+        "starting: waiting for the stores\n".into(),
+    )
+}
+
+/// What any other request gets.
+fn not_found() -> Answer {
+    let body = format!("not found: GET /metrics, /livez, /readyz or {KEY_SET_PATH}\n");
+    (StatusCode::NOT_FOUND, "text/plain", body)
 }

@@ -63,15 +63,16 @@ impl Vicinity {
         Ok((record, purged))
     }
 
-    /// Reads the receipt signing key again (on SIGHUP), when the service signs receipts: from
-    /// now on receipts are signed with the new key. A key that does not load is refused
-    /// (logged, counted) and the one in force stays.
+    /// Reads the receipt signing key and the key set (`--consent-key-set`) again (on SIGHUP),
+    /// when the service signs receipts: from now on receipts are signed with the new key and
+    /// the new set is served. A key or set that does not load, or a set without the new key or
+    /// the one in force, is refused (logged, counted) and the pair in force stays.
     pub async fn reload_receipts(&self) {
         let Some(receipts) = self.deps.receipts.clone() else {
             return;
         };
         match tokio::task::spawn_blocking(move || receipts.reload()).await {
-            Ok(Ok(key_id)) => tracing::info!(key_id, "consent signing key reloaded"),
+            Ok(Ok(key_id)) => tracing::info!(key_id, "consent signing key and key set reloaded"),
             Ok(Err(error)) => {
                 metrics::get().signing_key_reload_failures.inc();
                 tracing::error!(%error, "--consent-signing-key/--consent-key-set: reload refused, the key and the key set in force stay");

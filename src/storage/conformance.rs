@@ -500,21 +500,30 @@ pub async fn a_lone_shake_is_withdrawn_and_leaves_nothing(fx: &Fixture) {
     assert_eq!(physical(fx).await, baseline);
 }
 
-/// A pending shake holds a position until it expires: the purge schedule the overdue gauge
-/// reads names its deadline, and forgets it once the shake is withdrawn.
+/// A pending shake holds a position until it expires, and an uncollected pairing until its
+/// mailbox goes: the purge schedule the overdue gauge reads names each one's deadline, and
+/// forgets a shake once it is withdrawn.
 pub async fn a_pending_shake_is_in_the_purge_schedule(fx: &Fixture) {
-    assert_eq!(fx.locations.earliest_deadline().await.expect("read"), None);
+    let earliest = async || fx.locations.earliest_deadline().await.expect("read");
+    assert_eq!(earliest().await, None);
     let ShakeOutcome::Pending(pending) = shake(fx, 211, "due", 21.5).await else {
         panic!("nobody was waiting")
     };
-    let earliest = fx.locations.earliest_deadline().await.expect("read");
-    assert!(
-        earliest.is_some_and(|at| at <= pending.expires),
-        "{earliest:?} vs the shake's expiry {:?}",
-        pending.expires
-    );
+    assert_eq!(earliest().await, Some(pending.expires));
     fx.shakes.withdraw(&pending).await.expect("withdraw");
-    assert_eq!(fx.locations.earliest_deadline().await.expect("read"), None);
+    assert_eq!(earliest().await, None);
+
+    let ShakeOutcome::Pending(waiting) = shake(fx, 212, "due-a", 21.6).await else {
+        panic!("nobody was waiting")
+    };
+    let arriving = shake(fx, 213, "due-b", 21.6).await;
+    assert!(paired(&arriving).is_some(), "{arriving:?}");
+    let mailbox_until = waiting.expires.plus(crate::storage::SHAKE_UNCOLLECTED);
+    assert_eq!(
+        earliest().await,
+        Some(mailbox_until),
+        "the uncollected pairing"
+    );
 }
 
 /// The pending shake of an outcome (panics if it was paired).

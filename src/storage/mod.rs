@@ -225,9 +225,10 @@ pub trait LocationStore: Send + Sync + 'static {
     /// The earliest deadline in the store's own purge schedules (`None`: nothing scheduled):
     /// at or before now, something is overdue (the `vicinity_oldest_overdue_entry_age_seconds`
     /// gauge). The embedded store's: every People Nearby entry and every Shake entry (pending
-    /// shakes, uncollected pairings, histories). Redis's: the heads of its sweep schedules,
-    /// People Nearby partitions (`vc:n:parts`) and record shards (`vc:n:shards`), and Shake's
-    /// pending shakes, mailboxes and histories (`keys::SHAKE_SCHEDULES`).
+    /// shakes, uncollected pairings, histories). Redis's: the heads of its sweep schedules
+    /// scored by deadlines, People Nearby partitions (`vc:n:parts`, whose score is the
+    /// partition's earliest deadline) and Shake's pending shakes, mailboxes and histories
+    /// (`keys::SHAKE_SCHEDULES`); not the record shards', which a cluster visits by a budget.
     async fn earliest_deadline(&self) -> StoreResult<Option<Timestamp>>;
 
     /// The store's clock.

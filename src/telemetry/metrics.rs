@@ -302,11 +302,11 @@ metrics! {
         "vicinity_api_keys_reload_failures_total",
         "API keys file reloads refused on SIGHUP (the keys in force stay)."
     );
-    /// `vicinity_signing_key_reload_failures_total`: consent signing key reloads refused (the
-    /// key in force stays).
+    /// `vicinity_signing_key_reload_failures_total`: consent signing key (and key set) reloads
+    /// refused (the pair in force stays).
     signing_key_reload_failures: IntCounter = int_counter(
         "vicinity_signing_key_reload_failures_total",
-        "Consent signing key reloads refused on SIGHUP (the key in force stays)."
+        "Consent signing key and key set reloads refused on SIGHUP (the key and the set in force stay)."
     );
 }
 

@@ -193,11 +193,11 @@ fn health_against_nothing_exits_non_zero() {
 #[test]
 fn serve_warns_without_an_order_secret_and_not_with_one() {
     let warning = "no --order-secret";
-    Served::start().wait_for_log(warning);
+    // The warnings are written before the port serves, so before `start` returns.
+    let without = Served::start();
+    assert!(without.log().contains(warning), "{}", without.log());
     let secret = "5".repeat(64);
     let with = Served::start_with(&["--order-secret", &secret]);
-    // The warnings come before the line that says it serves.
-    with.wait_for_log("serving");
     assert!(!with.log().contains(warning), "{}", with.log());
 }
 
@@ -1449,7 +1449,11 @@ fn the_key_set_served_verifies_receipts_and_must_hold_the_signing_key() {
     let served = Served::start_with(&args);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (granted, _, _) = grant_update_withdraw_and_export_alice(&runtime, &served);
-    let body = http_body(probes, "/.well-known/vicinity-receipts.jwks.json").expect("an answer");
+    let path = "/.well-known/vicinity-receipts.jwks.json";
+    let (status, body) = runtime
+        .block_on(crate::helpers::http_get(probes, path))
+        .expect("an answer");
+    assert!(status.contains(" 200"), "{status}");
     let fetched = dir.join("fetched.jwks.json");
     fs::write(&fetched, &body).unwrap();
     let checked = vicinity()
@@ -1460,12 +1464,18 @@ fn the_key_set_served_verifies_receipts_and_must_hold_the_signing_key() {
         .expect("run the vicinity binary");
     assert!(checked.status.success(), "{body}: {checked:?}");
 
+    // Without the flag there is no set to serve.
+    let bare_probes = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let bare = Served::start_with(&["--metrics-listen", &bare_probes.to_string()]);
+    assert_eq!(http_status(bare_probes, path).as_deref(), Some("404"));
+    drop(bare);
+
     let (_, other) = openssl_ed25519(&dir.join("other"));
     let other_set = printed_key_set(&other).display().to_string();
     let mut args = signing_args(&key);
     args.extend(["--consent-key-set", &other_set]);
     let stderr = refused_start(&args);
-    assert!(stderr.contains("does not hold the signing key"), "{stderr}");
+    assert!(stderr.contains("does not hold signing key"), "{stderr}");
     fs::remove_dir_all(&dir).unwrap();
 }
 

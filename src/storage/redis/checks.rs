@@ -42,8 +42,8 @@ impl Persistence {
     }
 }
 
-/// Reads the persistence and eviction settings of every node named by `target` (each listed cluster node
-/// is asked directly: a cluster client would ask just one).
+/// Reads the persistence and eviction settings of every node named by `target` (each listed
+/// cluster node is asked directly: a cluster client would ask just one).
 pub async fn persistence(target: &Target) -> StoreResult<Vec<(String, Persistence)>> {
     let fail = |e| store_error(e, "checking persistence");
     let clients = target.clients().await.map_err(fail)?;

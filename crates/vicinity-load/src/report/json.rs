@@ -57,7 +57,7 @@ pub struct RunJson<'a> {
     ok: u64,
     errors: &'a BTreeMap<String, u64>,
     /// The share of completed calls refused for a limit (`RESOURCE_EXHAUSTED`).
-    pub(super) refused_share: f64,
+    refused_share: f64,
     achieved_rps: f64,
     sustained: bool,
     within_bound: bool,

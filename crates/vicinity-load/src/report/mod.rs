@@ -512,7 +512,8 @@ mod tests {
         let warning = r.refusal_warning().expect("a warning");
         assert!(warning.contains("25.0 %"), "{warning}");
         assert!(text::run_text(&r).contains(&warning));
-        assert_eq!(r.to_json().refused_share, 0.25);
+        let json = serde_json::to_value(r.to_json()).unwrap();
+        assert_eq!(json["refused_share"], 0.25);
         assert!(
             report(100.0, &steady(100, 1), 50)
                 .refusal_warning()
