@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// --redis-password-file: a flag shows in the process list.
     #[arg(long, env = "VICINITY_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<RedisPassword>,
+    /// File holding the password of the stores' Redis Sentinels (one line: their
+    /// `requirepass`), for `redis+sentinel://` URLs; the primary's is --redis-password's.
+    #[arg(long, env = "VICINITY_REDIS_SENTINEL_PASSWORD_FILE")]
+    pub redis_sentinel_password_file: Option<PathBuf>,
     /// CA certificate (PEM) the stores' `rediss://` servers must chain to. None: the system's
     /// trusted roots.
     #[arg(long, env = "VICINITY_REDIS_CA_FILE")]

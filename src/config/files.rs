@@ -178,22 +178,34 @@ impl std::fmt::Debug for RedisPassword {
 /// what is in it.
 pub(super) fn redis_password(args: &ServeArgs) -> Result<Option<String>, ConfigError> {
     if let Some(path) = &args.redis_password_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("--redis-password-file: {}: {e}", path.display())))?;
-        let password = text.lines().next().unwrap_or_default();
-        if password.is_empty() {
-            return Err(ConfigError(format!(
-                "--redis-password-file: {}: the first line is empty",
-                path.display()
-            )));
-        }
-        return Ok(Some(password.to_owned()));
+        return password_file("redis-password-file", path).map(Some);
     }
     Ok(args
         .redis_password
         .as_ref()
         .map(|p| p.0.clone())
         .filter(|p| !p.is_empty()))
+}
+
+/// The stores' sentinels' password (`--redis-sentinel-password-file`), if given.
+pub(super) fn redis_sentinel_password(args: &ServeArgs) -> Result<Option<String>, ConfigError> {
+    let path = args.redis_sentinel_password_file.as_deref();
+    path.map(|path| password_file("redis-sentinel-password-file", path))
+        .transpose()
+}
+
+/// The password on the first line of the file at `path`, which `--<flag>` names.
+fn password_file(flag: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("--{flag}: {}: {e}", path.display())))?;
+    let password = text.lines().next().unwrap_or_default();
+    if password.is_empty() {
+        return Err(ConfigError(format!(
+            "--{flag}: {}: the first line is empty",
+            path.display()
+        )));
+    }
+    Ok(password.to_owned())
 }
 
 /// The TLS settings for the stores' `rediss://` URLs that the flags name, read now so a bad

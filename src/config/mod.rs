@@ -12,7 +12,7 @@ mod files;
 mod receipts;
 pub use args::{DEFAULT_CONSENT_CACHE, LogFormat, ServeArgs};
 pub use files::{RedisPassword, ServerTls};
-use files::{redis_password, redis_tls, server_tls};
+use files::{redis_password, redis_sentinel_password, redis_tls, server_tls};
 pub use receipts::ReceiptArgs;
 
 use crate::{
@@ -349,6 +349,13 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
         Some(password) => (
             locations.with_password(&password),
             consents.with_password(&password),
+        ),
+        None => (locations, consents),
+    };
+    let (locations, consents) = match redis_sentinel_password(args)? {
+        Some(password) => (
+            locations.with_sentinel_password(&password),
+            consents.with_sentinel_password(&password),
         ),
         None => (locations, consents),
     };

@@ -1116,6 +1116,39 @@ fn serve_takes_the_redis_password_from_a_file_or_the_environment_and_never_shows
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// Sentinels that require a password (`requirepass`) are reached with the one
+/// `--redis-sentinel-password-file` holds: the node serves through them; without it, it does
+/// not start; the password shows in no output.
+#[test]
+fn serve_reaches_sentinels_that_require_a_password_with_its_file() {
+    const SECRET: &str = "Planted-Sentinel-S3cret";
+    let set = vicinity_testing::sentinel::RedisSentinels::start_with_password(Some(SECRET))
+        .expect("a primary, a replica and three sentinels");
+    let dir = std::env::temp_dir().join(format!("vicinity-sentinel-pw-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("a directory");
+    let file = dir.join("sentinel-password");
+    fs::write(&file, format!("{SECRET}\n")).expect("write");
+    let (url, file) = (set.url(), file.display().to_string());
+
+    let served =
+        Served::start_with(&["--redis-url", &url, "--redis-sentinel-password-file", &file]);
+    update_alice_after_grant(&served);
+    assert!(
+        !served.log().contains("Planted"),
+        "the log shows the password"
+    );
+    drop(served);
+
+    let mut without = vicinity();
+    without.args(["serve", "--listen", "127.0.0.1:0", "--redis-url", &url]);
+    without.args(["--store-wait", "0s"]);
+    let refused = run_to_exit(without);
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!said.contains("Planted"), "{said}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// Serves through the Redis at `redis_url` with the password in `file`, which it never logs.
 fn serve_with_the_password_file_without_logging_it(redis_url: &str, file: &str) {
     let served = Served::start_with(&["--redis-url", redis_url, "--redis-password-file", file]);

@@ -24,21 +24,30 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RedisSentinels {
     servers: Vec<RedisServer>,
     sentinels: Vec<(u16, Process)>,
+    /// The sentinels' own password (`requirepass`), if they have one.
+    password: Option<String>,
 }
 
 impl RedisSentinels {
     /// Starts the primary, a replica in sync with it, and three sentinels that know both and
     /// each other (so a failover can be authorised at once).
     pub fn start() -> io::Result<Self> {
+        Self::start_with_password(None)
+    }
+
+    /// [`RedisSentinels::start`], the sentinels requiring `password` (`requirepass`, and
+    /// `sentinel sentinel-pass` between them); the primary and its replica require none.
+    pub fn start_with_password(password: Option<&str>) -> io::Result<Self> {
         let primary = RedisServer::start()?;
         let replica = RedisServer::start_replica_of(&primary, SETUP_TIMEOUT)?;
         let mut sentinels = Vec::with_capacity(SENTINELS);
         for _ in 0..SENTINELS {
-            sentinels.push(start_sentinel(primary.port())?);
+            sentinels.push(start_sentinel(primary.port(), password)?);
         }
         let started = Self {
             servers: vec![primary, replica],
             sentinels,
+            password: password.map(str::to_owned),
         };
         started.wait_until_known()?;
         Ok(started)
@@ -57,7 +66,7 @@ impl RedisSentinels {
     /// The port of the primary the first sentinel names now.
     pub fn primary_port(&self) -> io::Result<u16> {
         let (port, _) = &self.sentinels[0];
-        let reply = sentinel_cli(*port, &["sentinel", "get-master-addr-by-name", MASTER_NAME])?;
+        let reply = self.cli(*port, &["sentinel", "get-master-addr-by-name", MASTER_NAME])?;
         let port = reply.lines().nth(1).and_then(|p| p.trim().parse().ok());
         port.ok_or_else(|| io::Error::other(format!("no primary named: {reply:?}")))
     }
@@ -104,7 +113,7 @@ impl RedisSentinels {
             let mut named = Vec::with_capacity(SENTINELS);
             for (port, _) in &self.sentinels {
                 let reply =
-                    sentinel_cli(*port, &["sentinel", "get-master-addr-by-name", MASTER_NAME])?;
+                    self.cli(*port, &["sentinel", "get-master-addr-by-name", MASTER_NAME])?;
                 named.push(
                     reply
                         .lines()
@@ -124,12 +133,17 @@ impl RedisSentinels {
         })
     }
 
+    /// `redis-cli` against the sentinel on `port`, with the sentinels' password.
+    fn cli(&self, port: u16, args: &[&str]) -> io::Result<String> {
+        sentinel_cli(port, self.password.as_deref(), args)
+    }
+
     /// Until each sentinel knows the replica and the other sentinels.
     fn wait_until_known(&self) -> io::Result<()> {
         poll_until(SETUP_TIMEOUT, || {
             for (port, _) in &self.sentinels {
-                let replicas = sentinel_cli(*port, &["sentinel", "replicas", MASTER_NAME])?;
-                let others = sentinel_cli(*port, &["sentinel", "sentinels", MASTER_NAME])?;
+                let replicas = self.cli(*port, &["sentinel", "replicas", MASTER_NAME])?;
+                let others = self.cli(*port, &["sentinel", "sentinels", MASTER_NAME])?;
                 let count = |text: &str| text.lines().filter(|l| *l == "name").count();
                 if count(&replicas) < 1 || count(&others) < SENTINELS - 1 {
                     return Ok(None);
@@ -142,7 +156,7 @@ impl RedisSentinels {
 
 /// Starts one sentinel watching the primary on `primary`, on a free port (another when the
 /// chosen one turns out taken), and waits until it answers.
-fn start_sentinel(primary: u16) -> io::Result<(u16, Process)> {
+fn start_sentinel(primary: u16, password: Option<&str>) -> io::Result<(u16, Process)> {
     let mut attempts = 0;
     loop {
         let port = free_ports(1)?[0];
@@ -153,9 +167,12 @@ fn start_sentinel(primary: u16) -> io::Result<(u16, Process)> {
              sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} {QUORUM}\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER_NAME} 10000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
+             sentinel parallel-syncs {MASTER_NAME} 1\n{auth}",
             dir = dir.display(),
             log = dir.join("sentinel.log").display(),
+            auth = password.map_or_else(String::new, |p| {
+                format!("requirepass {p}\nsentinel sentinel-pass {p}\n")
+            }),
         );
         let file = dir.join("sentinel.conf");
         std::fs::write(&file, config)?;
@@ -165,7 +182,7 @@ fn start_sentinel(primary: u16) -> io::Result<(u16, Process)> {
         let answered = poll_until(Duration::from_secs(10), || match process.exited()? {
             Some(status) => Err(io::Error::other(format!("sentinel exited with {status}"))),
             // A sentinel, not another test's server that took the port first.
-            None => Ok(sentinel_cli(port, &["info", "server"])
+            None => Ok(sentinel_cli(port, password, &["info", "server"])
                 .is_ok_and(|info| info.contains("redis_mode:sentinel"))
                 .then_some(())),
         });
@@ -182,9 +199,12 @@ fn start_sentinel(primary: u16) -> io::Result<(u16, Process)> {
     }
 }
 
-fn sentinel_cli(port: u16, args: &[&str]) -> io::Result<String> {
+fn sentinel_cli(port: u16, password: Option<&str>, args: &[&str]) -> io::Result<String> {
     let mut cmd = Command::new("redis-cli");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(password) = password {
+        cmd.args(["--no-auth-warning", "-a", password]);
+    }
     Ok(run(cmd.args(args), CLI_TIMEOUT)?.trim().to_owned())
 }
 

@@ -14,6 +14,8 @@ pub struct Target {
     pub(super) tls: Option<Arc<TlsCertificates>>,
     /// The password for URLs that carry none (from a file or the environment).
     password: Option<Arc<str>>,
+    /// The sentinels' own password (`requirepass` on the sentinels), for a Sentinel target.
+    sentinel_password: Option<Arc<str>>,
     /// Replicas that must hold a purge or a consent change before it is acknowledged
     /// ([`Conn::replicated`]); 0: none (Redis replicates asynchronously).
     pub(super) replica_acks: u32,
@@ -69,7 +71,7 @@ pub(super) struct SentinelUrl {
 impl SentinelUrl {
     /// Parses `redis+sentinel://[[user]:password@]host:port[,host:port...]/name` (or
     /// `rediss+sentinel://`, TLS to the sentinels and to the primary). The password is the
-    /// primary's (and its replicas'); the sentinels are reached without one.
+    /// primary's (and its replicas'); the sentinels' own is [`Target::with_sentinel_password`]'s.
     pub(super) fn parse(url: &str) -> Result<Self, &'static str> {
         let (tls, rest) = if let Some(rest) = url.strip_prefix(SENTINEL_SCHEMES[0]) {
             (false, rest)
@@ -131,6 +133,7 @@ impl Target {
             nodes: Nodes::Single(url.into()),
             tls: None,
             password: None,
+            sentinel_password: None,
             replica_acks: 0,
         }
     }
@@ -141,6 +144,7 @@ impl Target {
             nodes: Nodes::Cluster(urls),
             tls: None,
             password: None,
+            sentinel_password: None,
             replica_acks: 0,
         }
     }
@@ -154,6 +158,7 @@ impl Target {
             nodes: Nodes::Sentinel(url.into()),
             tls: None,
             password: None,
+            sentinel_password: None,
             replica_acks: 0,
         }
     }
@@ -191,6 +196,16 @@ impl Target {
     pub fn with_password(self, password: &str) -> Self {
         Self {
             password: Some(password.into()),
+            ..self
+        }
+    }
+
+    /// The same nodes, whose sentinels (for a Sentinel target) require `password`
+    /// (`requirepass` on the sentinels; the primary's own password is [`Target::with_password`]'s
+    /// or its URL's).
+    pub fn with_sentinel_password(self, password: &str) -> Self {
+        Self {
+            sentinel_password: Some(password.into()),
             ..self
         }
     }
@@ -272,6 +287,9 @@ impl Target {
         if let Some(password) = parsed.password.as_deref().or(self.password.as_deref()) {
             builder = builder.set_client_to_redis_password(password);
         }
+        if let Some(password) = &self.sentinel_password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
         builder.build()
     }
 
@@ -315,6 +333,7 @@ impl PartialEq for Target {
         self.nodes == other.nodes
             && self.tls.is_some() == other.tls.is_some()
             && self.password == other.password
+            && self.sentinel_password == other.sentinel_password
             && self.replica_acks == other.replica_acks
     }
 }
@@ -325,6 +344,7 @@ impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tls = self.tls.as_ref().map(|_| "<certificates>");
         let password = self.password.as_ref().map(|_| "***");
+        let sentinel_password = self.sentinel_password.as_ref().map(|_| "***");
         let (topology, urls) = match &self.nodes {
             Nodes::Single(url) => ("Single", vec![redacted(url)]),
             Nodes::Cluster(urls) => ("Cluster", urls.iter().map(|u| redacted(u)).collect()),
@@ -334,6 +354,7 @@ impl std::fmt::Debug for Target {
             .field("urls", &urls)
             .field("tls", &tls)
             .field("password", &password)
+            .field("sentinel_password", &sentinel_password)
             .field("replica_acks", &self.replica_acks)
             .finish()
     }
