@@ -229,23 +229,13 @@ impl Config {
                 true,
             ),
         };
-        let shake_window = args.shake_window;
-        if shake_window.is_zero() || shake_window > Duration::from_secs(30) {
-            return Err(ConfigError(
-                "--shake-window: must be between 1ms and 30s".into(),
-            ));
-        }
-        if args.sweep_interval.is_zero() || args.sweep_interval > Duration::from_secs(5) {
-            return Err(ConfigError(
-                "--sweep-interval: must be between 1ms and 5s (purge bound)".into(),
-            ));
-        }
+        check_intervals(args)?;
         let retention = Retention::new(args.retention).map_err(invalid)?;
         let grid = SnapGrid::new(args.snap_resolution).map_err(invalid)?;
         Ok(Self {
             listen: args.listen,
             retention,
-            shake_window,
+            shake_window: args.shake_window,
             sweep_interval: args.sweep_interval,
             grid,
             auth,
@@ -311,6 +301,22 @@ fn place_policy(path: Option<&std::path::Path>, grid: SnapGrid) -> Result<Places
     Ok(Places::from_file(policy, path))
 }
 
+/// Refuses a Shake window or a sweep interval out of its range.
+fn check_intervals(args: &ServeArgs) -> Result<(), ConfigError> {
+    let shake_window = args.shake_window;
+    if shake_window.is_zero() || shake_window > Duration::from_secs(30) {
+        return Err(ConfigError(
+            "--shake-window: must be between 1ms and 30s".into(),
+        ));
+    }
+    if args.sweep_interval.is_zero() || args.sweep_interval > Duration::from_secs(5) {
+        return Err(ConfigError(
+            "--sweep-interval: must be between 1ms and 5s (purge bound)".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
     let locations = match (&args.redis_url, args.redis_cluster.as_slice()) {
         (None, []) => {
@@ -341,29 +347,25 @@ fn store_config(args: &ServeArgs) -> Result<StoreConfig, ConfigError> {
             return Err(ConfigError(format!("{flag}: {problem}")));
         }
     }
-    let (locations, consents) = match redis_tls(args, [&locations, &consents])? {
-        Some(tls) => (locations.with_tls(tls.clone()), consents.with_tls(tls)),
-        None => (locations, consents),
+    let tls = redis_tls(args, [&locations, &consents])?;
+    let (password, sentinels) = (redis_password(args)?, redis_sentinel_password(args)?);
+    // What both stores are reached with: the TLS files, the passwords, the replica acks.
+    let reach = |target: Target| {
+        let target = match &tls {
+            Some(tls) => target.with_tls(tls.clone()),
+            None => target,
+        };
+        let target = match &password {
+            Some(password) => target.with_password(password),
+            None => target,
+        };
+        let target = match &sentinels {
+            Some(password) => target.with_sentinel_password(password),
+            None => target,
+        };
+        target.with_replica_acks(args.redis_replica_acks)
     };
-    let (locations, consents) = match redis_password(args)? {
-        Some(password) => (
-            locations.with_password(&password),
-            consents.with_password(&password),
-        ),
-        None => (locations, consents),
-    };
-    let (locations, consents) = match redis_sentinel_password(args)? {
-        Some(password) => (
-            locations.with_sentinel_password(&password),
-            consents.with_sentinel_password(&password),
-        ),
-        None => (locations, consents),
-    };
-    let acks = args.redis_replica_acks;
-    let (locations, consents) = (
-        locations.with_replica_acks(acks),
-        consents.with_replica_acks(acks),
-    );
+    let (locations, consents) = (reach(locations), reach(consents));
     Ok(StoreConfig::Redis {
         locations,
         consents,
