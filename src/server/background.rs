@@ -54,7 +54,7 @@ pub(super) async fn watch_store_settings(store: StoreConfig, interval: Duration)
         let found = match stores::unsafe_settings(&store).await {
             Some(Ok(found)) => found,
             Some(Err(error)) => {
-                tracing::warn!(%error, "could not read the stores' settings; checking again later");
+                tracing::warn!(%error, "could not read the stores' settings; checking again at the next interval");
                 continue;
             }
             None => return,
