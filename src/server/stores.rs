@@ -171,8 +171,8 @@ impl Store {
     /// Its `store` label (as the store call metrics name it).
     pub(super) fn label(self) -> &'static str {
         match self {
-            Store::Locations => "locations",
-            Store::Consents => "consents",
+            Store::Locations => redis::LOCATIONS,
+            Store::Consents => redis::CONSENTS,
         }
     }
 }

@@ -102,7 +102,7 @@ impl RedisConsentStore {
         timeout: Duration,
         cache_entries: usize,
     ) -> StoreResult<Self> {
-        let conn = Conn::connect(target, timeout, "consents").await?;
+        let conn = Conn::connect(target, timeout, super::CONSENTS).await?;
         let cache = match target.nodes() {
             Nodes::Single(_) if cache_entries > 0 => {
                 Some(GrantedCache::start(target.clone(), timeout, cache_entries))

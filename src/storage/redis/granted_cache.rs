@@ -356,7 +356,7 @@ async fn connect(
         }
         Ok(())
     };
-    let conn = Conn::pushed(target, timeout, "consents", pushes).await?;
+    let conn = Conn::pushed(target, timeout, super::CONSENTS, pushes).await?;
     let tracking = redis::cmd("CLIENT").arg("TRACKING").arg("ON").clone();
     let _: String = conn.query("tracking consent reads", &tracking).await?;
     Ok(conn)

@@ -86,7 +86,8 @@ pub const DUE_KEY_TAIL: &str = "}:due";
 pub const SHAKE_PREFIX: &str = "vc:s:{shake}:";
 /// The Shake keys that schedule deletions, each a ZSET scored by a deadline (ms): pending
 /// shakes by expiry, mailboxes by when to delete them, users with history by its earliest
-/// deadline (the sweep reads them; so does the overdue gauge).
+/// deadline (the sweep script reads them, as the prelude's `SHAKE_SCHEDULES`; so does the
+/// overdue gauge).
 pub const SHAKE_SCHEDULES: [&str; 3] = ["all", "mdue", "hdue"];
 /// The pending-shake hash, the key Shake scripts are routed by.
 pub const SHAKE_PENDING: &str = "vc:s:{shake}:p";

@@ -84,6 +84,11 @@ pub struct RedisStore {
 /// a member confirmed after its hold passed is confirmed all the same while it is there.
 pub const PROVISIONAL_HOLD: Duration = Duration::from_secs(30);
 
+/// The location store's name in metrics and logs (the `store` label).
+pub const LOCATIONS: &str = "locations";
+/// The consent store's name in metrics and logs (the `store` label).
+pub const CONSENTS: &str = "consents";
+
 impl RedisStore {
     /// Connects to the location store. `retention` is the deployment's retention (every node
     /// must use the same; the sweeper schedules by it), `timeout` bounds each store call.
@@ -95,8 +100,8 @@ impl RedisStore {
         retention: Retention,
         timeout: Duration,
     ) -> StoreResult<Self> {
-        let conn = Conn::connect(target, timeout, "locations").await?;
-        let bulk = Conn::connect(target, timeout, "locations").await?;
+        let conn = Conn::connect(target, timeout, LOCATIONS).await?;
+        let bulk = Conn::connect(target, timeout, LOCATIONS).await?;
         Ok(Self {
             conn,
             bulk,
@@ -316,16 +321,17 @@ impl LocationStore for RedisStore {
         // Nearby's partitions and Shake's three. Not the record shards' (`keys::SHARDS`): those
         // are scored by when to visit them next, and under a cluster's writes their visits run
         // behind by design while the partition visits delete every record on time.
-        let heads = |keys: &[&str]| {
+        let heads = |keys: &mut dyn Iterator<Item = String>| {
             let mut pipe = redis::pipe();
             for key in keys {
-                pipe.cmd("ZRANGE").arg(*key).arg(0).arg(0).arg("WITHSCORES");
+                pipe.cmd("ZRANGE").arg(key).arg(0).arg(0).arg("WITHSCORES");
             }
             pipe
         };
-        let nearby = heads(&[keys::PARTS]);
-        let shake_keys = keys::SHAKE_SCHEDULES.map(|k| format!("{}{k}", keys::SHAKE_PREFIX));
-        let shake = heads(&shake_keys.each_ref().map(String::as_str));
+        let nearby = heads(&mut std::iter::once(keys::PARTS.to_owned()));
+        let shake = heads(
+            &mut (keys::SHAKE_SCHEDULES.iter()).map(|k| format!("{}{k}", keys::SHAKE_PREFIX)),
+        );
         let context = "reading the sweep schedules";
         let (nearby, shake): (Vec<Vec<(String, i64)>>, Vec<Vec<(String, i64)>>) = try_join(
             self.conn.pipeline(context, &nearby),

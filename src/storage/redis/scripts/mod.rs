@@ -66,6 +66,7 @@ fn constants() -> String {
     format!(
         "local CELL_KEY_HEAD, CELL_KEY_MID, DUE_KEY_TAIL = '{}', '{}', '{}'\n\
          local SHAKE_PREFIX, WAKE_PREFIX = '{}', '{}'\n\
+         local SHAKE_SCHEDULES = '{}'\n\
          local TTL_GRACE_MS, UNCOLLECTED_MS, SHAKE_SWEEP_BATCH = {}, {}, {}\n\
          local RECORD_LEN, LEGACY_RECORD_LEN, STRAYS_CAP = {}, {}, {}\n\
          local ORDER_SPACE, CLEAR_MARK_TTL_MS, FENCE_LIFETIME_MS = {}, {}, {}\n",
@@ -74,6 +75,7 @@ fn constants() -> String {
         keys::DUE_KEY_TAIL,
         keys::SHAKE_PREFIX,
         keys::WAKE_PREFIX,
+        keys::SHAKE_SCHEDULES.join(" "),
         TTL_GRACE.as_millis(),
         crate::storage::SHAKE_UNCOLLECTED.as_millis(),
         SHAKE_SWEEP_BATCH,
@@ -446,6 +448,10 @@ mod tests {
             format!("{}{part}{}", keys::CELL_KEY_HEAD, keys::DUE_KEY_TAIL)
         );
         assert!(keys::SHAKE_PENDING.starts_with(keys::SHAKE_PREFIX));
+        assert!(
+            prelude.contains("local SHAKE_SCHEDULES = 'all mdue hdue'\n"),
+            "{prelude}"
+        );
         for constant in [keys::CELL_KEY_HEAD, keys::SHAKE_PREFIX, keys::WAKE_PREFIX] {
             assert!(prelude.contains(&format!("'{constant}'")), "{prelude}");
         }

@@ -7,7 +7,7 @@ read_globals = { "redis", "KEYS", "ARGV", "cjson", "cmsgpack", "bit", "struct" }
 
 -- The prelude's constants.
 local constants = {
-  "CELL_KEY_HEAD", "CELL_KEY_MID", "DUE_KEY_TAIL", "SHAKE_PREFIX", "WAKE_PREFIX",
+  "CELL_KEY_HEAD", "CELL_KEY_MID", "DUE_KEY_TAIL", "SHAKE_PREFIX", "WAKE_PREFIX", "SHAKE_SCHEDULES",
   "TTL_GRACE_MS", "UNCOLLECTED_MS", "SHAKE_SWEEP_BATCH", "RECORD_LEN", "LEGACY_RECORD_LEN", "STRAYS_CAP",
   "ORDER_SPACE", "CLEAR_MARK_TTL_MS", "FENCE_LIFETIME_MS",
 }

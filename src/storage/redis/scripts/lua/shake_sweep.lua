@@ -29,7 +29,8 @@ for _, user in ipairs(due) do
 end
 -- What is still due in any of the three (a backlog after a stall): the caller calls again.
 local left = 0
-for _, k in ipairs({'hdue', 'all', 'mdue'}) do
+-- The schedules, as one string (a constant, not a table made at every script call).
+for k in string.gmatch(SHAKE_SCHEDULES, '%S+') do
   left = left + redis.call('ZCOUNT', P .. k, '-inf', now_s)
 end
 return {n, left}
