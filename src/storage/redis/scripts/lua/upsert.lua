@@ -40,7 +40,7 @@ if old and is_record(old) then
   end
 end
 add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[6], string.format('%013.0f', purge) .. ARGV[7])
+redis.call('HSET', KEYS[3], ARGV[6], string.format('%013d', purge) .. ARGV[7])
 expire_at(KEYS[3], purge)
 redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
 expire_at(KEYS[4], purge + retention)

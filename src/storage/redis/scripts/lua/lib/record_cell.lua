@@ -26,6 +26,6 @@ end
 local function left_record(rec, purge, retention)
   local flags = flags_of(rec)
   if flags % 8 < 4 then flags = flags + 4 end
-  return string.format('%013.0f', purge) .. string.sub(rec, 14, 21) .. string.char(flags)
+  return string.format('%013d', purge) .. string.sub(rec, 14, 21) .. string.char(flags)
     .. u32be(retention)
 end

@@ -21,7 +21,7 @@ local function strays_put(key, field, cells, deadline)
     redis.call('HDEL', key, field)
     return
   end
-  redis.call('HSET', key, field, string.format('%013.0f', deadline) .. table.concat(cells))
+  redis.call('HSET', key, field, string.format('%013d', deadline) .. table.concat(cells))
   expire_at(key, deadline)
 end
 -- Adds `cell` (unless listed) and lifts the deadline to `deadline`; refuses (false) when that
