@@ -4,13 +4,17 @@ local user, ticket = ARGV[2], ARGV[3]
 -- Fenced first: a clear since the caller's consent check refuses the write, changing nothing.
 if not fence_holds(KEYS[5], ARGV[10], ARGV[11]) then return {4, 0, 0} end
 local old = redis.call('HGET', KEYS[3], ARGV[6])
+if old and not is_record(old) then old = nil end
+-- An update within the user's cell (the common case): the old member's keys are this call's
+-- own, and the stay is no jump (a move of 0 m), so neither is worked out from the record.
+local same = old and string.sub(old, 14, 21) == string.sub(ARGV[7], 1, 8)
 if KEYS[6] then
   -- The update rate, then the jump cap, before anything changes: a refusal counts nothing.
   local now_us = clock_us()
   local next_tat, wait = gcra(KEYS[6], tonumber(ARGV[12]), tonumber(ARGV[13]), now_us)
   if not next_tat then return {0, wait, 0} end
-  local live = old and is_record(old) and tonumber(string.sub(old, 1, 13)) > now
-  if ARGV[14] ~= '' and live then
+  local live = old and tonumber(string.sub(old, 1, 13)) > now
+  if ARGV[14] ~= '' and live and not same then
     local cell = string.sub(old, 14, 21)
     local up = parent_of(cell, math.floor(string.byte(cell, 2) / 16) - 1)
     local near = false
@@ -29,15 +33,15 @@ if KEYS[6] then
   gcra_keep(KEYS[6], next_tat, now_us)
   if start_tat then gcra_keep(KEYS[7], start_tat, now_us) end
 end
-if old and is_record(old) then
+if same then
+  drop_record_member(KEYS[1], old, user)
+elseif old then
+  -- Moved: the old cell loses every member of the user (add_member below drops them from
+  -- the new one).
   local key, due, id = record_cell(old, tonumber(ARGV[9]))
   drop_record_member(key, old, user)
-  if id ~= ARGV[5] then
-    -- Moved: the old cell loses every member of the user (add_member below drops them from
-    -- the new one).
-    drop_user(key, ticket, user)
-    drop_if_empty(key, due, id)
-  end
+  drop_user(key, ticket, user)
+  drop_if_empty(key, due, id)
 end
 add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[6], string.format('%013d', purge) .. ARGV[7])
