@@ -432,6 +432,31 @@ mod tests {
             .expect("luacheck runs (apt-get install lua-check; scripts/test installs it)")
     }
 
+    /// No script formats a number as floating point (`%.0f`, `%013.0f`, `%g`, ...): glibc's
+    /// floating-point printer costs about a microsecond for a millisecond time, and was a tenth
+    /// of an update's location Redis time (docs/performance.md, round 15). Whole numbers go
+    /// through `num` or `%d`. (A number handed to `redis.call` as it is, which Redis prints
+    /// with `%.17g`, is not seen here; the hot scripts pass text.)
+    #[test]
+    fn no_script_formats_a_number_as_floating_point() {
+        let floating = |body: &str| {
+            body.match_indices('%').any(|(at, _)| {
+                let spec =
+                    body[at + 1..].trim_start_matches(|c: char| c.is_ascii_digit() || c == '.');
+                spec.starts_with(['f', 'g', 'e', 'G', 'E'])
+            })
+        };
+        assert!(floating("string.format('%013.0f', x)") && floating("('%.17g')"));
+        assert!(!floating("string.format('%013d', x)") && !floating("n % 36"));
+        for (name, script) in every_script() {
+            let body = body_of(script.get_hash().as_bytes()).expect("every script's body is kept");
+            assert!(
+                !floating(&body),
+                "{name} formats a number as floating point"
+            );
+        }
+    }
+
     /// The key layout is written once: what the scripts are given is what `keys` builds.
     #[test]
     fn the_prelude_names_the_keys_as_keys_builds_them() {
