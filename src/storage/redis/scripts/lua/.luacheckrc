@@ -13,7 +13,7 @@ local constants = {
 }
 -- What lib/*.lua defines for the bodies.
 local helpers = {
-  "time_now", "now", "now_s", "expire_at", "member", "deadline_ms", "num", "cell_hex", "parent_of",
+  "time_now", "now", "now_s", "expire_at", "expire_at_shared", "member", "deadline_ms", "num", "cell_hex", "parent_of",
   "drop_user", "drop_if_empty", "add_member", "record_cell", "is_record", "flags_of",
   "record_gender", "drop_record_member", "u32be", "left_record", "P", "unpend",
   "entry_partner", "forget_box", "cleared_since", "clock_us", "gcra", "gcra_keep",

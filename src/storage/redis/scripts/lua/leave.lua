@@ -11,5 +11,5 @@ redis.call('HSET', KEYS[1], ARGV[1], left_record(rec, purge, retention))
 expire_at(KEYS[1], purge)
 local part = string.match(key, '{(.-)}')
 redis.call('ZADD', KEYS[2], 'LT', num(purge), part)
-expire_at(KEYS[2], purge + retention)
+expire_at_shared(KEYS[2], purge + retention)
 return {purge - retention, purge}

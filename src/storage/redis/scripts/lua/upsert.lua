@@ -47,5 +47,5 @@ add_member(KEYS[1], KEYS[2], ARGV[1], user, ticket, purge, ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[6], string.format('%013d', purge) .. ARGV[7])
 expire_at(KEYS[3], purge)
 redis.call('ZADD', KEYS[4], 'LT', num(purge), ARGV[8])
-expire_at(KEYS[4], purge + retention)
+expire_at_shared(KEYS[4], purge + retention)
 return {1, purge - retention, purge}

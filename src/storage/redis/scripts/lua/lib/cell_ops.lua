@@ -15,5 +15,5 @@ local function add_member(key, due, g, user, ticket, purge, cell_id)
   redis.call('ZADD', key, ticket, member(g, purge, user))
   redis.call('ZADD', due, 'LT', num(purge), cell_id)
   expire_at(key, purge)
-  expire_at(due, purge)
+  expire_at_shared(due, purge)
 end

@@ -7,3 +7,13 @@ local function expire_at(key, at)
     redis.call('PEXPIREAT', key, t, 'NX')
   end
 end
+-- `expire_at` for a key that many writes share (a partition's due index, the partition
+-- schedule), which every write within the same second gives the same deadline: there `GT`
+-- changes nothing and `NX` must run to rule out a key without a TTL, two calls where reading
+-- the TTL first (-1 for none, -2 for no key, where `PEXPIREAT` does nothing) makes one.
+local function expire_at_shared(key, at)
+  local t = at + TTL_GRACE_MS
+  if redis.call('PEXPIRETIME', key) < t then
+    redis.call('PEXPIREAT', key, string.format('%d', t))
+  end
+end
