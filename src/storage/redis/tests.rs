@@ -439,6 +439,58 @@ async fn scripts_name_cells_and_partitions_exactly_as_h3o_does() {
     }
 }
 
+/// An update that stays in the user's cell takes the script's short way (the old member's
+/// keys are the write's own): the cell still holds exactly one member of the user, named with
+/// the gender and the deadline the record now holds, whichever way the deadline moved.
+#[tokio::test]
+async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
+    let (server, store) = single_store().await;
+    let mut conn = connection(&server).await;
+    let user = UserId::parse("stayer", "user_id").expect("valid");
+    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let key = super::keys::cell_key(cell);
+    let steps = [
+        (Gender::Female, 600),
+        (Gender::Female, 3600),
+        (Gender::Male, 3600),
+        (Gender::Male, 900),
+    ];
+    for (gender, retention_s) in steps {
+        let position = Position {
+            user_id: user.clone(),
+            feature: Feature::PeopleNearby,
+            cell,
+            gender,
+        };
+        let retention = Retention::new(Duration::from_secs(retention_s)).expect("retention");
+        let deadlines = store.upsert_now(position, retention).await.expect("upsert");
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .expect("zrange");
+        let tag = if gender == Gender::Male { "m" } else { "f" };
+        let seconds = deadlines.purge_at.as_millis() / 1000;
+        let digits: String = (0..7)
+            .scan(seconds, |n, _| {
+                let digit = char::from_digit((*n % 36) as u32, 36);
+                *n /= 36;
+                digit
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        assert_eq!(
+            members,
+            [format!("{tag}{digits}stayer")],
+            "after {gender:?} for {retention_s} s"
+        );
+    }
+}
+
 #[tokio::test]
 async fn moving_far_leaves_no_key_of_the_old_place() {
     let (server, store) = single_store().await;
