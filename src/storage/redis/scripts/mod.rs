@@ -146,7 +146,10 @@ const NOW: &str = include_str!("lua/lib/now.lua");
 /// without a TTL). The grace matters: a script sees a key past its TTL as absent while Redis
 /// may keep it in memory for minutes, so if the TTL fell on the deadline itself, the sweeper
 /// would find nothing to delete and the data would linger. With the grace the sweeper deletes
-/// at the deadline, and the TTL only acts when no service node runs at all.
+/// at the deadline, and the TTL only acts when no service node runs at all. Keys that many
+/// writes share (a partition's due index, the partition schedule) use `expire_at_shared`,
+/// which reads the TTL first: one call where GT then NX made two (docs/performance.md,
+/// round 15).
 const EXPIRE_AT: &str = include_str!("lua/lib/expire_at.lua");
 
 /// Cell members: `<gender><deadline: 7 base-36 digits of whole seconds><user id>`.
