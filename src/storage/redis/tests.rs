@@ -441,12 +441,20 @@ async fn scripts_name_cells_and_partitions_exactly_as_h3o_does() {
 
 /// An update that stays in the user's cell takes the script's short way (the old member's
 /// keys are the write's own): the cell still holds exactly one member of the user, named with
-/// the gender and the deadline the record now holds, whichever way the deadline moved.
+/// the gender and the deadline the record now holds, whichever way the deadline moved. The
+/// updates alternate between two nodes with different order secrets, so each finds the old
+/// member under another ticket than its own: only the removal of the member the record names
+/// takes it (the by-ticket sweep of `add_member` would miss it).
 #[tokio::test]
 async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
-    let (server, store) = single_store().await;
+    let (server, a) = single_store().await;
+    let target = Target::single(server.url());
+    let b = store_with_secret(&target, Duration::from_secs(5), Secret::from_bytes([5; 32]))
+        .await
+        .expect("connects");
     let mut conn = connection(&server).await;
     let user = UserId::parse("stayer", "user_id").expect("valid");
+    assert_ne!(a.tickets.of(&user), b.tickets.of(&user));
     let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     let key = super::keys::cell_key(cell);
     let steps = [
@@ -455,7 +463,8 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
         (Gender::Male, 3600),
         (Gender::Male, 900),
     ];
-    for (gender, retention_s) in steps {
+    for (step, (gender, retention_s)) in steps.into_iter().enumerate() {
+        let store = if step % 2 == 0 { &a } else { &b };
         let position = Position {
             user_id: user.clone(),
             feature: Feature::PeopleNearby,
