@@ -205,7 +205,12 @@ fn sentinel_cli(port: u16, password: Option<&str>, args: &[&str]) -> io::Result<
     if let Some(password) = password {
         cmd.args(["--no-auth-warning", "-a", password]);
     }
-    Ok(run(cmd.args(args), CLI_TIMEOUT)?.trim().to_owned())
+    // A failure's message names the command, password included: it never leaves with it.
+    let out = run(cmd.args(args), CLI_TIMEOUT).map_err(|e| match password {
+        Some(password) => io::Error::new(e.kind(), e.to_string().replace(password, "<password>")),
+        None => e,
+    })?;
+    Ok(out.trim().to_owned())
 }
 
 #[cfg(test)]

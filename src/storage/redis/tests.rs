@@ -480,21 +480,9 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
             .query_async(&mut conn)
             .await
             .expect("zrange");
-        let tag = if gender == Gender::Male { "m" } else { "f" };
-        let seconds = deadlines.purge_at.as_millis() / 1000;
-        let digits: String = (0..7)
-            .scan(seconds, |n, _| {
-                let digit = char::from_digit((*n % 36) as u32, 36);
-                *n /= 36;
-                digit
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
         assert_eq!(
             members,
-            [format!("{tag}{digits}stayer")],
+            [super::keys::member(gender, deadlines.purge_at, &user)],
             "after {gender:?} for {retention_s} s"
         );
     }

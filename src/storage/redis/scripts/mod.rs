@@ -139,7 +139,7 @@ pub fn waits_for_replicas(hash: &[u8]) -> bool {
 }
 
 /// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as
-/// `now` (and its integer text as `now_s`).
+/// `now` (and its integer text as `now_s`), and `num`, a whole number as a command's text.
 const NOW: &str = include_str!("lua/lib/now.lua");
 
 /// Sets a key's TTL to `at` plus a grace unless it already lives longer (GT, then NX for a key
@@ -438,7 +438,7 @@ mod tests {
     /// No script formats a number as floating point (`%.0f`, `%013.0f`, `%g`, ...): glibc's
     /// floating-point printer costs about a microsecond for a millisecond time, and was a tenth
     /// of an update's location Redis time (docs/performance.md, round 15). Whole numbers go
-    /// through `num` or `%d`. (A number handed to `redis.call` as it is, which Redis prints
+    /// through `num` (lib/now.lua). (A number handed to `redis.call` as it is, which Redis prints
     /// with `%.17g`, is not seen here; the hot scripts pass text.)
     #[test]
     fn no_script_formats_a_number_as_floating_point() {

@@ -5,7 +5,7 @@
 -- lands only while the mark is still that one and the fence is younger than FENCE_LIFETIME_MS.
 local function set_mark(key, ttl_ms)
   local last = tonumber(redis.call('GET', key) or '0')
-  redis.call('SET', key, string.format('%d', math.max(now, last + 1)), 'PX', ttl_ms)
+  redis.call('SET', key, num(math.max(now, last + 1)), 'PX', ttl_ms)
 end
 
 local function fence_holds(key, mark, read_at)

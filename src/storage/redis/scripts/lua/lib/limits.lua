@@ -21,14 +21,13 @@ end
 
 -- Keeps an admitted call's arrival time, until it is void.
 local function gcra_keep(key, next_tat, now_us)
-  redis.call('SET', key, string.format('%d', next_tat), 'PX',
-    string.format('%d', math.ceil((next_tat - now_us) / 1000)))
+  redis.call('SET', key, num(next_tat), 'PX', num(math.ceil((next_tat - now_us) / 1000)))
 end
 
 -- Drops the places under `key` ended at `now_ms`; the wait (ms) until the first one ends when
 -- `cap` are still held, else nil.
 local function place_wait(key, cap, now_ms)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now_ms))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now_ms))
   if redis.call('ZCARD', key) < cap then return nil end
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   return tonumber(first[2]) - now_ms
@@ -36,7 +35,7 @@ end
 
 -- Takes a place for `token` until `until_ms`; the key lives as long as its last place.
 local function place_take(key, token, until_ms)
-  redis.call('ZADD', key, string.format('%d', until_ms), token)
+  redis.call('ZADD', key, num(until_ms), token)
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', key, string.format('%d', tonumber(last[2])))
+  redis.call('PEXPIREAT', key, num(tonumber(last[2])))
 end
