@@ -19,9 +19,11 @@ use crate::{
     },
 };
 
-/// How many times an update takes its fence and consent check again after a clear of the
-/// same user refused its write (each refusal changed nothing).
-const FENCE_ATTEMPTS: usize = 3;
+/// How many times an update takes its fence and consent check after a clear of the same
+/// user refused its write (each refusal changed nothing). The first fence may be one a single
+/// Redis saw before (`storage::redis::FENCE_REUSE`), refused for any clear of its shard since;
+/// every later one is read afresh, three of them as before that store reused fences.
+const FENCE_ATTEMPTS: usize = 4;
 
 /// A validated ListNearby request.
 #[derive(Debug, Clone)]

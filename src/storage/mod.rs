@@ -149,7 +149,10 @@ impl NearbyResult {
 /// - Clearing is immediate and physical; clearing what is not there is `Ok(0)`.
 #[async_trait]
 pub trait LocationStore: Send + Sync + 'static {
-    /// The user's clear mark for People Nearby now, to admit writes under ([`Fence`]).
+    /// The user's clear mark for People Nearby, to admit writes under ([`Fence`]): read now,
+    /// or one this node saw earlier with the time it saw it (the Redis store reuses them, so
+    /// a write under it may be refused for a clear another node ran since; the service then
+    /// reads the fence again).
     async fn fence(&self, user: &UserId) -> StoreResult<Fence>;
 
     /// Stores `position` as the user's entry in its feature (entering the feature, or
@@ -167,7 +170,14 @@ pub trait LocationStore: Send + Sync + 'static {
     /// precedes (tests, benchmarks), so only a clear racing the write itself can fence it.
     async fn upsert_now(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
         let fence = self.fence(&position.user_id).await?;
-        self.upsert(position, retention, fence).await
+        match self.upsert(position.clone(), retention, fence).await {
+            // A fence seen before a clear elsewhere: refused, forgotten, and read again.
+            Err(e) if e.kind == StoreErrorKind::Fenced => {
+                let fence = self.fence(&position.user_id).await?;
+                self.upsert(position, retention, fence).await
+            }
+            written => written,
+        }
     }
 
     /// UpdateLocation's write with its limits in one atomic step (one round trip): counts one

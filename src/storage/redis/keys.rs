@@ -141,7 +141,7 @@ pub fn user_key(user: &UserId) -> String {
 }
 
 /// The record shard of `user` (below [`USER_SHARDS`]).
-fn shard_of(user: &UserId) -> u64 {
+pub(super) fn shard_of(user: &UserId) -> u64 {
     // FNV-1a: std's hashers may change between Rust releases; shard numbers are stored data.
     user.pseudonym() % USER_SHARDS
 }

@@ -9,6 +9,7 @@ mod cells;
 mod checks;
 mod conn;
 mod consent;
+mod fences;
 pub mod granted_cache;
 pub mod keys;
 pub mod scripts;
@@ -32,6 +33,8 @@ pub use conn::{
     ClientTlsConfig, Conn, Nodes, RedisUrl, Target, TlsCertificates, redacted, transient,
 };
 pub use consent::RedisConsentStore;
+pub use fences::FENCE_REUSE;
+use fences::Fences;
 use steps::written;
 
 use super::{
@@ -72,6 +75,8 @@ pub struct RedisStore {
     keys_per_script: usize,
     /// [`PROVISIONAL_HOLD`] (tests make it shorter).
     hold: Duration,
+    /// The clear marks this node last saw, so an update rarely reads its fence ([`fences`]).
+    fences: Arc<Fences>,
     /// What this node's sweeps deleted since `purge_expired` last reported (a pass that
     /// failed half-way keeps what its successful steps deleted for the next report).
     swept: Arc<std::sync::Mutex<Expired>>,
@@ -113,6 +118,7 @@ impl RedisStore {
             retention,
             keys_per_script: MAX_KEYS_PER_SCRIPT,
             hold: PROVISIONAL_HOLD,
+            fences: Arc::new(Fences::new(FENCE_REUSE)),
             swept: Arc::default(),
         })
     }
@@ -122,7 +128,19 @@ impl RedisStore {
 impl LocationStore for RedisStore {
     #[instrument(level = "debug", skip_all)]
     async fn fence(&self, user: &UserId) -> StoreResult<Fence> {
-        self.read_fence(user).await
+        if self.conn.is_cluster() {
+            // Read every time: a cluster write refused by its fence has counted the update
+            // rate already (known-gaps.md), so a fence seen before a clear elsewhere would
+            // count a user's updates twice whenever a user of their shard cleared.
+            return self.read_fence(user).await;
+        }
+        let shard = keys::shard_of(user);
+        if let Some(fence) = self.fences.get(shard) {
+            return Ok(fence);
+        }
+        let fence = self.read_fence(user).await?;
+        self.fences.saw(shard, fence);
+        Ok(fence)
     }
 
     async fn upsert(
@@ -131,27 +149,15 @@ impl LocationStore for RedisStore {
         retention: Retention,
         fence: Fence,
     ) -> StoreResult<Deadlines> {
-        if !self.conn.is_cluster() {
-            return self.write_whole(&position, retention, fence).await;
+        if self.conn.is_cluster() {
+            return self.upsert_in_steps(&position, retention, fence).await;
         }
-        // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
-        // write cut off between its steps"). The fence is compared by the mark step and by
-        // the record's: a clear after the record's removes it; a clear between the two took
-        // the strays, so the record's step, fenced, drops the member the cell step added.
-        self.schedule_write(&position, retention, fence).await?;
-        self.mark_stray(&position, retention, fence).await?;
-        let deadlines = self.write_position(&position, retention).await?;
-        let old = self.put_record(&position, &deadlines, false, fence).await?;
-        let old =
-            old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
-        let mut settled = vec![position.cell];
-        if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
-            self.drop_member(&old).await?;
-            settled.push(old.position.cell);
-        }
-        self.confirm_member(&position, &deadlines).await?;
-        self.unmark(&position, &settled).await?;
-        Ok(deadlines)
+        let written = self.write_whole(&position, retention, fence).await;
+        let seen = written
+            .as_ref()
+            .map(|deadlines| Some(deadlines.last_active));
+        self.wrote_under(&position.user_id, fence, seen);
+        written
     }
 
     /// On a single node, one script ([`scripts::UPSERT`] with the rate's key); a cluster has
@@ -167,35 +173,14 @@ impl LocationStore for RedisStore {
         if self.conn.is_cluster() {
             return Ok(None);
         }
-        let ticket = self.tickets.of(&position.user_id);
-        let call = scripts::upsert_limited(position, ticket, retention, limits, fence);
-        let (what, a, b): (i64, i64, redis::Value) =
-            self.conn.script("updating a location", &call).await?;
-        let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
-        Ok(Some(match what {
-            1 => {
-                let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
-                Limited::Written(written((a, purge)))
-            }
-            4 => return Err(StoreError::fenced()),
-            0 | 3 => Limited::Refused {
-                limit: if what == 0 {
-                    Limit::Updates
-                } else {
-                    Limit::Starts
-                },
-                retry_after: Duration::from_millis(a.max(0) as u64),
-            },
-            _ => {
-                let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
-                let (feature, user) = (position.feature, &position.user_id);
-                let previous = keys::decode_record(feature, user, &raw).ok_or_else(corrupt)?;
-                Limited::Check {
-                    previous,
-                    now: Timestamp::from_millis(a),
-                }
-            }
-        }))
+        let limited = self.write_limited(position, retention, limits, fence).await;
+        let seen = limited.as_ref().map(|outcome| match outcome {
+            Some(Limited::Written(deadlines)) => Some(deadlines.last_active),
+            Some(Limited::Check { now, .. }) => Some(*now),
+            _ => None,
+        });
+        self.wrote_under(&position.user_id, fence, seen);
+        limited
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -235,6 +220,10 @@ impl LocationStore for RedisStore {
                 n > 0
             };
             cleared += u32::from(found);
+        }
+        if features.contains(&Feature::PeopleNearby) {
+            // The clear set a new mark: this node's next write to the shard reads it.
+            self.fences.forget(keys::shard_of(user));
         }
         self.conn.replicated("replicating a clear").await?;
         Ok(cleared)
@@ -496,5 +485,95 @@ impl LimitStore for RedisStore {
         cmd.arg(keys::limit_key(key)).arg(token);
         self.conn.query::<i64>("giving back a place", &cmd).await?;
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// A cluster UpdateLocation, in the steps of `steps.rs`.
+    async fn upsert_in_steps(
+        &self,
+        position: &Position,
+        retention: Retention,
+        fence: Fence,
+    ) -> StoreResult<Deadlines> {
+        // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
+        // write cut off between its steps"). The fence is compared by the mark step and by
+        // the record's: a clear after the record's removes it; a clear between the two took
+        // the strays, so the record's step, fenced, drops the member the cell step added.
+        self.schedule_write(position, retention, fence).await?;
+        self.mark_stray(position, retention, fence).await?;
+        let deadlines = self.write_position(position, retention).await?;
+        let old = self.put_record(position, &deadlines, false, fence).await?;
+        let old =
+            old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
+        let mut settled = vec![position.cell];
+        if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
+            self.drop_member(&old).await?;
+            settled.push(old.position.cell);
+        }
+        self.confirm_member(position, &deadlines).await?;
+        self.unmark(position, &settled).await?;
+        Ok(deadlines)
+    }
+
+    /// UpdateLocation's write with its limits on a single node: one [`scripts::UPSERT`].
+    async fn write_limited(
+        &self,
+        position: &Position,
+        retention: Retention,
+        limits: &UpdateLimits,
+        fence: Fence,
+    ) -> StoreResult<Option<Limited>> {
+        let ticket = self.tickets.of(&position.user_id);
+        let call = scripts::upsert_limited(position, ticket, retention, limits, fence);
+        let (what, a, b): (i64, i64, redis::Value) =
+            self.conn.script("updating a location", &call).await?;
+        let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
+        Ok(Some(match what {
+            1 => {
+                let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
+                Limited::Written(written((a, purge)))
+            }
+            4 => return Err(StoreError::fenced()),
+            0 | 3 => Limited::Refused {
+                limit: if what == 0 {
+                    Limit::Updates
+                } else {
+                    Limit::Starts
+                },
+                retry_after: Duration::from_millis(a.max(0) as u64),
+            },
+            _ => {
+                let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
+                let (feature, user) = (position.feature, &position.user_id);
+                let previous = keys::decode_record(feature, user, &raw).ok_or_else(corrupt)?;
+                Limited::Check {
+                    previous,
+                    now: Timestamp::from_millis(a),
+                }
+            }
+        }))
+    }
+
+    /// Keeps [`Fences`] current after a single node's write of `user` under `fence`: a fence
+    /// refused is forgotten, so the caller's next attempt reads the mark afresh; `seen`, a
+    /// time at which the write found the fence holding (the script compares the mark at its
+    /// `now`, no earlier than the `last_active` it writes), makes the fence as good as one
+    /// read then.
+    fn wrote_under(
+        &self,
+        user: &UserId,
+        fence: Fence,
+        seen: Result<Option<Timestamp>, &StoreError>,
+    ) {
+        let shard = keys::shard_of(user);
+        match seen {
+            Err(e) if e.kind == StoreErrorKind::Fenced => self.fences.forget(shard),
+            Ok(Some(at)) => {
+                let read_at = fence.read_at.max(at);
+                self.fences.saw(shard, Fence { read_at, ..fence });
+            }
+            _ => {}
+        }
     }
 }

@@ -1272,8 +1272,9 @@ async fn scripts_run_on_a_cluster_whose_caches_were_lost_while_a_master_hangs() 
         .pause()
         .expect("pause");
 
+    // Read, not the fence the store saw before: the script must run.
     store
-        .fence(&user)
+        .read_fence(&user)
         .await
         .expect("a script after the caches were lost");
     for _ in 0..10 {
@@ -1380,6 +1381,93 @@ async fn assert_writes_are_unavailable_and_reads_go_on(
     assert!(unavailable(&shake), "{shake:?}");
     let forgotten = consents.forget(who).await;
     assert!(unavailable(&forgotten), "{forgotten:?}");
+}
+
+/// How many `TIME` commands `server` ran (inside scripts too).
+fn time_calls(server: &RedisServer) -> u64 {
+    let stats = server.cli(&["info", "commandstats"]).expect("commandstats");
+    let calls = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_time:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().expect("a count"));
+    calls.unwrap_or(0)
+}
+
+/// docs/decisions.md, "A fence this node saw before": on a single node, node A admits its
+/// next update under the fence its last write confirmed, without reading it again (no `TIME`
+/// reaches the server); after node B clears the user, A's fence from before is refused and
+/// stores nothing, and the fence A reads next is B's new mark and admits the write.
+#[tokio::test]
+async fn a_fence_seen_before_another_nodes_clear_is_refused_then_read_again() {
+    let (server, a) = single_store().await;
+    let b = store_on(&Target::single(server.url()), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let retention = Retention::default();
+    let pos = at_centre(home_cell(), "fenced", Gender::Female);
+    let user = &pos.user_id;
+    let first = a.fence(user).await.expect("fence");
+    a.upsert(pos.clone(), retention, first)
+        .await
+        .expect("admitted");
+    let before = time_calls(&server);
+    let again = a.fence(user).await.expect("fence");
+    assert_eq!(time_calls(&server), before, "the fence was not read again");
+    assert_eq!(again.mark, first.mark, "nothing cleared the shard");
+
+    let cleared = b.clear(user, &[Feature::PeopleNearby]).await;
+    assert_eq!(cleared.expect("B's clear"), 1);
+    let new = b.fence(user).await.expect("B's fence").mark;
+    assert_ne!(new, again.mark, "the clear set a new mark");
+    let stale = a.fence(user).await.expect("fence");
+    assert_eq!(stale, again, "A still uses the fence it saw");
+    let refused = a.upsert(pos.clone(), retention, stale).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind == StoreErrorKind::Fenced),
+        "{refused:?}"
+    );
+    let found = a.get(Feature::PeopleNearby, user).await.expect("get");
+    assert!(found.is_none(), "the refused write stored {found:?}");
+
+    let before = time_calls(&server);
+    let fresh = a.fence(user).await.expect("fence");
+    assert_eq!(time_calls(&server), before + 1, "read afresh");
+    assert_eq!(fresh.mark, new);
+    a.upsert(pos.clone(), retention, fresh)
+        .await
+        .expect("admitted under the fence read afresh");
+    assert!(
+        a.get(Feature::PeopleNearby, user)
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+/// A cluster reads every fence (a refused cluster write has counted the update rate): after
+/// node B's clear, node A's next fence is B's mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_reads_every_fence() {
+    let (cluster, a) = on_a_cluster(Duration::from_secs(5)).await;
+    let b = store_on(&Target::cluster(cluster.urls()), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let pos = at_centre(home_cell(), "fenced", Gender::Female);
+    let user = &pos.user_id;
+    let first = a.fence(user).await.expect("fence");
+    let retention = Retention::default();
+    a.upsert(pos.clone(), retention, first)
+        .await
+        .expect("admitted");
+    b.clear(user, &[Feature::PeopleNearby])
+        .await
+        .expect("clear");
+    let after = a.fence(user).await.expect("fence");
+    assert_ne!(after.mark, first.mark, "A read B's mark");
+    a.upsert(pos, retention, after).await.expect("admitted");
 }
 
 /// Review of the fence (eighth session): a Clear that runs whole between a cluster update's
