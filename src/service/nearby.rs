@@ -21,7 +21,7 @@ use crate::{
 
 /// How many times an update takes its fence and consent check after a clear of the same
 /// user refused its write (each refusal changed nothing). The first fence may be one a single
-/// Redis saw before (`storage::redis::FENCE_REUSE`), refused for any clear of its shard since;
+/// Redis read before (`storage::redis::FENCE_REUSE`), refused for any clear of its shard since;
 /// every later one is read afresh, three of them as before that store reused fences.
 const FENCE_ATTEMPTS: usize = 4;
 
@@ -111,8 +111,13 @@ impl Vicinity {
             cell,
             gender,
         };
-        for _ in 0..FENCE_ATTEMPTS {
-            let fence = self.deps.locations.fence(user).await?;
+        for attempt in 0..FENCE_ATTEMPTS {
+            let locations = &self.deps.locations;
+            let fence = if attempt == 0 {
+                locations.fence(user).await?
+            } else {
+                locations.fresh_fence(user).await?
+            };
             self.require_consent(user, Feature::PeopleNearby).await?;
             let (this, position) = (self.clone(), position.clone());
             // The jump cap judges the move to where the user really is (`snapped`): a

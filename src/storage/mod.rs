@@ -11,7 +11,7 @@ mod error;
 pub mod memory;
 pub mod redis;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use h3o::CellIndex;
 use tonic::async_trait;
@@ -75,8 +75,8 @@ pub const SHAKE_TOMBSTONE: Duration = Duration::from_secs(120);
 pub const SHAKE_HISTORY_CAP: usize = 100;
 
 /// What a location write is admitted under (docs/decisions.md, "A write fenced by every
-/// clear since its consent check"): the user's clear mark, read before the service checked
-/// consent. Every clear of the user's People Nearby entry sets a new mark in the same atomic
+/// clear since its consent check"): the user's clear mark, read at some time before the
+/// service checked consent (not necessarily just before: "A fence this node read before"). Every clear of the user's People Nearby entry sets a new mark in the same atomic
 /// step as its deletion, and a write whose fence no longer matches, or is older than
 /// [`FENCE_LIFETIME`], writes nothing (`StoreErrorKind::Fenced`). So a write that lands after
 /// a withdrawal's purge is refused by the store itself, without the node that sent it
@@ -87,6 +87,9 @@ pub struct Fence {
     pub mark: i64,
     /// When it was read, by the store's clock.
     pub read_at: Timestamp,
+    /// When this node had the read's reply, by its own clock (how long it is reused counts
+    /// from it).
+    pub seen: Instant,
 }
 
 /// A position to store for a user in a feature: the snapped cell and nothing finer (contract §4.3
@@ -150,10 +153,15 @@ impl NearbyResult {
 #[async_trait]
 pub trait LocationStore: Send + Sync + 'static {
     /// The user's clear mark for People Nearby, to admit writes under ([`Fence`]): read now,
-    /// or one this node saw earlier with the time it saw it (the Redis store reuses them, so
-    /// a write under it may be refused for a clear another node ran since; the service then
-    /// reads the fence again).
+    /// or one this node read before (a single Redis reuses them, so a write under it may be
+    /// refused for a clear another node ran since; the service then takes
+    /// [`LocationStore::fresh_fence`]).
     async fn fence(&self, user: &UserId) -> StoreResult<Fence>;
+
+    /// [`LocationStore::fence`] read now, never one read before.
+    async fn fresh_fence(&self, user: &UserId) -> StoreResult<Fence> {
+        self.fence(user).await
+    }
 
     /// Stores `position` as the user's entry in its feature (entering the feature, or
     /// replacing the previous position and clearing `left`), with deadlines from now, unless
@@ -169,15 +177,8 @@ pub trait LocationStore: Send + Sync + 'static {
     /// [`LocationStore::upsert`] under a fence read now: for a write that no consent check
     /// precedes (tests, benchmarks), so only a clear racing the write itself can fence it.
     async fn upsert_now(&self, position: Position, retention: Retention) -> StoreResult<Deadlines> {
-        let fence = self.fence(&position.user_id).await?;
-        match self.upsert(position.clone(), retention, fence).await {
-            // A fence seen before a clear elsewhere: refused, forgotten, and read again.
-            Err(e) if e.kind == StoreErrorKind::Fenced => {
-                let fence = self.fence(&position.user_id).await?;
-                self.upsert(position, retention, fence).await
-            }
-            written => written,
-        }
+        let fence = self.fresh_fence(&position.user_id).await?;
+        self.upsert(position, retention, fence).await
     }
 
     /// UpdateLocation's write with its limits in one atomic step (one round trip): counts one

@@ -258,6 +258,7 @@ impl LocationStore for MemoryStore {
         Ok(Fence {
             mark: state.clear_mark(user, now),
             read_at: now,
+            seen: std::time::Instant::now(),
         })
     }
 

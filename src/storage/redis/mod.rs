@@ -134,12 +134,18 @@ impl LocationStore for RedisStore {
             // count a user's updates twice whenever a user of their shard cleared.
             return self.read_fence(user).await;
         }
-        let shard = keys::shard_of(user);
-        if let Some(fence) = self.fences.get(shard) {
-            return Ok(fence);
+        match self.fences.get(keys::shard_of(user)) {
+            Some(fence) => Ok(fence),
+            None => self.fresh_fence(user).await,
         }
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn fresh_fence(&self, user: &UserId) -> StoreResult<Fence> {
         let fence = self.read_fence(user).await?;
-        self.fences.saw(shard, fence);
+        if !self.conn.is_cluster() {
+            self.fences.saw(keys::shard_of(user), fence);
+        }
         Ok(fence)
     }
 
@@ -153,10 +159,7 @@ impl LocationStore for RedisStore {
             return self.upsert_in_steps(&position, retention, fence).await;
         }
         let written = self.write_whole(&position, retention, fence).await;
-        let seen = written
-            .as_ref()
-            .map(|deadlines| Some(deadlines.last_active));
-        self.wrote_under(&position.user_id, fence, seen);
+        self.forget_if_fenced(&position.user_id, written.as_ref().err());
         written
     }
 
@@ -174,12 +177,7 @@ impl LocationStore for RedisStore {
             return Ok(None);
         }
         let limited = self.write_limited(position, retention, limits, fence).await;
-        let seen = limited.as_ref().map(|outcome| match outcome {
-            Some(Limited::Written(deadlines)) => Some(deadlines.last_active),
-            Some(Limited::Check { now, .. }) => Some(*now),
-            _ => None,
-        });
-        self.wrote_under(&position.user_id, fence, seen);
+        self.forget_if_fenced(&position.user_id, limited.as_ref().err());
         limited
     }
 
@@ -555,25 +553,11 @@ impl RedisStore {
         }))
     }
 
-    /// Keeps [`Fences`] current after a single node's write of `user` under `fence`: a fence
-    /// refused is forgotten, so the caller's next attempt reads the mark afresh; `seen`, a
-    /// time at which the write found the fence holding (the script compares the mark at its
-    /// `now`, no earlier than the `last_active` it writes), makes the fence as good as one
-    /// read then.
-    fn wrote_under(
-        &self,
-        user: &UserId,
-        fence: Fence,
-        seen: Result<Option<Timestamp>, &StoreError>,
-    ) {
-        let shard = keys::shard_of(user);
-        match seen {
-            Err(e) if e.kind == StoreErrorKind::Fenced => self.fences.forget(shard),
-            Ok(Some(at)) => {
-                let read_at = fence.read_at.max(at);
-                self.fences.saw(shard, Fence { read_at, ..fence });
-            }
-            _ => {}
+    /// Forgets the fence of `user`'s shard when a write under it was refused as fenced
+    /// (`error`), so the caller's next attempt reads the mark afresh.
+    fn forget_if_fenced(&self, user: &UserId, error: Option<&StoreError>) {
+        if error.is_some_and(|e| e.kind == StoreErrorKind::Fenced) {
+            self.fences.forget(keys::shard_of(user));
         }
     }
 }

@@ -77,6 +77,7 @@ impl RedisStore {
         Ok(Fence {
             mark: mark.unwrap_or(0),
             read_at: Timestamp::from_millis(now),
+            seen: std::time::Instant::now(),
         })
     }
 
