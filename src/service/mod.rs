@@ -107,6 +107,22 @@ impl Vicinity {
         }
     }
 
+    /// [`Vicinity::require_consent`] for the check that admits a location write under a fence
+    /// this node had at `fenced` ([`crate::storage::Fence::seen`]).
+    async fn require_consent_to_write(
+        &self,
+        user: &UserId,
+        feature: Feature,
+        fenced: std::time::Instant,
+    ) -> ServiceResult<()> {
+        let consents = &self.deps.consents;
+        if consents.granted_to_write(feature, user, fenced).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::ConsentRequired(feature))
+        }
+    }
+
     /// Deletes the user's data in `features` now: location entries and, for Shake, pending
     /// shakes and history. Returns how many entries existed. Callers go through
     /// [`Vicinity::purge_after`], which makes the purge finish.

@@ -118,7 +118,8 @@ impl Vicinity {
             } else {
                 locations.fresh_fence(user).await?
             };
-            self.require_consent(user, Feature::PeopleNearby).await?;
+            self.require_consent_to_write(user, Feature::PeopleNearby, fence.seen)
+                .await?;
             let (this, position) = (self.clone(), position.clone());
             // The jump cap judges the move to where the user really is (`snapped`): a
             // coarsened position is never more than the coarse parent's radius from it.

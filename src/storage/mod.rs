@@ -269,11 +269,29 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// [`ConsentStore::granted_among`] for what a read shows (the users a list returns, the
     /// viewer's own check): a store may answer from a cache that every change reaches within
     /// a bound it documents (Redis: `granted_cache::STALENESS`, normally microseconds). A
-    /// check that lets a write in (an update, a shake, a leave) uses `granted_among`, so
-    /// nothing is stored after a withdrawal; a withdrawal purges before it answers OK, so a
-    /// cached GRANTED finds nothing of a withdrawn user to show.
+    /// check that lets a write in uses `granted_among` (a shake, a leave) or
+    /// [`ConsentStore::granted_to_write`] (an update), so nothing is stored after a withdrawal;
+    /// a withdrawal purges before it answers OK, so a cached GRANTED finds nothing of a
+    /// withdrawn user to show.
     async fn granted_to_show(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
         self.granted_among(feature, users).await
+    }
+
+    /// Whether `user`'s consent for `feature` is GRANTED, for the check that admits a location
+    /// write whose fence this node had at `fenced` ([`Fence::seen`]): read from the store, or
+    /// answered by a cache only from what it heard from the store after `fenced` (so the state
+    /// held after the fence was read: docs/decisions.md, "A cached GRANTED admits a write
+    /// fenced before the last heartbeat").
+    async fn granted_to_write(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        _fenced: Instant,
+    ) -> StoreResult<bool> {
+        let granted = self
+            .granted_among(feature, std::slice::from_ref(user))
+            .await?;
+        Ok(granted.first().copied().unwrap_or(false))
     }
 
     /// Appends `event` to the history and makes it the current record of its feature.

@@ -7,14 +7,14 @@
 //! store per ListNearby). No TTL: consent records are the data that outlive retention
 //! (contract §4.1), and they live in a persisting Redis.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use tonic::async_trait;
 
 use super::{
     Conn, Nodes, Target,
-    granted_cache::GrantedCache,
+    granted_cache::{GrantedCache, Lookup},
     keys::{OWED, consent_key, history_key},
     scripts,
 };
@@ -226,37 +226,25 @@ impl ConsentStore for RedisConsentStore {
     /// From the cache while it is tracking (module `granted_cache` argues why a withdrawn
     /// user is never shown from it), the rest read through its tracked connection.
     async fn granted_to_show(&self, feature: Feature, users: &[UserId]) -> StoreResult<Vec<bool>> {
-        let Some(cache) = &self.cache else {
-            return self.granted_among(feature, users).await;
-        };
-        let keys: Vec<String> = users
-            .iter()
-            .map(|user| consent_key(user, tag(feature)))
-            .collect();
-        let Some(lookup) = cache.lookup(&keys) else {
-            metrics::consent_cache_reads("bypassed", users.len());
-            return self.granted_among(feature, users).await;
-        };
-        let unknown: Vec<&str> = keys
-            .iter()
-            .zip(&lookup.known)
-            .filter(|(_, known)| !**known)
-            .map(|(key, _)| key.as_str())
-            .collect();
-        metrics::consent_cache_reads("hit", keys.len() - unknown.len());
-        if unknown.is_empty() {
-            return Ok(lookup.known);
-        }
-        metrics::consent_cache_reads("miss", unknown.len());
-        let read = granted_states(&lookup.link, &unknown).await?;
-        let newly = unknown.iter().zip(&read).filter(|(_, g)| **g);
-        cache.remember(&lookup, newly.map(|(key, _)| *key));
-        let mut read = read.into_iter();
-        Ok(lookup
-            .known
-            .iter()
-            .map(|&known| known || read.next().unwrap_or(false))
-            .collect())
+        self.granted_through_cache(feature, users, |cache, keys| cache.lookup(keys))
+            .await
+    }
+
+    /// From the cache only if it heard from Redis since the write's fence was read (module
+    /// `granted_cache`), the rest read through its tracked connection.
+    async fn granted_to_write(
+        &self,
+        feature: Feature,
+        user: &UserId,
+        fenced: Instant,
+    ) -> StoreResult<bool> {
+        let users = std::slice::from_ref(user);
+        let granted = self
+            .granted_through_cache(feature, users, |cache, keys| {
+                cache.lookup_after(keys, fenced)
+            })
+            .await?;
+        Ok(granted.first().copied().unwrap_or(false))
     }
 
     async fn history(&self, user: &UserId) -> StoreResult<Vec<ConsentEvent>> {
@@ -319,5 +307,53 @@ impl ConsentStore for RedisConsentStore {
         let conn = &self.conn;
         let _: String = conn.query("pinging", &redis::cmd("PING")).await?;
         Ok(())
+    }
+}
+
+impl RedisConsentStore {
+    /// `users`' GRANTED states of `feature` as `lookup` finds them in the cache, the rest read
+    /// through its tracked connection (and remembered when GRANTED); all from the store when
+    /// there is no cache or it may not answer.
+    async fn granted_through_cache(
+        &self,
+        feature: Feature,
+        users: &[UserId],
+        lookup: impl FnOnce(&GrantedCache, &[String]) -> Option<Lookup>,
+    ) -> StoreResult<Vec<bool>> {
+        let Some(cache) = &self.cache else {
+            return self.granted_among(feature, users).await;
+        };
+        let keys: Vec<String> = users
+            .iter()
+            .map(|user| consent_key(user, tag(feature)))
+            .collect();
+        let Some(lookup) = lookup(cache, &keys) else {
+            metrics::consent_cache_reads("bypassed", users.len());
+            return self.granted_among(feature, users).await;
+        };
+        let unknown: Vec<&str> = keys
+            .iter()
+            .zip(&lookup.known)
+            .filter(|(_, known)| !**known)
+            .map(|(key, _)| key.as_str())
+            .collect();
+        metrics::consent_cache_reads("hit", keys.len() - unknown.len());
+        if unknown.is_empty() {
+            return Ok(lookup.known);
+        }
+        metrics::consent_cache_reads("miss", unknown.len());
+        let Ok(read) = granted_states(&lookup.link, &unknown).await else {
+            // The tracked connection failed (its heartbeat drops it): the store answers,
+            // and nothing is remembered.
+            return self.granted_among(feature, users).await;
+        };
+        let newly = unknown.iter().zip(&read).filter(|(_, g)| **g);
+        cache.remember(&lookup, newly.map(|(key, _)| *key));
+        let mut read = read.into_iter();
+        Ok(lookup
+            .known
+            .iter()
+            .map(|&known| known || read.next().unwrap_or(false))
+            .collect())
     }
 }

@@ -1,4 +1,5 @@
-//! A cache of the consent states that read GRANTED, for the users a list shows: at 1M users the consent `MGET` of a page was the consent Redis's whole cost of a
+//! A cache of the consent states that read GRANTED, for the users a list shows (and, under a
+//! stricter rule, an update's own check): at 1M users the consent `MGET` of a page was the consent Redis's whole cost of a
 //! list (about 75 µs of its CPU) and a fifth of the service's.
 //!
 //! Redis keeps it exact (server-assisted client-side caching): the cache reads through a
@@ -17,12 +18,16 @@
 //!   [`STALENESS`]: every invalidation Redis sent before the heartbeat reached it has been
 //!   applied by the time its answer is read, so a stalled connection that does not close
 //!   cannot keep an entry longer than that;
-//! - only reads use it ([`crate::storage::ConsentStore::granted_to_show`]): the check that
-//!   lets a write in (an update, a shake) reads the store (never this cache: the write is
-//!   fenced by the clears since that check, `storage::Fence`, which a stale GRANTED read after
-//!   the clear would pass), so nothing is stored after a withdrawal; and a withdrawal purges
+//! - reads use it ([`crate::storage::ConsentStore::granted_to_show`]), and a withdrawal purges
 //!   the location before it answers OK, so a stale entry for a withdrawn user finds no location
-//!   to show (it matters only while a purge failed, and then for at most [`STALENESS`]).
+//!   to show (it matters only while a purge failed, and then for at most [`STALENESS`]);
+//! - the check that lets an update's write in uses it only with what a heartbeat sent after
+//!   the write's fence was read brought ([`GrantedCache::lookup_after`]): a GRANTED it answers
+//!   then held in Redis after the fence was read, so a withdrawal's purge, later still, changed
+//!   the mark the write compares (docs/decisions.md, "A cached GRANTED admits a write fenced
+//!   before the last heartbeat"); an answer from before the fence could be a stale GRANTED
+//!   read after the clear, which the fence would pass. A shake's and a leave's checks read the
+//!   store.
 //!
 //! The cache is bounded ([`GrantedCache::start`]'s `capacity`; full, it starts over empty).
 
@@ -136,6 +141,9 @@ struct State<L> {
     link: Option<(u64, L)>,
     /// Until when answers may come from `granted`.
     trusted_until: Option<Instant>,
+    /// When the last answered heartbeat of the current connection was sent: every change
+    /// Redis made before that heartbeat reached it has reached `granted`.
+    heard_sent: Option<Instant>,
 }
 
 impl<L: Clone> State<L> {
@@ -147,6 +155,7 @@ impl<L: Clone> State<L> {
             epoch: 0,
             link: None,
             trusted_until: None,
+            heard_sent: None,
         }
     }
 
@@ -185,6 +194,7 @@ impl<L: Clone> State<L> {
         if self.link.as_ref().is_some_and(|(n, _)| *n == number) {
             self.link = None;
             self.trusted_until = None;
+            self.heard_sent = None;
         }
     }
 
@@ -194,12 +204,14 @@ impl<L: Clone> State<L> {
         self.granted.clear();
         self.link = Some((number, conn));
         self.trusted_until = Some(since + STALENESS);
+        self.heard_sent = None;
     }
 
     /// A heartbeat sent at `sent` on connection `number` was answered.
     fn heard(&mut self, number: u64, sent: Instant) {
         if self.link.as_ref().is_some_and(|(n, _)| *n == number) {
             self.trusted_until = Some(sent + STALENESS);
+            self.heard_sent = self.heard_sent.max(Some(sent));
         }
     }
 
@@ -217,6 +229,24 @@ impl<L: Clone> State<L> {
         let ids: Vec<KeyId> = keys.iter().map(|k| self.ids.of(k.as_bytes())).collect();
         let known = ids.iter().map(|id| self.granted.contains(id)).collect();
         Some((known, link, self.epoch))
+    }
+
+    /// [`State::lookup`] for the check that admits a write fenced at `fenced`: a key is known
+    /// only if the last answered heartbeat was sent after `fenced`, so what it says held in
+    /// Redis after the fence was read (docs/decisions.md, "A cached GRANTED admits a write
+    /// fenced before the last heartbeat").
+    fn lookup_after(
+        &self,
+        keys: &[String],
+        fenced: Instant,
+        now: Instant,
+    ) -> Option<(Vec<bool>, L, u64)> {
+        let (mut known, link, epoch) = self.lookup(keys, now)?;
+        let heard_since = self.heard_sent.is_some_and(|sent| sent > fenced);
+        if !heard_since {
+            known.iter_mut().for_each(|k| *k = false);
+        }
+        Some((known, link, epoch))
     }
 
     /// Remembers `keys` as GRANTED if nothing changed since `epoch`.
@@ -269,6 +299,15 @@ impl GrantedCache {
         Some(Lookup { known, link, epoch })
     }
 
+    /// [`GrantedCache::lookup`] for the consent check that admits a write whose fence this
+    /// node had at `fenced`: a key reads GRANTED only if the cache heard from Redis since
+    /// (a heartbeat sent after `fenced` was answered), else it is to be read.
+    pub fn lookup_after(&self, keys: &[String], fenced: Instant) -> Option<Lookup> {
+        let state = self.shared.lock();
+        let (known, link, epoch) = state.lookup_after(keys, fenced, Instant::now())?;
+        Some(Lookup { known, link, epoch })
+    }
+
     /// Remembers `keys`, read through `lookup.link` as GRANTED, unless an invalidation or a
     /// new connection came in the meantime.
     pub fn remember<'a>(&self, lookup: &Lookup, keys: impl Iterator<Item = &'a str>) {
@@ -284,7 +323,10 @@ impl GrantedCache {
         };
         let sent = Instant::now();
         let pong: StoreResult<String> = conn.query("checking the consent cache", &ping()).await;
-        self.shared.lock().heard(number, sent);
+        // Only an answer vouches for what came before it (and now admits writes).
+        if pong.is_ok() {
+            self.shared.lock().heard(number, sent);
+        }
         pong.is_ok()
     }
 
@@ -460,6 +502,61 @@ mod tests {
     }
 
     #[test]
+    fn a_write_is_answered_only_from_what_a_heartbeat_sent_after_its_fence_brought() {
+        // Every lookup is at a fixed time just after the fence, within the trust of the
+        // connection (made after it) and of every heartbeat below.
+        let fenced = Instant::now();
+        let ms = Duration::from_millis(1);
+        let at = fenced + ms * 10;
+        let mut state = tracked(16);
+        let read = |state: &mut State<()>| {
+            let (_, (), epoch) = state.lookup(&keys(&["a"]), at).expect("tracking");
+            state.remember(epoch, ["a"].into_iter());
+        };
+        let known_after = |state: &State<()>, fenced| {
+            let (known, (), _) = state
+                .lookup_after(&keys(&["a"]), fenced, at)
+                .expect("tracking");
+            known
+        };
+        read(&mut state);
+        assert_eq!(known_after(&state, fenced), [false], "nothing heard since");
+        state.heard(1, fenced);
+        assert_eq!(known_after(&state, fenced), [false], "sent at the fence");
+        state.heard(1, fenced + ms);
+        assert_eq!(known_after(&state, fenced), [true]);
+        state.heard(1, fenced);
+        assert_eq!(
+            known_after(&state, fenced),
+            [true],
+            "a late answer lowers nothing"
+        );
+        assert_eq!(
+            known_after(&state, fenced + ms * 2),
+            [false],
+            "a fence had after the heartbeat was sent"
+        );
+        state.on_push(1, &invalidation(&["a"]));
+        assert_eq!(known_after(&state, fenced), [false], "invalidated");
+        read(&mut state);
+        assert_eq!(known_after(&state, fenced), [true]);
+        // Another connection's heartbeat does not count; a new connection starts over.
+        state.heard(2, fenced + ms * 3);
+        assert_eq!(known_after(&state, fenced + ms * 2), [false]);
+        state.install(3, (), fenced);
+        read(&mut state);
+        assert_eq!(
+            known_after(&state, fenced),
+            [false],
+            "nothing heard on it yet"
+        );
+        state.heard(3, fenced + ms);
+        assert_eq!(known_after(&state, fenced), [true]);
+        state.on_push(3, &disconnection());
+        assert!(state.lookup_after(&keys(&["a"]), fenced, fenced).is_none());
+    }
+
+    #[test]
     fn answers_stop_when_no_heartbeat_was_answered_within_the_staleness_bound() {
         let mut state = tracked(16);
         let now = Instant::now();
@@ -484,7 +581,7 @@ mod tests {
 
     /// Against a real Redis: the cache of one node, a second node writing.
     mod on_redis {
-        use std::time::Duration;
+        use std::time::{Duration, Instant};
 
         use vicinity_testing::redis::RedisServer;
 
@@ -578,6 +675,41 @@ mod tests {
             let cache = cached.cache().expect("a cache");
             assert!(cache.settle().await);
             assert_eq!(shown(&cached, &users).await, [false, false]);
+            assert!(cache.is_empty());
+        }
+
+        /// docs/decisions.md, "A cached GRANTED admits a write fenced before the last
+        /// heartbeat": an update's consent check is answered by the cache only when a
+        /// heartbeat sent after its fence was read was answered; otherwise, and for a
+        /// withdrawn user, the store is read.
+        #[tokio::test]
+        async fn a_write_is_admitted_from_the_cache_only_after_a_heartbeat_sent_after_its_fence() {
+            let server = RedisServer::start().expect("redis-server starts");
+            let (cached, other) = nodes(&server).await;
+            let user = UserId::parse("a", "user_id").expect("valid");
+            set(&other, &user, true).await;
+            let cache = cached.cache().expect("a cache").clone();
+            let write = |fenced| cached.granted_to_write(Feature::PeopleNearby, &user, fenced);
+            // Just after a heartbeat, so the cache answers however late the machine ran its own.
+            assert!(cache.settle().await);
+            let fenced = Instant::now();
+
+            assert!(write(fenced).await.expect("read and remembered"));
+            assert_eq!(cache.len(), 1);
+            let before = mgets(&server);
+            assert!(cache.settle().await, "a heartbeat sent after the fence");
+            assert!(write(fenced).await.expect("from the cache"));
+            assert_eq!(mgets(&server), before, "answered by the cache");
+            // A fence had after the last heartbeat was sent: the store is read. (This test's
+            // runtime has one thread, so no heartbeat runs between the fence and the check.)
+            assert!(write(Instant::now()).await.expect("read"));
+            assert_eq!(mgets(&server), before + 1);
+
+            set(&other, &user, false).await;
+            assert!(cache.settle().await);
+            let before = mgets(&server);
+            assert!(!write(fenced).await.expect("read"));
+            assert_eq!(mgets(&server), before + 1, "a withdrawn user is read");
             assert!(cache.is_empty());
         }
 
