@@ -1,4 +1,4 @@
-//! The clear marks this node last saw, by user-record shard, so that an UpdateLocation
+//! The clear marks this node last read, by user-record shard, so that an UpdateLocation
 //! usually admits its write without a round trip to read its fence (docs/decisions.md, "A
 //! fence this node read before").
 //!

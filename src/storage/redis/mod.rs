@@ -75,7 +75,7 @@ pub struct RedisStore {
     keys_per_script: usize,
     /// [`PROVISIONAL_HOLD`] (tests make it shorter).
     hold: Duration,
-    /// The clear marks this node last saw, so an update rarely reads its fence ([`fences`]).
+    /// The clear marks this node last read, so an update rarely reads its fence ([`fences`]).
     fences: Arc<Fences>,
     /// What this node's sweeps deleted since `purge_expired` last reported (a pass that
     /// failed half-way keeps what its successful steps deleted for the next report).
@@ -155,12 +155,27 @@ impl LocationStore for RedisStore {
         retention: Retention,
         fence: Fence,
     ) -> StoreResult<Deadlines> {
-        if self.conn.is_cluster() {
-            return self.upsert_in_steps(&position, retention, fence).await;
+        if !self.conn.is_cluster() {
+            return self.write_whole(&position, retention, fence).await;
         }
-        let written = self.write_whole(&position, retention, fence).await;
-        self.forget_if_fenced(&position.user_id, written.as_ref().err());
-        written
+        // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
+        // write cut off between its steps"). The fence is compared by the mark step and by
+        // the record's: a clear after the record's removes it; a clear between the two took
+        // the strays, so the record's step, fenced, drops the member the cell step added.
+        self.schedule_write(&position, retention, fence).await?;
+        self.mark_stray(&position, retention, fence).await?;
+        let deadlines = self.write_position(&position, retention).await?;
+        let old = self.put_record(&position, &deadlines, false, fence).await?;
+        let old =
+            old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
+        let mut settled = vec![position.cell];
+        if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
+            self.drop_member(&old).await?;
+            settled.push(old.position.cell);
+        }
+        self.confirm_member(&position, &deadlines).await?;
+        self.unmark(&position, &settled).await?;
+        Ok(deadlines)
     }
 
     /// On a single node, one script ([`scripts::UPSERT`] with the rate's key); a cluster has
@@ -176,9 +191,39 @@ impl LocationStore for RedisStore {
         if self.conn.is_cluster() {
             return Ok(None);
         }
-        let limited = self.write_limited(position, retention, limits, fence).await;
-        self.forget_if_fenced(&position.user_id, limited.as_ref().err());
-        limited
+        let ticket = self.tickets.of(&position.user_id);
+        let call = scripts::upsert_limited(position, ticket, retention, limits, fence);
+        let (what, a, b): (i64, i64, redis::Value) =
+            self.conn.script("updating a location", &call).await?;
+        let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
+        Ok(Some(match what {
+            1 => {
+                let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
+                Limited::Written(written((a, purge)))
+            }
+            4 => {
+                // Refused: the next attempt reads the shard's fence afresh.
+                self.fences.forget(keys::shard_of(&position.user_id));
+                return Err(StoreError::fenced());
+            }
+            0 | 3 => Limited::Refused {
+                limit: if what == 0 {
+                    Limit::Updates
+                } else {
+                    Limit::Starts
+                },
+                retry_after: Duration::from_millis(a.max(0) as u64),
+            },
+            _ => {
+                let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
+                let (feature, user) = (position.feature, &position.user_id);
+                let previous = keys::decode_record(feature, user, &raw).ok_or_else(corrupt)?;
+                Limited::Check {
+                    previous,
+                    now: Timestamp::from_millis(a),
+                }
+            }
+        }))
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -483,81 +528,5 @@ impl LimitStore for RedisStore {
         cmd.arg(keys::limit_key(key)).arg(token);
         self.conn.query::<i64>("giving back a place", &cmd).await?;
         Ok(())
-    }
-}
-
-impl RedisStore {
-    /// A cluster UpdateLocation, in the steps of `steps.rs`.
-    async fn upsert_in_steps(
-        &self,
-        position: &Position,
-        retention: Retention,
-        fence: Fence,
-    ) -> StoreResult<Deadlines> {
-        // The steps and why each cut-off is safe: `steps.rs` and docs/decisions.md ("A cluster
-        // write cut off between its steps"). The fence is compared by the mark step and by
-        // the record's: a clear after the record's removes it; a clear between the two took
-        // the strays, so the record's step, fenced, drops the member the cell step added.
-        self.schedule_write(position, retention, fence).await?;
-        self.mark_stray(position, retention, fence).await?;
-        let deadlines = self.write_position(position, retention).await?;
-        let old = self.put_record(position, &deadlines, false, fence).await?;
-        let old =
-            old.and_then(|raw| keys::decode_record(position.feature, &position.user_id, &raw));
-        let mut settled = vec![position.cell];
-        if let Some(old) = old.filter(|old| old.position.cell != position.cell) {
-            self.drop_member(&old).await?;
-            settled.push(old.position.cell);
-        }
-        self.confirm_member(position, &deadlines).await?;
-        self.unmark(position, &settled).await?;
-        Ok(deadlines)
-    }
-
-    /// UpdateLocation's write with its limits on a single node: one [`scripts::UPSERT`].
-    async fn write_limited(
-        &self,
-        position: &Position,
-        retention: Retention,
-        limits: &UpdateLimits,
-        fence: Fence,
-    ) -> StoreResult<Option<Limited>> {
-        let ticket = self.tickets.of(&position.user_id);
-        let call = scripts::upsert_limited(position, ticket, retention, limits, fence);
-        let (what, a, b): (i64, i64, redis::Value) =
-            self.conn.script("updating a location", &call).await?;
-        let corrupt = || StoreError::new(StoreErrorKind::Corrupt, "decoding a limited write");
-        Ok(Some(match what {
-            1 => {
-                let purge = redis::from_redis_value::<i64>(b).map_err(|_| corrupt())?;
-                Limited::Written(written((a, purge)))
-            }
-            4 => return Err(StoreError::fenced()),
-            0 | 3 => Limited::Refused {
-                limit: if what == 0 {
-                    Limit::Updates
-                } else {
-                    Limit::Starts
-                },
-                retry_after: Duration::from_millis(a.max(0) as u64),
-            },
-            _ => {
-                let raw = redis::from_redis_value::<Vec<u8>>(b).map_err(|_| corrupt())?;
-                let (feature, user) = (position.feature, &position.user_id);
-                let previous = keys::decode_record(feature, user, &raw).ok_or_else(corrupt)?;
-                Limited::Check {
-                    previous,
-                    now: Timestamp::from_millis(a),
-                }
-            }
-        }))
-    }
-
-    /// Forgets the fence of `user`'s shard when a write under it was refused as fenced
-    /// (`error`), so the caller's next attempt reads the mark afresh.
-    fn forget_if_fenced(&self, user: &UserId, error: Option<&StoreError>) {
-        if error.is_some_and(|e| e.kind == StoreErrorKind::Fenced) {
-            self.fences.forget(keys::shard_of(user));
-        }
     }
 }

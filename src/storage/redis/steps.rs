@@ -94,7 +94,11 @@ impl RedisStore {
         let (what, last_active, purge): (i64, i64, i64) =
             self.conn.script("updating a location", &call).await?;
         match what {
-            4 => Err(StoreError::fenced()),
+            4 => {
+                // Refused: the next attempt reads the shard's fence afresh.
+                self.fences.forget(keys::shard_of(&position.user_id));
+                Err(StoreError::fenced())
+            }
             _ => Ok(written((last_active, purge))),
         }
     }
