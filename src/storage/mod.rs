@@ -76,7 +76,8 @@ pub const SHAKE_HISTORY_CAP: usize = 100;
 
 /// What a location write is admitted under (docs/decisions.md, "A write fenced by every
 /// clear since its consent check"): the user's clear mark, read at some time before the
-/// service checked consent (not necessarily just before: "A fence this node read before"). Every clear of the user's People Nearby entry sets a new mark in the same atomic
+/// service checked consent (not necessarily just before: "A fence this node read before").
+/// Every clear of the user's People Nearby entry sets a new mark in the same atomic
 /// step as its deletion, and a write whose fence no longer matches, or is older than
 /// [`FENCE_LIFETIME`], writes nothing (`StoreErrorKind::Fenced`). So a write that lands after
 /// a withdrawal's purge is refused by the store itself, without the node that sent it

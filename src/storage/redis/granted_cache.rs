@@ -1,6 +1,6 @@
 //! A cache of the consent states that read GRANTED, for the users a list shows (and, under a
-//! stricter rule, an update's own check): at 1M users the consent `MGET` of a page was the consent Redis's whole cost of a
-//! list (about 75 µs of its CPU) and a fifth of the service's.
+//! stricter rule, an update's own check): at 1M users the consent `MGET` of a page was the
+//! consent Redis's whole cost of a list (about 75 µs of its CPU) and a fifth of the service's.
 //!
 //! Redis keeps it exact (server-assisted client-side caching): the cache reads through a
 //! RESP3 connection of its own with `CLIENT TRACKING ON`, so Redis sends that connection an
