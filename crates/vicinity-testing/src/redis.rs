@@ -152,6 +152,18 @@ impl RedisServer {
         Ok(run(cmd.args(args), CLI_TIMEOUT)?.trim().to_owned())
     }
 
+    /// How many times the server ran `command` (lower case, as `INFO commandstats` names it;
+    /// calls from inside scripts count too), 0 before the first.
+    pub fn command_calls(&self, command: &str) -> io::Result<u64> {
+        let stats = self.cli(&["info", "commandstats"])?;
+        let prefix = format!("cmdstat_{command}:calls=");
+        let calls = stats
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next());
+        calls.map_or(Ok(0), |n| parse_reply(n.to_owned()))
+    }
+
     /// `DBSIZE`: keys physically present, including expired keys not yet reclaimed.
     pub fn dbsize(&self) -> io::Result<u64> {
         parse_reply(self.cli(&["dbsize"])?)

@@ -609,12 +609,7 @@ mod tests {
 
         /// `MGET` calls Redis has served so far.
         fn mgets(server: &RedisServer) -> u64 {
-            let stats = server.cli(&["INFO", "commandstats"]).expect("INFO");
-            stats
-                .lines()
-                .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
-                .and_then(|rest| rest.split(',').next())
-                .map_or(0, |n| n.parse().expect("a count"))
+            server.command_calls("mget").expect("commandstats")
         }
 
         async fn nodes(server: &RedisServer) -> (RedisConsentStore, RedisConsentStore) {

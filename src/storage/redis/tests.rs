@@ -1386,13 +1386,7 @@ async fn assert_writes_are_unavailable_and_reads_go_on(
 
 /// How many `TIME` commands `server` ran (inside scripts too).
 fn time_calls(server: &RedisServer) -> u64 {
-    let stats = server.cli(&["info", "commandstats"]).expect("commandstats");
-    let calls = stats
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_time:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().expect("a count"));
-    calls.unwrap_or(0)
+    server.command_calls("time").expect("commandstats")
 }
 
 /// docs/decisions.md, "A fence this node read before": on a single node, node A admits its
