@@ -441,11 +441,13 @@ async fn scripts_name_cells_and_partitions_exactly_as_h3o_does() {
 }
 
 /// An update that stays in the user's cell takes the script's short way (the old member's
-/// keys are the write's own): the cell still holds exactly one member of the user, named with
-/// the gender and the deadline the record now holds, whichever way the deadline moved. The
-/// updates alternate between two nodes with different order secrets, so each finds the old
-/// member under another ticket than its own: only the removal of the member the record names
-/// takes it (the by-ticket sweep of `add_member` would miss it).
+/// keys are the write's own; a later deadline renews the member in place, without the
+/// by-ticket sweep and the schedules' `ZADD LT`): the cell still holds exactly one member of
+/// the user, named with the gender and the deadline the record now holds, whichever way the
+/// deadline moved, and the cell's due entry, the partition's schedule and every key's TTL
+/// still cover that deadline. The updates alternate between two nodes with different order
+/// secrets, so each finds the old member under another ticket than its own: only the removal
+/// of the member the record names takes it (the by-ticket sweep of `add_member` would miss it).
 #[tokio::test]
 async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
     let (server, a) = single_store().await;
@@ -485,6 +487,37 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
             members,
             [super::keys::member(gender, deadlines.purge_at, &user)],
             "after {gender:?} for {retention_s} s"
+        );
+        let purge = deadlines.purge_at.as_millis();
+        let part = super::keys::partition(cell);
+        let (due, scheduled, ttls): (i64, i64, Vec<i64>) = redis::pipe()
+            .cmd("ZSCORE")
+            .arg(super::keys::due_key(part))
+            .arg(cell.to_string())
+            .cmd("ZSCORE")
+            .arg(super::keys::PARTS)
+            .arg(part.to_string())
+            .cmd("EVAL")
+            .arg("local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('PEXPIRETIME', k) end return t")
+            .arg(3)
+            .arg(&key)
+            .arg(super::keys::due_key(part))
+            .arg(super::keys::user_key(&user))
+            .query_async(&mut conn)
+            .await
+            .expect("schedules");
+        assert!(
+            due <= purge,
+            "the cell is due by the deadline: {due} > {purge}"
+        );
+        assert!(
+            scheduled <= purge,
+            "the partition is swept by then: {scheduled} > {purge}"
+        );
+        let backstop = purge + super::scripts::TTL_GRACE.as_millis() as i64;
+        assert!(
+            ttls.iter().all(|&t| t >= backstop),
+            "TTLs {ttls:?} below {backstop}"
         );
     }
 }

@@ -189,7 +189,9 @@ fn cell_script(body: &str) -> Script {
     joined(&[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, body])
 }
 
-/// [`record_script`] with the limit helpers.
+/// The single node's UpdateLocation: [`record_script`]'s helpers but the strays (a cluster's),
+/// with the limit helpers. A script creates every helper it joins on each call, about 600
+/// instructions each, and this one runs on most calls (docs/performance.md, round 17).
 fn limited_record_script(body: &str) -> Script {
     joined(&[RECORD_LIBS, &[LIMITS, body]].concat())
 }
@@ -207,20 +209,11 @@ const STRAYS: &str = include_str!("lua/lib/strays.lua");
 /// record lengths of `keys` (a record of the earlier layout is read too, and rewritten in the
 /// current one: see `keys`).
 fn record_script(body: &str) -> Script {
-    joined(&[RECORD_LIBS, &[body]].concat())
+    joined(&[RECORD_LIBS, &[STRAYS, body]].concat())
 }
 
-/// The helpers of [`record_script`].
-const RECORD_LIBS: &[&str] = &[
-    NOW,
-    EXPIRE_AT,
-    MEMBERS,
-    CELLS,
-    CELL_OPS,
-    RECORD_CELL,
-    STRAYS,
-    FENCE,
-];
+/// The helpers of [`record_script`] and [`limited_record_script`].
+const RECORD_LIBS: &[&str] = &[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CELL, FENCE];
 
 /// Marks: set by a clear (a clear mark, a Shake tombstone), compared by a fenced write
 /// (`lua/lib/fence.lua`).
