@@ -460,13 +460,15 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
     assert_ne!(a.tickets.of(&user), b.tickets.of(&user));
     let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
     let key = super::keys::cell_key(cell);
+    // The gender, the retention, and whether the update renews in place (a live record naming
+    // the cell, a deadline no earlier): a renewal runs no by-ticket search (`ZRANGEBYSCORE`).
     let steps = [
-        (Gender::Female, 600),
-        (Gender::Female, 3600),
-        (Gender::Male, 3600),
-        (Gender::Male, 900),
+        (Gender::Female, 600, false),
+        (Gender::Female, 3600, true),
+        (Gender::Male, 3600, true),
+        (Gender::Male, 900, false),
     ];
-    for (step, (gender, retention_s)) in steps.into_iter().enumerate() {
+    for (step, (gender, retention_s, renews)) in steps.into_iter().enumerate() {
         let store = if step % 2 == 0 { &a } else { &b };
         let position = Position {
             user_id: user.clone(),
@@ -475,7 +477,14 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
             gender,
         };
         let retention = Retention::new(Duration::from_secs(retention_s)).expect("retention");
+        let searches = || server.command_calls("zrangebyscore").expect("commandstats");
+        let before = searches();
         let deadlines = store.upsert_now(position, retention).await.expect("upsert");
+        assert_eq!(
+            searches() == before,
+            renews,
+            "step {step} renews in place: {renews}"
+        );
         let members: Vec<String> = redis::cmd("ZRANGE")
             .arg(&key)
             .arg(0)
@@ -499,10 +508,11 @@ async fn updates_within_a_cell_leave_one_member_as_the_record_says() {
             .arg(part.to_string())
             .cmd("EVAL")
             .arg("local t = {} for i, k in ipairs(KEYS) do t[i] = redis.call('PEXPIRETIME', k) end return t")
-            .arg(3)
+            .arg(4)
             .arg(&key)
             .arg(super::keys::due_key(part))
             .arg(super::keys::user_key(&user))
+            .arg(super::keys::PARTS)
             .query_async(&mut conn)
             .await
             .expect("schedules");
