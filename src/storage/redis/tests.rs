@@ -1639,3 +1639,74 @@ async fn a_cluster_update_cut_off_at_any_step_is_purged_by_its_deadlines() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A single node's UpdateLocation runs as a Redis Function (`FCALL`), its library loaded by the
+/// first call that finds it missing (a new server, a restart, a `FUNCTION FLUSH`), and as the
+/// script it is where the server refuses functions (an ACL without them), from then on
+/// without asking again.
+#[tokio::test]
+async fn updates_run_as_a_function_loaded_when_missing_or_as_the_script_where_refused() {
+    let (server, store) = single_store().await;
+    let mut conn = connection(&server).await;
+    let calls = |command: &str| server.command_calls(command).expect("commandstats");
+    let cell = SnapGrid::default().snap(Coordinates::new(39.9, 116.4).expect("valid"));
+    let update = |store: &RedisStore, name: &str| {
+        let position = Position {
+            user_id: UserId::parse(name, "user_id").expect("valid"),
+            feature: Feature::PeopleNearby,
+            cell,
+            gender: Gender::Female,
+        };
+        let store = store.clone();
+        async move {
+            store
+                .upsert_now(position, Retention::default())
+                .await
+                .expect("an update lands");
+        }
+    };
+    let members = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let n: u64 = redis::cmd("ZCARD")
+                .arg(super::keys::cell_key(cell))
+                .query_async(&mut conn)
+                .await
+                .expect("zcard");
+            n
+        }
+    };
+    // Missing at first: one `FCALL` refused, the library loaded, the `FCALL` again.
+    update(&store, "first").await;
+    assert_eq!((calls("fcall"), calls("function|load")), (2, 1));
+    update(&store, "second").await;
+    assert_eq!((calls("fcall"), calls("function|load")), (3, 1));
+    assert_eq!(calls("evalsha"), 0, "no update ran as a script");
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    update(&store, "third").await;
+    assert_eq!((calls("fcall"), calls("function|load")), (5, 2));
+    assert_eq!(members(&mut conn).await, 3);
+    // A user the server denies functions: the script, and no `FCALL` tried after the first.
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "scripts", "on", ">secret", "~*", "&*", "+@all"])
+        .arg(&["-fcall", "-fcall_ro", "-function"])
+        .query_async(&mut conn)
+        .await
+        .expect("acl");
+    let url = format!("redis://scripts:secret@127.0.0.1:{}/", server.port());
+    let scripts_only = store_on(&Target::single(url), Duration::from_secs(5))
+        .await
+        .expect("connects");
+    let (fcalls, scripts) = (calls("fcall"), calls("evalsha"));
+    update(&scripts_only, "fourth").await;
+    assert_eq!(calls("fcall"), fcalls, "a denied FCALL is not run");
+    assert!(calls("evalsha") > scripts, "the update ran as the script");
+    let scripts = calls("evalsha");
+    update(&scripts_only, "fifth").await;
+    assert_eq!(calls("evalsha"), scripts + 1, "straight to the script");
+    assert_eq!(members(&mut conn).await, 5);
+}

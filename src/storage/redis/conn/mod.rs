@@ -3,7 +3,13 @@
 //! failover moves it), behind one type, with tuned timeouts, and the mapping of Redis errors
 //! to store errors.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use redis::{
     AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion,
@@ -23,6 +29,8 @@ mod target;
 
 pub use errors::{store_error, transient};
 use renewing::{Renewing, Sentinel, Source};
+
+use super::scripts::Function;
 pub use target::{Nodes, RedisUrl, Target, redacted};
 
 use crate::{
@@ -72,6 +80,9 @@ pub struct Conn {
     replica_acks: u32,
     /// Which store this is, for the metrics (`locations`, `consents`).
     store: &'static str,
+    /// Set once the server refused a Redis Function (an ACL without `FUNCTION` or `FCALL`):
+    /// scripts kept as functions are then sent as the scripts they are ([`Conn::call_function`]).
+    functions_refused: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -103,6 +114,7 @@ impl Conn {
             timeout,
             replica_acks: target.replica_acks,
             store,
+            functions_refused: Arc::default(),
         })
     }
 
@@ -138,6 +150,7 @@ impl Conn {
             timeout,
             replica_acks: target.replica_acks,
             store,
+            functions_refused: Arc::default(),
         })
     }
 
@@ -365,6 +378,60 @@ fn evalsha(cmd: &Cmd) -> Option<(&[u8], Vec<&[u8]>)> {
     Some((hash, args.collect::<Option<_>>()?))
 }
 
+impl Conn {
+    /// The [`Function`] `cmd` may be sent as, with its arguments after the script's hash:
+    /// an `EVALSHA` of a script kept as one, off a cluster (the functions are the single
+    /// node's), unless the server refused functions.
+    fn function_for<'c>(&self, cmd: &'c Cmd) -> Option<(&'static Function, Vec<&'c [u8]>)> {
+        if matches!(self.link, Link::Cluster(_)) || self.functions_refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (hash, args) = evalsha(cmd)?;
+        Some((super::scripts::function_of(hash)?, args))
+    }
+
+    /// `FCALL` of `function` with `args` (the number of keys, the keys, the arguments), loading
+    /// its library first when the server does not have it (`FUNCTION LOAD REPLACE`: a library
+    /// named by its content, so loading it again changes nothing). A server that refuses
+    /// functions gets `script`, the same call as the script, from now on. The reply is the
+    /// script's: the same Lua ran.
+    async fn call_function(
+        &mut self,
+        function: &Function,
+        args: &[&[u8]],
+        script: &Cmd,
+    ) -> redis::RedisResult<Value> {
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&function.name);
+        for arg in args {
+            fcall.arg(*arg);
+        }
+        let reply = self.link.send(&fcall).await?;
+        let Value::ServerError(error) = &reply else {
+            return Ok(reply);
+        };
+        let details = error.details().unwrap_or_default();
+        if error.code() == "ERR" && details.starts_with("Function not found") {
+            let mut load = redis::cmd("FUNCTION");
+            load.arg("LOAD").arg("REPLACE").arg(&function.library);
+            if !matches!(self.link.send(&load).await?, Value::ServerError(_)) {
+                return self.link.send(&fcall).await;
+            }
+        } else if error.code() != "NOPERM" && !details.starts_with("unknown command") {
+            // The Lua's own error, or the server's (busy, loading, read-only): the script
+            // would have answered the same.
+            return Ok(reply);
+        }
+        if !self.functions_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                store = self.store,
+                "the server refuses Redis Functions: updates run as scripts, at more of its CPU"
+            );
+        }
+        self.link.send(script).await
+    }
+}
+
 /// Routing to the master of `key`'s slot.
 fn master_of(key: &[u8]) -> RoutingInfo {
     let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
@@ -393,7 +460,10 @@ impl ConnectionLike for Conn {
                     Link::Single(_) | Link::Pushed(_) => {}
                 }
             }
-            let mut reply = self.link.send(cmd).await?;
+            let mut reply = match self.function_for(cmd) {
+                Some((function, args)) => self.call_function(function, &args, cmd).await?,
+                None => self.link.send(cmd).await?,
+            };
             if let Value::ServerError(error) = &reply
                 && error.kind() == Some(redis::ServerErrorKind::NoScript)
                 && let Some(eval) = eval_of(cmd)

@@ -138,9 +138,18 @@ pub fn waits_for_replicas(hash: &[u8]) -> bool {
     !NO_WAIT.iter().any(|read| read.as_bytes() == hash)
 }
 
-/// The server clock read once per call (`time_now`, what `TIME` answered), in milliseconds as
-/// `now` (and its integer text as `now_s`), and `num`, a whole number as a command's text.
-const NOW: &str = include_str!("lua/lib/now.lua");
+/// `num`, a whole number as a command's text, and the server clock read once per call
+/// (`time_now`, what `TIME` answered), in milliseconds as `now` (and its integer text as
+/// `now_s`).
+const NOW: &str = concat!(
+    include_str!("lua/lib/num.lua"),
+    include_str!("lua/lib/now.lua")
+);
+
+/// [`NOW`]'s `num` alone, and its clock alone: a [`Function`] makes `num` once, at load, and
+/// reads the clock in each call.
+const NUM: &str = include_str!("lua/lib/num.lua");
+const CLOCK: &str = include_str!("lua/lib/now.lua");
 
 /// Sets a key's TTL to `at` plus a grace unless it already lives longer (GT, then NX for a key
 /// without a TTL). The grace matters: a script sees a key past its TTL as absent while Redis
@@ -190,10 +199,11 @@ fn cell_script(body: &str) -> Script {
 }
 
 /// The single node's UpdateLocation: [`record_script`]'s helpers but the strays (a cluster's),
-/// with the limit helpers. A script creates every helper it joins on each call, about 600
-/// instructions each, and this one runs on most calls (docs/performance.md, round 17).
+/// with the limit helpers. A script creates every helper it joins on each call (about 600
+/// instructions each), and this one runs on most calls, so it also runs as a [`Function`]
+/// ([`UPSERT_FUNCTION`]).
 fn limited_record_script(body: &str) -> Script {
-    joined(&[RECORD_LIBS, &[LIMITS, body]].concat())
+    joined(&[&[NOW], RECORD_HELPERS, &[LIMITS, body]].concat())
 }
 
 /// Where a user's record says their cell set and its due index are (single node only: the
@@ -209,11 +219,52 @@ const STRAYS: &str = include_str!("lua/lib/strays.lua");
 /// record lengths of `keys` (a record of the earlier layout is read too, and rewritten in the
 /// current one: see `keys`).
 fn record_script(body: &str) -> Script {
-    joined(&[RECORD_LIBS, &[STRAYS, body]].concat())
+    joined(&[&[NOW], RECORD_HELPERS, &[STRAYS, body]].concat())
 }
 
-/// The helpers of [`record_script`] and [`limited_record_script`].
-const RECORD_LIBS: &[&str] = &[NOW, EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CELL, FENCE];
+/// The helpers of [`record_script`] and [`limited_record_script`] after [`NOW`].
+const RECORD_HELPERS: &[&str] = &[EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CELL, FENCE];
+
+/// A script that also runs as a Redis Function (`FCALL`), where the server allows: the same
+/// Lua, but its helpers are made once, when the library is loaded, instead of on every call
+/// (a tenth of the update's instructions in Redis: docs/performance.md, round 17). The
+/// connection sends an `EVALSHA` of the script as an `FCALL` of `name` (`conn`), loads
+/// `library` when the server does not have it (a restart, a failover to a replica that missed
+/// it, another build's node), and falls back to the script where the server refuses
+/// functions. Named by the script's SHA1, so two builds sharing a store each load their own.
+#[derive(Debug)]
+pub struct Function {
+    /// The function's name (also its library's): `vc_` and the script's SHA1.
+    pub name: String,
+    /// The library's source, for `FUNCTION LOAD REPLACE`.
+    pub library: String,
+}
+
+/// [`UPSERT`] as a [`Function`]: the constants, `num` and the helpers at load; the clock,
+/// then the script's body, in each call (whose `KEYS` and `ARGV` are the callback's). Redis
+/// runs one call at a time, so the clock's upvalues, set at the start of a call, hold that
+/// call's time throughout it.
+pub static UPSERT_FUNCTION: LazyLock<Function> = LazyLock::new(|| {
+    let name = format!("vc_{}", UPSERT.get_hash());
+    let helpers = [RECORD_HELPERS, &[LIMITS]].concat().concat();
+    // The clock's upvalues, which the helpers read, are the library's, set by each call;
+    // `now_s`, which only a body reads, stays the call's own.
+    let clock = CLOCK
+        .replace("local time_now =", "time_now =")
+        .replace("local now =", "now =");
+    let body = include_str!("lua/upsert.lua");
+    let library = format!(
+        "#!lua name={name}\n{}local time_now, now\n{NUM}{helpers}\
+         redis.register_function('{name}', function(KEYS, ARGV)\n{clock}{body}end)\n",
+        constants()
+    );
+    Function { name, library }
+});
+
+/// The [`Function`] an `EVALSHA` of the script whose SHA1 is `hash` (hex) may be sent as.
+pub fn function_of(hash: &[u8]) -> Option<&'static Function> {
+    (hash == UPSERT.get_hash().as_bytes()).then(|| &*UPSERT_FUNCTION)
+}
 
 /// Marks: set by a clear (a clear mark, a Shake tombstone), compared by a fenced write
 /// (`lua/lib/fence.lua`).
@@ -353,6 +404,10 @@ mod tests {
             let body = body_of(script.get_hash().as_bytes()).expect("every script's body is kept");
             std::fs::write(dir.join(format!("{name}.lua")), &*body).expect("written");
         }
+        // The function library too, as Redis loads it (its first line, `#!lua ...`, is one
+        // Lua skips).
+        let library = &UPSERT_FUNCTION.library;
+        std::fs::write(dir.join("UPSERT_FUNCTION.lua"), library).expect("written");
         let output = luacheck_as_redis_runs(&dir);
         drop(std::fs::remove_dir_all(&dir));
         assert!(
@@ -431,7 +486,7 @@ mod tests {
     /// No script formats a number as floating point (`%.0f`, `%013.0f`, `%g`, ...): glibc's
     /// floating-point printer costs about a microsecond for a millisecond time, and was a tenth
     /// of an update's location Redis time (docs/performance.md, round 15). Whole numbers go
-    /// through `num` (lib/now.lua). (A number handed to `redis.call` as it is, which Redis prints
+    /// through `num` (lib/num.lua). (A number handed to `redis.call` as it is, which Redis prints
     /// with `%.17g`, is not seen here; the hot scripts pass text.)
     #[test]
     fn no_script_formats_a_number_as_floating_point() {
