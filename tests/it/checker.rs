@@ -561,18 +561,24 @@ pub(crate) fn exempt(key: &str) -> bool {
 }
 
 /// Location data physically held on `servers`: `DBSIZE` less the keys that hold none, and the
-/// names of those `KEYS` still shows (it hides expired keys `DBSIZE` counts).
+/// names of those `KEYS` still shows (it hides expired keys `DBSIZE` counts). Both are read in
+/// one script, so no key expires between them (two calls once counted more keys that hold
+/// none than `DBSIZE` did, a key having been reclaimed in between).
 pub(crate) fn location_keys(servers: &[&RedisServer]) -> (u64, Vec<String>) {
+    const SNAPSHOT: &str = "local out = {redis.call('DBSIZE')} \
+        for _, k in ipairs(redis.call('KEYS', 'vc:*')) do out[#out + 1] = k end return out";
     let (mut held, mut names) = (0, Vec::new());
     for server in servers {
-        let keys = server.cli(&["--raw", "keys", "vc:*"]).expect("keys");
-        let exempted = keys.lines().filter(|k| exempt(k)).count() as u64;
-        names.extend(
-            keys.lines()
-                .filter(|k| !k.is_empty() && !exempt(k))
-                .map(str::to_owned),
-        );
-        held += server.dbsize().expect("dbsize") - exempted;
+        let reply = server.cli(&["--raw", "eval", SNAPSHOT, "0"]).expect("keys");
+        let mut lines = reply.lines();
+        let size: u64 = lines
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .expect("DBSIZE first");
+        let keys: Vec<&str> = lines.filter(|k| !k.is_empty()).collect();
+        let exempted = keys.iter().filter(|k| exempt(k)).count() as u64;
+        names.extend(keys.iter().filter(|k| !exempt(k)).map(|k| (*k).to_owned()));
+        held += size - exempted;
     }
     (held, names)
 }

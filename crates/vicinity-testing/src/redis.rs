@@ -155,13 +155,27 @@ impl RedisServer {
     /// How many times the server ran `command` (lower case, as `INFO commandstats` names it;
     /// calls from inside scripts count too), 0 before the first.
     pub fn command_calls(&self, command: &str) -> io::Result<u64> {
+        self.command_stat(command, "calls")
+    }
+
+    /// How many times the server refused to run `command` before running it (an ACL, a wrong
+    /// number of arguments: `rejected_calls` in `INFO commandstats`), 0 before the first.
+    pub fn command_rejections(&self, command: &str) -> io::Result<u64> {
+        self.command_stat(command, "rejected_calls")
+    }
+
+    /// One field of `command`'s line in `INFO commandstats`, 0 before the command's first call.
+    fn command_stat(&self, command: &str, field: &str) -> io::Result<u64> {
         let stats = self.cli(&["info", "commandstats"])?;
-        let prefix = format!("cmdstat_{command}:calls=");
-        let calls = stats
+        let prefix = format!("cmdstat_{command}:");
+        let value = stats
             .lines()
             .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split(',').next());
-        calls.map_or(Ok(0), |n| parse_reply(n.to_owned()))
+            .and_then(|rest| {
+                rest.split(',')
+                    .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+            });
+        value.map_or(Ok(0), |n| parse_reply(n.trim().to_owned()))
     }
 
     /// `DBSIZE`: keys physically present, including expired keys not yet reclaimed.

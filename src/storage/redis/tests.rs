@@ -1642,8 +1642,8 @@ async fn a_cluster_update_cut_off_at_any_step_is_purged_by_its_deadlines() {
 
 /// A single node's UpdateLocation runs as a Redis Function (`FCALL`), its library loaded by the
 /// first call that finds it missing (a new server, a restart, a `FUNCTION FLUSH`), and as the
-/// script it is where the server refuses functions (an ACL without them), from then on
-/// without asking again.
+/// script it is where the server refuses functions (an ACL without `FCALL`, or without
+/// `FUNCTION` where the library is missing), from then on without asking again.
 #[tokio::test]
 async fn updates_run_as_a_function_loaded_when_missing_or_as_the_script_where_refused() {
     let (server, store) = single_store().await;
@@ -1690,23 +1690,54 @@ async fn updates_run_as_a_function_loaded_when_missing_or_as_the_script_where_re
     update(&store, "third").await;
     assert_eq!((calls("fcall"), calls("function|load")), (5, 2));
     assert_eq!(members(&mut conn).await, 3);
-    // A user the server denies functions: the script, and no `FCALL` tried after the first.
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "scripts", "on", ">secret", "~*", "&*", "+@all"])
-        .arg(&["-fcall", "-fcall_ro", "-function"])
-        .query_async(&mut conn)
-        .await
-        .expect("acl");
-    let url = format!("redis://scripts:secret@127.0.0.1:{}/", server.port());
-    let scripts_only = store_on(&Target::single(url), Duration::from_secs(5))
-        .await
-        .expect("connects");
-    let (fcalls, scripts) = (calls("fcall"), calls("evalsha"));
+    // A user the server denies functions: the script, and no `FCALL` tried after the first
+    // (Redis counts a call its ACL refuses under `rejected_calls`).
+    async fn acl(
+        conn: &mut redis::aio::MultiplexedConnection,
+        port: u16,
+        user: &str,
+        denied: &[&str],
+    ) -> RedisStore {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", user, "on", ">secret", "~*", "&*", "+@all"])
+            .arg(denied)
+            .query_async(conn)
+            .await
+            .expect("acl");
+        let url = format!("redis://{user}:secret@127.0.0.1:{port}/");
+        store_on(&Target::single(url), Duration::from_secs(5))
+            .await
+            .expect("connects")
+    }
+    let rejected = |command: &str| server.command_rejections(command).expect("commandstats");
+    let port = server.port();
+    let denied = ["-fcall", "-fcall_ro", "-function"];
+    let scripts_only = acl(&mut conn, port, "scripts", &denied).await;
+    let scripts = calls("evalsha");
     update(&scripts_only, "fourth").await;
-    assert_eq!(calls("fcall"), fcalls, "a denied FCALL is not run");
+    assert_eq!(rejected("fcall"), 1, "the FCALL refused");
     assert!(calls("evalsha") > scripts, "the update ran as the script");
     let scripts = calls("evalsha");
     update(&scripts_only, "fifth").await;
+    assert_eq!(rejected("fcall"), 1, "no FCALL tried again");
     assert_eq!(calls("evalsha"), scripts + 1, "straight to the script");
-    assert_eq!(members(&mut conn).await, 5);
+    // A user who may call functions but not load them, where the library is missing: the
+    // load refused, the script, and no `FCALL` after.
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+    let no_loads = acl(&mut conn, port, "callers", &["-function"]).await;
+    let fcalls = calls("fcall");
+    update(&no_loads, "sixth").await;
+    assert_eq!(rejected("function|load"), 1, "the load refused");
+    assert_eq!(
+        calls("fcall"),
+        fcalls + 1,
+        "the one FCALL that found nothing"
+    );
+    update(&no_loads, "seventh").await;
+    assert_eq!(calls("fcall"), fcalls + 1, "no FCALL tried again");
+    assert_eq!(members(&mut conn).await, 7);
 }

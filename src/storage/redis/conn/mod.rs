@@ -391,10 +391,19 @@ impl Conn {
     }
 
     /// `FCALL` of `function` with `args` (the number of keys, the keys, the arguments), loading
-    /// its library first when the server does not have it (`FUNCTION LOAD REPLACE`: a library
-    /// named by its content, so loading it again changes nothing). A server that refuses
-    /// functions gets `script`, the same call as the script, from now on. The reply is the
-    /// script's: the same Lua ran.
+    /// its library first when the server does not have it. The reply is the script's (the same
+    /// Lua ran), and `script`, the same call as the script, answers instead where the function
+    /// cannot run:
+    /// - a server that refuses functions (`NOPERM` for `FCALL` or `FUNCTION`, or one without
+    ///   them) gets the script from now on, for this connection (a warning says so once);
+    /// - a load that fails otherwise (out of memory, read-only, loading), or a library gone
+    ///   again before the second `FCALL` (a flush, a restart, a failover in between), gets the
+    ///   script for this call; the next call tries the function again.
+    ///
+    /// The load is `FUNCTION LOAD` without `REPLACE`: calls that found the library missing at
+    /// once (after a restart, at hundreds in flight) each send one, and every one after the
+    /// first is refused as "already exists" before Redis compiles anything. The library's
+    /// name is its text's hash, so a library of that name is this one.
     async fn call_function(
         &mut self,
         function: &Function,
@@ -410,18 +419,33 @@ impl Conn {
         let Value::ServerError(error) = &reply else {
             return Ok(reply);
         };
-        let details = error.details().unwrap_or_default();
-        if error.code() == "ERR" && details.starts_with("Function not found") {
-            let mut load = redis::cmd("FUNCTION");
-            load.arg("LOAD").arg("REPLACE").arg(&function.library);
-            if !matches!(self.link.send(&load).await?, Value::ServerError(_)) {
-                return self.link.send(&fcall).await;
-            }
-        } else if error.code() != "NOPERM" && !details.starts_with("unknown command") {
-            // The Lua's own error, or the server's (busy, loading, read-only): the script
-            // would have answered the same.
+        if refuses_functions(error) {
+            return self.refused_functions(script).await;
+        }
+        if !function_missing(error) {
+            // The Lua's own error, or the server's (busy, loading, out of memory).
             return Ok(reply);
         }
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg(&function.library);
+        match self.link.send(&load).await? {
+            Value::ServerError(error) if refuses_functions(&error) => {
+                return self.refused_functions(script).await;
+            }
+            Value::ServerError(error) if !library_exists(&error) => {
+                return self.link.send(script).await;
+            }
+            _ => {}
+        }
+        match self.link.send(&fcall).await? {
+            Value::ServerError(error) if function_missing(&error) => self.link.send(script).await,
+            reply => Ok(reply),
+        }
+    }
+
+    /// `script` for a server that refused functions, and every call after it on this
+    /// connection.
+    async fn refused_functions(&mut self, script: &Cmd) -> redis::RedisResult<Value> {
         if !self.functions_refused.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 store = self.store,
@@ -430,6 +454,31 @@ impl Conn {
         }
         self.link.send(script).await
     }
+}
+
+/// Redis's answer to an `FCALL` of a function it does not have.
+fn function_missing(error: &redis::ServerError) -> bool {
+    error.code() == "ERR"
+        && error
+            .details()
+            .is_some_and(|d| d.starts_with("Function not found"))
+}
+
+/// Redis's answer to a `FUNCTION LOAD` of a library it has.
+fn library_exists(error: &redis::ServerError) -> bool {
+    error.code() == "ERR"
+        && error
+            .details()
+            .is_some_and(|d| d.contains("already exists"))
+}
+
+/// A server that will not run functions for this connection: an ACL without the command, or a
+/// server without it.
+fn refuses_functions(error: &redis::ServerError) -> bool {
+    error.code() == "NOPERM"
+        || error
+            .details()
+            .is_some_and(|d| d.starts_with("unknown command"))
 }
 
 /// Routing to the master of `key`'s slot.

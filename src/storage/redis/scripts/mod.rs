@@ -230,22 +230,26 @@ const RECORD_HELPERS: &[&str] = &[EXPIRE_AT, MEMBERS, CELLS, CELL_OPS, RECORD_CE
 /// (a tenth of the update's instructions in Redis: docs/performance.md, round 17). The
 /// connection sends an `EVALSHA` of the script as an `FCALL` of `name` (`conn`), loads
 /// `library` when the server does not have it (a restart, a failover to a replica that missed
-/// it, another build's node), and falls back to the script where the server refuses
-/// functions. Named by the script's SHA1, so two builds sharing a store each load their own.
+/// it, another build's node), and falls back to the script where the function cannot run.
+/// Named by the library's own text, so two builds sharing a store each load their own unless
+/// their libraries are the same, and a library found under the name is this one.
 #[derive(Debug)]
 pub struct Function {
-    /// The function's name (also its library's): `vc_` and the script's SHA1.
+    /// The function's name (also its library's): `vc_` and the SHA1 of the library's text
+    /// without it.
     pub name: String,
-    /// The library's source, for `FUNCTION LOAD REPLACE`.
+    /// The library's source, for `FUNCTION LOAD`.
     pub library: String,
 }
+
+/// Where a [`Function`]'s library names itself, before its name is known.
+const NAME: &str = "<name>";
 
 /// [`UPSERT`] as a [`Function`]: the constants, `num` and the helpers at load; the clock,
 /// then the script's body, in each call (whose `KEYS` and `ARGV` are the callback's). Redis
 /// runs one call at a time, so the clock's upvalues, set at the start of a call, hold that
 /// call's time throughout it.
 pub static UPSERT_FUNCTION: LazyLock<Function> = LazyLock::new(|| {
-    let name = format!("vc_{}", UPSERT.get_hash());
     let helpers = [RECORD_HELPERS, &[LIMITS]].concat().concat();
     // The clock's upvalues, which the helpers read, are the library's, set by each call;
     // `now_s`, which only a body reads, stays the call's own.
@@ -253,11 +257,13 @@ pub static UPSERT_FUNCTION: LazyLock<Function> = LazyLock::new(|| {
         .replace("local time_now =", "time_now =")
         .replace("local now =", "now =");
     let body = include_str!("lua/upsert.lua");
-    let library = format!(
-        "#!lua name={name}\n{}local time_now, now\n{NUM}{helpers}\
-         redis.register_function('{name}', function(KEYS, ARGV)\n{clock}{body}end)\n",
+    let unnamed = format!(
+        "#!lua name={NAME}\n{}local time_now, now\n{NUM}{helpers}\
+         redis.register_function('{NAME}', function(KEYS, ARGV)\n{clock}{body}end)\n",
         constants()
     );
+    let name = format!("vc_{}", Script::new(&unnamed).get_hash());
+    let library = unnamed.replace(NAME, &name);
     Function { name, library }
 });
 
