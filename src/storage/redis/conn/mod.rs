@@ -29,10 +29,9 @@ mod target;
 
 pub use errors::{store_error, transient};
 use renewing::{Renewing, Sentinel, Source};
-
-use super::scripts::Function;
 pub use target::{Nodes, RedisUrl, Target, redacted};
 
+use super::scripts::Function;
 use crate::{
     storage::{StoreError, StoreErrorKind, StoreResult},
     telemetry::metrics,

@@ -146,9 +146,7 @@ const NOW: &str = concat!(
     include_str!("lua/lib/now.lua")
 );
 
-/// [`NOW`]'s `num` alone, and its clock alone: a [`Function`] makes `num` once, at load, and
-/// reads the clock in each call.
-const NUM: &str = include_str!("lua/lib/num.lua");
+/// [`NOW`]'s clock alone: a [`Function`] reads it in each call.
 const CLOCK: &str = include_str!("lua/lib/now.lua");
 
 /// Sets a key's TTL to `at` plus a grace unless it already lives longer (GT, then NX for a key
@@ -245,22 +243,26 @@ pub struct Function {
 /// Where a [`Function`]'s library names itself, before its name is known.
 const NAME: &str = "<name>";
 
-/// [`UPSERT`] as a [`Function`]: the constants, `num` and the helpers at load; the clock,
-/// then the script's body, in each call (whose `KEYS` and `ARGV` are the callback's). Redis
-/// runs one call at a time, so the clock's upvalues, set at the start of a call, hold that
-/// call's time throughout it.
+/// [`UPSERT`] as a [`Function`], made from the script's own text: what comes before its body
+/// (the constants and the helpers) at load, but the clock; the clock, then the body, in each
+/// call (whose `KEYS` and `ARGV` are the callback's). Redis runs one call at a time, so the
+/// clock's upvalues, set at the start of a call, hold that call's time throughout it.
 pub static UPSERT_FUNCTION: LazyLock<Function> = LazyLock::new(|| {
-    let helpers = [RECORD_HELPERS, &[LIMITS]].concat().concat();
+    let script = body_of(UPSERT.get_hash().as_bytes()).expect("every script's body is kept");
+    let body = include_str!("lua/upsert.lua");
+    let helpers = script
+        .strip_suffix(body)
+        .expect("a script ends with its body");
+    assert!(helpers.contains(CLOCK), "the script reads the clock");
     // The clock's upvalues, which the helpers read, are the library's, set by each call;
     // `now_s`, which only a body reads, stays the call's own.
+    let helpers = helpers.replacen(CLOCK, "local time_now, now\n", 1);
     let clock = CLOCK
         .replace("local time_now =", "time_now =")
         .replace("local now =", "now =");
-    let body = include_str!("lua/upsert.lua");
     let unnamed = format!(
-        "#!lua name={NAME}\n{}local time_now, now\n{NUM}{helpers}\
-         redis.register_function('{NAME}', function(KEYS, ARGV)\n{clock}{body}end)\n",
-        constants()
+        "#!lua name={NAME}\n{helpers}\
+         redis.register_function('{NAME}', function(KEYS, ARGV)\n{clock}{body}end)\n"
     );
     let name = format!("vc_{}", Script::new(&unnamed).get_hash());
     let library = unnamed.replace(NAME, &name);
