@@ -205,4 +205,16 @@ async fn the_peer_comparison_takes_turns_and_reports_the_spread_of_its_rounds() 
     assert!(report.text().contains("interleaved: service"));
     assert_eq!(report.to_json()["interleaved"][0]["rounds"], 4);
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // The run leaves no GEO key behind.
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let left: bool = redis::cmd("EXISTS")
+        .arg(vicinity_load::peer::GEO_KEY)
+        .query_async(&mut conn)
+        .await
+        .expect("EXISTS");
+    assert!(!left, "the peer's key outlived the run");
 }
