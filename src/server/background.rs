@@ -39,13 +39,17 @@ pub(super) async fn sweep(svc: Vicinity, interval: Duration) {
 /// Reads the Redis stores' persistence and eviction settings every `interval` after start,
 /// for as long as the server runs: `vicinity_store_unsafe_settings` counts the nodes whose
 /// settings break a promise now, and each is logged (the start-up check refuses them; a
-/// `CONFIG SET` or a failover can bring them back later). A failed read keeps the counts.
-pub(super) async fn watch_store_settings(store: StoreConfig, interval: Duration) {
+/// `CONFIG SET` or a failover can bring them back later). While a node of the location store
+/// breaks one, `svc` refuses the calls that bring a position into the store
+/// ([`Vicinity::set_location_store_unsafe`]; set before the gauge, so whoever sees the gauge
+/// sees the refusal). A failed read keeps the counts and the refusal as they were.
+pub(super) async fn watch_store_settings(svc: Vicinity, store: StoreConfig, interval: Duration) {
     if !matches!(store, StoreConfig::Redis { .. }) {
         return;
     }
     // The start-up check passed: nothing is unsafe until a read says otherwise.
     count_unsafe(&[]);
+    let mut refusing = false;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -59,6 +63,20 @@ pub(super) async fn watch_store_settings(store: StoreConfig, interval: Duration)
             }
             None => return,
         };
+        let locations_unsafe = found.iter().any(|u| u.store == Store::Locations);
+        svc.set_location_store_unsafe(locations_unsafe);
+        if locations_unsafe != refusing {
+            refusing = locations_unsafe;
+            if refusing {
+                tracing::error!(
+                    "UpdateLocation and Shake are refused until the location store's settings are safe again"
+                );
+            } else {
+                tracing::info!(
+                    "the location store's settings are safe again: UpdateLocation and Shake resume"
+                );
+            }
+        }
         count_unsafe(&found);
         for node in &found {
             tracing::error!(

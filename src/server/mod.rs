@@ -368,6 +368,7 @@ async fn start(
     let _ = started.set(svc.clone());
     let sweeper = tokio::spawn(sweep(svc.clone(), config.sweep_interval));
     let settings = tokio::spawn(watch_store_settings(
+        svc.clone(),
         config.store.clone(),
         config.settings_check_interval,
     ));

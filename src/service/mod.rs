@@ -12,7 +12,14 @@ mod shake;
 #[cfg(test)]
 mod tests;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +35,7 @@ use crate::{
         limits::{Policy, SurelyAllowed},
         nearby::{OrderContext, Secret},
     },
-    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError},
+    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
 };
 
 /// How long a purge owed is left to the call that owes it before a sweep finishes it.
@@ -82,6 +89,9 @@ pub struct Vicinity {
     deps: Deps,
     /// The jump cap's surely allowed parents of the cells updates go to, per order epoch.
     surely_allowed: Arc<SurelyAllowed>,
+    /// Set while a node of the location store persists to disk or may evict keys, as the
+    /// server's settings check last read them ([`Vicinity::set_location_store_unsafe`]).
+    location_store_unsafe: Arc<AtomicBool>,
 }
 
 impl Vicinity {
@@ -90,7 +100,31 @@ impl Vicinity {
         Self {
             deps,
             surely_allowed: Arc::default(),
+            location_store_unsafe: Arc::default(),
         }
+    }
+
+    /// Whether a node of the location store now writes to disk (without
+    /// `--allow-persistent-location-store`) or may evict keys: the server's settings check
+    /// sets it each time it reads them. While it is set, the calls that bring a position into
+    /// the store (UpdateLocation, Shake) are refused and write nothing: on disk a location
+    /// outlives its purge, and an evicted clear mark or Shake tombstone reopens the race with a
+    /// withdrawal. Lists, Leave, Clear, withdrawals and erasures go on, so a user can still
+    /// remove what is stored (docs/decisions.md, "Location writes stop while the location
+    /// store is unsafe").
+    pub fn set_location_store_unsafe(&self, unsafe_now: bool) {
+        self.location_store_unsafe
+            .store(unsafe_now, Ordering::SeqCst);
+    }
+
+    /// Refuses a call that would bring a position into the store while the location store's
+    /// settings are unsafe ([`Vicinity::set_location_store_unsafe`]).
+    fn require_safe_location_store(&self) -> ServiceResult<()> {
+        if self.location_store_unsafe.load(Ordering::SeqCst) {
+            let unsafe_store = "the location store's settings are unsafe (persistence or eviction)";
+            return Err(StoreError::new(StoreErrorKind::Unavailable, unsafe_store).into());
+        }
+        Ok(())
     }
 
     /// Fails closed unless the user's current consent for `feature` is GRANTED (contract §4.1).

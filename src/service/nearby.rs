@@ -92,6 +92,7 @@ impl Vicinity {
         location: Location,
         gender: Gender,
     ) -> ServiceResult<Deadlines> {
+        self.require_safe_location_store()?;
         let snapped = self.deps.grid.snap(location.coords);
         let placement = self.place(snapped);
         let cell = match placement {

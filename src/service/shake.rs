@@ -89,6 +89,7 @@ impl Vicinity {
         location: Location,
         budget: Duration,
     ) -> ServiceResult<Option<ShakeMatch>> {
+        self.require_safe_location_store()?;
         let policy = &self.deps.policy;
         let id = crate::random::u64().map_err(crate::storage::StoreError::from)?;
         let window = self

@@ -546,6 +546,78 @@ async fn store_settings_changed_after_start_show_in_a_gauge() {
     }
 }
 
+/// While a location store node writes to disk or may evict keys (a `CONFIG SET` after start),
+/// UpdateLocation and Shake are refused as UNAVAILABLE and write nothing, while lists, Leave and
+/// Clear go on; both resume once the settings are safe again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_writes_stop_while_the_location_store_is_unsafe_and_resume_after() {
+    let redis = RedisServer::start().expect("redis");
+    let app = spawn_app_with(|config| {
+        config.store = stores_on(&redis);
+        config.settings_check_interval = Duration::from_millis(50);
+    })
+    .await;
+    let nodes = |setting: &str| {
+        let gauge = &vicinity::telemetry::metrics::get().store_unsafe_settings;
+        gauge.with_label_values(&["locations", setting]).get()
+    };
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    app.join("viewer", HOME, Gender::Male).await;
+    for (name, bad, good, setting) in [
+        ("maxmemory-policy", "allkeys-lru", "noeviction", "eviction"),
+        ("appendonly", "yes", "no", "persistence"),
+    ] {
+        let (stays, newcomer) = (format!("stays-{setting}"), format!("new-{setting}"));
+        app.join(&stays, HOME, Gender::Female).await;
+        app.grant(&newcomer, Feature::PeopleNearby)
+            .await
+            .expect("grant");
+        app.grant(&newcomer, Feature::Shake).await.expect("grant");
+        let set = |value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
+        let () = set(bad).query_async(&mut conn).await.expect("config set");
+        // The refusal is set before the gauge counts the node.
+        eventually(&format!("{setting} counted"), || nodes(setting) == 1).await;
+        let refused = app.update(&newcomer, HOME, Gender::Female).await;
+        let code = refused.as_ref().map_err(tonic::Status::code);
+        assert_eq!(
+            code.err(),
+            Some(Code::Unavailable),
+            "{setting}: {refused:?}"
+        );
+        let shake = pb::ShakeRequest {
+            user_id: newcomer.clone(),
+            location: Some(crate::calls::location(HOME)),
+        };
+        let refused = app.client.shake().shake(shake).await;
+        let code = refused.as_ref().map_err(tonic::Status::code);
+        assert_eq!(
+            code.err(),
+            Some(Code::Unavailable),
+            "{setting}: {refused:?}"
+        );
+        // Lists go on, and show nothing the refused update would have written.
+        assert_eq!(app.listed("viewer").await, [stays.as_str()], "{setting}");
+        // A user can still take their data out.
+        app.clear(&stays, Feature::Unspecified)
+            .await
+            .expect("clear goes on");
+        assert!(app.listed("viewer").await.is_empty(), "{setting}");
+        let () = set(good).query_async(&mut conn).await.expect("config set");
+        eventually(&format!("{setting} cleared"), || nodes(setting) == 0).await;
+        app.update(&newcomer, HOME, Gender::Female)
+            .await
+            .expect("updates resume");
+        assert_eq!(app.listed("viewer").await, [newcomer.as_str()], "{setting}");
+        app.clear(&newcomer, Feature::Unspecified)
+            .await
+            .expect("clear");
+    }
+}
+
 /// A single-node target on `server`.
 fn target_of(server: &RedisServer) -> Target {
     Target::single(server.url())
