@@ -90,6 +90,9 @@ impl From<ServiceError> for Status {
                 "deadline exceeded",
                 info(ErrorReason::DeadlineExceeded, &[]),
             ),
+            // Answered as a store that cannot be reached, without a log line per call: the
+            // settings check logs the cause once (server/background.rs).
+            ServiceError::LocationStoreUnsafe => unavailable(),
             ServiceError::Store(error) => store_status(&error),
         }
     }
@@ -100,11 +103,7 @@ fn store_status(error: &StoreError) -> Status {
     tracing::warn!(error = %error, source = ?error.source, "store error");
     match error.kind {
         // Fenced: the service retries; one that kept racing clears is a retry.
-        StoreErrorKind::Unavailable | StoreErrorKind::Fenced => {
-            let mut details = info(ErrorReason::StoreUnavailable, &[]);
-            details.set_retry_info(Some(STORE_RETRY));
-            Status::with_error_details(Code::Unavailable, "store unavailable", details)
-        }
+        StoreErrorKind::Unavailable | StoreErrorKind::Fenced => unavailable(),
         StoreErrorKind::Timeout => Status::with_error_details(
             Code::DeadlineExceeded,
             "store timed out",
@@ -116,6 +115,13 @@ fn store_status(error: &StoreError) -> Status {
             info(ErrorReason::Internal, &[]),
         ),
     }
+}
+
+/// `UNAVAILABLE` for a store, retryable after the `RetryInfo` delay.
+fn unavailable() -> Status {
+    let mut details = info(ErrorReason::StoreUnavailable, &[]);
+    details.set_retry_info(Some(STORE_RETRY));
+    Status::with_error_details(Code::Unavailable, "store unavailable", details)
 }
 
 /// Counts a refusal by consent or by an abuse limit in the metrics.
@@ -241,6 +247,13 @@ mod tests {
             AuthError::Scope.into(),
             request_too_large(10),
         ]
+    }
+
+    /// A location store found unsafe answers as one that cannot be reached.
+    #[test]
+    fn an_unsafe_location_store_answers_as_an_unreachable_one() {
+        let status = ServiceError::LocationStoreUnsafe.into();
+        assert_answers(&status, Code::Unavailable, "STORE_UNAVAILABLE", true);
     }
 
     /// A fault of the service shares INTERNAL with unreadable data, and is not retryable.

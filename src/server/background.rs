@@ -69,11 +69,11 @@ pub(super) async fn watch_store_settings(svc: Vicinity, store: StoreConfig, inte
             refusing = locations_unsafe;
             if refusing {
                 tracing::error!(
-                    "UpdateLocation and Shake are refused until the location store's settings are safe again"
+                    "location writes (UpdateLocation, Shake) are refused until the location store's settings are safe again"
                 );
             } else {
                 tracing::info!(
-                    "the location store's settings are safe again: UpdateLocation and Shake resume"
+                    "the location store's settings are safe again: location writes (UpdateLocation, Shake) resume"
                 );
             }
         }

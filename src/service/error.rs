@@ -41,6 +41,11 @@ pub enum ServiceError {
     /// The call's deadline passed before it finished.
     #[error("deadline exceeded")]
     DeadlineExceeded,
+    /// A node of the location store persists to disk or may evict keys (the last settings
+    /// check found it so): a call that would bring a position into the store is refused
+    /// before it changes anything.
+    #[error("the location store's settings are unsafe (persistence or eviction)")]
+    LocationStoreUnsafe,
     /// A store failed or timed out.
     #[error(transparent)]
     Store(#[from] StoreError),

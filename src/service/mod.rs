@@ -35,7 +35,7 @@ use crate::{
         limits::{Policy, SurelyAllowed},
         nearby::{OrderContext, Secret},
     },
-    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError, StoreErrorKind},
+    storage::{ConsentStore, LimitStore, LocationStore, ShakeStore, StoreError},
 };
 
 /// How long a purge owed is left to the call that owes it before a sweep finishes it.
@@ -121,8 +121,7 @@ impl Vicinity {
     /// settings are unsafe ([`Vicinity::set_location_store_unsafe`]).
     fn require_safe_location_store(&self) -> ServiceResult<()> {
         if self.location_store_unsafe.load(Ordering::SeqCst) {
-            let unsafe_store = "the location store's settings are unsafe (persistence or eviction)";
-            return Err(StoreError::new(StoreErrorKind::Unavailable, unsafe_store).into());
+            return Err(ServiceError::LocationStoreUnsafe);
         }
         Ok(())
     }

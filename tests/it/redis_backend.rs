@@ -516,39 +516,9 @@ async fn a_store_that_may_evict_keys_is_refused_at_start_up() {
 
 /// A store node's settings changed after start (`CONFIG SET`) show in
 /// `vicinity_store_unsafe_settings` at the next check, and go when they are set back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_settings_changed_after_start_show_in_a_gauge() {
-    let redis = RedisServer::start().expect("redis");
-    let _app = spawn_app_with(|config| {
-        config.store = stores_on(&redis);
-        config.settings_check_interval = Duration::from_millis(50);
-    })
-    .await;
-    let nodes = |setting: &str| {
-        let gauge = &vicinity::telemetry::metrics::get().store_unsafe_settings;
-        gauge.with_label_values(&["locations", setting]).get()
-    };
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    for (name, bad, good, setting) in [
-        ("maxmemory-policy", "allkeys-lru", "noeviction", "eviction"),
-        ("appendonly", "yes", "no", "persistence"),
-    ] {
-        assert_eq!(nodes(setting), 0, "{setting} before");
-        let set = |value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
-        let () = set(bad).query_async(&mut conn).await.expect("config set");
-        eventually(&format!("{setting} counted"), || nodes(setting) == 1).await;
-        let () = set(good).query_async(&mut conn).await.expect("config set");
-        eventually(&format!("{setting} cleared"), || nodes(setting) == 0).await;
-    }
-}
-
-/// While a location store node writes to disk or may evict keys (a `CONFIG SET` after start),
-/// UpdateLocation and Shake are refused as UNAVAILABLE and write nothing, while lists, Leave and
-/// Clear go on; both resume once the settings are safe again.
+/// Meanwhile, on a location store node, UpdateLocation and Shake are refused as UNAVAILABLE and
+/// write nothing, while lists, Leave, Clear and readiness go on; both resume once the settings
+/// are safe again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn location_writes_stop_while_the_location_store_is_unsafe_and_resume_after() {
     let redis = RedisServer::start().expect("redis");
@@ -567,6 +537,7 @@ async fn location_writes_stop_while_the_location_store_is_unsafe_and_resume_afte
         .await
         .expect("connect");
     app.join("viewer", HOME, Gender::Male).await;
+    app.await_serving("").await.expect("serving");
     for (name, bad, good, setting) in [
         ("maxmemory-policy", "allkeys-lru", "noeviction", "eviction"),
         ("appendonly", "yes", "no", "persistence"),
@@ -577,6 +548,7 @@ async fn location_writes_stop_while_the_location_store_is_unsafe_and_resume_afte
             .await
             .expect("grant");
         app.grant(&newcomer, Feature::Shake).await.expect("grant");
+        assert_eq!(nodes(setting), 0, "{setting} before");
         let set = |value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).clone();
         let () = set(bad).query_async(&mut conn).await.expect("config set");
         // The refusal is set before the gauge counts the node.
@@ -599,13 +571,23 @@ async fn location_writes_stop_while_the_location_store_is_unsafe_and_resume_afte
             Some(Code::Unavailable),
             "{setting}: {refused:?}"
         );
-        // Lists go on, and show nothing the refused update would have written.
+        // Refused before any limit was counted or place taken: no key of the newcomer's limits.
+        let limits: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("vc:l:{{{newcomer}}}*"))
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS");
+        assert!(limits.is_empty(), "{setting}: {limits:?}");
+        // Lists go on, and show nothing the refused update would have written; so do Leave,
+        // Clear and readiness.
         assert_eq!(app.listed("viewer").await, [stays.as_str()], "{setting}");
-        // A user can still take their data out.
+        app.leave(&stays).await.expect("leave goes on");
         app.clear(&stays, Feature::Unspecified)
             .await
             .expect("clear goes on");
         assert!(app.listed("viewer").await.is_empty(), "{setting}");
+        let health = app.health("").await.expect("health");
+        assert_eq!(health, ServingStatus::Serving, "{setting}");
         let () = set(good).query_async(&mut conn).await.expect("config set");
         eventually(&format!("{setting} cleared"), || nodes(setting) == 0).await;
         app.update(&newcomer, HOME, Gender::Female)
