@@ -366,33 +366,45 @@ fn eval_of(cmd: &Cmd) -> Option<Cmd> {
 /// The script hash and the rest of the arguments (number of keys, keys, arguments) of an
 /// `EVALSHA` whose arguments are all plain (`None`: another command).
 fn evalsha(cmd: &Cmd) -> Option<(&[u8], Vec<&[u8]>)> {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        redis::Arg::Simple(bytes) => Some(bytes),
-        _ => None,
-    });
+    let hash = script_hash(cmd)?;
+    Some((hash, plain_args(cmd).skip(2).collect::<Option<_>>()?))
+}
+
+/// The script hash of an `EVALSHA` (`None`: another command), read without going through the
+/// rest of its arguments.
+fn script_hash(cmd: &Cmd) -> Option<&[u8]> {
+    let mut args = plain_args(cmd);
     if !args.next()??.eq_ignore_ascii_case(b"EVALSHA") {
         return None;
     }
-    let hash = args.next()??;
-    Some((hash, args.collect::<Option<_>>()?))
+    args.next()?
+}
+
+/// `cmd`'s arguments, each `None` where it is not plain bytes.
+fn plain_args(cmd: &Cmd) -> impl Iterator<Item = Option<&[u8]>> {
+    cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    })
 }
 
 impl Conn {
-    /// The [`Function`] `cmd` may be sent as, with its arguments after the script's hash:
-    /// an `EVALSHA` of a script kept as one, off a cluster (the functions are the single
-    /// node's), unless the server refused functions.
-    fn function_for<'c>(&self, cmd: &'c Cmd) -> Option<(&'static Function, Vec<&'c [u8]>)> {
+    /// The [`Function`] `cmd` may be sent as: an `EVALSHA` of a script kept as one, with plain
+    /// arguments, off a cluster (the functions are the single node's), unless the server
+    /// refused functions. Every script call asks, so only the hash is looked at until it names
+    /// a function.
+    fn function_for(&self, cmd: &Cmd) -> Option<&'static Function> {
         if matches!(self.link, Link::Cluster(_)) || self.functions_refused.load(Ordering::Relaxed) {
             return None;
         }
-        let (hash, args) = evalsha(cmd)?;
-        Some((super::scripts::function_of(hash)?, args))
+        let function = super::scripts::function_of(script_hash(cmd)?)?;
+        plain_args(cmd).all(|arg| arg.is_some()).then_some(function)
     }
 
-    /// `FCALL` of `function` with `args` (the number of keys, the keys, the arguments), loading
-    /// its library first when the server does not have it. The reply is the script's (the same
-    /// Lua ran), and `script`, the same call as the script, answers instead where the function
-    /// cannot run:
+    /// `FCALL` of `function` with `script`'s arguments after its hash (the number of keys, the
+    /// keys, the arguments), loading its library first when the server does not have it. The
+    /// reply is the script's (the same Lua ran), and `script` answers instead where the
+    /// function cannot run:
     /// - a server that refuses functions (`NOPERM` for `FCALL` or `FUNCTION`, or one without
     ///   them) gets the script from now on, for this connection (a warning says so once);
     /// - a load that fails otherwise (out of memory, read-only, loading), or a library gone
@@ -406,13 +418,12 @@ impl Conn {
     async fn call_function(
         &mut self,
         function: &Function,
-        args: &[&[u8]],
         script: &Cmd,
     ) -> redis::RedisResult<Value> {
         let mut fcall = redis::cmd("FCALL");
         fcall.arg(&function.name);
-        for arg in args {
-            fcall.arg(*arg);
+        for arg in plain_args(script).skip(2).flatten() {
+            fcall.arg(arg);
         }
         let reply = self.link.send(&fcall).await?;
         let Value::ServerError(error) = &reply else {
@@ -509,7 +520,7 @@ impl ConnectionLike for Conn {
                 }
             }
             let mut reply = match self.function_for(cmd) {
-                Some((function, args)) => self.call_function(function, &args, cmd).await?,
+                Some(function) => self.call_function(function, cmd).await?,
                 None => self.link.send(cmd).await?,
             };
             if let Value::ServerError(error) = &reply
