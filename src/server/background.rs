@@ -49,7 +49,6 @@ pub(super) async fn watch_store_settings(svc: Vicinity, store: StoreConfig, inte
     }
     // The start-up check passed: nothing is unsafe until a read says otherwise.
     count_unsafe(&[]);
-    let mut refusing = false;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -64,10 +63,8 @@ pub(super) async fn watch_store_settings(svc: Vicinity, store: StoreConfig, inte
             None => return,
         };
         let locations_unsafe = found.iter().any(|u| u.store == Store::Locations);
-        svc.set_location_store_unsafe(locations_unsafe);
-        if locations_unsafe != refusing {
-            refusing = locations_unsafe;
-            if refusing {
+        if svc.set_location_store_unsafe(locations_unsafe) != locations_unsafe {
+            if locations_unsafe {
                 tracing::error!(
                     "location writes (UpdateLocation, Shake) are refused until the location store's settings are safe again"
                 );

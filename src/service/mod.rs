@@ -111,10 +111,10 @@ impl Vicinity {
     /// outlives its purge, and an evicted clear mark or Shake tombstone reopens the race with a
     /// withdrawal. Lists, Leave, Clear, withdrawals and erasures go on, so a user can still
     /// remove what is stored (docs/decisions.md, "Location writes stop while the location
-    /// store is unsafe").
-    pub fn set_location_store_unsafe(&self, unsafe_now: bool) {
+    /// store is unsafe"). Returns what it was before.
+    pub fn set_location_store_unsafe(&self, unsafe_now: bool) -> bool {
         self.location_store_unsafe
-            .store(unsafe_now, Ordering::SeqCst);
+            .swap(unsafe_now, Ordering::SeqCst)
     }
 
     /// Refuses a call that would bring a position into the store while the location store's
